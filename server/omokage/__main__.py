@@ -1,0 +1,3 @@
+from omokage.cli import main
+
+raise SystemExit(main())

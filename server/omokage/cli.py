@@ -1,0 +1,239 @@
+"""The `omokage` command line. Each command imports its machinery lazily so `--help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from omokage import PROTOCOL_VERSION, __version__
+
+DEFAULT_HOME = Path("var")  # demo catalog and models live here, relative to where omokage runs
+
+
+def _add_catalog_commands(sub) -> None:
+    cat = sub.add_parser("catalog", help="create and inspect face catalogs",
+                         description="Create a face catalog (generated or from your own images) and inspect it.")
+    csub = cat.add_subparsers(dest="catalog_command", required=True, metavar="COMMAND")
+
+    gen = csub.add_parser("generate", help="draw N procedural anime-style avatar faces",
+                          description="Draw N distinct anime-style avatar faces deterministically from a seed. "
+                                      "Each item keeps its generating attributes, a title and a product URL.")
+    gen.add_argument("--count", type=int, default=1500, help="number of faces (default 1500; the study had 1462)")
+    gen.add_argument("--out", type=Path, required=True, help="catalog directory to create")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (same seed, same catalog)")
+    gen.add_argument("--size", type=int, default=200, help="thumbnail size in pixels (default 200)")
+    gen.add_argument("--force", action="store_true", help="replace an existing catalog at --out")
+    gen.set_defaults(func=_cmd_generate)
+
+    ing = csub.add_parser("ingest", help="build a catalog from a folder of images",
+                          description="Find faces in a folder of images, crop them square with a margin, resize, "
+                                      "drop near-duplicates and write a catalog. Bad files are skipped with a reason.")
+    ing.add_argument("images_dir", type=Path, metavar="IMAGES_DIR")
+    ing.add_argument("--out", type=Path, required=True, help="catalog directory to create")
+    ing.add_argument("--manifest", type=Path, help="CSV with columns file,title,url[,extra...]; file is relative to IMAGES_DIR")
+    ing.add_argument("--detector", default="none",
+                     help="none (images already are face crops), haar-frontal (photos of people), or "
+                          "cascade:PATH (an OpenCV cascade XML, e.g. nagadomi's lbpcascade_animeface.xml)")
+    ing.add_argument("--size", type=int, default=200, help="output size in pixels (default 200)")
+    ing.add_argument("--margin", type=float, default=0.25, help="margin around a detected face, as a fraction of its size")
+    ing.add_argument("--force", action="store_true", help="replace an existing catalog at --out")
+    ing.set_defaults(func=_cmd_ingest)
+
+    sheet = csub.add_parser("sheet", help="write a contact sheet PNG of a catalog",
+                            description="Write a grid of thumbnails (the first N items) to look at a catalog.")
+    sheet.add_argument("catalog", type=Path, metavar="CATALOG")
+    sheet.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    sheet.add_argument("--count", type=int, default=64)
+    sheet.add_argument("--columns", type=int, default=8)
+    sheet.set_defaults(func=_cmd_sheet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="omokage",
+        description="omokage helps a person in VR choose an avatar by its face: it learns features of every face in a "
+                    "catalog and runs a pick-1-of-9 selection loop over a WebSocket + MessagePack protocol.",
+        epilog="Start with `omokage demo`: it generates the default catalog, fits the models and serves them.")
+    p.add_argument("--version", action="version", version=f"omokage {__version__} (protocol {PROTOCOL_VERSION})")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _add_catalog_commands(sub)
+
+    fit = sub.add_parser("fit", help="fit feature models on a catalog into a model repository",
+                         description="Fit feature models (raw pixels, PCA, NMF, a convolutional autoencoder) on a "
+                                     "catalog and save them as MODELS/NAME/VERSION/ without pickle.")
+    fit.add_argument("catalog", type=Path, metavar="CATALOG")
+    fit.add_argument("--models", default="raw,pca,nmf,ae", help="comma-separated: raw,pca,nmf,ae (default all)")
+    fit.add_argument("--out", type=Path, default=Path("models"), help="model repository (default ./models)")
+    fit.add_argument("--components", type=int, default=30, help="latent size for pca, nmf, ae (default 30)")
+    fit.add_argument("--ae-epochs", type=int, default=None, help="autoencoder training epochs (default: the model's)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.set_defaults(func=_cmd_fit)
+
+    q = sub.add_parser("query", help="find the catalog faces nearest to an image",
+                       description="Project IMAGE through a fitted model, print its nearest catalog items and "
+                                   "write the model's reconstruction of the image.")
+    q.add_argument("catalog", type=Path, metavar="CATALOG")
+    q.add_argument("models", type=Path, metavar="MODELS", help="model repository")
+    q.add_argument("image", type=Path, metavar="IMAGE")
+    q.add_argument("--model", default="pca", help="raw, pca, nmf or ae (default pca)")
+    q.add_argument("-k", type=int, default=9, help="number of neighbours (default 9)")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.add_argument("--reconstruction", type=Path, default=Path("reconstruction.png"),
+                   help="where to write the reconstruction (default reconstruction.png)")
+    q.set_defaults(func=_cmd_query)
+
+    s = sub.add_parser("serve", help="serve the selection loop over WebSocket + MessagePack",
+                       description="Serve protocol v1 (docs/protocol.md) on ws://HOST:PORT/, with a health "
+                                   "endpoint at http://HOST:PORT/healthz and the web client at http://HOST:PORT/.")
+    s.add_argument("--catalog", type=Path, required=True)
+    s.add_argument("--models", type=Path, required=True, help="model repository")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--token", help="require this token in `hello` before serving anything else")
+    s.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="browser Origin allowed to connect (repeatable); same-origin pages are always allowed")
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=_cmd_serve)
+
+    d = sub.add_parser("demo", help="generate the default catalog, fit the models and serve them",
+                       description="The main job on the embedded default catalog: generate it if missing, fit "
+                                   "raw/pca/nmf/ae if missing, then serve it and print the URL to open.")
+    d.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the demo catalog and models live (default ./var)")
+    d.add_argument("--count", type=int, default=1500)
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8765)
+    d.add_argument("--no-serve", action="store_true", help="prepare everything and run one simulated session, then exit")
+    d.set_defaults(func=_cmd_demo)
+
+    b = sub.add_parser("bench", help="benchmarks that write a results file and print a table",
+                       description="Benchmarks. Each writes JSON/markdown figures under --out and prints a table.")
+    bsub = b.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
+    bf = bsub.add_parser("fit", help="fit time and reconstruction error of raw/pca/nmf/ae beside the study's table")
+    bf.add_argument("--count", type=int, default=1462)
+    bf.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    bf.add_argument("--ae-epochs", type=int, default=None)
+    bf.set_defaults(func=_cmd_bench_fit)
+    bk = bsub.add_parser("knn", help="9-NN query time over 10k and 1M items, exact vs faiss")
+    bk.add_argument("--sizes", default="10000,1000000")
+    bk.add_argument("--queries", type=int, default=300)
+    bk.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    bk.set_defaults(func=_cmd_bench_knn)
+    bs = bsub.add_parser("serve", help="N concurrent protocol clients over loopback running whole sessions")
+    bs.add_argument("--clients", default="1,10,100", help="comma-separated concurrency levels")
+    bs.add_argument("--sessions", type=int, default=3, help="whole sessions per client")
+    bs.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    bs.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    bs.set_defaults(func=_cmd_bench_serve)
+    bc = bsub.add_parser("choice", help="simulated users hunting a target face, per algorithm")
+    bc.add_argument("--users", type=int, default=500)
+    bc.add_argument("--max-steps", type=int, default=10)
+    bc.add_argument("--temperature", type=float, default=0.1)
+    bc.add_argument("--seed", type=int, default=0)
+    bc.add_argument("--dataset", default="generated", help="generated, or a path to ../shared/data/anime-holoen20")
+    bc.add_argument("--out", type=Path, default=Path("benchmarks/results/choice"))
+    bc.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    bc.set_defaults(func=_cmd_bench_choice)
+    return p
+
+
+# --- command handlers -------------------------------------------------------------------------
+
+def _cmd_generate(a) -> int:
+    from omokage.catalog.generate import generate_catalog
+    path = generate_catalog(a.out, count=a.count, seed=a.seed, image_size=a.size, overwrite=a.force)
+    print(f"wrote {a.count} faces to {path}")
+    return 0
+
+
+def _cmd_ingest(a) -> int:
+    from omokage.catalog.ingest import ingest_images
+    report = ingest_images(a.images_dir, a.out, manifest=a.manifest, detector=a.detector,
+                           image_size=a.size, margin=a.margin, overwrite=a.force)
+    print(report.summary())
+    return 0 if report.added else 1
+
+
+def _cmd_sheet(a) -> int:
+    from omokage.catalog.store import Catalog
+    from omokage.catalog.sheet import contact_sheet
+    cat = Catalog(a.catalog)
+    ids = list(range(min(a.count, len(cat))))
+    contact_sheet([cat.pixels[i] for i in ids], [cat.items[i].title for i in ids], a.out, columns=a.columns)
+    print(f"wrote {a.out}")
+    return 0
+
+
+def _cmd_fit(a) -> int:
+    from omokage.features.fitting import fit_models
+    names = [n.strip() for n in a.models.split(",") if n.strip()]
+    fit_models(a.catalog, a.out, names, n_components=a.components, ae_epochs=a.ae_epochs, seed=a.seed)
+    return 0
+
+
+def _cmd_query(a) -> int:
+    from PIL import Image
+    from omokage.engine import Engine
+    from omokage.imageio import load_image_file
+    engine = Engine.open(a.catalog, a.models, algorithms=[a.model])
+    rgb = load_image_file(a.image, engine.catalog.image_size)
+    result = engine.query_image(a.model, rgb, k=a.k)
+    Image.fromarray(result.reconstruction).save(a.reconstruction)
+    rows = [{"id": c.id, "distance": round(c.distance, 6), "title": engine.catalog.items[c.id].title,
+             "url": engine.catalog.items[c.id].url} for c in result.neighbours]
+    if a.json:
+        print(json.dumps({"model": a.model, "reconstruction": str(a.reconstruction), "items": rows}, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['id']:>6}  {r['distance']:>10.4f}  {r['title']}  {r['url']}")
+        print(f"reconstruction written to {a.reconstruction}")
+    return 0
+
+
+def _cmd_serve(a) -> int:
+    from omokage.service.server import serve_forever
+    return serve_forever(catalog=a.catalog, models=a.models, host=a.host, port=a.port, token=a.token,
+                         allow_origins=a.allow_origin, log_level=a.log_level)
+
+
+def _cmd_demo(a) -> int:
+    from omokage.demo import run_demo
+    return run_demo(home=a.home, count=a.count, host=a.host, port=a.port, serve=not a.no_serve)
+
+
+def _cmd_bench_fit(a) -> int:
+    from omokage.bench.fit import run
+    return run(count=a.count, out=a.out, ae_epochs=a.ae_epochs)
+
+
+def _cmd_bench_knn(a) -> int:
+    from omokage.bench.knn import run
+    return run(sizes=[int(s) for s in a.sizes.split(",")], queries=a.queries, out=a.out)
+
+
+def _cmd_bench_serve(a) -> int:
+    from omokage.bench.serve import run
+    return run(clients=[int(s) for s in a.clients.split(",")], sessions=a.sessions, out=a.out, home=a.home)
+
+
+def _cmd_bench_choice(a) -> int:
+    from omokage.bench.choice import run
+    return run(users=a.users, max_steps=a.max_steps, temperature=a.temperature, seed=a.seed,
+               dataset=a.dataset, out=a.out, home=a.home)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # user-facing errors: say what went wrong and what to do, no traceback
+        from omokage.errors import UserError
+        if isinstance(exc, UserError):
+            print(f"omokage: error: {exc}", file=sys.stderr)
+            return 2
+        raise
