@@ -211,6 +211,13 @@ class Catalog:
     def image_size(self) -> int:
         return int(self.pixels.shape[1])
 
+    def fingerprint(self) -> str:
+        """Identifies the catalog's content (its items' thumbnails in order): models record it at fit time."""
+        h = hashlib.sha256()
+        for item in self.items:
+            h.update(item.texture.encode())
+        return h.hexdigest()[:16]
+
     def textures(self) -> dict[str, Texture]:
         """All encoded thumbnails by content hash (a few MB for thousands of items)."""
         with sqlite3.connect(f"file:{self.path / 'items.sqlite'}?mode=ro", uri=True) as db:

@@ -1,0 +1,28 @@
+"""Feature models (scikit-learn estimators) and the model repository they are saved into."""
+
+from omokage.features.autoencoder import ConvAutoencoder
+from omokage.features.base import (FeatureModel, ModelRepositoryError, latest_version_dir, load_model_dir)
+from omokage.features.linear import NMFFeatures, PCAFeatures, RawPixels
+
+MODEL_CLASSES: dict[str, type[FeatureModel]] = {
+    "raw": RawPixels,
+    "pca": PCAFeatures,
+    "nmf": NMFFeatures,
+    "ae": ConvAutoencoder,
+}
+ALGORITHMS = tuple(MODEL_CLASSES)
+
+
+def make_model(name: str, n_components: int = 30, **params) -> FeatureModel:
+    """A new, unfitted model by name: raw, pca, nmf or ae."""
+    try:
+        cls = MODEL_CLASSES[name]
+    except KeyError:
+        raise ModelRepositoryError(f"unknown model {name!r}; choose from {', '.join(MODEL_CLASSES)}") from None
+    if name != "raw":
+        params.setdefault("n_components", n_components)
+    return cls(**params)
+
+
+__all__ = ["ALGORITHMS", "ConvAutoencoder", "FeatureModel", "MODEL_CLASSES", "ModelRepositoryError", "NMFFeatures",
+           "PCAFeatures", "RawPixels", "latest_version_dir", "load_model_dir", "make_model"]

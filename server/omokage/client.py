@@ -1,0 +1,172 @@
+"""An async Python client for protocol v1, used by the tests, the benchmarks and simulated users.
+
+    async with await OmokageClient.connect("ws://127.0.0.1:8765/ws") as c:
+        grid = await c.start("pca")
+        grid = await c.choose(grid.items[4].id)
+        decided = await c.decide(grid.items[0].id)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from websockets.asyncio.client import ClientConnection, connect
+
+from omokage import PROTOCOL_VERSION, __version__
+
+
+class OmokageError(Exception):
+    """The server answered a request with `error`."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CandidateItem:
+    id: int
+    distance: float | None
+    texture: str
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Candidates:
+    step: int
+    algorithm: str
+    items: list[CandidateItem]
+    reconstruction: dict[str, Any] | None = None
+
+    @property
+    def ids(self) -> list[int]:
+        return [i.id for i in self.items]
+
+
+class OmokageClient:
+    def __init__(self, ws: ClientConnection, welcome: dict[str, Any] | None = None):
+        self.ws = ws
+        self.welcome = welcome or {}
+        self._rids = itertools.count(1)
+        self._pending: dict[int, asyncio.Queue] = {}
+        self.unsolicited: asyncio.Queue = asyncio.Queue()
+        self.textures: dict[str, dict[str, Any]] = {}  # cache by content hash
+        self._reader = asyncio.create_task(self._read_loop())
+
+    @classmethod
+    async def connect(cls, url: str, *, client: str = f"omokage-python/{__version__}", token: str | None = None,
+                      protocol: int = PROTOCOL_VERSION, open_timeout: float = 10) -> "OmokageClient":
+        ws = await connect(url, compression=None, max_size=16 * 1024 * 1024, open_timeout=open_timeout)
+        self = cls(ws)
+        hello: dict[str, Any] = {"protocol": protocol, "client": client}
+        if token is not None:
+            hello["token"] = token
+        self.welcome = await self.request("hello", **hello)
+        return self
+
+    async def __aenter__(self) -> "OmokageClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        """The one permanent reader: routes replies to their request by rid."""
+        try:
+            async for frame in self.ws:
+                msg = msgpack.unpackb(frame, raw=False)
+                queue = self._pending.get(msg.get("rid"))
+                if queue is not None:
+                    queue.put_nowait(msg)
+                else:
+                    self.unsolicited.put_nowait(msg)
+        except Exception:
+            pass
+        finally:
+            for queue in self._pending.values():
+                queue.put_nowait(None)  # wake waiters: the connection is gone
+
+    async def send_raw(self, frame: bytes | str) -> None:
+        await self.ws.send(frame)
+
+    async def _next(self, queue: asyncio.Queue, timeout: float) -> dict[str, Any]:
+        msg = await asyncio.wait_for(queue.get(), timeout)
+        if msg is None:
+            raise ConnectionError("connection closed by the server")
+        return msg
+
+    async def request(self, mtype: str, *, timeout: float = 30, **fields) -> dict[str, Any]:
+        """Send one request and return its single reply (raises OmokageError on `error`)."""
+        rid = next(self._rids)
+        queue: asyncio.Queue = asyncio.Queue()
+        self._pending[rid] = queue
+        try:
+            await self.ws.send(msgpack.packb({"type": mtype, "rid": rid, **fields}, use_bin_type=True))
+            msg = await self._next(queue, timeout)
+        finally:
+            self._pending.pop(rid, None)
+        if msg["type"] == "error":
+            raise OmokageError(msg["code"], msg["message"])
+        return msg
+
+    # -- protocol -------------------------------------------------------------------------------
+    async def start(self, algorithm: str = "pca", init: str | None = None, image: bytes | None = None,
+                    seed: int | None = None) -> Candidates:
+        fields: dict[str, Any] = {"algorithm": algorithm, "init": init or ("image" if image is not None else "random")}
+        if image is not None:
+            fields["image"] = image
+        if seed is not None:
+            fields["seed"] = seed
+        return _candidates(await self.request("start", **fields))
+
+    async def choose(self, item_id: int) -> Candidates:
+        return _candidates(await self.request("choose", id=item_id))
+
+    async def decide(self, item_id: int) -> dict[str, Any]:
+        return await self.request("decide", id=item_id)
+
+    async def fetch_textures(self, hashes: list[str], timeout: float = 30) -> dict[str, dict[str, Any]]:
+        """Textures by hash, from the cache or the server (only the missing ones are requested)."""
+        missing = list(dict.fromkeys(h for h in hashes if h not in self.textures))
+        per_request = int(self.welcome.get("limits", {}).get("max_hashes_per_request", 64))
+        for start in range(0, len(missing), per_request):
+            chunk = missing[start:start + per_request]
+            rid = next(self._rids)
+            queue: asyncio.Queue = asyncio.Queue()
+            self._pending[rid] = queue
+            try:
+                await self.ws.send(msgpack.packb({"type": "texture.get", "rid": rid, "hashes": chunk}, use_bin_type=True))
+                received = 0
+                while received < len(chunk):
+                    msg = await self._next(queue, timeout)
+                    if msg["type"] == "error":
+                        raise OmokageError(msg["code"], msg["message"])
+                    self.textures[msg["hash"]] = msg
+                    received += 1
+            finally:
+                self._pending.pop(rid, None)
+        return {h: self.textures[h] for h in hashes}
+
+    async def ping(self) -> tuple[float, float]:
+        """(round trip in seconds, estimated server clock minus local clock in seconds)."""
+        t0 = time.time()
+        reply = await self.request("ping", t=t0)
+        t1 = time.time()
+        return t1 - t0, reply["server_time"] - (t0 + t1) / 2
+
+
+def _candidates(msg: dict[str, Any]) -> Candidates:
+    return Candidates(msg["step"], msg["algorithm"], [CandidateItem(**i) for i in msg["items"]],
+                      msg.get("reconstruction"))

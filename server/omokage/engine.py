@@ -1,0 +1,84 @@
+"""A catalog plus its fitted models: projection of images, neighbour search, new sessions.
+
+The engine is shared, read-only state; sessions (one per user) hold everything that changes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from omokage.catalog.store import Catalog, images_to_matrix, matrix_to_images
+from omokage.errors import UserError
+from omokage.features import ALGORITHMS, FeatureModel, latest_version_dir, load_model_dir
+from omokage.index import Neighbour, build_index
+from omokage.selection import CandidatePolicy, FeatureSpace, SelectionSession
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: FeatureModel
+    version_dir: Path
+    space: FeatureSpace
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    vector: np.ndarray
+    reconstruction: np.ndarray   # (H, W, 3) uint8
+    neighbours: list[Neighbour]
+
+
+class Engine:
+    def __init__(self, catalog: Catalog, models: dict[str, LoadedModel]):
+        if not models:
+            raise UserError("no fitted model to serve; run `omokage fit CATALOG --out MODELS` first")
+        self.catalog = catalog
+        self.models = models
+
+    @classmethod
+    def open(cls, catalog_path: str | os.PathLike, models_path: str | os.PathLike,
+             algorithms: list[str] | None = None, index_kind: str = "auto") -> "Engine":
+        catalog = Catalog(catalog_path)
+        fingerprint = catalog.fingerprint()
+        wanted = list(algorithms) if algorithms else [a for a in ALGORITHMS if (Path(models_path) / a).is_dir()]
+        if not wanted:
+            raise UserError(f"no fitted model in {models_path}; run `omokage fit {catalog_path} --out {models_path}`")
+        models = {}
+        for name in wanted:
+            version_dir = latest_version_dir(models_path, name)
+            model, config, features = load_model_dir(version_dir)
+            if config.get("catalog", {}).get("fingerprint") != fingerprint or features is None \
+                    or len(features) != len(catalog):
+                raise UserError(f"{version_dir} was fitted on another catalog than {catalog_path}; "
+                                f"refit with `omokage fit {catalog_path} --models {name} --out {models_path}`")
+            space = FeatureSpace(name, build_index(features, index_kind), int(features.shape[1]))
+            models[name] = LoadedModel(name, model, version_dir, space)
+        return cls(catalog, models)
+
+    @property
+    def algorithms(self) -> list[str]:
+        return list(self.models)
+
+    def space(self, algorithm: str) -> FeatureSpace:
+        return self.models[algorithm].space
+
+    def project(self, algorithm: str, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Image (H, W, 3) uint8 at the catalog's size → (feature vector, reconstruction image)."""
+        model = self.models[algorithm].model
+        x = images_to_matrix(rgb[None])
+        z = model.transform(x)
+        recon = matrix_to_images(model.inverse_transform(z), self.catalog.image_size)[0]
+        return z[0], recon
+
+    def query_image(self, algorithm: str, rgb: np.ndarray, k: int = 9) -> QueryResult:
+        vector, recon = self.project(algorithm, rgb)
+        return QueryResult(vector, recon, self.space(algorithm).index.search(vector, k))
+
+    def new_session(self, algorithm: str, seed: int | None = None, policy: CandidatePolicy | None = None,
+                    grid_size: int = 9) -> SelectionSession:
+        return SelectionSession(self.space(algorithm), seed=seed, policy=policy, grid_size=grid_size)

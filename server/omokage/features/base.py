@@ -1,0 +1,144 @@
+"""The shape every feature model shares, and the model repository it is saved into.
+
+Feature models are scikit-learn estimators (`fit` / `transform` / `inverse_transform`, constructor
+parameters only in `__init__`, fitted state in attributes ending in `_`). Input is always an
+(n, H*W*3) float32 matrix in [0, 1] (see `omokage.catalog.images_to_matrix`).
+
+Saved without pickle, in the layout of Triton's model repository::
+
+    models/NAME/VERSION/config.json         name, class, parameters, shapes, catalog fingerprint
+    models/NAME/VERSION/model.safetensors   fitted arrays (and the catalog's features, for fast start-up)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from omokage.errors import UserError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class ModelRepositoryError(UserError):
+    pass
+
+
+class FeatureModel(TransformerMixin, BaseEstimator):
+    """Base class: subclasses set `name`, implement fit/transform/inverse_transform and
+    `_fitted_arrays()` / `_restore(arrays, fitted)` for saving."""
+
+    name: ClassVar[str] = "base"
+
+    # -- hooks for save/load -------------------------------------------------------------------
+    def _fitted_arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _fitted_scalars(self) -> dict[str, Any]:
+        return {}
+
+    def _restore(self, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    @property
+    def n_features_out(self) -> int:
+        check_is_fitted(self)
+        return int(self._n_features_out)
+
+    def _check_input(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2:
+            raise ValueError(f"{self.name}: expected an (n_samples, n_pixels) matrix, got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError(f"{self.name}: input contains NaN or infinity")
+        return X
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, repository: str | os.PathLike, version: int | None = None,
+             catalog_features: np.ndarray | None = None, metadata: dict[str, Any] | None = None) -> Path:
+        """Save into repository/NAME/VERSION/ (next free version by default). Returns that directory."""
+        check_is_fitted(self)
+        root = Path(repository) / self.name
+        if version is None:
+            version = max((int(p.name) for p in root.glob("*") if p.name.isdigit()), default=0) + 1
+        final = root / str(version)
+        tmp = root / f".{version}.partial-{os.getpid()}"
+        tmp.mkdir(parents=True, exist_ok=False)
+        arrays = {f"model.{k}": np.ascontiguousarray(v) for k, v in self._fitted_arrays().items()}
+        if catalog_features is not None:
+            arrays["catalog_features"] = np.ascontiguousarray(catalog_features, dtype=np.float32)
+        save_file(arrays, str(tmp / WEIGHTS_FILE))
+        config = {
+            "name": self.name,
+            "version": version,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "params": self.get_params(),
+            "fitted": self._fitted_scalars(),
+            "n_features_in": int(self.n_features_in_),
+            "n_features_out": self.n_features_out,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **(metadata or {}),
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
+        if final.exists():
+            raise ModelRepositoryError(f"{final} already exists; choose another version")
+        os.replace(tmp, final)  # a crash mid-save leaves only a hidden .partial directory
+        return final
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FeatureModel":
+        """Load from a version directory (models/NAME/VERSION) in a fresh process; no pickle involved."""
+        model, _, _ = load_model_dir(path)
+        if not isinstance(model, cls):
+            raise ModelRepositoryError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (tuple, np.ndarray)):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def load_model_dir(path: str | os.PathLike) -> tuple[FeatureModel, dict[str, Any], np.ndarray | None]:
+    """Returns (model, config, catalog_features or None)."""
+    from omokage.features import MODEL_CLASSES
+    path = Path(path)
+    cfg_path = path / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise ModelRepositoryError(f"{path} is not a model version directory (no {CONFIG_FILE}); "
+                                   "fit one with `omokage fit CATALOG --out MODELS`")
+    config = json.loads(cfg_path.read_text())
+    cls = MODEL_CLASSES.get(config.get("name"))
+    if cls is None:
+        raise ModelRepositoryError(f"{path}: unknown model {config.get('name')!r}; known: {sorted(MODEL_CLASSES)}")
+    params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config["params"].items()}
+    model = cls(**params)
+    arrays = load_file(str(path / WEIGHTS_FILE))
+    model_arrays = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
+    model.n_features_in_ = config["n_features_in"]
+    model._n_features_out = config["n_features_out"]
+    model._restore(model_arrays, config.get("fitted", {}))
+    return model, config, arrays.get("catalog_features")
+
+
+def latest_version_dir(repository: str | os.PathLike, name: str) -> Path:
+    root = Path(repository) / name
+    versions = sorted((int(p.name) for p in root.glob("*") if p.name.isdigit() and (p / CONFIG_FILE).is_file()))
+    if not versions:
+        raise ModelRepositoryError(f"no fitted {name!r} model in {repository}; run `omokage fit CATALOG "
+                                   f"--models {name} --out {repository}`")
+    return root / str(versions[-1])

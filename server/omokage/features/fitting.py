@@ -1,0 +1,60 @@
+"""`omokage fit`: fit feature models on a catalog and save them into a model repository."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from omokage.catalog.store import Catalog
+from omokage.features import make_model
+
+
+@dataclass
+class FitResult:
+    name: str
+    seconds: float
+    rmse: float             # per-pixel reconstruction RMSE on the catalog, in [0, 1] units
+    n_features: int
+    path: Path
+
+
+def reconstruction_rmse(model, X: np.ndarray, Z: np.ndarray, chunk: int = 256) -> float:
+    total = 0.0
+    for start in range(0, len(X), chunk):
+        R = model.inverse_transform(Z[start:start + chunk])
+        total += float(np.square(R - X[start:start + chunk], dtype=np.float32).sum(dtype=np.float64))
+    return float(np.sqrt(total / X.size))
+
+
+def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: list[str], n_components: int = 30,
+               ae_epochs: int | None = None, seed: int = 0, progress: bool = True) -> list[FitResult]:
+    catalog = Catalog(catalog_path)
+    print(f"fitting {', '.join(names)} on {len(catalog)} faces of {catalog.image_size}x{catalog.image_size} "
+          f"from {catalog_path}", flush=True)
+    X = catalog.matrix()
+    meta = {"catalog": {"path": str(catalog_path), "count": len(catalog), "fingerprint": catalog.fingerprint(),
+                        "image_size": catalog.image_size}}
+    results = []
+    for name in names:
+        params = {"random_state": seed} if name != "raw" else {}
+        if name == "ae":
+            params["progress"] = progress
+            if ae_epochs is not None:
+                params["epochs"] = ae_epochs
+        model = make_model(name, n_components=n_components, **params)
+        print(f"  {name}: fitting ...", flush=True)
+        t0 = time.perf_counter()
+        Z = model.fit_transform(X)
+        seconds = time.perf_counter() - t0
+        rmse = reconstruction_rmse(model, X, Z)
+        path = model.save(out, catalog_features=Z, metadata={**meta, "fit_seconds": seconds, "rmse": rmse})
+        results.append(FitResult(name, seconds, rmse, int(Z.shape[1]), path))
+        print(f"  {name}: {seconds:7.2f} s, {Z.shape[1]} features, reconstruction RMSE {rmse:.4f} -> {path}", flush=True)
+    print("\n| model | fit time (s) | features | RMSE |\n|---|---:|---:|---:|")
+    for r in results:
+        print(f"| {r.name} | {r.seconds:.2f} | {r.n_features} | {r.rmse:.4f} |")
+    return results

@@ -1,0 +1,283 @@
+"""One client connection as a sans-I/O state machine (in the style of h11 and websockets).
+
+Feed it frames with `receive(frame, now)`; it returns actions for the caller to carry out:
+`Send` a message, `Close` the connection, `Offload` CPU-heavy work (decoding and projecting an
+uploaded image) and feed the result back with `projection_done` / `projection_failed`, and `Log`
+a structured record. It never touches a socket, a thread or a clock, so the server, the tests and
+the simulated users all drive the same code.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from omokage import __version__
+from omokage.catalog.store import Item, Texture
+from omokage.protocol.messages import (PROTOCOL_VERSION, ProtocolError, decode_frame, encode, error, server_message,
+                                       texture_map, validate)
+from omokage.selection import FeatureSpace, SelectionSession, SessionError
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_frame_bytes: int = 4 * 1024 * 1024
+    max_image_bytes: int = 3 * 1024 * 1024
+    max_image_pixels: int = 16_000_000
+    max_messages_per_second: float = 200.0
+    burst: int = 400
+    max_hashes_per_request: int = 64
+    max_failed_hellos: int = 3
+
+    def to_wire(self, grid_size: int) -> dict[str, Any]:
+        return {"max_frame_bytes": self.max_frame_bytes, "max_image_bytes": self.max_image_bytes,
+                "max_image_pixels": self.max_image_pixels,
+                "max_messages_per_second": float(self.max_messages_per_second),
+                "max_hashes_per_request": self.max_hashes_per_request, "grid_size": grid_size}
+
+
+class Backend(Protocol):
+    """What a connection reads from the shared engine (read-only)."""
+
+    items: Sequence[Item]
+    textures: Mapping[str, Texture]
+    image_size: int
+    algorithms: Sequence[str]
+
+    def space(self, algorithm: str) -> FeatureSpace: ...
+
+
+# --- actions -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Send:
+    message: dict[str, Any]
+
+    @property
+    def frame(self) -> bytes:
+        return encode(self.message)
+
+
+@dataclass(frozen=True)
+class Close:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProjectionJob:
+    ticket: int
+    rid: int | None
+    algorithm: str
+    image: bytes
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class Offload:
+    job: ProjectionJob
+
+
+@dataclass(frozen=True)
+class Log:
+    record: dict[str, Any]
+
+
+Action = Send | Close | Offload | Log
+
+
+@dataclass
+class _TokenBucket:
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    last: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self.last is None:
+            self.tokens, self.last = self.burst, now
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class ServerConnection:
+    def __init__(self, backend: Backend, session_id: str, *, limits: Limits = Limits(), token: str | None = None,
+                 grid_size: int = 9):
+        self.backend = backend
+        self.session_id = session_id
+        self.limits = limits
+        self.token = token
+        self.grid_size = grid_size
+        self.greeted = False
+        self.closed = False
+        self.session: SelectionSession | None = None
+        self.failed_hellos = 0
+        self.pending: ProjectionJob | None = None
+        self._tickets = 0
+        self._bucket = _TokenBucket(limits.max_messages_per_second, limits.burst)
+        self._extra_textures: dict[str, Texture] = {}  # reconstructions sent on this connection
+        self.messages_in = 0
+        self.errors_out = 0
+
+    # -- entry points ---------------------------------------------------------------------------
+    def receive(self, frame: bytes | str, now: float) -> list[Action]:
+        if self.closed:
+            return []
+        self.messages_in += 1
+        if not self._bucket.take(now):
+            return self._error(ProtocolError("overloaded", f"over {self.limits.max_messages_per_second:g} messages "
+                                                           "per second; slow down"))
+        rid = None
+        try:
+            msg = decode_frame(frame, self.limits.max_frame_bytes)
+            rid = msg.get("rid") if isinstance(msg.get("rid"), int) else None
+            msg = validate(msg)
+            rid = msg.get("rid")
+            return self._dispatch(msg, now)
+        except ProtocolError as exc:
+            return self._error(exc)
+        except SessionError as exc:
+            return self._error(ProtocolError(exc.code if exc.code in ("wrong_state", "not_found") else "bad_field",
+                                             str(exc), rid))
+        except Exception as exc:  # a bug must not take the connection down
+            return [Log({"event": "internal_error", "session_id": self.session_id, "error": repr(exc)}),
+                    *self._error(ProtocolError("internal", "internal server error; the connection is still usable",
+                                               rid))]
+
+    def projection_done(self, job: ProjectionJob, vector: np.ndarray, reconstruction: Texture,
+                        now: float) -> list[Action]:
+        self.pending = None
+        self._extra_textures[reconstruction.hash] = reconstruction
+        return self._start(job.algorithm, job.seed, job.rid, now, query=vector, reconstruction=reconstruction)
+
+    def projection_failed(self, job: ProjectionJob, code: str, message: str) -> list[Action]:
+        self.pending = None
+        return self._error(ProtocolError(code, message, job.rid))
+
+    # -- dispatch -------------------------------------------------------------------------------
+    def _dispatch(self, msg: dict[str, Any], now: float) -> list[Action]:
+        mtype, rid = msg["type"], msg.get("rid")
+        if mtype == "hello":
+            return self._hello(msg, rid)
+        if not self.greeted:
+            if self.token is not None:
+                raise ProtocolError("unauthorized", "send `hello` with the server's token first", rid)
+            raise ProtocolError("wrong_state", "send `hello` first", rid)
+        if mtype == "ping":
+            return [Send(server_message("pong", rid, t=msg["t"], server_time=float(now)))]
+        if mtype == "start":
+            return self._start_request(msg, rid, now)
+        if mtype == "choose":
+            return self._choose(msg["id"], rid, now)
+        if mtype == "decide":
+            return self._decide(msg["id"], rid, now)
+        if mtype == "texture.get":
+            return self._textures(msg["hashes"], rid)
+        raise ProtocolError("unknown_type", f"unknown message type {mtype!r}", rid)  # unreachable: decode checks
+
+    def _hello(self, msg, rid) -> list[Action]:
+        if self.greeted:
+            raise ProtocolError("wrong_state", "`hello` was already accepted on this connection", rid)
+        if msg["protocol"] != PROTOCOL_VERSION:
+            raise ProtocolError("bad_field", f"protocol version mismatch: client speaks {msg['protocol']}, "
+                                             f"server speaks {PROTOCOL_VERSION}", rid)
+        if self.token is not None and not hmac.compare_digest(str(msg.get("token", "")).encode(), self.token.encode()):
+            self.failed_hellos += 1
+            actions = self._error(ProtocolError("unauthorized", "missing or wrong token", rid))
+            if self.failed_hellos >= self.limits.max_failed_hellos:
+                self.closed = True
+                actions.append(Close(1008, "too many failed hellos"))
+            return actions
+        self.greeted = True
+        b = self.backend
+        welcome = server_message(
+            "welcome", rid, protocol=PROTOCOL_VERSION, server=f"omokage/{__version__}", session_id=self.session_id,
+            limits=self.limits.to_wire(self.grid_size), algorithms=list(b.algorithms),
+            catalog={"count": len(b.items), "image_size": b.image_size})
+        return [Send(welcome), Log({"event": "hello", "session_id": self.session_id, "client": msg["client"]})]
+
+    def _start_request(self, msg, rid, now) -> list[Action]:
+        algorithm = msg["algorithm"]
+        if algorithm not in self.backend.algorithms:
+            raise ProtocolError("bad_field", f"start.algorithm: {algorithm!r} is not served; choose from "
+                                             f"{', '.join(self.backend.algorithms)}", rid)
+        seed = msg.get("seed")
+        if msg["init"] == "random":
+            return self._start(algorithm, seed, rid, now)
+        image = msg.get("image")
+        if image is None:
+            raise ProtocolError("bad_field", "start.image: required when init is `image`", rid)
+        if len(image) > self.limits.max_image_bytes:
+            raise ProtocolError("too_large", f"start.image: {len(image)} bytes, over the "
+                                             f"{self.limits.max_image_bytes}-byte limit", rid)
+        self._tickets += 1
+        self.pending = ProjectionJob(self._tickets, rid, algorithm, image, seed)
+        return [Offload(self.pending)]
+
+    def _start(self, algorithm, seed, rid, now, query=None, reconstruction=None) -> list[Action]:
+        actions: list[Action] = []
+        if self.session is not None and self.session.decision is None:
+            actions.append(self._log("abandon", now, algorithm=self.session.algorithm, steps=len(self.session.history)))
+        self.session = SelectionSession(self.backend.space(algorithm), seed=seed, grid_size=self.grid_size)
+        step = self.session.start(query, at=now)
+        fields: dict[str, Any] = {"step": step.step, "algorithm": algorithm, "items": self._items(step)}
+        if reconstruction is not None:
+            fields["reconstruction"] = texture_map(reconstruction)
+        actions.insert(0, Send(server_message("candidates", rid, **fields)))
+        actions.append(self._log_event(self.session.events[-1]))
+        return actions
+
+    def _choose(self, item_id, rid, now) -> list[Action]:
+        if self.session is None:
+            raise ProtocolError("wrong_state", "send `start` before `choose`", rid)
+        step = self.session.choose(item_id, at=now)
+        return [Send(server_message("candidates", rid, step=step.step, algorithm=self.session.algorithm,
+                                    items=self._items(step))),
+                self._log_event(self.session.events[-1])]
+
+    def _decide(self, item_id, rid, now) -> list[Action]:
+        if self.session is None:
+            raise ProtocolError("wrong_state", "send `start` before `decide`", rid)
+        decision = self.session.decide(item_id, at=now)
+        item = self.backend.items[decision.item]
+        return [Send(server_message("decided", rid, item={"id": item.id, "texture": item.texture, "title": item.title,
+                                                          "url": item.url}, steps=decision.step)),
+                self._log_event(self.session.events[-1])]
+
+    def _textures(self, hashes, rid) -> list[Action]:
+        actions: list[Action] = []
+        missing = []
+        for h in hashes:
+            tex = self.backend.textures.get(h) or self._extra_textures.get(h)
+            if tex is None:
+                missing.append(h)
+            else:
+                actions.append(Send(server_message("texture", rid, **texture_map(tex))))
+        if missing:
+            shown = ", ".join(m[:64] for m in missing[:4]) + (" ..." if len(missing) > 4 else "")
+            actions.extend(self._error(ProtocolError("not_found", f"unknown texture hash(es): {shown}", rid)))
+        return actions
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _items(self, step) -> list[dict[str, Any]]:
+        items = self.backend.items
+        return [{"id": c.id, "distance": c.distance, "texture": items[c.id].texture, "title": items[c.id].title,
+                 "url": items[c.id].url} for c in step.candidates]
+
+    def _error(self, exc: ProtocolError) -> list[Action]:
+        self.errors_out += 1
+        return [Send(error(exc.code, exc.message, exc.rid))]
+
+    def _log(self, kind: str, now: float, **fields) -> Log:
+        return Log({"event": kind, "session_id": self.session_id, "at": now, **fields})
+
+    def _log_event(self, event) -> Log:
+        return self._log(event.kind, event.at, step=event.step, algorithm=event.algorithm, item=event.item,
+                         candidates=list(event.candidates), **event.detail)

@@ -1,0 +1,148 @@
+"""The selection loop as a pure state machine: no clock, no sockets, no files.
+
+    NEW --start--> BROWSING --choose--> BROWSING --decide--> DECIDED
+
+Every transition appends an `Event`; the caller (server, test, simulated user) decides what to do
+with them (send, log, learn). Which faces are shown next is delegated to a `CandidatePolicy`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from omokage.selection.policy import Candidate, CandidatePolicy, ChosenPlusNearest, FeatureSpace, PolicyContext
+
+GRID_SIZE = 9
+
+
+class SessionError(Exception):
+    """A request the session cannot honour. `code` maps onto protocol error codes."""
+
+    code = "bad_request"
+
+
+class WrongState(SessionError):
+    code = "wrong_state"
+
+
+class NotACandidate(SessionError):
+    code = "not_found"
+
+
+class SessionState(enum.Enum):
+    NEW = "new"
+    BROWSING = "browsing"
+    DECIDED = "decided"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One transition. `at` is the caller's timestamp (seconds), passed in: the session has no clock."""
+
+    kind: str                      # "start" | "choose" | "decide"
+    step: int
+    algorithm: str
+    item: int | None
+    candidates: tuple[int, ...]
+    at: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    step: int                      # 1 for the first grid
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(c.id for c in self.candidates)
+
+
+@dataclass(frozen=True)
+class Decision:
+    item: int
+    step: int
+
+
+class SelectionSession:
+    def __init__(self, space: FeatureSpace, *, seed: int | None = None, policy: CandidatePolicy | None = None,
+                 grid_size: int = GRID_SIZE):
+        if grid_size < 2:
+            raise ValueError("grid_size must be at least 2 (the chosen face plus one more)")
+        self.space = space
+        self.seed = seed
+        self.policy = policy if policy is not None else ChosenPlusNearest()
+        self.grid_size = grid_size
+        self.rng = np.random.default_rng(seed)
+        self.state = SessionState.NEW
+        self.shown: set[int] = set()
+        self.history: list[Step] = []
+        self.events: list[Event] = []
+        self.decision: Decision | None = None
+
+    @property
+    def algorithm(self) -> str:
+        return self.space.name
+
+    @property
+    def current(self) -> Step | None:
+        return self.history[-1] if self.history else None
+
+    def _context(self) -> PolicyContext:
+        return PolicyContext(space=self.space, rng=self.rng, shown=frozenset(self.shown), grid_size=self.grid_size,
+                             history=tuple(self.history))
+
+    def _emit(self, kind: str, item: int | None, step: Step | None, at: float | None, **detail) -> None:
+        ids = step.ids if step is not None else ()
+        event = Event(kind, len(self.history), self.algorithm, item, ids, at, detail)
+        self.events.append(event)
+        self.policy.observe(event)
+
+    def _show(self, candidates: Sequence[Candidate]) -> Step:
+        ids = [c.id for c in candidates]
+        if len(set(ids)) != len(ids):
+            raise AssertionError(f"policy {type(self.policy).__name__} returned duplicate items: {ids}")
+        step = Step(len(self.history) + 1, tuple(candidates))
+        self.history.append(step)
+        self.shown.update(ids)
+        return step
+
+    def start(self, query: np.ndarray | None = None, *, at: float | None = None) -> Step:
+        """First grid: random faces, or the faces nearest to `query` (an image projected into the space)."""
+        if self.state is not SessionState.NEW:
+            raise WrongState(f"start is allowed once, at the beginning; this session is {self.state.value}")
+        if query is not None:
+            query = np.asarray(query, dtype=np.float32).reshape(-1)
+            if query.shape[0] != self.space.dim or not np.isfinite(query).all():
+                raise ValueError(f"query must be a finite {self.space.dim}-d vector")
+        step = self._show(self.policy.initial(self._context(), query))
+        self.state = SessionState.BROWSING
+        self._emit("start", None, step, at, init="image" if query is not None else "random", seed=self.seed)
+        return step
+
+    def choose(self, item_id: int, *, at: float | None = None) -> Step:
+        """The user picked `item_id` from the current grid: show it first, then the policy's next faces."""
+        self._require_candidate(item_id, "choose")
+        step = self._show(self.policy.next(self._context(), int(item_id)))
+        if step.candidates[0].id != item_id:
+            raise AssertionError("policy must put the chosen item first")
+        self._emit("choose", int(item_id), step, at)
+        return step
+
+    def decide(self, item_id: int, *, at: float | None = None) -> Decision:
+        """The user settled on `item_id` from the current grid: the session ends."""
+        self._require_candidate(item_id, "decide")
+        self.state = SessionState.DECIDED
+        self.decision = Decision(int(item_id), len(self.history))
+        self._emit("decide", int(item_id), None, at)
+        return self.decision
+
+    def _require_candidate(self, item_id: int, action: str) -> None:
+        if self.state is not SessionState.BROWSING:
+            raise WrongState(f"{action} needs a started, undecided session; this session is {self.state.value}")
+        if item_id not in self.current.ids:
+            raise NotACandidate(f"item {item_id} is not among the current candidates {list(self.current.ids)}")

@@ -1,0 +1,99 @@
+"""Writes the protocol's golden vectors: tests/vectors/*.msgpack and index.json.
+
+Run `python tests/vectors/generate_vectors.py` only when the protocol changes on purpose; the Python and C#
+test suites check that every vector decodes to its described message and re-encodes byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import msgpack
+
+HERE = Path(__file__).resolve().parent
+
+# An 8x8 PNG (a real image, so clients can decode the texture vectors).
+_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGP8X7GFARtgwio6aCUAtKQCOwtbwZkAAAAASUVORK5CYII=")
+_HASH = hashlib.sha256(_PNG).hexdigest()
+
+
+def F(x: float) -> dict:
+    return {"$float": x}
+
+
+def B(b: bytes) -> dict:
+    return {"$bin": base64.b64encode(b).decode()}
+
+
+VECTORS = [
+    ("hello", "client greeting", {"type": "hello", "rid": 1, "protocol": 1, "client": "omokage-unity/0.1.0"}),
+    ("hello_token", "greeting with an access token", {"type": "hello", "rid": 1, "protocol": 1, "client": "web/0.1", "token": "s3cret"}),
+    ("start_random", "random start with a seed", {"type": "start", "rid": 2, "algorithm": "pca", "init": "random", "seed": 42}),
+    ("start_image", "image start: the image is MessagePack bin", {"type": "start", "rid": 3, "algorithm": "nmf", "init": "image", "image": B(_PNG)}),
+    ("choose", "pick a face", {"type": "choose", "rid": 4, "id": 1234}),
+    ("decide", "settle on a face", {"type": "decide", "rid": 5, "id": 7}),
+    ("texture_get", "fetch textures by hash", {"type": "texture.get", "rid": 6, "hashes": [_HASH, "0" * 64]}),
+    ("ping_float", "ping with a float clock", {"type": "ping", "rid": 7, "t": F(1732356000.125)}),
+    ("ping_int", "ping with an integer clock (number accepts int)", {"type": "ping", "t": 123456789}),
+    ("rid_max", "largest rid: 2^31-1 needs a uint32 header", {"type": "choose", "rid": 2147483647, "id": 65536}),
+    ("welcome", "server greeting with limits", {
+        "type": "welcome", "rid": 1, "protocol": 1, "server": "omokage/0.1.0", "session_id": "c0ffee01",
+        "limits": {"max_frame_bytes": 4194304, "max_image_bytes": 3145728, "max_image_pixels": 16000000,
+                   "max_messages_per_second": F(200.0), "max_hashes_per_request": 64, "grid_size": 9},
+        "algorithms": ["raw", "pca", "nmf", "ae"], "catalog": {"count": 1500, "image_size": 200}}),
+    ("candidates_random", "first grid of a random start: distance is nil", {
+        "type": "candidates", "rid": 2, "step": 1, "algorithm": "pca", "items": [
+            {"id": i, "distance": None, "texture": _HASH, "title": f"Avatar {i}", "url": f"https://avatars.example/items/0-{i:05d}"}
+            for i in (3, 141, 59, 26, 535, 89, 79, 323, 846)]}),
+    ("candidates_choose", "after choose: chosen first at distance 0, then neighbours; a non-ASCII title", {
+        "type": "candidates", "rid": 4, "step": 2, "algorithm": "pca", "items": [
+            {"id": 1234, "distance": F(0.0), "texture": _HASH, "title": "桜 — pink twin tails", "url": "https://avatars.example/items/0-01234"},
+            {"id": 17, "distance": F(3.5), "texture": _HASH, "title": "Mirei", "url": "https://avatars.example/items/0-00017"}]}),
+    ("candidates_image", "image start with the reconstruction inline", {
+        "type": "candidates", "rid": 3, "step": 1, "algorithm": "nmf", "items": [
+            {"id": 5, "distance": F(12.25), "texture": _HASH, "title": "Avatar 5", "url": "https://avatars.example/items/0-00005"}],
+        "reconstruction": {"hash": _HASH, "format": "png", "width": 8, "height": 8, "data": B(_PNG)}}),
+    ("decided", "the selection ends", {"type": "decided", "rid": 5, "item": {"id": 7, "texture": _HASH, "title": "Avatar 7",
+                                                                           "url": "https://avatars.example/items/0-00007"}, "steps": 3}),
+    ("texture", "one texture", {"type": "texture", "rid": 6, "hash": _HASH, "format": "png", "width": 8, "height": 8, "data": B(_PNG)}),
+    ("pong", "ping reply", {"type": "pong", "rid": 7, "t": F(1732356000.125), "server_time": F(1732356000.25)}),
+    ("error_rid", "error that echoes a rid", {"type": "error", "rid": 4, "code": "not_found", "message": "item 99 is not among the current candidates"}),
+    ("error_no_rid", "error about an unreadable frame (no rid)", {"type": "error", "code": "bad_frame", "message": "frame is not valid MessagePack"}),
+]
+
+
+def to_python(v):
+    """JSON description → the Python value msgpack encodes."""
+    if isinstance(v, dict):
+        if set(v) == {"$float"}:
+            return float(v["$float"])
+        if set(v) == {"$bin"}:
+            return base64.b64decode(v["$bin"])
+        return {k: to_python(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [to_python(x) for x in v]
+    return v
+
+
+def encode(v) -> bytes:
+    return msgpack.packb(to_python(v), use_bin_type=True)
+
+
+def main() -> None:
+    index = []
+    for name, doc, message in VECTORS:
+        data = encode(message)
+        (HERE / f"{name}.msgpack").write_bytes(data)
+        index.append({"file": f"{name}.msgpack", "direction": "server" if message["type"] in
+                      ("welcome", "candidates", "decided", "texture", "pong", "error") else "client",
+                      "description": doc, "sha256": hashlib.sha256(data).hexdigest(), "message": message})
+    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "vectors": index}, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {len(index)} vectors to {HERE}")
+
+
+if __name__ == "__main__":
+    main()
