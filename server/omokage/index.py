@@ -114,10 +114,14 @@ class FaissIndex:
         return self.search(self.features[item_id], k, set(exclude) | {item_id})
 
 
+def index_kind_for(n_items: int) -> str:
+    """Exact search below FAISS_THRESHOLD items, faiss HNSW at or above it."""
+    return "faiss" if n_items >= FAISS_THRESHOLD else "exact"
+
+
 def build_index(features: np.ndarray, kind: str = "auto") -> ExactIndex | FaissIndex:
-    """`auto`: exact below FAISS_THRESHOLD items, faiss HNSW at or above it."""
     if kind == "auto":
-        kind = "faiss" if len(features) >= FAISS_THRESHOLD else "exact"
+        kind = index_kind_for(len(features))
     if kind == "exact":
         return ExactIndex(features)
     if kind in ("faiss", "faiss-hnsw"):

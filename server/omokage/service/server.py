@@ -272,7 +272,7 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
     loop_kind = install_uvloop()
     engine = Engine.open(catalog, models)
     if events_path is None:
-        events_path = Path(models) / "events" / f"events-{time.strftime('%Y%m%d')}.jsonl"
+        events_path = Path("var") / "events" / f"events-{time.strftime('%Y%m%d')}.jsonl"
     server = OmokageServer(engine, token=token, allow_origins=allow_origins, events_path=events_path)
 
     async def main():

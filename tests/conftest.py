@@ -1,0 +1,87 @@
+"""Shared fixtures: a small generated catalog with fitted models, a live server, and ../shared/data."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a ../shared/data set, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"../shared/data/{name} is not present next to the repository ({path}); "
+                    "this test needs the real data set")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tmp_path_factory) -> Path:
+    from omokage.catalog.generate import generate_catalog
+    return generate_catalog(tmp_path_factory.mktemp("catalog") / "catalog", count=160, seed=7, image_size=64,
+                            progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_catalog, tmp_path_factory) -> Path:
+    from omokage.features.fitting import fit_models
+    out = tmp_path_factory.mktemp("models")
+    fit_models(tiny_catalog, out, ["raw", "pca", "nmf", "ae"], n_components=12, ae_epochs=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_catalog, tiny_models):
+    from omokage.engine import Engine
+    return Engine.open(tiny_catalog, tiny_models)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    """A real OmokageServer on a loopback port, on its own event loop thread."""
+
+    def __init__(self, engine, **kwargs):
+        from omokage.service.server import OmokageServer
+        self.server = OmokageServer(engine, **kwargs)
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("server did not start")
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+        self.stop_future = self.loop.create_future()
+        ready = self.loop.create_future()
+        ready.add_done_callback(lambda f: (setattr(self, "port", f.result()[1]), self._ready.set()))
+        self.loop.run_until_complete(self.server.run("127.0.0.1", 0, ready=ready, stop=self.stop_future))
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(lambda: self.stop_future.done() or self.stop_future.set_result(None))
+        self.thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def live_server(engine):
+    from omokage.service.server import configure_logging
+    configure_logging("warning")
+    srv = RunningServer(engine)
+    yield srv
+    srv.stop()
