@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 from websockets.asyncio.client import ClientConnection, connect
@@ -51,8 +51,10 @@ class Candidates:
 
 
 class OmokageClient:
-    def __init__(self, ws: ClientConnection, welcome: dict[str, Any] | None = None):
+    def __init__(self, ws: ClientConnection, welcome: dict[str, Any] | None = None,
+                 trace: Callable[[str, dict[str, Any]], None] | None = None):
         self.ws = ws
+        self.trace = trace  # called with ("->" | "<-", message) for every frame: transcripts, debugging
         self.welcome = welcome or {}
         self._rids = itertools.count(1)
         self._pending: dict[int, asyncio.Queue] = {}
@@ -62,9 +64,10 @@ class OmokageClient:
 
     @classmethod
     async def connect(cls, url: str, *, client: str = f"omokage-python/{__version__}", token: str | None = None,
-                      protocol: int = PROTOCOL_VERSION, open_timeout: float = 10) -> "OmokageClient":
+                      protocol: int = PROTOCOL_VERSION, open_timeout: float = 10,
+                      trace: Callable[[str, dict[str, Any]], None] | None = None) -> "OmokageClient":
         ws = await connect(url, compression=None, max_size=16 * 1024 * 1024, open_timeout=open_timeout)
-        self = cls(ws)
+        self = cls(ws, trace=trace)
         hello: dict[str, Any] = {"protocol": protocol, "client": client}
         if token is not None:
             hello["token"] = token
@@ -87,6 +90,8 @@ class OmokageClient:
         try:
             async for frame in self.ws:
                 msg = msgpack.unpackb(frame, raw=False)
+                if self.trace is not None:
+                    self.trace("<-", msg)
                 queue = self._pending.get(msg.get("rid"))
                 if queue is not None:
                     queue.put_nowait(msg)
@@ -97,6 +102,11 @@ class OmokageClient:
         finally:
             for queue in self._pending.values():
                 queue.put_nowait(None)  # wake waiters: the connection is gone
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self.trace is not None:
+            self.trace("->", message)
+        await self.ws.send(msgpack.packb(message, use_bin_type=True))
 
     async def send_raw(self, frame: bytes | str) -> None:
         await self.ws.send(frame)
@@ -113,7 +123,7 @@ class OmokageClient:
         queue: asyncio.Queue = asyncio.Queue()
         self._pending[rid] = queue
         try:
-            await self.ws.send(msgpack.packb({"type": mtype, "rid": rid, **fields}, use_bin_type=True))
+            await self._send({"type": mtype, "rid": rid, **fields})
             msg = await self._next(queue, timeout)
         finally:
             self._pending.pop(rid, None)
@@ -147,7 +157,7 @@ class OmokageClient:
             queue: asyncio.Queue = asyncio.Queue()
             self._pending[rid] = queue
             try:
-                await self.ws.send(msgpack.packb({"type": "texture.get", "rid": rid, "hashes": chunk}, use_bin_type=True))
+                await self._send({"type": "texture.get", "rid": rid, "hashes": chunk})
                 received = 0
                 while received < len(chunk):
                     msg = await self._next(queue, timeout)

@@ -1,0 +1,113 @@
+"""`omokage demo`: the main job on the embedded default catalog.
+
+Generate the catalog if missing, fit raw/pca/nmf/ae if missing or stale, then serve it (or, with
+--no-serve, drive one whole session through a real server and print its transcript).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from omokage.features import ALGORITHMS
+
+
+def _stale_models(catalog_dir: Path, models_dir: Path) -> list[str]:
+    from omokage.catalog.store import Catalog
+    from omokage.features import ModelRepositoryError, latest_version_dir
+    fingerprint = Catalog(catalog_dir).fingerprint()
+    stale = []
+    for name in ALGORITHMS:
+        try:
+            config = json.loads((latest_version_dir(models_dir, name) / "config.json").read_text())
+        except ModelRepositoryError:
+            stale.append(name)
+            continue
+        if config.get("catalog", {}).get("fingerprint") != fingerprint:
+            stale.append(name)
+    return stale
+
+
+def prepare(home: Path, count: int = 1500, seed: int = 0) -> tuple[Path, Path]:
+    """Make sure home/catalog and home/models exist and match; returns their paths."""
+    from omokage.catalog.generate import generate_catalog
+    from omokage.features.fitting import fit_models
+    catalog_dir, models_dir = home / "catalog", home / "models"
+    if not (catalog_dir / "catalog.json").is_file():
+        print(f"[1/3] generating the default catalog: {count} faces -> {catalog_dir}", flush=True)
+        generate_catalog(catalog_dir, count=count, seed=seed, overwrite=catalog_dir.exists())
+    else:
+        print(f"[1/3] catalog: {catalog_dir} (exists)", flush=True)
+    stale = _stale_models(catalog_dir, models_dir)
+    if stale:
+        print(f"[2/3] fitting {', '.join(stale)} -> {models_dir}", flush=True)
+        fit_models(catalog_dir, models_dir, stale)
+    else:
+        print(f"[2/3] models: {models_dir} (fitted: {', '.join(ALGORITHMS)})", flush=True)
+    return catalog_dir, models_dir
+
+
+def describe(message: dict[str, Any]) -> str:
+    """A message as one readable line: bins become their length, long lists are shortened."""
+    def short(v):
+        if isinstance(v, bytes):
+            return f"<{len(v)} bytes>"
+        if isinstance(v, dict):
+            return {k: short(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [short(x) for x in v[:3]] + ([f"... {len(v) - 3} more"] if len(v) > 3 else [])
+        if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v):
+            return v[:12] + "…"
+        return v
+    return json.dumps(short(message), ensure_ascii=False, default=str)
+
+
+async def transcript_session(url: str, algorithm: str = "pca", seed: int = 1, choices: int = 2,
+                             out=print) -> dict[str, Any]:
+    """Drive one whole session with the Python client and print every frame."""
+    from omokage.client import OmokageClient
+    rng = random.Random(seed)
+    trace = lambda direction, msg: out(f"{direction} {describe(msg)}")  # noqa: E731
+    async with await OmokageClient.connect(url, trace=trace) as client:
+        grid = await client.start(algorithm, seed=seed)
+        await client.fetch_textures([i.texture for i in grid.items])
+        for _ in range(choices):
+            grid = await client.choose(grid.items[rng.randrange(len(grid.items))].id)
+            await client.fetch_textures([i.texture for i in grid.items])
+        rtt, offset = await client.ping()
+        decided = await client.decide(grid.items[0].id)
+        out(f"# round trip {rtt * 1000:.2f} ms, clock offset {offset * 1000:+.2f} ms; "
+            f"decided on {decided['item']['title']!r} after {decided['steps']} steps: open {decided['item']['url']}")
+        return decided
+
+
+def run_demo(home: Path, count: int = 1500, host: str = "127.0.0.1", port: int = 8765, serve: bool = True) -> int:
+    catalog_dir, models_dir = prepare(Path(home), count)
+    if serve:
+        from omokage.service.server import serve_forever
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        print(f"[3/3] serving on ws://{host}:{port}/ws\n\n    Open http://{shown}:{port}/ in a browser "
+              f"(Ctrl+C to stop)\n", flush=True)
+        return serve_forever(catalog_dir, models_dir, host=host, port=port, log_level="warning",
+                             events_path=Path(home) / "events" / "demo-events.jsonl")
+    print("[3/3] one simulated session against a real server on a free loopback port:", flush=True)
+    from omokage.engine import Engine
+    from omokage.service.server import OmokageServer, configure_logging
+    configure_logging("warning")
+
+    async def main():
+        server = OmokageServer(Engine.open(catalog_dir, models_dir))
+        loop = asyncio.get_running_loop()
+        ready, stop = loop.create_future(), loop.create_future()
+        task = asyncio.create_task(server.run("127.0.0.1", 0, ready=ready, stop=stop))
+        _, bound_port = await ready
+        try:
+            await transcript_session(f"ws://127.0.0.1:{bound_port}/ws")
+        finally:
+            stop.set_result(None)
+            await task
+    asyncio.run(main())
+    return 0
