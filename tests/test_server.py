@@ -167,22 +167,45 @@ def test_allow_listed_origin_and_token(engine):
         srv.stop()
 
 
-def test_omokage_serve_shuts_down_gracefully_on_sigterm(tiny_catalog, tiny_models, tmp_path):
+def start_serve(catalog, models, events):
     port = free_port()
-    events = tmp_path / "events.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "omokage", "serve", "--catalog", str(tiny_catalog), "--models",
-                             str(tiny_models), "--port", str(port), "--events", str(events)],
+    proc = subprocess.Popen([sys.executable, "-m", "omokage", "serve", "--catalog", str(catalog), "--models",
+                             str(models), "--port", str(port), "--events", str(events)],
                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc, port
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(proc.stderr.read() if proc.poll() is not None else "server did not start")
+            time.sleep(0.2)
+
+
+def test_logged_events_survive_a_crash(tiny_catalog, tiny_models, tmp_path):
+    events = tmp_path / "events.jsonl"
+    proc, port = start_serve(tiny_catalog, tiny_models, events)
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise AssertionError(proc.stderr.read() if proc.poll() is not None else "server did not start")
-                time.sleep(0.2)
+        async def main():
+            async with await OmokageClient.connect(f"ws://127.0.0.1:{port}/ws") as c:
+                grid = await c.start("nmf", seed=2)
+                await c.choose(grid.ids[1])
+                proc.kill()  # SIGKILL: no shutdown code runs
+        run(main())
+    finally:
+        proc.kill()
+        proc.wait(10)
+    recorded = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [r["event"] for r in recorded] == ["hello", "start", "choose"]
+    assert recorded[2]["algorithm"] == "nmf" and len(recorded[2]["candidates"]) == 9
+
+
+def test_omokage_serve_shuts_down_gracefully_on_sigterm(tiny_catalog, tiny_models, tmp_path):
+    events = tmp_path / "events.jsonl"
+    proc, port = start_serve(tiny_catalog, tiny_models, events)
+    try:
 
         async def main():
             c = await OmokageClient.connect(f"ws://127.0.0.1:{port}/ws")

@@ -71,7 +71,11 @@ class OmokageClient:
         hello: dict[str, Any] = {"protocol": protocol, "client": client}
         if token is not None:
             hello["token"] = token
-        self.welcome = await self.request("hello", **hello)
+        try:
+            self.welcome = await self.request("hello", **hello)
+        except BaseException:
+            await self.close()  # a refused hello must not leave the socket open
+            raise
         return self
 
     async def __aenter__(self) -> "OmokageClient":
