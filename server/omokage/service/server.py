@@ -190,11 +190,14 @@ class OmokageServer:
     async def _perform(self, ws: WsConnection, conn: ServerConnection, actions) -> list:
         """Carry out actions; returns follow-up actions (from offloaded work)."""
         follow = []
+        # Write-ahead: events reach the log before the client sees their effect, so a crash after
+        # a reply never loses the event that produced it.
+        for action in actions:
+            if isinstance(action, Log):
+                self._event(action.record)
         for action in actions:
             if isinstance(action, Send):
                 await ws.send(action.frame)
-            elif isinstance(action, Log):
-                self._event(action.record)
             elif isinstance(action, Close):
                 await ws.close(action.code, action.reason)
             elif isinstance(action, Offload):
