@@ -156,31 +156,26 @@ class NMFFeatures(FeatureModel):
         norm_x = float(np.einsum("ij,ij->", X, X, dtype=np.float64))
         prev = np.inf
         self.n_iter_ = 0
+        Ht = np.asfortranarray(H.T)  # column sweeps over Hᵀ read contiguous memory
+        err = norm_x
         for it in range(self.max_iter):
             # W-step with H fixed
-            self._update_w(W, X @ H.T, H @ H.T)
-            # H-step with W fixed (transpose problem: Hᵀ columns)
-            Ht = np.ascontiguousarray(H.T)
-            self._update_w(Ht, X.T @ W, W.T @ W)
-            H = np.ascontiguousarray(Ht.T)
+            self._update_w(W, X @ Ht, Ht.T @ Ht)
+            # H-step with W fixed (the transposed problem, sweeping Hᵀ's columns)
+            XtW, WtW = X.T @ W, W.T @ W
+            self._update_w(Ht, XtW, WtW)
             self.n_iter_ = it + 1
-            if it % 5 == 4 or it == self.max_iter - 1:
-                err = self._error(X, W, H, norm_x)
-                if prev - err < self.tol * prev:
-                    break
-                prev = err
-        self.components_ = H.astype(np.float32)
-        self.reconstruction_err_ = float(np.sqrt(max(self._error(X, W, H, norm_x), 0.0)))
+            # ‖X − WH‖² = ‖X‖² − 2⟨XᵀW, Hᵀ⟩ + ⟨WᵀW, HHᵀ⟩, from products the sweep already made
+            err = norm_x - 2 * float(np.einsum("ij,ij->", XtW, Ht, dtype=np.float64)) \
+                + float(np.einsum("ij,ij->", WtW, Ht.T @ Ht, dtype=np.float64))
+            if prev - err < self.tol * prev:
+                break
+            prev = err
+        self.components_ = np.ascontiguousarray(Ht.T, dtype=np.float32)
+        self.reconstruction_err_ = float(np.sqrt(max(err, 0.0)))
         self.n_features_in_ = d
         self._n_features_out = k
         return W
-
-    @staticmethod
-    def _error(X, W, H, norm_x) -> float:
-        # ||X - WH||² = ||X||² - 2 tr(Wᵀ X Hᵀ) + tr(WᵀW HHᵀ), without forming WH
-        cross = float(np.einsum("ij,ij->", W, X @ H.T, dtype=np.float64))
-        gram = float(np.einsum("ij,ij->", W.T @ W, H @ H.T, dtype=np.float64))
-        return norm_x - 2 * cross + gram
 
     def _nndsvda(self, X, k):
         """NNDSVD with zeros filled by the mean (Boutsidis & Gallopoulos 2008), as sklearn's 'nndsvda'."""
