@@ -1,0 +1,321 @@
+// omokage protocol v1 over one WebSocket (docs/protocol.md): binary frames, one MessagePack map each.
+//
+// OmokageClient keeps one connection alive (reconnecting with backoff), sends `hello` on every open,
+// matches replies to requests by `rid`, pings periodically for the round-trip time, and caches
+// textures by content hash as Blob URLs.
+
+import { decode, encode } from '@msgpack/msgpack';
+
+export const PROTOCOL_VERSION = 1;
+export const CLIENT_NAME = 'omokage-web/0.1.0';
+
+const MIME = { jpeg: 'image/jpeg', png: 'image/png' };
+const RETRY_DELAYS_MS = [1000, 2000, 3000, 5000];
+
+/** The server answered a request with `error`. */
+export class ServerError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'ServerError';
+    this.code = code;
+  }
+}
+
+/** The connection went away before the reply came. */
+export class ConnectionLost extends Error {
+  constructor(message = 'the connection to the server closed') {
+    super(message);
+    this.name = 'ConnectionLost';
+  }
+}
+
+/**
+ * Events (EventTarget, detail in `event.detail`):
+ *   status   {state: 'connecting'|'open'|'offline', attempt, retryInMs, everOpened, reason}
+ *   welcome  the welcome map (after each successful hello)
+ *   latency  {rttMs, offsetS}
+ *   message  an unsolicited server message (no pending rid)
+ */
+export class OmokageClient extends EventTarget {
+  constructor(url, { token = null, pingIntervalMs = 2000, requestTimeoutMs = 20000 } = {}) {
+    super();
+    this.url = url;
+    this.token = token;
+    this.pingIntervalMs = pingIntervalMs;
+    this.requestTimeoutMs = requestTimeoutMs;
+    this.ws = null;
+    this.welcome = null;
+    this.state = 'offline';
+    this.everOpened = false;
+    this.attempt = 0;
+    this.rttMs = null;
+    this.clockOffsetS = null;
+    this.textures = new TextureCache(this);
+    this._rid = 0;
+    this._pending = new Map(); // rid -> {onMessage(msg) -> bool done, fail(err), timer}
+    this._pingTimer = null;
+    this._retryTimer = null;
+    this._stopped = false;
+  }
+
+  // -- connection lifecycle ------------------------------------------------------------------
+  connect() {
+    this._stopped = false;
+    this._fatal = null;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) return;
+    this._setState('connecting');
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (err) {
+      this._closed(String(err && err.message || err));
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    ws.onopen = () => this._opened(ws);
+    ws.onmessage = (ev) => this._frame(ev.data);
+    ws.onclose = (ev) => { if (this.ws === ws) this._closed(ev.reason || closeReason(ev.code)); };
+    ws.onerror = () => {}; // onclose follows with the reason
+  }
+
+  /** Try again now (the "Retry now" button). */
+  retryNow() {
+    if (this.state === 'offline') {
+      this.attempt = 0;
+      this.connect();
+    }
+  }
+
+  close() {
+    this._stopped = true;
+    clearTimeout(this._retryTimer);
+    clearInterval(this._pingTimer);
+    if (this.ws) this.ws.close(1000, 'client closed');
+  }
+
+  async _opened(ws) {
+    try {
+      const hello = { protocol: PROTOCOL_VERSION, client: CLIENT_NAME };
+      if (this.token) hello.token = this.token;
+      this.welcome = await this.request('hello', hello);
+    } catch (err) {
+      if (err instanceof ServerError) {
+        this._stopped = true; // a wrong version or token will not fix itself by retrying
+        this._fatal = `${err.message} [${err.code}]`;
+      }
+      ws.close(1000, 'hello refused');
+      return;
+    }
+    this.attempt = 0;
+    this.everOpened = true;
+    this._setState('open');
+    this.dispatchEvent(new CustomEvent('welcome', { detail: this.welcome }));
+    clearInterval(this._pingTimer);
+    this._pingTimer = setInterval(() => this.ping().catch(() => {}), this.pingIntervalMs);
+    this.ping().catch(() => {});
+  }
+
+  _closed(reason) {
+    this.ws = null;
+    this.welcome = null;
+    clearInterval(this._pingTimer);
+    const lost = new ConnectionLost();
+    for (const [, p] of this._pending) p.fail(lost);
+    this._pending.clear();
+    this.textures.connectionLost();
+    if (this._stopped) {
+      this._setState('offline', this._fatal ? { reason: this._fatal, fatal: true } : { reason, retryInMs: null });
+      return;
+    }
+    const delay = RETRY_DELAYS_MS[Math.min(this.attempt, RETRY_DELAYS_MS.length - 1)];
+    this.attempt += 1;
+    this._setState('offline', { reason, retryInMs: delay, retryAt: performance.now() + delay });
+    this._retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  _setState(state, extra = {}) {
+    this.state = state;
+    this.dispatchEvent(new CustomEvent('status', {
+      detail: { state, attempt: this.attempt, everOpened: this.everOpened, url: this.url, ...extra },
+    }));
+  }
+
+  // -- frames ---------------------------------------------------------------------------------
+  _send(msg) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) throw new ConnectionLost('not connected to the server');
+    this.ws.send(encode(msg, { ignoreUndefined: true }));
+  }
+
+  _frame(data) {
+    if (!(data instanceof ArrayBuffer)) return; // the protocol has binary frames only
+    let msg;
+    try {
+      msg = decode(new Uint8Array(data));
+    } catch (err) {
+      console.warn('omokage: undecodable frame', err);
+      return;
+    }
+    if (!msg || typeof msg !== 'object') return;
+    const pending = msg.rid != null ? this._pending.get(msg.rid) : undefined;
+    if (pending) {
+      if (pending.onMessage(msg)) {
+        clearTimeout(pending.timer);
+        this._pending.delete(msg.rid);
+      }
+    } else {
+      this.dispatchEvent(new CustomEvent('message', { detail: msg }));
+    }
+  }
+
+  /**
+   * Send a request; `collect(msg)` is called for each reply with its rid and returns
+   * {done: bool, value}; the promise resolves with the last value when done.
+   */
+  _exchange(type, fields, collect) {
+    return new Promise((resolve, reject) => {
+      const rid = this._rid = (this._rid % 0x7fffffff) + 1;
+      const entry = {
+        onMessage: (msg) => {
+          let result;
+          try {
+            result = collect(msg);
+          } catch (err) {
+            reject(err);
+            return true;
+          }
+          if (result.done) resolve(result.value);
+          return result.done;
+        },
+        fail: reject,
+        timer: setTimeout(() => {
+          this._pending.delete(rid);
+          reject(new Error(`no reply to ${type} within ${this.requestTimeoutMs / 1000} s`));
+        }, this.requestTimeoutMs),
+      };
+      this._pending.set(rid, entry);
+      try {
+        this._send({ type, rid, ...fields });
+      } catch (err) {
+        clearTimeout(entry.timer);
+        this._pending.delete(rid);
+        reject(err);
+      }
+    });
+  }
+
+  /** One request, one reply; an `error` reply rejects with ServerError. */
+  request(type, fields = {}) {
+    return this._exchange(type, fields, (msg) => {
+      if (msg.type === 'error') throw new ServerError(msg.code, msg.message);
+      return { done: true, value: msg };
+    });
+  }
+
+  async ping() {
+    const t0 = performance.now();
+    const t = Date.now() / 1000; // seconds, the unit of server_time, so the clock offset can be estimated
+    const reply = await this.request('ping', { t });
+    const t1 = performance.now();
+    this.rttMs = t1 - t0;
+    this.clockOffsetS = reply.server_time - (t + (t + this.rttMs / 1000)) / 2;
+    this.dispatchEvent(new CustomEvent('latency', { detail: { rttMs: this.rttMs, offsetS: this.clockOffsetS } }));
+    return this.rttMs;
+  }
+
+  // -- protocol messages ----------------------------------------------------------------------
+  start(algorithm, { image = null, seed } = {}) {
+    const fields = { algorithm, init: image ? 'image' : 'random', seed };
+    if (image) fields.image = image;
+    return this.request('start', fields);
+  }
+
+  choose(id) {
+    return this.request('choose', { id });
+  }
+
+  decide(id) {
+    return this.request('decide', { id });
+  }
+
+  /** texture.get: one `texture` per known hash (same rid), then one `error not_found` if any was unknown. */
+  fetchTextures(hashes) {
+    const got = [];
+    return this._exchange('texture.get', { hashes }, (msg) => {
+      if (msg.type === 'texture') {
+        got.push(msg);
+        return { done: got.length === hashes.length, value: got };
+      }
+      if (msg.type === 'error' && msg.code === 'not_found') {
+        console.warn('omokage:', msg.message);
+        return { done: true, value: got };
+      }
+      if (msg.type === 'error') throw new ServerError(msg.code, msg.message);
+      return { done: false };
+    });
+  }
+}
+
+/**
+ * Textures by content hash: {hash, format, width, height, blob, url}. Entries are kept for the page's
+ * life (hashes are content addresses, so an entry never goes stale).
+ */
+export class TextureCache {
+  constructor(client) {
+    this.client = client;
+    this.entries = new Map();
+    this.inflight = new Map(); // hash -> promise of entry
+  }
+
+  get(hash) {
+    return this.entries.get(hash);
+  }
+
+  /** Store a texture map (a `texture` message or an inline `reconstruction`). */
+  put(tex) {
+    const have = this.entries.get(tex.hash);
+    if (have) return have;
+    const type = MIME[tex.format] || 'application/octet-stream';
+    const blob = new Blob([tex.data], { type });
+    const entry = { hash: tex.hash, format: tex.format, width: tex.width, height: tex.height, blob,
+      url: URL.createObjectURL(blob) };
+    this.entries.set(tex.hash, entry);
+    return entry;
+  }
+
+  /** Resolve to a Map hash -> entry for every hash, fetching those not cached in as few requests as allowed. */
+  async ensure(hashes) {
+    const missing = [...new Set(hashes)].filter((h) => !this.entries.has(h) && !this.inflight.has(h));
+    const per = (this.client.welcome && this.client.welcome.limits && this.client.welcome.limits.max_hashes_per_request) || 64;
+    for (let i = 0; i < missing.length; i += per) {
+      const chunk = missing.slice(i, i + per);
+      const batch = this.client.fetchTextures(chunk).then((texs) => {
+        for (const t of texs) this.put(t);
+      });
+      for (const h of chunk) {
+        const p = batch.then(() => this.entries.get(h)).finally(() => this.inflight.delete(h));
+        this.inflight.set(h, p);
+      }
+    }
+    await Promise.all(hashes.map((h) => this.entries.get(h) || this.inflight.get(h)));
+    return new Map(hashes.map((h) => [h, this.entries.get(h)]));
+  }
+
+  connectionLost() {
+    this.inflight.clear();
+  }
+}
+
+function closeReason(code) {
+  switch (code) {
+    case 1000: return 'closed';
+    case 1001: return 'the server is going away (shutting down)';
+    case 1006: return 'no connection (the server is not running or not reachable)';
+    case 1008: return 'refused by the server (policy)';
+    case 1009: return 'a message was too large';
+    case 1011: return 'server error';
+    default: return `closed (code ${code})`;
+  }
+}

@@ -1,0 +1,177 @@
+// Test harness: a real `omokage serve` on a free loopback port, and Debian's Chromium driven by playwright-core.
+//
+// Environment:
+//   OMOKAGE_PYTHON         python with omokage installed (default: ../.venv/bin/python if present, else python3)
+//   OMOKAGE_TEST_HOME      folder holding a prepared test catalog (catalog/) and models (models/); made if missing
+//   CHROMIUM               browser executable (default /usr/bin/chromium)
+
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const clientRoot = path.resolve(here, '..');
+export const repoRoot = path.resolve(clientRoot, '..');
+export const artifacts = path.join(clientRoot, 'test-artifacts');
+
+export const PYTHON = process.env.OMOKAGE_PYTHON
+  || (existsSync(path.join(repoRoot, '.venv/bin/python')) ? path.join(repoRoot, '.venv/bin/python') : 'python3');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+
+const children = new Set();
+process.on('exit', () => { for (const c of children) try { c.kill('SIGKILL'); } catch { /* gone */ } });
+
+function py(args, opts = {}) {
+  return execFileSync(PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', ...opts });
+}
+
+/** A small catalog (200 faces, 64 px) and pca+nmf models, made once and reused. */
+export function testData() {
+  const home = process.env.OMOKAGE_TEST_HOME || path.join(tmpdir(), 'omokage-web-test');
+  const catalog = path.join(home, 'catalog');
+  const models = path.join(home, 'models');
+  if (!existsSync(path.join(catalog, 'catalog.json'))) {
+    mkdirSync(home, { recursive: true });
+    rmSync(catalog, { recursive: true, force: true });
+    try {
+      py(['-m', 'omokage', 'catalog', 'generate', '--count', '200', '--size', '64', '--out', catalog, '--seed', '1']);
+    } catch (err) {
+      // fallback while the generator is unavailable: random coloured squares through CatalogWriter
+      console.error(`catalog generate failed (${String(err.stderr || err.message).trim().split('\n').pop()}); writing a plain catalog`);
+      rmSync(catalog, { recursive: true, force: true });
+      py(['-c', `
+import numpy as np, sys
+from omokage.catalog.store import CatalogWriter
+rng = np.random.default_rng(1)
+with CatalogWriter(sys.argv[1], image_size=64) as w:
+    for i in range(200):
+        img = np.zeros((64, 64, 3), np.uint8) + rng.integers(0, 256, 3, dtype=np.uint8)
+        img[16:48, 16:48] = rng.integers(0, 256, 3, dtype=np.uint8)
+        w.add(img, f"Face {i} — test colour", f"https://avatars.example/items/{i}")
+    w.commit()
+`, catalog]);
+    }
+  }
+  if (!existsSync(path.join(models, 'pca')) || !existsSync(path.join(models, 'nmf'))) {
+    rmSync(models, { recursive: true, force: true });
+    py(['-m', 'omokage', 'fit', catalog, '--models', 'pca,nmf', '--out', models]);
+  }
+  return { home, catalog, models };
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Start `omokage serve` and wait for /healthz. */
+export async function startServer({ port, args = [] } = {}) {
+  const { catalog, models } = testData();
+  port = port || await freePort();
+  const cwd = mkdtempSync(path.join(tmpdir(), 'omokage-serve-')); // its var/events go here
+  const proc = spawn(PYTHON, ['-m', 'omokage', 'serve', '--catalog', catalog, '--models', models,
+    '--host', '127.0.0.1', '--port', String(port), '--log-level', 'warning', ...args], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(proc);
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; });
+  const exited = new Promise((resolve) => proc.on('exit', (code) => { children.delete(proc); resolve(code); }));
+  const url = `http://127.0.0.1:${port}/`;
+  const deadline = Date.now() + 60000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`omokage serve exited with ${proc.exitCode}:\n${stderr}`);
+    try {
+      const r = await fetch(`${url}healthz`);
+      if (r.ok) break;
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) throw new Error(`omokage serve did not answer /healthz within 60 s:\n${stderr}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  return {
+    url, port, proc,
+    get stderr() { return stderr; },
+    async stop() {
+      if (proc.exitCode === null) {
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+      rmSync(cwd, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A fresh Chromium profile; returns {context, page, errors, requests, close()}. */
+export async function openBrowser({ viewport = { width: 1280, height: 860 } } = {}) {
+  const userData = mkdtempSync(path.join(tmpdir(), 'omokage-chromium-'));
+  const context = await chromium.launchPersistentContext(userData, {
+    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport,
+  });
+  // product URLs point at the catalog's shop; there is no network here, so answer them locally
+  await context.route(/^https?:\/\/(?!127\.0\.0\.1)/, (route) => route.fulfill({
+    status: 200, contentType: 'text/html', body: '<!doctype html><title>product</title><h1>product page</h1>' }));
+  const page = context.pages()[0] || await context.newPage();
+  const errors = [];
+  const requests = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('request', (r) => requests.push(r.url()));
+  return {
+    context, page, errors, requests,
+    async close() {
+      await context.close();
+      rmSync(userData, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: path.join(artifacts, `${name}.png`), animations: 'disabled' });
+}
+
+/** Wait until the page shows candidates of `step` with all their images decoded. */
+export async function waitForGrid(page, step, timeout = 15000) {
+  await page.waitForFunction((s) => {
+    const o = window.omokage;
+    if (!o || o.state.step !== s || o.state.busy) return false;
+    const imgs = [...document.querySelectorAll('#grid .face:not([hidden]) img')];
+    return imgs.length === o.state.items.length && imgs.every((i) => i.complete && i.naturalWidth > 0);
+  }, step, { timeout });
+}
+
+export const gridIds = (page) => page.evaluate(() => window.omokage.state.items.map((i) => i.id));
+
+/** A real JPEG (a drawn face) made by Pillow. */
+export function makeImage(file, format = 'JPEG') {
+  py(['-c', `
+import sys
+from PIL import Image, ImageDraw
+im = Image.new("RGB", (320, 240), (250, 232, 240))
+d = ImageDraw.Draw(im)
+d.ellipse((90, 30, 230, 200), fill=(255, 224, 200))
+d.rectangle((80, 20, 240, 80), fill=(40, 30, 60))
+d.ellipse((125, 100, 145, 125), fill=(60, 90, 200)); d.ellipse((175, 100, 195, 125), fill=(60, 90, 200))
+d.arc((135, 140, 185, 175), 20, 160, fill=(180, 60, 80), width=4)
+im.save(sys.argv[1], sys.argv[2])
+`, file, format]);
+  return file;
+}
+
+export function writeFile(file, data) {
+  writeFileSync(file, data);
+  return file;
+}

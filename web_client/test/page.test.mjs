@@ -1,0 +1,305 @@
+// The page in headless Chromium against a real `omokage serve`: one server and one browser for the
+// file, a fresh page per test; a screenshot per test lands in web_client/test-artifacts/.
+
+import assert from 'node:assert/strict';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import path from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { gridIds, makeImage, openBrowser, screenshot, startServer, waitForGrid, writeFile } from './helpers.mjs';
+
+const T = { timeout: 60000 };
+let server;
+let browser;
+let page;
+let files;
+
+before(async () => {
+  server = await startServer();
+  browser = await openBrowser();
+  files = mkdtempSync(path.join(tmpdir(), 'omokage-files-'));
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) await server.stop();
+});
+
+beforeEach(async () => {
+  page = await browser.context.newPage();
+  page.on('pageerror', (e) => browser.errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') browser.errors.push(m.text()); });
+  browser.errors.length = 0;
+});
+
+afterEach(async (t) => {
+  if (page) {
+    const name = (t && t.name ? t.name : 'test').replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
+    await screenshot(page, name).catch(() => {});
+    await page.close();
+  }
+});
+
+async function open(query = '') {
+  const requests = [];
+  page.on('request', (r) => requests.push(r.url()));
+  await page.goto(server.url + query);
+  await waitForGrid(page, 1);
+  return requests;
+}
+
+describe('desktop page', () => {
+  it('loads nine faces with alt text, shows connection and latency, and loads nothing from elsewhere', T, async () => {
+    const requests = await open();
+    const imgs = await page.$$eval('#grid .face:not([hidden]) img', (els) => els.map((i) => ({ w: i.naturalWidth, alt: i.alt })));
+    assert.equal(imgs.length, 9);
+    for (const i of imgs) assert.ok(i.w > 0, 'image decoded');
+    const titles = await page.evaluate(() => window.omokage.state.items.map((i) => i.title));
+    assert.deepEqual(imgs.map((i) => i.alt), titles);
+    await page.waitForFunction(() => /\d+ ms/.test(document.getElementById('latency').textContent));
+    assert.equal(await page.textContent('#conn-text'), 'Connected');
+    assert.equal((await page.textContent('#step')).trim(), 'Step 1');
+    const algorithms = await page.$$eval('#algorithms [role=radio]', (els) => els.map((e) => e.dataset.algorithm));
+    assert.deepEqual(algorithms, ['pca', 'nmf']);
+    // offline by construction: every request goes to omokage itself (or is a blob: texture)
+    const foreign = requests.filter((u) => !u.startsWith(server.url) && !u.startsWith('blob:') && !u.startsWith('data:'));
+    assert.deepEqual(foreign, []);
+    // three.js stays out of the desktop page load
+    assert.ok(!requests.some((u) => u.endsWith('/xr.js')), 'xr.js must load only on entering VR');
+    assert.deepEqual(browser.errors, []);
+  });
+
+  it('a click makes that face first and shows eight new ones', T, async () => {
+    await open();
+    const before1 = await gridIds(page);
+    await page.locator('#grid .face').nth(4).click();
+    await waitForGrid(page, 2);
+    const now = await gridIds(page);
+    assert.equal(now[0], before1[4]);
+    assert.equal(now.length, 9);
+    for (const id of now.slice(1)) assert.ok(!before1.includes(id), `face ${id} was shown before`);
+    assert.equal(await page.getAttribute('#grid .face >> nth=0', 'aria-current'), 'true');
+    assert.match(await page.textContent('#grid .face >> nth=0'), /Your pick/);
+    assert.equal((await page.textContent('#step')).trim(), 'Step 2');
+    // a second choice keeps going: step 3, the chosen face first, the path shows both picks
+    const before2 = now;
+    await page.locator('#grid .face').nth(8).click();
+    await waitForGrid(page, 3);
+    assert.equal((await gridIds(page))[0], before2[8]);
+    assert.equal(await page.locator('#trail-list img').count(), 2);
+  });
+
+  it('keyboard: a digit chooses, arrows move and Enter chooses', T, async () => {
+    await open();
+    const ids1 = await gridIds(page);
+    await page.keyboard.press('5');
+    await waitForGrid(page, 2);
+    assert.equal((await gridIds(page))[0], ids1[4]);
+    const ids2 = await gridIds(page);
+    await page.keyboard.press('ArrowRight');
+    await page.keyboard.press('ArrowRight');
+    await page.keyboard.press('ArrowDown');
+    assert.equal(await page.evaluate(() => window.omokage.state.cursor), 5);
+    assert.match(await page.textContent('#pick-label'), /Face 6/);
+    await page.keyboard.press('Enter');
+    await waitForGrid(page, 3);
+    assert.equal((await gridIds(page))[0], ids2[5]);
+    // focus follows: the chosen face (first) has it
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.index), '0');
+  });
+
+  it('starts from an uploaded image and shows the reconstruction beside it', T, async () => {
+    await open();
+    const jpeg = makeImage(path.join(files, 'me.jpg'), 'JPEG');
+    await page.setInputFiles('#file', jpeg);
+    await page.waitForFunction(() => window.omokage.state.init === 'image');
+    await waitForGrid(page, 1);
+    await page.waitForFunction(() => {
+      const r = document.getElementById('recon-img');
+      return !document.getElementById('source').hidden && r.complete && r.naturalWidth > 0;
+    });
+    const [uw, rw] = await page.$$eval('#upload-img, #recon-img', (els) => els.map((e) => e.naturalWidth));
+    assert.equal(uw, 320);
+    assert.equal(rw, 64); // the catalog's image size
+    assert.match(await page.textContent('#grid .face >> nth=0'), /Closest/);
+    // switching the feature space starts again from the same image
+    await page.click('#algorithms [data-algorithm=nmf]');
+    await page.waitForFunction(() => window.omokage.state.algorithm === 'nmf' && !window.omokage.state.busy
+      && window.omokage.state.reconstruction && document.getElementById('recon-caption').textContent.includes('NMF'));
+    await waitForGrid(page, 1);
+    assert.equal(await page.evaluate(() => window.omokage.state.init), 'image');
+    // and a PNG works too
+    const png = makeImage(path.join(files, 'me.png'), 'PNG');
+    await page.setInputFiles('#file', png);
+    await page.waitForFunction(() => document.getElementById('upload-img').src.startsWith('blob:') && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+    assert.deepEqual(browser.errors, []);
+  });
+
+  it('decide opens the product page in a new tab and shows the decision', T, async () => {
+    await open();
+    await page.locator('#grid .face').nth(2).click();
+    await waitForGrid(page, 2);
+    const pick = await page.evaluate(() => window.omokage.state.items[0]);
+    const [popup] = await Promise.all([
+      browser.context.waitForEvent('page'),
+      page.click('#btn-decide'),
+    ]);
+    await popup.waitForLoadState('domcontentloaded');
+    assert.equal(popup.url(), pick.url);
+    await popup.close();
+    await page.waitForSelector('#decided[open]');
+    assert.equal(await page.getAttribute('#decided-link', 'href'), pick.url);
+    assert.equal(await page.textContent('#decided-title'), pick.title);
+    assert.match(await page.textContent('#decided-steps'), /2 steps/);
+    // start again
+    await page.click('#decided-again');
+    await page.waitForFunction(() => !window.omokage.state.decided && window.omokage.state.step === 1 && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+  });
+
+  it('D decides the highlighted face', T, async () => {
+    await open();
+    await page.keyboard.press('ArrowDown');
+    const target = await page.evaluate(() => window.omokage.state.items[3]);
+    const [popup] = await Promise.all([browser.context.waitForEvent('page'), page.keyboard.press('d')]);
+    assert.equal(popup.url(), target.url);
+    await popup.close();
+    await page.waitForSelector('#decided[open]');
+    assert.equal(await page.textContent('#decided-title'), target.title);
+  });
+
+  it('measures pointer dwell per face per step', T, async () => {
+    await open();
+    const ids = await gridIds(page);
+    await page.locator('#grid .face').nth(1).hover();
+    await page.waitForTimeout(400);
+    await page.locator('#grid .face').nth(6).hover();
+    await page.waitForTimeout(200);
+    await page.mouse.move(2, 2);
+    const d = await page.evaluate(() => window.omokage.dwell);
+    assert.ok(d[1][ids[1]] >= 350, `dwell on face 2: ${d[1][ids[1]]}`);
+    assert.ok(d[1][ids[6]] >= 150, `dwell on face 7: ${d[1][ids[6]]}`);
+    // a new step counts separately
+    await page.locator('#grid .face').nth(1).click();
+    await waitForGrid(page, 2);
+    await page.mouse.move(2, 2);
+    const d2 = await page.evaluate(() => window.omokage.dwell);
+    assert.ok(d2[2] !== undefined);
+    assert.ok(d2[1][ids[1]] >= 350);
+  });
+
+  it('shows the server error when an upload is not an image', T, async () => {
+    await open();
+    const bad = writeFile(path.join(files, 'broken.png'), Buffer.from('this is not a PNG at all'));
+    await page.setInputFiles('#file', bad);
+    await page.waitForSelector('#banner:not([hidden])');
+    assert.match(await page.textContent('#banner-title'), /can't be used/);
+    assert.match(await page.textContent('#banner-text'), /bad_field/);
+    assert.equal(await page.getAttribute('#banner', 'role'), 'alert');
+    // the connection stays usable
+    await page.click('#btn-random');
+    await waitForGrid(page, 1);
+  });
+
+  it('offers VR only where WebXR immersive-vr is supported', T, async () => {
+    await page.addInitScript(() => {
+      Object.defineProperty(navigator, 'xr', { value: { isSessionSupported: async () => false }, configurable: true });
+    });
+    await open();
+    assert.equal(await page.isVisible('#btn-vr'), false);
+    const other = await browser.context.newPage();
+    await other.addInitScript(() => {
+      Object.defineProperty(navigator, 'xr', { value: { isSessionSupported: async (m) => m === 'immersive-vr' }, configurable: true });
+    });
+    await other.goto(server.url);
+    await other.waitForSelector('#btn-vr:not([hidden])');
+    assert.match(await other.textContent('#btn-vr'), /Enter VR/);
+    await other.close();
+  });
+
+  it('3D preview runs the VR scene: nine textured panels, select chooses, gaze dwell chooses', T, async () => {
+    await page.addInitScript(() => {
+      Object.defineProperty(navigator, 'xr', { value: { isSessionSupported: async () => false }, configurable: true });
+    });
+    const requests = await open('?vr=preview');
+    assert.ok(!requests.some((u) => u.endsWith('/xr.js')));
+    const ids1 = await gridIds(page);
+    await page.click('#btn-vr');
+    await page.waitForFunction(() => window.omokage.xr && window.omokage.xr.stats.texturesReady === 9
+      && window.omokage.xr.stats.frames > 5, null, { timeout: 30000 });
+    assert.ok(requests.some((u) => u.endsWith('/xr.js')));
+    await page.evaluate(() => window.omokage.xr.select(3));
+    await waitForGrid(page, 2);
+    assert.equal((await gridIds(page))[0], ids1[3]);
+    await page.waitForFunction(() => window.omokage.xr.stats.step === 2 && window.omokage.xr.stats.texturesReady === 9);
+    // head-gaze dwell (in preview the mouse stands in for the head): rest on the top-middle panel
+    const box = await page.locator('canvas.xr-canvas').boundingBox();
+    const stepBefore = await page.evaluate(() => window.omokage.state.step);
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.36);
+    await page.waitForFunction((s) => window.omokage.state.step === s + 1, stepBefore, { timeout: 15000 });
+    const g = await page.evaluate(() => window.omokage.gazeDwell);
+    assert.ok(Object.values(g[stepBefore] || {}).some((ms) => ms > 1000), JSON.stringify(g));
+    await page.waitForTimeout(300);
+    await screenshot(page, 'xr-preview');
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !document.querySelector('canvas.xr-canvas') && !window.omokage.xr);
+    assert.deepEqual(browser.errors.filter((e) => !/GPU stall|WebGL/i.test(e)), []);
+  });
+});
+
+describe('when the server goes away', () => {
+  it('shows a clear message, retries, and recovers when the server is back', T, async () => {
+    const own = await startServer();
+    try {
+      await page.goto(own.url);
+      await waitForGrid(page, 1);
+      await own.stop();
+      await page.waitForSelector('#banner:not([hidden])', { timeout: 15000 });
+      assert.match(await page.textContent('#banner-title'), /Lost the connection to the omokage server/);
+      assert.match(await page.textContent('#banner-text'), /omokage serve/);
+      assert.equal(await page.textContent('#conn-text'), 'Offline');
+      assert.equal(await page.getAttribute('#conn', 'data-state'), 'offline');
+      await page.waitForFunction(() => /Retrying/.test(document.getElementById('banner-text').textContent));
+      assert.equal(await page.isDisabled('#btn-decide'), true);
+      await screenshot(page, 'server-stopped');
+      // the same port again: the page reconnects on its own and starts a new selection
+      const back = await startServer({ port: own.port });
+      try {
+        await page.waitForFunction(() => document.getElementById('conn-text').textContent === 'Connected', null, { timeout: 20000 });
+        await waitForGrid(page, 1);
+        assert.match(await page.textContent('#banner-title'), /Reconnected/);
+      } finally {
+        await back.stop();
+      }
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('says when the server needs a token, and works with ?token=', T, async () => {
+    const guarded = await startServer({ args: ['--token', 's3cret'] });
+    try {
+      await page.goto(guarded.url);
+      await page.waitForSelector('#banner:not([hidden])', { timeout: 15000 });
+      assert.match(await page.textContent('#banner-title'), /needs an access token/);
+      assert.match(await page.textContent('#banner-text'), /\?token=/);
+      assert.equal(await page.isVisible('#banner-action'), false); // retrying cannot help
+      await page.goto(`${guarded.url}?token=s3cret`);
+      await waitForGrid(page, 1);
+    } finally {
+      await guarded.stop();
+    }
+  });
+
+  it('says the server cannot be reached when it never was', T, async () => {
+    const { freePort } = await import('./helpers.mjs');
+    const port = await freePort();
+    // the page itself comes from the running server; its WebSocket points at a dead port
+    await page.goto(`${server.url}?server=ws://127.0.0.1:${port}/ws`);
+    await page.waitForSelector('#banner:not([hidden])', { timeout: 15000 });
+    assert.match(await page.textContent('#banner-title'), /Can't reach the omokage server/);
+    assert.match(await page.textContent('#banner-text'), new RegExp(`127.0.0.1:${port}`));
+    assert.equal(await page.textContent('#conn-text'), 'Offline');
+  });
+});
