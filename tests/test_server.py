@@ -223,3 +223,43 @@ def test_omokage_serve_shuts_down_gracefully_on_sigterm(tiny_catalog, tiny_model
     assert any(r["msg"] == "shutting down" for r in logs)
     recorded = [json.loads(line)["event"] for line in events.read_text().splitlines()]
     assert recorded[:3] == ["hello", "start", "choose"] and recorded[-1] == "disconnect"
+
+
+def test_web_client_is_served_and_gzipped(live_server):
+    import gzip
+    base = f"http://127.0.0.1:{live_server.port}"
+    page = urllib.request.urlopen(f"{base}/", timeout=5)
+    assert page.headers["Content-Type"].startswith("text/html") and b"omokage" in page.read()
+    req = urllib.request.Request(f"{base}/app.js", headers={"Accept-Encoding": "gzip"})
+    resp = urllib.request.urlopen(req, timeout=5)
+    assert resp.headers["Content-Encoding"] == "gzip" and resp.headers["Content-Type"] == "text/javascript"
+    body = gzip.decompress(resp.read())
+    plain = urllib.request.urlopen(f"{base}/app.js", timeout=5).read()
+    assert body == plain and len(plain) > 1000
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{base}/../../etc/passwd", timeout=5)
+    assert missing.value.code == 404
+
+
+def test_tls(engine, tmp_path):
+    import shutil
+    import ssl
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not installed: cannot make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    from omokage.service.server import tls_context
+    srv = RunningServer(engine, tls=tls_context(cert, key))
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        client_ctx.check_hostname = False
+
+        async def main():
+            from websockets.asyncio.client import connect as ws_connect
+            async with ws_connect(f"wss://127.0.0.1:{srv.port}/ws", ssl=client_ctx) as ws:
+                await ws.send(msgpack.packb({"type": "hello", "protocol": 1, "client": "tls-test"}))
+                return msgpack.unpackb(await ws.recv())["type"]
+        assert run(main()) == "welcome"
+    finally:
+        srv.stop()

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--token", help="require this token in `hello` before serving anything else")
     s.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="browser Origin allowed to connect (repeatable); same-origin pages are always allowed")
+    s.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve https/wss with this certificate (Quest "
+                   "Browser needs https for WebXR on the LAN)")
+    s.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
     s.add_argument("--events", type=Path, help="append session events as JSON lines here "
                    "(default var/events/events-DATE.jsonl)")
     s.add_argument("--log-level", default="info", help="debug, info, warning or error (logs are JSON lines on stderr)")
@@ -197,7 +200,8 @@ def _cmd_query(a) -> int:
 def _cmd_serve(a) -> int:
     from omokage.service.server import serve_forever
     return serve_forever(catalog=a.catalog, models=a.models, host=a.host, port=a.port, token=a.token,
-                         allow_origins=a.allow_origin, log_level=a.log_level, events_path=a.events)
+                         allow_origins=a.allow_origin, log_level=a.log_level, events_path=a.events,
+                         tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert)
 
 
 def _cmd_demo(a) -> int:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gzip
 import http
 import json
 import logging
 import mimetypes
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -124,6 +126,7 @@ class OmokageServer:
         self.projection_slots = asyncio.Semaphore(max_queued_projections)
         self.events = EventFile(events_path) if events_path else None
         self.web_root = web_root if web_root is not None else _default_web_root()
+        self._static_cache: dict[Path, tuple[bytes, bytes]] = {}
         self.connections = 0
         self.started = time.time()
         self.server = None
@@ -144,14 +147,14 @@ class OmokageServer:
                                "algorithms": list(self.backend.algorithms),
                                "uptime_s": round(time.time() - self.started, 3)}).encode()
             return _response(http.HTTPStatus.OK, body, "application/json")
-        return self._static(path)
+        return self._static(path, request.headers.get("Accept-Encoding", ""))
 
     def _origin_allowed(self, origin: str, host: str) -> bool:
         if origin in self.allow_origins or "*" in self.allow_origins:
             return True
         return urlsplit(origin).netloc == host  # the page omokage itself served
 
-    def _static(self, path: str) -> Response:
+    def _static(self, path: str, accept_encoding: str = "") -> Response:
         if self.web_root is None:
             return _response(http.HTTPStatus.NOT_FOUND, b"no web client installed\n", "text/plain")
         rel = "index.html" if path in ("", "/") else path.lstrip("/")
@@ -162,7 +165,13 @@ class OmokageServer:
         ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if target.suffix == ".js":
             ctype = "text/javascript"
-        return _response(http.HTTPStatus.OK, target.read_bytes(), ctype)
+        body = self._static_cache.get(target)
+        if body is None:  # the web client is a few files: read and gzip each once
+            raw = target.read_bytes()
+            body = self._static_cache[target] = (raw, gzip.compress(raw, 9, mtime=0))
+        if "gzip" in accept_encoding and ctype.startswith(("text/", "application/json", "image/svg")):
+            return _response(http.HTTPStatus.OK, body[1], ctype, gzip_encoded=True)
+        return _response(http.HTTPStatus.OK, body[0], ctype)
 
     # -- WebSocket side ----------------------------------------------------------------------------
     async def handle(self, ws: WsConnection) -> None:
@@ -225,14 +234,15 @@ class OmokageServer:
             self.events.write(record)
 
     async def run(self, host: str, port: int, ready: asyncio.Future | None = None,
-                  stop: asyncio.Future | None = None) -> None:
+                  stop: asyncio.Future | None = None, tls: ssl.SSLContext | None = None) -> None:
         stop = stop if stop is not None else asyncio.get_running_loop().create_future()
-        async with serve(self.handle, host, port, process_request=self.process_request, compression=None,
+        async with serve(self.handle, host, port, ssl=tls, process_request=self.process_request, compression=None,
                          max_size=2 * self.limits.max_frame_bytes, max_queue=64, ping_interval=20,
                          ping_timeout=20, server_header=f"omokage/{__version__}") as server:
             self.server = server
             bound = server.sockets[0].getsockname()
-            log.info("serving", extra={"fields": {"url": f"ws://{bound[0]}:{bound[1]}{WS_PATH}",
+            scheme = "wss" if tls else "ws"
+            log.info("serving", extra={"fields": {"url": f"{scheme}://{bound[0]}:{bound[1]}{WS_PATH}",
                                                   "algorithms": list(self.backend.algorithms),
                                                   "items": len(self.backend.items)}})
             if ready is not None and not ready.done():
@@ -246,9 +256,12 @@ class OmokageServer:
             self.events.close()
 
 
-def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
+def _response(status: http.HTTPStatus, body: bytes, content_type: str, gzip_encoded: bool = False) -> Response:
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
                        ("Cache-Control", "no-cache"), ("Server", f"omokage/{__version__}")])
+    if gzip_encoded:
+        headers["Content-Encoding"] = "gzip"
+        headers["Vary"] = "Accept-Encoding"
     return Response(status.value, status.phrase, headers, body)
 
 
@@ -269,9 +282,22 @@ def install_uvloop() -> str:
     return "uvloop"
 
 
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """HTTPS/WSS: Quest Browser offers WebXR only on https pages (or localhost)."""
+    from omokage.errors import UserError
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"cannot load the TLS certificate {cert} / key {key}: {exc}") from None
+    return ctx
+
+
 def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allow_origins=(),
-                  log_level="info", events_path: Path | None = None, on_ready=None) -> int:
+                  log_level="info", events_path: Path | None = None, on_ready=None,
+                  tls_cert: Path | None = None, tls_key: Path | None = None) -> int:
     configure_logging(log_level)
+    tls = tls_context(tls_cert, tls_key) if tls_cert else None
     loop_kind = install_uvloop()
     engine = Engine.open(catalog, models)
     if events_path is None:
@@ -284,7 +310,7 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
         ready = loop.create_future()
-        task = asyncio.create_task(server.run(host, port, ready=ready, stop=stop))
+        task = asyncio.create_task(server.run(host, port, ready=ready, stop=stop, tls=tls))
         bound = await ready
         log.info("ready", extra={"fields": {"loop": loop_kind, "events": str(events_path)}})
         if on_ready is not None:
