@@ -1,0 +1,130 @@
+using Omokage.Client;
+using UnityEngine;
+
+namespace Omokage.Unity
+{
+    /// <summary>
+    /// One face of the 3×3 grid: a renderer showing the texture, a TextMesh with the title, and hover feedback.
+    /// <see cref="CandidateGrid"/> fills it. Select it with an <see cref="OmokagePointer"/> (ray + dwell or
+    /// trigger), or wire an XR Interaction Toolkit interactable's <c>Select Entered</c> event to
+    /// <see cref="Select"/> and <c>Hover Entered/Exited</c> to <see cref="HoverEnter"/>/<see cref="HoverExit"/>.
+    /// </summary>
+    [AddComponentMenu("Omokage/Candidate Tile")]
+    public class CandidateTile : MonoBehaviour, IOmokageSelectable
+    {
+        [Tooltip("Renderer whose material shows the face (e.g. a Quad with an unlit textured material).")]
+        [SerializeField] Renderer imageRenderer;
+
+        [Tooltip("Shows the item's title (optional).")]
+        [SerializeField] TextMesh titleText;
+
+        [Tooltip("Scaled along X from 0 to 1 while the pointer dwells (optional).")]
+        [SerializeField] Transform dwellBar;
+
+        [SerializeField] Color normalColor = Color.white;
+        [SerializeField] Color hoverColor = new Color(1f, 0.92f, 0.6f, 1f);
+        [SerializeField] Color busyColor = new Color(0.6f, 0.6f, 0.6f, 1f);
+
+        [Tooltip("Titles longer than this are shortened with an ellipsis.")]
+        [SerializeField] int maxTitleChars = 32;
+
+        Material _material;
+        bool _hovered;
+
+        public CandidateGrid Grid { get; set; }
+
+        /// <summary>Position in the grid, 0 … 8 (row-major).</summary>
+        public int Index { get; set; }
+
+        /// <summary>The face shown (null when the slot is empty).</summary>
+        public CandidateItem Item { get; private set; }
+
+        public Texture2D Texture { get; private set; }
+
+        public bool IsSelectable { get { return Item != null && Grid != null && !Grid.Busy; } }
+
+        public object DwellKey { get { return Item; } }
+
+        /// <summary>Sets the renderer and label (for tiles built from code).</summary>
+        public void Configure(Renderer image, TextMesh title, Transform bar = null)
+        {
+            imageRenderer = image;
+            titleText = title;
+            dwellBar = bar;
+            _material = null;
+        }
+
+        /// <summary>Shows an item (texture comes later with <see cref="SetTexture"/>); null hides the slot.</summary>
+        public void Show(CandidateItem item)
+        {
+            Item = item;
+            gameObject.SetActive(item != null);
+            if (titleText != null) titleText.text = item == null ? "" : Shorten(item.Title);
+            SetTexture(null);
+            OnPointerHover(false, 0f);
+        }
+
+        public void SetTexture(Texture2D texture)
+        {
+            Texture = texture;
+            var material = Material();
+            if (material != null) material.mainTexture = texture;
+            Tint();
+        }
+
+        /// <summary>Choose this face (the next grid shows it first with its nearest neighbours).</summary>
+        public void Select()
+        {
+            if (IsSelectable) Grid.Choose(this);
+        }
+
+        /// <summary>Settle on this face: ends the selection and opens its product page.</summary>
+        public void Decide()
+        {
+            if (IsSelectable) Grid.Decide(this);
+        }
+
+        public void HoverEnter() { OnPointerHover(true, 0f); }
+
+        public void HoverExit() { OnPointerHover(false, 0f); }
+
+        public void OnPointerHover(bool hovered, float dwellProgress)
+        {
+            _hovered = hovered;
+            if (dwellBar != null)
+            {
+                var s = dwellBar.localScale;
+                dwellBar.localScale = new Vector3(hovered ? Mathf.Clamp01(dwellProgress) : 0f, s.y, s.z);
+            }
+            Tint();
+        }
+
+        public void OnPointerSelect() { Select(); }
+
+        /// <summary>Refreshes the tint (the grid calls it when it becomes busy or idle).</summary>
+        public void Tint()
+        {
+            var material = Material();
+            if (material == null) return;
+            material.color = Grid != null && Grid.Busy ? busyColor : _hovered ? hoverColor : normalColor;
+        }
+
+        Material Material()
+        {
+            if (_material == null && imageRenderer != null) _material = imageRenderer.material;  // a per-tile instance
+            return _material;
+        }
+
+        string Shorten(string title)
+        {
+            if (title == null) return "";
+            if (maxTitleChars <= 1 || title.Length <= maxTitleChars) return title;
+            return title.Substring(0, maxTitleChars - 1) + "…";
+        }
+
+        void OnDestroy()
+        {
+            if (_material != null) Destroy(_material);
+        }
+    }
+}

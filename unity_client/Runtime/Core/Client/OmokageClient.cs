@@ -1,0 +1,867 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.IO;
+using System.Net.WebSockets;
+using System.Threading;
+using System.Threading.Tasks;
+using Omokage.Client.MessagePack;
+
+namespace Omokage.Client
+{
+    /// <summary>
+    /// An async client for omokage protocol v1 over <see cref="ClientWebSocket"/>.
+    /// <list type="bullet">
+    /// <item>One sender: every frame goes through one queue drained by one task (ClientWebSocket forbids
+    /// concurrent sends).</item>
+    /// <item>One permanent receive loop: a receive is always pending, so WebSocket pings are answered and
+    /// replies are routed to their request by <c>rid</c> (a <c>texture.get</c> gets one <c>texture</c> per
+    /// known hash, then possibly one <c>error not_found</c>).</item>
+    /// <item>Protocol pings keep a clock offset (<see cref="Clock"/>) and notice dead links; a lost
+    /// connection is re-opened with exponential back-off and a new <c>hello</c> (a new server session:
+    /// listen to <see cref="Connected"/> and start the selection again).</item>
+    /// <item>Textures are cached by content hash (<see cref="Textures"/>); only missing hashes are fetched.</item>
+    /// </list>
+    /// Events are raised on background threads; keep handlers short (the Unity components marshal them onto
+    /// the main thread). Awaited results continue on the awaiting context (the main thread in Unity).
+    /// </summary>
+    public sealed class OmokageClient : IDisposable
+    {
+        readonly object _gate = new object();
+        readonly OmokageClientOptions _options;
+        readonly Dictionary<int, Pending> _pending = new Dictionary<int, Pending>();
+        readonly CancellationTokenSource _lifetime = new CancellationTokenSource();
+        readonly TextureCache _textures;
+        readonly ClockSync _clock = new ClockSync();
+
+        Link _link;
+        ConnectionState _state = ConnectionState.Disconnected;
+        bool _closing;
+        bool _reconnecting;
+        int _ridCounter;
+        int _generation;
+        long _hashesRequested;
+        long _textureRequests;
+        WelcomeMessage _welcome;
+
+        public OmokageClient(OmokageClientOptions options)
+        {
+            if (options == null) throw new ArgumentNullException("options");
+            _options = options;
+            _textures = new TextureCache(options.TextureCacheMaxBytes);
+        }
+
+        public OmokageClient(string serverUrl) : this(new OmokageClientOptions(serverUrl)) { }
+
+        // --- events ------------------------------------------------------------------------------
+
+        /// <summary>The connection state changed (background thread).</summary>
+        public event Action<ConnectionState> StateChanged;
+
+        /// <summary>A hello was welcomed: the first connection and every reconnection (a new server session).</summary>
+        public event Action<WelcomeMessage> Connected;
+
+        /// <summary>An established connection was lost (the exception says why; null for a clean close).</summary>
+        public event Action<Exception> Disconnected;
+
+        /// <summary>A message that answers no pending request: a server-initiated message, an <c>error</c>
+        /// without <c>rid</c> (e.g. <c>bad_frame</c>), or a late reply to a request that timed out.</summary>
+        public event Action<ServerMessage> MessageReceived;
+
+        /// <summary>Something went wrong off the caller's path: an undecodable frame, a failed reconnect
+        /// attempt, an exception thrown by an event handler.</summary>
+        public event Action<Exception> BackgroundError;
+
+        /// <summary>Every message sent or received, decoded (for logs and transcripts). Costs nothing when unused.</summary>
+        public event Action<MessageTrace> Trace;
+
+        // --- state -------------------------------------------------------------------------------
+
+        public OmokageClientOptions Options { get { return _options; } }
+
+        public ConnectionState State { get { lock (_gate) return _state; } }
+
+        public bool IsConnected { get { return State == ConnectionState.Connected; } }
+
+        /// <summary>The last <c>welcome</c> (null before the first).</summary>
+        public WelcomeMessage Welcome { get { lock (_gate) return _welcome; } }
+
+        /// <summary>The server session of the current connection.</summary>
+        public string SessionId { get { var w = Welcome; return w == null ? null : w.SessionId; } }
+
+        /// <summary>Textures received so far, by content hash.</summary>
+        public TextureCache Textures { get { return _textures; } }
+
+        /// <summary>Clock offset to the server, from pings.</summary>
+        public ClockSync Clock { get { return _clock; } }
+
+        /// <summary>Texture hashes requested over the wire so far (cache hits are not counted).</summary>
+        public long HashesRequested { get { return Interlocked.Read(ref _hashesRequested); } }
+
+        /// <summary><c>texture.get</c> requests sent so far.</summary>
+        public long TextureRequests { get { return Interlocked.Read(ref _textureRequests); } }
+
+        // --- connecting --------------------------------------------------------------------------
+
+        /// <summary>Opens the WebSocket and says hello (one attempt). Throws <see cref="OmokageConnectionException"/>
+        /// when the server cannot be reached, <see cref="OmokageServerException"/> when it refuses the hello.</summary>
+        public async Task<WelcomeMessage> ConnectAsync(CancellationToken ct = default(CancellationToken))
+        {
+            lock (_gate)
+            {
+                if (_state == ConnectionState.Closed) throw new ObjectDisposedException("OmokageClient", "the client was closed; create a new one");
+                if (_state == ConnectionState.Connected || _state == ConnectionState.Connecting || _reconnecting)
+                    throw new InvalidOperationException("already " + _state.ToString().ToLowerInvariant());
+            }
+            SetState(ConnectionState.Connecting);
+            try
+            {
+                return await OpenAsync(ct).ConfigureAwait(false);
+            }
+            catch
+            {
+                SetState(ConnectionState.Disconnected);
+                throw;
+            }
+        }
+
+        /// <summary>Connects, retrying with back-off until it succeeds, <paramref name="ct"/> is cancelled, or the
+        /// server refuses the hello for a reason retrying cannot fix (<c>unauthorized</c>, <c>bad_field</c>).</summary>
+        public async Task<WelcomeMessage> ConnectWithRetryAsync(CancellationToken ct = default(CancellationToken))
+        {
+            var backoff = NewBackoff();
+            int failures = 0;
+            while (true)
+            {
+                Exception failure;
+                try
+                {
+                    return await ConnectAsync(ct).ConfigureAwait(false);
+                }
+                catch (OmokageServerException e)
+                {
+                    if (IsFatal(e)) throw;
+                    failure = e;
+                }
+                catch (OmokageConnectionException e) { failure = e; }
+                catch (TimeoutException e) { failure = e; }
+                RaiseError(failure);
+                failures++;
+                if (_options.MaxReconnectAttempts > 0 && failures >= _options.MaxReconnectAttempts) throw failure;
+                await Task.Delay(backoff.Next(), ct).ConfigureAwait(false);
+            }
+        }
+
+        /// <summary>Closes the connection politely and stops reconnecting. The client cannot be reused.</summary>
+        public async Task CloseAsync()
+        {
+            Link link;
+            lock (_gate)
+            {
+                if (_state == ConnectionState.Closed) return;
+                _closing = true;
+                link = _link;
+            }
+            try { _lifetime.Cancel(); } catch (ObjectDisposedException) { }
+            if (link != null)
+            {
+                try
+                {
+                    Task sent = Enqueue(link, null, WebSocketMessageType.Close);
+                    await Task.WhenAny(sent, Task.Delay(2000)).ConfigureAwait(false);
+                    // give the server a moment to answer the close frame
+                    await Task.WhenAny(link.ReceiveTask ?? Task.FromResult(0), Task.Delay(1000)).ConfigureAwait(false);
+                }
+                catch (Exception) { }
+                LoseLink(link, null);
+            }
+            SetState(ConnectionState.Closed);
+        }
+
+        /// <summary>Aborts the connection at once (no close handshake) and stops reconnecting.</summary>
+        public void Dispose()
+        {
+            Link link;
+            lock (_gate)
+            {
+                if (_state == ConnectionState.Closed) return;
+                _closing = true;
+                link = _link;
+            }
+            try { _lifetime.Cancel(); } catch (ObjectDisposedException) { }
+            if (link != null) LoseLink(link, null);
+            SetState(ConnectionState.Closed);
+        }
+
+        // --- requests ----------------------------------------------------------------------------
+
+        /// <summary><c>start</c> with <c>init: random</c>; the seed makes the first grid repeatable.</summary>
+        public Task<CandidatesMessage> StartRandomAsync(string algorithm, int? seed = null, CancellationToken ct = default(CancellationToken))
+        {
+            return Request<CandidatesMessage>(rid => Requests.StartRandom(rid, algorithm, seed), MessageTypes.Candidates, ct);
+        }
+
+        /// <summary><c>start</c> with <c>init: image</c>: the 9 faces nearest an encoded image (JPEG, PNG, …); the reply
+        /// carries the model's reconstruction.</summary>
+        public Task<CandidatesMessage> StartImageAsync(string algorithm, byte[] image, CancellationToken ct = default(CancellationToken))
+        {
+            return Request<CandidatesMessage>(rid => Requests.StartImage(rid, algorithm, image), MessageTypes.Candidates, ct);
+        }
+
+        /// <summary><c>choose</c>: the next grid, the chosen face first.</summary>
+        public Task<CandidatesMessage> ChooseAsync(int id, CancellationToken ct = default(CancellationToken))
+        {
+            return Request<CandidatesMessage>(rid => Requests.Choose(rid, id), MessageTypes.Candidates, ct);
+        }
+
+        /// <summary><c>decide</c>: ends the selection; open <c>decided.Item.Url</c>.</summary>
+        public Task<DecidedMessage> DecideAsync(int id, CancellationToken ct = default(CancellationToken))
+        {
+            return Request<DecidedMessage>(rid => Requests.Decide(rid, id), MessageTypes.Decided, ct);
+        }
+
+        /// <summary>One ping/pong: round trip and clock offset (also recorded in <see cref="Clock"/>).</summary>
+        public Task<PingResult> PingAsync(CancellationToken ct = default(CancellationToken))
+        {
+            return PingOnLink(RequireLink(), _options.RequestTimeout, ct);
+        }
+
+        /// <summary>
+        /// Textures by hash: cached ones at once, the others with <c>texture.get</c> (split into requests of at
+        /// most <c>welcome.limits.max_hashes_per_request</c> hashes). Hashes the server does not know are listed
+        /// in <see cref="TextureFetchResult.NotFound"/> rather than thrown.
+        /// </summary>
+        public async Task<TextureFetchResult> FetchTexturesAsync(IEnumerable<string> hashes, CancellationToken ct = default(CancellationToken))
+        {
+            if (hashes == null) throw new ArgumentNullException("hashes");
+            var wanted = new List<string>();
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (string h in hashes)
+                if (h != null && seen.Add(h)) wanted.Add(h);
+            var found = new Dictionary<string, TextureData>(StringComparer.Ordinal);
+            var toFetch = new List<string>();
+            foreach (string h in wanted)
+            {
+                TextureData t;
+                if (_textures.TryGet(h, out t)) found[h] = t;
+                else toFetch.Add(h);
+            }
+            int fromCache = found.Count;
+            var notFound = new List<string>();
+            if (toFetch.Count > 0)
+            {
+                Link link = RequireLink();
+                var welcome = Welcome;
+                int per = welcome == null ? 64 : Math.Max(1, welcome.Limits.MaxHashesPerRequest);
+                var tasks = new List<Task<TextureBatch>>();
+                for (int start = 0; start < toFetch.Count; start += per)
+                {
+                    List<string> chunk = toFetch.GetRange(start, Math.Min(per, toFetch.Count - start));
+                    var pending = new TextureReply(chunk, _options.VerifyTextureHashes);
+                    Interlocked.Add(ref _hashesRequested, chunk.Count);
+                    Interlocked.Increment(ref _textureRequests);
+                    tasks.Add(SendRequest(link, rid => Requests.TextureGet(rid, chunk), pending, pending.Result, _options.RequestTimeout, ct));
+                }
+                TextureBatch[] batches = await Task.WhenAll(tasks).ConfigureAwait(false);
+                foreach (var batch in batches)
+                {
+                    foreach (var t in batch.Textures) found[t.Hash] = t;
+                    notFound.AddRange(batch.Missing);
+                }
+            }
+            return new TextureFetchResult(found, notFound, fromCache, toFetch.Count);
+        }
+
+        /// <summary>Sends any request (the rid is filled in) and returns its single reply; an <c>error</c> reply
+        /// throws <see cref="OmokageServerException"/>. <paramref name="expectedType"/> null accepts any type.</summary>
+        public Task<ServerMessage> RequestAsync(Func<int, MsgMap> build, string expectedType, CancellationToken ct = default(CancellationToken))
+        {
+            if (build == null) throw new ArgumentNullException("build");
+            Link link = RequireLink();
+            var pending = new SingleReply(expectedType);
+            return SendRequest(link, build, pending, pending.Result, _options.RequestTimeout, ct);
+        }
+
+        /// <summary>Sends one raw frame as it is (binary, or text when <paramref name="text"/>) through the send queue.
+        /// For tools and tests: a text frame is answered with <c>error bad_frame</c>.</summary>
+        public Task SendFrameAsync(byte[] frame, bool text = false)
+        {
+            if (frame == null) throw new ArgumentNullException("frame");
+            return Enqueue(RequireLink(), frame, text ? WebSocketMessageType.Text : WebSocketMessageType.Binary);
+        }
+
+        async Task<T> Request<T>(Func<int, MsgMap> build, string expectedType, CancellationToken ct) where T : ServerMessage
+        {
+            ServerMessage reply = await RequestAsync(build, expectedType, ct).ConfigureAwait(false);
+            return (T)reply;
+        }
+
+        // --- plumbing: links ---------------------------------------------------------------------
+
+        sealed class Link
+        {
+            public Link(ClientWebSocket socket, int generation)
+            {
+                Socket = socket;
+                Generation = generation;
+            }
+
+            public readonly ClientWebSocket Socket;
+            public readonly int Generation;
+            public readonly CancellationTokenSource Cts = new CancellationTokenSource();
+            public readonly ConcurrentQueue<Outgoing> Queue = new ConcurrentQueue<Outgoing>();
+            public readonly SemaphoreSlim Signal = new SemaphoreSlim(0);
+            public int Lost;
+            public bool Established;
+            public Task ReceiveTask;
+            public Task SendTask;
+        }
+
+        sealed class Outgoing
+        {
+            public byte[] Data;
+            public WebSocketMessageType Type;
+            public readonly TaskCompletionSource<bool> Done = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        async Task<WelcomeMessage> OpenAsync(CancellationToken ct)
+        {
+            var socket = new ClientWebSocket();
+            socket.Options.KeepAliveInterval = _options.KeepAliveInterval;
+            var link = new Link(socket, Interlocked.Increment(ref _generation));
+            using (var cts = CancellationTokenSource.CreateLinkedTokenSource(ct, _lifetime.Token))
+            {
+                cts.CancelAfter(_options.ConnectTimeout);
+                try
+                {
+                    await socket.ConnectAsync(_options.ServerUri, cts.Token).ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    socket.Dispose();
+                    ct.ThrowIfCancellationRequested();
+                    string why = cts.IsCancellationRequested && !_lifetime.IsCancellationRequested ? "timed out after " + _options.ConnectTimeout.TotalSeconds + " s" : e.Message;
+                    throw new OmokageConnectionException("could not connect to " + _options.ServerUri + ": " + why, e);
+                }
+            }
+            lock (_gate)
+            {
+                if (_closing)
+                {
+                    socket.Dispose();
+                    throw new OmokageConnectionException("the client was closed");
+                }
+                _link = link;
+            }
+            link.ReceiveTask = Task.Run(() => ReceiveLoop(link));
+            link.SendTask = Task.Run(() => SendLoop(link));
+
+            WelcomeMessage welcome;
+            try
+            {
+                var pending = new SingleReply(MessageTypes.Welcome);
+                ServerMessage reply = await SendRequest(link,
+                    rid => Requests.Hello(rid, _options.ClientName, _options.Token, _options.ProtocolVersion),
+                    pending, pending.Result, _options.ConnectTimeout, ct).ConfigureAwait(false);
+                welcome = (WelcomeMessage)reply;
+            }
+            catch (Exception)
+            {
+                LoseLink(link, null);
+                throw;
+            }
+            lock (_gate)
+            {
+                if (Volatile.Read(ref link.Lost) != 0 || _link != link)
+                    throw new OmokageConnectionException("the connection was lost right after the welcome");
+                link.Established = true;
+                _welcome = welcome;
+                _reconnecting = false;  // a reconnect loop that got here ends now
+            }
+            SetState(ConnectionState.Connected);
+            Raise(Connected, welcome);
+            if (_options.PingInterval > TimeSpan.Zero) StartBackground(() => PingLoop(link));
+            return welcome;
+        }
+
+        Link RequireLink()
+        {
+            lock (_gate)
+            {
+                if (_link == null || !_link.Established || _state != ConnectionState.Connected)
+                    throw new OmokageConnectionException("not connected (state: " + _state.ToString().ToLowerInvariant() + ")");
+                return _link;
+            }
+        }
+
+        Task Enqueue(Link link, byte[] data, WebSocketMessageType type)
+        {
+            var item = new Outgoing { Data = data, Type = type };
+            if (Volatile.Read(ref link.Lost) != 0)
+                return FailedTask(new OmokageConnectionException("the connection is closed"));
+            link.Queue.Enqueue(item);
+            try { link.Signal.Release(); }
+            catch (ObjectDisposedException) { }
+            if (Volatile.Read(ref link.Lost) != 0) DrainQueue(link, null);  // lost meanwhile: nobody will send it
+            return item.Done.Task;
+        }
+
+        static Task FailedTask(Exception e)
+        {
+            var tcs = new TaskCompletionSource<bool>();
+            tcs.SetException(e);
+            return tcs.Task;
+        }
+
+        async Task SendLoop(Link link)
+        {
+            CancellationToken ct = link.Cts.Token;
+            Exception reason = null;
+            try
+            {
+                while (true)
+                {
+                    await link.Signal.WaitAsync(ct).ConfigureAwait(false);
+                    Outgoing item;
+                    if (!link.Queue.TryDequeue(out item)) continue;
+                    try
+                    {
+                        if (item.Type == WebSocketMessageType.Close)
+                            await link.Socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "client closing", ct).ConfigureAwait(false);
+                        else
+                            await link.Socket.SendAsync(new ArraySegment<byte>(item.Data), item.Type, true, ct).ConfigureAwait(false);
+                    }
+                    catch (Exception e)
+                    {
+                        item.Done.TrySetException(new OmokageConnectionException("sending failed: " + e.Message, e));
+                        throw;
+                    }
+                    item.Done.TrySetResult(true);
+                    if (item.Type == WebSocketMessageType.Close) return;  // nothing may follow a close frame
+                }
+            }
+            catch (OperationCanceledException) { }
+            catch (Exception e) { reason = e; }
+            LoseLink(link, reason);
+        }
+
+        async Task ReceiveLoop(Link link)
+        {
+            CancellationToken ct = link.Cts.Token;
+            var buffer = new byte[64 * 1024];
+            var message = new MemoryStream();
+            Exception reason = null;
+            try
+            {
+                while (true)
+                {
+                    WebSocketReceiveResult r = await link.Socket.ReceiveAsync(new ArraySegment<byte>(buffer), ct).ConfigureAwait(false);
+                    if (r.MessageType == WebSocketMessageType.Close)
+                    {
+                        reason = new OmokageConnectionException("the server closed the connection (" +
+                            (r.CloseStatus.HasValue ? ((int)r.CloseStatus.Value).ToString() : "no status") +
+                            (string.IsNullOrEmpty(r.CloseStatusDescription) ? "" : " " + r.CloseStatusDescription) + ")");
+                        break;
+                    }
+                    message.Write(buffer, 0, r.Count);
+                    if (message.Length > _options.MaxReceiveFrameBytes)
+                        throw new OmokageProtocolException("the server sent a frame over " + _options.MaxReceiveFrameBytes + " bytes");
+                    if (!r.EndOfMessage) continue;
+                    byte[] frame = message.ToArray();
+                    message.SetLength(0);
+                    HandleFrame(link, frame, r.MessageType);
+                }
+            }
+            catch (OperationCanceledException) { }
+            catch (Exception e) { reason = e; }
+            LoseLink(link, reason);
+        }
+
+        void HandleFrame(Link link, byte[] frame, WebSocketMessageType type)
+        {
+            if (type == WebSocketMessageType.Text)
+            {
+                RaiseError(new OmokageProtocolException("the server sent a text frame; protocol v1 uses binary frames only"));
+                return;
+            }
+            MsgMap map;
+            try
+            {
+                map = _options.Codec.Decode(frame);
+            }
+            catch (Exception e)
+            {
+                RaiseError(new OmokageProtocolException("the server sent a frame that is not one MessagePack map: " + e.Message, e));
+                return;
+            }
+            var trace = Trace;
+            if (trace != null) Raise(trace, new MessageTrace(false, map, frame.Length, ClockSync.LocalNow()));
+
+            ServerMessage msg;
+            try
+            {
+                msg = ServerMessage.Parse(map);
+            }
+            catch (OmokageProtocolException e)
+            {
+                long? rawRid = map.GetInt64("rid");
+                Pending broken = rawRid.HasValue ? TakePending(link, rawRid.Value) : null;
+                if (broken != null) broken.Fail(e);
+                else RaiseError(e);
+                return;
+            }
+
+            var texture = msg as TextureMessage;
+            if (texture != null && (!_options.VerifyTextureHashes || texture.Texture.HashMatches()))
+                _textures.Add(texture.Texture);
+
+            Pending pending = null;
+            if (msg.Rid.HasValue)
+            {
+                lock (_gate)
+                {
+                    if (_pending.TryGetValue(msg.Rid.Value, out pending) && pending.Link != link) pending = null;
+                }
+            }
+            if (pending == null)
+            {
+                Raise(MessageReceived, msg);
+                return;
+            }
+            bool done;
+            try
+            {
+                done = pending.OnMessage(msg);
+            }
+            catch (Exception e)
+            {
+                pending.Fail(e);
+                done = true;
+            }
+            if (done) RemovePending(pending);
+        }
+
+        void LoseLink(Link link, Exception reason)
+        {
+            if (Interlocked.Exchange(ref link.Lost, 1) != 0) return;
+            try { link.Cts.Cancel(); } catch (ObjectDisposedException) { }
+            try { link.Socket.Abort(); } catch (Exception) { }
+            var lost = new OmokageConnectionException("the connection to the server was lost" + (reason == null ? "" : ": " + reason.Message), reason);
+            DrainQueue(link, lost);
+
+            var failed = new List<Pending>();
+            bool established;
+            bool reconnect = false;
+            ConnectionState next = ConnectionState.Disconnected;
+            lock (_gate)
+            {
+                foreach (var kv in _pending)
+                    if (kv.Value.Link == link) failed.Add(kv.Value);
+                foreach (var p in failed) _pending.Remove(p.Rid);
+                if (_link == link) _link = null;
+                established = link.Established;
+                if (established)
+                {
+                    if (_closing) next = ConnectionState.Closed;
+                    else if (_options.AutoReconnect && !_reconnecting)
+                    {
+                        next = ConnectionState.Reconnecting;
+                        reconnect = _reconnecting = true;
+                    }
+                }
+            }
+            foreach (var p in failed) p.Fail(lost);
+            try { link.Socket.Dispose(); } catch (Exception) { }
+            if (!established) return;  // a failed connect attempt: its caller reports it
+            SetState(next);
+            Raise(Disconnected, reason);
+            if (reconnect) StartBackground(ReconnectLoop);
+        }
+
+        static void DrainQueue(Link link, Exception reason)
+        {
+            Outgoing item;
+            while (link.Queue.TryDequeue(out item))
+                item.Done.TrySetException(reason ?? new OmokageConnectionException("the connection is closed"));
+        }
+
+        async Task ReconnectLoop()
+        {
+            var backoff = NewBackoff();
+            int failures = 0;
+            bool connected = false;
+            try
+            {
+                while (true)
+                {
+                    await Task.Delay(backoff.Next(), _lifetime.Token).ConfigureAwait(false);
+                    lock (_gate)
+                    {
+                        if (_closing) return;
+                    }
+                    SetState(ConnectionState.Connecting);
+                    try
+                    {
+                        await OpenAsync(_lifetime.Token).ConfigureAwait(false);
+                        connected = true;
+                        return;
+                    }
+                    catch (OperationCanceledException) { return; }
+                    catch (Exception e)
+                    {
+                        if (_lifetime.IsCancellationRequested) return;
+                        RaiseError(e);
+                        failures++;
+                        var server = e as OmokageServerException;
+                        if ((server != null && IsFatal(server)) ||
+                            (_options.MaxReconnectAttempts > 0 && failures >= _options.MaxReconnectAttempts))
+                        {
+                            SetState(ConnectionState.Disconnected);
+                            return;
+                        }
+                        SetState(ConnectionState.Reconnecting);
+                    }
+                }
+            }
+            catch (OperationCanceledException) { }
+            finally
+            {
+                if (!connected) lock (_gate) _reconnecting = false;
+            }
+        }
+
+        async Task PingLoop(Link link)
+        {
+            CancellationToken ct = link.Cts.Token;
+            try
+            {
+                while (!ct.IsCancellationRequested)
+                {
+                    try
+                    {
+                        await PingOnLink(link, _options.PingTimeout, ct).ConfigureAwait(false);
+                    }
+                    catch (TimeoutException e)
+                    {
+                        LoseLink(link, new OmokageConnectionException("the server did not answer a ping within " + _options.PingTimeout.TotalSeconds + " s", e));
+                        return;
+                    }
+                    catch (OmokageServerException e) { RaiseError(e); }  // e.g. overloaded: try again later
+                    await Task.Delay(_options.PingInterval, ct).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) { }
+            catch (OmokageConnectionException) { }
+            catch (Exception e) { RaiseError(e); }
+        }
+
+        async Task<PingResult> PingOnLink(Link link, TimeSpan timeout, CancellationToken ct)
+        {
+            var pending = new SingleReply(MessageTypes.Pong);
+            double t0 = ClockSync.LocalNow();
+            ServerMessage reply = await SendRequest(link, rid => Requests.Ping(rid, t0), pending, pending.Result, timeout, ct).ConfigureAwait(false);
+            double t1 = ClockSync.LocalNow();
+            return _clock.AddSample(t0, t1, ((PongMessage)reply).ServerTime);
+        }
+
+        // --- plumbing: requests ------------------------------------------------------------------
+
+        int NextRid()
+        {
+            while (true)
+            {
+                int rid = Interlocked.Increment(ref _ridCounter) & Protocol.MaxRid;  // wraps within 0 … 2^31-1
+                if (rid != 0) return rid;
+            }
+        }
+
+        async Task<T> SendRequest<T>(Link link, Func<int, MsgMap> build, Pending pending, Task<T> result, TimeSpan timeout, CancellationToken ct)
+        {
+            int rid = NextRid();
+            pending.Rid = rid;
+            pending.Link = link;
+            MsgMap message = build(rid);
+            byte[] frame = _options.Codec.Encode(message);
+            lock (_gate)
+            {
+                if (Volatile.Read(ref link.Lost) != 0) throw new OmokageConnectionException("the connection is closed");
+                _pending[rid] = pending;
+            }
+            try
+            {
+                var trace = Trace;
+                if (trace != null) Raise(trace, new MessageTrace(true, message, frame.Length, ClockSync.LocalNow()));
+                await Enqueue(link, frame, WebSocketMessageType.Binary).ConfigureAwait(false);
+                using (var waitCts = CancellationTokenSource.CreateLinkedTokenSource(ct))
+                {
+                    Task delay = Task.Delay(timeout, waitCts.Token);
+                    Task first = await Task.WhenAny(result, delay).ConfigureAwait(false);
+                    if (first != result)
+                    {
+                        ct.ThrowIfCancellationRequested();
+                        throw new TimeoutException(message.GetString("type") + " (rid " + rid + ") got no reply within " + timeout.TotalSeconds + " s");
+                    }
+                    waitCts.Cancel();
+                }
+                return await result.ConfigureAwait(false);
+            }
+            finally
+            {
+                RemovePending(pending);
+            }
+        }
+
+        void RemovePending(Pending pending)
+        {
+            lock (_gate)
+            {
+                Pending current;
+                if (_pending.TryGetValue(pending.Rid, out current) && current == pending) _pending.Remove(pending.Rid);
+            }
+        }
+
+        Pending TakePending(Link link, long rid)
+        {
+            if (rid < 0 || rid > Protocol.MaxRid) return null;
+            lock (_gate)
+            {
+                Pending p;
+                if (!_pending.TryGetValue((int)rid, out p) || p.Link != link) return null;
+                _pending.Remove((int)rid);
+                return p;
+            }
+        }
+
+        abstract class Pending
+        {
+            public int Rid;
+            public Link Link;
+
+            /// <summary>Takes one message with this request's rid; true when the request is complete.</summary>
+            public abstract bool OnMessage(ServerMessage message);
+
+            public abstract void Fail(Exception e);
+        }
+
+        sealed class SingleReply : Pending
+        {
+            readonly string _expected;
+            readonly TaskCompletionSource<ServerMessage> _tcs = new TaskCompletionSource<ServerMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+
+            public SingleReply(string expected) { _expected = expected; }
+
+            public Task<ServerMessage> Result { get { return _tcs.Task; } }
+
+            public override bool OnMessage(ServerMessage message)
+            {
+                var error = message as ErrorMessage;
+                if (error != null) _tcs.TrySetException(error.ToException());
+                else if (_expected != null && message.Type != _expected)
+                    _tcs.TrySetException(new OmokageProtocolException("expected `" + _expected + "` in reply to rid " + Rid + ", got `" + message.Type + "`"));
+                else _tcs.TrySetResult(message);
+                return true;
+            }
+
+            public override void Fail(Exception e) { _tcs.TrySetException(e); }
+        }
+
+        sealed class TextureBatch
+        {
+            public readonly List<TextureData> Textures = new List<TextureData>();
+            public readonly List<string> Missing = new List<string>();
+        }
+
+        sealed class TextureReply : Pending
+        {
+            readonly List<string> _hashes;
+            readonly bool _verify;
+            readonly TextureBatch _batch = new TextureBatch();
+            readonly TaskCompletionSource<TextureBatch> _tcs = new TaskCompletionSource<TextureBatch>(TaskCreationOptions.RunContinuationsAsynchronously);
+
+            public TextureReply(List<string> hashes, bool verify)
+            {
+                _hashes = hashes;
+                _verify = verify;
+            }
+
+            public Task<TextureBatch> Result { get { return _tcs.Task; } }
+
+            public override bool OnMessage(ServerMessage message)
+            {
+                var texture = message as TextureMessage;
+                if (texture != null)
+                {
+                    if (_verify && !texture.Texture.HashMatches())
+                    {
+                        _tcs.TrySetException(new OmokageProtocolException("texture " + texture.Texture.Hash + ": SHA-256 of the data does not match the hash"));
+                        return true;
+                    }
+                    _batch.Textures.Add(texture.Texture);
+                    if (_batch.Textures.Count < _hashes.Count) return false;
+                    _tcs.TrySetResult(_batch);
+                    return true;
+                }
+                var error = message as ErrorMessage;
+                if (error != null && error.Code == ErrorCodes.NotFound)
+                {
+                    // the server sends the textures it has, then one not_found for the rest
+                    var got = new HashSet<string>(StringComparer.Ordinal);
+                    foreach (var t in _batch.Textures) got.Add(t.Hash);
+                    foreach (var h in _hashes)
+                        if (!got.Contains(h)) _batch.Missing.Add(h);
+                    _tcs.TrySetResult(_batch);
+                    return true;
+                }
+                if (error != null) _tcs.TrySetException(error.ToException());
+                else _tcs.TrySetException(new OmokageProtocolException("expected `texture` in reply to rid " + Rid + ", got `" + message.Type + "`"));
+                return true;
+            }
+
+            public override void Fail(Exception e) { _tcs.TrySetException(e); }
+        }
+
+        // --- helpers -----------------------------------------------------------------------------
+
+        /// <summary>Runs a fire-and-forget loop on the thread pool (its own try/catch reports errors).</summary>
+        static void StartBackground(Func<Task> loop)
+        {
+            Task.Run(loop);
+        }
+
+        Backoff NewBackoff()
+        {
+            var max = _options.ReconnectMaxDelay < _options.ReconnectInitialDelay ? _options.ReconnectInitialDelay : _options.ReconnectMaxDelay;
+            return new Backoff(_options.ReconnectInitialDelay, max);
+        }
+
+        static bool IsFatal(OmokageServerException e)
+        {
+            return e.Code == ErrorCodes.Unauthorized || e.Code == ErrorCodes.BadField;
+        }
+
+        void SetState(ConnectionState state)
+        {
+            lock (_gate)
+            {
+                if (_state == state || _state == ConnectionState.Closed) return;
+                _state = state;
+            }
+            Raise(StateChanged, state);
+        }
+
+        void Raise<T>(Action<T> handler, T arg)
+        {
+            if (handler == null) return;
+            try { handler(arg); }
+            catch (Exception e) { RaiseError(e); }
+        }
+
+        void RaiseError(Exception e)
+        {
+            var handler = BackgroundError;
+            if (handler == null) return;
+            try { handler(e); }
+            catch (Exception) { }
+        }
+    }
+}

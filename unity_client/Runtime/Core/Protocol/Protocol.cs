@@ -1,0 +1,100 @@
+using System;
+
+namespace Omokage.Client
+{
+    /// <summary>Constants of protocol v1 (docs/protocol.md).</summary>
+    public static class Protocol
+    {
+        /// <summary>The protocol version this package speaks, sent in <c>hello</c>.</summary>
+        public const int Version = 1;
+
+        /// <summary>The package version, used in the default client name.</summary>
+        public const string PackageVersion = "0.1.0";
+
+        /// <summary>Default <c>hello.client</c>: <c>omokage-unity/0.1.0</c>.</summary>
+        public const string DefaultClientName = "omokage-unity/" + PackageVersion;
+
+        /// <summary>The largest request id (2^31 − 1).</summary>
+        public const int MaxRid = int.MaxValue;
+    }
+
+    /// <summary>Message types of protocol v1.</summary>
+    public static class MessageTypes
+    {
+        // client → server
+        public const string Hello = "hello";
+        public const string Start = "start";
+        public const string Choose = "choose";
+        public const string Decide = "decide";
+        public const string TextureGet = "texture.get";
+        public const string Ping = "ping";
+        // server → client
+        public const string Welcome = "welcome";
+        public const string Candidates = "candidates";
+        public const string Decided = "decided";
+        public const string Texture = "texture";
+        public const string Pong = "pong";
+        public const string Error = "error";
+    }
+
+    /// <summary>The <c>error.code</c> values of protocol v1.</summary>
+    public static class ErrorCodes
+    {
+        public const string BadFrame = "bad_frame";
+        public const string UnknownType = "unknown_type";
+        public const string BadField = "bad_field";
+        public const string TooLarge = "too_large";
+        public const string Unauthorized = "unauthorized";
+        public const string NotFound = "not_found";
+        public const string WrongState = "wrong_state";
+        public const string Overloaded = "overloaded";
+        public const string Internal = "internal";
+    }
+
+    /// <summary>Values of <c>start.init</c>.</summary>
+    public static class InitModes
+    {
+        public const string Random = "random";
+        public const string Image = "image";
+    }
+
+    /// <summary>Base class of everything the client throws.</summary>
+    public class OmokageException : Exception
+    {
+        public OmokageException(string message) : base(message) { }
+        public OmokageException(string message, Exception inner) : base(message, inner) { }
+    }
+
+    /// <summary>The server answered a request with <c>error</c>; <see cref="Code"/> is one of <see cref="ErrorCodes"/>.</summary>
+    public class OmokageServerException : OmokageException
+    {
+        public OmokageServerException(string code, string serverMessage, int? rid)
+            : base(code + ": " + serverMessage)
+        {
+            Code = code;
+            ServerMessage = serverMessage;
+            Rid = rid;
+        }
+
+        public string Code { get; private set; }
+
+        /// <summary>The server's explanation, for people.</summary>
+        public string ServerMessage { get; private set; }
+
+        public int? Rid { get; private set; }
+    }
+
+    /// <summary>The server sent something that breaks protocol v1 (a missing field, a wrong type, a bad texture hash).</summary>
+    public class OmokageProtocolException : OmokageException
+    {
+        public OmokageProtocolException(string message) : base(message) { }
+        public OmokageProtocolException(string message, Exception inner) : base(message, inner) { }
+    }
+
+    /// <summary>There is no usable connection: not connected yet, reconnecting, closed, or lost while waiting for a reply.</summary>
+    public class OmokageConnectionException : OmokageException
+    {
+        public OmokageConnectionException(string message) : base(message) { }
+        public OmokageConnectionException(string message, Exception inner) : base(message, inner) { }
+    }
+}

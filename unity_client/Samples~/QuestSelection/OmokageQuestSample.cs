@@ -1,0 +1,128 @@
+using Omokage.Client;
+using Omokage.Unity;
+using UnityEngine;
+
+namespace Omokage.Samples
+{
+    /// <summary>
+    /// Builds the whole avatar-selection setup at runtime, so the sample needs no prefab: a connection, a 3×3
+    /// grid floating in front of the user, a "this one" button, a pointer on the right controller (dwell and
+    /// trigger) with a head-gaze dwell fallback, a gaze reporter and a status line. Put it on an empty GameObject
+    /// in a scene with an XR Origin (see README.md), set the server URL, build to the Quest.
+    /// </summary>
+    public class OmokageQuestSample : MonoBehaviour
+    {
+        [Header("Server")]
+        [Tooltip("ws://LAN-ADDRESS:8765/ws of `omokage serve --host 0.0.0.0 --token …`")]
+        [SerializeField] string serverUrl = "ws://192.168.0.10:8765/ws";
+        [SerializeField] string token = "";
+        [SerializeField] string algorithm = "pca";
+
+        [Header("Rig")]
+        [Tooltip("The XR camera (head). Empty: Camera.main.")]
+        [SerializeField] Transform head;
+        [Tooltip("The right controller's ray origin (e.g. XR Origin/Camera Offset/Right Controller). Empty: head-gaze only.")]
+        [SerializeField] Transform rightController;
+        [Tooltip("Unlit textured material for the faces (URP: a material on Universal Render Pipeline/Unlit).")]
+        [SerializeField] Material tileMaterial;
+
+        [Header("Layout")]
+        [SerializeField] float distance = 1.4f;
+        [SerializeField] float height = 1.45f;
+
+        OmokageConnection _connection;
+        CandidateGrid _grid;
+        OmokagePointer _controllerPointer;
+        TextMesh _status;
+
+        /// <summary>The pointer on the controller: bind your trigger action's performed callback to its SelectHovered.</summary>
+        public OmokagePointer ControllerPointer { get { return _controllerPointer; } }
+
+        void Awake()
+        {
+            Transform h = head != null ? head : (Camera.main != null ? Camera.main.transform : null);
+
+            // 1. the connection (connects in Start, reconnects on its own)
+            _connection = gameObject.AddComponent<OmokageConnection>();
+            _connection.ServerUrl = serverUrl;
+            _connection.Token = token;
+            _connection.StateChanged += OnStateChanged;
+            _connection.Connected += OnConnected;
+
+            // 2. the grid, facing the user at a comfortable distance
+            //    (added to an inactive object so its fields are set before its Awake builds the tiles)
+            var gridObject = new GameObject("Omokage Grid");
+            gridObject.SetActive(false);
+            gridObject.transform.position = new Vector3(0f, height, distance);
+            gridObject.transform.rotation = Quaternion.identity;  // quads face -Z, towards a user at the origin
+            _grid = gridObject.AddComponent<CandidateGrid>();
+            _grid.Algorithm = algorithm;
+            _grid.TileMaterial = tileMaterial;
+            _grid.Connection = _connection;
+            gridObject.SetActive(true);
+            _grid.Decided += OnDecided;
+            _grid.RequestFailed += e => SetStatus("error: " + e.Message);
+
+            // 3. a "this one" button under the grid
+            var button = GameObject.CreatePrimitive(PrimitiveType.Cube);
+            button.name = "Decide Button";
+            button.transform.SetParent(gridObject.transform, false);
+            button.transform.localPosition = new Vector3(0f, -0.55f, 0f);
+            button.transform.localScale = new Vector3(0.3f, 0.08f, 0.03f);
+            var decide = button.AddComponent<OmokageDecideButton>();
+            decide.Grid = _grid;
+            decide.ButtonRenderer = button.GetComponent<Renderer>();
+
+            // 4. pointers: the controller ray (dwell + trigger) and head gaze (dwell)
+            if (rightController != null)
+            {
+                _controllerPointer = rightController.gameObject.AddComponent<OmokagePointer>();
+                _controllerPointer.RayOrigin = rightController;
+            }
+            if (h != null)
+            {
+                var gazePointer = h.gameObject.AddComponent<OmokagePointer>();
+                gazePointer.RayOrigin = h;
+                gazePointer.DwellSeconds = 1.5f;  // a little longer for the head: looking is not yet choosing
+            }
+
+            // 5. head pose and gaze samples (kept locally; protocol v1 has no gaze message)
+            var reporter = gameObject.AddComponent<OmokageGazeReporter>();
+            reporter.Head = h;
+            reporter.Connection = _connection;
+
+            // 6. a status line above the grid
+            var statusObject = new GameObject("Omokage Status");
+            statusObject.transform.SetParent(gridObject.transform, false);
+            statusObject.transform.localPosition = new Vector3(0f, 0.55f, 0f);
+            _status = statusObject.AddComponent<TextMesh>();
+            _status.anchor = TextAnchor.LowerCenter;
+            _status.alignment = TextAlignment.Center;
+            _status.characterSize = 0.004f;
+            _status.fontSize = 48;
+            SetStatus("connecting to " + serverUrl + " …");
+        }
+
+        void OnStateChanged(ConnectionState state)
+        {
+            if (state == ConnectionState.Reconnecting) SetStatus("connection lost, reconnecting …");
+            else if (state == ConnectionState.Connecting) SetStatus("connecting to " + serverUrl + " …");
+        }
+
+        void OnConnected(WelcomeMessage welcome)
+        {
+            SetStatus("pick the face closest to the one you want (" + welcome.Catalog.Count + " avatars)");
+        }
+
+        void OnDecided(DecidedMessage decided)
+        {
+            SetStatus("chosen: " + decided.Item.Title + " after " + decided.Steps + " grids");
+        }
+
+        void SetStatus(string text)
+        {
+            if (_status != null) _status.text = text;
+            Debug.Log("[omokage sample] " + text);
+        }
+    }
+}

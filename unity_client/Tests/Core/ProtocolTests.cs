@@ -1,0 +1,109 @@
+using System;
+using System.Collections.Generic;
+using NUnit.Framework;
+using Omokage.Client.MessagePack;
+
+namespace Omokage.Client.Tests
+{
+    [TestFixture]
+    public class ProtocolTests
+    {
+        static MsgMap Item(long id)
+        {
+            return new MsgMap { { "id", id }, { "distance", null }, { "texture", new string('a', 64) }, { "title", "t" }, { "url", "u" } };
+        }
+
+        [Test]
+        public void RequestBuilders_PutTypeFirst_RidSecond_AndLeaveOutNullOptionals()
+        {
+            var start = Requests.StartRandom(3, "pca");
+            CollectionAssert.AreEqual(new[] { "type", "rid", "algorithm", "init" }, new List<string>(start.Keys));
+            var hello = Requests.Hello(null, "x");
+            CollectionAssert.AreEqual(new[] { "type", "protocol", "client" }, new List<string>(hello.Keys));
+            var image = Requests.StartImage(1, "nmf", new byte[] { 1 }, 5);
+            CollectionAssert.AreEqual(new[] { "type", "rid", "algorithm", "init", "image", "seed" }, new List<string>(image.Keys));
+            Assert.AreEqual("image", image["init"]);
+            Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Choose(-1, 3));
+        }
+
+        [Test]
+        public void UnknownFields_AreIgnored_AndKeptInRaw()
+        {
+            var map = new MsgMap { { "type", "pong" }, { "rid", 3L }, { "t", 1L }, { "server_time", 2.5 }, { "future", "x" } };
+            var pong = (PongMessage)ServerMessage.Parse(map);
+            Assert.AreEqual(1.0, pong.T, "number accepts an int");
+            Assert.AreEqual(2.5, pong.ServerTime);
+            Assert.AreEqual("x", pong.Raw.GetString("future"));
+        }
+
+        [Test]
+        public void UnknownTypes_ParseAsUnknownMessage()
+        {
+            var msg = ServerMessage.Parse(new MsgMap { { "type", "gaze.ack" } });
+            Assert.IsInstanceOf(typeof(UnknownMessage), msg);
+            Assert.IsNull(msg.Rid);
+        }
+
+        [Test]
+        public void MissingOrMistypedFields_ThrowNamingTheField()
+        {
+            var e = Assert.Throws<OmokageProtocolException>(() => ServerMessage.Parse(new MsgMap { { "type", "pong" }, { "t", 1.0 } }));
+            StringAssert.Contains("server_time", e.Message);
+            var items = new List<object> { Item(1), new MsgMap { { "id", "seven" } } };
+            e = Assert.Throws<OmokageProtocolException>(() => ServerMessage.Parse(new MsgMap { { "type", "candidates" }, { "step", 1L }, { "algorithm", "pca" }, { "items", items } }));
+            StringAssert.Contains("items[1]", e.Message);
+            StringAssert.Contains("id", e.Message);
+            Assert.Throws<OmokageProtocolException>(() => ServerMessage.Parse(new MsgMap { { "rid", 1L } }));
+        }
+
+        [Test]
+        public void Welcome_LimitsDefaultWhenLeftOut()
+        {
+            var map = new MsgMap
+            {
+                { "type", "welcome" }, { "protocol", 1L }, { "server", "s" }, { "session_id", "x" },
+                { "algorithms", new List<object> { "pca" } }, { "catalog", new MsgMap { { "count", 3L }, { "image_size", 64L } } },
+            };
+            var welcome = (WelcomeMessage)ServerMessage.Parse(map);
+            Assert.AreEqual(64, welcome.Limits.MaxHashesPerRequest);
+            Assert.AreEqual(9, welcome.Limits.GridSize);
+        }
+
+        [Test]
+        public void Hashing_AndFormatSniffing()
+        {
+            Assert.AreEqual("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", Hashing.Sha256Hex(new byte[0]));
+            Assert.IsTrue(Hashing.IsHash(new string('0', 64)));
+            Assert.IsFalse(Hashing.IsHash(new string('A', 64)));
+            Assert.AreEqual("jpeg", Hashing.SniffImageFormat(new byte[] { 0xff, 0xd8, 0xff, 0xe0 }));
+            Assert.IsNull(Hashing.SniffImageFormat(new byte[] { 1, 2, 3 }));
+        }
+
+        [Test]
+        public void ClientOptions_RejectNonWebSocketUrls()
+        {
+            Assert.Throws<ArgumentException>(() => new OmokageClientOptions("http://127.0.0.1:8765/ws"));
+            Assert.AreEqual("ws", new OmokageClientOptions("ws://127.0.0.1:8765/ws").ServerUri.Scheme);
+        }
+
+        [Test]
+        public void RequestsBeforeConnecting_FailWithConnectionException()
+        {
+            var client = new OmokageClient("ws://127.0.0.1:9/ws");
+            Assert.AreEqual(ConnectionState.Disconnected, client.State);
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => client.ChooseAsync(1)));
+            client.Dispose();
+            Assert.AreEqual(ConnectionState.Closed, client.State);
+        }
+
+        [Test]
+        public void ConnectingToNothing_FailsWithConnectionException()
+        {
+            var options = new OmokageClientOptions("ws://127.0.0.1:9/ws") { ConnectTimeout = TimeSpan.FromSeconds(3) };
+            var client = new OmokageClient(options);
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => client.ConnectAsync()));
+            Assert.AreEqual(ConnectionState.Disconnected, client.State);
+            client.Dispose();
+        }
+    }
+}
