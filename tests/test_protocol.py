@@ -195,3 +195,13 @@ def test_session_events_are_logged(backend):
     actions = conn.receive(msgpack.packb({"type": "start", "algorithm": "nmf", "init": "random", "seed": 1}), 5.0)
     [log] = [a for a in actions if isinstance(a, Log)]
     assert log.record["event"] == "start" and log.record["at"] == 5.0 and len(log.record["candidates"]) == 9
+
+
+def test_the_announced_hash_limit_is_the_enforced_one(backend):
+    conn = ServerConnection(backend, "s", limits=Limits(max_hashes_per_request=2))
+    [welcome] = send(conn, type="hello", protocol=1, client="x")
+    assert welcome["limits"]["max_hashes_per_request"] == 2
+    tex = backend.items[0].texture
+    assert [m["type"] for m in send(conn, type="texture.get", hashes=[tex, tex])] == ["texture", "texture"]
+    [err] = send(conn, type="texture.get", hashes=[tex] * 3)
+    assert err["code"] == "too_large"

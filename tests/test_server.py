@@ -263,3 +263,15 @@ def test_tls(engine, tmp_path):
         assert run(main()) == "welcome"
     finally:
         srv.stop()
+
+
+def test_serve_on_a_busy_port_fails_fast_with_advice(tiny_catalog, tiny_models, tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "omokage", "serve", "--catalog", str(tiny_catalog), "--models",
+                               str(tiny_models), "--port", str(port), "--events", str(tmp_path / "e.jsonl")],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--port" in proc.stderr and "Traceback" not in proc.stderr

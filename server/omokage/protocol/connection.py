@@ -252,6 +252,9 @@ class ServerConnection:
                 self._log_event(self.session.events[-1])]
 
     def _textures(self, hashes, rid) -> list[Action]:
+        if len(hashes) > self.limits.max_hashes_per_request:
+            raise ProtocolError("too_large", f"texture.get.hashes: at most {self.limits.max_hashes_per_request} "
+                                             "entries per request", rid)
         actions: list[Action] = []
         missing = []
         for h in hashes:

@@ -65,7 +65,8 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
     ),
     "choose": (Field("id", "int", True, 0, INT32_MAX, doc="item id from the current candidates"),),
     "decide": (Field("id", "int", True, 0, INT32_MAX, doc="item id from the current candidates"),),
-    "texture.get": (Field("hashes", "str_list", True, max_len=64, doc="1 to 64 texture hashes (64 hex chars)"),),
+    # the count is bounded by the connection's Limits.max_hashes_per_request (announced in welcome)
+    "texture.get": (Field("hashes", "str_list", True, doc="1 to max_hashes_per_request texture hashes"),),
     "ping": (Field("t", "number", True, doc="client clock, any finite number; echoed"),),
 }
 

@@ -311,7 +311,15 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
             loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
         ready = loop.create_future()
         task = asyncio.create_task(server.run(host, port, ready=ready, stop=stop, tls=tls))
-        bound = await ready
+        await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():  # run() failed before binding: surface it instead of waiting forever
+            exc = task.exception()
+            if isinstance(exc, OSError):
+                from omokage.errors import UserError
+                raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another server "
+                                "running there? choose another --port") from None
+            raise exc
+        bound = ready.result()
         log.info("ready", extra={"fields": {"loop": loop_kind, "events": str(events_path)}})
         if on_ready is not None:
             on_ready(bound)
