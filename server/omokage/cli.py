@@ -38,6 +38,9 @@ def _add_catalog_commands(sub) -> None:
                           "cascade:PATH (an OpenCV cascade XML, e.g. nagadomi's lbpcascade_animeface.xml)")
     ing.add_argument("--size", type=int, default=200, help="output size in pixels (default 200)")
     ing.add_argument("--margin", type=float, default=0.25, help="margin around a detected face, as a fraction of its size")
+    ing.add_argument("--dedup-threshold", type=int, default=6, metavar="BITS",
+                     help="drop a face whose 64-bit perceptual hash is within BITS of an earlier one and whose "
+                          "colours match (default 6; -1 keeps near-duplicates, e.g. several photos of one sitter)")
     ing.add_argument("--force", action="store_true", help="replace an existing catalog at --out")
     ing.set_defaults(func=_cmd_ingest)
 
@@ -156,7 +159,8 @@ def _cmd_generate(a) -> int:
 def _cmd_ingest(a) -> int:
     from omokage.catalog.ingest import ingest_images
     report = ingest_images(a.images_dir, a.out, manifest=a.manifest, detector=a.detector,
-                           image_size=a.size, margin=a.margin, overwrite=a.force)
+                           image_size=a.size, margin=a.margin, overwrite=a.force,
+                           dedup_threshold=a.dedup_threshold)
     print(report.summary())
     return 0 if report.added else 1
 
