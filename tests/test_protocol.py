@@ -10,23 +10,11 @@ import pytest
 from omokage.protocol.connection import Close, Limits, Log, Offload, Send, ServerConnection
 from omokage.protocol.messages import CLIENT_MESSAGES, ERROR_CODES, encode
 from omokage.service.server import EngineBackend
+from tests.vectors.generate_vectors import to_python as from_description
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO / "tests" / "vectors"
 INDEX = json.loads((VECTORS / "index.json").read_text())
-
-
-def from_description(v):
-    import base64
-    if isinstance(v, dict):
-        if set(v) == {"$float"}:
-            return float(v["$float"])
-        if set(v) == {"$bin"}:
-            return base64.b64decode(v["$bin"])
-        return {k: from_description(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [from_description(x) for x in v]
-    return v
 
 
 @pytest.mark.parametrize("vector", INDEX["vectors"], ids=lambda v: v["file"])
