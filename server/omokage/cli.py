@@ -140,7 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--max-steps", type=int, default=10)
     bc.add_argument("--temperature", type=float, default=0.1)
     bc.add_argument("--seed", type=int, default=0)
-    bc.add_argument("--dataset", default="generated", help="generated, or a path to ../shared/data/anime-holoen20")
+    bc.add_argument("--dataset", default="generated", help="generated, anime-holoen20, or a path to a labelled set "
+                    "laid out like ../shared/data/anime-holoen20")
+    bc.add_argument("--ae-epochs", type=int, default=None, help="autoencoder epochs if it must be fitted "
+                    "(default: the model's)")
+    bc.add_argument("--perceive", choices=["character", "image"], default="character",
+                    help="labelled sets: the simulated user compares faces with the target's character or with "
+                         "the one target drawing")
     bc.add_argument("--out", type=Path, default=Path("benchmarks/results/choice"))
     bc.add_argument("--home", type=Path, default=DEFAULT_HOME)
     bc.set_defaults(func=_cmd_bench_choice)
@@ -231,7 +237,7 @@ def _cmd_bench_serve(a) -> int:
 def _cmd_bench_choice(a) -> int:
     from omokage.bench.choice import run
     return run(users=a.users, max_steps=a.max_steps, temperature=a.temperature, seed=a.seed,
-               dataset=a.dataset, out=a.out, home=a.home)
+               dataset=a.dataset, out=a.out, home=a.home, ae_epochs=a.ae_epochs, perceive=a.perceive)
 
 
 def main(argv: list[str] | None = None) -> int:
