@@ -160,6 +160,10 @@ def test_message_rate_is_limited(backend):
     # hello at t=0 took one token; a second of refill (10) tops the bucket back up to its burst of 20
     assert replies.count("pong") == 20 and replies.count("error") == 20
     assert send(conn, now=3.0, type="ping", t=0)[0]["type"] == "pong"  # refills with time
+    for i in range(30):
+        send(conn, now=3.0, rid=i, type="ping", t=0)
+    [refused] = send(conn, now=3.0, rid=99, type="choose", id=1)
+    assert refused["code"] == "overloaded" and refused["rid"] == 99  # the refusal names its request
 
 
 def test_image_start_is_offloaded_and_completed(backend, engine):

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--token", help="require this token in `hello` before serving anything else")
     s.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="browser Origin allowed to connect (repeatable); same-origin pages are always allowed")
+    s.add_argument("--max-messages-per-second", type=float, default=200.0, metavar="N",
+                   help="per-connection message rate (burst: twice that); more gets `overloaded` (default 200)")
     s.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve https/wss with this certificate (Quest "
                    "Browser needs https for WebXR on the LAN)")
     s.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
@@ -131,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     bk.set_defaults(func=_cmd_bench_knn)
     bs = bsub.add_parser("serve", help="N concurrent protocol clients over loopback running whole sessions")
     bs.add_argument("--clients", default="1,10,100", help="comma-separated concurrency levels")
-    bs.add_argument("--sessions", type=int, default=3, help="whole sessions per client")
+    bs.add_argument("--sessions", type=int, default=3, help="whole sessions per client, at least (each level runs "
+                    "at least 100 sessions in all)")
     bs.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     bs.add_argument("--home", type=Path, default=DEFAULT_HOME)
     bs.set_defaults(func=_cmd_bench_serve)
@@ -211,7 +214,8 @@ def _cmd_serve(a) -> int:
     from omokage.service.server import serve_forever
     return serve_forever(catalog=a.catalog, models=a.models, host=a.host, port=a.port, token=a.token,
                          allow_origins=a.allow_origin, log_level=a.log_level, events_path=a.events,
-                         tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert)
+                         tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert,
+                         max_messages_per_second=a.max_messages_per_second)
 
 
 def _cmd_demo(a) -> int:

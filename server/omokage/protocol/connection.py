@@ -131,13 +131,15 @@ class ServerConnection:
         if self.closed:
             return []
         self.messages_in += 1
-        if not self._bucket.take(now):
-            return self._error(ProtocolError("overloaded", f"over {self.limits.max_messages_per_second:g} messages "
-                                                           "per second; slow down"))
         rid = None
         try:
             msg = decode_frame(frame, self.limits.max_frame_bytes)
             rid = msg.get("rid") if isinstance(msg.get("rid"), int) else None
+            # checked after decoding so that the refusal names its request: a client waiting on a rid
+            # must get an answer, not a timeout
+            if not self._bucket.take(now):
+                raise ProtocolError("overloaded", f"over {self.limits.max_messages_per_second:g} messages per "
+                                                  "second on this connection; slow down", rid)
             msg = validate(msg)
             rid = msg.get("rid")
             return self._dispatch(msg, now)

@@ -295,14 +295,16 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allow_origins=(),
                   log_level="info", events_path: Path | None = None, on_ready=None,
-                  tls_cert: Path | None = None, tls_key: Path | None = None) -> int:
+                  tls_cert: Path | None = None, tls_key: Path | None = None,
+                  max_messages_per_second: float = Limits.max_messages_per_second) -> int:
     configure_logging(log_level)
     tls = tls_context(tls_cert, tls_key) if tls_cert else None
     loop_kind = install_uvloop()
     engine = Engine.open(catalog, models)
     if events_path is None:
         events_path = Path("var") / "events" / f"events-{time.strftime('%Y%m%d')}.jsonl"
-    server = OmokageServer(engine, token=token, allow_origins=allow_origins, events_path=events_path)
+    limits = Limits(max_messages_per_second=max_messages_per_second, burst=int(2 * max_messages_per_second))
+    server = OmokageServer(engine, limits=limits, token=token, allow_origins=allow_origins, events_path=events_path)
 
     async def main():
         loop = asyncio.get_running_loop()
