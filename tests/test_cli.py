@@ -60,3 +60,19 @@ def test_corrupt_query_image_is_a_clear_error(tiny_catalog, tiny_models, tmp_pat
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     proc = omokage("query", tiny_catalog, tiny_models, bad, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "image" in proc.stderr
+
+
+def test_client_command_runs_a_session_against_omokage_serve(tiny_catalog, tiny_models, tmp_path):
+    from tests.test_server import start_serve
+    proc, port = start_serve(tiny_catalog, tiny_models, tmp_path / "events.jsonl")
+    try:
+        out = omokage("client", f"ws://127.0.0.1:{port}/ws", "--algorithm", "nmf", "--choices", "3").stdout
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    lines = out.splitlines()
+    assert lines[0].startswith('-> {"type": "hello"') and '"type": "welcome"' in lines[1]
+    assert sum('"type": "choose"' in line for line in lines) == 3
+    assert "decided on" in lines[-1] and "after 4 steps" in lines[-1]
+    dead = omokage("client", f"ws://127.0.0.1:{port}/ws", check=False)
+    assert dead.returncode == 1 and "cannot reach" in dead.stderr

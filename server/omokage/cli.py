@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="info", help="debug, info, warning or error (logs are JSON lines on stderr)")
     s.set_defaults(func=_cmd_serve)
 
+    cl = sub.add_parser("client", help="run one whole session against a server and print the transcript",
+                        description="Connect to an omokage server, run one selection session (start, choose, "
+                                    "decide, fetching textures) and print every message: a check of a deployment.")
+    cl.add_argument("url", metavar="URL", help="e.g. ws://127.0.0.1:8765/ws")
+    cl.add_argument("--algorithm", default="pca")
+    cl.add_argument("--choices", type=int, default=2, help="how many times to choose before deciding")
+    cl.add_argument("--seed", type=int, default=1)
+    cl.add_argument("--token")
+    cl.set_defaults(func=_cmd_client)
+
     d = sub.add_parser("demo", help="generate the default catalog, fit the models and serve them",
                        description="The main job on the embedded default catalog: generate it if missing, fit "
                                    "raw/pca/nmf/ae if missing, then serve it and print the URL to open.")
@@ -216,6 +226,21 @@ def _cmd_serve(a) -> int:
                          allow_origins=a.allow_origin, log_level=a.log_level, events_path=a.events,
                          tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert,
                          max_messages_per_second=a.max_messages_per_second)
+
+
+def _cmd_client(a) -> int:
+    import asyncio
+    from omokage.client import OmokageError
+    from omokage.demo import transcript_session
+    try:
+        asyncio.run(transcript_session(a.url, algorithm=a.algorithm, seed=a.seed, choices=a.choices, token=a.token))
+    except OmokageError as exc:
+        print(f"omokage: the server answered {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"omokage: cannot reach {a.url}: {exc}; is `omokage serve` running there?", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_demo(a) -> int:

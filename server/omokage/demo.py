@@ -66,12 +66,12 @@ def describe(message: dict[str, Any]) -> str:
 
 
 async def transcript_session(url: str, algorithm: str = "pca", seed: int = 1, choices: int = 2,
-                             out=print) -> dict[str, Any]:
+                             out=print, token: str | None = None) -> dict[str, Any]:
     """Drive one whole session with the Python client and print every frame."""
     from omokage.client import OmokageClient
     rng = random.Random(seed)
     trace = lambda direction, msg: out(f"{direction} {describe(msg)}")  # noqa: E731
-    async with await OmokageClient.connect(url, trace=trace) as client:
+    async with await OmokageClient.connect(url, trace=trace, token=token) as client:
         grid = await client.start(algorithm, seed=seed)
         await client.fetch_textures([i.texture for i in grid.items])
         for _ in range(choices):
