@@ -3,7 +3,6 @@
 import asyncio
 import io
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -15,38 +15,16 @@ from typing import Any
 from omokage.features import ALGORITHMS
 
 
-def _stale_models(catalog_dir: Path, models_dir: Path) -> list[str]:
-    from omokage.catalog.store import Catalog
-    from omokage.features import ModelRepositoryError, latest_version_dir
-    fingerprint = Catalog(catalog_dir).fingerprint()
-    stale = []
-    for name in ALGORITHMS:
-        try:
-            config = json.loads((latest_version_dir(models_dir, name) / "config.json").read_text())
-        except ModelRepositoryError:
-            stale.append(name)
-            continue
-        if config.get("catalog", {}).get("fingerprint") != fingerprint:
-            stale.append(name)
-    return stale
-
-
-def prepare(home: Path, count: int = 1500, seed: int = 0) -> tuple[Path, Path]:
-    """Make sure home/catalog and home/models exist and match; returns their paths."""
-    from omokage.catalog.generate import generate_catalog
-    from omokage.features.fitting import fit_models
-    catalog_dir, models_dir = home / "catalog", home / "models"
-    if not (catalog_dir / "catalog.json").is_file():
-        print(f"[1/3] generating the default catalog: {count} faces -> {catalog_dir}", flush=True)
-        generate_catalog(catalog_dir, count=count, seed=seed, overwrite=catalog_dir.exists())
-    else:
-        print(f"[1/3] catalog: {catalog_dir} (exists)", flush=True)
-    stale = _stale_models(catalog_dir, models_dir)
-    if stale:
-        print(f"[2/3] fitting {', '.join(stale)} -> {models_dir}", flush=True)
-        fit_models(catalog_dir, models_dir, stale)
-    else:
-        print(f"[2/3] models: {models_dir} (fitted: {', '.join(ALGORITHMS)})", flush=True)
+def prepare(home: Path, count: int = 1500, seed: int = 0, algorithms=ALGORITHMS, ae_epochs: int | None = None,
+            progress: bool = True) -> tuple[Path, Path]:
+    """The demo's catalog (home/catalog) and models (home/models): generated and fitted where missing or stale."""
+    from omokage.catalog.generate import ensure_catalog
+    from omokage.features.fitting import ensure_models
+    catalog_dir, models_dir = Path(home) / "catalog", Path(home) / "models"
+    print(f"[1/3] catalog: {catalog_dir}", flush=True)
+    ensure_catalog(catalog_dir, count=count, seed=seed, progress=progress)
+    print(f"[2/3] models: {models_dir}", flush=True)
+    ensure_models(catalog_dir, models_dir, algorithms, ae_epochs=ae_epochs, progress=progress)
     return catalog_dir, models_dir
 
 

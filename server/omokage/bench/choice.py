@@ -24,7 +24,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from omokage.catalog.store import Catalog, images_to_matrix
 from omokage.errors import UserError
 from omokage.selection import ChosenPlusNearest, SelectionSession
 from omokage.selection.policy import CandidatePolicy, RandomPolicy
+
+if TYPE_CHECKING:
+    from omokage.engine import Engine
 
 GRID = 9
 ALGORITHMS = ("raw", "pca", "nmf", "ae")
@@ -97,7 +100,7 @@ class ChoiceData:
     """Everything the benchmark needs about one data set."""
 
     name: str
-    engine: "Engine"  # noqa: F821  (omokage.engine.Engine; imported lazily)
+    engine: "Engine"
     groups: np.ndarray                 # (N,) found = a candidate with the target's group
     user_distances: np.ndarray         # (N, N): row t = the user's distance from every item to target t, median units
     unit: float                        # the raw median the distances were divided by
@@ -224,42 +227,12 @@ def holoen20_data(engine, dataset_dir: Path, progress: bool = False, perceive: s
 
 # --- data preparation -------------------------------------------------------------------------------------------------
 
-def _model_matches(models_dir: Path, name: str, fingerprint: str) -> bool:
-    from omokage.features import latest_version_dir
-    try:
-        version = latest_version_dir(models_dir, name)
-    except Exception:
-        return False
-    try:
-        cfg = json.loads((version / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return cfg.get("catalog", {}).get("fingerprint") == fingerprint
-
-
-def ensure_models(catalog_dir: Path, models_dir: Path, algorithms, ae_epochs: int | None = None,
-                  progress: bool = True) -> list[str]:
-    """Fit the models that are missing (or fitted on another catalog) into `models_dir`; returns the ones fitted."""
-    from omokage.features.fitting import fit_models
-    fingerprint = Catalog(catalog_dir).fingerprint()
-    missing = [a for a in algorithms if not _model_matches(models_dir, a, fingerprint)]
-    if missing:
-        note = f" (autoencoder: {ae_epochs} epochs, fewer than the default)" if ae_epochs and "ae" in missing else ""
-        print(f"fitting {', '.join(missing)} into {models_dir}{note}; this is done once", flush=True)
-        fit_models(catalog_dir, models_dir, missing, n_components=30, ae_epochs=ae_epochs, progress=progress)
-    return missing
-
-
 def prepare_generated(home: Path, algorithms=ALGORITHMS, ae_epochs: int | None = None, progress: bool = True):
-    from omokage.catalog.generate import generate_catalog
+    """The demo catalog and models (`omokage demo` makes the same ones), generated and fitted where missing."""
+    from omokage.demo import prepare
     from omokage.engine import Engine
-    catalog_dir, models_dir = Path(home) / "catalog", Path(home) / "models"
-    if not (catalog_dir / "catalog.json").is_file():
-        print(f"no catalog at {catalog_dir}: generating the demo catalog ({GENERATED['count']} faces, seed "
-              f"{GENERATED['seed']}, {GENERATED['image_size']} px)", flush=True)
-        generate_catalog(catalog_dir, count=GENERATED["count"], seed=GENERATED["seed"],
-                         image_size=GENERATED["image_size"], progress=progress)
-    ensure_models(catalog_dir, models_dir, algorithms, ae_epochs, progress)
+    catalog_dir, models_dir = prepare(Path(home), count=GENERATED["count"], seed=GENERATED["seed"],
+                                      algorithms=algorithms, ae_epochs=ae_epochs, progress=progress)
     return Engine.open(catalog_dir, models_dir, algorithms=list(algorithms))
 
 
@@ -289,6 +262,7 @@ def prepare_holoen20(dataset_dir: Path, home: Path, algorithms=ALGORITHMS, ae_ep
     is written into the repository.
     """
     from omokage.engine import Engine
+    from omokage.features.fitting import ensure_models
     root = Path(home) / "holoen20"
     catalog_dir, models_dir = root / "catalog", root / "models"
     if not (catalog_dir / "catalog.json").is_file():
@@ -303,7 +277,7 @@ def prepare_holoen20(dataset_dir: Path, home: Path, algorithms=ALGORITHMS, ae_ep
                                image_size=200, progress=progress)
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(report.per_reason.items())) or "none"
         print(f"ingested {report.added} faces in {report.seconds:.1f} s (skipped: {reasons})", flush=True)
-    ensure_models(catalog_dir, models_dir, algorithms, ae_epochs, progress)
+    ensure_models(catalog_dir, models_dir, algorithms, ae_epochs=ae_epochs, progress=progress)
     return Engine.open(catalog_dir, models_dir, algorithms=list(algorithms))
 
 

@@ -17,15 +17,6 @@ STUDY_SECONDS = {"pca": 5.0, "nmf": 85.0, "ae": 200_000.0, "raw": None}  # i7-97
 TARGET_SECONDS = {"pca": 1.0, "nmf": 10.0}
 
 
-def _catalog(count: int, home: Path) -> Path:
-    from omokage.catalog.generate import generate_catalog
-    path = home / f"bench-catalog-{count}"
-    if not (path / "catalog.json").is_file():
-        print(f"generating {count} faces for the benchmark -> {path}")
-        generate_catalog(path, count=count, seed=0, overwrite=path.exists())
-    return path
-
-
 def run(count: int = 1462, out: Path = Path("benchmarks/results"), ae_epochs: int | None = None,
         home: Path = Path("var"), baselines: bool = True) -> int:
     from sklearn.decomposition import NMF, PCA
@@ -34,7 +25,8 @@ def run(count: int = 1462, out: Path = Path("benchmarks/results"), ae_epochs: in
     from omokage.features import make_model
     from omokage.features.fitting import reconstruction_rmse
 
-    catalog = Catalog(_catalog(count, home))
+    from omokage.catalog.generate import ensure_catalog
+    catalog = Catalog(ensure_catalog(Path(home) / f"bench-catalog-{count}", count=count, seed=0))
     t0 = time.perf_counter()
     X = catalog.matrix()
     load_s = time.perf_counter() - t0

@@ -112,16 +112,11 @@ async def _level(url: str, clients: int, sessions: int, think) -> tuple[dict, fl
 
 
 def _prepare(home: Path) -> tuple[Path, Path]:
-    from omokage.catalog.generate import generate_catalog
-    from omokage.features.fitting import fit_models
+    """The demo's catalog and models when there (all four algorithms are then served), else PCA on its catalog."""
+    from omokage.demo import prepare
     if (home / "catalog" / "catalog.json").is_file() and (home / "models" / "pca").is_dir():
         return home / "catalog", home / "models"
-    catalog, models = home / "bench-serve" / "catalog", home / "bench-serve" / "models"
-    if not (catalog / "catalog.json").is_file():
-        generate_catalog(catalog, count=1500, seed=0, overwrite=catalog.exists())
-    if not (models / "pca").is_dir():
-        fit_models(catalog, models, ["pca"])
-    return catalog, models
+    return prepare(home / "bench-serve", algorithms=["pca"])
 
 
 def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/results"),

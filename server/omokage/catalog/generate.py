@@ -494,7 +494,6 @@ def _mirror(pts: np.ndarray) -> np.ndarray:
 
 def _draw_back_hair(cv: _Canvas, a: dict, g: _G, p: _Palette, drng: np.random.Generator) -> None:
     style = a["hair_style"]
-    Rh = g.Rh
     top = _crown(a, g, math.pi + 0.15, -0.15, 40)               # left side, over the crown, right side
     xr, yr = top[-1]
     color = p.hair_shadow
@@ -1256,3 +1255,13 @@ def generate_catalog(out, count: int = 1500, seed: int = 0, image_size: int = 20
                                                           desc="drawing faces", unit="face")):
             w.add(rgb, title, url, source=f"generated:{seed}:{i}", attributes=attrs)
     return Path(out)
+
+
+def ensure_catalog(out, count: int = 1500, seed: int = 0, image_size: int = 200, progress: bool = True) -> Path:
+    """The generated catalog at `out`, drawn first if it is not there yet."""
+    out = Path(out)
+    if not (out / "catalog.json").is_file():
+        print(f"generating {count} faces (seed {seed}, {image_size} px) -> {out}", flush=True)
+        generate_catalog(out, count=count, seed=seed, image_size=image_size, overwrite=out.exists(),
+                         progress=progress)
+    return out

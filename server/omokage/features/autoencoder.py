@@ -11,7 +11,6 @@ Weights are saved as safetensors tensors (no pickle).
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -58,3 +59,30 @@ def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: l
     for r in results:
         print(f"| {r.name} | {r.seconds:.2f} | {r.n_features} | {r.rmse:.4f} |")
     return results
+
+
+def stale_models(catalog_dir: str | os.PathLike, models_dir: str | os.PathLike, names) -> list[str]:
+    """The models among `names` with no fitted version in `models_dir`, or fitted on another catalog."""
+    from omokage.features import ModelRepositoryError, latest_version_dir
+    fingerprint = Catalog(catalog_dir).fingerprint()
+    stale = []
+    for name in names:
+        try:
+            config = json.loads((latest_version_dir(models_dir, name) / "config.json").read_text())
+        except (ModelRepositoryError, OSError, ValueError):
+            stale.append(name)
+            continue
+        if config.get("catalog", {}).get("fingerprint") != fingerprint:
+            stale.append(name)
+    return stale
+
+
+def ensure_models(catalog_dir: str | os.PathLike, models_dir: str | os.PathLike, names, ae_epochs: int | None = None,
+                  progress: bool = True) -> list[str]:
+    """Fit the models that are missing or stale (see `stale_models`); returns the ones fitted."""
+    stale = stale_models(catalog_dir, models_dir, names)
+    if stale:
+        note = f" (autoencoder: {ae_epochs} epochs)" if ae_epochs and "ae" in stale else ""
+        print(f"fitting {', '.join(stale)} into {models_dir}{note}; this is done once", flush=True)
+        fit_models(catalog_dir, models_dir, stale, ae_epochs=ae_epochs, progress=progress)
+    return stale

@@ -13,7 +13,6 @@ import http
 import json
 import logging
 import mimetypes
-import os
 import signal
 import ssl
 import sys
