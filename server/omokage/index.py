@@ -33,13 +33,14 @@ class NearestNeighbourIndex(Protocol):
 class ExactIndex:
     """Brute force in float32 with precomputed squared norms: ‖q − x‖² = ‖q‖² − 2 q·x + ‖x‖².
 
-    For catalogs up to `pairwise_limit` items the full distance matrix is precomputed, so the
-    selection loop's "neighbours of the chosen item" is a row lookup rather than a scan.
+    For catalogs up to `pairwise_limit` items the full distance matrix is precomputed (64 MB at
+    4,096 items), so the selection loop's "neighbours of the chosen item" is a row lookup rather
+    than a scan; that matters for raw pixels (12,288-d), not for 30-d features.
     """
 
     kind = "exact"
 
-    def __init__(self, features: np.ndarray, pairwise_limit: int = 8192):
+    def __init__(self, features: np.ndarray, pairwise_limit: int = 4096):
         self.features = np.ascontiguousarray(features, dtype=np.float32)
         if self.features.ndim != 2 or not np.isfinite(self.features).all():
             raise ValueError("features must be a finite (n_items, n_features) matrix")
