@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,7 @@ MAX_IMAGE_PIXELS = 40_000_000         # ~ 6300 x 6300; larger declared sizes are
 
 
 class ImageDecodeError(UserError):
-    """An image could not be used. `reason` is one of: too_large, bomb, not_image, truncated, unreadable."""
+    """An image could not be used. `reason`: too_large, bomb, not_image, truncated, unreadable, not_regular."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
@@ -61,16 +62,25 @@ def decode_image_bytes(data: bytes, *, max_bytes: int = MAX_FILE_BYTES,
     return img.convert("RGB")
 
 
-def read_image_file(path: str | os.PathLike, **limits) -> Image.Image:
+def read_image_file(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES,
+                    max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode an image file, refusing what is not a regular file (a FIFO would block forever) and
+    reading no more than `max_bytes` + 1 bytes of anything."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = os.stat(path)
     except OSError as exc:
-        raise ImageDecodeError("unreadable", f"{path}: {exc.strerror or exc}") from None
-    max_bytes = limits.get("max_bytes", MAX_FILE_BYTES)
-    if size > max_bytes:
-        raise ImageDecodeError("too_large", f"{path.name} is {size} bytes, over the {max_bytes}-byte limit")
-    return decode_image_bytes(path.read_bytes(), **limits)
+        raise ImageDecodeError("unreadable", f"{path.name}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageDecodeError("not_regular", f"{path.name}: not a regular file (a FIFO, socket or device)")
+    if st.st_size > max_bytes:
+        raise ImageDecodeError("too_large", f"{path.name} is {st.st_size} bytes, over the {max_bytes}-byte limit")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise ImageDecodeError("unreadable", f"{path.name}: {exc.strerror or exc}") from None
+    return decode_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels)
 
 
 def square_resize(img: Image.Image, size: int) -> np.ndarray:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import os
-import stat
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from PIL import Image
 
 from omokage.catalog.store import CatalogError, CatalogWriter
 from omokage.errors import UserError
-from omokage.imageio import MAX_FILE_BYTES, MAX_IMAGE_PIXELS, ImageDecodeError, decode_image_bytes
+from omokage.imageio import MAX_FILE_BYTES, MAX_IMAGE_PIXELS, ImageDecodeError, read_image_file
 
 # detectMultiScale settings of the reference study (and of lbpcascade_animeface's README).
 CASCADE_SETTINGS: dict[str, Any] = {"scaleFactor": 1.1, "minNeighbors": 5, "minSize": (24, 24)}
@@ -484,21 +483,7 @@ def _walk(images_dir: Path, exclude: list[Path], report: IngestReport) -> list[s
 def _read_rgb(path: Path, max_bytes: int, max_pixels: int) -> np.ndarray:
     """Decode one file to an (H, W, 3) uint8 array or raise ImageDecodeError with a reason."""
     try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise ImageDecodeError("unreadable", f"{exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageDecodeError("not_regular", "not a regular file (a FIFO, socket or device)")
-    if st.st_size > max_bytes:
-        raise ImageDecodeError("too_large", f"{st.st_size} bytes, over the {max_bytes}-byte limit")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except OSError as exc:
-        raise ImageDecodeError("unreadable", f"{exc.strerror or exc}") from None
-    try:
-        img = decode_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels)
-        rgb = np.asarray(img, dtype=np.uint8)
+        rgb = np.asarray(read_image_file(path, max_bytes=max_bytes, max_pixels=max_pixels), dtype=np.uint8)
     except ImageDecodeError:
         raise
     except Exception as exc:  # anything else a hostile file can provoke in a decoder
