@@ -156,13 +156,7 @@ namespace Omokage.Client
         public async Task CloseAsync()
         {
             Link link;
-            lock (_gate)
-            {
-                if (_state == ConnectionState.Closed) return;
-                _closing = true;
-                link = _link;
-            }
-            try { _lifetime.Cancel(); } catch (ObjectDisposedException) { }
+            if (!BeginClose(out link)) return;
             if (link != null)
             {
                 try
@@ -182,15 +176,22 @@ namespace Omokage.Client
         public void Dispose()
         {
             Link link;
-            lock (_gate)
-            {
-                if (_state == ConnectionState.Closed) return;
-                _closing = true;
-                link = _link;
-            }
-            try { _lifetime.Cancel(); } catch (ObjectDisposedException) { }
+            if (!BeginClose(out link)) return;
             if (link != null) LoseLink(link, null);
             SetState(ConnectionState.Closed);
+        }
+
+        /// <summary>Stops reconnecting and cancels pending work; false when the client was already closed.</summary>
+        private bool BeginClose(out Link link)
+        {
+            lock (_gate)
+            {
+                link = _link;
+                if (_state == ConnectionState.Closed) return false;
+                _closing = true;
+            }
+            try { _lifetime.Cancel(); } catch (ObjectDisposedException) { }
+            return true;
         }
 
         // --- requests ----------------------------------------------------------------------------
