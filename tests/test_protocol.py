@@ -197,3 +197,25 @@ def test_the_announced_hash_limit_is_the_enforced_one(backend):
     assert [m["type"] for m in send(conn, type="texture.get", hashes=[tex, tex])] == ["texture", "texture"]
     [err] = send(conn, type="texture.get", hashes=[tex] * 3)
     assert err["code"] == "too_large"
+
+
+def test_an_invalid_rid_is_never_echoed(backend):
+    conn = greeted(backend, limits=Limits(max_messages_per_second=1, burst=1))
+    # the bucket is empty after hello: this refusal must not echo a bool as the rid
+    [refused] = send(conn, rid=True, type="ping", t=0)
+    assert refused["code"] == "overloaded" and "rid" not in refused
+
+
+def test_only_the_latest_reconstruction_is_kept(backend, engine):
+    import numpy as np
+    from omokage.catalog.store import encode_texture
+    conn = greeted(backend)
+    hashes = []
+    for item in (3, 4):
+        [offload] = conn.receive(msgpack.packb({"type": "start", "algorithm": "pca", "init": "image", "image": b"x"}), 0.0)
+        vector, recon = engine.project("pca", np.asarray(engine.catalog.pixels[item]))
+        tex = encode_texture(recon)
+        conn.projection_done(offload.job, vector, tex, 0.0)
+        hashes.append(tex.hash)
+    assert hashes[0] != hashes[1]
+    assert [m["type"] for m in send(conn, type="texture.get", hashes=hashes)] == ["texture", "error"]

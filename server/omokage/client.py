@@ -121,19 +121,26 @@ class OmokageClient:
             raise ConnectionError("connection closed by the server")
         return msg
 
-    async def request(self, mtype: str, *, timeout: float = 30, **fields) -> dict[str, Any]:
-        """Send one request and return its single reply (raises OmokageError on `error`)."""
+    async def _exchange(self, message: dict[str, Any], replies: int, timeout: float) -> list[dict[str, Any]]:
+        """Send `message` with a fresh rid and collect `replies` replies to it (OmokageError on `error`)."""
         rid = next(self._rids)
         queue: asyncio.Queue = asyncio.Queue()
         self._pending[rid] = queue
         try:
-            await self._send({"type": mtype, "rid": rid, **fields})
-            msg = await self._next(queue, timeout)
+            await self._send({"type": message["type"], "rid": rid, **{k: v for k, v in message.items() if k != "type"}})
+            out = []
+            while len(out) < replies:
+                msg = await self._next(queue, timeout)
+                if msg["type"] == "error":
+                    raise OmokageError(msg["code"], msg["message"])
+                out.append(msg)
+            return out
         finally:
             self._pending.pop(rid, None)
-        if msg["type"] == "error":
-            raise OmokageError(msg["code"], msg["message"])
-        return msg
+
+    async def request(self, mtype: str, *, timeout: float = 30, **fields) -> dict[str, Any]:
+        """Send one request and return its single reply (raises OmokageError on `error`)."""
+        return (await self._exchange({"type": mtype, **fields}, 1, timeout))[0]
 
     # -- protocol -------------------------------------------------------------------------------
     async def start(self, algorithm: str = "pca", init: str | None = None, image: bytes | None = None,
@@ -157,20 +164,8 @@ class OmokageClient:
         per_request = int(self.welcome.get("limits", {}).get("max_hashes_per_request", 64))
         for start in range(0, len(missing), per_request):
             chunk = missing[start:start + per_request]
-            rid = next(self._rids)
-            queue: asyncio.Queue = asyncio.Queue()
-            self._pending[rid] = queue
-            try:
-                await self._send({"type": "texture.get", "rid": rid, "hashes": chunk})
-                received = 0
-                while received < len(chunk):
-                    msg = await self._next(queue, timeout)
-                    if msg["type"] == "error":
-                        raise OmokageError(msg["code"], msg["message"])
-                    self.textures[msg["hash"]] = msg
-                    received += 1
-            finally:
-                self._pending.pop(rid, None)
+            for msg in await self._exchange({"type": "texture.get", "hashes": chunk}, len(chunk), timeout):
+                self.textures[msg["hash"]] = msg
         return {h: self.textures[h] for h in hashes}
 
     async def ping(self) -> tuple[float, float]:

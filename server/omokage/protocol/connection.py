@@ -17,8 +17,8 @@ import numpy as np
 
 from omokage import __version__
 from omokage.catalog.store import Item, Texture
-from omokage.protocol.messages import (PROTOCOL_VERSION, ProtocolError, decode_frame, encode, error, server_message,
-                                       texture_map, validate)
+from omokage.protocol.messages import (PROTOCOL_VERSION, ProtocolError, decode_frame, encode, error, readable_rid,
+                                       server_message, texture_map, validate)
 from omokage.selection import FeatureSpace, SelectionSession, SessionError
 
 
@@ -122,7 +122,7 @@ class ServerConnection:
         self.pending: ProjectionJob | None = None
         self._tickets = 0
         self._bucket = _TokenBucket(limits.max_messages_per_second, limits.burst)
-        self._extra_textures: dict[str, Texture] = {}  # reconstructions sent on this connection
+        self._reconstruction: Texture | None = None  # the latest, re-fetchable on this connection
         self.messages_in = 0
         self.errors_out = 0
 
@@ -134,7 +134,7 @@ class ServerConnection:
         rid = None
         try:
             msg = decode_frame(frame, self.limits.max_frame_bytes)
-            rid = msg.get("rid") if isinstance(msg.get("rid"), int) else None
+            rid = readable_rid(msg)
             # checked after decoding so that the refusal names its request: a client waiting on a rid
             # must get an answer, not a timeout
             if not self._bucket.take(now):
@@ -156,7 +156,7 @@ class ServerConnection:
     def projection_done(self, job: ProjectionJob, vector: np.ndarray, reconstruction: Texture,
                         now: float) -> list[Action]:
         self.pending = None
-        self._extra_textures[reconstruction.hash] = reconstruction
+        self._reconstruction = reconstruction  # earlier ones are dropped: memory stays bounded
         return self._start(job.algorithm, job.seed, job.rid, now, query=vector, reconstruction=reconstruction)
 
     def projection_failed(self, job: ProjectionJob, code: str, message: str) -> list[Action]:
@@ -260,7 +260,9 @@ class ServerConnection:
         actions: list[Action] = []
         missing = []
         for h in hashes:
-            tex = self.backend.textures.get(h) or self._extra_textures.get(h)
+            tex = self.backend.textures.get(h)
+            if tex is None and self._reconstruction is not None and self._reconstruction.hash == h:
+                tex = self._reconstruction
             if tex is None:
                 missing.append(h)
             else:

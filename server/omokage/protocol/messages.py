@@ -94,8 +94,7 @@ def decode_frame(frame: bytes | str, max_bytes: int) -> dict[str, Any]:
         raise ProtocolError("bad_frame", f"frame is not valid MessagePack ({type(exc).__name__})") from None
     if not isinstance(msg, dict):
         raise ProtocolError("bad_frame", f"frame must be a MessagePack map, got {type(msg).__name__}")
-    rid = msg.get("rid")
-    rid = rid if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= INT32_MAX else None
+    rid = readable_rid(msg)
     mtype = msg.get("type")
     if not isinstance(mtype, str):
         raise ProtocolError("bad_field", "field `type` is missing or not a string", rid)
@@ -103,6 +102,13 @@ def decode_frame(frame: bytes | str, max_bytes: int) -> dict[str, Any]:
         raise ProtocolError("unknown_type", f"unknown message type {mtype[:64]!r}; protocol {PROTOCOL_VERSION} knows "
                                             f"{', '.join(CLIENT_MESSAGES)}", rid)
     return msg
+
+
+def readable_rid(msg: dict[str, Any]) -> int | None:
+    """The message's `rid` if it is a valid one (an int in range, not a bool), else None: the only
+    rid an error may echo before the message is fully validated."""
+    rid = msg.get("rid")
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= INT32_MAX else None
 
 
 def _reject_ext(code, data):
