@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from websockets.sync.client import connect
 
 from omokage.protocol.connection import Limits, Send, ServerConnection
-from omokage.protocol.messages import CLIENT_MESSAGES, ERROR_CODES
+from omokage.protocol.messages import CLIENT_MESSAGES, ERROR_CODES, SERVER_MESSAGES
 from omokage.service.server import EngineBackend
 from tests.conftest import RunningServer
 
@@ -47,7 +47,7 @@ def mutated(draw):
 
 
 frames = st.one_of(st.binary(max_size=256), typed_maps, mutated(), st.sampled_from(SEEDS), st.text(max_size=30))
-KNOWN_REPLIES = {"welcome", "candidates", "decided", "texture", "pong", "error"}
+KNOWN_REPLIES = set(SERVER_MESSAGES)  # every server message type, v1.1's `rated` included
 
 
 @settings(max_examples=FUZZ_EXAMPLES // 2, deadline=None, suppress_health_check=list(HealthCheck))

@@ -536,9 +536,56 @@ def test_anime_cascade_finds_faces_in_real_anime_crops_and_padding_helps(tmp_pat
     sample = tmp_path / "getchu"
     sample.mkdir()
     for f in sorted(small.iterdir())[:20]:
-        (sample / f.name).symlink_to(f)
+        (sample / f.name).write_bytes(f.read_bytes())  # copies in tmp: links out of IMAGES_DIR are not followed
     report = ingest_images(sample, tmp_path / "cat", detector=f"cascade:{cascade}", progress=False, image_size=64)
     assert report.faces_found >= 17
     item = Catalog(tmp_path / "cat").items[0]
     assert item.attributes["detector"] == "cascade:lbpcascade_animeface.xml"
     assert item.attributes["source_size"] == [64, 64] and len(item.attributes["box"]) == 4
+
+
+# --- hostile names and links (issue 10) -------------------------------------------------------------
+
+def test_non_utf8_file_names_are_kept_byte_for_byte_and_shown_escaped(tmp_path):
+    src = tmp_path / "imgs"
+    src.mkdir()
+    latin1 = os.fsdecode(b"caf\xe9 \xff.png")  # Latin-1 bytes: not UTF-8, Python carries them as surrogates
+    save(face_like(1), src / latin1)
+    save(face_like(2), src / "plain.png")
+    (src / os.fsdecode(b"bad\xfe.jpg")).write_text("not an image")
+    report = ingest_images(src, tmp_path / "cat", progress=False, image_size=32)
+    assert report.added == 2
+    why = skipped_by_file(report)
+    assert why["bad\\xfe.jpg"].startswith("not_image:")  # shown escaped, not a crash
+    report.summary().encode("utf-8")  # printable
+    json.dumps(report.to_dict(), ensure_ascii=False).encode("utf-8")
+    cat = Catalog(tmp_path / "cat")
+    item = next(it for it in cat if it.source != "plain.png")
+    assert os.fsencode(item.source) == b"caf\xe9 \xff.png"  # stored as given
+    assert item.title == "caf\\xe9 \\xff" and item.url.endswith("caf%E9%20%FF.png")
+    import msgpack
+    msgpack.packb({"title": item.title, "url": item.url})  # what the server sends must encode
+    # the CLI prints the report without tripping over the name
+    proc = subprocess.run([sys.executable, "-m", "omokage", "catalog", "ingest", str(src), "--out",
+                           str(tmp_path / "cat2")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert proc.returncode == 0, proc.stderr
+    assert "bad\\xfe.jpg" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_symlinks_leaving_the_images_folder_are_not_followed(tmp_path):
+    src, outside = tmp_path / "imgs", tmp_path / "private"
+    save(face_like(1), src / "real.png")
+    save(face_like(2), outside / "secret.png")
+    (src / "leak.png").symlink_to(outside / "secret.png")
+    (src / "sub").mkdir()
+    (src / "sub" / "deep-leak.png").symlink_to("../../private/secret.png")  # relative, through ..
+    (src / "inside.png").symlink_to(src / "real.png")  # a link within the folder is read
+    (src / "chain.png").symlink_to(src / "leak.png")  # inside, but resolves outside
+    report = ingest_images(src, tmp_path / "cat", progress=False, image_size=32, dedup_threshold=-1)
+    why = skipped_by_file(report)
+    for name in ("leak.png", "sub/deep-leak.png", "chain.png"):
+        assert why[name].startswith("linked_outside:"), why
+    assert "outside IMAGES_DIR" in why["leak.png"]
+    assert report.added == 2  # real.png and inside.png
+    assert {it.source for it in Catalog(tmp_path / "cat")} == {"real.png", "inside.png"}

@@ -1,5 +1,6 @@
-"""Protocol v1: golden vectors, the spec document, and the sans-I/O connection."""
+"""Protocol v1.1: golden vectors, the spec document, and the sans-I/O connection."""
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -8,7 +9,9 @@ import msgpack
 import pytest
 
 from omokage.protocol.connection import Close, Limits, Log, Offload, Send, ServerConnection
-from omokage.protocol.messages import CLIENT_MESSAGES, ERROR_CODES, encode
+from omokage.protocol.messages import (CANDIDATE_ITEM_FIELDS, CLIENT_MESSAGES, ERROR_CODES, PROTOCOL_MINOR,
+                                       SERVER_MESSAGES, encode)
+from omokage.selection import DEFAULT_POLICY, POLICIES, SERVED_POLICIES, ChosenPlusNearest, SelectionSession
 from omokage.service.server import EngineBackend
 from tests.vectors.generate_vectors import to_python as from_description
 
@@ -42,7 +45,34 @@ def _leaves(v):
 def test_vectors_cover_every_message_type():
     types = {v["message"]["type"] for v in INDEX["vectors"]}
     assert set(CLIENT_MESSAGES) <= types
-    assert {"welcome", "candidates", "decided", "texture", "pong", "error"} <= types
+    assert set(SERVER_MESSAGES) <= types
+
+
+def test_vector_files_match_the_index_and_the_v1_0_vectors_are_unchanged():
+    files = sorted(p.name for p in VECTORS.glob("*.msgpack"))
+    assert files == sorted(v["file"] for v in INDEX["vectors"])
+    for v in INDEX["vectors"]:
+        assert hashlib.sha256((VECTORS / v["file"]).read_bytes()).hexdigest() == v["sha256"], v["file"]
+    # v1.1 only adds vectors: the 19 of v1.0, byte for byte as released (digest of name + bytes, sorted by name)
+    v1_0 = sorted((v for v in INDEX["vectors"] if v["since"] == "1.0"), key=lambda v: v["file"])
+    digest = hashlib.sha256()
+    for v in v1_0:
+        digest.update(v["file"].encode() + b"\0" + (VECTORS / v["file"]).read_bytes())
+    assert len(v1_0) == 19
+    assert digest.hexdigest() == "5814d6c5fe8a01c66ada056b85eb563a96a99057677da653fa18db69e19173d2"
+
+
+def test_v1_1_vectors_show_every_addition():
+    added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.1"}
+    assert {m["type"] for m in added.values()} >= {"hello", "start", "skip", "rate", "welcome", "candidates", "rated"}
+    assert added["hello_v1_1.msgpack"]["protocol"] == 1 and added["hello_v1_1.msgpack"]["protocol_minor"] == 1
+    welcome = added["welcome_v1_1.msgpack"]
+    assert list(welcome)[-3:] == ["protocol_minor", "policies", "default_policy"]
+    assert welcome["default_policy"] in welcome["policies"]
+    with_p = added["candidates_probability.msgpack"]
+    assert with_p["policy"] and all(0 <= i["probability"] <= 1 for i in with_p["items"])
+    assert all(list(i) == list(CANDIDATE_ITEM_FIELDS) for i in with_p["items"])
+    assert all("probability" not in i for i in added["candidates_skip.msgpack"]["items"])
 
 
 def test_the_document_lists_every_message_field_and_error_code():
@@ -53,6 +83,18 @@ def test_the_document_lists_every_message_field_and_error_code():
         body = section[1].split("###", 1)[0]
         for f in fields:
             assert f"| `{f.name}` |" in body, f"{mtype}.{f.name} is not documented"
+    for mtype, names in SERVER_MESSAGES.items():
+        section = doc.split(f"### `{mtype}`", 1)
+        assert len(section) == 2, f"docs/protocol.md has no section for {mtype}"
+        body = section[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+        for name in names:
+            assert f"| `{name}` |" in body, f"{mtype}.{name} is not documented"
+    item = doc.split("An **item** is a map:", 1)[1].split("\n\n", 1)[0]
+    for name in CANDIDATE_ITEM_FIELDS:
+        assert f"`{name}`" in item, f"candidates item field {name} is not documented"
+    assert "## What changed since v1.0" in doc
+    for policy in SERVED_POLICIES:
+        assert f"| `{policy}` |" in doc, f"policy {policy} is not described"
     for code in ERROR_CODES:
         assert re.search(rf"\| `{code}` \|", doc), f"error code {code} is not documented"
 
@@ -219,3 +261,193 @@ def test_only_the_latest_reconstruction_is_kept(backend, engine):
         hashes.append(tex.hash)
     assert hashes[0] != hashes[1]
     assert [m["type"] for m in send(conn, type="texture.get", hashes=hashes)] == ["texture", "error"]
+
+
+# --- v1.1: policies, skip, rate, probability -------------------------------------------------------
+
+def hello_v1_1(backend, **kw):
+    conn = ServerConnection(backend, "s11", **kw)
+    [welcome] = send(conn, type="hello", rid=1, protocol=1, client="test/1.1", protocol_minor=PROTOCOL_MINOR)
+    assert welcome["type"] == "welcome"
+    return conn, welcome
+
+
+def in_canonical_order(message):
+    """Keys of a server message: `type`, `rid` if any, then a subsequence of its documented fields, in order."""
+    keys = list(message)
+    head = ["type", "rid"] if "rid" in message else ["type"]
+    assert keys[:len(head)] == head, keys
+    documented = list(SERVER_MESSAGES[message["type"]])
+    rest = keys[len(head):]
+    assert rest == [k for k in documented if k in rest], f"{message['type']}: {rest} not in the order {documented}"
+    for item in message.get("items", []):
+        assert list(item) == [k for k in CANDIDATE_ITEM_FIELDS if k in item], list(item)
+    return True
+
+
+def test_welcome_offers_the_policies_and_the_minor_version(backend):
+    _, welcome = hello_v1_1(backend)
+    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 1
+    assert welcome["policies"] == list(SERVED_POLICIES) and welcome["default_policy"] == DEFAULT_POLICY
+    assert DEFAULT_POLICY in welcome["policies"]
+    assert in_canonical_order(welcome)
+
+
+def test_the_v1_0_client_vectors_are_answered_as_in_v1_0(backend):
+    """Replaying the v1.0 golden requests: the same replies as before v1.1, plus only fields a v1.0 client ignores."""
+    conn = ServerConnection(backend, "v10")
+    [welcome] = frames(conn.receive((VECTORS / "hello.msgpack").read_bytes(), 0.0))
+    v10_welcome = msgpack.unpackb((VECTORS / "welcome.msgpack").read_bytes())
+    assert list(welcome)[:len(v10_welcome)] == list(v10_welcome)  # v1.0 fields first, in v1.0 order
+    assert welcome["protocol"] == 1 and welcome["rid"] == v10_welcome["rid"]
+    [grid] = frames(conn.receive((VECTORS / "start_random.msgpack").read_bytes(), 1.0))
+    # v1.0 semantics: the study's policy, the same random first grid as before policies existed
+    reference = SelectionSession(backend.space("pca"), seed=42, policy=ChosenPlusNearest(), grid_size=9)
+    assert [i["id"] for i in grid["items"]] == list(reference.start().ids)
+    assert grid["policy"] == "study" and all("probability" not in i for i in grid["items"])
+    v10_grid = msgpack.unpackb((VECTORS / "candidates_random.msgpack").read_bytes())
+    assert list(grid)[:len(v10_grid)] == list(v10_grid) and list(grid["items"][0]) == list(v10_grid["items"][0])
+    chosen = grid["items"][4]["id"]
+    [nxt] = send(conn, type="choose", rid=4, id=chosen)
+    assert [i["id"] for i in nxt["items"]] == list(reference.choose(chosen).ids)
+    distances = [i["distance"] for i in nxt["items"]]
+    assert distances[0] == 0.0 and distances == sorted(distances)  # chosen first, then nearest unseen
+    [pong] = frames(conn.receive((VECTORS / "ping_float.msgpack").read_bytes(), 2.0))
+    assert pong == {"type": "pong", "rid": 7, "t": 1732356000.125, "server_time": 2.0}
+
+
+@pytest.mark.parametrize("policy", SERVED_POLICIES)
+def test_start_with_each_served_policy(backend, policy):
+    conn, _ = hello_v1_1(backend)
+    [grid] = send(conn, type="start", rid=2, algorithm="pca", init="random", seed=3, policy=policy)
+    assert grid["policy"] == policy and len(grid["items"]) == 9 and in_canonical_order(grid)
+    has_belief = policy not in ("study", "random")
+    for item in grid["items"]:
+        assert ("probability" in item) == has_belief, (policy, item)
+        if has_belief:
+            assert isinstance(item["probability"], float) and 0.0 <= item["probability"] <= 1.0
+    chosen = grid["items"][2]["id"]
+    [nxt] = send(conn, type="choose", rid=3, id=chosen)
+    assert nxt["policy"] == policy and nxt["items"][0]["id"] == chosen and in_canonical_order(nxt)
+    assert len(nxt["items"]) == 9, f"{policy}: a full grid while the catalog has unseen faces"
+    assert not {i["id"] for i in nxt["items"][1:]} & {i["id"] for i in grid["items"]}
+    [skipped] = send(conn, type="skip", rid=4)
+    assert skipped["policy"] == policy and len(skipped["items"]) == 9 and in_canonical_order(skipped)
+    shown = {i["id"] for i in grid["items"]} | {i["id"] for i in nxt["items"]}
+    assert not {i["id"] for i in skipped["items"]} & shown
+
+
+def test_a_v1_1_start_without_policy_gets_the_default_and_a_v1_0_one_the_study(backend):
+    conn, _ = hello_v1_1(backend)
+    [grid] = send(conn, type="start", algorithm="nmf", init="random")
+    assert grid["policy"] == DEFAULT_POLICY
+    old = greeted(backend)
+    [grid] = send(old, type="start", algorithm="nmf", init="random")
+    assert grid["policy"] == "study"
+    [grid] = send(old, type="start", algorithm="nmf", init="random", policy=DEFAULT_POLICY)  # may still ask
+    assert grid["policy"] == DEFAULT_POLICY
+
+
+@pytest.mark.parametrize("policy", ["oracle", "top" if "top" in POLICIES and "top" not in SERVED_POLICIES else "x"])
+def test_an_unknown_or_unserved_policy_is_bad_field_naming_the_choices(backend, policy):
+    conn, _ = hello_v1_1(backend)
+    [err] = send(conn, type="start", rid=5, algorithm="pca", init="random", policy=policy)
+    assert err["code"] == "bad_field" and err["rid"] == 5 and "start.policy" in err["message"]
+    assert all(name in err["message"] for name in SERVED_POLICIES), err["message"]
+    [err] = send(conn, type="start", rid=6, algorithm="pca", init="random", policy=7)
+    assert err["code"] == "bad_field" and "start.policy" in err["message"]
+    assert send(conn, type="ping", t=0)[0]["type"] == "pong"
+
+
+def test_skip_shows_unseen_faces_without_a_chosen_one(backend):
+    conn, _ = hello_v1_1(backend)
+    [err] = send(conn, type="skip", rid=1)
+    assert err["code"] == "wrong_state" and err["rid"] == 1 and "start" in err["message"]
+    [grid] = send(conn, type="start", algorithm="pca", init="random", seed=1, policy="study")
+    seen = {i["id"] for i in grid["items"]}
+    [skipped] = send(conn, type="skip", rid=2)
+    assert skipped["type"] == "candidates" and skipped["rid"] == 2 and skipped["step"] == 2
+    assert len(skipped["items"]) == 9 and not {i["id"] for i in skipped["items"]} & seen
+    assert in_canonical_order(skipped) and skipped["policy"] == "study"
+    [dec] = send(conn, type="decide", id=skipped["items"][0]["id"])
+    assert dec["type"] == "decided" and dec["steps"] == 2
+    [err] = send(conn, type="skip")
+    assert err["code"] == "wrong_state"
+
+
+def test_skip_and_rate_reach_the_policys_belief(backend):
+    conn, _ = hello_v1_1(backend)
+    [grid] = send(conn, type="start", algorithm="pca", init="random", seed=5, policy=DEFAULT_POLICY)
+    ids = [i["id"] for i in grid["items"]]
+    belief = lambda: conn.session.policy.belief.probabilities().copy()  # noqa: E731
+    before = belief()
+    # the probabilities sent are the belief's mass on each face
+    assert [i["probability"] for i in grid["items"]] == pytest.approx(before[ids].tolist())
+    send(conn, type="rate", id=ids[0], rating=5)
+    send(conn, type="rate", id=ids[1], rating=1)
+    rated = belief()
+    assert rated[ids[0]] > before[ids[0]] and rated[ids[1]] < before[ids[1]]
+    [skipped] = send(conn, type="skip")
+    assert skipped["step"] == 2 and not {i["id"] for i in skipped["items"]} & set(ids)
+    assert belief()[ids].sum() < rated[ids].sum()  # "none of these": the nine lost mass
+
+
+def test_rate_acknowledges_and_checks_its_input(backend):
+    conn, _ = hello_v1_1(backend)
+    [err] = send(conn, type="rate", rid=1, id=0, rating=3)
+    assert err["code"] == "wrong_state" and err["rid"] == 1
+    [grid] = send(conn, type="start", algorithm="pca", init="random", seed=2, policy="infogain")
+    shown = grid["items"][1]["id"]
+    [rated] = send(conn, type="rate", rid=2, id=shown, rating=5)
+    assert rated == {"type": "rated", "rid": 2, "id": shown, "rating": 5} and in_canonical_order(rated)
+    never_shown = next(i for i in range(len(backend.items)) if i not in {x["id"] for x in grid["items"]})
+    [err] = send(conn, type="rate", rid=3, id=never_shown, rating=2)
+    assert err["code"] == "not_found" and err["rid"] == 3 and str(never_shown) in err["message"]
+    for bad in (0, 6, -1, "5", 2.5, True):
+        [err] = send(conn, type="rate", rid=4, id=shown, rating=bad)
+        assert err["code"] == "bad_field" and "rate.rating" in err["message"], (bad, err)
+    # a face shown at an earlier step can still be rated
+    [nxt] = send(conn, type="choose", id=grid["items"][0]["id"])
+    [rated] = send(conn, type="rate", id=grid["items"][8]["id"], rating=1)
+    assert rated["type"] == "rated"
+    send(conn, type="decide", id=nxt["items"][0]["id"])
+    [err] = send(conn, type="rate", id=shown, rating=4)
+    assert err["code"] == "wrong_state"
+
+
+def test_policy_skip_and_rate_are_logged_like_the_other_events(backend):
+    conn, _ = hello_v1_1(backend)
+    records = []
+
+    def run(now, **msg):
+        actions = conn.receive(msgpack.packb(msg, use_bin_type=True), now)
+        records.extend(a.record for a in actions if isinstance(a, Log))
+        return frames(actions)
+
+    [grid] = run(1.0, type="start", algorithm="pca", init="random", seed=4, policy="thompson")
+    run(2.0, type="rate", id=grid["items"][3]["id"], rating=4)
+    [skipped] = run(3.0, type="skip")
+    run(4.0, type="choose", id=skipped["items"][0]["id"])
+    run(5.0, type="start", algorithm="pca", init="random", policy="study")   # abandons the thompson selection
+    run(6.0, type="skip", rid=1)
+    events = [r["event"] for r in records]
+    assert events == ["start", "rate", "skip", "choose", "abandon", "start", "skip"]
+    by = {e: [r for r in records if r["event"] == e] for e in events}
+    assert [r["policy"] for r in records] == ["thompson"] * 5 + ["study"] * 2
+    assert all(r["session_id"] == "s11" and isinstance(r["at"], float) for r in records)
+    assert by["rate"][0]["item"] == grid["items"][3]["id"] and by["rate"][0]["rating"] == 4
+    assert by["skip"][0]["candidates"] == [i["id"] for i in skipped["items"]] and by["skip"][0]["at"] == 3.0
+    assert by["abandon"][0]["steps"] == 3
+
+
+def test_an_image_start_keeps_its_policy(backend, engine):
+    import numpy as np
+    from omokage.catalog.store import encode_texture
+    conn, _ = hello_v1_1(backend)
+    [offload] = conn.receive(msgpack.packb({"type": "start", "rid": 5, "algorithm": "pca", "init": "image",
+                                            "image": b"x", "policy": "thompson"}), 0.0)
+    assert isinstance(offload, Offload) and offload.job.policy == "thompson"
+    vector, recon = engine.project("pca", np.asarray(engine.catalog.pixels[3]))
+    [grid] = frames(conn.projection_done(offload.job, vector, encode_texture(recon), 1.0))
+    assert grid["policy"] == "thompson" and "reconstruction" in grid and in_canonical_order(grid)
+    assert all("probability" in i for i in grid["items"])

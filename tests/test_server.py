@@ -274,3 +274,107 @@ def test_serve_on_a_busy_port_fails_fast_with_advice(tiny_catalog, tiny_models, 
                                str(tiny_models), "--port", str(port), "--events", str(tmp_path / "e.jsonl")],
                               capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--port" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- protocol v1.1 over real sockets: policies, skip, rate; v1.0 clients unchanged ---------------------
+
+def test_a_v1_0_client_that_ignores_the_new_fields_completes_a_session(live_server):
+    """A client written against v1.0: no protocol_minor, reads only v1.0 fields, relies on v1.0 grids."""
+    async def main():
+        async with connect(live_server.url, compression=None) as ws:
+            async def ask(**msg):
+                await ws.send(msgpack.packb(msg, use_bin_type=True))
+                return msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10), raw=False)
+
+            welcome = await ask(type="hello", rid=1, protocol=1, client="v1.0-era/0.1")
+            assert welcome["type"] == "welcome" and welcome["protocol"] == 1 and "pca" in welcome["algorithms"]
+            grid = await ask(type="start", rid=2, algorithm="pca", init="random", seed=8)
+            ids = [i["id"] for i in grid["items"]]
+            assert grid["step"] == 1 and len(ids) == 9 and all(i["distance"] is None for i in grid["items"])
+            nxt = await ask(type="choose", rid=3, id=ids[6])
+            distances = [i["distance"] for i in nxt["items"]]
+            # v1.0: the chosen face first at distance 0, then its nearest unseen neighbours, nearest first
+            assert nxt["items"][0]["id"] == ids[6] and distances[0] == 0.0 and distances == sorted(distances)
+            assert not {i["id"] for i in nxt["items"][1:]} & set(ids)
+            tex = await ask(type="texture.get", rid=4, hashes=[nxt["items"][1]["texture"]])
+            assert tex["type"] == "texture" and tex["rid"] == 4
+            decided = await ask(type="decide", rid=5, id=nxt["items"][1]["id"])
+            assert decided["type"] == "decided" and decided["steps"] == 2
+            assert decided["item"]["url"].startswith("https://")
+    run(main())
+
+
+def test_policies_skip_and_rate_with_the_python_client(live_server):
+    from omokage.selection import DEFAULT_POLICY, SERVED_POLICIES
+
+    async def main():
+        async with await OmokageClient.connect(live_server.url) as c:
+            assert c.protocol_minor == 1 and c.policies == list(SERVED_POLICIES) and c.default_policy == DEFAULT_POLICY
+            with pytest.raises(OmokageError) as err:
+                await c.skip()
+            assert err.value.code == "wrong_state"
+            with pytest.raises(OmokageError) as err:
+                await c.rate(0, 3)
+            assert err.value.code == "wrong_state"
+            with pytest.raises(OmokageError) as err:
+                await c.start("pca", policy="oracle")
+            assert err.value.code == "bad_field" and all(p in err.value.message for p in SERVED_POLICIES)
+            grid = await c.start("pca", seed=4)
+            assert grid.policy == DEFAULT_POLICY
+            for policy in SERVED_POLICIES:
+                grid = await c.start("nmf", seed=4, policy=policy)
+                assert grid.policy == policy and len(grid.items) == 9
+                belief = policy not in ("study", "random")
+                assert all((i.probability is not None) == belief for i in grid.items), policy
+                assert all(0 <= i.probability <= 1 for i in grid.items if i.probability is not None)
+                rated = await c.rate(grid.items[2].id, 4)
+                assert rated == {"type": "rated", "rid": rated["rid"], "id": grid.items[2].id, "rating": 4}
+                skipped = await c.skip()
+                assert skipped.step == 2 and skipped.policy == policy and len(skipped.items) == 9
+                assert not set(skipped.ids) & set(grid.ids)
+                chosen = await c.choose(skipped.ids[3])
+                assert chosen.step == 3 and chosen.ids[0] == skipped.ids[3]
+                assert not set(chosen.ids[1:]) & (set(grid.ids) | set(skipped.ids))
+                decided = await c.decide(chosen.ids[0])
+                assert decided["steps"] == 3
+                with pytest.raises(OmokageError) as err:
+                    await c.skip()
+                assert err.value.code == "wrong_state"
+            with pytest.raises(OmokageError) as err:
+                await c.rate(grid.items[0].id, 9)
+            assert err.value.code == "bad_field"
+    run(main())
+
+
+def test_policy_skip_and_rate_reach_the_event_log(engine, tmp_path):
+    events = tmp_path / "events.jsonl"
+    srv = RunningServer(engine, events_path=events)
+    try:
+        async def main():
+            async with await OmokageClient.connect(srv.url) as c:
+                grid = await c.start("pca", seed=3, policy="infogain")
+                await c.rate(grid.ids[1], 2)
+                skipped = await c.skip()
+                await c.choose(skipped.ids[0])
+                return grid, skipped
+        grid, skipped = run(main())
+    finally:
+        srv.stop()
+    recorded = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [r["event"] for r in recorded] == ["hello", "start", "rate", "skip", "choose", "disconnect"]
+    assert recorded[0]["protocol_minor"] == 1
+    assert all(r["policy"] == "infogain" for r in recorded[1:5])
+    assert recorded[2]["item"] == grid.ids[1] and recorded[2]["rating"] == 2
+    assert recorded[3]["candidates"] == skipped.ids and recorded[3]["skipped"] == grid.ids
+
+
+def test_the_client_command_takes_a_policy(live_server):
+    ok = subprocess.run([sys.executable, "-m", "omokage", "client", live_server.url, "--policy", "study",
+                         "--choices", "1"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert '"policy": "study"' in ok.stdout.splitlines()[2] and "with policy study" in ok.stdout.splitlines()[-1]
+    bad = subprocess.run([sys.executable, "-m", "omokage", "client", live_server.url, "--policy", "oracle"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "bad_field" in bad.stderr and "study" in bad.stderr
+    assert "--policy" in subprocess.run([sys.executable, "-m", "omokage", "client", "--help"], capture_output=True,
+                                        text=True, timeout=60).stdout

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from omokage import PROTOCOL_VERSION, __version__
+from omokage.errors import UserError
 
 DEFAULT_HOME = Path("var")  # demo catalog and models live here, relative to where omokage runs
 
@@ -65,10 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_catalog_commands(sub)
 
     fit = sub.add_parser("fit", help="fit feature models on a catalog into a model repository",
-                         description="Fit feature models (raw pixels, PCA, NMF, a convolutional autoencoder) on a "
-                                     "catalog and save them as MODELS/NAME/VERSION/ without pickle.")
-    fit.add_argument("catalog", type=Path, metavar="CATALOG")
-    fit.add_argument("--models", default="raw,pca,nmf,ae", help="comma-separated: raw,pca,nmf,ae (default all)")
+                         description="Fit feature models (raw pixels, PCA, NMF, a convolutional autoencoder, a "
+                                     "contrastive embedding) on a catalog and save them as MODELS/NAME/VERSION/ "
+                                     "without pickle.")
+    fit.add_argument("catalog", metavar="CATALOG | user-model",
+                     help="the catalog to fit feature models on, or `user-model` to fit the preference model's "
+                          "user-response temperature from logged sessions (then give EVENTS and --catalog)")
+    fit.add_argument("events", nargs="*", type=Path, metavar="EVENTS",
+                     help="with user-model: the server's session event logs (JSON lines, var/events/*.jsonl)")
+    fit.add_argument("--catalog", dest="user_model_catalog", type=Path, default=None, metavar="CATALOG",
+                     help="with user-model: the catalog the logged sessions ran on (its models are read from --out)")
+    fit.add_argument("--models", default="raw,pca,nmf,ae",
+                     help="comma-separated: raw,pca,nmf,ae,contrastive (default raw,pca,nmf,ae; contrastive, a "
+                          "self-supervised embedding served by ONNX Runtime, trains for minutes on a CPU)")
     fit.add_argument("--out", type=Path, default=Path("models"), help="model repository (default ./models)")
     fit.add_argument("--components", type=int, default=30, help="latent size for pca, nmf, ae (default 30)")
     fit.add_argument("--ae-epochs", type=int, default=None, help="autoencoder training epochs (default: the model's)")
@@ -81,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("catalog", type=Path, metavar="CATALOG")
     q.add_argument("models", type=Path, metavar="MODELS", help="model repository")
     q.add_argument("image", type=Path, metavar="IMAGE")
-    q.add_argument("--model", default="pca", help="raw, pca, nmf or ae (default pca)")
+    q.add_argument("--model", default="pca", help="raw, pca, nmf, ae or contrastive (default pca)")
     q.add_argument("-k", type=int, default=9, help="number of neighbours (default 9)")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     q.add_argument("--reconstruction", type=Path, default=Path("reconstruction.png"),
@@ -93,9 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "endpoint at http://HOST:PORT/healthz and the web client at http://HOST:PORT/.")
     s.add_argument("--catalog", type=Path, required=True)
     s.add_argument("--models", type=Path, required=True, help="model repository")
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only); any other "
+                   "address needs --token, or --insecure")
     s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--token", help="require this token in `hello` before serving anything else")
+    s.add_argument("--token", help="require this token in `hello` before serving anything else (and in "
+                   "`Authorization: Bearer TOKEN` for the details of /healthz)")
+    s.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without --token (anyone "
+                   "who reaches the port can use the server)")
+    s.add_argument("--public-name", action="append", default=[], metavar="NAME",
+                   help="a host name clients use to reach this server, e.g. mypc.local (repeatable); requests "
+                        "naming other hosts are refused (DNS-rebinding guard). IP addresses and localhost always work")
     s.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="browser Origin allowed to connect (repeatable); same-origin pages are always allowed")
     s.add_argument("--max-messages-per-second", type=float, default=200.0, metavar="N",
@@ -105,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
     s.add_argument("--events", type=Path, help="append session events as JSON lines here "
                    "(default var/events/events-DATE.jsonl)")
+    s.add_argument("--no-fsync", action="store_true", help="write session events without fsync: faster on a slow "
+                   "disk, but a power loss may lose events already acknowledged (a process crash loses none)")
+    s.add_argument("--send-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="disconnect a client that reads none of its replies for this long (default 10)")
     s.add_argument("--log-level", default="info", help="debug, info, warning or error (logs are JSON lines on stderr)")
     s.set_defaults(func=_cmd_serve)
 
@@ -115,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--algorithm", default="pca")
     cl.add_argument("--choices", type=int, default=2, help="how many times to choose before deciding")
     cl.add_argument("--seed", type=int, default=1)
+    cl.add_argument("--policy", help="how the server picks the faces: one of its welcome.policies (e.g. study, "
+                    "infogain); default: the server's default_policy")
     cl.add_argument("--token")
     cl.set_defaults(func=_cmd_client)
 
@@ -148,21 +171,71 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     bs.add_argument("--home", type=Path, default=DEFAULT_HOME)
     bs.set_defaults(func=_cmd_bench_serve)
-    bc = bsub.add_parser("choice", help="simulated users hunting a target face, per algorithm")
-    bc.add_argument("--users", type=int, default=500)
-    bc.add_argument("--max-steps", type=int, default=10)
-    bc.add_argument("--temperature", type=float, default=0.1)
+    ba = bsub.add_parser("attack", help="the hardening attacks against a real server, with a healthy client "
+                         "watching", description="Run each attack of issue 10 (hostile frames, a client that stops "
+                         "reading, texture floods, HTTP abuse, token guessing, hostile uploads) against a real "
+                         "`omokage serve` on loopback, and write, per attack: held or degraded, a healthy client's "
+                         "ping p50/p99 during it, and the server's RSS before, during and after.")
+    ba.add_argument("--seconds", type=float, default=8.0, help="how long each attack runs (default 8)")
+    ba.add_argument("--attacks", default=None, help="comma-separated subset (default all): nested_frame, "
+                    "slow_reader, texture_flood, http, uploads, token_guessing")
+    ba.add_argument("--count", type=int, default=500, help="faces in the generated catalog (default 500)")
+    ba.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ba.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    ba.set_defaults(func=_cmd_bench_attack)
+    bc = bsub.add_parser(
+        "choice", help="simulated users hunting a target face, per policy x model, against the random-9 floor",
+        description="Simulated users hunt a hidden target face in the real selection loop. Arms: every policy x "
+                    "model (e.g. infogain/pca) plus the floor random-9; every user noise level (--temperatures) and "
+                    "start (random, image). Reports found within 3/5/10 steps, steps to settle (a face within delta "
+                    "of the target), cluster-bootstrap intervals (by target identity), a pre-declared primary "
+                    "comparison and Holm-corrected comparisons with the floor. Writes choice.json, choice.md, "
+                    "choice.png and choice-settle.png under --out. See docs/choice-benchmark.md.")
+    bc.add_argument("--users", type=int, default=300, help="simulated users per arm, start and temperature "
+                    "(default 300; every arm meets the same users)")
+    bc.add_argument("--max-steps", type=int, default=10, help="grids per hunt before giving up (default 10)")
+    bc.add_argument("--temperatures", default="0,0.1,0.3,1", help="the user's pick noise levels, comma-separated, in "
+                    "median perceptual distances (0: always the closest face; default 0,0.1,0.3,1); every level is "
+                    "reported")
+    bc.add_argument("--policies", default=None, help="comma-separated policies (default: every policy but random, "
+                    "which is the floor random-9 and always runs)")
+    bc.add_argument("--models", default=None, help="comma-separated models (default: the fitted ones among raw, pca, "
+                    "nmf, ae, or all four when none is); only these are fitted")
+    bc.add_argument("--starts", default="random,image", help="random and/or image (default both)")
     bc.add_argument("--seed", type=int, default=0)
-    bc.add_argument("--dataset", default="generated", help="generated, anime-holoen20, or a path to a labelled set "
-                    "laid out like ../shared/data/anime-holoen20")
+    bc.add_argument("--dataset", default="generated", help="generated (the demo catalog), a folder name under "
+                    "../shared/data (e.g. anime-holoen20, faces94-female), or the path of a labelled image folder: "
+                    "labels.csv with file,label[,split] or one sub-folder per identity (a split is made when none is "
+                    "given)")
+    bc.add_argument("--skip-below", type=float, default=None, metavar="D", help="the user answers \"none of these\" "
+                    "when no shown face is closer to the target than D median perceptual distances (default: off)")
+    bc.add_argument("--settle-share", type=float, default=0.01, help="settle rule: delta is the distance within which "
+                    "this share of the faces of other identities lies from a target, on average (default 0.01)")
+    bc.add_argument("--workers", type=int, default=None, help="worker processes (default: min(2, CPUs))")
     bc.add_argument("--ae-epochs", type=int, default=None, help="autoencoder epochs if it must be fitted "
                     "(default: the model's)")
-    bc.add_argument("--perceive", choices=["character", "image"], default="character",
-                    help="labelled sets: the simulated user compares faces with the target's character or with "
-                         "the one target drawing")
-    bc.add_argument("--out", type=Path, default=Path("benchmarks/results/choice"))
-    bc.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    bc.add_argument("--perceive", choices=["identity", "character", "image"], default="identity",
+                    help="labelled sets: the simulated user compares faces with the target's identity (person or "
+                         "character; the default) or with the one target image")
+    bc.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/choice for "
+                    "generated, benchmarks/results/choice-<folder name> for a labelled set)")
+    bc.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where catalogs and models are prepared (default "
+                    "./var; a labelled set gets HOME/<name>-<fingerprint>)")
     bc.set_defaults(func=_cmd_bench_choice)
+    bi = bsub.add_parser("identity", help="1-NN character/person accuracy of each feature space on labelled sets",
+                         description="Fit each model on the train split of a labelled image set (no labels used) "
+                                     "and report the leave-one-out 1-NN identity accuracy in its space, beside the "
+                                     "simulated user's colour+HOG descriptor.")
+    bi.add_argument("--dataset", default="anime-holoen20", help="comma-separated: anime-holoen20, faces94-female "
+                    "(under ../shared/data) or paths laid out like them (default anime-holoen20)")
+    bi.add_argument("--models", default="raw,pca,nmf,contrastive",
+                    help="comma-separated (default raw,pca,nmf,contrastive)")
+    bi.add_argument("--epochs", type=int, default=None, help="training epochs of ae/contrastive (default: the model's)")
+    bi.add_argument("--seed", type=int, default=0)
+    bi.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                    help="writes embedding-identity.md and .json here (default benchmarks/results)")
+    bi.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the ingested catalogs live (default ./var)")
+    bi.set_defaults(func=_cmd_bench_identity)
     return p
 
 
@@ -195,9 +268,42 @@ def _cmd_sheet(a) -> int:
 
 
 def _cmd_fit(a) -> int:
+    if a.catalog == "user-model":
+        return _cmd_fit_user_model(a)
+    if a.events:
+        raise UserError(f"unexpected arguments after the catalog: {' '.join(map(str, a.events))} "
+                        "(EVENTS are for `omokage fit user-model`)")
+    a.catalog = Path(a.catalog)
     from omokage.features.fitting import fit_models
     names = [n.strip() for n in a.models.split(",") if n.strip()]
     fit_models(a.catalog, a.out, names, n_components=a.components, ae_epochs=a.ae_epochs, seed=a.seed)
+    return 0
+
+
+def _cmd_fit_user_model(a) -> int:
+    from omokage.engine import Engine
+    from omokage.selection.user_model import fit_user_model, read_choice_records
+    if not a.events:
+        raise UserError("give the event logs to fit from: omokage fit user-model var/events/*.jsonl "
+                        "--catalog CATALOG --out MODELS")
+    if a.user_model_catalog is None:
+        raise UserError("--catalog is required with user-model: the catalog the logged sessions ran on")
+    records, report = read_choice_records(a.events)
+    for problem in report.problems[:50]:
+        print(f"skipped {problem}", file=sys.stderr)
+    if len(report.problems) > 50:
+        print(f"... and {len(report.problems) - 50} more skipped lines", file=sys.stderr)
+    print(f"read {report.lines} lines from {report.files} file(s): {report.sessions} sessions, "
+          f"{report.decided_sessions} ended in a decision, {len(records)} picks before a decision")
+    engine = Engine.open(a.user_model_catalog, a.out)
+    model = fit_user_model(engine, records)
+    if not model.temperatures:
+        raise UserError("too few logged picks per model to fit (need 20 on one model); nothing saved")
+    path = model.save(a.out)
+    print(f"{'model':<14}{'picks':>8}{'temperature':>14}{'log-lik/pick':>14}")
+    for alg, t in model.temperatures.items():
+        print(f"{alg:<14}{model.picks[alg]:>8}{t:>14.4f}{model.log_likelihood_per_pick[alg]:>14.4f}")
+    print(f"saved {path}/config.json; `omokage serve --models {a.out}` uses it")
     return 0
 
 
@@ -225,7 +331,8 @@ def _cmd_serve(a) -> int:
     return serve_forever(catalog=a.catalog, models=a.models, host=a.host, port=a.port, token=a.token,
                          allow_origins=a.allow_origin, log_level=a.log_level, events_path=a.events,
                          tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert,
-                         max_messages_per_second=a.max_messages_per_second)
+                         max_messages_per_second=a.max_messages_per_second, insecure=a.insecure,
+                         public_names=a.public_name, fsync_events=not a.no_fsync, send_timeout=a.send_timeout)
 
 
 def _cmd_client(a) -> int:
@@ -233,7 +340,8 @@ def _cmd_client(a) -> int:
     from omokage.client import OmokageError
     from omokage.demo import transcript_session
     try:
-        asyncio.run(transcript_session(a.url, algorithm=a.algorithm, seed=a.seed, choices=a.choices, token=a.token))
+        asyncio.run(transcript_session(a.url, algorithm=a.algorithm, seed=a.seed, choices=a.choices, token=a.token,
+                                       policy=a.policy))
     except OmokageError as exc:
         print(f"omokage: the server answered {exc}", file=sys.stderr)
         return 1
@@ -263,10 +371,30 @@ def _cmd_bench_serve(a) -> int:
     return run(clients=[int(s) for s in a.clients.split(",")], sessions=a.sessions, out=a.out, home=a.home)
 
 
+def _cmd_bench_attack(a) -> int:
+    from omokage.bench.attack import run
+    names = [n.strip() for n in a.attacks.split(",") if n.strip()] if a.attacks else None
+    return run(out=a.out, home=a.home, seconds=a.seconds, attacks=names, count=a.count)
+
+
 def _cmd_bench_choice(a) -> int:
-    from omokage.bench.choice import run
-    return run(users=a.users, max_steps=a.max_steps, temperature=a.temperature, seed=a.seed,
-               dataset=a.dataset, out=a.out, home=a.home, ae_epochs=a.ae_epochs, perceive=a.perceive)
+    from omokage.bench.choice import parse_list, run
+    from omokage.errors import UserError
+    try:
+        temperatures = [float(t) for t in parse_list(a.temperatures, "temperatures")]
+    except ValueError:
+        raise UserError(f"--temperatures {a.temperatures!r}: give numbers, e.g. 0,0.1,0.3,1") from None
+    return run(users=a.users, max_steps=a.max_steps, temperatures=temperatures, seed=a.seed, dataset=a.dataset,
+               out=a.out, home=a.home, policies=parse_list(a.policies, "policies"),
+               models=parse_list(a.models, "models"), starts=parse_list(a.starts, "starts"), ae_epochs=a.ae_epochs,
+               perceive=a.perceive, skip_below=a.skip_below, settle_share=a.settle_share, workers=a.workers)
+
+
+def _cmd_bench_identity(a) -> int:
+    from omokage.bench.identity import run
+    return run(datasets=[d.strip() for d in a.dataset.split(",") if d.strip()],
+               models=[m.strip() for m in a.models.split(",") if m.strip()], home=a.home, out=a.out,
+               seed=a.seed, epochs=a.epochs)
 
 
 def main(argv: list[str] | None = None) -> int:

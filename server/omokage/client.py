@@ -1,8 +1,9 @@
-"""An async Python client for protocol v1, used by the tests, the benchmarks and simulated users.
+"""An async Python client for protocol v1.1, used by the tests, the benchmarks and simulated users.
 
     async with await OmokageClient.connect("ws://127.0.0.1:8765/ws") as c:
-        grid = await c.start("pca")
+        grid = await c.start("pca", policy=c.default_policy)
         grid = await c.choose(grid.items[4].id)
+        grid = await c.skip()                       # none of these
         decided = await c.decide(grid.items[0].id)
 """
 
@@ -18,6 +19,7 @@ import msgpack
 from websockets.asyncio.client import ClientConnection, connect
 
 from omokage import PROTOCOL_VERSION, __version__
+from omokage.protocol.messages import PROTOCOL_MINOR
 
 
 class OmokageError(Exception):
@@ -36,6 +38,12 @@ class CandidateItem:
     texture: str
     title: str
     url: str
+    probability: float | None = None  # v1.1: the policy's belief that this is the face wanted, when it has one
+
+    @classmethod
+    def from_wire(cls, item: dict[str, Any]) -> "CandidateItem":
+        # fields a later minor version adds are ignored, as the protocol requires
+        return cls(item["id"], item["distance"], item["texture"], item["title"], item["url"], item.get("probability"))
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class Candidates:
     algorithm: str
     items: list[CandidateItem]
     reconstruction: dict[str, Any] | None = None
+    policy: str | None = None  # v1.1; None from a v1.0 server
 
     @property
     def ids(self) -> list[int]:
@@ -64,19 +73,36 @@ class OmokageClient:
 
     @classmethod
     async def connect(cls, url: str, *, client: str = f"omokage-python/{__version__}", token: str | None = None,
-                      protocol: int = PROTOCOL_VERSION, open_timeout: float = 10,
+                      protocol: int = PROTOCOL_VERSION, protocol_minor: int | None = PROTOCOL_MINOR,
+                      open_timeout: float = 10,
                       trace: Callable[[str, dict[str, Any]], None] | None = None) -> "OmokageClient":
+        """Open the WebSocket and say hello. `protocol_minor=None` greets like a v1.0 client (no minor)."""
         ws = await connect(url, compression=None, max_size=16 * 1024 * 1024, open_timeout=open_timeout)
         self = cls(ws, trace=trace)
         hello: dict[str, Any] = {"protocol": protocol, "client": client}
         if token is not None:
             hello["token"] = token
+        if protocol_minor is not None:
+            hello["protocol_minor"] = protocol_minor
         try:
             self.welcome = await self.request("hello", **hello)
         except BaseException:
             await self.close()  # a refused hello must not leave the socket open
             raise
         return self
+
+    @property
+    def protocol_minor(self) -> int:
+        """The server's minor version (0 for a v1.0 server, which offers no policies, skip or rate)."""
+        return int(self.welcome.get("protocol_minor", 0))
+
+    @property
+    def policies(self) -> list[str]:
+        return list(self.welcome.get("policies", []))
+
+    @property
+    def default_policy(self) -> str | None:
+        return self.welcome.get("default_policy")
 
     async def __aenter__(self) -> "OmokageClient":
         return self
@@ -144,16 +170,27 @@ class OmokageClient:
 
     # -- protocol -------------------------------------------------------------------------------
     async def start(self, algorithm: str = "pca", init: str | None = None, image: bytes | None = None,
-                    seed: int | None = None) -> Candidates:
+                    seed: int | None = None, policy: str | None = None) -> Candidates:
+        """A new selection; `policy` is one of `self.policies` (None: the server's default)."""
         fields: dict[str, Any] = {"algorithm": algorithm, "init": init or ("image" if image is not None else "random")}
         if image is not None:
             fields["image"] = image
         if seed is not None:
             fields["seed"] = seed
+        if policy is not None:
+            fields["policy"] = policy
         return _candidates(await self.request("start", **fields))
 
     async def choose(self, item_id: int) -> Candidates:
         return _candidates(await self.request("choose", id=item_id))
+
+    async def skip(self) -> Candidates:
+        """None of these: the next grid of unseen faces (no chosen face first)."""
+        return _candidates(await self.request("skip"))
+
+    async def rate(self, item_id: int, rating: int) -> dict[str, Any]:
+        """An explicit rating 1..5 of a face shown in this selection; returns the `rated` reply."""
+        return await self.request("rate", id=item_id, rating=rating)
 
     async def decide(self, item_id: int) -> dict[str, Any]:
         return await self.request("decide", id=item_id)
@@ -177,5 +214,5 @@ class OmokageClient:
 
 
 def _candidates(msg: dict[str, Any]) -> Candidates:
-    return Candidates(msg["step"], msg["algorithm"], [CandidateItem(**i) for i in msg["items"]],
-                      msg.get("reconstruction"))
+    return Candidates(msg["step"], msg["algorithm"], [CandidateItem.from_wire(i) for i in msg["items"]],
+                      msg.get("reconstruction"), msg.get("policy"))

@@ -12,10 +12,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from omokage.features import ALGORITHMS
+from omokage.features import DEFAULT_ALGORITHMS
 
 
-def prepare(home: Path, count: int = 1500, seed: int = 0, algorithms=ALGORITHMS, ae_epochs: int | None = None,
+def prepare(home: Path, count: int = 1500, seed: int = 0, algorithms=DEFAULT_ALGORITHMS, ae_epochs: int | None = None,
             progress: bool = True) -> tuple[Path, Path]:
     """The demo's catalog (home/catalog) and models (home/models): generated and fitted where missing or stale."""
     from omokage.catalog.generate import ensure_catalog
@@ -44,13 +44,13 @@ def describe(message: dict[str, Any]) -> str:
 
 
 async def transcript_session(url: str, algorithm: str = "pca", seed: int = 1, choices: int = 2,
-                             out=print, token: str | None = None) -> dict[str, Any]:
-    """Drive one whole session with the Python client and print every frame."""
+                             out=print, token: str | None = None, policy: str | None = None) -> dict[str, Any]:
+    """Drive one whole session with the Python client and print every frame (`policy` None: the server's default)."""
     from omokage.client import OmokageClient
     rng = random.Random(seed)
     trace = lambda direction, msg: out(f"{direction} {describe(msg)}")  # noqa: E731
     async with await OmokageClient.connect(url, trace=trace, token=token) as client:
-        grid = await client.start(algorithm, seed=seed)
+        grid = await client.start(algorithm, seed=seed, policy=policy)
         await client.fetch_textures([i.texture for i in grid.items])
         for _ in range(choices):
             grid = await client.choose(grid.items[rng.randrange(len(grid.items))].id)
@@ -58,7 +58,8 @@ async def transcript_session(url: str, algorithm: str = "pca", seed: int = 1, ch
         rtt, offset = await client.ping()
         decided = await client.decide(grid.items[0].id)
         out(f"# round trip {rtt * 1000:.2f} ms, clock offset {offset * 1000:+.2f} ms; "
-            f"decided on {decided['item']['title']!r} after {decided['steps']} steps: open {decided['item']['url']}")
+            f"decided on {decided['item']['title']!r} after {decided['steps']} steps"
+            + (f" with policy {grid.policy}" if grid.policy else "") + f": open {decided['item']['url']}")
         return decided
 
 

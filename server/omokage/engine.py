@@ -16,6 +16,7 @@ from omokage.errors import UserError
 from omokage.features import ALGORITHMS, FeatureModel, latest_version_dir, load_model_dir
 from omokage.index import Neighbour, build_index
 from omokage.selection import CandidatePolicy, FeatureSpace, SelectionSession
+from omokage.selection.user_model import UserModel
 
 
 @dataclass
@@ -33,16 +34,27 @@ class QueryResult:
     neighbours: list[Neighbour]
 
 
+def single_threaded_blas() -> None:
+    """Serving runs small matrix products (9 × 30 × n_items per step) for many sessions at once: on a few shared cores
+    a multi-threaded BLAS spins up threads that fight each other and the event loop (16 ms instead of 0.3 ms for one
+    step at 10k items on 2 busy cores). One BLAS thread per call; concurrency comes from sessions. Fitting, which
+    wants every core, does not open an Engine."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1, user_api="blas")
+
+
 class Engine:
-    def __init__(self, catalog: Catalog, models: dict[str, LoadedModel]):
+    def __init__(self, catalog: Catalog, models: dict[str, LoadedModel], user_model: UserModel | None = None):
         if not models:
             raise UserError("no fitted model to serve; run `omokage fit CATALOG --out MODELS` first")
         self.catalog = catalog
         self.models = models
+        self.user_model = user_model   # fitted choice temperatures (`omokage fit user-model`), or None: defaults
 
     @classmethod
     def open(cls, catalog_path: str | os.PathLike, models_path: str | os.PathLike,
              algorithms: list[str] | None = None, index_kind: str = "auto") -> "Engine":
+        single_threaded_blas()
         catalog = Catalog(catalog_path)
         fingerprint = catalog.fingerprint()
         wanted = list(algorithms) if algorithms else [a for a in ALGORITHMS if (Path(models_path) / a).is_dir()]
@@ -57,8 +69,9 @@ class Engine:
                 raise UserError(f"{version_dir} was fitted on another catalog than {catalog_path}; "
                                 f"refit with `omokage fit {catalog_path} --models {name} --out {models_path}`")
             space = FeatureSpace(name, build_index(features, index_kind), int(features.shape[1]))
+            space.distance_unit   # computed at start-up, not on some user's first step
             models[name] = LoadedModel(name, model, version_dir, space)
-        return cls(catalog, models)
+        return cls(catalog, models, UserModel.load_latest(models_path, fingerprint))
 
     @property
     def algorithms(self) -> list[str]:
@@ -66,6 +79,10 @@ class Engine:
 
     def space(self, algorithm: str) -> FeatureSpace:
         return self.models[algorithm].space
+
+    def policy_params(self, algorithm: str) -> dict:
+        """Parameters for `make_policy` in this space: the fitted choice temperature, where there is one."""
+        return self.user_model.policy_params(algorithm) if self.user_model is not None else {}
 
     def project(self, algorithm: str, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Image (H, W, 3) uint8 at the catalog's size → (feature vector, reconstruction image)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import warnings
 from pathlib import Path
@@ -18,40 +19,107 @@ MAX_IMAGE_PIXELS = 40_000_000         # ~ 6300 x 6300; larger declared sizes are
 
 
 class ImageDecodeError(UserError):
-    """An image could not be used. `reason`: too_large, bomb, not_image, truncated, unreadable, not_regular."""
+    """An image could not be used. `reason`: too_large, bomb, format (a known format that is not accepted),
+    not_image, truncated, unreadable, not_regular."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
 
 
-def decode_image_bytes(data: bytes, *, max_bytes: int = MAX_FILE_BYTES,
-                       max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """Decode encoded image bytes to an RGB PIL image, or raise ImageDecodeError with a reason."""
+# What an upload may be (docs/protocol.md, `start.image`): decoded only by these Pillow plugins, so a
+# PostScript file never reaches Ghostscript and TIFF/ICO/PSD parsers are not exposed to the network.
+UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+# Files a user ingests from their own folder: the same, plus TIFF (photo archives).
+FILE_FORMATS = UPLOAD_FORMATS + ("TIFF",)
+_FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF", "TIFF": "TIFF"}
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The container format named by the first bytes (None when unknown): used to refuse a format by
+    name without letting any decoder parse it."""
+    head = data[:32]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "TIFF"
+    if head.startswith(b"8BPS"):
+        return "PSD"
+    if head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")):
+        return "EPS"
+    if head.startswith(b"%PDF"):
+        return "PDF"
+    if head.startswith((b"\x00\x00\x01\x00", b"\x00\x00\x02\x00")):
+        return "ICO"
+    if head[4:8] == b"ftyp":
+        return "HEIF/AVIF"
+    if head.lstrip().startswith((b"<?xml", b"<svg")):
+        return "SVG"
+    return None
+
+
+def _names(formats) -> str:
+    names = [_FORMAT_NAMES.get(f, f) for f in formats]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
+def decode_image_bytes(data: bytes, *, max_bytes: int = MAX_FILE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS,
+                       formats: tuple[str, ...] = FILE_FORMATS) -> Image.Image:
+    """Decode encoded image bytes to an RGB PIL image, or raise ImageDecodeError with a reason.
+
+    Only the Pillow plugins named in `formats` may parse the data; the declared size is checked
+    against `max_pixels` before any pixel is decoded."""
     if len(data) > max_bytes:
         raise ImageDecodeError("too_large", f"image is {len(data)} bytes, over the {max_bytes}-byte limit")
     if len(data) == 0:
         raise ImageDecodeError("not_image", "empty file")
+    sniffed = sniff_format(data)
+    if sniffed is not None and sniffed not in formats:
+        raise ImageDecodeError("format", f"{_FORMAT_NAMES.get(sniffed, sniffed)} images are not accepted; "
+                                         f"send {_names(formats)}")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=list(formats))
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError("bomb", f"decompression bomb refused: {exc}") from None
+        # Pillow names its own limit (178,956,970 pixels); ours is lower: cite the image's size and ours
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "more pixels than allowed"
+        raise ImageDecodeError("bomb", f"image declares {size}, over the {max_pixels:,}-pixel limit "
+                                       "(a decompression bomb?)") from None
+    except ValueError as exc:
+        if "MAX_TEXT_CHUNK" in str(exc) or "Decompressed" in str(exc):  # a zTXt/iTXt text bomb
+            raise ImageDecodeError("bomb", "image metadata (a compressed PNG text chunk) decompresses to over "
+                                           "1 MB: refused as a decompression bomb") from None
+        raise ImageDecodeError("not_image", f"not a recognised image format; send {_names(formats)}") from None
     except Exception:
-        raise ImageDecodeError("not_image", "not a recognised image format (JPEG, PNG, WebP, BMP, GIF, ...)") from None
+        raise ImageDecodeError("not_image", f"not a recognised image format; send {_names(formats)}") from None
     w, h = img.size
     # Check the declared size before decoding: a 100 kB PNG can declare 50,000 x 50,000 pixels.
     if w * h > max_pixels or w <= 0 or h <= 0:
-        raise ImageDecodeError("bomb", f"image declares {w}x{h} pixels, over the {max_pixels}-pixel limit")
+        raise ImageDecodeError("bomb", f"image declares {w}x{h} = {w * h:,} pixels, over the {max_pixels:,}-pixel "
+                                       "limit")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError("bomb", f"decompression bomb refused: {exc}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageDecodeError("bomb", f"image declares {w}x{h} pixels, refused as a decompression bomb") from None
     except OSError as exc:
         msg = str(exc)
         reason = "truncated" if "truncated" in msg.lower() or "broken" in msg.lower() else "unreadable"
         raise ImageDecodeError(reason, f"image data is {reason}: {msg}") from None
+    except ValueError as exc:
+        if "MAX_TEXT_CHUNK" in str(exc) or "Decompressed" in str(exc):
+            raise ImageDecodeError("bomb", "image metadata (a compressed PNG text chunk) decompresses to over "
+                                           "1 MB: refused as a decompression bomb") from None
+        raise ImageDecodeError("unreadable", f"image could not be decoded: {exc}") from None
     except Exception as exc:
         raise ImageDecodeError("unreadable", f"image could not be decoded: {exc}") from None
     img = ImageOps.exif_transpose(img)
@@ -63,7 +131,7 @@ def decode_image_bytes(data: bytes, *, max_bytes: int = MAX_FILE_BYTES,
 
 
 def read_image_file(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES,
-                    max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+                    max_pixels: int = MAX_IMAGE_PIXELS, formats: tuple[str, ...] = FILE_FORMATS) -> Image.Image:
     """Decode an image file, refusing what is not a regular file (a FIFO would block forever) and
     reading no more than `max_bytes` + 1 bytes of anything."""
     path = Path(path)
@@ -80,7 +148,7 @@ def read_image_file(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES,
             data = f.read(max_bytes + 1)
     except OSError as exc:
         raise ImageDecodeError("unreadable", f"{path.name}: {exc.strerror or exc}") from None
-    return decode_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    return decode_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels, formats=formats)
 
 
 def square_resize(img: Image.Image, size: int) -> np.ndarray:

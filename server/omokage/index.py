@@ -53,6 +53,11 @@ class ExactIndex:
     def __len__(self) -> int:
         return len(self.features)
 
+    @property
+    def pairwise(self) -> np.ndarray | None:
+        """The precomputed (n, n) distance matrix, or None above `pairwise_limit` items."""
+        return self._pairwise
+
     def _distances(self, query: np.ndarray) -> np.ndarray:
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         d2 = self.sq_norms - 2 * (self.features @ q) + float(q @ q)

@@ -2,6 +2,7 @@
 
 Run `python tests/vectors/generate_vectors.py` only when the protocol changes on purpose; the Python and C#
 test suites check that every vector decodes to its described message and re-encodes byte for byte.
+v1.1 only adds vectors (VECTORS_V1_1): every v1.0 vector stays byte for byte what it was.
 """
 
 from __future__ import annotations
@@ -65,6 +66,37 @@ VECTORS = [
     ("error_no_rid", "error about an unreadable frame (no rid)", {"type": "error", "code": "bad_frame", "message": "frame is not valid MessagePack"}),
 ]
 
+# v1.1: optional fields and new messages (docs/protocol.md, "What changed since v1.0"). New fields come after the
+# v1.0 ones in canonical order.
+VECTORS_V1_1 = [
+    ("hello_v1_1", "v1.1 greeting: announces the minor version", {"type": "hello", "rid": 1, "protocol": 1, "client": "omokage-web/0.2.0", "protocol_minor": 1}),
+    ("start_policy", "random start that names a policy", {"type": "start", "rid": 2, "algorithm": "pca", "init": "random", "seed": 42, "policy": "infogain"}),
+    ("skip", "none of these: all nine count as worse than the unseen", {"type": "skip", "rid": 8}),
+    ("rate", "an explicit rating of a shown face", {"type": "rate", "rid": 9, "id": 141, "rating": 4}),
+    ("welcome_v1_1", "v1.1 server greeting: minor version and the policies on offer", {
+        "type": "welcome", "rid": 1, "protocol": 1, "server": "omokage/0.1.0", "session_id": "c0ffee02",
+        "limits": {"max_frame_bytes": 4194304, "max_image_bytes": 3145728, "max_image_pixels": 16000000,
+                   "max_messages_per_second": F(200.0), "max_hashes_per_request": 64, "grid_size": 9},
+        "algorithms": ["raw", "pca", "nmf", "ae"], "catalog": {"count": 1500, "image_size": 200},
+        "protocol_minor": 1, "policies": ["infogain", "thompson", "study", "random"], "default_policy": "infogain"}),
+    ("candidates_probability", "after choose under a policy with a belief: policy and per-face probability", {
+        "type": "candidates", "rid": 4, "step": 2, "algorithm": "pca", "items": [
+            {"id": 1234, "distance": F(0.0), "texture": _HASH, "title": "桜 — pink twin tails", "url": "https://avatars.example/items/0-01234", "probability": F(0.375)},
+            {"id": 17, "distance": F(3.5), "texture": _HASH, "title": "Mirei", "url": "https://avatars.example/items/0-00017", "probability": F(0.125)},
+            {"id": 902, "distance": None, "texture": _HASH, "title": "Avatar 902", "url": "https://avatars.example/items/0-00902", "probability": F(0.0)}],
+        "policy": "infogain"}),
+    ("candidates_skip", "after skip: unseen faces, no chosen face first; a policy without a belief sends no probability", {
+        "type": "candidates", "rid": 8, "step": 3, "algorithm": "pca", "items": [
+            {"id": i, "distance": None, "texture": _HASH, "title": f"Avatar {i}", "url": f"https://avatars.example/items/0-{i:05d}"}
+            for i in (11, 412, 7, 1001, 64, 285, 930, 18, 777)],
+        "policy": "study"}),
+    ("rated", "the answer to rate", {"type": "rated", "rid": 9, "id": 141, "rating": 4}),
+    ("error_bad_policy", "start.policy the server does not offer: bad_field naming the choices", {
+        "type": "error", "rid": 2, "code": "bad_field",
+        "message": "start.policy: 'oracle' is not served; choose from infogain, thompson, study, random"}),
+]
+SERVER_TYPES = ("welcome", "candidates", "rated", "decided", "texture", "pong", "error")
+
 
 def to_python(v):
     """JSON description → the Python value msgpack encodes."""
@@ -85,13 +117,16 @@ def encode(v) -> bytes:
 
 def main() -> None:
     index = []
-    for name, doc, message in VECTORS:
-        data = encode(message)
-        (HERE / f"{name}.msgpack").write_bytes(data)
-        index.append({"file": f"{name}.msgpack", "direction": "server" if message["type"] in
-                      ("welcome", "candidates", "decided", "texture", "pong", "error") else "client",
-                      "description": doc, "sha256": hashlib.sha256(data).hexdigest(), "message": message})
-    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "vectors": index}, indent=1, ensure_ascii=False) + "\n")
+    for minor, vectors in ((0, VECTORS), (1, VECTORS_V1_1)):
+        for name, doc, message in vectors:
+            data = encode(message)
+            (HERE / f"{name}.msgpack").write_bytes(data)
+            index.append({"file": f"{name}.msgpack",
+                          "direction": "server" if message["type"] in SERVER_TYPES else "client",
+                          "since": f"1.{minor}", "description": doc, "sha256": hashlib.sha256(data).hexdigest(),
+                          "message": message})
+    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 1, "vectors": index}, indent=1,
+                                                ensure_ascii=False) + "\n")
     print(f"wrote {len(index)} vectors to {HERE}")
 
 

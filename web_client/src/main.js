@@ -13,6 +13,15 @@ const ALGORITHMS = {
   nmf: ['NMF', 'Non-negative parts: faces built from similar parts'],
   ae: ['Autoencoder', 'A learned convolutional encoding of the face'],
 };
+// names a server may offer (welcome.policies); an unknown name is shown as it is
+const POLICIES = {
+  infogain: ['Most informative', 'Shows the faces whose pick tells the most about the face you want'],
+  thompson: ['Sampled from the belief', 'Likely faces more often, every face sometimes'],
+  cover: ['Spread out', 'Likely faces that differ from each other'],
+  top: ['Most likely', 'The faces most likely to be the one you want'],
+  study: ['Nearest neighbours', 'Your pick and its eight nearest faces (the original study)'],
+  random: ['Random', 'Your pick and eight random faces (a baseline)'],
+};
 const GRID = 9;
 
 const client = new OmokageClient(WS_URL, { token: params.get('token') });
@@ -22,10 +31,12 @@ const listeners = new Set(); // XR mode: called with the state after each new gr
 
 const state = {
   algorithm: null,
+  policy: null,        // one of welcome.policies (null: a v1.0 server, which has none)
   step: 0,
   items: [],
   cursor: 0,
   init: 'random',      // how the current selection started
+  first: null,         // what the grid's first face is: 'pick' (after choose), 'closest' (image start) or null
   upload: null,        // {bytes, url, name} of the image the selection started from
   reconstruction: null,
   trail: [],           // the faces chosen so far in this selection
@@ -86,6 +97,7 @@ client.addEventListener('welcome', (ev) => {
   state.sessions += 1;
   $('server-info').textContent = `${w.server} · protocol ${w.protocol} · ${w.catalog.count} faces · session ${w.session_id}`;
   renderAlgorithms(w.algorithms);
+  renderPolicies(client.policies, w.default_policy);
   setControlsEnabled(true);
   if (state.sessions > 1) {
     showBanner('info', 'Reconnected', 'The server started a new session, so the selection starts again.',
@@ -184,8 +196,43 @@ function selectAlgorithm(name) {
   startSelection(state.init === 'image' && state.upload ? state.upload.bytes : null);
 }
 
+// the selection policy lives in the settings menu: it matters to few people, and changing it starts again
+const policySelect = $('policy');
+function renderPolicies(policies, fallback) {
+  $('policy-row').hidden = policies.length === 0;
+  $('policy-none').hidden = policies.length > 0;
+  if (!policies.includes(state.policy)) {
+    const stored = safeStorage('get', 'omokage.policy');
+    state.policy = policies.includes(stored) ? stored : policies.includes(fallback) ? fallback : policies[0] || null;
+  }
+  policySelect.replaceChildren(...policies.map((name) => {
+    const [label, title] = POLICIES[name] || [name, name];
+    const o = document.createElement('option');
+    o.value = name;
+    o.textContent = name === fallback ? `${label} (default)` : label;
+    o.title = title;
+    return o;
+  }));
+  if (state.policy) policySelect.value = state.policy;
+  describePolicy();
+}
+
+function describePolicy() {
+  const [, title] = POLICIES[state.policy] || [state.policy, ''];
+  $('policy-note').textContent = `${title ? `${title}. ` : ''}Changing it starts again.`;
+}
+
+policySelect.onchange = () => {
+  if (policySelect.value === state.policy) return;
+  state.policy = policySelect.value;
+  safeStorage('set', 'omokage.policy', state.policy);
+  describePolicy();
+  startSelection(state.init === 'image' && state.upload ? state.upload.bytes : null);
+};
+
 function setControlsEnabled(on) {
   $('btn-random').disabled = !on;
+  policySelect.disabled = !on;
   $('file').disabled = !on;
   $('btn-upload').setAttribute('aria-disabled', String(!on));
   for (const b of algoBox.children) b.disabled = !on;
@@ -244,7 +291,7 @@ async function startSelection(image) {
   state.decided = null;
   grid.setAttribute('aria-busy', 'true');
   try {
-    const reply = await client.start(state.algorithm, { image: image || undefined });
+    const reply = await client.start(state.algorithm, { image: image || undefined, policy: state.policy });
     if (seq !== state.seq) return;
     state.init = image ? 'image' : 'random';
     state.trail = [];
@@ -256,7 +303,7 @@ async function startSelection(image) {
     } else {
       state.reconstruction = null;
     }
-    await showCandidates(reply, seq);
+    await showCandidates(reply, seq, image ? 'closest' : null);
     if (!banner.dataset.sticky && banner.dataset.kind === 'error') hideBanner();
   } catch (err) {
     if (seq === state.seq) reportError(err, image ? 'upload' : 'start');
@@ -284,13 +331,34 @@ async function chooseId(id) {
     const reply = await client.choose(id);
     if (seq !== state.seq) return;
     const chosen = state.items.find((i) => i.id === id);
-    await showCandidates(reply, seq);
+    await showCandidates(reply, seq, 'pick');
     if (seq === state.seq && chosen) {
       state.trail.push(chosen);
       renderTrail();
     }
   } catch (err) {
     if (seq === state.seq) reportError(err, 'choose');
+  } finally {
+    if (seq === state.seq) {
+      state.busy = false;
+      grid.setAttribute('aria-busy', 'false');
+    }
+  }
+}
+
+/** "None of these": every face shown counts as further than the unseen; the next grid has no pick first. */
+async function skipGrid() {
+  if (state.busy || state.decided || client.state !== 'open' || state.items.length === 0) return;
+  if (!(client.welcome && client.welcome.protocol_minor >= 1)) return; // a v1.0 server has no skip
+  const seq = state.seq;
+  state.busy = true;
+  grid.setAttribute('aria-busy', 'true');
+  try {
+    const reply = await client.skip();
+    if (seq !== state.seq) return;
+    await showCandidates(reply, seq, null);
+  } catch (err) {
+    if (seq === state.seq) reportError(err, 'skip');
   } finally {
     if (seq === state.seq) {
       state.busy = false;
@@ -326,7 +394,8 @@ function decideCursor() {
   if (item) decideId(item.id);
 }
 
-async function showCandidates(reply, seq) {
+/** Show a `candidates` reply; `first` says what its first face is ('pick', 'closest' or null). */
+async function showCandidates(reply, seq, first) {
   const items = reply.items || [];
   const textures = await client.textures.ensure(items.map((i) => i.texture));
   if (seq !== state.seq) return;
@@ -345,7 +414,9 @@ async function showCandidates(reply, seq) {
   await Promise.all(imgs.map((img) => (img.src ? img.decode().catch(() => {}) : null)));
   if (seq !== state.seq) return;
   state.items = items;
+  state.first = first;
   state.step = reply.step;
+  state.servedPolicy = reply.policy || null;
   state.cursor = 0;
   dwell.setStep(reply.step);
   gazeDwell.setStep(reply.step);
@@ -367,7 +438,8 @@ for (let i = 0; i < GRID; i++) {
   card.tabIndex = -1;
   card.hidden = true;
   card.innerHTML = `<span class="frame"><span class="ph"></span><span class="num" aria-hidden="true">${i + 1}</span>`
-    + '<span class="badge" aria-hidden="true"></span><span class="dwell" aria-hidden="true"></span></span>'
+    + '<span class="badge" aria-hidden="true"></span><span class="conf" aria-hidden="true"></span>'
+    + '<span class="dwell" aria-hidden="true"></span></span>'
     + '<span class="cap" aria-hidden="true"><span class="name"></span><span class="desc"></span></span>';
   card.addEventListener('click', () => {
     state.cursor = i;
@@ -407,16 +479,20 @@ function renderGrid(imgs) {
     card.querySelector('.name').textContent = name;
     card.querySelector('.desc').textContent = desc;
     card.dataset.id = String(it.id);
-    card.title = it.title;
+    const conf = confidence(it);
+    card.title = conf ? `${it.title} (${conf} likely to be the one you want)` : it.title;
     card.hidden = false;
-    const pick = i === 0 && (state.step > 1 || state.init === 'image');
+    const pick = i === 0 && state.first !== null;
+    const yours = pick && state.first === 'pick';
     card.classList.toggle('is-pick', pick);
-    card.querySelector('.badge').textContent = !pick ? '' : state.step > 1 ? 'Your pick' : 'Closest';
-    if (pick && state.step > 1) card.setAttribute('aria-current', 'true');
+    card.querySelector('.badge').textContent = !pick ? '' : yours ? 'Your pick' : 'Closest';
+    // below 1 % the hint says nothing (a fresh belief is flat): stay quiet until the belief has an opinion
+    card.querySelector('.conf').textContent = conf && it.probability >= 0.01 ? conf : '';
+    if (yours) card.setAttribute('aria-current', 'true');
     else card.removeAttribute('aria-current');
     card.classList.remove('fresh');
     void card.offsetWidth; // restart the entrance animation
-    if (!(pick && state.step > 1)) card.classList.add('fresh');
+    if (!yours) card.classList.add('fresh');
     card.style.setProperty('--i', String(i));
     card.style.setProperty('--dwell', '0');
     card.classList.remove('pressed');
@@ -431,8 +507,18 @@ function renderGrid(imgs) {
   for (let i = 0; i < state.items.length; i++) if (cards[i].matches(':hover')) dwell.enter(state.items[i].id);
 }
 
+/** The policy's probability as a short percentage, or null when the policy keeps no belief. */
+function confidence(item) {
+  const p = item.probability;
+  if (typeof p !== 'number' || !Number.isFinite(p)) return null;
+  return p >= 0.995 ? '99%' : p < 0.01 ? '<1%' : `${Math.round(p * 100)}%`;
+}
+
 function promptText() {
   if (state.items.length === 0) return 'No faces left to show.';
+  if (state.step > 1 && state.first !== 'pick') {
+    return 'Nine faces you have not seen yet. Choose the closest one, or None of these again.';
+  }
   if (state.step > 1) {
     return state.items.length > 1 ? 'Your pick stays first. Choose it again for more like it, or another face to steer. Decide when it is the one.'
       : 'You have seen every face in the catalog. Decide on your pick.';
@@ -458,7 +544,13 @@ function updateDecide() {
   const it = state.items[state.cursor];
   const btn = $('btn-decide');
   btn.disabled = !it || client.state !== 'open' || !!state.decided;
+  // a v1.0 server has no skip (it would answer unknown_type)
+  $('btn-skip').disabled = state.items.length === 0 || client.state !== 'open' || !!state.decided
+    || !(client.welcome && client.welcome.protocol_minor >= 1);
   const img = $('pick-img');
+  const conf = it ? confidence(it) : null;
+  $('pick-conf').hidden = !conf;
+  $('pick-conf').textContent = conf ? `The server's belief that this is the one: ${conf}` : '';
   if (!it) {
     $('pick-name').textContent = '–';
     $('pick-desc').textContent = '';
@@ -472,7 +564,7 @@ function updateDecide() {
   const [name, desc] = splitTitle(it.title);
   $('pick-name').textContent = name;
   $('pick-desc').textContent = desc;
-  const isPick = state.cursor === 0 && state.step > 1;
+  const isPick = state.cursor === 0 && state.first === 'pick';
   $('pick-label').textContent = isPick ? 'Your pick' : `Face ${state.cursor + 1}`;
   btn.querySelector('span').textContent = `Decide on ${name}`;
   btn.setAttribute('aria-label', `Decide on ${it.title}`);
@@ -559,10 +651,16 @@ document.addEventListener('keydown', (e) => {
   if (e.key === 'd' || e.key === 'D') {
     e.preventDefault();
     decideCursor();
+    return;
+  }
+  if (e.key === 'n' || e.key === 'N') {
+    e.preventDefault();
+    skipGrid();
   }
 });
 
 $('btn-decide').onclick = decideCursor;
+$('btn-skip').onclick = skipGrid;
 
 // ------------------------------------------------------------------------------------------------
 // Decided
@@ -575,7 +673,8 @@ function showDecided(reply) {
   if (tex) img.src = tex.url;
   img.alt = it.title;
   $('decided-title').textContent = it.title;
-  $('decided-steps').textContent = `Chosen in ${reply.steps} ${reply.steps === 1 ? 'step' : 'steps'} with ${(ALGORITHMS[state.algorithm] || [state.algorithm])[0]}.`;
+  const policy = state.servedPolicy ? `, ${((POLICIES[state.servedPolicy] || [state.servedPolicy])[0]).toLowerCase()}` : '';
+  $('decided-steps').textContent = `Chosen in ${reply.steps} ${reply.steps === 1 ? 'step' : 'steps'} with ${(ALGORITHMS[state.algorithm] || [state.algorithm])[0]}${policy}.`;
   const link = $('decided-link');
   const url = safeUrl(it.url);
   link.hidden = !url;
@@ -643,6 +742,7 @@ const xrApi = {
   pointerDwell: dwell,
   gazeDwell,
   choose: (id) => chooseId(id),
+  skip: () => skipGrid(),
   decide: (id) => decideId(id, { openTab: false }),
   restart: () => startSelection(null),
   safeUrl,

@@ -1,4 +1,4 @@
-// omokage protocol v1 over one WebSocket (docs/protocol.md): binary frames, one MessagePack map each.
+// omokage protocol v1.1 over one WebSocket (docs/protocol.md): binary frames, one MessagePack map each.
 //
 // OmokageClient keeps one connection alive (reconnecting with backoff), sends `hello` on every open,
 // matches replies to requests by `rid`, pings periodically for the round-trip time, and caches
@@ -7,6 +7,7 @@
 import { decode, encode } from '@msgpack/msgpack';
 
 export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_MINOR = 1; // v1.1: policies, skip, rate, probability (a v1.0 server ignores it)
 export const CLIENT_NAME = 'omokage-web/0.1.0';
 
 const MIME = { jpeg: 'image/jpeg', png: 'image/png' };
@@ -98,7 +99,7 @@ export class OmokageClient extends EventTarget {
 
   async _opened(ws) {
     try {
-      const hello = { protocol: PROTOCOL_VERSION, client: CLIENT_NAME };
+      const hello = { protocol: PROTOCOL_VERSION, client: CLIENT_NAME, protocol_minor: PROTOCOL_MINOR };
       if (this.token) hello.token = this.token;
       this.welcome = await this.request('hello', hello);
     } catch (err) {
@@ -226,14 +227,31 @@ export class OmokageClient extends EventTarget {
   }
 
   // -- protocol messages ----------------------------------------------------------------------
-  start(algorithm, { image = null, seed } = {}) {
+  /** The policies the server offers (empty from a v1.0 server, which has none). */
+  get policies() {
+    return (this.welcome && Array.isArray(this.welcome.policies)) ? this.welcome.policies : [];
+  }
+
+  /** start; `policy` (one of `policies`) is left out when null: the server's default. */
+  start(algorithm, { image = null, seed, policy = null } = {}) {
     const fields = { algorithm, init: image ? 'image' : 'random', seed };
     if (image) fields.image = image;
+    if (policy) fields.policy = policy;
     return this.request('start', fields);
   }
 
   choose(id) {
     return this.request('choose', { id });
+  }
+
+  /** "None of these": the next grid of faces not seen yet (v1.1). */
+  skip() {
+    return this.request('skip', {});
+  }
+
+  /** An explicit rating 1..5 of a face shown in this selection (v1.1); resolves with `rated`. */
+  rate(id, rating) {
+    return this.request('rate', { id, rating });
   }
 
   decide(id) {

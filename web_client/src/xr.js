@@ -263,7 +263,7 @@ export async function startXR(api, session) {
     const built = await Promise.all(items.map(async (it, i) => ({
       item: it,
       face: new MeshBasicMaterial({ map: await faceTexture(api.textures.get(it.texture)) }),
-      label: new MeshBasicMaterial({ map: labelTexture(i, it.title, i === 0 && st.step > 1), transparent: true }),
+      label: new MeshBasicMaterial({ map: labelTexture(i, it.title, i === 0 && st.first === 'pick'), transparent: true }),
     })));
     const first = items[0];
     const decideTex = buttonTexture(first ? `✓  Decide on ${first.title.split(' — ')[0]}` : '✓  Decide', true, buttons.decide.w / BUTTON_H);
@@ -281,7 +281,7 @@ export async function startXR(api, session) {
     renderer.initTexture(decideTex);
     renderer.initTexture(statusTex);
     if (pending) discard(pending);
-    pending = { built, step: st.step, decideTex, statusTex };
+    pending = { built, step: st.step, pick: st.first === 'pick', decideTex, statusTex };
   }
 
   async function prepareDecided(st) {
@@ -389,7 +389,7 @@ export async function startXR(api, session) {
       api.gazeDwell.add(gazePanel.item.id, dt);
       gazeMs = gazeTarget === gazePanel ? gazeMs + dt : 0;
       gazeTarget = gazePanel;
-      const isPick = gd.index === 0 && api.state.step > 1; // looking at your pick does not re-choose it
+      const isPick = gd.index === 0 && api.state.first === 'pick'; // looking at your pick does not re-choose it
       if (!isPick && !locked && !api.state.decided) {
         progress = Math.min(1, gazeMs / DWELL_MS);
         if (progress >= 1) {
@@ -441,7 +441,7 @@ export async function startXR(api, session) {
       panel.label.material = b.label;
       panel.item = b.item;
       panel.group.visible = true;
-      panel.plate.material.color.setHex(i === 0 && p.step > 1 ? 0x3a2433 : 0x1a1d26);
+      panel.plate.material.color.setHex(i === 0 && p.pick ? 0x3a2433 : 0x1a1d26);
     });
     for (let i = p.built.length; i < 9; i++) {
       panels[i].item = null;

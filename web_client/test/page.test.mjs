@@ -303,3 +303,85 @@ describe('when the server goes away', () => {
     assert.equal(await page.textContent('#conn-text'), 'Offline');
   });
 });
+
+describe('protocol v1.1: none of these, policies, confidence', () => {
+  it('None of these (button or N) shows nine faces not seen yet, with no pick first', T, async () => {
+    await open();
+    assert.equal(await page.evaluate(() => window.omokage.client.welcome.protocol_minor), 1);
+    const ids1 = await gridIds(page);
+    assert.equal(await page.isDisabled('#btn-skip'), false);
+    await page.click('#btn-skip');
+    await waitForGrid(page, 2);
+    const ids2 = await gridIds(page);
+    assert.equal(ids2.length, 9);
+    for (const id of ids2) assert.ok(!ids1.includes(id), `face ${id} was shown before`);
+    assert.equal(await page.locator('#grid .face.is-pick').count(), 0, 'no face is marked as your pick');
+    assert.equal(await page.locator('#grid .face[aria-current]').count(), 0);
+    assert.match(await page.textContent('#prompt'), /not seen yet/);
+    assert.equal((await page.textContent('#step')).trim(), 'Step 2');
+    assert.match(await page.textContent('#pick-label'), /Face 1/);
+    await page.keyboard.press('n');
+    await waitForGrid(page, 3);
+    const ids3 = await gridIds(page);
+    for (const id of ids3) assert.ok(!ids1.includes(id) && !ids2.includes(id), `face ${id} was shown before`);
+    assert.equal(await page.evaluate(() => window.omokage.state.trail.length), 0, 'skipping picks nothing');
+    // choosing after a skip works as before: the chosen face first, marked as your pick
+    await page.locator('#grid .face').nth(2).click();
+    await waitForGrid(page, 4);
+    assert.equal((await gridIds(page))[0], ids3[2]);
+    assert.match(await page.textContent('#grid .face >> nth=0'), /Your pick/);
+    assert.deepEqual(browser.errors, []);
+  });
+
+  it('the settings menu offers the server policies; a choice restarts, is sent in start and is remembered', T, async () => {
+    await open();
+    const welcome = await page.evaluate(() => window.omokage.client.welcome);
+    assert.ok(welcome.policies.length >= 2 && welcome.policies.includes('study'));
+    await page.click('#settings summary');
+    await page.waitForSelector('#policy:not([disabled])');
+    const options = await page.$$eval('#policy option', (els) => els.map((o) => o.value));
+    assert.deepEqual(options, welcome.policies);
+    assert.equal(await page.inputValue('#policy'), welcome.default_policy);
+    assert.match(await page.textContent(`#policy option[value="${welcome.default_policy}"]`), /\(default\)/);
+    // the default policy keeps a belief: a face the belief gives 1 % or more shows it as a quiet percentage
+    assert.equal(await page.evaluate(() => window.omokage.state.servedPolicy), welcome.default_policy);
+    const hintsMatch = async () => {
+      const shown = await page.$$eval('#grid .face:not([hidden]) .conf', (els) => els.map((e) => e.textContent));
+      const probs = await page.evaluate(() => window.omokage.state.items.map((i) => i.probability));
+      assert.equal(shown.length, 9);
+      probs.forEach((p, i) => {
+        assert.ok(typeof p === 'number' && p >= 0 && p <= 1, `probability ${p}`);
+        assert.equal(shown[i], p < 0.01 ? '' : `${Math.min(99, Math.round(p * 100))}%`, `hint of face ${i + 1} (p=${p})`);
+      });
+    };
+    await hintsMatch();
+    assert.match(await page.textContent('#pick-conf'), /belief that this is the one: (<1|\d{1,2})%/);
+    await screenshot(page, 'settings-menu');
+    await page.click('#settings summary'); // close the menu
+    await page.locator('#grid .face').nth(4).click();
+    await waitForGrid(page, 2);
+    await hintsMatch();
+
+    await page.click('#settings summary');
+    await page.selectOption('#policy', 'study');
+    await page.waitForFunction(() => window.omokage.state.servedPolicy === 'study' && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+    assert.deepEqual(await page.$$eval('#grid .face:not([hidden]) .conf', (els) => els.map((e) => e.textContent)),
+      Array(9).fill(''), 'study keeps no belief: no hint');
+    assert.equal(await page.isVisible('#pick-conf'), false);
+    // the study's grids: the chosen face, then its nearest unseen faces, nearest first
+    await page.locator('#grid .face').nth(1).click();
+    await waitForGrid(page, 2);
+    const distances = await page.evaluate(() => window.omokage.state.items.map((i) => i.distance));
+    assert.equal(distances[0], 0);
+    assert.deepEqual(distances, [...distances].sort((a, b) => a - b));
+
+    // remembered across a reload
+    await page.reload();
+    await waitForGrid(page, 1);
+    assert.equal(await page.evaluate(() => window.omokage.state.servedPolicy), 'study');
+    assert.equal(await page.inputValue('#policy'), 'study');
+    await page.evaluate(() => localStorage.removeItem('omokage.policy')); // the other tests use the default
+    assert.deepEqual(browser.errors, []);
+  });
+});

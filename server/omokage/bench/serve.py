@@ -119,28 +119,51 @@ def _prepare(home: Path) -> tuple[Path, Path]:
     return prepare(home / "bench-serve", algorithms=["pca"])
 
 
+def _start_server(catalog: Path, models: Path, port: int, events: Path, log: Path, fsync: bool = True):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    events.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "omokage", "serve", "--catalog", str(catalog), "--models", str(models),
+           "--port", str(port), "--log-level", "warning",
+           # one benchmark client sends thousands of messages a second: lift the per-connection
+           # limit (200/s by default) so the figures measure the server, not the limiter
+           "--max-messages-per-second", "1000000", "--events", str(events)]
+    if not fsync:
+        cmd.append("--no-fsync")
+    return subprocess.Popen(cmd, env=env, stderr=open(log, "w"))
+
+
+def _stop_server(server: subprocess.Popen, port: int) -> dict:
+    """The event log's own figures (events, commits, fsync time; from /healthz, which shows them to a
+    loopback caller), then SIGTERM."""
+    import json
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
+            stats = json.loads(r.read()).get("event_log") or {}
+    except OSError:
+        stats = {}
+    server.terminate()
+    server.wait(30)
+    return stats
+
+
 def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/results"),
         home: Path = Path("var"), min_total_sessions: int = 100) -> int:
     catalog, models = _prepare(Path(home))
     port, echo_port = _free_port(), _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "omokage", "serve", "--catalog", str(catalog), "--models",
-                               str(models), "--port", str(port), "--log-level", "warning",
-                               # one benchmark client sends thousands of messages a second: lift the per-connection
-                               # limit (200/s by default) so the figures measure the server, not the limiter
-                               "--max-messages-per-second", "1000000",
-                               "--events", str(Path(home) / "events" / "bench-serve.jsonl")],
-                              env=env, stderr=subprocess.DEVNULL)
+    logs = Path(home) / "events"
+    logs.mkdir(parents=True, exist_ok=True)
+    server = _start_server(catalog, models, port, logs / "bench-serve.jsonl", logs / "bench-serve.log")
     echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_port)], stderr=subprocess.DEVNULL)
     rows = []
+    durability = []
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
     try:
         _wait_http(port, server)
         time.sleep(0.5)
-        try:
-            import uvloop
-            runner = uvloop.run
-        except ImportError:
-            runner = asyncio.run
         url = f"ws://127.0.0.1:{port}/ws"
         echo_samples: dict[str, list[float]] = defaultdict(list)
         t = time.perf_counter()
@@ -160,17 +183,55 @@ def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/re
                 print(f"  {n:>4} clients {load:<9}: choose p50 {c['p50_ms']:.2f} ms p99 {c['p99_ms']:.2f} ms, "
                       f"{rate:,.0f} msgs/s", flush=True)
     finally:
-        server.terminate()
+        _stop_server(server, port)
         echo.terminate()
-        server.wait(15)
         echo.wait(15)
+
+    # Durability: the busiest paced level once more on a fresh server with fsync (the default) and once
+    # without, in this run, so the difference is the fsync and not the machine's mood.
+    n = max(clients)
+    per_client = max(sessions, -(-min_total_sessions // n))
+    for fsync in (True, False):
+        port = _free_port()
+        name = "bench-serve-fsync" if fsync else "bench-serve-nofsync"
+        server = _start_server(catalog, models, port, logs / f"{name}.jsonl", logs / f"{name}.log", fsync=fsync)
+        try:
+            _wait_http(port, server)
+            time.sleep(0.5)
+            samples, wall, sent = runner(_level(f"ws://127.0.0.1:{port}/ws", n, per_client, (0.02, 0.08)))
+        finally:
+            stats = _stop_server(server, port)
+        steps = samples["choose"] + samples["decide"] + samples["start"]  # the messages that log an event
+        row = {"fsync": "yes" if fsync else "no", "clients": n, **percentiles(steps),
+               "choose_p99_ms": percentiles(samples["choose"])["p99_ms"], "msgs_per_s": sent / wall,
+               "events": stats.get("events"), "batches": stats.get("batches"),
+               "events_per_batch": stats.get("events_per_batch"), "fsync_ms_per_batch": stats.get("fsync_ms_per_batch")}
+        if fsync and row["fsync_ms_per_batch"] and row["events_per_batch"]:
+            row["fsync_ms_per_event"] = row["fsync_ms_per_batch"] / row["events_per_batch"]
+        durability.append(row)
+        print(f"  {n:>4} clients paced, fsync {row['fsync']:<3}: step p50 {row['p50_ms']:.2f} ms "
+              f"p99 {row['p99_ms']:.2f} ms, {row['events']} events in {row['batches']} batches", flush=True)
+    if len(durability) == 2:
+        durability[0]["p99_cost_ms"] = durability[0]["p99_ms"] - durability[1]["p99_ms"]
+        durability[0]["p50_cost_ms"] = durability[0]["p50_ms"] - durability[1]["p50_ms"]
+
     table = markdown_table(rows, [("load", "load"), ("clients", "clients"), ("message", "message"), ("n", "n"),
                                   ("p50_ms", "p50 (ms)"), ("p95_ms", "p95 (ms)"), ("p99_ms", "p99 (ms)"),
                                   ("msgs_per_s", "msgs/s (all types)")])
+    table += "\n\nEvent durability at the busiest paced level (a fresh server each; steps = start, choose, decide, " \
+             "each of which logs an event before its reply):\n\n" + markdown_table(
+                 durability, [("fsync", "fsync"), ("clients", "clients"), ("n", "steps"), ("p50_ms", "step p50 (ms)"),
+                              ("p99_ms", "step p99 (ms)"), ("choose_p99_ms", "choose p99 (ms)"),
+                              ("events", "events"), ("events_per_batch", "events per commit"),
+                              ("fsync_ms_per_batch", "fsync per commit (ms)"),
+                              ("fsync_ms_per_event", "fsync per event (ms)"), ("p50_cost_ms", "p50 cost (ms)"),
+                              ("p99_cost_ms", "p99 cost (ms)")])
     notes = ("Round trip measured by the client (send to reply) over loopback; server and clients share this "
              "machine's cores. paced: 20-80 ms think time per message; saturated: none. msgs/s counts every "
              f"request of every type over the level's wall time. Each client runs at least {sessions} whole sessions, "
-             f"and each level at least {min_total_sessions} in all.")
-    write_results(Path(out), "serve", {"rows": rows, "min_sessions_per_client": sessions,
+             f"and each level at least {min_total_sessions} in all. The server group-commits session events with "
+             "fsync before the reply that acknowledges them (the default); the durability table compares it with "
+             "`--no-fsync` in the same run. fsync per event = fsync time per commit / events per commit.")
+    write_results(Path(out), "serve", {"rows": rows, "durability": durability, "min_sessions_per_client": sessions,
                                        "min_sessions_per_level": min_total_sessions}, table, notes)
     return 0

@@ -286,11 +286,13 @@ REASON_TEXT = {
     "not_regular": "not a regular file",
     "hidden": "hidden file or folder",
     "linked_folder": "symbolic link to a folder, not followed",
+    "linked_outside": "symbolic link to a file outside IMAGES_DIR, not followed",
+    "format": "image format not accepted",
     "not_in_manifest": "not listed in the manifest",
     "missing": "listed in the manifest, not on disk",
     "manifest_row": "bad manifest row",
 }
-DECODE_REASONS = ("not_image", "truncated", "bomb", "too_large", "unreadable", "not_regular")
+DECODE_REASONS = ("not_image", "format", "truncated", "bomb", "too_large", "unreadable", "not_regular")
 
 
 @dataclass
@@ -312,7 +314,7 @@ class IngestReport:
 
     def skip(self, file: str, reason: str, detail: str = "") -> None:
         text = REASON_TEXT.get(reason, reason)
-        self.skipped.append((file, f"{reason}: {detail or text}"))
+        self.skipped.append((shown_name(file), f"{reason}: {shown_name(detail or text)}"))
         self.per_reason[reason] = self.per_reason.get(reason, 0) + 1
         if reason in DECODE_REASONS:
             self.unreadable += 1
@@ -383,6 +385,24 @@ class ManifestRow:
 
 def _rel_key(path: str) -> str:
     return os.path.normpath(path).replace(os.sep, "/")
+
+
+def shown_name(name: str) -> str:
+    """A file name as it can be printed and stored as text: bytes that are not UTF-8 (which Python
+    carries as lone surrogates) shown as \\xNN escapes. The catalog keeps the name as given."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _outside_link(path: Path, root_real: str) -> bool:
+    """True for a symbolic link whose target lies outside IMAGES_DIR (resolved, links in between followed)."""
+    if not os.path.islink(path):
+        return False
+    target = os.path.realpath(path)
+    return os.path.commonpath([target, root_real]) != root_real
 
 
 def read_manifest(manifest: str | os.PathLike, images_dir: Path,
@@ -537,6 +557,7 @@ def ingest_images(images_dir: str | os.PathLike, out: str | os.PathLike, manifes
     manifest_abs = os.path.normcase(os.path.abspath(manifest)) if manifest is not None else None
 
     files = _walk(images_dir, [out], report)
+    root_real = os.path.realpath(images_dir)
     on_disk = set(files)
     if rows is not None:
         for key in rows:
@@ -568,6 +589,10 @@ def ingest_images(images_dir: str | os.PathLike, out: str | os.PathLike, manifes
             if any(part.startswith(".") for part in rel.split("/")):
                 report.skip(rel, "hidden", "file name starts with '.'")
                 continue
+            if _outside_link(path, root_real):
+                report.skip(rel, "linked_outside", f"symbolic link to {shown_name(os.readlink(path))}, which is "
+                                                   "outside IMAGES_DIR; not followed")
+                continue
             try:
                 rgb = _read_rgb(path, max_bytes, max_pixels)
             except ImageDecodeError as exc:
@@ -586,9 +611,9 @@ def ingest_images(images_dir: str | os.PathLike, out: str | os.PathLike, manifes
             if first is not None:
                 report.skip(rel, "duplicate", f"near-duplicate of {first}")
                 continue
-            index.add(h, rel, thumb)
+            index.add(h, shown_name(rel), thumb)
             row = rows.get(rel) if rows is not None else None
-            title = (row.title if row and row.title else Path(rel).stem)
+            title = (row.title if row and row.title else shown_name(Path(rel).stem))
             url = (row.url if row and row.url else Path(os.path.abspath(path)).as_uri())
             if writer is None:  # created on the first face, so a run that finds none writes nothing
                 writer = stack.enter_context(CatalogWriter(out, image_size=image_size,

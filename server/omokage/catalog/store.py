@@ -37,7 +37,7 @@ CREATE TABLE items (
     title       TEXT NOT NULL,
     url         TEXT NOT NULL,
     texture     TEXT NOT NULL REFERENCES textures(hash),
-    source      TEXT,                  -- original file (ingest) or generator seed (generate)
+    source      TEXT,                  -- original file (ingest; a BLOB of its bytes when not UTF-8) or generator seed
     attributes  TEXT NOT NULL,         -- JSON object: generating attributes / labels
     extra       TEXT NOT NULL          -- JSON object: manifest columns beyond file/title/url
 );
@@ -123,11 +123,15 @@ class CatalogWriter:
             raise ValueError(f"expected a ({s}, {s}, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
         tex = encode_texture(rgb, self.texture_format)
         item_id = self._count
+        title, url = _utf8_text(title), _utf8_text(url)  # sent to clients: must be valid UTF-8
+        stored_source: str | bytes | None = source
+        if source is not None and not _is_utf8(source):
+            stored_source = source.encode("utf-8", "surrogateescape")  # a file name as given, byte for byte
         self._raw.write(np.ascontiguousarray(rgb).tobytes())
         self._db.execute("INSERT OR IGNORE INTO textures VALUES (?,?,?,?,?)",
                          (tex.hash, tex.format, tex.width, tex.height, tex.data))
         self._db.execute("INSERT INTO items VALUES (?,?,?,?,?,?,?)",
-                         (item_id, title, url, tex.hash, source,
+                         (item_id, title, url, tex.hash, stored_source,
                           json.dumps(attributes or {}, sort_keys=True), json.dumps(extra or {}, sort_keys=True)))
         self._count += 1
         return item_id
@@ -197,7 +201,8 @@ class Catalog:
         self.pixels: np.ndarray = np.load(self.path / "pixels.npy", mmap_mode="r")
         with sqlite3.connect(f"file:{self.path / 'items.sqlite'}?mode=ro", uri=True) as db:
             rows = db.execute("SELECT id, title, url, texture, source, attributes, extra FROM items ORDER BY id").fetchall()
-        self.items: list[Item] = [Item(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6])) for r in rows]
+        self.items: list[Item] = [Item(r[0], r[1], r[2], r[3], _source_text(r[4]), json.loads(r[5]), json.loads(r[6]))
+                                  for r in rows]
         if len(self.items) != len(self.pixels):
             raise CatalogError(f"{self.path}: {len(self.items)} items but {len(self.pixels)} images; the catalog is damaged")
 
@@ -227,6 +232,24 @@ class Catalog:
         """Pixels as an (n, H*W*3) matrix scaled to [0, 1]: the input of every feature model."""
         px = self.pixels if indices is None else self.pixels[indices]
         return images_to_matrix(px, dtype)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # lone surrogates: bytes of a file name that is not UTF-8
+        return False
+
+
+def _utf8_text(text: str) -> str:
+    """Text that encodes as UTF-8: a file name's undecodable bytes shown as \\xNN escapes."""
+    return text if _is_utf8(text) else text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _source_text(value: str | bytes | None) -> str | None:
+    """An item's source as Python names files: a BLOB (a non-UTF-8 file name) back to the str os.walk gave."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
 
 
 def images_to_matrix(images: np.ndarray, dtype=np.float32) -> np.ndarray:

@@ -8,6 +8,7 @@ Saved without pickle, in the layout of Triton's model repository::
 
     models/NAME/VERSION/config.json         name, class, parameters, shapes, catalog fingerprint
     models/NAME/VERSION/model.safetensors   fitted arrays (and the catalog's features, for fast start-up)
+    models/NAME/VERSION/<extra files>       only for models that need them (e.g. model.onnx), listed in config.json
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ class FeatureModel(TransformerMixin, BaseEstimator):
     def _restore(self, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def _extra_files(self) -> dict[str, bytes]:
+        """Files other than arrays to save beside them ({file name: bytes}, e.g. an ONNX graph); none by default."""
+        return {}
+
+    def _restore_files(self, files: dict[str, bytes]) -> None:
+        """Receives the `_extra_files` saved with the model, after `_restore`."""
+
     @property
     def n_features_out(self) -> int:
         check_is_fitted(self)
@@ -77,6 +85,11 @@ class FeatureModel(TransformerMixin, BaseEstimator):
         if catalog_features is not None:
             arrays["catalog_features"] = np.ascontiguousarray(catalog_features, dtype=np.float32)
         save_file(arrays, str(tmp / WEIGHTS_FILE))
+        extra = self._extra_files()
+        for filename, data in extra.items():
+            if Path(filename).name != filename or filename in (CONFIG_FILE, WEIGHTS_FILE) or filename.startswith("."):
+                raise ModelRepositoryError(f"{self.name}: bad extra file name {filename!r}")
+            (tmp / filename).write_bytes(data)
         config = {
             "name": self.name,
             "version": version,
@@ -86,6 +99,7 @@ class FeatureModel(TransformerMixin, BaseEstimator):
             "n_features_in": int(self.n_features_in_),
             "n_features_out": self.n_features_out,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **({"files": sorted(extra)} if extra else {}),
             **(metadata or {}),
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
@@ -132,6 +146,13 @@ def load_model_dir(path: str | os.PathLike) -> tuple[FeatureModel, dict[str, Any
     model.n_features_in_ = config["n_features_in"]
     model._n_features_out = config["n_features_out"]
     model._restore(model_arrays, config.get("fitted", {}))
+    files = {}
+    for filename in config.get("files", []):
+        if Path(filename).name != filename or not (path / filename).is_file():
+            raise ModelRepositoryError(f"{path}: {filename!r}, listed in {CONFIG_FILE}, is missing; refit the model")
+        files[filename] = (path / filename).read_bytes()
+    if files:
+        model._restore_files(files)
     return model, config, arrays.get("catalog_features")
 
 

@@ -42,8 +42,9 @@ def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: l
     results = []
     for name in names:
         params = {"random_state": seed} if name != "raw" else {}
-        if name == "ae":
+        if name in ("ae", "contrastive"):
             params["progress"] = progress
+        if name == "ae":
             if ae_epochs is not None:
                 params["epochs"] = ae_epochs
         model = make_model(name, n_components=n_components, **params)

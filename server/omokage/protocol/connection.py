@@ -10,6 +10,7 @@ the simulated users all drive the same code.
 from __future__ import annotations
 
 import hmac
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence
 
@@ -17,9 +18,14 @@ import numpy as np
 
 from omokage import __version__
 from omokage.catalog.store import Item, Texture
-from omokage.protocol.messages import (PROTOCOL_VERSION, ProtocolError, decode_frame, encode, error, readable_rid,
-                                       server_message, texture_map, validate)
-from omokage.selection import FeatureSpace, SelectionSession, SessionError
+from omokage.protocol.messages import (PROTOCOL_MINOR, PROTOCOL_VERSION, Decoded, ProtocolError, decode_frame, encode,
+                                       error, readable_rid, server_message, texture_map, validate)
+from omokage.selection import (DEFAULT_POLICY, SERVED_POLICIES, FeatureSpace, SelectionSession, SessionError,
+                               make_policy)
+
+# A `start` without `policy` from a client that did not say it speaks v1.1 gets the v1.0 grids: the chosen face and
+# its nearest unseen neighbours, as protocol v1.0 documents them.
+V1_0_POLICY = "study"
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class ProjectionJob:
     algorithm: str
     image: bytes
     seed: int | None
+    policy: str = DEFAULT_POLICY
 
 
 @dataclass(frozen=True)
@@ -107,18 +114,32 @@ class _TokenBucket:
         return True
 
 
+class HelloGuard(Protocol):
+    """Failed-hello accounting shared by every connection from one client address (the server keeps one
+    per address), so wrong tokens cannot be tried at the rate of new connections."""
+
+    def retry_after(self, now: float) -> float:
+        """Seconds until a hello from this address is checked again; 0 when it may be tried now."""
+
+    def failed(self, now: float) -> None: ...
+
+
 class ServerConnection:
     def __init__(self, backend: Backend, session_id: str, *, limits: Limits = Limits(), token: str | None = None,
-                 grid_size: int = 9):
+                 grid_size: int = 9, hello_guard: HelloGuard | None = None):
+        if token is not None and not token:
+            raise ValueError("an empty token would accept a hello without one; pass None for no token")
         self.backend = backend
         self.session_id = session_id
         self.limits = limits
         self.token = token
+        self.hello_guard = hello_guard
         self.grid_size = grid_size
         self.greeted = False
         self.closed = False
         self.session: SelectionSession | None = None
         self.failed_hellos = 0
+        self.client_minor = 0  # the minor version the client's hello announced (0: a v1.0 client)
         self.pending: ProjectionJob | None = None
         self._tickets = 0
         self._bucket = _TokenBucket(limits.max_messages_per_second, limits.burst)
@@ -127,13 +148,14 @@ class ServerConnection:
         self.errors_out = 0
 
     # -- entry points ---------------------------------------------------------------------------
-    def receive(self, frame: bytes | str, now: float) -> list[Action]:
+    def receive(self, frame: bytes | str | Decoded, now: float) -> list[Action]:
+        """One frame's bytes, or a Decoded when the caller decoded it ahead of time (off its event loop)."""
         if self.closed:
             return []
         self.messages_in += 1
         rid = None
         try:
-            msg = decode_frame(frame, self.limits.max_frame_bytes)
+            msg = frame.unwrap() if isinstance(frame, Decoded) else decode_frame(frame, self.limits.max_frame_bytes)
             rid = readable_rid(msg)
             # checked after decoding so that the refusal names its request: a client waiting on a rid
             # must get an answer, not a timeout
@@ -157,7 +179,8 @@ class ServerConnection:
                         now: float) -> list[Action]:
         self.pending = None
         self._reconstruction = reconstruction  # earlier ones are dropped: memory stays bounded
-        return self._start(job.algorithm, job.seed, job.rid, now, query=vector, reconstruction=reconstruction)
+        return self._start(job.algorithm, job.seed, job.rid, now, query=vector, reconstruction=reconstruction,
+                           policy=job.policy)
 
     def projection_failed(self, job: ProjectionJob, code: str, message: str) -> list[Action]:
         self.pending = None
@@ -167,7 +190,7 @@ class ServerConnection:
     def _dispatch(self, msg: dict[str, Any], now: float) -> list[Action]:
         mtype, rid = msg["type"], msg.get("rid")
         if mtype == "hello":
-            return self._hello(msg, rid)
+            return self._hello(msg, rid, now)
         if not self.greeted:
             if self.token is not None:
                 raise ProtocolError("unauthorized", "send `hello` with the server's token first", rid)
@@ -178,41 +201,64 @@ class ServerConnection:
             return self._start_request(msg, rid, now)
         if mtype == "choose":
             return self._choose(msg["id"], rid, now)
+        if mtype == "skip":
+            return self._skip(rid, now)
+        if mtype == "rate":
+            return self._rate(msg["id"], msg["rating"], rid, now)
         if mtype == "decide":
             return self._decide(msg["id"], rid, now)
         if mtype == "texture.get":
             return self._textures(msg["hashes"], rid)
         raise ProtocolError("unknown_type", f"unknown message type {mtype!r}", rid)  # unreachable: decode checks
 
-    def _hello(self, msg, rid) -> list[Action]:
+    def _hello(self, msg, rid, now) -> list[Action]:
         if self.greeted:
             raise ProtocolError("wrong_state", "`hello` was already accepted on this connection", rid)
+        # the token first: a client without it learns nothing, not even the server's protocol version
+        if self.token is not None:
+            wait = self.hello_guard.retry_after(now) if self.hello_guard is not None else 0.0
+            if wait > 0:
+                self.closed = True
+                return [*self._error(ProtocolError("unauthorized", "too many failed hellos from this address; "
+                                                                   f"retry in {math.ceil(wait)} s", rid)),
+                        Close(1008, "too many failed hellos from this address")]
+            if not hmac.compare_digest(str(msg.get("token", "")).encode(), self.token.encode()):
+                self.failed_hellos += 1
+                if self.hello_guard is not None:
+                    self.hello_guard.failed(now)
+                actions = self._error(ProtocolError("unauthorized", "missing or wrong token", rid))
+                if self.failed_hellos >= self.limits.max_failed_hellos:
+                    self.closed = True
+                    actions.append(Close(1008, "too many failed hellos"))
+                return actions
         if msg["protocol"] != PROTOCOL_VERSION:
             raise ProtocolError("bad_field", f"protocol version mismatch: client speaks {msg['protocol']}, "
                                              f"server speaks {PROTOCOL_VERSION}", rid)
-        if self.token is not None and not hmac.compare_digest(str(msg.get("token", "")).encode(), self.token.encode()):
-            self.failed_hellos += 1
-            actions = self._error(ProtocolError("unauthorized", "missing or wrong token", rid))
-            if self.failed_hellos >= self.limits.max_failed_hellos:
-                self.closed = True
-                actions.append(Close(1008, "too many failed hellos"))
-            return actions
         self.greeted = True
         b = self.backend
         welcome = server_message(
             "welcome", rid, protocol=PROTOCOL_VERSION, server=f"omokage/{__version__}", session_id=self.session_id,
             limits=self.limits.to_wire(self.grid_size), algorithms=list(b.algorithms),
-            catalog={"count": len(b.items), "image_size": b.image_size})
-        return [Send(welcome), Log({"event": "hello", "session_id": self.session_id, "client": msg["client"]})]
+            catalog={"count": len(b.items), "image_size": b.image_size},
+            protocol_minor=PROTOCOL_MINOR, policies=list(SERVED_POLICIES), default_policy=DEFAULT_POLICY)
+        self.client_minor = msg.get("protocol_minor", 0)
+        return [Send(welcome), Log({"event": "hello", "session_id": self.session_id, "client": msg["client"],
+                                    "protocol_minor": self.client_minor})]
 
     def _start_request(self, msg, rid, now) -> list[Action]:
         algorithm = msg["algorithm"]
         if algorithm not in self.backend.algorithms:
             raise ProtocolError("bad_field", f"start.algorithm: {algorithm!r} is not served; choose from "
                                              f"{', '.join(self.backend.algorithms)}", rid)
+        policy = msg.get("policy")
+        if policy is None:
+            policy = DEFAULT_POLICY if self.client_minor >= 1 else V1_0_POLICY
+        elif policy not in SERVED_POLICIES:
+            raise ProtocolError("bad_field", f"start.policy: {policy!r} is not served; choose from "
+                                             f"{', '.join(SERVED_POLICIES)}", rid)
         seed = msg.get("seed")
         if msg["init"] == "random":
-            return self._start(algorithm, seed, rid, now)
+            return self._start(algorithm, seed, rid, now, policy=policy)
         image = msg.get("image")
         if image is None:
             raise ProtocolError("bad_field", "start.image: required when init is `image`", rid)
@@ -220,18 +266,23 @@ class ServerConnection:
             raise ProtocolError("too_large", f"start.image: {len(image)} bytes, over the "
                                              f"{self.limits.max_image_bytes}-byte limit", rid)
         self._tickets += 1
-        self.pending = ProjectionJob(self._tickets, rid, algorithm, image, seed)
+        self.pending = ProjectionJob(self._tickets, rid, algorithm, image, seed, policy)
         return [Offload(self.pending)]
 
-    def _start(self, algorithm, seed, rid, now, query=None, reconstruction=None) -> list[Action]:
+    def _start(self, algorithm, seed, rid, now, query=None, reconstruction=None,
+               policy: str = DEFAULT_POLICY) -> list[Action]:
         actions: list[Action] = []
         if self.session is not None and self.session.decision is None:
-            actions.append(self._log("abandon", now, algorithm=self.session.algorithm, steps=len(self.session.history)))
-        self.session = SelectionSession(self.backend.space(algorithm), seed=seed, grid_size=self.grid_size)
+            actions.append(self._log("abandon", now, algorithm=self.session.algorithm,
+                                     policy=self.session.policy_name, steps=len(self.session.history)))
+        # a fresh policy per selection: belief policies keep per-session state
+        self.session = SelectionSession(self.backend.space(algorithm), seed=seed, policy=make_policy(policy, **self._policy_params(algorithm)),
+                                        grid_size=self.grid_size)
         step = self.session.start(query, at=now)
         fields: dict[str, Any] = {"step": step.step, "algorithm": algorithm, "items": self._items(step)}
         if reconstruction is not None:
             fields["reconstruction"] = texture_map(reconstruction)
+        fields["policy"] = self.session.policy_name
         actions.insert(0, Send(server_message("candidates", rid, **fields)))
         actions.append(self._log_event(self.session.events[-1]))
         return actions
@@ -239,9 +290,24 @@ class ServerConnection:
     def _choose(self, item_id, rid, now) -> list[Action]:
         if self.session is None:
             raise ProtocolError("wrong_state", "send `start` before `choose`", rid)
-        step = self.session.choose(item_id, at=now)
+        return self._grid(self.session.choose(item_id, at=now), rid)
+
+    def _skip(self, rid, now) -> list[Action]:
+        if self.session is None:
+            raise ProtocolError("wrong_state", "send `start` before `skip`", rid)
+        return self._grid(self.session.skip(at=now), rid)
+
+    def _rate(self, item_id, rating, rid, now) -> list[Action]:
+        if self.session is None:
+            raise ProtocolError("wrong_state", "send `start` before `rate`", rid)
+        self.session.rate(item_id, rating, at=now)
+        return [Send(server_message("rated", rid, id=item_id, rating=rating)),
+                self._log_event(self.session.events[-1])]
+
+    def _grid(self, step, rid) -> list[Action]:
+        """The `candidates` reply to choose / skip, and the event that produced it."""
         return [Send(server_message("candidates", rid, step=step.step, algorithm=self.session.algorithm,
-                                    items=self._items(step))),
+                                    items=self._items(step), policy=self.session.policy_name)),
                 self._log_event(self.session.events[-1])]
 
     def _decide(self, item_id, rid, now) -> list[Action]:
@@ -273,10 +339,21 @@ class ServerConnection:
         return actions
 
     # -- helpers --------------------------------------------------------------------------------
+    def _policy_params(self, algorithm: str) -> dict[str, Any]:
+        """The fitted user model's parameters for this space, when the backend has one."""
+        params = getattr(self.backend, "policy_params", None)
+        return params(algorithm) if params is not None else {}
+
     def _items(self, step) -> list[dict[str, Any]]:
         items = self.backend.items
-        return [{"id": c.id, "distance": c.distance, "texture": items[c.id].texture, "title": items[c.id].title,
-                 "url": items[c.id].url} for c in step.candidates]
+        out = []
+        for c in step.candidates:
+            item = {"id": c.id, "distance": c.distance, "texture": items[c.id].texture, "title": items[c.id].title,
+                    "url": items[c.id].url}
+            if c.probability is not None:  # v1.1: only policies with a belief have one; absent, not nil, otherwise
+                item["probability"] = float(c.probability)
+            out.append(item)
+        return out
 
     def _error(self, exc: ProtocolError) -> list[Action]:
         self.errors_out += 1
@@ -286,5 +363,7 @@ class ServerConnection:
         return Log({"event": kind, "session_id": self.session_id, "at": now, **fields})
 
     def _log_event(self, event) -> Log:
+        # every session event names its policy (the start event's detail already carries it)
+        detail = {"policy": self.session.policy_name, **event.detail} if self.session is not None else event.detail
         return self._log(event.kind, event.at, step=event.step, algorithm=event.algorithm, item=event.item,
-                         candidates=list(event.candidates), **event.detail)
+                         candidates=list(event.candidates), **detail)

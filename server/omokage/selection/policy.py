@@ -7,12 +7,14 @@ learned preference) can steer without the session changing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
     from omokage.index import NearestNeighbourIndex
+    from omokage.selection.belief import EvidenceTerm
     from omokage.selection.session import Event, Step
 
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 class Candidate:
     id: int
     distance: float | None   # to the chosen item or the query image; None for a random pick
+    probability: float | None = None   # the belief's mass on this face, for policies that keep a belief
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,66 @@ class FeatureSpace:
     def n_items(self) -> int:
         return len(self.index)
 
+    @property
+    def features(self) -> np.ndarray:
+        return self.index.features
+
+    @cached_property
+    def distance_unit(self) -> float:
+        """The median Euclidean distance between two random faces (20,000 pairs, fixed seed): the unit the preference
+        model's temperatures are in, so that they mean the same in every space."""
+        x = self.features
+        rng = np.random.default_rng(0)
+        a, b = rng.integers(0, len(x), size=(2, 20_000))
+        a, b = a[a != b], b[a != b]
+        pairwise = getattr(self.index, "pairwise", None)
+        if pairwise is not None:
+            d = pairwise[a, b].astype(np.float64)
+        else:   # in chunks: raw pixels are 12,288-d
+            d = np.concatenate([np.linalg.norm(x[a[s:s + 1024]] - x[b[s:s + 1024]], axis=1)
+                                for s in range(0, len(a), 1024)] or [np.zeros(0)])
+        unit = float(np.median(d)) if d.size else 0.0
+        return unit if unit > 0 else 1.0
+
+    @cached_property
+    def _sq_norms(self) -> np.ndarray:
+        x = self.features
+        return np.einsum("ij,ij->i", x, x)
+
+    @cached_property
+    def _recent(self) -> dict:
+        return {}
+
+    def unit_distances_from(self, ids) -> np.ndarray:
+        """(len(ids), n_items) distances from each of `ids` to every item, in `distance_unit`s (read-only).
+
+        One step asks for the same grid's distances several times (the choice term, the passed-over term, the
+        distances sent with the candidates): the last few results are kept (a few MB at 100k items)."""
+        key = tuple(int(i) for i in np.asarray(ids).reshape(-1))
+        recent = self._recent
+        hit = recent.get(key)
+        if hit is not None:
+            return hit
+        ids = np.asarray(key, dtype=np.int64)
+        pairwise = getattr(self.index, "pairwise", None)
+        if pairwise is not None:
+            d = pairwise[ids] / self.distance_unit
+        else:
+            x = self.features
+            d2 = self._sq_norms[ids, None] - 2 * (x[ids] @ x.T) + self._sq_norms[None, :]
+            d = np.sqrt(np.maximum(d2, 0, out=d2), out=d2) / self.distance_unit
+        d.flags.writeable = False
+        if len(recent) >= 8:
+            recent.pop(next(iter(recent)), None)
+        recent[key] = d
+        return d
+
+    def unit_distances_to(self, vector: np.ndarray) -> np.ndarray:
+        """(n_items,) distances from a point of the space (a projected query) to every item, in `distance_unit`s."""
+        q = np.asarray(vector, dtype=np.float32).reshape(-1)
+        d2 = self._sq_norms - 2 * (self.features @ q) + float(q @ q)
+        return np.sqrt(np.maximum(d2, 0, out=d2), out=d2) / self.distance_unit
+
 
 @dataclass(frozen=True)
 class PolicyContext:
@@ -45,9 +108,17 @@ class PolicyContext:
 
 
 class CandidatePolicy(Protocol):
+    """Proposes the faces of each grid. `initial`: the first grid (random, or near a query vector); `next`: after the
+    user chose a face of the current grid (`ctx.history[-1]`), which must come first; `skip`: after "none of these";
+    `add_evidence`: any other evidence about what the user wants (a rating, gaze), for policies that keep a belief."""
+
     def initial(self, ctx: PolicyContext, query: np.ndarray | None) -> list[Candidate]: ...
 
     def next(self, ctx: PolicyContext, chosen: int) -> list[Candidate]: ...
+
+    def skip(self, ctx: PolicyContext) -> list[Candidate]: ...
+
+    def add_evidence(self, ctx: PolicyContext, term: "EvidenceTerm") -> None: ...
 
     def observe(self, event: "Event") -> None: ...
 
@@ -67,6 +138,8 @@ class ChosenPlusNearest:
     """The reference study's policy: random (or nearest-to-image) first grid; then the chosen face
     followed by its `grid_size - 1` nearest neighbours that have not been shown yet."""
 
+    name = "study"
+
     def initial(self, ctx: PolicyContext, query: np.ndarray | None) -> list[Candidate]:
         if query is None:
             return random_candidates(ctx, ctx.grid_size)
@@ -76,12 +149,21 @@ class ChosenPlusNearest:
         near = ctx.space.index.neighbours_of(chosen, ctx.grid_size - 1, ctx.shown)
         return [Candidate(chosen, 0.0)] + [Candidate(n.id, n.distance) for n in near]
 
+    def skip(self, ctx: PolicyContext) -> list[Candidate]:
+        """The study had no "none of these"; without a belief the only honest answer is 9 fresh random faces."""
+        return random_candidates(ctx, ctx.grid_size)
+
+    def add_evidence(self, ctx: PolicyContext, term: "EvidenceTerm") -> None:
+        pass   # no belief to update: the study's policy follows the last click only
+
     def observe(self, event: "Event") -> None:
         pass
 
 
 class RandomPolicy(ChosenPlusNearest):
     """The floor: the chosen face plus random unseen faces (ignores features entirely)."""
+
+    name = "random"
 
     def next(self, ctx: PolicyContext, chosen: int) -> list[Candidate]:
         return [Candidate(chosen, 0.0)] + random_candidates(ctx, ctx.grid_size - 1)

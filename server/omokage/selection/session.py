@@ -1,6 +1,6 @@
 """The selection loop as a pure state machine: no clock, no sockets, no files.
 
-    NEW --start--> BROWSING --choose--> BROWSING --decide--> DECIDED
+    NEW --start--> BROWSING --choose / skip / rate--> BROWSING --decide--> DECIDED
 
 Every transition appends an `Event`; the caller (server, test, simulated user) decides what to do
 with them (send, log, learn). Which faces are shown next is delegated to a `CandidatePolicy`.
@@ -43,7 +43,7 @@ class SessionState(enum.Enum):
 class Event:
     """One transition. `at` is the caller's timestamp (seconds), passed in: the session has no clock."""
 
-    kind: str                      # "start" | "choose" | "decide"
+    kind: str                      # "start" | "choose" | "skip" | "rate" | "evidence" | "decide"
     step: int
     algorithm: str
     item: int | None
@@ -76,6 +76,7 @@ class SelectionSession:
         self.space = space
         self.seed = seed
         self.policy = policy if policy is not None else ChosenPlusNearest()
+        self.policy_name = str(getattr(self.policy, "name", type(self.policy).__name__))
         self.grid_size = grid_size
         self.rng = np.random.default_rng(seed)
         self.state = SessionState.NEW
@@ -121,7 +122,8 @@ class SelectionSession:
                 raise ValueError(f"query must be a finite {self.space.dim}-d vector")
         step = self._show(self.policy.initial(self._context(), query))
         self.state = SessionState.BROWSING
-        self._emit("start", None, step, at, init="image" if query is not None else "random", seed=self.seed)
+        self._emit("start", None, step, at, init="image" if query is not None else "random", seed=self.seed,
+                   policy=self.policy_name)
         return step
 
     def choose(self, item_id: int, *, at: float | None = None) -> Step:
@@ -132,6 +134,38 @@ class SelectionSession:
             raise AssertionError("policy must put the chosen item first")
         self._emit("choose", int(item_id), step, at)
         return step
+
+    def skip(self, *, at: float | None = None) -> Step:
+        """"None of these": every face of the current grid is worse than what the user wants; 9 unseen faces follow."""
+        if self.state is not SessionState.BROWSING:
+            raise WrongState(f"skip needs a started, undecided session; this session is {self.state.value}")
+        skipped = self.current.ids
+        step = self._show(self.policy.skip(self._context()))
+        self._emit("skip", None, step, at, skipped=list(skipped))
+        return step
+
+    def rate(self, item_id: int, rating: int, *, at: float | None = None) -> None:
+        """An explicit 1-5 rating of a face shown in this session (5: very like what I want). Evidence only: the grid
+        stays; the next one reflects it."""
+        from omokage.selection.belief import RatingTerm
+        if self.state is not SessionState.BROWSING:
+            raise WrongState(f"rate needs a started, undecided session; this session is {self.state.value}")
+        if int(item_id) not in self.shown:
+            raise NotACandidate(f"item {item_id} has not been shown in this session")
+        if isinstance(rating, bool) or not 1 <= int(rating) <= 5:
+            raise SessionError(f"a rating is an integer from 1 to 5, not {rating!r}")
+        self.add_evidence(RatingTerm(int(item_id), int(rating)), at=at, kind="rate", item=int(item_id),
+                          rating=int(rating))
+
+    def add_evidence(self, term, *, at: float | None = None, kind: str = "evidence", item: int | None = None,
+                     **detail) -> None:
+        """Any other evidence about what the user wants (an `EvidenceTerm`: gaze dwell, a sketch, ...), for the
+        policy's belief. The session does not need to know what kind it is."""
+        if self.state is not SessionState.BROWSING:
+            raise WrongState(f"{kind} needs a started, undecided session; this session is {self.state.value}")
+        self.policy.add_evidence(self._context(), term)
+        detail.setdefault("term", type(term).__name__)
+        self._emit(kind, item, None, at, **detail)
 
     def decide(self, item_id: int, *, at: float | None = None) -> Decision:
         """The user settled on `item_id` from the current grid: the session ends."""

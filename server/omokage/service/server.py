@@ -2,17 +2,31 @@
 
 The event loop only moves bytes. Decoding and projecting an uploaded image runs on a small thread
 pool (numpy, PIL and torch release the GIL), so one client's upload never stalls the others.
+
+Hardening (docs/protocol.md, "Security and limits"): every frame is scanned against object, depth
+and string budgets before it is decoded, and frames over OFFLOAD_DECODE_BYTES are decoded on a
+thread; each connection handles one message per loop turn and large texture batches take turns
+through a global semaphore, so no client starves another; a connection whose client stops reading
+is dropped after `send_timeout` with close code 1008 instead of pinning memory; HTTP requests are
+checked (method, path, Host) before any file is touched; session events are group-committed with
+fsync before the reply that acknowledges them is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import ctypes
+import gc
 import gzip
+import hmac
 import http
+import ipaddress
 import json
 import logging
 import mimetypes
+import os
 import signal
 import ssl
 import sys
@@ -23,7 +37,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection as WsConnection
@@ -35,14 +49,45 @@ from websockets.http11 import Request, Response
 from omokage import PROTOCOL_VERSION, __version__
 from omokage.catalog.store import Item, Texture, encode_texture
 from omokage.engine import Engine
-from omokage.imageio import ImageDecodeError, load_image_bytes
+from omokage.imageio import UPLOAD_FORMATS, ImageDecodeError, load_image_bytes
 from omokage.protocol.connection import (Close, Limits, Log, Offload, ProjectionJob, Send, ServerConnection)
+from omokage.protocol.messages import predecode
 from omokage.selection import FeatureSpace
 
 log = logging.getLogger("omokage.server")
 events_log = logging.getLogger("omokage.events")
 
 WS_PATH = "/ws"
+
+# Frames at least this large are decoded on a worker thread (image uploads); the budgets of
+# messages.scan_frame bound the cost of the rest to well under a millisecond on the loop.
+OFFLOAD_DECODE_BYTES = 256 * 1024
+# A reply of more frames than this (a texture.get of many hashes) takes a turn through a global
+# semaphore, and every connection yields the loop every YIELD_EVERY frames: bulk senders share
+# the loop instead of queueing a healthy client's ping behind thousands of textures.
+BULK_SENDS = 16
+BULK_SLOTS = 2
+YIELD_EVERY = 8
+# Bytes of frames a connection may send per second (after a burst of two maximal frames): reading a
+# 4 MiB frame costs the loop several ms before any budget can look at it, so a client sending them
+# back to back is paused (TCP pushes back) rather than served at line rate. A legitimate client sends
+# one image per `start`.
+INCOMING_BYTES_PER_S = 4 * 1024 * 1024
+# A connection that brought in this many bytes (or was dropped as a slow consumer, or had an image
+# projected) has its memory handed back to the system when it closes (release_memory).
+RELEASE_AFTER_BYTES = 1 << 20
+# Per-connection buffers: at most MAX_QUEUE received frames wait for the handler (then reading
+# pauses and TCP pushes back), and sends wait once WRITE_LIMIT bytes are buffered for the client.
+MAX_QUEUE = 4
+WRITE_LIMIT = 64 * 1024
+SEND_TIMEOUT_S = 10.0
+# HTTP requests: paths longer than this are 414, deeper ones 404, before any file is looked at.
+MAX_PATH_BYTES = 1024
+MAX_PATH_SEGMENTS = 16
+# Failed hellos per client address (all its connections together) before hellos are refused unchecked.
+HELLO_FAILURES_PER_WINDOW = 10
+HELLO_WINDOW_S = 60.0
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 class JsonFormatter(logging.Formatter):
@@ -66,22 +111,146 @@ def configure_logging(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    # websockets logs handshake failures and its own errors (with tracebacks): JSON lines too, one per record
+    ws_log = logging.getLogger("websockets")
+    ws_log.handlers[:] = [handler]
+    ws_log.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+    ws_log.propagate = False
 
 
 class EventFile:
-    """Append-only JSON-lines file of session events, flushed per line so a crash loses nothing written."""
+    """Append-only JSON-lines file of session events with group commit.
 
-    def __init__(self, path: Path):
+    A writer thread takes every record queued since its last pass, writes them, flushes and (with
+    `fsync=True`, the default) fsyncs once for the whole batch, then resolves the futures of the
+    `commit()` calls in it. The server awaits `commit()` before sending the reply an event produced,
+    so an acknowledged event is on disk, and concurrent sessions share one fsync. `fsync=False`
+    keeps the flush per batch (a process crash loses nothing acknowledged; a power loss may).
+    """
+
+    def __init__(self, path: Path, fsync: bool = True):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(path, "a", buffering=1, encoding="utf-8")
-        self._lock = threading.Lock()
+        self.path = path
+        self.fsync = fsync
+        self._f = open(path, "ab")
+        self._cond = threading.Condition()
+        self._queue: list[tuple[bytes, asyncio.Future | None]] = []
+        self._closing = False
+        self.events = self.batches = 0
+        self.sync_seconds = 0.0
+        self._thread = threading.Thread(target=self._run, name="omokage-events", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _line(record: dict[str, Any]) -> bytes:
+        return (json.dumps(record, default=str, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
 
     def write(self, record: dict[str, Any]) -> None:
-        with self._lock:
-            self._f.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+        """Queue a record without waiting for it (disconnect records: nothing is acknowledged by them)."""
+        with self._cond:
+            self._queue.append((self._line(record), None))
+            self._cond.notify()
+
+    def commit(self, records: Sequence[dict[str, Any]]) -> asyncio.Future:
+        """Queue records; the future completes once they are written (and fsync'd)."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        lines = b"".join(self._line(r) for r in records)
+        with self._cond:
+            self._queue.append((lines, done))
+            self._cond.notify()
+        return done
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                batch, self._queue = self._queue, []
+                if not batch and self._closing:
+                    return
+            error: BaseException | None = None
+            try:
+                self._f.write(b"".join(lines for lines, _ in batch))
+                self._f.flush()
+                if self.fsync:
+                    t = time.perf_counter()
+                    os.fsync(self._f.fileno())
+                    self.sync_seconds += time.perf_counter() - t
+            except Exception as exc:  # a full disk: the waiters learn it; the server logs it and keeps serving
+                error = exc
+            self.batches += 1
+            self.events += sum(lines.count(b"\n") for lines, _ in batch)
+            for _, done in batch:
+                if done is not None:
+                    done.get_loop().call_soon_threadsafe(_settle, done, error)
+
+    def stats(self) -> dict[str, Any]:
+        return {"events": self.events, "batches": self.batches, "fsync": self.fsync,
+                "fsync_ms_per_batch": round(1000 * self.sync_seconds / self.batches, 3) if self.batches else None,
+                "events_per_batch": round(self.events / self.batches, 2) if self.batches else None}
 
     def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(30)
         self._f.close()
+
+
+def _settle(done: asyncio.Future, error: BaseException | None) -> None:
+    if not done.done():
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+
+class HelloLimiter:
+    """Failed hellos per client address across all its connections: past `limit` failures within
+    `window` seconds, that address's hellos are refused without looking at the token."""
+
+    def __init__(self, limit: int = HELLO_FAILURES_PER_WINDOW, window: float = HELLO_WINDOW_S,
+                 max_addresses: int = 10_000):
+        self.limit, self.window, self.max_addresses = limit, window, max_addresses
+        self._failures: collections.OrderedDict[str, collections.deque] = collections.OrderedDict()
+
+    def _recent(self, address: str, now: float) -> collections.deque:
+        times = self._failures.get(address)
+        if times is None:
+            return collections.deque()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[address]
+        return times
+
+    def retry_after(self, address: str, now: float) -> float:
+        times = self._recent(address, now)
+        return max(0.0, times[0] + self.window - now) if len(times) >= self.limit else 0.0
+
+    def failed(self, address: str, now: float) -> None:
+        times = self._failures.setdefault(address, collections.deque(maxlen=self.limit))
+        times.append(now)
+        self._failures.move_to_end(address)
+        while len(self._failures) > self.max_addresses:  # bounded memory under many addresses
+            self._failures.popitem(last=False)
+
+    def guard(self, address: str) -> "_AddressGuard":
+        return _AddressGuard(self, address)
+
+
+@dataclass
+class _AddressGuard:
+    """One address's view of a HelloLimiter: the HelloGuard a ServerConnection consults."""
+    limiter: HelloLimiter
+    address: str
+
+    def retry_after(self, now: float) -> float:
+        return self.limiter.retry_after(self.address, now)
+
+    def failed(self, now: float) -> None:
+        self.limiter.failed(self.address, now)
 
 
 @dataclass
@@ -103,11 +272,14 @@ class EngineBackend:
     def space(self, algorithm: str) -> FeatureSpace:
         return self.engine.space(algorithm)
 
+    def policy_params(self, algorithm: str) -> dict:
+        return self.engine.policy_params(algorithm)
+
 
 def project_upload(engine: Engine, job: ProjectionJob, limits: Limits) -> tuple[np.ndarray, Texture]:
     """Runs on the worker pool: decode (with bomb limits), resize, project, encode the reconstruction."""
     rgb = load_image_bytes(job.image, engine.catalog.image_size, max_bytes=limits.max_image_bytes,
-                           max_pixels=limits.max_image_pixels)
+                           max_pixels=limits.max_image_pixels, formats=UPLOAD_FORMATS)
     vector, recon = engine.project(job.algorithm, rgb)
     return vector, encode_texture(recon, "jpeg")
 
@@ -115,51 +287,153 @@ def project_upload(engine: Engine, job: ProjectionJob, limits: Limits) -> tuple[
 class OmokageServer:
     def __init__(self, engine: Engine, *, limits: Limits = Limits(), token: str | None = None,
                  allow_origins: Sequence[str] = (), events_path: Path | None = None, workers: int = 2,
-                 max_queued_projections: int = 32, web_root: Path | None = None):
+                 max_queued_projections: int = 32, web_root: Path | None = None,
+                 public_names: Sequence[str] = (), fsync_events: bool = True,
+                 send_timeout: float = SEND_TIMEOUT_S, hello_limiter: HelloLimiter | None = None):
+        if token is not None and not token:
+            raise ValueError("an empty token would accept any hello; pass None for no token")
         self.engine = engine
         self.backend = EngineBackend(engine)
         self.limits = limits
         self.token = token
         self.allow_origins = set(allow_origins)
+        # Host names this server answers to besides IP literals and loopback names (DNS-rebinding guard)
+        self.public_names = {n.lower().rstrip(".") for n in public_names if n}
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omokage-project")
+        self.decode_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="omokage-decode")
         self.projection_slots = asyncio.Semaphore(max_queued_projections)
-        self.events = EventFile(events_path) if events_path else None
+        self.bulk_slots = asyncio.Semaphore(BULK_SLOTS)
+        self.events = EventFile(events_path, fsync=fsync_events) if events_path else None
         self.web_root = web_root if web_root is not None else _default_web_root()
         self._static_cache: dict[Path, tuple[bytes, bytes]] = {}
+        self.send_timeout = send_timeout
+        self.hello_limiter = hello_limiter or HelloLimiter()
         self.connections = 0
+        self.dropped_slow = 0
         self.started = time.time()
         self.server = None
+        self._sending: set[WsConnection] = set()   # connections whose handler is inside a send
+        self._stalls: dict[WsConnection, tuple[int, float]] = {}
+        self._session_ids: dict[WsConnection, str] = {}
+        self._dropped: set[WsConnection] = set()
+        self._projected: set[WsConnection] = set()  # connections that had an image projected
+        self._release_pending = False
+        self._tasks: set[asyncio.Task] = set()
 
-    # -- HTTP side: health, static web client, origin check ----------------------------------------
+    # -- HTTP side: checks, health, static web client, origin check --------------------------------
     def process_request(self, connection: WsConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
+        try:
+            return self._http(connection, request)
+        except Exception:  # a bug: answered and logged as one JSON line, never websockets' plain traceback
+            log.exception("http handler failed", extra={"fields": {"method": request.method,
+                                                                   "path": request.path[:200]}})
+            return _response(http.HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n", "text/plain")
+
+    def _refuse(self, connection: WsConnection, request: Request, status: http.HTTPStatus, why: str,
+                **headers: str) -> Response:
+        log.info("http request refused", extra={"fields": {
+            "status": status.value, "method": request.method[:16], "path": request.path[:200], "why": why,
+            "peer": _peer(connection)}})
+        response = _response(status, (why + "\n").encode(), "text/plain")
+        for k, v in headers.items():
+            response.headers[k.replace("_", "-")] = v
+        return response
+
+    def _http(self, connection: WsConnection, request: Request) -> Response | None:
+        raw = request.path
+        if len(raw) > MAX_PATH_BYTES:
+            return self._refuse(connection, request, http.HTTPStatus.REQUEST_URI_TOO_LONG,
+                                f"path longer than {MAX_PATH_BYTES} bytes")
+        path = urlsplit(raw).path
+        decoded = unquote_to_bytes(path)
+        if any(c < 0x20 or c == 0x7f for c in decoded) or b"\\" in decoded:
+            return self._refuse(connection, request, http.HTTPStatus.BAD_REQUEST,
+                                "control characters or backslashes in the path")
+        hosts = request.headers.get_all("Host")
+        if len(hosts) != 1:
+            return self._refuse(connection, request, http.HTTPStatus.BAD_REQUEST, "exactly one Host header needed")
+        if not self._host_allowed(hosts[0]):
+            return self._refuse(connection, request, http.HTTPStatus.FORBIDDEN,
+                                f"host {hosts[0][:100]!r} is not one this server answers to; start it with "
+                                "--public-name NAME (IP addresses and localhost are always accepted)")
+        method = request.method
         if path == WS_PATH:
+            if method != "GET":
+                return self._refuse(connection, request, http.HTTPStatus.METHOD_NOT_ALLOWED,
+                                    f"{method[:16]} is not allowed on {WS_PATH}", Allow="GET")
             origin = request.headers.get("Origin")
-            if origin is not None and not self._origin_allowed(origin, request.headers.get("Host", "")):
-                log.warning("origin refused", extra={"fields": {"origin": origin}})
+            if origin is not None and not self._origin_allowed(origin, hosts[0]):
+                log.warning("origin refused", extra={"fields": {"origin": origin[:200], "peer": _peer(connection)}})
                 return _response(http.HTTPStatus.FORBIDDEN, b"origin not allowed; start the server with "
                                  b"--allow-origin ORIGIN\n", "text/plain")
             return None  # proceed with the WebSocket handshake
-        if path == "/healthz":
-            body = json.dumps({"status": "ok", "server": f"omokage/{__version__}", "protocol": PROTOCOL_VERSION,
-                               "connections": self.connections, "items": len(self.backend.items),
-                               "algorithms": list(self.backend.algorithms),
-                               "uptime_s": round(time.time() - self.started, 3)}).encode()
-            return _response(http.HTTPStatus.OK, body, "application/json")
-        return self._static(path, request.headers.get("Accept-Encoding", ""))
+        if method not in ("GET", "HEAD"):
+            return self._refuse(connection, request, http.HTTPStatus.METHOD_NOT_ALLOWED,
+                                f"{method[:16]} is not allowed", Allow="GET, HEAD")
+        segments = [p for p in path.split("/") if p]
+        if len(segments) > MAX_PATH_SEGMENTS or any(len(p) > 255 for p in segments):
+            response = self._refuse(connection, request, http.HTTPStatus.NOT_FOUND, "not found")
+        elif path == "/healthz":
+            response = _response(http.HTTPStatus.OK, json.dumps(self._health(connection, request)).encode(),
+                                 "application/json")
+        else:
+            response = self._static(path, request.headers.get("Accept-Encoding", ""))
+        if method == "HEAD":  # the same headers (Content-Length included), no body
+            response = Response(response.status_code, response.reason_phrase, response.headers, b"")
+        return response
+
+    def _health(self, connection: WsConnection, request: Request) -> dict[str, Any]:
+        """`ok` for anyone; the details (connections, algorithms, ...) only for an authorised caller:
+        `Authorization: Bearer TOKEN`, or a loopback peer when the server has no token."""
+        body: dict[str, Any] = {"status": "ok"}
+        auth = request.headers.get("Authorization", "")
+        if self.token is not None:
+            authorised = auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(),
+                                                                             self.token.encode())
+        else:
+            authorised = _is_loopback(_peer(connection))
+        if authorised:
+            body.update({"server": f"omokage/{__version__}", "protocol": PROTOCOL_VERSION,
+                         "connections": self.connections, "items": len(self.backend.items),
+                         "algorithms": list(self.backend.algorithms), "dropped_slow": self.dropped_slow,
+                         "event_log": self.events.stats() if self.events is not None else None,
+                         "uptime_s": round(time.time() - self.started, 3)})
+        return body
+
+    def _host_allowed(self, host: str) -> bool:
+        """DNS rebinding: a page on evil.example that re-points its name at this machine sends
+        `Host: evil.example`. IP literals cannot be re-pointed; names must be loopback or listed."""
+        name = host.strip().lower()
+        if name.startswith("["):  # [v6]:port
+            name = name[1:name.find("]")] if "]" in name else name
+        elif name.count(":") == 1:
+            name = name.rsplit(":", 1)[0]
+        name = name.rstrip(".")
+        if not name:
+            return False
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            pass
+        return name == "localhost" or name.endswith(".localhost") or name in self.public_names
 
     def _origin_allowed(self, origin: str, host: str) -> bool:
         if origin in self.allow_origins or "*" in self.allow_origins:
             return True
-        return urlsplit(origin).netloc == host  # the page omokage itself served
+        return urlsplit(origin).netloc == host  # the page omokage itself served (Host was checked above)
 
     def _static(self, path: str, accept_encoding: str = "") -> Response:
         if self.web_root is None:
             return _response(http.HTTPStatus.NOT_FOUND, b"no web client installed\n", "text/plain")
         rel = "index.html" if path in ("", "/") else path.lstrip("/")
-        target = (self.web_root / rel).resolve()
         root = self.web_root.resolve()
-        if root not in target.parents and target != root or not target.is_file():
+        try:
+            target = (self.web_root / rel).resolve()
+            found = (root in target.parents or target == root) and target.is_file()
+        except (OSError, ValueError):  # a name the file system refuses: not a file we serve
+            found = False
+        if not found:
             return _response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
         ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if target.suffix == ".js":
@@ -175,21 +449,42 @@ class OmokageServer:
     # -- WebSocket side ----------------------------------------------------------------------------
     async def handle(self, ws: WsConnection) -> None:
         session_id = uuid.uuid4().hex[:12]
+        peer = _peer(ws)
         conn = ServerConnection(self.backend, session_id, limits=self.limits, token=self.token,
-                                grid_size=9)
+                                grid_size=9, hello_guard=self.hello_limiter.guard(peer))
         self.connections += 1
+        self._session_ids[ws] = session_id
         log.info("connected", extra={"fields": {"session_id": session_id, "peer": str(ws.remote_address)}})
+        loop = asyncio.get_running_loop()
+        incoming = _ByteBucket(INCOMING_BYTES_PER_S, 2 * self.limits.max_frame_bytes)
+        bytes_in = 0
         try:
             async for frame in ws:
+                size = len(frame)
+                bytes_in += size
+                if not isinstance(frame, str) and size >= OFFLOAD_DECODE_BYTES:
+                    frame = await loop.run_in_executor(self.decode_pool, predecode, frame,
+                                                       self.limits.max_frame_bytes)
                 actions = conn.receive(frame, time.time())
+                del frame  # the bytes are not kept while we wait below
                 while actions:
                     actions = await self._perform(ws, conn, actions)
+                # one message per connection per loop turn, and no more bytes than the budget allows
+                await asyncio.sleep(incoming.charge(size, time.monotonic()))
         except ConnectionClosed:
             pass
+        except SlowConsumer as exc:
+            await self._drop_slow(ws, session_id, str(exc))
         except Exception:
             log.exception("connection handler failed", extra={"fields": {"session_id": session_id}})
         finally:
             self.connections -= 1
+            self._sending.discard(ws)
+            self._stalls.pop(ws, None)
+            self._session_ids.pop(ws, None)
+            if bytes_in >= RELEASE_AFTER_BYTES or self._slow_dropped(ws) or ws in self._projected:
+                self._release_pending = True
+            self._projected.discard(ws)
             self._event({"event": "disconnect", "session_id": session_id, "at": time.time(),
                          "messages_in": conn.messages_in, "errors_out": conn.errors_out})
             log.info("disconnected", extra={"fields": {"session_id": session_id, "messages_in": conn.messages_in,
@@ -198,19 +493,127 @@ class OmokageServer:
     async def _perform(self, ws: WsConnection, conn: ServerConnection, actions) -> list:
         """Carry out actions; returns follow-up actions (from offloaded work)."""
         follow = []
-        # Write-ahead: events reach the log before the client sees their effect, so a crash after
-        # a reply never loses the event that produced it.
-        for action in actions:
-            if isinstance(action, Log):
-                self._event(action.record)
-        for action in actions:
-            if isinstance(action, Send):
-                await ws.send(action.frame)
-            elif isinstance(action, Close):
-                await ws.close(action.code, action.reason)
-            elif isinstance(action, Offload):
-                follow.extend(await self._offload(conn, action.job))
+        # Write-ahead: events reach the log (fsync'd, in a group commit) before the client sees their
+        # effect, so a reply never acknowledges an event a crash or power loss could lose.
+        records = [a.record for a in actions if isinstance(a, Log)]
+        for record in records:
+            events_log.info(record.get("event", "event"), extra={"fields": record})
+        if records and self.events is not None:
+            try:
+                await self.events.commit(records)
+            except Exception:
+                log.exception("could not write session events", extra={"fields": {"path": str(self.events.path)}})
+        bulk = sum(isinstance(a, Send) for a in actions) > BULK_SENDS
+        slot = False  # holding a bulk turn; never while waiting for the client to read
+        try:
+            sent = 0
+            for action in actions:
+                if isinstance(action, Send):
+                    frame = action.frame
+                    if bulk:
+                        if _buffered(ws) + len(frame) > WRITE_LIMIT:
+                            if slot:
+                                self.bulk_slots.release()
+                                slot = False
+                            await self._wait_writable(ws)
+                        if not slot:
+                            await self.bulk_slots.acquire()
+                            slot = True
+                    await self._send(ws, frame)
+                    sent += 1
+                    if sent % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+                elif isinstance(action, Close):
+                    async with asyncio.timeout(self.send_timeout):
+                        await ws.close(action.code, action.reason)
+                elif isinstance(action, Offload):
+                    self._projected.add(ws)
+                    follow.extend(await self._offload(conn, action.job))
+        except TimeoutError:
+            raise SlowConsumer(f"the client did not take its close frame for {self.send_timeout:g} s") from None
+        finally:
+            if slot:
+                self.bulk_slots.release()
         return follow
+
+    async def _wait_writable(self, ws: WsConnection) -> None:
+        """Wait (without a bulk turn) until the client has read half the write buffer, at most send_timeout."""
+        deadline = time.monotonic() + self.send_timeout
+        self._sending.add(ws)
+        try:
+            while _buffered(ws) > WRITE_LIMIT // 2:
+                if time.monotonic() > deadline:
+                    raise SlowConsumer(f"the client read nothing for {self.send_timeout:g} s")
+                await asyncio.sleep(0.005)
+        finally:
+            self._sending.discard(ws)
+
+    async def _send(self, ws: WsConnection, frame: bytes) -> None:
+        """A send that waits at most send_timeout for the client to read (websockets waits forever)."""
+        self._sending.add(ws)
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await ws.send(frame)
+        except TimeoutError:
+            raise SlowConsumer(f"the client read nothing for {self.send_timeout:g} s") from None
+        finally:
+            self._sending.discard(ws)
+
+    def _slow_dropped(self, ws: WsConnection) -> bool:
+        if ws in self._dropped:
+            self._dropped.discard(ws)
+            return True
+        return False
+
+    async def _drop_slow(self, ws: WsConnection, session_id: str, why: str) -> None:
+        """Disconnect a client that stopped reading: close 1008 if the frame gets through within a
+        second, else abort the TCP connection. Its buffers are freed with it."""
+        self.dropped_slow += 1
+        self._dropped.add(ws)
+        transport = ws.transport
+        log.warning("slow consumer disconnected", extra={"fields": {
+            "session_id": session_id, "peer": _peer(ws), "why": why,
+            "buffered": transport.get_write_buffer_size() if transport is not None else None}})
+        try:
+            async with asyncio.timeout(1.0):
+                await ws.close(1008, f"too slow: {why}"[:120])
+        except (TimeoutError, ConnectionClosed, OSError):
+            pass
+        finally:
+            if transport is not None and not transport.is_closing():
+                transport.abort()
+
+    async def _watchdog(self) -> None:
+        """The keepalive cannot see a client that stopped reading: its ping waits on the same full
+        buffer. Every quarter of send_timeout, a connection whose handler is not sending and whose
+        write buffer has not shrunk for send_timeout is dropped as a slow consumer."""
+        period = max(0.05, min(1.0, self.send_timeout / 4))
+        while True:
+            await asyncio.sleep(period)
+            if self._release_pending:
+                self._release_pending = False
+                t = time.perf_counter()
+                release_memory()
+                collected = time.perf_counter() - t
+                await asyncio.get_running_loop().run_in_executor(self.decode_pool, trim_heap)
+                log.debug("memory released", extra={"fields": {"collect_ms": round(collected * 1000, 2),
+                                                               "total_ms": round((time.perf_counter() - t) * 1000, 2)}})
+            now = time.monotonic()
+            for ws in list(self.server.connections if self.server is not None else ()):
+                transport = ws.transport
+                size = transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
+                if size == 0 or ws in self._sending:
+                    self._stalls.pop(ws, None)
+                    continue
+                seen = self._stalls.get(ws)
+                if seen is None or size < seen[0]:
+                    self._stalls[ws] = (size, now)
+                elif now - seen[1] >= self.send_timeout:
+                    self._stalls.pop(ws, None)
+                    task = asyncio.create_task(self._drop_slow(ws, self._session_ids.get(ws, "?"),
+                                                               f"the client read nothing for {self.send_timeout:g} s"))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
 
     async def _offload(self, conn: ServerConnection, job: ProjectionJob) -> list:
         if self.projection_slots.locked():
@@ -235,10 +638,13 @@ class OmokageServer:
     async def run(self, host: str, port: int, ready: asyncio.Future | None = None,
                   stop: asyncio.Future | None = None, tls: ssl.SSLContext | None = None) -> None:
         stop = stop if stop is not None else asyncio.get_running_loop().create_future()
+        if host and host not in ("0.0.0.0", "::"):
+            self.public_names.add(host.lower().rstrip("."))  # the name the server was told to bind answers too
         async with serve(self.handle, host, port, ssl=tls, process_request=self.process_request, compression=None,
-                         max_size=2 * self.limits.max_frame_bytes, max_queue=64, ping_interval=20,
-                         ping_timeout=20, server_header=f"omokage/{__version__}") as server:
+                         max_size=2 * self.limits.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=WRITE_LIMIT,
+                         ping_interval=20, ping_timeout=20, server_header=f"omokage/{__version__}") as server:
             self.server = server
+            watchdog = asyncio.create_task(self._watchdog())
             bound = server.sockets[0].getsockname()
             scheme = "wss" if tls else "ws"
             log.info("serving", extra={"fields": {"url": f"{scheme}://{bound[0]}:{bound[1]}{WS_PATH}",
@@ -248,16 +654,91 @@ class OmokageServer:
                 ready.set_result(bound)
             await stop
             log.info("shutting down", extra={"fields": {"connections": self.connections}})
+            watchdog.cancel()
             server.close()  # closes connections with 1001 (going away) and waits for handlers
             await server.wait_closed()
         self.pool.shutdown(wait=True)
+        self.decode_pool.shutdown(wait=True)
         if self.events is not None:
             self.events.close()
+            log.info("event log closed", extra={"fields": {"path": str(self.events.path), **self.events.stats()}})
+
+
+@dataclass
+class _ByteBucket:
+    """A token bucket of bytes: charge() returns how long to wait before reading more."""
+    rate: float
+    burst: float
+    level: float = -1.0
+    last: float = 0.0
+
+    def charge(self, size: int, now: float) -> float:
+        if self.level < 0:
+            self.level, self.last = self.burst, now
+        self.level = min(self.burst, self.level + (now - self.last) * self.rate) - size
+        self.last = now
+        return 0.0 if self.level >= 0 else -self.level / self.rate
+
+
+class SlowConsumer(Exception):
+    """The client did not read its replies within send_timeout."""
+
+
+def _buffered(ws: WsConnection) -> int:
+    """Bytes written for the client and not yet taken by the kernel (0 once the connection is closing)."""
+    transport = ws.transport
+    return transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
+
+
+def _peer(connection: WsConnection) -> str:
+    address = connection.remote_address
+    return str(address[0]) if isinstance(address, (tuple, list)) and address else str(address)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding `host` keeps the server off the network (no DNS lookup: a name other than
+    localhost counts as non-loopback)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    return bool(host) and _is_loopback(host)
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Give back what closed connections held. websockets' connection objects sit in reference cycles,
+    so their buffers (up to MAX_QUEUE frames of 8 MiB) wait for the cyclic collector; and glibc keeps
+    freed heap pages (the decoders' arenas too) unless asked: RSS stayed 1.7 GB after three attackers
+    left before this. The collection takes ~1 ms after gc.freeze() (serve_forever); the trim (up to
+    tens of ms on a large heap) releases the GIL and runs on a worker thread."""
+    gc.collect()
+
+
+def trim_heap() -> None:
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _response(status: http.HTTPStatus, body: bytes, content_type: str, gzip_encoded: bool = False) -> Response:
+    # no Server header here: websockets adds the one given to serve() to every response
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
-                       ("Cache-Control", "no-cache"), ("Server", f"omokage/{__version__}")])
+                       ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")])
     if gzip_encoded:
         headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept-Encoding"
@@ -292,10 +773,27 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
+def check_exposure(host: str, token: str | None, insecure: bool = False) -> None:
+    """Refuse, before anything binds, a server a LAN could use without a token."""
+    from omokage.errors import UserError
+    if token is not None and not token.strip():
+        raise UserError("--token is empty: an empty token would let anyone in. Give a secret, e.g. "
+                        "--token $(python -c 'import secrets; print(secrets.token_urlsafe(16))')")
+    if token is None and not insecure and not is_loopback_host(host):
+        raise UserError(f"--host {host or '(all interfaces)'} exposes the server to the network, and without "
+                        "--token anyone who reaches the port can use it. Add --token SECRET (clients send it in "
+                        "`hello`), or --insecure if this network is yours alone")
+
+
+
+
 def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allow_origins=(),
                   log_level="info", events_path: Path | None = None, on_ready=None,
                   tls_cert: Path | None = None, tls_key: Path | None = None,
-                  max_messages_per_second: float = Limits.max_messages_per_second) -> int:
+                  max_messages_per_second: float = Limits.max_messages_per_second, insecure: bool = False,
+                  public_names: Sequence[str] = (), fsync_events: bool = True,
+                  send_timeout: float = SEND_TIMEOUT_S) -> int:
+    check_exposure(host, token, insecure)
     configure_logging(log_level)
     tls = tls_context(tls_cert, tls_key) if tls_cert else None
     loop_kind = install_uvloop()
@@ -303,7 +801,13 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
     if events_path is None:
         events_path = Path("var") / "events" / f"events-{time.strftime('%Y%m%d')}.jsonl"
     limits = Limits(max_messages_per_second=max_messages_per_second, burst=int(2 * max_messages_per_second))
-    server = OmokageServer(engine, limits=limits, token=token, allow_origins=allow_origins, events_path=events_path)
+    server = OmokageServer(engine, limits=limits, token=token, allow_origins=allow_origins, events_path=events_path,
+                           public_names=public_names, fsync_events=fsync_events, send_timeout=send_timeout)
+    if token is None and not is_loopback_host(host):
+        log.warning("serving without a token on a non-loopback address (--insecure)", extra={"fields": {"host": host}})
+    # The engine's objects live as long as the process: out of the collector's sight, a full collection
+    # (release_memory, after large frames) takes ~1 ms instead of ~100.
+    gc.freeze()
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -321,7 +825,7 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
                                 "running there? choose another --port") from None
             raise exc
         bound = ready.result()
-        log.info("ready", extra={"fields": {"loop": loop_kind, "events": str(events_path)}})
+        log.info("ready", extra={"fields": {"loop": loop_kind, "events": str(events_path), "fsync": fsync_events}})
         if on_ready is not None:
             on_ready(bound)
         await task

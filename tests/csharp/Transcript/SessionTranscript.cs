@@ -61,14 +61,14 @@ public static class SessionTranscript
         client.MessageReceived += m => Console.WriteLine("(unsolicited) " + m);
         _t0 = ClockSync.LocalNow();
 
-        Note("connect and say hello; the server answers with its limits, algorithms and catalog");
+        Note("connect and say hello (protocol 1.1); the server answers with its limits, algorithms, catalog and the policies it offers");
         WelcomeMessage welcome = await client.ConnectAsync();
 
         Note("ping: round trip and NTP-style clock offset");
         PingResult ping = await client.PingAsync();
 
-        Note("start a random selection in PCA space (seed 7 makes it repeatable)");
-        CandidatesMessage grid = await client.StartRandomAsync("pca", 7);
+        Note("start a random selection in PCA space with the server's default policy (seed 7 makes it repeatable)");
+        CandidatesMessage grid = await client.StartRandomAsync("pca", 7, welcome.DefaultPolicy);
 
         Note("fetch the 9 textures by content hash");
         TextureFetchResult tex1 = await client.FetchTexturesAsync(grid.Items.Select(i => i.Texture));
@@ -95,6 +95,13 @@ public static class SessionTranscript
         Note("ask for an unknown texture hash: the server answers not_found, the client reports it as missing");
         TextureFetchResult tex3 = await client.FetchTexturesAsync(new[] { new string('0', 64) });
 
+        Note("rate a face of this grid 5 (exactly what I want): evidence for the policy's belief; the grid stays");
+        RatedMessage rated = await client.RateAsync(grid.Items[1].Id, 5);
+
+        Note("none of these: skip; nine faces not seen yet follow, with no chosen face first");
+        grid = await client.SkipAsync();
+        int skippedStep = grid.Step;
+
         Note("choose again (index 2), then decide on the face chosen last (shown first)");
         grid = await client.ChooseAsync(grid.Items[2].Id);
         DecidedMessage decided = await client.DecideAsync(grid.Items[0].Id);
@@ -110,7 +117,10 @@ public static class SessionTranscript
                            " ms, clock offset " + (ping.ClockOffset * 1000).ToString("0.00", CultureInfo.InvariantCulture) + " ms");
         summary.AppendLine("- textures: first grid " + tex1.Fetched + " fetched / " + tex1.FromCache + " from cache; second grid " +
                            tex2.Fetched + " fetched / " + tex2.FromCache + " from cache; unknown hash → not found: " + tex3.NotFound.Count);
+        summary.AppendLine("- protocol 1." + welcome.ProtocolMinor + "; policies offered: " + string.Join(", ", welcome.Policies) +
+                           " (default " + welcome.DefaultPolicy + "); this selection: " + grid.Policy);
         summary.AppendLine("- bad choose: `" + errorText + "`");
+        summary.AppendLine("- rated #" + rated.Id + " " + rated.Rating + "/5; skipped to grid " + skippedStep);
         summary.AppendLine("- decided: #" + decided.Item.Id + " \"" + decided.Item.Title + "\" after " + decided.Steps +
                            " grids → " + decided.Item.Url);
         Console.WriteLine(summary);

@@ -16,8 +16,10 @@ namespace Omokage.Unity
     /// reconnection: a new connection is a new server session), shows each <c>candidates</c> grid (titles at
     /// once, textures as they arrive: cached ones immediately, the others with one <c>texture.get</c>, turned into
     /// <c>Texture2D</c> with <c>LoadImage</c>), chooses a tile (<see cref="Choose(CandidateTile)"/>) and decides
-    /// (<see cref="Decide(CandidateTile)"/> / <see cref="DecideChosen"/>), which opens the product URL.
-    /// Without tiles assigned it builds nine quads with TextMesh titles under its own transform.
+    /// (<see cref="Decide(CandidateTile)"/> / <see cref="DecideChosen"/>), which opens the product URL. With a v1.1
+    /// server it starts with the inspector's <c>policy</c>, and <see cref="Skip"/> ("none of these") and
+    /// <see cref="Rate"/> are available. Without tiles assigned it builds nine quads with TextMesh titles under its own
+    /// transform.
     /// </summary>
     [AddComponentMenu("Omokage/Candidate Grid")]
     public class CandidateGrid : MonoBehaviour
@@ -27,6 +29,10 @@ namespace Omokage.Unity
         [Header("Selection")]
         [Tooltip("Feature space: one of welcome.algorithms (raw, pca, nmf, ae).")]
         [SerializeField] string algorithm = "pca";
+
+        [Tooltip("How the server picks the faces: one of welcome.policies (e.g. cover, infogain, thompson, study, random). " +
+                 "Empty: the server's default_policy. A name the server does not offer falls back to its default, with a warning.")]
+        [SerializeField] string policy = "";
 
         [Tooltip("Start a random selection whenever the connection is welcomed.")]
         [SerializeField] bool startOnConnect = true;
@@ -84,6 +90,23 @@ namespace Omokage.Unity
         public IList<CandidateTile> Tiles { get { return tiles; } }
 
         public string Algorithm { get { return algorithm; } set { algorithm = value; } }
+
+        /// <summary>The policy requested at the next start (null or empty: the server's default). Takes effect at the
+        /// next <see cref="StartSelection"/>.</summary>
+        public string Policy { get { return policy; } set { policy = value; } }
+
+        /// <summary>Whether <see cref="Skip"/> would do something: a grid is shown, nothing in flight, not decided, and the
+        /// server speaks v1.1.</summary>
+        public bool CanSkip
+        {
+            get
+            {
+                var client = connection != null ? connection.Client : null;
+                var welcome = client != null ? client.Welcome : null;
+                return !Busy && Current != null && Current.Items.Count > 0 && LastDecision == null &&
+                       welcome != null && welcome.Supports(1);
+            }
+        }
 
         /// <summary>Material of built tiles; set before Awake (add the component to an inactive GameObject).</summary>
         public Material TileMaterial { get { return tileMaterial; } set { tileMaterial = value; } }
@@ -158,14 +181,52 @@ namespace Omokage.Unity
         public void StartSelection()
         {
             int? s = seed >= 0 ? (int?)seed : null;
-            Run(c => c.StartRandomAsync(algorithm, s), true);
+            Run(c => c.StartRandomAsync(algorithm, s, OfferedPolicy(c)), true);
         }
 
         /// <summary>Starts from an encoded image (JPEG/PNG): the nine nearest faces; the reconstruction is shown.</summary>
         public void StartFromImage(byte[] image)
         {
             if (image == null) throw new ArgumentNullException("image");
-            Run(c => c.StartImageAsync(algorithm, image), true);
+            Run(c => c.StartImageAsync(algorithm, image, OfferedPolicy(c)), true);
+        }
+
+        /// <summary>"None of these": the current faces are all further from what the user wants than the unseen ones;
+        /// shows the next grid of unseen faces (no chosen face first). Needs a v1.1 server.</summary>
+        public void Skip()
+        {
+            if (!CanSkip) return;
+            ChosenId = null;
+            Run(c => c.SkipAsync(), false);
+        }
+
+        /// <summary>Rates a face shown in this selection, 1 (not at all) … 5 (exactly what I want): evidence for the
+        /// server's belief; the grid stays. Needs a v1.1 server. Failures go to <see cref="RequestFailed"/>.</summary>
+        public async void Rate(int id, int rating)
+        {
+            var client = ReadyClient();
+            if (client == null || client.Welcome == null || !client.Welcome.Supports(1)) return;
+            try
+            {
+                await client.RateAsync(id, rating);
+            }
+            catch (Exception e)
+            {
+                if (this != null) Fail(e);
+            }
+        }
+
+        /// <summary>The inspector's policy if the server offers it; else null (the server's default), with a warning.</summary>
+        string OfferedPolicy(OmokageClient client)
+        {
+            if (string.IsNullOrEmpty(policy)) return null;
+            var welcome = client.Welcome;
+            if (welcome == null || !welcome.Supports(1)) return null;  // a v1.0 server has no policies
+            foreach (string offered in welcome.Policies)
+                if (offered == policy) return policy;
+            Debug.LogWarning("[omokage] the server does not offer the policy '" + policy + "' (it offers " +
+                             string.Join(", ", welcome.Policies) + "); using its default, " + welcome.DefaultPolicy);
+            return null;
         }
 
         public void Choose(CandidateTile tile)

@@ -6,7 +6,7 @@ namespace Omokage.Samples
 {
     /// <summary>
     /// Builds the whole avatar-selection setup at runtime, so the sample needs no prefab: a connection, a 3×3
-    /// grid floating in front of the user, a "this one" button, a pointer on the right controller (dwell and
+    /// grid floating in front of the user, a "this one" and a "none of these" button, a pointer on the right controller (dwell and
     /// trigger) with a head-gaze dwell fallback, a gaze reporter and a status line. Put it on an empty GameObject
     /// in a scene with an XR Origin (see README.md), set the server URL, build to the Quest.
     /// </summary>
@@ -17,6 +17,8 @@ namespace Omokage.Samples
         [SerializeField] string serverUrl = "ws://192.168.0.10:8765/ws";
         [SerializeField] string token = "";
         [SerializeField] string algorithm = "pca";
+        [Tooltip("One of the server's welcome.policies; empty: the server's default.")]
+        [SerializeField] string policy = "";
 
         [Header("Rig")]
         [Tooltip("The XR camera (head). Empty: Camera.main.")]
@@ -57,6 +59,7 @@ namespace Omokage.Samples
             gridObject.transform.rotation = Quaternion.identity;  // quads face -Z, towards a user at the origin
             _grid = gridObject.AddComponent<CandidateGrid>();
             _grid.Algorithm = algorithm;
+            _grid.Policy = policy;
             _grid.TileMaterial = tileMaterial;
             _grid.Connection = _connection;
             gridObject.SetActive(true);
@@ -67,11 +70,21 @@ namespace Omokage.Samples
             var button = GameObject.CreatePrimitive(PrimitiveType.Cube);
             button.name = "Decide Button";
             button.transform.SetParent(gridObject.transform, false);
-            button.transform.localPosition = new Vector3(0f, -0.55f, 0f);
+            button.transform.localPosition = new Vector3(-0.18f, -0.55f, 0f);
             button.transform.localScale = new Vector3(0.3f, 0.08f, 0.03f);
             var decide = button.AddComponent<OmokageDecideButton>();
             decide.Grid = _grid;
             decide.ButtonRenderer = button.GetComponent<Renderer>();
+
+            //    and a "none of these" button beside it (grey; disabled against a v1.0 server)
+            var skipButton = GameObject.CreatePrimitive(PrimitiveType.Cube);
+            skipButton.name = "Skip Button";
+            skipButton.transform.SetParent(gridObject.transform, false);
+            skipButton.transform.localPosition = new Vector3(0.18f, -0.55f, 0f);
+            skipButton.transform.localScale = new Vector3(0.3f, 0.08f, 0.03f);
+            var skip = skipButton.AddComponent<OmokageSkipButton>();
+            skip.Grid = _grid;
+            skip.ButtonRenderer = skipButton.GetComponent<Renderer>();
 
             // 4. pointers: the controller ray (dwell + trigger) and head gaze (dwell)
             if (rightController != null)
@@ -86,7 +99,7 @@ namespace Omokage.Samples
                 gazePointer.DwellSeconds = 1.5f;  // a little longer for the head: looking is not yet choosing
             }
 
-            // 5. head pose and gaze samples (kept locally; protocol v1 has no gaze message)
+            // 5. head pose and gaze samples (kept locally; protocol v1.x has no gaze message)
             var reporter = gameObject.AddComponent<OmokageGazeReporter>();
             reporter.Head = h;
             reporter.Connection = _connection;

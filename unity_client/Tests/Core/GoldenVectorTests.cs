@@ -112,7 +112,7 @@ namespace Omokage.Client.Tests
             if (v.Direction == "server")
             {
                 ServerMessage msg = ServerMessage.Parse(map);
-                Assert.IsNotInstanceOf(typeof(UnknownMessage), msg, "a v1 server message type");
+                Assert.IsNotInstanceOf(typeof(UnknownMessage), msg, "a v1.x server message type");
                 Assert.AreEqual(map.GetString("type"), msg.Type);
                 Assert.AreEqual(map.GetInt64("rid"), msg.Rid.HasValue ? (long?)msg.Rid.Value : null);
             }
@@ -131,11 +131,16 @@ namespace Omokage.Client.Tests
             switch (m.GetString("type"))
             {
                 case MessageTypes.Hello:
-                    return Requests.Hello(rid, m.GetString("client"), m.GetString("token"), (int)m.GetInt64("protocol").Value);
+                    long? minor = m.GetInt64("protocol_minor");
+                    return Requests.Hello(rid, m.GetString("client"), m.GetString("token"), (int)m.GetInt64("protocol").Value,
+                                          minor.HasValue ? (int?)(int)minor.Value : null);
                 case MessageTypes.Start:
                     long? seed = m.GetInt64("seed");
-                    return Requests.Start(rid, m.GetString("algorithm"), m.GetString("init"), m.GetBytes("image"), seed.HasValue ? (int?)(int)seed.Value : null);
+                    return Requests.Start(rid, m.GetString("algorithm"), m.GetString("init"), m.GetBytes("image"),
+                                          seed.HasValue ? (int?)(int)seed.Value : null, m.GetString("policy"));
                 case MessageTypes.Choose: return Requests.Choose(rid, (int)m.GetInt64("id").Value);
+                case MessageTypes.Skip: return Requests.Skip(rid);
+                case MessageTypes.Rate: return Requests.Rate(rid, (int)m.GetInt64("id").Value, (int)m.GetInt64("rating").Value);
                 case MessageTypes.Decide: return Requests.Decide(rid, (int)m.GetInt64("id").Value);
                 case MessageTypes.TextureGet:
                     var hashes = new List<string>();
@@ -163,9 +168,9 @@ namespace Omokage.Client.Tests
             CollectionAssert.AreEqual(files, indexed);
             var types = new HashSet<string>();
             foreach (var v in index.Values) types.Add(v.Direction + " " + ((MsgMap)v.Message).GetString("type"));
-            foreach (string t in new[] { "hello", "start", "choose", "decide", "texture.get", "ping" })
+            foreach (string t in new[] { "hello", "start", "choose", "skip", "rate", "decide", "texture.get", "ping" })
                 Assert.IsTrue(types.Contains("client " + t), "a vector for client message " + t);
-            foreach (string t in new[] { "welcome", "candidates", "decided", "texture", "pong", "error" })
+            foreach (string t in new[] { "welcome", "candidates", "rated", "decided", "texture", "pong", "error" })
                 Assert.IsTrue(types.Contains("server " + t), "a vector for server message " + t);
         }
 
@@ -183,12 +188,19 @@ namespace Omokage.Client.Tests
             CollectionAssert.AreEqual(new[] { "raw", "pca", "nmf", "ae" }, welcome.Algorithms);
             Assert.AreEqual(1500, welcome.Catalog.Count);
             Assert.AreEqual(200, welcome.Catalog.ImageSize);
+            // a v1.0 welcome: minor 0, no policies, so no skip or rate
+            Assert.AreEqual(0, welcome.ProtocolMinor);
+            Assert.IsFalse(welcome.Supports(1));
+            Assert.AreEqual(0, welcome.Policies.Count);
+            Assert.IsNull(welcome.DefaultPolicy);
 
             var random = (CandidatesMessage)Parse("candidates_random.msgpack");
             Assert.AreEqual(1, random.Step);
             Assert.AreEqual(9, random.Items.Count);
             foreach (var item in random.Items) Assert.IsNull(item.Distance, "a random pick has no distance");
+            foreach (var item in random.Items) Assert.IsNull(item.Probability, "v1.0 has no probability");
             Assert.IsNull(random.Reconstruction);
+            Assert.IsNull(random.Policy, "v1.0 names no policy");
 
             var choose = (CandidatesMessage)Parse("candidates_choose.msgpack");
             Assert.AreEqual(2, choose.Step);
@@ -224,6 +236,57 @@ namespace Omokage.Client.Tests
             var noRid = (ErrorMessage)Parse("error_no_rid.msgpack");
             Assert.AreEqual(ErrorCodes.BadFrame, noRid.Code);
             Assert.IsNull(noRid.Rid);
+        }
+
+        [Test]
+        public void TypedFieldsOfTheV1_1Vectors()
+        {
+            if (Index().Count == 0) TestEnv.Missing("tests/vectors/index.json not found; set OMOKAGE_VECTORS_DIR");
+            var welcome = (WelcomeMessage)Parse("welcome_v1_1.msgpack");
+            Assert.AreEqual(1, welcome.ProtocolVersion, "the major version stays 1");
+            Assert.AreEqual(1, welcome.ProtocolMinor);
+            Assert.IsTrue(welcome.Supports(1));
+            CollectionAssert.AreEqual(new[] { "infogain", "thompson", "study", "random" }, welcome.Policies);
+            Assert.AreEqual(Policies.InfoGain, welcome.DefaultPolicy);
+            Assert.AreEqual(9, welcome.Limits.GridSize, "the v1.0 fields are all still there");
+
+            var withBelief = (CandidatesMessage)Parse("candidates_probability.msgpack");
+            Assert.AreEqual("infogain", withBelief.Policy);
+            Assert.AreEqual(0.375, withBelief.Items[0].Probability);
+            Assert.AreEqual(0.125, withBelief.Items[1].Probability);
+            Assert.AreEqual(0.0, withBelief.Items[2].Probability);
+            Assert.IsNull(withBelief.Items[2].Distance);
+            Assert.AreEqual(0.0, withBelief.Items[0].Distance);
+
+            var skipped = (CandidatesMessage)Parse("candidates_skip.msgpack");
+            Assert.AreEqual(3, skipped.Step);
+            Assert.AreEqual(Policies.Study, skipped.Policy);
+            Assert.AreEqual(9, skipped.Items.Count);
+            foreach (var item in skipped.Items) Assert.IsNull(item.Probability, "study keeps no belief");
+
+            var rated = (RatedMessage)Parse("rated.msgpack");
+            Assert.AreEqual(141, rated.Id);
+            Assert.AreEqual(4, rated.Rating);
+            Assert.AreEqual(9, rated.Rid);
+
+            var badPolicy = (ErrorMessage)Parse("error_bad_policy.msgpack");
+            Assert.AreEqual(ErrorCodes.BadField, badPolicy.Code);
+            StringAssert.Contains("start.policy", badPolicy.Message);
+
+            // the client vectors are what the builders make
+            MsgPackAssert.BytesEqual(Bytes("skip.msgpack"), MsgPackWriter.Encode(Requests.Skip(8)), "skip");
+            MsgPackAssert.BytesEqual(Bytes("rate.msgpack"), MsgPackWriter.Encode(Requests.Rate(9, 141, 4)), "rate");
+            MsgPackAssert.BytesEqual(Bytes("start_policy.msgpack"),
+                                     MsgPackWriter.Encode(Requests.StartRandom(2, "pca", 42, Policies.InfoGain)), "start with a policy");
+            MsgPackAssert.BytesEqual(Bytes("hello_v1_1.msgpack"),
+                                     MsgPackWriter.Encode(Requests.Hello(1, "omokage-web/0.2.0", null, Protocol.Version, Protocol.Minor)), "v1.1 hello");
+            MsgPackAssert.BytesEqual(Bytes("hello.msgpack"),
+                                     MsgPackWriter.Encode(Requests.Hello(1, "omokage-unity/0.1.0")), "a v1.0 hello is unchanged");
+        }
+
+        static byte[] Bytes(string file)
+        {
+            return System.IO.File.ReadAllBytes(Path.Combine(_dir, file));
         }
 
         static ServerMessage Parse(string file)

@@ -68,15 +68,19 @@ namespace Omokage.Client.Tests
             Assert.That(w.Catalog.Count, Is.GreaterThanOrEqualTo(18));
             Assert.That(w.Catalog.ImageSize, Is.GreaterThan(0));
             Assert.That(w.Algorithms.Count, Is.GreaterThan(0));
+            Assert.AreEqual(1, w.ProtocolMinor, "a v1.1 server");
+            Assert.That(w.Policies, Has.Member(Policies.Study));
+            Assert.That(w.Policies, Has.Member(w.DefaultPolicy));
             Assert.AreEqual(ConnectionState.Connected, client.State);
             Assert.AreEqual(w.SessionId, client.SessionId);
             lock (states) CollectionAssert.AreEqual(new[] { ConnectionState.Connecting, ConnectionState.Connected }, states);
         }
 
+        /// <summary>A v1.0 client (no <c>protocol_minor</c>) gets exactly the v1.0 grids: the server stays compatible.</summary>
         [Test]
         public void WholeSession_TexturesIncluded()
         {
-            var client = Connect();
+            var client = Connect(o => o.ProtocolMinor = null);
             string algorithm = Algorithm(client);
             int size = client.Welcome.Catalog.ImageSize;
             var seen = new HashSet<int>();
@@ -123,6 +127,73 @@ namespace Omokage.Client.Tests
 
             var after = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.ChooseAsync(decidedId)));
             Assert.AreEqual(ErrorCodes.WrongState, after.Code, "nothing to choose after decide");
+        }
+
+        [Test]
+        public void EveryOfferedPolicy_StartsChoosesSkipsRatesAndDecides()
+        {
+            var client = Connect();
+            string algorithm = Algorithm(client);
+            CandidatesMessage byDefault = Sync.Run(() => client.StartRandomAsync(algorithm, 3));
+            Assert.AreEqual(client.Welcome.DefaultPolicy, byDefault.Policy, "a v1.1 start without a policy gets the default");
+            foreach (string policy in client.Welcome.Policies)
+            {
+                var grid = Sync.Run(() => client.StartRandomAsync(algorithm, 3, policy));
+                Assert.AreEqual(policy, grid.Policy);
+                Assert.AreEqual(9, grid.Items.Count);
+                bool belief = policy != Policies.Study && policy != Policies.Random;
+                foreach (var item in grid.Items)
+                {
+                    Assert.AreEqual(belief, item.Probability.HasValue, policy + ": probability only with a belief");
+                    if (item.Probability.HasValue) Assert.That(item.Probability.Value, Is.InRange(0.0, 1.0));
+                }
+                int rated = grid.Items[1].Id;
+                RatedMessage ack = Sync.Run(() => client.RateAsync(rated, 4));
+                Assert.AreEqual(rated, ack.Id);
+                Assert.AreEqual(4, ack.Rating);
+
+                CandidatesMessage skipped = Sync.Run(() => client.SkipAsync());
+                Assert.AreEqual(2, skipped.Step);
+                Assert.AreEqual(policy, skipped.Policy);
+                Assert.AreEqual(9, skipped.Items.Count);
+                Assert.IsFalse(skipped.Items.Any(i => grid.Items.Any(g => g.Id == i.Id)), "skip shows only unseen faces");
+
+                int chosen = skipped.Items[5].Id;
+                var next = Sync.Run(() => client.ChooseAsync(chosen));
+                Assert.AreEqual(3, next.Step);
+                Assert.AreEqual(chosen, next.Items[0].Id, "the chosen face comes first, whatever the policy");
+                DecidedMessage decided = Sync.Run(() => client.DecideAsync(chosen));
+                Assert.AreEqual(3, decided.Steps);
+                var late = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.SkipAsync()));
+                Assert.AreEqual(ErrorCodes.WrongState, late.Code, "nothing to skip after decide");
+            }
+        }
+
+        [Test]
+        public void V1_1Errors_MapToTheirCodes()
+        {
+            var client = Connect();
+            var skipFirst = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.SkipAsync()));
+            Assert.AreEqual(ErrorCodes.WrongState, skipFirst.Code, "skip before start");
+            var rateFirst = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.RateAsync(0, 3)));
+            Assert.AreEqual(ErrorCodes.WrongState, rateFirst.Code, "rate before start");
+
+            string algorithm = Algorithm(client);
+            var unknown = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.StartRandomAsync(algorithm, null, "oracle")));
+            Assert.AreEqual(ErrorCodes.BadField, unknown.Code);
+            foreach (string offered in client.Welcome.Policies)
+                StringAssert.Contains(offered, unknown.ServerMessage, "the error names the policies on offer");
+
+            var grid = Sync.Run(() => client.StartRandomAsync(algorithm, 5, Policies.Study));
+            int neverShown = Enumerable.Range(0, client.Welcome.Catalog.Count).First(id => grid.Items.All(i => i.Id != id));
+            var notShown = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.RateAsync(neverShown, 2)));
+            Assert.AreEqual(ErrorCodes.NotFound, notShown.Code);
+            Assert.Throws<ArgumentOutOfRangeException>(() => client.RateAsync(grid.Items[0].Id, 6), "checked before sending");
+            var outOfRange = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.RequestAsync(
+                rid => new MsgMap { { "type", "rate" }, { "rid", (long)rid }, { "id", (long)grid.Items[0].Id }, { "rating", 6L } }, null)));
+            Assert.AreEqual(ErrorCodes.BadField, outOfRange.Code);
+            StringAssert.Contains("rating", outOfRange.ServerMessage);
+            Assert.AreEqual(2, Sync.Run(() => client.SkipAsync()).Step, "the selection goes on");
         }
 
         static void CheckTextures(OmokageClient client, CandidatesMessage grid, int size)
@@ -214,7 +285,7 @@ namespace Omokage.Client.Tests
             Assert.AreEqual(ErrorCodes.WrongState, helloTwice.Code);
 
             var gaze = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.RequestAsync(rid => new MsgMap { { "type", "gaze" }, { "rid", (long)rid } }, null)));
-            Assert.AreEqual(ErrorCodes.UnknownType, gaze.Code, "protocol v1 has no gaze message (the gaze reporter sends nothing)");
+            Assert.AreEqual(ErrorCodes.UnknownType, gaze.Code, "protocol v1.x has no gaze message (the gaze reporter sends nothing)");
 
             var tooMany = new List<string>();
             for (int i = 0; i <= client.Welcome.Limits.MaxHashesPerRequest; i++) tooMany.Add(i.ToString("x64"));

@@ -27,6 +27,41 @@ namespace Omokage.Client.Tests
         }
 
         [Test]
+        public void V1_1Builders_PutTheNewFieldsLast()
+        {
+            var start = Requests.StartRandom(3, "pca", 7, "cover");
+            CollectionAssert.AreEqual(new[] { "type", "rid", "algorithm", "init", "seed", "policy" }, new List<string>(start.Keys));
+            var noPolicy = Requests.StartRandom(3, "pca", null, null);
+            CollectionAssert.AreEqual(new[] { "type", "rid", "algorithm", "init" }, new List<string>(noPolicy.Keys));
+            var hello = Requests.Hello(1, "x", "t", Protocol.Version, Protocol.Minor);
+            CollectionAssert.AreEqual(new[] { "type", "rid", "protocol", "client", "token", "protocol_minor" }, new List<string>(hello.Keys));
+            CollectionAssert.AreEqual(new[] { "type" }, new List<string>(Requests.Skip(null).Keys));
+            var rate = Requests.Rate(4, 17, 5);
+            CollectionAssert.AreEqual(new[] { "type", "rid", "id", "rating" }, new List<string>(rate.Keys));
+            Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Rate(4, 17, 0));
+            Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Rate(4, 17, 6));
+            Assert.AreEqual(1, new OmokageClientOptions("ws://127.0.0.1:1/ws").ProtocolMinor, "clients announce v1.1 by default");
+        }
+
+        [Test]
+        public void V1_1Fields_AreOptional_AndParsed()
+        {
+            var item = Item(5);
+            item.Set("probability", 0.25);
+            var map = new MsgMap { { "type", "candidates" }, { "step", 2L }, { "algorithm", "pca" }, { "items", new List<object> { item, Item(6) } }, { "policy", "cover" } };
+            var grid = (CandidatesMessage)ServerMessage.Parse(map);
+            Assert.AreEqual("cover", grid.Policy);
+            Assert.AreEqual(0.25, grid.Items[0].Probability);
+            Assert.IsNull(grid.Items[1].Probability);
+            var bad = new MsgMap { { "type", "candidates" }, { "step", 2L }, { "algorithm", "pca" }, { "items", new List<object> { Item(5).Set("probability", "high") } } };
+            var e = Assert.Throws<OmokageProtocolException>(() => ServerMessage.Parse(bad));
+            StringAssert.Contains("probability", e.Message);
+            var rated = (RatedMessage)ServerMessage.Parse(new MsgMap { { "type", "rated" }, { "rid", 2L }, { "id", 5L }, { "rating", 3L } });
+            Assert.AreEqual(5, rated.Id);
+            Assert.AreEqual(3, rated.Rating);
+        }
+
+        [Test]
         public void UnknownFields_AreIgnored_AndKeptInRaw()
         {
             var map = new MsgMap { { "type", "pong" }, { "rid", 3L }, { "t", 1L }, { "server_time", 2.5 }, { "future", "x" } };

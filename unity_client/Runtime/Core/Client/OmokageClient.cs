@@ -10,7 +10,7 @@ using Omokage.Client.MessagePack;
 namespace Omokage.Client
 {
     /// <summary>
-    /// An async client for omokage protocol v1 over <see cref="ClientWebSocket"/>.
+    /// An async client for omokage protocol v1.1 over <see cref="ClientWebSocket"/>.
     /// <list type="bullet">
     /// <item>One sender: every frame goes through one queue drained by one task (ClientWebSocket forbids
     /// concurrent sends).</item>
@@ -202,6 +202,13 @@ namespace Omokage.Client
             return Request<CandidatesMessage>(rid => Requests.StartRandom(rid, algorithm, seed), MessageTypes.Candidates, ct);
         }
 
+        /// <summary><c>start</c> with <c>init: random</c> and a policy (v1.1): one of <see cref="WelcomeMessage.Policies"/>,
+        /// null for the server's default. An unknown policy is <c>bad_field</c> naming the ones offered.</summary>
+        public Task<CandidatesMessage> StartRandomAsync(string algorithm, int? seed, string policy, CancellationToken ct = default(CancellationToken))
+        {
+            return Request<CandidatesMessage>(rid => Requests.StartRandom(rid, algorithm, seed, policy), MessageTypes.Candidates, ct);
+        }
+
         /// <summary><c>start</c> with <c>init: image</c>: the 9 faces nearest an encoded image (JPEG, PNG, …); the reply
         /// carries the model's reconstruction.</summary>
         public Task<CandidatesMessage> StartImageAsync(string algorithm, byte[] image, CancellationToken ct = default(CancellationToken))
@@ -209,10 +216,31 @@ namespace Omokage.Client
             return Request<CandidatesMessage>(rid => Requests.StartImage(rid, algorithm, image), MessageTypes.Candidates, ct);
         }
 
+        /// <summary><c>start</c> with <c>init: image</c> and a policy (v1.1; null for the server's default).</summary>
+        public Task<CandidatesMessage> StartImageAsync(string algorithm, byte[] image, string policy, CancellationToken ct = default(CancellationToken))
+        {
+            return Request<CandidatesMessage>(rid => Requests.StartImage(rid, algorithm, image, null, policy), MessageTypes.Candidates, ct);
+        }
+
         /// <summary><c>choose</c>: the next grid, the chosen face first.</summary>
         public Task<CandidatesMessage> ChooseAsync(int id, CancellationToken ct = default(CancellationToken))
         {
             return Request<CandidatesMessage>(rid => Requests.Choose(rid, id), MessageTypes.Candidates, ct);
+        }
+
+        /// <summary><c>skip</c> (v1.1), "none of these": every face of the current grid counts as further from what the
+        /// user wants than the unseen ones; the next grid has unseen faces and no chosen face first.</summary>
+        public Task<CandidatesMessage> SkipAsync(CancellationToken ct = default(CancellationToken))
+        {
+            return Request<CandidatesMessage>(rid => Requests.Skip(rid), MessageTypes.Candidates, ct);
+        }
+
+        /// <summary><c>rate</c> (v1.1): an explicit rating 1 … 5 of a face shown in this selection (evidence for the
+        /// policy's belief; the grid stays).</summary>
+        public Task<RatedMessage> RateAsync(int id, int rating, CancellationToken ct = default(CancellationToken))
+        {
+            if (rating < 1 || rating > 5) throw new ArgumentOutOfRangeException("rating", rating, "a rating is 1 … 5");
+            return Request<RatedMessage>(rid => Requests.Rate(rid, id, rating), MessageTypes.Rated, ct);
         }
 
         /// <summary><c>decide</c>: ends the selection; open <c>decided.Item.Url</c>.</summary>
@@ -362,7 +390,7 @@ namespace Omokage.Client
             {
                 var pending = new SingleReply(MessageTypes.Welcome);
                 ServerMessage reply = await SendRequest(link,
-                    rid => Requests.Hello(rid, _options.ClientName, _options.Token, _options.ProtocolVersion),
+                    rid => Requests.Hello(rid, _options.ClientName, _options.Token, _options.ProtocolVersion, _options.ProtocolMinor),
                     pending, pending.Result, _options.ConnectTimeout, ct).ConfigureAwait(false);
                 welcome = (WelcomeMessage)reply;
             }

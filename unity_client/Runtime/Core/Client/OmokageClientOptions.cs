@@ -28,6 +28,10 @@ namespace Omokage.Client
         /// <summary>The version sent in <c>hello</c>. Leave it at <see cref="Protocol.Version"/> (tests change it).</summary>
         public int ProtocolVersion = Protocol.Version;
 
+        /// <summary><c>hello.protocol_minor</c>: the minor version announced (v1.1 by default). Null greets like a
+        /// v1.0 client: a <c>start</c> without a policy then gets the v1.0 grids (<see cref="Policies.Study"/>).</summary>
+        public int? ProtocolMinor = Protocol.Minor;
+
         /// <summary>Limit for opening the WebSocket plus the hello/welcome exchange.</summary>
         public TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
 

@@ -2,42 +2,53 @@ using System;
 
 namespace Omokage.Client
 {
-    /// <summary>Constants of protocol v1 (docs/protocol.md).</summary>
+    /// <summary>Constants of protocol v1.1 (docs/protocol.md).</summary>
     public static class Protocol
     {
-        /// <summary>The protocol version this package speaks, sent in <c>hello</c>.</summary>
+        /// <summary>The protocol (major) version this package speaks, sent in <c>hello</c>.</summary>
         public const int Version = 1;
 
-        /// <summary>The package version, used in the default client name.</summary>
-        public const string PackageVersion = "0.1.0";
+        /// <summary>The minor version this package speaks, sent as <c>hello.protocol_minor</c>. v1.x adds optional
+        /// fields and messages only (policies, <c>skip</c>, <c>rate</c>, <c>probability</c>); unknown fields are
+        /// ignored, so a v1.0 server simply answers without them (<see cref="WelcomeMessage.ProtocolMinor"/> 0).</summary>
+        public const int Minor = 1;
 
-        /// <summary>Default <c>hello.client</c>: <c>omokage-unity/0.1.0</c>.</summary>
+        /// <summary>The package version, used in the default client name.</summary>
+        public const string PackageVersion = "0.2.0";
+
+        /// <summary>Default <c>hello.client</c>: <c>omokage-unity/0.2.0</c>.</summary>
         public const string DefaultClientName = "omokage-unity/" + PackageVersion;
 
         /// <summary>The largest request id (2^31 − 1).</summary>
         public const int MaxRid = int.MaxValue;
     }
 
-    /// <summary>Message types of protocol v1.</summary>
+    /// <summary>Message types of protocol v1.1.</summary>
     public static class MessageTypes
     {
         // client → server
         public const string Hello = "hello";
         public const string Start = "start";
         public const string Choose = "choose";
+        /// <summary>v1.1: "none of these".</summary>
+        public const string Skip = "skip";
+        /// <summary>v1.1: an explicit rating 1 … 5 of a face shown in this selection.</summary>
+        public const string Rate = "rate";
         public const string Decide = "decide";
         public const string TextureGet = "texture.get";
         public const string Ping = "ping";
         // server → client
         public const string Welcome = "welcome";
         public const string Candidates = "candidates";
+        /// <summary>v1.1: the answer to <c>rate</c>.</summary>
+        public const string Rated = "rated";
         public const string Decided = "decided";
         public const string Texture = "texture";
         public const string Pong = "pong";
         public const string Error = "error";
     }
 
-    /// <summary>The <c>error.code</c> values of protocol v1.</summary>
+    /// <summary>The <c>error.code</c> values of protocol v1.x.</summary>
     public static class ErrorCodes
     {
         public const string BadFrame = "bad_frame";
@@ -56,6 +67,24 @@ namespace Omokage.Client
     {
         public const string Random = "random";
         public const string Image = "image";
+    }
+
+    /// <summary>
+    /// Policy names a server may offer (v1.1, <c>start.policy</c>). Offer the user only what
+    /// <see cref="WelcomeMessage.Policies"/> lists; the server recommends <see cref="WelcomeMessage.DefaultPolicy"/>.
+    /// </summary>
+    public static class Policies
+    {
+        /// <summary>The reference study's loop, what v1.0 did: the chosen face and its 8 nearest unseen faces.</summary>
+        public const string Study = "study";
+        /// <summary>The chosen face and 8 random unseen faces (a baseline).</summary>
+        public const string Random = "random";
+        /// <summary>A belief over the wanted face; shows the faces whose pick tells it the most.</summary>
+        public const string InfoGain = "infogain";
+        /// <summary>A belief over the wanted face; faces drawn from it.</summary>
+        public const string Thompson = "thompson";
+        /// <summary>A belief over the wanted face; draws that repel each other, spanning the distinct looks.</summary>
+        public const string Cover = "cover";
     }
 
     /// <summary>Base class of everything the client throws.</summary>
@@ -84,7 +113,7 @@ namespace Omokage.Client
         public int? Rid { get; private set; }
     }
 
-    /// <summary>The server sent something that breaks protocol v1 (a missing field, a wrong type, a bad texture hash).</summary>
+    /// <summary>The server sent something that breaks protocol v1.x (a missing field, a wrong type, a bad texture hash).</summary>
     public class OmokageProtocolException : OmokageException
     {
         public OmokageProtocolException(string message) : base(message) { }

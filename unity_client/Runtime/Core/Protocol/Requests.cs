@@ -21,34 +21,48 @@ namespace Omokage.Client
             return m;
         }
 
-        public static MsgMap Hello(int? rid, string client, string token = null, int protocol = Protocol.Version)
+        /// <summary><c>hello</c>; <paramref name="protocolMinor"/> null greets like a v1.0 client (no <c>protocol_minor</c>).</summary>
+        public static MsgMap Hello(int? rid, string client, string token = null, int protocol = Protocol.Version, int? protocolMinor = null)
         {
             if (client == null) throw new ArgumentNullException("client");
-            return Head(MessageTypes.Hello, rid).Set("protocol", (long)protocol).Set("client", client).SetIfNotNull("token", token);
+            var m = Head(MessageTypes.Hello, rid).Set("protocol", (long)protocol).Set("client", client).SetIfNotNull("token", token);
+            if (protocolMinor.HasValue) m.Set("protocol_minor", (long)protocolMinor.Value);
+            return m;
         }
 
-        /// <summary><c>start</c>; <paramref name="init"/> is <c>random</c> or <c>image</c> (then <paramref name="image"/> is required).</summary>
-        public static MsgMap Start(int? rid, string algorithm, string init, byte[] image = null, int? seed = null)
+        /// <summary><c>start</c>; <paramref name="init"/> is <c>random</c> or <c>image</c> (then <paramref name="image"/> is required);
+        /// <paramref name="policy"/> (v1.1) is one of <c>welcome.policies</c>, null for the server's default.</summary>
+        public static MsgMap Start(int? rid, string algorithm, string init, byte[] image = null, int? seed = null, string policy = null)
         {
             if (algorithm == null) throw new ArgumentNullException("algorithm");
             if (init == null) throw new ArgumentNullException("init");
             var m = Head(MessageTypes.Start, rid).Set("algorithm", algorithm).Set("init", init).SetIfNotNull("image", image);
             if (seed.HasValue) m.Set("seed", (long)seed.Value);
-            return m;
+            return m.SetIfNotNull("policy", policy);
         }
 
-        public static MsgMap StartRandom(int? rid, string algorithm, int? seed = null)
+        public static MsgMap StartRandom(int? rid, string algorithm, int? seed = null, string policy = null)
         {
-            return Start(rid, algorithm, InitModes.Random, null, seed);
+            return Start(rid, algorithm, InitModes.Random, null, seed, policy);
         }
 
-        public static MsgMap StartImage(int? rid, string algorithm, byte[] image, int? seed = null)
+        public static MsgMap StartImage(int? rid, string algorithm, byte[] image, int? seed = null, string policy = null)
         {
             if (image == null) throw new ArgumentNullException("image");
-            return Start(rid, algorithm, InitModes.Image, image, seed);
+            return Start(rid, algorithm, InitModes.Image, image, seed, policy);
         }
 
         public static MsgMap Choose(int? rid, int id) { return Head(MessageTypes.Choose, rid).Set("id", (long)id); }
+
+        /// <summary><c>skip</c> (v1.1): none of these faces; the reply is the next grid of unseen faces.</summary>
+        public static MsgMap Skip(int? rid) { return Head(MessageTypes.Skip, rid); }
+
+        /// <summary><c>rate</c> (v1.1): <paramref name="rating"/> 1 (not at all) … 5 (exactly what I want) for a face shown in this selection.</summary>
+        public static MsgMap Rate(int? rid, int id, int rating)
+        {
+            if (rating < 1 || rating > 5) throw new ArgumentOutOfRangeException("rating", rating, "a rating is 1 … 5");
+            return Head(MessageTypes.Rate, rid).Set("id", (long)id).Set("rating", (long)rating);
+        }
 
         public static MsgMap Decide(int? rid, int id) { return Head(MessageTypes.Decide, rid).Set("id", (long)id); }
 

@@ -6,8 +6,8 @@ namespace Omokage.Client
 {
     /// <summary>
     /// A message from the server. <see cref="Parse"/> turns a decoded map into the typed class for its
-    /// <c>type</c> (<see cref="WelcomeMessage"/>, <see cref="CandidatesMessage"/>, <see cref="DecidedMessage"/>,
-    /// <see cref="TextureMessage"/>, <see cref="PongMessage"/>, <see cref="ErrorMessage"/>), or an
+    /// <c>type</c> (<see cref="WelcomeMessage"/>, <see cref="CandidatesMessage"/>, <see cref="RatedMessage"/>,
+    /// <see cref="DecidedMessage"/>, <see cref="TextureMessage"/>, <see cref="PongMessage"/>, <see cref="ErrorMessage"/>), or an
     /// <see cref="UnknownMessage"/> for a type this version does not know (a later minor addition).
     /// Unknown fields are ignored; a missing required field or a wrong type throws
     /// <see cref="OmokageProtocolException"/> naming the field.
@@ -42,6 +42,7 @@ namespace Omokage.Client
             {
                 case MessageTypes.Welcome: return new WelcomeMessage(map);
                 case MessageTypes.Candidates: return new CandidatesMessage(map);
+                case MessageTypes.Rated: return new RatedMessage(map);
                 case MessageTypes.Decided: return new DecidedMessage(map);
                 case MessageTypes.Texture: return new TextureMessage(map);
                 case MessageTypes.Pong: return new PongMessage(map);
@@ -153,6 +154,12 @@ namespace Omokage.Client
             return l;
         }
 
+        /// <summary>An optional array of strings: empty when absent.</summary>
+        public List<string> OptStrList(string key)
+        {
+            return _map[key] == null ? new List<string>() : StrList(key);
+        }
+
         public List<string> StrList(string key)
         {
             var result = new List<string>();
@@ -213,9 +220,25 @@ namespace Omokage.Client
             var catalog = f.Map("catalog");
             var c = new Fields(catalog, "welcome.catalog");
             Catalog = new CatalogInfo { Count = c.Int("count"), ImageSize = c.Int("image_size") };
+            // v1.1; absent from a v1.0 server
+            ProtocolMinor = (int)Math.Max(0, Math.Min(int.MaxValue, f.OptLong("protocol_minor", 0)));
+            Policies = f.OptStrList("policies");
+            DefaultPolicy = f.OptStr("default_policy");
         }
 
         public int ProtocolVersion { get; private set; }
+
+        /// <summary>The server's minor version: 0 for a v1.0 server (no policies, <c>skip</c> or <c>rate</c>).</summary>
+        public int ProtocolMinor { get; private set; }
+
+        /// <summary>v1.1: the policies <c>start.policy</c> may name (empty from a v1.0 server).</summary>
+        public IReadOnlyList<string> Policies { get; private set; }
+
+        /// <summary>v1.1: the policy of a <c>start</c> without one (null from a v1.0 server).</summary>
+        public string DefaultPolicy { get; private set; }
+
+        /// <summary>Whether the server speaks at least v1.<paramref name="minor"/>.</summary>
+        public bool Supports(int minor) { return ProtocolMinor >= minor; }
         public string Server { get; private set; }
         public string SessionId { get; private set; }
         public ServerLimits Limits { get; private set; }
@@ -233,6 +256,9 @@ namespace Omokage.Client
         public string Texture;
         public string Title;
         public string Url;
+        /// <summary>v1.1: the policy's belief (0 … 1) that this is the face the user wants; null when the policy keeps
+        /// no belief (or from a v1.0 server). Good for a subtle confidence hint.</summary>
+        public double? Probability;
 
         internal static CandidateItem Parse(MsgMap map, string where)
         {
@@ -240,7 +266,7 @@ namespace Omokage.Client
             return new CandidateItem
             {
                 Id = f.Int("id"), Distance = f.OptNumber("distance"), Texture = f.Str("texture"),
-                Title = f.Str("title"), Url = f.Str("url"),
+                Title = f.Str("title"), Url = f.Str("url"), Probability = f.OptNumber("probability"),
             };
         }
 
@@ -267,14 +293,35 @@ namespace Omokage.Client
             Items = items;
             var recon = f.OptMap("reconstruction");
             Reconstruction = recon == null ? null : TextureData.Parse(recon, "candidates.reconstruction");
+            Policy = f.OptStr("policy");
         }
 
         public int Step { get; private set; }
         public string Algorithm { get; private set; }
+
+        /// <summary>v1.1: the selection's policy (null from a v1.0 server).</summary>
+        public string Policy { get; private set; }
         public IReadOnlyList<CandidateItem> Items { get; private set; }
 
         /// <summary>Only after an image start: the model's reconstruction of the uploaded image.</summary>
         public TextureData Reconstruction { get; private set; }
+    }
+
+    /// <summary><c>rated</c> (v1.1): the server took a rating.</summary>
+    public sealed class RatedMessage : ServerMessage
+    {
+        public RatedMessage(MsgMap map)
+        {
+            Init(map);
+            var f = new Fields(map, "rated");
+            Id = f.Int("id");
+            Rating = f.Int("rating");
+        }
+
+        public int Id { get; private set; }
+
+        /// <summary>1 … 5.</summary>
+        public int Rating { get; private set; }
     }
 
     /// <summary><c>decided.item</c>.</summary>

@@ -1,0 +1,280 @@
+"""What the user wants, as a belief: a posterior over catalog faces, updated by evidence terms.
+
+PicHunter's idea (Cox et al. 2000): keep a probability for *every* face being the one the user has in mind, and
+multiply in the likelihood of each thing the user does, instead of following only the last click. Pure numpy, no I/O:
+the session, the server and the simulated users of `bench choice` all run the same code.
+
+    belief = Belief(space)
+    belief.add(ChoiceTerm(shown=grid, chosen=face, temperature=0.3))    # a pick among the 9
+    belief.add(SkipTerm(shown=grid))                                    # "none of these"
+    belief.add(QueryTerm(vector))                                       # an image or sketch query
+    belief.add(RatingTerm(face, 5))                                     # an explicit 1-5 rating
+    belief.probabilities()                                              # (n_items,), sums to 1
+
+A new signal (gaze dwell, a sketch) is a new `EvidenceTerm`: anything with `log_likelihood(space) -> (n_items,)`.
+
+Distances are Euclidean in the feature space divided by the space's `distance_unit` (the median distance between two
+random faces), so one temperature means the same thing in every space: at temperature 0.3 a face one median unit
+further from the target is e^(1/0.3) = 28 times less likely to be picked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from omokage.selection.policy import FeatureSpace
+
+# Defaults, in distance units (median distance between two random faces). `omokage fit user-model` fits the choice
+# temperature from logged sessions; these are what a server without a fitted user model uses. The choice temperature
+# is deliberately not small: the engine's feature distances agree with what a person sees only roughly, and an
+# overconfident posterior stops exploring (docs/preference-model.md).
+DEFAULT_CHOICE_TEMPERATURE = 0.3
+# the candidate temperatures of a belief (a factor 3 apart): from a user who always takes the nearest face to one
+# whose picks barely depend on the target
+DEFAULT_TEMPERATURE_GRID = (0.05, 0.15, 0.45, 1.35)
+PASSED_OVER_PROBABILITY = 0.05     # a face shown and not decided on is the target only if the user missed it
+LOOKALIKE_WIDTH = 0.0              # look-alike radius (distance units) for passed-over faces; 0: only the faces themselves
+# the candidate look-alike widths: "not this face" only (an exact target), or also its near-copies (any face of one
+# character would do). One by default: in simulated sessions on generated and anime faces the marginal likelihood
+# could not tell the two apart (it put 92-99% on width 0 either way), and each hypothesis costs a pass over the
+# catalog per step. Policies take `lookalike_widths=(0.0, 0.5)` to weigh both.
+DEFAULT_LOOKALIKE_WIDTHS = (0.0,)
+SKIP_WIDTH = 0.5                   # how far "none of these" reaches around each skipped face (distance units)
+
+
+class EvidenceTerm(Protocol):
+    """One piece of evidence about the target: its log-likelihood for every catalog face being the target."""
+
+    def log_likelihood(self, space: "FeatureSpace") -> np.ndarray: ...
+
+
+def _log_sum_exp(x: np.ndarray) -> float:
+    m = float(x.max())
+    if not np.isfinite(m):
+        return m
+    return m + float(np.log(np.exp(x - m).sum(dtype=np.float64)))
+
+
+def _log_softmax_columns(logits: np.ndarray) -> np.ndarray:
+    m = logits.max(axis=0, keepdims=True)
+    return logits - (m + np.log(np.exp(logits - m).sum(axis=0, keepdims=True)))
+
+
+@dataclass(frozen=True)
+class ChoiceTerm:
+    """The user picked `chosen` among `shown`: P(pick j | target t) ∝ exp(−d(j, t) / temperature) (Luce's choice
+    rule, PicHunter's user model). Faces nearer the chosen one than the others gain; the others' neighbourhoods lose."""
+
+    shown: tuple[int, ...]
+    chosen: int
+    temperature: float | None = None      # None: each of the belief's candidate temperatures
+
+    def log_likelihood(self, space, temperature: float | None = None):
+        shown = list(self.shown)
+        if self.chosen not in shown:
+            raise ValueError(f"chosen face {self.chosen} is not among the shown {shown}")
+        t = self.temperature or temperature or DEFAULT_CHOICE_TEMPERATURE
+        logits = -space.unit_distances_from(shown) / t                             # (k, N)
+        return _log_softmax_columns(logits)[shown.index(self.chosen)]
+
+    def log_likelihoods_for(self, space, hypotheses: Sequence["UserHypothesis"]) -> np.ndarray:
+        temps = sorted({h.temperature for h in hypotheses})
+        rows = dict(zip(temps, self.log_likelihoods(space, temps)))
+        return np.stack([rows[h.temperature] for h in hypotheses])
+
+    def log_likelihoods(self, space, temperatures: Sequence[float]) -> np.ndarray:
+        """(len(temperatures), n_items): one row per candidate temperature, sharing one distance computation."""
+        shown = list(self.shown)
+        if self.chosen not in shown:
+            raise ValueError(f"chosen face {self.chosen} is not among the shown {shown}")
+        d = space.unit_distances_from(shown)                                        # (k, N)
+        k = shown.index(self.chosen)
+        dmin = d.min(axis=0)
+        out = np.empty((len(temperatures), d.shape[1]), dtype=np.float32)
+        for row, t in enumerate(temperatures):
+            t = self.temperature or t
+            # log softmax at the chosen row, shifted by the nearest shown face so nothing overflows
+            out[row] = -(d[k] - dmin) / t - np.log(np.exp(-(d - dmin) / t).sum(axis=0))
+        return out
+
+
+
+@dataclass(frozen=True)
+class SkipTerm:
+    """"None of these": every shown face is worse than what the user wants. Faces near any shown face become less
+    likely, the more so the nearer: P(skip | t) = Π_j (1 − strength · exp(−d(j, t)² / 2w²))."""
+
+    shown: tuple[int, ...]
+    strength: float = 0.9
+    width: float = SKIP_WIDTH
+
+    def log_likelihood(self, space):
+        d = space.unit_distances_from(list(self.shown))
+        return np.log1p(-self.strength * np.exp(-0.5 * (d / self.width) ** 2)).sum(axis=0)
+
+
+@dataclass(frozen=True)
+class PassedOverTerm:
+    """Faces that were on screen while the user kept looking are not the target, unless missed; near-copies of them
+    (within `width`) are less likely too. The user's chosen face is exempt from the spreading: it is their guide."""
+
+    shown: tuple[int, ...]
+    spare: tuple[int, ...] = ()
+    missed: float = PASSED_OVER_PROBABILITY
+    width: float | None = None        # None: each of the belief's hypotheses about look-alikes
+
+    def log_likelihood(self, space, width: float | None = None):
+        width = self.width if self.width is not None else (width if width is not None else LOOKALIKE_WIDTH)
+        out = np.zeros(space.n_items, np.float32)
+        spread = [k for k, i in enumerate(self.shown) if i not in self.spare]
+        if spread and width > 0:
+            d = space.unit_distances_from(list(self.shown))[spread]    # the grid's rows: shared with the choice term
+            out += np.log1p(-(1 - self.missed) * np.exp(-0.5 * (d / width) ** 2)).sum(axis=0)
+        out[list(self.shown)] = np.log(self.missed)   # the faces themselves, chosen included
+        return out
+
+    def log_likelihoods_for(self, space, hypotheses: Sequence["UserHypothesis"]) -> np.ndarray:
+        rows = {w: self.log_likelihood(space, w) for w in sorted({h.lookalike_width for h in hypotheses})}
+        return np.stack([rows[h.lookalike_width] for h in hypotheses])
+
+
+@dataclass(frozen=True)
+class QueryTerm:
+    """An image (or sketch) the user offered as "like this": P ∝ exp(−d(query, t) / temperature)."""
+
+    vector: np.ndarray
+    temperature: float = 0.15
+
+    def log_likelihood(self, space):
+        return -space.unit_distances_to(self.vector) / self.temperature
+
+
+@dataclass(frozen=True)
+class RatingTerm:
+    """An explicit 1-5 rating of a shown face: 3 is neutral, 5 pulls the belief towards that face's look-alikes,
+    1 pushes it away (a Gaussian bump of `width` around the face, weighted by (rating − 3) / 2 · strength)."""
+
+    item: int
+    rating: int
+    strength: float = 2.0
+    width: float = SKIP_WIDTH
+
+    def __post_init__(self):
+        if not 1 <= int(self.rating) <= 5:
+            raise ValueError(f"a rating is 1 to 5, not {self.rating}")
+
+    def log_likelihood(self, space):
+        d = space.unit_distances_from([self.item])[0]
+        return (int(self.rating) - 3) / 2 * self.strength * np.exp(-0.5 * (d / self.width) ** 2)
+
+
+@dataclass(frozen=True)
+class UserHypothesis:
+    """One guess about how this user behaves: how noisy their picks are, and how far "not this face" reaches (0: only
+    the face itself; larger: its near-copies too, as when any face of one character would do)."""
+
+    temperature: float
+    lookalike_width: float = 0.0
+
+
+class Belief:
+    """A log-posterior over the items of one feature space (uniform prior).
+
+    How this user behaves is not known in advance, so the belief is a Bayesian mixture: one posterior per
+    `UserHypothesis` (a grid of choice temperatures × look-alike widths), each weighted by how well it predicted what
+    the user did so far (its marginal likelihood). A user who picks consistently moves the weight to low temperatures
+    and a sharp posterior; an erratic one to high temperatures and a tempered posterior that keeps exploring.
+    """
+
+    def __init__(self, space: "FeatureSpace", temperatures: Sequence[float] = DEFAULT_TEMPERATURE_GRID,
+                 prior: np.ndarray | None = None, lookalike_widths: Sequence[float] = DEFAULT_LOOKALIKE_WIDTHS):
+        self.space = space
+        n = space.n_items
+        self.temperatures = tuple(float(t) for t in temperatures)
+        if not self.temperatures or min(self.temperatures) <= 0:
+            raise ValueError("temperatures must be positive")
+        if not lookalike_widths or min(lookalike_widths) < 0:
+            raise ValueError("look-alike widths must be 0 or more")
+        self.hypotheses = tuple(UserHypothesis(t, float(w)) for w in lookalike_widths for t in self.temperatures)
+        # float32: log-weights are kept near 0 (normalised per hypothesis), and the per-step cost is the exp over
+        # every face for every hypothesis, which float32 halves
+        base = np.zeros(n, np.float32) if prior is None else np.log(np.asarray(prior, dtype=np.float32))
+        if base.shape != (n,):
+            raise ValueError(f"prior must have one entry per item ({n})")
+        base = base - _log_sum_exp(base)
+        self.log_posteriors = np.tile(base, (len(self.hypotheses), 1))       # (K, N), each normalised
+        self.log_evidence = np.zeros(len(self.hypotheses))                    # log P(evidence so far | hypothesis)
+        self.terms: list[EvidenceTerm] = []
+        self._p: np.ndarray | None = None
+
+    def add(self, term: EvidenceTerm) -> None:
+        """Multiply in a term's likelihood. A term that depends on the user hypothesis has
+        `log_likelihoods_for(space, hypotheses) -> (K, n_items)`; any other gives one row for all."""
+        if hasattr(term, "log_likelihoods_for"):
+            rows = term.log_likelihoods_for(self.space, self.hypotheses)
+            per_h = [self._checked(term, ll) for ll in rows]
+        else:
+            per_h = [self._checked(term, term.log_likelihood(self.space))] * len(self.hypotheses)
+        for k, ll in enumerate(per_h):
+            post = self.log_posteriors[k] + ll
+            increment = _log_sum_exp(post)
+            if not np.isfinite(increment):   # the term rules out every face: keep the belief, count no evidence
+                continue
+            self.log_posteriors[k] = post - increment
+            self.log_evidence[k] += increment
+        self.log_evidence -= self.log_evidence.max()
+        self.terms.append(term)
+        self._p = None
+
+    def _checked(self, term, ll) -> np.ndarray:
+        ll = np.asarray(ll, dtype=np.float32)
+        if ll.shape != (self.space.n_items,) or np.isnan(ll).any():
+            raise ValueError(f"{type(term).__name__} gave a log-likelihood of shape {ll.shape} (NaN: "
+                             f"{bool(np.isnan(ll).any())}); expected ({self.space.n_items},) without NaN")
+        return ll
+
+    def hypothesis_weights(self) -> np.ndarray:
+        w = np.exp(self.log_evidence - self.log_evidence.max())
+        return w / w.sum()
+
+    @property
+    def temperature(self) -> float:
+        """The most probable choice temperature so far (summed over look-alike widths)."""
+        w = self.hypothesis_weights()
+        by_t = {t: sum(wk for wk, h in zip(w, self.hypotheses) if h.temperature == t) for t in self.temperatures}
+        return max(by_t, key=by_t.get)
+
+    def probabilities(self) -> np.ndarray:
+        if self._p is None:
+            w = self.hypothesis_weights()
+            keep = w > 1e-6 * w.max()     # hypotheses the evidence has all but ruled out add nothing visible
+            p = w[keep].astype(np.float32) @ np.exp(self.log_posteriors[keep])
+            p = p.astype(np.float64)
+            self._p = p / p.sum()
+        return self._p
+
+    def entropy_bits(self) -> float:
+        p = self.probabilities()
+        nz = p[p > 0]
+        return float(-(nz * np.log2(nz)).sum())
+
+    def rank_of(self, item: int) -> int:
+        """1 = the most probable face."""
+        p = self.probabilities()
+        return int((p > p[item]).sum()) + 1
+
+
+def masked_probabilities(belief: Belief, exclude: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The belief restricted to faces not in `exclude` (renormalised); uniform over them if it has no mass there."""
+    p = belief.probabilities().copy()
+    p[np.asarray(list(exclude), dtype=np.int64)] = 0.0
+    s = p.sum()
+    if not s > 0:
+        p = np.ones_like(p)
+        p[np.asarray(list(exclude), dtype=np.int64)] = 0.0
+        s = p.sum()
+    return p / s if s > 0 else p

@@ -1,0 +1,241 @@
+"""The preference model: a belief over faces, its evidence terms, the display policies and the fitted user model."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from omokage.selection import (DEFAULT_POLICY, POLICIES, SERVED_POLICIES, Belief, ChoiceTerm, QueryTerm, RatingTerm,
+                               SelectionSession, SkipTerm, UnknownPolicy, WrongState, make_policy)
+from omokage.selection.user_model import UserModel, fit_temperature, read_choice_records
+
+BELIEF_POLICIES = [n for n in POLICIES if n not in ("study", "random")]
+
+
+def softmax_pick(d, temperature, rng):
+    if temperature <= 0:
+        return int(np.argmin(d))
+    w = np.exp(-(d - d.min()) / temperature)
+    return int(rng.choice(len(d), p=w / w.sum()))
+
+
+def hunt(space, policy, target, temperature, rng, seed=0, max_steps=40):
+    """A user who judges faces by the engine's own distances: returns (session, step found or None)."""
+    session = SelectionSession(space, seed=seed, policy=policy)
+    step = session.start()
+    dist = space.unit_distances_from([target])[0]
+    while step.step <= max_steps:
+        if target in step.ids:
+            session.decide(target)
+            return session, step.step
+        ids = list(step.ids)
+        step = session.choose(ids[softmax_pick(dist[ids], temperature, rng)])
+    return session, None
+
+
+@pytest.mark.parametrize("name", ["infogain", "top", "thompson", "cover"])
+def test_posterior_concentrates_on_the_target_for_a_noiseless_user(engine, name):
+    space = engine.space("pca")
+    ranks, found = [], 0
+    for target in range(0, 160, 16):
+        policy = make_policy(name, temperature=0.1)
+        session = SelectionSession(space, seed=target, policy=policy)
+        step = session.start()
+        dist = space.unit_distances_from([target])[0]
+        for _ in range(4):
+            if target in step.ids:
+                break
+            ids = list(step.ids)
+            step = session.choose(ids[int(np.argmin(dist[ids]))])
+        found += target in set().union(*[s.ids for s in session.history])
+        ranks.append(policy.belief.rank_of(target) if target not in step.ids else 1)
+    # 4 grids of 160 faces; a belief that learned nothing would rank the target ~80th on average
+    assert found >= 7, f"{name}: found {found}/10 within 5 grids"
+    assert np.median(ranks) <= 5, f"{name}: ranks of the targets {ranks}"
+
+
+def test_belief_beats_the_study_policy_for_a_user_who_sees_like_the_engine(engine):
+    space = engine.space("pca")
+    steps = {"study": [], DEFAULT_POLICY: []}
+    for target in range(0, 160, 4):
+        for name in steps:
+            _, s = hunt(space, make_policy(name), target, 0.05, np.random.default_rng([target, 1]), seed=target,
+                        max_steps=12)
+            steps[name].append(s if s is not None else 13)
+    assert np.mean(steps[DEFAULT_POLICY]) < np.mean(steps["study"]), steps
+
+
+def test_choice_term_favours_faces_near_the_pick(engine):
+    space = engine.space("pca")
+    belief = Belief(space)
+    shown = tuple(range(9))
+    belief.add(ChoiceTerm(shown, 4, temperature=0.2))
+    p = belief.probabilities()
+    d = space.unit_distances_from([4])[0]
+    near, far = np.argsort(d)[1:6], np.argsort(d)[-5:]
+    assert p[near].mean() > 3 * p[far].mean()
+    assert np.isclose(p.sum(), 1.0)
+
+
+def test_skip_lowers_the_shown_faces_and_their_look_alikes(engine):
+    space = engine.space("pca")
+    belief = Belief(space)
+    shown = tuple(range(20, 29))
+    before = belief.probabilities().copy()
+    belief.add(SkipTerm(shown))
+    after = belief.probabilities()
+    assert (after[list(shown)] < before[list(shown)]).all()
+    d = space.unit_distances_from(list(shown)).min(axis=0)
+    unseen = np.setdiff1d(np.arange(space.n_items), shown)
+    near, far = unseen[np.argsort(d[unseen])[:10]], unseen[np.argsort(d[unseen])[-10:]]
+    assert after[near].mean() < after[far].mean()
+
+
+def test_skip_in_a_session(engine):
+    session = SelectionSession(engine.space("pca"), seed=1, policy=make_policy(DEFAULT_POLICY))
+    with pytest.raises(WrongState):
+        session.skip()
+    first = session.start()
+    before = session.policy.belief.probabilities()[list(first.ids)].copy()
+    second = session.skip()
+    assert not set(first.ids) & set(second.ids) and len(second.ids) == 9
+    assert (session.policy.belief.probabilities()[list(first.ids)] < before).all()
+    assert session.events[-1].kind == "skip" and session.events[-1].detail["skipped"] == list(first.ids)
+    session.decide(second.ids[0])
+    with pytest.raises(WrongState):
+        session.skip()
+
+
+def test_rating_pulls_towards_a_liked_face(engine):
+    space = engine.space("pca")
+    belief = Belief(space)
+    belief.add(RatingTerm(7, 5))
+    p = belief.probabilities()
+    d = space.unit_distances_from([7])[0]
+    assert p[np.argsort(d)[:5]].mean() > p[np.argsort(d)[-20:]].mean()
+    disliked = Belief(space)
+    disliked.add(RatingTerm(7, 1))
+    assert disliked.probabilities()[7] < 1 / space.n_items
+    with pytest.raises(ValueError):
+        RatingTerm(7, 6)
+
+
+def test_rate_in_a_session(engine):
+    session = SelectionSession(engine.space("nmf"), seed=2, policy=make_policy("thompson"))
+    step = session.start()
+    session.rate(step.ids[3], 5)
+    assert session.events[-1].kind == "rate" and session.events[-1].detail["rating"] == 5
+    with pytest.raises(Exception):
+        session.rate(step.ids[3], 0)
+    unseen = next(i for i in range(160) if i not in step.ids)
+    with pytest.raises(Exception):
+        session.rate(unseen, 4)
+
+
+def test_query_term_puts_the_nearest_faces_first(engine):
+    space = engine.space("pca")
+    session = SelectionSession(space, seed=0, policy=make_policy(DEFAULT_POLICY))
+    query = space.features[42] + 0.01
+    step = session.start(query)
+    assert step.ids[0] == 42
+    nearest = [n.id for n in space.index.search(query, 9)]
+    assert list(step.ids) == nearest
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_every_policy_keeps_the_session_rules(engine, name):
+    """Chosen face first, no face twice until the catalog runs out, probabilities in [0, 1]."""
+    session = SelectionSession(engine.space("pca"), seed=5, policy=make_policy(name))
+    step = session.start()
+    seen = list(step.ids)
+    rng = np.random.default_rng(1)
+    for k in range(12):
+        if k % 4 == 3:
+            step = session.skip()
+            seen += step.ids
+        else:
+            chosen = int(rng.choice(step.ids))
+            step = session.choose(chosen)
+            assert step.ids[0] == chosen
+            seen += step.ids[1:]
+        for c in step.candidates:
+            assert c.probability is None or 0.0 <= c.probability <= 1.0
+    assert len(seen) == len(set(seen))
+
+
+def test_policy_registry():
+    assert DEFAULT_POLICY in SERVED_POLICIES and SERVED_POLICIES[0] == DEFAULT_POLICY
+    assert set(SERVED_POLICIES) <= set(POLICIES)
+    with pytest.raises(UnknownPolicy, match="choose from"):
+        make_policy("oracle")
+    assert np.allclose(make_policy("infogain", temperature=0.6).temperatures, (0.2, 0.6, 1.8))
+    make_policy("study", temperature=0.7)   # parameters a policy does not take are ignored
+
+
+def _simulated_event_log(space, temperature, users, path, seed=0):
+    """Sessions of a softmax user (in the engine's own distances), written as the server logs them."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as f:
+        for u in range(users):
+            target = int(rng.integers(space.n_items))
+            session, found = hunt(space, make_policy("thompson"), target, temperature, rng, seed=u, max_steps=30)
+            for ev in session.events:
+                f.write(json.dumps({"event": ev.kind, "session_id": f"s{u}", "at": u, "step": ev.step,
+                                    "algorithm": "pca", "item": ev.item, "candidates": list(ev.candidates)}) + "\n")
+
+
+def test_fitted_temperature_recovers_the_generating_one(engine, tmp_path):
+    space = engine.space("pca")
+    log = tmp_path / "events.jsonl"
+    _simulated_event_log(space, 0.3, 250, log)
+    records, report = read_choice_records([log])
+    assert not report.problems and len(records) > 500
+    t, ll = fit_temperature(space, records)
+    assert abs(t - 0.3) / 0.3 < 0.10, t
+
+
+def test_corrupt_event_lines_are_reported_and_skipped(engine, tmp_path):
+    space = engine.space("pca")
+    log = tmp_path / "events.jsonl"
+    _simulated_event_log(space, 0.3, 20, log)
+    good, _ = read_choice_records([log])
+    with open(log, "ab") as f:
+        f.write(b'{"event": "choose", "session_id": "x"\n')     # truncated
+        f.write(b"\xff\xfe not utf-8\n")
+        f.write(b"[1, 2, 3]\n")
+    records, report = read_choice_records([log, tmp_path / "missing.jsonl"])
+    assert len(records) == len(good)
+    assert len(report.problems) == 4 and any(":%d:" % (sum(1 for _ in open(log, "rb"))) in p
+                                             for p in report.problems)
+
+
+def test_fit_user_model_cli(engine, tiny_catalog, tiny_models, tmp_path):
+    import shutil
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    log = tmp_path / "events.jsonl"
+    _simulated_event_log(engine.space("pca"), 0.3, 60, log)
+    with open(log, "ab") as f:
+        f.write(b"garbage\n")
+    r = subprocess.run([sys.executable, "-m", "omokage", "fit", "user-model", str(log), "--catalog",
+                        str(tiny_catalog), "--out", str(models)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "skipped" in r.stderr and ":%d:" % (sum(1 for _ in open(log))) in r.stderr
+    um = UserModel.load_latest(models)
+    assert um is not None and 0.2 < um.temperatures["pca"] < 0.45
+    from omokage.engine import Engine
+    served = Engine.open(tiny_catalog, models, algorithms=["pca"])   # what `omokage serve` does
+    assert served.policy_params("pca") == {"temperature": um.temperatures["pca"]}
+    assert UserModel.load_latest(models, catalog_fingerprint="another catalog") is None
+    r = subprocess.run([sys.executable, "-m", "omokage", "fit", "user-model", str(tmp_path / "none.jsonl"),
+                        "--catalog", str(tiny_catalog), "--out", str(models)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "too few" in r.stderr
+
+
+def test_query_term_rejects_nothing_finite(engine):
+    belief = Belief(engine.space("pca"))
+    belief.add(QueryTerm(engine.space("pca").features[0]))
+    assert belief.rank_of(0) == 1
