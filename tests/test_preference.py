@@ -239,3 +239,34 @@ def test_query_term_rejects_nothing_finite(engine):
     belief = Belief(engine.space("pca"))
     belief.add(QueryTerm(engine.space("pca").features[0]))
     assert belief.rank_of(0) == 1
+
+
+def test_a_served_session_logs_what_fit_user_model_reads(engine, tmp_path):
+    """Real server, real client, real event file: the picks it logs are the records the user model fits on."""
+    import asyncio
+
+    from omokage.client import OmokageClient
+    from tests.conftest import RunningServer
+    events = tmp_path / "events.jsonl"
+    srv = RunningServer(engine, events_path=events)
+    grids = []
+    try:
+        async def session():
+            async with await OmokageClient.connect(srv.url) as client:
+                grid = await client.start("pca", seed=3)
+                assert grid.policy == DEFAULT_POLICY
+                grids.append([i.id for i in grid.items])
+                for k in (2, 5):
+                    grid = await client.choose(grids[-1][k])
+                    grids.append([i.id for i in grid.items])
+                await client.skip()
+                grid = await client.skip()
+                grids.append([i.id for i in grid.items])
+                await client.decide(grids[-1][0])
+        asyncio.run(session())
+    finally:
+        srv.stop()
+    records, report = read_choice_records([events])
+    assert not report.problems and report.decided_sessions == 1
+    assert [(r.shown, r.chosen) for r in records] == [(tuple(grids[0]), grids[0][2]), (tuple(grids[1]), grids[1][5])]
+    assert all(r.target == grids[-1][0] and r.algorithm == "pca" for r in records)

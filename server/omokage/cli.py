@@ -164,12 +164,25 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--queries", type=int, default=300)
     bk.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     bk.set_defaults(func=_cmd_bench_knn)
+    bp = bsub.add_parser("policy", help="one selection step (belief update + next grid) per display policy at "
+                         "1.5k, 10k and 100k items",
+                         description="Time what the server does on `choose` for each display policy: add the pick to "
+                                     "the belief and choose the next 8 faces, on clustered 30-d features of 1.5k, 10k "
+                                     "and 100k items, with the study's nearest-neighbour policy as the baseline in the "
+                                     "same run. Goals: p99 <= 2 ms at 10k items, <= 20 ms at 100k.")
+    bp.add_argument("--sizes", default="1500,10000,100000", help="comma-separated catalog sizes")
+    bp.add_argument("--sessions", type=int, default=30, help="sessions per row, each 8 steps (default 30)")
+    bp.add_argument("--policies", default=None, help="comma-separated (default: all but random)")
+    bp.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    bp.set_defaults(func=_cmd_bench_policy)
     bs = bsub.add_parser("serve", help="N concurrent protocol clients over loopback running whole sessions")
     bs.add_argument("--clients", default="1,10,100", help="comma-separated concurrency levels")
     bs.add_argument("--sessions", type=int, default=3, help="whole sessions per client, at least (each level runs "
                     "at least 100 sessions in all)")
     bs.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     bs.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    bs.add_argument("--policy", default=None, help="the selection policy every simulated user starts with "
+                    "(default: the server's default policy)")
     bs.set_defaults(func=_cmd_bench_serve)
     ba = bsub.add_parser("attack", help="the hardening attacks against a real server, with a healthy client "
                          "watching", description="Run each attack of issue 10 (hostile frames, a client that stops "
@@ -361,6 +374,18 @@ def _cmd_bench_fit(a) -> int:
     return run(count=a.count, out=a.out, ae_epochs=a.ae_epochs)
 
 
+def _cmd_bench_policy(a) -> int:
+    from omokage.bench.policy import run
+    from omokage.engine import single_threaded_blas
+    from omokage.selection import POLICIES
+    policies = tuple(p.strip() for p in a.policies.split(",")) if a.policies else None
+    unknown = [p for p in policies or () if p not in POLICIES]
+    if unknown:
+        raise UserError(f"--policies: unknown {', '.join(unknown)}; choose from {', '.join(POLICIES)}")
+    single_threaded_blas()   # as the server runs
+    return run(sizes=[int(s) for s in a.sizes.split(",")], sessions=a.sessions, policies=policies, out=a.out)
+
+
 def _cmd_bench_knn(a) -> int:
     from omokage.bench.knn import run
     return run(sizes=[int(s) for s in a.sizes.split(",")], queries=a.queries, out=a.out)
@@ -368,7 +393,8 @@ def _cmd_bench_knn(a) -> int:
 
 def _cmd_bench_serve(a) -> int:
     from omokage.bench.serve import run
-    return run(clients=[int(s) for s in a.clients.split(",")], sessions=a.sessions, out=a.out, home=a.home)
+    return run(clients=[int(s) for s in a.clients.split(",")], sessions=a.sessions, out=a.out, home=a.home,
+               policy=a.policy)
 
 
 def _cmd_bench_attack(a) -> int:

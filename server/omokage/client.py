@@ -136,7 +136,12 @@ class OmokageClient:
     async def _send(self, message: dict[str, Any]) -> None:
         if self.trace is not None:
             self.trace("->", message)
-        await self.ws.send(msgpack.packb(message, use_bin_type=True))
+        try:
+            await self.ws.send(msgpack.packb(message, use_bin_type=True))
+        except AttributeError as exc:
+            # websockets can trip over its own transport when the server aborted the connection in the same
+            # instant (transport._loop is None); to the caller that is a lost connection, not a bug
+            raise ConnectionError(f"connection lost while sending ({exc})") from None
 
     async def send_raw(self, frame: bytes | str) -> None:
         await self.ws.send(frame)

@@ -61,7 +61,8 @@ def _wait_http(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise RuntimeError("server did not become healthy")
 
 
-async def _user(url: str, sessions: int, think: tuple[float, float] | None, samples, seed: int) -> int:
+async def _user(url: str, sessions: int, think: tuple[float, float] | None, samples, seed: int,
+                policy: str | None = None) -> int:
     from omokage.client import OmokageClient
     rng = random.Random(seed)
     sent = 0
@@ -78,7 +79,7 @@ async def _user(url: str, sessions: int, think: tuple[float, float] | None, samp
 
     async with await OmokageClient.connect(url) as c:
         for s in range(sessions):
-            grid = await timed("start", c.start("pca", seed=seed * 1000 + s))
+            grid = await timed("start", c.start("pca", seed=seed * 1000 + s, policy=policy))
             await timed("texture.get", c.fetch_textures([i.texture for i in grid.items]))
             for _ in range(3):
                 grid = await timed("choose", c.choose(grid.items[rng.randrange(len(grid.items))].id))
@@ -103,10 +104,11 @@ async def _echo_user(url: str, n: int, samples) -> int:
     return n
 
 
-async def _level(url: str, clients: int, sessions: int, think) -> tuple[dict, float, int]:
+async def _level(url: str, clients: int, sessions: int, think, policy: str | None = None) -> tuple[dict, float, int]:
     samples: dict[str, list[float]] = defaultdict(list)
     t = time.perf_counter()
-    sent = await asyncio.gather(*(_user(url, sessions, think, samples, seed=k + 1) for k in range(clients)))
+    sent = await asyncio.gather(*(_user(url, sessions, think, samples, seed=k + 1, policy=policy)
+                                  for k in range(clients)))
     wall = time.perf_counter() - t
     return samples, wall, sum(sent)
 
@@ -147,7 +149,7 @@ def _stop_server(server: subprocess.Popen, port: int) -> dict:
 
 
 def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/results"),
-        home: Path = Path("var"), min_total_sessions: int = 100) -> int:
+        home: Path = Path("var"), min_total_sessions: int = 100, policy: str | None = None) -> int:
     catalog, models = _prepare(Path(home))
     port, echo_port = _free_port(), _free_port()
     logs = Path(home) / "events"
@@ -174,7 +176,7 @@ def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/re
         for n in clients:
             per_client = max(sessions, -(-min_total_sessions // n))  # enough samples for a p99 at every level
             for load, think in (("paced", (0.02, 0.08)), ("saturated", None)):
-                samples, wall, sent = runner(_level(url, n, per_client, think))
+                samples, wall, sent = runner(_level(url, n, per_client, think, policy))
                 rate = sent / wall
                 for kind in ("choose", "start", "texture.get", "decide", "ping"):
                     rows.append({"load": load, "clients": n, "message": kind, **percentiles(samples[kind]),
@@ -198,7 +200,7 @@ def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/re
         try:
             _wait_http(port, server)
             time.sleep(0.5)
-            samples, wall, sent = runner(_level(f"ws://127.0.0.1:{port}/ws", n, per_client, (0.02, 0.08)))
+            samples, wall, sent = runner(_level(f"ws://127.0.0.1:{port}/ws", n, per_client, (0.02, 0.08), policy))
         finally:
             stats = _stop_server(server, port)
         steps = samples["choose"] + samples["decide"] + samples["start"]  # the messages that log an event
@@ -231,7 +233,9 @@ def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/re
              f"request of every type over the level's wall time. Each client runs at least {sessions} whole sessions, "
              f"and each level at least {min_total_sessions} in all. The server group-commits session events with "
              "fsync before the reply that acknowledges them (the default); the durability table compares it with "
-             "`--no-fsync` in the same run. fsync per event = fsync time per commit / events per commit.")
-    write_results(Path(out), "serve", {"rows": rows, "durability": durability, "min_sessions_per_client": sessions,
+             "`--no-fsync` in the same run. fsync per event = fsync time per commit / events per commit. Policy: "
+             f"{policy or 'the server default'}.")
+    write_results(Path(out), "serve", {"rows": rows, "durability": durability, "policy": policy,
+                                       "min_sessions_per_client": sessions,
                                        "min_sessions_per_level": min_total_sessions}, table, notes)
     return 0

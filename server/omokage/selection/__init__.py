@@ -9,14 +9,14 @@ import inspect
 
 from omokage.selection.belief import (Belief, ChoiceTerm, EvidenceTerm, PassedOverTerm, QueryTerm, RatingTerm,
                                       SkipTerm)
-from omokage.selection.policies import (BeliefPolicy, CoverPosterior, InformationGain, InformativeThenCover,
-                                        MostProbable, ThompsonSampling)
+from omokage.selection.policies import (BeliefPolicy, CoverPosterior, InformationGain, MostProbable,
+                                        ThompsonSampling)
 from omokage.selection.policy import (Candidate, CandidatePolicy, ChosenPlusNearest, FeatureSpace, PolicyContext,
                                       RandomPolicy)
 from omokage.selection.session import (GRID_SIZE, Decision, Event, NotACandidate, SelectionSession, SessionError,
                                        SessionState, Step, WrongState)
 
-POLICIES = {cls.name: cls for cls in (InformativeThenCover, CoverPosterior, InformationGain, ThompsonSampling, MostProbable,
+POLICIES = {cls.name: cls for cls in (InformationGain, CoverPosterior, ThompsonSampling, MostProbable,
                                       ChosenPlusNearest, RandomPolicy)}
 DEFAULT_POLICY = "infogain"
 # what the server offers (welcome.policies), the default first; `top` is kept for the benchmark only (it starves the

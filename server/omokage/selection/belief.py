@@ -93,13 +93,11 @@ class ChoiceTerm:
             raise ValueError(f"chosen face {self.chosen} is not among the shown {shown}")
         d = space.unit_distances_from(shown)                                        # (k, N)
         k = shown.index(self.chosen)
-        dmin = d.min(axis=0)
-        out = np.empty((len(temperatures), d.shape[1]), dtype=np.float32)
-        for row, t in enumerate(temperatures):
-            t = self.temperature or t
-            # log softmax at the chosen row, shifted by the nearest shown face so nothing overflows
-            out[row] = -(d[k] - dmin) / t - np.log(np.exp(-(d - dmin) / t).sum(axis=0))
-        return out
+        rel = d - d.min(axis=0)                  # relative to the nearest shown face: nothing overflows
+        inv_t = np.array([1.0 / (self.temperature or t) for t in temperatures], dtype=np.float32)[:, None, None]
+        scaled = rel[None, :, :] * inv_t                                             # (T, k, N)
+        # log softmax at the chosen row, for every temperature at once
+        return -scaled[:, k, :] - np.log(np.exp(-scaled).sum(axis=1))
 
 
 
@@ -139,6 +137,8 @@ class PassedOverTerm:
 
     def log_likelihoods_for(self, space, hypotheses: Sequence["UserHypothesis"]) -> np.ndarray:
         rows = {w: self.log_likelihood(space, w) for w in sorted({h.lookalike_width for h in hypotheses})}
+        if len(rows) == 1:
+            return next(iter(rows.values()))[None, :]
         return np.stack([rows[h.lookalike_width] for h in hypotheses])
 
 
@@ -214,27 +214,29 @@ class Belief:
     def add(self, term: EvidenceTerm) -> None:
         """Multiply in a term's likelihood. A term that depends on the user hypothesis has
         `log_likelihoods_for(space, hypotheses) -> (K, n_items)`; any other gives one row for all."""
+        n = self.space.n_items
         if hasattr(term, "log_likelihoods_for"):
-            rows = term.log_likelihoods_for(self.space, self.hypotheses)
-            per_h = [self._checked(term, ll) for ll in rows]
+            ll = term.log_likelihoods_for(self.space, self.hypotheses)   # (K, N), or (1, N): the same for all
+            ll = self._checked(term, ll, (len(self.hypotheses) if len(ll) != 1 else 1, n))
         else:
-            per_h = [self._checked(term, term.log_likelihood(self.space))] * len(self.hypotheses)
-        for k, ll in enumerate(per_h):
-            post = self.log_posteriors[k] + ll
-            increment = _log_sum_exp(post)
-            if not np.isfinite(increment):   # the term rules out every face: keep the belief, count no evidence
-                continue
-            self.log_posteriors[k] = post - increment
-            self.log_evidence[k] += increment
+            ll = self._checked(term, term.log_likelihood(self.space), (n,))[None, :]
+        post = self.log_posteriors + ll                                           # (K, N), all hypotheses at once
+        top = post.max(axis=1, keepdims=True)
+        ok = np.isfinite(top[:, 0])   # a term that rules out every face leaves that hypothesis as it was
+        safe_top = np.where(np.isfinite(top), top, 0)
+        increment = (safe_top[:, 0].astype(np.float64)
+                     + np.log(np.exp(post - safe_top).sum(axis=1, dtype=np.float64)))
+        self.log_posteriors[ok] = post[ok] - increment[ok, None].astype(np.float32)
+        self.log_evidence[ok] += increment[ok]
         self.log_evidence -= self.log_evidence.max()
         self.terms.append(term)
         self._p = None
 
-    def _checked(self, term, ll) -> np.ndarray:
+    def _checked(self, term, ll, shape) -> np.ndarray:
         ll = np.asarray(ll, dtype=np.float32)
-        if ll.shape != (self.space.n_items,) or np.isnan(ll).any():
+        if ll.shape != shape or np.isnan(ll).any():
             raise ValueError(f"{type(term).__name__} gave a log-likelihood of shape {ll.shape} (NaN: "
-                             f"{bool(np.isnan(ll).any())}); expected ({self.space.n_items},) without NaN")
+                             f"{bool(np.isnan(ll).any())}); expected {shape} without NaN")
         return ll
 
     def hypothesis_weights(self) -> np.ndarray:

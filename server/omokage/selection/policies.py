@@ -144,8 +144,8 @@ class CoverPosterior(BeliefPolicy):
         super().__init__(*args, **kwargs)
         self.repulsion_width = float(repulsion_width)
 
-    def display(self, ctx, count, anchor, already=()):
-        held = ((anchor,) if anchor is not None else ()) + tuple(already)
+    def display(self, ctx, count, anchor):
+        held = (anchor,) if anchor is not None else ()
         p = self._unseen_probabilities(ctx, held)
         count = min(count, int((p > 0).sum()))
         keys = _gumbel_keys(p, ctx.rng)
@@ -246,18 +246,3 @@ def _unit_distances_between(space, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d2 = (xa * xa).sum(1)[:, None] - 2 * xa @ xb.T + (xb * xb).sum(1)[None, :]
     return np.sqrt(np.maximum(d2, 0)) / space.distance_unit
 
-
-class InformativeThenCover(InformationGain, CoverPosterior):
-    """Half the grid from `infogain` (the faces that best tell the belief's candidates apart), the rest from `cover`
-    (posterior draws kept away from every face already in the grid): information for an exact target, and distinct
-    looks for a user who would take any face of one kind."""
-
-    name = "blend"
-
-    def __init__(self, *args, informative: int = 4, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.informative = int(informative)
-
-    def display(self, ctx, count, anchor):
-        first = InformationGain.display(self, ctx, min(self.informative, count), anchor)
-        return first + CoverPosterior.display(self, ctx, count - len(first), anchor, already=first)

@@ -87,7 +87,6 @@ MAX_PATH_SEGMENTS = 16
 # Failed hellos per client address (all its connections together) before hellos are refused unchecked.
 HELLO_FAILURES_PER_WINDOW = 10
 HELLO_WINDOW_S = 60.0
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 class JsonFormatter(logging.Formatter):
@@ -125,7 +124,8 @@ class EventFile:
     `fsync=True`, the default) fsyncs once for the whole batch, then resolves the futures of the
     `commit()` calls in it. The server awaits `commit()` before sending the reply an event produced,
     so an acknowledged event is on disk, and concurrent sessions share one fsync. `fsync=False`
-    keeps the flush per batch (a process crash loses nothing acknowledged; a power loss may).
+    writes and flushes on the caller's thread instead, as before group commit (a process crash loses
+    nothing acknowledged; a power loss may).
     """
 
     def __init__(self, path: Path, fsync: bool = True):
@@ -138,8 +138,10 @@ class EventFile:
         self._closing = False
         self.events = self.batches = 0
         self.sync_seconds = 0.0
-        self._thread = threading.Thread(target=self._run, name="omokage-events", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if fsync:
+            self._thread = threading.Thread(target=self._run, name="omokage-events", daemon=True)
+            self._thread.start()
 
     @staticmethod
     def _line(record: dict[str, Any]) -> bytes:
@@ -147,6 +149,9 @@ class EventFile:
 
     def write(self, record: dict[str, Any]) -> None:
         """Queue a record without waiting for it (disconnect records: nothing is acknowledged by them)."""
+        if self._thread is None:
+            self._write_now(self._line(record))
+            return
         with self._cond:
             self._queue.append((self._line(record), None))
             self._cond.notify()
@@ -156,10 +161,24 @@ class EventFile:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         lines = b"".join(self._line(r) for r in records)
+        if self._thread is None:
+            try:
+                self._write_now(lines)
+                done.set_result(None)
+            except OSError as exc:
+                done.set_exception(exc)
+            return done
         with self._cond:
             self._queue.append((lines, done))
             self._cond.notify()
         return done
+
+    def _write_now(self, lines: bytes) -> None:
+        with self._cond:
+            self._f.write(lines)
+            self._f.flush()
+            self.batches += 1
+            self.events += lines.count(b"\n")
 
     def _run(self) -> None:
         while True:
@@ -194,7 +213,8 @@ class EventFile:
         with self._cond:
             self._closing = True
             self._cond.notify()
-        self._thread.join(30)
+        if self._thread is not None:
+            self._thread.join(30)
         self._f.close()
 
 
@@ -550,6 +570,9 @@ class OmokageServer:
 
     async def _send(self, ws: WsConnection, frame: bytes) -> None:
         """A send that waits at most send_timeout for the client to read (websockets waits forever)."""
+        if _buffered(ws) + len(frame) <= WRITE_LIMIT:  # stays under the high-water mark: cannot block
+            await ws.send(frame)
+            return
         self._sending.add(ws)
         try:
             async with asyncio.timeout(self.send_timeout):
