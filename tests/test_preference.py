@@ -270,3 +270,14 @@ def test_a_served_session_logs_what_fit_user_model_reads(engine, tmp_path):
     assert not report.problems and report.decided_sessions == 1
     assert [(r.shown, r.chosen) for r in records] == [(tuple(grids[0]), grids[0][2]), (tuple(grids[1]), grids[1][5])]
     assert all(r.target == grids[-1][0] and r.algorithm == "pca" for r in records)
+
+
+def test_bench_policy_writes_its_table(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "omokage", "bench", "policy", "--sizes", "400", "--sessions", "2",
+                        "--policies", "infogain,study", "--out", str(tmp_path)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "policy.json").read_text())["rows"]
+    assert [(row["items"], row["policy"]) for row in rows] == [(400, "infogain"), (400, "study")]
+    assert all(row["n"] == 16 and row["p50_ms"] > 0 for row in rows)
+    assert "| 400 | infogain |" in (tmp_path / "policy.md").read_text()

@@ -12,6 +12,7 @@ const ALGORITHMS = {
   pca: ['PCA', 'Principal components: broad traits such as colours and shapes'],
   nmf: ['NMF', 'Non-negative parts: faces built from similar parts'],
   ae: ['Autoencoder', 'A learned convolutional encoding of the face'],
+  contrastive: ['Learned look', 'A network trained to tell this catalog\'s faces apart: same character, same place'],
 };
 // names a server may offer (welcome.policies); an unknown name is shown as it is
 const POLICIES = {
@@ -548,7 +549,10 @@ function updateDecide() {
   $('btn-skip').disabled = state.items.length === 0 || client.state !== 'open' || !!state.decided
     || !(client.welcome && client.welcome.protocol_minor >= 1);
   const img = $('pick-img');
-  const conf = it ? confidence(it) : null;
+  // not for the user's own pick: it is shown again but was not decided on, so the belief has moved past it and a
+  // "<1%" beside "Your pick" reads as the server disagreeing; and, as on the tiles, nothing below 1 %
+  const ownPick = state.cursor === 0 && state.first === 'pick';
+  const conf = it && !ownPick && it.probability >= 0.01 ? confidence(it) : null;
   $('pick-conf').hidden = !conf;
   $('pick-conf').textContent = conf ? `The server's belief that this is the one: ${conf}` : '';
   if (!it) {

@@ -276,7 +276,8 @@ class ServerConnection:
             actions.append(self._log("abandon", now, algorithm=self.session.algorithm,
                                      policy=self.session.policy_name, steps=len(self.session.history)))
         # a fresh policy per selection: belief policies keep per-session state
-        self.session = SelectionSession(self.backend.space(algorithm), seed=seed, policy=make_policy(policy, **self._policy_params(algorithm)),
+        self.session = SelectionSession(self.backend.space(algorithm), seed=seed,
+                                        policy=make_policy(policy, **self._policy_params(algorithm)),
                                         grid_size=self.grid_size)
         step = self.session.start(query, at=now)
         fields: dict[str, Any] = {"step": step.step, "algorithm": algorithm, "items": self._items(step)}

@@ -29,15 +29,14 @@ if TYPE_CHECKING:
     from omokage.selection.policy import FeatureSpace
 
 # Defaults, in distance units (median distance between two random faces). `omokage fit user-model` fits the choice
-# temperature from logged sessions; these are what a server without a fitted user model uses. The choice temperature
-# is deliberately not small: the engine's feature distances agree with what a person sees only roughly, and an
-# overconfident posterior stops exploring (docs/preference-model.md).
-DEFAULT_CHOICE_TEMPERATURE = 0.3
-# the candidate temperatures of a belief (a factor 3 apart): from a user who always takes the nearest face to one
-# whose picks barely depend on the target
+# temperature from logged sessions; these are what a server without a fitted user model uses.
+# The candidate temperatures of a belief (a factor 3 apart), from a user who always takes the nearest face to one whose
+# picks barely depend on the target: no single value fits everyone, since the engine's distances agree with what a
+# person sees only roughly and people differ; an overconfident posterior stops exploring (docs/preference-model.md).
 DEFAULT_TEMPERATURE_GRID = (0.05, 0.15, 0.45, 1.35)
+DEFAULT_CHOICE_TEMPERATURE = 0.3   # a `ChoiceTerm` evaluated on its own, outside a belief
 PASSED_OVER_PROBABILITY = 0.05     # a face shown and not decided on is the target only if the user missed it
-LOOKALIKE_WIDTH = 0.0              # look-alike radius (distance units) for passed-over faces; 0: only the faces themselves
+LOOKALIKE_WIDTH = 0.0              # look-alike radius (distance units) of passed-over faces; 0: the faces only
 # the candidate look-alike widths: "not this face" only (an exact target), or also its near-copies (any face of one
 # character would do). One by default: in simulated sessions on generated and anime faces the marginal likelihood
 # could not tell the two apart (it put 92-99% on width 0 either way), and each hypothesis costs a pass over the
@@ -208,7 +207,7 @@ class Belief:
         base = base - _log_sum_exp(base)
         self.log_posteriors = np.tile(base, (len(self.hypotheses), 1))       # (K, N), each normalised
         self.log_evidence = np.zeros(len(self.hypotheses))                    # log P(evidence so far | hypothesis)
-        self.terms: list[EvidenceTerm] = []
+        self.terms_added = 0
         self._p: np.ndarray | None = None
 
     def add(self, term: EvidenceTerm) -> None:
@@ -229,7 +228,7 @@ class Belief:
         self.log_posteriors[ok] = post[ok] - increment[ok, None].astype(np.float32)
         self.log_evidence[ok] += increment[ok]
         self.log_evidence -= self.log_evidence.max()
-        self.terms.append(term)
+        self.terms_added += 1
         self._p = None
 
     def _checked(self, term, ll, shape) -> np.ndarray:

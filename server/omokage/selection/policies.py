@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from omokage.selection.belief import (DEFAULT_LOOKALIKE_WIDTHS, DEFAULT_TEMPERATURE_GRID, PASSED_OVER_PROBABILITY, Belief,
-                                      ChoiceTerm, PassedOverTerm, QueryTerm, SkipTerm, masked_probabilities)
+from omokage.selection.belief import (DEFAULT_LOOKALIKE_WIDTHS, DEFAULT_TEMPERATURE_GRID, PASSED_OVER_PROBABILITY,
+                                      Belief, ChoiceTerm, PassedOverTerm, QueryTerm, SkipTerm, masked_probabilities)
 from omokage.selection.policy import Candidate, PolicyContext, random_candidates
 
 
