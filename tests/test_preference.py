@@ -108,6 +108,18 @@ def test_skip_in_a_session(engine):
         session.skip()
 
 
+def test_skip_when_every_face_was_shown_is_refused(engine):
+    session = SelectionSession(engine.space("pca"), seed=4, policy=make_policy(DEFAULT_POLICY))
+    step = session.start()
+    while len(session.shown) < engine.space("pca").n_items:
+        before = set(session.shown)
+        step = session.skip()
+        assert step.ids and not set(step.ids) & before
+    with pytest.raises(WrongState, match="every face"):
+        session.skip()
+    session.decide(step.ids[0])
+
+
 def test_rating_pulls_towards_a_liked_face(engine):
     space = engine.space("pca")
     belief = Belief(space)

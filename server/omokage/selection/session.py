@@ -139,6 +139,8 @@ class SelectionSession:
         """"None of these": every face of the current grid is worse than what the user wants; 9 unseen faces follow."""
         if self.state is not SessionState.BROWSING:
             raise WrongState(f"skip needs a started, undecided session; this session is {self.state.value}")
+        if len(self.shown) >= self.space.n_items:
+            raise WrongState("every face of the catalog has been shown: choose or decide from this grid")
         skipped = self.current.ids
         step = self._show(self.policy.skip(self._context()))
         self._emit("skip", None, step, at, skipped=list(skipped))
