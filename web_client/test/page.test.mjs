@@ -355,12 +355,25 @@ describe('protocol v1.1: none of these, policies, confidence', () => {
       });
     };
     await hintsMatch();
-    assert.match(await page.textContent('#pick-conf'), /belief that this is the one: (<1|\d{1,2})%/);
+    // a flat belief (step 1) has nothing to say in the side panel either
+    assert.equal(await page.isVisible('#pick-conf'), false);
     await screenshot(page, 'settings-menu');
     await page.click('#settings summary'); // close the menu
     await page.locator('#grid .face').nth(4).click();
     await waitForGrid(page, 2);
     await hintsMatch();
+    // the side panel: never for the user's own pick (shown again, not decided on); for another face, its share
+    const panelMatches = async () => {
+      const { cursor, p } = await page.evaluate(() => ({
+        cursor: window.omokage.state.cursor, p: window.omokage.state.items[window.omokage.state.cursor].probability }));
+      if (cursor === 0 || p < 0.01) assert.equal(await page.isVisible('#pick-conf'), false, `cursor ${cursor}, p=${p}`);
+      else assert.equal(await page.textContent('#pick-conf'),
+        `The server's belief that this is the one: ${p >= 0.995 ? 99 : Math.round(p * 100)}%`);
+      return cursor;
+    };
+    assert.equal(await panelMatches(), 0);
+    await page.keyboard.press('ArrowRight');
+    assert.equal(await panelMatches(), 1);
 
     await page.click('#settings summary');
     await page.selectOption('#policy', 'study');
