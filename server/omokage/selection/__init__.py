@@ -18,7 +18,7 @@ from omokage.selection.session import (GRID_SIZE, Decision, Event, NotACandidate
 
 POLICIES = {cls.name: cls for cls in (InformationGain, CoverPosterior, ThompsonSampling, MostProbable,
                                       ChosenPlusNearest, RandomPolicy)}
-DEFAULT_POLICY = "infogain"
+DEFAULT_POLICY = "thompson"
 # what the server offers (welcome.policies), the default first; `top` is kept for the benchmark only (it starves the
 # belief), `random` is offered as a control condition for studies
 SERVED_POLICIES = (DEFAULT_POLICY,) + tuple(n for n in POLICIES if n not in (DEFAULT_POLICY, "top"))
