@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from omokage.selection import (DEFAULT_POLICY, POLICIES, SERVED_POLICIES, Belief, ChoiceTerm, QueryTerm, RatingTerm,
-                               SelectionSession, SkipTerm, UnknownPolicy, WrongState, make_policy)
+from omokage.selection import (DEFAULT_POLICY, POLICIES, SERVED_POLICIES, Belief, ChoiceTerm, NotACandidate, QueryTerm,
+                               RatingTerm, SelectionSession, SessionError, SkipTerm, UnknownPolicy, WrongState,
+                               make_policy)
 from omokage.selection.user_model import UserModel, fit_temperature, read_choice_records
 
 BELIEF_POLICIES = [n for n in POLICIES if n not in ("study", "random")]
@@ -139,11 +140,23 @@ def test_rate_in_a_session(engine):
     step = session.start()
     session.rate(step.ids[3], 5)
     assert session.events[-1].kind == "rate" and session.events[-1].detail["rating"] == 5
-    with pytest.raises(Exception):
+    with pytest.raises(SessionError):
         session.rate(step.ids[3], 0)
     unseen = next(i for i in range(160) if i not in step.ids)
-    with pytest.raises(Exception):
+    with pytest.raises(NotACandidate):
         session.rate(unseen, 4)
+
+
+def test_rerating_a_face_replaces_its_rating(engine):
+    def belief_after(ratings):
+        session = SelectionSession(engine.space("pca"), seed=2, policy=make_policy("thompson"))
+        face = session.start().ids[3]
+        for r in ratings:
+            session.rate(face, r)
+        return session.policy.belief.probabilities()
+    assert np.allclose(belief_after([5, 5, 5]), belief_after([5]))
+    assert np.allclose(belief_after([5, 1]), belief_after([1]))
+    assert np.allclose(belief_after([4, 3]), belief_after([]))
 
 
 def test_query_term_puts_the_nearest_faces_first(engine):
@@ -174,7 +187,63 @@ def test_every_policy_keeps_the_session_rules(engine, name):
             seen += step.ids[1:]
         for c in step.candidates:
             assert c.probability is None or 0.0 <= c.probability <= 1.0
+        assert len(step.ids) == 9, f"a short grid while {160 - len(seen)} faces are unseen"
     assert len(seen) == len(set(seen))
+
+
+@pytest.mark.parametrize("name", ["infogain", "thompson", "top", "cover"])
+def test_a_sharp_fitted_temperature_keeps_grids_full_and_finite(engine, name):
+    """A fitted temperature of 0.01 makes the belief sharp enough to underflow float32: grids stay full, no NaN."""
+    import warnings
+    space = engine.space("pca")
+    session = SelectionSession(space, seed=3, policy=make_policy(name, temperatures=(0.01,)))
+    target = 77
+    dist = space.unit_distances_from([target])[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        step = session.start()
+        for k in range(14):
+            ids = [i for i in step.ids if i != target] or list(step.ids)
+            step = session.choose(ids[int(np.argmax(dist[ids]))])   # away from the target: the belief goes wrong
+            assert len(step.ids) == 9, f"step {step.step}: {len(step.ids)} faces"
+            assert all(np.isfinite(c.probability) for c in step.candidates)
+        session.skip()
+
+
+def test_evidence_impossible_under_a_hypothesis_rules_it_out(engine):
+    class Impossible:
+        """-inf for every face under the sharpest temperature only."""
+        def log_likelihoods_for(self, space, hypotheses):
+            return np.array([np.full(space.n_items, -np.inf if h.temperature == hypotheses[0].temperature else -1.0)
+                             for h in hypotheses])
+    belief = Belief(engine.space("pca"))
+    belief.add(Impossible())
+    w = belief.hypothesis_weights()
+    assert w[0] == 0.0 and np.isclose(w[1:].sum(), 1.0)
+
+    class RulesOutEverything:
+        def log_likelihood(self, space):
+            return np.full(space.n_items, -np.inf)
+    before = belief.probabilities().copy()
+    added = belief.terms_added
+    belief.add(RulesOutEverything())
+    assert np.array_equal(belief.probabilities(), before) and belief.terms_added == added
+
+
+def test_mutual_information_matches_the_definition():
+    from omokage.selection.policies import _mutual_information
+    rng = np.random.default_rng(0)
+    shown, cand = rng.random((4, 9)), rng.random((6, 9))
+    cand[2] = 0.0          # a face no sampled target would pick
+    w = rng.random(9)
+    w /= w.sum()
+    for c in range(6):
+        e = np.vstack([shown, cand[c]])                       # (k + 1, S) pick weights
+        p = e / e.sum(axis=0)                                 # P(pick j | target s)
+        marg = p @ w
+        h = lambda q: -(q[q > 0] * np.log(q[q > 0])).sum()    # noqa: E731
+        expected = h(marg) - sum(w[s] * h(p[:, s]) for s in range(9))
+        assert np.isclose(_mutual_information(shown, cand, w)[c], expected)
 
 
 def test_policy_registry():
@@ -206,6 +275,19 @@ def test_fitted_temperature_recovers_the_generating_one(engine, tmp_path):
     assert not report.problems and len(records) > 500
     t, ll = fit_temperature(space, records)
     assert abs(t - 0.3) / 0.3 < 0.10, t
+
+
+def test_a_pick_made_with_the_decided_face_on_screen_is_not_fitted(tmp_path):
+    """Choosing a face to see more like it and then deciding on it says nothing about the search noise."""
+    log = tmp_path / "events.jsonl"
+    lines = [{"event": "start", "session_id": "s", "algorithm": "pca", "item": None, "candidates": [1, 2, 3]},
+             {"event": "choose", "session_id": "s", "algorithm": "pca", "item": 2, "candidates": [2, 4, 5]},
+             {"event": "choose", "session_id": "s", "algorithm": "pca", "item": 5, "candidates": [5, 6, 7]},
+             {"event": "decide", "session_id": "s", "algorithm": "pca", "item": 5, "candidates": []}]
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    records, report = read_choice_records([log])
+    assert [(r.shown, r.chosen, r.target) for r in records] == [((1, 2, 3), 2, 5)]
+    assert not report.problems
 
 
 def test_corrupt_event_lines_are_reported_and_skipped(engine, tmp_path):

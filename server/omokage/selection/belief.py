@@ -155,20 +155,26 @@ class QueryTerm:
 @dataclass(frozen=True)
 class RatingTerm:
     """An explicit 1-5 rating of a shown face: 3 is neutral, 5 pulls the belief towards that face's look-alikes,
-    1 pushes it away (a Gaussian bump of `width` around the face, weighted by (rating − 3) / 2 · strength)."""
+    1 pushes it away (a Gaussian bump of `width` around the face, weighted by (rating − 3) / 2 · strength).
+
+    A heuristic weight rather than a normalised likelihood of the rating (there is no fitted rating model yet): it
+    tilts the belief without claiming how likely each rating was. Re-rating a face replaces its rating: pass the
+    earlier one as `previous` and only the change is applied."""
 
     item: int
     rating: int
     strength: float = 2.0
     width: float = SKIP_WIDTH
+    previous: int = 3          # the face's earlier rating (3, neutral, when it had none)
 
     def __post_init__(self):
-        if not 1 <= int(self.rating) <= 5:
-            raise ValueError(f"a rating is 1 to 5, not {self.rating}")
+        for r in (self.rating, self.previous):
+            if isinstance(r, bool) or not 1 <= int(r) <= 5:
+                raise ValueError(f"a rating is 1 to 5, not {r}")
 
     def log_likelihood(self, space):
         d = space.unit_distances_from([self.item])[0]
-        return (int(self.rating) - 3) / 2 * self.strength * np.exp(-0.5 * (d / self.width) ** 2)
+        return (int(self.rating) - int(self.previous)) / 2 * self.strength * np.exp(-0.5 * (d / self.width) ** 2)
 
 
 @dataclass(frozen=True)
@@ -220,13 +226,17 @@ class Belief:
         else:
             ll = self._checked(term, term.log_likelihood(self.space), (n,))[None, :]
         post = self.log_posteriors + ll                                           # (K, N), all hypotheses at once
-        top = post.max(axis=1, keepdims=True)
-        ok = np.isfinite(top[:, 0])   # a term that rules out every face leaves that hypothesis as it was
-        safe_top = np.where(np.isfinite(top), top, 0)
-        increment = (safe_top[:, 0].astype(np.float64)
-                     + np.log(np.exp(post - safe_top).sum(axis=1, dtype=np.float64)))
-        self.log_posteriors[ok] = post[ok] - increment[ok, None].astype(np.float32)
-        self.log_evidence[ok] += increment[ok]
+        top = post.max(axis=1)
+        ok = np.isfinite(top) & np.isfinite(self.log_evidence)
+        if not ok.any():
+            # the term rules out every face under every live hypothesis: evidence that contradicts everything
+            # the belief holds possible is dropped rather than turned into a belief in nothing
+            return
+        increment = top[ok].astype(np.float64) + np.log(
+            np.exp(post[ok] - top[ok, None]).sum(axis=1, dtype=np.float64))
+        self.log_posteriors[ok] = post[ok] - increment[:, None].astype(np.float32)
+        self.log_evidence[ok] += increment
+        self.log_evidence[~ok] = -np.inf      # a hypothesis under which this evidence was impossible is ruled out
         self.log_evidence -= self.log_evidence.max()
         self.terms_added += 1
         self._p = None
@@ -253,8 +263,8 @@ class Belief:
         if self._p is None:
             w = self.hypothesis_weights()
             keep = w > 1e-6 * w.max()     # hypotheses the evidence has all but ruled out add nothing visible
-            p = w[keep].astype(np.float32) @ np.exp(self.log_posteriors[keep])
-            p = p.astype(np.float64)
+            # float64: a sharp posterior puts faces below e^-104, where float32 would round them to exactly 0
+            p = w[keep] @ np.exp(self.log_posteriors[keep].astype(np.float64))
             self._p = p / p.sum()
         return self._p
 
@@ -270,8 +280,10 @@ class Belief:
 
 
 def masked_probabilities(belief: Belief, exclude: Sequence[int] | np.ndarray) -> np.ndarray:
-    """The belief restricted to faces not in `exclude` (renormalised); uniform over them if it has no mass there."""
-    p = belief.probabilities().copy()
+    """The belief restricted to faces not in `exclude` (renormalised); uniform over them if it has no mass there.
+    Every face not excluded keeps a probability above zero, however sharp the belief, so a grid is never short while
+    unseen faces remain."""
+    p = np.maximum(belief.probabilities(), 1e-300)
     p[np.asarray(list(exclude), dtype=np.int64)] = 0.0
     s = p.sum()
     if not s > 0:

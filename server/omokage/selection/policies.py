@@ -197,7 +197,14 @@ class InformationGain(BeliefPolicy):
         shown_exp, exp_pool = (weights[:1], weights[1:]) if anchor is not None else (weights[:0], weights)
         picked: list[int] = []
         chosen_mask = np.zeros(len(pool), dtype=bool)
-        for _ in range(min(count, len(pool))):
+        if anchor is None:
+            # after a skip there is no anchor, and any single face tells nothing (its pick is certain): start the grid
+            # with a draw from the belief, not with whichever face the pool happens to list first
+            first = int(np.argmax(_gumbel_keys(p[pool], rng)))
+            chosen_mask[first] = True
+            picked.append(int(pool[first]))
+            shown_exp = exp_pool[first:first + 1]
+        for _ in range(min(count, len(pool)) - len(picked)):
             gain = _mutual_information(shown_exp, exp_pool, weight)
             gain[chosen_mask] = -np.inf
             best = int(np.argmax(gain))
@@ -210,7 +217,7 @@ class InformationGain(BeliefPolicy):
         return picked
 
     def _response_weights(self, ctx, faces: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        d = _unit_distances_between(ctx.space, faces, targets)
+        d = _unit_distances_between(ctx.space, faces, targets).astype(np.float64)
         # relative to each target's nearest face (pick probabilities are ratios), so nothing underflows to 0 / 0
         w = np.exp(-(d - d.min(axis=0, keepdims=True)) / self.belief.temperature)
         w[faces[:, None] == targets[None, :]] = np.exp(10.0)   # the target itself: the user decides on it
@@ -223,17 +230,21 @@ def _mutual_information(shown: np.ndarray, candidates: np.ndarray, weight: np.nd
 
     I = H(Σ_s w_s P(· | s)) − Σ_s w_s H(P(· | s)). The conditional entropies need only two sums over the shown faces
     per target (Σ e and Σ e log e), so the cost is O(M·S) plus one (k, S) × (S, M) product, not O(M·k·S)."""
-    tiny = 1e-300
+    shown, candidates = np.asarray(shown, np.float64), np.asarray(candidates, np.float64)
     b = shown.sum(axis=0)                                                          # (S,)
-    a = (shown * np.log(shown + tiny)).sum(axis=0)                                 # (S,)
-    z = b[None, :] + candidates                                                    # (M, S)
-    ec_log = candidates * np.log(candidates + tiny)
-    h_cond = (np.log(z) - (a[None, :] + ec_log) / z) @ weight                      # (M,)
+    a = _xlogx(shown).sum(axis=0)                                                  # (S,)
+    z = np.maximum(b[None, :] + candidates, 1e-300)                                # (M, S)
+    h_cond = (np.log(z) - (a[None, :] + _xlogx(candidates)) / z) @ weight          # (M,)
     wz = weight[None, :] / z                                                       # (M, S)
     m_shown = wz @ shown.T                                                         # (M, k)
     m_cand = (candidates * wz).sum(axis=1)                                         # (M,)
-    h_marg = -(m_shown * np.log(m_shown + tiny)).sum(axis=1) - m_cand * np.log(m_cand + tiny)
-    return h_marg - h_cond
+    return -_xlogx(m_shown).sum(axis=1) - _xlogx(m_cand) - h_cond
+
+
+def _xlogx(x: np.ndarray) -> np.ndarray:
+    """x·log x with 0·log 0 = 0 (no NaN when a pick weight underflows)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > 0, x * np.log(x), 0.0)
 
 
 def _unit_distances_between(space, a: np.ndarray, b: np.ndarray) -> np.ndarray:

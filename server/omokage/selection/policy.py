@@ -6,6 +6,7 @@ learned preference) can steer without the session changing.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
@@ -23,6 +24,9 @@ class Candidate:
     id: int
     distance: float | None   # to the chosen item or the query image; None for a random pick
     probability: float | None = None   # the belief's mass on this face, for policies that keep a belief
+
+
+_CACHE_LOCK = threading.Lock()   # the server calls from its loop only; benchmarks and tests may use threads
 
 
 @dataclass(frozen=True)
@@ -71,10 +75,12 @@ class FeatureSpace:
         """(len(ids), n_items) distances from each of `ids` to every item, in `distance_unit`s (read-only).
 
         One step asks for the same grid's distances several times (the choice term, the passed-over term, the
-        distances sent with the candidates): the last few results are kept (a few MB at 100k items)."""
+        distances sent with the candidates): the last 8 results are kept (8 × 9 × n_items float32: 29 MB per space
+        at 100k items)."""
         key = tuple(int(i) for i in np.asarray(ids).reshape(-1))
         recent = self._recent
-        hit = recent.get(key)
+        with _CACHE_LOCK:
+            hit = recent.get(key)
         if hit is not None:
             return hit
         ids = np.asarray(key, dtype=np.int64)
@@ -86,9 +92,10 @@ class FeatureSpace:
             d2 = self._sq_norms[ids, None] - 2 * (x[ids] @ x.T) + self._sq_norms[None, :]
             d = np.sqrt(np.maximum(d2, 0, out=d2), out=d2) / self.distance_unit
         d.flags.writeable = False
-        if len(recent) >= 8:
-            recent.pop(next(iter(recent)), None)
-        recent[key] = d
+        with _CACHE_LOCK:
+            while len(recent) >= 8:
+                recent.pop(next(iter(recent)), None)
+            recent[key] = d
         return d
 
     def unit_distances_to(self, vector: np.ndarray) -> np.ndarray:

@@ -84,6 +84,7 @@ class SelectionSession:
         self.history: list[Step] = []
         self.events: list[Event] = []
         self.decision: Decision | None = None
+        self.ratings: dict[int, int] = {}   # the latest rating of each rated face (re-rating replaces it)
 
     @property
     def algorithm(self) -> str:
@@ -156,8 +157,10 @@ class SelectionSession:
             raise NotACandidate(f"item {item_id} has not been shown in this session")
         if isinstance(rating, bool) or not 1 <= int(rating) <= 5:
             raise SessionError(f"a rating is an integer from 1 to 5, not {rating!r}")
-        self.add_evidence(RatingTerm(int(item_id), int(rating)), at=at, kind="rate", item=int(item_id),
-                          rating=int(rating))
+        previous = self.ratings.get(int(item_id), 3)
+        self.add_evidence(RatingTerm(int(item_id), int(rating), previous=previous), at=at, kind="rate",
+                          item=int(item_id), rating=int(rating))
+        self.ratings[int(item_id)] = int(rating)
 
     def add_evidence(self, term, *, at: float | None = None, kind: str = "evidence", item: int | None = None,
                      **detail) -> None:

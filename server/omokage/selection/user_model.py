@@ -97,11 +97,13 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
             for ev in run:
                 cands = ev.get("candidates")
                 if ev["event"] == "choose" and grid is not None:
-                    if _is_id(ev.get("item")) and ev["item"] in grid and len(grid) >= 2:
+                    if not (_is_id(ev.get("item")) and ev["item"] in grid and len(grid) >= 2):
+                        report.problems.append(f"{ev['_where']}: choose of a face not on the logged grid; skipped")
+                    elif int(target) not in grid:
+                        # a grid that already held the decided face is not a pick in search of it (the user was
+                        # looking at it and chose, say, to see more like it): the choice model does not describe it
                         records.append(ChoiceRecord(str(ev.get("algorithm")), tuple(grid), int(ev["item"]),
                                                     int(target)))
-                    else:
-                        report.problems.append(f"{ev['_where']}: choose of a face not on the logged grid; skipped")
                 if isinstance(cands, list) and cands and all(_is_id(c) for c in cands):
                     grid = [int(c) for c in cands]
     return records, report
