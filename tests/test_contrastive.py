@@ -9,7 +9,8 @@ import pytest
 
 from omokage.catalog.store import Catalog
 from omokage.features import ALGORITHMS, DEFAULT_ALGORITHMS, ModelRepositoryError, load_model_dir, make_model
-from omokage.features.contrastive import _build, augment, downsample_nchw
+from omokage.features.base import downsample_nchw
+from omokage.features.contrastive import _build, augment
 
 TINY = dict(n_components=8, width=8, epochs=3, batch_size=32, progress=False)
 

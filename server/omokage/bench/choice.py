@@ -472,7 +472,8 @@ def labelled_data(engine, ls: LabelledSet, progress: bool = False, perceive: str
                   "identity": f"a label of {ls.name}: a person or character",
                   "query": "a held-out image of the target's identity, not in the catalog, projected through each "
                            "model",
-                  "source": str(ls.root.resolve()), "layout": ls.layout, "fingerprint": ls.fingerprint,
+                  # relative to where the benchmark ran (e.g. ../shared/data/...): reports are committed
+                  "source": os.path.relpath(ls.root.resolve()), "layout": ls.layout, "fingerprint": ls.fingerprint,
                   "split": ls.split_source,
                   "identities": len(names), "faces_per_identity": {n: int((groups == i).sum())
                                                                    for i, n in enumerate(names)},

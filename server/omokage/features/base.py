@@ -30,6 +30,27 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+def area_matrix(src: int, dst: int) -> np.ndarray:
+    """(dst, src) averaging matrix of area downsampling (torch's interpolate mode="area" / adaptive average pooling):
+    output i averages inputs floor(i*src/dst) .. ceil((i+1)*src/dst) - 1."""
+    A = np.zeros((dst, src), dtype=np.float32)
+    for i in range(dst):
+        a, b = (i * src) // dst, -(-(i + 1) * src // dst)
+        A[i, a:b] = 1.0 / (b - a)
+    return A
+
+
+def downsample_nchw(X: np.ndarray, side: int, size: int) -> np.ndarray:
+    """(n, side*side*3) rows in [0, 1] → (n, 3, size, size) float32, area-downsampled in numpy (no torch)."""
+    n = len(X)
+    imgs = X.reshape(n, side, side * 3)
+    if size == side:
+        return np.ascontiguousarray(imgs.reshape(n, side, side, 3).transpose(0, 3, 1, 2))
+    A = area_matrix(side, size)
+    rows = (A @ imgs).reshape(n, size, side, 3).transpose(0, 1, 3, 2)       # (n, size, 3, side)
+    return np.ascontiguousarray((rows @ A.T).transpose(0, 2, 1, 3))          # (n, 3, size, size)
+
+
 class ModelRepositoryError(UserError):
     pass
 

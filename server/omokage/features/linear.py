@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils.extmath import randomized_svd
 from sklearn.utils.validation import check_is_fitted
 
-from omokage.features.base import FeatureModel
+from omokage.features.base import FeatureModel, downsample_nchw
 
 
 def _side(n_pixels: int) -> int:
@@ -44,9 +44,8 @@ class RawPixels(FeatureModel):
         s, r = self.input_side_, (self.resolution or self.input_side_)
         if r == s:
             return X.copy()
-        import torch
-        t = torch.from_numpy(X.reshape(-1, s, s, 3)).permute(0, 3, 1, 2)
-        return torch.nn.functional.interpolate(t, size=(r, r), mode="area").permute(0, 2, 3, 1).reshape(len(X), -1).numpy()
+        # area downsampling in numpy (serving needs no torch); the same as torch's interpolate(mode="area")
+        return downsample_nchw(X, s, r).transpose(0, 2, 3, 1).reshape(len(X), -1)
 
     def inverse_transform(self, Z):
         check_is_fitted(self)

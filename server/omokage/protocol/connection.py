@@ -55,6 +55,9 @@ class Backend(Protocol):
 
     def space(self, algorithm: str) -> FeatureSpace: ...
 
+    def policy_params(self, algorithm: str) -> dict[str, Any]:
+        """Parameters for `make_policy` in this space (a fitted user model's temperature), or {}."""
+
 
 # --- actions -----------------------------------------------------------------------------------
 
@@ -277,7 +280,7 @@ class ServerConnection:
                                      policy=self.session.policy_name, steps=len(self.session.history)))
         # a fresh policy per selection: belief policies keep per-session state
         self.session = SelectionSession(self.backend.space(algorithm), seed=seed,
-                                        policy=make_policy(policy, **self._policy_params(algorithm)),
+                                        policy=make_policy(policy, **self.backend.policy_params(algorithm)),
                                         grid_size=self.grid_size)
         step = self.session.start(query, at=now)
         fields: dict[str, Any] = {"step": step.step, "algorithm": algorithm, "items": self._items(step)}
@@ -340,11 +343,6 @@ class ServerConnection:
         return actions
 
     # -- helpers --------------------------------------------------------------------------------
-    def _policy_params(self, algorithm: str) -> dict[str, Any]:
-        """The fitted user model's parameters for this space, when the backend has one."""
-        params = getattr(self.backend, "policy_params", None)
-        return params(algorithm) if params is not None else {}
-
     def _items(self, step) -> list[dict[str, Any]]:
         items = self.backend.items
         out = []

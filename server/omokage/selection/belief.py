@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 DEFAULT_TEMPERATURE_GRID = (0.05, 0.15, 0.45, 1.35)
 DEFAULT_CHOICE_TEMPERATURE = 0.3   # a `ChoiceTerm` evaluated on its own, outside a belief
 PASSED_OVER_PROBABILITY = 0.05     # a face shown and not decided on is the target only if the user missed it
-LOOKALIKE_WIDTH = 0.0              # look-alike radius (distance units) of passed-over faces; 0: the faces only
 # the candidate look-alike widths: "not this face" only (an exact target), or also its near-copies (any face of one
 # character would do). One by default: in simulated sessions on generated and anime faces the marginal likelihood
 # could not tell the two apart (it put 92-99% on width 0 either way), and each hypothesis costs a pass over the
@@ -58,11 +57,6 @@ def _log_sum_exp(x: np.ndarray) -> float:
     return m + float(np.log(np.exp(x - m).sum(dtype=np.float64)))
 
 
-def _log_softmax_columns(logits: np.ndarray) -> np.ndarray:
-    m = logits.max(axis=0, keepdims=True)
-    return logits - (m + np.log(np.exp(logits - m).sum(axis=0, keepdims=True)))
-
-
 @dataclass(frozen=True)
 class ChoiceTerm:
     """The user picked `chosen` among `shown`: P(pick j | target t) ∝ exp(−d(j, t) / temperature) (Luce's choice
@@ -73,12 +67,7 @@ class ChoiceTerm:
     temperature: float | None = None      # None: each of the belief's candidate temperatures
 
     def log_likelihood(self, space, temperature: float | None = None):
-        shown = list(self.shown)
-        if self.chosen not in shown:
-            raise ValueError(f"chosen face {self.chosen} is not among the shown {shown}")
-        t = self.temperature or temperature or DEFAULT_CHOICE_TEMPERATURE
-        logits = -space.unit_distances_from(shown) / t                             # (k, N)
-        return _log_softmax_columns(logits)[shown.index(self.chosen)]
+        return self.log_likelihoods(space, [temperature or DEFAULT_CHOICE_TEMPERATURE])[0]
 
     def log_likelihoods_for(self, space, hypotheses: Sequence["UserHypothesis"]) -> np.ndarray:
         temps = sorted({h.temperature for h in hypotheses})
@@ -125,7 +114,7 @@ class PassedOverTerm:
     width: float | None = None        # None: each of the belief's hypotheses about look-alikes
 
     def log_likelihood(self, space, width: float | None = None):
-        width = self.width if self.width is not None else (width if width is not None else LOOKALIKE_WIDTH)
+        width = self.width if self.width is not None else (width or 0.0)
         out = np.zeros(space.n_items, np.float32)
         spread = [k for k, i in enumerate(self.shown) if i not in self.spare]
         if spread and width > 0:

@@ -217,7 +217,7 @@ class InformationGain(BeliefPolicy):
         return picked
 
     def _response_weights(self, ctx, faces: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        d = _unit_distances_between(ctx.space, faces, targets).astype(np.float64)
+        d = ctx.space.unit_distances_between(faces, targets).astype(np.float64)
         # relative to each target's nearest face (pick probabilities are ratios), so nothing underflows to 0 / 0
         w = np.exp(-(d - d.min(axis=0, keepdims=True)) / self.belief.temperature)
         w[faces[:, None] == targets[None, :]] = np.exp(10.0)   # the target itself: the user decides on it
@@ -245,15 +245,3 @@ def _xlogx(x: np.ndarray) -> np.ndarray:
     """x·log x with 0·log 0 = 0 (no NaN when a pick weight underflows)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(x > 0, x * np.log(x), 0.0)
-
-
-def _unit_distances_between(space, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) distances in distance units, without touching the other items."""
-    pairwise = getattr(space.index, "pairwise", None)
-    if pairwise is not None:
-        return pairwise[np.ix_(a, b)] / space.distance_unit
-    x = space.features
-    xa, xb = x[a].astype(np.float64), x[b].astype(np.float64)
-    d2 = (xa * xa).sum(1)[:, None] - 2 * xa @ xb.T + (xb * xb).sum(1)[None, :]
-    return np.sqrt(np.maximum(d2, 0)) / space.distance_unit
-

@@ -64,6 +64,9 @@ class FeatureSpace:
 
     @cached_property
     def _sq_norms(self) -> np.ndarray:
+        norms = getattr(self.index, "sq_norms", None)   # the exact index keeps them already
+        if norms is not None:
+            return norms
         x = self.features
         return np.einsum("ij,ij->i", x, x)
 
@@ -97,6 +100,16 @@ class FeatureSpace:
                 recent.pop(next(iter(recent)), None)
             recent[key] = d
         return d
+
+    def unit_distances_between(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """(len(a), len(b)) distances between two small sets of items, in distance units, without touching the rest."""
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        pairwise = getattr(self.index, "pairwise", None)
+        if pairwise is not None:
+            return pairwise[np.ix_(a, b)] / self.distance_unit
+        x = self.features
+        d2 = self._sq_norms[a, None] - 2 * (x[a] @ x[b].T) + self._sq_norms[None, b]
+        return np.sqrt(np.maximum(d2, 0, out=d2), out=d2) / self.distance_unit
 
     def unit_distances_to(self, vector: np.ndarray) -> np.ndarray:
         """(n_items,) distances from a point of the space (a projected query) to every item, in `distance_unit`s."""
