@@ -62,6 +62,25 @@ def test_vector_files_match_the_index_and_the_v1_0_vectors_are_unchanged():
     assert digest.hexdigest() == "5814d6c5fe8a01c66ada056b85eb563a96a99057677da653fa18db69e19173d2"
 
 
+def test_v1_2_vectors_show_every_addition_and_v1_1_is_unchanged():
+    v1_1 = sorted((v for v in INDEX["vectors"] if v["since"] == "1.1"), key=lambda v: v["file"])
+    digest = hashlib.sha256()
+    for v in v1_1:
+        digest.update(v["file"].encode() + b"\0" + (VECTORS / v["file"]).read_bytes())
+    assert len(v1_1) == 9
+    assert digest.hexdigest() == "78caa13803497bd31cc4e9effc8eb92b839ae31ee80306f3bc15753c1fca0320"
+    added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.2"}
+    assert added["hello_v1_2.msgpack"]["protocol_minor"] == 2
+    welcome = added["welcome_v1_2.msgpack"]
+    assert list(welcome)[-1] == "training" and welcome["protocol_minor"] == 2
+    assert all(t["algorithm"] not in welcome["algorithms"] for t in welcome["training"])
+    for name in ("models_training.msgpack", "models_ready.msgpack"):
+        note = added[name]
+        assert "rid" not in note and list(note)[1:] == list(SERVER_MESSAGES["models"])
+        assert all(0 <= t["progress"] <= 1 for t in note["training"])
+    assert INDEX["protocol_minor"] == PROTOCOL_MINOR == 2
+
+
 def test_v1_1_vectors_show_every_addition():
     added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.1"}
     assert {m["type"] for m in added.values()} >= {"hello", "start", "skip", "rate", "welcome", "candidates", "rated"}
@@ -287,7 +306,7 @@ def in_canonical_order(message):
 
 def test_welcome_offers_the_policies_and_the_minor_version(backend):
     _, welcome = hello_v1_1(backend)
-    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 1
+    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 2
     assert welcome["policies"] == list(SERVED_POLICIES) and welcome["default_policy"] == DEFAULT_POLICY
     assert DEFAULT_POLICY in welcome["policies"]
     assert in_canonical_order(welcome)

@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from omokage.client import OmokageClient, OmokageError
+from omokage.protocol.messages import PROTOCOL_MINOR
 from tests.conftest import RunningServer, free_port
 
 
@@ -309,7 +310,7 @@ def test_policies_skip_and_rate_with_the_python_client(live_server):
 
     async def main():
         async with await OmokageClient.connect(live_server.url) as c:
-            assert c.protocol_minor == 1 and c.policies == list(SERVED_POLICIES) and c.default_policy == DEFAULT_POLICY
+            assert c.protocol_minor == PROTOCOL_MINOR and c.policies == list(SERVED_POLICIES) and c.default_policy == DEFAULT_POLICY
             with pytest.raises(OmokageError) as err:
                 await c.skip()
             assert err.value.code == "wrong_state"
@@ -362,7 +363,7 @@ def test_policy_skip_and_rate_reach_the_event_log(engine, tmp_path):
         srv.stop()
     recorded = [json.loads(line) for line in events.read_text().splitlines()]
     assert [r["event"] for r in recorded] == ["hello", "start", "rate", "skip", "choose", "disconnect"]
-    assert recorded[0]["protocol_minor"] == 1
+    assert recorded[0]["protocol_minor"] == PROTOCOL_MINOR
     assert all(r["policy"] == "infogain" for r in recorded[1:5])
     assert recorded[2]["item"] == grid.ids[1] and recorded[2]["rating"] == 2
     assert recorded[3]["candidates"] == skipped.ids and recorded[3]["skipped"] == grid.ids

@@ -68,6 +68,7 @@ class OmokageClient:
         self._rids = itertools.count(1)
         self._pending: dict[int, asyncio.Queue] = {}
         self.unsolicited: asyncio.Queue = asyncio.Queue()
+        self.models_note: dict[str, Any] | None = None  # the latest v1.2 `models` note
         self.textures: dict[str, dict[str, Any]] = {}  # cache by content hash
         self._reader = asyncio.create_task(self._read_loop())
 
@@ -97,6 +98,18 @@ class OmokageClient:
         return int(self.welcome.get("protocol_minor", 0))
 
     @property
+    def algorithms(self) -> list[str]:
+        """The models served now: the welcome's list, updated by v1.2 `models` notes."""
+        source = self.models_note if self.models_note is not None else self.welcome
+        return list(source.get("algorithms", []))
+
+    @property
+    def training(self) -> list[dict[str, Any]]:
+        """v1.2: models being fitted in the background, [{algorithm, progress, eta_s?}] (empty: none)."""
+        source = self.models_note if self.models_note is not None else self.welcome
+        return list(source.get("training", []))
+
+    @property
     def policies(self) -> list[str]:
         return list(self.welcome.get("policies", []))
 
@@ -122,6 +135,8 @@ class OmokageClient:
                 msg = msgpack.unpackb(frame, raw=False)
                 if self.trace is not None:
                     self.trace("<-", msg)
+                if msg.get("type") == "models" and "rid" not in msg:  # v1.2: served models changed
+                    self.models_note = msg
                 queue = self._pending.get(msg.get("rid"))
                 if queue is not None:
                     queue.put_nowait(msg)

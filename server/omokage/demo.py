@@ -1,7 +1,8 @@
 """`omokage demo`: the main job on the embedded default catalog.
 
-Generate the catalog if missing, fit raw/pca/nmf/ae if missing or stale, then serve it (or, with
---no-serve, drive one whole session through a real server and print its transcript).
+Generate the catalog if missing, fit raw and PCA (seconds) if missing or stale, then serve them at once and fit NMF
+and the autoencoder in the background, serving each when it is ready (the page shows them as "training" until then).
+With --no-serve, everything is fitted first and one whole session is driven through a real server and printed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import random
 from pathlib import Path
 from typing import Any
 
+from omokage.errors import UserError
 from omokage.features import DEFAULT_ALGORITHMS
+
+# Served as soon as the catalog exists (seconds to fit); the rest of DEFAULT_ALGORITHMS is fitted in the background.
+FAST_ALGORITHMS = ("raw", "pca")
 
 
 def prepare(home: Path, count: int = 1500, seed: int = 0, algorithms=DEFAULT_ALGORITHMS, ae_epochs: int | None = None,
@@ -63,15 +68,44 @@ async def transcript_session(url: str, algorithm: str = "pca", seed: int = 1, ch
         return decided
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail now, before minutes of preparation, if the port is taken (SO_REUSEADDR, as the server binds)."""
+    import socket
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another server (an earlier "
+                            f"`omokage demo`?) running there? Stop it, or choose another port: omokage demo "
+                            f"--port {port + 1}") from None
+
+
 def run_demo(home: Path, count: int = 1500, host: str = "127.0.0.1", port: int = 8765, serve: bool = True) -> int:
-    catalog_dir, models_dir = prepare(Path(home), count)
-    if serve:
-        from omokage.service.server import serve_forever
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        print(f"[3/3] serving on ws://{host}:{port}/ws\n\n    Open http://{shown}:{port}/ in a browser "
-              f"(Ctrl+C to stop)\n", flush=True)
-        return serve_forever(catalog_dir, models_dir, host=host, port=port, log_level="warning",
-                             events_path=Path(home) / "events" / "demo-events.jsonl")
+    if not serve:
+        catalog_dir, models_dir = prepare(Path(home), count)
+        return _transcript_demo(catalog_dir, models_dir)
+    check_port_free(host, port)
+    background = [a for a in DEFAULT_ALGORITHMS if a not in FAST_ALGORITHMS]
+    catalog_dir, models_dir = prepare(Path(home), count, algorithms=FAST_ALGORITHMS)
+    from omokage.features.fitting import stale_models
+    training = stale_models(catalog_dir, models_dir, background)
+    from omokage.service.server import serve_forever
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+    def announce(bound) -> None:  # printed once the server answers, not before
+        note = (f"\n    {', '.join(training)} will be served when fitted in the background (a minute or two; "
+                f"the page shows progress)" if training else "")
+        print(f"[3/3] serving on ws://{host}:{bound[1]}/ws\n\n    Open http://{shown}:{bound[1]}/ in a browser "
+              f"(Ctrl+C to stop){note}\n", flush=True)
+
+    return serve_forever(catalog_dir, models_dir, host=host, port=port, log_level="warning",
+                         events_path=Path(home) / "events" / "demo-events.jsonl", on_ready=announce,
+                         background_fits=background, fit_report=lambda text: print(f"    {text}", flush=True))
+
+
+def _transcript_demo(catalog_dir: Path, models_dir: Path) -> int:
     print("[3/3] one simulated session against a real server on a free loopback port:", flush=True)
     from omokage.engine import Engine
     from omokage.service.server import OmokageServer, configure_logging

@@ -43,6 +43,21 @@ def single_threaded_blas() -> None:
     threadpool_limits(1, user_api="blas")
 
 
+def load_fitted(catalog: Catalog, catalog_path, models_path, name: str, fingerprint: str | None = None,
+                index_kind: str = "auto") -> LoadedModel:
+    """The latest fitted version of model `name` in `models_path`, checked against the catalog, with its index."""
+    fingerprint = fingerprint or catalog.fingerprint()
+    version_dir = latest_version_dir(models_path, name)
+    model, config, features = load_model_dir(version_dir)
+    if config.get("catalog", {}).get("fingerprint") != fingerprint or features is None \
+            or len(features) != len(catalog):
+        raise UserError(f"{version_dir} was fitted on another catalog than {catalog_path}; "
+                        f"refit with `omokage fit {catalog_path} --models {name} --out {models_path}`")
+    space = FeatureSpace(name, build_index(features, index_kind), int(features.shape[1]))
+    space.distance_unit   # computed at start-up, not on some user's first step
+    return LoadedModel(name, model, version_dir, space)
+
+
 class Engine:
     def __init__(self, catalog: Catalog, models: dict[str, LoadedModel], user_model: UserModel | None = None):
         if not models:
@@ -60,18 +75,16 @@ class Engine:
         wanted = list(algorithms) if algorithms else [a for a in ALGORITHMS if (Path(models_path) / a).is_dir()]
         if not wanted:
             raise UserError(f"no fitted model in {models_path}; run `omokage fit {catalog_path} --out {models_path}`")
-        models = {}
-        for name in wanted:
-            version_dir = latest_version_dir(models_path, name)
-            model, config, features = load_model_dir(version_dir)
-            if config.get("catalog", {}).get("fingerprint") != fingerprint or features is None \
-                    or len(features) != len(catalog):
-                raise UserError(f"{version_dir} was fitted on another catalog than {catalog_path}; "
-                                f"refit with `omokage fit {catalog_path} --models {name} --out {models_path}`")
-            space = FeatureSpace(name, build_index(features, index_kind), int(features.shape[1]))
-            space.distance_unit   # computed at start-up, not on some user's first step
-            models[name] = LoadedModel(name, model, version_dir, space)
+        models = {name: load_fitted(catalog, catalog_path, models_path, name, fingerprint, index_kind)
+                  for name in wanted}
         return cls(catalog, models, UserModel.load_latest(models_path, fingerprint))
+
+    def add_model(self, loaded: LoadedModel) -> None:
+        """Serve one more model (one fitted in the background while the others were already served). Call it
+        on the thread that serves sessions: sessions read `models` between messages, never during one."""
+        models = {**self.models, loaded.name: loaded}
+        order = {name: i for i, name in enumerate(ALGORITHMS)}
+        self.models = dict(sorted(models.items(), key=lambda kv: order.get(kv[0], len(order))))
 
     @property
     def algorithms(self) -> list[str]:

@@ -2,7 +2,7 @@
 
 Run `python tests/vectors/generate_vectors.py` only when the protocol changes on purpose; the Python and C#
 test suites check that every vector decodes to its described message and re-encodes byte for byte.
-v1.1 only adds vectors (VECTORS_V1_1): every v1.0 vector stays byte for byte what it was.
+v1.1 and v1.2 only add vectors (VECTORS_V1_1, VECTORS_V1_2): every earlier vector stays byte for byte what it was.
 """
 
 from __future__ import annotations
@@ -95,7 +95,22 @@ VECTORS_V1_1 = [
         "type": "error", "rid": 2, "code": "bad_field",
         "message": "start.policy: 'oracle' is not served; choose from infogain, thompson, study, random"}),
 ]
-SERVER_TYPES = ("welcome", "candidates", "rated", "decided", "texture", "pong", "error")
+# v1.2: models fitted in the background while the others are served (docs/protocol.md, `models`).
+VECTORS_V1_2 = [
+    ("hello_v1_2", "v1.2 greeting: this client reads `models` notes", {"type": "hello", "rid": 1, "protocol": 1, "client": "omokage-web/0.3.0", "protocol_minor": 2}),
+    ("welcome_v1_2", "v1.2 server greeting while the autoencoder trains: it is in `training`, not yet in `algorithms`", {
+        "type": "welcome", "rid": 1, "protocol": 1, "server": "omokage/0.1.0", "session_id": "c0ffee03",
+        "limits": {"max_frame_bytes": 4194304, "max_image_bytes": 3145728, "max_image_pixels": 16000000,
+                   "max_messages_per_second": F(200.0), "max_hashes_per_request": 64, "grid_size": 9},
+        "algorithms": ["raw", "pca", "nmf"], "catalog": {"count": 1500, "image_size": 200},
+        "protocol_minor": 2, "policies": ["thompson", "infogain", "cover", "study", "random"], "default_policy": "thompson",
+        "training": [{"algorithm": "ae", "progress": F(0.4), "eta_s": F(21.5)}]}),
+    ("models_training", "unsolicited (no rid): training progress; no eta_s before one can be estimated", {
+        "type": "models", "algorithms": ["raw", "pca"], "training": [{"algorithm": "nmf", "progress": F(0.0)}, {"algorithm": "ae", "progress": F(0.0)}]}),
+    ("models_ready", "unsolicited (no rid): the autoencoder is served now; nothing trains", {
+        "type": "models", "algorithms": ["raw", "pca", "nmf", "ae"], "training": []}),
+]
+SERVER_TYPES = ("welcome", "candidates", "rated", "decided", "texture", "pong", "error", "models")
 
 
 def to_python(v):
@@ -117,7 +132,7 @@ def encode(v) -> bytes:
 
 def main() -> None:
     index = []
-    for minor, vectors in ((0, VECTORS), (1, VECTORS_V1_1)):
+    for minor, vectors in ((0, VECTORS), (1, VECTORS_V1_1), (2, VECTORS_V1_2)):
         for name, doc, message in vectors:
             data = encode(message)
             (HERE / f"{name}.msgpack").write_bytes(data)
@@ -125,7 +140,7 @@ def main() -> None:
                           "direction": "server" if message["type"] in SERVER_TYPES else "client",
                           "since": f"1.{minor}", "description": doc, "sha256": hashlib.sha256(data).hexdigest(),
                           "message": message})
-    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 1, "vectors": index}, indent=1,
+    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 2, "vectors": index}, indent=1,
                                                 ensure_ascii=False) + "\n")
     print(f"wrote {len(index)} vectors to {HERE}")
 

@@ -18,6 +18,7 @@ import colorsys
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -1208,30 +1209,65 @@ def _key(attributes: dict) -> str:
     return json.dumps(attributes, sort_keys=True)
 
 
-def generate_faces(count: int, seed: int = 0, size: int = 200) -> Iterator[tuple[np.ndarray, dict, str, str]]:
-    """Yield (rgb, attributes, title, url) for `count` DISTINCT faces (no two with identical attributes dicts, no
-    two identical images), deterministic for the seed."""
-    rng = np.random.default_rng(seed)
-    seen_attrs: set[str] = set()
-    seen_images: set[bytes] = set()
-    index = 0
-    attempts = 0
-    while index < count:
-        attempts += 1
-        if attempts > 20 * count + 100:
-            raise RuntimeError(f"could not draw {count} distinct faces at size {size}")
+def _distinct_attributes(rng: np.random.Generator, limit: int) -> Iterator[dict]:
+    """Attribute dicts drawn from `rng`, none drawn twice; gives up after `limit` draws."""
+    seen: set[str] = set()
+    for _ in range(limit):
         attrs = sample_attributes(rng)
         key = _key(attrs)
-        if key in seen_attrs:
-            continue
-        seen_attrs.add(key)
-        rgb = render_face(attrs, size)
-        digest = hashlib.sha256(rgb.tobytes()).digest()
-        if digest in seen_images:
-            continue
-        seen_images.add(digest)
-        yield rgb, attrs, make_title(attrs, index), product_url(index, seed)
-        index += 1
+        if key not in seen:
+            seen.add(key)
+            yield attrs
+
+
+def _render_job(job: tuple[dict, int]) -> tuple[dict, np.ndarray]:
+    attrs, size = job
+    return attrs, render_face(attrs, size)
+
+
+def _default_workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def generate_faces(count: int, seed: int = 0, size: int = 200,
+                   workers: int | None = None) -> Iterator[tuple[np.ndarray, dict, str, str]]:
+    """Yield (rgb, attributes, title, url) for `count` DISTINCT faces (no two with identical attributes dicts, no
+    two identical images), deterministic for the seed whatever the number of `workers` (default: one per core).
+
+    Attributes are drawn in order here and rendered (the cost, ~15 ms a face) by a pool of processes whose results
+    are taken in order, so the faces are exactly those a single process draws."""
+    if count <= 0:
+        return
+    rng = np.random.default_rng(seed)
+    jobs = ((attrs, size) for attrs in _distinct_attributes(rng, 20 * count + 100))
+    workers = _default_workers() if workers is None else max(1, workers)
+    pool = None
+    if workers > 1 and count >= 64:
+        import multiprocessing
+        pool = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn").Pool(workers)
+        rendered = pool.imap(_render_job, jobs, chunksize=8)
+    else:
+        rendered = map(_render_job, jobs)
+    seen_images: set[bytes] = set()
+    index = 0
+    try:
+        for attrs, rgb in rendered:
+            digest = hashlib.sha256(rgb.tobytes()).digest()
+            if digest in seen_images:
+                continue
+            seen_images.add(digest)
+            yield rgb, attrs, make_title(attrs, index), product_url(index, seed)
+            index += 1
+            if index == count:
+                return
+        raise RuntimeError(f"could not draw {count} distinct faces at size {size}")
+    finally:
+        if pool is not None:
+            pool.terminate()  # the few faces rendered ahead are not needed
 
 
 def generate_catalog(out, count: int = 1500, seed: int = 0, image_size: int = 200, overwrite: bool = False,
@@ -1257,11 +1293,51 @@ def generate_catalog(out, count: int = 1500, seed: int = 0, image_size: int = 20
     return Path(out)
 
 
-def ensure_catalog(out, count: int = 1500, seed: int = 0, image_size: int = 200, progress: bool = True) -> Path:
-    """The generated catalog at `out`, drawn first if it is not there yet."""
+def generated_catalog_mismatch(out, count: int, seed: int, image_size: int) -> str | None:
+    """None when `out` holds a catalog this generator drew with these parameters (count, seed, size and
+    generator version, as its catalog.json records them), else what differs ("no catalog" when there is none)."""
+    meta_path = Path(out) / "catalog.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        return "no catalog"
+    except (OSError, ValueError) as exc:
+        return f"unreadable catalog.json ({exc})"
+    if not isinstance(meta, dict):
+        return "unreadable catalog.json"
+    size = meta.get("image_size")
+    size = size[0] if isinstance(size, list) and size else size
+    found = {"generator": meta.get("generator"), "count": meta.get("count"), "seed": meta.get("seed"),
+             "size": size}
+    wanted = {"generator": GENERATOR, "count": count, "seed": seed, "size": image_size}
+    diffs = [f"{k} {found[k]!r}, not {wanted[k]!r}" for k in wanted if found[k] != wanted[k]]
+    if not diffs and not ((Path(out) / "pixels.npy").is_file() and (Path(out) / "items.sqlite").is_file()):
+        diffs = ["its pixels.npy or items.sqlite is missing"]
+    return "; ".join(diffs) or None
+
+
+def ensure_catalog(out, count: int = 1500, seed: int = 0, image_size: int = 200, progress: bool = True,
+                   announce_reuse: bool = False) -> Path:
+    """The generated catalog at `out`: reused when it was drawn with the same count, seed, size and generator
+    version (see `generated_catalog_mismatch`), else drawn (again). A catalog at `out` that was not generated
+    (ingested from someone's images) is never replaced: that is a UserError."""
     out = Path(out)
-    if not (out / "catalog.json").is_file():
-        print(f"generating {count} faces (seed {seed}, {image_size} px) -> {out}", flush=True)
-        generate_catalog(out, count=count, seed=seed, image_size=image_size, overwrite=out.exists(),
-                         progress=progress)
+    mismatch = generated_catalog_mismatch(out, count, seed, image_size)
+    if mismatch is None:
+        if announce_reuse:
+            print(f"reusing the generated catalog {out} ({count} faces, seed {seed}, {image_size} px, {GENERATOR}); "
+                  "delete it to draw it again", flush=True)
+        return out
+    if (out / "catalog.json").is_file():
+        try:
+            source = json.loads((out / "catalog.json").read_text()).get("source")
+        except (OSError, ValueError, AttributeError):
+            source = None
+        if source is not None and source != "generated":
+            raise UserError(f"{out} holds a {source} catalog, not a generated one ({mismatch}); move it away or "
+                            "choose another folder")
+        print(f"{out} was generated with other parameters ({mismatch}); drawing it again", flush=True)
+    print(f"generating {count} faces (seed {seed}, {image_size} px) -> {out}", flush=True)
+    generate_catalog(out, count=count, seed=seed, image_size=image_size, overwrite=out.exists(),
+                     progress=progress)
     return out

@@ -96,10 +96,22 @@ class ConvAutoencoder(FeatureModel):
         steps = max(1, math.ceil(len(data) / self.batch_size)) * self.epochs
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.learning_rate, total_steps=steps)
         from tqdm.auto import tqdm
+
+        from omokage.features.training import training_threads, torch_threads
+        with torch_threads(training_threads()):
+            self._train(net, data, gen, opt, sched, tqdm)
+        net.eval()
+        self.net_ = net
+        return self
+
+    def _train(self, net, data, gen, opt, sched, tqdm) -> None:
+        import torch
+
+        from omokage.features.training import report_progress
         bar = tqdm(range(self.epochs), desc="ae: training", unit="epoch", disable=not self.progress)
         self.loss_history_ = []
         net.train()
-        for _ in bar:
+        for epoch in bar:
             perm = torch.randperm(len(data), generator=gen)
             total = 0.0
             for start in range(0, len(data), self.batch_size):
@@ -117,9 +129,7 @@ class ConvAutoencoder(FeatureModel):
                 total += loss.item() * len(batch)
             self.loss_history_.append(total / len(data))
             bar.set_postfix(mse=f"{self.loss_history_[-1]:.5f}")
-        net.eval()
-        self.net_ = net
-        return self
+            report_progress("ae", (epoch + 1) / self.epochs)
 
     def transform(self, X):
         import torch

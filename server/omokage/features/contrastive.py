@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import threading
 import warnings
 from typing import Any
@@ -150,7 +149,8 @@ class ContrastiveEmbedding(FeatureModel):
         return math.sqrt(self.n_components)
 
     def _threads(self) -> int:
-        return max(1, self.n_threads or min(4, os.cpu_count() or 1))
+        from omokage.features.training import training_threads
+        return max(1, self.n_threads) if self.n_threads else training_threads(limit=4)
 
     def _side(self, X: np.ndarray) -> int:
         from omokage.features.linear import _side
@@ -198,7 +198,8 @@ class ContrastiveEmbedding(FeatureModel):
         bar = tqdm(range(self.epochs), desc="contrastive: training", unit="epoch", disable=not self.progress)
         self.loss_history_ = []
         net.train()
-        for _ in bar:
+        from omokage.features.training import report_progress
+        for epoch in bar:
             perm = torch.randperm(len(src), generator=gen)
             total = 0.0
             for b in range(per_epoch):
@@ -214,6 +215,7 @@ class ContrastiveEmbedding(FeatureModel):
                 total += loss.item()
             self.loss_history_.append(total / max(per_epoch, 1))
             bar.set_postfix(loss=f"{self.loss_history_[-1]:.4f}")
+            report_progress("contrastive", (epoch + 1) / self.epochs)
         net.eval()
         return net
 

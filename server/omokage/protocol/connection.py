@@ -52,6 +52,9 @@ class Backend(Protocol):
     textures: Mapping[str, Texture]
     image_size: int
     algorithms: Sequence[str]
+    # v1.2: models being fitted in the background, each {"algorithm", "progress" (0..1), optional "eta_s"};
+    # empty when nothing trains
+    training: Sequence[Mapping[str, Any]]
 
     def space(self, algorithm: str) -> FeatureSpace: ...
 
@@ -178,6 +181,14 @@ class ServerConnection:
                     *self._error(ProtocolError("internal", "internal server error; the connection is still usable",
                                                rid))]
 
+    def models_changed(self) -> list[Action]:
+        """v1.2: the served models or the training progress changed; tell a client that can read it."""
+        if self.closed or not self.greeted or self.client_minor < 2:
+            return []
+        b = self.backend
+        return [Send(server_message("models", None, algorithms=list(b.algorithms),
+                                    training=[dict(t) for t in b.training]))]
+
     def projection_done(self, job: ProjectionJob, vector: np.ndarray, reconstruction: Texture,
                         now: float) -> list[Action]:
         self.pending = None
@@ -244,6 +255,8 @@ class ServerConnection:
             limits=self.limits.to_wire(self.grid_size), algorithms=list(b.algorithms),
             catalog={"count": len(b.items), "image_size": b.image_size},
             protocol_minor=PROTOCOL_MINOR, policies=list(SERVED_POLICIES), default_policy=DEFAULT_POLICY)
+        if b.training:  # v1.2; absent while nothing trains, so v1.1 greetings stay byte for byte what they were
+            welcome["training"] = [dict(t) for t in b.training]
         self.client_minor = msg.get("protocol_minor", 0)
         return [Send(welcome), Log({"event": "hello", "session_id": self.session_id, "client": msg["client"],
                                     "protocol_minor": self.client_minor})]

@@ -16,7 +16,7 @@ import msgpack
 PROTOCOL_VERSION = 1
 # v1.x adds optional fields and messages only (unknown fields are ignored), so `protocol` stays 1 on the
 # wire and old clients that check `protocol == 1` keep working; the minor says which additions a peer knows.
-PROTOCOL_MINOR = 1
+PROTOCOL_MINOR = 2
 INT32_MAX = 2**31 - 1
 
 ERROR_CODES = {
@@ -87,7 +87,8 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
 # that the server sends no field outside these.
 SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     "welcome": ("protocol", "server", "session_id", "limits", "algorithms", "catalog",
-                "protocol_minor", "policies", "default_policy"),
+                "protocol_minor", "policies", "default_policy", "training"),
+    "models": ("algorithms", "training"),  # v1.2: sent on its own (no rid) to clients that said protocol_minor >= 2
     "candidates": ("step", "algorithm", "items", "reconstruction", "policy"),
     "rated": ("id", "rating"),
     "decided": ("item", "steps"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import ctypes
 import gc
 import gzip
@@ -48,11 +49,13 @@ from websockets.http11 import Request, Response
 
 from omokage import PROTOCOL_VERSION, __version__
 from omokage.catalog.store import Item, Texture, encode_texture
-from omokage.engine import Engine
+from omokage.engine import Engine, load_fitted
+from omokage.features import ALGORITHMS
 from omokage.imageio import UPLOAD_FORMATS, ImageDecodeError, load_image_bytes
 from omokage.protocol.connection import (Close, Limits, Log, Offload, ProjectionJob, Send, ServerConnection)
 from omokage.protocol.messages import predecode
 from omokage.selection import FeatureSpace
+from omokage.service.background import BackgroundFitter
 
 log = logging.getLogger("omokage.server")
 events_log = logging.getLogger("omokage.events")
@@ -81,6 +84,8 @@ RELEASE_AFTER_BYTES = 1 << 20
 MAX_QUEUE = 4
 WRITE_LIMIT = 64 * 1024
 SEND_TIMEOUT_S = 10.0
+# v1.2 `models` notes while a model trains in the background: at most this often
+MODELS_NOTE_INTERVAL_S = 1.0
 # HTTP requests: paths longer than this are 414, deeper ones 404, before any file is looked at.
 MAX_PATH_BYTES = 1024
 MAX_PATH_SEGMENTS = 16
@@ -281,13 +286,17 @@ class EngineBackend:
     items: Sequence[Item] = field(init=False)
     textures: dict[str, Texture] = field(init=False)
     image_size: int = field(init=False)
-    algorithms: Sequence[str] = field(init=False)
+    # models being fitted in the background (BackgroundFitter.training): protocol v1.2 `training`
+    training: Sequence[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self):
         self.items = self.engine.catalog.items
         self.textures = self.engine.catalog.textures()  # a few MB: served from memory
         self.image_size = self.engine.catalog.image_size
-        self.algorithms = self.engine.algorithms
+
+    @property
+    def algorithms(self) -> Sequence[str]:
+        return self.engine.algorithms  # grows when a background fit finishes
 
     def space(self, algorithm: str) -> FeatureSpace:
         return self.engine.space(algorithm)
@@ -309,7 +318,8 @@ class OmokageServer:
                  allow_origins: Sequence[str] = (), events_path: Path | None = None, workers: int = 2,
                  max_queued_projections: int = 32, web_root: Path | None = None,
                  public_names: Sequence[str] = (), fsync_events: bool = True,
-                 send_timeout: float = SEND_TIMEOUT_S, hello_limiter: HelloLimiter | None = None):
+                 send_timeout: float = SEND_TIMEOUT_S, hello_limiter: HelloLimiter | None = None,
+                 fitter: BackgroundFitter | None = None):
         if token is not None and not token:
             raise ValueError("an empty token would accept any hello; pass None for no token")
         self.engine = engine
@@ -339,6 +349,11 @@ class OmokageServer:
         self._projected: set[WsConnection] = set()  # connections that had an image projected
         self._release_pending = False
         self._tasks: set[asyncio.Task] = set()
+        self._connections: dict[WsConnection, ServerConnection] = {}
+        self.fitter = fitter
+        self.backend.training = fitter.training if fitter is not None else []
+        self._models_note_at = 0.0       # when clients were last told about training progress
+        self._models_note_pending = False
 
     # -- HTTP side: checks, health, static web client, origin check --------------------------------
     def process_request(self, connection: WsConnection, request: Request) -> Response | None:
@@ -473,6 +488,7 @@ class OmokageServer:
         conn = ServerConnection(self.backend, session_id, limits=self.limits, token=self.token,
                                 grid_size=9, hello_guard=self.hello_limiter.guard(peer))
         self.connections += 1
+        self._connections[ws] = conn
         self._session_ids[ws] = session_id
         log.info("connected", extra={"fields": {"session_id": session_id, "peer": str(ws.remote_address)}})
         loop = asyncio.get_running_loop()
@@ -499,6 +515,7 @@ class OmokageServer:
             log.exception("connection handler failed", extra={"fields": {"session_id": session_id}})
         finally:
             self.connections -= 1
+            self._connections.pop(ws, None)
             self._sending.discard(ws)
             self._stalls.pop(ws, None)
             self._session_ids.pop(ws, None)
@@ -653,6 +670,52 @@ class OmokageServer:
                 return conn.projection_failed(job, "internal", f"could not project the image ({type(exc).__name__})")
         return conn.projection_done(job, vector, recon, time.time())
 
+    # -- models fitted in the background (protocol v1.2) ------------------------------------------
+    def _training_changed(self) -> None:
+        """Progress moved: tell v1.2 clients, at most once a second (the last figure always goes out)."""
+        self.backend.training = self.fitter.training if self.fitter is not None else []
+        now = time.monotonic()
+        if now - self._models_note_at >= MODELS_NOTE_INTERVAL_S:
+            self._notify_models()
+        elif not self._models_note_pending:
+            self._models_note_pending = True
+            asyncio.get_running_loop().call_later(MODELS_NOTE_INTERVAL_S - (now - self._models_note_at),
+                                                  self._notify_models)
+
+    def _notify_models(self) -> None:
+        self._models_note_pending = False
+        self._models_note_at = time.monotonic()
+        for ws, conn in list(self._connections.items()):
+            for action in conn.models_changed():
+                frame = action.frame
+                if _buffered(ws) + len(frame) > WRITE_LIMIT:
+                    continue  # a client that is not reading gets the next note, or none
+                task = asyncio.create_task(self._send_note(ws, frame))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _send_note(ws: WsConnection, frame: bytes) -> None:
+        with contextlib.suppress(ConnectionClosed, OSError):
+            await ws.send(frame)
+
+    async def _serve_fitted(self, name: str) -> None:
+        """A background fit saved `name`: load it off the loop, then serve it and tell the clients."""
+        fitter = self.fitter
+        loop = asyncio.get_running_loop()
+        loaded = await loop.run_in_executor(self.pool, load_fitted, self.engine.catalog, fitter.catalog_dir,
+                                            fitter.models_dir, name)
+        self.engine.add_model(loaded)
+        self._event({"event": "model_served", "algorithm": name, "at": time.time()})
+        log.info("now serving", extra={"fields": {"algorithm": name, "algorithms": list(self.backend.algorithms)}})
+
+    async def _run_fitter(self) -> None:
+        await asyncio.sleep(0.2)  # the URL is announced first (on_ready runs once `run` waits)
+        try:
+            await self.fitter.run(self._training_changed, self._serve_fitted)
+        finally:
+            self._notify_models()  # the final state goes out at once
+
     def _event(self, record: dict[str, Any]) -> None:
         events_log.info(record.get("event", "event"), extra={"fields": record})
         if self.events is not None:
@@ -668,6 +731,7 @@ class OmokageServer:
                          ping_interval=20, ping_timeout=20, server_header=f"omokage/{__version__}") as server:
             self.server = server
             watchdog = asyncio.create_task(self._watchdog())
+            fitting = asyncio.create_task(self._run_fitter()) if self.fitter is not None else None
             bound = server.sockets[0].getsockname()
             scheme = "wss" if tls else "ws"
             log.info("serving", extra={"fields": {"url": f"{scheme}://{bound[0]}:{bound[1]}{WS_PATH}",
@@ -678,6 +742,10 @@ class OmokageServer:
             await stop
             log.info("shutting down", extra={"fields": {"connections": self.connections}})
             watchdog.cancel()
+            if fitting is not None:
+                fitting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fitting
             server.close()  # closes connections with 1001 (going away) and waits for handlers
             await server.wait_closed()
         self.pool.shutdown(wait=True)
@@ -815,17 +883,32 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
                   tls_cert: Path | None = None, tls_key: Path | None = None,
                   max_messages_per_second: float = Limits.max_messages_per_second, insecure: bool = False,
                   public_names: Sequence[str] = (), fsync_events: bool = True,
-                  send_timeout: float = SEND_TIMEOUT_S) -> int:
+                  send_timeout: float = SEND_TIMEOUT_S, background_fits: Sequence[str] = (),
+                  ae_epochs: int | None = None, fit_report=None) -> int:
+    """Serve until SIGINT/SIGTERM. `background_fits`: models to fit (where missing or stale) while the others are
+    already served; each is served the moment it is saved."""
     check_exposure(host, token, insecure)
     configure_logging(log_level)
     tls = tls_context(tls_cert, tls_key) if tls_cert else None
     loop_kind = install_uvloop()
-    engine = Engine.open(catalog, models)
+    fitter = None
+    if background_fits:
+        from omokage.features.fitting import stale_models
+        fitted = [a for a in ALGORITHMS if (Path(models) / a).is_dir()]
+        stale = set(stale_models(catalog, models, sorted(set(fitted) | set(background_fits))))
+        pending = [a for a in background_fits if a in stale]
+        fitter = BackgroundFitter(Path(catalog), Path(models), pending, ae_epochs=ae_epochs,
+                                  report=fit_report) if pending else None
+        ready = [a for a in fitted if a not in stale]
+        engine = Engine.open(catalog, models, algorithms=ready)
+    else:
+        engine = Engine.open(catalog, models)
     if events_path is None:
         events_path = Path("var") / "events" / f"events-{time.strftime('%Y%m%d')}.jsonl"
     limits = Limits(max_messages_per_second=max_messages_per_second, burst=int(2 * max_messages_per_second))
     server = OmokageServer(engine, limits=limits, token=token, allow_origins=allow_origins, events_path=events_path,
-                           public_names=public_names, fsync_events=fsync_events, send_timeout=send_timeout)
+                           public_names=public_names, fsync_events=fsync_events, send_timeout=send_timeout,
+                           fitter=fitter)
     if token is None and not is_loopback_host(host):
         log.warning("serving without a token on a non-loopback address (--insecure)", extra={"fields": {"host": host}})
     # The engine's objects live as long as the process: out of the collector's sight, a full collection
