@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # C# / Unity client (unity_client/): compile the UPM package with Mono's mcs and run its NUnit tests
-# (golden vectors, MessagePack, protocol, and a live session against a real `omokage serve`).
-#   - Core (no engine references) compiles as is; the MonoBehaviours and the sample compile against a
-#     minimal UnityEngine stub kept outside the package (tests/csharp/UnityStub/).
+# (golden vectors, MessagePack, protocol, failure cases against a scripted fake server, and live sessions
+# against a real `omokage serve`).
+#   - Core (no engine references) compiles as is; the MonoBehaviours, the sample (with and without the Input
+#     System) and the PlayMode tests compile against engine stubs kept outside the package
+#     (tests/csharp/UnityStub/); StubSurface checks that every engine member the package uses is in
+#     unity-api.txt, declared there as Unity declares it. PlayMode tests (Tests/Runtime) are compiled, not run.
+#   - The golden vectors the tests read are the package's copy (unity_client/Tests/Vectors~); it must equal
+#     tests/vectors.
 #   - The tests run under Debian's nunit-console (NUnit 2.6) with OMOKAGE_REQUIRE_LIVE=1, so a test
 #     whose inputs are missing fails instead of being ignored.
 #   - A server is started on a free loopback port from a small generated catalog; the restart test
@@ -83,6 +88,13 @@ prep_pid=$!
 
 # --- package checks and compilation --------------------------------------------------------------
 python tests/csharp/gen_meta.py --check || fail ".meta files are missing or wrong (run: python tests/csharp/gen_meta.py)"
+vectors_copy="unity_client/Tests/Vectors~"
+diff <(cd tests/vectors && ls index.json *.msgpack) <(cd "$vectors_copy" && ls) >&2 \
+  || fail "$vectors_copy lists other files than tests/vectors (run: cp tests/vectors/index.json tests/vectors/*.msgpack '$vectors_copy/')"
+for f in tests/vectors/index.json tests/vectors/*.msgpack; do
+  cmp -s "$f" "$vectors_copy/$(basename "$f")" || fail "$vectors_copy/$(basename "$f") differs from $f (copy it again)"
+done
+echo "== golden vectors: the package's copy equals tests/vectors ($(ls "$vectors_copy" | wc -l) files)"
 
 mkdir -p "$build"
 rm -f "$build"/*.dll "$build"/*.exe
@@ -96,18 +108,35 @@ compile() {  # compile OUT TARGET [mcs args and sources...]
 mapfile -t core_src < <(find unity_client/Runtime/Core -name '*.cs' | sort)
 mapfile -t unity_src < <(find unity_client/Runtime -name '*.cs' -not -path 'unity_client/Runtime/Core/*' | sort)
 mapfile -t sample_src < <(find unity_client/Samples~ -name '*.cs' | sort)
-mapfile -t test_src < <(find unity_client/Tests/Core -name '*.cs' | sort)
+mapfile -t test_src < <(find unity_client/Tests/Editor -name '*.cs' | sort)
+mapfile -t playmode_src < <(find unity_client/Tests/Runtime -name '*.cs' | sort)
 
 compile Omokage.Client.Core.dll library "${core_src[@]}"
-echo "== mcs UnityEngine.dll (stub)"
-mcs -noconfig -langversion:7.2 -r:System.dll -r:System.Core.dll -nowarn:660,661 -target:library \
-  -out:"$build/UnityEngine.dll" tests/csharp/UnityStub/*.cs || fail "compilation of the UnityEngine stub failed"
+stub() {  # stub OUT [mcs args and sources...]: engine stubs, warnings allowed (unused events and the like)
+  local out="$1"
+  shift
+  echo "== mcs $out (stub)"
+  mcs -noconfig -langversion:7.2 -r:System.dll -r:System.Core.dll -nowarn:660,661,67 -target:library -out:"$build/$out" "$@" \
+    || fail "compilation of the $out stub failed"
+}
+stub UnityEngine.dll tests/csharp/UnityStub/*.cs
+stub Unity.InputSystem.dll -r:"$build/UnityEngine.dll" tests/csharp/UnityStub/InputSystem/*.cs
+stub UnityEngine.TestRunner.dll -r:"$build/UnityEngine.dll" tests/csharp/UnityStub/TestRunner/*.cs
 compile Omokage.Client.dll library -r:"$build/Omokage.Client.Core.dll" -r:"$build/UnityEngine.dll" "${unity_src[@]}"
-compile Omokage.Samples.dll library -r:"$build/Omokage.Client.Core.dll" -r:"$build/Omokage.Client.dll" \
-  -r:"$build/UnityEngine.dll" "${sample_src[@]}"
-compile Omokage.Client.Tests.dll library -r:"$build/Omokage.Client.Core.dll" -r:"$nunit_dll" "${test_src[@]}"
+for input_system in "" OMOKAGE_INPUT_SYSTEM; do  # the sample's two paths: without and with the Input System package
+  compile "Omokage.Client.Samples${input_system:+.InputSystem}.dll" library ${input_system:+-define:$input_system} \
+    -r:"$build/Omokage.Client.Core.dll" -r:"$build/Omokage.Client.dll" -r:"$build/UnityEngine.dll" \
+    -r:"$build/Unity.InputSystem.dll" "${sample_src[@]}"
+done
+compile Omokage.Client.Tests.Editor.dll library -r:"$build/Omokage.Client.Core.dll" -r:"$nunit_dll" "${test_src[@]}"
+compile Omokage.Client.Tests.Runtime.dll library -r:"$build/Omokage.Client.Core.dll" -r:"$build/Omokage.Client.dll" \
+  -r:"$build/UnityEngine.dll" -r:"$build/UnityEngine.TestRunner.dll" -r:"$nunit_dll" "${playmode_src[@]}"
 compile SessionTranscript.exe exe -r:"$build/Omokage.Client.Core.dll" tests/csharp/Transcript/*.cs
+compile StubSurface.exe exe tests/csharp/StubSurface/*.cs
 cp "$nunit_dll" "$build/"
+(cd "$build" && mono StubSurface.exe "$root/tests/csharp/UnityStub/unity-api.txt" UnityEngine.dll,Unity.InputSystem.dll \
+  Omokage.Client.dll Omokage.Client.Samples.dll Omokage.Client.Samples.InputSystem.dll Omokage.Client.Tests.Runtime.dll) \
+  || fail "the package uses engine members that tests/csharp/UnityStub/unity-api.txt does not list as the stub declares them"
 
 # --- the server --------------------------------------------------------------------------------
 wait "$prep_pid" || { prep_pid=""; cat "$work/prep.log" >&2; fail "could not prepare the test catalog and models"; }
@@ -138,7 +167,7 @@ echo "== omokage serve on ws://127.0.0.1:$port/ws (data ready after $(( $(date +
 
 # --- tests -------------------------------------------------------------------------------------
 export OMOKAGE_SERVER_URL="ws://127.0.0.1:$port/ws"
-export OMOKAGE_VECTORS_DIR="$root/tests/vectors"
+export OMOKAGE_PACKAGE_DIR="$root/unity_client"  # the tests read the package's own copy of the vectors
 export OMOKAGE_PYTHON="$(command -v python)"
 export OMOKAGE_CATALOG="$catalog"
 export OMOKAGE_MODELS="$models"
@@ -146,7 +175,7 @@ export OMOKAGE_REQUIRE_LIVE=1
 result="$build/TestResult.xml"
 rm -f "$result"
 nunit_rc=0
-(cd "$build" && timeout 300 nunit-console -nologo -noshadow Omokage.Client.Tests.dll -xml="$result") || nunit_rc=$?
+(cd "$build" && timeout 300 nunit-console -nologo -noshadow Omokage.Client.Tests.Editor.dll -xml="$result") || nunit_rc=$?
 
 transcript_failed=0
 transcript="${OMOKAGE_TRANSCRIPT_OUT:-$build/session-transcript.md}"

@@ -7,6 +7,7 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Text;
+using System.Threading;
 using System.Threading.Tasks;
 using Omokage.Client;
 
@@ -53,29 +54,88 @@ public static class SessionTranscript
         }
     }
 
+    /// <summary>A tile of the grid as the pointer sees it: what it shows, and the user's commit.</summary>
+    sealed class Tile : IOmokageSelectable
+    {
+        public CandidateItem Item;
+        public bool Armed;
+        public int Commits;
+        public bool IsSelectable { get { return Item != null; } }
+        public object DwellKey { get { return Item; } }
+        public void OnPointerHover(bool hovered, float dwellProgress, bool armed) { Armed = armed; }
+        public void OnPointerSelect() { Commits++; }
+    }
+
+    static int _sent;
+
+    /// <summary>Looks at a tile for some seconds at 72 Hz; returns how many messages the client sent meanwhile.</summary>
+    static int Stare(PointerSelection gaze, Tile tile, double seconds)
+    {
+        int before = Volatile.Read(ref _sent);
+        const double frame = 1.0 / 72;
+        for (double t = 0; t < seconds; t += frame) gaze.PointAt(tile, frame);
+        return Volatile.Read(ref _sent) - before;
+    }
+
     static async Task Run(string url, string outPath)
     {
-        var options = new OmokageClientOptions(url) { PingInterval = TimeSpan.Zero, AutoReconnect = false };
-        var client = new OmokageClient(options);
-        client.Trace += OnTrace;
-        client.MessageReceived += m => Console.WriteLine("(unsolicited) " + m);
-        _t0 = ClockSync.LocalNow();
+        var server = new Uri(url);
+        using (var proxy = new TcpProxy(server.Host, server.Port))
+        {
+            var options = new OmokageClientOptions("ws://127.0.0.1:" + proxy.Port + server.AbsolutePath)
+            {
+                PingInterval = TimeSpan.Zero,
+                ReconnectInitialDelay = TimeSpan.FromMilliseconds(100),
+                ReconnectMaxDelay = TimeSpan.FromMilliseconds(500),
+            };
+            var client = new OmokageClient(options);
+            client.Trace += OnTrace;
+            client.Trace += t => { if (t.Outgoing) Interlocked.Increment(ref _sent); };
+            client.MessageReceived += m => Console.WriteLine("(unsolicited) " + m);
+            var welcomes = new SemaphoreSlim(0);
+            client.Connected += w => welcomes.Release();
+            _t0 = ClockSync.LocalNow();
+            await RunSession(client, proxy, welcomes, outPath);
+        }
+    }
 
-        Note("connect and say hello (protocol 1.1); the server answers with its limits, algorithms, catalog and the policies it offers");
+    static async Task RunSession(OmokageClient client, TcpProxy proxy, SemaphoreSlim welcomes, string outPath)
+    {
+        Note("connect and say hello (protocol 1.1) through a loopback relay that can play a sleeping Wi-Fi; the server answers with its limits, algorithms, catalog and the policies it offers");
         WelcomeMessage welcome = await client.ConnectAsync();
+        await welcomes.WaitAsync();
+        string firstSession = welcome.SessionId;
 
         Note("ping: round trip and NTP-style clock offset");
         PingResult ping = await client.PingAsync();
 
+        var selection = new SelectionSession(client);
         Note("start a random selection in PCA space with the server's default policy (seed 7 makes it repeatable)");
-        CandidatesMessage grid = await client.StartRandomAsync("pca", 7, welcome.DefaultPolicy);
+        CandidatesMessage grid = await selection.StartRandomAsync("pca", 7, welcome.DefaultPolicy);
 
         Note("fetch the 9 textures by content hash");
         TextureFetchResult tex1 = await client.FetchTexturesAsync(grid.Items.Select(i => i.Texture));
 
-        Note("choose the face in the middle of the grid (index 4)");
-        int chosen = grid.Items[4].Id;
-        grid = await client.ChooseAsync(chosen);
+        // --- gaze: dwell arms, only a press commits ----------------------------------------------------------
+        var gaze = new PointerSelection { DwellSeconds = 1.5, RequireArmed = true };
+        var tile = new Tile { Item = grid.Items[4] };
+        int sentStaring = Stare(gaze, tile, 10);
+        Note("head gaze rests on the middle face for 10 s (dwell 1.5 s): the tile is armed (highlighted: " + tile.Armed +
+             "), nothing is chosen, " + sentStaring + " messages sent");
+        Note("the user presses the trigger: the armed face is chosen (the only way a choice is made)");
+        bool committed = gaze.Press();
+        int chosen = tile.Item.Id;
+        if (!committed || tile.Commits != 1) throw new InvalidOperationException("the press did not commit the armed tile");
+        grid = await selection.ChooseAsync(chosen);
+        tile.Item = grid.Items[4];  // the same tile now shows a face of the new grid
+        int sentAfterNewGrid = Stare(gaze, tile, 10);
+        bool armedAfterNewGrid = tile.Armed;
+        bool pressAfterNewGrid = gaze.Press();
+        gaze.PointAt(null, 0.2);
+        Stare(gaze, tile, 1.6);
+        Note("the new grid appears under the resting gaze: 10 s more of staring arm nothing (armed: " + armedAfterNewGrid +
+             ", a press commits: " + pressAfterNewGrid + ", " + sentAfterNewGrid + " messages sent); only after the gaze leaves and " +
+             "comes back is the tile armed again (armed: " + tile.Armed + ") — and still nothing is sent without a press");
 
         Note("fetch textures again: the chosen face is cached, only the 8 new ones go over the wire");
         TextureFetchResult tex2 = await client.FetchTexturesAsync(grid.Items.Select(i => i.Texture));
@@ -96,19 +156,56 @@ public static class SessionTranscript
         TextureFetchResult tex3 = await client.FetchTexturesAsync(new[] { new string('0', 64) });
 
         Note("rate a face of this grid 5 (exactly what I want): evidence for the policy's belief; the grid stays");
-        RatedMessage rated = await client.RateAsync(grid.Items[1].Id, 5);
+        RatedMessage rated = await selection.RateAsync(grid.Items[1].Id, 5);
 
         Note("none of these: skip; nine faces not seen yet follow, with no chosen face first");
-        grid = await client.SkipAsync();
+        grid = await selection.SkipAsync();
         int skippedStep = grid.Step;
 
-        Note("choose again (index 2), then decide on the face chosen last (shown first)");
-        grid = await client.ChooseAsync(grid.Items[2].Id);
-        DecidedMessage decided = await client.DecideAsync(grid.Items[0].Id);
+        Note("the controller's ray points at index 2 and the user pulls the trigger: choose it");
+        int chosenBeforePause = grid.Items[2].Id;
+        grid = await selection.ChooseAsync(chosenBeforePause);
+        await client.FetchTexturesAsync(grid.Items.Select(i => i.Texture));
+
+        // --- pause mid-selection ------------------------------------------------------------------------
+        Note("the app is paused (system menu); meanwhile the Wi-Fi sleeps: the connection goes half-open (no bytes either way, nothing closed)");
+        proxy.Freeze();
+        Note("the app resumes: one ping checks the link (1 s); no pong, so the link is dropped and the client reconnects at once (a new server session)");
+        bool alive = await client.ProbeAsync(TimeSpan.FromSeconds(1));
+        if (!await welcomes.WaitAsync(TimeSpan.FromSeconds(15))) throw new TimeoutException("no reconnection");
+        string secondSession = client.SessionId;
+        Note("the grid belongs to session " + firstSession + ", the server now has " + secondSession + ": restore it, not start over — " +
+             "image start from the face chosen last (its texture is cached), then choose it again");
+        RestoreOutcome restoredMidway = await selection.RestoreAsync();
+        bool chosenFirstAgain = selection.Current.Items[0].Id == chosenBeforePause;
+
+        // --- decide, confirm, leave the app -------------------------------------------------------------------
+        Note("decide on the face chosen last (shown first)");
+        var opened = new List<string>();
+        var gate = new OpenUrlGate(new UrlPolicy(), u => opened.Add(u));
+        DecidedMessage decided = await selection.DecideAsync(selection.Current.Items[0].Id);
+        string reason;
+        bool asked = gate.Request(decided.Item.Url, out reason);
+        Note("the product page is not opened: the URL passed the allow-list (http/https) and waits for the user's answer (pending: " +
+             (gate.Pending ?? "none") + ", opened: " + opened.Count + ")");
+        string blockedReason;
+        new OpenUrlGate(new UrlPolicy(), u => opened.Add(u)).Request("javascript:alert(1)", out blockedReason);
+        Note("(a URL such as javascript:alert(1) from a server would be refused outright: " + blockedReason + ")");
+        bool confirmed = gate.Confirm();
+        Note("the user confirms in the dialog: Application.OpenURL(" + opened.LastOrDefault() + "); the app goes to the background");
+
+        Note("in the browser the Wi-Fi sleeps again; back in the app: the probe fails, the client reconnects (another new session)");
+        proxy.Freeze();
+        await client.ProbeAsync(TimeSpan.FromSeconds(1));
+        if (!await welcomes.WaitAsync(TimeSpan.FromSeconds(15))) throw new TimeoutException("no reconnection");
+        int sentBeforeRestore = Volatile.Read(ref _sent);
+        RestoreOutcome restoredAfterDecision = await selection.RestoreAsync();
+        int sentByRestore = Volatile.Read(ref _sent) - sentBeforeRestore;
+        Note("restore after the decision: " + restoredAfterDecision + "; " + sentByRestore + " messages sent, no new selection; " +
+             "the decision is kept: #" + selection.LastDecision.Item.Id + " \"" + selection.LastDecision.Item.Title + "\"");
 
         Note("close");
         await client.CloseAsync();
-
         var summary = new StringBuilder();
         summary.AppendLine("- server: `" + welcome.Server + "`, session `" + welcome.SessionId + "`, algorithms " +
                            string.Join(", ", welcome.Algorithms) + ", catalog " + welcome.Catalog.Count + " faces of " +
@@ -121,8 +218,14 @@ public static class SessionTranscript
                            " (default " + welcome.DefaultPolicy + "); this selection: " + grid.Policy);
         summary.AppendLine("- bad choose: `" + errorText + "`");
         summary.AppendLine("- rated #" + rated.Id + " " + rated.Rating + "/5; skipped to grid " + skippedStep);
+        summary.AppendLine("- gaze: 10 s of staring armed the face and sent " + sentStaring + " messages; the trigger chose it; on the " +
+                           "next grid 10 s of staring armed nothing (" + sentAfterNewGrid + " messages)");
+        summary.AppendLine("- pause mid-selection: probe " + (alive ? "answered" : "unanswered") + ", reconnected (session " + firstSession +
+                           " → " + secondSession + "), restore: " + restoredMidway + ", the chosen face first again: " + chosenFirstAgain);
         summary.AppendLine("- decided: #" + decided.Item.Id + " \"" + decided.Item.Title + "\" after " + decided.Steps +
-                           " grids → " + decided.Item.Url);
+                           " grids (counted from the restore) → " + decided.Item.Url);
+        summary.AppendLine("- open the product page: asked first (" + asked + "), opened only on confirm (" + confirmed + ", " + opened.Count +
+                           " opened); back from the browser: restore " + restoredAfterDecision + ", " + sentByRestore + " messages, decision kept");
         Console.WriteLine(summary);
 
         if (outPath != null)
@@ -135,6 +238,10 @@ public static class SessionTranscript
             md.AppendLine("received (←) it, decoded, with the time since the client started. `bin` fields show their size and");
             md.AppendLine("first bytes (`ff d8 ff` starts a JPEG, `89 50 4e 47` a PNG). Lines starting with `#` say what the");
             md.AppendLine("client does next. Catalog: `omokage catalog generate --count 150 --size 64 --seed 1`, models pca and nmf.");
+            md.AppendLine("The session also drives the package's engine-free interaction logic as the Unity components do: head gaze");
+            md.AppendLine("through `PointerSelection` (dwell arms, a press commits), pauses through a loopback relay that makes the");
+            md.AppendLine("link half-open (`OmokageClient.ProbeAsync`, reconnect, `SelectionSession.RestoreAsync`), and the product");
+            md.AppendLine("page through `OpenUrlGate` (allow-list, then the user's confirmation).");
             md.AppendLine();
             md.AppendLine("Regenerate: `OMOKAGE_TRANSCRIPT_OUT=\"$PWD/unity_client/Documentation~/session-transcript.md\" bash .ci/csharp.sh`");
             md.AppendLine("(the program is `tests/csharp/Transcript/SessionTranscript.cs`).");

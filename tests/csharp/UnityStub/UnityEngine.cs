@@ -1,6 +1,9 @@
 // A minimal compile-time stand-in for UnityEngine, used only by .ci/csharp.sh to compile the package's
-// MonoBehaviours with Mono's mcs. It declares just the members the package uses, with the signatures
-// real Unity (2021.3) has, so code that compiles here compiles in Unity. Nothing here does real work.
+// MonoBehaviours, sample and PlayMode tests with Mono's mcs. It declares the members the package uses, with the
+// signatures real Unity (2021.3) has: type kinds (class/struct/sealed/abstract), static vs instance, return and
+// parameter types, namespaces. unity-api.txt lists every member the package uses, as Unity declares it;
+// StubSurface.cs (run by .ci/csharp.sh) fails when the package uses a member that list does not have, or when
+// the stub's declaration differs from it. Nothing here does real work.
 // Keep it OUTSIDE the package: Unity must never see it.
 using System;
 using System.Collections;
@@ -169,7 +172,7 @@ namespace UnityEngine
         public Vector3 size { get; set; }
     }
 
-    public static class Physics
+    public class Physics
     {
         public const int DefaultRaycastLayers = -5;
         public static bool Raycast(Ray ray, out RaycastHit hitInfo, float maxDistance, int layerMask)
@@ -245,7 +248,7 @@ namespace UnityEngine
         public Color color { get; set; }
     }
 
-    public static class Resources
+    public sealed class Resources
     {
         public static T GetBuiltinResource<T>(string path) where T : Object { return null; }
     }
@@ -255,7 +258,7 @@ namespace UnityEngine
         public static Camera main { get { return null; } }
     }
 
-    public static class Time
+    public class Time
     {
         public static float time { get { return 0; } }
         public static float deltaTime { get { return 0; } }
@@ -265,7 +268,7 @@ namespace UnityEngine
         public static int frameCount { get { return 0; } }
     }
 
-    public static class Mathf
+    public struct Mathf
     {
         public static float Clamp01(float value) { return value < 0 ? 0 : value > 1 ? 1 : value; }
         public static float Clamp(float value, float min, float max) { return value < min ? min : value > max ? max : value; }
@@ -276,7 +279,7 @@ namespace UnityEngine
         public static float Lerp(float a, float b, float t) { return a + (b - a) * Clamp01(t); }
     }
 
-    public static class Debug
+    public class Debug
     {
         public static void Log(object message) { }
         public static void Log(object message, Object context) { }
@@ -288,9 +291,11 @@ namespace UnityEngine
         public static void LogException(Exception exception, Object context) { }
     }
 
+    public enum LogType { Error = 0, Assert = 1, Warning = 2, Log = 3, Exception = 4 }
+
     public enum RuntimePlatform { WindowsEditor = 7, Android = 11, LinuxEditor = 16, OSXEditor = 0 }
 
-    public static class Application
+    public class Application
     {
         public static void OpenURL(string url) { }
         public static bool isPlaying { get { return true; } }
@@ -305,16 +310,16 @@ namespace UnityEngine
     [AttributeUsage(AttributeTargets.Field)]
     public sealed class HideInInspector : Attribute { }
 
-    [AttributeUsage(AttributeTargets.Field, AllowMultiple = true)]
-    public class PropertyAttribute : Attribute { }
+    [AttributeUsage(AttributeTargets.Field, Inherited = true, AllowMultiple = false)]
+    public abstract class PropertyAttribute : Attribute { }
 
-    public sealed class TooltipAttribute : PropertyAttribute
+    public class TooltipAttribute : PropertyAttribute
     {
         public readonly string tooltip;
         public TooltipAttribute(string tooltip) { this.tooltip = tooltip; }
     }
 
-    public sealed class HeaderAttribute : PropertyAttribute
+    public class HeaderAttribute : PropertyAttribute
     {
         public readonly string header;
         public HeaderAttribute(string header) { this.header = header; }
@@ -332,7 +337,7 @@ namespace UnityEngine
         public MinAttribute(float min) { this.min = min; }
     }
 
-    public sealed class TextAreaAttribute : PropertyAttribute
+    public class TextAreaAttribute : PropertyAttribute
     {
         public TextAreaAttribute() { }
         public TextAreaAttribute(int minLines, int maxLines) { }
@@ -355,18 +360,75 @@ namespace UnityEngine
     }
 
     [AttributeUsage(AttributeTargets.Class)]
-    public sealed class DefaultExecutionOrder : Attribute
+    public class DefaultExecutionOrder : Attribute
     {
-        public DefaultExecutionOrder(int order) { }
+        public DefaultExecutionOrder(int order) { this.order = order; }
+        public int order { get; }
     }
+
+    public enum RuntimeInitializeLoadType
+    {
+        AfterSceneLoad = 0,
+        BeforeSceneLoad = 1,
+        AfterAssembliesLoaded = 2,
+        BeforeSplashScreen = 3,
+        SubsystemRegistration = 4,
+    }
+
+    [AttributeUsage(AttributeTargets.Method, AllowMultiple = false)]
+    public class RuntimeInitializeOnLoadMethodAttribute : UnityEngine.Scripting.PreserveAttribute
+    {
+        public RuntimeInitializeOnLoadMethodAttribute() { }
+        public RuntimeInitializeOnLoadMethodAttribute(RuntimeInitializeLoadType loadType) { this.loadType = loadType; }
+        public RuntimeInitializeLoadType loadType { get; private set; }
+    }
+
+    public class ScriptableObject : Object
+    {
+        public static T CreateInstance<T>() where T : ScriptableObject { return null; }
+    }
+
+    public class YieldInstruction { }
+
+    public sealed class WaitForSeconds : YieldInstruction
+    {
+        public WaitForSeconds(float seconds) { }
+    }
+
+    public abstract class CustomYieldInstruction : IEnumerator
+    {
+        public abstract bool keepWaiting { get; }
+        public object Current { get { return null; } }
+        public bool MoveNext() { return keepWaiting; }
+        public virtual void Reset() { }
+    }
+
+    public sealed class WaitUntil : CustomYieldInstruction
+    {
+        public WaitUntil(Func<bool> predicate) { }
+        public override bool keepWaiting { get { return false; } }
+    }
+}
+
+namespace UnityEngine.Scripting
+{
+    [AttributeUsage(AttributeTargets.Assembly | AttributeTargets.Class | AttributeTargets.Struct | AttributeTargets.Enum |
+                    AttributeTargets.Constructor | AttributeTargets.Method | AttributeTargets.Property | AttributeTargets.Field |
+                    AttributeTargets.Event | AttributeTargets.Interface | AttributeTargets.Delegate, Inherited = false)]
+    public class PreserveAttribute : Attribute { }
 }
 
 namespace UnityEngine.Events
 {
     public delegate void UnityAction();
     public delegate void UnityAction<T0>(T0 arg0);
+    public delegate void UnityAction<T0, T1>(T0 arg0, T1 arg1);
 
-    public abstract class UnityEventBase { }
+    public abstract class UnityEventBase
+    {
+        public int GetPersistentEventCount() { return 0; }
+        public void RemoveAllListeners() { }
+    }
 
     [Serializable]
     public class UnityEvent : UnityEventBase
@@ -376,11 +438,20 @@ namespace UnityEngine.Events
         public void Invoke() { }
     }
 
+    // not abstract since Unity 2020.1: a generic UnityEvent field serializes without a subclass
     [Serializable]
-    public abstract class UnityEvent<T0> : UnityEventBase
+    public class UnityEvent<T0> : UnityEventBase
     {
         public void AddListener(UnityAction<T0> call) { }
         public void RemoveListener(UnityAction<T0> call) { }
         public void Invoke(T0 arg0) { }
+    }
+
+    [Serializable]
+    public class UnityEvent<T0, T1> : UnityEventBase
+    {
+        public void AddListener(UnityAction<T0, T1> call) { }
+        public void RemoveListener(UnityAction<T0, T1> call) { }
+        public void Invoke(T0 arg0, T1 arg1) { }
     }
 }

@@ -1,25 +1,22 @@
 using System;
 using System.Collections.Generic;
 using System.Threading.Tasks;
-using Omokage.Client;
 using UnityEngine;
-using UnityEngine.Events;
 
-namespace Omokage.Unity
+namespace Omokage.Client.Components
 {
-    /// <summary>A UnityEvent with the product URL (decide).</summary>
-    [Serializable]
-    public class OmokageUrlEvent : UnityEvent<string> { }
-
     /// <summary>
-    /// The 3×3 grid of candidate faces. It starts a selection when the connection is welcomed (again after each
-    /// reconnection: a new connection is a new server session), shows each <c>candidates</c> grid (titles at
-    /// once, textures as they arrive: cached ones immediately, the others with one <c>texture.get</c>, turned into
-    /// <c>Texture2D</c> with <c>LoadImage</c>), chooses a tile (<see cref="Choose(CandidateTile)"/>) and decides
-    /// (<see cref="Decide(CandidateTile)"/> / <see cref="DecideChosen"/>), which opens the product URL. With a v1.1
-    /// server it starts with the inspector's <c>policy</c>, and <see cref="Skip"/> ("none of these") and
-    /// <see cref="Rate"/> are available. Without tiles assigned it builds nine quads with TextMesh titles under its own
-    /// transform.
+    /// The 3×3 grid of candidate faces. It starts a selection when the connection is first welcomed, shows each
+    /// <c>candidates</c> grid (titles at once, textures as they arrive: cached ones immediately, the others with one
+    /// <c>texture.get</c>, turned into <c>Texture2D</c> with <c>LoadImage</c>), chooses a tile
+    /// (<see cref="Choose(CandidateTile)"/>) and decides (<see cref="Decide(CandidateTile)"/> / <see cref="DecideChosen"/>).
+    /// After a decision it never opens the product page by itself: the URL must pass the allow-list (http/https, and
+    /// <c>allowedUrlHosts</c> when set) and the user must confirm (<see cref="onOpenUrlRequested"/> → your dialog →
+    /// <see cref="ConfirmOpenUrl"/> or <see cref="CancelOpenUrl"/>). A reconnection (e.g. after the app was paused)
+    /// does not start a new selection: the grid and the decision stay, and a lost server session is restored
+    /// (<see cref="SelectionSession.RestoreAsync"/>). Requests are <c>…Async</c> methods returning Tasks; the void
+    /// methods of the same name are for UnityEvents and route failures to <see cref="onError"/> / <see cref="Failed"/>.
+    /// Without tiles assigned it builds nine quads with TextMesh titles under its own transform.
     /// </summary>
     [AddComponentMenu("Omokage/Candidate Grid")]
     public class CandidateGrid : MonoBehaviour
@@ -34,14 +31,19 @@ namespace Omokage.Unity
                  "Empty: the server's default_policy. A name the server does not offer falls back to its default, with a warning.")]
         [SerializeField] string policy = "";
 
-        [Tooltip("Start a random selection whenever the connection is welcomed.")]
+        [Tooltip("Start a random selection when the connection is first welcomed (a reconnection restores the grid instead).")]
         [SerializeField] bool startOnConnect = true;
 
         [Tooltip("Seed of the random start (negative: a different first grid each time).")]
         [SerializeField] int seed = -1;
 
-        [Tooltip("Open decided.item.url with Application.OpenURL.")]
+        [Header("Product page")]
+        [Tooltip("After a decision, ask to open decided.item.url (onOpenUrlRequested; opens only on ConfirmOpenUrl).")]
         [SerializeField] bool openUrlOnDecide = true;
+
+        [Tooltip("Hosts the product page may be on (e.g. shop.example, *.shop.example). Empty: any host. " +
+                 "Only http and https URLs are ever opened.")]
+        [SerializeField] string[] allowedUrlHosts = new string[0];
 
         [Header("Tiles")]
         [Tooltip("Nine tiles, row-major. Left empty, they are built from code (or from the prefab).")]
@@ -65,34 +67,48 @@ namespace Omokage.Unity
         [SerializeField] Renderer reconstructionRenderer;
 
         [Header("Events")]
+        [Tooltip("The selection ended on a face; the argument is its product page URL (not opened yet).")]
         public OmokageUrlEvent onDecided = new OmokageUrlEvent();
+
+        [Tooltip("Ask the user before leaving the app: show a dialog, then call ConfirmOpenUrl or CancelOpenUrl.")]
+        public OmokageUrlEvent onOpenUrlRequested = new OmokageUrlEvent();
+
+        [Tooltip("A request failed or a URL was refused: (code, message for people).")]
+        public OmokageErrorEvent onError = new OmokageErrorEvent();
 
         readonly Dictionary<string, Texture2D> _textures = new Dictionary<string, Texture2D>(StringComparer.Ordinal);
         OmokageConnection _subscribed;
+        SelectionSession _session;
+        OpenUrlGate _urlGate;
         int _generation;
         Texture2D _reconstruction;
 
-        /// <summary>The grid shown (null before the first).</summary>
-        public CandidatesMessage Current { get; private set; }
+        /// <summary>The selection (grid, chosen face, decision, server session); null before the first request.</summary>
+        public SelectionSession Session { get { return _session; } }
 
-        /// <summary>The last decision (null until one).</summary>
-        public DecidedMessage LastDecision { get; private set; }
+        /// <summary>The grid shown (null before the first).</summary>
+        public CandidatesMessage Current { get { return _session == null ? null : _session.Current; } }
+
+        /// <summary>The last decision (null until one); kept across pauses and reconnections.</summary>
+        public DecidedMessage LastDecision { get { return _session == null ? null : _session.LastDecision; } }
 
         /// <summary>The face chosen last (it is shown first in the current grid), or null.</summary>
-        public int? ChosenId { get; private set; }
+        public int? ChosenId { get { return _session == null ? null : _session.ChosenId; } }
 
         /// <summary>A request is in flight: tiles ignore selection meanwhile.</summary>
         public bool Busy { get; private set; }
 
+        /// <summary>Whether a tile may be chosen now: a grid is shown, nothing in flight, not decided.</summary>
+        public bool CanChoose { get { return !Busy && Current != null && LastDecision == null; } }
+
         /// <summary>Whether <see cref="DecideChosen"/> would do something.</summary>
-        public bool CanDecide { get { return !Busy && Current != null && Current.Items.Count > 0 && LastDecision == null; } }
+        public bool CanDecide { get { return CanChoose && Current.Items.Count > 0; } }
 
         public IList<CandidateTile> Tiles { get { return tiles; } }
 
         public string Algorithm { get { return algorithm; } set { algorithm = value; } }
 
-        /// <summary>The policy requested at the next start (null or empty: the server's default). Takes effect at the
-        /// next <see cref="StartSelection"/>.</summary>
+        /// <summary>The policy requested at the next start (null or empty: the server's default).</summary>
         public string Policy { get { return policy; } set { policy = value; } }
 
         /// <summary>Whether <see cref="Skip"/> would do something: a grid is shown, nothing in flight, not decided, and the
@@ -103,8 +119,7 @@ namespace Omokage.Unity
             {
                 var client = connection != null ? connection.Client : null;
                 var welcome = client != null ? client.Welcome : null;
-                return !Busy && Current != null && Current.Items.Count > 0 && LastDecision == null &&
-                       welcome != null && welcome.Supports(1);
+                return CanChoose && Current.Items.Count > 0 && welcome != null && welcome.Supports(1);
             }
         }
 
@@ -117,6 +132,12 @@ namespace Omokage.Unity
         public bool StartOnConnect { get { return startOnConnect; } set { startOnConnect = value; } }
 
         public bool OpenUrlOnDecide { get { return openUrlOnDecide; } set { openUrlOnDecide = value; } }
+
+        /// <summary>Hosts a product page may be on (empty: any; see <see cref="UrlPolicy"/>).</summary>
+        public string[] AllowedUrlHosts { get { return allowedUrlHosts; } set { allowedUrlHosts = value ?? new string[0]; } }
+
+        /// <summary>The URL waiting for the user's confirmation (null when none).</summary>
+        public string PendingUrl { get { return _urlGate == null ? null : _urlGate.Pending; } }
 
         public OmokageConnection Connection
         {
@@ -131,11 +152,18 @@ namespace Omokage.Unity
         /// <summary>Each grid shown (main thread).</summary>
         public event Action<CandidatesMessage> CandidatesShown;
 
-        /// <summary>The selection ended (main thread).</summary>
+        /// <summary>The selection ended (main thread); the product page is not open yet.</summary>
         public event Action<DecidedMessage> Decided;
 
-        /// <summary>A request failed (main thread): <see cref="OmokageServerException"/> carries the error code.</summary>
-        public event Action<Exception> RequestFailed;
+        /// <summary>A URL passed the allow-list and waits for the user: show a dialog, then call <see cref="ConfirmOpenUrl"/>
+        /// or <see cref="CancelOpenUrl"/> (main thread).</summary>
+        public event Action<string> OpenUrlRequested;
+
+        /// <summary>After a reconnection: what <see cref="RestoreAsync"/> did (main thread).</summary>
+        public event Action<RestoreOutcome> Restored;
+
+        /// <summary>A request failed or a URL was refused (main thread).</summary>
+        public event Action<OmokageError> Failed;
 
         void Awake()
         {
@@ -161,7 +189,7 @@ namespace Omokage.Unity
             if (connection == null) return;
             connection.Connected += OnConnected;
             _subscribed = connection;
-            if (startOnConnect && connection.IsConnected && Current == null) StartSelection();
+            if (connection.IsConnected) OnConnected(connection.Welcome);
         }
 
         void Unsubscribe()
@@ -170,50 +198,211 @@ namespace Omokage.Unity
             _subscribed = null;
         }
 
+        // Every welcome: the first starts a selection; later ones (a reconnection, e.g. after a pause) keep what the user
+        // had and restore a lost server session.
         void OnConnected(WelcomeMessage welcome)
         {
-            if (startOnConnect) StartSelection();
+            if (Current != null)
+            {
+                if (_session.NeedsRestore) Observe(RestoreAsync());
+                return;
+            }
+            if (LastDecision == null && startOnConnect && !Busy) StartSelection();
         }
 
-        // --- actions -----------------------------------------------------------------------------
+        // --- requests as Tasks ---------------------------------------------------------------------
 
-        /// <summary>Starts a new random selection (abandons the current one).</summary>
-        public void StartSelection()
+        /// <summary>Starts a new random selection (abandons the current one and its decision).</summary>
+        public Task StartSelectionAsync()
         {
             int? s = seed >= 0 ? (int?)seed : null;
-            Run(c => c.StartRandomAsync(algorithm, s, OfferedPolicy(c)), true);
+            return RunGrid(session => session.StartRandomAsync(algorithm, s, OfferedPolicy(session.Client)), true);
         }
 
         /// <summary>Starts from an encoded image (JPEG/PNG): the nine nearest faces; the reconstruction is shown.</summary>
-        public void StartFromImage(byte[] image)
+        public Task StartFromImageAsync(byte[] image)
         {
             if (image == null) throw new ArgumentNullException("image");
-            Run(c => c.StartImageAsync(algorithm, image, OfferedPolicy(c)), true);
+            return RunGrid(session => session.StartImageAsync(algorithm, image, OfferedPolicy(session.Client)), true);
         }
 
-        /// <summary>"None of these": the current faces are all further from what the user wants than the unseen ones;
-        /// shows the next grid of unseen faces (no chosen face first). Needs a v1.1 server.</summary>
-        public void Skip()
+        /// <summary>Chooses a face of the current grid: the next grid shows it first. Throws
+        /// <see cref="InvalidOperationException"/> while <see cref="Busy"/> or after a decision.</summary>
+        public Task ChooseAsync(int id)
         {
-            if (!CanSkip) return;
-            ChosenId = null;
-            Run(c => c.SkipAsync(), false);
+            RequireIdle();
+            return RunGrid(session => session.ChooseAsync(id), false);
         }
 
-        /// <summary>Rates a face shown in this selection, 1 (not at all) … 5 (exactly what I want): evidence for the
-        /// server's belief; the grid stays. Needs a v1.1 server. Failures go to <see cref="RequestFailed"/>.</summary>
-        public async void Rate(int id, int rating)
+        /// <summary>"None of these": the next grid of unseen faces (no chosen face first). Needs a v1.1 server.</summary>
+        public Task SkipAsync()
         {
-            var client = ReadyClient();
-            if (client == null || client.Welcome == null || !client.Welcome.Supports(1)) return;
+            RequireIdle();
+            return RunGrid(session => session.SkipAsync(), false);
+        }
+
+        /// <summary>Rates a face shown in this selection, 1 (not at all) … 5 (exactly what I want); the grid stays.
+        /// Needs a v1.1 server.</summary>
+        public Task<RatedMessage> RateAsync(int id, int rating)
+        {
+            return ReadySession().RateAsync(id, rating);
+        }
+
+        /// <summary>Ends the selection on a face of the current grid; then (with <see cref="OpenUrlOnDecide"/>) asks the
+        /// user to confirm opening its product page. Throws <see cref="InvalidOperationException"/> while busy or decided.</summary>
+        public async Task<DecidedMessage> DecideAsync(int id)
+        {
+            RequireIdle();
+            var session = ReadySession();
+            SetBusy(true);
+            int generation = ++_generation;
             try
             {
-                await client.RateAsync(id, rating);
+                DecidedMessage decided = await session.DecideAsync(id);
+                if (this == null || generation != _generation) return decided;
+                var handler = Decided;
+                if (handler != null) handler(decided);
+                onDecided.Invoke(decided.Item.Url);
+                if (openUrlOnDecide) RequestOpenUrl(decided.Item.Url);
+                return decided;
             }
-            catch (Exception e)
+            finally
             {
-                if (this != null) Fail(e);
+                if (this != null && generation == _generation) SetBusy(false);
             }
+        }
+
+        /// <summary>Puts the user back after a reconnection (the grid connects this itself; see
+        /// <see cref="SelectionSession.RestoreAsync"/> for exactly what is sent).</summary>
+        public async Task<RestoreOutcome> RestoreAsync()
+        {
+            var session = ReadySession();
+            SetBusy(true);
+            int generation = ++_generation;
+            try
+            {
+                CandidatesMessage before = session.Current;
+                RestoreOutcome outcome = await session.RestoreAsync();
+                if (this == null || generation != _generation) return outcome;
+                if (session.Current != before)
+                {
+                    Show(session.Current);
+                    SetBusy(false);
+                    await LoadTextures(session.Client, session.Current, generation);
+                }
+                var handler = Restored;
+                if (handler != null) handler(outcome);
+                return outcome;
+            }
+            catch (Exception) when (this == null || generation != _generation)
+            {
+                return RestoreOutcome.SameSession;  // superseded by a newer request
+            }
+            finally
+            {
+                if (this != null && generation == _generation) SetBusy(false);
+            }
+        }
+
+        // --- fire-and-forget wrappers for UnityEvents: failures go to onError / Failed -------------------
+
+        /// <summary>Starts a new random selection (abandons the current one).</summary>
+        public void StartSelection() { Observe(StartSelectionAsync()); }
+
+        public void StartFromImage(byte[] image) { Observe(StartFromImageAsync(image)); }
+
+        public void Choose(CandidateTile tile)
+        {
+            if (tile != null && tile.Item != null) Choose(tile.Item.Id);
+        }
+
+        /// <summary>Chooses a face of the current grid (ignored while busy or decided).</summary>
+        public void Choose(int id)
+        {
+            if (CanChoose) Observe(ChooseAsync(id));
+        }
+
+        /// <summary>"None of these" (ignored unless <see cref="CanSkip"/>).</summary>
+        public void Skip()
+        {
+            if (CanSkip) Observe(SkipAsync());
+        }
+
+        public void Rate(int id, int rating)
+        {
+            var client = connection != null ? connection.Client : null;
+            if (client == null || client.Welcome == null || !client.Welcome.Supports(1)) return;
+            Observe(RateAsync(id, rating));
+        }
+
+        public void Decide(CandidateTile tile)
+        {
+            if (tile != null && tile.Item != null) Decide(tile.Item.Id);
+        }
+
+        /// <summary>Decides on a face of the current grid (ignored while busy or decided).</summary>
+        public void Decide(int id)
+        {
+            if (CanChoose) Observe(DecideAsync(id));
+        }
+
+        /// <summary>Decides on the face chosen last (or the first face of a fresh grid).</summary>
+        public void DecideChosen()
+        {
+            if (!CanDecide) return;
+            Decide(ChosenId.HasValue ? ChosenId.Value : Current.Items[0].Id);
+        }
+
+        // --- leaving the app ---------------------------------------------------------------------
+
+        /// <summary>
+        /// Checks <paramref name="url"/> against the allow-list and, if it passes, asks the user
+        /// (<see cref="OpenUrlRequested"/> / <see cref="onOpenUrlRequested"/>); nothing opens until
+        /// <see cref="ConfirmOpenUrl"/>. A refused URL is reported as <see cref="OmokageError.UrlBlocked"/>.
+        /// </summary>
+        public bool RequestOpenUrl(string url)
+        {
+            var gate = UrlGate();
+            string reason;
+            if (!gate.Request(url, out reason))
+            {
+                Fail(new OmokageError(OmokageError.UrlBlocked, "The product page was not opened: " + reason + " (" + url + ")."));
+                return false;
+            }
+            var handler = OpenUrlRequested;
+            if (handler != null) handler(url);
+            onOpenUrlRequested.Invoke(url);
+            return true;
+        }
+
+        /// <summary>The user confirmed: opens the pending URL with Application.OpenURL (the app goes to the background).</summary>
+        public bool ConfirmOpenUrl() { return UrlGate().Confirm(); }
+
+        /// <summary>The user declined: forgets the pending URL.</summary>
+        public void CancelOpenUrl() { UrlGate().Cancel(); }
+
+        OpenUrlGate UrlGate()
+        {
+            if (_urlGate == null) _urlGate = new OpenUrlGate(null, Application.OpenURL);
+            _urlGate.Policy = new UrlPolicy(allowedUrlHosts);  // the inspector may have changed
+            return _urlGate;
+        }
+
+        // --- plumbing ----------------------------------------------------------------------------
+
+        SelectionSession ReadySession()
+        {
+            var client = connection != null ? connection.Client : null;
+            if (client == null) throw new OmokageConnectionException("the grid has no connection yet");
+            if (_session == null) _session = new SelectionSession(client);
+            else if (_session.Client != client) _session.Client = client;  // the connection made a new client
+            return _session;
+        }
+
+        void RequireIdle()
+        {
+            if (Busy) throw new InvalidOperationException("a request is in flight");
+            if (LastDecision != null) throw new InvalidOperationException("the selection was decided; start a new one");
         }
 
         /// <summary>The inspector's policy if the server offers it; else null (the server's default), with a warning.</summary>
@@ -229,103 +418,40 @@ namespace Omokage.Unity
             return null;
         }
 
-        public void Choose(CandidateTile tile)
-        {
-            if (tile != null && tile.Item != null) Choose(tile.Item.Id);
-        }
-
-        /// <summary>Chooses a face of the current grid: the next grid shows it first with its nearest unseen neighbours.</summary>
-        public void Choose(int id)
-        {
-            if (Busy) return;
-            ChosenId = id;
-            Run(c => c.ChooseAsync(id), false);
-        }
-
-        public void Decide(CandidateTile tile)
-        {
-            if (tile != null && tile.Item != null) Decide(tile.Item.Id);
-        }
-
-        /// <summary>Decides on the face chosen last (or the first face of a fresh grid).</summary>
-        public void DecideChosen()
-        {
-            if (!CanDecide) return;
-            Decide(ChosenId.HasValue ? ChosenId.Value : Current.Items[0].Id);
-        }
-
-        /// <summary>Ends the selection on a face of the current grid and (by default) opens its product page.</summary>
-        public async void Decide(int id)
-        {
-            var client = ReadyClient();
-            if (client == null || Busy) return;
-            SetBusy(true);
-            int generation = ++_generation;
-            try
-            {
-                DecidedMessage decided = await client.DecideAsync(id);
-                if (this == null || generation != _generation) return;
-                LastDecision = decided;
-                var handler = Decided;
-                if (handler != null) handler(decided);
-                onDecided.Invoke(decided.Item.Url);
-                if (openUrlOnDecide && !string.IsNullOrEmpty(decided.Item.Url)) Application.OpenURL(decided.Item.Url);
-            }
-            catch (Exception e)
-            {
-                if (this != null) Fail(e);
-            }
-            finally
-            {
-                if (this != null && generation == _generation) SetBusy(false);
-            }
-        }
-
-        OmokageClient ReadyClient()
-        {
-            var client = connection != null ? connection.Client : null;
-            if (client == null || !client.IsConnected)
-            {
-                Debug.LogWarning("[omokage] not connected yet");
-                return null;
-            }
-            return client;
-        }
-
         // `await` inside a MonoBehaviour resumes on Unity's main thread (UnitySynchronizationContext), so the code
         // after each await may touch Unity objects. A newer request bumps _generation and wins over older ones.
-        async void Run(Func<OmokageClient, Task<CandidatesMessage>> request, bool restart)
+        async Task RunGrid(Func<SelectionSession, Task<CandidatesMessage>> request, bool restart)
         {
-            var client = ReadyClient();
-            if (client == null || (Busy && !restart)) return;
-            if (restart)
-            {
-                ChosenId = null;
-                LastDecision = null;
-            }
+            var session = ReadySession();
             SetBusy(true);
             int generation = ++_generation;
             try
             {
-                CandidatesMessage grid = await request(client);
+                CandidatesMessage grid = await request(session);
                 if (this == null || generation != _generation) return;
                 Show(grid);
                 SetBusy(false);
-                await LoadTextures(client, grid, generation);
+                await LoadTextures(session.Client, grid, generation);
             }
-            catch (Exception e)
+            catch (Exception) when (this == null || generation != _generation)
             {
-                if (this != null && generation == _generation) Fail(e);
+                // superseded by a newer request (e.g. a restart): its outcome is what the user sees
             }
             finally
             {
                 if (this != null && generation == _generation) SetBusy(false);
             }
+        }
+
+        void Observe(Task task) { TaskObserver.Observe(task, OnTaskFailed); }
+
+        void OnTaskFailed(Exception e)
+        {
+            if (this != null) Fail(OmokageError.From(e));
         }
 
         void Show(CandidatesMessage grid)
         {
-            Current = grid;
             for (int i = 0; i < tiles.Length; i++)
             {
                 if (tiles[i] == null) continue;
@@ -405,13 +531,12 @@ namespace Omokage.Unity
                 if (tiles[i] != null) tiles[i].Tint();
         }
 
-        void Fail(Exception e)
+        void Fail(OmokageError error)
         {
-            var server = e as OmokageServerException;
-            if (server != null) Debug.LogWarning("[omokage] " + server.Code + ": " + server.ServerMessage);
-            else Debug.LogWarning("[omokage] request failed: " + e.Message);
-            var handler = RequestFailed;
-            if (handler != null) handler(e);
+            Debug.LogWarning("[omokage] " + error);
+            var handler = Failed;
+            if (handler != null) handler(error);
+            onError.Invoke(error.Code, error.Message);
         }
 
         // --- building tiles from code --------------------------------------------------------------

@@ -1,13 +1,14 @@
 using Omokage.Client;
 using UnityEngine;
 
-namespace Omokage.Unity
+namespace Omokage.Client.Components
 {
     /// <summary>
-    /// One face of the 3×3 grid: a renderer showing the texture, a TextMesh with the title, and hover feedback.
-    /// <see cref="CandidateGrid"/> fills it. Select it with an <see cref="OmokagePointer"/> (ray + dwell or
-    /// trigger), or wire an XR Interaction Toolkit interactable's <c>Select Entered</c> event to
-    /// <see cref="Select"/> and <c>Hover Entered/Exited</c> to <see cref="HoverEnter"/>/<see cref="HoverExit"/>.
+    /// One face of the 3×3 grid: a renderer showing the texture, a TextMesh with the title, and hover / armed feedback.
+    /// <see cref="CandidateGrid"/> fills it. An <see cref="OmokagePointer"/> dwelling on it arms it (tinted, dwell bar
+    /// full); the user's press (trigger, confirm) chooses it. Or wire an XR Interaction Toolkit interactable's
+    /// <c>Select Entered</c> event to <see cref="Select"/> and <c>Hover Entered/Exited</c> to
+    /// <see cref="HoverEnter"/>/<see cref="HoverExit"/>.
     /// </summary>
     [AddComponentMenu("Omokage/Candidate Tile")]
     public class CandidateTile : MonoBehaviour, IOmokageSelectable
@@ -23,6 +24,8 @@ namespace Omokage.Unity
 
         [SerializeField] Color normalColor = Color.white;
         [SerializeField] Color hoverColor = new Color(1f, 0.92f, 0.6f, 1f);
+        [Tooltip("Armed by dwell: a press now chooses this face.")]
+        [SerializeField] Color armedColor = new Color(0.55f, 1f, 0.6f, 1f);
         [SerializeField] Color busyColor = new Color(0.6f, 0.6f, 0.6f, 1f);
 
         [Tooltip("Titles longer than this are shortened with an ellipsis.")]
@@ -30,6 +33,7 @@ namespace Omokage.Unity
 
         Material _material;
         bool _hovered;
+        bool _armed;
 
         public CandidateGrid Grid { get; set; }
 
@@ -41,8 +45,12 @@ namespace Omokage.Unity
 
         public Texture2D Texture { get; private set; }
 
-        public bool IsSelectable { get { return Item != null && Grid != null && !Grid.Busy; } }
+        public bool IsSelectable { get { return Item != null && Grid != null && Grid.CanChoose; } }
 
+        /// <summary>Dwell armed this tile: a press chooses it.</summary>
+        public bool IsArmed { get { return _armed; } }
+
+        // each grid brings new CandidateItem objects, so a new grid under a resting gaze disarms the tile
         public object DwellKey { get { return Item; } }
 
         /// <summary>Sets the renderer and label (for tiles built from code).</summary>
@@ -61,7 +69,7 @@ namespace Omokage.Unity
             gameObject.SetActive(item != null);
             if (titleText != null) titleText.text = item == null ? "" : Shorten(item.Title);
             SetTexture(null);
-            OnPointerHover(false, 0f);
+            OnPointerHover(false, 0f, false);
         }
 
         public void SetTexture(Texture2D texture)
@@ -78,19 +86,20 @@ namespace Omokage.Unity
             if (IsSelectable) Grid.Choose(this);
         }
 
-        /// <summary>Settle on this face: ends the selection and opens its product page.</summary>
+        /// <summary>Settle on this face: ends the selection; the product page opens after the user confirms.</summary>
         public void Decide()
         {
             if (IsSelectable) Grid.Decide(this);
         }
 
-        public void HoverEnter() { OnPointerHover(true, 0f); }
+        public void HoverEnter() { OnPointerHover(true, 0f, false); }
 
-        public void HoverExit() { OnPointerHover(false, 0f); }
+        public void HoverExit() { OnPointerHover(false, 0f, false); }
 
-        public void OnPointerHover(bool hovered, float dwellProgress)
+        public void OnPointerHover(bool hovered, float dwellProgress, bool armed)
         {
             _hovered = hovered;
+            _armed = hovered && armed;
             if (dwellBar != null)
             {
                 var s = dwellBar.localScale;
@@ -106,7 +115,7 @@ namespace Omokage.Unity
         {
             var material = Material();
             if (material == null) return;
-            material.color = Grid != null && Grid.Busy ? busyColor : _hovered ? hoverColor : normalColor;
+            material.color = Grid != null && Grid.Busy ? busyColor : _armed ? armedColor : _hovered ? hoverColor : normalColor;
         }
 
         Material Material()

@@ -5,12 +5,18 @@ using Omokage.Client;
 using UnityEngine;
 using UnityEngine.Events;
 
-namespace Omokage.Unity
+namespace Omokage.Client.Components
 {
     /// <summary>
     /// Owns one <see cref="OmokageClient"/>: connects on Start (retrying with back-off until the server answers),
     /// reconnects when the connection drops, and re-raises the client's events on the main thread.
-    /// Point it at <c>ws://HOST:PORT/ws</c> of <c>omokage serve --host 0.0.0.0 --token …</c> on your LAN.
+    /// Point it at <c>ws://HOST:PORT/ws</c> of <c>omokage serve --host 0.0.0.0 --token …</c> on your LAN
+    /// (plaintext <c>ws://</c> to another machine is warned about once; use <c>wss://</c> outside a trusted LAN).
+    /// <para>Pause and resume (the headset's browser opened, the headset taken off): when the app comes back
+    /// (<c>OnApplicationPause(false)</c> or <c>OnApplicationFocus(true)</c>) it checks the link with one ping
+    /// (<see cref="OmokageClient.ProbeAsync"/>); a dead link is dropped and reconnected at once, and a connection that had
+    /// given up is started again. The welcome that follows is a new server session: <see cref="CandidateGrid"/> keeps
+    /// its grid and decision and restores the selection instead of starting a new one.</para>
     /// </summary>
     [DisallowMultipleComponent]
     [AddComponentMenu("Omokage/Omokage Connection")]
@@ -33,13 +39,26 @@ namespace Omokage.Unity
         [Tooltip("Log every message sent and received to the console.")]
         [SerializeField] bool logTraffic = false;
 
+        [Tooltip("When the app resumes, how long one ping may take before the link counts as dead and is reconnected.")]
+        [SerializeField] float resumeProbeSeconds = 3f;
+
         [Tooltip("Raised on the main thread on every welcome (first connection and each reconnection).")]
         public UnityEvent onConnected = new UnityEvent();
 
         [Tooltip("Raised on the main thread when an established connection is lost.")]
         public UnityEvent onDisconnected = new UnityEvent();
 
+        [Tooltip("Connecting failed for good (e.g. unauthorized, or MaxReconnectAttempts reached): (code, message for people).")]
+        public OmokageErrorEvent onError = new OmokageErrorEvent();
+
+        [Tooltip("The app came back from a pause and the link was checked (reconnecting if it was dead).")]
+        public UnityEvent onResumed = new UnityEvent();
+
+        static bool _warnedPlaintext;
+
         CancellationTokenSource _cts;
+        bool _paused;
+        Task _resume;
 
         /// <summary>The client (null until <see cref="Connect"/>).</summary>
         public OmokageClient Client { get; private set; }
@@ -67,6 +86,15 @@ namespace Omokage.Unity
         /// <summary>Messages that answer no request (e.g. <c>error bad_frame</c> without rid), on the main thread.</summary>
         public event Action<ServerMessage> MessageReceived;
 
+        /// <summary>Connecting failed for good, on the main thread.</summary>
+        public event Action<OmokageError> Failed;
+
+        /// <summary>The app came back from a pause and the link was checked; true when it was still alive.</summary>
+        public event Action<bool> Resumed;
+
+        [RuntimeInitializeOnLoadMethod(RuntimeInitializeLoadType.SubsystemRegistration)]
+        static void ResetStatics() { _warnedPlaintext = false; }  // domain reload may be off
+
         void Awake()
         {
             OmokageDispatcher.EnsureExists();
@@ -88,6 +116,12 @@ namespace Omokage.Unity
                 AutoReconnect = autoReconnect,
                 PingInterval = TimeSpan.FromSeconds(Mathf.Max(0f, pingIntervalSeconds)),
             };
+            if (UrlPolicy.IsPlaintextToRemote(options.ServerUri) && !_warnedPlaintext)
+            {
+                _warnedPlaintext = true;
+                Debug.LogWarning("[omokage] " + serverUrl + " is plaintext ws:// to another machine: the token and every " +
+                                 "message can be read and changed on the network. Fine on a LAN you trust; elsewhere use wss://.");
+            }
             var client = new OmokageClient(options);
             client.StateChanged += OnClientState;
             client.Connected += OnClientConnected;
@@ -96,7 +130,7 @@ namespace Omokage.Unity
             if (logTraffic) client.Trace += OnClientTrace;
             Client = client;
             _cts = new CancellationTokenSource();
-            ConnectInBackground(client, _cts.Token);
+            StartConnecting(client);
         }
 
         /// <summary>Closes the connection (politely, in the background) and forgets the client.</summary>
@@ -118,22 +152,77 @@ namespace Omokage.Unity
 
         void OnDestroy() { Disconnect(); }
 
-        async void ConnectInBackground(OmokageClient client, CancellationToken ct)
+        void StartConnecting(OmokageClient client)
         {
-            try
+            TaskObserver.Observe(client.ConnectWithRetryAsync(_cts.Token), e =>
             {
-                await client.ConnectWithRetryAsync(ct);
-            }
-            catch (OperationCanceledException) { }
-            catch (Exception e)
-            {
-                Debug.LogError("[omokage] could not connect to " + serverUrl + ": " + e.Message);
-            }
+                if (this == null || Client != client || e is OperationCanceledException) return;
+                var error = OmokageError.From(e);
+                Debug.LogError("[omokage] could not connect to " + serverUrl + ": " + error);
+                var handler = Failed;
+                if (handler != null) handler(error);
+                onError.Invoke(error.Code, error.Message);
+            });
         }
 
-        static void Observe(Task task)
+        static void Observe(Task task) { TaskObserver.Observe(task, null); }
+
+        // --- pause and resume ------------------------------------------------------------------------
+
+        void OnApplicationPause(bool paused)
         {
-            task.ContinueWith(t => { var unused = t.Exception; }, TaskContinuationOptions.OnlyOnFaulted);
+            if (paused) _paused = true;
+            else Resume();
+        }
+
+        void OnApplicationFocus(bool focused)
+        {
+            if (!focused) _paused = true;  // Quest: the browser or the system menu took over
+            else Resume();
+        }
+
+        void Resume()
+        {
+            if (!_paused) return;  // focus and pause both report one return: check once
+            _paused = false;
+            if (_resume != null && !_resume.IsCompleted) return;
+            _resume = ResumeAsync();
+            TaskObserver.Observe(_resume, e => Debug.LogWarning("[omokage] resume: " + e.Message));
+        }
+
+        /// <summary>
+        /// What the connection does when the app comes back (called from OnApplicationPause / OnApplicationFocus; call it
+        /// yourself after your own suspend): connects if it never did, reconnects if it had given up, and otherwise pings
+        /// once (<c>resumeProbeSeconds</c>): a dead link is dropped, and the client reconnects at once. True when the link
+        /// was alive.
+        /// </summary>
+        public async Task<bool> ResumeAsync()
+        {
+            bool alive = false;
+            var client = Client;
+            if (client == null)
+            {
+                if (connectOnStart) Connect();
+            }
+            else if (client.State == ConnectionState.Disconnected)
+            {
+                if (_cts == null) _cts = new CancellationTokenSource();
+                StartConnecting(client);  // the retry loop had given up (or auto-reconnect is off)
+            }
+            else if (client.State == ConnectionState.Connected)
+            {
+                alive = await client.ProbeAsync(TimeSpan.FromSeconds(Mathf.Max(0.1f, resumeProbeSeconds)));
+                if (!alive && !autoReconnect && Client == client)
+                {
+                    if (_cts == null) _cts = new CancellationTokenSource();
+                    StartConnecting(client);
+                }
+            }
+            if (this == null) return alive;
+            var handler = Resumed;
+            if (handler != null) handler(alive);
+            onResumed.Invoke();
+            return alive;
         }
 
         // --- client events arrive on background threads: hop to the main thread -----------------

@@ -1,11 +1,11 @@
 using UnityEngine;
 
-namespace Omokage.Unity
+namespace Omokage.Client.Components
 {
     /// <summary>
-    /// A "this one" button in the scene: selecting it (pointer dwell or trigger, or an XR interactable's select
-    /// event wired to <see cref="OmokageGridButton.OnPointerSelect"/>) decides on the face chosen last and opens its
-    /// product page. Put it on an object with a Collider (e.g. a small Cube under the grid).
+    /// A "this one" button in the scene: pressing it (the user's commit, never dwell) decides on the face chosen last;
+    /// the grid then asks the user to confirm before the product page opens outside the app
+    /// (<see cref="CandidateGrid.onOpenUrlRequested"/>). Put it on an object with a Collider (e.g. a small Cube).
     /// </summary>
     [AddComponentMenu("Omokage/Omokage Decide Button")]
     public class OmokageDecideButton : OmokageGridButton

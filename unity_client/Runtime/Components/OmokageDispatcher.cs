@@ -1,8 +1,7 @@
 using System;
-using Omokage.Client;
 using UnityEngine;
 
-namespace Omokage.Unity
+namespace Omokage.Client.Components
 {
     /// <summary>
     /// Runs actions posted from network threads on Unity's main thread: <see cref="Post"/> queues them,
@@ -26,6 +25,15 @@ namespace Omokage.Unity
 
         /// <summary>Actions waiting for the next Update.</summary>
         public static int Pending { get { return Queue.Count; } }
+
+        // With "Enter Play Mode Options" (domain reload off) statics survive between plays: actions queued by the
+        // last play would run against destroyed objects, and _instance would point at a destroyed dispatcher.
+        [RuntimeInitializeOnLoadMethod(RuntimeInitializeLoadType.SubsystemRegistration)]
+        static void ResetStatics()
+        {
+            Queue.Clear();
+            _instance = null;
+        }
 
         /// <summary>The dispatcher, created if there is none. Call from the main thread (components do, in Awake).</summary>
         public static OmokageDispatcher EnsureExists()

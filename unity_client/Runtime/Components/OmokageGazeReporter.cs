@@ -2,7 +2,7 @@ using System.Collections.Generic;
 using Omokage.Client;
 using UnityEngine;
 
-namespace Omokage.Unity
+namespace Omokage.Client.Components
 {
     /// <summary>
     /// Samples head pose and eye gaze at a fixed rate into a ring buffer, ready for the coming gaze work

@@ -1,15 +1,16 @@
-using Omokage.Client;
 using UnityEngine;
 
-namespace Omokage.Unity
+namespace Omokage.Client.Components
 {
     /// <summary>
-    /// Points a ray (Physics.Raycast) from a controller or from the head and selects what it hits: by dwell
-    /// (pointing at the same face for <see cref="DwellSeconds"/>, default 1.2 s) and/or by calling
-    /// <see cref="SelectHovered"/> from the controller's trigger (an Input System action, or an XR ray
-    /// interactor's select event). Targets are <see cref="IOmokageSelectable"/> components on the hit collider
-    /// or its parents. No dependency on an XR toolkit: put it on the XR controller's ray origin (or the camera for
-    /// head-gaze dwell).
+    /// Points a ray (Physics.Raycast) from a controller or from the head at <see cref="IOmokageSelectable"/> targets
+    /// (tiles, buttons; on the hit collider or its parents). Dwelling on a target for <see cref="DwellSeconds"/>
+    /// <em>arms</em> it (it lights up); it never selects. The user commits with a press: bind the controller's trigger
+    /// (or a confirm button) to <see cref="SelectHovered"/>. With <see cref="RequireArmed"/> (for head gaze) a press
+    /// commits only an armed target. After a commit, and whenever a new grid appears under the pointer, nothing is armed
+    /// until the pointer leaves the target and comes back. No dependency on an XR toolkit: put it on the controller's
+    /// ray origin, or on the camera for head gaze; or turn off <see cref="UseRaycast"/> and feed
+    /// <see cref="PointAt"/> from an XR ray interactor's hover.
     /// </summary>
     [AddComponentMenu("Omokage/Omokage Pointer")]
     public class OmokagePointer : MonoBehaviour
@@ -24,26 +25,46 @@ namespace Omokage.Unity
 
         [SerializeField] LayerMask layers = Physics.DefaultRaycastLayers;
 
-        [Tooltip("Select by pointing at the same face for dwellSeconds.")]
-        [SerializeField] bool dwellToSelect = true;
+        [Tooltip("Dwelling on a target arms it (a visible highlight). Dwell never selects: a press does.")]
+        [SerializeField] bool dwellArms = true;
 
-        [Tooltip("Dwell time in seconds before a selection.")]
+        [Tooltip("Dwell time in seconds before a target is armed.")]
         [SerializeField] float dwellSeconds = 1.2f;
 
-        readonly DwellTimer _dwell = new DwellTimer();
-        IOmokageSelectable _hovered;
+        [Tooltip("A press commits only an armed target (use it for head gaze: a trigger pressed for something else " +
+                 "does not pick whatever the head faces).")]
+        [SerializeField] bool requireArmed = false;
+
+        PointerSelection _selection;
+
+        PointerSelection Selection
+        {
+            get
+            {
+                if (_selection == null) _selection = new PointerSelection(IsAlive);
+                _selection.DwellArms = dwellArms;
+                _selection.DwellSeconds = dwellSeconds;
+                _selection.RequireArmed = requireArmed;
+                return _selection;
+            }
+        }
 
         /// <summary>What the ray points at (null for nothing).</summary>
-        public IOmokageSelectable Hovered { get { return _hovered; } }
+        public IOmokageSelectable Hovered { get { return Selection.Hovered; } }
+
+        /// <summary>The hovered target once the dwell armed it (null otherwise).</summary>
+        public IOmokageSelectable Armed { get { return Selection.Armed; } }
 
         public Transform RayOrigin { get { return rayOrigin; } set { rayOrigin = value; } }
 
-        public bool DwellToSelect { get { return dwellToSelect; } set { dwellToSelect = value; } }
+        public bool DwellArms { get { return dwellArms; } set { dwellArms = value; } }
 
         public float DwellSeconds { get { return dwellSeconds; } set { dwellSeconds = value; } }
 
-        /// <summary>0 … 1 towards a dwell selection.</summary>
-        public float DwellProgress { get { return (float)_dwell.Progress; } }
+        public bool RequireArmed { get { return requireArmed; } set { requireArmed = value; } }
+
+        /// <summary>0 … 1 towards arming the hovered target.</summary>
+        public float DwellProgress { get { return (float)Selection.DwellProgress; } }
 
         public bool UseRaycast { get { return useRaycast; } set { useRaycast = value; } }
 
@@ -58,39 +79,20 @@ namespace Omokage.Unity
             PointAt(target, Time.unscaledDeltaTime);
         }
 
+        void OnDisable() { Selection.Clear(); }
+
         /// <summary>
         /// Feeds one frame of pointing (Update does this from its raycast; call it yourself when another system,
         /// e.g. an XR ray interactor's hover, decides what is pointed at, with <see cref="UseRaycast"/> off).
         /// </summary>
-        public void PointAt(IOmokageSelectable target, float deltaSeconds)
-        {
-            if (!ReferenceEquals(target, _hovered))
-            {
-                if (IsAlive(_hovered)) _hovered.OnPointerHover(false, 0f);
-                _hovered = target;
-            }
-            if (!IsAlive(target))
-            {
-                _hovered = null;
-                _dwell.Update(null, deltaSeconds);
-                return;
-            }
-            _dwell.DwellSeconds = dwellSeconds;
-            object key = target.IsSelectable ? target.DwellKey ?? target : null;  // a busy target does not dwell
-            bool fire = _dwell.Update(key, deltaSeconds) && dwellToSelect;
-            target.OnPointerHover(true, dwellToSelect && key != null ? (float)_dwell.Progress : 0f);
-            if (fire) target.OnPointerSelect();
-        }
+        public void PointAt(IOmokageSelectable target, float deltaSeconds) { Selection.PointAt(target, deltaSeconds); }
 
-        /// <summary>Selects what the ray points at now: bind the controller's trigger / select action to this.</summary>
-        public void SelectHovered()
-        {
-            if (IsAlive(_hovered) && _hovered.IsSelectable) _hovered.OnPointerSelect();
-        }
+        /// <summary>The user's press (bind the controller's trigger / select action, or a confirm button): commits what the
+        /// ray points at (only if armed, with <see cref="RequireArmed"/>). True when something was committed.</summary>
+        public bool SelectHovered() { return Selection.Press(); }
 
         static bool IsAlive(IOmokageSelectable target)
         {
-            if (target == null) return false;
             var unityObject = target as Object;
             return ReferenceEquals(unityObject, null) || (bool)unityObject;  // a destroyed component is "null" to Unity
         }

@@ -1,9 +1,9 @@
 using UnityEngine;
 
-namespace Omokage.Unity
+namespace Omokage.Client.Components
 {
     /// <summary>
-    /// A "none of these" button in the scene (protocol v1.1): selecting it (pointer dwell or trigger, or an XR
+    /// A "none of these" button in the scene (protocol v1.1): pressing it (the user's commit, never dwell; or an XR
     /// interactable's select event wired to <see cref="OmokageGridButton.OnPointerSelect"/>) tells the server that no
     /// face of the grid is close and shows nine faces not seen yet (<see cref="CandidateGrid.Skip"/>). Put it on an
     /// object with a Collider. It stays disabled against a v1.0 server, which has no skip.

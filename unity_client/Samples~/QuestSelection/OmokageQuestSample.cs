@@ -1,14 +1,15 @@
-using Omokage.Client;
-using Omokage.Unity;
+using Omokage.Client.Components;
 using UnityEngine;
 
-namespace Omokage.Samples
+namespace Omokage.Client.Samples
 {
     /// <summary>
     /// Builds the whole avatar-selection setup at runtime, so the sample needs no prefab: a connection, a 3×3
-    /// grid floating in front of the user, a "this one" and a "none of these" button, a pointer on the right controller (dwell and
-    /// trigger) with a head-gaze dwell fallback, a gaze reporter and a status line. Put it on an empty GameObject
-    /// in a scene with an XR Origin (see README.md), set the server URL, build to the Quest.
+    /// grid floating in front of the user, a "this one" and a "none of these" button, a pointer on the right controller
+    /// and one on the head, the press that commits (<see cref="OmokageSamplePress"/>: the trigger), the confirm panel
+    /// shown before the product page opens (<see cref="OmokageConfirmPanel"/>), a gaze reporter and a status line.
+    /// Gaze only arms a tile (it lights up); the trigger chooses. Put it on an empty GameObject in a scene with an XR
+    /// Origin (see README.md; in the Editor, the XR Device Simulator), set the server URL, press Play or build to the Quest.
     /// </summary>
     public class OmokageQuestSample : MonoBehaviour
     {
@@ -28,6 +29,10 @@ namespace Omokage.Samples
         [Tooltip("Unlit textured material for the faces (URP: a material on Universal Render Pipeline/Unlit).")]
         [SerializeField] Material tileMaterial;
 
+        [Header("Product page")]
+        [Tooltip("Hosts the product page may be on (empty: any http/https host).")]
+        [SerializeField] string[] allowedUrlHosts = new string[0];
+
         [Header("Layout")]
         [SerializeField] float distance = 1.4f;
         [SerializeField] float height = 1.45f;
@@ -35,10 +40,20 @@ namespace Omokage.Samples
         OmokageConnection _connection;
         CandidateGrid _grid;
         OmokagePointer _controllerPointer;
+        OmokagePointer _gazePointer;
+        OmokageSamplePress _press;
         TextMesh _status;
 
-        /// <summary>The pointer on the controller: bind your trigger action's performed callback to its SelectHovered.</summary>
+        /// <summary>The pointer on the controller.</summary>
         public OmokagePointer ControllerPointer { get { return _controllerPointer; } }
+
+        /// <summary>The head's gaze pointer: dwelling arms, a press commits.</summary>
+        public OmokagePointer GazePointer { get { return _gazePointer; } }
+
+        /// <summary>The press (call <c>Press.Press()</c> from your own input if you do not use the Input System).</summary>
+        public OmokageSamplePress Press { get { return _press; } }
+
+        public CandidateGrid Grid { get { return _grid; } }
 
         void Awake()
         {
@@ -61,10 +76,14 @@ namespace Omokage.Samples
             _grid.Algorithm = algorithm;
             _grid.Policy = policy;
             _grid.TileMaterial = tileMaterial;
+            _grid.AllowedUrlHosts = allowedUrlHosts;
             _grid.Connection = _connection;
             gridObject.SetActive(true);
             _grid.Decided += OnDecided;
-            _grid.RequestFailed += e => SetStatus("error: " + e.Message);
+            _grid.Failed += e => SetStatus(e.Message);
+            _grid.Restored += OnRestored;
+            _grid.CandidatesShown += g => SetStatus(g.Step == 1 ? "look at a face to light it up, pull the trigger to choose it"
+                                                               : "step " + g.Step + ": choose again, or press \"this one\" under the grid");
 
             // 3. a "this one" button under the grid
             var button = GameObject.CreatePrimitive(PrimitiveType.Cube);
@@ -86,7 +105,11 @@ namespace Omokage.Samples
             skip.Grid = _grid;
             skip.ButtonRenderer = skipButton.GetComponent<Renderer>();
 
-            // 4. pointers: the controller ray (dwell + trigger) and head gaze (dwell)
+            //    and the confirm panel, in front of the grid, shown only when a product page asks to open
+            OmokageConfirmPanel.Build(_grid, gridObject.transform, new Vector3(0f, 0f, -0.15f));
+
+            // 4. pointers: the controller ray and the head's gaze. Dwelling arms (a highlight), never chooses; the press
+            //    (trigger) commits: what the controller points at, else the tile the gaze armed.
             if (rightController != null)
             {
                 _controllerPointer = rightController.gameObject.AddComponent<OmokagePointer>();
@@ -94,10 +117,15 @@ namespace Omokage.Samples
             }
             if (h != null)
             {
-                var gazePointer = h.gameObject.AddComponent<OmokagePointer>();
-                gazePointer.RayOrigin = h;
-                gazePointer.DwellSeconds = 1.5f;  // a little longer for the head: looking is not yet choosing
+                _gazePointer = h.gameObject.AddComponent<OmokagePointer>();
+                _gazePointer.RayOrigin = h;
+                _gazePointer.DwellSeconds = 1.5f;  // a little longer for the head: looking is not yet choosing
+                _gazePointer.RequireArmed = true;  // a trigger commits only a tile the user has visibly armed
             }
+            _press = GetComponent<OmokageSamplePress>();  // one added in the editor keeps its Press action
+            if (_press == null) _press = gameObject.AddComponent<OmokageSamplePress>();
+            _press.ControllerPointer = _controllerPointer;
+            _press.GazePointer = _gazePointer;
 
             // 5. head pose and gaze samples (kept locally; protocol v1.x has no gaze message)
             var reporter = gameObject.AddComponent<OmokageGazeReporter>();
@@ -130,6 +158,12 @@ namespace Omokage.Samples
         void OnDecided(DecidedMessage decided)
         {
             SetStatus("chosen: " + decided.Item.Title + " after " + decided.Steps + " grids");
+        }
+
+        void OnRestored(RestoreOutcome outcome)
+        {
+            if (outcome == RestoreOutcome.Decided) SetStatus("welcome back: you chose " + _grid.LastDecision.Item.Title);
+            else if (outcome != RestoreOutcome.SameSession) SetStatus("welcome back: the selection goes on where you were");
         }
 
         void SetStatus(string text)

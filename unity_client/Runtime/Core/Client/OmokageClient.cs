@@ -144,7 +144,7 @@ namespace Omokage.Client
                     failure = e;
                 }
                 catch (OmokageConnectionException e) { failure = e; }
-                catch (TimeoutException e) { failure = e; }
+                catch (OmokageTimeoutException e) { failure = e; }
                 RaiseError(failure);
                 failures++;
                 if (_options.MaxReconnectAttempts > 0 && failures >= _options.MaxReconnectAttempts) throw failure;
@@ -253,6 +253,35 @@ namespace Omokage.Client
         public Task<PingResult> PingAsync(CancellationToken ct = default(CancellationToken))
         {
             return PingOnLink(RequireLink(), _options.RequestTimeout, ct);
+        }
+
+        /// <summary>
+        /// Checks that the link still carries replies (call it when the app resumes from a pause: the OS may have
+        /// dropped the socket, or the server may have given up on it, without the client noticing). Sends one ping; when
+        /// no pong arrives within <paramref name="timeout"/> or the link fails, drops the link (so
+        /// <see cref="OmokageClientOptions.AutoReconnect"/> reconnects at once) and returns false. False too when not
+        /// connected. Never throws, except when <paramref name="ct"/> is cancelled.
+        /// </summary>
+        public async Task<bool> ProbeAsync(TimeSpan timeout, CancellationToken ct = default(CancellationToken))
+        {
+            Link link;
+            lock (_gate)
+            {
+                link = _link;
+                if (link == null || !link.Established || _state != ConnectionState.Connected) return false;
+            }
+            try
+            {
+                await PingOnLink(link, timeout, ct).ConfigureAwait(false);
+                return true;
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested) { throw; }
+            catch (OmokageServerException) { return true; }  // e.g. overloaded: the link works
+            catch (Exception e)
+            {
+                LoseLink(link, new OmokageConnectionException("the link did not answer a ping within " + timeout.TotalSeconds + " s", e));
+                return false;
+            }
         }
 
         /// <summary>
@@ -670,7 +699,7 @@ namespace Omokage.Client
                     {
                         await PingOnLink(link, _options.PingTimeout, ct).ConfigureAwait(false);
                     }
-                    catch (TimeoutException e)
+                    catch (OmokageTimeoutException e)
                     {
                         LoseLink(link, new OmokageConnectionException("the server did not answer a ping within " + _options.PingTimeout.TotalSeconds + " s", e));
                         return;
@@ -706,6 +735,7 @@ namespace Omokage.Client
 
         async Task<T> SendRequest<T>(Link link, Func<int, MsgMap> build, Pending pending, Task<T> result, TimeSpan timeout, CancellationToken ct)
         {
+            ct.ThrowIfCancellationRequested();
             int rid = NextRid();
             pending.Rid = rid;
             pending.Link = link;
@@ -720,16 +750,14 @@ namespace Omokage.Client
             {
                 var trace = Trace;
                 if (trace != null) Raise(trace, new MessageTrace(true, message, frame.Length, ClockSync.LocalNow()));
-                await Enqueue(link, frame, WebSocketMessageType.Binary).ConfigureAwait(false);
                 using (var waitCts = CancellationTokenSource.CreateLinkedTokenSource(ct))
                 {
-                    Task delay = Task.Delay(timeout, waitCts.Token);
-                    Task first = await Task.WhenAny(result, delay).ConfigureAwait(false);
-                    if (first != result)
-                    {
-                        ct.ThrowIfCancellationRequested();
-                        throw new TimeoutException(message.GetString("type") + " (rid " + rid + ") got no reply within " + timeout.TotalSeconds + " s");
-                    }
+                    // one deadline for sending and the reply: a send stuck behind a dead link times out too
+                    Task deadline = Task.Delay(timeout, waitCts.Token);
+                    Task sent = Enqueue(link, frame, WebSocketMessageType.Binary);
+                    if (await Task.WhenAny(sent, deadline).ConfigureAwait(false) != sent) throw TimedOut(message, rid, timeout, ct);
+                    await sent.ConfigureAwait(false);
+                    if (await Task.WhenAny(result, deadline).ConfigureAwait(false) != result) throw TimedOut(message, rid, timeout, ct);
                     waitCts.Cancel();
                 }
                 return await result.ConfigureAwait(false);
@@ -738,6 +766,12 @@ namespace Omokage.Client
             {
                 RemovePending(pending);
             }
+        }
+
+        static Exception TimedOut(MsgMap message, int rid, TimeSpan timeout, CancellationToken ct)
+        {
+            ct.ThrowIfCancellationRequested();
+            return new OmokageTimeoutException(message.GetString("type") + " (rid " + rid + ") got no reply within " + timeout.TotalSeconds + " s", timeout);
         }
 
         void RemovePending(Pending pending)

@@ -20,6 +20,15 @@ namespace Omokage.Client
 
         public int Count { get { return _queue.Count; } }
 
+        /// <summary>Drops every queued action without running it; returns how many were dropped.</summary>
+        public int Clear()
+        {
+            int dropped = 0;
+            Action unused;
+            while (_queue.TryDequeue(out unused)) dropped++;
+            return dropped;
+        }
+
         /// <summary>Runs the queued actions (at most <paramref name="max"/>, to bound one frame's work); returns how many ran.</summary>
         public int Drain(int max = int.MaxValue, Action<Exception> onError = null)
         {

@@ -13,10 +13,11 @@ namespace Omokage.Client
         /// ignored, so a v1.0 server simply answers without them (<see cref="WelcomeMessage.ProtocolMinor"/> 0).</summary>
         public const int Minor = 1;
 
-        /// <summary>The package version, used in the default client name.</summary>
-        public const string PackageVersion = "0.2.0";
+        /// <summary>The package version: the one C# source of it (the default client name uses it). A test checks that
+        /// package.json says the same.</summary>
+        public const string PackageVersion = "0.3.0";
 
-        /// <summary>Default <c>hello.client</c>: <c>omokage-unity/0.2.0</c>.</summary>
+        /// <summary>Default <c>hello.client</c>: <c>omokage-unity/</c> + <see cref="PackageVersion"/>.</summary>
         public const string DefaultClientName = "omokage-unity/" + PackageVersion;
 
         /// <summary>The largest request id (2^31 − 1).</summary>
@@ -118,6 +119,17 @@ namespace Omokage.Client
     {
         public OmokageProtocolException(string message) : base(message) { }
         public OmokageProtocolException(string message, Exception inner) : base(message, inner) { }
+    }
+
+    /// <summary>A request (or the hello) got no reply in time: <see cref="OmokageClientOptions.RequestTimeout"/>,
+    /// <see cref="OmokageClientOptions.ConnectTimeout"/> or, for automatic pings, <see cref="OmokageClientOptions.PingTimeout"/>.
+    /// The connection may still be fine (a late reply raises <see cref="OmokageClient.MessageReceived"/>).</summary>
+    public class OmokageTimeoutException : OmokageException
+    {
+        public OmokageTimeoutException(string message, TimeSpan timeout) : base(message) { Timeout = timeout; }
+
+        /// <summary>How long the request waited.</summary>
+        public TimeSpan Timeout { get; private set; }
     }
 
     /// <summary>There is no usable connection: not connected yet, reconnecting, closed, or lost while waiting for a reply.</summary>

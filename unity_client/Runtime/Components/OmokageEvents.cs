@@ -1,0 +1,14 @@
+using System;
+using UnityEngine.Events;
+
+namespace Omokage.Client.Components
+{
+    /// <summary>A UnityEvent with a URL (the product page of a decision).</summary>
+    [Serializable]
+    public class OmokageUrlEvent : UnityEvent<string> { }
+
+    /// <summary>A UnityEvent with an error: its code (the server's <c>error.code</c> or one of the
+    /// <see cref="OmokageError"/> client codes) and a sentence for people.</summary>
+    [Serializable]
+    public class OmokageErrorEvent : UnityEvent<string, string> { }
+}

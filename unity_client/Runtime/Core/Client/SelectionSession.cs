@@ -1,0 +1,207 @@
+using System;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace Omokage.Client
+{
+    /// <summary>What <see cref="SelectionSession.RestoreAsync"/> did.</summary>
+    public enum RestoreOutcome
+    {
+        /// <summary>No grid was shown yet: nothing to restore (start a selection if you want one).</summary>
+        NothingShown,
+        /// <summary>The selection had been decided: the decision is kept and nothing is sent.</summary>
+        Decided,
+        /// <summary>The server session is the one the grid belongs to: nothing was lost.</summary>
+        SameSession,
+        /// <summary>The grid came from a seeded random start and nothing had been chosen: the same seed gave the same faces.</summary>
+        SameSeed,
+        /// <summary>Image start from the face chosen last, which was chosen again: it is first in the grid, as before.</summary>
+        Rechosen,
+        /// <summary>Image start from the first face of the lost grid (nothing had been chosen): that face and its nearest.</summary>
+        NearestToFirst,
+        /// <summary>The lost grid was empty: a new random start with the same settings.</summary>
+        Restarted,
+    }
+
+    /// <summary>
+    /// One user's selection, kept across connections: the grid shown, the face chosen last, the decision, and which
+    /// server session they belong to. A new connection is a new server session and the server's selection is gone with
+    /// the old one; <see cref="RestoreAsync"/> then puts the user back where they were, as closely as the protocol allows
+    /// (the protocol has no resume):
+    /// <list type="number">
+    /// <item>nothing shown yet → nothing is sent (<see cref="RestoreOutcome.NothingShown"/>);</item>
+    /// <item>already decided → nothing is sent; <see cref="LastDecision"/> stays (<see cref="RestoreOutcome.Decided"/>);</item>
+    /// <item>same server session → nothing is sent (<see cref="RestoreOutcome.SameSession"/>);</item>
+    /// <item>a face had been chosen → <c>start init=image</c> with that face's texture (same algorithm and policy), then
+    /// <c>choose</c> it again: the grid shows it first with the policy's next faces (<see cref="RestoreOutcome.Rechosen"/>);</item>
+    /// <item>nothing chosen and the grid was the first of a seeded random start → the same <c>start</c> again: the same nine
+    /// faces (<see cref="RestoreOutcome.SameSeed"/>);</item>
+    /// <item>otherwise → <c>start init=image</c> with the first face of the lost grid: that face and its nearest
+    /// (<see cref="RestoreOutcome.NearestToFirst"/>).</item>
+    /// </list>
+    /// The evidence of earlier grids (older choices, skips, ratings) is not replayed: the server counts steps from the
+    /// restore. Not thread-safe: call it from one thread (Unity's main thread).
+    /// </summary>
+    public sealed class SelectionSession
+    {
+        OmokageClient _client;
+        int _generation;
+        bool _randomStart;
+
+        public SelectionSession(OmokageClient client)
+        {
+            if (client == null) throw new ArgumentNullException("client");
+            _client = client;
+        }
+
+        /// <summary>The client requests go through. Another client (e.g. after the app re-created its connection) keeps the
+        /// state: <see cref="NeedsRestore"/> then compares against the new client's session.</summary>
+        public OmokageClient Client
+        {
+            get { return _client; }
+            set
+            {
+                if (value == null) throw new ArgumentNullException("value");
+                _client = value;
+            }
+        }
+
+        /// <summary>Feature space of the selection (set by the last start).</summary>
+        public string Algorithm { get; private set; }
+
+        /// <summary>Policy asked for at the last start (null: the server's default).</summary>
+        public string Policy { get; private set; }
+
+        /// <summary>Seed of the last random start (null: unseeded, or an image start).</summary>
+        public int? Seed { get; private set; }
+
+        /// <summary>The grid shown (null before the first).</summary>
+        public CandidatesMessage Current { get; private set; }
+
+        /// <summary>The face chosen last (shown first in <see cref="Current"/>), or null.</summary>
+        public int? ChosenId { get; private set; }
+
+        /// <summary>The decision (null until one); kept across pauses and reconnections.</summary>
+        public DecidedMessage LastDecision { get; private set; }
+
+        /// <summary>The server session <see cref="Current"/> belongs to.</summary>
+        public string SessionId { get; private set; }
+
+        /// <summary>A grid is shown, not decided, and the client is now in another server session: restore it.</summary>
+        public bool NeedsRestore
+        {
+            get
+            {
+                string now = _client.SessionId;
+                return Current != null && LastDecision == null && now != null && now != SessionId;
+            }
+        }
+
+        /// <summary>Raised when a request's reply becomes the state (the latest request only).</summary>
+        public event Action<CandidatesMessage> GridChanged;
+
+        public Task<CandidatesMessage> StartRandomAsync(string algorithm, int? seed, string policy, CancellationToken ct = default(CancellationToken))
+        {
+            return Apply(_client.StartRandomAsync(algorithm, seed, policy, ct), () =>
+            {
+                Algorithm = algorithm;
+                Policy = policy;
+                Seed = seed;
+                _randomStart = true;
+                ChosenId = null;
+                LastDecision = null;
+            });
+        }
+
+        public Task<CandidatesMessage> StartImageAsync(string algorithm, byte[] image, string policy, CancellationToken ct = default(CancellationToken))
+        {
+            return Apply(_client.StartImageAsync(algorithm, image, policy, ct), () =>
+            {
+                Algorithm = algorithm;
+                Policy = policy;
+                Seed = null;
+                _randomStart = false;
+                ChosenId = null;
+                LastDecision = null;
+            });
+        }
+
+        public Task<CandidatesMessage> ChooseAsync(int id, CancellationToken ct = default(CancellationToken))
+        {
+            return Apply(_client.ChooseAsync(id, ct), () => ChosenId = id);
+        }
+
+        public Task<CandidatesMessage> SkipAsync(CancellationToken ct = default(CancellationToken))
+        {
+            return Apply(_client.SkipAsync(ct), () => ChosenId = null);
+        }
+
+        public Task<RatedMessage> RateAsync(int id, int rating, CancellationToken ct = default(CancellationToken))
+        {
+            return _client.RateAsync(id, rating, ct);
+        }
+
+        public async Task<DecidedMessage> DecideAsync(int id, CancellationToken ct = default(CancellationToken))
+        {
+            int generation = ++_generation;
+            DecidedMessage decided = await _client.DecideAsync(id, ct);
+            if (generation == _generation) LastDecision = decided;
+            return decided;
+        }
+
+        /// <summary>Puts the user back where they were after a new server session (see the class summary).</summary>
+        public async Task<RestoreOutcome> RestoreAsync(CancellationToken ct = default(CancellationToken))
+        {
+            if (Current == null) return RestoreOutcome.NothingShown;
+            if (LastDecision != null) return RestoreOutcome.Decided;
+            if (_client.SessionId == SessionId) return RestoreOutcome.SameSession;
+
+            int? chosen = ChosenId;
+            CandidatesMessage lost = Current;
+            if (!chosen.HasValue && _randomStart && Seed.HasValue && lost.Step == 1)
+            {
+                await StartRandomAsync(Algorithm, Seed, Policy, ct);
+                return RestoreOutcome.SameSeed;
+            }
+            if (lost.Items.Count == 0)
+            {
+                await StartRandomAsync(Algorithm, Seed, Policy, ct);
+                return RestoreOutcome.Restarted;
+            }
+            CandidateItem anchor = lost.Items[0];
+            CandidateItem chosenItem = null;
+            foreach (var item in lost.Items)
+                if (chosen.HasValue && item.Id == chosen.Value) chosenItem = item;
+            if (chosenItem != null) anchor = chosenItem;
+            else chosen = null;
+
+            TextureFetchResult textures = await _client.FetchTexturesAsync(new[] { anchor.Texture }, ct);
+            TextureData image;
+            if (!textures.Textures.TryGetValue(anchor.Texture, out image))
+                throw new OmokageProtocolException("cannot restore: the server no longer has texture " + anchor.Texture);
+            CandidatesMessage near = await StartImageAsync(Algorithm, image.Data, Policy, ct);
+            if (!chosen.HasValue) return RestoreOutcome.NearestToFirst;
+            foreach (var item in near.Items)
+            {
+                if (item.Id != chosen.Value) continue;
+                await ChooseAsync(chosen.Value, ct);
+                return RestoreOutcome.Rechosen;
+            }
+            return RestoreOutcome.NearestToFirst;  // the model does not put the face among its own nearest: rare
+        }
+
+        async Task<CandidatesMessage> Apply(Task<CandidatesMessage> request, Action onReply)
+        {
+            int generation = ++_generation;
+            string session = _client.SessionId;
+            CandidatesMessage grid = await request;
+            if (generation != _generation) return grid;  // a newer request wins
+            onReply();
+            Current = grid;
+            SessionId = session;
+            var handler = GridChanged;
+            if (handler != null) handler(grid);
+            return grid;
+        }
+    }
+}

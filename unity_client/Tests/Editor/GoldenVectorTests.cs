@@ -1,0 +1,295 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using NUnit.Framework;
+using Omokage.Client.MessagePack;
+
+namespace Omokage.Client.Tests
+{
+    /// <summary>
+    /// The executable half of docs/protocol.md: every vector in tests/vectors decodes to the message index.json
+    /// describes and re-encodes byte for byte; server vectors parse into typed messages; client vectors are
+    /// what the request builders produce. The vectors ship inside the package (Tests/Vectors~, a copy of the
+    /// repository's tests/vectors that CI keeps identical), so each file is its own test case in Unity's Test Runner.
+    /// </summary>
+    [TestFixture]
+    public class GoldenVectorTests
+    {
+        sealed class Vector
+        {
+            public string File;
+            public string Direction;
+            public string Sha256;
+            public object Message;
+        }
+
+        static Dictionary<string, Vector> _index;
+        static string _dir;
+        static long _indexMinor;
+
+        static Dictionary<string, Vector> Index()
+        {
+            if (_index != null) return _index;
+            _dir = TestEnv.VectorsDir();
+            var index = new Dictionary<string, Vector>();
+            if (_dir != null && System.IO.File.Exists(Path.Combine(_dir, "index.json")))
+            {
+                var root = (MsgMap)MiniJson.Parse(System.IO.File.ReadAllText(Path.Combine(_dir, "index.json")));
+                _indexMinor = root.GetInt64("protocol_minor") ?? 0;
+                foreach (object o in (List<object>)root["vectors"])
+                {
+                    var v = (MsgMap)o;
+                    index[(string)v["file"]] = new Vector
+                    {
+                        File = (string)v["file"], Direction = (string)v["direction"], Sha256 = (string)v["sha256"],
+                        Message = MiniJson.ToMessage(v["message"]),
+                    };
+                }
+            }
+            _index = index;
+            return index;
+        }
+
+        /// <summary>One test case per vector file.</summary>
+        public static IEnumerable<TestCaseData> Files()
+        {
+            var names = new List<string>(Index().Keys);
+            names.Sort(StringComparer.Ordinal);
+            foreach (string name in names) yield return new TestCaseData(name);
+        }
+
+        [Test]
+        public void VectorsShipWithThePackage()
+        {
+            Assert.IsNotNull(_dir ?? TestEnv.VectorsDir(), "the package folder was not found");
+            Assert.That(Index().Count, Is.GreaterThanOrEqualTo(20), "vectors in " + _dir + " (index.json)");
+        }
+
+        static Vector Load(string file, out byte[] bytes)
+        {
+            Vector v = Index()[file];
+            bytes = System.IO.File.ReadAllBytes(Path.Combine(_dir, file));
+            return v;
+        }
+
+        [Test, TestCaseSource("Files")]
+        public void DecodesToTheIndexedMessage(string file)
+        {
+            byte[] bytes;
+            Vector v = Load(file, out bytes);
+            object decoded = MsgPackReader.Decode(bytes);
+            MsgPackAssert.DeepEqual(v.Message, decoded, file);
+        }
+
+        [Test, TestCaseSource("Files")]
+        public void ReencodesByteForByte(string file)
+        {
+            byte[] bytes;
+            Load(file, out bytes);
+            MsgPackAssert.BytesEqual(bytes, MsgPackWriter.Encode(MsgPackReader.Decode(bytes)), file);
+            MsgPackAssert.BytesEqual(bytes, BuiltInMessageCodec.Instance.Encode(BuiltInMessageCodec.Instance.Decode(bytes)), file + " via the codec");
+        }
+
+        [Test, TestCaseSource("Files")]
+        public void IndexedMessageEncodesToTheFile(string file)
+        {
+            byte[] bytes;
+            Vector v = Load(file, out bytes);
+            MsgPackAssert.BytesEqual(bytes, MsgPackWriter.Encode(v.Message), file);
+            Assert.AreEqual(v.Sha256, Hashing.Sha256Hex(bytes), "sha256 in index.json");
+        }
+
+        [Test, TestCaseSource("Files")]
+        public void TypedRoundTrip(string file)
+        {
+            byte[] bytes;
+            Vector v = Load(file, out bytes);
+            var map = MsgPackReader.DecodeMap(bytes);
+            if (v.Direction == "server")
+            {
+                ServerMessage msg = ServerMessage.Parse(map);
+                // a type from a newer minor than this client speaks is unknown to it, and must parse as UnknownMessage
+                if (_indexMinor <= Protocol.Minor || msg.Rid.HasValue)
+                    Assert.IsNotInstanceOf(typeof(UnknownMessage), msg, "a v1." + Protocol.Minor + " server message type");
+                Assert.AreEqual(map.GetString("type"), msg.Type);
+                Assert.AreEqual(map.GetInt64("rid"), msg.Rid.HasValue ? (long?)msg.Rid.Value : null);
+            }
+            else
+            {
+                Assert.AreEqual("client", v.Direction);
+                MsgPackAssert.BytesEqual(bytes, MsgPackWriter.Encode(Rebuild(map)), file + " rebuilt with Requests");
+            }
+        }
+
+        /// <summary>A client message rebuilt from its fields with the typed builders.</summary>
+        static MsgMap Rebuild(MsgMap m)
+        {
+            long? rawRid = m.GetInt64("rid");
+            int? rid = rawRid.HasValue ? (int?)(int)rawRid.Value : null;
+            switch (m.GetString("type"))
+            {
+                case MessageTypes.Hello:
+                    long? minor = m.GetInt64("protocol_minor");
+                    return Requests.Hello(rid, m.GetString("client"), m.GetString("token"), (int)m.GetInt64("protocol").Value,
+                                          minor.HasValue ? (int?)(int)minor.Value : null);
+                case MessageTypes.Start:
+                    long? seed = m.GetInt64("seed");
+                    return Requests.Start(rid, m.GetString("algorithm"), m.GetString("init"), m.GetBytes("image"),
+                                          seed.HasValue ? (int?)(int)seed.Value : null, m.GetString("policy"));
+                case MessageTypes.Choose: return Requests.Choose(rid, (int)m.GetInt64("id").Value);
+                case MessageTypes.Skip: return Requests.Skip(rid);
+                case MessageTypes.Rate: return Requests.Rate(rid, (int)m.GetInt64("id").Value, (int)m.GetInt64("rating").Value);
+                case MessageTypes.Decide: return Requests.Decide(rid, (int)m.GetInt64("id").Value);
+                case MessageTypes.TextureGet:
+                    var hashes = new List<string>();
+                    foreach (object h in m.GetList("hashes")) hashes.Add((string)h);
+                    return Requests.TextureGet(rid, hashes);
+                case MessageTypes.Ping:
+                    object t = m["t"];
+                    return t is double ? Requests.Ping(rid, (double)t) : Requests.Ping(rid, (long)t);
+                default:
+                    Assert.Fail("unknown client message type " + m.GetString("type"));
+                    return null;
+            }
+        }
+
+        [Test]
+        public void IndexListsEveryVectorFile()
+        {
+            var index = Index();
+            Assert.That(index.Count, Is.GreaterThan(0), "vectors found");
+            var files = new List<string>();
+            foreach (string path in Directory.GetFiles(_dir, "*.msgpack")) files.Add(Path.GetFileName(path));
+            files.Sort(StringComparer.Ordinal);
+            var indexed = new List<string>(index.Keys);
+            indexed.Sort(StringComparer.Ordinal);
+            CollectionAssert.AreEqual(files, indexed);
+            var types = new HashSet<string>();
+            foreach (var v in index.Values) types.Add(v.Direction + " " + ((MsgMap)v.Message).GetString("type"));
+            foreach (string t in new[] { "hello", "start", "choose", "skip", "rate", "decide", "texture.get", "ping" })
+                Assert.IsTrue(types.Contains("client " + t), "a vector for client message " + t);
+            foreach (string t in new[] { "welcome", "candidates", "rated", "decided", "texture", "pong", "error" })
+                Assert.IsTrue(types.Contains("server " + t), "a vector for server message " + t);
+        }
+
+        [Test]
+        public void TypedFieldsOfTheServerVectors()
+        {
+            Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
+            var welcome = (WelcomeMessage)Parse("welcome.msgpack");
+            Assert.AreEqual(1, welcome.ProtocolVersion);
+            Assert.AreEqual("c0ffee01", welcome.SessionId);
+            Assert.AreEqual(64, welcome.Limits.MaxHashesPerRequest);
+            Assert.AreEqual(9, welcome.Limits.GridSize);
+            Assert.AreEqual(200.0, welcome.Limits.MaxMessagesPerSecond);
+            Assert.AreEqual(4194304, welcome.Limits.MaxFrameBytes);
+            CollectionAssert.AreEqual(new[] { "raw", "pca", "nmf", "ae" }, welcome.Algorithms);
+            Assert.AreEqual(1500, welcome.Catalog.Count);
+            Assert.AreEqual(200, welcome.Catalog.ImageSize);
+            // a v1.0 welcome: minor 0, no policies, so no skip or rate
+            Assert.AreEqual(0, welcome.ProtocolMinor);
+            Assert.IsFalse(welcome.Supports(1));
+            Assert.AreEqual(0, welcome.Policies.Count);
+            Assert.IsNull(welcome.DefaultPolicy);
+
+            var random = (CandidatesMessage)Parse("candidates_random.msgpack");
+            Assert.AreEqual(1, random.Step);
+            Assert.AreEqual(9, random.Items.Count);
+            foreach (var item in random.Items) Assert.IsNull(item.Distance, "a random pick has no distance");
+            foreach (var item in random.Items) Assert.IsNull(item.Probability, "v1.0 has no probability");
+            Assert.IsNull(random.Reconstruction);
+            Assert.IsNull(random.Policy, "v1.0 names no policy");
+
+            var choose = (CandidatesMessage)Parse("candidates_choose.msgpack");
+            Assert.AreEqual(2, choose.Step);
+            Assert.AreEqual(0.0, choose.Items[0].Distance);
+            StringAssert.StartsWith("桜", choose.Items[0].Title);
+
+            var image = (CandidatesMessage)Parse("candidates_image.msgpack");
+            Assert.IsNotNull(image.Reconstruction);
+            Assert.IsTrue(image.Reconstruction.HashMatches(), "reconstruction hash is SHA-256 of its data");
+
+            var texture = (TextureMessage)Parse("texture.msgpack");
+            Assert.AreEqual("png", texture.Texture.Format);
+            Assert.AreEqual("png", Hashing.SniffImageFormat(texture.Texture.Data));
+            Assert.IsTrue(texture.Texture.HashMatches());
+            Assert.AreEqual(8, texture.Texture.Width);
+
+            var pong = (PongMessage)Parse("pong.msgpack");
+            Assert.AreEqual(1732356000.125, pong.T);
+            Assert.AreEqual(1732356000.25, pong.ServerTime);
+
+            var decided = (DecidedMessage)Parse("decided.msgpack");
+            Assert.AreEqual(7, decided.Item.Id);
+            Assert.AreEqual(3, decided.Steps);
+            StringAssert.StartsWith("https://", decided.Item.Url);
+
+            var error = (ErrorMessage)Parse("error_rid.msgpack");
+            Assert.AreEqual(ErrorCodes.NotFound, error.Code);
+            Assert.AreEqual(4, error.Rid);
+            var exception = error.ToException();
+            Assert.AreEqual(ErrorCodes.NotFound, exception.Code);
+            Assert.AreEqual(4, exception.Rid);
+
+            var noRid = (ErrorMessage)Parse("error_no_rid.msgpack");
+            Assert.AreEqual(ErrorCodes.BadFrame, noRid.Code);
+            Assert.IsNull(noRid.Rid);
+        }
+
+        [Test]
+        public void TypedFieldsOfTheV1_1Vectors()
+        {
+            Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
+            var welcome = (WelcomeMessage)Parse("welcome_v1_1.msgpack");
+            Assert.AreEqual(1, welcome.ProtocolVersion, "the major version stays 1");
+            Assert.AreEqual(1, welcome.ProtocolMinor);
+            Assert.IsTrue(welcome.Supports(1));
+            CollectionAssert.AreEqual(new[] { "infogain", "thompson", "study", "random" }, welcome.Policies);
+            Assert.AreEqual(Policies.InfoGain, welcome.DefaultPolicy);
+            Assert.AreEqual(9, welcome.Limits.GridSize, "the v1.0 fields are all still there");
+
+            var withBelief = (CandidatesMessage)Parse("candidates_probability.msgpack");
+            Assert.AreEqual("infogain", withBelief.Policy);
+            Assert.AreEqual(0.375, withBelief.Items[0].Probability);
+            Assert.AreEqual(0.125, withBelief.Items[1].Probability);
+            Assert.AreEqual(0.0, withBelief.Items[2].Probability);
+            Assert.IsNull(withBelief.Items[2].Distance);
+            Assert.AreEqual(0.0, withBelief.Items[0].Distance);
+
+            var skipped = (CandidatesMessage)Parse("candidates_skip.msgpack");
+            Assert.AreEqual(3, skipped.Step);
+            Assert.AreEqual(Policies.Study, skipped.Policy);
+            Assert.AreEqual(9, skipped.Items.Count);
+            foreach (var item in skipped.Items) Assert.IsNull(item.Probability, "study keeps no belief");
+
+            var rated = (RatedMessage)Parse("rated.msgpack");
+            Assert.AreEqual(141, rated.Id);
+            Assert.AreEqual(4, rated.Rating);
+            Assert.AreEqual(9, rated.Rid);
+
+            var badPolicy = (ErrorMessage)Parse("error_bad_policy.msgpack");
+            Assert.AreEqual(ErrorCodes.BadField, badPolicy.Code);
+            StringAssert.Contains("start.policy", badPolicy.Message);
+
+            // the client vectors are what the builders make
+            MsgPackAssert.BytesEqual(Bytes("skip.msgpack"), MsgPackWriter.Encode(Requests.Skip(8)), "skip");
+            MsgPackAssert.BytesEqual(Bytes("rate.msgpack"), MsgPackWriter.Encode(Requests.Rate(9, 141, 4)), "rate");
+            MsgPackAssert.BytesEqual(Bytes("start_policy.msgpack"),
+                                     MsgPackWriter.Encode(Requests.StartRandom(2, "pca", 42, Policies.InfoGain)), "start with a policy");
+            MsgPackAssert.BytesEqual(Bytes("hello_v1_1.msgpack"),
+                                     MsgPackWriter.Encode(Requests.Hello(1, "omokage-web/0.2.0", null, Protocol.Version, Protocol.Minor)), "v1.1 hello");
+            MsgPackAssert.BytesEqual(Bytes("hello.msgpack"),
+                                     MsgPackWriter.Encode(Requests.Hello(1, "omokage-unity/0.1.0")), "a v1.0 hello is unchanged");
+        }
+
+        static byte[] Bytes(string file)
+        {
+            return System.IO.File.ReadAllBytes(Path.Combine(_dir, file));
+        }
+
+        static ServerMessage Parse(string file)
+        {
+            return ServerMessage.Parse(MsgPackReader.DecodeMap(System.IO.File.ReadAllBytes(Path.Combine(_dir, file))));
+        }
+    }
+}
