@@ -7,13 +7,15 @@ import { DwellTracker } from './dwell.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const WS_URL = params.get('server') || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+// the tabs keep this order (a server's unknown names follow, as it lists them)
 const ALGORITHMS = {
   raw: ['Pixels', 'Raw pixels: faces that look alike pixel by pixel'],
   pca: ['PCA', 'Principal components: broad traits such as colours and shapes'],
   nmf: ['NMF', 'Non-negative parts: faces built from similar parts'],
-  ae: ['Autoencoder', 'A learned convolutional encoding of the face'],
+  ae: ['AE', 'Autoencoder: a learned convolutional encoding of the face'],
   contrastive: ['Learned look', 'A network trained to tell this catalog\'s faces apart: same character, same place'],
 };
+const algoLabel = (name) => (ALGORITHMS[name] || [name])[0];
 // names a server may offer (welcome.policies); an unknown name is shown as it is
 const POLICIES = {
   infogain: ['Most informative', 'Shows the faces whose pick tells the most about the face you want'],
@@ -40,7 +42,11 @@ const state = {
   first: null,         // what the grid's first face is: 'pick' (after choose), 'closest' (image start) or null
   upload: null,        // {bytes, url, name} of the image the selection started from
   reconstruction: null,
-  trail: [],           // the faces chosen so far in this selection
+  trail: [],           // the faces chosen so far in this selection (kept across a re-projection)
+  trailMarks: [],      // {at, label}: a feature switch that kept the path, before trail[at]
+  available: [],       // the algorithms the server can start with now
+  training: [],        // v1.2: [{algorithm, progress, eta_s?}] still being fitted (shown as disabled tabs)
+  switchTo: null,      // the algorithm the switch question (mid-selection) is about
   busy: false,
   decided: null,
   seq: 0,              // bumps on every start: replies to abandoned requests are dropped
@@ -72,18 +78,30 @@ client.addEventListener('status', (ev) => {
 });
 
 function offlineBanner(d) {
-  const title = d.fatal ? (/unauthorized/.test(d.reason) ? 'The server needs an access token' : 'The server refused this client')
-    : d.everOpened ? 'Lost the connection to the omokage server'
-      : "Can't reach the omokage server";
-  const base = d.fatal ? `${d.reason}.${/unauthorized/.test(d.reason) ? ' Open the page with ?token=YOUR_TOKEN.' : ''}`
-    : `${WS_URL}: ${d.reason || 'no connection'}. Is \`omokage serve\` (or \`omokage demo\`) still running?`;
+  let title;
+  let base;
+  let details;
+  if (d.fatal) {
+    ({ title, text: base } = describeError(d.code, 'hello', d.message));
+    details = `${WS_URL}: hello refused: ${d.reason}`;
+  } else {
+    let where = WS_URL;
+    try {
+      where = new URL(WS_URL).host;
+    } catch { /* keep the URL as it is */ }
+    title = d.everOpened ? 'Lost the connection to the omokage server' : "Can't reach the omokage server";
+    base = d.everOpened
+      ? `The server at ${where} stopped answering. Is \`omokage serve\` (or \`omokage demo\`) still running? The page reconnects on its own.`
+      : `Nothing answers at ${where}. Start it with \`omokage demo\` (or \`omokage serve\`), or check the page's address.`;
+    details = `${WS_URL}: ${d.reason || 'no connection'}`;
+  }
   const tick = () => {
     let text = base;
     if (d.retryAt) {
       const s = Math.max(0, Math.ceil((d.retryAt - performance.now()) / 1000));
       text += s > 0 ? ` Retrying in ${s} s…` : ' Retrying…';
     }
-    showBanner('error', title, text, d.fatal ? null : ['Retry now', () => client.retryNow()], { sticky: true });
+    showBanner('error', title, text, d.fatal ? null : ['Retry now', () => client.retryNow()], { sticky: true, details });
   };
   tick();
   if (d.retryAt) retryTicker = setInterval(tick, 1000);
@@ -97,7 +115,8 @@ client.addEventListener('welcome', (ev) => {
   const w = ev.detail;
   state.sessions += 1;
   $('server-info').textContent = `${w.server} · protocol ${w.protocol} · ${w.catalog.count} faces · session ${w.session_id}`;
-  renderAlgorithms(w.algorithms);
+  renderAlgorithms(w.algorithms, client.training, { pickDefault: true });
+  hideSwitch();
   renderPolicies(client.policies, w.default_policy);
   setControlsEnabled(true);
   if (state.sessions > 1) {
@@ -110,14 +129,32 @@ client.addEventListener('welcome', (ev) => {
   startSelection(state.init === 'image' && state.upload ? state.upload.bytes : null);
 });
 
+// v1.2: the server tells, on its own, which models are ready and how far the others are; anything else it may
+// send unasked (a newer server's additions) is not this page's business
+client.addEventListener('message', (ev) => {
+  const m = ev.detail;
+  if (m && m.type === 'models' && m.rid == null && Array.isArray(m.algorithms)) {
+    renderAlgorithms(m.algorithms, Array.isArray(m.training) ? m.training : []);
+    return;
+  }
+  console.info('omokage: ignoring an unsolicited server message', m && m.type, m);
+});
+
 const banner = $('banner');
 let bannerTimer = null;
-function showBanner(kind, title, text, action = null, { timeout = 0, sticky = false } = {}) {
+function showBanner(kind, title, text, action = null, { timeout = 0, sticky = false, details = '' } = {}) {
   clearTimeout(bannerTimer);
   banner.dataset.kind = kind;
   banner.dataset.sticky = sticky ? '1' : '';
   $('banner-title').textContent = title;
   $('banner-text').textContent = text;
+  // the technical detail (the server's own words and the error code) is for developers: folded away
+  const box = $('banner-details');
+  if ($('banner-detail').textContent !== details) {
+    $('banner-detail').textContent = details;
+    box.open = false;
+  }
+  box.hidden = !details;
   const btn = $('banner-action');
   btn.hidden = !action;
   if (action) {
@@ -133,21 +170,88 @@ function hideBanner() {
 }
 $('banner-close').onclick = hideBanner;
 
+/**
+ * Human wording for an `error` reply: what happened and what to do. Every code of docs/protocol.md (`error`)
+ * has one; `what` is what the page was doing ('upload', 'reproject', 'start', 'choose', 'skip', 'decide',
+ * 'hello'), `message` the server's own text (shown only under "Details").
+ */
+function describeError(code, what, message = '') {
+  const image = what === 'upload' || what === 'reproject';
+  const mb = (n) => `${(n / 1048576).toFixed(n < 10485760 ? 1 : 0)} MB`;
+  const limits = (client.welcome && client.welcome.limits) || {};
+  switch (code) {
+    case 'bad_frame':
+      return { title: 'The page and the server misunderstood each other',
+        text: 'The server could not read a message from this page. Reload the page; if it keeps happening, the page and the server are probably from different omokage versions.' };
+    case 'unknown_type':
+      return { title: "This server doesn't offer that",
+        text: 'The server is older than this page and does not know this request. Carry on without it, or update omokage on the server.' };
+    case 'bad_field':
+      if (what === 'upload') {
+        return { title: "That image can't be used",
+          text: "The server couldn't read it as a picture: it may be damaged or in a format it doesn't take. Try a JPEG, PNG or WebP photo." };
+      }
+      if (what === 'reproject') {
+        return { title: "Couldn't continue from your pick in that feature space",
+          text: 'The server could not place your pick there. Choose Start fresh instead, or stay in the current feature space.' };
+      }
+      if (what === 'hello') {
+        return { title: 'The page and the server are from different omokage versions',
+          text: 'Reload the page (it may be an old copy); if that does not help, update omokage so the server and the page match.' };
+      }
+      return { title: 'The server turned that request down',
+        text: 'Something in it was not what the server expects. Reload the page and try again; if it keeps happening, report it with the details below.' };
+    case 'too_large':
+      if (image) {
+        const px = limits.max_image_pixels ? ` and ${Math.round(limits.max_image_pixels / 1e6)} megapixels` : '';
+        return { title: 'That image is too large',
+          text: `Try a smaller picture${limits.max_image_bytes ? ` (up to ${mb(limits.max_image_bytes)}${px})` : ''}: a cropped photo of the face is enough.` };
+      }
+      return { title: 'That request was too large for the server', text: 'Try again with a smaller image or fewer faces.' };
+    case 'unauthorized':
+      if (/retry in/i.test(message)) {
+        return { title: 'Too many wrong access tokens',
+          text: 'The server refuses this computer for a minute after repeated wrong tokens. Wait, then open the page with the right ?token=YOUR_TOKEN.' };
+      }
+      return { title: 'The server needs an access token',
+        text: 'Open the page with ?token=YOUR_TOKEN added to its address (ask whoever runs the server for the token).' };
+    case 'not_found':
+      if (what === 'choose' || what === 'decide') {
+        return { title: 'That face is no longer on offer',
+          text: 'The grid changed before your click arrived. Choose from the faces shown now.' };
+      }
+      return { title: "The server doesn't have that any more",
+        text: 'It may have been restarted with another catalog. Reload the page to start again.' };
+    case 'wrong_state':
+      if (what === 'skip' && state.step > 0) {
+        return { title: 'You have seen every face',
+          text: 'There are no faces left that you have not seen. Choose one from this grid, or decide.' };
+      }
+      return { title: 'The page and the server got out of step',
+        text: 'Press Random start to begin a new selection (or reload the page).' };
+    case 'overloaded':
+      return { title: 'The server is busy', text: 'Too many requests at once. Wait a moment and try again.' };
+    case 'internal':
+      return { title: 'The server ran into a problem',
+        text: "It's not something you did, and the connection still works: try again. If it keeps happening, tell whoever runs the server (the details below help)." };
+    default:
+      return { title: 'The server reported a problem',
+        text: 'Try again; if it keeps happening, reload the page or report it with the details below.' };
+  }
+}
+
 function reportError(err, what) {
   if (err instanceof ConnectionLost) return; // the status banner says it
+  const raw = err && err.message ? err.message : String(err);
   if (err instanceof ServerError) {
-    const titles = {
-      bad_field: what === 'upload' ? "That image can't be used" : 'The server rejected the request',
-      too_large: what === 'upload' ? 'That image is too large' : 'Too large for the server',
-      overloaded: 'The server is busy',
-      not_found: 'That face is no longer on offer',
-      wrong_state: 'Out of step with the server',
-      unauthorized: 'The server needs a token',
-      internal: 'The server failed',
-    };
-    showBanner('error', titles[err.code] || `Server error (${err.code})`, `${err.message} [${err.code}]`, null);
+    const { title, text } = describeError(err.code, what, raw);
+    showBanner('error', title, text, null, { details: `${what}: ${raw} [${err.code}]` });
+  } else if (/^no reply to /.test(raw)) {
+    showBanner('error', "The server didn't answer in time",
+      'It may be busy or stuck. Try again; if nothing happens, reload the page.', null, { details: `${what}: ${raw}` });
   } else {
-    showBanner('error', 'Something went wrong', err && err.message ? err.message : String(err), null);
+    showBanner('error', 'Something went wrong', 'Try again; if it keeps happening, reload the page.', null,
+      { details: `${what}: ${raw}` });
   }
 }
 
@@ -155,47 +259,172 @@ function reportError(err, what) {
 // Controls
 
 const algoBox = $('algorithms');
-function renderAlgorithms(algorithms) {
-  const stored = safeStorage('get', 'omokage.algorithm');
-  if (!algorithms.includes(state.algorithm)) {
-    state.algorithm = algorithms.includes(stored) ? stored : algorithms.includes('pca') ? 'pca' : algorithms[0];
+const ALGO_ORDER = Object.keys(ALGORITHMS);
+
+/**
+ * The feature tabs: one per ready algorithm, and a disabled "AE · training 40%" tab per model still being
+ * fitted (v1.2). Updated in place (a focused tab keeps its focus) and never restarts the selection;
+ * `pickDefault` (on welcome) chooses the algorithm when the current one is not offered.
+ */
+function renderAlgorithms(algorithms, training = [], { pickDefault = false } = {}) {
+  const ready = algorithms.filter((a) => typeof a === 'string');
+  const busy = training.filter((t) => t && typeof t.algorithm === 'string' && !ready.includes(t.algorithm));
+  state.available = ready;
+  state.training = busy;
+  if (pickDefault && !ready.includes(state.algorithm)) {
+    const stored = safeStorage('get', 'omokage.algorithm');
+    state.algorithm = ready.includes(stored) ? stored : ready.includes('pca') ? 'pca' : ready[0] || null;
   }
-  algoBox.replaceChildren(...algorithms.map((name) => {
+  const rank = (n) => { const i = ALGO_ORDER.indexOf(n); return i < 0 ? ALGO_ORDER.length : i; };
+  const names = [...ready, ...busy.map((t) => t.algorithm)];
+  names.sort((a, b) => rank(a) - rank(b)); // stable: unknown names keep the server's order
+  const have = new Map([...algoBox.children].map((b) => [b.dataset.algorithm, b]));
+  const buttons = names.map((name) => {
+    let b = have.get(name);
+    if (!b) {
+      b = document.createElement('button');
+      b.type = 'button';
+      b.setAttribute('role', 'radio');
+      b.dataset.algorithm = name;
+      b.onclick = () => selectAlgorithm(name);
+      b.onkeydown = (e) => {
+        const d = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[e.key];
+        if (!d) return;
+        e.preventDefault();
+        e.stopPropagation();
+        const order = [...algoBox.children].filter((x) => !x.disabled).map((x) => x.dataset.algorithm);
+        if (order.length === 0) return;
+        const at = order.indexOf(name);
+        const next = order[((at < 0 ? 0 : at + d) + order.length) % order.length];
+        algoBox.querySelector(`[data-algorithm="${next}"]`).focus();
+        selectAlgorithm(next);
+      };
+    }
+    const t = busy.find((x) => x.algorithm === name);
     const [label, title] = ALGORITHMS[name] || [name, name];
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.setAttribute('role', 'radio');
-    b.dataset.algorithm = name;
-    b.textContent = label;
-    b.title = title;
-    b.setAttribute('aria-checked', String(name === state.algorithm));
-    b.tabIndex = name === state.algorithm ? 0 : -1;
-    b.onclick = () => selectAlgorithm(name);
-    b.onkeydown = (e) => {
-      const d = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[e.key];
-      if (!d) return;
-      e.preventDefault();
-      e.stopPropagation();
-      const i = (algorithms.indexOf(name) + d + algorithms.length) % algorithms.length;
-      selectAlgorithm(algorithms[i]);
-      algoBox.querySelector(`[data-algorithm="${algorithms[i]}"]`).focus();
-    };
+    if (t) {
+      const pct = Math.max(0, Math.min(99, Math.floor((Number(t.progress) || 0) * 100)));
+      const eta = Number.isFinite(t.eta_s) && t.eta_s > 0 ? `, about ${formatEta(t.eta_s)} left` : '';
+      b.textContent = `${label} · training ${pct}%`;
+      b.title = `${title}. Still being trained (${pct}%${eta}): it can be chosen when it is ready.`;
+      b.dataset.training = String(pct);
+    } else {
+      b.textContent = label;
+      b.title = title;
+      delete b.dataset.training;
+    }
     return b;
-  }));
+  });
+  // reorder only when the order changed: moving a focused tab would drop its focus
+  const same = buttons.length === algoBox.children.length && buttons.every((b, i) => algoBox.children[i] === b);
+  if (!same) algoBox.replaceChildren(...buttons);
+  paintAlgorithms();
+  if (state.switchTo && !ready.includes(state.switchTo)) hideSwitch();
+}
+
+function formatEta(s) {
+  if (s < 60) return `${Math.max(1, Math.round(s))} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+/** aria-checked, roving tabindex and enabled state of the tabs. */
+function paintAlgorithms() {
+  const on = client.state === 'open';
+  const tabs = [...algoBox.children];
+  const current = tabs.some((b) => b.dataset.algorithm === state.algorithm && !b.dataset.training);
+  tabs.forEach((b, i) => {
+    const name = b.dataset.algorithm;
+    const training = b.dataset.training !== undefined;
+    b.disabled = !on || training;
+    b.setAttribute('aria-checked', String(name === state.algorithm));
+    b.classList.toggle('pending', name === state.switchTo);
+    b.tabIndex = (current ? name === state.algorithm : i === 0) && !training ? 0 : -1;
+  });
+}
+
+/** A selection with something to lose: picks made, or grids moved past. */
+function hasProgress() {
+  return !state.decided && (state.trail.length > 0 || state.step > 1);
+}
+
+/** The face the user last picked in this selection (what a switch re-projects), or null. */
+function currentPick() {
+  if (state.first === 'pick' && state.items[0]) return state.items[0];
+  return state.trail.length ? state.trail[state.trail.length - 1] : null;
 }
 
 function selectAlgorithm(name) {
-  if (name === state.algorithm) return;
+  if (!state.available.includes(name)) return; // still training
+  if (name === state.algorithm) {
+    hideSwitch();
+    return;
+  }
+  if (hasProgress()) {
+    askSwitch(name);
+    return;
+  }
+  switchAlgorithm(name, 'fresh');
+}
+
+/** Inline question (not window.confirm): switching mid-selection keeps the pick or starts fresh; cancel keeps all. */
+function askSwitch(name) {
+  state.switchTo = name;
+  const pick = currentPick();
+  const label = algoBox.querySelector(`[data-algorithm="${name}"]`) ? algoLabel(name) : name;
+  const fromImage = state.init === 'image' && state.upload && !state.upload.pick;
+  $('switch-title').textContent = `Switch to ${label}?`;
+  $('switch-text').textContent = pick
+    ? `You are at step ${state.step}. Continue from your pick (${splitTitle(pick.title)[0]}) with faces near it in ${label}, or start fresh.`
+    : `You are at step ${state.step}. Switching starts a new selection in ${label}.`;
+  const keep = $('switch-keep');
+  keep.hidden = !pick;
+  keep.textContent = 'Continue from your pick';
+  $('switch-fresh').textContent = fromImage ? 'Start again from your image' : 'Start fresh';
+  $('switch').hidden = false;
+  paintAlgorithms();
+}
+
+function hideSwitch() {
+  if (!state.switchTo && $('switch').hidden) return;
+  const hadFocus = $('switch').contains(document.activeElement);
+  state.switchTo = null;
+  $('switch').hidden = true;
+  paintAlgorithms();
+  if (hadFocus) {
+    const tab = algoBox.querySelector('[tabindex="0"]');
+    if (tab) tab.focus();
+  }
+}
+
+/** Switch the feature space: 'fresh' starts again (from the uploaded image, if any); 'pick' re-projects the pick. */
+async function switchAlgorithm(name, how) {
+  const previous = state.algorithm;
+  const pick = how === 'pick' ? currentPick() : null;
+  state.switchTo = null;
+  $('switch').hidden = true;
   state.algorithm = name;
   safeStorage('set', 'omokage.algorithm', name);
-  for (const b of algoBox.children) {
-    const on = b.dataset.algorithm === name;
-    b.setAttribute('aria-checked', String(on));
-    b.tabIndex = on ? 0 : -1;
+  paintAlgorithms();
+  let ok;
+  if (pick) {
+    // an image start from the pick's own texture: the nearest faces to it in the new space, the path kept
+    const tex = client.textures.get(pick.texture);
+    const bytes = tex ? new Uint8Array(await tex.blob.arrayBuffer()) : null;
+    ok = bytes ? await startSelection(bytes, { from: { pick, url: tex.url }, keepTrail: true, mark: algoLabel(name) }) : false;
+  } else {
+    ok = await startSelection(state.init === 'image' && state.upload && !state.upload.pick ? state.upload.bytes : null);
   }
-  // switching the feature space starts the selection again, from the same image if there was one
-  startSelection(state.init === 'image' && state.upload ? state.upload.bytes : null);
+  if (!ok && state.algorithm === name && previous) {
+    // the server kept the old selection (or none came): the tabs say what is on screen
+    state.algorithm = previous;
+    paintAlgorithms();
+  }
 }
+
+$('switch-keep').onclick = () => { if (state.switchTo) switchAlgorithm(state.switchTo, 'pick'); };
+$('switch-fresh').onclick = () => { if (state.switchTo) switchAlgorithm(state.switchTo, 'fresh'); };
+$('switch-cancel').onclick = () => hideSwitch();
 
 // the selection policy lives in the settings menu: it matters to few people, and changing it starts again
 const policySelect = $('policy');
@@ -236,7 +465,8 @@ function setControlsEnabled(on) {
   policySelect.disabled = !on;
   $('file').disabled = !on;
   $('btn-upload').setAttribute('aria-disabled', String(!on));
-  for (const b of algoBox.children) b.disabled = !on;
+  for (const id of ['switch-keep', 'switch-fresh']) $(id).disabled = !on;
+  paintAlgorithms();
   updateDecide();
 }
 
@@ -277,7 +507,7 @@ async function uploadFile(file) {
     return;
   }
   const bytes = new Uint8Array(await file.arrayBuffer());
-  if (state.upload) URL.revokeObjectURL(state.upload.url);
+  if (state.upload && !state.upload.pick) URL.revokeObjectURL(state.upload.url); // a pick's URL is the cache's
   state.upload = { bytes, url: URL.createObjectURL(file), name: file.name };
   await startSelection(bytes);
 }
@@ -285,17 +515,34 @@ async function uploadFile(file) {
 // ------------------------------------------------------------------------------------------------
 // The selection loop
 
-async function startSelection(image) {
-  if (client.state !== 'open') return;
+/**
+ * Start a new selection (random, or from `image`); resolves true when its first grid is shown.
+ * `from` {pick, url}: the image is that face's texture (a feature switch that keeps the pick), and with
+ * `keepTrail` the path so far stays, marked `mark` where the new feature space begins.
+ */
+async function startSelection(image, { from = null, keepTrail = false, mark = null } = {}) {
+  if (client.state !== 'open') return false;
   const seq = ++state.seq;
   state.busy = true;
   state.decided = null;
+  hideSwitch();
   grid.setAttribute('aria-busy', 'true');
   try {
     const reply = await client.start(state.algorithm, { image: image || undefined, policy: state.policy });
-    if (seq !== state.seq) return;
+    if (seq !== state.seq) return false;
     state.init = image ? 'image' : 'random';
-    state.trail = [];
+    if (from) {
+      if (state.upload && !state.upload.pick) URL.revokeObjectURL(state.upload.url);
+      state.upload = { bytes: image, url: from.url, name: from.pick.title, pick: from.pick };
+    }
+    if (keepTrail && state.trail.length) {
+      const last = state.trailMarks[state.trailMarks.length - 1];
+      if (mark && last && last.at === state.trail.length) last.label = mark; // switched again before a pick
+      else if (mark) state.trailMarks.push({ at: state.trail.length, label: mark });
+    } else {
+      state.trail = [];
+      state.trailMarks = [];
+    }
     renderTrail();
     dwell.reset();
     gazeDwell.reset();
@@ -304,10 +551,14 @@ async function startSelection(image) {
     } else {
       state.reconstruction = null;
     }
-    await showCandidates(reply, seq, image ? 'closest' : null);
+    // a re-projected pick that comes back nearest (as it should) stays "Your pick"
+    const same = from && reply.items && reply.items[0] && reply.items[0].id === from.pick.id;
+    await showCandidates(reply, seq, same ? 'pick' : image ? 'closest' : null);
     if (!banner.dataset.sticky && banner.dataset.kind === 'error') hideBanner();
+    return seq === state.seq;
   } catch (err) {
-    if (seq === state.seq) reportError(err, image ? 'upload' : 'start');
+    if (seq === state.seq) reportError(err, from ? 'reproject' : image ? 'upload' : 'start');
+    return false;
   } finally {
     if (seq === state.seq) {
       state.busy = false;
@@ -502,6 +753,7 @@ function renderGrid(imgs) {
   grid.dataset.step = String(state.step);
   $('step').innerHTML = `Step <b>${state.step}</b>`;
   $('prompt').textContent = promptText();
+  $('instr').textContent = shortPrompt();
   renderCursor();
   if (focusInGrid) cards[0].focus({ preventScroll: true });
   // a pointer resting on a card now rests on its new face
@@ -524,8 +776,19 @@ function promptText() {
     return state.items.length > 1 ? 'Your pick stays first. Choose it again for more like it, or another face to steer. Decide when it is the one.'
       : 'You have seen every face in the catalog. Decide on your pick.';
   }
+  if (state.init === 'image' && state.upload && state.upload.pick) {
+    return `The faces nearest to your pick in ${algoLabel(state.algorithm)}. Choose the closest one to see eight more like it.`;
+  }
   if (state.init === 'image') return 'The faces nearest to your image. Choose the closest one to see eight more like it.';
   return 'Choose the face closest to the one you want: you will see eight more like it.';
+}
+
+/** One line above the grid (on small screens, where the side panel's prompt is not shown). */
+function shortPrompt() {
+  if (state.items.length === 0) return 'No faces left to show.';
+  if (state.step > 1 && state.first !== 'pick') return 'New faces: tap the closest, or None of these.';
+  if (state.step > 1) return 'Tap a face for more like it, or Decide.';
+  return 'Tap the face closest to the one you want.';
 }
 
 function renderCursor() {
@@ -577,13 +840,26 @@ function updateDecide() {
 function renderTrail() {
   const box = $('trail');
   box.hidden = state.trail.length === 0;
-  $('trail-list').replaceChildren(...state.trail.slice(-12).map((it, n, shown) => {
+  // the picks, with a small label where a feature switch carried the path into another space
+  const entries = [];
+  state.trail.forEach((it, n) => {
+    for (const m of state.trailMarks) if (m.at === n) entries.push({ mark: m.label });
+    entries.push({ it, n });
+  });
+  for (const m of state.trailMarks) if (m.at === state.trail.length) entries.push({ mark: m.label });
+  $('trail-list').replaceChildren(...entries.slice(-14).map((e) => {
     const li = document.createElement('li');
+    if (e.mark) {
+      li.className = 'mark';
+      li.textContent = e.mark;
+      li.title = `From here on: ${e.mark}`;
+      return li;
+    }
     const img = new Image();
-    const tex = client.textures.get(it.texture);
+    const tex = client.textures.get(e.it.texture);
     if (tex) img.src = tex.url;
-    img.alt = it.title;
-    img.title = `Step ${state.trail.length - shown.length + n + 1}: ${it.title}`;
+    img.alt = e.it.title;
+    img.title = `Pick ${e.n + 1}: ${e.it.title}`;
     li.appendChild(img);
     return li;
   }));
@@ -592,10 +868,13 @@ function renderTrail() {
 function renderSource() {
   const src = $('source');
   if (state.init === 'image' && state.upload && state.reconstruction) {
+    const pick = state.upload.pick;
     $('upload-img').src = state.upload.url;
+    $('upload-img').alt = pick ? `Your pick: ${pick.title}` : 'Your uploaded image';
+    $('upload-caption').textContent = pick ? 'Your pick' : 'Your image';
     $('recon-img').src = state.reconstruction.url;
-    const [label] = ALGORITHMS[state.algorithm] || [state.algorithm];
-    $('recon-caption').textContent = `As ${label} sees it`;
+    $('recon-caption').textContent = `As ${algoLabel(state.algorithm)} sees it`;
+    $('source-note').textContent = `The grid starts from the faces nearest to how ${algoLabel(state.algorithm)} sees ${pick ? 'your pick' : 'your image'}.`;
     src.hidden = false;
   } else if (state.init !== 'image') {
     src.hidden = true;
@@ -616,11 +895,34 @@ window.addEventListener('blur', () => dwell.pauseAll());
 // ------------------------------------------------------------------------------------------------
 // Keyboard: 1-9 choose, arrows move, Enter choose, D decide
 
+// inputs where keys are text: the shortcuts stay out of them
+const TEXT_INPUTS = new Set(['text', 'search', 'email', 'url', 'tel', 'password', 'number', 'date', 'time',
+  'datetime-local', 'month', 'week']);
+function isTyping(t) {
+  if (!(t instanceof HTMLElement)) return false;
+  if (t.isContentEditable || t.closest('textarea, select, dialog[open]')) return true;
+  return t instanceof HTMLInputElement && TEXT_INPUTS.has(t.type);
+}
+
+// The shortcuts work wherever the focus is (a feature tab, a button just clicked, the file picker) except in
+// text fields; arrows, Enter and space stay with the control that has its own use for them.
 document.addEventListener('keydown', (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
   const t = e.target;
-  if (t instanceof HTMLElement && t.closest('input, select, textarea, dialog[open], [role="radiogroup"]')) return;
+  if (isTyping(t)) return;
   if ($('decided').open) return;
+  if (e.key === 'Escape' && $('settings').open) {
+    e.preventDefault();
+    $('settings').open = false;
+    $('settings').querySelector('summary').focus();
+    return;
+  }
+  if (e.key === 'Escape' && state.switchTo) {
+    e.preventDefault();
+    hideSwitch();
+    return;
+  }
+  const ownKeys = t instanceof HTMLElement && t.closest('[role="radiogroup"], input, summary, .settings');
   if (/^[1-9]$/.test(e.key)) {
     const i = Number(e.key) - 1;
     if (i < state.items.length) {
@@ -632,7 +934,7 @@ document.addEventListener('keydown', (e) => {
     return;
   }
   const move = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[e.key];
-  if (move && state.items.length) {
+  if (move && state.items.length && !ownKeys) {
     e.preventDefault();
     const col = state.cursor % 3;
     const row = Math.floor(state.cursor / 3);
@@ -647,7 +949,7 @@ document.addEventListener('keydown', (e) => {
     return;
   }
   if (e.key === 'Enter' || e.key === ' ') {
-    if (t instanceof HTMLElement && t.closest('button, a, label')) return; // their own activation
+    if (ownKeys || (t instanceof HTMLElement && t.closest('button, a, label'))) return; // their own activation
     e.preventDefault();
     chooseIndex(state.cursor);
     return;
@@ -661,6 +963,12 @@ document.addEventListener('keydown', (e) => {
     e.preventDefault();
     skipGrid();
   }
+});
+
+// the settings menu closes on a click elsewhere, like any menu (it sits over the faces on a small screen)
+document.addEventListener('pointerdown', (e) => {
+  const menu = $('settings');
+  if (menu.open && !menu.contains(e.target)) menu.open = false;
 });
 
 $('btn-decide').onclick = decideCursor;
@@ -790,6 +1098,7 @@ window.omokage = {
   dwellTracker: dwell,
   gazeTracker: gazeDwell,
   enterVR,
+  describeError,
 };
 
 renderCursor();

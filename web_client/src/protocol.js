@@ -1,4 +1,4 @@
-// omokage protocol v1.1 over one WebSocket (docs/protocol.md): binary frames, one MessagePack map each.
+// omokage protocol v1.2 over one WebSocket (docs/protocol.md): binary frames, one MessagePack map each.
 //
 // OmokageClient keeps one connection alive (reconnecting with backoff), sends `hello` on every open,
 // matches replies to requests by `rid`, pings periodically for the round-trip time, and caches
@@ -7,7 +7,9 @@
 import { decode, encode } from '@msgpack/msgpack';
 
 export const PROTOCOL_VERSION = 1;
-export const PROTOCOL_MINOR = 1; // v1.1: policies, skip, rate, probability (a v1.0 server ignores it)
+// v1.1: policies, skip, rate, probability; v1.2: welcome.training and the unsolicited `models` message
+// (an older server ignores the minor and sends neither)
+export const PROTOCOL_MINOR = 2;
 export const CLIENT_NAME = 'omokage-web/0.1.0';
 
 const MIME = { jpeg: 'image/jpeg', png: 'image/png' };
@@ -35,7 +37,7 @@ export class ConnectionLost extends Error {
  *   status   {state: 'connecting'|'open'|'offline', attempt, retryInMs, everOpened, reason}
  *   welcome  the welcome map (after each successful hello)
  *   latency  {rttMs, offsetS}
- *   message  an unsolicited server message (no pending rid)
+ *   message  an unsolicited server message (no pending rid), e.g. v1.2 `models`
  */
 export class OmokageClient extends EventTarget {
   constructor(url, { token = null, pingIntervalMs = 2000, requestTimeoutMs = 20000 } = {}) {
@@ -105,7 +107,7 @@ export class OmokageClient extends EventTarget {
     } catch (err) {
       if (err instanceof ServerError) {
         this._stopped = true; // a wrong version or token will not fix itself by retrying
-        this._fatal = `${err.message} [${err.code}]`;
+        this._fatal = { code: err.code, message: err.message };
       }
       ws.close(1000, 'hello refused');
       return;
@@ -128,7 +130,9 @@ export class OmokageClient extends EventTarget {
     this._pending.clear();
     this.textures.connectionLost();
     if (this._stopped) {
-      this._setState('offline', this._fatal ? { reason: this._fatal, fatal: true } : { reason, retryInMs: null });
+      this._setState('offline', this._fatal
+        ? { reason: `${this._fatal.message} [${this._fatal.code}]`, code: this._fatal.code, message: this._fatal.message, fatal: true }
+        : { reason, retryInMs: null });
       return;
     }
     const delay = RETRY_DELAYS_MS[Math.min(this.attempt, RETRY_DELAYS_MS.length - 1)];
@@ -227,6 +231,11 @@ export class OmokageClient extends EventTarget {
   }
 
   // -- protocol messages ----------------------------------------------------------------------
+  /** v1.2: feature models the server is still fitting, [{algorithm, progress 0..1, eta_s?}] (empty: none). */
+  get training() {
+    return (this.welcome && Array.isArray(this.welcome.training)) ? this.welcome.training : [];
+  }
+
   /** The policies the server offers (empty from a v1.0 server, which has none). */
   get policies() {
     return (this.welcome && Array.isArray(this.welcome.policies)) ? this.welcome.policies : [];

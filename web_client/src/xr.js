@@ -1,8 +1,9 @@
 // WebXR mode (three.js), loaded with a dynamic import only when the user enters VR.
 //
 // The nine faces hang on panels in an arc in front of the user. A controller ray (or a pinch with
-// hand tracking) selects; a head-gaze reticle fills while the user looks at a face and selects it
-// after DWELL_MS. The render loop does no network or image-decode work: when candidates arrive,
+// hand tracking) selects; a head-gaze reticle fills while the user looks at a face and, after DWELL_MS,
+// marks it (armed): a trigger press then chooses it. Gaze never chooses on its own — it is a signal
+// (logged as dwell), the selection is the user's — and a new grid arms nothing until the gaze moves. The render loop does no network or image-decode work: when candidates arrive,
 // textures are decoded off the loop (createImageBitmap), uploaded, and only swapped in by the loop.
 
 import {
@@ -11,7 +12,7 @@ import {
   SRGBColorSpace, Scene, Texture, Vector2, Vector3, WebGLRenderer,
 } from 'three';
 
-const DWELL_MS = 1800;          // head-gaze dwell that selects a face
+const DWELL_MS = 1800;          // head-gaze dwell that arms a face (a press then chooses it)
 const RADIUS = 1.4;             // metres from the user to the panels
 const FACE = 0.30;              // face side in metres
 const COL_ANGLE = 0.265;        // radians between columns
@@ -212,10 +213,13 @@ export async function startXR(api, session) {
   let locked = false;       // a choose is in flight: no further selection until the next grid
   let gazeTarget = null;
   let gazeMs = 0;
+  let armed = null;         // the panel the gaze has rested on for DWELL_MS: a press with no ray hit chooses it
+  let gazeHeldOver = null;  // the panel under the gaze when a new grid came: it arms only once the gaze moves
   let last = 0;
   let ended = false;
   let prepGen = 0;
-  const stats = { mode, frames: 0, swaps: 0, maxFrameMs: 0, slowFrames: 0, texturesReady: 0, step: 0, lastSelect: null };
+  const stats = { mode, frames: 0, swaps: 0, maxFrameMs: 0, slowFrames: 0, texturesReady: 0, step: 0, lastSelect: null,
+    armed: -1 };
 
   const raycaster = new Raycaster();
   raycaster.far = 10;
@@ -233,6 +237,7 @@ export async function startXR(api, session) {
   }
 
   function select(hit) {
+    if (!hit && armed && armed.item) hit = { object: armed.face }; // a press while gazing at an armed face
     if (!hit || ended) return;
     const d = hit.object.userData;
     stats.lastSelect = d.kind === 'face' ? `face:${d.index}` : `button:${d.action}`;
@@ -373,7 +378,7 @@ export async function startXR(api, session) {
     for (let i = 0; i < 9; i++) {
       const p = panels[i];
       const on = hovered.has(p.face.userData);
-      p.ring.visible = on && !!p.item;
+      p.ring.visible = (on || p === armed) && !!p.item;
       if (on && p.item) api.pointerDwell.add(p.item.id, dt);
     }
     for (const key in buttons) {
@@ -381,26 +386,27 @@ export async function startXR(api, session) {
       b.mesh.scale.setScalar(hovered.has(b.mesh.userData) ? 1.06 : 1);
     }
 
-    // head gaze: reticle on the hit, dwell fills it, a full ring selects the face
+    // head gaze: reticle on the hit, dwell fills it, a full ring arms the face (a press chooses it)
     let progress = 0;
     const gd = gazeHit && gazeHit.object.userData;
     const gazePanel = gd && gd.kind === 'face' ? panels[gd.index] : null;
+    armed = null;
     if (gazePanel && gazePanel.item) {
       api.gazeDwell.add(gazePanel.item.id, dt);
+      if (gazePanel !== gazeHeldOver) gazeHeldOver = null;
       gazeMs = gazeTarget === gazePanel ? gazeMs + dt : 0;
       gazeTarget = gazePanel;
-      const isPick = gd.index === 0 && api.state.first === 'pick'; // looking at your pick does not re-choose it
-      if (!isPick && !locked && !api.state.decided) {
+      const isPick = gd.index === 0 && api.state.first === 'pick'; // your pick stays chosen; nothing to arm
+      if (!isPick && !locked && !api.state.decided && gazeHeldOver === null) {
         progress = Math.min(1, gazeMs / DWELL_MS);
-        if (progress >= 1) {
-          gazeMs = 0;
-          select(gazeHit);
-        }
+        if (progress >= 1) armed = gazePanel;
       }
     } else {
       gazeTarget = null;
+      gazeHeldOver = null;
       gazeMs = 0;
     }
+    stats.armed = armed ? panels.indexOf(armed) : -1;
     if (gazeHit) {
       reticle.position.copy(gazeHit.point);
       reticle.position.addScaledVector(headDir, -0.01);
@@ -452,8 +458,10 @@ export async function startXR(api, session) {
     status.material = new MeshBasicMaterial({ map: p.statusTex, transparent: true });
     gridGroup.visible = true;
     decidedGroup.visible = false;
+    gazeHeldOver = gazeTarget; // staring on: the new face there is not armed until the gaze leaves it
     gazeTarget = null;
     gazeMs = 0;
+    armed = null;
     stats.swaps += 1;
     stats.step = p.step;
     stats.texturesReady = p.built.filter((b) => b.face.map !== placeholder).length;
@@ -561,6 +569,8 @@ export async function startXR(api, session) {
       end,
       // for tests: what a select on face i or a button would do
       select: (kindOrIndex) => select({ object: typeof kindOrIndex === 'number' ? panels[kindOrIndex].face : (buttons[kindOrIndex] || {}).mesh }),
+      // for tests: a trigger press whose controller ray hits nothing (chooses the armed face, if any)
+      press: () => select(null),
     };
   }
   if (api.state.items.length) await prepare(api.state);
@@ -629,7 +639,7 @@ function statusTexture(step, algorithm) {
     g.font = '30px system-ui, sans-serif';
     g.textAlign = 'center';
     g.textBaseline = 'middle';
-    const text = `Step ${step}  ·  ${String(algorithm || '').toUpperCase()}  ·  trigger to choose, or rest your gaze on a face`;
+    const text = `Step ${step}  ·  ${String(algorithm || '').toUpperCase()}  ·  trigger to choose; or rest your gaze on a face, then press`;
     g.fillText(fit(g, text, w - 24), w / 2, h / 2);
   });
 }

@@ -77,9 +77,10 @@ export function freePort() {
   });
 }
 
-/** Start `omokage serve` and wait for /healthz. */
-export async function startServer({ port, args = [] } = {}) {
-  const { catalog, models } = testData();
+/** Start `omokage serve` (on the prepared models, or `models`) and wait for /healthz. */
+export async function startServer({ port, args = [], models: modelsDir = null } = {}) {
+  const { catalog, models: prepared } = testData();
+  const models = modelsDir || prepared;
   port = port || await freePort();
   const cwd = mkdtempSync(path.join(tmpdir(), 'omokage-serve-')); // its var/events go here
   const proc = spawn(PYTHON, ['-m', 'omokage', 'serve', '--catalog', catalog, '--models', models,
