@@ -11,6 +11,40 @@ from omokage import PROTOCOL_VERSION, __version__
 from omokage.errors import UserError
 
 DEFAULT_HOME = Path("var")  # demo catalog and models live here, relative to where omokage runs
+# The models omokage can fit and serve (omokage.features.ALGORITHMS, which imports torch and scikit-learn: named here
+# so that a wrong name fails in argparse, at once; tests/test_cli_polish.py checks the two agree)
+MODEL_NAMES = ("raw", "pca", "nmf", "ae", "contrastive")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps a one-line paragraph of a description or epilog to the terminal; keeps a paragraph of several lines
+    (a list of examples) as written."""
+
+    def _fill_text(self, text, width, indent):
+        return "\n\n".join(para if "\n" in para else super(_HelpFormatter, self)._fill_text(para, width, indent)
+                             for para in text.split("\n\n"))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _model_list(text: str) -> list[str]:
+    """--models raw,pca,...: checked by argparse, before anything slow is loaded."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown model {', '.join(map(repr, unknown))}; choose from "
+                                         f"{', '.join(MODEL_NAMES)}")
+    if not names:
+        raise argparse.ArgumentTypeError(f"give at least one of {', '.join(MODEL_NAMES)}")
+    return names
 
 
 def _add_catalog_commands(sub) -> None:
@@ -49,8 +83,8 @@ def _add_catalog_commands(sub) -> None:
                             description="Write a grid of thumbnails (the first N items) to look at a catalog.")
     sheet.add_argument("catalog", type=Path, metavar="CATALOG")
     sheet.add_argument("--out", type=Path, required=True, help="PNG file to write")
-    sheet.add_argument("--count", type=int, default=64)
-    sheet.add_argument("--columns", type=int, default=8)
+    sheet.add_argument("--count", type=int, default=64, help="how many faces, from the first (default 64)")
+    sheet.add_argument("--columns", type=int, default=8, help="faces per row (default 8)")
     sheet.set_defaults(func=_cmd_sheet)
 
 
@@ -59,7 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="omokage",
         description="omokage helps a person in VR choose an avatar by its face: it learns features of every face in a "
                     "catalog and runs a pick-1-of-9 selection loop over a WebSocket + MessagePack protocol.",
-        epilog="Start with `omokage demo`: it generates the default catalog, fits the models and serves them.")
+        epilog="Start with `omokage demo`: it generates the default catalog, fits the models and serves them.\n\n"
+               "examples:\n"
+               "  omokage demo                                  # then open the URL it prints\n"
+               "  omokage catalog ingest my_avatars/ --out var/mine\n"
+               "  omokage fit var/mine --out var/mine-models --models pca,nmf\n"
+               "  omokage query var/mine var/mine-models face.png\n"
+               "  omokage serve --catalog var/mine --models var/mine-models\n"
+               "  omokage bench fit\n\n"
+               "`omokage COMMAND --help` explains each command.",
+        formatter_class=_HelpFormatter)
     p.add_argument("--version", action="version", version=f"omokage {__version__} (protocol {PROTOCOL_VERSION})")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -76,36 +119,50 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with user-model: the server's session event logs (JSON lines, var/events/*.jsonl)")
     fit.add_argument("--catalog", dest="user_model_catalog", type=Path, default=None, metavar="CATALOG",
                      help="with user-model: the catalog the logged sessions ran on (its models are read from --out)")
-    fit.add_argument("--models", default="raw,pca,nmf,ae",
+    fit.add_argument("--models", type=_model_list, default="raw,pca,nmf,ae",
                      help="comma-separated: raw,pca,nmf,ae,contrastive (default raw,pca,nmf,ae; contrastive, a "
                           "self-supervised embedding served by ONNX Runtime, trains for minutes on a CPU)")
     fit.add_argument("--out", type=Path, default=Path("models"), help="model repository (default ./models)")
     fit.add_argument("--components", type=int, default=30, help="latent size for pca, nmf, ae (default 30)")
     fit.add_argument("--ae-epochs", type=int, default=None, help="autoencoder training epochs (default: the model's)")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=int, default=0, help="random seed of the fits (default 0: repeatable)")
     fit.set_defaults(func=_cmd_fit)
 
     q = sub.add_parser("query", help="find the catalog faces nearest to an image",
-                       description="Project IMAGE through a fitted model, print its nearest catalog items and "
-                                   "write the model's reconstruction of the image.")
-    q.add_argument("catalog", type=Path, metavar="CATALOG")
-    q.add_argument("models", type=Path, metavar="MODELS", help="model repository")
-    q.add_argument("image", type=Path, metavar="IMAGE")
-    q.add_argument("--model", default="pca", help="raw, pca, nmf, ae or contrastive (default pca)")
-    q.add_argument("-k", type=int, default=9, help="number of neighbours (default 9)")
+                       usage="omokage query [options] CATALOG MODELS IMAGE\n"
+                             "       omokage query [options] --server URL IMAGE",
+                       description="Project IMAGE through one fitted model and print its k nearest catalog faces "
+                                   "(only that model is loaded). With --server, a running `omokage serve` answers "
+                                   "instead and nothing is loaded here: much faster for repeated queries.",
+                       epilog="examples:\n"
+                              "  omokage query var/catalog var/models face.png\n"
+                              "  omokage query var/catalog var/models face.png --model nmf -k 5 --json\n"
+                              "  omokage query var/catalog var/models face.png --reconstruction recon.png\n"
+                              "  omokage query --server ws://127.0.0.1:8765/ws face.png",
+                       formatter_class=_HelpFormatter)
+    q.add_argument("catalog", type=Path, nargs="?", metavar="CATALOG", help="catalog folder (not with --server)")
+    q.add_argument("models", type=Path, nargs="?", metavar="MODELS", help="model repository (not with --server)")
+    q.add_argument("image", type=Path, metavar="IMAGE", help="the face to look for: JPEG, PNG, WebP, BMP, GIF or TIFF")
+    q.add_argument("--model", default="pca", choices=MODEL_NAMES, metavar="NAME",
+                   help=f"feature model: {', '.join(MODEL_NAMES)} (default pca)")
+    q.add_argument("-k", type=_positive_int, default=9, help="number of nearest faces (default 9; at most the "
+                   "catalog's size, and 9 with --server: an image start's first grid)")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    q.add_argument("--reconstruction", type=Path, default=Path("reconstruction.png"),
-                   help="where to write the reconstruction (default reconstruction.png)")
+    q.add_argument("--reconstruction", type=Path, default=None, metavar="PATH",
+                   help="also write the model's reconstruction of IMAGE to this image file (default: none written)")
+    q.add_argument("--server", metavar="URL", help="ask a running `omokage serve` at this address, e.g. "
+                   "ws://127.0.0.1:8765/ws, instead of loading the catalog and model here")
+    q.add_argument("--token", help="with --server: the server's --token")
     q.set_defaults(func=_cmd_query)
 
     s = sub.add_parser("serve", help="serve the selection loop over WebSocket + MessagePack",
                        description="Serve protocol v1 (docs/protocol.md) on ws://HOST:PORT/, with a health "
                                    "endpoint at http://HOST:PORT/healthz and the web client at http://HOST:PORT/.")
-    s.add_argument("--catalog", type=Path, required=True)
-    s.add_argument("--models", type=Path, required=True, help="model repository")
+    s.add_argument("--catalog", type=Path, required=True, help="catalog folder (omokage catalog generate / ingest)")
+    s.add_argument("--models", type=Path, required=True, help="model repository (omokage fit ... --out MODELS)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only); any other "
                    "address needs --token, or --insecure")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
     s.add_argument("--token", help="require this token in `hello` before serving anything else (and in "
                    "`Authorization: Bearer TOKEN` for the details of /healthz)")
     s.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without --token (anyone "
@@ -120,49 +177,89 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve https/wss with this certificate (Quest "
                    "Browser needs https for WebXR on the LAN)")
     s.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
-    s.add_argument("--events", type=Path, help="append session events as JSON lines here "
-                   "(default var/events/events-DATE.jsonl)")
+    s.add_argument("--db", type=Path, default=None, metavar="PATH",
+                   help="also keep the event store (SQLite): every message in and out and every session event, "
+                        "committed before the reply that acknowledges it. Always on with --study (default "
+                        "var/omokage.db); off otherwise, as it costs latency (benchmarks/results/store.md)")
+    s.add_argument("--events", type=Path, help="append session events as JSON lines here (default "
+                   "var/events/events-DATE.jsonl when --db is not given); `omokage events export` writes the same "
+                   "lines from a store")
+    s.add_argument("--study", metavar="NAME", help="run this study (created with `omokage study create`): clients "
+                   "must name a participant code in `hello`, and the server walks each through their trials")
     s.add_argument("--no-fsync", action="store_true", help="write session events without fsync: faster on a slow "
                    "disk, but a power loss may lose events already acknowledged (a process crash loses none)")
     s.add_argument("--send-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="disconnect a client that reads none of its replies for this long (default 10)")
     s.add_argument("--log-level", default="info", help="debug, info, warning or error (logs are JSON lines on stderr)")
+    s.add_argument("--fit-in-background", type=_model_list, default=None, metavar="MODELS",
+                   help="comma-separated models (e.g. nmf,ae) to fit, where missing or fitted on another catalog, "
+                        "while the others are already served; each is served the moment it is saved and clients "
+                        "see the progress (protocol v1.2). Logs go to MODELS_DIR/logs/fit-NAME.log")
     s.set_defaults(func=_cmd_serve)
 
     cl = sub.add_parser("client", help="run one whole session against a server and print the transcript",
                         description="Connect to an omokage server, run one selection session (start, choose, "
                                     "decide, fetching textures) and print every message: a check of a deployment.")
     cl.add_argument("url", metavar="URL", help="e.g. ws://127.0.0.1:8765/ws")
-    cl.add_argument("--algorithm", default="pca")
+    cl.add_argument("--algorithm", default="pca", help="the feature space to run the session in (default pca)")
     cl.add_argument("--choices", type=int, default=2, help="how many times to choose before deciding")
-    cl.add_argument("--seed", type=int, default=1)
+    cl.add_argument("--seed", type=int, default=1, help="seed of the first grid and of the simulated picks "
+                    "(default 1)")
     cl.add_argument("--policy", help="how the server picks the faces: one of its welcome.policies (e.g. study, "
                     "infogain); default: the server's default_policy")
-    cl.add_argument("--token")
+    cl.add_argument("--token", help="the server's --token, if it has one")
     cl.set_defaults(func=_cmd_client)
 
+    _add_store_commands(sub)
+
     d = sub.add_parser("demo", help="generate the default catalog, fit the models and serve them",
-                       description="The main job on the embedded default catalog: generate it if missing, fit "
-                                   "raw/pca/nmf/ae if missing, then serve it and print the URL to open.")
+                       description="The main job on the embedded default catalog: generate it if missing, fit raw "
+                                   "pixels and PCA if missing (seconds), serve them and print the URL to open; NMF "
+                                   "and the autoencoder are fitted in the background meanwhile and served when "
+                                   "ready (the page shows their progress). Everything is kept in --home: a second "
+                                   "run serves at once.")
     d.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the demo catalog and models live (default ./var)")
-    d.add_argument("--count", type=int, default=1500)
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--port", type=int, default=8765)
+    d.add_argument("--count", type=_positive_int, default=1500,
+                   help="faces in the generated catalog (default 1500; another count draws a new catalog)")
+    d.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    d.add_argument("--port", type=int, default=8765, help="TCP port (default 8765); a taken port is reported "
+                   "before any work")
     d.add_argument("--no-serve", action="store_true", help="prepare everything and run one simulated session, then exit")
     d.set_defaults(func=_cmd_demo)
 
     b = sub.add_parser("bench", help="benchmarks that write a results file and print a table",
-                       description="Benchmarks. Each writes JSON/markdown figures under --out and prints a table.")
+                       description="Benchmarks. Each writes JSON/markdown figures under --out (default "
+                                   "benchmarks/results) and prints a table. Catalogs and models they need are "
+                                   "generated and fitted under --home (default ./var) once, then reused.",
+                       epilog="examples:\n"
+                              "  omokage bench fit                        # fit times beside the study's table\n"
+                              "  omokage bench knn --sizes 10000          # nearest-neighbour query time\n"
+                              "  omokage bench choice --users 50          # simulated users hunting a face\n"
+                              "  omokage bench BENCHMARK --help           # what one benchmark measures",
+                       formatter_class=_HelpFormatter)
     bsub = b.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
-    bf = bsub.add_parser("fit", help="fit time and reconstruction error of raw/pca/nmf/ae beside the study's table")
-    bf.add_argument("--count", type=int, default=1462)
-    bf.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    bf.add_argument("--ae-epochs", type=int, default=None)
+    bf = bsub.add_parser("fit", help="fit time and reconstruction error of raw/pca/nmf/ae beside the study's table",
+                         description="Fit raw, PCA, NMF and the autoencoder on a generated catalog (drawn once into "
+                                     "HOME/bench-catalog-COUNT and reused while its count, seed, size and generator "
+                                     "version match), beside scikit-learn's PCA and NMF on the same matrix, and "
+                                     "write fit.json and fit.md under --out.",
+                         epilog="example: omokage bench fit --count 500 --ae-epochs 2   (a quick run)")
+    bf.add_argument("--count", type=int, default=1462, help="faces in the generated catalog (default 1462, "
+                    "the study's)")
+    bf.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
+                    "(default benchmarks/results)")
+    bf.add_argument("--ae-epochs", type=int, default=None, help="autoencoder training epochs (default: the model's)")
+    bf.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the generated catalog is kept and "
+                    "reused (default ./var)")
     bf.set_defaults(func=_cmd_bench_fit)
-    bk = bsub.add_parser("knn", help="9-NN query time over 10k and 1M items, exact vs faiss")
-    bk.add_argument("--sizes", default="10000,1000000")
-    bk.add_argument("--queries", type=int, default=300)
-    bk.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    bk = bsub.add_parser("knn", help="9-NN query time over 10k and 1M items, exact vs faiss",
+                         description="Time what the selection loop asks of its index (the 8 nearest of an item, "
+                                     "skipping ~27 already shown) over 30-d features of each size: exact numpy "
+                                     "search against faiss HNSW, with faiss's recall.")
+    bk.add_argument("--sizes", default="10000,1000000", help="comma-separated index sizes (default 10000,1000000)")
+    bk.add_argument("--queries", type=int, default=300, help="queries per size (default 300)")
+    bk.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
+                    "(default benchmarks/results)")
     bk.set_defaults(func=_cmd_bench_knn)
     bp = bsub.add_parser("policy", help="one selection step (belief update + next grid) per display policy at "
                          "1.5k, 10k and 100k items",
@@ -173,16 +270,24 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--sizes", default="1500,10000,100000", help="comma-separated catalog sizes")
     bp.add_argument("--sessions", type=int, default=30, help="sessions per row, each 8 steps (default 30)")
     bp.add_argument("--policies", default=None, help="comma-separated (default: all but random)")
-    bp.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    bp.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
+                    "(default benchmarks/results)")
     bp.set_defaults(func=_cmd_bench_policy)
-    bs = bsub.add_parser("serve", help="N concurrent protocol clients over loopback running whole sessions")
+    bs = bsub.add_parser("serve", help="N concurrent protocol clients over loopback running whole sessions",
+                         description="Start `omokage serve` on loopback and run whole sessions (start, "
+                                     "texture.get, choose x 3, ping, decide) from 1, 10 and 100 concurrent clients, "
+                                     "paced and saturated, beside a bare websockets echo server as the floor.")
     bs.add_argument("--clients", default="1,10,100", help="comma-separated concurrency levels")
     bs.add_argument("--sessions", type=int, default=3, help="whole sessions per client, at least (each level runs "
                     "at least 100 sessions in all)")
-    bs.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    bs.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    bs.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
+                    "(default benchmarks/results)")
+    bs.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the catalog and model are prepared "
+                    "once and reused (default ./var)")
     bs.add_argument("--policy", default=None, help="the selection policy every simulated user starts with "
                     "(default: the server's default policy)")
+    bs.add_argument("--durability-only", action="store_true", help="run only the durability comparison at the "
+                    "busiest level (event store and JSON-lines log, each with and without fsync)")
     bs.set_defaults(func=_cmd_bench_serve)
     ba = bsub.add_parser("attack", help="the hardening attacks against a real server, with a healthy client "
                          "watching", description="Run each attack of issue 10 (hostile frames, a client that stops "
@@ -193,8 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--attacks", default=None, help="comma-separated subset (default all): nested_frame, "
                     "slow_reader, texture_flood, http, uploads, token_guessing")
     ba.add_argument("--count", type=int, default=500, help="faces in the generated catalog (default 500)")
-    ba.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ba.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    ba.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
+                    "(default benchmarks/results)")
+    ba.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the catalog and models are prepared "
+                    "once and reused (default ./var)")
     ba.set_defaults(func=_cmd_bench_attack)
     bc = bsub.add_parser(
         "choice", help="simulated users hunting a target face, per policy x model, against the random-9 floor",
@@ -215,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--models", default=None, help="comma-separated models (default: the fitted ones among raw, pca, "
                     "nmf, ae, or all four when none is); only these are fitted")
     bc.add_argument("--starts", default="random,image", help="random and/or image (default both)")
-    bc.add_argument("--seed", type=int, default=0)
+    bc.add_argument("--seed", type=int, default=0, help="seed of the simulated users and targets (default 0)")
     bc.add_argument("--dataset", default="generated", help="generated (the demo catalog), a folder name under "
                     "../shared/data (e.g. anime-holoen20, faces94-female), or the path of a labelled image folder: "
                     "labels.csv with file,label[,split] or one sub-folder per identity (a split is made when none is "
@@ -225,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--settle-share", type=float, default=0.01, help="settle rule: delta is the distance within which "
                     "this share of the faces of other identities lies from a target, on average (default 0.01)")
     bc.add_argument("--workers", type=int, default=None, help="worker processes (default: min(2, CPUs))")
+    bc.add_argument("--gaze", type=float, default=None, metavar="INFORMATIVENESS",
+                    help="simulated gaze (docs/gaze.md): each belief policy also runs as POLICY+gaze, fed where the "
+                         "user looked; 0 = gaze unrelated to the target, 0.35 = the literature's effect sizes")
+    bc.add_argument("--gaze-source", choices=["eye", "head"], default="eye",
+                    help="with --gaze: eye gaze (Quest Pro) or head gaze (the headset's forward ray; default eye)")
     bc.add_argument("--ae-epochs", type=int, default=None, help="autoencoder epochs if it must be fitted "
                     "(default: the model's)")
     bc.add_argument("--perceive", choices=["identity", "character", "image"], default="identity",
@@ -235,6 +347,37 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where catalogs and models are prepared (default "
                     "./var; a labelled set gets HOME/<name>-<fingerprint>)")
     bc.set_defaults(func=_cmd_bench_choice)
+    bst = bsub.add_parser("study", help="a simulated user study through the real server, its report, and kill -9 "
+                          "crash checks; event-store write throughput",
+                          description="Create a study (18 participants x raw, pca, nmf, ae, Latin square, practice "
+                                      "trial, questionnaires), run simulated participants (the `bench choice` user "
+                                      "model) through a real `omokage serve --study` with the Python client, some "
+                                      "disconnecting and resuming, write its report; then run it again while the "
+                                      "server is killed with SIGKILL --kills times, and check that every acknowledged "
+                                      "event is in the store, no trial is duplicated and everyone resumes where they "
+                                      "were. Also measures the store's write throughput. Writes study.md/.json and "
+                                      "the report under --out.")
+    bst.add_argument("--participants", type=int, default=18, help="simulated participants (default 18)")
+    bst.add_argument("--kills", type=int, default=20, help="SIGKILLs of the server during the crash run (default 20)")
+    bst.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
+                     "(default benchmarks/results; the report goes to OUT/study-report/)")
+    bst.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the catalog and models are prepared "
+                     "once and reused (default ./var)")
+    bst.add_argument("--seed", type=int, default=0, help="seed of the simulated participants (default 0)")
+    bst.set_defaults(func=_cmd_bench_study)
+    bg = bsub.add_parser("gaze", help="gaze ingest throughput and the choose latency while N clients stream gaze",
+                         description="Ingest: 90 Hz eye gaze in gaze.batch frames through the connection, with the "
+                                     "SQLite event store (fsync) and without. Load: a real server and N clients each "
+                                     "streaming gaze and picking with thompson+gaze, against the same without gaze. "
+                                     "Writes gaze.md and gaze.json under --out. See docs/gaze.md.")
+    bg.add_argument("--clients", type=int, default=200, help="concurrent clients of the load (default 200)")
+    bg.add_argument("--rate", type=float, default=90.0, help="samples per second per client (default 90)")
+    bg.add_argument("--seconds", type=float, default=20.0, help="duration of each load run (default 20)")
+    bg.add_argument("--ingest-seconds", type=float, default=120.0,
+                    help="seconds of simulated gaze for the ingest measurement (default 120)")
+    bg.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder")
+    bg.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the catalog and models are (default ./var)")
+    bg.set_defaults(func=_cmd_bench_gaze)
     bi = bsub.add_parser("identity", help="1-NN character/person accuracy of each feature space on labelled sets",
                          description="Fit each model on the train split of a labelled image set (no labels used) "
                                      "and report the leave-one-out 1-NN identity accuracy in its space, beside the "
@@ -244,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--models", default="raw,pca,nmf,contrastive",
                     help="comma-separated (default raw,pca,nmf,contrastive)")
     bi.add_argument("--epochs", type=int, default=None, help="training epochs of ae/contrastive (default: the model's)")
-    bi.add_argument("--seed", type=int, default=0)
+    bi.add_argument("--seed", type=int, default=0, help="random seed of the fits (default 0)")
     bi.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                     help="writes embedding-identity.md and .json here (default benchmarks/results)")
     bi.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the ingested catalogs live (default ./var)")
@@ -271,8 +414,8 @@ def _cmd_ingest(a) -> int:
 
 
 def _cmd_sheet(a) -> int:
-    from omokage.catalog.store import Catalog
     from omokage.catalog.sheet import contact_sheet
+    from omokage.catalog.store import Catalog
     cat = Catalog(a.catalog)
     ids = list(range(min(a.count, len(cat))))
     contact_sheet([cat.pixels[i] for i in ids], [cat.items[i].title for i in ids], a.out, columns=a.columns)
@@ -288,8 +431,7 @@ def _cmd_fit(a) -> int:
                         "(EVENTS are for `omokage fit user-model`)")
     a.catalog = Path(a.catalog)
     from omokage.features.fitting import fit_models
-    names = [n.strip() for n in a.models.split(",") if n.strip()]
-    fit_models(a.catalog, a.out, names, n_components=a.components, ae_epochs=a.ae_epochs, seed=a.seed)
+    fit_models(a.catalog, a.out, a.models, n_components=a.components, ae_epochs=a.ae_epochs, seed=a.seed)
     return 0
 
 
@@ -309,34 +451,171 @@ def _cmd_fit_user_model(a) -> int:
     print(f"read {report.lines} lines from {report.files} file(s): {report.sessions} sessions, "
           f"{report.decided_sessions} ended in a decision, {len(records)} picks before a decision")
     engine = Engine.open(a.user_model_catalog, a.out)
-    model = fit_user_model(engine, records)
+    model = fit_user_model(engine, records, gaze_records=report.gaze_records)
     if not model.temperatures:
         raise UserError("too few logged picks per model to fit (need 20 on one model); nothing saved")
     path = model.save(a.out)
     print(f"{'model':<14}{'picks':>8}{'temperature':>14}{'log-lik/pick':>14}")
     for alg, t in model.temperatures.items():
         print(f"{alg:<14}{model.picks[alg]:>8}{t:>14.4f}{model.log_likelihood_per_pick[alg]:>14.4f}")
+    if model.gaze:   # docs/gaze.md: the gaze term's temperature and weight, from the logged grids with gaze
+        print(f"\n{'gaze':<14}{'grids':>8}{'temperature':>14}{'weight':>10}{'nats/grid':>12}")
+        for alg, g in model.gaze.items():
+            print(f"{alg:<14}{g['grids']:>8}{g['temperature']:>14.4f}{g['weight']:>10.4f}{g['gain_nats']:>12.4f}")
     print(f"saved {path}/config.json; `omokage serve --models {a.out}` uses it")
     return 0
 
 
 def _cmd_query(a) -> int:
+    if a.server:
+        if a.catalog is not None and a.models is None:
+            raise UserError("with --server give only IMAGE (the server has its own catalog and models): "
+                            "omokage query --server URL IMAGE")
+        if a.catalog is not None:
+            _note(f"--server: CATALOG and MODELS are not used; the server at {a.server} answers with its own")
+        rows, recon_note = _query_server(a)
+    else:
+        if a.token:
+            raise UserError("--token is for --server; a local query needs no token")
+        if a.models is None:
+            raise UserError("give CATALOG MODELS IMAGE (e.g. omokage query var/catalog var/models face.png), "
+                            "or --server URL IMAGE to ask a running `omokage serve`")
+        rows, recon_note = _query_local(a)
+    if a.json:
+        print(json.dumps({"model": a.model, "reconstruction": str(a.reconstruction) if a.reconstruction else None,
+                          "items": rows}, indent=2, ensure_ascii=False))
+    else:
+        print(_table(rows))
+        if recon_note:
+            print(recon_note)
+    return 0
+
+
+def _note(text: str) -> None:
+    print(f"omokage: note: {text}", file=sys.stderr)   # on stderr: --json output stays parseable
+
+
+def _query_image_error(a, exc) -> UserError:
+    """A query image that cannot be used: name the file as given, what is wrong and what to do."""
+    if exc.reason == "unreadable" and exc.detail == "no such file":
+        return UserError(f"IMAGE {a.image} does not exist; check the path (relative paths start in {Path.cwd()})")
+    detail = exc.detail.split("; send ")[0]   # the accepted formats are named below, for a file
+    return UserError(f"cannot use {a.image} as the query image: {detail}. Give a face image in JPEG, PNG, WebP, "
+                     "BMP, GIF or TIFF (re-save it from an image editor if it is damaged)")
+
+
+def _write_reconstruction(img, path: Path) -> str:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img.save(path)
+    except (OSError, ValueError) as exc:   # ValueError: PIL cannot tell a format from the file name
+        raise UserError(f"cannot write the reconstruction to {path}: {exc}; give a writable path ending in "
+                        ".png or .jpg") from None
+    return f"reconstruction written to {path}"
+
+
+def _query_local(a) -> tuple[list[dict], str | None]:
     from PIL import Image
+
     from omokage.engine import Engine
-    from omokage.imageio import load_image_file
-    engine = Engine.open(a.catalog, a.models, algorithms=[a.model])
-    rgb = load_image_file(a.image, engine.catalog.image_size)
-    result = engine.query_image(a.model, rgb, k=a.k)
-    Image.fromarray(result.reconstruction).save(a.reconstruction)
+    from omokage.features import ModelRepositoryError
+    from omokage.imageio import ImageDecodeError, load_image_file
+    try:
+        engine = Engine.open(a.catalog, a.models, algorithms=[a.model])   # only the model asked for
+    except ModelRepositoryError as exc:
+        if f"no fitted {a.model!r} model" in str(exc):
+            raise UserError(f"no fitted {a.model!r} model in {a.models}; fit it with `omokage fit {a.catalog} "
+                            f"--models {a.model} --out {a.models}`, or choose another --model") from None
+        raise
+    try:
+        rgb = load_image_file(a.image, engine.catalog.image_size)
+    except ImageDecodeError as exc:
+        raise _query_image_error(a, exc) from None
+    k = a.k
+    if k > len(engine.catalog):
+        _note(f"-k {k}: the catalog has {len(engine.catalog)} faces; showing all of them")
+        k = len(engine.catalog)
+    result = engine.query_image(a.model, rgb, k=k)
+    note = _write_reconstruction(Image.fromarray(result.reconstruction), a.reconstruction) \
+        if a.reconstruction else None
     rows = [{"id": c.id, "distance": round(c.distance, 6), "title": engine.catalog.items[c.id].title,
              "url": engine.catalog.items[c.id].url} for c in result.neighbours]
-    if a.json:
-        print(json.dumps({"model": a.model, "reconstruction": str(a.reconstruction), "items": rows}, indent=2))
-    else:
-        for r in rows:
-            print(f"{r['id']:>6}  {r['distance']:>10.4f}  {r['title']}  {r['url']}")
-        print(f"reconstruction written to {a.reconstruction}")
-    return 0
+    return rows, note
+
+
+def _query_server(a) -> tuple[list[dict], str | None]:
+    """The nearest faces from a running server: an image `start` (docs/protocol.md) whose first grid is the
+    faces nearest to the image, with the `study` policy where the server offers it (plain nearest neighbours)."""
+    import asyncio
+    import io
+
+    from PIL import Image
+
+    from omokage.client import OmokageClient, OmokageError
+    from omokage.imageio import ImageDecodeError, read_image_file, square_resize
+
+    try:
+        img = read_image_file(a.image)   # decoded here first: a bad file is named as the user gave it
+    except ImageDecodeError as exc:
+        raise _query_image_error(a, exc) from None
+
+    async def ask():
+        async with await OmokageClient.connect(a.server, token=a.token) as client:
+            offered = client.welcome.get("algorithms", [])
+            if a.model not in offered:
+                training = {t.get("algorithm"): t for t in client.welcome.get("training", []) if isinstance(t, dict)}
+                if a.model in training:   # v1.2: fitted in the background, served when ready
+                    progress = training[a.model].get("progress")
+                    done = f", {float(progress):.0%} done" if isinstance(progress, (int, float)) else ""
+                    raise UserError(f"the server at {a.server} is still fitting {a.model!r}{done}; try again in a "
+                                    f"moment, or choose one it serves now with --model: {', '.join(offered)}")
+                raise UserError(f"the server at {a.server} serves {', '.join(offered) or 'no model'}, not "
+                                f"{a.model!r}; choose one of those with --model")
+            size = int(client.welcome.get("catalog", {}).get("image_size", 0)) or max(img.size)
+            buf = io.BytesIO()   # cropped and resized as the server would; PNG: lossless and always accepted
+            Image.fromarray(square_resize(img, size)).save(buf, format="PNG")
+            policy = "study" if "study" in client.policies else None
+            grid = await client.start(a.model, image=buf.getvalue(), policy=policy)
+            return grid
+
+    try:
+        grid = asyncio.run(ask())
+    except OmokageError as exc:
+        hint = "; give the server's token with --token" if exc.code == "unauthorized" else ""
+        raise UserError(f"the server at {a.server} answered {exc}{hint}") from None
+    except OSError as exc:   # TimeoutError included
+        raise UserError(f"cannot reach {a.server}: {exc}; is `omokage serve` running there? (the URL looks like "
+                        "ws://HOST:PORT/ws)") from None
+    except Exception as exc:   # e.g. websockets' InvalidURI, InvalidHandshake
+        if type(exc).__module__.startswith("websockets"):
+            raise UserError(f"cannot talk to {a.server}: {exc}; give the server's ws://HOST:PORT/ws "
+                            "address") from None
+        raise
+    items = grid.items
+    if a.k > len(items):
+        _note(f"-k {a.k}: a server answers with the {len(items)} nearest faces (its first grid); showing those")
+    rows = [{"id": i.id, "distance": round(i.distance, 6) if i.distance is not None else None, "title": i.title,
+             "url": i.url} for i in items[:a.k]]
+    note = None
+    if a.reconstruction:
+        if not grid.reconstruction:
+            raise UserError(f"the server at {a.server} sent no reconstruction of the image")
+        recon = Image.open(io.BytesIO(grid.reconstruction["data"]))
+        note = _write_reconstruction(recon, a.reconstruction)
+    return rows, note
+
+
+def _table(rows: list[dict]) -> str:
+    """The nearest faces as aligned columns under a header row."""
+    header = ("rank", "id", "distance", "title", "url")
+    cells = [(str(n), str(r["id"]), "" if r["distance"] is None else f"{r['distance']:.4f}", r["title"], r["url"])
+             for n, r in enumerate(rows, 1)]
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
+    right = (True, True, True, False, False)
+
+    def line(c):
+        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(c, widths, right)).rstrip()
+    return "\n".join(line(c) for c in [header, *cells])
 
 
 def _cmd_serve(a) -> int:
@@ -345,11 +624,15 @@ def _cmd_serve(a) -> int:
                          allow_origins=a.allow_origin, log_level=a.log_level, events_path=a.events,
                          tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert,
                          max_messages_per_second=a.max_messages_per_second, insecure=a.insecure,
-                         public_names=a.public_name, fsync_events=not a.no_fsync, send_timeout=a.send_timeout)
+                         public_names=a.public_name, fsync_events=not a.no_fsync, send_timeout=a.send_timeout,
+                         background_fits=a.fit_in_background or (), store_path=a.db, study=a.study)
 
 
 def _cmd_client(a) -> int:
     import asyncio
+
+    from websockets.exceptions import ConnectionClosed
+
     from omokage.client import OmokageError
     from omokage.demo import transcript_session
     try:
@@ -361,6 +644,10 @@ def _cmd_client(a) -> int:
     except OSError as exc:
         print(f"omokage: cannot reach {a.url}: {exc}; is `omokage serve` running there?", file=sys.stderr)
         return 1
+    except (ConnectionError, ConnectionClosed) as exc:  # the server went away mid-session (restart, crash)
+        print(f"omokage: the connection to {a.url} was lost mid-session ({exc}); is the server still "
+              "running? Its log says why it closed", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -371,7 +658,7 @@ def _cmd_demo(a) -> int:
 
 def _cmd_bench_fit(a) -> int:
     from omokage.bench.fit import run
-    return run(count=a.count, out=a.out, ae_epochs=a.ae_epochs)
+    return run(count=a.count, out=a.out, ae_epochs=a.ae_epochs, home=a.home)
 
 
 def _cmd_bench_policy(a) -> int:
@@ -394,7 +681,7 @@ def _cmd_bench_knn(a) -> int:
 def _cmd_bench_serve(a) -> int:
     from omokage.bench.serve import run
     return run(clients=[int(s) for s in a.clients.split(",")], sessions=a.sessions, out=a.out, home=a.home,
-               policy=a.policy)
+               policy=a.policy, durability_only=a.durability_only)
 
 
 def _cmd_bench_attack(a) -> int:
@@ -413,7 +700,14 @@ def _cmd_bench_choice(a) -> int:
     return run(users=a.users, max_steps=a.max_steps, temperatures=temperatures, seed=a.seed, dataset=a.dataset,
                out=a.out, home=a.home, policies=parse_list(a.policies, "policies"),
                models=parse_list(a.models, "models"), starts=parse_list(a.starts, "starts"), ae_epochs=a.ae_epochs,
-               perceive=a.perceive, skip_below=a.skip_below, settle_share=a.settle_share, workers=a.workers)
+               perceive=a.perceive, skip_below=a.skip_below, settle_share=a.settle_share, workers=a.workers,
+               gaze=a.gaze, gaze_source=a.gaze_source)
+
+
+def _cmd_bench_gaze(a) -> int:
+    from omokage.bench.gaze import run
+    return run(clients=a.clients, rate=a.rate, seconds=a.seconds, out=a.out, home=a.home,
+               ingest_seconds=a.ingest_seconds)
 
 
 def _cmd_bench_identity(a) -> int:
@@ -421,6 +715,126 @@ def _cmd_bench_identity(a) -> int:
     return run(datasets=[d.strip() for d in a.dataset.split(",") if d.strip()],
                models=[m.strip() for m in a.models.split(",") if m.strip()], home=a.home, out=a.out,
                seed=a.seed, epochs=a.epochs)
+
+
+def _add_store_commands(sub) -> None:
+    """`omokage events ...` and `omokage study ...` (the event store and user studies; docs/studies.md)."""
+    ev = sub.add_parser("events", help="the event store: export it as JSON lines",
+                        description="Read the event store (SQLite) that `omokage serve` writes.")
+    esub = ev.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
+    ex = esub.add_parser("export", help="write the logged session events as JSON lines",
+                         description="Write the session events of the store as JSON lines, the format of `serve "
+                                     "--events` (what `omokage fit user-model` reads); with --wire, every message in "
+                                     "and out too.")
+    ex.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    ex.add_argument("--out", type=Path, default=None, help="file to write (default: standard output)")
+    ex.add_argument("--wire", action="store_true", help="also every message in and out")
+    ex.set_defaults(func=_cmd_events_export)
+
+    st = sub.add_parser("study", help="user studies: create, export, report, delete a participant",
+                        description="User studies in the event store (docs/studies.md): define one in a TOML file, "
+                                    "serve it with `omokage serve --study NAME`, then export and report it.",
+                        epilog="examples:\n"
+                               "  omokage study create study.toml\n"
+                               "  omokage serve --catalog var/catalog --models var/models --study pilot\n"
+                               "  omokage study report pilot --out var/report\n"
+                               "  omokage study export pilot --format csv --out var/export",
+                        formatter_class=_HelpFormatter)
+    ssub = st.add_subparsers(dest="study_command", required=True, metavar="COMMAND")
+    sc = ssub.add_parser("create", help="validate a study file and create the study in the store",
+                         description="Validate STUDY.toml (conditions, participants, order, questionnaire) and write "
+                                     "the study with each participant's plan of trials into the store. Errors name "
+                                     "the line and the reason.")
+    sc.add_argument("file", type=Path, metavar="STUDY.toml")
+    sc.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    sc.add_argument("--check", action="store_true", help="only validate the file; create nothing")
+    sc.set_defaults(func=_cmd_study_create)
+    se = ssub.add_parser("export", help="write a study's trials, steps and answers as CSV (or Parquet)",
+                         description="One file per table (participants by pseudonym only, conditions, trials, "
+                                     "choices, answers) under --out. Parquet needs pyarrow (pip install pyarrow).")
+    se.add_argument("name", metavar="NAME")
+    se.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    se.add_argument("--out", type=Path, default=None, help="folder to write (default var/export/NAME)")
+    se.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    se.set_defaults(func=_cmd_study_export)
+    sr = ssub.add_parser("report", help="write report.html and report.md with plots and statistics",
+                         description="Steps to decision and time per choice per condition, Likert answers, best/worst "
+                                     "votes; Friedman tests with Kendall's W, Wilcoxon signed-rank post-hoc tests "
+                                     "(Holm) with matched-pairs r. Participants appear as P01, P02, ... only.")
+    sr.add_argument("name", metavar="NAME")
+    sr.add_argument("--out", type=Path, required=True, help="folder to write the report into")
+    sr.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    sr.set_defaults(func=_cmd_study_report)
+    sd = ssub.add_parser("delete-participant", help="remove everything recorded about one participant",
+                         description="Delete the participant's trials, sessions, every message and event of those "
+                                     "sessions and their answers from the store, and compact it so the deleted pages "
+                                     "are gone from the file. JSON-lines logs given with --events are rewritten "
+                                     "without those sessions.")
+    sd.add_argument("name", metavar="NAME")
+    sd.add_argument("code", metavar="CODE")
+    sd.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    sd.add_argument("--events", type=Path, nargs="*", default=[], metavar="JSONL",
+                    help="JSON-lines event logs to remove the participant's sessions from too")
+    sd.set_defaults(func=_cmd_study_delete_participant)
+
+
+def _cmd_events_export(a) -> int:
+    from omokage.store import export_jsonl
+    if a.out is None:
+        n = export_jsonl(a.db, sys.stdout.buffer, wire=a.wire)
+        sys.stdout.flush()
+    else:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(a.out, "wb") as f:
+            n = export_jsonl(a.db, f, wire=a.wire)
+    print(f"exported {n} records from {a.db}" + (f" to {a.out}" if a.out else ""), file=sys.stderr)
+    return 0
+
+
+def _cmd_study_create(a) -> int:
+    from omokage.study.definition import create_study, load_study
+    study = load_study(a.file)
+    for note in study.notes:
+        print(f"note: {note}", file=sys.stderr)
+    trials = study.practice_trials + study.trials_per_condition * len(study.conditions)
+    if a.check:
+        print(f"{a.file}: study {study.name!r} is valid: {len(study.conditions)} conditions, "
+              f"{len(study.participants)} participants, {trials} trials each ({study.order} order)")
+        return 0
+    create_study(a.db, study, a.file.read_text(encoding="utf-8"))
+    print(f"created study {study.name!r} in {a.db}: {len(study.conditions)} conditions "
+          f"({', '.join(c.name for c in study.conditions)}), {len(study.participants)} participants, {trials} trials "
+          f"each ({study.order} order). Serve it: omokage serve --catalog CATALOG --models MODELS --db {a.db} "
+          f"--study {study.name}")
+    return 0
+
+
+def _cmd_study_export(a) -> int:
+    from omokage.study.report import export_study
+    out = a.out or Path("var") / "export" / a.name
+    files = export_study(a.db, a.name, out, fmt=a.format)
+    print(f"wrote {len(files)} files to {out}: {', '.join(p.name for p in files)}")
+    return 0
+
+
+def _cmd_study_report(a) -> int:
+    from omokage.study.report import write_report
+    paths = write_report(a.db, a.name, a.out)
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _cmd_study_delete_participant(a) -> int:
+    from omokage.study.report import delete_participant
+    summary = delete_participant(a.db, a.name, a.code, jsonl=a.events)
+    print(f"deleted participant {summary['pseudonym']} of study {a.name!r}: " +
+          ", ".join(f"{n} {what}" for what, n in summary["rows"].items() if n))
+    return 0
+
+
+def _cmd_bench_study(a) -> int:
+    from omokage.bench.study import run
+    return run(participants=a.participants, kills=a.kills, out=a.out, home=a.home, seed=a.seed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,7 @@ class Candidates:
     items: list[CandidateItem]
     reconstruction: dict[str, Any] | None = None
     policy: str | None = None  # v1.1; None from a v1.0 server
+    trial: dict[str, Any] | None = None  # v1.2 studies: {index, count, practice, label, task, target?}
 
     @property
     def ids(self) -> list[int]:
@@ -75,9 +76,10 @@ class OmokageClient:
     @classmethod
     async def connect(cls, url: str, *, client: str = f"omokage-python/{__version__}", token: str | None = None,
                       protocol: int = PROTOCOL_VERSION, protocol_minor: int | None = PROTOCOL_MINOR,
-                      open_timeout: float = 10,
+                      open_timeout: float = 10, participant: str | None = None,
                       trace: Callable[[str, dict[str, Any]], None] | None = None) -> "OmokageClient":
-        """Open the WebSocket and say hello. `protocol_minor=None` greets like a v1.0 client (no minor)."""
+        """Open the WebSocket and say hello. `protocol_minor=None` greets like a v1.0 client (no minor).
+        `participant`: a study participant's code (v1.2, a server run with `--study`)."""
         ws = await connect(url, compression=None, max_size=16 * 1024 * 1024, open_timeout=open_timeout)
         self = cls(ws, trace=trace)
         hello: dict[str, Any] = {"protocol": protocol, "client": client}
@@ -85,6 +87,8 @@ class OmokageClient:
             hello["token"] = token
         if protocol_minor is not None:
             hello["protocol_minor"] = protocol_minor
+        if participant is not None:
+            hello["participant"] = participant
         try:
             self.welcome = await self.request("hello", **hello)
         except BaseException:
@@ -225,6 +229,24 @@ class OmokageClient:
                 self.textures[msg["hash"]] = msg
         return {h: self.textures[h] for h in hashes}
 
+    # -- v1.2 studies ---------------------------------------------------------------------------
+    @property
+    def study(self) -> dict[str, Any] | None:
+        """`welcome.study` when this client is a study participant: {name, title, trials, completed, next}."""
+        return self.welcome.get("study")
+
+    async def study_next(self, image: bytes | None = None) -> "Candidates | dict[str, Any]":
+        """The participant's next step: `Candidates` (with `.trial`) for a trial, begun or resumed; else the
+        `questionnaire` message (answer it with `answers`) or the `study.done` message."""
+        fields: dict[str, Any] = {} if image is None else {"image": image}
+        reply = await self.request("study.next", **fields)
+        return _candidates(reply) if reply["type"] == "candidates" else reply
+
+    async def answers(self, questionnaire: str, values: dict[str, int | str]) -> dict[str, Any]:
+        """Answer a questionnaire: {item id: value} (Likert 1..5, a choice's label for best/worst, or text)."""
+        return await self.request("answers", questionnaire=questionnaire,
+                                  answers=[{"item": k, "value": v} for k, v in values.items()])
+
     async def ping(self) -> tuple[float, float]:
         """(round trip in seconds, estimated server clock minus local clock in seconds)."""
         t0 = time.time()
@@ -232,7 +254,24 @@ class OmokageClient:
         t1 = time.time()
         return t1 - t0, reply["server_time"] - (t0 + t1) / 2
 
+    # -- v1.2 gaze (docs/gaze.md) -------------------------------------------------------------------
+    @property
+    def gaze_limits(self) -> dict[str, Any] | None:
+        """welcome.gaze: {max_rate_hz, max_samples_per_batch}, or None from a server without gaze."""
+        return self.welcome.get("gaze")
+
+    async def layout(self, panels: list[dict[str, Any]]) -> None:
+        """Where the grid's panels are ({position, rotation, size} each; panel k shows items[k]). No reply: an
+        invalid layout comes back as an unsolicited `error` (in `self.unsolicited`)."""
+        await self._send({"type": "layout", "panels": panels})
+
+    async def gaze(self, samples: list[list[Any]]) -> None:
+        """Send a batch of samples [t, source, ox, oy, oz, dx, dy, dz, confidence(, panel, u, v)], `t` on the
+        server's clock (time.time() + the offset `ping` returns). Fire and forget: dropped samples come back as
+        unsolicited `error`s with `dropped`. Send the pending batch before choose / skip / decide."""
+        await self._send({"type": "gaze.batch", "samples": samples})
+
 
 def _candidates(msg: dict[str, Any]) -> Candidates:
     return Candidates(msg["step"], msg["algorithm"], [CandidateItem.from_wire(i) for i in msg["items"]],
-                      msg.get("reconstruction"), msg.get("policy"))
+                      msg.get("reconstruction"), msg.get("policy"), msg.get("trial"))

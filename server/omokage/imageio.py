@@ -22,9 +22,12 @@ class ImageDecodeError(UserError):
     """An image could not be used. `reason`: too_large, bomb, format (a known format that is not accepted),
     not_image, truncated, unreadable, not_regular."""
 
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
+    def __init__(self, reason: str, message: str, path: str | os.PathLike | None = None):
+        # `detail` says what is wrong; the message names the file first when there is one, as the user gave it
+        super().__init__(f"{path}: {message}" if path is not None else message)
         self.reason = reason
+        self.detail = message
+        self.path = path
 
 
 # What an upload may be (docs/protocol.md, `start.image`): decoded only by these Pillow plugins, so a
@@ -134,21 +137,28 @@ def read_image_file(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES,
                     max_pixels: int = MAX_IMAGE_PIXELS, formats: tuple[str, ...] = FILE_FORMATS) -> Image.Image:
     """Decode an image file, refusing what is not a regular file (a FIFO would block forever) and
     reading no more than `max_bytes` + 1 bytes of anything."""
-    path = Path(path)
+    path = Path(path)   # messages name it as given (relative stays relative, folders included)
     try:
         st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageDecodeError("unreadable", "no such file", path) from None
     except OSError as exc:
-        raise ImageDecodeError("unreadable", f"{path.name}: {exc.strerror or exc}") from None
+        raise ImageDecodeError("unreadable", str(exc.strerror or exc), path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageDecodeError("not_regular", "is a folder, not an image file", path)
     if not stat.S_ISREG(st.st_mode):
-        raise ImageDecodeError("not_regular", f"{path.name}: not a regular file (a FIFO, socket or device)")
+        raise ImageDecodeError("not_regular", "not a regular file (a FIFO, socket or device)", path)
     if st.st_size > max_bytes:
-        raise ImageDecodeError("too_large", f"{path.name} is {st.st_size} bytes, over the {max_bytes}-byte limit")
+        raise ImageDecodeError("too_large", f"{st.st_size} bytes, over the {max_bytes}-byte limit", path)
     try:
         with open(path, "rb") as f:
             data = f.read(max_bytes + 1)
     except OSError as exc:
-        raise ImageDecodeError("unreadable", f"{path.name}: {exc.strerror or exc}") from None
-    return decode_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels, formats=formats)
+        raise ImageDecodeError("unreadable", str(exc.strerror or exc), path) from None
+    try:
+        return decode_image_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels, formats=formats)
+    except ImageDecodeError as exc:
+        raise ImageDecodeError(exc.reason, exc.detail, path) from None
 
 
 def square_resize(img: Image.Image, size: int) -> np.ndarray:

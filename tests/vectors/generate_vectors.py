@@ -109,8 +109,76 @@ VECTORS_V1_2 = [
         "type": "models", "algorithms": ["raw", "pca"], "training": [{"algorithm": "nmf", "progress": F(0.0)}, {"algorithm": "ae", "progress": F(0.0)}]}),
     ("models_ready", "unsolicited (no rid): the autoencoder is served now; nothing trains", {
         "type": "models", "algorithms": ["raw", "pca", "nmf", "ae"], "training": []}),
+    # studies (`omokage serve --study`): a participant code in hello, the server's plan, questionnaires
+    ("hello_participant", "a study participant's greeting: the code from the study file", {"type": "hello", "rid": 1, "protocol": 1, "client": "omokage-unity/0.3.0", "protocol_minor": 2, "participant": "p-7f3a"}),
+    ("welcome_study", "the greeting of a study server: where the participant stands (one trial done, a trial next)", {
+        "type": "welcome", "rid": 1, "protocol": 1, "server": "omokage/0.1.0", "session_id": "c0ffee04",
+        "limits": {"max_frame_bytes": 4194304, "max_image_bytes": 3145728, "max_image_pixels": 16000000,
+                   "max_messages_per_second": F(200.0), "max_hashes_per_request": 64, "grid_size": 9},
+        "algorithms": ["raw", "pca", "nmf", "ae"], "catalog": {"count": 1500, "image_size": 200},
+        "protocol_minor": 2, "policies": ["thompson", "infogain", "cover", "study", "random"], "default_policy": "thompson",
+        "study": {"name": "pilot", "title": "Avatar faces, four systems", "trials": 5, "completed": 1, "next": "trial"}}),
+    ("study_next", "the participant's next step (a trial begun or resumed, a questionnaire, or the end)", {"type": "study.next", "rid": 2}),
+    ("study_next_image", "the next trial when its condition starts from an image", {"type": "study.next", "rid": 2, "image": B(_PNG)}),
+    ("candidates_trial", "a study trial's grid: which trial, the condition's label (never its model), a target task's face", {
+        "type": "candidates", "rid": 2, "step": 1, "algorithm": "pca", "items": [
+            {"id": i, "distance": None, "texture": _HASH, "title": f"Avatar {i}", "url": f"https://avatars.example/items/0-{i:05d}"}
+            for i in (3, 141, 59)],
+        "policy": "study",
+        "trial": {"index": 2, "count": 5, "practice": False, "label": "System B", "task": "target",
+                  "target": {"id": 77, "texture": _HASH, "title": "Avatar 77", "url": "https://avatars.example/items/0-00077"}}}),
+    ("questionnaire_condition", "after a condition's trials: Likert items 1..5 with anchors, and free text", {
+        "type": "questionnaire", "rid": 6, "id": "block-2", "title": "About System B", "items": [
+            {"id": "Q1", "kind": "likert", "text": "The faces shown came closer to the face I wanted.", "required": True,
+             "min": 1, "max": 5, "labels": ["not at all", "completely"]},
+            {"id": "comment", "kind": "text", "text": "Anything else?", "required": False}]}),
+    ("questionnaire_final", "at the end: best and worst among the conditions, by the labels the participant saw", {
+        "type": "questionnaire", "rid": 9, "id": "final", "title": "Comparing the systems", "items": [
+            {"id": "best", "kind": "best", "text": "Which system was the best?", "required": True,
+             "choices": ["System B", "System A", "System D", "System C"]},
+            {"id": "worst", "kind": "worst", "text": "Which system was the worst?", "required": True,
+             "choices": ["System B", "System A", "System D", "System C"]}]}),
+    ("answers", "the participant's answers: an integer for Likert, a string for text and for best/worst (a label)", {
+        "type": "answers", "rid": 7, "questionnaire": "block-2",
+        "answers": [{"item": "Q1", "value": 4}, {"item": "comment", "value": "顔が選びやすかった"}]}),
+    ("answered", "answers committed", {"type": "answered", "rid": 7, "questionnaire": "block-2"}),
+    ("study_done", "nothing is left for this participant", {"type": "study.done", "rid": 10, "trials": 5}),
+    ("error_unknown_participant", "a participant code not in the study", {
+        "type": "error", "rid": 1, "code": "unauthorized", "message": "this participant code is not in the study"}),
 ]
-SERVER_TYPES = ("welcome", "candidates", "rated", "decided", "texture", "pong", "error", "models")
+# v1.2, gaze (docs/gaze.md): samples as arrays [t, source, ox, oy, oz, dx, dy, dz, confidence(, panel, u, v)]
+_LAYOUT = [{"position": [F(round((c - 1) * 0.36, 2)), F(round(1.5 + (1 - r) * 0.36, 2)), F(-1.5)],
+            "rotation": [F(0.0), F(0.0), F(0.0), F(1.0)], "size": [F(0.3), F(0.3)]} for r in range(3) for c in range(3)]
+VECTORS_V1_2 += [
+    ("gaze_batch_rays", "head gaze, rays only (the server ray-casts them against the layout); no rid: no reply", {
+        "type": "gaze.batch", "samples": [
+            [F(1732356000.0), "head", F(0.0), F(1.5), F(0.0), F(0.0), F(0.0), F(-1.0), F(1.0)],
+            [F(1732356000.0111), "head", F(0.0), F(1.5), F(0.0), F(0.0), F(0.0), F(-1.0), F(1.0)],
+            [F(1732356000.0222), "head", F(0.001), F(1.5), F(0.0), F(0.0), F(0.28), F(-0.96), F(1.0)]]}),
+    ("gaze_batch_hits", "eye gaze with the client's hits (panel -1: no panel), a low-confidence sample, a rid", {
+        "type": "gaze.batch", "rid": 11, "samples": [
+            [F(1732356000.5), "eye", F(0.0), F(1.5), F(0.0), F(0.0), F(0.0), F(-1.0), F(0.97), 4, F(0.5), F(0.5)],
+            [F(1732356000.5111), "eye", F(0.0), F(1.5), F(0.0), F(0.0), F(0.0), F(-1.0), F(0.2), 4, F(0.5), F(0.5)],
+            [F(1732356000.5222), "eye", F(0.0), F(1.5), F(0.0), F(0.6), F(0.0), F(-0.8), F(0.95), -1, F(0.0), F(0.0)]]}),
+    ("layout", "the grid's 9 panels in the scene frame (panel k shows candidates.items[k])", {
+        "type": "layout", "rid": 12, "panels": _LAYOUT}),
+    ("welcome_gaze", "a v1.2 greeting: what a gaze.batch may carry", {
+        "type": "welcome", "rid": 1, "protocol": 1, "server": "omokage/0.1.0", "session_id": "c0ffee05",
+        "limits": {"max_frame_bytes": 4194304, "max_image_bytes": 3145728, "max_image_pixels": 16000000,
+                   "max_messages_per_second": F(200.0), "max_hashes_per_request": 64, "grid_size": 9},
+        "algorithms": ["raw", "pca", "nmf", "ae"], "catalog": {"count": 1500, "image_size": 200},
+        "protocol_minor": 2, "policies": ["thompson", "infogain", "cover", "study", "random", "thompson+gaze"],
+        "default_policy": "thompson", "gaze": {"max_rate_hz": F(120.0), "max_samples_per_batch": 256}}),
+    ("error_gaze_dropped", "a batch with bad samples: the good ones are kept, the bad ones counted", {
+        "type": "error", "rid": 11, "code": "bad_field",
+        "message": "gaze.batch.samples: 2 of 40 dropped (1 not_unit, 1 out_of_order); see docs/gaze.md for what a sample must be",
+        "dropped": 2}),
+    ("error_gaze_overloaded", "samples beyond the announced rate are dropped, never queued (no rid: none was sent)", {
+        "type": "error", "code": "overloaded",
+        "message": "gaze.batch.samples: 30 dropped, over 120 samples per second per source; send fewer", "dropped": 30}),
+]
+SERVER_TYPES = ("welcome", "candidates", "rated", "decided", "texture", "pong", "error", "models", "questionnaire",
+                "answered", "study.done")
 
 
 def to_python(v):

@@ -36,7 +36,7 @@ import numpy as np
 
 from omokage.catalog.store import images_to_matrix
 from omokage.errors import UserError
-from omokage.selection import DEFAULT_POLICY, POLICIES, SelectionSession, make_policy
+from omokage.selection import DEFAULT_POLICY, GAZE_SUFFIX, POLICIES, SelectionSession, is_policy, make_policy
 from omokage.selection.policy import CandidatePolicy
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class Hunt:
 def simulate_user(session: SelectionSession, target_group: int, groups: np.ndarray, user_distance: np.ndarray,
                   temperature: float, max_steps: int, rng: np.random.Generator,
                   query: np.ndarray | None = None, settle_delta: float | None = None,
-                  skip_below: float | None = None) -> Hunt:
+                  skip_below: float | None = None, gaze=None) -> Hunt:
     """Run one hunt on a fresh session.
 
     `groups[i]` is the item's identity for "found" (the item itself on a generated catalog, the person or character on
@@ -111,6 +111,8 @@ def simulate_user(session: SelectionSession, target_group: int, groups: np.ndarr
     (pick or not, so the noise stays paired across arms): with `skip_below` set and no face in the grid closer than
     that, the user says "none of these" (`session.skip()`); else it chooses by the softmax pick. The settle step is
     the first grid with a face within `settle_delta`; the hunt itself goes on to the target, so one hunt gives both.
+    `gaze` (an omokage.gaze.simulate.SimulatedGaze): before each pick or skip the user looks over the grid, and a
+    policy that reads gaze gets it as evidence; the pick itself is drawn first, from the same noise stream.
     """
     step = session.start(query)
     hunt = Hunt(None, None)
@@ -133,11 +135,15 @@ def simulate_user(session: SelectionSession, target_group: int, groups: np.ndarr
         u = rng.random()
         if skip_below is not None and d.min() >= skip_below:
             hunt.skips += 1
+            if gaze is not None:
+                gaze.look(session, ids, d, None)
             step = session.skip()
             continue
         pick = _pick(d, temperature, u)
         hunt.picks += 1
         hunt.closest += int(d[pick] == d.min())
+        if gaze is not None:
+            gaze.look(session, ids, d, pick)
         step = session.choose(int(ids[pick]))
 
 
@@ -583,9 +589,10 @@ def select_arms(policies: list[str] | None, models: list[str]) -> list[Arm]:
     """Every policy x model arm (named policy/model) plus the floor random-9 (policy "random"; it ignores features and
     the query image, so it runs once, on the first model's space). "random" in `policies` is the floor."""
     policies = default_policies() if policies is None else list(policies)
-    unknown = [p for p in policies if p not in POLICIES]
+    unknown = [p for p in policies if not is_policy(p)]
     if unknown:
-        raise UserError(f"unknown policy {', '.join(unknown)}; choose from {', '.join(POLICIES)}")
+        raise UserError(f"unknown policy {', '.join(unknown)}; choose from {', '.join(POLICIES)} (a belief policy "
+                        f"also as NAME{GAZE_SUFFIX}, with --gaze)")
     if not models:
         raise UserError("no model to run the policies on; pass --models")
     arms = [Arm(f"{p}/{m}", p, m) for p in policies if p != FLOOR_POLICY for m in models]
@@ -650,12 +657,21 @@ def _run_job(job: tuple[int, int, int, int, int]):
     t0 = time.process_time()
     for j, u in enumerate(range(lo, hi)):
         target = int(w["targets"][u])
-        session = SelectionSession(space, seed=w["session_seeds"][u], policy=arm.make(), grid_size=GRID)
+        policy = arm.make()
+        session = SelectionSession(space, seed=w["session_seeds"][u], policy=policy, grid_size=GRID)
+        eyes = None
+        if w.get("gaze") is not None and getattr(policy, "uses_gaze", False):
+            if w.get("gaze_params"):   # fitted on the pilot's logged gaze, as a server would from its logs
+                policy.gaze_temperature = w["gaze_params"]["temperature"]
+                policy.gaze_weight = w["gaze_params"]["weight"]
+            from omokage.gaze.simulate import SimulatedGaze
+            # the gaze noise depends on the user only, like the pick noise, on a stream of its own
+            eyes = SimulatedGaze(w["gaze"], np.random.default_rng([w["seed"], 5, u]))
         query = w["queries"][arm.model][u] if (start == "image" and arm.image_start) else None
         # the pick noise depends on the user only: the same draws for every arm, start and temperature
         hunt = simulate_user(session, data.groups[target], data.groups, data.user_distances[target], temperature,
                              w["max_steps"], np.random.default_rng([w["seed"], 3, u]), query,
-                             w["settle_delta"], w["skip_below"])
+                             w["settle_delta"], w["skip_below"], eyes)
         if hunt.found is not None:
             found[j] = hunt.found
         if hunt.settled is not None:
@@ -666,7 +682,8 @@ def _run_job(job: tuple[int, int, int, int, int]):
 
 def simulate(data: ChoiceData, arms: list[Arm], users: int = DEFAULT_USERS, max_steps: int = 10,
              temperatures=TEMPERATURES, seed: int = 0, starts=STARTS, settle_delta: float | None = None,
-             skip_below: float | None = None, workers: int = 1, progress: bool = True) -> dict:
+             skip_below: float | None = None, workers: int = 1, progress: bool = True, gaze=None,
+             gaze_params: dict | None = None) -> dict:
     """Run every start x temperature x arm over the same `users`. Returns {"targets", "arms", "starts",
     "temperatures", "found"/"settled": {(start, T, arm): steps array}, "tally": {...: [picks, closest, skips]}} where a
     step count is 1..max_steps, or inf when it did not happen."""
@@ -696,7 +713,7 @@ def simulate(data: ChoiceData, arms: list[Arm], users: int = DEFAULT_USERS, max_
     _WORK.clear()
     _WORK.update(data=data, arms=arms, starts=list(starts), temperatures=temperatures, targets=targets,
                  session_seeds=_seeds(seed, 1, users), queries=queries, max_steps=max_steps, seed=seed,
-                 settle_delta=settle_delta, skip_below=skip_below)
+                 settle_delta=settle_delta, skip_below=skip_below, gaze=gaze, gaze_params=gaze_params)
     jobs = []
     for si, start in enumerate(starts):
         for ti in range(len(temperatures)):
@@ -1145,7 +1162,7 @@ def write_report(report: dict, out: Path) -> dict[str, Path]:
     paths = {"json": out / "choice.json", "markdown": out / "choice.md", "plot": out / "choice.png",
              "plot_settle": out / "choice-settle.png"}
     paths["json"].write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    paths["markdown"].write_text(markdown_report(report))
+    paths["markdown"].write_text(markdown_report(report) + gaze_markdown(report))
     plot_report(report, paths["plot"], "found")
     plot_report(report, paths["plot_settle"], "settled")
     return paths
@@ -1170,7 +1187,7 @@ def _model_info(engine) -> dict:
 def benchmark(data: ChoiceData, arms: list[Arm] | None = None, users: int = DEFAULT_USERS, max_steps: int = 10,
               temperatures=TEMPERATURES, seed: int = 0, starts=STARTS, settle_share: float = SETTLE_SHARE,
               skip_below: float | None = None, workers: int = 1, progress: bool = True, command: str = "",
-              resamples: int = BOOTSTRAP) -> dict:
+              resamples: int = BOOTSTRAP, gaze=None) -> dict:
     """Simulate, analyse and assemble the report dict (JSON-able). `arms` default: every policy but "random" on
     every model of the engine, plus the floor."""
     t0 = time.perf_counter()
@@ -1178,8 +1195,10 @@ def benchmark(data: ChoiceData, arms: list[Arm] | None = None, users: int = DEFA
     if skip_below is not None and not skip_below > 0:
         raise UserError("--skip-below must be a positive distance in median units")
     settle = settle_threshold(data, settle_share)
+    gaze_params = pilot_gaze_fit(data, arms, gaze, temperatures, seed, max_steps) if gaze is not None else None
     sim = simulate(data, arms, users=users, max_steps=max_steps, temperatures=temperatures, seed=seed, starts=starts,
-                   settle_delta=settle["delta"], skip_below=skip_below, workers=workers, progress=progress)
+                   settle_delta=settle["delta"], skip_below=skip_below, workers=workers, progress=progress,
+                   gaze=gaze, gaze_params=gaze_params)
     t_sim = time.perf_counter() - t0
     return {
         "benchmark": "choice",
@@ -1190,16 +1209,135 @@ def benchmark(data: ChoiceData, arms: list[Arm] | None = None, users: int = DEFA
                    "policies": list(dict.fromkeys(a.policy for a in arms if not a.is_floor)),
                    "models": list(dict.fromkeys(a.model for a in arms if not a.is_floor)),
                    "floor": {"arm": FLOOR, "policy": FLOOR_POLICY},
-                   "skip_below": skip_below, "settle": settle, "workers": workers},
+                   "skip_below": skip_below, "settle": settle, "workers": workers,
+                   "gaze": None if gaze is None else {**{k: getattr(gaze, k) for k in gaze.__dataclass_fields__},
+                                                      "fitted": gaze_params}},
         "arms": [a.name for a in arms],
         "dataset": {"name": data.name, "catalog": str(data.engine.catalog.path), "items": len(data.engine.catalog),
                     "image_size": data.engine.catalog.image_size, "catalog_fingerprint":
                         data.engine.catalog.fingerprint(), **data.describe},
         "models": _model_info(data.engine),
         **analyse(sim, data, max_steps, seed, resamples),
+        **({"gaze": gaze_comparison(sim, max_steps, seed, resamples)} if gaze is not None else {}),
         "runtime_s": {"simulation": round(t_sim, 2), "total": round(t_sim, 2)},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
     }
+
+
+# --- gaze: each +gaze arm against the same policy without gaze (issue 13) -------------------------------------------
+
+def _steps_to_reach(curve: np.ndarray, level: float) -> float | None:
+    """The (interpolated) step at which a success curve (curve[k-1] = rate within k steps) first reaches `level`."""
+    for k, r in enumerate(curve, 1):
+        if r >= level - 1e-12:
+            if k == 1:
+                return 1.0
+            lo = curve[k - 2]
+            return float(k - 1 + (level - lo) / (r - lo)) if r > lo else float(k)
+    return None
+
+
+PILOT_USERS = 25    # per temperature: the simulated users whose logged gaze fits the gaze term before the run
+
+
+def pilot_gaze_fit(data: ChoiceData, arms: list[Arm], gaze, temperatures, seed: int, max_steps: int) -> dict:
+    """What a deployment does before it turns gaze on: log the gaze of sessions run without it (policy `thompson`),
+    and fit the gaze term's temperature and weight from them (`omokage fit user-model`'s `fit_gaze`). The pilot's
+    users and targets are their own (another seed stream), never the measured users."""
+    from omokage.gaze.simulate import SimulatedGaze
+    from omokage.selection.user_model import GazeRecord, fit_gaze
+    model = next((a.model for a in arms if GAZE_SUFFIX in a.policy), arms[0].model)
+    space = data.engine.space(model)
+    pool = np.asarray(data.target_pool)
+    records = []
+    for ti, T in enumerate(temperatures):
+        for u in range(PILOT_USERS):
+            rng = np.random.default_rng([seed, 7, ti, u])
+            target = int(rng.choice(pool))
+            session = SelectionSession(space, seed=int(rng.integers(2**31)), policy=make_policy(DEFAULT_POLICY),
+                                       grid_size=GRID)
+            eyes = SimulatedGaze(gaze, np.random.default_rng([seed, 8, ti, u]))
+            eyes.log = []
+            simulate_user(session, data.groups[target], data.groups, data.user_distances[target], T, max_steps,
+                          rng, None, None, None, eyes)
+            records += [GazeRecord(model, shown, counts, target) for shown, counts in eyes.log]
+    t, w, gain = fit_gaze(space, records)
+    return {"model": model, "temperature": t, "weight": round(w, 6), "held_out_gain_nats": round(gain, 4),
+            "grids": len(records), "pilot_users": PILOT_USERS * len(temperatures)}
+
+
+def gaze_comparison(sim: dict, max_steps: int, seed: int = 0, resamples: int = BOOTSTRAP) -> list[dict]:
+    """Per +gaze arm and start: success within 5 and `max_steps` steps with and without gaze, averaged over the
+    temperatures (each user's rate over the sweep), the paired difference with a user-bootstrap 95% interval, and the
+    steps the gaze arm needs to reach the success the arm without gaze has at 5 and at `max_steps` steps (on the
+    curves averaged over the temperatures): "fewer steps at equal success"."""
+    names = [a.name for a in sim["arms"]]
+    rng = np.random.default_rng([seed, 13])
+    out = []
+    for arm in names:
+        if GAZE_SUFFIX + "/" not in arm:
+            continue
+        base = arm.replace(GAZE_SUFFIX + "/", "/")
+        if base not in names:
+            continue
+        for start in sim["starts"]:
+            row = {"arm": arm, "versus": base, "start": start}
+            for measure in ("found", "settled"):
+                g = np.stack([sim[measure][(start, T, arm)] for T in sim["temperatures"]])   # (T, users)
+                b = np.stack([sim[measure][(start, T, base)] for T in sim["temperatures"]])
+                ks = np.arange(1, max_steps + 1)
+                curve_g = np.array([(g <= k).mean() for k in ks])
+                curve_b = np.array([(b <= k).mean() for k in ks])
+                per_t = {f"{T:g}": {f"within_{k}": {"gaze": round(float((g[i] <= k).mean()), 4),
+                                                    "without": round(float((b[i] <= k).mean()), 4)}
+                                    for k in sorted({5, max_steps})}
+                         for i, T in enumerate(sim["temperatures"])}
+                m = {"curve_gaze": [round(float(x), 4) for x in curve_g],
+                     "curve_without": [round(float(x), 4) for x in curve_b], "by_temperature": per_t}
+                users = g.shape[1]
+                for k in sorted({5, max_steps}):
+                    diff_user = (g <= k).mean(axis=0) - (b <= k).mean(axis=0)          # (users,)
+                    boot = diff_user[rng.integers(0, users, size=(resamples, users))].mean(axis=1)
+                    level = float(curve_b[k - 1])
+                    reach = _steps_to_reach(curve_g, level) if level > 0 else None
+                    m[f"within_{k}"] = {
+                        "gaze": round(float(curve_g[k - 1]), 4), "without": round(level, 4),
+                        "difference": round(float(diff_user.mean()), 4),
+                        "interval": [round(float(np.quantile(boot, ALPHA / 2)), 4),
+                                     round(float(np.quantile(boot, 1 - ALPHA / 2)), 4)],
+                        "steps_to_equal_success": None if reach is None else round(reach, 2),
+                        "fewer_steps": None if reach is None else round(1 - reach / k, 4)}
+                row[measure] = m
+            out.append(row)
+    return out
+
+
+def gaze_markdown(report: dict) -> str:
+    rows = report.get("gaze")
+    if not rows:
+        return ""
+    cfg = report["config"]["gaze"]
+    ms = report["config"]["max_steps"]
+    lines = ["", "## Gaze", "",
+             f"Simulated {cfg['source']} gaze at informativeness {cfg['informativeness']:g} "
+             f"({cfg['rate_hz']:g} Hz, {cfg['noise_deg']:g}° noise, docs/gaze.md), through the server's own pipeline "
+             "(validation, ray-cast, I-VT, GazeTerm). Each +gaze arm against the same policy without gaze, the same "
+             "users; rates averaged over the temperatures; interval: paired user bootstrap, 95%. *Steps to equal "
+             "success*: the step at which the gaze arm reaches the rate the arm without gaze has at k steps.", "",
+             f"Gaze term fitted on a pilot (separate users, `fit_gaze`): {cfg.get('fitted')}", "",
+             "| arm | start | measure | k | with gaze | without | difference (95% CI) | steps to equal success | "
+             "fewer steps |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for measure in ("found", "settled"):
+            for k in sorted({5, ms}):
+                c = r[measure][f"within_{k}"]
+                lo, hi = c["interval"]
+                reach = "not reached" if c["steps_to_equal_success"] is None else f"{c['steps_to_equal_success']:.2f}"
+                fewer = "" if c["fewer_steps"] is None else f"{100 * c['fewer_steps']:+.0f}%"
+                lines.append(f"| {r['arm']} | {r['start']} | {measure} | {k} | {_pct(c['gaze'])} | "
+                             f"{_pct(c['without'])} | {100 * c['difference']:+.1f} ({100 * lo:+.1f} to "
+                             f"{100 * hi:+.1f}) | {reach} | {fewer} |")
+    return "\n".join(lines) + "\n"
 
 
 def summary_table(report: dict) -> str:
@@ -1229,6 +1367,8 @@ def summary_table(report: dict) -> str:
     else:
         out.append(f"\nprimary: {pr['note']}")
     out.append(f"marks: better (+) or worse (−) than {FLOOR}, Holm-adjusted p: * < 0.05, ** < 0.01, *** < 0.001")
+    if report.get("gaze"):
+        out.append(gaze_markdown(report))
     return "\n".join(out)
 
 
@@ -1236,7 +1376,7 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
         dataset="generated", out: Path | None = None, home: Path = Path("var"), policies: list[str] | None = None,
         models: list[str] | None = None, starts=STARTS, ae_epochs: int | None = None, progress: bool = True,
         perceive: str = "identity", skip_below: float | None = None, settle_share: float = SETTLE_SHARE,
-        workers: int | None = None) -> int:
+        workers: int | None = None, gaze: float | None = None, gaze_source: str = "eye") -> int:
     """`omokage bench choice`. dataset: 'generated' (home/catalog, home/models: the demo's), a folder name under
     ../shared/data (skipped with a message when absent), or the path of a labelled image folder (prepared in
     home/<name>-<fingerprint>). policies / models: None = every policy but "random" / the fitted ones among raw, pca,
@@ -1247,6 +1387,19 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
     if any(not (t >= 0 and math.isfinite(t)) for t in temperatures) or not temperatures:
         raise UserError("--temperatures must be numbers >= 0 (0: always the closest face)")
     policies = list(policies) if policies is not None else None
+    gaze_model = None
+    if gaze is not None:
+        from omokage.gaze.simulate import GazeModel
+        if not (gaze >= 0 and math.isfinite(gaze)):
+            raise UserError(f"--gaze must be an informativeness ≥ 0 (0: gaze unrelated to the target), not {gaze:g}")
+        if gaze_source not in ("eye", "head"):
+            raise UserError(f"--gaze-source is eye or head, not {gaze_source!r}")
+        gaze_model = GazeModel(informativeness=float(gaze), source=gaze_source,
+                               noise_deg=0.4 if gaze_source == "eye" else 0.2)
+        # each belief policy also with gaze, against itself without
+        listed = policies if policies is not None else default_policies()
+        policies = list(dict.fromkeys(
+            [*listed, *(p + GAZE_SUFFIX for p in listed if not p.endswith(GAZE_SUFFIX) and is_policy(p + GAZE_SUFFIX))]))
     if policies is not None:   # check the names before any data is prepared
         select_arms(policies, ["pca"])
     if models is not None:
@@ -1285,6 +1438,8 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
         t_prep = time.perf_counter() - t0
         data = labelled_data(engine, ls, progress=progress, perceive=perceive)
     out = Path(out) if out is not None else default_out(dataset_dir)
+    if gaze is not None and out == default_out(dataset_dir):
+        out = out.with_name(f"{out.name}-gaze-{gaze_source}-{gaze:g}")
     t_data = time.perf_counter() - t0 - t_prep
     command = (f"omokage bench choice --dataset {dataset} --users {users} --max-steps {max_steps} "
                f"--temperatures {','.join(f'{t:g}' for t in temperatures)} --seed {seed}"
@@ -1295,6 +1450,7 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
                + (f" --settle-share {settle_share:g}" if settle_share != SETTLE_SHARE else "")
                + (f" --perceive {perceive}" if perceive not in ("identity", "character") else "")
                + (f" --ae-epochs {ae_epochs}" if ae_epochs else "")
+               + (f" --gaze {gaze:g} --gaze-source {gaze_source}" if gaze is not None else "")
                + f" --out {out} --home {home}")
     arms = select_arms(policies, list(models))
     n_sessions = len(arms) * len(temperatures) * len(starts) * users
@@ -1302,7 +1458,7 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
           f"{n_sessions} sessions on {workers} worker(s)", flush=True)
     report = benchmark(data, arms, users=users, max_steps=max_steps, temperatures=temperatures, seed=seed,
                        starts=starts, settle_share=settle_share, skip_below=skip_below, workers=workers,
-                       progress=progress, command=command)
+                       progress=progress, command=command, gaze=gaze_model)
     report["runtime_s"].update({"prepare_models": round(t_prep, 2), "perception": round(t_data, 2),
                                 "total": round(time.perf_counter() - t0, 2)})
     paths = write_report(report, out)

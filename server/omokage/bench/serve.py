@@ -121,14 +121,17 @@ def _prepare(home: Path) -> tuple[Path, Path]:
     return prepare(home / "bench-serve", algorithms=["pca"])
 
 
-def _start_server(catalog: Path, models: Path, port: int, events: Path, log: Path, fsync: bool = True):
+def _start_server(catalog: Path, models: Path, port: int, events: Path, log: Path, fsync: bool = True,
+                  sink: str = "jsonl"):
+    """sink: `jsonl` (--events: the JSON-lines log alone) or `store` (--db: the SQLite event store alone)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    events.unlink(missing_ok=True)
+    for p in (events, Path(str(events) + "-wal"), Path(str(events) + "-shm")):
+        p.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "omokage", "serve", "--catalog", str(catalog), "--models", str(models),
            "--port", str(port), "--log-level", "warning",
            # one benchmark client sends thousands of messages a second: lift the per-connection
            # limit (200/s by default) so the figures measure the server, not the limiter
-           "--max-messages-per-second", "1000000", "--events", str(events)]
+           "--max-messages-per-second", "1000000", "--events" if sink == "jsonl" else "--db", str(events)]
     if not fsync:
         cmd.append("--no-fsync")
     return subprocess.Popen(cmd, env=env, stderr=open(log, "w"))
@@ -140,7 +143,10 @@ def _stop_server(server: subprocess.Popen, port: int) -> dict:
     import json
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
-            stats = json.loads(r.read()).get("event_log") or {}
+            health = json.loads(r.read())
+            stats = health.get("event_log") or health.get("store") or {}
+            if "commit_ms_per_batch" in stats:   # the store: its commit (with the WAL's sync) stands for the fsync
+                stats["fsync_ms_per_batch"] = stats["commit_ms_per_batch"]
     except OSError:
         stats = {}
     server.terminate()
@@ -148,8 +154,90 @@ def _stop_server(server: subprocess.Popen, port: int) -> dict:
     return stats
 
 
+def durability(catalog: Path, models: Path, logs: Path, n: int, per_client: int, policy: str | None,
+               runner) -> list[dict]:
+    """The busiest paced level on a fresh server per event sink (the SQLite store, the JSON-lines log), each with and
+    without fsync, in this run, so the differences are the sinks and not the machine's mood."""
+    durability = []
+    for sink in ("store", "jsonl"):
+        for fsync in (True, False):
+            port = _free_port()
+            name = f"bench-serve-{sink}-{'fsync' if fsync else 'nofsync'}"
+            server = _start_server(catalog, models, port, logs / f"{name}.{'db' if sink == 'store' else 'jsonl'}",
+                                   logs / f"{name}.log", fsync=fsync, sink=sink)
+            try:
+                _wait_http(port, server)
+                time.sleep(0.5)
+                samples, wall, sent = runner(_level(f"ws://127.0.0.1:{port}/ws", n, per_client, (0.02, 0.08),
+                                                    policy))
+            finally:
+                stats = _stop_server(server, port)
+            steps = samples["choose"] + samples["decide"] + samples["start"]  # the messages that log an event
+            row = {"sink": "SQLite store" if sink == "store" else "JSON lines", "fsync": "yes" if fsync else "no",
+                   "clients": n, **percentiles(steps),
+                   "choose_p99_ms": percentiles(samples["choose"])["p99_ms"], "msgs_per_s": sent / wall,
+                   "events": stats.get("events"), "batches": stats.get("batches"),
+                   "events_per_batch": stats.get("events_per_batch"),
+                   "fsync_ms_per_batch": stats.get("fsync_ms_per_batch")}
+            if fsync and row["fsync_ms_per_batch"] and row["events_per_batch"]:
+                row["fsync_ms_per_event"] = row["fsync_ms_per_batch"] / row["events_per_batch"]
+            durability.append(row)
+            print(f"  {n:>4} clients paced, {sink:<5} fsync {row['fsync']:<3}: step p50 {row['p50_ms']:.2f} ms "
+                  f"p99 {row['p99_ms']:.2f} ms, {row['events']} events in {row['batches']} batches", flush=True)
+    for pair in (durability[0:2], durability[2:4]):
+        if len(pair) == 2:
+            pair[0]["p99_cost_ms"] = pair[0]["p99_ms"] - pair[1]["p99_ms"]
+            pair[0]["p50_cost_ms"] = pair[0]["p50_ms"] - pair[1]["p50_ms"]
+    return durability
+
+
+DURABILITY_COLUMNS = [("sink", "sink"), ("fsync", "fsync"), ("clients", "clients"), ("n", "steps"),
+                      ("p50_ms", "step p50 (ms)"), ("p99_ms", "step p99 (ms)"), ("choose_p99_ms", "choose p99 (ms)"),
+                      ("events", "records"), ("events_per_batch", "records per commit"),
+                      ("fsync_ms_per_batch", "commit/fsync (ms)"), ("p50_cost_ms", "fsync p50 cost (ms)"),
+                      ("p99_cost_ms", "fsync p99 cost (ms)")]
+
+
+def run_durability(clients: int = 100, sessions: int = 3, out: Path = Path("benchmarks/results"),
+                   home: Path = Path("var"), min_total_sessions: int = 100, policy: str | None = None) -> int:
+    """`bench serve --durability-only`: the event sinks compared at the busiest level, and the store's write
+    throughput; writes store.md / store.json (serve.md keeps the full run)."""
+    from omokage.bench.study import store_throughput
+    catalog, models = _prepare(Path(home))
+    logs = Path(home) / "events"
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    print("event-sink write throughput (100 writers, group commit):", flush=True)
+    throughput = store_throughput(logs)
+    per_client = max(sessions, -(-min_total_sessions // clients))
+    rows = durability(catalog, models, logs, clients, per_client, policy, runner)
+    table = ("Step round trip at 100 paced clients (20-80 ms think time), a fresh server per sink; steps = start, "
+             "choose, decide, each of which commits its records before its reply:\n\n"
+             + markdown_table(rows, DURABILITY_COLUMNS)
+             + "\n\nWrite throughput of the sinks alone (no server: 100 concurrent writers, each awaiting 50 commits "
+               "of 3 records in turn):\n\n"
+             + markdown_table(throughput, [("sink", "sink"), ("fsync", "fsync"), ("events", "records"),
+                                           ("events_per_s", "records/s"), ("commits_per_s", "commits/s"),
+                                           ("events_per_batch", "records per group commit")]))
+    notes = ("The SQLite store (`serve --db`, the default) keeps every message in and out besides the session events "
+             "(records = both), in WAL mode, one writer thread, one transaction per group commit; fsync yes = "
+             "synchronous=FULL (each commit syncs the WAL), no = synchronous=NORMAL (survives kill -9, not a power "
+             "loss). The JSON-lines log (`serve --events`) writes only the session events. commit/fsync: the store's "
+             "whole commit time per batch, the log's fsync time per batch. Round trips measured by the client over "
+             f"loopback; server and clients share this machine's 2 cores. Policy: {policy or 'the server default'}.")
+    write_results(Path(out), "store", {"durability": rows, "throughput": throughput, "policy": policy}, table, notes)
+    return 0
+
+
 def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/results"),
-        home: Path = Path("var"), min_total_sessions: int = 100, policy: str | None = None) -> int:
+        home: Path = Path("var"), min_total_sessions: int = 100, policy: str | None = None,
+        durability_only: bool = False) -> int:
+    if durability_only:
+        return run_durability(max(clients), sessions, out, home, min_total_sessions, policy)
     catalog, models = _prepare(Path(home))
     port, echo_port = _free_port(), _free_port()
     logs = Path(home) / "events"
@@ -157,7 +245,6 @@ def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/re
     server = _start_server(catalog, models, port, logs / "bench-serve.jsonl", logs / "bench-serve.log")
     echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_port)], stderr=subprocess.DEVNULL)
     rows = []
-    durability = []
     try:
         import uvloop
         runner = uvloop.run
@@ -189,45 +276,17 @@ def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/re
         echo.terminate()
         echo.wait(15)
 
-    # Durability: the busiest paced level once more on a fresh server with fsync (the default) and once
-    # without, in this run, so the difference is the fsync and not the machine's mood.
+    # Durability: the busiest paced level once more per event sink, with and without fsync
     n = max(clients)
     per_client = max(sessions, -(-min_total_sessions // n))
-    for fsync in (True, False):
-        port = _free_port()
-        name = "bench-serve-fsync" if fsync else "bench-serve-nofsync"
-        server = _start_server(catalog, models, port, logs / f"{name}.jsonl", logs / f"{name}.log", fsync=fsync)
-        try:
-            _wait_http(port, server)
-            time.sleep(0.5)
-            samples, wall, sent = runner(_level(f"ws://127.0.0.1:{port}/ws", n, per_client, (0.02, 0.08), policy))
-        finally:
-            stats = _stop_server(server, port)
-        steps = samples["choose"] + samples["decide"] + samples["start"]  # the messages that log an event
-        row = {"fsync": "yes" if fsync else "no", "clients": n, **percentiles(steps),
-               "choose_p99_ms": percentiles(samples["choose"])["p99_ms"], "msgs_per_s": sent / wall,
-               "events": stats.get("events"), "batches": stats.get("batches"),
-               "events_per_batch": stats.get("events_per_batch"), "fsync_ms_per_batch": stats.get("fsync_ms_per_batch")}
-        if fsync and row["fsync_ms_per_batch"] and row["events_per_batch"]:
-            row["fsync_ms_per_event"] = row["fsync_ms_per_batch"] / row["events_per_batch"]
-        durability.append(row)
-        print(f"  {n:>4} clients paced, fsync {row['fsync']:<3}: step p50 {row['p50_ms']:.2f} ms "
-              f"p99 {row['p99_ms']:.2f} ms, {row['events']} events in {row['batches']} batches", flush=True)
-    if len(durability) == 2:
-        durability[0]["p99_cost_ms"] = durability[0]["p99_ms"] - durability[1]["p99_ms"]
-        durability[0]["p50_cost_ms"] = durability[0]["p50_ms"] - durability[1]["p50_ms"]
+    durability_rows = durability(catalog, models, logs, n, per_client, policy, runner)
 
     table = markdown_table(rows, [("load", "load"), ("clients", "clients"), ("message", "message"), ("n", "n"),
                                   ("p50_ms", "p50 (ms)"), ("p95_ms", "p95 (ms)"), ("p99_ms", "p99 (ms)"),
                                   ("msgs_per_s", "msgs/s (all types)")])
-    table += "\n\nEvent durability at the busiest paced level (a fresh server each; steps = start, choose, decide, " \
-             "each of which logs an event before its reply):\n\n" + markdown_table(
-                 durability, [("fsync", "fsync"), ("clients", "clients"), ("n", "steps"), ("p50_ms", "step p50 (ms)"),
-                              ("p99_ms", "step p99 (ms)"), ("choose_p99_ms", "choose p99 (ms)"),
-                              ("events", "events"), ("events_per_batch", "events per commit"),
-                              ("fsync_ms_per_batch", "fsync per commit (ms)"),
-                              ("fsync_ms_per_event", "fsync per event (ms)"), ("p50_cost_ms", "p50 cost (ms)"),
-                              ("p99_cost_ms", "p99 cost (ms)")])
+    table += "\n\nEvent durability at the busiest paced level (a fresh server per sink; steps = start, choose, " \
+             "decide, each of which commits its records before its reply):\n\n" + markdown_table(
+                 durability_rows, DURABILITY_COLUMNS)
     notes = ("Round trip measured by the client (send to reply) over loopback; server and clients share this "
              "machine's cores. paced: 20-80 ms think time per message; saturated: none. msgs/s counts every "
              f"request of every type over the level's wall time. Each client runs at least {sessions} whole sessions, "
@@ -235,7 +294,7 @@ def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/re
              "fsync before the reply that acknowledges them (the default); the durability table compares it with "
              "`--no-fsync` in the same run. fsync per event = fsync time per commit / events per commit. Policy: "
              f"{policy or 'the server default'}.")
-    write_results(Path(out), "serve", {"rows": rows, "durability": durability, "policy": policy,
+    write_results(Path(out), "serve", {"rows": rows, "durability": durability_rows, "policy": policy,
                                        "min_sessions_per_client": sessions,
                                        "min_sessions_per_level": min_total_sessions}, table, notes)
     return 0

@@ -335,22 +335,27 @@ class IngestReport:
     def summary(self, max_reasons: int = 20) -> str:
         def breakdown(keys: Iterable[str]) -> str:
             parts = [f"{k} {self.per_reason[k]}" for k in keys if self.per_reason.get(k)]
-            return f"  ({', '.join(parts)})" if parts else ""
+            return f"({', '.join(parts)})" if parts else ""
 
-        lines = [f"ingest of {self.images_dir} with detector {self.detector}: {self.read} files in {self.seconds:.1f} s",
-                 f"  read         {self.read:>7}",
-                 f"  faces found  {self.faces_found:>7}" + (f"  ({self.padded_retry} only on the padded retry)"
-                                                            if self.padded_retry else ""),
-                 f"  no face      {self.no_face:>7}",
-                 f"  duplicate    {self.duplicate:>7}",
-                 f"  unreadable   {self.unreadable:>7}" + breakdown(DECODE_REASONS)]
+        # (label, count, note) rows, printed in aligned columns: every count ends at the same offset and
+        # every note starts at the same one, whatever the labels and however large the counts
+        rows: list[tuple[str, int, str]] = [
+            ("read", self.read, ""),
+            ("faces found", self.faces_found,
+             f"({self.padded_retry} only on the padded retry)" if self.padded_retry else ""),
+            ("no face", self.no_face, ""),
+            ("duplicate", self.duplicate, ""),
+            ("unreadable", self.unreadable, breakdown(DECODE_REASONS))]
         other = {k: v for k, v in self.per_reason.items()
                  if k not in DECODE_REASONS and k not in ("no_face", "duplicate")}
         for k, v in sorted(other.items()):
-            lines.append(f"  {REASON_TEXT.get(k, k):<12} {v:>7}" if len(REASON_TEXT.get(k, k)) <= 12
-                         else f"  {k:<12} {v:>7}  ({REASON_TEXT.get(k, k)})")
-        lines.append(f"  added        {self.added:>7}" + (f"  -> {self.out}" if self.out else
-                                                         "  (nothing added: no catalog written)"))
+            text = REASON_TEXT.get(k, k)
+            rows.append((text, v, "") if len(text) <= 20 else (k, v, f"({text})"))
+        rows.append(("added", self.added, f"-> {self.out}" if self.out else "(nothing added: no catalog written)"))
+        label_w = max(len(label) for label, _, _ in rows)
+        count_w = max(7, *(len(str(n)) for _, n, _ in rows))
+        lines = [f"ingest of {self.images_dir} with detector {self.detector}: {self.read} files in {self.seconds:.1f} s"]
+        lines += [f"  {label:<{label_w}}  {n:>{count_w}}" + (f"  {note}" if note else "") for label, n, note in rows]
         if self.skipped:
             shown = self._examples(max_reasons)
             lines.append(f"skipped ({len(shown)} of {len(self.skipped)} shown):" if len(self.skipped) > len(shown)
@@ -437,7 +442,7 @@ def read_manifest(manifest: str | os.PathLike, images_dir: Path,
         row = {(k or "").strip(): (v if isinstance(v, str) else "") for k, v in raw.items() if k in raw_header}
         name = (row.get(file_col) or "").strip().replace("\\", "/")
         if not name:
-            report.skip(f"{manifest.name}:{line_no}", "manifest_row", "the file column is empty")
+            report.skip(f"{manifest}:{line_no}", "manifest_row", "the file column is empty")
             continue
         key = _resolve_manifest_file(name, images_abs, Path(os.path.abspath(manifest.parent)))
         if key is None:
@@ -596,7 +601,7 @@ def ingest_images(images_dir: str | os.PathLike, out: str | os.PathLike, manifes
             try:
                 rgb = _read_rgb(path, max_bytes, max_pixels)
             except ImageDecodeError as exc:
-                report.skip(rel, exc.reason, str(exc))
+                report.skip(rel, exc.reason, exc.detail)   # the file is named in its own column
                 continue
             found = det.detect(rgb)
             if found is None:

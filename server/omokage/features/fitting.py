@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from omokage.catalog.store import Catalog
 from omokage.features import make_model
+from omokage.features.training import training_threads
 
 
 @dataclass
@@ -31,8 +33,22 @@ def reconstruction_rmse(model, X: np.ndarray, Z: np.ndarray, chunk: int = 256) -
     return float(np.sqrt(total / X.size))
 
 
+def check_model_names(names) -> list[str]:
+    """`names` if every one is a model omokage can fit, else a UserError naming the known ones."""
+    from omokage.errors import UserError
+    from omokage.features import MODEL_CLASSES
+    names = list(names)
+    unknown = [n for n in names if n not in MODEL_CLASSES]
+    if unknown:
+        raise UserError(f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(MODEL_CLASSES)}")
+    if not names:
+        raise UserError(f"no model to fit; choose from {', '.join(MODEL_CLASSES)}")
+    return names
+
+
 def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: list[str], n_components: int = 30,
                ae_epochs: int | None = None, seed: int = 0, progress: bool = True) -> list[FitResult]:
+    check_model_names(names)   # before reading the catalog or fitting anything: a typo fails at once
     catalog = Catalog(catalog_path)
     print(f"fitting {', '.join(names)} on {len(catalog)} faces of {catalog.image_size}x{catalog.image_size} "
           f"from {catalog_path}", flush=True)
@@ -50,7 +66,10 @@ def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: l
         model = make_model(name, n_components=n_components, **params)
         print(f"  {name}: fitting ...", flush=True)
         t0 = time.perf_counter()
-        Z = model.fit_transform(X)
+        # BLAS threads sized like torch's (features/training.py): on busy cores a full-width OpenBLAS pool spins
+        # and a PCA fit took 16 s instead of 3
+        with threadpool_limits(training_threads(), user_api="blas"):
+            Z = model.fit_transform(X)
         seconds = time.perf_counter() - t0
         rmse = reconstruction_rmse(model, X, Z)
         path = model.save(out, catalog_features=Z, metadata={**meta, "fit_seconds": seconds, "rmse": rmse})

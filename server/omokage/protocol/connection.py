@@ -18,10 +18,12 @@ import numpy as np
 
 from omokage import __version__
 from omokage.catalog.store import Item, Texture
+from omokage.gaze import MAX_SAMPLES_PER_BATCH, GazeTracker, LayoutError, parse_layout
 from omokage.protocol.messages import (PROTOCOL_MINOR, PROTOCOL_VERSION, Decoded, ProtocolError, decode_frame, encode,
                                        error, readable_rid, server_message, texture_map, validate)
 from omokage.selection import (DEFAULT_POLICY, SERVED_POLICIES, FeatureSpace, SelectionSession, SessionError,
-                               make_policy)
+                               SessionState, make_policy)
+from omokage.selection.belief import GAZE_UNIT_S
 
 # A `start` without `policy` from a client that did not say it speaks v1.1 gets the v1.0 grids: the chosen face and
 # its nearest unseen neighbours, as protocol v1.0 documents them.
@@ -132,7 +134,7 @@ class HelloGuard(Protocol):
 
 class ServerConnection:
     def __init__(self, backend: Backend, session_id: str, *, limits: Limits = Limits(), token: str | None = None,
-                 grid_size: int = 9, hello_guard: HelloGuard | None = None):
+                 grid_size: int = 9, hello_guard: HelloGuard | None = None, study=None):
         if token is not None and not token:
             raise ValueError("an empty token would accept a hello without one; pass None for no token")
         self.backend = backend
@@ -152,6 +154,18 @@ class ServerConnection:
         self._reconstruction: Texture | None = None  # the latest, re-fetchable on this connection
         self.messages_in = 0
         self.errors_out = 0
+        self.last_message: dict[str, Any] | None = None  # the latest validated message (the store logs it)
+        # v1.2 studies: the server's StudyRunner, this connection's participant, and the trial its selection belongs to
+        self.study = study
+        self.participant = None
+        self.trial = None
+        self._pending_trial = None   # a trial waiting for its start image to be projected
+        # v1.2 gaze (docs/gaze.md): the layout, the rate budget and the samples of the grid on screen
+        self.gaze = GazeTracker()
+
+    @property
+    def trial_id(self) -> int | None:
+        return self.trial.id if self.trial is not None else None
 
     # -- entry points ---------------------------------------------------------------------------
     def receive(self, frame: bytes | str | Decoded, now: float) -> list[Action]:
@@ -159,6 +173,7 @@ class ServerConnection:
         if self.closed:
             return []
         self.messages_in += 1
+        self.last_message = None
         rid = None
         try:
             msg = frame.unwrap() if isinstance(frame, Decoded) else decode_frame(frame, self.limits.max_frame_bytes)
@@ -170,6 +185,7 @@ class ServerConnection:
                                                   "second on this connection; slow down", rid)
             msg = validate(msg)
             rid = msg.get("rid")
+            self.last_message = msg
             return self._dispatch(msg, now)
         except ProtocolError as exc:
             return self._error(exc)
@@ -193,11 +209,15 @@ class ServerConnection:
                         now: float) -> list[Action]:
         self.pending = None
         self._reconstruction = reconstruction  # earlier ones are dropped: memory stays bounded
+        trial, self._pending_trial = self._pending_trial, None
+        if trial is not None:
+            return self._begin_trial(trial, job.rid, now, query=vector, reconstruction=reconstruction)
         return self._start(job.algorithm, job.seed, job.rid, now, query=vector, reconstruction=reconstruction,
                            policy=job.policy)
 
     def projection_failed(self, job: ProjectionJob, code: str, message: str) -> list[Action]:
         self.pending = None
+        self._pending_trial = None
         return self._error(ProtocolError(code, message, job.rid))
 
     # -- dispatch -------------------------------------------------------------------------------
@@ -212,7 +232,14 @@ class ServerConnection:
         if mtype == "ping":
             return [Send(server_message("pong", rid, t=msg["t"], server_time=float(now)))]
         if mtype == "start":
+            if self.study is not None:
+                raise ProtocolError("wrong_state", f"this server runs the study {self.study.name!r}: send `study.next` "
+                                                   "for your next trial (the study chooses model and policy)", rid)
             return self._start_request(msg, rid, now)
+        if mtype == "study.next":
+            return self._study_next(msg, rid, now)
+        if mtype == "answers":
+            return self._answers(msg, rid, now)
         if mtype == "choose":
             return self._choose(msg["id"], rid, now)
         if mtype == "skip":
@@ -223,6 +250,10 @@ class ServerConnection:
             return self._decide(msg["id"], rid, now)
         if mtype == "texture.get":
             return self._textures(msg["hashes"], rid)
+        if mtype == "gaze.batch":
+            return self._gaze_batch(msg["samples"], rid, now)
+        if mtype == "layout":
+            return self._layout(msg["panels"], rid, now)
         raise ProtocolError("unknown_type", f"unknown message type {mtype!r}", rid)  # unreachable: decode checks
 
     def _hello(self, msg, rid, now) -> list[Action]:
@@ -248,6 +279,30 @@ class ServerConnection:
         if msg["protocol"] != PROTOCOL_VERSION:
             raise ProtocolError("bad_field", f"protocol version mismatch: client speaks {msg['protocol']}, "
                                              f"server speaks {PROTOCOL_VERSION}", rid)
+        participant = None
+        if self.study is not None:
+            code = msg.get("participant")
+            wait = self.hello_guard.retry_after(now) if self.hello_guard is not None else 0.0
+            if wait > 0:
+                self.closed = True
+                return [*self._error(ProtocolError("unauthorized", "too many failed hellos from this address; "
+                                                                   f"retry in {math.ceil(wait)} s", rid)),
+                        Close(1008, "too many failed hellos from this address")]
+            participant = self.study.admit(code, self.session_id) if code is not None else None
+            if participant is None:
+                self.failed_hellos += 1
+                if self.hello_guard is not None:
+                    self.hello_guard.failed(now)
+                why = ("this server runs a user study: send your participant code in `hello.participant`"
+                       if code is None else "this participant code is not in the study")
+                actions = self._error(ProtocolError("unauthorized", why, rid))
+                if self.failed_hellos >= self.limits.max_failed_hellos:
+                    self.closed = True
+                    actions.append(Close(1008, "too many failed hellos"))
+                return actions
+        elif msg.get("participant") is not None:
+            raise ProtocolError("bad_field", "hello.participant: this server runs no study; leave the code out", rid)
+        self.participant = participant
         self.greeted = True
         b = self.backend
         welcome = server_message(
@@ -257,9 +312,16 @@ class ServerConnection:
             protocol_minor=PROTOCOL_MINOR, policies=list(SERVED_POLICIES), default_policy=DEFAULT_POLICY)
         if b.training:  # v1.2; absent while nothing trains, so v1.1 greetings stay byte for byte what they were
             welcome["training"] = [dict(t) for t in b.training]
+        record = {"event": "hello", "session_id": self.session_id, "client": msg["client"],
+                  "protocol_minor": msg.get("protocol_minor", 0)}
+        if participant is not None:  # v1.2: where the participant stands; the log names them by id, never by code
+            welcome["study"] = self.study.position(participant)
+            record["participant"] = participant.id
         self.client_minor = msg.get("protocol_minor", 0)
-        return [Send(welcome), Log({"event": "hello", "session_id": self.session_id, "client": msg["client"],
-                                    "protocol_minor": self.client_minor})]
+        if self.client_minor >= 2:  # v1.2: what gaze.batch may carry; absent for older clients
+            welcome["gaze"] = {"max_rate_hz": float(self.gaze.max_rate_hz),
+                               "max_samples_per_batch": MAX_SAMPLES_PER_BATCH}
+        return [Send(welcome), Log(record)]
 
     def _start_request(self, msg, rid, now) -> list[Action]:
         algorithm = msg["algorithm"]
@@ -289,6 +351,7 @@ class ServerConnection:
                policy: str = DEFAULT_POLICY) -> list[Action]:
         actions: list[Action] = []
         if self.session is not None and self.session.decision is None:
+            actions.extend(self._gaze_end("abandon", None, now))
             actions.append(self._log("abandon", now, algorithm=self.session.algorithm,
                                      policy=self.session.policy_name, steps=len(self.session.history)))
         # a fresh policy per selection: belief policies keep per-session state
@@ -296,6 +359,7 @@ class ServerConnection:
                                         policy=make_policy(policy, **self.backend.policy_params(algorithm)),
                                         grid_size=self.grid_size)
         step = self.session.start(query, at=now)
+        self.gaze.begin_step(step.step, step.ids, now)
         fields: dict[str, Any] = {"step": step.step, "algorithm": algorithm, "items": self._items(step)}
         if reconstruction is not None:
             fields["reconstruction"] = texture_map(reconstruction)
@@ -307,17 +371,32 @@ class ServerConnection:
     def _choose(self, item_id, rid, now) -> list[Action]:
         if self.session is None:
             raise ProtocolError("wrong_state", "send `start` before `choose`", rid)
-        return self._grid(self.session.choose(item_id, at=now), rid)
+        self._check_trial(rid)
+        self.session._require_candidate(item_id, "choose")   # its errors first: the grid's gaze stays until a pick
+        gaze = self._gaze_end("choose", int(item_id), now)
+        actions = self._grid(self.session.choose(item_id, at=now), rid)
+        self.gaze.begin_step(self.session.current.step, self.session.current.ids, now)
+        self._trial_action(("choose", int(item_id)))
+        return [*gaze, *actions]
 
     def _skip(self, rid, now) -> list[Action]:
         if self.session is None:
             raise ProtocolError("wrong_state", "send `start` before `skip`", rid)
-        return self._grid(self.session.skip(at=now), rid)
+        self._check_trial(rid)
+        s = self.session
+        gaze = (self._gaze_end("skip", None, now)
+                if s.state is SessionState.BROWSING and len(s.shown) < s.space.n_items else [])
+        actions = self._grid(self.session.skip(at=now), rid)
+        self.gaze.begin_step(self.session.current.step, self.session.current.ids, now)
+        self._trial_action(("skip",))
+        return [*gaze, *actions]
 
     def _rate(self, item_id, rating, rid, now) -> list[Action]:
         if self.session is None:
             raise ProtocolError("wrong_state", "send `start` before `rate`", rid)
+        self._check_trial(rid)
         self.session.rate(item_id, rating, at=now)
+        self._trial_action(("rate", int(item_id), int(rating)))
         return [Send(server_message("rated", rid, id=item_id, rating=rating)),
                 self._log_event(self.session.events[-1])]
 
@@ -330,11 +409,65 @@ class ServerConnection:
     def _decide(self, item_id, rid, now) -> list[Action]:
         if self.session is None:
             raise ProtocolError("wrong_state", "send `start` before `decide`", rid)
+        self._check_trial(rid)
+        self.session._require_candidate(item_id, "decide")
+        gaze = self._gaze_end("decide", int(item_id), now)
+        self.gaze.stop()
         decision = self.session.decide(item_id, at=now)
+        if self.trial is not None:
+            self.trial.done = True
         item = self.backend.items[decision.item]
-        return [Send(server_message("decided", rid, item={"id": item.id, "texture": item.texture, "title": item.title,
-                                                          "url": item.url}, steps=decision.step)),
+        return [*gaze, Send(server_message("decided", rid, item={"id": item.id, "texture": item.texture,
+                                                                 "title": item.title, "url": item.url},
+                                           steps=decision.step)),
                 self._log_event(self.session.events[-1])]
+
+    # -- v1.2 gaze ------------------------------------------------------------------------------
+    def _gaze_batch(self, samples, rid, now) -> list[Action]:
+        """Samples of the grid on screen: the bad ones dropped and counted (`bad_field`), the ones beyond the announced
+        rate dropped (`overloaded`); no reply otherwise. Nothing here waits: figures are made when the step ends."""
+        result = self.gaze.ingest(samples, now)
+        actions: list[Action] = []
+        if result.drops.total:
+            self.errors_out += 1
+            actions.append(Send(server_message(
+                "error", rid, code="bad_field", message=f"gaze.batch.samples: {result.drops.total} of {len(samples)} "
+                f"dropped ({result.drops.describe()}); see docs/gaze.md for what a sample must be",
+                dropped=result.drops.total)))
+        if result.over_rate:
+            self.errors_out += 1
+            actions.append(Send(server_message(
+                "error", rid, code="overloaded", message=f"gaze.batch.samples: {result.over_rate} dropped, over "
+                f"{self.gaze.max_rate_hz:g} samples per second per source; send fewer", dropped=result.over_rate)))
+        return actions
+
+    def _layout(self, panels, rid, now) -> list[Action]:
+        try:
+            layout = parse_layout(panels, max_panels=self.grid_size)
+        except LayoutError as exc:
+            raise ProtocolError("bad_field", f"layout.{exc}", rid) from None
+        self.gaze.set_layout(layout)
+        return [self._log("layout", now, **layout.to_wire())]
+
+    def _gaze_end(self, ended_by: str, chosen: int | None, now) -> list[Action]:
+        """The grid on screen is done with: its fixations and per-face figures go to the log, and, for a policy that
+        reads gaze, its evidence into the belief (before the pick is applied). Nothing when no gaze came."""
+        step = self.gaze.end_step()
+        if step is None or not step.samples:
+            return []
+        record = self._log("gaze", now, step=step.step, ended_by=ended_by, chosen=chosen,
+                           policy=self.session.policy_name if self.session is not None else None,
+                           **step.to_log(self.gaze.start))
+        actions: list[Action] = [record]
+        policy = self.session.policy if self.session is not None else None
+        make = getattr(policy, "gaze_term", None)
+        if make is not None and step.stats is not None and ended_by in ("choose", "skip") \
+                and self.session.state is SessionState.BROWSING:
+            term = make(*step.evidence(chosen, GAZE_UNIT_S))
+            if term is not None:
+                self.session.add_evidence(term, at=now, kind="gaze")
+                record.record["evidence"] = True
+        return actions
 
     def _textures(self, hashes, rid) -> list[Action]:
         if len(hashes) > self.limits.max_hashes_per_request:
@@ -355,6 +488,119 @@ class ServerConnection:
             actions.extend(self._error(ProtocolError("not_found", f"unknown texture hash(es): {shown}", rid)))
         return actions
 
+    # -- v1.2 studies ---------------------------------------------------------------------------
+    def _participant_or_error(self, rid):
+        if self.study is None:
+            raise ProtocolError("wrong_state", "this server runs no study", rid)
+        p = self.participant
+        if p is None or not self.study.owns(p, self.session_id):
+            raise ProtocolError("wrong_state", "your participant code connected again on another connection; "
+                                               "continue there", rid)
+        return p
+
+    def _check_trial(self, rid) -> None:
+        """In a study, a selection's messages count only on the connection that speaks for its participant."""
+        if self.trial is not None:
+            self._participant_or_error(rid)
+
+    def _trial_action(self, action: tuple) -> None:
+        if self.trial is not None:
+            self.trial.actions.append(action)
+
+    def _study_next(self, msg, rid, now) -> list[Action]:
+        from omokage.study.runner import TrialState
+        p = self._participant_or_error(rid)
+        step = self.study.current(p)
+        if step is None:
+            return [Send(server_message("study.done", rid, trials=len(p.trials)))]
+        if not isinstance(step, TrialState):
+            return [Send(server_message("questionnaire", rid, id=step.id, title=step.title, items=step.wire_items()))]
+        if self.pending is not None:
+            raise ProtocolError("wrong_state", "the trial's start image is still being projected", rid)
+        if step is self.trial and self.session is not None and self.session.decision is None:
+            return [self._trial_grid(p, step, self.session.current, rid)]   # asked again: the same grid
+        if step.started:
+            return self._resume_trial(p, step, rid, now)
+        if step.condition.start == "image":
+            image = msg.get("image")
+            if image is None:
+                raise ProtocolError("bad_field", "study.next.image: this trial starts from an image; send one", rid)
+            if len(image) > self.limits.max_image_bytes:
+                raise ProtocolError("too_large", f"study.next.image: {len(image)} bytes, over the "
+                                                 f"{self.limits.max_image_bytes}-byte limit", rid)
+            self._tickets += 1
+            self.pending = ProjectionJob(self._tickets, rid, step.condition.model, image, step.seed,
+                                         step.condition.policy)
+            self._pending_trial = step
+            return [Offload(self.pending)]
+        return self._begin_trial(step, rid, now)
+
+    def _target(self, trial) -> dict[str, Any] | None:
+        if trial.target is None:
+            return None
+        item = self.backend.items[trial.target]
+        return {"id": item.id, "texture": item.texture, "title": item.title, "url": item.url}
+
+    def _trial_grid(self, p, trial, step, rid) -> Send:
+        return Send(server_message("candidates", rid, step=step.step, algorithm=self.session.algorithm,
+                                   items=self._items(step), policy=self.session.policy_name,
+                                   trial=self.study.trial_map(p, trial, self._target(trial))))
+
+    def _begin_trial(self, trial, rid, now, query=None, reconstruction=None) -> list[Action]:
+        cond = trial.condition
+        if trial.task == "target":
+            trial.target = int(np.random.default_rng([trial.seed, 1]).integers(len(self.backend.items)))
+        trial.query = None if query is None else np.asarray(query, dtype=np.float32).reshape(-1)
+        trial.started = True
+        self.trial = trial
+        actions = self._start(cond.model, trial.seed, rid, now, query=query, reconstruction=reconstruction,
+                              policy=cond.policy)
+        first = actions[0].message
+        first["trial"] = self.study.trial_map(self.participant, trial, self._target(trial))
+        record = self._log("trial_begin", now, condition=cond.name, practice=trial.practice, target=trial.target,
+                           participant=self.participant.id)
+        if trial.query is not None:
+            record.record["query"] = [float(x) for x in trial.query]
+        return [actions[0], record, *actions[1:]]
+
+    def _resume_trial(self, p, trial, rid, now) -> list[Action]:
+        """A trial interrupted by a disconnect or a crash: replay its committed picks with its seed (the same grids
+        follow), and show the grid the participant last saw."""
+        cond = trial.condition
+        self.trial = trial
+        self.session = SelectionSession(self.backend.space(cond.model), seed=trial.seed,
+                                        policy=make_policy(cond.policy, **self.backend.policy_params(cond.model)),
+                                        grid_size=self.grid_size)
+        self.session.start(trial.query)
+        for action in trial.actions:
+            if action[0] == "choose":
+                self.session.choose(action[1])
+            elif action[0] == "skip":
+                self.session.skip()
+            else:
+                self.session.rate(action[1], action[2])
+        step = self.session.current
+        self.gaze.begin_step(step.step, step.ids, now)
+        return [self._trial_grid(p, trial, step, rid),
+                self._log("trial_resume", now, step=step.step, actions=len(trial.actions), participant=p.id)]
+
+    def _answers(self, msg, rid, now) -> list[Action]:
+        from omokage.study.runner import QuestionnaireStep
+        p = self._participant_or_error(rid)
+        step = self.study.current(p)
+        if not isinstance(step, QuestionnaireStep) or step.id != msg["questionnaire"]:
+            due = "none" if step is None else step.id if isinstance(step, QuestionnaireStep) else "a trial"
+            raise ProtocolError("wrong_state", f"answers.questionnaire: {msg['questionnaire'][:64]!r} is not due "
+                                               f"(next: {due}); send `study.next`", rid)
+        try:
+            values = step.check(msg["answers"])
+        except ValueError as exc:
+            raise ProtocolError("bad_field", f"answers: {exc}", rid) from None
+        p.answered.add(step.id)
+        return [Send(server_message("answered", rid, questionnaire=step.id)),
+                Log({"event": "answers", "session_id": self.session_id, "at": now, "participant": p.id,
+                     "questionnaire": step.id, "condition": step.condition, "answers": values})]
+
     # -- helpers --------------------------------------------------------------------------------
     def _items(self, step) -> list[dict[str, Any]]:
         items = self.backend.items
@@ -372,7 +618,10 @@ class ServerConnection:
         return [Send(error(exc.code, exc.message, exc.rid))]
 
     def _log(self, kind: str, now: float, **fields) -> Log:
-        return Log({"event": kind, "session_id": self.session_id, "at": now, **fields})
+        record = {"event": kind, "session_id": self.session_id, "at": now, **fields}
+        if self.trial is not None:  # v1.2 studies: the trial this selection belongs to
+            record["trial"] = self.trial.id
+        return Log(record)
 
     def _log_event(self, event) -> Log:
         # every session event names its policy (the start event's detail already carries it)

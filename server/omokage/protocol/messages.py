@@ -44,7 +44,7 @@ class ProtocolError(Exception):
 @dataclass(frozen=True)
 class Field:
     name: str
-    kind: str                       # int | number | str | bin | str_list
+    kind: str                       # int | number | str | bin | str_list | answer_list
     required: bool = True
     min: float | None = None
     max: float | None = None
@@ -52,6 +52,10 @@ class Field:
     choices: tuple[str, ...] | None = None
     doc: str = ""
 
+
+MAX_ANSWERS = 64            # answers per `answers` message
+MAX_ANSWER_CHARS = 2000     # a free-text answer
+MAX_GAZE_SAMPLES = 256      # samples per `gaze.batch` (omokage.gaze.MAX_SAMPLES_PER_BATCH; 13 objects each)
 
 RID = Field("rid", "int", False, 0, INT32_MAX, doc="request id, echoed in the reply")
 
@@ -61,6 +65,7 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
         Field("client", "str", True, max_len=128, doc="client name and version, e.g. `omokage-unity/0.1.0`"),
         Field("token", "str", False, max_len=256, doc="access token when the server requires one"),
         Field("protocol_minor", "int", False, 0, INT32_MAX, doc="v1.1: the minor version the client speaks (1)"),
+        Field("participant", "str", False, max_len=64, doc="v1.2: a study participant's code (`serve --study`)"),
     ),
     "start": (
         Field("algorithm", "str", True, max_len=32, doc="one of `welcome.algorithms`"),
@@ -80,6 +85,17 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
     # the count is bounded by the connection's Limits.max_hashes_per_request (announced in welcome)
     "texture.get": (Field("hashes", "str_list", True, doc="1 to max_hashes_per_request texture hashes"),),
     "ping": (Field("t", "number", True, doc="client clock, any finite number; echoed"),),
+    # v1.2, studies (`omokage serve --study`): the participant's next trial or questionnaire, and the answers
+    "study.next": (Field("image", "bin", False, doc="the start image, when the trial's condition starts from one"),),
+    "answers": (
+        Field("questionnaire", "str", True, max_len=64, doc="the `questionnaire.id` being answered"),
+        Field("answers", "answer_list", True, max_len=MAX_ANSWERS, doc="[{item: str, value: int | str}]"),
+    ),
+    # v1.2, gaze (docs/gaze.md): samples are checked one by one by omokage.gaze (bad ones dropped and counted), the
+    # layout by omokage.gaze.parse_layout; neither is answered unless something was wrong
+    "gaze.batch": (Field("samples", "gaze_samples", True, max_len=MAX_GAZE_SAMPLES,
+                         doc="1 to 256 samples [t, source, ox, oy, oz, dx, dy, dz, confidence(, panel, u, v)]"),),
+    "layout": (Field("panels", "map_list", True, max_len=9, doc="1 to 9 panels {position, rotation, size}"),),
 }
 
 # Server messages: their fields in canonical order (v1.0 fields first, v1.1 additions after them). The
@@ -87,14 +103,18 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
 # that the server sends no field outside these.
 SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     "welcome": ("protocol", "server", "session_id", "limits", "algorithms", "catalog",
-                "protocol_minor", "policies", "default_policy", "training"),
+                "protocol_minor", "policies", "default_policy", "training", "study", "gaze"),
     "models": ("algorithms", "training"),  # v1.2: sent on its own (no rid) to clients that said protocol_minor >= 2
-    "candidates": ("step", "algorithm", "items", "reconstruction", "policy"),
+    "candidates": ("step", "algorithm", "items", "reconstruction", "policy", "trial"),
     "rated": ("id", "rating"),
     "decided": ("item", "steps"),
     "texture": ("hash", "format", "width", "height", "data"),
     "pong": ("t", "server_time"),
-    "error": ("code", "message"),
+    "error": ("code", "message", "dropped"),   # v1.2: `dropped`, the gaze samples a bad_field/overloaded dropped
+    # v1.2, studies: replies to `study.next` (candidates with `trial`, a questionnaire, or the end) and to `answers`
+    "questionnaire": ("id", "title", "items"),
+    "answered": ("questionnaire",),
+    "study.done": ("trials",),
 }
 CANDIDATE_ITEM_FIELDS = ("id", "distance", "texture", "title", "url", "probability")
 
@@ -306,6 +326,37 @@ def _check(mtype: str, f: Field, v: Any, rid: int | None) -> Any:
     elif f.kind == "bin":
         if not isinstance(v, bytes):
             raise bad(f"must be MessagePack bin, got {type(v).__name__}")
+    elif f.kind == "gaze_samples":   # the samples themselves: omokage.gaze.parse_samples, one by one
+        if not isinstance(v, list) or not v:
+            raise bad("must be a non-empty array of samples")
+        if len(v) > (f.max_len or MAX_GAZE_SAMPLES):
+            raise ProtocolError("too_large", f"{where}: at most {f.max_len or MAX_GAZE_SAMPLES} samples per batch; "
+                                             "send smaller batches more often", rid)
+    elif f.kind == "map_list":
+        if not isinstance(v, list) or not v or not all(isinstance(x, dict) for x in v):
+            raise bad("must be a non-empty array of maps")
+        if f.max_len is not None and len(v) > f.max_len:
+            raise bad(f"at most {f.max_len} entries")
+    elif f.kind == "answer_list":
+        if not isinstance(v, list) or not v:
+            raise bad("must be a non-empty array of {item, value} maps")
+        if len(v) > (f.max_len or MAX_ANSWERS):
+            raise ProtocolError("too_large", f"{where}: at most {f.max_len or MAX_ANSWERS} answers", rid)
+        seen = set()
+        for n, a in enumerate(v):
+            if not isinstance(a, dict) or not isinstance(a.get("item"), str) or not 0 < len(a["item"]) <= 64:
+                raise bad(f"entry {n} must be a map with `item` (a string of 1 to 64 characters)")
+            value = a.get("value")
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise bad(f"entry {n} ({a['item'][:64]!r}): `value` must be an integer or a string")
+            if isinstance(value, str) and len(value) > MAX_ANSWER_CHARS:
+                raise bad(f"entry {n} ({a['item'][:64]!r}): longer than {MAX_ANSWER_CHARS} characters")
+            if isinstance(value, int) and not -INT32_MAX <= value <= INT32_MAX:
+                raise bad(f"entry {n} ({a['item'][:64]!r}): out of range")
+            if a["item"] in seen:
+                raise bad(f"item {a['item'][:64]!r} is answered twice")
+            seen.add(a["item"])
+        v = [{"item": a["item"], "value": a["value"]} for a in v]
     elif f.kind == "str_list":
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise bad("must be an array of strings")

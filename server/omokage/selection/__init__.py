@@ -7,9 +7,9 @@ random unseen: the benchmark's floor), and the belief policies of `omokage.selec
 
 import inspect
 
-from omokage.selection.belief import (Belief, ChoiceTerm, EvidenceTerm, PassedOverTerm, QueryTerm, RatingTerm,
-                                      SkipTerm)
-from omokage.selection.policies import (BeliefPolicy, CoverPosterior, InformationGain, MostProbable,
+from omokage.selection.belief import (Belief, ChoiceTerm, EvidenceTerm, GazeTerm, PassedOverTerm, QueryTerm,
+                                      RatingTerm, SkipTerm)
+from omokage.selection.policies import (GAZE_SUFFIX, BeliefPolicy, CoverPosterior, InformationGain, MostProbable,
                                         ThompsonSampling)
 from omokage.selection.policy import (Candidate, CandidatePolicy, ChosenPlusNearest, FeatureSpace, PolicyContext,
                                       RandomPolicy)
@@ -20,8 +20,10 @@ POLICIES = {cls.name: cls for cls in (InformationGain, CoverPosterior, ThompsonS
                                       ChosenPlusNearest, RandomPolicy)}
 DEFAULT_POLICY = "thompson"
 # what the server offers (welcome.policies), the default first; `top` is kept for the benchmark only (it starves the
-# belief), `random` is offered as a control condition for studies
-SERVED_POLICIES = (DEFAULT_POLICY,) + tuple(n for n in POLICIES if n not in (DEFAULT_POLICY, "top"))
+# belief), `random` is offered as a control condition for studies; `thompson+gaze` (v1.2) also reads the gaze the
+# client streams (docs/gaze.md). Any belief policy takes the suffix (`infogain+gaze`, ...): make_policy builds it.
+SERVED_POLICIES = ((DEFAULT_POLICY,) + tuple(n for n in POLICIES if n not in (DEFAULT_POLICY, "top"))
+                   + (DEFAULT_POLICY + GAZE_SUFFIX,))
 
 
 class UnknownPolicy(ValueError):
@@ -31,10 +33,18 @@ class UnknownPolicy(ValueError):
 def make_policy(name: str, **params) -> CandidatePolicy:
     """A fresh policy (policies keep per-session state). Parameters a policy does not take are ignored, so one set of
     fitted user-model parameters (e.g. `temperature`) can be passed to any policy."""
+    base, gaze = (name[:-len(GAZE_SUFFIX)], True) if name.endswith(GAZE_SUFFIX) else (name, False)
     try:
-        cls = POLICIES[name]
+        cls = POLICIES[base]
     except KeyError:
-        raise UnknownPolicy(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}") from None
+        raise UnknownPolicy(f"unknown policy {name!r}; choose from {', '.join(POLICIES)} (a belief policy also as "
+                            f"NAME{GAZE_SUFFIX})") from None
+    if gaze:
+        if not issubclass(cls, BeliefPolicy):
+            raise UnknownPolicy(f"policy {base!r} keeps no belief, so it cannot read gaze: {name!r} does not exist")
+        params = {**params, "gaze": True}
+    else:
+        params = {k: v for k, v in params.items() if k != "gaze"}
     if cls.__init__ is object.__init__:
         return cls()
     accepted = inspect.signature(cls.__init__).parameters
@@ -44,8 +54,15 @@ def make_policy(name: str, **params) -> CandidatePolicy:
     return cls(**params)
 
 
+def is_policy(name: str) -> bool:
+    """A name make_policy accepts: a registered policy, or a belief policy with the gaze suffix."""
+    base = name[:-len(GAZE_SUFFIX)] if name.endswith(GAZE_SUFFIX) else name
+    return base in POLICIES and (base == name or issubclass(POLICIES[base], BeliefPolicy))
+
+
 __all__ = ["Belief", "BeliefPolicy", "Candidate", "CandidatePolicy", "ChoiceTerm", "ChosenPlusNearest",
-           "CoverPosterior", "DEFAULT_POLICY", "Decision", "Event", "EvidenceTerm", "FeatureSpace", "GRID_SIZE",
+           "CoverPosterior", "DEFAULT_POLICY", "Decision", "Event", "EvidenceTerm", "FeatureSpace", "GAZE_SUFFIX",
+           "GRID_SIZE", "GazeTerm", "is_policy",
            "InformationGain", "MostProbable", "NotACandidate", "POLICIES", "PassedOverTerm", "PolicyContext",
            "QueryTerm", "RandomPolicy", "RatingTerm", "SERVED_POLICIES", "SelectionSession", "SessionError",
            "SessionState", "SkipTerm", "Step", "ThompsonSampling", "UnknownPolicy", "WrongState", "make_policy"]

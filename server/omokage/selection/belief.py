@@ -11,7 +11,9 @@ the session, the server and the simulated users of `bench choice` all run the sa
     belief.add(RatingTerm(face, 5))                                     # an explicit 1-5 rating
     belief.probabilities()                                              # (n_items,), sums to 1
 
-A new signal (gaze dwell, a sketch) is a new `EvidenceTerm`: anything with `log_likelihood(space) -> (n_items,)`.
+    belief.add(GazeTerm(shown, counts))                                 # where the user looked on a grid
+
+A new signal (a sketch, ...) is a new `EvidenceTerm`: anything with `log_likelihood(space) -> (n_items,)`.
 
 Distances are Euclidean in the feature space divided by the space's `distance_unit` (the median distance between two
 random faces), so one temperature means the same thing in every space: at temperature 0.3 a face one median unit
@@ -42,6 +44,13 @@ PASSED_OVER_PROBABILITY = 0.05     # a face shown and not decided on is the targ
 # catalog per step. Policies take `lookalike_widths=(0.0, 0.5)` to weigh both.
 DEFAULT_LOOKALIKE_WIDTHS = (0.0,)
 SKIP_WIDTH = 0.5                   # how far "none of these" reaches around each skipped face (distance units)
+# Gaze (docs/gaze.md): one "gaze unit" is a fixation's worth of looking; the term's temperature and weight are what a
+# server without a fitted user model uses (`omokage fit user-model` fits both from logged sessions with gaze)
+GAZE_UNIT_S = 0.3
+DEFAULT_GAZE_TEMPERATURE = 0.3
+DEFAULT_GAZE_WEIGHT = 0.5
+# optional per-user hypotheses about gaze (GazeTerm.gaze_levels): unrelated to the target (0), or following it (1)
+DEFAULT_GAZE_LEVELS = (0.0, 1.0)
 
 
 class EvidenceTerm(Protocol):
@@ -167,12 +176,75 @@ class RatingTerm:
 
 
 @dataclass(frozen=True)
+class GazeTerm:
+    """Where the user looked on one grid: `counts[k]` gaze units on face `shown[k]` (fixation time / GAZE_UNIT_S and
+    fixation count, averaged). The choice model, for the eyes: each unit would land on face j with probability
+    P(j | t) = exp(−d(j, t) / T) / Σ_i exp(−d(i, t) / T) (people look longer and more often at faces like the one they
+    want). The term is the **contrast** of that log-likelihood with the same number of units spread evenly:
+
+        weight · Σ_j (counts_j − mean(counts)) · log P(j | t)
+
+    so gaze spread evenly over the grid says nothing (the plain likelihood would still push the belief away from every
+    face near a shown one, whatever the eyes did: evidence the PassedOverTerm already counts), and only looking at
+    some faces more than at others moves it. `weight` is fitted from logs (`omokage fit user-model`, cross-validated:
+    gaze that does not follow the target fits to ~0). The face the user picked is left out of `shown`: its pick is the
+    ChoiceTerm's evidence, and the gaze cascade (the last looks go to the face about to be picked) would count it
+    twice. Gaze never picks a face: it only tilts the belief the display policies read.
+
+    `gaze_levels` (off by default) instead adds per-user hypotheses λ (0: gaze unrelated to the target) mixing the
+    plain likelihood with uniform looking, weighed by their marginal likelihood: kept for comparison; in simulated
+    sessions it did not switch off fast enough when gaze told nothing (docs/gaze.md)."""
+
+    shown: tuple[int, ...]
+    counts: tuple[float, ...]
+    temperature: float = DEFAULT_GAZE_TEMPERATURE
+    weight: float = DEFAULT_GAZE_WEIGHT
+    gaze_levels: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if len(self.shown) != len(self.counts):
+            raise ValueError("GazeTerm: one count per shown face")
+        if any(not (c >= 0 and np.isfinite(c)) for c in self.counts):
+            raise ValueError("GazeTerm: counts must be finite and ≥ 0")
+        if not self.temperature > 0 or not self.weight >= 0:
+            raise ValueError("GazeTerm: temperature must be > 0 and weight ≥ 0")
+
+    def _log_p(self, space) -> np.ndarray:
+        d = space.unit_distances_from(list(self.shown))                          # (k, N)
+        a = -(d - d.min(axis=0)) / self.temperature
+        return a - np.log(np.exp(a).sum(axis=0, keepdims=True))
+
+    def log_likelihood(self, space, level: float | None = None) -> np.ndarray:
+        k = len(self.shown)
+        n = np.asarray(self.counts, np.float32)
+        if k < 2 or not n.sum() > 0:
+            return np.zeros(space.n_items, np.float32)
+        if level is None:     # the contrast (the default)
+            return (self.weight * ((n - n.mean())[:, None] * self._log_p(space)).sum(axis=0)).astype(np.float32)
+        flat = float(self.weight * n.sum() * np.log(1.0 / k))
+        if level <= 0:
+            return np.full(space.n_items, flat, np.float32)
+        p = (1 - level) / k + level * np.exp(self._log_p(space))
+        return (self.weight * (n[:, None] * np.log(np.maximum(p, 1e-30))).sum(axis=0)).astype(np.float32)
+
+    def log_likelihoods_for(self, space, hypotheses: Sequence["UserHypothesis"]) -> np.ndarray:
+        if not self.gaze_levels:
+            return self.log_likelihood(space)[None, :]
+        rows = {g: self.log_likelihood(space, g) for g in sorted({h.gaze for h in hypotheses})}
+        if len(rows) == 1:
+            return next(iter(rows.values()))[None, :]
+        return np.stack([rows[h.gaze] for h in hypotheses])
+
+
+@dataclass(frozen=True)
 class UserHypothesis:
-    """One guess about how this user behaves: how noisy their picks are, and how far "not this face" reaches (0: only
-    the face itself; larger: its near-copies too, as when any face of one character would do)."""
+    """One guess about how this user behaves: how noisy their picks are, how far "not this face" reaches (0: only
+    the face itself; larger: its near-copies too, as when any face of one character would do), and how much their
+    gaze follows the target (0: not at all; only once gaze evidence arrives)."""
 
     temperature: float
     lookalike_width: float = 0.0
+    gaze: float = 0.0
 
 
 class Belief:
@@ -203,12 +275,16 @@ class Belief:
         self.log_posteriors = np.tile(base, (len(self.hypotheses), 1))       # (K, N), each normalised
         self.log_evidence = np.zeros(len(self.hypotheses))                    # log P(evidence so far | hypothesis)
         self.terms_added = 0
+        self.gaze_levels: tuple[float, ...] = ()     # set by the first gaze evidence (expand_gaze)
         self._p: np.ndarray | None = None
 
     def add(self, term: EvidenceTerm) -> None:
         """Multiply in a term's likelihood. A term that depends on the user hypothesis has
         `log_likelihoods_for(space, hypotheses) -> (K, n_items)`; any other gives one row for all."""
         n = self.space.n_items
+        levels = getattr(term, "gaze_levels", None)
+        if levels and not self.gaze_levels:
+            self.expand_gaze(levels)
         if hasattr(term, "log_likelihoods_for"):
             ll = term.log_likelihoods_for(self.space, self.hypotheses)   # (K, N), or (1, N): the same for all
             ll = self._checked(term, ll, (len(self.hypotheses) if len(ll) != 1 else 1, n))
@@ -229,6 +305,28 @@ class Belief:
         self.log_evidence -= self.log_evidence.max()
         self.terms_added += 1
         self._p = None
+
+    def expand_gaze(self, levels: Sequence[float]) -> None:
+        """Add the gaze hypotheses (each existing one × each level), on the first gaze evidence: a session without gaze
+        pays nothing for them. Every copy starts with the posterior and evidence so far (gaze has said nothing yet)."""
+        levels = tuple(float(g) for g in levels)
+        if self.gaze_levels or not levels or min(levels) < 0:
+            return
+        k = len(self.hypotheses)
+        self.hypotheses = tuple(UserHypothesis(h.temperature, h.lookalike_width, g) for g in levels
+                                for h in self.hypotheses)
+        self.log_posteriors = np.tile(self.log_posteriors, (len(levels), 1))
+        self.log_evidence = np.tile(self.log_evidence, len(levels))
+        assert len(self.log_posteriors) == len(self.hypotheses) == k * len(levels)
+        self.gaze_levels = levels
+        self._p = None
+
+    def gaze_weight(self) -> float:
+        """The posterior probability that this user's gaze follows the target (the weight of the levels > 0)."""
+        if not self.gaze_levels:
+            return 0.0
+        w = self.hypothesis_weights()
+        return float(sum(wk * h.gaze for wk, h in zip(w, self.hypotheses)))
 
     def _checked(self, term, ll, shape) -> np.ndarray:
         ll = np.asarray(ll, dtype=np.float32)

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from omokage.selection.belief import (DEFAULT_LOOKALIKE_WIDTHS, DEFAULT_TEMPERATURE_GRID, PASSED_OVER_PROBABILITY,
-                                      Belief, ChoiceTerm, PassedOverTerm, QueryTerm, SkipTerm, masked_probabilities)
+from omokage.selection.belief import (DEFAULT_GAZE_TEMPERATURE, DEFAULT_GAZE_WEIGHT, DEFAULT_LOOKALIKE_WIDTHS,
+                                      DEFAULT_TEMPERATURE_GRID, PASSED_OVER_PROBABILITY, Belief, ChoiceTerm, GazeTerm,
+                                      PassedOverTerm, QueryTerm, SkipTerm, masked_probabilities)
 from omokage.selection.policy import Candidate, PolicyContext, random_candidates
+
+GAZE_SUFFIX = "+gaze"   # `thompson+gaze`: the belief policy `thompson`, fed each grid's gaze (docs/gaze.md)
 
 
 class BeliefPolicy:
@@ -33,10 +36,13 @@ class BeliefPolicy:
 
     def __init__(self, temperature: float | None = None, missed: float = PASSED_OVER_PROBABILITY,
                  lookalike_widths: tuple[float, ...] = DEFAULT_LOOKALIKE_WIDTHS, query_temperature: float = 0.15,
-                 temperatures: tuple[float, ...] | None = None):
+                 temperatures: tuple[float, ...] | None = None, gaze: bool = False,
+                 gaze_temperature: float | None = None, gaze_weight: float | None = None):
         """temperature: a fitted choice temperature (`omokage fit user-model`); the belief then weighs it against a
         third and three times it, per user. None: the default grid, DEFAULT_TEMPERATURE_GRID. `temperatures` sets the
-        grid outright (one value: a fixed temperature)."""
+        grid outright (one value: a fixed temperature). gaze: the session feeds where the user looked on each grid
+        (a `GazeTerm`, docs/gaze.md) into the belief; the policy is then named NAME+gaze. gaze_temperature /
+        gaze_weight: the gaze term's fitted parameters (None: the defaults)."""
         if temperatures is None:
             temperatures = (DEFAULT_TEMPERATURE_GRID if temperature is None
                             else (temperature / 3, temperature, temperature * 3))
@@ -46,7 +52,20 @@ class BeliefPolicy:
         self.missed = float(missed)
         self.lookalike_widths = tuple(float(w) for w in lookalike_widths)
         self.query_temperature = float(query_temperature)
+        self.uses_gaze = bool(gaze)
+        if self.uses_gaze:
+            self.name = type(self).name + GAZE_SUFFIX
+        self.gaze_temperature = float(gaze_temperature or DEFAULT_GAZE_TEMPERATURE)
+        self.gaze_weight = float(DEFAULT_GAZE_WEIGHT if gaze_weight is None else gaze_weight)
         self.belief: Belief | None = None
+
+    def gaze_term(self, shown, counts) -> GazeTerm | None:
+        """The evidence of one grid's gaze (`counts[k]` gaze units on face `shown[k]`, the picked face left out), with
+        this policy's parameters; None when the policy does not use gaze or nothing was looked at."""
+        if not self.uses_gaze or not shown or not sum(counts) > 0:
+            return None
+        return GazeTerm(tuple(int(i) for i in shown), tuple(float(c) for c in counts), self.gaze_temperature,
+                        self.gaze_weight)
 
     # -- the CandidatePolicy interface ----------------------------------------------------------------------------
     def initial(self, ctx: PolicyContext, query: np.ndarray | None) -> list[Candidate]:

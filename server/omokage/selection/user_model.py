@@ -40,6 +40,17 @@ class ChoiceRecord:
     target: int
 
 
+@dataclass(frozen=True)
+class GazeRecord:
+    """One logged grid's gaze (a `gaze` event): the faces looked among (the picked one left out) and their gaze units
+    (omokage.gaze.StepGaze.evidence), and the face finally decided on."""
+
+    algorithm: str
+    shown: tuple[int, ...]
+    counts: tuple[float, ...]
+    target: int
+
+
 @dataclass
 class EventReadReport:
     files: int = 0
@@ -47,6 +58,7 @@ class EventReadReport:
     sessions: int = 0
     decided_sessions: int = 0
     problems: list[str] = field(default_factory=list)   # "file:line: reason", one per bad line
+    gaze_records: list = field(default_factory=list)    # GazeRecord per logged grid with gaze, before a decision
 
 
 def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[ChoiceRecord], EventReadReport]:
@@ -57,6 +69,18 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
     for path in paths:
         path = Path(path)
         report.files += 1
+        from omokage.store import is_store_file
+        if is_store_file(path):  # the event store (omokage serve --db): its logged records, in commit order
+            from omokage.store import StoreError, log_records
+            try:
+                for n, rec in enumerate(log_records(path), 1):
+                    report.lines += 1
+                    if isinstance(rec.get("session_id"), str) and rec.get("event") in ("start", "choose", "skip",
+                                                                                       "decide"):
+                        sessions.setdefault(rec["session_id"], []).append({**rec, "_where": f"{path}#{n}"})
+            except StoreError as exc:
+                report.problems.append(f"{path}: {exc}")
+            continue
         try:
             fh = open(path, "rb")
         except OSError as exc:
@@ -73,9 +97,10 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                 if not isinstance(rec, dict) or not isinstance(rec.get("session_id"), str):
                     report.problems.append(f"{path}:{n}: not a session event (no session_id); skipped")
                     continue
-                if rec.get("event") in ("start", "choose", "skip", "decide"):
+                if rec.get("event") in ("start", "choose", "skip", "decide", "gaze"):
                     sessions.setdefault(rec["session_id"], []).append({**rec, "_where": f"{path}:{n}"})
     records: list[ChoiceRecord] = []
+    gaze: list[GazeRecord] = []
     for events in sessions.values():
         # a connection may run several sessions in a row: split at each start
         runs: list[list[dict]] = []
@@ -94,7 +119,13 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                 continue
             report.decided_sessions += 1
             grid: list[int] | None = None
+            algorithm = str(run[0].get("algorithm"))
             for ev in run:
+                if ev["event"] == "gaze":
+                    g = _gaze_record(ev, algorithm, int(target))
+                    if g is not None:
+                        gaze.append(g)
+                    continue
                 cands = ev.get("candidates")
                 if ev["event"] == "choose" and grid is not None:
                     if not (_is_id(ev.get("item")) and ev["item"] in grid and len(grid) >= 2):
@@ -106,7 +137,65 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                                                     int(target)))
                 if isinstance(cands, list) and cands and all(_is_id(c) for c in cands):
                     grid = [int(c) for c in cands]
+    report.gaze_records = gaze
     return records, report
+
+
+def _gaze_record(ev: dict, algorithm: str, target: int) -> GazeRecord | None:
+    from omokage.selection.belief import GAZE_UNIT_S
+    items, fs, fc = ev.get("items"), ev.get("fixation_s"), ev.get("fixation_count")
+    if not (isinstance(items, list) and isinstance(fs, list) and isinstance(fc, list)
+            and len(items) == len(fs) == len(fc) and all(_is_id(i) for i in items)):
+        return None
+    if target in items:   # the decided face on screen: looking at it is recognising, not searching (as for picks)
+        return None
+    chosen = ev.get("chosen")
+    keep = [k for k, i in enumerate(items) if i != chosen and isinstance(fs[k], (int, float))
+            and isinstance(fc[k], int)]
+    counts = tuple((float(fs[k]) / GAZE_UNIT_S + fc[k]) / 2 for k in keep)
+    if len(keep) < 2 or not sum(counts) > 0:
+        return None
+    return GazeRecord(algorithm, tuple(int(items[k]) for k in keep), counts, target)
+
+
+GAZE_TEMPERATURES = (0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0, 1.5)
+GAZE_WEIGHTS = tuple(float(w) for w in np.geomspace(0.01, 4.0, 28))
+
+
+def fit_gaze(space, records: list[GazeRecord]) -> tuple[float, float, float]:
+    """The gaze term's temperature and weight that make it best calibrated: maximise the mean log posterior of the
+    decided face given each grid's gaze alone (flat prior), w·ℓ_T(t*) − log Σ_t exp(w·ℓ_T(t)), where ℓ_T is the
+    term's log-likelihood (the contrast, at weight 1). Fixations are not independent draws, so w is not 1; the fit finds how much one
+    grid's gaze actually tells. Returns (T, w, gain): gain = the mean log posterior of t* over a flat prior's, in nats
+    per grid, **held out** (two folds: the parameters picked on one half are scored on the other), so gaze unrelated
+    to the target scores ≤ 0; then w is the grid's floor (gaze told nothing and is not used)."""
+    from omokage.selection.belief import GazeTerm
+    if not records:
+        raise UserError("no logged gaze to fit (sessions with gaze events and a decision)")
+    n = space.n_items
+    targets = np.array([r.target for r in records])
+    gains = np.zeros((len(GAZE_TEMPERATURES), len(GAZE_WEIGHTS), len(records)))   # per record
+    for i, temp in enumerate(GAZE_TEMPERATURES):
+        ll = np.stack([GazeTerm(r.shown, r.counts, temp, 1.0).log_likelihood(space) for r in records
+                       ]).astype(np.float64)                                          # (R, N), weight 1
+        at = ll[np.arange(len(records)), targets]
+        for j, w in enumerate(GAZE_WEIGHTS):
+            a = w * ll
+            m = a.max(axis=1)
+            gains[i, j] = w * at - (m + np.log(np.exp(a - m[:, None]).sum(axis=1))) + math.log(n)
+    half = len(records) // 2     # records come session by session: the halves share no session
+    folds = [np.arange(half), np.arange(half, len(records))]
+    held = []
+    for train, test in (folds, folds[::-1]):
+        if not len(train) or not len(test):
+            continue
+        i, j = np.unravel_index(np.argmax(gains[:, :, train].mean(axis=2)), gains.shape[:2])
+        held.append(float(gains[i, j, test].mean()))
+    i, j = np.unravel_index(np.argmax(gains.mean(axis=2)), gains.shape[:2])
+    gain = float(np.mean(held)) if held else float(gains[i, j].mean())
+    if gain <= 0:
+        return GAZE_TEMPERATURES[i], GAZE_WEIGHTS[0], gain
+    return GAZE_TEMPERATURES[i], GAZE_WEIGHTS[j], gain
 
 
 def _is_id(x) -> bool:
@@ -184,9 +273,15 @@ class UserModel:
     log_likelihood_per_pick: dict[str, float] = field(default_factory=dict)
     catalog_fingerprint: str | None = None
 
+    gaze: dict[str, dict] = field(default_factory=dict)   # per algorithm: {temperature, weight, grids, gain_nats}
+
     def policy_params(self, algorithm: str) -> dict:
         t = self.temperatures.get(algorithm)
-        return {"temperature": t} if t is not None else {}
+        out = {"temperature": t} if t is not None else {}
+        g = self.gaze.get(algorithm)
+        if g is not None:
+            out.update(gaze_temperature=g["temperature"], gaze_weight=g["weight"])
+        return out
 
     def save(self, repository: str | os.PathLike) -> Path:
         root = Path(repository) / USER_MODEL_NAME
@@ -198,6 +293,7 @@ class UserModel:
                   "units of each feature space", "temperatures": self.temperatures, "picks": self.picks,
                   "log_likelihood_per_pick": self.log_likelihood_per_pick,
                   "default_temperature": DEFAULT_CHOICE_TEMPERATURE,
+                  "gaze": self.gaze,
                   "catalog": {"fingerprint": self.catalog_fingerprint},
                   "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -219,13 +315,18 @@ class UserModel:
                 continue
             temps = {k: float(t) for k, t in cfg.get("temperatures", {}).items()
                      if isinstance(t, (int, float)) and TEMPERATURE_RANGE[0] <= t <= TEMPERATURE_RANGE[1]}
+            gaze = {k: g for k, g in (cfg.get("gaze") or {}).items()
+                    if isinstance(g, dict) and isinstance(g.get("temperature"), (int, float)) and g["temperature"] > 0
+                    and isinstance(g.get("weight"), (int, float)) and g["weight"] >= 0}
             return cls(temps, cfg.get("picks", {}), cfg.get("log_likelihood_per_pick", {}),
-                       cfg.get("catalog", {}).get("fingerprint"))
+                       cfg.get("catalog", {}).get("fingerprint"), gaze)
         return None
 
 
-def fit_user_model(engine, records: list[ChoiceRecord], min_picks: int = 20) -> UserModel:
-    """One temperature per algorithm with at least `min_picks` logged picks."""
+def fit_user_model(engine, records: list[ChoiceRecord], min_picks: int = 20,
+                   gaze_records: list[GazeRecord] = (), min_gaze: int = 20) -> UserModel:
+    """One temperature per algorithm with at least `min_picks` logged picks; the gaze term's temperature and weight
+    per algorithm with at least `min_gaze` logged grids with gaze."""
     by_alg: dict[str, list[ChoiceRecord]] = {}
     for r in records:
         by_alg.setdefault(r.algorithm, []).append(r)
@@ -235,4 +336,13 @@ def fit_user_model(engine, records: list[ChoiceRecord], min_picks: int = 20) -> 
             continue
         t, ll = fit_temperature(engine.space(alg), recs)
         temps[alg], picks[alg], lls[alg] = round(t, 6), len(recs), round(ll, 6)
-    return UserModel(temps, picks, lls, engine.catalog.fingerprint())
+    gaze = {}
+    by_alg_gaze: dict[str, list[GazeRecord]] = {}
+    for g in gaze_records:
+        by_alg_gaze.setdefault(g.algorithm, []).append(g)
+    for alg, recs in sorted(by_alg_gaze.items()):
+        if alg not in engine.models or len(recs) < min_gaze:
+            continue
+        t, w, gain = fit_gaze(engine.space(alg), recs)
+        gaze[alg] = {"temperature": t, "weight": round(w, 6), "grids": len(recs), "gain_nats": round(gain, 6)}
+    return UserModel(temps, picks, lls, engine.catalog.fingerprint(), gaze)

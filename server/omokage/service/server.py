@@ -56,6 +56,7 @@ from omokage.protocol.connection import (Close, Limits, Log, Offload, Projection
 from omokage.protocol.messages import predecode
 from omokage.selection import FeatureSpace
 from omokage.service.background import BackgroundFitter
+from omokage.store import EventStore, wire
 
 log = logging.getLogger("omokage.server")
 events_log = logging.getLogger("omokage.events")
@@ -319,7 +320,7 @@ class OmokageServer:
                  max_queued_projections: int = 32, web_root: Path | None = None,
                  public_names: Sequence[str] = (), fsync_events: bool = True,
                  send_timeout: float = SEND_TIMEOUT_S, hello_limiter: HelloLimiter | None = None,
-                 fitter: BackgroundFitter | None = None):
+                 fitter: BackgroundFitter | None = None, store_path: Path | None = None, study=None):
         if token is not None and not token:
             raise ValueError("an empty token would accept any hello; pass None for no token")
         self.engine = engine
@@ -334,6 +335,10 @@ class OmokageServer:
         self.projection_slots = asyncio.Semaphore(max_queued_projections)
         self.bulk_slots = asyncio.Semaphore(BULK_SLOTS)
         self.events = EventFile(events_path, fsync=fsync_events) if events_path else None
+        # the durable event store (SQLite, WAL, group commit): every message in and out, and the logged events
+        self.store = EventStore(store_path, fsync=fsync_events) if store_path else None
+        # a user study this server walks participants through (omokage.study.runner.StudyRunner), or None
+        self.study = study
         self.web_root = web_root if web_root is not None else _default_web_root()
         self._static_cache: dict[Path, tuple[bytes, bytes]] = {}
         self.send_timeout = send_timeout
@@ -432,6 +437,7 @@ class OmokageServer:
                          "connections": self.connections, "items": len(self.backend.items),
                          "algorithms": list(self.backend.algorithms), "dropped_slow": self.dropped_slow,
                          "event_log": self.events.stats() if self.events is not None else None,
+                         "store": self.store.stats() if self.store is not None else None,
                          "uptime_s": round(time.time() - self.started, 3)})
         return body
 
@@ -486,7 +492,7 @@ class OmokageServer:
         session_id = uuid.uuid4().hex[:12]
         peer = _peer(ws)
         conn = ServerConnection(self.backend, session_id, limits=self.limits, token=self.token,
-                                grid_size=9, hello_guard=self.hello_limiter.guard(peer))
+                                grid_size=9, hello_guard=self.hello_limiter.guard(peer), study=self.study)
         self.connections += 1
         self._connections[ws] = conn
         self._session_ids[ws] = session_id
@@ -501,10 +507,16 @@ class OmokageServer:
                 if not isinstance(frame, str) and size >= OFFLOAD_DECODE_BYTES:
                     frame = await loop.run_in_executor(self.decode_pool, predecode, frame,
                                                        self.limits.max_frame_bytes)
-                actions = conn.receive(frame, time.time())
+                now = time.time()
+                actions = conn.receive(frame, now)
                 del frame  # the bytes are not kept while we wait below
+                wire_in = self._wire_in(conn, session_id, now, size) if self.store is not None else None
+                if not actions and wire_in is not None:
+                    # a message with no reply (v1.2 gaze.batch): stored in the next group commit, never waited on
+                    self.store.write_many([wire_in])
                 while actions:
-                    actions = await self._perform(ws, conn, actions)
+                    actions = await self._perform(ws, conn, actions, wire_in)
+                    wire_in = None
                 # one message per connection per loop turn, and no more bytes than the budget allows
                 await asyncio.sleep(incoming.charge(size, time.monotonic()))
         except ConnectionClosed:
@@ -524,22 +536,48 @@ class OmokageServer:
             self._projected.discard(ws)
             self._event({"event": "disconnect", "session_id": session_id, "at": time.time(),
                          "messages_in": conn.messages_in, "errors_out": conn.errors_out})
+            if self.study is not None:
+                self.study.disconnected(session_id)
             log.info("disconnected", extra={"fields": {"session_id": session_id, "messages_in": conn.messages_in,
                                                        "errors_out": conn.errors_out}})
 
-    async def _perform(self, ws: WsConnection, conn: ServerConnection, actions) -> list:
+    @staticmethod
+    def _wire_in(conn: ServerConnection, session_id: str, now: float, size: int) -> dict[str, Any]:
+        """The store's record of the message just received (bins as their length; no token, no participant code)."""
+        msg = conn.last_message
+        if msg is None:  # a frame that did not decode or validate: its error reply is logged on the way out
+            return {"wire": "in", "session_id": session_id, "at": now, "kind": "(invalid)", "body": {"bytes": size},
+                    "trial": conn.trial_id}
+        t = msg.get("t") if msg["type"] == "ping" else None
+        return {"wire": "in", "session_id": session_id, "at": now, "kind": msg["type"], "rid": msg.get("rid"),
+                "client_time": float(t) if t is not None else None, "body": wire.incoming(msg),
+                "trial": conn.trial_id}
+
+    async def _commit(self, records: list[dict[str, Any]], wire_in: dict[str, Any] | None) -> None:
+        """Write-ahead: events reach the log and the store (each synced, in a group commit) before the client
+        sees their effect, so a reply never acknowledges an event a crash or power loss could lose."""
+        waits = []
+        if self.events is not None:
+            waits.append((self.events.path, self.events.commit(records)))
+        if self.store is not None:
+            waits.append((self.store.path, self.store.commit([wire_in, *records] if wire_in else records)))
+        for path, done in waits:
+            try:
+                await done
+            except Exception:
+                log.exception("could not write session events", extra={"fields": {"path": str(path)}})
+
+    async def _perform(self, ws: WsConnection, conn: ServerConnection, actions,
+                       wire_in: dict[str, Any] | None = None) -> list:
         """Carry out actions; returns follow-up actions (from offloaded work)."""
         follow = []
-        # Write-ahead: events reach the log (fsync'd, in a group commit) before the client sees their
-        # effect, so a reply never acknowledges an event a crash or power loss could lose.
         records = [a.record for a in actions if isinstance(a, Log)]
         for record in records:
             events_log.info(record.get("event", "event"), extra={"fields": record})
-        if records and self.events is not None:
-            try:
-                await self.events.commit(records)
-            except Exception:
-                log.exception("could not write session events", extra={"fields": {"path": str(self.events.path)}})
+        if records:
+            await self._commit(records, wire_in)
+            wire_in = None
+        wire_out: list[dict[str, Any]] = [wire_in] if wire_in is not None else []
         bulk = sum(isinstance(a, Send) for a in actions) > BULK_SENDS
         slot = False  # holding a bulk turn; never while waiting for the client to read
         try:
@@ -557,6 +595,11 @@ class OmokageServer:
                             await self.bulk_slots.acquire()
                             slot = True
                     await self._send(ws, frame)
+                    if self.store is not None:
+                        msg = action.message
+                        wire_out.append({"wire": "out", "session_id": conn.session_id, "at": time.time(),
+                                         "kind": msg.get("type"), "rid": msg.get("rid"), "body": wire.outgoing(msg),
+                                         "trial": conn.trial_id})
                     sent += 1
                     if sent % YIELD_EVERY == 0:
                         await asyncio.sleep(0)
@@ -571,6 +614,8 @@ class OmokageServer:
         finally:
             if slot:
                 self.bulk_slots.release()
+            if wire_out and self.store is not None:
+                self.store.write_many(wire_out)
         return follow
 
     async def _wait_writable(self, ws: WsConnection) -> None:
@@ -720,6 +765,8 @@ class OmokageServer:
         events_log.info(record.get("event", "event"), extra={"fields": record})
         if self.events is not None:
             self.events.write(record)
+        if self.store is not None:
+            self.store.write(record)
 
     async def run(self, host: str, port: int, ready: asyncio.Future | None = None,
                   stop: asyncio.Future | None = None, tls: ssl.SSLContext | None = None) -> None:
@@ -753,6 +800,9 @@ class OmokageServer:
         if self.events is not None:
             self.events.close()
             log.info("event log closed", extra={"fields": {"path": str(self.events.path), **self.events.stats()}})
+        if self.store is not None:
+            self.store.close()
+            log.info("event store closed", extra={"fields": self.store.stats()})
 
 
 @dataclass
@@ -884,9 +934,12 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
                   max_messages_per_second: float = Limits.max_messages_per_second, insecure: bool = False,
                   public_names: Sequence[str] = (), fsync_events: bool = True,
                   send_timeout: float = SEND_TIMEOUT_S, background_fits: Sequence[str] = (),
-                  ae_epochs: int | None = None, fit_report=None) -> int:
+                  ae_epochs: int | None = None, fit_report=None, store_path: Path | None = None,
+                  study: str | None = None) -> int:
     """Serve until SIGINT/SIGTERM. `background_fits`: models to fit (where missing or stale) while the others are
-    already served; each is served the moment it is saved."""
+    already served; each is served the moment it is saved. Events go to the JSON-lines file `events_path` (default
+    var/events/events-DATE.jsonl when no store is given) and/or the event store at `store_path` (always for a
+    study: default var/omokage.db). `study`: walk the participants of this study (in the store) through it."""
     check_exposure(host, token, insecure)
     configure_logging(log_level)
     tls = tls_context(tls_cert, tls_key) if tls_cert else None
@@ -903,12 +956,24 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
         engine = Engine.open(catalog, models, algorithms=ready)
     else:
         engine = Engine.open(catalog, models)
-    if events_path is None:
+    from omokage.store import DEFAULT_STORE
+    if store_path is None and study:
+        store_path = Path(DEFAULT_STORE)   # a study lives in the store
+    if store_path is None and events_path is None:
+        # The JSON-lines log stays the default sink: at 100 paced sessions the store's every-message log costs
+        # step p99 62 ms against 18 ms (benchmarks/results/store.md); `--db` turns it on
         events_path = Path("var") / "events" / f"events-{time.strftime('%Y%m%d')}.jsonl"
     limits = Limits(max_messages_per_second=max_messages_per_second, burst=int(2 * max_messages_per_second))
     server = OmokageServer(engine, limits=limits, token=token, allow_origins=allow_origins, events_path=events_path,
                            public_names=public_names, fsync_events=fsync_events, send_timeout=send_timeout,
-                           fitter=fitter)
+                           fitter=fitter, store_path=store_path)
+    if study:
+        from omokage.selection import SERVED_POLICIES
+        from omokage.study.runner import StudyRunner
+        runner = StudyRunner.load(store_path, study)
+        runner.check_served(engine.algorithms, SERVED_POLICIES)
+        server.study = runner
+        log.info("running a study", extra={"fields": {"study": study, "participants": len(runner.participants)}})
     if token is None and not is_loopback_host(host):
         log.warning("serving without a token on a non-loopback address (--insecure)", extra={"fields": {"host": host}})
     # The engine's objects live as long as the process: out of the collector's sight, a full collection
@@ -931,7 +996,8 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
                                 "running there? choose another --port") from None
             raise exc
         bound = ready.result()
-        log.info("ready", extra={"fields": {"loop": loop_kind, "events": str(events_path), "fsync": fsync_events}})
+        log.info("ready", extra={"fields": {"loop": loop_kind, "events": str(events_path) if events_path else None,
+                                            "store": str(store_path) if store_path else None, "fsync": fsync_events}})
         if on_ready is not None:
             on_ready(bound)
         await task

@@ -1,0 +1,583 @@
+"""A study's data out of the store: export (CSV, Parquet), the report (HTML + markdown with plots and statistics),
+and deleting one participant's data everywhere.
+
+Participants appear only by pseudonym (P01, P02, ...): their codes never leave the store. Statistics come from
+scipy.stats (Friedman; Wilcoxon signed-rank, its normal approximation giving z for the matched-pairs r); the Holm
+adjustment of the post-hoc p-values is omokage.bench.choice.holm. Likert answers are ordinal: medians and rank tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import json
+import math
+import os
+import sqlite3
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from omokage.errors import UserError
+from omokage.store import open_database
+from omokage.store.schema import SESSION_TABLES
+from omokage.study.definition import Study, read_study
+
+ALPHA = 0.05
+
+
+# --- reading a study ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class StudyData:
+    study: Study
+    participants: list[dict[str, Any]]          # {id, pseudonym, order: [condition names]}
+    trials: list[dict[str, Any]]                # every planned trial, with its outcome
+    actions: list[dict[str, Any]]               # choose / skip / rate / decide of every trial, timed
+    answers: list[dict[str, Any]]               # {pseudonym, participant, questionnaire, condition, item, kind, value}
+    gaze_samples: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def conditions(self) -> list[str]:
+        return [c.name for c in self.study.conditions]
+
+
+def read_study_data(db: str | Path, name: str) -> StudyData:
+    conn = open_database(db, create=False)
+    try:
+        study_id, study = read_study(conn, name)
+        cond_names = {cid: n for cid, n in conn.execute("SELECT id, name FROM conditions WHERE study_id = ?",
+                                                         (study_id,))}
+        participants, trials = [], []
+        block_condition: dict[tuple[int, str], str] = {}
+        for pid, pseudonym in conn.execute("SELECT id, pseudonym FROM participants WHERE study_id = ? ORDER BY idx",
+                                           (study_id,)).fetchall():
+            order: list[str] = []
+            for row in conn.execute(
+                    "SELECT id, idx, condition_id, practice, task, target, started_at, completed_at, decided_item, "
+                    "steps, resumes FROM trials WHERE participant_id = ? ORDER BY idx", (pid,)).fetchall():
+                tid, idx, cid, practice, task, target, started, completed, item, steps, resumes = row
+                cond = cond_names[cid]
+                if not practice and cond not in order:
+                    order.append(cond)
+                    block_condition[(pid, f"block-{len(order)}")] = cond
+                trials.append({"trial_id": tid, "participant": pid, "pseudonym": pseudonym, "trial": idx + 1,
+                               "condition": cond, "practice": bool(practice), "task": task, "target": target,
+                               "started_at": started, "completed_at": completed, "decided_item": item,
+                               "steps": steps, "resumes": resumes,
+                               "found_target": (None if target is None or item is None else int(item == target))})
+            participants.append({"id": pid, "pseudonym": pseudonym, "order": order})
+        by_trial = {t["trial_id"]: t for t in trials}
+        actions = []
+        shown_at: dict[int, float] = {}
+        ids = tuple(by_trial)
+        if ids:
+            marks = ",".join("?" * len(ids))
+            for trial_id, kind, at, body in conn.execute(
+                    f"SELECT trial_id, kind, at, body FROM events WHERE direction = 'log' AND trial_id IN ({marks}) "
+                    "AND kind IN ('start', 'trial_resume', 'choose', 'skip', 'rate', 'decide') ORDER BY seq", ids):
+                rec = json.loads(body)
+                t = by_trial[trial_id]
+                if kind in ("choose", "skip", "rate", "decide"):
+                    since = at - shown_at[trial_id] if trial_id in shown_at else None
+                    actions.append({"pseudonym": t["pseudonym"], "trial": t["trial"], "condition": t["condition"],
+                                    "practice": t["practice"], "action": kind, "step": rec.get("step"),
+                                    "item": rec.get("item"), "rating": rec.get("rating"), "at": at,
+                                    "seconds": since})
+                if kind in ("start", "trial_resume", "choose", "skip"):
+                    shown_at[trial_id] = at     # a new grid is on screen from now (a resume shows it again)
+        qkinds = {q.id: q.kind for q in study.questions}
+        answers = []
+        pseudonyms = {p["id"]: p["pseudonym"] for p in participants}
+        for pid, questionnaire, item, value in conn.execute(
+                "SELECT a.participant_id, a.questionnaire, a.item, a.value FROM answers a JOIN participants p ON "
+                "p.id = a.participant_id WHERE p.study_id = ? ORDER BY a.id", (study_id,)):
+            answers.append({"pseudonym": pseudonyms[pid], "participant": pid, "questionnaire": questionnaire,
+                            "condition": block_condition.get((pid, questionnaire)), "item": item,
+                            "kind": qkinds.get(item), "value": json.loads(value)})
+        gaze = 0
+        if ids:
+            gaze = conn.execute(f"SELECT COUNT(*) FROM gaze_samples WHERE trial_id IN ({marks})", ids).fetchone()[0]
+        return StudyData(study, participants, trials, actions, answers, gaze)
+    finally:
+        conn.close()
+
+
+# --- export ------------------------------------------------------------------------------------------------------------
+
+def export_tables(data: StudyData) -> dict[str, list[dict[str, Any]]]:
+    cond = data.study.conditions
+    return {
+        "conditions": [{"condition": c.name, "label": c.label, "model": c.model, "policy": c.policy, "start": c.start}
+                       for c in cond],
+        "participants": [{"pseudonym": p["pseudonym"], "order": " > ".join(p["order"]),
+                          "trials_completed": sum(1 for t in data.trials if t["participant"] == p["id"]
+                                                  and t["completed_at"] is not None)}
+                         for p in data.participants],
+        "trials": [{k: v for k, v in t.items() if k not in ("participant", "trial_id")} for t in data.trials],
+        "actions": data.actions,
+        "answers": [{k: v for k, v in a.items() if k != "participant"} for a in data.answers],
+    }
+
+
+def export_study(db: str | Path, name: str, out: str | Path, fmt: str = "csv") -> list[Path]:
+    """One file per table (conditions, participants, trials, actions, answers) under `out`."""
+    data = read_study_data(db, name)
+    tables = export_tables(data)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    if fmt == "parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise UserError("--format parquet needs pyarrow, which is not installed: `pip install pyarrow`, or use "
+                            "--format csv") from None
+        for tname, rows in tables.items():
+            path = out / f"{tname}.parquet"
+            columns = list(rows[0]) if rows else []
+            pq.write_table(pa.table({c: [_cell(r.get(c)) for r in rows] for c in columns}), path)
+            paths.append(path)
+        return paths
+    import csv
+    for tname, rows in tables.items():
+        path = out / f"{tname}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            columns = list(rows[0]) if rows else []
+            w = csv.DictWriter(f, fieldnames=columns)
+            w.writeheader()
+            for r in rows:
+                w.writerow({c: _cell(r.get(c)) for c in columns})
+        paths.append(path)
+    return paths
+
+
+def _cell(v):
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+
+
+# --- statistics --------------------------------------------------------------------------------------------------------
+
+def within_subjects(table: dict[str, dict[str, float]], conditions: list[str]) -> dict[str, Any]:
+    """Friedman over the conditions (participants with a value in every condition), Kendall's W; pairwise Wilcoxon
+    signed-rank tests, Holm-adjusted, with the matched-pairs r = |z| / sqrt(n)."""
+    from scipy import stats
+
+    from omokage.bench.choice import holm
+    complete = [p for p, row in table.items() if all(c in row and row[c] is not None for c in conditions)]
+    out: dict[str, Any] = {"n": len(complete), "conditions": conditions}
+    if len(complete) < 2 or len(conditions) < 2:
+        out["note"] = "too few participants with every condition for a test"
+        return out
+    X = np.array([[table[p][c] for c in conditions] for p in complete], dtype=float)
+    out["medians"] = {c: float(np.median(X[:, j])) for j, c in enumerate(conditions)}
+    if len(conditions) >= 3:
+        if np.all(X == X[:, :1]):
+            out["friedman"] = {"chi2": 0.0, "p": 1.0, "kendall_w": 0.0, "df": len(conditions) - 1}
+        else:
+            chi2, p = stats.friedmanchisquare(*X.T)
+            out["friedman"] = {"chi2": float(chi2), "p": float(p), "df": len(conditions) - 1,
+                               "kendall_w": float(chi2 / (len(complete) * (len(conditions) - 1)))}
+    pairs = []
+    for a, b in itertools.combinations(range(len(conditions)), 2):
+        d = X[:, a] - X[:, b]
+        row = {"a": conditions[a], "b": conditions[b], "n": int(np.count_nonzero(d)),
+               "median_difference": float(np.median(d))}
+        if np.count_nonzero(d) == 0:
+            row.update(p=1.0, z=0.0, r=0.0)
+        else:
+            res = stats.wilcoxon(X[:, a], X[:, b], zero_method="wilcox", method="approx")
+            z = float(getattr(res, "zstatistic", 0.0))
+            row.update(p=float(res.pvalue), z=z, r=abs(z) / math.sqrt(len(complete)))
+        pairs.append(row)
+    for row, adj in zip(pairs, holm([r["p"] for r in pairs])):
+        row["p_holm"] = float(adj)
+    out["pairs"] = pairs
+    return out
+
+
+def summarise(data: StudyData) -> dict[str, Any]:
+    conds = data.conditions
+    main = [t for t in data.trials if not t["practice"] and t["completed_at"] is not None]
+    steps = defaultdict(list)
+    per_pc_steps: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for t in main:
+        steps[t["condition"]].append(t["steps"])
+        per_pc_steps[t["pseudonym"]][t["condition"]].append(t["steps"])
+    times = defaultdict(list)
+    per_pc_times: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for a in data.actions:
+        if a["practice"] or a["action"] == "rate" or a["seconds"] is None:
+            continue
+        times[a["condition"]].append(a["seconds"])
+        per_pc_times[a["pseudonym"]][a["condition"]].append(a["seconds"])
+    all_steps = [s for c in conds for s in steps[c]]
+    all_times = [s for c in conds for s in times[c]]
+    summary: dict[str, Any] = {
+        "participants": len(data.participants),
+        "completed_participants": sum(1 for p in data.participants
+                                      if all(t["completed_at"] is not None for t in data.trials
+                                             if t["participant"] == p["id"])),
+        "trials_completed": len(main),
+        "resumed_trials": sum(1 for t in data.trials if t["resumes"]),
+        "steps": {"median": _median(all_steps), "min": min(all_steps, default=None),
+                  "max": max(all_steps, default=None)},
+        "time_per_choice_s": {"median": _median(all_times), "min": min(all_times, default=None),
+                              "max": max(all_times, default=None), "n": len(all_times)},
+        "per_condition": {c: {"trials": len(steps[c]), "steps_median": _median(steps[c]),
+                              "steps_min": min(steps[c], default=None), "steps_max": max(steps[c], default=None),
+                              "time_median_s": _median(times[c]),
+                              "found_target": _mean([t["found_target"] for t in main if t["condition"] == c
+                                                     and t["found_target"] is not None])}
+                          for c in conds},
+    }
+    summary["tests"] = {
+        "steps": within_subjects({p: {c: float(np.mean(v)) for c, v in row.items()} for p, row in per_pc_steps.items()},
+                                 conds),
+        "time_per_choice": within_subjects({p: {c: float(np.median(v)) for c, v in row.items()}
+                                            for p, row in per_pc_times.items()}, conds),
+    }
+    likert: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    votes: dict[str, dict[str, int]] = defaultdict(lambda: {c: 0 for c in conds})
+    texts = []
+    for a in data.answers:
+        if a["kind"] == "likert" and a["condition"] is not None:
+            likert[a["item"]][a["condition"]].append(int(a["value"]))
+        elif a["kind"] in ("best", "worst") and a["value"] in conds:
+            votes[a["item"]][a["value"]] += 1
+        elif a["kind"] == "text" and str(a["value"]).strip():
+            texts.append({"item": a["item"], "condition": a["condition"], "text": str(a["value"])})
+    summary["likert"] = {}
+    for item, by_cond in likert.items():
+        per_p: dict[str, dict[str, float]] = defaultdict(dict)
+        for a in data.answers:
+            if a["item"] == item and a["condition"] is not None:
+                per_p[a["pseudonym"]][a["condition"]] = float(a["value"])
+        summary["likert"][item] = {
+            "counts": {c: [by_cond[c].count(v) for v in range(1, 6)] for c in conds},
+            "median": {c: _median(by_cond[c]) for c in conds}, "test": within_subjects(per_p, conds)}
+    summary["votes"] = {item: dict(v) for item, v in votes.items()}
+    summary["texts"] = texts
+    return summary
+
+
+def _median(x):
+    return float(np.median(x)) if len(x) else None
+
+
+def _mean(x):
+    return float(np.mean(x)) if len(x) else None
+
+
+# --- plots and the report ----------------------------------------------------------------------------------------------
+
+def _figures(data: StudyData, summary: dict[str, Any]) -> dict[str, bytes]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    conds = data.conditions
+    labels = [f"{c.name}\n({c.label})" for c in data.study.conditions]
+    rng = np.random.default_rng(0)
+    figs: dict[str, bytes] = {}
+
+    def save(fig, name):
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        figs[name] = buf.getvalue()
+
+    main = [t for t in data.trials if not t["practice"] and t["completed_at"] is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    values = [[t["steps"] for t in main if t["condition"] == c] for c in conds]
+    ax.boxplot([v or [np.nan] for v in values], tick_labels=labels, showfliers=False)
+    for i, v in enumerate(values, 1):
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), np.asarray(v) + rng.uniform(-0.08, 0.08, len(v)), s=12,
+                   alpha=0.6, color="tab:blue")
+    ax.set_ylabel("steps to decision (grids seen)")
+    ax.set_title("Steps to decision per condition")
+    save(fig, "steps.png")
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    values = [[a["seconds"] for a in data.actions if a["condition"] == c and not a["practice"]
+               and a["action"] != "rate" and a["seconds"] is not None] for c in conds]
+    ax.boxplot([v or [np.nan] for v in values], tick_labels=labels, showfliers=True)
+    ax.set_yscale("log")
+    ax.set_ylabel("seconds per choice (log)")
+    ax.set_title("Time per choice per condition")
+    save(fig, "time.png")
+
+    for item, lk in summary["likert"].items():
+        fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.55 * len(conds)))
+        colors = ["#b2182b", "#ef8a62", "#cccccc", "#67a9cf", "#2166ac"]
+        for j, c in enumerate(conds):
+            counts = np.array(lk["counts"][c], dtype=float)
+            total = counts.sum() or 1
+            left = -(counts[0] + counts[1] + counts[2] / 2) / total
+            for v in range(5):
+                ax.barh(j, counts[v] / total, left=left, color=colors[v], label=str(v + 1) if j == 0 else None)
+                left += counts[v] / total
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(range(len(conds)), labels=[lab.replace("\n", " ") for lab in labels])
+        ax.set_xlim(-1, 1)
+        ax.set_xlabel("share of answers (left: 1-2, right: 4-5)")
+        q = next((q for q in data.study.questions if q.id == item), None)
+        ax.set_title(f"{item}: {q.text if q else ''}"[:80], fontsize=9, pad=18)
+        ax.legend(ncol=5, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.12), frameon=False)
+        save(fig, f"likert-{item}.png")
+
+    if summary["votes"]:
+        fig, ax = plt.subplots(figsize=(6.4, 3.4))
+        width = 0.8 / len(summary["votes"])
+        for k, (item, counts) in enumerate(summary["votes"].items()):
+            ax.bar(np.arange(len(conds)) + k * width, [counts[c] for c in conds], width, label=item)
+        ax.set_xticks(np.arange(len(conds)) + width * (len(summary["votes"]) - 1) / 2, labels=labels)
+        ax.set_ylabel("votes")
+        ax.legend(frameon=False)
+        ax.set_title("Best / worst votes")
+        save(fig, "votes.png")
+    return figs
+
+
+def _fmt(x, digits=3):
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        if x != 0 and abs(x) < 0.001:
+            return f"{x:.1e}"
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _test_lines(name: str, test: dict[str, Any]) -> list[str]:
+    lines = [f"**{name}** (n = {test.get('n', 0)} participants with every condition)"]
+    if "note" in test:
+        return lines + [f"- {test['note']}"]
+    f = test.get("friedman")
+    if f:
+        lines.append(f"- Friedman χ²({f['df']}) = {_fmt(f['chi2'])}, p = {_fmt(f['p'])}, Kendall's W = "
+                     f"{_fmt(f['kendall_w'])}")
+    lines.append("")
+    lines.append("| pair | median difference | Wilcoxon p | p (Holm) | r |")
+    lines.append("|---|---|---|---|---|")
+    for r in test.get("pairs", []):
+        mark = " *" if r["p_holm"] < ALPHA else ""
+        lines.append(f"| {r['a']} – {r['b']} | {_fmt(r['median_difference'])} | {_fmt(r['p'])} | "
+                     f"{_fmt(r['p_holm'])}{mark} | {_fmt(r['r'])} |")
+    return lines
+
+
+def markdown(data: StudyData, summary: dict[str, Any], figures: dict[str, bytes]) -> str:
+    st = data.study
+    s = summary
+    lines = [f"# Study report: {st.title}", "",
+             f"Study `{st.name}`: {len(st.conditions)} conditions, {s['participants']} participants "
+             f"({s['completed_participants']} completed every trial), {st.order} order, task: {st.task}, "
+             f"{st.practice_trials} practice trial(s) (not analysed), {st.trials_per_condition} trial(s) per condition. "
+             f"Participants are shown as P01…P{s['participants']:02d} only.", "",
+             "## Conditions", "", "| condition | label shown | model | policy | start |", "|---|---|---|---|---|"]
+    lines += [f"| {c.name} | {c.label} | {c.model} | {c.policy} | {c.start} |" for c in st.conditions]
+    lines += ["", "## Headline figures", "",
+              f"- Steps to decision: median {_fmt(s['steps']['median'])} (range {_fmt(s['steps']['min'])}–"
+              f"{_fmt(s['steps']['max'])}) over {s['trials_completed']} trials",
+              f"- Time per choice: median {_fmt(s['time_per_choice_s']['median'])} s (range "
+              f"{_fmt(s['time_per_choice_s']['min'])}–{_fmt(s['time_per_choice_s']['max'])} s) over "
+              f"{s['time_per_choice_s']['n']} choices",
+              f"- Trials resumed after a disconnect or a crash: {s['resumed_trials']}", "",
+              "| condition | trials | steps median (range) | time per choice median (s) | target found |",
+              "|---|---|---|---|---|"]
+    for c, v in s["per_condition"].items():
+        found = "–" if v["found_target"] is None else f"{100 * v['found_target']:.0f}%"
+        lines.append(f"| {c} | {v['trials']} | {_fmt(v['steps_median'])} ({_fmt(v['steps_min'])}–"
+                     f"{_fmt(v['steps_max'])}) | {_fmt(v['time_median_s'])} | {found} |")
+    lines += ["", "![steps](steps.png)", "", "![time per choice](time.png)", "", "## Statistics", "",
+              "Within-subject tests over the conditions (scipy.stats): Friedman with Kendall's W, then pairwise "
+              "Wilcoxon signed-rank tests, Holm-adjusted (* p < 0.05), with the matched-pairs r = |z|/√n. Steps: each "
+              "participant's mean per condition; time: each participant's median per condition.", ""]
+    lines += _test_lines("Steps to decision", s["tests"]["steps"]) + [""]
+    lines += _test_lines("Time per choice", s["tests"]["time_per_choice"]) + [""]
+    if s["likert"]:
+        lines += ["## Questionnaire: Likert items (1–5)", ""]
+        for item, lk in s["likert"].items():
+            q = next((q for q in st.questions if q.id == item), None)
+            lines += [f"### {item}: {q.text if q else ''}", "", "| condition | median | 1 | 2 | 3 | 4 | 5 |",
+                      "|---|---|---|---|---|---|---|"]
+            lines += [f"| {c} | {_fmt(lk['median'][c])} | " + " | ".join(map(str, lk["counts"][c])) + " |"
+                      for c in data.conditions]
+            lines += ["", f"![{item}](likert-{item}.png)", ""] + _test_lines(f"{item}", lk["test"]) + [""]
+    if s["votes"]:
+        items = list(s["votes"])
+        lines += ["## Best / worst", "", "| condition | " + " | ".join(items) + " |",
+                  "|---|" + "---|" * len(items)]
+        lines += [f"| {c} | " + " | ".join(str(s["votes"][i][c]) for i in items) + " |" for c in data.conditions]
+        lines += ["", "![votes](votes.png)", ""]
+    if s["texts"]:
+        lines += ["## Free-text answers", ""] + [f"- ({t['item']}{', ' + t['condition'] if t['condition'] else ''}) "
+                                                 f"{t['text']}" for t in s["texts"]] + [""]
+    lines += ["## Gaze", "", "No gaze samples were recorded in this study: the per-condition heatmaps over the 3×3 grid "
+              "appear here once the gaze feature writes `gaze_samples`." if not data.gaze_samples else
+              f"{data.gaze_samples} gaze samples recorded (heatmaps: not yet drawn by this version).", ""]
+    lines += [f"_Generated by `omokage study report` on {time.strftime('%Y-%m-%d %H:%M')}._", ""]
+    return "\n".join(lines)
+
+
+def to_html(md: str, figures: dict[str, bytes], title: str) -> str:
+    """A small markdown subset (headings, tables, lists, images, paragraphs) to HTML, PNGs embedded."""
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+           "body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
+           "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:0.2em 0.6em;"
+           "text-align:left}th{background:#f3f3f3}img{max-width:100%}</style></head><body>"]
+    lines = md.splitlines()
+    i = 0
+
+    def inline(text):
+        text = html.escape(text)
+        import re
+        text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+        text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+        return re.sub(r"(?<![\w*])_(.+?)_(?![\w*])", r"<i>\1</i>", text)
+
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            out.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in rows[0]) + "</tr>")
+            for r in rows[2:]:
+                out.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>")
+            out.append("</table>")
+            continue
+        elif line.startswith("!["):
+            alt, src = line[2:].split("](", 1)
+            src = src.rstrip(")")
+            data = figures.get(src)
+            if data is not None:
+                out.append(f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,"
+                           f"{base64.b64encode(data).decode()}'></p>")
+        elif line.startswith("- "):
+            out.append("<ul>")
+            while i < len(lines) and lines[i].startswith("- "):
+                out.append(f"<li>{inline(lines[i][2:])}</li>")
+                i += 1
+            out.append("</ul>")
+            continue
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+        i += 1
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(db: str | Path, name: str, out: str | Path) -> list[Path]:
+    data = read_study_data(db, name)
+    summary = summarise(data)
+    figures = _figures(data, summary)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for fname, png in figures.items():
+        (out / fname).write_bytes(png)
+    md = markdown(data, summary, figures)
+    (out / "report.md").write_text(md, encoding="utf-8")
+    (out / "report.html").write_text(to_html(md, figures, f"Study report: {data.study.title}"), encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float) + "\n", encoding="utf-8")
+    return [out / "report.html", out / "report.md", out / "summary.json"]
+
+
+# --- privacy -----------------------------------------------------------------------------------------------------------
+
+def delete_participant(db: str | Path, name: str, code: str, jsonl=()) -> dict[str, Any]:
+    """Remove one participant's data from the store (and from JSON-lines logs), then compact the file so the deleted
+    rows are not left in free pages. Stop the server running the study first."""
+    conn = open_database(db, create=False)
+    try:
+        study_id, study = read_study(conn, name)
+        row = conn.execute("SELECT id, pseudonym FROM participants WHERE study_id = ? AND code = ?",
+                           (study_id, code)).fetchone()
+        if row is None:
+            raise UserError(f"no participant with that code in study {name!r} (codes are case-sensitive)")
+        pid, pseudonym = row
+        trials = [r[0] for r in conn.execute("SELECT id FROM trials WHERE participant_id = ?", (pid,))]
+        sessions = {r[0] for r in conn.execute("SELECT id FROM sessions WHERE participant_id = ?", (pid,))}
+        if trials:
+            marks = ",".join("?" * len(trials))
+            sessions |= {r[0] for r in conn.execute(
+                f"SELECT DISTINCT session_id FROM events WHERE trial_id IN ({marks}) AND session_id IS NOT NULL", trials)}
+        sessions_l = sorted(sessions)
+        counts: dict[str, int] = {}
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in SESSION_TABLES:
+                cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                n = 0
+                for chunk in _chunks(sessions_l):
+                    n += conn.execute(f"DELETE FROM {table} WHERE session_id IN ({','.join('?' * len(chunk))})",
+                                      chunk).rowcount
+                if "trial_id" in cols:
+                    for chunk in _chunks(trials):
+                        n += conn.execute(f"DELETE FROM {table} WHERE trial_id IN ({','.join('?' * len(chunk))})",
+                                          chunk).rowcount
+                counts[table] = n
+            counts["answers"] = conn.execute("DELETE FROM answers WHERE participant_id = ?", (pid,)).rowcount
+            counts["sessions"] = sum(conn.execute(f"DELETE FROM sessions WHERE id IN ({','.join('?' * len(c))})",
+                                                  c).rowcount for c in _chunks(sessions_l))
+            counts["trials"] = conn.execute("DELETE FROM trials WHERE participant_id = ?", (pid,)).rowcount
+            conn.execute("DELETE FROM participants WHERE id = ?", (pid,))
+            # the code also sits in the study file kept in the store: blank it there
+            src, config = conn.execute("SELECT source, config FROM studies WHERE id = ?", (study_id,)).fetchone()
+            cfg = json.loads(config)
+            cfg["participants"] = ["(deleted)" if c == code else c for c in cfg.get("participants", [])]
+            for q in ('"', "'"):
+                src = src.replace(f"{q}{code}{q}", f"{q}(deleted){q}")
+            conn.execute("UPDATE studies SET source = ?, config = ? WHERE id = ?", (src, json.dumps(cfg), study_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    for path in jsonl:
+        counts[f"lines of {Path(path).name}"] = _drop_sessions(Path(path), sessions)
+    return {"pseudonym": pseudonym, "sessions": len(sessions), "rows": counts}
+
+
+def _chunks(values, size: int = 500):
+    values = list(values)
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def _drop_sessions(path: Path, sessions: set[str]) -> int:
+    """Rewrite a JSON-lines log without the records of these sessions (atomically); returns the lines dropped."""
+    dropped = 0
+    tmp = path.with_name(path.name + ".tmp")
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        for raw in src:
+            try:
+                rec = json.loads(raw)
+                if isinstance(rec, dict) and rec.get("session_id") in sessions:
+                    dropped += 1
+                    continue
+            except ValueError:
+                pass
+            dst.write(raw)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, path)
+    return dropped

@@ -1,0 +1,167 @@
+"""The event store (issue 12): schema and migrations, group commit, integrity check, the server writing every
+message in and out, JSON-lines export, fit user-model reading a store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from omokage.client import OmokageClient
+from omokage.service.server import configure_logging
+from omokage.store import SCHEMA_VERSION, EventStore, StoreError, export_jsonl, log_records, open_database
+
+from .conftest import RunningServer
+
+
+def test_a_new_store_is_migrated_to_the_current_schema_in_wal_mode(tmp_path):
+    conn = open_database(tmp_path / "s.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"sessions", "participants", "studies", "conditions", "trials", "events", "candidates", "choices",
+            "decisions", "skips", "ratings", "pings", "answers", "gaze_samples", "fixations", "sketch_updates"} <= tables
+    conn.close()
+    assert open_database(tmp_path / "s.db").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_store_from_a_newer_omokage_is_refused(tmp_path):
+    conn = open_database(tmp_path / "s.db")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this omokage"):
+        open_database(tmp_path / "s.db")
+
+
+def _fill(path, n=3000):
+    store = EventStore(path, fsync=False)
+
+    async def go():
+        await asyncio.gather(*(store.commit([{"event": "choose", "session_id": f"s{k}", "at": 1.0, "step": 2,
+                                              "item": k, "candidates": list(range(9)), "pad": "x" * 200}])
+                               for k in range(n)))
+    asyncio.run(go())
+    store.close()
+
+
+def test_a_corrupted_page_is_detected_at_start_and_never_served(tmp_path):
+    path = tmp_path / "s.db"
+    _fill(path)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 20 * page
+    for off in range(10 * page, 10 * page + 64):   # the header of a b-tree page in the middle of the file
+        data[off] = 0x5A
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError) as err:
+        EventStore(path)
+    message = str(err.value)
+    assert "damaged" in message and ".recover" in message and "not served" in message
+    (tmp_path / "junk.db").write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        open_database(tmp_path / "junk.db")
+
+
+def test_commits_are_grouped_and_acknowledged_only_once_committed(tmp_path):
+    path = tmp_path / "s.db"
+    store = EventStore(path, fsync=True)
+    reader = sqlite3.connect(path)
+
+    async def go():
+        async def one(k):
+            await store.commit([{"event": "choose", "session_id": f"s{k}", "at": 1.0, "step": 2, "item": k,
+                                 "candidates": [k, 1, 2]}])
+            # acknowledged: another connection sees it at once
+            return reader.execute("SELECT COUNT(*) FROM choices WHERE session_id = ?", (f"s{k}",)).fetchone()[0]
+        return await asyncio.gather(*(one(k) for k in range(60)))
+    seen = asyncio.run(go())
+    assert seen == [1] * 60
+    store.write({"event": "disconnect", "session_id": "s1", "name": "caf\udce9"})   # a surrogate must not kill it
+    store.close()
+    stats = store.stats()
+    assert stats["events"] == 61 and stats["batches"] < 60 and stats["failed_batches"] == 0
+    assert reader.execute("SELECT COUNT(*) FROM candidates").fetchone()[0] == 180
+
+
+@pytest.fixture()
+def store_server(engine, tmp_path):
+    configure_logging("warning")
+    srv = RunningServer(engine, store_path=tmp_path / "s.db", events_path=tmp_path / "e.jsonl")
+    yield srv, tmp_path / "s.db", tmp_path / "e.jsonl"
+    srv.stop()
+
+
+def test_the_server_stores_every_message_in_and_out_and_the_session_events(store_server):
+    srv, db, jsonl = store_server
+
+    async def go():
+        async with await OmokageClient.connect(srv.url, token=None) as c:
+            grid = await c.start("pca", seed=3)
+            await c.fetch_textures([i.texture for i in grid.items[:2]])
+            rtt, _ = await c.ping()
+            grid = await c.choose(grid.items[4].id)
+            await c.rate(grid.items[1].id, 5)
+            grid = await c.skip()
+            await c.decide(grid.items[0].id)
+            try:
+                await c.request("choose", id=999999)
+            except Exception:
+                pass
+    asyncio.run(go())
+    time.sleep(0.3)
+    conn = sqlite3.connect(db)
+    dirs = conn.execute("SELECT direction, kind FROM events ORDER BY seq").fetchall()
+    ins = [k for d, k in dirs if d == "in"]
+    outs = [k for d, k in dirs if d == "out"]
+    assert ins == ["hello", "start", "texture.get", "ping", "choose", "rate", "skip", "decide", "choose"]
+    assert outs == ["welcome", "candidates", "texture", "texture", "pong", "candidates", "rated", "candidates",
+                    "decided", "error"]
+    # nothing secret or bulky in the wire log: textures as hash and size
+    body = json.loads(conn.execute("SELECT body FROM events WHERE kind = 'texture'").fetchone()[0])
+    assert set(body) == {"hash", "format", "bytes"}
+    ping = conn.execute("SELECT client_time, server_time FROM pings").fetchone()
+    assert ping[0] > 1e9 and abs(ping[1] - ping[0]) < 5
+    assert conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0] == 27
+    assert conn.execute("SELECT COUNT(*) FROM choices").fetchone()[0] == 1
+    assert conn.execute("SELECT rating FROM ratings").fetchone()[0] == 5
+    assert conn.execute("SELECT COUNT(*) FROM skips").fetchone()[0] == 1
+    assert conn.execute("SELECT step FROM decisions").fetchone()[0] == 3
+    session = conn.execute("SELECT client, ended_at IS NOT NULL, messages_in FROM sessions").fetchone()
+    assert session[0].startswith("omokage-python") and session[1] == 1 and session[2] == 9
+    # the log's records are the JSON lines, in the same order
+    srv.stop()
+    lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert [r["event"] for r in log_records(db)] == [r["event"] for r in lines]
+
+
+def test_events_export_writes_the_json_lines_fit_user_model_reads(store_server, tmp_path):
+    srv, db, _ = store_server
+
+    async def go():
+        async with await OmokageClient.connect(srv.url) as c:
+            for s in range(2):
+                grid = await c.start("pca", seed=s)
+                grid = await c.choose(grid.items[2].id)
+                await c.decide(grid.items[3].id)
+    asyncio.run(go())
+    srv.stop()
+    out = tmp_path / "export.jsonl"
+    r = subprocess.run([sys.executable, "-m", "omokage", "events", "export", "--db", str(db), "--out", str(out)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["event"] for r in records].count("decide") == 2
+    from omokage.selection.user_model import read_choice_records
+    from_jsonl, _ = read_choice_records([out])
+    from_store, report = read_choice_records([db])
+    assert from_store == from_jsonl and report.decided_sessions == 2
+    with open(tmp_path / "wire.jsonl", "wb") as f:
+        assert export_jsonl(db, f, wire=True) > len(records)

@@ -1,0 +1,316 @@
+"""User studies (issue 12): study files, a participant walked through their conditions by a real server, resume
+after a disconnect, a restart and kill -9, questionnaires, export, report and delete-participant."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from omokage.client import Candidates, OmokageClient, OmokageError
+from omokage.service.server import configure_logging
+from omokage.study.definition import StudyFileError, create_study, parse_study
+from omokage.study.runner import StudyRunner
+
+from .conftest import RunningServer, free_port
+
+STUDY = """\
+name = "pilot"
+title = "Pilot"
+order = "latin"
+practice_trials = 1
+participants = ["alpha-7", "bravo-3"]
+
+[[conditions]]
+model = "raw"
+policy = "study"
+
+[[conditions]]
+model = "pca"
+policy = "thompson"
+label = "Blue"
+
+[[questions]]
+id = "Q1"
+kind = "likert"
+text = "The faces came closer to what I wanted."
+labels = ["not at all", "completely"]
+
+[[questions]]
+id = "best"
+kind = "best"
+text = "Which was best?"
+
+[[questions]]
+id = "note"
+kind = "text"
+after = "study"
+"""
+
+
+def _error(text: str) -> str:
+    with pytest.raises(StudyFileError) as err:
+        parse_study(text, "study.toml")
+    return str(err.value)
+
+
+def test_a_valid_study_file_gives_each_participant_a_counterbalanced_plan():
+    study = parse_study(STUDY)
+    assert [c.name for c in study.conditions] == ["raw-study-random", "pca"]
+    assert [c.label for c in study.conditions] == ["System A", "Blue"]
+    assert study.orders() == [[0, 1], [1, 0]]
+    study4 = parse_study(STUDY.replace('participants = ["alpha-7", "bravo-3"]',
+                                       'participants = ["a", "b", "c", "d"]\norder2 = 1').replace("order2 = 1\n", "")
+                         .replace('order = "latin"', 'order = "balanced"')
+                         + '\n[[conditions]]\nmodel = "nmf"\n[[conditions]]\nmodel = "ae"\n')
+    rows = study4.orders()
+    # Williams design: every condition once per position, and each follows each other exactly once
+    assert all(sorted(col) == [0, 1, 2, 3] for col in zip(*rows))
+    pairs = {(r[i], r[i + 1]) for r in rows for i in range(3)}
+    assert len(pairs) == 12
+
+
+@pytest.mark.parametrize("change, line, reason", [
+    (('model = "pca"', 'model = "pcaa"'), 12, "unknown condition model 'pcaa'"),
+    (('policy = "thompson"', 'policy = "oracle"'), 13, "unknown condition policy 'oracle'"),
+    (('"bravo-3"]', '"bravo-3", "alpha-7"]'), 5, "duplicate participant 'alpha-7'"),
+    (('"bravo-3"]', '"bravo-3", "charlie-1"]'), 5, "unbalanced design: 3 participants"),
+    (('kind = "best"', 'kind = "best"\nafter = "condition"'), 25, "compares the conditions"),
+    (('title = "Pilot"', 'titel = "Pilot"'), 2, "unknown key 'titel'"),
+])
+def test_study_file_errors_name_the_line_and_the_reason(change, line, reason):
+    message = _error(STUDY.replace(*change))
+    assert message.startswith(f"study.toml:{line}: ") and reason in message, message
+
+
+def test_study_create_on_the_command_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(STUDY.replace('model = "pca"', 'model = "pcaa"'))
+    r = subprocess.run([sys.executable, "-m", "omokage", "study", "create", str(bad), "--db", str(tmp_path / "s.db")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and f"{bad}:12: unknown condition model 'pcaa'" in r.stderr
+    good = tmp_path / "good.toml"
+    good.write_text(STUDY)
+    r = subprocess.run([sys.executable, "-m", "omokage", "study", "create", str(good), "--db", str(tmp_path / "s.db")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "created study 'pilot'" in r.stdout, r.stderr
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 2 * 3
+    assert [r[0] for r in conn.execute("SELECT pseudonym FROM participants ORDER BY idx")] == ["P01", "P02"]
+
+
+@pytest.fixture()
+def study_server(engine, tmp_path):
+    configure_logging("warning")
+    db = tmp_path / "s.db"
+    create_study(db, parse_study(STUDY), STUDY)
+
+    def start():
+        srv = RunningServer(engine, store_path=db)
+        srv.server.study = StudyRunner.load(db, "pilot")
+        return srv
+    servers = [start()]
+    yield servers, start, db
+    for srv in servers:
+        srv.stop()
+
+
+async def _answer(c, q):
+    values = {}
+    for item in q["items"]:
+        values[item["id"]] = (4 if item["kind"] == "likert" else item["choices"][-1] if item["kind"] == "best"
+                              else "all fine")
+    return await c.answers(q["id"], values)
+
+
+def test_a_participant_is_walked_through_the_study_and_resumes_after_a_disconnect(study_server):
+    servers, start, db = study_server
+    url = servers[0].url
+
+    async def go():
+        with pytest.raises(OmokageError) as err:
+            await OmokageClient.connect(url, participant="nobody")
+        assert err.value.code == "unauthorized"
+        with pytest.raises(OmokageError) as err:
+            await OmokageClient.connect(url)          # a client that names no participant
+        assert err.value.code == "unauthorized" and "participant" in err.value.message
+        c = await OmokageClient.connect(url, participant="bravo-3")
+        assert c.study == {"name": "pilot", "title": "Pilot", "trials": 3, "completed": 0, "next": "trial"}
+        with pytest.raises(OmokageError) as err:
+            await c.start("raw")
+        assert err.value.code == "wrong_state" and "study.next" in err.value.message
+        practice = await c.study_next()
+        assert isinstance(practice, Candidates) and practice.trial["practice"] and practice.trial["index"] == 1
+        # bravo-3 is the second participant: the Latin square's second row starts with pca (label Blue)
+        assert practice.trial["label"] == "Blue" and practice.algorithm == "pca" and practice.policy == "thompson"
+        assert (await c.study_next()).ids == practice.ids      # asked again: the same grid
+        await c.decide(practice.ids[0])
+        trial = await c.study_next()
+        assert trial.trial["index"] == 2 and not trial.trial["practice"] and trial.algorithm == "pca"
+        grid = await c.choose(trial.ids[3])
+        grid = await c.choose(grid.ids[5])
+        await c.close()                                          # the headset crashes
+        c = await OmokageClient.connect(url, participant="bravo-3")
+        assert c.study["completed"] == 1
+        resumed = await c.study_next()
+        assert (resumed.step, resumed.ids, resumed.trial["index"]) == (grid.step, grid.ids, 2)
+        done = await c.decide(resumed.ids[1])
+        assert done["steps"] == 3
+        q = await c.study_next()
+        assert q["type"] == "questionnaire" and q["id"] == "block-1" and q["title"] == "About Blue"
+        assert q["items"] == [{"id": "Q1", "kind": "likert", "text": "The faces came closer to what I wanted.",
+                               "required": True, "min": 1, "max": 5, "labels": ["not at all", "completely"]}]
+        with pytest.raises(OmokageError) as err:
+            await c.answers("block-1", {"Q1": 9})
+        assert err.value.code == "bad_field" and "1 to 5" in err.value.message
+        with pytest.raises(OmokageError) as err:
+            await c.answers("final", {"best": "Blue"})
+        assert err.value.code == "wrong_state"
+        assert (await c.answers("block-1", {"Q1": 4}))["questionnaire"] == "block-1"
+        trial = await c.study_next()
+        assert trial.trial["index"] == 3 and trial.trial["label"] == "System A" and trial.algorithm == "raw"
+        await c.decide(trial.ids[0])
+        await _answer(c, await c.study_next())
+        final = await c.study_next()
+        assert final["id"] == "final" and [i["kind"] for i in final["items"]] == ["best", "text"]
+        assert final["items"][0]["choices"] == ["Blue", "System A"]
+        await _answer(c, final)
+        done = await c.study_next()
+        assert done["type"] == "study.done" and done["trials"] == 3
+        await c.close()
+    asyncio.run(go())
+    time.sleep(0.3)
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT t.idx, steps, resumes, completed_at IS NOT NULL FROM trials t JOIN participants p ON "
+                        "p.id = t.participant_id WHERE p.code = 'bravo-3' ORDER BY t.idx").fetchall()
+    assert rows == [(0, 1, 0, 1), (1, 3, 1, 1), (2, 1, 0, 1)]
+    answers = dict(conn.execute("SELECT questionnaire || '/' || item, value FROM answers").fetchall())
+    assert answers == {"block-1/Q1": "4", "block-2/Q1": "4", "final/best": '"raw-study-random"',
+                       "final/note": '"all fine"'}
+    # the code never reaches the wire log or the events
+    assert conn.execute("SELECT COUNT(*) FROM events WHERE body LIKE '%bravo-3%'").fetchone()[0] == 0
+
+
+def test_a_participant_resumes_at_the_same_grid_after_a_server_restart(study_server):
+    servers, start, db = study_server
+
+    async def first(url):
+        c = await OmokageClient.connect(url, participant="alpha-7")
+        g = await c.study_next()
+        await c.decide(g.ids[0])
+        g = await c.study_next()
+        g = await c.choose(g.ids[1])
+        await c.close()
+        return g
+
+    grid = asyncio.run(first(servers[0].url))
+    servers[0].stop()
+    servers.append(start())                # a new process would load the same committed state
+
+    async def second(url):
+        c = await OmokageClient.connect(url, participant="alpha-7")
+        assert c.study["completed"] == 1 and c.study["next"] == "trial"
+        g = await c.study_next()
+        await c.close()
+        return g
+
+    resumed = asyncio.run(second(servers[-1].url))
+    assert (resumed.trial["index"], resumed.step, resumed.ids) == (2, grid.step, grid.ids)
+
+
+def test_a_second_connection_takes_over_the_participant(study_server):
+    servers, _, _ = study_server
+
+    async def go():
+        old = await OmokageClient.connect(servers[0].url, participant="alpha-7")
+        g = await old.study_next()
+        new = await OmokageClient.connect(servers[0].url, participant="alpha-7")
+        with pytest.raises(OmokageError) as err:
+            await old.decide(g.ids[0])
+        assert err.value.code == "wrong_state" and "another connection" in err.value.message
+        assert (await new.study_next()).ids == g.ids
+        await old.close()
+        await new.close()
+    asyncio.run(go())
+
+
+def test_report_export_and_delete_participant(study_server, tmp_path):
+    servers, _, db = study_server
+
+    async def go():
+        for code in ("alpha-7", "bravo-3"):
+            c = await OmokageClient.connect(servers[0].url, participant=code)
+            while True:
+                r = await c.study_next()
+                if isinstance(r, Candidates):
+                    g = await c.choose(r.ids[2])
+                    await c.decide(g.ids[0])
+                elif r["type"] == "questionnaire":
+                    await _answer(c, r)
+                else:
+                    break
+            await c.close()
+    asyncio.run(go())
+    servers[0].stop()
+    out = tmp_path / "report"
+    r = subprocess.run([sys.executable, "-m", "omokage", "study", "report", "pilot", "--out", str(out), "--db",
+                        str(db)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    assert "data:image/png;base64," in html and "Steps to decision" in md and "Best / worst" in md
+    assert "P01" in md and "alpha-7" not in html + md and "bravo-3" not in html + md
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials_completed"] == 4 and summary["steps"]["median"] == 2
+    assert summary["votes"]["best"] == {"raw-study-random": 0, "pca": 2} or sum(summary["votes"]["best"].values()) == 2
+    r = subprocess.run([sys.executable, "-m", "omokage", "study", "export", "pilot", "--out", str(tmp_path / "x"),
+                        "--db", str(db)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    trials = (tmp_path / "x" / "trials.csv").read_text()
+    assert trials.count("\n") == 1 + 6 and "alpha-7" not in trials
+    r = subprocess.run([sys.executable, "-m", "omokage", "study", "export", "pilot", "--format", "parquet", "--out",
+                        str(tmp_path / "p"), "--db", str(db)], capture_output=True, text=True, timeout=60)
+    try:
+        import pyarrow  # noqa: F401
+        assert r.returncode == 0
+    except ImportError:
+        assert r.returncode == 2 and "pip install pyarrow" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "omokage", "study", "delete-participant", "pilot", "alpha-7", "--db",
+                        str(db)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "deleted participant P01" in r.stdout, r.stderr
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM participants").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 4
+    assert conn.execute("SELECT COUNT(*) FROM sessions s JOIN participants p ON p.id = s.participant_id")\
+        .fetchone()[0] == conn.execute("SELECT COUNT(*) FROM sessions WHERE participant_id IS NOT NULL").fetchone()[0]
+    conn.close()
+    raw = db.read_bytes() + (db.with_name(db.name + "-wal").read_bytes() if db.with_name(db.name + "-wal").exists()
+                             else b"")
+    assert b"alpha-7" not in raw and b"bravo-3" in raw
+
+
+def test_kill_9_during_a_study_loses_no_acknowledged_event(tiny_catalog, tiny_models, tmp_path):
+    """The server process is killed with SIGKILL three times while participants run; afterwards every acknowledged
+    event is in the store, no trial is duplicated and every reconnect resumed where the participant was."""
+    from omokage.bench.study import PerceivedFaces, ServerProcess, check_store, run_study, study_toml
+    codes = ["k1", "k2", "k3", "k4"]
+    text = study_toml("crash", codes, ["raw", "pca"], practice=0)
+    db = tmp_path / "crash.db"
+    create_study(db, parse_study(text), text)
+    port = free_port()
+    server = ServerProcess(tiny_catalog, tiny_models, db, "crash", port, tmp_path / "server.log")
+    server.start()
+    try:
+        ledgers = asyncio.run(run_study(f"ws://127.0.0.1:{port}/ws", codes, PerceivedFaces(tiny_catalog), 5,
+                                        scale=25.0, server=server, kills=3, kill_window=(0.4, 0.9), deadline=120))
+    finally:
+        server.stop()
+    check = check_store(db, "crash", ledgers)
+    assert server.kills == 3
+    assert check["ok"], check["problems"]
+    assert check["finished"] == 4 and check["acknowledged"] > 20 and check["reconnects"] >= 3
