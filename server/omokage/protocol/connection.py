@@ -256,50 +256,51 @@ class ServerConnection:
             return self._layout(msg["panels"], rid, now)
         raise ProtocolError("unknown_type", f"unknown message type {mtype!r}", rid)  # unreachable: decode checks
 
+    def _hello_locked_out(self, rid, now) -> list[Action]:
+        """Refuse at once an address that failed too many hellos lately (HelloGuard); [] when it may try."""
+        wait = self.hello_guard.retry_after(now) if self.hello_guard is not None else 0.0
+        if wait <= 0:
+            return []
+        self.closed = True
+        return [*self._error(ProtocolError("unauthorized", "too many failed hellos from this address; "
+                                                           f"retry in {math.ceil(wait)} s", rid)),
+                Close(1008, "too many failed hellos from this address")]
+
+    def _hello_failed(self, why: str, rid, now) -> list[Action]:
+        """A wrong token or participant code: `unauthorized`, counted here and for the address."""
+        self.failed_hellos += 1
+        if self.hello_guard is not None:
+            self.hello_guard.failed(now)
+        actions = self._error(ProtocolError("unauthorized", why, rid))
+        if self.failed_hellos >= self.limits.max_failed_hellos:
+            self.closed = True
+            actions.append(Close(1008, "too many failed hellos"))
+        return actions
+
     def _hello(self, msg, rid, now) -> list[Action]:
         if self.greeted:
             raise ProtocolError("wrong_state", "`hello` was already accepted on this connection", rid)
         # the token first: a client without it learns nothing, not even the server's protocol version
         if self.token is not None:
-            wait = self.hello_guard.retry_after(now) if self.hello_guard is not None else 0.0
-            if wait > 0:
-                self.closed = True
-                return [*self._error(ProtocolError("unauthorized", "too many failed hellos from this address; "
-                                                                   f"retry in {math.ceil(wait)} s", rid)),
-                        Close(1008, "too many failed hellos from this address")]
+            locked_out = self._hello_locked_out(rid, now)
+            if locked_out:
+                return locked_out
             if not hmac.compare_digest(str(msg.get("token", "")).encode(), self.token.encode()):
-                self.failed_hellos += 1
-                if self.hello_guard is not None:
-                    self.hello_guard.failed(now)
-                actions = self._error(ProtocolError("unauthorized", "missing or wrong token", rid))
-                if self.failed_hellos >= self.limits.max_failed_hellos:
-                    self.closed = True
-                    actions.append(Close(1008, "too many failed hellos"))
-                return actions
+                return self._hello_failed("missing or wrong token", rid, now)
         if msg["protocol"] != PROTOCOL_VERSION:
             raise ProtocolError("bad_field", f"protocol version mismatch: client speaks {msg['protocol']}, "
                                              f"server speaks {PROTOCOL_VERSION}", rid)
         participant = None
         if self.study is not None:
             code = msg.get("participant")
-            wait = self.hello_guard.retry_after(now) if self.hello_guard is not None else 0.0
-            if wait > 0:
-                self.closed = True
-                return [*self._error(ProtocolError("unauthorized", "too many failed hellos from this address; "
-                                                                   f"retry in {math.ceil(wait)} s", rid)),
-                        Close(1008, "too many failed hellos from this address")]
+            locked_out = self._hello_locked_out(rid, now)   # participant codes are guessed like tokens
+            if locked_out:
+                return locked_out
             participant = self.study.admit(code, self.session_id) if code is not None else None
             if participant is None:
-                self.failed_hellos += 1
-                if self.hello_guard is not None:
-                    self.hello_guard.failed(now)
-                why = ("this server runs a user study: send your participant code in `hello.participant`"
-                       if code is None else "this participant code is not in the study")
-                actions = self._error(ProtocolError("unauthorized", why, rid))
-                if self.failed_hellos >= self.limits.max_failed_hellos:
-                    self.closed = True
-                    actions.append(Close(1008, "too many failed hellos"))
-                return actions
+                return self._hello_failed("this server runs a user study: send your participant code in "
+                                          "`hello.participant`" if code is None else
+                                          "this participant code is not in the study", rid, now)
         elif msg.get("participant") is not None:
             raise ProtocolError("bad_field", "hello.participant: this server runs no study; leave the code out", rid)
         self.participant = participant
@@ -340,12 +341,16 @@ class ServerConnection:
         image = msg.get("image")
         if image is None:
             raise ProtocolError("bad_field", "start.image: required when init is `image`", rid)
+        return [self._offload_projection("start.image", image, rid, algorithm, seed, policy)]
+
+    def _offload_projection(self, field: str, image: bytes, rid, algorithm: str, seed, policy: str) -> Offload:
+        """An uploaded image to decode and project off the loop (its bytes checked against the limit first)."""
         if len(image) > self.limits.max_image_bytes:
-            raise ProtocolError("too_large", f"start.image: {len(image)} bytes, over the "
+            raise ProtocolError("too_large", f"{field}: {len(image)} bytes, over the "
                                              f"{self.limits.max_image_bytes}-byte limit", rid)
         self._tickets += 1
         self.pending = ProjectionJob(self._tickets, rid, algorithm, image, seed, policy)
-        return [Offload(self.pending)]
+        return Offload(self.pending)
 
     def _start(self, algorithm, seed, rid, now, query=None, reconstruction=None,
                policy: str = DEFAULT_POLICY) -> list[Action]:
@@ -525,14 +530,10 @@ class ServerConnection:
             image = msg.get("image")
             if image is None:
                 raise ProtocolError("bad_field", "study.next.image: this trial starts from an image; send one", rid)
-            if len(image) > self.limits.max_image_bytes:
-                raise ProtocolError("too_large", f"study.next.image: {len(image)} bytes, over the "
-                                                 f"{self.limits.max_image_bytes}-byte limit", rid)
-            self._tickets += 1
-            self.pending = ProjectionJob(self._tickets, rid, step.condition.model, image, step.seed,
-                                         step.condition.policy)
+            offload = self._offload_projection("study.next.image", image, rid, step.condition.model, step.seed,
+                                               step.condition.policy)
             self._pending_trial = step
-            return [Offload(self.pending)]
+            return [offload]
         return self._begin_trial(step, rid, now)
 
     def _target(self, trial) -> dict[str, Any] | None:

@@ -31,7 +31,6 @@ import os
 import signal
 import ssl
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from omokage.protocol.connection import (Close, Limits, Log, Offload, Projection
 from omokage.protocol.messages import predecode
 from omokage.selection import FeatureSpace
 from omokage.service.background import BackgroundFitter
+from omokage.store.group_commit import GroupCommitWriter
 from omokage.store import EventStore, wire
 
 log = logging.getLogger("omokage.server")
@@ -123,7 +123,7 @@ def configure_logging(level: str = "info") -> None:
     ws_log.propagate = False
 
 
-class EventFile:
+class EventFile(GroupCommitWriter):
     """Append-only JSON-lines file of session events with group commit.
 
     A writer thread takes every record queued since its last pass, writes them, flushes and (with
@@ -139,15 +139,9 @@ class EventFile:
         self.path = path
         self.fsync = fsync
         self._f = open(path, "ab")
-        self._cond = threading.Condition()
-        self._queue: list[tuple[bytes, asyncio.Future | None]] = []
-        self._closing = False
         self.events = self.batches = 0
         self.sync_seconds = 0.0
-        self._thread: threading.Thread | None = None
-        if fsync:
-            self._thread = threading.Thread(target=self._run, name="omokage-events", daemon=True)
-            self._thread.start()
+        super().__init__("omokage-events", threaded=fsync)
 
     @staticmethod
     def _line(record: dict[str, Any]) -> bytes:
@@ -157,26 +151,20 @@ class EventFile:
         """Queue a record without waiting for it (disconnect records: nothing is acknowledged by them)."""
         if self._thread is None:
             self._write_now(self._line(record))
-            return
-        with self._cond:
-            self._queue.append((self._line(record), None))
-            self._cond.notify()
+        else:
+            self._enqueue(self._line(record))
 
     def commit(self, records: Sequence[dict[str, Any]]) -> asyncio.Future:
         """Queue records; the future completes once they are written (and fsync'd)."""
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
         lines = b"".join(self._line(r) for r in records)
-        if self._thread is None:
-            try:
-                self._write_now(lines)
-                done.set_result(None)
-            except OSError as exc:
-                done.set_exception(exc)
-            return done
-        with self._cond:
-            self._queue.append((lines, done))
-            self._cond.notify()
+        if self._thread is not None:
+            return self._enqueue_commit(lines)
+        done = asyncio.get_running_loop().create_future()
+        try:
+            self._write_now(lines)
+            done.set_result(None)
+        except OSError as exc:
+            done.set_exception(exc)
         return done
 
     def _write_now(self, lines: bytes) -> None:
@@ -186,29 +174,17 @@ class EventFile:
             self.batches += 1
             self.events += lines.count(b"\n")
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                batch, self._queue = self._queue, []
-                if not batch and self._closing:
-                    return
-            error: BaseException | None = None
-            try:
-                self._f.write(b"".join(lines for lines, _ in batch))
-                self._f.flush()
-                if self.fsync:
-                    t = time.perf_counter()
-                    os.fsync(self._f.fileno())
-                    self.sync_seconds += time.perf_counter() - t
-            except Exception as exc:  # a full disk: the waiters learn it; the server logs it and keeps serving
-                error = exc
+    def _write_batch(self, items: list[bytes]) -> None:
+        try:
+            self._f.write(b"".join(items))
+            self._f.flush()
+            if self.fsync:
+                t = time.perf_counter()
+                os.fsync(self._f.fileno())
+                self.sync_seconds += time.perf_counter() - t
+        finally:
             self.batches += 1
-            self.events += sum(lines.count(b"\n") for lines, _ in batch)
-            for _, done in batch:
-                if done is not None:
-                    done.get_loop().call_soon_threadsafe(_settle, done, error)
+            self.events += sum(lines.count(b"\n") for lines in items)
 
     def stats(self) -> dict[str, Any]:
         return {"events": self.events, "batches": self.batches, "fsync": self.fsync,
@@ -216,20 +192,8 @@ class EventFile:
                 "events_per_batch": round(self.events / self.batches, 2) if self.batches else None}
 
     def close(self) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(30)
+        self._stop_writer(30)
         self._f.close()
-
-
-def _settle(done: asyncio.Future, error: BaseException | None) -> None:
-    if not done.done():
-        if error is None:
-            done.set_result(None)
-        else:
-            done.set_exception(error)
 
 
 class HelloLimiter:

@@ -16,12 +16,12 @@ import asyncio
 import json
 import logging
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from omokage.errors import UserError
+from omokage.store.group_commit import Flush, GroupCommitWriter
 from omokage.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger("omokage.store")
@@ -126,7 +126,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
 
 
-class EventStore:
+class EventStore(GroupCommitWriter):
     """Group-committed writes to the store from one thread; see the module docstring."""
 
     def __init__(self, path: str | Path, fsync: bool = True, check: bool = True):
@@ -136,43 +136,29 @@ class EventStore:
         conn.close()
         self._conn = connect(self.path, check_same_thread=False)
         self._conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
-        self._cond = threading.Condition()
-        self._queue: list[tuple[Sequence[dict[str, Any]], asyncio.Future | None]] = []
-        self._closing = False
         self.events = self.batches = self.failed_batches = 0
         self.commit_seconds = 0.0
         self.ignored = 0      # typed rows refused by a uniqueness rule (kept in `events` all the same)
-        self._thread = threading.Thread(target=self._run, name="omokage-store", daemon=True)
-        self._thread.start()
+        super().__init__("omokage-store")
 
     # -- the EventFile interface ------------------------------------------------------------------
     def write(self, record: dict[str, Any]) -> None:
         """Queue a record without waiting for it (nothing is acknowledged by it)."""
-        with self._cond:
-            self._queue.append(((record,), None))
-            self._cond.notify()
+        self._enqueue((record,))
 
     def write_many(self, records: Sequence[dict[str, Any]]) -> None:
         """Queue several records at once without waiting (the messages a reply sent)."""
-        with self._cond:
-            self._queue.append((records, None))
-            self._cond.notify()
+        self._enqueue(records)
 
     def commit(self, records: Sequence[dict[str, Any]]) -> asyncio.Future:
         """Queue records; the future completes once the transaction holding them is committed."""
-        done = asyncio.get_running_loop().create_future()
-        with self._cond:
-            self._queue.append((records, done))
-            self._cond.notify()
-        return done
+        return self._enqueue_commit(records)
 
     def flush(self, timeout: float = 30) -> None:
         """Block (not on an event loop) until everything queued so far is committed."""
-        ev = threading.Event()
-        with self._cond:
-            self._queue.append(((), _Flag(ev)))
-            self._cond.notify()
-        ev.wait(timeout)
+        flag = Flush()
+        self._enqueue((), flag)
+        flag.event.wait(timeout)
 
     def stats(self) -> dict[str, Any]:
         return {"store": str(self.path), "events": self.events, "batches": self.batches, "fsync": self.fsync,
@@ -181,10 +167,7 @@ class EventStore:
                 "events_per_batch": round(self.events / self.batches, 2) if self.batches else None}
 
     def close(self) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        self._thread.join(60)
+        self._stop_writer(60)
         try:
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
@@ -192,42 +175,31 @@ class EventStore:
         self._conn.close()
 
     # -- the writer thread ------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                batch, self._queue = self._queue, []
-                if not batch and self._closing:
-                    return
-            error: BaseException | None = None
-            n = sum(len(records) for records, _ in batch)
-            t = time.perf_counter()
-            if n:
-                try:
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        cur = self._conn.cursor()
-                        rows = _Rows()
-                        for records, _ in batch:
-                            for record in records:
-                                self._apply(cur, record, rows)
-                        rows.flush(cur)     # the bulk tables, one executemany each, in arrival order
-                        self._conn.execute("COMMIT")
-                    except BaseException:
-                        self._conn.execute("ROLLBACK")
-                        raise
-                except Exception as exc:  # a full disk: the waiters learn it; the server logs it and keeps serving
-                    error = exc
-                    self.failed_batches += 1
-                self.commit_seconds += time.perf_counter() - t
-                self.batches += 1
-                self.events += n
-            for _, done in batch:
-                if isinstance(done, _Flag):
-                    done.event.set()
-                elif done is not None:
-                    done.get_loop().call_soon_threadsafe(_settle, done, error)
+    def _write_batch(self, items: list[Sequence[dict[str, Any]]]) -> None:
+        n = sum(len(records) for records in items)
+        if not n:
+            return
+        t = time.perf_counter()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._conn.cursor()
+                rows = _Rows()
+                for records in items:
+                    for record in records:
+                        self._apply(cur, record, rows)
+                rows.flush(cur)     # the bulk tables, one executemany each, in arrival order
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except Exception:
+            self.failed_batches += 1
+            raise
+        finally:
+            self.commit_seconds += time.perf_counter() - t
+            self.batches += 1
+            self.events += n
 
     def _apply(self, cur: sqlite3.Cursor, rec: dict[str, Any], rows: "_Rows") -> None:
         wire = rec.get("wire")
@@ -267,18 +239,6 @@ class _Rows:
             cur.executemany("INSERT INTO candidates (session_id, trial_id, step, position, item, algorithm, policy, "
                             "at, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.candidates)
 
-
-class _Flag:
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-
-def _settle(done: asyncio.Future, error: BaseException | None) -> None:
-    if not done.done():
-        if error is None:
-            done.set_result(None)
-        else:
-            done.set_exception(error)
 
 
 # --- typed tables, by event kind: each returns False when a uniqueness rule refused its row -------------------------
