@@ -75,9 +75,15 @@ def test_a_valid_study_file_gives_each_participant_a_counterbalanced_plan():
     assert len(pairs) == 12
 
 
+def test_a_condition_may_read_gaze():
+    study = parse_study(STUDY.replace('policy = "thompson"', 'policy = "thompson+gaze"'))
+    assert "thompson+gaze" in [c.policy for c in study.conditions]
+
+
 @pytest.mark.parametrize("change, line, reason", [
     (('model = "pca"', 'model = "pcaa"'), 12, "unknown condition model 'pcaa'"),
     (('policy = "thompson"', 'policy = "oracle"'), 13, "unknown condition policy 'oracle'"),
+    (('policy = "thompson"', 'policy = "random+gaze"'), 13, "unknown condition policy 'random+gaze'"),
     (('"bravo-3"]', '"bravo-3", "alpha-7"]'), 5, "duplicate participant 'alpha-7'"),
     (('"bravo-3"]', '"bravo-3", "charlie-1"]'), 5, "unbalanced design: 3 participants"),
     (('kind = "best"', 'kind = "best"\nafter = "condition"'), 25, "compares the conditions"),

@@ -1,8 +1,10 @@
 // The omokage page: desktop grid (mouse, touch, keyboard) and, when the browser can, a WebXR mode
 // whose three.js code is loaded only when the user enters VR (see xr.js).
 
-import { ConnectionLost, OmokageClient, ServerError } from './protocol.js';
+import { CLIENT_NAME, ConnectionLost, OmokageClient, ServerError } from './protocol.js';
 import { DwellTracker } from './dwell.js';
+import { GazeSender, PointerProxy } from './gaze.js';
+import { renderQuestionnaire } from './study.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -25,9 +27,29 @@ const POLICIES = {
   study: ['Nearest neighbours', 'Your pick and its eight nearest faces (the original study)'],
   random: ['Random', 'Your pick and eight random faces (a baseline)'],
 };
+/** [label, description] of a policy; `X+gaze` (v1.2) is X that also reads where you look. */
+function policyInfo(name) {
+  if (POLICIES[name]) return POLICIES[name];
+  const m = /^(.+)\+gaze$/.exec(name || '');
+  if (m) {
+    const [label, title] = POLICIES[m[1]] || [m[1], m[1]];
+    return [`${label}, with gaze`, `${title}; where you look counts too (head gaze in VR; on this page, where the mouse rests, as a stand-in for gaze)`];
+  }
+  return [name, name];
+}
 const GRID = 9;
 
-const client = new OmokageClient(WS_URL, { token: params.get('token') });
+// Gaze (v1.2, docs/gaze.md): a browser with immersive VR sends head gaze (in VR only); any other sends where the
+// mouse rests (the 2D grid, the 3D preview) as a stand-in. hello.client says which, for every connection: the
+// protocol's sample `source` has no word for a proxy.
+let xrSupported = false;
+const gazeLabel = () => (xrSupported ? 'head' : 'pointer proxy');
+const client = new OmokageClient(WS_URL, {
+  token: params.get('token'),
+  participant: params.get('participant') || null,
+  clientName: () => `${CLIENT_NAME} (gaze: ${gazeLabel()})`,
+});
+const gaze = new GazeSender(client);
 const dwell = new DwellTracker();
 const gazeDwell = new DwellTracker();
 const listeners = new Set(); // XR mode: called with the state after each new grid
@@ -51,6 +73,10 @@ const state = {
   decided: null,
   seq: 0,              // bumps on every start: replies to abandoned requests are dropped
   sessions: 0,
+  study: null,         // v1.2: welcome.study when this page is a study participant's
+  trial: null,         // v1.2: candidates.trial of the trial on screen
+  view: 'grid',        // 'grid', 'questionnaire' (a study's) or 'done' (the study is over)
+  needImage: false,    // a study trial that starts from an image is waiting for one
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -78,6 +104,10 @@ client.addEventListener('status', (ev) => {
 });
 
 function offlineBanner(d) {
+  if (d.fatal && isStudyRefusal(d.code, d.message)) {
+    showJoin(d.message);
+    return;
+  }
   let title;
   let base;
   let details;
@@ -114,7 +144,22 @@ client.addEventListener('latency', (ev) => {
 client.addEventListener('welcome', (ev) => {
   const w = ev.detail;
   state.sessions += 1;
+  gaze.configure(w);
   $('server-info').textContent = `${w.server} · protocol ${w.protocol} · ${w.catalog.count} faces · session ${w.session_id}`;
+  $('join').hidden = true;
+  const gazeNote = $('gaze-note');
+  gazeNote.hidden = !w.gaze;
+  gazeNote.textContent = xrSupported ? 'Gaze: your head direction in VR is sent to the server (it never chooses for you).'
+    : 'Gaze: no eye or head tracking here, so where the mouse rests is sent instead, marked as a stand-in.';
+  if (w.study) {
+    enterStudy(w.study);
+    setControlsEnabled(true);
+    if (state.sessions > 1) showBanner('info', 'Reconnected', 'You continue where you were.', null, { timeout: 6000 });
+    else hideBanner();
+    studyNext();
+    return;
+  }
+  leaveStudy();
   renderAlgorithms(w.algorithms, client.training, { pickDefault: true });
   hideSwitch();
   renderPolicies(client.policies, w.default_policy);
@@ -135,6 +180,12 @@ client.addEventListener('message', (ev) => {
   const m = ev.detail;
   if (m && m.type === 'models' && m.rid == null && Array.isArray(m.algorithms)) {
     renderAlgorithms(m.algorithms, Array.isArray(m.training) ? m.training : []);
+    return;
+  }
+  if (m && m.type === 'error' && m.rid == null) {
+    // only gaze.batch and layout go without a rid: this is about them (samples dropped, over the rate)
+    gaze.serverError(m);
+    console.warn(`omokage: the server dropped gaze samples: ${m.message} [${m.code}]`);
     return;
   }
   console.info('omokage: ignoring an unsolicited server message', m && m.type, m);
@@ -195,6 +246,10 @@ function describeError(code, what, message = '') {
         return { title: "Couldn't continue from your pick in that feature space",
           text: 'The server could not place your pick there. Choose Start fresh instead, or stay in the current feature space.' };
       }
+      if (what === 'hello' && /participant/i.test(message)) {
+        return { title: 'This server runs no study',
+          text: 'It does not take participant codes. Continue without one, or check the page address you were given.' };
+      }
       if (what === 'hello') {
         return { title: 'The page and the server are from different omokage versions',
           text: 'Reload the page (it may be an old copy); if that does not help, update omokage so the server and the page match.' };
@@ -209,6 +264,13 @@ function describeError(code, what, message = '') {
       }
       return { title: 'That request was too large for the server', text: 'Try again with a smaller image or fewer faces.' };
     case 'unauthorized':
+      if (/participant code is not in the study/i.test(message)) {
+        return { title: 'That participant code is not in this study',
+          text: 'Check the code you were given (letters, digits, - and _) and enter it again.' };
+      }
+      if (/runs a user study/i.test(message)) {
+        return { title: 'This server runs a study', text: 'Enter the participant code you were given.' };
+      }
       if (/retry in/i.test(message)) {
         return { title: 'Too many wrong access tokens',
           text: 'The server refuses this computer for a minute after repeated wrong tokens. Wait, then open the page with the right ?token=YOUR_TOKEN.' };
@@ -223,6 +285,10 @@ function describeError(code, what, message = '') {
       return { title: "The server doesn't have that any more",
         text: 'It may have been restarted with another catalog. Reload the page to start again.' };
     case 'wrong_state':
+      if (state.study) {
+        return { title: 'This page is out of step with the study',
+          text: 'Perhaps your code was entered on another page too. Reload this page: the study continues where you were.' };
+      }
       if (what === 'skip' && state.step > 0) {
         return { title: 'You have seen every face',
           text: 'There are no faces left that you have not seen. Choose one from this grid, or decide.' };
@@ -436,7 +502,7 @@ function renderPolicies(policies, fallback) {
     state.policy = policies.includes(stored) ? stored : policies.includes(fallback) ? fallback : policies[0] || null;
   }
   policySelect.replaceChildren(...policies.map((name) => {
-    const [label, title] = POLICIES[name] || [name, name];
+    const [label, title] = policyInfo(name);
     const o = document.createElement('option');
     o.value = name;
     o.textContent = name === fallback ? `${label} (default)` : label;
@@ -448,7 +514,7 @@ function renderPolicies(policies, fallback) {
 }
 
 function describePolicy() {
-  const [, title] = POLICIES[state.policy] || [state.policy, ''];
+  const [, title] = state.policy ? policyInfo(state.policy) : [null, ''];
   $('policy-note').textContent = `${title ? `${title}. ` : ''}Changing it starts again.`;
 }
 
@@ -496,6 +562,7 @@ document.addEventListener('drop', (e) => {
 
 async function uploadFile(file) {
   if (client.state !== 'open') return;
+  if (state.study && !state.needImage) return; // a study takes an image only when its trial starts from one
   const limit = client.welcome.limits.max_image_bytes;
   if (file.size > limit) {
     showBanner('error', 'That image is too large',
@@ -507,6 +574,10 @@ async function uploadFile(file) {
     return;
   }
   const bytes = new Uint8Array(await file.arrayBuffer());
+  if (state.study) {
+    await studyNext(bytes);
+    return;
+  }
   if (state.upload && !state.upload.pick) URL.revokeObjectURL(state.upload.url); // a pick's URL is the cache's
   state.upload = { bytes, url: URL.createObjectURL(file), name: file.name };
   await startSelection(bytes);
@@ -522,12 +593,14 @@ async function uploadFile(file) {
  */
 async function startSelection(image, { from = null, keepTrail = false, mark = null } = {}) {
   if (client.state !== 'open') return false;
+  if (state.study) return false; // the study decides what starts
   const seq = ++state.seq;
   state.busy = true;
   state.decided = null;
   hideSwitch();
   grid.setAttribute('aria-busy', 'true');
   try {
+    gaze.flush();
     const reply = await client.start(state.algorithm, { image: image || undefined, policy: state.policy });
     if (seq !== state.seq) return false;
     state.init = image ? 'image' : 'random';
@@ -580,6 +653,7 @@ async function chooseId(id) {
   grid.setAttribute('aria-busy', 'true');
   pressed(id);
   try {
+    gaze.flush(); // the grid's gaze goes ahead of the pick that closes it
     const reply = await client.choose(id);
     if (seq !== state.seq) return;
     const chosen = state.items.find((i) => i.id === id);
@@ -606,6 +680,7 @@ async function skipGrid() {
   state.busy = true;
   grid.setAttribute('aria-busy', 'true');
   try {
+    gaze.flush();
     const reply = await client.skip();
     if (seq !== state.seq) return;
     await showCandidates(reply, seq, null);
@@ -619,11 +694,12 @@ async function skipGrid() {
   }
 }
 
-async function decideId(id, { openTab = true } = {}) {
+async function decideId(id, { openTab = !state.study } = {}) {
   if (state.busy || state.decided || client.state !== 'open') return null;
   const seq = state.seq;
   state.busy = true;
   try {
+    gaze.flush();
     const reply = await client.decide(id);
     if (seq !== state.seq) return null;
     state.decided = reply;
@@ -674,6 +750,7 @@ async function showCandidates(reply, seq, first) {
   gazeDwell.setStep(reply.step);
   renderGrid(imgs);
   renderSource();
+  if (pointerProxy) pointerProxy.gridShown();
   for (const fn of listeners) fn(state, 'candidates');
 }
 
@@ -911,6 +988,7 @@ document.addEventListener('keydown', (e) => {
   const t = e.target;
   if (isTyping(t)) return;
   if ($('decided').open) return;
+  if (state.view !== 'grid') return; // a questionnaire or the end of a study: no faces to key
   if (e.key === 'Escape' && $('settings').open) {
     e.preventDefault();
     $('settings').open = false;
@@ -985,10 +1063,18 @@ function showDecided(reply) {
   if (tex) img.src = tex.url;
   img.alt = it.title;
   $('decided-title').textContent = it.title;
-  const policy = state.servedPolicy ? `, ${((POLICIES[state.servedPolicy] || [state.servedPolicy])[0]).toLowerCase()}` : '';
-  $('decided-steps').textContent = `Chosen in ${reply.steps} ${reply.steps === 1 ? 'step' : 'steps'} with ${(ALGORITHMS[state.algorithm] || [state.algorithm])[0]}${policy}.`;
+  const steps = `${reply.steps} ${reply.steps === 1 ? 'step' : 'steps'}`;
+  if (state.study) {
+    // a study shows the condition's label, never its model or policy
+    const t = state.trial;
+    $('decided-steps').textContent = t ? `Trial ${t.index} of ${t.count} (${t.label}) done in ${steps}.` : `Done in ${steps}.`;
+  } else {
+    const policy = state.servedPolicy ? `, ${policyInfo(state.servedPolicy)[0].toLowerCase()}` : '';
+    $('decided-steps').textContent = `Chosen in ${steps} with ${(ALGORITHMS[state.algorithm] || [state.algorithm])[0]}${policy}.`;
+  }
+  $('decided-again').textContent = state.study ? 'Continue' : 'Start again';
   const link = $('decided-link');
-  const url = safeUrl(it.url);
+  const url = state.study ? null : safeUrl(it.url);
   link.hidden = !url;
   if (url) link.href = url;
   $('decided-url').textContent = it.url;
@@ -996,8 +1082,13 @@ function showDecided(reply) {
   if (!xrActive) decided.showModal();
 }
 decided.addEventListener('close', () => {
-  if (state.decided) startSelection(null);
+  if (state.decided) nextSelection();
 });
+
+/** After a decision: a new selection, or in a study whatever comes next. */
+function nextSelection() {
+  return state.study ? studyNext() : startSelection(null);
+}
 
 // ------------------------------------------------------------------------------------------------
 // WebXR (lazy)
@@ -1010,11 +1101,14 @@ async function setupVR() {
   let supported = false;
   if (navigator.xr && navigator.xr.isSessionSupported) {
     try {
-      supported = await navigator.xr.isSessionSupported('immersive-vr');
+      // the connection waits for this answer (hello says which gaze the page sends): not forever
+      supported = await Promise.race([navigator.xr.isSessionSupported('immersive-vr'),
+        new Promise((resolve) => { setTimeout(() => resolve(false), 2000); })]);
     } catch {
       supported = false;
     }
   }
+  xrSupported = !!supported;
   if (!supported && !navigator.xr && !window.isSecureContext && /OculusBrowser|Quest/i.test(navigator.userAgent)) {
     showBanner('info', 'VR needs a secure page',
       'The headset browser offers WebXR only on https:// or http://localhost pages. Open this page through '
@@ -1056,8 +1150,13 @@ const xrApi = {
   choose: (id) => chooseId(id),
   skip: () => skipGrid(),
   decide: (id) => decideId(id, { openTab: false }),
-  restart: () => startSelection(null),
+  restart: () => nextSelection(),
   safeUrl,
+  gaze,
+  /** Whether gaze may be taken now: a grid on screen, no pick in flight. */
+  gazeOpen: () => gazeOpen(),
+  /** What the status line above the grid names: a study's condition label, never its model. */
+  get label() { return state.study ? (state.trial ? state.trial.label : '') : state.algorithm; },
   subscribe(fn) {
     listeners.add(fn);
     return () => listeners.delete(fn);
@@ -1065,6 +1164,7 @@ const xrApi = {
   ended() {
     xrActive = false;
     document.body.classList.remove('in-xr');
+    if (pointerProxy) pointerProxy.gridShown(); // the 2D grid's layout again
     if (state.decided && !decided.open) decided.showModal();
   },
 };
@@ -1089,10 +1189,18 @@ function safeStorage(op, key, value) {
   }
 }
 
-// for tests and the gaze work to come
+/** A grid on screen, taking input, and no pick in flight (its gaze belongs to it). */
+function gazeOpen() {
+  return client.state === 'open' && state.view === 'grid' && state.step > 0 && !state.busy && !state.decided
+    && state.items.length > 0;
+}
+
+// for tests
 window.omokage = {
   client,
   state,
+  gaze,
+  get pointerProxy() { return pointerProxy; },
   get dwell() { return dwell.steps; },
   get gazeDwell() { return gazeDwell.steps; },
   dwellTracker: dwell,
@@ -1101,6 +1209,181 @@ window.omokage = {
   describeError,
 };
 
+// ------------------------------------------------------------------------------------------------
+// Studies (v1.2, docs/studies.md): a participant code in hello; the server walks the participant through the
+// trials (its model, policy and start: the page offers none of those), questionnaires and the end.
+
+function isStudyRefusal(code, message = '') {
+  return (code === 'unauthorized' && /participant code|runs a user study/i.test(message))
+    || (code === 'bad_field' && /participant/i.test(message));
+}
+
+function showJoin(message = '') {
+  const form = $('join');
+  const noStudy = /runs no study/i.test(message);
+  const wrong = /not in the study/i.test(message);
+  $('join-title').textContent = noStudy ? 'This server runs no study' : wrong ? 'That code is not in this study'
+    : message ? 'This server runs a study' : 'Join a study';
+  $('join-text').textContent = noStudy ? 'It takes no participant codes: continue without one.'
+    : wrong ? 'Check the code you were given and enter it again.'
+      : 'Enter the participant code you were given.';
+  $('join-code').hidden = noStudy;
+  $('join-submit').textContent = noStudy ? 'Continue without a code' : 'Join';
+  $('join-cancel').hidden = !!message; // nothing to go back to when the server refused the page
+  form.dataset.mode = noStudy ? 'drop' : 'join';
+  form.hidden = false;
+  hideBanner();
+  if (!noStudy) {
+    $('join-code').value = client.participant || '';
+    $('join-code').focus();
+  }
+}
+
+$('btn-join-open').onclick = () => {
+  $('settings').open = false;
+  showJoin();
+};
+$('join-cancel').onclick = () => { $('join').hidden = true; };
+$('join').onsubmit = (e) => {
+  e.preventDefault();
+  const drop = $('join').dataset.mode === 'drop';
+  const code = drop ? '' : $('join-code').value.trim();
+  if (!drop && !code) {
+    $('join-code').focus();
+    return;
+  }
+  client.participant = code || null;
+  const url = new URL(location.href);
+  if (code) url.searchParams.set('participant', code);
+  else url.searchParams.delete('participant');
+  history.replaceState(null, '', url);
+  $('join').hidden = true;
+  state.sessions = 0; // a new hello: not a reconnect
+  client.reconnect();
+};
+
+function enterStudy(study) {
+  state.study = study;
+  document.body.classList.add('in-study');
+  $('study-bar').hidden = false;
+  $('study-title').textContent = study.title || study.name || 'Study';
+  $('settings').open = false;
+}
+
+function leaveStudy() {
+  if (!state.study && !document.body.classList.contains('in-study')) return;
+  state.study = null;
+  state.trial = null;
+  state.needImage = false;
+  document.body.classList.remove('in-study', 'need-image');
+  $('study-bar').hidden = true;
+  showView('grid');
+}
+
+/** Which of the grid, the questionnaire and the end of the study is on screen. */
+function showView(view) {
+  state.view = view;
+  $('stage').hidden = view !== 'grid';
+  $('questionnaire').hidden = view !== 'questionnaire';
+  $('study-done').hidden = view !== 'done';
+  $('keys-help').hidden = view !== 'grid';
+}
+
+function renderStudyBar() {
+  const t = state.trial;
+  const trialText = t ? `Trial ${t.index} of ${t.count} · ${t.label}` : '';
+  $('study-trial').textContent = state.view === 'grid' ? trialText : '';
+  $('study-practice').hidden = !(t && t.practice && state.view === 'grid');
+  $('study-task').textContent = state.view !== 'grid' || !t ? ''
+    : t.task === 'target' ? 'Find the face shown here, then decide on it.' : 'Pick the face you like best, then decide on it.';
+  const target = t && t.task === 'target' && t.target && state.view === 'grid' ? t.target : null;
+  $('study-target').hidden = !target;
+  if (target) {
+    const tex = client.textures.get(target.texture);
+    if (tex) $('study-target-img').src = tex.url;
+    $('study-target-img').alt = `The face to find: ${target.title}`;
+  }
+}
+
+/** study.next: the next (or resumed) trial, a questionnaire, or the end; `image` for a trial that starts from one. */
+async function studyNext(image = null) {
+  if (client.state !== 'open' || !state.study) return;
+  const seq = ++state.seq;
+  state.busy = true;
+  state.decided = null;
+  if (decided.open) decided.close();
+  grid.setAttribute('aria-busy', 'true');
+  try {
+    gaze.flush();
+    const reply = await client.studyNext(image);
+    if (seq !== state.seq) return;
+    state.needImage = false;
+    document.body.classList.remove('need-image');
+    if (reply.type === 'candidates') {
+      state.trial = reply.trial || null;
+      state.algorithm = reply.algorithm; // kept for the protocol; never shown in a study
+      state.init = image ? 'image' : 'random';
+      state.trail = [];
+      state.trailMarks = [];
+      renderTrail();
+      dwell.reset();
+      gazeDwell.reset();
+      state.reconstruction = null;
+      if (state.trial && state.trial.target) await client.textures.ensure([state.trial.target.texture]);
+      showView('grid');
+      await showCandidates(reply, seq, null);
+      renderStudyBar();
+      hideBanner();
+    } else if (reply.type === 'questionnaire') {
+      state.items = [];
+      state.step = 0;
+      showView('questionnaire');
+      renderStudyBar();
+      $('q-title').textContent = reply.title || 'A few questions';
+      renderQuestionnaire($('q-box'), reply, async (answers) => {
+        try {
+          await client.answer(reply.id, answers);
+          await studyNext();
+        } catch (err) {
+          reportError(err, 'answers');
+        }
+      });
+    } else if (reply.type === 'study.done') {
+      state.items = [];
+      state.step = 0;
+      state.trial = null;
+      showView('done');
+      renderStudyBar();
+      $('study-done-text').textContent = `You have finished the study (${reply.trials} ${reply.trials === 1 ? 'trial' : 'trials'}). You can close this page.`;
+    }
+  } catch (err) {
+    if (seq !== state.seq) return;
+    if (err instanceof ServerError && err.code === 'bad_field' && /image/i.test(err.message)) {
+      state.needImage = true;
+      document.body.classList.add('need-image');
+      showBanner('info', 'This trial starts from a picture',
+        'Choose a photo of a face (Use an image, or drop it on the page): the trial starts from the faces nearest to it.', null);
+    } else {
+      reportError(err, 'study');
+    }
+  } finally {
+    if (seq === state.seq) {
+      state.busy = false;
+      grid.setAttribute('aria-busy', 'false');
+    }
+  }
+}
+
 renderCursor();
-setupVR();
-client.connect();
+showView('grid');
+let pointerProxy = null;
+(async () => {
+  await setupVR();
+  // no head tracking here: the mouse over the grid stands in for gaze (labelled so in hello.client)
+  if (!xrSupported) {
+    pointerProxy = new PointerProxy(gaze, { cards, count: () => state.items.length,
+      active: () => gazeOpen() && !xrActive, shown: () => !xrActive && state.view === 'grid' && client.state === 'open' });
+    pointerProxy.start();
+  }
+  client.connect();
+})();

@@ -8,9 +8,10 @@ import { decode, encode } from '@msgpack/msgpack';
 
 export const PROTOCOL_VERSION = 1;
 // v1.1: policies, skip, rate, probability; v1.2: welcome.training and the unsolicited `models` message
-// (an older server ignores the minor and sends neither)
+// (an older server ignores the minor and sends neither), gaze (`gaze.batch`, `layout`, welcome.gaze) and
+// studies (hello.participant, study.next, answers)
 export const PROTOCOL_MINOR = 2;
-export const CLIENT_NAME = 'omokage-web/0.1.0';
+export const CLIENT_NAME = 'omokage-web/0.2.0';
 
 const MIME = { jpeg: 'image/jpeg', png: 'image/png' };
 const RETRY_DELAYS_MS = [1000, 2000, 3000, 5000];
@@ -40,10 +41,17 @@ export class ConnectionLost extends Error {
  *   message  an unsolicited server message (no pending rid), e.g. v1.2 `models`
  */
 export class OmokageClient extends EventTarget {
-  constructor(url, { token = null, pingIntervalMs = 2000, requestTimeoutMs = 20000 } = {}) {
+  /**
+   * `clientName`: the `hello.client` string, or a function returning it (asked at each hello);
+   * `participant`: a study participant's code for `hello.participant` (v1.2), or null.
+   */
+  constructor(url, { token = null, participant = null, clientName = CLIENT_NAME, pingIntervalMs = 2000,
+    requestTimeoutMs = 20000 } = {}) {
     super();
     this.url = url;
     this.token = token;
+    this.participant = participant;
+    this.clientName = clientName;
     this.pingIntervalMs = pingIntervalMs;
     this.requestTimeoutMs = requestTimeoutMs;
     this.ws = null;
@@ -52,7 +60,8 @@ export class OmokageClient extends EventTarget {
     this.everOpened = false;
     this.attempt = 0;
     this.rttMs = null;
-    this.clockOffsetS = null;
+    this.clockOffsetS = null; // server clock - client clock (s), from the ping with the shortest round trip
+    this._bestRttMs = Infinity;
     this.textures = new TextureCache(this);
     this._rid = 0;
     this._pending = new Map(); // rid -> {onMessage(msg) -> bool done, fail(err), timer}
@@ -92,6 +101,23 @@ export class OmokageClient extends EventTarget {
     }
   }
 
+  /** Drop the connection and open a new one now (a new hello: e.g. with a participant code just entered). */
+  reconnect() {
+    const ws = this.ws;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    if (ws) {
+      ws.onopen = null;
+      ws.onclose = null;
+      ws.onmessage = null;
+      this.ws = null;
+      try { ws.close(1000, 'reconnecting'); } catch { /* already closed */ }
+      this._drop();
+    }
+    this.attempt = 0;
+    this.connect();
+  }
+
   close() {
     this._stopped = true;
     clearTimeout(this._retryTimer);
@@ -101,8 +127,10 @@ export class OmokageClient extends EventTarget {
 
   async _opened(ws) {
     try {
-      const hello = { protocol: PROTOCOL_VERSION, client: CLIENT_NAME, protocol_minor: PROTOCOL_MINOR };
+      const name = typeof this.clientName === 'function' ? this.clientName() : this.clientName;
+      const hello = { protocol: PROTOCOL_VERSION, client: String(name).slice(0, 128), protocol_minor: PROTOCOL_MINOR };
       if (this.token) hello.token = this.token;
+      if (this.participant) hello.participant = this.participant;
       this.welcome = await this.request('hello', hello);
     } catch (err) {
       if (err instanceof ServerError) {
@@ -121,14 +149,20 @@ export class OmokageClient extends EventTarget {
     this.ping().catch(() => {});
   }
 
-  _closed(reason) {
-    this.ws = null;
+  _drop() {
     this.welcome = null;
     clearInterval(this._pingTimer);
+    this.clockOffsetS = null; // a new connection measures again (the server may be another one)
+    this._bestRttMs = Infinity;
     const lost = new ConnectionLost();
     for (const [, p] of this._pending) p.fail(lost);
     this._pending.clear();
     this.textures.connectionLost();
+  }
+
+  _closed(reason) {
+    this.ws = null;
+    this._drop();
     if (this._stopped) {
       this._setState('offline', this._fatal
         ? { reason: `${this._fatal.message} [${this._fatal.code}]`, code: this._fatal.code, message: this._fatal.message, fatal: true }
@@ -149,6 +183,11 @@ export class OmokageClient extends EventTarget {
   }
 
   // -- frames ---------------------------------------------------------------------------------
+  /** A message that has no reply (v1.2 `gaze.batch`, `layout`): errors about it come without a rid. */
+  send(type, fields = {}) {
+    this._send({ type, ...fields });
+  }
+
   _send(msg) {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) throw new ConnectionLost('not connected to the server');
     this.ws.send(encode(msg, { ignoreUndefined: true }));
@@ -221,11 +260,19 @@ export class OmokageClient extends EventTarget {
 
   async ping() {
     const t0 = performance.now();
-    const t = Date.now() / 1000; // seconds, the unit of server_time, so the clock offset can be estimated
+    // seconds since the Unix epoch (the unit of server_time) on the performance clock, the clock of animation
+    // and XR frame times, so that gaze samples can be put on the server's clock with this offset
+    const t = (performance.timeOrigin + t0) / 1000;
     const reply = await this.request('ping', { t });
     const t1 = performance.now();
     this.rttMs = t1 - t0;
-    this.clockOffsetS = reply.server_time - (t + (t + this.rttMs / 1000)) / 2;
+    const offset = reply.server_time - (t + (t + this.rttMs / 1000)) / 2;
+    // NTP-style: the exchange with the shortest round trip bounds the offset best; a slowly drifting clock
+    // still moves it, as each later ping within 1.5x of that round trip replaces it
+    if (this.rttMs <= this._bestRttMs * 1.5 || this.clockOffsetS == null) {
+      this._bestRttMs = Math.min(this._bestRttMs, this.rttMs);
+      this.clockOffsetS = offset;
+    }
     this.dispatchEvent(new CustomEvent('latency', { detail: { rttMs: this.rttMs, offsetS: this.clockOffsetS } }));
     return this.rttMs;
   }
@@ -265,6 +312,16 @@ export class OmokageClient extends EventTarget {
 
   decide(id) {
     return this.request('decide', { id });
+  }
+
+  /** v1.2 studies: what comes next for this participant: `candidates` (with `trial`), `questionnaire` or `study.done`. */
+  studyNext(image = null) {
+    return this.request('study.next', image ? { image } : {});
+  }
+
+  /** v1.2 studies: answers [{item, value}] to the questionnaire `id`; resolves with `answered`. */
+  answer(questionnaire, answers) {
+    return this.request('answers', { questionnaire, answers });
   }
 
   /** texture.get: one `texture` per known hash (same rid), then one `error not_found` if any was unknown. */

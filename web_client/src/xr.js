@@ -3,13 +3,20 @@
 // The nine faces hang on panels in an arc in front of the user. A controller ray (or a pinch with
 // hand tracking) selects; a head-gaze reticle fills while the user looks at a face and, after DWELL_MS,
 // marks it (armed): a trigger press then chooses it. Gaze never chooses on its own — it is a signal
-// (logged as dwell), the selection is the user's — and a new grid arms nothing until the gaze moves. The render loop does no network or image-decode work: when candidates arrive,
-// textures are decoded off the loop (createImageBitmap), uploaded, and only swapped in by the loop.
+// (logged as dwell, and sent to the server as gaze), the selection is the user's — and a new grid arms nothing until
+// the gaze moves. The render loop does no network or image-decode work: when candidates arrive, textures are decoded
+// off the loop (createImageBitmap), uploaded, and only swapped in by the loop.
+//
+// Gaze (protocol v1.2, docs/gaze.md): every frame the head ray (the WebXR viewer pose; in the 3D preview the mouse
+// ray, or a scripted viewer pose) and its hit on the panels go into api.gaze (a preallocated buffer: nothing is
+// allocated for it per frame); the page sends them as `gaze.batch` every 100 ms. Each new grid, and each re-centring,
+// sends `layout`: panel k is the card (face and label) showing candidates.items[k], in the scene frame (the XR
+// reference space).
 
 import {
   BufferGeometry, CanvasTexture, CircleGeometry, Color, Float32BufferAttribute, Fog, GridHelper, Group, Line,
-  LineBasicMaterial, Matrix4, Mesh, MeshBasicMaterial, PerspectiveCamera, PlaneGeometry, Raycaster, RingGeometry,
-  SRGBColorSpace, Scene, Texture, Vector2, Vector3, WebGLRenderer,
+  LineBasicMaterial, Matrix4, Mesh, MeshBasicMaterial, PerspectiveCamera, PlaneGeometry, Quaternion, Raycaster,
+  RingGeometry, SRGBColorSpace, Scene, Texture, Vector2, Vector3, WebGLRenderer,
 } from 'three';
 
 const DWELL_MS = 1800;          // head-gaze dwell that arms a face (a press then chooses it)
@@ -18,6 +25,8 @@ const FACE = 0.30;              // face side in metres
 const COL_ANGLE = 0.265;        // radians between columns
 const ROW_STEP = 0.475;         // metres between rows
 const BUTTON_H = 0.085;         // button height in metres
+const PLATE_W = FACE + 0.04;    // a card (face and label): what a gaze panel is
+const PLATE_H = FACE + 0.12;
 const ACCENT = 0xff8fab;
 const HOVER = 0x8c7bff;
 
@@ -60,7 +69,7 @@ export async function startXR(api, session) {
   });
   const faceGeo = new PlaneGeometry(FACE, FACE);
   const labelGeo = new PlaneGeometry(FACE + 0.04, (FACE + 0.04) * 112 / 512);
-  const plateGeo = new PlaneGeometry(FACE + 0.04, FACE + 0.12);
+  const plateGeo = new PlaneGeometry(PLATE_W, PLATE_H);
   const ringGeo = new PlaneGeometry(FACE + 0.065, FACE + 0.145);
 
   const panels = [];
@@ -227,7 +236,12 @@ export async function startXR(api, session) {
   const tmpMat = new Matrix4();
   const headPos = new Vector3();
   const headDir = new Vector3();
+  const headQuat = new Quaternion();
+  const local = new Vector3();
   const hovered = new Set();
+  let scriptedPose = false;  // preview: a viewer pose set by setViewerPose (tests, demos) instead of the mouse
+  let layoutDirty = false;   // send `layout` after this frame (a new grid, or the panels moved)
+  let shownStep = 0;         // the step whose faces the panels show (the page's state may be ahead of it)
 
   function intersect() {
     hits.length = 0;
@@ -272,7 +286,7 @@ export async function startXR(api, session) {
     })));
     const first = items[0];
     const decideTex = buttonTexture(first ? `✓  Decide on ${first.title.split(' — ')[0]}` : '✓  Decide', true, buttons.decide.w / BUTTON_H);
-    const statusTex = statusTexture(st.step, st.algorithm);
+    const statusTex = statusTexture(st.step, api.label);
     if (gen !== prepGen || ended) {
       for (const b of built) disposeMaterial(b.face, b.label);
       decideTex.dispose();
@@ -332,7 +346,7 @@ export async function startXR(api, session) {
   });
 
   // -- the loop: ray casts, dwell, material swaps, render. Nothing else. -----------------------------
-  function frame(time) {
+  function frame(time, xrFrame) {
     const dt = last ? Math.min(100, time - last) : 0;
     last = time;
     stats.frames += 1;
@@ -345,6 +359,7 @@ export async function startXR(api, session) {
 
     hovered.clear();
     let gazeHit = null;
+    let headTracked = false;
     if (mode === 'immersive') {
       for (const c of controllers) {
         c.userData.hit = null;
@@ -357,21 +372,31 @@ export async function startXR(api, session) {
         c.userData.line.scale.z = hit ? hit.distance : 2;
         if (hit) hovered.add(hit.object.userData);
       }
-      camera.getWorldPosition(headPos);
-      camera.getWorldDirection(headDir);
+      headTracked = viewerRay(xrFrame);
       raycaster.ray.origin.copy(headPos);
       raycaster.ray.direction.copy(headDir);
       gazeHit = intersect();
     } else {
       previewHit = null;
+      camera.getWorldPosition(headPos);
+      if (scriptedPose) {
+        camera.getWorldDirection(headDir);
+        raycaster.ray.origin.copy(headPos);
+        raycaster.ray.direction.copy(headDir);
+        gazeHit = intersect();
+        headTracked = true;
+      }
       if (mouseIn) {
         raycaster.setFromCamera(mouse, camera);
         previewHit = intersect();
         if (previewHit) hovered.add(previewHit.object.userData);
-        gazeHit = previewHit;
+        if (!scriptedPose) {
+          gazeHit = previewHit;
+          headDir.copy(raycaster.ray.direction);
+          headTracked = true;
+        }
       }
-      camera.getWorldPosition(headPos);
-      headDir.copy(raycaster.ray.direction);
+      if (!headTracked) headDir.copy(raycaster.ray.direction);
     }
 
     // highlight what a pointer rests on; count pointer dwell
@@ -414,10 +439,62 @@ export async function startXR(api, session) {
       reticle.position.copy(headPos).addScaledVector(headDir, 1.5);
     }
     reticle.quaternion.copy(camera.quaternion);
-    reticle.visible = mode === 'immersive' || mouseIn;
+    reticle.visible = mode === 'immersive' || mouseIn || scriptedPose;
     fillGeo.setDrawRange(0, Math.round(progress * SEG) * 6);
 
+    // gaze to the server: the head ray and the card it rests on, while the grid on screen is the page's
+    if (headTracked && placed && gridGroup.visible && shownStep === api.state.step && api.gazeOpen()) {
+      let panel = -1;
+      let u = 0;
+      let v = 0;
+      if (gazePanel && gazePanel.item) {
+        panel = gd.index;
+        gazePanel.plate.worldToLocal(local.copy(gazeHit.point));
+        u = Math.min(1, Math.max(0, local.x / PLATE_W + 0.5));
+        v = Math.min(1, Math.max(0, local.y / PLATE_H + 0.5));
+      }
+      api.gaze.push(time, headPos.x, headPos.y, headPos.z, headDir.x, headDir.y, headDir.z, panel, u, v);
+    }
+
     renderer.render(scene, camera);
+    if (layoutDirty && placed) {
+      layoutDirty = false;
+      setTimeout(sendLayout, 0); // after this frame's matrices are updated; messages are built outside the loop
+    }
+  }
+
+  /** The WebXR viewer pose (the head) into headPos / headDir, in the reference space (the scene frame). */
+  function viewerRay(xrFrame) {
+    const space = renderer.xr.getReferenceSpace();
+    const pose = xrFrame && space ? xrFrame.getViewerPose(space) : null;
+    if (!pose) {
+      camera.getWorldPosition(headPos);
+      camera.getWorldDirection(headDir);
+      return false;
+    }
+    const p = pose.transform.position;
+    const o = pose.transform.orientation;
+    headPos.set(p.x, p.y, p.z);
+    headQuat.set(o.x, o.y, o.z, o.w);
+    headDir.set(0, 0, -1).applyQuaternion(headQuat).normalize();
+    return true;
+  }
+
+  /** `layout`: panel k is the card showing candidates.items[k] (position, rotation, size in the scene frame). */
+  function sendLayout() {
+    if (ended) return;
+    scene.updateMatrixWorld();
+    const out = [];
+    const pos = new Vector3();
+    const rot = new Quaternion();
+    for (const p of panels) {
+      if (!p.item) break;
+      p.plate.getWorldPosition(pos);
+      p.plate.getWorldQuaternion(rot);
+      out.push({ position: [r5(pos.x), r5(pos.y), r5(pos.z)], rotation: [r5(rot.x), r5(rot.y), r5(rot.z), r5(rot.w)],
+        size: [r5(PLATE_W), r5(PLATE_H)] });
+    }
+    api.gaze.layout(out);
   }
 
   function place() {
@@ -434,6 +511,7 @@ export async function startXR(api, session) {
     if (refSpace === 'local') floor.position.y = glow.position.y = headPos.y - 1.6;
     ui.visible = true;
     placed = true;
+    layoutDirty = true;
   }
 
   function swap() {
@@ -464,6 +542,8 @@ export async function startXR(api, session) {
     armed = null;
     stats.swaps += 1;
     stats.step = p.step;
+    shownStep = p.step;
+    layoutDirty = true;
     stats.texturesReady = p.built.filter((b) => b.face.map !== placeholder).length;
     setTimeout(() => disposeMaterial(...old), 0); // GL deletes outside the frame
   }
@@ -571,6 +651,28 @@ export async function startXR(api, session) {
       select: (kindOrIndex) => select({ object: typeof kindOrIndex === 'number' ? panels[kindOrIndex].face : (buttons[kindOrIndex] || {}).mesh }),
       // for tests: a trigger press whose controller ray hits nothing (chooses the armed face, if any)
       press: () => select(null),
+      // preview, for tests and demos: a scripted viewer pose, the head at `position` looking along `direction`
+      // (scene frame; null: the mouse again). The head ray is then the gaze, as in a headset.
+      setViewerPose(position, direction) {
+        if (mode !== 'preview') return;
+        if (!position) {
+          scriptedPose = false;
+          camera.position.set(0, 1.6, 0);
+          camera.quaternion.identity();
+          return;
+        }
+        scriptedPose = true;
+        camera.position.set(position[0], position[1], position[2]);
+        local.set(position[0] + direction[0], position[1] + direction[1], position[2] + direction[2]);
+        camera.lookAt(local);
+        camera.updateMatrixWorld();
+      },
+      // where panel i's card centre is (scene frame), to aim a scripted pose at it
+      panelCentre(i) {
+        const v = new Vector3();
+        panels[i].plate.getWorldPosition(v);
+        return [v.x, v.y, v.z];
+      },
     };
   }
   if (api.state.items.length) await prepare(api.state);
@@ -633,15 +735,19 @@ function buttonTexture(text, primary, aspect) {
   });
 }
 
-function statusTexture(step, algorithm) {
+function statusTexture(step, label) {
   return makeCanvasTexture(1024, 64, (g, w, h) => {
     g.fillStyle = '#9aa1b2';
     g.font = '30px system-ui, sans-serif';
     g.textAlign = 'center';
     g.textBaseline = 'middle';
-    const text = `Step ${step}  ·  ${String(algorithm || '').toUpperCase()}  ·  trigger to choose; or rest your gaze on a face, then press`;
+    const text = `Step ${step}  ·  ${String(label || '').toUpperCase()}  ·  trigger to choose; or rest your gaze on a face, then press`;
     g.fillText(fit(g, text, w - 24), w / 2, h / 2);
   });
+}
+
+function r5(x) {
+  return Math.round(x * 1e5) / 1e5;
 }
 
 function roundRect(g, x, y, w, h, r) {

@@ -186,9 +186,10 @@ def parse_study(text: str, where: str = "<study>", models=None, policies=None) -
     if models is None:
         from omokage.cli import MODEL_NAMES
         models = MODEL_NAMES
-    if policies is None:
-        from omokage.selection import POLICIES
-        policies = tuple(POLICIES)
+    from omokage.selection import GAZE_SUFFIX, POLICIES, is_policy
+    policy_known = is_policy if policies is None else (lambda name: name in policies)
+    policy_names = (f"{', '.join(POLICIES)} (a belief policy also as NAME{GAZE_SUFFIX}, e.g. thompson{GAZE_SUFFIX})"
+                    if policies is None else ", ".join(policies))
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -267,7 +268,7 @@ def parse_study(text: str, where: str = "<study>", models=None, policies=None) -
             policy = get("policy", str, "thompson", table="conditions", index=i, src=spec)
             start = get("start", str, "random", table="conditions", index=i, src=spec)
             cname = get("name", str, model if policy == "thompson" and start == "random" else
-                        f"{model}-{policy}-{start}", table="conditions", index=i, src=spec)
+                        f"{model}-{policy.replace('+', '-')}-{start}", table="conditions", index=i, src=spec)
             label = get("label", str, "", table="conditions", index=i, src=spec)
             conditions.append(Condition(cname, label, model, policy, start))
     if len(conditions) < 1:
@@ -277,9 +278,9 @@ def parse_study(text: str, where: str = "<study>", models=None, policies=None) -
         line = lines.key("model", "conditions", i) or lines.value(c.model) or lines.key("design")
         if c.model not in models:
             raise fail(line, f"unknown condition model {c.model!r}; choose from {', '.join(models)}")
-        if c.policy not in policies:
+        if not policy_known(c.policy):
             raise fail(lines.key("policy", "conditions", i) or lines.value(c.policy),
-                       f"unknown condition policy {c.policy!r}; choose from {', '.join(policies)}")
+                       f"unknown condition policy {c.policy!r}; choose from {policy_names}")
         if c.start not in STARTS:
             raise fail(lines.key("start", "conditions", i) or lines.value(c.start),
                        f"unknown condition start {c.start!r}; choose from {', '.join(STARTS)}")

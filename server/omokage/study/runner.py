@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from omokage.errors import UserError
+from omokage.selection import is_policy
 from omokage.study.definition import Condition, Question, Study, read_study
 
 
@@ -171,7 +172,7 @@ class StudyRunner:
                 raise UserError(f"study {self.name!r}, condition {c.name!r} needs the model {c.model!r}, which this "
                                 f"server does not serve (it serves {', '.join(algorithms)}); fit it first "
                                 f"(`omokage fit CATALOG --models {c.model} --out MODELS`)")
-            if c.policy not in policies:
+            if c.policy not in policies and not is_policy(c.policy):   # any belief policy may read gaze
                 raise UserError(f"study {self.name!r}, condition {c.name!r} needs the policy {c.policy!r}; this server "
                                 f"offers {', '.join(policies)}")
 

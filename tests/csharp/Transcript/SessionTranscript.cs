@@ -101,7 +101,7 @@ public static class SessionTranscript
 
     static async Task RunSession(OmokageClient client, TcpProxy proxy, SemaphoreSlim welcomes, string outPath)
     {
-        Note("connect and say hello (protocol 1.1) through a loopback relay that can play a sleeping Wi-Fi; the server answers with its limits, algorithms, catalog and the policies it offers");
+        Note("connect and say hello (protocol 1.2) through a loopback relay that can play a sleeping Wi-Fi; the server answers with its limits, algorithms, catalog, the policies it offers and what a gaze.batch may carry");
         WelcomeMessage welcome = await client.ConnectAsync();
         await welcomes.WaitAsync();
         string firstSession = welcome.SessionId;
@@ -116,6 +116,26 @@ public static class SessionTranscript
         Note("fetch the 9 textures by content hash");
         TextureFetchResult tex1 = await client.FetchTexturesAsync(grid.Items.Select(i => i.Texture));
 
+        // --- gaze stream (v1.2): layout, then head + eye samples in 100 ms batches, flushed before the pick ------
+        var rejected = new List<ErrorMessage>();
+        client.GazeRejected += e => { lock (rejected) rejected.Add(e); };
+        var sender = new GazeSender();
+        sender.SetPanelCount(grid.Items.Count);
+        for (int k = 0; k < grid.Items.Count; k++)
+            sender.SetPanel(k, new PanelPose { Px = (k % 3 - 1) * 0.36, Py = 1.5 + (1 - k / 3) * 0.36, Pz = -1.5, Qw = 1, Width = 0.3, Height = 0.3 });
+        Note("the grid is on screen: send its layout (9 panels, 0.3 m, 1.5 m ahead) so that the server can ray-cast rays; no reply unless it is wrong");
+        await client.SendLayoutAsync(sender.TakeLayout(client.SessionId));
+        Note("0.6 s of gaze at 90 Hz, head and eye, over faces 3 → 5 (replayed at once: the samples carry the times they were taken, " +
+             "on the server's clock = local + the ping's offset, with the client's own hit {panel, u, v}); a gaze.batch every 100 ms, no replies");
+        double gazeStart = ClockSync.LocalNow() - 0.7;
+        for (int i = 0; i < 54; i++)
+        {
+            double x = -0.36 + 0.72 * i / 53.0, len = Math.Sqrt(x * x + 0.01 + 2.25);
+            sender.Frame(client.Gaze, gazeStart + i / 90.0, 0, 1.6, 0, x / len, -0.1 / len, -1.5 / len, true, 0.01, 1.6, 0, x / len, -0.1 / len, -1.5 / len, 0.95);
+            if (i % 9 == 8 && i < 45) client.FlushGaze();
+        }
+        int gazePendingAtPick = client.Gaze.Pending;
+
         // --- gaze: dwell arms, only a press commits ----------------------------------------------------------
         var gaze = new PointerSelection { DwellSeconds = 1.5, RequireArmed = true };
         var tile = new Tile { Item = grid.Items[4] };
@@ -126,7 +146,13 @@ public static class SessionTranscript
         bool committed = gaze.Press();
         int chosen = tile.Item.Id;
         if (!committed || tile.Commits != 1) throw new InvalidOperationException("the press did not commit the armed tile");
-        grid = await selection.ChooseAsync(chosen);
+        grid = await selection.ChooseAsync(chosen);  // the last gaze.batch goes out first: the pick closes the grid's gaze
+        Note("ping: answered in order, so every gaze message before it has been read by the server");
+        await client.PingAsync();
+        int gazeRejected;
+        lock (rejected) gazeRejected = rejected.Count;
+        Note("gaze errors from the server: " + gazeRejected + " (a refused sample would have come back as error bad_field/overloaded with `dropped`)");
+        if (gazeRejected > 0) throw new InvalidOperationException("the server refused gaze: " + rejected[0].Code + " " + rejected[0].Message);
         tile.Item = grid.Items[4];  // the same tile now shows a face of the new grid
         int sentAfterNewGrid = Stare(gaze, tile, 10);
         bool armedAfterNewGrid = tile.Armed;
@@ -216,6 +242,9 @@ public static class SessionTranscript
                            tex2.Fetched + " fetched / " + tex2.FromCache + " from cache; unknown hash → not found: " + tex3.NotFound.Count);
         summary.AppendLine("- protocol 1." + welcome.ProtocolMinor + "; policies offered: " + string.Join(", ", welcome.Policies) +
                            " (default " + welcome.DefaultPolicy + "); this selection: " + grid.Policy);
+        summary.AppendLine("- gaze stream (v1.2): a layout and " + client.GazeSamplesSent + " samples (head and eye) in " + client.GazeBatchesSent +
+                           " gaze.batch messages, the last " + gazePendingAtPick + " sent just before the choose; stamped on the server's clock; " +
+                           gazeRejected + " refused (welcome.gaze: " + (welcome.Gaze == null ? "none" : welcome.Gaze.MaxRateHz + " Hz, " + welcome.Gaze.MaxSamplesPerBatch + " per batch") + ")");
         summary.AppendLine("- bad choose: `" + errorText + "`");
         summary.AppendLine("- rated #" + rated.Id + " " + rated.Rating + "/5; skipped to grid " + skippedStep);
         summary.AppendLine("- gaze: 10 s of staring armed the face and sent " + sentStaring + " messages; the trigger chose it; on the " +
@@ -238,7 +267,8 @@ public static class SessionTranscript
             md.AppendLine("received (←) it, decoded, with the time since the client started. `bin` fields show their size and");
             md.AppendLine("first bytes (`ff d8 ff` starts a JPEG, `89 50 4e 47` a PNG). Lines starting with `#` say what the");
             md.AppendLine("client does next. Catalog: `omokage catalog generate --count 150 --size 64 --seed 1`, models pca and nmf.");
-            md.AppendLine("The session also drives the package's engine-free interaction logic as the Unity components do: head gaze");
+            md.AppendLine("The session also drives the package's engine-free interaction logic as the Unity components do: the gaze stream");
+            md.AppendLine("(`GazeSender`, `OmokageClient.Gaze`: layout, gaze.batch every 100 ms, flushed before the pick), head gaze");
             md.AppendLine("through `PointerSelection` (dwell arms, a press commits), pauses through a loopback relay that makes the");
             md.AppendLine("link half-open (`OmokageClient.ProbeAsync`, reconnect, `SelectionSession.RestoreAsync`), and the product");
             md.AppendLine("page through `OpenUrlGate` (allow-list, then the user's confirmation).");

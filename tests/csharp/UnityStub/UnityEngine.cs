@@ -78,6 +78,7 @@ namespace UnityEngine
         public Vector3 position { get; set; }
         public Vector3 localPosition { get; set; }
         public Vector3 localScale { get; set; }
+        public Vector3 lossyScale { get { return new Vector3(1, 1, 1); } }
         public Vector3 eulerAngles { get; set; }
         public Quaternion rotation { get; set; }
         public Quaternion localRotation { get; set; }
@@ -253,6 +254,17 @@ namespace UnityEngine
         public static T GetBuiltinResource<T>(string path) where T : Object { return null; }
     }
 
+    public enum TouchScreenKeyboardType { Default = 0, ASCIICapable = 1, NumbersAndPunctuation = 2, URL = 3, NumberPad = 4, PhonePad = 5, NamePhonePad = 6, EmailAddress = 7 }
+
+    public class TouchScreenKeyboard
+    {
+        public enum Status { Visible = 0, Done = 1, Canceled = 2, LostFocus = 3 }
+        public static bool isSupported { get { return false; } }
+        public static TouchScreenKeyboard Open(string text, TouchScreenKeyboardType keyboardType, bool autocorrection, bool multiline) { return null; }
+        public string text { get; set; }
+        public Status status { get { return Status.Done; } }
+    }
+
     public class Camera : Behaviour
     {
         public static Camera main { get { return null; } }
@@ -263,6 +275,7 @@ namespace UnityEngine
         public static float time { get { return 0; } }
         public static float deltaTime { get { return 0; } }
         public static float unscaledDeltaTime { get { return 0; } }
+        public static float unscaledTime { get { return 0; } }
         public static float realtimeSinceStartup { get { return 0; } }
         public static double realtimeSinceStartupAsDouble { get { return 0; } }
         public static int frameCount { get { return 0; } }
@@ -407,6 +420,36 @@ namespace UnityEngine
     {
         public WaitUntil(Func<bool> predicate) { }
         public override bool keepWaiting { get { return false; } }
+    }
+}
+
+namespace UnityEngine.XR
+{
+    using System.Collections.Generic;
+
+    [Flags]
+    public enum InputDeviceCharacteristics : uint
+    {
+        None = 0, HeadMounted = 1, Camera = 2, HeldInHand = 4, HandTracking = 8, EyeTracking = 16, TrackedDevice = 32,
+        Controller = 64, TrackingReference = 128, Left = 256, Right = 512, Simulated6DOF = 1024,
+    }
+
+    public struct InputFeatureUsage<T>
+    {
+        public InputFeatureUsage(string usageName) { name = usageName; }
+        public string name { get; set; }
+    }
+
+    public struct InputDevice
+    {
+        public bool isValid { get { return false; } }
+        public bool TryGetFeatureValue(InputFeatureUsage<Vector3> usage, out Vector3 value) { value = default(Vector3); return false; }
+        public bool TryGetFeatureValue(InputFeatureUsage<Quaternion> usage, out Quaternion value) { value = default(Quaternion); return false; }
+    }
+
+    public class InputDevices
+    {
+        public static void GetDevicesWithCharacteristics(InputDeviceCharacteristics desiredCharacteristics, List<InputDevice> inputDevices) { inputDevices.Clear(); }
     }
 }
 

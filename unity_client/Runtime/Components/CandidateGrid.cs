@@ -207,7 +207,46 @@ namespace Omokage.Client.Components
                 if (_session.NeedsRestore) Observe(RestoreAsync());
                 return;
             }
+            if (welcome != null && welcome.Study != null) return;  // a study participant: OmokageStudy asks study.next
             if (LastDecision == null && startOnConnect && !Busy) StartSelection();
+        }
+
+        /// <summary>
+        /// <c>study.next</c> (v1.2): a trial's grid is shown like any other (then choose, skip and decide as usual; its model,
+        /// policy and start are the study's); a <c>questionnaire</c> or <c>study.done</c> reply is returned and the grid is
+        /// cleared. <see cref="OmokageStudy"/> drives this.
+        /// </summary>
+        public async Task<ServerMessage> StudyNextAsync(byte[] image = null)
+        {
+            if (Busy) throw new InvalidOperationException("a request is in flight");
+            var session = ReadySession();
+            SetBusy(true);
+            int generation = ++_generation;
+            try
+            {
+                ServerMessage reply = await session.StudyNextAsync(image);
+                if (this == null || generation != _generation) return reply;
+                var grid = reply as CandidatesMessage;
+                if (grid != null)
+                {
+                    Show(grid);
+                    SetBusy(false);
+                    await LoadTextures(session.Client, grid, generation);
+                }
+                else Clear();
+                return reply;
+            }
+            finally
+            {
+                if (this != null && generation == _generation) SetBusy(false);
+            }
+        }
+
+        /// <summary>Hides every tile (between study trials, while a questionnaire is shown).</summary>
+        public void Clear()
+        {
+            for (int i = 0; i < tiles.Length; i++)
+                if (tiles[i] != null) tiles[i].Show(null);
         }
 
         // --- requests as Tasks ---------------------------------------------------------------------

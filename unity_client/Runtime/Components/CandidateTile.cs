@@ -45,6 +45,10 @@ namespace Omokage.Client.Components
 
         public Texture2D Texture { get; private set; }
 
+        /// <summary>The transform of the face's panel for gaze (<c>layout</c> and hits): the image renderer's, a unit quad
+        /// whose lossy scale is the panel's size (as built tiles are); the tile's own without a renderer.</summary>
+        public Transform PanelTransform { get { return imageRenderer != null ? imageRenderer.transform : transform; } }
+
         public bool IsSelectable { get { return Item != null && Grid != null && Grid.CanChoose; } }
 
         /// <summary>Dwell armed this tile: a press chooses it.</summary>

@@ -28,6 +28,9 @@ namespace Omokage.Client.Components
         [Tooltip("The server's --token, when it has one.")]
         [SerializeField] string token = "";
 
+        [Tooltip("A study participant's code (protocol v1.2, a server run with --study), sent in hello. Empty: no study.")]
+        [SerializeField] string participantCode = "";
+
         [SerializeField] bool connectOnStart = true;
 
         [Tooltip("Reconnect with exponential back-off (and a new hello) when the connection drops.")]
@@ -75,6 +78,10 @@ namespace Omokage.Client.Components
 
         public string Token { get { return token; } set { token = value; } }
 
+        /// <summary>The participant code sent in hello (set it before <see cref="Connect"/>; e.g. from a code entry
+        /// screen). Empty: no study.</summary>
+        public string ParticipantCode { get { return participantCode; } set { participantCode = value; } }
+
         public bool ConnectOnStart { get { return connectOnStart; } set { connectOnStart = value; } }
 
         /// <summary>State changes, on the main thread.</summary>
@@ -113,6 +120,7 @@ namespace Omokage.Client.Components
             var options = new OmokageClientOptions(serverUrl)
             {
                 Token = string.IsNullOrEmpty(token) ? null : token,
+                Participant = string.IsNullOrEmpty(participantCode) ? null : participantCode.Trim(),
                 AutoReconnect = autoReconnect,
                 PingInterval = TimeSpan.FromSeconds(Mathf.Max(0f, pingIntervalSeconds)),
             };

@@ -1,44 +1,78 @@
 using System.Collections.Generic;
 using Omokage.Client;
 using UnityEngine;
+using UnityEngine.XR;
 
 namespace Omokage.Client.Components
 {
+    /// <summary>Which gaze sources the sender uses besides the head.</summary>
+    public enum EyeGazeMode
+    {
+        /// <summary>Head gaze only.</summary>
+        Off,
+        /// <summary>Eye gaze too, when an eye-gaze device delivers a tracked pose (OpenXR "Eye Gaze Interaction" enabled
+        /// and the user granted the eye-tracking permission) or <see cref="OmokageGazeReporter.EyeGaze"/> is assigned and
+        /// active; head gaze is always sent as well.</summary>
+        WhenAvailable,
+    }
+
     /// <summary>
-    /// Samples head pose and eye gaze at a fixed rate into a ring buffer, ready for the coming gaze work
-    /// (inferring preference from where the user looks in the grid).
-    /// <para><b>It sends nothing.</b> Protocol v1 has no gaze message: the server would answer
-    /// <c>error unknown_type</c>. When the protocol gains one, this component will batch
-    /// <see cref="Snapshot"/> into it; until then read the samples locally.</para>
-    /// Timestamps are on the server's clock (Unix seconds, from the connection's ping/pong clock offset) once a
-    /// ping has completed, so they line up with the server's event log; before that, on the local clock
-    /// (<see cref="GazeSample.ServerClock"/> false).
-    /// Eye gaze: assign <see cref="EyeGaze"/> a transform driven by the eye-gaze pose (OpenXR "Eye Gaze
-    /// Interaction" profile, e.g. through a Tracked Pose Driver on &lt;EyeGaze&gt;/pose). Without it, the head's
-    /// forward direction stands in (<see cref="GazeSample.EyeTracked"/> false).
+    /// Sends where the user looks to the server (protocol v1.2 <c>gaze.batch</c>, docs/gaze.md), <b>by default</b>:
+    /// <list type="bullet">
+    /// <item><b>Head gaze</b> every frame (the headset's rate): the head's (camera's) forward ray, with the client's own hit
+    /// {panel, u, v} against the grid's tiles (panel k = tile k = <c>candidates.items[k]</c>).</item>
+    /// <item><b>Eye gaze</b> too (<see cref="EyeGazeMode.WhenAvailable"/>), when an eye-gaze device delivers a tracked pose
+    /// (the OpenXR Eye Gaze Interaction profile; on Quest Pro the app must hold the eye-tracking permission, without which
+    /// the device delivers nothing and only head gaze goes out) or an <see cref="EyeGaze"/> transform is assigned.
+    /// <see cref="EyeGazePermitted"/> lets the app veto it (consent).</item>
+    /// <item>Samples are stamped on the server's clock (local clock + the ping/pong offset), buffered in the client's
+    /// preallocated <see cref="OmokageClient.Gaze"/> ring and sent as one <c>gaze.batch</c> every
+    /// <c>flushIntervalSeconds</c> (100 ms). The client sends the pending batch before every choose, skip and decide.</item>
+    /// <item><c>layout</c> (the 9 tiles' poses) is sent when a grid is shown, whenever the tiles move, and after a
+    /// reconnection.</item>
+    /// </list>
+    /// It sends only while the server takes gaze (<see cref="OmokageClient.GazeAccepted"/>) and a grid is shown and
+    /// undecided. The per-frame path allocates nothing. It also keeps the last <c>capacity</c> samples locally
+    /// (<see cref="Samples"/>) with the face under the head or eye ray.
+    /// Tiles: each tile's image renderer is taken to be a unit quad (as built tiles are): the panel's size is its lossy scale.
     /// </summary>
-    [AddComponentMenu("Omokage/Head Pose and Gaze Reporter")]
+    [AddComponentMenu("Omokage/Gaze Sender")]
     public class OmokageGazeReporter : MonoBehaviour
     {
         [Tooltip("The head (the XR camera). Empty: Camera.main.")]
         [SerializeField] Transform head;
 
-        [Tooltip("A transform that follows the eye-gaze pose (optional).")]
+        [Tooltip("A transform that follows the eye-gaze pose (optional; e.g. a Tracked Pose Driver on <EyeGaze>/pose).")]
         [SerializeField] Transform eyeGaze;
 
-        [Tooltip("For server-clock timestamps (optional).")]
+        [Tooltip("The XR tracking space (the camera's parent by default): eye-gaze device poses are relative to it.")]
+        [SerializeField] Transform trackingSpace;
+
         [SerializeField] OmokageConnection connection;
 
-        [SerializeField] float sampleRateHz = 60f;
+        [Tooltip("The grid whose tiles the gaze is cast against (empty: found in the scene).")]
+        [SerializeField] CandidateGrid grid;
 
-        [Tooltip("Samples kept (the oldest are dropped): 3600 = one minute at 60 Hz.")]
+        [Tooltip("Send gaze to the server (when it takes gaze). Off: only the local buffer is filled.")]
+        [SerializeField] bool sendGaze = true;
+
+        [SerializeField] EyeGazeMode eyeGazeMode = EyeGazeMode.WhenAvailable;
+
+        [Tooltip("How often the pending samples go out as one gaze.batch (seconds; the protocol suggests 0.05 to 0.1).")]
+        [SerializeField] float flushIntervalSeconds = 0.1f;
+
+        [Tooltip("Samples kept locally (the oldest are dropped): 3600 = one minute at 60 Hz.")]
         [SerializeField] int capacity = 3600;
 
-        [Tooltip("How far the gaze ray looks for a candidate tile.")]
-        [SerializeField] float maxDistance = 10f;
+        static readonly InputFeatureUsage<Vector3> GazePosition = new InputFeatureUsage<Vector3>("gazePosition");
+        static readonly InputFeatureUsage<Quaternion> GazeRotation = new InputFeatureUsage<Quaternion>("gazeRotation");
 
+        readonly GazeSender _sender = new GazeSender();
+        readonly List<InputDevice> _devices = new List<InputDevice>();
         RingBuffer<GazeSample> _samples;
-        double _accumulated;
+        InputDevice _eyeDevice;
+        float _nextDeviceLookup;
+        OmokageClient _client;
 
         public Transform Head { get { return head; } set { head = value; } }
 
@@ -46,7 +80,22 @@ namespace Omokage.Client.Components
 
         public OmokageConnection Connection { get { return connection; } set { connection = value; } }
 
-        /// <summary>The buffer, oldest first (main thread only).</summary>
+        public CandidateGrid Grid { get { return grid; } set { grid = value; } }
+
+        public bool SendGaze { get { return sendGaze; } set { sendGaze = value; } }
+
+        public EyeGazeMode EyeGazeMode { get { return eyeGazeMode; } set { eyeGazeMode = value; } }
+
+        /// <summary>The app's veto on eye gaze (e.g. the participant's consent); null: permitted when available.</summary>
+        public System.Func<bool> EyeGazePermitted { get; set; }
+
+        /// <summary>The engine-free sender (panels, layout state, last hits).</summary>
+        public GazeSender Sender { get { return _sender; } }
+
+        /// <summary>Whether this frame's sample included eye gaze.</summary>
+        public bool EyeTracked { get; private set; }
+
+        /// <summary>The local buffer, oldest first (main thread only).</summary>
         public RingBuffer<GazeSample> Samples
         {
             get
@@ -56,56 +105,135 @@ namespace Omokage.Client.Components
             }
         }
 
-        /// <summary>A copy of the buffered samples, oldest first.</summary>
+        /// <summary>A copy of the locally buffered samples, oldest first.</summary>
         public List<GazeSample> Snapshot() { return Samples.ToList(); }
 
-        void Update()
+        void Awake()
         {
-            if (sampleRateHz <= 0f) return;
-            double period = 1.0 / sampleRateHz;
-            _accumulated += Time.unscaledDeltaTime;
-            if (_accumulated < period) return;
-            _accumulated = System.Math.Min(_accumulated - period, period);  // no bursts after a hitch
-            SampleNow();
+            if (grid == null) grid = FindObjectOfType<CandidateGrid>();
+            if (connection == null && grid != null) connection = grid.Connection;
         }
 
-        /// <summary>Takes one sample now and buffers it.</summary>
+        void Update() { SampleNow(); }
+
+        /// <summary>Takes this frame's sample(s): records them locally and, while sending, into the client's gaze stream;
+        /// sends the layout and the batch when due.</summary>
         public GazeSample SampleNow()
         {
             var sample = new GazeSample { ItemId = -1 };
+            double now = ClockSync.LocalNow();
             var client = connection != null ? connection.Client : null;
-            if (client != null && client.Clock.HasEstimate)
+            if (client != _client)
             {
-                sample.Time = client.Clock.ServerNow();
-                sample.ServerClock = true;
+                _client = client;
+                _sender.ForgetLayout();
             }
-            else
-            {
-                sample.Time = ClockSync.LocalNow();
-            }
+            sample.Time = client != null && client.Clock.HasEstimate ? now + client.Clock.Offset : now;
+            sample.ServerClock = client != null && client.Clock.HasEstimate;
 
             Transform h = head;
             if (h == null && Camera.main != null) h = Camera.main.transform;
             if (h == null) return sample;
+            bool sending = sendGaze && client != null && client.IsConnected && client.GazeAccepted && grid != null &&
+                           grid.Current != null && grid.LastDecision == null;
+            UpdatePanels();
+            if (sending && _sender.LayoutDue(client.SessionId))
+                TaskObserver.Observe(client.SendLayoutAsync(_sender.TakeLayout(client.SessionId)), null);
+
             Vector3 p = h.position;
             Quaternion q = h.rotation;
+            Vector3 f = h.forward;
             sample.HeadX = p.x; sample.HeadY = p.y; sample.HeadZ = p.z;
             sample.HeadQx = q.x; sample.HeadQy = q.y; sample.HeadQz = q.z; sample.HeadQw = q.w;
 
-            bool tracked = eyeGaze != null && eyeGaze.gameObject.activeInHierarchy;
-            Vector3 origin = tracked ? eyeGaze.position : p;
-            Vector3 direction = tracked ? eyeGaze.forward : h.forward;
-            sample.EyeTracked = tracked;
-            sample.GazeX = direction.x; sample.GazeY = direction.y; sample.GazeZ = direction.z;
+            Vector3 eo, ed;
+            EyeTracked = TryEyeRay(h, out eo, out ed);
+            Vector3 gaze = EyeTracked ? ed : f;
+            sample.EyeTracked = EyeTracked;
+            sample.GazeX = gaze.x; sample.GazeY = gaze.y; sample.GazeZ = gaze.z;
 
-            RaycastHit hit;
-            if (Physics.Raycast(new Ray(origin, direction), out hit, maxDistance) && hit.collider != null)
-            {
-                var tile = hit.collider.GetComponentInParent<CandidateTile>();
-                if (tile != null && tile.Item != null) sample.ItemId = tile.Item.Id;
-            }
+            bool due = _sender.Frame(sending ? client.Gaze : Idle, now, p.x, p.y, p.z, f.x, f.y, f.z,
+                                     EyeTracked, eo.x, eo.y, eo.z, ed.x, ed.y, ed.z, 1.0);
+            int panel = EyeTracked ? _sender.LastEyePanel : _sender.LastHeadPanel;
+            if (panel >= 0 && grid != null && panel < grid.Tiles.Count && grid.Tiles[panel] != null && grid.Tiles[panel].Item != null)
+                sample.ItemId = grid.Tiles[panel].Item.Id;
             Samples.Add(sample);
+
+            if (client != null)
+            {
+                if (!sending) client.Gaze.Clear();  // nothing on screen to look at: no stale samples for the next grid
+                else if (due) client.FlushGaze();
+                client.Gaze.FlushInterval = Mathf.Max(0.02f, flushIntervalSeconds);
+            }
             return sample;
+        }
+
+        // a stream that is never sent, for frames without a client (keeps Frame allocation-free and simple)
+        static GazeStream _idle;
+        static GazeStream Idle
+        {
+            get
+            {
+                if (_idle == null) _idle = new GazeStream(new ClockSync(), 16);
+                return _idle;
+            }
+        }
+
+        void UpdatePanels()
+        {
+            if (grid == null || grid.Current == null)
+            {
+                _sender.SetPanelCount(0);
+                return;
+            }
+            var tiles = grid.Tiles;
+            int n = System.Math.Min(grid.Current.Items.Count, tiles.Count);
+            _sender.SetPanelCount(n);
+            for (int k = 0; k < n; k++)
+            {
+                var tile = tiles[k];
+                if (tile == null) continue;
+                Transform t = tile.PanelTransform;
+                Vector3 pos = t.position;
+                Quaternion rot = t.rotation;
+                Vector3 scale = t.lossyScale;
+                _sender.SetPanel(k, new PanelPose
+                {
+                    Px = pos.x, Py = pos.y, Pz = pos.z, Qx = rot.x, Qy = rot.y, Qz = rot.z, Qw = rot.w,
+                    Width = System.Math.Abs(scale.x), Height = System.Math.Abs(scale.y),
+                });
+            }
+        }
+
+        bool TryEyeRay(Transform h, out Vector3 origin, out Vector3 direction)
+        {
+            origin = Vector3.zero;
+            direction = Vector3.forward;
+            if (eyeGazeMode == EyeGazeMode.Off) return false;
+            if (EyeGazePermitted != null && !EyeGazePermitted()) return false;
+            if (eyeGaze != null && eyeGaze.gameObject.activeInHierarchy)
+            {
+                origin = eyeGaze.position;
+                direction = eyeGaze.forward;
+                return true;
+            }
+            if (!_eyeDevice.isValid)
+            {
+                if (Time.unscaledTime < _nextDeviceLookup) return false;
+                _nextDeviceLookup = Time.unscaledTime + 1f;  // look for the device once a second, not every frame
+                InputDevices.GetDevicesWithCharacteristics(InputDeviceCharacteristics.EyeTracking, _devices);
+                if (_devices.Count == 0) return false;
+                _eyeDevice = _devices[0];
+            }
+            Vector3 position;
+            Quaternion rotation;
+            if (!_eyeDevice.TryGetFeatureValue(GazePosition, out position) || !_eyeDevice.TryGetFeatureValue(GazeRotation, out rotation))
+                return false;  // not tracked now, or not permitted: the device delivers nothing
+            Transform space = trackingSpace != null ? trackingSpace : h.parent;
+            origin = space != null ? space.TransformPoint(position) : position;
+            Vector3 local = rotation * Vector3.forward;
+            direction = space != null ? space.TransformDirection(local) : local;
+            return true;
         }
     }
 }

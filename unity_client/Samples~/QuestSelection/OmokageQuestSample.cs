@@ -127,10 +127,12 @@ namespace Omokage.Client.Samples
             _press.ControllerPointer = _controllerPointer;
             _press.GazePointer = _gazePointer;
 
-            // 5. head pose and gaze samples (kept locally; protocol v1.x has no gaze message)
+            // 5. gaze to the server (protocol v1.2): head gaze every frame, eye gaze where the device delivers it, the
+            //    tiles' layout, a gaze.batch every 100 ms (flushed before each pick); it never selects anything
             var reporter = gameObject.AddComponent<OmokageGazeReporter>();
             reporter.Head = h;
             reporter.Connection = _connection;
+            reporter.Grid = _grid;
 
             // 6. a status line above the grid
             var statusObject = new GameObject("Omokage Status");

@@ -131,7 +131,18 @@ namespace Omokage.Client.Tests
                 case MessageTypes.Hello:
                     long? minor = m.GetInt64("protocol_minor");
                     return Requests.Hello(rid, m.GetString("client"), m.GetString("token"), (int)m.GetInt64("protocol").Value,
-                                          minor.HasValue ? (int?)(int)minor.Value : null);
+                                          minor.HasValue ? (int?)(int)minor.Value : null, m.GetString("participant"));
+                case MessageTypes.StudyNext: return Requests.StudyNext(rid, m.GetBytes("image"));
+                case MessageTypes.Answers:
+                    var answers = new List<QuestionnaireAnswer>();
+                    foreach (object o in m.GetList("answers"))
+                    {
+                        var a = (MsgMap)o;
+                        object value = a["value"];
+                        answers.Add(value is string ? QuestionnaireAnswer.Of(a.GetString("item"), (string)value)
+                                                    : QuestionnaireAnswer.Of(a.GetString("item"), (long)value));
+                    }
+                    return Requests.Answers(rid, m.GetString("questionnaire"), answers);
                 case MessageTypes.Start:
                     long? seed = m.GetInt64("seed");
                     return Requests.Start(rid, m.GetString("algorithm"), m.GetString("init"), m.GetBytes("image"),
@@ -147,6 +158,34 @@ namespace Omokage.Client.Tests
                 case MessageTypes.Ping:
                     object t = m["t"];
                     return t is double ? Requests.Ping(rid, (double)t) : Requests.Ping(rid, (long)t);
+                case MessageTypes.GazeBatch:
+                    var samples = new List<GazeWireSample>();
+                    foreach (object o in m.GetList("samples"))
+                    {
+                        var a = (List<object>)o;
+                        var g = new GazeWireSample
+                        {
+                            T = (double)a[0], Source = (string)a[1], Ox = (double)a[2], Oy = (double)a[3], Oz = (double)a[4],
+                            Dx = (double)a[5], Dy = (double)a[6], Dz = (double)a[7], Confidence = (double)a[8], HasHit = a.Count == 12,
+                        };
+                        if (g.HasHit) { g.Panel = (int)(long)a[9]; g.U = (double)a[10]; g.V = (double)a[11]; }
+                        samples.Add(g);
+                    }
+                    return Requests.GazeBatch(rid, samples, samples.Count);
+                case MessageTypes.Layout:
+                    var panels = new List<PanelPose>();
+                    foreach (object o in m.GetList("panels"))
+                    {
+                        var p = (MsgMap)o;
+                        var pos = p.GetList("position"); var rot = p.GetList("rotation"); var size = p.GetList("size");
+                        panels.Add(new PanelPose
+                        {
+                            Px = (double)pos[0], Py = (double)pos[1], Pz = (double)pos[2],
+                            Qx = (double)rot[0], Qy = (double)rot[1], Qz = (double)rot[2], Qw = (double)rot[3],
+                            Width = (double)size[0], Height = (double)size[1],
+                        });
+                    }
+                    return Requests.Layout(rid, panels);
                 default:
                     Assert.Fail("unknown client message type " + m.GetString("type"));
                     return null;
@@ -277,9 +316,92 @@ namespace Omokage.Client.Tests
             MsgPackAssert.BytesEqual(Bytes("start_policy.msgpack"),
                                      MsgPackWriter.Encode(Requests.StartRandom(2, "pca", 42, Policies.InfoGain)), "start with a policy");
             MsgPackAssert.BytesEqual(Bytes("hello_v1_1.msgpack"),
-                                     MsgPackWriter.Encode(Requests.Hello(1, "omokage-web/0.2.0", null, Protocol.Version, Protocol.Minor)), "v1.1 hello");
+                                     MsgPackWriter.Encode(Requests.Hello(1, "omokage-web/0.2.0", null, Protocol.Version, 1)), "v1.1 hello");
             MsgPackAssert.BytesEqual(Bytes("hello.msgpack"),
                                      MsgPackWriter.Encode(Requests.Hello(1, "omokage-unity/0.1.0")), "a v1.0 hello is unchanged");
+        }
+
+        [Test]
+        public void TypedFieldsOfTheV1_2Vectors()
+        {
+            Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
+            // models: sent unasked (no rid) to a v1.2 client, which this package is
+            Assert.AreEqual(2, Protocol.Minor);
+            var training = (ModelsMessage)Parse("models_training.msgpack");
+            Assert.IsNull(training.Rid);
+            CollectionAssert.AreEqual(new[] { "raw", "pca" }, training.Algorithms);
+            Assert.AreEqual(2, training.Training.Count);
+            Assert.AreEqual("nmf", training.Training[0].Algorithm);
+            Assert.AreEqual(0.0, training.Training[0].Progress);
+            var ready = (ModelsMessage)Parse("models_ready.msgpack");
+            Assert.AreEqual(0, ready.Training.Count, "nothing trains any more");
+
+            var gazeWelcome = (WelcomeMessage)Parse("welcome_gaze.msgpack");
+            Assert.AreEqual(2, gazeWelcome.ProtocolMinor);
+            Assert.IsNotNull(gazeWelcome.Gaze);
+            Assert.AreEqual(120.0, gazeWelcome.Gaze.MaxRateHz);
+            Assert.AreEqual(256, gazeWelcome.Gaze.MaxSamplesPerBatch);
+            CollectionAssert.Contains(gazeWelcome.Policies, Policies.ThompsonGaze);
+            Assert.IsNull(gazeWelcome.Study);
+            Assert.IsNull(((WelcomeMessage)Parse("welcome_v1_1.msgpack")).Gaze, "no gaze limits from a v1.1 server");
+
+            var dropped = (ErrorMessage)Parse("error_gaze_dropped.msgpack");
+            Assert.AreEqual(ErrorCodes.BadField, dropped.Code);
+            Assert.AreEqual(2, dropped.Dropped);
+            Assert.AreEqual(ErrorCodes.Overloaded, ((ErrorMessage)Parse("error_gaze_overloaded.msgpack")).Code);
+            Assert.IsNotNull(((ErrorMessage)Parse("error_gaze_overloaded.msgpack")).Dropped);
+            Assert.IsNull(((ErrorMessage)Parse("error_rid.msgpack")).Dropped);
+
+            // studies
+            var studyWelcome = (WelcomeMessage)Parse("welcome_study.msgpack");
+            Assert.IsNotNull(studyWelcome.Study);
+            Assert.AreEqual("pilot", studyWelcome.Study.Name);
+            Assert.AreEqual(5, studyWelcome.Study.Trials);
+            Assert.AreEqual(1, studyWelcome.Study.Completed);
+            Assert.AreEqual("trial", studyWelcome.Study.Next);
+
+            var trial = (CandidatesMessage)Parse("candidates_trial.msgpack");
+            Assert.IsNotNull(trial.Trial);
+            Assert.AreEqual(2, trial.Trial.Index);
+            Assert.AreEqual(5, trial.Trial.Count);
+            Assert.IsFalse(trial.Trial.Practice);
+            Assert.AreEqual("System B", trial.Trial.Label);
+            Assert.AreEqual(TrialInfo.TargetTask, trial.Trial.Task);
+            Assert.AreEqual(77, trial.Trial.Target.Id);
+            Assert.IsNull(((CandidatesMessage)Parse("candidates_skip.msgpack")).Trial, "no trial outside a study");
+
+            var block = (QuestionnaireMessage)Parse("questionnaire_condition.msgpack");
+            Assert.AreEqual("block-2", block.Id);
+            Assert.AreEqual("About System B", block.Title);
+            Assert.AreEqual(2, block.Items.Count);
+            Assert.AreEqual(QuestionKinds.Likert, block.Items[0].Kind);
+            Assert.IsTrue(block.Items[0].Required);
+            Assert.AreEqual(1, block.Items[0].Min);
+            Assert.AreEqual(5, block.Items[0].Max);
+            CollectionAssert.AreEqual(new[] { "not at all", "completely" }, block.Items[0].Labels);
+            Assert.AreEqual(QuestionKinds.Text, block.Items[1].Kind);
+            Assert.IsFalse(block.Items[1].Required);
+
+            var final = (QuestionnaireMessage)Parse("questionnaire_final.msgpack");
+            Assert.AreEqual("final", final.Id);
+            Assert.AreEqual(QuestionKinds.Best, final.Items[0].Kind);
+            Assert.AreEqual(QuestionKinds.Worst, final.Items[1].Kind);
+            CollectionAssert.AreEqual(new[] { "System B", "System A", "System D", "System C" }, final.Items[0].Choices);
+
+            Assert.AreEqual("block-2", ((AnsweredMessage)Parse("answered.msgpack")).Questionnaire);
+            Assert.AreEqual(5, ((StudyDoneMessage)Parse("study_done.msgpack")).Trials);
+            Assert.AreEqual(ErrorCodes.Unauthorized, ((ErrorMessage)Parse("error_unknown_participant.msgpack")).Code);
+
+            // the client vectors are what the builders make
+            MsgPackAssert.BytesEqual(Bytes("hello_participant.msgpack"), MsgPackWriter.Encode(
+                Requests.Hello(1, "omokage-unity/0.3.0", null, Protocol.Version, 2, "p-7f3a")), "hello with a participant");
+            MsgPackAssert.BytesEqual(Bytes("hello_v1_2.msgpack"), MsgPackWriter.Encode(
+                Requests.Hello(1, "omokage-web/0.3.0", null, Protocol.Version, Protocol.Minor)), "v1.2 hello");
+            MsgPackAssert.BytesEqual(Bytes("study_next.msgpack"), MsgPackWriter.Encode(Requests.StudyNext(2)), "study.next");
+            MsgPackAssert.BytesEqual(Bytes("answers.msgpack"), MsgPackWriter.Encode(Requests.Answers(7, "block-2", new[]
+            {
+                QuestionnaireAnswer.Of("Q1", 4), QuestionnaireAnswer.Of("comment", "顔が選びやすかった"),
+            })), "answers");
         }
 
         static byte[] Bytes(string file)

@@ -285,7 +285,7 @@ namespace Omokage.Client.Tests
             Assert.AreEqual(ErrorCodes.WrongState, helloTwice.Code);
 
             var gaze = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.RequestAsync(rid => new MsgMap { { "type", "gaze" }, { "rid", (long)rid } }, null)));
-            Assert.AreEqual(ErrorCodes.UnknownType, gaze.Code, "protocol v1.x has no gaze message (the gaze reporter sends nothing)");
+            Assert.AreEqual(ErrorCodes.UnknownType, gaze.Code, "an unknown type (v1.2's gaze message is gaze.batch)");
 
             var tooMany = new List<string>();
             for (int i = 0; i <= client.Welcome.Limits.MaxHashesPerRequest; i++) tooMany.Add(i.ToString("x64"));
@@ -394,6 +394,60 @@ namespace Omokage.Client.Tests
 
             var corrupt = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.StartImageAsync(algorithm, new byte[] { 1, 2, 3, 4 })));
             Assert.AreEqual(ErrorCodes.BadField, corrupt.Code, "a non-image upload");
+        }
+
+        /// <summary>v1.2 gaze against the real server: layout, head and eye samples with and without the client's hit, in
+        /// 100 ms batches on the server's clock, flushed before each pick; the server refuses none of them.</summary>
+        [Test]
+        public void Gaze_IsSentAndAccepted()
+        {
+            var client = Connect();
+            var rejected = new List<ErrorMessage>();
+            var unexpected = new List<ServerMessage>();
+            client.GazeRejected += e => { lock (rejected) rejected.Add(e); };
+            client.MessageReceived += m => { if (m is ErrorMessage) lock (unexpected) unexpected.Add(m); };
+            Assert.AreEqual(2, client.Welcome.ProtocolMinor, "a v1.2 server");
+            Assert.IsNotNull(client.Welcome.Gaze, "welcome.gaze for a client that announced minor 2");
+            Assert.IsTrue(client.GazeAccepted);
+            Sync.Run(() => client.PingAsync());
+            string algorithm = Algorithm(client);
+            string policy = client.Welcome.Policies.Contains(Policies.ThompsonGaze) ? Policies.ThompsonGaze : null;
+            var grid = Sync.Run(() => client.StartRandomAsync(algorithm, 3, policy));
+
+            var sender = new GazeSender();
+            sender.SetPanelCount(grid.Items.Count);
+            for (int k = 0; k < grid.Items.Count; k++)
+            {
+                int row = k / 3, col = k % 3;
+                sender.SetPanel(k, new PanelPose { Px = (col - 1) * 0.36, Py = 1.5 + (1 - row) * 0.36, Pz = -1.5, Qw = 1, Width = 0.3, Height = 0.3 });
+            }
+            Assert.IsTrue(sender.LayoutDue(client.SessionId));
+            Sync.Run(() => client.SendLayoutAsync(sender.TakeLayout(client.SessionId)));
+
+            double past = ClockSync.LocalNow() - 2.0;
+            for (int step = 0; step < 2; step++)
+            {
+                // 0.9 s at 90 Hz from the last two seconds (local clock; the stream adds the ping's offset), replayed at once,
+                // looking over panels 3, 4 and 5
+                double start = past + step;
+                sender.ClientHits = step == 0;  // the first grid with the client's hits, the second as bare rays
+                for (int i = 0; i < 81; i++)
+                {
+                    double t = start + i / 90.0, x = -0.36 + 0.72 * i / 80.0;
+                    double len = Math.Sqrt(x * x + 0.01 + 2.25);
+                    sender.Frame(client.Gaze, t, 0, 1.6, 0, x / len, -0.1 / len, -1.5 / len, true, 0.01, 1.6, 0, x / len, -0.1 / len, -1.5 / len, 0.9);
+                    if (i % 9 == 8 && i < 72) client.FlushGaze();  // a batch per 100 ms of samples (these are replayed at once)
+                }
+                Assert.That(client.Gaze.Pending, Is.GreaterThan(0), "some samples wait for the pick");
+                grid = Sync.Run(() => client.ChooseAsync(grid.Items[4].Id));  // sends them first
+                Assert.AreEqual(0, client.Gaze.Pending);
+            }
+            Sync.Run(() => client.PingAsync());  // answered in order: every batch has been read by now
+            Assert.AreEqual(2 * 9, client.GazeBatchesSent, "8 batches of 100 ms per grid, and the rest before the pick");
+            Assert.AreEqual(2 * 2 * 81, client.GazeSamplesSent, "head and eye, two grids");
+            lock (rejected) Assert.IsEmpty(rejected, "no gaze refused: " + string.Join("; ", rejected.Select(e => e.Code + " " + e.Message)));
+            lock (unexpected) Assert.IsEmpty(unexpected);
+            Assert.AreEqual(0, client.GazeSamplesDroppedByServer);
         }
 
         [Test]

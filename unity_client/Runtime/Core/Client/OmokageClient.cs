@@ -10,7 +10,7 @@ using Omokage.Client.MessagePack;
 namespace Omokage.Client
 {
     /// <summary>
-    /// An async client for omokage protocol v1.1 over <see cref="ClientWebSocket"/>.
+    /// An async client for omokage protocol v1.2 over <see cref="ClientWebSocket"/>.
     /// <list type="bullet">
     /// <item>One sender: every frame goes through one queue drained by one task (ClientWebSocket forbids
     /// concurrent sends).</item>
@@ -21,6 +21,12 @@ namespace Omokage.Client
     /// connection is re-opened with exponential back-off and a new <c>hello</c> (a new server session:
     /// listen to <see cref="Connected"/> and start the selection again).</item>
     /// <item>Textures are cached by content hash (<see cref="Textures"/>); only missing hashes are fetched.</item>
+    /// <item>v1.2 gaze: samples recorded into <see cref="Gaze"/> go out as <c>gaze.batch</c> with <see cref="FlushGaze"/>
+    /// (no reply; a refusal raises <see cref="GazeRejected"/>), and the pending batch is always sent before
+    /// <c>choose</c>, <c>skip</c> and <c>decide</c> (the server closes a grid's gaze when the pick arrives).</item>
+    /// <item>v1.2 studies: <see cref="OmokageClientOptions.Participant"/> goes in the hello; <see cref="StudyNextAsync"/>
+    /// and <see cref="AnswersAsync"/>.</item>
+    /// <item>v1.2 <c>models</c>, sent unasked: <see cref="ModelsChanged"/> and <see cref="Algorithms"/>.</item>
     /// </list>
     /// Events are raised on background threads; keep handlers short (the Unity components marshal them onto
     /// the main thread). Awaited results continue on the awaiting context (the main thread in Unity).
@@ -33,6 +39,14 @@ namespace Omokage.Client
         readonly CancellationTokenSource _lifetime = new CancellationTokenSource();
         readonly TextureCache _textures;
         readonly ClockSync _clock = new ClockSync();
+        readonly GazeStream _gaze;
+        readonly GazeWireSample[] _gazeBatch = new GazeWireSample[GazeWireSample.MaxPerBatch];
+        readonly int[] _noReplyRids = new int[64];
+        int _noReplyNext;
+        long _gazeSent;
+        long _gazeBatches;
+        long _gazeDropped;
+        ModelsMessage _models;
 
         Link _link;
         ConnectionState _state = ConnectionState.Disconnected;
@@ -49,6 +63,7 @@ namespace Omokage.Client
             if (options == null) throw new ArgumentNullException("options");
             _options = options;
             _textures = new TextureCache(options.TextureCacheMaxBytes);
+            _gaze = new GazeStream(_clock);
         }
 
         public OmokageClient(string serverUrl) : this(new OmokageClientOptions(serverUrl)) { }
@@ -72,6 +87,15 @@ namespace Omokage.Client
         /// attempt, an exception thrown by an event handler.</summary>
         public event Action<Exception> BackgroundError;
 
+        /// <summary>v1.2: the server's models changed (a <c>models</c> message: a model finished training or made progress).
+        /// <see cref="Algorithms"/> already says what <c>start</c> accepts now. Background thread.</summary>
+        public event Action<ModelsMessage> ModelsChanged;
+
+        /// <summary>v1.2: the server refused a <c>gaze.batch</c> or <c>layout</c> in part or whole (<c>bad_field</c> or
+        /// <c>overloaded</c> with <see cref="ErrorMessage.Dropped"/>, <c>too_large</c>). These requests get no reply
+        /// otherwise, so their errors come here rather than through <see cref="MessageReceived"/>. Background thread.</summary>
+        public event Action<ErrorMessage> GazeRejected;
+
         /// <summary>Every message sent or received, decoded (for logs and transcripts). Costs nothing when unused.</summary>
         public event Action<MessageTrace> Trace;
 
@@ -94,6 +118,48 @@ namespace Omokage.Client
 
         /// <summary>Clock offset to the server, from pings.</summary>
         public ClockSync Clock { get { return _clock; } }
+
+        /// <summary>v1.2: the gaze samples waiting for the next <c>gaze.batch</c> (record into it every frame; see
+        /// <see cref="FlushGaze"/>). Cleared on every new connection.</summary>
+        public GazeStream Gaze { get { return _gaze; } }
+
+        /// <summary>Whether the server takes gaze: it sent <c>welcome.gaze</c> (a v1.2 server, to a client that announced
+        /// minor 2).</summary>
+        public bool GazeAccepted { get { var w = Welcome; return w != null && w.Gaze != null; } }
+
+        /// <summary>Gaze samples sent so far (<see cref="GazeBatchesSent"/> messages).</summary>
+        public long GazeSamplesSent { get { return Interlocked.Read(ref _gazeSent); } }
+
+        public long GazeBatchesSent { get { return Interlocked.Read(ref _gazeBatches); } }
+
+        /// <summary>Gaze samples the server said it dropped (<see cref="ErrorMessage.Dropped"/> of <see cref="GazeRejected"/>).</summary>
+        public long GazeSamplesDroppedByServer { get { return Interlocked.Read(ref _gazeDropped); } }
+
+        /// <summary>The feature spaces <c>start</c> accepts now: the welcome's, or the last <c>models</c> message's (v1.2).</summary>
+        public IReadOnlyList<string> Algorithms
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    if (_models != null) return _models.Algorithms;
+                    return _welcome == null ? (IReadOnlyList<string>)new string[0] : _welcome.Algorithms;
+                }
+            }
+        }
+
+        /// <summary>v1.2: models still training (from the welcome or the last <c>models</c>); empty when none.</summary>
+        public IReadOnlyList<TrainingModel> Training
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    if (_models != null) return _models.Training;
+                    return _welcome == null ? (IReadOnlyList<TrainingModel>)new TrainingModel[0] : _welcome.Training;
+                }
+            }
+        }
 
         /// <summary>Texture hashes requested over the wire so far (cache hits are not counted).</summary>
         public long HashesRequested { get { return Interlocked.Read(ref _hashesRequested); } }
@@ -225,6 +291,7 @@ namespace Omokage.Client
         /// <summary><c>choose</c>: the next grid, the chosen face first.</summary>
         public Task<CandidatesMessage> ChooseAsync(int id, CancellationToken ct = default(CancellationToken))
         {
+            FlushGazeBeforePick();
             return Request<CandidatesMessage>(rid => Requests.Choose(rid, id), MessageTypes.Candidates, ct);
         }
 
@@ -232,6 +299,7 @@ namespace Omokage.Client
         /// user wants than the unseen ones; the next grid has unseen faces and no chosen face first.</summary>
         public Task<CandidatesMessage> SkipAsync(CancellationToken ct = default(CancellationToken))
         {
+            FlushGazeBeforePick();
             return Request<CandidatesMessage>(rid => Requests.Skip(rid), MessageTypes.Candidates, ct);
         }
 
@@ -246,7 +314,114 @@ namespace Omokage.Client
         /// <summary><c>decide</c>: ends the selection; open <c>decided.Item.Url</c>.</summary>
         public Task<DecidedMessage> DecideAsync(int id, CancellationToken ct = default(CancellationToken))
         {
+            FlushGazeBeforePick();
             return Request<DecidedMessage>(rid => Requests.Decide(rid, id), MessageTypes.Decided, ct);
+        }
+
+        // --- v1.2 studies ----------------------------------------------------------------------------
+
+        /// <summary>
+        /// <c>study.next</c> (v1.2): the participant's next step. The reply is a <see cref="CandidatesMessage"/> with
+        /// <see cref="CandidatesMessage.Trial"/> (a trial begun or resumed: then choose, skip, rate and decide as usual, and ask
+        /// again after <c>decided</c>), a <see cref="QuestionnaireMessage"/> (answer it with <see cref="AnswersAsync"/>), or a
+        /// <see cref="StudyDoneMessage"/>. <paramref name="image"/>: the start image when the trial's condition starts from one.
+        /// Needs a hello with <see cref="OmokageClientOptions.Participant"/> on a server run with <c>--study</c>.
+        /// </summary>
+        public async Task<ServerMessage> StudyNextAsync(byte[] image = null, CancellationToken ct = default(CancellationToken))
+        {
+            ServerMessage reply = await RequestAsync(rid => Requests.StudyNext(rid, image), null, ct).ConfigureAwait(false);
+            if (reply is CandidatesMessage || reply is QuestionnaireMessage || reply is StudyDoneMessage) return reply;
+            throw new OmokageProtocolException("expected `candidates`, `questionnaire` or `study.done` in reply to study.next, got `" + reply.Type + "`");
+        }
+
+        /// <summary><c>answers</c> (v1.2) to the questionnaire <paramref name="questionnaire"/> (its id); the reply says they are
+        /// stored. A value out of range, a choice not offered or a required item left out is <c>bad_field</c> naming it.</summary>
+        public Task<AnsweredMessage> AnswersAsync(string questionnaire, IList<QuestionnaireAnswer> answers, CancellationToken ct = default(CancellationToken))
+        {
+            if (questionnaire == null) throw new ArgumentNullException("questionnaire");
+            if (answers == null) throw new ArgumentNullException("answers");
+            var copy = new List<QuestionnaireAnswer>(answers);
+            return Request<AnsweredMessage>(rid => Requests.Answers(rid, questionnaire, copy), MessageTypes.Answered, ct);
+        }
+
+        // --- v1.2 gaze -------------------------------------------------------------------------------
+
+        /// <summary>
+        /// Sends the pending gaze (<see cref="Gaze"/>) as <c>gaze.batch</c> messages of at most 256 samples, now; returns how
+        /// many samples went out (0 when none was pending, when not connected, or when the server takes no gaze: then the
+        /// pending samples are discarded). No reply is awaited: refusals raise <see cref="GazeRejected"/>. Call it every
+        /// ~100 ms (<see cref="GazeStream.FlushDue"/>); choose, skip and decide call it first themselves.
+        /// </summary>
+        public int FlushGaze()
+        {
+            Link link;
+            lock (_gate)
+            {
+                link = _link;
+                if (link == null || !link.Established || _state != ConnectionState.Connected || _welcome == null || _welcome.Gaze == null)
+                    link = null;
+            }
+            double now = ClockSync.LocalNow();
+            int total = 0;
+            lock (_gazeBatch)
+            {
+                while (true)
+                {
+                    int n = _gaze.TakeBatch(_gazeBatch, now);
+                    if (n == 0 || link == null) break;
+                    int count = n;
+                    SendNoReply(link, rid => Requests.GazeBatch(rid, _gazeBatch, count));
+                    total += n;
+                    Interlocked.Add(ref _gazeSent, n);
+                    Interlocked.Increment(ref _gazeBatches);
+                    if (n < _gaze.MaxPerBatch) break;
+                }
+            }
+            return total;
+        }
+
+        /// <summary><c>layout</c> (v1.2): where the grid's panels are (panel k shows <c>candidates.items[k]</c>), so the
+        /// server can ray-cast samples sent without a hit. Send it when a grid is shown and whenever it moves. No reply;
+        /// an invalid layout raises <see cref="GazeRejected"/>. The task completes when the frame is sent.</summary>
+        public Task SendLayoutAsync(IList<PanelPose> panels)
+        {
+            if (panels == null) throw new ArgumentNullException("panels");
+            var copy = new List<PanelPose>(panels);
+            return SendNoReply(RequireLink(), rid => Requests.Layout(rid, copy));
+        }
+
+        void FlushGazeBeforePick()
+        {
+            if (_gaze.Pending > 0) FlushGaze();
+        }
+
+        /// <summary>Sends a request that gets no reply unless something is wrong; its rid is remembered so that an error
+        /// naming it raises <see cref="GazeRejected"/>.</summary>
+        Task SendNoReply(Link link, Func<int, MsgMap> build)
+        {
+            int rid = NextRid();
+            MsgMap message = build(rid);
+            byte[] frame = _options.Codec.Encode(message);
+            lock (_noReplyRids)
+            {
+                _noReplyRids[_noReplyNext] = rid;
+                _noReplyNext = (_noReplyNext + 1) % _noReplyRids.Length;
+            }
+            var trace = Trace;
+            if (trace != null) Raise(trace, new MessageTrace(true, message, frame.Length, ClockSync.LocalNow()));
+            Task sent = Enqueue(link, frame, WebSocketMessageType.Binary);
+            sent.ContinueWith(t => { var ignored = t.Exception; }, TaskContinuationOptions.OnlyOnFaulted);  // observed: a lost link is reported elsewhere
+            return sent;
+        }
+
+        bool WasNoReply(int rid)
+        {
+            lock (_noReplyRids)
+            {
+                foreach (int r in _noReplyRids)
+                    if (r == rid && r != 0) return true;
+            }
+            return false;
         }
 
         /// <summary>One ping/pong: round trip and clock offset (also recorded in <see cref="Clock"/>).</summary>
@@ -419,7 +594,8 @@ namespace Omokage.Client
             {
                 var pending = new SingleReply(MessageTypes.Welcome);
                 ServerMessage reply = await SendRequest(link,
-                    rid => Requests.Hello(rid, _options.ClientName, _options.Token, _options.ProtocolVersion, _options.ProtocolMinor),
+                    rid => Requests.Hello(rid, _options.ClientName, _options.Token, _options.ProtocolVersion, _options.ProtocolMinor,
+                                          string.IsNullOrEmpty(_options.Participant) ? null : _options.Participant),
                     pending, pending.Result, _options.ConnectTimeout, ct).ConfigureAwait(false);
                 welcome = (WelcomeMessage)reply;
             }
@@ -434,8 +610,11 @@ namespace Omokage.Client
                     throw new OmokageConnectionException("the connection was lost right after the welcome");
                 link.Established = true;
                 _welcome = welcome;
+                _models = null;
                 _reconnecting = false;  // a reconnect loop that got here ends now
             }
+            _gaze.Clear();  // a new server session: earlier samples belong to no grid of it
+            _gaze.Configure(welcome.Gaze);
             SetState(ConnectionState.Connected);
             Raise(Connected, welcome);
             if (_options.PingInterval > TimeSpan.Zero) StartBackground(() => PingLoop(link));
@@ -583,6 +762,19 @@ namespace Omokage.Client
             }
             if (pending == null)
             {
+                var models = msg as ModelsMessage;
+                if (models != null && !msg.Rid.HasValue)
+                {
+                    lock (_gate) _models = models;
+                    Raise(ModelsChanged, models);
+                }
+                var error = msg as ErrorMessage;
+                if (error != null && error.Rid.HasValue && WasNoReply(error.Rid.Value))
+                {
+                    if (error.Dropped.HasValue) Interlocked.Add(ref _gazeDropped, error.Dropped.Value);
+                    Raise(GazeRejected, error);
+                    return;
+                }
                 Raise(MessageReceived, msg);
                 return;
             }

@@ -28,9 +28,15 @@ namespace Omokage.Client
         /// <summary>The version sent in <c>hello</c>. Leave it at <see cref="Protocol.Version"/> (tests change it).</summary>
         public int ProtocolVersion = Protocol.Version;
 
-        /// <summary><c>hello.protocol_minor</c>: the minor version announced (v1.1 by default). Null greets like a
-        /// v1.0 client: a <c>start</c> without a policy then gets the v1.0 grids (<see cref="Policies.Study"/>).</summary>
+        /// <summary><c>hello.protocol_minor</c>: the minor version announced (v1.2 by default: the server then sends
+        /// <c>welcome.gaze</c> and <c>models</c> messages). Null greets like a v1.0 client: a <c>start</c> without a policy
+        /// then gets the v1.0 grids (<see cref="Policies.Study"/>).</summary>
         public int? ProtocolMinor = Protocol.Minor;
+
+        /// <summary>v1.2 <c>hello.participant</c>: a study participant's code (≤ 64 characters) for a server run with
+        /// <c>--study</c>; null or empty for an ordinary session. A study server refuses a hello without a known code
+        /// (<c>unauthorized</c>), a server without a study one with a code (<c>bad_field</c>).</summary>
+        public string Participant;
 
         /// <summary>Limit for opening the WebSocket plus the hello/welcome exchange.</summary>
         public TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);

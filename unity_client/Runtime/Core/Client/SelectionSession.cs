@@ -21,6 +21,9 @@ namespace Omokage.Client
         NearestToFirst,
         /// <summary>The lost grid was empty: a new random start with the same settings.</summary>
         Restarted,
+        /// <summary>A study trial (v1.2): <c>study.next</c> on the new connection, and the server resumed the same trial at the
+        /// grid the participant last saw.</summary>
+        StudyResumed,
     }
 
     /// <summary>
@@ -97,6 +100,33 @@ namespace Omokage.Client
             }
         }
 
+        /// <summary>Whether the grid came from <c>study.next</c> (v1.2): a study trial, whose model, policy and start are the
+        /// study's. Restoring it is asking <c>study.next</c> again.</summary>
+        public bool IsStudy { get; private set; }
+
+        /// <summary><c>study.next</c> (v1.2): a trial's grid becomes <see cref="Current"/> (a new or resumed trial); a
+        /// <c>questionnaire</c> or <c>study.done</c> reply is returned and changes no grid.</summary>
+        public async Task<ServerMessage> StudyNextAsync(byte[] image = null, CancellationToken ct = default(CancellationToken))
+        {
+            int generation = ++_generation;
+            string session = _client.SessionId;
+            ServerMessage reply = await _client.StudyNextAsync(image, ct);
+            var grid = reply as CandidatesMessage;
+            if (grid == null || generation != _generation) return reply;
+            IsStudy = true;
+            Algorithm = grid.Algorithm;
+            Policy = grid.Policy;
+            Seed = null;
+            _randomStart = false;
+            ChosenId = grid.Step > 1 && grid.Items.Count > 0 && grid.Items[0].Distance == 0.0 ? (int?)grid.Items[0].Id : null;
+            LastDecision = null;
+            Current = grid;
+            SessionId = session;
+            var handler = GridChanged;
+            if (handler != null) handler(grid);
+            return reply;
+        }
+
         /// <summary>Raised when a request's reply becomes the state (the latest request only).</summary>
         public event Action<CandidatesMessage> GridChanged;
 
@@ -107,6 +137,7 @@ namespace Omokage.Client
                 Algorithm = algorithm;
                 Policy = policy;
                 Seed = seed;
+                IsStudy = false;
                 _randomStart = true;
                 ChosenId = null;
                 LastDecision = null;
@@ -120,6 +151,7 @@ namespace Omokage.Client
                 Algorithm = algorithm;
                 Policy = policy;
                 Seed = null;
+                IsStudy = false;
                 _randomStart = false;
                 ChosenId = null;
                 LastDecision = null;
@@ -155,6 +187,11 @@ namespace Omokage.Client
             if (Current == null) return RestoreOutcome.NothingShown;
             if (LastDecision != null) return RestoreOutcome.Decided;
             if (_client.SessionId == SessionId) return RestoreOutcome.SameSession;
+            if (IsStudy)
+            {
+                await StudyNextAsync(null, ct);  // the server replays the trial's committed picks
+                return RestoreOutcome.StudyResumed;
+            }
 
             int? chosen = ChosenId;
             CandidatesMessage lost = Current;

@@ -2,20 +2,24 @@ using System;
 
 namespace Omokage.Client
 {
-    /// <summary>Constants of protocol v1.1 (docs/protocol.md).</summary>
+    /// <summary>Constants of protocol v1.2 (docs/protocol.md).</summary>
     public static class Protocol
     {
         /// <summary>The protocol (major) version this package speaks, sent in <c>hello</c>.</summary>
         public const int Version = 1;
 
         /// <summary>The minor version this package speaks, sent as <c>hello.protocol_minor</c>. v1.x adds optional
-        /// fields and messages only (policies, <c>skip</c>, <c>rate</c>, <c>probability</c>); unknown fields are
-        /// ignored, so a v1.0 server simply answers without them (<see cref="WelcomeMessage.ProtocolMinor"/> 0).</summary>
-        public const int Minor = 1;
+        /// fields and messages only (v1.1: policies, <c>skip</c>, <c>rate</c>, <c>probability</c>; v1.2: studies, gaze,
+        /// <c>models</c>); unknown fields are ignored, so an older server simply answers without them
+        /// (<see cref="WelcomeMessage.ProtocolMinor"/> below 2).
+        /// <para>Announcing 2 means the server may send <c>models</c> unasked (no rid): the client parses it into
+        /// <see cref="ModelsMessage"/> and raises <see cref="OmokageClient.ModelsChanged"/>; any other unknown type
+        /// without a rid is ignored (<see cref="UnknownMessage"/> through <see cref="OmokageClient.MessageReceived"/>).</para></summary>
+        public const int Minor = 2;
 
         /// <summary>The package version: the one C# source of it (the default client name uses it). A test checks that
         /// package.json says the same.</summary>
-        public const string PackageVersion = "0.3.0";
+        public const string PackageVersion = "0.4.0";
 
         /// <summary>Default <c>hello.client</c>: <c>omokage-unity/</c> + <see cref="PackageVersion"/>.</summary>
         public const string DefaultClientName = "omokage-unity/" + PackageVersion;
@@ -24,7 +28,7 @@ namespace Omokage.Client
         public const int MaxRid = int.MaxValue;
     }
 
-    /// <summary>Message types of protocol v1.1.</summary>
+    /// <summary>Message types of protocol v1.2.</summary>
     public static class MessageTypes
     {
         // client → server
@@ -38,6 +42,14 @@ namespace Omokage.Client
         public const string Decide = "decide";
         public const string TextureGet = "texture.get";
         public const string Ping = "ping";
+        /// <summary>v1.2: a batch of head or eye gaze samples (no reply unless something was wrong).</summary>
+        public const string GazeBatch = "gaze.batch";
+        /// <summary>v1.2: where the grid's panels are, so the server can ray-cast gaze rays.</summary>
+        public const string Layout = "layout";
+        /// <summary>v1.2, studies: the participant's next step (a trial's grid, a questionnaire, or the end).</summary>
+        public const string StudyNext = "study.next";
+        /// <summary>v1.2, studies: the answers to a questionnaire.</summary>
+        public const string Answers = "answers";
         // server → client
         public const string Welcome = "welcome";
         public const string Candidates = "candidates";
@@ -47,6 +59,14 @@ namespace Omokage.Client
         public const string Texture = "texture";
         public const string Pong = "pong";
         public const string Error = "error";
+        /// <summary>v1.2: the served models and their training progress, sent unasked (no rid) to v1.2 clients.</summary>
+        public const string Models = "models";
+        /// <summary>v1.2, studies: the reply to <c>study.next</c> when a questionnaire is due.</summary>
+        public const string Questionnaire = "questionnaire";
+        /// <summary>v1.2, studies: the answers are stored.</summary>
+        public const string Answered = "answered";
+        /// <summary>v1.2, studies: nothing is left for the participant.</summary>
+        public const string StudyDone = "study.done";
     }
 
     /// <summary>The <c>error.code</c> values of protocol v1.x.</summary>
@@ -86,6 +106,8 @@ namespace Omokage.Client
         public const string Thompson = "thompson";
         /// <summary>A belief over the wanted face; draws that repel each other, spanning the distinct looks.</summary>
         public const string Cover = "cover";
+        /// <summary>v1.2: <c>thompson</c>, each grid's gaze counting as evidence (docs/gaze.md).</summary>
+        public const string ThompsonGaze = "thompson+gaze";
     }
 
     /// <summary>Base class of everything the client throws.</summary>

@@ -7,7 +7,9 @@ namespace Omokage.Client
     /// <summary>
     /// A message from the server. <see cref="Parse"/> turns a decoded map into the typed class for its
     /// <c>type</c> (<see cref="WelcomeMessage"/>, <see cref="CandidatesMessage"/>, <see cref="RatedMessage"/>,
-    /// <see cref="DecidedMessage"/>, <see cref="TextureMessage"/>, <see cref="PongMessage"/>, <see cref="ErrorMessage"/>), or an
+    /// <see cref="DecidedMessage"/>, <see cref="TextureMessage"/>, <see cref="PongMessage"/>, <see cref="ErrorMessage"/>; v1.2:
+    /// <see cref="ModelsMessage"/>, <see cref="QuestionnaireMessage"/>, <see cref="AnsweredMessage"/>,
+    /// <see cref="StudyDoneMessage"/>), or an
     /// <see cref="UnknownMessage"/> for a type this version does not know (a later minor addition).
     /// Unknown fields are ignored; a missing required field or a wrong type throws
     /// <see cref="OmokageProtocolException"/> naming the field.
@@ -47,6 +49,10 @@ namespace Omokage.Client
                 case MessageTypes.Texture: return new TextureMessage(map);
                 case MessageTypes.Pong: return new PongMessage(map);
                 case MessageTypes.Error: return new ErrorMessage(map);
+                case MessageTypes.Models: return new ModelsMessage(map);
+                case MessageTypes.Questionnaire: return new QuestionnaireMessage(map);
+                case MessageTypes.Answered: return new AnsweredMessage(map);
+                case MessageTypes.StudyDone: return new StudyDoneMessage(map);
                 default: return new UnknownMessage(map);
             }
         }
@@ -145,6 +151,40 @@ namespace Omokage.Client
             return _map[key] == null ? null : Map(key);
         }
 
+        public bool Bool(string key)
+        {
+            object v = _map[key];
+            if (v == null) throw Bad(key, "is required");
+            if (!(v is bool)) throw Bad(key, "must be a boolean, got " + v.GetType().Name);
+            return (bool)v;
+        }
+
+        public bool OptBool(string key, bool fallback)
+        {
+            return _map[key] == null ? fallback : Bool(key);
+        }
+
+        /// <summary>An array of maps, each read by <paramref name="parse"/> (with its place for errors).</summary>
+        public List<T> MapList<T>(string key, Func<MsgMap, string, T> parse)
+        {
+            var result = new List<T>();
+            var list = List(key);
+            for (int i = 0; i < list.Count; i++)
+            {
+                var m = list[i] as MsgMap;
+                string where = _where + "." + key + "[" + i + "]";
+                if (m == null) throw new OmokageProtocolException(where + " must be a map");
+                result.Add(parse(m, where));
+            }
+            return result;
+        }
+
+        /// <summary>An optional array of maps: empty when absent.</summary>
+        public List<T> OptMapList<T>(string key, Func<MsgMap, string, T> parse)
+        {
+            return _map[key] == null ? new List<T>() : MapList(key, parse);
+        }
+
         public IList<object> List(string key)
         {
             object v = _map[key];
@@ -224,7 +264,23 @@ namespace Omokage.Client
             ProtocolMinor = (int)Math.Max(0, Math.Min(int.MaxValue, f.OptLong("protocol_minor", 0)));
             Policies = f.OptStrList("policies");
             DefaultPolicy = f.OptStr("default_policy");
+            // v1.2
+            Training = f.OptMapList("training", TrainingModel.Parse);
+            var study = f.OptMap("study");
+            Study = study == null ? null : StudyInfo.Parse(study, "welcome.study");
+            var gaze = f.OptMap("gaze");
+            Gaze = gaze == null ? null : GazeLimits.Parse(gaze, "welcome.gaze");
         }
+
+        /// <summary>v1.2: models being fitted in the background, not yet in <see cref="Algorithms"/> (empty when none).</summary>
+        public IReadOnlyList<TrainingModel> Training { get; private set; }
+
+        /// <summary>v1.2: where a study participant stands (null unless the hello named a participant).</summary>
+        public StudyInfo Study { get; private set; }
+
+        /// <summary>v1.2: what a <c>gaze.batch</c> may carry (null from a server that does not take gaze, or for a client that
+        /// announced a minor below 2).</summary>
+        public GazeLimits Gaze { get; private set; }
 
         public int ProtocolVersion { get; private set; }
 
@@ -294,7 +350,12 @@ namespace Omokage.Client
             var recon = f.OptMap("reconstruction");
             Reconstruction = recon == null ? null : TextureData.Parse(recon, "candidates.reconstruction");
             Policy = f.OptStr("policy");
+            var trial = f.OptMap("trial");
+            Trial = trial == null ? null : TrialInfo.Parse(trial, "candidates.trial");
         }
+
+        /// <summary>v1.2: the study trial this grid belongs to (only in a reply to <c>study.next</c>); null otherwise.</summary>
+        public TrialInfo Trial { get; private set; }
 
         public int Step { get; private set; }
         public string Algorithm { get; private set; }
@@ -417,12 +478,209 @@ namespace Omokage.Client
             var f = new Fields(map, "error");
             Code = f.Str("code");
             Message = f.OptStr("message") ?? "";
+            long? dropped = map["dropped"] == null ? (long?)null : f.Long("dropped");
+            Dropped = dropped.HasValue ? (int?)(int)Math.Max(0, Math.Min(int.MaxValue, dropped.Value)) : null;
         }
+
+        /// <summary>v1.2: after a <c>gaze.batch</c>, how many of its samples this error dropped (the others were kept).</summary>
+        public int? Dropped { get; private set; }
 
         public string Code { get; private set; }
         public string Message { get; private set; }
 
         public OmokageServerException ToException() { return new OmokageServerException(Code, Message, Rid); }
+    }
+
+    /// <summary>v1.2 <c>welcome.training</c> / <c>models.training</c>: a model being fitted in the background.</summary>
+    public sealed class TrainingModel
+    {
+        public string Algorithm;
+        /// <summary>0 … 1.</summary>
+        public double Progress;
+        /// <summary>Seconds left, an estimate (null until one can be made).</summary>
+        public double? EtaSeconds;
+
+        internal static TrainingModel Parse(MsgMap map, string where)
+        {
+            var f = new Fields(map, where);
+            return new TrainingModel { Algorithm = f.Str("algorithm"), Progress = f.Number("progress"), EtaSeconds = f.OptNumber("eta_s") };
+        }
+
+        /// <summary>For people: "ae · training 40%".</summary>
+        public override string ToString() { return Algorithm + " · training " + Math.Round(Progress * 100) + "%"; }
+    }
+
+    /// <summary>v1.2 <c>welcome.gaze</c>: what a <c>gaze.batch</c> may carry.</summary>
+    public sealed class GazeLimits
+    {
+        /// <summary>Samples per second per source the server keeps (after a 2 s burst).</summary>
+        public double MaxRateHz = 120;
+        public int MaxSamplesPerBatch = GazeWireSample.MaxPerBatch;
+
+        internal static GazeLimits Parse(MsgMap map, string where)
+        {
+            var f = new Fields(map, where);
+            var g = new GazeLimits();
+            g.MaxRateHz = f.OptNumber("max_rate_hz") ?? g.MaxRateHz;
+            g.MaxSamplesPerBatch = (int)Math.Max(1, Math.Min(GazeWireSample.MaxPerBatch, f.OptLong("max_samples_per_batch", g.MaxSamplesPerBatch)));
+            return g;
+        }
+    }
+
+    /// <summary>v1.2 <c>welcome.study</c>: the study and where the participant stands in it.</summary>
+    public sealed class StudyInfo
+    {
+        public string Name;
+        public string Title;
+        /// <summary>Trials in the participant's plan.</summary>
+        public int Trials;
+        public int Completed;
+        /// <summary>What <c>study.next</c> will give: <c>trial</c>, <c>questionnaire</c> or <c>done</c>.</summary>
+        public string Next;
+
+        internal static StudyInfo Parse(MsgMap map, string where)
+        {
+            var f = new Fields(map, where);
+            return new StudyInfo
+            {
+                Name = f.Str("name"), Title = f.OptStr("title") ?? "", Trials = f.Int("trials"), Completed = f.Int("completed"),
+                Next = f.Str("next"),
+            };
+        }
+    }
+
+    /// <summary>v1.2 <c>candidates.trial</c>: which trial of a study a grid belongs to. Show <see cref="Label"/> (never the
+    /// model), <see cref="Index"/> of <see cref="Count"/>, a "practice" hint, and for a <c>target</c> task the
+    /// <see cref="Target"/> face to find.</summary>
+    public sealed class TrialInfo
+    {
+        public const string FreeTask = "free";
+        public const string TargetTask = "target";
+
+        /// <summary>1-based.</summary>
+        public int Index;
+        public int Count;
+        public bool Practice;
+        /// <summary>The condition's name for participants (e.g. "System B").</summary>
+        public string Label;
+        /// <summary><c>free</c> or <c>target</c>.</summary>
+        public string Task;
+        /// <summary>The face to find (target tasks only; fetch its texture like any other), else null.</summary>
+        public DecidedItem Target;
+
+        internal static TrialInfo Parse(MsgMap map, string where)
+        {
+            var f = new Fields(map, where);
+            var target = f.OptMap("target");
+            DecidedItem t = null;
+            if (target != null)
+            {
+                var g = new Fields(target, where + ".target");
+                t = new DecidedItem { Id = g.Int("id"), Texture = g.Str("texture"), Title = g.Str("title"), Url = g.Str("url") };
+            }
+            return new TrialInfo
+            {
+                Index = f.Int("index"), Count = f.Int("count"), Practice = f.OptBool("practice", false), Label = f.OptStr("label") ?? "",
+                Task = f.OptStr("task") ?? FreeTask, Target = t,
+            };
+        }
+    }
+
+    /// <summary>v1.2 <c>models</c>, sent unasked (no rid) to v1.2 clients: every feature space <c>start</c> accepts now
+    /// (models are added, never removed) and what still trains.</summary>
+    public sealed class ModelsMessage : ServerMessage
+    {
+        public ModelsMessage(MsgMap map)
+        {
+            Init(map);
+            var f = new Fields(map, "models");
+            Algorithms = f.StrList("algorithms");
+            Training = f.OptMapList("training", TrainingModel.Parse);
+        }
+
+        public IReadOnlyList<string> Algorithms { get; private set; }
+
+        /// <summary>Empty when nothing trains any more.</summary>
+        public IReadOnlyList<TrainingModel> Training { get; private set; }
+    }
+
+    /// <summary>Kinds of a questionnaire item (v1.2).</summary>
+    public static class QuestionKinds
+    {
+        public const string Likert = "likert";
+        public const string Best = "best";
+        public const string Worst = "worst";
+        public const string Text = "text";
+    }
+
+    /// <summary>One question of a <c>questionnaire</c>.</summary>
+    public sealed class QuestionnaireItem
+    {
+        public string Id;
+        /// <summary>One of <see cref="QuestionKinds"/> (another kind: a newer server; leave it unanswered unless required).</summary>
+        public string Kind;
+        public string Text;
+        public bool Required;
+        /// <summary>Likert: the scale, 1 … 5.</summary>
+        public int Min = 1, Max = 5;
+        /// <summary>Likert: the anchors of <see cref="Min"/> and <see cref="Max"/> (empty when none).</summary>
+        public IReadOnlyList<string> Labels = new List<string>();
+        /// <summary>Best/worst: the conditions' labels, in the order the participant met them.</summary>
+        public IReadOnlyList<string> Choices = new List<string>();
+
+        internal static QuestionnaireItem Parse(MsgMap map, string where)
+        {
+            var f = new Fields(map, where);
+            return new QuestionnaireItem
+            {
+                Id = f.Str("id"), Kind = f.Str("kind"), Text = f.Str("text"), Required = f.OptBool("required", false),
+                Min = (int)f.OptLong("min", 1), Max = (int)f.OptLong("max", 5), Labels = f.OptStrList("labels"),
+                Choices = f.OptStrList("choices"),
+            };
+        }
+    }
+
+    /// <summary>v1.2 <c>questionnaire</c>: the reply to <c>study.next</c> when one is due; answer it with <c>answers</c>.</summary>
+    public sealed class QuestionnaireMessage : ServerMessage
+    {
+        public QuestionnaireMessage(MsgMap map)
+        {
+            Init(map);
+            var f = new Fields(map, "questionnaire");
+            Id = f.Str("id");
+            Title = f.OptStr("title") ?? "";
+            Items = f.MapList("items", QuestionnaireItem.Parse);
+        }
+
+        /// <summary>What <c>answers.questionnaire</c> names: <c>block-N</c> or <c>final</c>.</summary>
+        public string Id { get; private set; }
+        public string Title { get; private set; }
+        public IReadOnlyList<QuestionnaireItem> Items { get; private set; }
+    }
+
+    /// <summary>v1.2 <c>answered</c>: the answers are stored.</summary>
+    public sealed class AnsweredMessage : ServerMessage
+    {
+        public AnsweredMessage(MsgMap map)
+        {
+            Init(map);
+            Questionnaire = new Fields(map, "answered").Str("questionnaire");
+        }
+
+        public string Questionnaire { get; private set; }
+    }
+
+    /// <summary>v1.2 <c>study.done</c>: nothing is left for the participant.</summary>
+    public sealed class StudyDoneMessage : ServerMessage
+    {
+        public StudyDoneMessage(MsgMap map)
+        {
+            Init(map);
+            Trials = new Fields(map, "study.done").Int("trials");
+        }
+
+        /// <summary>How many trials the participant's plan held.</summary>
+        public int Trials { get; private set; }
     }
 
     /// <summary>A message type this client does not know (ignored unless you handle it).</summary>
