@@ -95,8 +95,8 @@ def run_demo(home: Path, count: int = 1500, host: str = "127.0.0.1", port: int =
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
 
     def announce(bound) -> None:  # printed once the server answers, not before
-        note = (f"\n    {', '.join(training)} will be served when fitted in the background (a minute or two; "
-                f"the page shows progress)" if training else "")
+        note = (f"\n    {', '.join(training)} will be served when fitted in the background (NMF in about a "
+                f"minute, the autoencoder in a few; the page shows their progress)" if training else "")
         print(f"[3/3] serving on ws://{host}:{bound[1]}/ws\n\n    Open http://{shown}:{bound[1]}/ in a browser "
               f"(Ctrl+C to stop){note}\n", flush=True)
 
