@@ -230,6 +230,20 @@ def test_the_rate_budget_drops_the_excess_and_never_queues():
     assert res.accepted == 50 and res.over_rate == 10
 
 
+def test_a_grid_keeps_a_bounded_number_of_samples_whatever_their_times():
+    # samples 10 µs apart: by their times alone nothing would ever be older than MAX_STEP_SECONDS
+    from omokage.gaze.tracker import MAX_STEP_SECONDS
+    tracker = GazeTracker(max_rate_hz=100, burst_s=1.0)
+    tracker.begin_step(1, range(9), 0.0)
+    k = 0
+    for second in range(400):   # 400 s of in-budget batches: 100 samples a second
+        res = tracker.ingest([_s(1e-5 * (k + j)) for j in range(100)], now=float(second))
+        assert res.accepted == 100
+        k += 100
+    kept = len(tracker.end_step().samples)
+    assert kept <= 2 * 100 * MAX_STEP_SECONDS and kept < k
+
+
 # --- the connection --------------------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -379,3 +380,23 @@ def test_the_client_command_takes_a_policy(live_server):
     assert bad.returncode == 1 and "bad_field" in bad.stderr and "study" in bad.stderr
     assert "--policy" in subprocess.run([sys.executable, "-m", "omokage", "client", "--help"], capture_output=True,
                                         text=True, timeout=60).stdout
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to play a full disk")
+def test_an_event_log_that_cannot_write_acknowledges_nothing(engine):
+    # /dev/full answers every write with ENOSPC: a real full disk for the event log
+    srv = RunningServer(engine, events_path=Path("/dev/full"))
+
+    async def main():
+        ws = await connect(srv.url)
+        await ws.send(msgpack.packb({"type": "hello", "rid": 1, "protocol": 1, "client": "t"}))
+        reply = msgpack.unpackb(await ws.recv())
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        return reply, closed.value.rcvd.code
+    try:
+        reply, code = run(main())
+    finally:
+        srv.stop()
+    assert reply["type"] == "error" and reply["code"] == "internal" and reply["rid"] == 1
+    assert "nothing was kept" in reply["message"] and code == 1011

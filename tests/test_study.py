@@ -320,3 +320,80 @@ def test_kill_9_during_a_study_loses_no_acknowledged_event(tiny_catalog, tiny_mo
     assert server.kills == 3
     assert check["ok"], check["problems"]
     assert check["finished"] == 4 and check["acknowledged"] > 20 and check["reconnects"] >= 3
+
+
+GAZE_STUDY = """\
+name = "gazepilot"
+order = "latin"
+practice_trials = 0
+participants = ["alpha-7", "bravo-3"]
+
+[[conditions]]
+model = "pca"
+policy = "thompson+gaze"
+
+[[conditions]]
+model = "raw"
+policy = "thompson"
+"""
+
+
+def test_a_gaze_condition_resumes_at_the_same_grid_after_a_server_restart(engine, tmp_path):
+    # the gaze that became evidence changes the grids: a resume must replay it with the picks
+    import numpy as np
+
+    from omokage.gaze.samples import Layout
+    configure_logging("warning")
+    db = tmp_path / "g.db"
+    create_study(db, parse_study(GAZE_STUDY), GAZE_STUDY)
+
+    def start():
+        srv = RunningServer(engine, store_path=db)
+        srv.server.study = StudyRunner.load(db, "gazepilot")
+        return srv
+    layout = Layout.grid()
+
+    async def stare(c, panels):
+        t = time.time()            # samples from when this grid was on screen...
+        await asyncio.sleep(2.1)   # ...sent once their time has come (the server drops samples from the future)
+        batch = []
+        for k in panels:     # ~1 s of steady head gaze on each panel
+            d = layout.position[k] - np.array([0.0, 1.5, 0.0])
+            d = d / np.linalg.norm(d)
+            for _ in range(100):
+                t += 0.01
+                batch.append([t, "head", 0.0, 1.5, 0.0, *map(float, d), 1.0])
+        for i in range(0, len(batch), 100):
+            await c.gaze(batch[i:i + 100])
+
+    async def first(url):
+        c = await OmokageClient.connect(url, participant="alpha-7")
+        g = await c.study_next()
+        assert g.policy == "thompson+gaze"
+        await c.layout(layout.to_wire()["panels"])
+        for panels in ((4, 7), (2, 5)):
+            await stare(c, panels)
+            g = await c.choose(g.ids[0])
+        await c.close()
+        return g
+
+    srv = start()
+    try:
+        grid = asyncio.run(first(srv.url))
+    finally:
+        srv.stop()
+    evidence = [json.loads(b) for (b,) in sqlite3.connect(db).execute(
+        "SELECT body FROM events WHERE kind = 'gaze' AND direction = 'log'")]
+    assert len(evidence) == 2 and all(e.get("evidence") and e["evidence_faces"] for e in evidence), evidence
+    srv = start()   # a new process loads the committed state from the store
+
+    async def second(url):
+        c = await OmokageClient.connect(url, participant="alpha-7")
+        g = await c.study_next()
+        await c.close()
+        return g
+    try:
+        resumed = asyncio.run(second(srv.url))
+    finally:
+        srv.stop()
+    assert (resumed.step, resumed.ids) == (grid.step, grid.ids)

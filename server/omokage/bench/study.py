@@ -15,7 +15,6 @@ they last saw, or the one after an action whose reply was lost in the crash).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -98,7 +97,7 @@ async def run_participant(url: str, code: str, faces: PerceivedFaces, seed: int,
                           disconnect_p: float = 0.0, deadline: float = 600.0, ledger: Ledger | None = None) -> Ledger:
     """Run one participant to the end of the study, reconnecting whenever the connection drops (or, with
     probability disconnect_p per trial, dropping it on purpose mid-trial), and checking every resume."""
-    from omokage.client import Candidates, OmokageClient, OmokageError
+    from omokage.client import OmokageClient, OmokageError
     ledger = ledger or Ledger(code)
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)

@@ -148,9 +148,15 @@ class GazeTracker:
         return IngestResult(len(samples), drops, over, ignored)
 
     def _trim(self) -> None:
+        """Keep the latest MAX_STEP_SECONDS of the grid, by the samples' times and by count: a client could stamp
+        samples 10 µs apart, and its times alone would then keep everything it ever sent."""
         newest = self._chunks[-1].t[-1]
         while len(self._chunks) > 1 and self._chunks[0].t[-1] < newest - MAX_STEP_SECONDS:
             self._chunks.pop(0)
+        cap = int(2 * self.max_rate_hz * MAX_STEP_SECONDS)   # two sources (head, eye) at the announced rate
+        kept = sum(len(c) for c in self._chunks)
+        while len(self._chunks) > 1 and kept - len(self._chunks[0]) >= cap:
+            kept -= len(self._chunks.pop(0))
 
     def end_step(self) -> StepGaze | None:
         """The current grid's gaze, or None when no grid is on screen. The buffer is emptied."""

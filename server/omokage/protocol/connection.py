@@ -468,10 +468,15 @@ class ServerConnection:
         make = getattr(policy, "gaze_term", None)
         if make is not None and step.stats is not None and ended_by in ("choose", "skip") \
                 and self.session.state is SessionState.BROWSING:
-            term = make(*step.evidence(chosen, GAZE_UNIT_S))
+            shown, units = step.evidence(chosen, GAZE_UNIT_S)
+            term = make(shown, units)
             if term is not None:
                 self.session.add_evidence(term, at=now, kind="gaze")
                 record.record["evidence"] = True
+                # what the term was made of, so a resumed study trial rebuilds the same belief (and grids)
+                record.record["evidence_faces"] = [int(i) for i in shown]
+                record.record["evidence_units"] = [float(u) for u in units]
+                self._trial_action(("gaze", tuple(int(i) for i in shown), tuple(float(u) for u in units)))
         return actions
 
     def _textures(self, hashes, rid) -> list[Action]:
@@ -568,18 +573,22 @@ class ServerConnection:
         """A trial interrupted by a disconnect or a crash: replay its committed picks with its seed (the same grids
         follow), and show the grid the participant last saw."""
         cond = trial.condition
-        self.trial = trial
-        self.session = SelectionSession(self.backend.space(cond.model), seed=trial.seed,
-                                        policy=make_policy(cond.policy, **self.backend.policy_params(cond.model)),
-                                        grid_size=self.grid_size)
-        self.session.start(trial.query)
-        for action in trial.actions:
+        policy = make_policy(cond.policy, **self.backend.policy_params(cond.model))
+        session = SelectionSession(self.backend.space(cond.model), seed=trial.seed, policy=policy,
+                                   grid_size=self.grid_size)
+        session.start(trial.query)
+        for action in trial.actions:   # replayed on a session of its own: a failure leaves this connection as it was
             if action[0] == "choose":
-                self.session.choose(action[1])
+                session.choose(action[1])
             elif action[0] == "skip":
-                self.session.skip()
+                session.skip()
+            elif action[0] == "gaze":   # the gaze evidence the grid gave before its pick (a +gaze policy)
+                term = policy.gaze_term(action[1], action[2])
+                if term is not None:
+                    session.add_evidence(term, kind="gaze")
             else:
-                self.session.rate(action[1], action[2])
+                session.rate(action[1], action[2])
+        self.trial, self.session = trial, session
         step = self.session.current
         self.gaze.begin_step(step.step, step.ids, now)
         return [self._trial_grid(p, trial, step, rid),

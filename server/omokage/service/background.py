@@ -76,7 +76,13 @@ class BackgroundFitter:
     async def run(self, on_change: Callable[[], None], on_fitted: Callable[[str], Awaitable[None]]) -> None:
         while self.queue:
             current = self.queue[0]
-            ok = await self._fit_one(current, on_change)
+            try:
+                ok = await self._fit_one(current, on_change)
+            except Exception as exc:  # cannot start the child, an unreadable line...: this model only is given up
+                self.failed[current.algorithm] = repr(exc)
+                log.exception("background fit failed", extra={"fields": {"algorithm": current.algorithm}})
+                self._say(f"{current.algorithm}: fitting failed ({exc!r}); it is not served")
+                ok = False
             self.queue.pop(0)  # off the training list before it is served: never both
             if ok:
                 try:
@@ -99,7 +105,8 @@ class BackgroundFitter:
         self._say(f"{name}: fitting in the background (log: {log_path})")
         with open(log_path, "wb") as child_log:
             self._process = process = await asyncio.create_subprocess_exec(
-                *self.command(name), stdout=asyncio.subprocess.PIPE, stderr=child_log, stdin=asyncio.subprocess.DEVNULL)
+                *self.command(name), stdout=asyncio.subprocess.PIPE, stderr=child_log, stdin=asyncio.subprocess.DEVNULL,
+                limit=1 << 20)   # a long line from native code on fd 1 is skipped, not fatal
             try:
                 while True:
                     try:

@@ -52,7 +52,7 @@ from omokage.engine import Engine, load_fitted
 from omokage.features import ALGORITHMS
 from omokage.imageio import UPLOAD_FORMATS, ImageDecodeError, load_image_bytes
 from omokage.protocol.connection import (Close, Limits, Log, Offload, ProjectionJob, Send, ServerConnection)
-from omokage.protocol.messages import predecode
+from omokage.protocol.messages import error, predecode
 from omokage.selection import FeatureSpace
 from omokage.service.background import BackgroundFitter
 from omokage.store.group_commit import GroupCommitWriter
@@ -517,19 +517,23 @@ class OmokageServer:
                 "client_time": float(t) if t is not None else None, "body": wire.incoming(msg),
                 "trial": conn.trial_id}
 
-    async def _commit(self, records: list[dict[str, Any]], wire_in: dict[str, Any] | None) -> None:
+    async def _commit(self, records: list[dict[str, Any]], wire_in: dict[str, Any] | None) -> bool:
         """Write-ahead: events reach the log and the store (each synced, in a group commit) before the client
-        sees their effect, so a reply never acknowledges an event a crash or power loss could lose."""
+        sees their effect, so a reply never acknowledges an event a crash or power loss could lose. False when a
+        sink failed (a full disk): then nothing may be acknowledged."""
         waits = []
         if self.events is not None:
             waits.append((self.events.path, self.events.commit(records)))
         if self.store is not None:
             waits.append((self.store.path, self.store.commit([wire_in, *records] if wire_in else records)))
+        ok = True
         for path, done in waits:
             try:
                 await done
             except Exception:
+                ok = False
                 log.exception("could not write session events", extra={"fields": {"path": str(path)}})
+        return ok
 
     async def _perform(self, ws: WsConnection, conn: ServerConnection, actions,
                        wire_in: dict[str, Any] | None = None) -> list:
@@ -539,7 +543,14 @@ class OmokageServer:
         for record in records:
             events_log.info(record.get("event", "event"), extra={"fields": record})
         if records:
-            await self._commit(records, wire_in)
+            if not await self._commit(records, wire_in):
+                # The session moved on in memory but its events are not on disk: acknowledging would lie, and
+                # going on would serve a state a restart cannot rebuild. Say so and end this connection.
+                rid = next((a.message.get("rid") for a in actions if isinstance(a, Send)), None)
+                actions = [Send(error("internal", "the server could not record this step (its event log failed "
+                                                  "to write: a full disk?); nothing was kept; reconnect and start "
+                                                  "again", rid)),
+                           Close(1011, "event log write failed")]
             wire_in = None
         wire_out: list[dict[str, Any]] = [wire_in] if wire_in is not None else []
         bulk = sum(isinstance(a, Send) for a in actions) > BULK_SENDS
@@ -697,6 +708,9 @@ class OmokageServer:
         for ws, conn in list(self._connections.items()):
             for action in conn.models_changed():
                 frame = action.frame
+                if self.store is not None:   # the store keeps every message out, these too
+                    self.store.write({"wire": "out", "session_id": conn.session_id, "at": time.time(),
+                                      "kind": "models", "rid": None, "body": action.message, "trial": conn.trial_id})
                 if _buffered(ws) + len(frame) > WRITE_LIMIT:
                     continue  # a client that is not reading gets the next note, or none
                 task = asyncio.create_task(self._send_note(ws, frame))
@@ -755,10 +769,17 @@ class OmokageServer:
             watchdog.cancel()
             if fitting is not None:
                 fitting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await fitting
+                except asyncio.CancelledError:
+                    pass
+                except Exception:  # a fitter failure must not cost the event logs their last records
+                    log.exception("background fitting failed")
             server.close()  # closes connections with 1001 (going away) and waits for handlers
             await server.wait_closed()
+        self._close_sinks()
+
+    def _close_sinks(self) -> None:
         self.pool.shutdown(wait=True)
         self.decode_pool.shutdown(wait=True)
         if self.events is not None:

@@ -168,6 +168,10 @@ class EventStore(GroupCommitWriter):
 
     def close(self) -> None:
         self._stop_writer(60)
+        if self._thread is not None and self._thread.is_alive():   # a commit stuck on the disk: never close under it
+            log.error("the event store's writer did not finish within 60 s; its connection is left open",
+                      extra={"fields": {"store": str(self.path)}})
+            return
         try:
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:

@@ -15,7 +15,6 @@ import itertools
 import json
 import math
 import os
-import sqlite3
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -400,7 +399,8 @@ def markdown(data: StudyData, summary: dict[str, Any], figures: dict[str, bytes]
                      f"{_fmt(v['steps_max'])}) | {_fmt(v['time_median_s'])} | {found} |")
     lines += ["", "![steps](steps.png)", "", "![time per choice](time.png)", "", "## Statistics", "",
               "Within-subject tests over the conditions (scipy.stats): Friedman with Kendall's W, then pairwise "
-              "Wilcoxon signed-rank tests, Holm-adjusted (* p < 0.05), with the matched-pairs r = |z|/√n. Steps: each "
+              "Wilcoxon signed-rank tests, Holm-adjusted (* p < 0.05), with the matched-pairs r = |z|/√n (n: every "
+              "participant with both conditions, tied pairs included). Steps: each "
               "participant's mean per condition; time: each participant's median per condition.", ""]
     lines += _test_lines("Steps to decision", s["tests"]["steps"]) + [""]
     lines += _test_lines("Time per choice", s["tests"]["time_per_choice"]) + [""]

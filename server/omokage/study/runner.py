@@ -131,8 +131,13 @@ class StudyRunner:
                     if t.started and not t.done:
                         for kind, body in conn.execute(
                                 "SELECT kind, body FROM events WHERE trial_id = ? AND direction = 'log' AND kind IN "
-                                "('choose', 'skip', 'rate') ORDER BY seq", (tid,)):
+                                "('choose', 'skip', 'rate', 'gaze') ORDER BY seq", (tid,)):
                             rec = json.loads(body)
+                            if kind == "gaze":   # only gaze that became evidence changes the grids
+                                if rec.get("evidence") and "evidence_faces" in rec:
+                                    t.actions.append(("gaze", tuple(rec["evidence_faces"]),
+                                                      tuple(rec["evidence_units"])))
+                                continue
                             t.actions.append(("choose", rec["item"]) if kind == "choose" else ("skip",) if kind == "skip"
                                              else ("rate", rec["item"], rec["rating"]))
                     trials.append(t)
