@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -1233,6 +1234,22 @@ def _default_workers() -> int:
     return max(1, min(cores, 8))
 
 
+RENDER_WINDOW = 128   # faces handed to the pool at a time: the next window renders while this one is consumed
+
+
+def _windowed(pool, jobs: Iterator, size: int) -> Iterator[tuple[dict, np.ndarray]]:
+    """Rendered faces in job order, with at most two windows of jobs drawn ahead (Pool.imap would drain the whole
+    job generator at once: thousands of attribute draws and renders nobody needs)."""
+    def window():
+        chunk = list(itertools.islice(jobs, size))
+        return pool.map_async(_render_job, chunk, chunksize=8) if chunk else None
+    pending = window()
+    while pending is not None:
+        results = pending.get()
+        pending = window()
+        yield from results
+
+
 def generate_faces(count: int, seed: int = 0, size: int = 200,
                    workers: int | None = None) -> Iterator[tuple[np.ndarray, dict, str, str]]:
     """Yield (rgb, attributes, title, url) for `count` DISTINCT faces (no two with identical attributes dicts, no
@@ -1249,7 +1266,7 @@ def generate_faces(count: int, seed: int = 0, size: int = 200,
     if workers > 1 and count >= 64:
         import multiprocessing
         pool = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn").Pool(workers)
-        rendered = pool.imap(_render_job, jobs, chunksize=8)
+        rendered = _windowed(pool, jobs, RENDER_WINDOW)
     else:
         rendered = map(_render_job, jobs)
     seen_images: set[bytes] = set()
