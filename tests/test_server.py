@@ -383,6 +383,7 @@ def test_the_client_command_takes_a_policy(live_server):
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to play a full disk")
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")   # shutting down must not crash
 def test_an_event_log_that_cannot_write_acknowledges_nothing(engine):
     # /dev/full answers every write with ENOSPC: a real full disk for the event log
     srv = RunningServer(engine, events_path=Path("/dev/full"))

@@ -193,7 +193,11 @@ class EventFile(GroupCommitWriter):
 
     def close(self) -> None:
         self._stop_writer(30)
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError as exc:   # a full disk: what could not be written was never acknowledged
+            log.error("the event log could not be closed cleanly", extra={"fields": {"path": str(self.path),
+                                                                                      "error": str(exc)}})
 
 
 class HelloLimiter:
