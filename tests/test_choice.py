@@ -389,3 +389,26 @@ def test_image_descriptor_is_a_distance():
     D = ImageDescriptor(images).matrix()
     np.testing.assert_allclose(D, D.T, atol=1e-12)
     assert np.all(np.diag(D) == 0) and np.all(D[~np.eye(4, dtype=bool)] > 0)
+
+
+def test_a_learned_metric_is_fitted_on_pilot_users_and_runs_as_an_arm(small, monkeypatch):
+    monkeypatch.setattr(choice, "METRIC_PILOT_USERS", 150)
+    try:
+        fits = choice.pilot_metric_fit(small, ["pca", "nmf"], (0.0,), seed=3, max_steps=10)
+        assert set(fits) == {"pca+metric", "nmf+metric"}
+        for name, f in fits.items():
+            assert f["picks"] > 50 and f["pilot_users"] == 150 and isinstance(f["held_out_gain_nats"], float)
+            # kept exactly when it predicted held-out picks better, and then served as a space of its own
+            assert f["fitted"] == (f["held_out_gain_nats"] > 0) == (name in small.engine.models)
+        kept = [n for n, f in fits.items() if f["fitted"]]
+        if kept:
+            loaded = small.engine.models[kept[0]]
+            base = small.engine.models[fits[kept[0]]["model"]]
+            assert np.allclose(loaded.space.features, base.space.features * loaded.scales, atol=1e-4)
+            arms = [choice.Arm(f"thompson/{kept[0]}", "thompson", kept[0])] + choice.select_arms(["thompson"], ["pca"])
+            report = choice.benchmark(small, arms, users=10, max_steps=4, temperatures=(0.0,), seed=1,
+                                      progress=False, resamples=50)
+            assert {r["arm"] for r in report["results"]} == {a.name for a in arms}
+    finally:
+        for name in ("pca+metric", "nmf+metric"):
+            small.engine.models.pop(name, None)

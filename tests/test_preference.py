@@ -376,3 +376,59 @@ def test_bench_policy_writes_its_table(tmp_path):
     assert [(row["items"], row["policy"]) for row in rows] == [(400, "infogain"), (400, "study")]
     assert all(row["n"] == 16 and row["p50_ms"] > 0 for row in rows)
     assert "| 400 | infogain |" in (tmp_path / "policy.md").read_text()
+
+
+# --- the learned metric (fit user-model: the per-dimension distance people choose by) ---------------------------------
+
+def _metric_picks(x, weights, n_picks, temperature, seed):
+    from omokage.selection.user_model import ChoiceRecord
+    rng = np.random.default_rng(seed)
+    records = []
+    for _ in range(n_picks):
+        grid = rng.choice(len(x), 10, replace=False)
+        target, shown = int(grid[0]), grid[1:]
+        d = np.sqrt((((x[shown] - x[target]) ** 2) * weights).sum(axis=1))
+        p = np.exp(-(d - d.min()) / temperature)
+        pick = int(shown[rng.choice(9, p=p / p.sum())])
+        records.append(ChoiceRecord("pca", tuple(int(i) for i in shown), pick, target))
+    return records
+
+
+def test_fit_metric_recovers_which_axes_people_look_at():
+    from omokage.selection.user_model import fit_metric
+    x = np.random.default_rng(0).standard_normal((400, 6)).astype(np.float32)
+    truth = np.array([4.0, 4.0, 1.0, 1.0, 0.25, 0.25])
+    scales, gain = fit_metric(x, _metric_picks(x, truth, 1500, 0.3, 1))
+    assert scales is not None and gain > 0.02
+    w = scales.astype(np.float64) ** 2
+    assert w[:2].min() > 2 * w[2:4].max() and w[2:4].min() > 2 * w[4:].max()   # the order and the spread come back
+    assert np.allclose(np.log(w / w.mean()), np.log(truth / truth.mean()), atol=0.7)
+
+
+def test_fit_metric_leaves_an_isotropic_space_alone():
+    from omokage.selection.user_model import fit_metric
+    x = np.random.default_rng(2).standard_normal((400, 6)).astype(np.float32)
+    scales, gain = fit_metric(x, _metric_picks(x, np.ones(6), 1500, 0.3, 3))
+    assert scales is None or (scales.max() / scales.min()) ** 2 < 1.6   # nothing to learn: (nearly) isotropic
+
+
+def test_a_user_model_metric_reshapes_the_served_space(tiny_catalog, tiny_models, tmp_path):
+    import shutil
+
+    from omokage.catalog.store import Catalog
+    from omokage.engine import Engine
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models / "pca", models / "pca")
+    plain = Engine.open(tiny_catalog, models)
+    dim = plain.space("pca").dim
+    scales = np.linspace(0.5, 2.0, dim).astype(np.float32)
+    UserModel({"pca": 0.2}, metric={"pca": {"scales": [float(v) for v in scales], "picks": 500, "gain_nats": 0.1}},
+              catalog_fingerprint=Catalog(tiny_catalog).fingerprint()).save(models)
+    engine = Engine.open(tiny_catalog, models)
+    assert np.allclose(engine.space("pca").features, plain.space("pca").features * scales, atol=1e-5)
+    assert np.allclose(engine.models["pca"].features, plain.space("pca").features, atol=1e-4)
+    face = engine.catalog.pixels[7]
+    vector, _ = engine.project("pca", face)            # a query lands in the same, reweighted coordinates
+    assert np.allclose(vector, plain.project("pca", face)[0] * scales, atol=1e-4)
+    assert engine.query_image("pca", face, k=1).neighbours[0].id == 7
+    assert engine.policy_params("pca")["temperature"] == 0.2

@@ -335,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--gaze", type=float, default=None, metavar="INFORMATIVENESS",
                     help="simulated gaze (docs/gaze.md): each belief policy also runs as POLICY+gaze, fed where the "
                          "user looked; 0 = gaze unrelated to the target, 0.35 = the literature's effect sizes")
+    bc.add_argument("--learned-metric", action="store_true",
+                    help="also run the default policy in each model's space reweighted by the metric `omokage fit "
+                         "user-model` learns from logged picks, fitted first on a pilot of separate users "
+                         "(docs/preference-model.md)")
     bc.add_argument("--gaze-source", choices=["eye", "head"], default="eye",
                     help="with --gaze: eye gaze (Quest Pro) or head gaze (the headset's forward ray; default eye)")
     bc.add_argument("--ae-epochs", type=int, default=None, help="autoencoder epochs if it must be fitted "
@@ -462,6 +466,11 @@ def _cmd_fit_user_model(a) -> int:
         print(f"\n{'gaze':<14}{'grids':>8}{'temperature':>14}{'weight':>10}{'nats/grid':>12}")
         for alg, g in model.gaze.items():
             print(f"{alg:<14}{g['grids']:>8}{g['temperature']:>14.4f}{g['weight']:>10.4f}{g['gain_nats']:>12.4f}")
+    if model.metric:   # docs/preference-model.md: the per-dimension metric people choose by
+        print(f"\n{'metric':<14}{'picks':>8}{'nats/pick':>12}{'axis weights (min-max)':>26}")
+        for alg, m in model.metric.items():
+            sc = [v * v for v in m["scales"]]
+            print(f"{alg:<14}{m['picks']:>8}{m['gain_nats']:>12.4f}{min(sc):>13.3f} - {max(sc):<10.3f}")
     print(f"saved {path}/config.json; `omokage serve --models {a.out}` uses it")
     return 0
 
@@ -701,7 +710,7 @@ def _cmd_bench_choice(a) -> int:
                out=a.out, home=a.home, policies=parse_list(a.policies, "policies"),
                models=parse_list(a.models, "models"), starts=parse_list(a.starts, "starts"), ae_epochs=a.ae_epochs,
                perceive=a.perceive, skip_below=a.skip_below, settle_share=a.settle_share, workers=a.workers,
-               gaze=a.gaze, gaze_source=a.gaze_source)
+               gaze=a.gaze, gaze_source=a.gaze_source, learned_metric=a.learned_metric)
 
 
 def _cmd_bench_gaze(a) -> int:

@@ -25,6 +25,24 @@ class LoadedModel:
     model: FeatureModel
     version_dir: Path
     space: FeatureSpace
+    # per-dimension factors of the space people choose by (a user model's fitted metric), or None: the space holds
+    # the model's features times these, and projected queries are scaled the same way
+    scales: np.ndarray | None = None
+
+    @property
+    def features(self) -> np.ndarray:
+        """The model's own features of the catalog (without the metric's scales)."""
+        f = self.space.features
+        return f if self.scales is None else f / self.scales
+
+
+def metric_space(name: str, features: np.ndarray, scales: np.ndarray | None, index_kind: str = "auto") -> FeatureSpace:
+    """The feature space a belief compares faces in: the features, each dimension times `scales` when a user model
+    fitted a metric (`omokage fit user-model`)."""
+    x = features if scales is None else (features * scales).astype(np.float32)
+    space = FeatureSpace(name, build_index(x, index_kind), int(x.shape[1]))
+    space.distance_unit   # computed at start-up, not on some user's first step
+    return space
 
 
 @dataclass(frozen=True)
@@ -44,7 +62,7 @@ def single_threaded_blas() -> None:
 
 
 def load_fitted(catalog: Catalog, catalog_path, models_path, name: str, fingerprint: str | None = None,
-                index_kind: str = "auto") -> LoadedModel:
+                index_kind: str = "auto", user_model: UserModel | None = None) -> LoadedModel:
     """The latest fitted version of model `name` in `models_path`, checked against the catalog, with its index."""
     fingerprint = fingerprint or catalog.fingerprint()
     version_dir = latest_version_dir(models_path, name)
@@ -53,9 +71,8 @@ def load_fitted(catalog: Catalog, catalog_path, models_path, name: str, fingerpr
             or len(features) != len(catalog):
         raise UserError(f"{version_dir} was fitted on another catalog than {catalog_path}; "
                         f"refit with `omokage fit {catalog_path} --models {name} --out {models_path}`")
-    space = FeatureSpace(name, build_index(features, index_kind), int(features.shape[1]))
-    space.distance_unit   # computed at start-up, not on some user's first step
-    return LoadedModel(name, model, version_dir, space)
+    scales = user_model.scales(name, int(features.shape[1])) if user_model is not None else None
+    return LoadedModel(name, model, version_dir, metric_space(name, features, scales, index_kind), scales)
 
 
 class Engine:
@@ -68,16 +85,19 @@ class Engine:
 
     @classmethod
     def open(cls, catalog_path: str | os.PathLike, models_path: str | os.PathLike,
-             algorithms: list[str] | None = None, index_kind: str = "auto") -> "Engine":
+             algorithms: list[str] | None = None, index_kind: str = "auto",
+             apply_user_metric: bool = True) -> "Engine":
         single_threaded_blas()
         catalog = Catalog(catalog_path)
         fingerprint = catalog.fingerprint()
         wanted = list(algorithms) if algorithms else [a for a in ALGORITHMS if (Path(models_path) / a).is_dir()]
         if not wanted:
             raise UserError(f"no fitted model in {models_path}; run `omokage fit {catalog_path} --out {models_path}`")
-        models = {name: load_fitted(catalog, catalog_path, models_path, name, fingerprint, index_kind)
+        user_model = UserModel.load_latest(models_path, fingerprint)
+        models = {name: load_fitted(catalog, catalog_path, models_path, name, fingerprint, index_kind,
+                                    user_model if apply_user_metric else None)
                   for name in wanted}
-        return cls(catalog, models, UserModel.load_latest(models_path, fingerprint))
+        return cls(catalog, models, user_model)
 
     def add_model(self, loaded: LoadedModel) -> None:
         """Serve one more model (one fitted in the background while the others were already served). Call it
@@ -103,7 +123,8 @@ class Engine:
         x = images_to_matrix(rgb[None])
         z = model.transform(x)
         recon = matrix_to_images(model.inverse_transform(z), self.catalog.image_size)[0]
-        return z[0], recon
+        scales = self.models[algorithm].scales
+        return (z[0] if scales is None else z[0] * scales), recon   # in the space's coordinates
 
     def query_image(self, algorithm: str, rgb: np.ndarray, k: int = 9) -> QueryResult:
         vector, recon = self.project(algorithm, rgb)

@@ -102,7 +102,7 @@ class Hunt:
 def simulate_user(session: SelectionSession, target_group: int, groups: np.ndarray, user_distance: np.ndarray,
                   temperature: float, max_steps: int, rng: np.random.Generator,
                   query: np.ndarray | None = None, settle_delta: float | None = None,
-                  skip_below: float | None = None, gaze=None) -> Hunt:
+                  skip_below: float | None = None, gaze=None, on_pick=None) -> Hunt:
     """Run one hunt on a fresh session.
 
     `groups[i]` is the item's identity for "found" (the item itself on a generated catalog, the person or character on
@@ -140,6 +140,8 @@ def simulate_user(session: SelectionSession, target_group: int, groups: np.ndarr
             step = session.skip()
             continue
         pick = _pick(d, temperature, u)
+        if on_pick is not None:   # a pilot logging picks (the grid, the face picked)
+            on_pick(tuple(int(i) for i in ids), int(ids[pick]))
         hunt.picks += 1
         hunt.closest += int(d[pick] == d.min())
         if gaze is not None:
@@ -610,6 +612,9 @@ def project_queries(engine, algorithm: str, images: list[np.ndarray], chunk: int
     model = engine.models[algorithm].model
     out = [model.transform(images_to_matrix(np.stack(images[s:s + chunk]))) for s in range(0, len(images), chunk)]
     vectors = np.concatenate(out).astype(np.float32)
+    scales = engine.models[algorithm].scales
+    if scales is not None:   # a learned metric: the space's coordinates
+        vectors *= scales
     single = np.asarray(engine.project(algorithm, images[0])[0], dtype=np.float32)
     if not np.allclose(single, vectors[0], rtol=1e-3, atol=1e-4 * (1 + float(np.abs(single).max()))):
         raise AssertionError(f"{algorithm}: batched projection differs from Engine.project; update "
@@ -1266,6 +1271,48 @@ def pilot_gaze_fit(data: ChoiceData, arms: list[Arm], gaze, temperatures, seed: 
             "grids": len(records), "pilot_users": PILOT_USERS * len(temperatures)}
 
 
+METRIC_PILOT_USERS = 500   # per temperature: the simulated users whose logged picks fit the metric (2,000 sessions)
+
+
+def pilot_metric_fit(data: ChoiceData, models: list[str], temperatures, seed: int, max_steps: int) -> dict:
+    """What a deployment does with its logs (`omokage fit user-model`): sessions run with the default policy, their
+    picks before a decision (the decided face standing for the target), and the per-dimension metric fitted from them.
+    Each model with a metric that predicts held-out picks better joins the engine as "MODEL+metric". The pilot's users
+    and targets are their own (another seed stream), never the measured users."""
+    from omokage.engine import LoadedModel, metric_space
+    from omokage.selection.user_model import MAX_METRIC_DIM, ChoiceRecord, fit_metric
+    engine, pool = data.engine, np.asarray(data.target_pool)
+    fits = {}
+    for model in models:
+        loaded = engine.models.get(model)
+        if loaded is None or loaded.space.dim > MAX_METRIC_DIM:
+            continue
+        records = []
+        for ti, T in enumerate(temperatures):
+            for u in range(METRIC_PILOT_USERS):
+                rng = np.random.default_rng([seed, 9, ti, u])
+                target = int(rng.choice(pool))
+                session = SelectionSession(loaded.space, seed=int(rng.integers(2**31)),
+                                           policy=make_policy(DEFAULT_POLICY), grid_size=GRID)
+                picks = []
+                simulate_user(session, data.groups[target], data.groups, data.user_distances[target], T, max_steps,
+                              rng, None, None, None, None, on_pick=lambda ids, pick: picks.append((ids, pick)))
+                if session.decision is not None:    # a decided session: its picks were a search for that face
+                    decided = session.decision.item
+                    records += [ChoiceRecord(model, ids, pick, decided) for ids, pick in picks if decided not in ids]
+        scales, gain = fit_metric(loaded.features, records)
+        name = f"{model}+metric"
+        fits[name] = {"model": model, "picks": len(records), "held_out_gain_nats": round(gain, 4),
+                      "pilot_users": METRIC_PILOT_USERS * len(temperatures), "fitted": scales is not None}
+        if scales is not None:
+            engine.models[name] = LoadedModel(name, loaded.model, loaded.version_dir,
+                                              metric_space(name, loaded.features, scales), scales)
+            fits[name]["axis_weight_range"] = [round(float(scales.min() ** 2), 4), round(float(scales.max() ** 2), 4)]
+        print(f"learned metric for {model}: {len(records)} pilot picks, held-out gain {gain:+.4f} nats/pick"
+              + ("" if scales is not None else " (none: the isotropic distance predicts as well)"), flush=True)
+    return fits
+
+
 def gaze_comparison(sim: dict, max_steps: int, seed: int = 0, resamples: int = BOOTSTRAP) -> list[dict]:
     """Per +gaze arm and start: success within 5 and `max_steps` steps with and without gaze, averaged over the
     temperatures (each user's rate over the sweep), the paired difference with a user-bootstrap 95% interval, and the
@@ -1376,7 +1423,8 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
         dataset="generated", out: Path | None = None, home: Path = Path("var"), policies: list[str] | None = None,
         models: list[str] | None = None, starts=STARTS, ae_epochs: int | None = None, progress: bool = True,
         perceive: str = "identity", skip_below: float | None = None, settle_share: float = SETTLE_SHARE,
-        workers: int | None = None, gaze: float | None = None, gaze_source: str = "eye") -> int:
+        workers: int | None = None, gaze: float | None = None, gaze_source: str = "eye",
+        learned_metric: bool = False) -> int:
     """`omokage bench choice`. dataset: 'generated' (home/catalog, home/models: the demo's), a folder name under
     ../shared/data (skipped with a message when absent), or the path of a labelled image folder (prepared in
     home/<name>-<fingerprint>). policies / models: None = every policy but "random" / the fitted ones among raw, pca,
@@ -1440,6 +1488,8 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
     out = Path(out) if out is not None else default_out(dataset_dir)
     if gaze is not None and out == default_out(dataset_dir):
         out = out.with_name(f"{out.name}-gaze-{gaze_source}-{gaze:g}")
+    if learned_metric and out == default_out(dataset_dir):
+        out = out.with_name(f"{out.name}-metric")
     t_data = time.perf_counter() - t0 - t_prep
     command = (f"omokage bench choice --dataset {dataset} --users {users} --max-steps {max_steps} "
                f"--temperatures {','.join(f'{t:g}' for t in temperatures)} --seed {seed}"
@@ -1451,14 +1501,22 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
                + (f" --perceive {perceive}" if perceive not in ("identity", "character") else "")
                + (f" --ae-epochs {ae_epochs}" if ae_epochs else "")
                + (f" --gaze {gaze:g} --gaze-source {gaze_source}" if gaze is not None else "")
+               + (" --learned-metric" if learned_metric else "")
                + f" --out {out} --home {home}")
     arms = select_arms(policies, list(models))
+    metric_fits = None
+    if learned_metric:   # fitted on pilot users of their own, then the default policy runs in each reweighted space
+        metric_fits = pilot_metric_fit(data, list(models), temperatures, seed, max_steps)
+        arms = arms[:-1] + [Arm(f"{DEFAULT_POLICY}/{name}", DEFAULT_POLICY, name) for name in metric_fits
+                            if metric_fits[name].get("fitted")] + arms[-1:]
     n_sessions = len(arms) * len(temperatures) * len(starts) * users
     print(f"{len(arms)} arms x {len(starts)} starts x {len(temperatures)} temperatures x {users} users: up to "
           f"{n_sessions} sessions on {workers} worker(s)", flush=True)
     report = benchmark(data, arms, users=users, max_steps=max_steps, temperatures=temperatures, seed=seed,
                        starts=starts, settle_share=settle_share, skip_below=skip_below, workers=workers,
                        progress=progress, command=command, gaze=gaze_model)
+    if metric_fits is not None:
+        report["config"]["learned_metric"] = metric_fits
     report["runtime_s"].update({"prepare_models": round(t_prep, 2), "perception": round(t_data, 2),
                                 "total": round(time.perf_counter() - t0, 2)})
     paths = write_report(report, out)

@@ -264,6 +264,73 @@ def fit_temperature(space, records: list[ChoiceRecord]) -> tuple[float, float]:
     return t, -f(math.log(t)) / len(chosen_idx)
 
 
+METRIC_SHRINKAGE = 1.0   # pull of the log-weights towards their mean (a Gaussian prior of an isotropic metric)
+MIN_METRIC_PICKS = 100   # per algorithm: fewer picks than this fit no metric (30 weights from 20 picks overfit)
+MAX_METRIC_DIM = 256     # raw pixels (12,288 dimensions) get no metric: too many weights for any log
+
+
+def fit_metric(features: np.ndarray, records: list[ChoiceRecord], shrinkage: float = METRIC_SHRINKAGE
+               ) -> tuple[np.ndarray | None, float]:
+    """Per-dimension weights of the distance people choose by: maximise the softmax choice likelihood with
+    d_w(a, b) = sqrt(Σ_k w_k (a_k − b_k)²) (the decided face standing for the target), log-weights shrunk towards
+    their mean (an isotropic metric) with strength `shrinkage`. Returns (scales, gain): multiply the features by
+    `scales` (√w, mean square 1) to get the space the belief should compare faces in; gain = held-out log-likelihood
+    per pick over the best isotropic metric (two folds by session order), and scales None when gain ≤ 0: the picks
+    say nothing about the axes that the isotropic distance does not, so the space is left as it is."""
+    from scipy.optimize import minimize
+    x = np.asarray(features, dtype=np.float64)
+    n, dim = x.shape
+    ok = [r for r in records if all(0 <= i < n for i in r.shown) and 0 <= r.target < n and len(r.shown) >= 2]
+    if len(ok) < 2:
+        return None, 0.0
+    width = max(len(r.shown) for r in ok)
+    shown = np.full((len(ok), width), -1, dtype=np.int64)
+    for k, r in enumerate(ok):
+        shown[k, :len(r.shown)] = r.shown
+    chosen = np.array([r.shown.index(r.chosen) for r in ok])
+    targets = np.array([r.target for r in ok])
+    sq = (x[np.maximum(shown, 0)] - x[targets][:, None, :]) ** 2            # (R, width, D)
+    pad = shown < 0
+
+    def nll(logw, rows, lam):
+        w = np.exp(logw)
+        d = np.sqrt(sq[rows] @ w + 1e-12)
+        a = np.where(pad[rows], -np.inf, -d)
+        m = a.max(axis=1, keepdims=True)
+        p = np.exp(a - m)
+        z = p.sum(axis=1, keepdims=True)
+        p /= z
+        pick = (np.arange(len(rows)), chosen[rows])
+        loss = -(a[pick] - m[:, 0] - np.log(z[:, 0])).sum()
+        g_a = p.copy()
+        g_a[pick] -= 1.0                                                   # d loss / d a
+        g_w = np.einsum("rj,rjk->k", np.where(pad[rows], 0.0, -g_a / (2 * d)), sq[rows])
+        dev = logw - logw.mean()
+        return loss + lam * (dev ** 2).sum(), g_w * w + 2 * lam * (dev - dev.mean())
+
+    def fit(rows):
+        # the isotropic start: one weight, its scale by a 1-D search, then every axis
+        scale = np.median(np.sqrt(sq[rows][~pad[rows]].sum(-1)))
+        grid = np.log(4.0 / scale ** 2) + np.linspace(-4, 4, 17)
+        iso = min(grid, key=lambda g: nll(np.full(dim, g), rows, 0.0)[0])
+        res = minimize(nll, np.full(dim, iso), jac=True, method="L-BFGS-B", args=(rows, shrinkage))
+        return res.x, iso
+
+    half = len(ok) // 2      # records come session by session: the halves share no session
+    folds = [np.arange(half), np.arange(half, len(ok))]
+    gains = []
+    for train, test in (folds, folds[::-1]):
+        logw, iso = fit(train)
+        gains.append((nll(np.full(dim, iso), test, 0.0)[0] - nll(logw, test, 0.0)[0]) / len(test))
+    gain = float(np.mean(gains))
+    if not gain > 0:
+        return None, gain
+    logw, _ = fit(np.arange(len(ok)))
+    w = np.exp(logw - logw.max())
+    scales = np.sqrt(w / w.mean())
+    return scales.astype(np.float32), gain
+
+
 @dataclass
 class UserModel:
     """Fitted choice temperatures per feature space (algorithm)."""
@@ -274,6 +341,12 @@ class UserModel:
     catalog_fingerprint: str | None = None
 
     gaze: dict[str, dict] = field(default_factory=dict)   # per algorithm: {temperature, weight, grids, gain_nats}
+    # per algorithm: {scales: [per-dimension factor], picks, gain_nats}: the space the belief compares faces in
+    metric: dict[str, dict] = field(default_factory=dict)
+
+    def scales(self, algorithm: str, dim: int) -> np.ndarray | None:
+        m = self.metric.get(algorithm)
+        return np.asarray(m["scales"], dtype=np.float32) if m is not None and len(m["scales"]) == dim else None
 
     def policy_params(self, algorithm: str) -> dict:
         t = self.temperatures.get(algorithm)
@@ -293,7 +366,7 @@ class UserModel:
                   "units of each feature space", "temperatures": self.temperatures, "picks": self.picks,
                   "log_likelihood_per_pick": self.log_likelihood_per_pick,
                   "default_temperature": DEFAULT_CHOICE_TEMPERATURE,
-                  "gaze": self.gaze,
+                  "gaze": self.gaze, "metric": self.metric,
                   "catalog": {"fingerprint": self.catalog_fingerprint},
                   "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -318,31 +391,45 @@ class UserModel:
             gaze = {k: g for k, g in (cfg.get("gaze") or {}).items()
                     if isinstance(g, dict) and isinstance(g.get("temperature"), (int, float)) and g["temperature"] > 0
                     and isinstance(g.get("weight"), (int, float)) and g["weight"] >= 0}
+            metric = {k: m for k, m in (cfg.get("metric") or {}).items()
+                      if isinstance(m, dict) and isinstance(m.get("scales"), list) and m["scales"]
+                      and all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in m["scales"])}
             return cls(temps, cfg.get("picks", {}), cfg.get("log_likelihood_per_pick", {}),
-                       cfg.get("catalog", {}).get("fingerprint"), gaze)
+                       cfg.get("catalog", {}).get("fingerprint"), gaze, metric)
         return None
 
 
 def fit_user_model(engine, records: list[ChoiceRecord], min_picks: int = 20,
-                   gaze_records: list[GazeRecord] = (), min_gaze: int = 20) -> UserModel:
-    """One temperature per algorithm with at least `min_picks` logged picks; the gaze term's temperature and weight
-    per algorithm with at least `min_gaze` logged grids with gaze."""
+                   gaze_records: list[GazeRecord] = (), min_gaze: int = 20,
+                   min_metric_picks: int = MIN_METRIC_PICKS) -> UserModel:
+    """Per algorithm: the metric people choose by (with at least `min_metric_picks` logged picks and at most
+    MAX_METRIC_DIM features), then the choice temperature in that space (at least `min_picks` picks), and the gaze
+    term's temperature and weight (at least `min_gaze` logged grids with gaze), also in that space."""
+    from omokage.engine import metric_space
     by_alg: dict[str, list[ChoiceRecord]] = {}
     for r in records:
         by_alg.setdefault(r.algorithm, []).append(r)
-    temps, picks, lls = {}, {}, {}
-    for alg, recs in sorted(by_alg.items()):
-        if alg not in engine.models or len(recs) < min_picks:
-            continue
-        t, ll = fit_temperature(engine.space(alg), recs)
-        temps[alg], picks[alg], lls[alg] = round(t, 6), len(recs), round(ll, 6)
-    gaze = {}
     by_alg_gaze: dict[str, list[GazeRecord]] = {}
     for g in gaze_records:
         by_alg_gaze.setdefault(g.algorithm, []).append(g)
-    for alg, recs in sorted(by_alg_gaze.items()):
-        if alg not in engine.models or len(recs) < min_gaze:
+    temps, picks, lls, gaze, metric = {}, {}, {}, {}, {}
+    for alg in sorted(set(by_alg) | set(by_alg_gaze)):
+        if alg not in engine.models:
             continue
-        t, w, gain = fit_gaze(engine.space(alg), recs)
-        gaze[alg] = {"temperature": t, "weight": round(w, 6), "grids": len(recs), "gain_nats": round(gain, 6)}
-    return UserModel(temps, picks, lls, engine.catalog.fingerprint(), gaze)
+        loaded = engine.models[alg]
+        recs = by_alg.get(alg, [])
+        space = loaded.space if loaded.scales is None else metric_space(alg, loaded.features, None)
+        if len(recs) >= min_metric_picks and space.dim <= MAX_METRIC_DIM:
+            scales, gain = fit_metric(loaded.features, recs)
+            if scales is not None:
+                metric[alg] = {"scales": [round(float(v), 6) for v in scales], "picks": len(recs),
+                               "gain_nats": round(gain, 6)}
+                space = metric_space(alg, loaded.features, scales)
+        if len(recs) >= min_picks:
+            t, ll = fit_temperature(space, recs)
+            temps[alg], picks[alg], lls[alg] = round(t, 6), len(recs), round(ll, 6)
+        grecs = by_alg_gaze.get(alg, [])
+        if len(grecs) >= min_gaze:
+            t, w, g = fit_gaze(space, grecs)
+            gaze[alg] = {"temperature": t, "weight": round(w, 6), "grids": len(grecs), "gain_nats": round(g, 6)}
+    return UserModel(temps, picks, lls, engine.catalog.fingerprint(), gaze, metric)

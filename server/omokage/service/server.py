@@ -19,6 +19,7 @@ import collections
 import concurrent.futures
 import contextlib
 import ctypes
+import functools
 import gc
 import gzip
 import hmac
@@ -730,8 +731,9 @@ class OmokageServer:
         """A background fit saved `name`: load it off the loop, then serve it and tell the clients."""
         fitter = self.fitter
         loop = asyncio.get_running_loop()
-        loaded = await loop.run_in_executor(self.pool, load_fitted, self.engine.catalog, fitter.catalog_dir,
-                                            fitter.models_dir, name)
+        loaded = await loop.run_in_executor(self.pool, functools.partial(
+            load_fitted, self.engine.catalog, fitter.catalog_dir, fitter.models_dir, name,
+            user_model=self.engine.user_model))
         self.engine.add_model(loaded)
         self._event({"event": "model_served", "algorithm": name, "at": time.time()})
         log.info("now serving", extra={"fields": {"algorithm": name, "algorithms": list(self.backend.algorithms)}})
