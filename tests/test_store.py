@@ -91,6 +91,28 @@ def test_commits_are_grouped_and_acknowledged_only_once_committed(tmp_path):
     assert reader.execute("SELECT COUNT(*) FROM candidates").fetchone()[0] == 180
 
 
+def test_one_bad_record_fails_only_its_own_commit(tmp_path):
+    path = tmp_path / "s.db"
+    store = EventStore(path)
+    reader = sqlite3.connect(path)
+
+    async def go():
+        async def one(k, item):
+            try:
+                await store.commit([{"event": "choose", "session_id": f"s{k}", "at": 1.0, "step": 2, "item": item,
+                                     "candidates": [1, 2]}])
+                return "ok"
+            except Exception as exc:
+                return type(exc).__name__
+        # all queued before the writer's next pass, so they share one group commit
+        return await asyncio.gather(*(one(k, {"not": "an id"} if k == 7 else k) for k in range(20)))
+    results = asyncio.run(go())
+    store.close()
+    assert results[7] != "ok" and results[:7] + results[8:] == ["ok"] * 19
+    assert reader.execute("SELECT COUNT(*) FROM choices").fetchone()[0] == 19
+    assert store.stats()["failed_batches"] == 1
+
+
 @pytest.fixture()
 def store_server(engine, tmp_path):
     configure_logging("warning")

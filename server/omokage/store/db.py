@@ -179,31 +179,46 @@ class EventStore(GroupCommitWriter):
         self._conn.close()
 
     # -- the writer thread ------------------------------------------------------------------------
-    def _write_batch(self, items: list[Sequence[dict[str, Any]]]) -> None:
+    def _write_batch(self, items: list[Sequence[dict[str, Any]]]) -> list[BaseException | None] | None:
         n = sum(len(records) for records in items)
         if not n:
-            return
+            return None
         t = time.perf_counter()
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._conn.cursor()
-                rows = _Rows()
-                for records in items:
-                    for record in records:
-                        self._apply(cur, record, rows)
-                rows.flush(cur)     # the bulk tables, one executemany each, in arrival order
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            self._transaction(items)
+            return None
         except Exception:
-            self.failed_batches += 1
-            raise
+            if len(items) == 1:
+                self.failed_batches += 1
+                raise
+            # one caller's bad record must not fail the others' acknowledgements: each alone, in its own transaction
+            errors: list[BaseException | None] = []
+            for records in items:
+                try:
+                    self._transaction([records])
+                    errors.append(None)
+                except Exception as exc:
+                    errors.append(exc)
+                    self.failed_batches += 1
+            return errors
         finally:
             self.commit_seconds += time.perf_counter() - t
             self.batches += 1
             self.events += n
+
+    def _transaction(self, items: list[Sequence[dict[str, Any]]]) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self._conn.cursor()
+            rows = _Rows()
+            for records in items:
+                for record in records:
+                    self._apply(cur, record, rows)
+            rows.flush(cur)     # the bulk tables, one executemany each, in arrival order
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
 
     def _apply(self, cur: sqlite3.Cursor, rec: dict[str, Any], rows: "_Rows") -> None:
         wire = rec.get("wire")

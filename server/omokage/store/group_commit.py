@@ -43,7 +43,8 @@ class GroupCommitWriter:
         self._enqueue(item, done)
         return done
 
-    def _write_batch(self, items: list[Any]) -> None:
+    def _write_batch(self, items: list[Any]) -> list[BaseException | None] | None:
+        """Write every item; raise to fail them all, or return one error (or None) per item to fail some."""
         raise NotImplementedError
 
     def _run(self) -> None:
@@ -54,12 +55,11 @@ class GroupCommitWriter:
                 batch, self._queue = self._queue, []
                 if not batch and self._closing:
                     return
-            error: BaseException | None = None
             try:
-                self._write_batch([item for item, _ in batch])
+                errors = self._write_batch([item for item, _ in batch]) or [None] * len(batch)
             except Exception as exc:  # a full disk: the waiters learn it; the server logs it and keeps serving
-                error = exc
-            for _, done in batch:
+                errors = [exc] * len(batch)
+            for (_, done), error in zip(batch, errors):
                 if isinstance(done, Flush):
                     done.event.set()
                 elif done is not None:
