@@ -118,13 +118,23 @@ class Engine:
         return self.user_model.policy_params(algorithm) if self.user_model is not None else {}
 
     def project(self, algorithm: str, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Image (H, W, 3) uint8 at the catalog's size → (feature vector, reconstruction image)."""
+        """Image (H, W, 3) uint8 at the catalog's size → (feature vector in the space's coordinates, reconstruction)."""
         model = self.models[algorithm].model
-        x = images_to_matrix(rgb[None])
-        z = model.transform(x)
+        z = model.transform(images_to_matrix(rgb[None]))
         recon = matrix_to_images(model.inverse_transform(z), self.catalog.image_size)[0]
+        return self._in_space(algorithm, z)[0], recon
+
+    def project_many(self, algorithm: str, images, chunk: int = 64) -> np.ndarray:
+        """Feature vectors of many images (H, W, 3) in the space's coordinates, `chunk` at a time."""
+        model = self.models[algorithm].model
+        z = np.concatenate([model.transform(images_to_matrix(np.stack(images[s:s + chunk])))
+                            for s in range(0, len(images), chunk)]).astype(np.float32)
+        return self._in_space(algorithm, z)
+
+    def _in_space(self, algorithm: str, z: np.ndarray) -> np.ndarray:
+        """A model's features → the served space's coordinates (times a learned metric's scales, if any)."""
         scales = self.models[algorithm].scales
-        return (z[0] if scales is None else z[0] * scales), recon   # in the space's coordinates
+        return z if scales is None else z * scales
 
     def query_image(self, algorithm: str, rgb: np.ndarray, k: int = 9) -> QueryResult:
         vector, recon = self.project(algorithm, rgb)

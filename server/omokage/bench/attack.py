@@ -29,6 +29,8 @@ from typing import Any, Awaitable, Callable
 
 import msgpack
 
+from omokage.bench.common import async_runner
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -418,11 +420,7 @@ DESCRIPTIONS = {
 
 
 def run_worker(name: str, port: int, token: str | None, seconds: float) -> dict[str, Any]:
-    try:
-        import uvloop
-        return uvloop.run(ATTACKS[name](port, token, seconds))
-    except ImportError:
-        return asyncio.run(ATTACKS[name](port, token, seconds))
+    return async_runner()(ATTACKS[name](port, token, seconds))
 
 
 def spawn_worker(name: str, port: int, token: str | None, seconds: float) -> subprocess.Popen:
@@ -576,11 +574,7 @@ def run(out: Path = Path("benchmarks/results"), home: Path = Path("var"), second
     token = base64.urlsafe_b64encode(os.urandom(12)).decode()
     events = Path(home) / "events" / "bench-attack.jsonl"
     events.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+    runner = async_runner()
     rows: list[dict[str, Any]] = []
     proc, port, log = _start_server(catalog, models, events, token)
     try:

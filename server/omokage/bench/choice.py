@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from omokage.catalog.store import images_to_matrix
 from omokage.errors import UserError
 from omokage.selection import DEFAULT_POLICY, GAZE_SUFFIX, POLICIES, SelectionSession, is_policy, make_policy
 from omokage.selection.policy import CandidatePolicy
@@ -608,13 +607,8 @@ def _seeds(seed: int, stream: int, n: int) -> list[int]:
 
 
 def project_queries(engine, algorithm: str, images: list[np.ndarray], chunk: int = 64) -> np.ndarray:
-    """Batched `Engine.project` (feature vectors only), checked against `Engine.project` on the first image."""
-    model = engine.models[algorithm].model
-    out = [model.transform(images_to_matrix(np.stack(images[s:s + chunk]))) for s in range(0, len(images), chunk)]
-    vectors = np.concatenate(out).astype(np.float32)
-    scales = engine.models[algorithm].scales
-    if scales is not None:   # a learned metric: the space's coordinates
-        vectors *= scales
+    """`Engine.project_many`, checked against `Engine.project` on the first image."""
+    vectors = engine.project_many(algorithm, images, chunk)
     single = np.asarray(engine.project(algorithm, images[0])[0], dtype=np.float32)
     if not np.allclose(single, vectors[0], rtol=1e-3, atol=1e-4 * (1 + float(np.abs(single).max()))):
         raise AssertionError(f"{algorithm}: batched projection differs from Engine.project; update "

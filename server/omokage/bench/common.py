@@ -46,3 +46,15 @@ def write_results(out: Path, name: str, payload: dict[str, Any], table: str, not
     (out / f"{name}.md").write_text(md)
     print(f"\n{table}\n\n{notes}\nwrote {out / (name + '.json')} and {out / (name + '.md')}")
     return out / f"{name}.json"
+
+
+def async_runner():
+    """`uvloop.run` where uvloop is installed (as `omokage serve` runs), else `asyncio.run`: benchmark clients run on
+    the same kind of loop as the server they measure."""
+    try:
+        import uvloop
+        return uvloop.run
+    except ImportError:
+        import asyncio
+        return asyncio.run
+

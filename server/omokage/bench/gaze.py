@@ -21,7 +21,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from omokage.bench.common import markdown_table, percentiles, write_results
+from omokage.bench.common import async_runner, markdown_table, percentiles, write_results
 
 
 def _rows(seconds: float, seed: int = 0) -> list[list]:
@@ -145,11 +145,7 @@ def run(clients: int = 200, rate: float = 90.0, seconds: float = 20.0, out: Path
               f"{r['frames']} frames)", flush=True)
     logs = Path(home) / "events"
     logs.mkdir(parents=True, exist_ok=True)
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+    runner = async_runner()
     load_rows = []
     for gaze in (False, True):
         port = _free_port()

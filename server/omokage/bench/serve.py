@@ -24,7 +24,7 @@ from pathlib import Path
 
 import msgpack
 
-from omokage.bench.common import markdown_table, percentiles, write_results
+from omokage.bench.common import async_runner, markdown_table, percentiles, write_results
 
 ECHO_SERVER = """
 import asyncio, sys
@@ -206,11 +206,7 @@ def run_durability(clients: int = 100, sessions: int = 3, out: Path = Path("benc
     catalog, models = _prepare(Path(home))
     logs = Path(home) / "events"
     logs.mkdir(parents=True, exist_ok=True)
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+    runner = async_runner()
     print("event-sink write throughput (100 writers, group commit):", flush=True)
     throughput = store_throughput(logs)
     per_client = max(sessions, -(-min_total_sessions // clients))
@@ -245,11 +241,7 @@ def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/re
     server = _start_server(catalog, models, port, logs / "bench-serve.jsonl", logs / "bench-serve.log")
     echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_port)], stderr=subprocess.DEVNULL)
     rows = []
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+    runner = async_runner()
     try:
         _wait_http(port, server)
         time.sleep(0.5)

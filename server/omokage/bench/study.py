@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from omokage.bench.common import async_runner
+
 TIME_SCALE = 100.0               # think times: the reference study's, divided by this
 CRASH_TIME_SCALE = 10.0          # ... in the crash run: slower, so that the kills fall all through the study
 MEDIAN_CHOICE_S = 10.8           # the reference study's median time per choice
@@ -426,11 +428,7 @@ def run(participants: int = 18, kills: int = 20, out: Path = Path("benchmarks/re
     faces = PerceivedFaces(catalog)
     codes = [f"sim-{seed}-{k:02d}-{random.Random(seed * 100 + k).getrandbits(24):06x}" for k in range(participants)]
     conditions = ["raw", "pca", "nmf", "ae"]
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+    runner = async_runner()
     results: dict[str, Any] = {"participants": participants, "conditions": conditions, "time_scale": TIME_SCALE}
 
     print("event-store write throughput (100 writers, group commit):", flush=True)

@@ -18,29 +18,12 @@ from omokage.gaze.fixations import Fixation, IDTConfig, IVTConfig, detect_idt, d
 from omokage.gaze.samples import (EYE, HEAD, NOT_CAST, SOURCE_NAMES, Drops, Layout, Samples, parse_samples,
                                   ray_cast)
 from omokage.gaze.stats import PanelStats, panel_stats
+from omokage.ratelimit import TokenBucket
 
 MAX_RATE_HZ = 120.0            # samples per second per source, announced in welcome.gaze
 MAX_SAMPLES_PER_BATCH = 256    # announced in welcome.gaze; more in one batch is `too_large`
 RATE_BURST_S = 2.0             # the rate budget holds this many seconds of samples (batching jitter, hiccups)
 MAX_STEP_SECONDS = 120.0       # per source, the latest this many seconds of a grid's samples are kept
-
-
-@dataclass
-class _Bucket:
-    rate: float
-    burst: float
-    tokens: float = -1.0
-    last: float | None = None
-
-    def take(self, n: int, now: float) -> int:
-        """Takes up to n tokens; returns how many it could."""
-        if self.last is None:
-            self.tokens, self.last = self.burst, now
-        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.last) * self.rate)
-        self.last = now
-        got = min(n, int(self.tokens))
-        self.tokens -= got
-        return got
 
 
 @dataclass(frozen=True)
@@ -89,7 +72,7 @@ class GazeTracker:
         self.detector, self.ivt, self.idt = detector, ivt, idt
         self.max_rate_hz = float(max_rate_hz)
         burst = max(max_rate_hz * burst_s, MAX_SAMPLES_PER_BATCH)
-        self._buckets = {HEAD: _Bucket(max_rate_hz, burst), EYE: _Bucket(max_rate_hz, burst)}
+        self._buckets = {HEAD: TokenBucket(max_rate_hz, burst), EYE: TokenBucket(max_rate_hz, burst)}
         self._last_t: dict[int, float] = {}
         self.layout: Layout | None = None
         self.profile = None                      # a calibration profile (omokage.gaze.calibration), or None
@@ -120,7 +103,7 @@ class GazeTracker:
             for code in (HEAD, EYE):
                 idx = np.flatnonzero(samples.source == code)
                 if idx.size:
-                    got = self._buckets[code].take(int(idx.size), now)
+                    got = self._buckets[code].take(now, int(idx.size))
                     if got < idx.size:
                         keep[idx[got:]] = False      # the excess: the newest of the batch
                         over += int(idx.size - got)

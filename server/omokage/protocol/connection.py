@@ -21,6 +21,7 @@ from omokage.catalog.store import Item, Texture
 from omokage.gaze import MAX_SAMPLES_PER_BATCH, GazeTracker, LayoutError, parse_layout
 from omokage.protocol.messages import (PROTOCOL_MINOR, PROTOCOL_VERSION, Decoded, ProtocolError, decode_frame, encode,
                                        error, readable_rid, server_message, texture_map, validate)
+from omokage.ratelimit import TokenBucket
 from omokage.selection import (DEFAULT_POLICY, SERVED_POLICIES, FeatureSpace, SelectionSession, SessionError,
                                SessionState, make_policy)
 from omokage.selection.belief import GAZE_UNIT_S
@@ -104,24 +105,6 @@ class Log:
 Action = Send | Close | Offload | Log
 
 
-@dataclass
-class _TokenBucket:
-    rate: float
-    burst: float
-    tokens: float = -1.0
-    last: float | None = None
-
-    def take(self, now: float) -> bool:
-        if self.last is None:
-            self.tokens, self.last = self.burst, now
-        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
-
-
 class HelloGuard(Protocol):
     """Failed-hello accounting shared by every connection from one client address (the server keeps one
     per address), so wrong tokens cannot be tried at the rate of new connections."""
@@ -150,7 +133,7 @@ class ServerConnection:
         self.client_minor = 0  # the minor version the client's hello announced (0: a v1.0 client)
         self.pending: ProjectionJob | None = None
         self._tickets = 0
-        self._bucket = _TokenBucket(limits.max_messages_per_second, limits.burst)
+        self._bucket = TokenBucket(limits.max_messages_per_second, limits.burst)
         self._reconstruction: Texture | None = None  # the latest, re-fetchable on this connection
         self.messages_in = 0
         self.errors_out = 0

@@ -204,19 +204,20 @@ def _is_id(x) -> bool:
 
 def choice_log_likelihood(space, records: list[ChoiceRecord], temperature: float) -> float:
     """Σ log P(chosen | grid, target) under the softmax user at `temperature` (distances in the space's units)."""
-    shown, chosen_idx, targets = _arrays(space, records)
+    shown, chosen_idx, targets = _arrays(space.n_items, records)
     return float(_loglik(_distances(space, shown, targets), chosen_idx, temperature))
 
 
-def _arrays(space, records):
-    n = space.n_items
-    ok = [r for r in records if all(0 <= i < n for i in r.shown) and 0 <= r.target < n]
-    width = max(len(r.shown) for r in ok)
+def _arrays(n_items: int, records):
+    """Logged picks as arrays: the grids (padded with -1), the index of the pick in each, the decided faces."""
+    n = n_items
+    ok = [r for r in records if all(0 <= i < n for i in r.shown) and 0 <= r.target < n and len(r.shown) >= 2]
+    width = max((len(r.shown) for r in ok), default=2)
     shown = np.full((len(ok), width), -1, dtype=np.int64)
     for k, r in enumerate(ok):
         shown[k, :len(r.shown)] = r.shown
-    chosen_idx = np.array([r.shown.index(r.chosen) for r in ok])
-    targets = np.array([r.target for r in ok])
+    chosen_idx = np.array([r.shown.index(r.chosen) for r in ok], dtype=np.int64)
+    targets = np.array([r.target for r in ok], dtype=np.int64)
     return shown, chosen_idx, targets
 
 
@@ -240,7 +241,7 @@ def fit_temperature(space, records: list[ChoiceRecord]) -> tuple[float, float]:
     a coarse grid first guards against a local optimum)."""
     if not records:
         raise UserError("no logged picks to fit a temperature from (sessions must include choose and decide)")
-    shown, chosen_idx, targets = _arrays(space, records)
+    shown, chosen_idx, targets = _arrays(space.n_items, records)
     d = _distances(space, shown, targets)
     f = lambda logt: -_loglik(d, chosen_idx, math.exp(logt))   # noqa: E731
     lo, hi = (math.log(t) for t in TEMPERATURE_RANGE)
@@ -280,15 +281,9 @@ def fit_metric(features: np.ndarray, records: list[ChoiceRecord], shrinkage: flo
     from scipy.optimize import minimize
     x = np.asarray(features, dtype=np.float64)
     n, dim = x.shape
-    ok = [r for r in records if all(0 <= i < n for i in r.shown) and 0 <= r.target < n and len(r.shown) >= 2]
-    if len(ok) < 2:
+    shown, chosen, targets = _arrays(n, records)
+    if len(shown) < 2:
         return None, 0.0
-    width = max(len(r.shown) for r in ok)
-    shown = np.full((len(ok), width), -1, dtype=np.int64)
-    for k, r in enumerate(ok):
-        shown[k, :len(r.shown)] = r.shown
-    chosen = np.array([r.shown.index(r.chosen) for r in ok])
-    targets = np.array([r.target for r in ok])
     sq = (x[np.maximum(shown, 0)] - x[targets][:, None, :]) ** 2            # (R, width, D)
     pad = shown < 0
 
@@ -316,8 +311,8 @@ def fit_metric(features: np.ndarray, records: list[ChoiceRecord], shrinkage: flo
         res = minimize(nll, np.full(dim, iso), jac=True, method="L-BFGS-B", args=(rows, shrinkage))
         return res.x, iso
 
-    half = len(ok) // 2      # records come session by session: the halves share no session
-    folds = [np.arange(half), np.arange(half, len(ok))]
+    half = len(shown) // 2   # records come session by session: the halves share no session
+    folds = [np.arange(half), np.arange(half, len(shown))]
     gains = []
     for train, test in (folds, folds[::-1]):
         logw, iso = fit(train)
@@ -325,7 +320,7 @@ def fit_metric(features: np.ndarray, records: list[ChoiceRecord], shrinkage: flo
     gain = float(np.mean(gains))
     if not gain > 0:
         return None, gain
-    logw, _ = fit(np.arange(len(ok)))
+    logw, _ = fit(np.arange(len(shown)))
     w = np.exp(logw - logw.max())
     scales = np.sqrt(w / w.mean())
     return scales.astype(np.float32), gain
