@@ -10,7 +10,7 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { decode, encode } from '@msgpack/msgpack';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { gridIds, makeImage, openBrowser, repoRoot, screenshot, startServer, testData, waitForGrid, writeFile } from './helpers.mjs';
+import { closeTestPage, gridIds, makeImage, newTestPage, openBrowser, repoRoot, screenshot, startServer, testData, waitForGrid, writeFile } from './helpers.mjs';
 
 const T = { timeout: 60000 };
 let server;
@@ -30,10 +30,7 @@ after(async () => {
 });
 
 beforeEach(async () => {
-  page = await browser.context.newPage();
-  page.on('pageerror', (e) => browser.errors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') browser.errors.push(m.text()); });
-  browser.errors.length = 0;
+  page = await newTestPage(browser);
   // a switch must ask inline, never with the browser's own dialog; every test starts in the default space
   await page.addInitScript(() => {
     localStorage.removeItem('omokage.algorithm');
@@ -43,11 +40,7 @@ beforeEach(async () => {
 });
 
 afterEach(async (t) => {
-  if (page) {
-    const name = (t && t.name ? t.name : 'test').replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
-    await screenshot(page, name).catch(() => {});
-    await page.close();
-  }
+  await closeTestPage(page, t);
 });
 
 async function open(query = '') {

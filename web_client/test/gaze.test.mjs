@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decode } from '@msgpack/msgpack';
-import { artifacts, gridIds, openBrowser, repoRoot, screenshot, startServer, waitForGrid } from './helpers.mjs';
+import { artifacts, closeTestPage, gridIds, newTestPage, openBrowser, repoRoot, screenshot, startServer, waitForGrid } from './helpers.mjs';
 
 const T = { timeout: 90000 };
 let server;
@@ -34,18 +34,11 @@ after(async () => {
 });
 
 beforeEach(async () => {
-  page = await browser.context.newPage();
-  page.on('pageerror', (e) => browser.errors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') browser.errors.push(m.text()); });
-  browser.errors.length = 0;
+  page = await newTestPage(browser, { warnings: true });
 });
 
 afterEach(async (t) => {
-  if (page) {
-    const name = (t && t.name ? t.name : 'test').replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
-    await screenshot(page, `gaze-${name}`).catch(() => {});
-    await page.close();
-  }
+  await closeTestPage(page, t, 'gaze-');
 });
 
 /** Every frame the page sends and receives, decoded: [{dir: 'out'|'in', at, msg}]. */

@@ -139,6 +139,26 @@ export async function openBrowser({ viewport = { width: 1280, height: 860 } } = 
   };
 }
 
+/** A fresh page for one test: page errors and console errors (with `warnings`, console warnings too) are collected
+ * in `browser.errors`, emptied first. */
+export async function newTestPage(browser, { warnings = false } = {}) {
+  const page = await browser.context.newPage();
+  page.on('pageerror', (e) => browser.errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' || (warnings && m.type() === 'warning')) browser.errors.push(m.text());
+  });
+  browser.errors.length = 0;
+  return page;
+}
+
+/** The test's screenshot (named after the test, after `prefix`), then the page closed. */
+export async function closeTestPage(page, t, prefix = '') {
+  if (!page) return;
+  const name = (t && t.name ? t.name : 'test').replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
+  await screenshot(page, `${prefix}${name}`).catch(() => {});
+  await page.close();
+}
+
 export async function screenshot(page, name) {
   mkdirSync(artifacts, { recursive: true });
   await page.screenshot({ path: path.join(artifacts, `${name}.png`), animations: 'disabled' });

@@ -6,7 +6,7 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import path from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { gridIds, makeImage, openBrowser, screenshot, startServer, waitForGrid, writeFile } from './helpers.mjs';
+import { closeTestPage, gridIds, makeImage, newTestPage, openBrowser, screenshot, startServer, waitForGrid, writeFile } from './helpers.mjs';
 
 const T = { timeout: 60000 };
 let server;
@@ -26,18 +26,11 @@ after(async () => {
 });
 
 beforeEach(async () => {
-  page = await browser.context.newPage();
-  page.on('pageerror', (e) => browser.errors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') browser.errors.push(m.text()); });
-  browser.errors.length = 0;
+  page = await newTestPage(browser);
 });
 
 afterEach(async (t) => {
-  if (page) {
-    const name = (t && t.name ? t.name : 'test').replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
-    await screenshot(page, name).catch(() => {});
-    await page.close();
-  }
+  await closeTestPage(page, t);
 });
 
 async function open(query = '') {

@@ -8,7 +8,7 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PYTHON, gridIds, openBrowser, screenshot, startServer, testData, waitForGrid } from './helpers.mjs';
+import { PYTHON, closeTestPage, gridIds, newTestPage, openBrowser, screenshot, startServer, testData, waitForGrid } from './helpers.mjs';
 
 const T = { timeout: 90000 };
 const STUDY = `
@@ -77,18 +77,11 @@ after(async () => {
 });
 
 beforeEach(async () => {
-  page = await browser.context.newPage();
-  page.on('pageerror', (e) => browser.errors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') browser.errors.push(m.text()); });
-  browser.errors.length = 0;
+  page = await newTestPage(browser);
 });
 
 afterEach(async (t) => {
-  if (page) {
-    const name = (t && t.name ? t.name : 'test').replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
-    await screenshot(page, `study-${name}`).catch(() => {});
-    await page.close();
-  }
+  await closeTestPage(page, t, 'study-');
 });
 
 const view = (p) => p.evaluate(() => window.omokage.state.view);
