@@ -217,6 +217,17 @@ def parse_study(text: str, where: str = "<study>", models=None, policies=None) -
             raise fail(lines.key(key, table, index), f"{key!r} must be {_kind_name(kind)}, not {value!r}")
         return value
 
+    def tables(table, noun, keys, first_key, specs):
+        """(index, table) of an array of tables ([[conditions]], [[questions]]), each checked for unknown keys."""
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, dict):
+                raise fail(lines.key(table), f"{table} must be tables: [[{table}]] {first_key} = ...")
+            for key in spec:
+                if key not in keys:
+                    raise fail(lines.key(key, table, i), f"unknown key {key!r} in {noun} {i + 1}; a {noun} has "
+                                                         f"{', '.join(sorted(keys))}")
+            yield i, spec
+
     name = get("name", str, required=True)
     if not NAME_RE.match(name):
         raise fail(lines.key("name"), f"study name {name!r}: use letters, digits, '-', '_' or '.' (up to 64)")
@@ -256,14 +267,8 @@ def parse_study(text: str, where: str = "<study>", models=None, policies=None) -
             parts = [m] + ([p] if len(factors[1]) > 1 else []) + ([s] if len(factors[2]) > 1 else [])
             conditions.append(Condition("-".join(parts), "", m, p, s))
     else:
-        specs = get("conditions", list, required=True)
-        for i, spec in enumerate(specs):
-            if not isinstance(spec, dict):
-                raise fail(lines.key("conditions"), "conditions must be tables: [[conditions]] model = ...")
-            for key in spec:
-                if key not in CONDITION_KEYS:
-                    raise fail(lines.key(key, "conditions", i), f"unknown key {key!r} in condition {i + 1}; a "
-                                                                f"condition has {', '.join(sorted(CONDITION_KEYS))}")
+        for i, spec in tables("conditions", "condition", CONDITION_KEYS, "model",
+                              get("conditions", list, required=True)):
             model = get("model", str, required=True, table="conditions", index=i, src=spec)
             policy = get("policy", str, "thompson", table="conditions", index=i, src=spec)
             start = get("start", str, "random", table="conditions", index=i, src=spec)
@@ -323,15 +328,8 @@ def parse_study(text: str, where: str = "<study>", models=None, policies=None) -
 
     # questions
     questions: list[Question] = []
-    qspecs = get("questions", list, [])
     qids: set[str] = set()
-    for i, spec in enumerate(qspecs):
-        if not isinstance(spec, dict):
-            raise fail(lines.key("questions"), "questions must be tables: [[questions]] id = ...")
-        for key in spec:
-            if key not in QUESTION_KEYS:
-                raise fail(lines.key(key, "questions", i), f"unknown key {key!r} in question {i + 1}; a question has "
-                                                           f"{', '.join(sorted(QUESTION_KEYS))}")
+    for i, spec in tables("questions", "question", QUESTION_KEYS, "id", get("questions", list, [])):
         qid = get("id", str, required=True, table="questions", index=i, src=spec)
         kind = get("kind", str, required=True, table="questions", index=i, src=spec)
         text = get("text", str, "", table="questions", index=i, src=spec)
