@@ -82,7 +82,7 @@ with CatalogWriter(sys.argv[1], image_size=64) as w:
     w.commit()
 PY
   fi
-  python -m omokage fit "$catalog" --models pca,nmf --out "$models" >>prep.log 2>&1
+  python -m omokage fit "$catalog" --models pca,nmf,sketch --out "$models" >>prep.log 2>&1
 ) &
 prep_pid=$!
 

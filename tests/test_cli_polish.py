@@ -55,8 +55,12 @@ def face(tiny_catalog, tmp_path) -> Path:
 
 
 def test_model_names_are_the_models_omokage_knows():
-    from omokage.features import ALGORITHMS
+    from omokage.cli import FIT_MODEL_NAMES, PREVIEW_BACKEND_CHOICES
+    from omokage.features import ALGORITHMS, MODEL_CLASSES
+    from omokage.sketch.service import PREVIEW_BACKENDS
     assert tuple(MODEL_NAMES) == tuple(ALGORITHMS) and ", ".join(ALGORITHMS) == KNOWN
+    assert set(FIT_MODEL_NAMES) == set(MODEL_CLASSES)
+    assert PREVIEW_BACKEND_CHOICES == PREVIEW_BACKENDS
 
 
 # --- 1, 2: the table has a header, nothing is written unless asked -----------------------------------------

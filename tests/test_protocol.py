@@ -78,7 +78,28 @@ def test_v1_2_vectors_show_every_addition_and_v1_1_is_unchanged():
         note = added[name]
         assert "rid" not in note and list(note)[1:] == list(SERVER_MESSAGES["models"])
         assert all(0 <= t["progress"] <= 1 for t in note["training"])
-    assert INDEX["protocol_minor"] == PROTOCOL_MINOR == 2
+    assert INDEX["protocol_minor"] == PROTOCOL_MINOR >= 2
+
+
+def test_v1_3_vectors_show_the_sketch_messages_and_v1_2_is_unchanged():
+    v1_2 = sorted((v for v in INDEX["vectors"] if v["since"] == "1.2"), key=lambda v: v["file"])
+    digest = hashlib.sha256()
+    for v in v1_2:
+        digest.update(v["file"].encode() + b"\0" + (VECTORS / v["file"]).read_bytes())
+    assert len(v1_2) == 21
+    assert digest.hexdigest() == "918976451234f3d8bd928627ca9cc6b0acf5ef4653f0d0926c592d4ac8fe42da"
+    added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.3"}
+    assert {m["type"] for m in added.values()} >= {"sketch.begin", "sketch.stroke", "sketch.undo", "sketch.clear",
+                                                "sketch.result"}
+    assert added["hello_v1_3.msgpack"]["protocol_minor"] == 3
+    welcome = added["welcome_sketch.msgpack"]
+    assert list(welcome)[-1] == "sketch" and welcome["sketch"]["tools"] == ["line", "paint"]
+    for name in ("sketch_result.msgpack", "sketch_result_empty.msgpack"):
+        result = added[name]
+        assert list(result)[2:] == list(SERVER_MESSAGES["sketch.result"])
+    assert len(added["sketch_result.msgpack"]["items"]) == 9 and added["sketch_result_empty.msgpack"]["items"] == []
+    assert added["start_sketch.msgpack"]["init"] == "sketch"
+    assert INDEX["protocol_minor"] == PROTOCOL_MINOR == 3
 
 
 def test_v1_1_vectors_show_every_addition():
@@ -167,7 +188,8 @@ def test_whole_session_through_the_state_machine(backend):
     (msgpack.packb({"type": "choose", "id": -1}), "bad_field"),    # out of range
     (msgpack.packb({"type": "choose", "id": True}), "bad_field"),  # bool is not an int
     (msgpack.packb({"type": "ping", "t": float("nan")}), "bad_field"),
-    (msgpack.packb({"type": "start", "algorithm": "pca", "init": "sketch"}), "bad_field"),
+    (msgpack.packb({"type": "start", "algorithm": "pca", "init": "doodle"}), "bad_field"),
+    (msgpack.packb({"type": "start", "algorithm": "pca", "init": "sketch"}), "wrong_state"),  # v1.3: no drawing yet
     (msgpack.packb({"type": "start", "algorithm": "vae", "init": "random"}), "bad_field"),
     (msgpack.packb({"type": "start", "algorithm": "pca", "init": "image"}), "bad_field"),  # image missing
     (msgpack.packb({"type": "texture.get", "hashes": ["a"] * 65}), "too_large"),
@@ -306,7 +328,7 @@ def in_canonical_order(message):
 
 def test_welcome_offers_the_policies_and_the_minor_version(backend):
     _, welcome = hello_v1_1(backend)
-    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 2
+    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 3
     assert welcome["policies"] == list(SERVED_POLICIES) and welcome["default_policy"] == DEFAULT_POLICY
     assert DEFAULT_POLICY in welcome["policies"]
     assert in_canonical_order(welcome)

@@ -14,6 +14,11 @@ DEFAULT_HOME = Path("var")  # demo catalog and models live here, relative to whe
 # The models omokage can fit and serve (omokage.features.ALGORITHMS, which imports torch and scikit-learn: named here
 # so that a wrong name fails in argparse, at once; tests/test_cli_polish.py checks the two agree)
 MODEL_NAMES = ("raw", "pca", "nmf", "ae", "contrastive")
+# what `fit --models` also takes (omokage.features.MODEL_CLASSES): the sketch model and the generator, fitted and saved
+# like the others but not feature spaces to select in
+FIT_MODEL_NAMES = MODEL_NAMES + ("sketch", "gen")
+# what decodes live sketch previews (omokage.sketch.service.PREVIEW_BACKENDS)
+PREVIEW_BACKEND_CHOICES = ("auto", "numpy", "onnxruntime", "tensorrt", "torch-cuda")
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -38,12 +43,12 @@ def _positive_int(text: str) -> int:
 def _model_list(text: str) -> list[str]:
     """--models raw,pca,...: checked by argparse, before anything slow is loaded."""
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in MODEL_NAMES]
+    unknown = [n for n in names if n not in FIT_MODEL_NAMES]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown model {', '.join(map(repr, unknown))}; choose from "
-                                         f"{', '.join(MODEL_NAMES)}")
+                                         f"{', '.join(FIT_MODEL_NAMES)}")
     if not names:
-        raise argparse.ArgumentTypeError(f"give at least one of {', '.join(MODEL_NAMES)}")
+        raise argparse.ArgumentTypeError(f"give at least one of {', '.join(FIT_MODEL_NAMES)}")
     return names
 
 
@@ -195,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated models (e.g. nmf,ae) to fit, where missing or fitted on another catalog, "
                         "while the others are already served; each is served the moment it is saved and clients "
                         "see the progress (protocol v1.2). Logs go to MODELS_DIR/logs/fit-NAME.log")
+    s.add_argument("--preview-backend", default="auto", choices=PREVIEW_BACKEND_CHOICES,
+                   help="what generates live sketch previews: numpy (PCA's decoder), onnxruntime (the sharper `gen` "
+                        "decoder on the CPU), tensorrt or torch-cuda (gen on an NVIDIA GPU); auto: onnxruntime when "
+                        "a gen model is fitted, else numpy. Sketching needs a fitted `sketch` model")
     s.set_defaults(func=_cmd_serve)
 
     cl = sub.add_parser("client", help="run one whole session against a server and print the transcript",
@@ -382,6 +391,34 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder")
     bg.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the catalog and models are (default ./var)")
     bg.set_defaults(func=_cmd_bench_gaze)
+    bsk = bsub.add_parser("sketch", help="live sketch search: stroke-to-result latency under load, and how often a "
+                          "sketch's first 9 faces hold the target",
+                          description="Latency: a real server and N clients each drawing at R Hz (every message the "
+                                      "next piece of a stroke, sent without waiting), per preview backend, beside the "
+                                      "same clients sending ping (the floor). Usefulness: simulated sketches of "
+                                      "targets (their line art, 20/50/100% of the strokes, with and without paint, "
+                                      "traced from the catalog image or from another image of the target) against a "
+                                      "random first grid, on generated faces and, when ../shared/data has it, "
+                                      "anime-holoen20. Writes sketch.md and sketch.json under --out.",
+                          epilog="examples:\n"
+                                 "  omokage bench sketch\n"
+                                 "  omokage bench sketch --clients 10 --seconds 5 --skip-usefulness\n"
+                                 "  omokage bench sketch --skip-latency --datasets generated --targets 100",
+                          formatter_class=_HelpFormatter)
+    bsk.add_argument("--clients", type=int, default=50, help="concurrent drawing clients (default 50)")
+    bsk.add_argument("--rate", type=float, default=30.0, help="messages per second per client (default 30)")
+    bsk.add_argument("--seconds", type=float, default=15.0, help="duration of each latency run (default 15)")
+    bsk.add_argument("--backends", default="numpy,onnxruntime", help="comma-separated preview backends to measure "
+                     "(default numpy,onnxruntime; those that cannot run here are skipped with the reason)")
+    bsk.add_argument("--datasets", default="generated,anime-holoen20", help="comma-separated: generated and/or a "
+                     "labelled set's name or folder (default generated,anime-holoen20; missing ones are skipped)")
+    bsk.add_argument("--targets", type=int, default=200, help="targets per data set and setting (default 200)")
+    bsk.add_argument("--skip-latency", action="store_true", help="only the usefulness table")
+    bsk.add_argument("--skip-usefulness", action="store_true", help="only the latency table")
+    bsk.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder")
+    bsk.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where catalogs and models are prepared once "
+                     "and reused (default ./var)")
+    bsk.set_defaults(func=_cmd_bench_sketch)
     bi = bsub.add_parser("identity", help="1-NN character/person accuracy of each feature space on labelled sets",
                          description="Fit each model on the train split of a labelled image set (no labels used) "
                                      "and report the leave-one-out 1-NN identity accuracy in its space, beside the "
@@ -396,6 +433,55 @@ def build_parser() -> argparse.ArgumentParser:
                     help="writes embedding-identity.md and .json here (default benchmarks/results)")
     bi.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the ingested catalogs live (default ./var)")
     bi.set_defaults(func=_cmd_bench_identity)
+    bgn = bsub.add_parser("generator", help="the gen decoder against PCA-30: held-out RMSE, sharpness, fit time, "
+                          "and decode latency per backend (numpy, onnxruntime, tensorrt, torch-cuda)",
+                          description="Fit PCA-30 and the gen decoder (PCA's latent + a learned residual) on the "
+                                      "generated catalog (the demo's 1,500 faces, 10% held out) and, when "
+                                      "../shared/data has it, on anime-holoen20 (train split; judged on its test "
+                                      "split). Reports held-out RMSE, sharpness (squared-Laplacian energy relative to "
+                                      "the originals; 1.0 = as sharp), fit time, then decode latency at batch 1/8/64 "
+                                      "and the largest difference between backends on the same latents, for every "
+                                      "backend that can run here (the others are listed with the reason). Writes "
+                                      "generator.json and generator.md under --out.",
+                          epilog="examples:\n"
+                                 "  omokage bench generator\n"
+                                 "  omokage bench generator --datasets generated --epochs 3     # a quick run\n"
+                                 "  omokage bench generator --datasets anime-holoen20 --out /tmp/results",
+                          formatter_class=_HelpFormatter)
+    bgn.add_argument("--datasets", default="generated,anime-holoen20", help="comma-separated: generated and/or a "
+                     "labelled set's name under ../shared/data or folder (default generated,anime-holoen20; a "
+                     "missing one is skipped with the reason)")
+    bgn.add_argument("--epochs", type=_positive_int, default=None, help="gen training epochs (default: the model's)")
+    bgn.add_argument("--seed", type=int, default=0, help="random seed of the fits (default 0)")
+    bgn.add_argument("--latency-seconds", type=float, default=1.0, help="time spent per backend and batch size "
+                     "(default 1)")
+    bgn.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
+                     "(default benchmarks/results)")
+    bgn.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where catalogs are generated or ingested once "
+                     "and reused, and the fitted models kept (HOME/bench-generator/; default ./var)")
+    bgn.set_defaults(func=_cmd_bench_generator)
+    bid = bsub.add_parser("ideal", help="the ideal face (CMA-ES in the PCA latent): is the target among the 9 "
+                          "catalog faces nearest to it, against the policy's next grid and the belief's top 9?",
+                          description="The users of `bench choice` (same targets, pick noise, perception) hunt with "
+                                      "a belief policy; after k picks, for users whose target is still unseen, the "
+                                      "9 unseen faces nearest the ideal face (omokage.selection.ideal, several "
+                                      "radius/bandwidth/generation settings) are compared with the policy's next "
+                                      "grid, the belief's 9 most probable unseen faces and 9 random ones, with "
+                                      "cluster-bootstrap intervals. Writes ideal.json and ideal.md under --out.")
+    bid.add_argument("--users", type=int, default=300, help="simulated users per data set and temperature "
+                     "(default 300)")
+    bid.add_argument("--temperatures", default="0,0.1", help="user noise levels (default 0,0.1)")
+    bid.add_argument("--at", default="3,5,9", help="compare after these numbers of picks (default 3,5,9)")
+    bid.add_argument("--datasets", default="generated,anime-holoen20", help="comma-separated: generated, names "
+                     "under ../shared/data (absent ones are skipped) or folders (default generated,anime-holoen20)")
+    bid.add_argument("--policy", default="thompson", help="the belief policy the users hunt with (default thompson)")
+    bid.add_argument("--seed", type=int, default=0, help="seed of the simulated users (default 0, as bench choice)")
+    bid.add_argument("--workers", type=int, default=None, help="worker processes (default: min(2, CPUs))")
+    bid.add_argument("--out", type=Path, default=Path("benchmarks/results/ideal"),
+                     help="results folder (default benchmarks/results/ideal)")
+    bid.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where catalogs and models are prepared "
+                     "(default ./var)")
+    bid.set_defaults(func=_cmd_bench_ideal)
     return p
 
 
@@ -634,7 +720,8 @@ def _cmd_serve(a) -> int:
                          tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert,
                          max_messages_per_second=a.max_messages_per_second, insecure=a.insecure,
                          public_names=a.public_name, fsync_events=not a.no_fsync, send_timeout=a.send_timeout,
-                         background_fits=a.fit_in_background or (), store_path=a.db, study=a.study)
+                         background_fits=a.fit_in_background or (), store_path=a.db, study=a.study,
+                         preview_backend=a.preview_backend)
 
 
 def _cmd_client(a) -> int:
@@ -717,6 +804,36 @@ def _cmd_bench_gaze(a) -> int:
     from omokage.bench.gaze import run
     return run(clients=a.clients, rate=a.rate, seconds=a.seconds, out=a.out, home=a.home,
                ingest_seconds=a.ingest_seconds)
+
+
+def _cmd_bench_sketch(a) -> int:
+    from omokage.bench.sketch import run
+    run(datasets=[d.strip() for d in a.datasets.split(",") if d.strip()],
+        backends=[b.strip() for b in a.backends.split(",") if b.strip()], clients=a.clients, rate=a.rate,
+        seconds=a.seconds, targets=a.targets, home=a.home, out=a.out, skip_latency=a.skip_latency,
+        skip_usefulness=a.skip_usefulness)
+    return 0
+
+
+def _cmd_bench_ideal(a) -> int:
+    from omokage.bench.ideal import run
+    try:
+        temperatures = [float(t) for t in a.temperatures.split(",") if t.strip()]
+        at = [int(k) for k in a.at.split(",") if k.strip()]
+    except ValueError:
+        raise UserError("--temperatures takes numbers and --at whole numbers, comma-separated") from None
+    return run(users=a.users, temperatures=temperatures, at=at,
+               datasets=[d.strip() for d in a.datasets.split(",") if d.strip()], policy=a.policy, seed=a.seed,
+               out=a.out, home=a.home, workers=a.workers)
+
+
+def _cmd_bench_generator(a) -> int:
+    from omokage.bench.generator import run
+    datasets = [d.strip() for d in a.datasets.split(",") if d.strip()]
+    if not datasets:
+        raise UserError("--datasets is empty; give generated and/or anime-holoen20")
+    return run(datasets=datasets, out=a.out, home=a.home, seed=a.seed, epochs=a.epochs,
+               latency_seconds=a.latency_seconds)
 
 
 def _cmd_bench_identity(a) -> int:

@@ -71,6 +71,11 @@ class OmokageClient:
         self.unsolicited: asyncio.Queue = asyncio.Queue()
         self.models_note: dict[str, Any] | None = None  # the latest v1.2 `models` note
         self.textures: dict[str, dict[str, Any]] = {}  # cache by content hash
+        # v1.3 sketch: results are coalesced (one may answer several strokes), so they are not matched to requests
+        # one to one; they arrive here, with the errors of sketch messages, in order
+        self.sketch_updates: asyncio.Queue = asyncio.Queue()
+        self.last_sketch: dict[str, Any] | None = None
+        self._sketch_rids: set[int] = set()
         self._reader = asyncio.create_task(self._read_loop())
 
     @classmethod
@@ -141,6 +146,14 @@ class OmokageClient:
                     self.trace("<-", msg)
                 if msg.get("type") == "models" and "rid" not in msg:  # v1.2: served models changed
                     self.models_note = msg
+                if msg.get("type") == "sketch.result" or msg.get("rid") in self._sketch_rids:
+                    if msg.get("type") == "sketch.result":
+                        self.last_sketch = msg
+                        # a result answers every sketch message up to its rid (errors for them came first)
+                        self._sketch_rids = {r for r in self._sketch_rids if r > (msg.get("rid") or 0)}
+                    self._sketch_rids.discard(msg.get("rid"))
+                    self.sketch_updates.put_nowait(msg)
+                    continue
                 queue = self._pending.get(msg.get("rid"))
                 if queue is not None:
                     queue.put_nowait(msg)
@@ -151,6 +164,7 @@ class OmokageClient:
         finally:
             for queue in self._pending.values():
                 queue.put_nowait(None)  # wake waiters: the connection is gone
+            self.sketch_updates.put_nowait(None)
 
     async def _send(self, message: dict[str, Any]) -> None:
         if self.trace is not None:
@@ -204,6 +218,41 @@ class OmokageClient:
         if policy is not None:
             fields["policy"] = policy
         return _candidates(await self.request("start", **fields))
+
+    # -- v1.3 sketch: send without waiting (a live stroke is many messages), then wait for the result that includes them
+    @property
+    def sketch_limits(self) -> dict[str, Any] | None:
+        """v1.3 `welcome.sketch` (resolution, tools, widths, limits), or None when the server has no sketch model."""
+        return self.welcome.get("sketch")
+
+    async def sketch_send(self, mtype: str, **fields) -> int:
+        """Send `sketch.begin`, `sketch.stroke`, `sketch.undo` or `sketch.clear`; returns its rid (see `sketch_result`)."""
+        rid = next(self._rids)
+        self._sketch_rids.add(rid)
+        await self._send({"type": mtype, "rid": rid, **fields})
+        return rid
+
+    async def stroke(self, points: list[float], colour=(20, 20, 20), width: float = 0.012, tool: str = "line",
+                     append: bool = False) -> int:
+        fields: dict[str, Any] = {"points": [float(p) for p in points], "colour": [int(c) for c in colour],
+                                  "width": float(width)}
+        if tool != "line":
+            fields["tool"] = tool
+        if append:
+            fields["append"] = True
+        return await self.sketch_send("sketch.stroke", **fields)
+
+    async def sketch_result(self, rid: int, timeout: float = 30) -> dict[str, Any]:
+        """The first `sketch.result` that includes the sketch message `rid` (results answer the newest message they
+        include, and rids grow); OmokageError if that message was refused."""
+        while True:
+            msg = await self._next(self.sketch_updates, timeout)
+            if msg["type"] == "error":
+                if msg.get("rid") == rid:
+                    raise OmokageError(msg["code"], msg["message"])
+                continue
+            if msg.get("rid") is not None and msg["rid"] >= rid:
+                return msg
 
     async def choose(self, item_id: int) -> Candidates:
         return _candidates(await self.request("choose", id=item_id))

@@ -17,7 +17,7 @@ from omokage.errors import UserError
 from omokage.features import DEFAULT_ALGORITHMS
 
 # Served as soon as the catalog exists (seconds to fit); the rest of DEFAULT_ALGORITHMS is fitted in the background.
-FAST_ALGORITHMS = ("raw", "pca")
+FAST_ALGORITHMS = ("raw", "pca", "sketch")   # sketch: live sketch search, on top of PCA (seconds too)
 
 
 def prepare(home: Path, count: int = 1500, seed: int = 0, algorithms=DEFAULT_ALGORITHMS, ae_epochs: int | None = None,

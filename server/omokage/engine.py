@@ -75,18 +75,38 @@ def load_fitted(catalog: Catalog, catalog_path, models_path, name: str, fingerpr
     return LoadedModel(name, model, version_dir, metric_space(name, features, scales, index_kind), scales)
 
 
+def load_sketch(catalog: Catalog, models_path, fingerprint: str | None = None, preview_backend: str = "auto"):
+    """The live sketch search of the latest fitted `sketch` model in `models_path` (a `SketchService`), or None when
+    there is none or it was fitted on another catalog (sketching is then off; selection works as before).
+    `preview_backend`: what decodes its previews (omokage.sketch.service.make_preview_decoder)."""
+    from omokage.features import ModelRepositoryError
+    from omokage.sketch import SketchModel, SketchService
+    from omokage.sketch.service import make_preview_decoder
+    try:
+        version_dir = latest_version_dir(models_path, "sketch")
+        model, config, _ = load_model_dir(version_dir)
+    except ModelRepositoryError:
+        return None
+    if not isinstance(model, SketchModel) or \
+            config.get("catalog", {}).get("fingerprint") != (fingerprint or catalog.fingerprint()):
+        return None
+    return SketchService(model, make_preview_decoder(model, models_path, preview_backend))
+
+
 class Engine:
-    def __init__(self, catalog: Catalog, models: dict[str, LoadedModel], user_model: UserModel | None = None):
+    def __init__(self, catalog: Catalog, models: dict[str, LoadedModel], user_model: UserModel | None = None,
+                 sketch=None):
         if not models:
             raise UserError("no fitted model to serve; run `omokage fit CATALOG --out MODELS` first")
         self.catalog = catalog
         self.models = models
         self.user_model = user_model   # fitted choice temperatures (`omokage fit user-model`), or None: defaults
+        self.sketch = sketch           # live sketch search (omokage.sketch.SketchService), or None
 
     @classmethod
     def open(cls, catalog_path: str | os.PathLike, models_path: str | os.PathLike,
              algorithms: list[str] | None = None, index_kind: str = "auto",
-             apply_user_metric: bool = True) -> "Engine":
+             apply_user_metric: bool = True, preview_backend: str = "auto") -> "Engine":
         single_threaded_blas()
         catalog = Catalog(catalog_path)
         fingerprint = catalog.fingerprint()
@@ -97,7 +117,7 @@ class Engine:
         models = {name: load_fitted(catalog, catalog_path, models_path, name, fingerprint, index_kind,
                                     user_model if apply_user_metric else None)
                   for name in wanted}
-        return cls(catalog, models, user_model)
+        return cls(catalog, models, user_model, load_sketch(catalog, models_path, fingerprint, preview_backend))
 
     def add_model(self, loaded: LoadedModel) -> None:
         """Serve one more model (one fitted in the background while the others were already served). Call it

@@ -176,3 +176,13 @@ def load_image_file(path: str | os.PathLike, size: int) -> np.ndarray:
 
 def load_image_bytes(data: bytes, size: int, **limits) -> np.ndarray:
     return square_resize(decode_image_bytes(data, **limits), size)
+
+
+def area_matrix(src: int, dst: int) -> np.ndarray:
+    """(dst, src) averaging matrix of area downsampling (torch's interpolate mode="area" / adaptive average pooling):
+    output i averages inputs floor(i*src/dst) .. ceil((i+1)*src/dst) - 1."""
+    A = np.zeros((dst, src), dtype=np.float32)
+    for i in range(dst):
+        a, b = (i * src) // dst, -(-(i + 1) * src // dst)
+        A[i, a:b] = 1.0 / (b - a)
+    return A

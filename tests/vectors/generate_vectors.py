@@ -2,7 +2,7 @@
 
 Run `python tests/vectors/generate_vectors.py` only when the protocol changes on purpose; the Python and C#
 test suites check that every vector decodes to its described message and re-encodes byte for byte.
-v1.1 and v1.2 only add vectors (VECTORS_V1_1, VECTORS_V1_2): every earlier vector stays byte for byte what it was.
+v1.1, v1.2 and v1.3 only add vectors (VECTORS_V1_1, VECTORS_V1_2, VECTORS_V1_3): every earlier vector stays byte for byte what it was.
 """
 
 from __future__ import annotations
@@ -177,8 +177,47 @@ VECTORS_V1_2 += [
         "type": "error", "code": "overloaded",
         "message": "gaze.batch.samples: 30 dropped, over 120 samples per second per source; send fewer", "dropped": 30}),
 ]
+# v1.3: live sketch search
+_SKETCH_ITEMS = [{"id": i, "texture": _HASH, "title": f"Avatar {i}", "url": f"https://avatars.example/items/0-{i:05d}",
+                  "probability": F(p)} for i, p in ((412, 0.41), (87, 0.18), (1203, 0.09), (5, 0.05), (733, 0.04),
+                                                   (96, 0.03), (1450, 0.02), (318, 0.02), (64, 0.01))]
+_PREVIEW = {"hash": _HASH, "format": "jpeg", "width": 8, "height": 8, "data": B(_PNG)}
+VECTORS_V1_3 = [
+    ("hello_v1_3", "v1.3 greeting: this client draws (it is told about sketching in welcome.sketch)", {
+        "type": "hello", "rid": 1, "protocol": 1, "client": "omokage-web/0.4.0", "protocol_minor": 3}),
+    ("welcome_sketch", "a v1.3 greeting from a server with a sketch model", {
+        "type": "welcome", "rid": 1, "protocol": 1, "server": "omokage/0.1.0", "session_id": "c0ffee06",
+        "limits": {"max_frame_bytes": 4194304, "max_image_bytes": 3145728, "max_image_pixels": 16000000,
+                   "max_messages_per_second": F(200.0), "max_hashes_per_request": 64, "grid_size": 9},
+        "algorithms": ["raw", "pca", "nmf", "ae"], "catalog": {"count": 1500, "image_size": 200},
+        "protocol_minor": 3, "policies": ["thompson", "infogain", "cover", "study", "random", "thompson+gaze"],
+        "default_policy": "thompson", "gaze": {"max_rate_hz": F(120.0), "max_samples_per_batch": 256},
+        "sketch": {"resolution": 32, "preview_size": 96, "tools": ["line", "paint"], "min_width": F(0.001),
+                   "max_width": F(0.25), "max_strokes": 256, "max_points_per_message": 512,
+                   "max_points_per_stroke": 4096, "max_points": 65536}}),
+    ("sketch_begin", "a new, empty drawing", {"type": "sketch.begin", "rid": 20}),
+    ("sketch_result_empty", "nothing drawn yet: no faces, the average face as the preview", {
+        "type": "sketch.result", "rid": 20, "revision": 0, "strokes": 0, "items": [], "preview": _PREVIEW}),
+    ("sketch_stroke_line", "a pen line (tool absent: line), coordinates as one flat array x0, y0, x1, y1, ...", {
+        "type": "sketch.stroke", "rid": 21, "points": [F(0.30), F(0.40), F(0.35), F(0.38), F(0.41), F(0.385)],
+        "colour": [20, 20, 20], "width": F(0.012)}),
+    ("sketch_stroke_paint_append", "the next piece of a stroke of paint being drawn (append: true)", {
+        "type": "sketch.stroke", "rid": 22, "points": [F(0.5), F(0.12), F(0.62), F(0.15)],
+        "colour": [236, 120, 170], "width": F(0.08), "tool": "paint", "append": True}),
+    ("sketch_result", "the faces the drawing fits best and its preview; answers rid 22, which it includes with 21", {
+        "type": "sketch.result", "rid": 22, "revision": 2, "strokes": 1, "items": _SKETCH_ITEMS,
+        "preview": _PREVIEW}),
+    ("sketch_undo", "take back the last whole stroke", {"type": "sketch.undo", "rid": 23}),
+    ("sketch_clear", "an empty canvas, the drawing kept open", {"type": "sketch.clear", "rid": 24}),
+    ("start_sketch", "a selection that starts from the drawing", {
+        "type": "start", "rid": 25, "algorithm": "pca", "init": "sketch", "policy": "thompson"}),
+    ("error_sketch_bad_point", "a refused stroke: the drawing is unchanged", {
+        "type": "error", "rid": 26, "code": "bad_field",
+        "message": "sketch.stroke.points: points must be finite numbers (NaN or infinity received); the drawing is "
+                   "unchanged"}),
+]
 SERVER_TYPES = ("welcome", "candidates", "rated", "decided", "texture", "pong", "error", "models", "questionnaire",
-                "answered", "study.done")
+                "answered", "study.done", "sketch.result")
 
 
 def to_python(v):
@@ -200,7 +239,7 @@ def encode(v) -> bytes:
 
 def main() -> None:
     index = []
-    for minor, vectors in ((0, VECTORS), (1, VECTORS_V1_1), (2, VECTORS_V1_2)):
+    for minor, vectors in ((0, VECTORS), (1, VECTORS_V1_1), (2, VECTORS_V1_2), (3, VECTORS_V1_3)):
         for name, doc, message in vectors:
             data = encode(message)
             (HERE / f"{name}.msgpack").write_bytes(data)
@@ -208,7 +247,7 @@ def main() -> None:
                           "direction": "server" if message["type"] in SERVER_TYPES else "client",
                           "since": f"1.{minor}", "description": doc, "sha256": hashlib.sha256(data).hexdigest(),
                           "message": message})
-    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 2, "vectors": index}, indent=1,
+    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 3, "vectors": index}, indent=1,
                                                 ensure_ascii=False) + "\n")
     print(f"wrote {len(index)} vectors to {HERE}")
 

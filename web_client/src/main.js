@@ -5,6 +5,7 @@ import { CLIENT_NAME, ConnectionLost, OmokageClient, ServerError } from './proto
 import { DwellTracker } from './dwell.js';
 import { GazeSender, PointerProxy } from './gaze.js';
 import { renderQuestionnaire } from './study.js';
+import { SketchPad } from './sketch.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -75,8 +76,9 @@ const state = {
   sessions: 0,
   study: null,         // v1.2: welcome.study when this page is a study participant's
   trial: null,         // v1.2: candidates.trial of the trial on screen
-  view: 'grid',        // 'grid', 'questionnaire' (a study's) or 'done' (the study is over)
+  view: 'grid',        // 'grid', 'sketch' (v1.3: drawing), 'questionnaire' (a study's) or 'done' (the study is over)
   needImage: false,    // a study trial that starts from an image is waiting for one
+  sketchSource: null,  // v1.3: {drawing, preview} (blob URLs) of the drawing the selection started from
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -152,6 +154,7 @@ client.addEventListener('welcome', (ev) => {
   gazeNote.textContent = xrSupported ? 'Gaze: your head direction in VR is sent to the server (it never chooses for you).'
     : 'Gaze: no eye or head tracking here, so where the mouse rests is sent instead, marked as a stand-in.';
   if (w.study) {
+    sketchWelcome();
     enterStudy(w.study);
     setControlsEnabled(true);
     if (state.sessions > 1) showBanner('info', 'Reconnected', 'You continue where you were.', null, { timeout: 6000 });
@@ -160,6 +163,7 @@ client.addEventListener('welcome', (ev) => {
     return;
   }
   leaveStudy();
+  sketchWelcome();
   renderAlgorithms(w.algorithms, client.training, { pickDefault: true });
   hideSwitch();
   renderPolicies(client.policies, w.default_policy);
@@ -170,7 +174,8 @@ client.addEventListener('welcome', (ev) => {
   } else {
     hideBanner();
   }
-  // a fresh session knows nothing of the old selection: start again the way the last one started
+  // a fresh session knows nothing of the old selection (nor of the drawing a sketch start came from): start again the
+  // way the last one started, or at random
   startSelection(state.init === 'image' && state.upload ? state.upload.bytes : null);
 });
 
@@ -228,6 +233,7 @@ $('banner-close').onclick = hideBanner;
  */
 function describeError(code, what, message = '') {
   const image = what === 'upload' || what === 'reproject';
+  const sk = (client.welcome && client.welcome.sketch) || {};
   const mb = (n) => `${(n / 1048576).toFixed(n < 10485760 ? 1 : 0)} MB`;
   const limits = (client.welcome && client.welcome.limits) || {};
   switch (code) {
@@ -250,6 +256,10 @@ function describeError(code, what, message = '') {
         return { title: 'This server runs no study',
           text: 'It does not take participant codes. Continue without one, or check the page address you were given.' };
       }
+      if (what === 'sketch') {
+        return { title: "The server couldn't use that stroke",
+          text: 'It was left out; the rest of your drawing is unchanged. Draw it again; if it keeps happening, report it with the details below.' };
+      }
       if (what === 'hello') {
         return { title: 'The page and the server are from different omokage versions',
           text: 'Reload the page (it may be an old copy); if that does not help, update omokage so the server and the page match.' };
@@ -261,6 +271,11 @@ function describeError(code, what, message = '') {
         const px = limits.max_image_pixels ? ` and ${Math.round(limits.max_image_pixels / 1e6)} megapixels` : '';
         return { title: 'That image is too large',
           text: `Try a smaller picture${limits.max_image_bytes ? ` (up to ${mb(limits.max_image_bytes)}${px})` : ''}: a cropped photo of the face is enough.` };
+      }
+      if (what === 'sketch') {
+        const most = sk.max_strokes ? ` (up to ${sk.max_strokes} strokes${sk.max_points_per_stroke ? ` of up to ${sk.max_points_per_stroke} points` : ''})` : '';
+        return { title: 'The drawing is full',
+          text: `A drawing holds only so much${most}. Undo a few strokes or Clear to go on drawing.` };
       }
       return { title: 'That request was too large for the server', text: 'Try again with a smaller image or fewer faces.' };
     case 'unauthorized':
@@ -285,6 +300,18 @@ function describeError(code, what, message = '') {
       return { title: "The server doesn't have that any more",
         text: 'It may have been restarted with another catalog. Reload the page to start again.' };
     case 'wrong_state':
+      if (what === 'sketch' && /no sketch model/i.test(message)) {
+        return { title: "This server can't search by drawing",
+          text: 'It has no sketch model (whoever runs it can fit one). Choose from the faces instead.' };
+      }
+      if (what === 'sketch') {
+        return { title: 'The drawing and the server got out of step',
+          text: 'The page has sent your drawing again: carry on. If the faces beside it stop following, press Clear.' };
+      }
+      if (what === 'sketch-start') {
+        return { title: 'Draw something first',
+          text: 'Pick from these needs faces found from your drawing: draw a few lines, wait for the faces to appear beside it, then pick.' };
+      }
       if (state.study) {
         return { title: 'This page is out of step with the study',
           text: 'Perhaps your code was entered on another page too. Reload this page: the study continues where you were.' };
@@ -446,7 +473,8 @@ function askSwitch(name) {
   const keep = $('switch-keep');
   keep.hidden = !pick;
   keep.textContent = 'Continue from your pick';
-  $('switch-fresh').textContent = fromImage ? 'Start again from your image' : 'Start fresh';
+  $('switch-fresh').textContent = fromImage ? 'Start again from your image'
+    : sketchRestartable() ? 'Start again from your drawing' : 'Start fresh';
   $('switch').hidden = false;
   paintAlgorithms();
 }
@@ -478,6 +506,8 @@ async function switchAlgorithm(name, how) {
     const tex = client.textures.get(pick.texture);
     const bytes = tex ? new Uint8Array(await tex.blob.arrayBuffer()) : null;
     ok = bytes ? await startSelection(bytes, { from: { pick, url: tex.url }, keepTrail: true, mark: algoLabel(name) }) : false;
+  } else if (sketchRestartable()) {
+    ok = await startSelection(null, { sketch: true });
   } else {
     ok = await startSelection(state.init === 'image' && state.upload && !state.upload.pick ? state.upload.bytes : null);
   }
@@ -523,7 +553,8 @@ policySelect.onchange = () => {
   state.policy = policySelect.value;
   safeStorage('set', 'omokage.policy', state.policy);
   describePolicy();
-  startSelection(state.init === 'image' && state.upload ? state.upload.bytes : null);
+  if (sketchRestartable()) startSelection(null, { sketch: true });
+  else startSelection(state.init === 'image' && state.upload ? state.upload.bytes : null);
 };
 
 function setControlsEnabled(on) {
@@ -532,11 +563,17 @@ function setControlsEnabled(on) {
   $('file').disabled = !on;
   $('btn-upload').setAttribute('aria-disabled', String(!on));
   for (const id of ['switch-keep', 'switch-fresh']) $(id).disabled = !on;
+  $('btn-draw').disabled = !on;
+  for (const id of ['sketch-undo', 'sketch-clear']) $(id).disabled = !on;
   paintAlgorithms();
+  renderSketchStatus();
   updateDecide();
 }
 
-$('btn-random').onclick = () => startSelection(null);
+$('btn-random').onclick = () => {
+  leaveSketch();
+  startSelection(null);
+};
 $('file').onchange = (e) => {
   const f = e.target.files && e.target.files[0];
   e.target.value = '';
@@ -574,6 +611,7 @@ async function uploadFile(file) {
     return;
   }
   const bytes = new Uint8Array(await file.arrayBuffer());
+  leaveSketch();
   if (state.study) {
     await studyNext(bytes);
     return;
@@ -589,9 +627,10 @@ async function uploadFile(file) {
 /**
  * Start a new selection (random, or from `image`); resolves true when its first grid is shown.
  * `from` {pick, url}: the image is that face's texture (a feature switch that keeps the pick), and with
- * `keepTrail` the path so far stays, marked `mark` where the new feature space begins.
+ * `keepTrail` the path so far stays, marked `mark` where the new feature space begins. `sketch` (v1.3): start from the
+ * drawing (its latest result's faces first; the drawing stays evidence), `image` is then null.
  */
-async function startSelection(image, { from = null, keepTrail = false, mark = null } = {}) {
+async function startSelection(image, { from = null, keepTrail = false, mark = null, sketch = false } = {}) {
   if (client.state !== 'open') return false;
   if (state.study) return false; // the study decides what starts
   const seq = ++state.seq;
@@ -601,9 +640,10 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
   grid.setAttribute('aria-busy', 'true');
   try {
     gaze.flush();
-    const reply = await client.start(state.algorithm, { image: image || undefined, policy: state.policy });
+    const reply = await client.start(state.algorithm, { image: image || undefined, policy: state.policy,
+      init: sketch ? 'sketch' : null });
     if (seq !== state.seq) return false;
-    state.init = image ? 'image' : 'random';
+    state.init = sketch ? 'sketch' : image ? 'image' : 'random';
     if (from) {
       if (state.upload && !state.upload.pick) URL.revokeObjectURL(state.upload.url);
       state.upload = { bytes: image, url: from.url, name: from.pick.title, pick: from.pick };
@@ -626,11 +666,11 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
     }
     // a re-projected pick that comes back nearest (as it should) stays "Your pick"
     const same = from && reply.items && reply.items[0] && reply.items[0].id === from.pick.id;
-    await showCandidates(reply, seq, same ? 'pick' : image ? 'closest' : null);
+    await showCandidates(reply, seq, same ? 'pick' : image || sketch ? 'closest' : null);
     if (!banner.dataset.sticky && banner.dataset.kind === 'error') hideBanner();
     return seq === state.seq;
   } catch (err) {
-    if (seq === state.seq) reportError(err, from ? 'reproject' : image ? 'upload' : 'start');
+    if (seq === state.seq) reportError(err, from ? 'reproject' : image ? 'upload' : sketch ? 'sketch-start' : 'start');
     return false;
   } finally {
     if (seq === state.seq) {
@@ -857,6 +897,7 @@ function promptText() {
     return `The faces nearest to your pick in ${algoLabel(state.algorithm)}. Choose the closest one to see eight more like it.`;
   }
   if (state.init === 'image') return 'The faces nearest to your image. Choose the closest one to see eight more like it.';
+  if (state.init === 'sketch') return 'The faces your drawing fits best. Choose the closest one to see eight more like it.';
   return 'Choose the face closest to the one you want: you will see eight more like it.';
 }
 
@@ -952,6 +993,14 @@ function renderSource() {
     $('recon-img').src = state.reconstruction.url;
     $('recon-caption').textContent = `As ${algoLabel(state.algorithm)} sees it`;
     $('source-note').textContent = `The grid starts from the faces nearest to how ${algoLabel(state.algorithm)} sees ${pick ? 'your pick' : 'your image'}.`;
+    src.hidden = false;
+  } else if (state.init === 'sketch' && state.sketchSource) {
+    $('upload-img').src = state.sketchSource.drawing;
+    $('upload-img').alt = 'Your drawing';
+    $('upload-caption').textContent = 'Your drawing';
+    $('recon-img').src = state.sketchSource.preview;
+    $('recon-caption').textContent = 'A face from your drawing';
+    $('source-note').textContent = 'The grid started from the faces your drawing fits best; the drawing keeps counting as you pick.';
     src.hidden = false;
   } else if (state.init !== 'image') {
     src.hidden = true;
@@ -1170,6 +1219,306 @@ const xrApi = {
 };
 
 // ------------------------------------------------------------------------------------------------
+// Live sketch search (v1.3, docs/protocol.md "Sketch"): draw, and the faces the drawing fits best and a face
+// generated from it follow as you draw; "Pick from these" goes on as a normal selection from those nine.
+
+// a few colours faces are made of; the free picker has the rest
+const PALETTE = [
+  ['Black hair', '#1f1b24'], ['Brown hair', '#5c3a26'], ['Blonde hair', '#e6c378'], ['Silver hair', '#c9cbd6'],
+  ['Pink hair', '#f39ab5'], ['Blue hair', '#4a6cc9'], ['Fair skin', '#f7dcc8'], ['Tan skin', '#d6a27c'],
+  ['Deep skin', '#8a5a3c'], ['Blue eyes', '#3b82d6'], ['Green eyes', '#3f9e62'], ['Red eyes', '#c8413b'],
+];
+const hexRgb = (h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16));
+const rgbHex = (c) => `#${c.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
+
+const sketchCanvas = $('sketch-canvas');
+const sketchGrid = $('sketch-grid');
+const sketchView = {
+  widths: { line: 0.02, paint: 0.08 }, // per tool, a fraction of the canvas side
+  previewUrl: null,     // the preview on screen (revoked when the next one comes)
+  previewBlob: null,
+  guideUrl: null,       // the average face (the empty drawing's preview), under the drawing
+  shown: { gen: 0, revision: -1 }, // the result whose faces are on screen
+  items: [],
+  renders: 0,
+};
+const pad = new SketchPad(client, sketchCanvas, {
+  onResult: (r) => renderSketchResult(r, pad.gen),
+  onError: (msg) => reportError(new ServerError(msg.code, msg.message), 'sketch'),
+  onChange: () => renderSketchStatus(),
+  onFull: () => reportError(new ServerError('too_large', 'the drawing holds its most strokes'), 'sketch'),
+});
+
+/** A welcome: show the Draw button when the server sketches (and this is no study); send the drawing again. */
+function sketchWelcome() {
+  const sk = client.sketch;
+  const on = !!sk && !(client.welcome && client.welcome.study);
+  pad.configure(sk);
+  $('btn-draw').hidden = !on;
+  if (!on) {
+    if (state.view === 'sketch') showView('grid');
+    return;
+  }
+  const tools = Array.isArray(sk.tools) ? sk.tools : ['line', 'paint'];
+  for (const b of $('sketch-tool').children) b.hidden = !tools.includes(b.dataset.tool);
+  if (!tools.includes(pad.tool)) setTool(tools[0]);
+  for (const t of Object.keys(sketchView.widths)) sketchView.widths[t] = pad.clampWidth(sketchView.widths[t]);
+  setWidth(sketchView.widths[pad.tool]);
+  sketchView.shown = { gen: 0, revision: -1 };
+  // the drawing belonged to the old connection: this one gets it again
+  if (pad.strokes.length || state.view === 'sketch') {
+    try {
+      pad.replay();
+    } catch (err) {
+      reportError(err, 'sketch');
+    }
+  }
+  renderSketchStatus();
+}
+
+function enterSketch() {
+  if (!client.sketch || state.study || client.state !== 'open') return;
+  hideSwitch();
+  showView('sketch');
+  if (!pad.begun) {
+    try {
+      pad.begin();
+    } catch (err) {
+      reportError(err, 'sketch');
+    }
+  }
+  pad.redraw();
+  renderSketchStatus();
+}
+
+function leaveSketch() {
+  if (state.view !== 'sketch') return;
+  showView('grid');
+  if (pointerProxy) pointerProxy.gridShown(); // the grid is on screen again: its layout
+}
+
+$('btn-draw').onclick = () => (state.view === 'sketch' ? leaveSketch() : enterSketch());
+$('sketch-back').onclick = () => leaveSketch();
+$('sketch-undo').onclick = () => sketchEdit('undo');
+$('sketch-clear').onclick = () => sketchEdit('clear');
+$('sketch-pick').onclick = () => pickFromSketch();
+
+function sketchEdit(what) {
+  try {
+    if (what === 'undo') pad.undo();
+    else pad.clear();
+  } catch (err) {
+    reportError(err, 'sketch');
+  }
+}
+
+// tools: a radio group (arrows move between them, as the feature tabs)
+function setTool(tool) {
+  pad.tool = tool;
+  for (const b of $('sketch-tool').children) {
+    const on = b.dataset.tool === tool;
+    b.setAttribute('aria-checked', String(on));
+    b.tabIndex = on ? 0 : -1;
+  }
+  $('sketch').dataset.tool = tool;
+  setWidth(sketchView.widths[tool]);
+}
+for (const b of $('sketch-tool').children) {
+  b.onclick = () => setTool(b.dataset.tool);
+  b.onkeydown = (e) => radioKeys(e, $('sketch-tool'), (x) => setTool(x.dataset.tool));
+}
+
+/** Arrow keys within a radio group of buttons: move the focus and pick. */
+function radioKeys(e, group, pick) {
+  const d = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[e.key];
+  if (!d) return;
+  e.preventDefault();
+  e.stopPropagation();
+  const all = [...group.children].filter((x) => !x.hidden);
+  const at = all.indexOf(e.currentTarget);
+  const next = all[(at + d + all.length) % all.length];
+  next.focus();
+  pick(next);
+}
+
+const swatches = $('sketch-swatches');
+swatches.replaceChildren(...PALETTE.map(([name, hex]) => {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'swatch';
+  b.setAttribute('role', 'radio');
+  b.setAttribute('aria-label', name);
+  b.title = `${name} (paint)`;
+  b.dataset.colour = hex;
+  b.style.setProperty('--c', hex);
+  b.onclick = () => setColour(hex);
+  b.onkeydown = (e) => radioKeys(e, swatches, (x) => setColour(x.dataset.colour));
+  return b;
+}));
+/** A paint colour (#rrggbb): choosing one means painting with it. */
+function setColour(hex) {
+  pad.colour = hexRgb(hex);
+  $('sketch-colour').value = hex;
+  $('sketch').style.setProperty('--paint', hex);
+  const match = [...swatches.children].find((b) => b.dataset.colour === hex);
+  [...swatches.children].forEach((b, i) => {
+    b.setAttribute('aria-checked', String(b === match));
+    b.tabIndex = b === match || (!match && i === 0) ? 0 : -1;
+  });
+  if (pad.tool !== 'paint') setTool('paint');
+}
+$('sketch-colour').oninput = (e) => setColour(e.target.value);
+
+// width: a slider on a log scale over the useful part of welcome.sketch's min_width .. max_width
+function widthRange() {
+  const lo = Math.max(pad.limits.min_width, 0.004);
+  const hi = Math.min(pad.limits.max_width, 0.2);
+  return hi > lo ? [lo, hi] : [pad.limits.min_width, pad.limits.max_width];
+}
+function setWidth(w) {
+  const [lo, hi] = widthRange();
+  w = Math.min(hi, Math.max(lo, pad.clampWidth(w)));
+  pad.width = w;
+  sketchView.widths[pad.tool] = w;
+  const slider = $('sketch-width');
+  slider.value = String(Math.round((100 * Math.log(w / lo)) / Math.log(hi / lo)));
+  slider.setAttribute('aria-valuetext', `${(w * 100).toFixed(1)}% of the drawing's width`);
+  const px = w * (sketchCanvas.clientWidth || 300);
+  const dot = $('sketch-width-dot');
+  dot.style.width = dot.style.height = `${Math.max(2, Math.min(34, px)).toFixed(1)}px`;
+}
+$('sketch-width').oninput = (e) => {
+  const [lo, hi] = widthRange();
+  setWidth(lo * (hi / lo) ** (Number(e.target.value) / 100));
+};
+$('sketch-guide-on').onchange = () => renderGuide();
+setTool('line');
+setColour(PALETTE[1][1]);
+setTool('line');
+
+function renderGuide() {
+  const img = $('sketch-guide');
+  img.hidden = !(sketchView.guideUrl && $('sketch-guide-on').checked);
+  if (sketchView.guideUrl && img.getAttribute('src') !== sketchView.guideUrl) img.src = sketchView.guideUrl;
+}
+
+/** A newer result of the drawing: the preview at once, the faces when their textures are here. */
+async function renderSketchResult(r, gen) {
+  const p = r.preview;
+  if (p && p.data) {
+    const blob = new Blob([p.data], { type: p.format === 'png' ? 'image/png' : 'image/jpeg' });
+    const url = URL.createObjectURL(blob);
+    const img = $('sketch-preview');
+    if (sketchView.previewUrl) URL.revokeObjectURL(sketchView.previewUrl);
+    sketchView.previewUrl = url;
+    sketchView.previewBlob = blob;
+    img.src = url;
+    img.hidden = false;
+    if (!sketchView.guideUrl && r.strokes === 0) {
+      // the empty drawing's face is the average face: a guide to where eyes and hair go
+      sketchView.guideUrl = URL.createObjectURL(blob);
+      renderGuide();
+    }
+  }
+  const items = Array.isArray(r.items) ? r.items : [];
+  let textures;
+  try {
+    textures = await client.textures.ensure(items.map((i) => i.texture));
+  } catch (err) {
+    reportError(err, 'sketch');
+    return;
+  }
+  // results may finish out of order here: only a newer one than the faces on screen replaces them
+  const shown = sketchView.shown;
+  if (gen !== pad.gen || (gen === shown.gen && r.revision <= shown.revision)) return;
+  sketchView.shown = { gen, revision: r.revision };
+  sketchView.items = items;
+  sketchView.renders += 1;
+  const have = new Map([...sketchGrid.children].map((li) => [li.dataset.id, li]));
+  sketchGrid.replaceChildren(...items.map((it, i) => {
+    let li = have.get(String(it.id));
+    if (!li) {
+      li = document.createElement('li');
+      li.dataset.id = String(it.id);
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'sk-face';
+      const img = new Image();
+      img.draggable = false;
+      const tex = textures.get(it.texture);
+      if (tex) img.src = tex.url;
+      img.alt = '';
+      b.append(img);
+      b.onclick = () => pickFromSketch(it.id);
+      li.append(b);
+    }
+    const b = li.firstChild;
+    b.title = `${it.title}: pick from these, starting with this face`;
+    b.setAttribute('aria-label', `${i + 1}. ${it.title}: pick from these, starting with this face`);
+    return li;
+  }));
+  renderSketchStatus();
+}
+
+function renderSketchStatus() {
+  const r = pad.latest;
+  const n = sketchView.items.length;
+  const open = client.state === 'open';
+  let text;
+  if (!open) text = 'Waiting for the server…';
+  else if (pad.empty && !pad.live) text = 'Draw a few lines: the faces that fit appear here.';
+  else if (!n) text = 'Looking for faces that fit…';
+  else text = `The ${n === 9 ? 'nine' : n} faces your drawing fits best. Keep drawing, or pick from these.`;
+  const status = $('sketch-status');
+  if (status.textContent !== text) status.textContent = text;
+  $('sketch').dataset.pending = open && pad.pending ? '1' : '';
+  $('sketch-pick').disabled = !open || !(r && Array.isArray(r.items) && r.items.length) || n === 0 || pad.empty;
+  $('sketch-undo').disabled = !open || pad.empty;
+  $('sketch-clear').disabled = !open || pad.empty;
+  $('sketch-grid').hidden = n === 0;
+}
+
+/** Whether a start from the drawing is possible now (a feature switch or policy change starts again from it). */
+function sketchRestartable() {
+  return state.init === 'sketch' && !!client.sketch && pad.begun && !!pad.latest && pad.latest.items.length > 0
+    && !pad.empty;
+}
+
+/**
+ * "Pick from these": a selection from the drawing (start init `sketch`), its first grid the drawing's nine faces;
+ * `firstId`: a face among them to choose at once.
+ */
+async function pickFromSketch(firstId = null, { force = false } = {}) {
+  if (!force && (pad.empty || !pad.latest || !pad.latest.items.length)) return false;
+  if (client.state !== 'open') return false;
+  pad._endLive(); // a stroke in progress goes out first
+  const drawing = await pad.snapshot(256);
+  const previewBlob = sketchView.previewBlob;
+  const ok = await startSelection(null, { sketch: true });
+  if (!ok) return false;
+  if (state.sketchSource) {
+    URL.revokeObjectURL(state.sketchSource.drawing);
+    URL.revokeObjectURL(state.sketchSource.preview);
+  }
+  state.sketchSource = { drawing: drawing ? URL.createObjectURL(drawing) : '',
+    preview: previewBlob ? URL.createObjectURL(previewBlob) : '' };
+  renderSource();
+  leaveSketch();
+  if (firstId != null && state.items.some((i) => i.id === firstId)) await chooseId(firstId);
+  return true;
+}
+
+// Ctrl+Z (Cmd+Z) undoes the last stroke while drawing
+document.addEventListener('keydown', (e) => {
+  if (state.view !== 'sketch' || !(e.ctrlKey || e.metaKey) || e.altKey || e.shiftKey || e.defaultPrevented) return;
+  if (e.key !== 'z' && e.key !== 'Z') return;
+  if (isTyping(e.target)) return;
+  e.preventDefault();
+  sketchEdit('undo');
+});
+window.addEventListener('resize', () => { if (state.view === 'sketch') setWidth(pad.width); });
+
+// ------------------------------------------------------------------------------------------------
 
 /** Only http(s) product URLs are opened: a catalog's URL column must not run script in this page. */
 function safeUrl(url) {
@@ -1207,6 +1556,19 @@ window.omokage = {
   gazeTracker: gazeDwell,
   enterVR,
   describeError,
+  // v1.3 sketch
+  sketch: {
+    pad,
+    get stats() { return pad.stats; },
+    get latest() { return pad.latest; },
+    get shownIds() { return sketchView.items.map((i) => i.id); },
+    get shown() { return sketchView.shown; },
+    get renders() { return sketchView.renders; },
+    get previewUrl() { return sketchView.previewUrl; },
+    /** Send a sketch message as it is (tests: messages the page itself never sends). */
+    sendRaw: (type, fields) => pad._send(type, fields),
+    pick: (id = null, opts = {}) => pickFromSketch(id, opts),
+  },
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -1284,6 +1646,9 @@ function leaveStudy() {
 function showView(view) {
   state.view = view;
   $('stage').hidden = view !== 'grid';
+  $('sketch').hidden = view !== 'sketch';
+  $('main').classList.toggle('sketching', view === 'sketch');
+  $('btn-draw').setAttribute('aria-pressed', String(view === 'sketch'));
   $('questionnaire').hidden = view !== 'questionnaire';
   $('study-done').hidden = view !== 'done';
   $('keys-help').hidden = view !== 'grid';

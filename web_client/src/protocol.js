@@ -1,4 +1,4 @@
-// omokage protocol v1.2 over one WebSocket (docs/protocol.md): binary frames, one MessagePack map each.
+// omokage protocol v1.3 over one WebSocket (docs/protocol.md): binary frames, one MessagePack map each.
 //
 // OmokageClient keeps one connection alive (reconnecting with backoff), sends `hello` on every open,
 // matches replies to requests by `rid`, pings periodically for the round-trip time, and caches
@@ -9,8 +9,9 @@ import { decode, encode } from '@msgpack/msgpack';
 export const PROTOCOL_VERSION = 1;
 // v1.1: policies, skip, rate, probability; v1.2: welcome.training and the unsolicited `models` message
 // (an older server ignores the minor and sends neither), gaze (`gaze.batch`, `layout`, welcome.gaze) and
-// studies (hello.participant, study.next, answers)
-export const PROTOCOL_MINOR = 2;
+// studies (hello.participant, study.next, answers); v1.3: live sketch search (welcome.sketch, `sketch.*`, start
+// init `sketch`)
+export const PROTOCOL_MINOR = 3;
 export const CLIENT_NAME = 'omokage-web/0.2.0';
 
 const MIME = { jpeg: 'image/jpeg', png: 'image/png' };
@@ -39,6 +40,7 @@ export class ConnectionLost extends Error {
  *   welcome  the welcome map (after each successful hello)
  *   latency  {rttMs, offsetS}
  *   message  an unsolicited server message (no pending rid), e.g. v1.2 `models`
+ *   sketch   v1.3: a `sketch.result`, or an `error` answering a sketch message (see sendSketch)
  */
 export class OmokageClient extends EventTarget {
   /**
@@ -65,6 +67,8 @@ export class OmokageClient extends EventTarget {
     this.textures = new TextureCache(this);
     this._rid = 0;
     this._pending = new Map(); // rid -> {onMessage(msg) -> bool done, fail(err), timer}
+    this._sketchRids = new Map(); // v1.3: rid -> send order of the sketch messages not answered or covered yet
+    this._sketchSeq = 0;
     this._pingTimer = null;
     this._retryTimer = null;
     this._stopped = false;
@@ -157,6 +161,7 @@ export class OmokageClient extends EventTarget {
     const lost = new ConnectionLost();
     for (const [, p] of this._pending) p.fail(lost);
     this._pending.clear();
+    this._sketchRids.clear(); // the drawing belonged to that connection
     this.textures.connectionLost();
   }
 
@@ -203,6 +208,10 @@ export class OmokageClient extends EventTarget {
       return;
     }
     if (!msg || typeof msg !== 'object') return;
+    if (msg.type === 'sketch.result' || (msg.rid != null && this._sketchRids.has(msg.rid))) {
+      this._sketchReply(msg);
+      return;
+    }
     const pending = msg.rid != null ? this._pending.get(msg.rid) : undefined;
     if (pending) {
       if (pending.onMessage(msg)) {
@@ -277,6 +286,41 @@ export class OmokageClient extends EventTarget {
     return this.rttMs;
   }
 
+  // -- v1.3 sketch -----------------------------------------------------------------------------
+  /**
+   * Send a sketch message (`sketch.begin`, `sketch.stroke`, `sketch.undo`, `sketch.clear`) without waiting: the
+   * server coalesces, so one `sketch.result` answers the newest message it includes (its rid) and the earlier ones
+   * get no reply of their own. Returns the message's rid; results and the errors of sketch messages arrive as
+   * `sketch` events (no timeout: a covered message never gets one).
+   */
+  sendSketch(type, fields = {}) {
+    const rid = this._rid = (this._rid % 0x7fffffff) + 1;
+    this._send({ type, rid, ...fields });
+    this._sketchRids.set(rid, ++this._sketchSeq);
+    return rid;
+  }
+
+  /** Sketch messages sent and not yet answered (by their own reply or a later one's). */
+  get sketchInFlight() {
+    return this._sketchRids.size;
+  }
+
+  _sketchReply(msg) {
+    const at = this._sketchRids.get(msg.rid);
+    if (msg.type === 'sketch.result' && at !== undefined) {
+      // the result answers its rid and covers every sketch message sent before it
+      for (const [rid, seq] of this._sketchRids) if (seq <= at) this._sketchRids.delete(rid);
+    } else {
+      this._sketchRids.delete(msg.rid);
+    }
+    this.dispatchEvent(new CustomEvent('sketch', { detail: msg }));
+  }
+
+  /** v1.3: what the server's sketch search takes (welcome.sketch), or null when it does not sketch. */
+  get sketch() {
+    return (this.welcome && this.welcome.sketch && typeof this.welcome.sketch === 'object') ? this.welcome.sketch : null;
+  }
+
   // -- protocol messages ----------------------------------------------------------------------
   /** v1.2: feature models the server is still fitting, [{algorithm, progress 0..1, eta_s?}] (empty: none). */
   get training() {
@@ -288,9 +332,12 @@ export class OmokageClient extends EventTarget {
     return (this.welcome && Array.isArray(this.welcome.policies)) ? this.welcome.policies : [];
   }
 
-  /** start; `policy` (one of `policies`) is left out when null: the server's default. */
-  start(algorithm, { image = null, seed, policy = null } = {}) {
-    const fields = { algorithm, init: image ? 'image' : 'random', seed };
+  /**
+   * start; `policy` (one of `policies`) is left out when null: the server's default. `init` 'sketch' (v1.3) starts
+   * from the connection's drawing (its latest `sketch.result`).
+   */
+  start(algorithm, { image = null, seed, policy = null, init = null } = {}) {
+    const fields = { algorithm, init: init || (image ? 'image' : 'random'), seed };
     if (image) fields.image = image;
     if (policy) fields.policy = policy;
     return this.request('start', fields);

@@ -329,7 +329,7 @@ describe('protocol v1.2: models still training', () => {
       return msg;
     });
     await open();
-    assert.equal(route.hello.protocol_minor, 2, 'the page says it reads v1.2');
+    assert.equal(route.hello.protocol_minor, 3, 'the page says it reads v1.3 (v1.2 and the sketch messages)');
     const nmf = '#algorithms [data-algorithm=nmf]';
     assert.equal((await page.textContent(nmf)).trim(), 'NMF · training 40%');
     assert.equal(await page.isDisabled(nmf), true);

@@ -10,8 +10,7 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { decode } from '@msgpack/msgpack';
-import { artifacts, closeTestPage, gridIds, newTestPage, openBrowser, repoRoot, screenshot, startServer, waitForGrid } from './helpers.mjs';
+import { artifacts, closeTestPage, gridIds, newTestPage, openBrowser, recordFrames, repoRoot, screenshot, startServer, waitForGrid } from './helpers.mjs';
 
 const T = { timeout: 90000 };
 let server;
@@ -40,23 +39,6 @@ beforeEach(async () => {
 afterEach(async (t) => {
   await closeTestPage(page, t, 'gaze-');
 });
-
-/** Every frame the page sends and receives, decoded: [{dir: 'out'|'in', at, msg}]. */
-function recordFrames(p) {
-  const frames = [];
-  const t0 = Date.now();
-  p.on('websocket', (ws) => {
-    const add = (dirn) => ({ payload }) => {
-      if (typeof payload === 'string') return;
-      try {
-        frames.push({ dir: dirn, at: Date.now() - t0, msg: decode(payload) });
-      } catch { /* not msgpack */ }
-    };
-    ws.on('framesent', add('out'));
-    ws.on('framereceived', add('in'));
-  });
-  return frames;
-}
 
 function readEvents() {
   if (!existsSync(eventsFile)) return [];

@@ -6,12 +6,13 @@
 //   CHROMIUM               browser executable (default /usr/bin/chromium)
 
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { decode } from '@msgpack/msgpack';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const clientRoot = path.resolve(here, '..');
@@ -31,7 +32,7 @@ function py(args, opts = {}) {
   return execFileSync(PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', ...opts });
 }
 
-/** A small catalog (200 faces, 64 px) and pca+nmf models, made once and reused. */
+/** A small catalog (200 faces, 64 px) and pca+nmf models and a sketch model (v1.3), made once and reused. */
 export function testData() {
   const home = process.env.OMOKAGE_TEST_HOME || path.join(tmpdir(), 'omokage-web-test');
   const catalog = path.join(home, 'catalog');
@@ -62,7 +63,26 @@ with CatalogWriter(sys.argv[1], image_size=64) as w:
     rmSync(models, { recursive: true, force: true });
     py(['-m', 'omokage', 'fit', catalog, '--models', 'pca,nmf', '--out', models]);
   }
+  if (!existsSync(path.join(models, 'sketch'))) {
+    // the live sketch search's model (`omokage fit CATALOG --models sketch`); through the library where the command
+    // does not offer it yet
+    try {
+      py(['-m', 'omokage', 'fit', catalog, '--models', 'sketch', '--out', models]);
+    } catch {
+      py(['-c', 'import sys; from omokage.features.fitting import fit_models; '
+        + 'fit_models(sys.argv[1], sys.argv[2], ["sketch"], progress=False)', catalog, models]);
+    }
+  }
   return { home, catalog, models };
+}
+
+/** A temporary model folder with only `names` of the prepared models (e.g. a server without a sketch model); remove
+ * it with rmSync when done. */
+export function modelsWith(names) {
+  const { models } = testData();
+  const dir = mkdtempSync(path.join(tmpdir(), 'omokage-models-'));
+  for (const n of names) cpSync(path.join(models, n), path.join(dir, n), { recursive: true });
+  return dir;
 }
 
 export function freePort() {
@@ -162,6 +182,23 @@ export async function closeTestPage(page, t, prefix = '') {
 export async function screenshot(page, name) {
   mkdirSync(artifacts, { recursive: true });
   await page.screenshot({ path: path.join(artifacts, `${name}.png`), animations: 'disabled' });
+}
+
+/** Every frame `page` sends and receives on its WebSockets, decoded: [{dir: 'out'|'in', at, msg}]. */
+export function recordFrames(page) {
+  const frames = [];
+  const t0 = Date.now();
+  page.on('websocket', (ws) => {
+    const add = (dirn) => ({ payload }) => {
+      if (typeof payload === 'string') return;
+      try {
+        frames.push({ dir: dirn, at: Date.now() - t0, msg: decode(payload) });
+      } catch { /* not msgpack */ }
+    };
+    ws.on('framesent', add('out'));
+    ws.on('framereceived', add('in'));
+  });
+  return frames;
 }
 
 /** Wait until the page shows candidates of `step` with all their images decoded. */

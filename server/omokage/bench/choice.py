@@ -401,6 +401,20 @@ def prepare_labelled(ls: LabelledSet, home: Path, models, ae_epochs: int | None 
     return Engine.open(catalog_dir, models_dir, algorithms=list(models))
 
 
+def catalog_identities(catalog, ls: LabelledSet) -> tuple[list[str], list[str], np.ndarray]:
+    """Each catalog item's identity label, the sorted identity names, and each item's index among them."""
+    by_file = dict(zip(ls.files, ls.labels))
+    labels = []
+    for item in catalog.items:
+        label = item.extra.get("label") or by_file.get(str(item.source or "").replace(os.sep, "/"))
+        if not label:
+            raise UserError(f"cannot tell the identity of catalog item {item.id} ({item.source}) in "
+                            f"{catalog.path}; remove that folder so that it is ingested again")
+        labels.append(str(label))
+    names = sorted(set(labels))
+    return labels, names, np.array([names.index(lab) for lab in labels])
+
+
 def labelled_data(engine, ls: LabelledSet, progress: bool = False, perceive: str = "identity") -> ChoiceData:
     """A labelled set ingested by `prepare_labelled`: found = any face of the target's identity in the grid; the query
     image is a held-out image of the identity (not in the catalog, and not a near-duplicate of a catalog face).
@@ -413,16 +427,7 @@ def labelled_data(engine, ls: LabelledSet, progress: bool = False, perceive: str
     from omokage.imageio import ImageDecodeError, load_image_file
     from tqdm import tqdm
     catalog = engine.catalog
-    by_file = dict(zip(ls.files, ls.labels))
-    labels = []
-    for item in catalog.items:
-        label = item.extra.get("label") or by_file.get(str(item.source or "").replace(os.sep, "/"))
-        if not label:
-            raise UserError(f"cannot tell the identity of catalog item {item.id} ({item.source}) in "
-                            f"{catalog.path}; remove that folder so that it is ingested again")
-        labels.append(str(label))
-    names = sorted(set(labels))
-    groups = np.array([names.index(lab) for lab in labels])
+    labels, names, groups = catalog_identities(catalog, ls)
 
     desc = ImageDescriptor(tqdm(catalog.pixels, desc="colour+HOG descriptors", unit="face", disable=not progress))
     Dc, Dh = desc.matrices()

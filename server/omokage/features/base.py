@@ -25,19 +25,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from omokage.errors import UserError
+from omokage.imageio import area_matrix  # noqa: F401  (re-exported: models and benchmarks import it from here)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-def area_matrix(src: int, dst: int) -> np.ndarray:
-    """(dst, src) averaging matrix of area downsampling (torch's interpolate mode="area" / adaptive average pooling):
-    output i averages inputs floor(i*src/dst) .. ceil((i+1)*src/dst) - 1."""
-    A = np.zeros((dst, src), dtype=np.float32)
-    for i in range(dst):
-        a, b = (i * src) // dst, -(-(i + 1) * src // dst)
-        A[i, a:b] = 1.0 / (b - a)
-    return A
 
 
 def downsample_nchw(X: np.ndarray, side: int, size: int) -> np.ndarray:

@@ -56,6 +56,7 @@ def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: l
     meta = {"catalog": {"path": str(catalog_path), "count": len(catalog), "fingerprint": catalog.fingerprint(),
                         "image_size": catalog.image_size}}
     results = []
+    fitted: dict[str, object] = {}
     for name in names:
         params = {"random_state": seed} if name != "raw" else {}
         if name in ("ae", "contrastive"):
@@ -69,7 +70,11 @@ def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: l
         # BLAS threads sized like torch's (features/training.py): on busy cores a full-width OpenBLAS pool spins
         # and a PCA fit took 16 s instead of 3
         with threadpool_limits(training_threads(), user_api="blas"):
-            Z = model.fit_transform(X)
+            if name == "sketch" and "pca" in fitted:   # the same PCA (same settings, same data): not fitted twice
+                Z = model.fit(X, latent=fitted["pca"]).transform(X)
+            else:
+                Z = model.fit_transform(X)
+        fitted[name] = model
         seconds = time.perf_counter() - t0
         rmse = reconstruction_rmse(model, X, Z)
         path = model.save(out, catalog_features=Z, metadata={**meta, "fit_seconds": seconds, "rmse": rmse})

@@ -24,7 +24,9 @@ from omokage.protocol.messages import (PROTOCOL_MINOR, PROTOCOL_VERSION, Decoded
 from omokage.ratelimit import TokenBucket
 from omokage.selection import (DEFAULT_POLICY, SERVED_POLICIES, FeatureSpace, SelectionSession, SessionError,
                                SessionState, make_policy)
-from omokage.selection.belief import GAZE_UNIT_S
+from omokage.selection.belief import GAZE_UNIT_S, SketchTerm
+from omokage.sketch.canvas import (MAX_POINTS_PER_CANVAS, MAX_POINTS_PER_MESSAGE, MAX_POINTS_PER_STROKE, MAX_STROKES,
+                                   MAX_WIDTH, MIN_WIDTH, TOOLS, Observations, SketchCanvas, SketchError, check_stroke)
 
 # A `start` without `policy` from a client that did not say it speaks v1.1 gets the v1.0 grids: the chosen face and
 # its nearest unseen neighbours, as protocol v1.0 documents them.
@@ -58,6 +60,10 @@ class Backend(Protocol):
     # v1.2: models being fitted in the background, each {"algorithm", "progress" (0..1), optional "eta_s"};
     # empty when nothing trains
     training: Sequence[Mapping[str, Any]]
+
+    # v1.3: the sketch model's resolution, or None when the server has no sketch model (no `sketch.*`)
+    sketch_resolution: int | None
+    sketch_preview_size: int
 
     def space(self, algorithm: str) -> FeatureSpace: ...
 
@@ -93,8 +99,23 @@ class ProjectionJob:
 
 
 @dataclass(frozen=True)
+class SketchJob:
+    """A drawing to project (v1.3): its snapshot, and the rid of the newest message it includes."""
+
+    ticket: int
+    rid: int | None
+    drawing: Observations
+    strokes: int
+    canvas: int = 0          # which drawing (a count of sketch.begin): a result for an earlier one is not shown
+
+
+@dataclass(frozen=True)
 class Offload:
-    job: ProjectionJob
+    """Work for the caller to run off its loop: an uploaded image (`ProjectionJob`; its result is awaited before the
+    next message is read) or a drawing (`SketchJob`; batched with other sessions' drawings, not awaited: strokes keep
+    arriving and are coalesced meanwhile)."""
+
+    job: ProjectionJob | SketchJob
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,15 @@ class ServerConnection:
         self._pending_trial = None   # a trial waiting for its start image to be projected
         # v1.2 gaze (docs/gaze.md): the layout, the rate budget and the samples of the grid on screen
         self.gaze = GazeTracker()
+        # v1.3 sketch: the drawing, whether a projection of it is out, and whether it changed since (coalescing: at
+        # most one projection in flight; when it returns, only the newest drawing is projected)
+        self.canvas: SketchCanvas | None = None
+        self.last_sketch = None            # the latest SketchResult (a selection can start from it)
+        self._sketch_busy = False
+        self._sketch_dirty = False
+        self._sketch_rid: int | None = None
+        self._canvases = 0                 # sketch.begin count: tags jobs with the drawing they project
+        self._stroke_refused = False       # the last new stroke was refused: its appended pieces are refused too
 
     @property
     def trial_id(self) -> int | None:
@@ -198,6 +228,38 @@ class ServerConnection:
         return self._start(job.algorithm, job.seed, job.rid, now, query=vector, reconstruction=reconstruction,
                            policy=job.policy)
 
+    def sketch_done(self, job: SketchJob, result, now: float) -> list[Action]:
+        """A drawing's projection came back (a `omokage.sketch.SketchResult`): send it, and project the newest drawing
+        if strokes arrived meanwhile."""
+        self._sketch_busy = False
+        if self.closed or self.canvas is None:
+            return []
+        if job.canvas != self._canvases:
+            # the drawing it shows was replaced by a `sketch.begin` meanwhile: project the new one instead
+            self._sketch_dirty = False
+            return [self._sketch_job(self._sketch_rid)]
+        self.last_sketch = result
+        items = self.backend.items
+        listed = [{"id": i, "texture": items[i].texture, "title": items[i].title, "url": items[i].url,
+                   "probability": p} for i, p in result.ranked]
+        actions: list[Action] = [Send(server_message("sketch.result", job.rid, revision=result.revision,
+                                                     strokes=job.strokes, items=listed,
+                                                     preview=texture_map(result.preview)))]
+        if self._sketch_dirty:
+            self._sketch_dirty = False
+            actions.append(self._sketch_job(self._sketch_rid))
+        return actions
+
+    def sketch_failed(self, job: SketchJob, code: str, message: str) -> list[Action]:
+        """A drawing's projection failed: say so, and project the newest drawing if strokes arrived meanwhile (their
+        client waits on a result too)."""
+        self._sketch_busy = False
+        actions = self._error(ProtocolError(code, message, job.rid))
+        if self._sketch_dirty and not self.closed and self.canvas is not None:
+            self._sketch_dirty = False
+            actions.append(self._sketch_job(self._sketch_rid))
+        return actions
+
     def projection_failed(self, job: ProjectionJob, code: str, message: str) -> list[Action]:
         self.pending = None
         self._pending_trial = None
@@ -237,6 +299,8 @@ class ServerConnection:
             return self._gaze_batch(msg["samples"], rid, now)
         if mtype == "layout":
             return self._layout(msg["panels"], rid, now)
+        if mtype.startswith("sketch."):
+            return self._sketch(mtype, msg, rid)
         raise ProtocolError("unknown_type", f"unknown message type {mtype!r}", rid)  # unreachable: decode checks
 
     def _hello_locked_out(self, rid, now) -> list[Action]:
@@ -305,7 +369,59 @@ class ServerConnection:
         if self.client_minor >= 2:  # v1.2: what gaze.batch may carry; absent for older clients
             welcome["gaze"] = {"max_rate_hz": float(self.gaze.max_rate_hz),
                                "max_samples_per_batch": MAX_SAMPLES_PER_BATCH}
+        if self.client_minor >= 3 and b.sketch_resolution:  # v1.3: the server draws sketches
+            welcome["sketch"] = {"resolution": int(b.sketch_resolution), "preview_size": int(b.sketch_preview_size),
+                                 "tools": list(TOOLS), "min_width": MIN_WIDTH, "max_width": MAX_WIDTH,
+                                 "max_strokes": MAX_STROKES, "max_points_per_message": MAX_POINTS_PER_MESSAGE,
+                                 "max_points_per_stroke": MAX_POINTS_PER_STROKE, "max_points": MAX_POINTS_PER_CANVAS}
         return [Send(welcome), Log(record)]
+
+    # -- v1.3 sketch ----------------------------------------------------------------------------------------------
+    def _sketch(self, mtype: str, msg, rid) -> list[Action]:
+        if not self.backend.sketch_resolution:
+            raise ProtocolError("wrong_state", "this server has no sketch model; its operator can fit one with "
+                                               "`omokage fit CATALOG --models sketch`", rid)
+        if mtype == "sketch.begin":
+            self.canvas = SketchCanvas(self.backend.sketch_resolution)
+            self._canvases += 1
+            self._stroke_refused = False
+            self.last_sketch = None
+            return self._sketch_changed(rid)
+        if self.canvas is None:
+            raise ProtocolError("wrong_state", f"send `sketch.begin` before `{mtype}`", rid)
+        if mtype == "sketch.stroke":
+            append = bool(msg.get("append", False))
+            if append and self._stroke_refused:
+                # its first piece was refused: drawing the rest onto the stroke before it would be wrong
+                raise ProtocolError("bad_field", "sketch.stroke.append: the stroke these points continue was refused; "
+                                                 "start a new stroke (append false)", rid)
+            try:
+                stroke = check_stroke(msg["points"], msg["colour"], msg["width"], msg.get("tool", "line"))
+                self.canvas.add(stroke, append=append)
+            except SketchError as exc:
+                self._stroke_refused = self._stroke_refused or not append
+                raise ProtocolError(exc.code, f"sketch.stroke.{exc.field}: {exc}; the drawing is unchanged", rid) from None
+            self._stroke_refused = False
+        elif mtype == "sketch.undo":
+            self.canvas.undo()
+        elif mtype == "sketch.clear":
+            self.canvas.clear()
+        return self._sketch_changed(rid)
+
+    def _sketch_changed(self, rid) -> list[Action]:
+        """Project the drawing now, or, when a projection is already out, once it returns (only the newest drawing:
+        a client drawing faster than the server projects gets fewer results, never a growing queue)."""
+        if self._sketch_busy:
+            self._sketch_dirty = True
+            self._sketch_rid = rid
+            return []
+        return [self._sketch_job(rid)]
+
+    def _sketch_job(self, rid) -> Offload:
+        self._sketch_busy = True
+        self._tickets += 1
+        return Offload(SketchJob(self._tickets, rid, self.canvas.observations(), len(self.canvas.strokes),
+                                 self._canvases))
 
     def _start_request(self, msg, rid, now) -> list[Action]:
         algorithm = msg["algorithm"]
@@ -321,6 +437,13 @@ class ServerConnection:
         seed = msg.get("seed")
         if msg["init"] == "random":
             return self._start(algorithm, seed, rid, now, policy=policy)
+        if msg["init"] == "sketch":
+            sketch = self.last_sketch
+            if sketch is None or not sketch.ranked:
+                raise ProtocolError("wrong_state", "start.init `sketch` needs a drawing with a result: send "
+                                                   "`sketch.begin` and a few `sketch.stroke`s first", rid)
+            return self._start(algorithm, seed, rid, now, policy=policy,
+                               evidence=(SketchTerm(sketch.log_likelihood, sketch.revision),))
         image = msg.get("image")
         if image is None:
             raise ProtocolError("bad_field", "start.image: required when init is `image`", rid)
@@ -336,7 +459,7 @@ class ServerConnection:
         return Offload(self.pending)
 
     def _start(self, algorithm, seed, rid, now, query=None, reconstruction=None,
-               policy: str = DEFAULT_POLICY) -> list[Action]:
+               policy: str = DEFAULT_POLICY, evidence=()) -> list[Action]:
         actions: list[Action] = []
         if self.session is not None and self.session.decision is None:
             actions.extend(self._gaze_end("abandon", None, now))
@@ -346,7 +469,7 @@ class ServerConnection:
         self.session = SelectionSession(self.backend.space(algorithm), seed=seed,
                                         policy=make_policy(policy, **self.backend.policy_params(algorithm)),
                                         grid_size=self.grid_size)
-        step = self.session.start(query, at=now)
+        step = self.session.start(query, at=now, evidence=evidence)
         self.gaze.begin_step(step.step, step.ids, now)
         fields: dict[str, Any] = {"step": step.step, "algorithm": algorithm, "items": self._items(step)}
         if reconstruction is not None:

@@ -16,7 +16,7 @@ import msgpack
 PROTOCOL_VERSION = 1
 # v1.x adds optional fields and messages only (unknown fields are ignored), so `protocol` stays 1 on the
 # wire and old clients that check `protocol == 1` keep working; the minor says which additions a peer knows.
-PROTOCOL_MINOR = 2
+PROTOCOL_MINOR = 3
 INT32_MAX = 2**31 - 1
 
 ERROR_CODES = {
@@ -44,7 +44,7 @@ class ProtocolError(Exception):
 @dataclass(frozen=True)
 class Field:
     name: str
-    kind: str                       # int | number | str | bin | str_list | answer_list
+    kind: str                       # int | number | str | bin | bool | str_list | answer_list | number_list | ...
     required: bool = True
     min: float | None = None
     max: float | None = None
@@ -56,6 +56,7 @@ class Field:
 MAX_ANSWERS = 64            # answers per `answers` message
 MAX_ANSWER_CHARS = 2000     # a free-text answer
 MAX_GAZE_SAMPLES = 256      # samples per `gaze.batch` (omokage.gaze.MAX_SAMPLES_PER_BATCH; 13 objects each)
+MAX_SKETCH_COORDINATES = 1024   # x, y numbers per `sketch.stroke` (omokage.sketch.canvas.MAX_POINTS_PER_MESSAGE points)
 
 RID = Field("rid", "int", False, 0, INT32_MAX, doc="request id, echoed in the reply")
 
@@ -69,7 +70,8 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
     ),
     "start": (
         Field("algorithm", "str", True, max_len=32, doc="one of `welcome.algorithms`"),
-        Field("init", "str", True, choices=("random", "image"), doc="`random` or `image`"),
+        Field("init", "str", True, choices=("random", "image", "sketch"),
+              doc="`random`, `image` or (v1.3) `sketch`: from the drawing of `sketch.*`"),
         Field("image", "bin", False, doc="encoded image (JPEG, PNG, WebP, ...) when init is `image`"),
         Field("seed", "int", False, 0, INT32_MAX, doc="makes a random start repeatable"),
         # the choices are the server's (welcome.policies): checked by the connection, which names them
@@ -96,6 +98,19 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
     "gaze.batch": (Field("samples", "gaze_samples", True, max_len=MAX_GAZE_SAMPLES,
                          doc="1 to 256 samples [t, source, ox, oy, oz, dx, dy, dz, confidence(, panel, u, v)]"),),
     "layout": (Field("panels", "map_list", True, max_len=9, doc="1 to 9 panels {position, rotation, size}"),),
+    # v1.3, live sketch search (docs/protocol.md#sketch): strokes are checked by omokage.sketch.check_stroke (the
+    # canvas unchanged when one is refused); results come as `sketch.result`, coalesced when strokes outrun them
+    "sketch.begin": (),   # a new, empty drawing (the previous one is dropped); only the optional rid
+    "sketch.stroke": (
+        Field("points", "number_list", True, max_len=MAX_SKETCH_COORDINATES,
+              doc="x0, y0, x1, y1, ...: canvas coordinates in [0, 1], x right, y down (off-canvas is clipped)"),
+        Field("colour", "int_list", True, max_len=3, doc="[r, g, b], each 0-255"),
+        Field("width", "number", True, doc="stroke width as a fraction of the canvas, 0.001 to 0.25"),
+        Field("tool", "str", False, choices=("line", "paint"), doc="`line` (default): a pen line; `paint`: colour"),
+        Field("append", "bool", False, doc="true: these points continue the previous stroke (a live stroke in pieces)"),
+    ),
+    "sketch.undo": (),    # take back the last whole stroke
+    "sketch.clear": (),   # an empty canvas, the drawing kept open
 }
 
 # Server messages: their fields in canonical order (v1.0 fields first, v1.1 additions after them). The
@@ -103,7 +118,7 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
 # that the server sends no field outside these.
 SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     "welcome": ("protocol", "server", "session_id", "limits", "algorithms", "catalog",
-                "protocol_minor", "policies", "default_policy", "training", "study", "gaze"),
+                "protocol_minor", "policies", "default_policy", "training", "study", "gaze", "sketch"),
     "models": ("algorithms", "training"),  # v1.2: sent on its own (no rid) to clients that said protocol_minor >= 2
     "candidates": ("step", "algorithm", "items", "reconstruction", "policy", "trial"),
     "rated": ("id", "rating"),
@@ -115,6 +130,8 @@ SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     "questionnaire": ("id", "title", "items"),
     "answered": ("questionnaire",),
     "study.done": ("trials",),
+    # v1.3: the faces a drawing fits best and a preview generated from it; `revision` counts the drawing's changes
+    "sketch.result": ("revision", "strokes", "items", "preview"),
 }
 CANDIDATE_ITEM_FIELDS = ("id", "distance", "texture", "title", "url", "probability")
 
@@ -332,6 +349,22 @@ def _check(mtype: str, f: Field, v: Any, rid: int | None) -> Any:
         if len(v) > (f.max_len or MAX_GAZE_SAMPLES):
             raise ProtocolError("too_large", f"{where}: at most {f.max_len or MAX_GAZE_SAMPLES} samples per batch; "
                                              "send smaller batches more often", rid)
+    elif f.kind == "bool":
+        if not isinstance(v, bool):
+            raise bad(f"must be true or false, got {type(v).__name__}")
+    elif f.kind == "number_list":
+        if not isinstance(v, list) or not v:
+            raise bad("must be a non-empty array of numbers")
+        if f.max_len is not None and len(v) > f.max_len:
+            raise ProtocolError("too_large", f"{where}: at most {f.max_len} numbers per message; send long strokes "
+                                             "in pieces with `append`", rid)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            raise bad("must be an array of numbers")
+    elif f.kind == "int_list":
+        if not isinstance(v, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            raise bad("must be an array of integers")
+        if f.max_len is not None and len(v) != f.max_len:
+            raise bad(f"must hold exactly {f.max_len} integers")
     elif f.kind == "map_list":
         if not isinstance(v, list) or not v or not all(isinstance(x, dict) for x in v):
             raise bad("must be a non-empty array of maps")

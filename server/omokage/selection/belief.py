@@ -7,13 +7,14 @@ the session, the server and the simulated users of `bench choice` all run the sa
     belief = Belief(space)
     belief.add(ChoiceTerm(shown=grid, chosen=face, temperature=0.3))    # a pick among the 9
     belief.add(SkipTerm(shown=grid))                                    # "none of these"
-    belief.add(QueryTerm(vector))                                       # an image or sketch query
+    belief.add(QueryTerm(vector))                                       # an image query
+    belief.add(SketchTerm(model.log_likelihood([drawing])[0]))          # a drawing
     belief.add(RatingTerm(face, 5))                                     # an explicit 1-5 rating
     belief.probabilities()                                              # (n_items,), sums to 1
 
     belief.add(GazeTerm(shown, counts))                                 # where the user looked on a grid
 
-A new signal (a sketch, ...) is a new `EvidenceTerm`: anything with `log_likelihood(space) -> (n_items,)`.
+A new signal is a new `EvidenceTerm`: anything with `log_likelihood(space) -> (n_items,)`.
 
 Distances are Euclidean in the feature space divided by the space's `distance_unit` (the median distance between two
 random faces), so one temperature means the same thing in every space: at temperature 0.3 a face one median unit
@@ -148,6 +149,21 @@ class QueryTerm:
 
     def log_likelihood(self, space):
         return -space.unit_distances_to(self.vector) / self.temperature
+
+
+@dataclass(frozen=True, eq=False)
+class SketchTerm:
+    """A drawing of the face the user wants: how likely the drawing is had they drawn each catalog face
+    (`SketchModel.log_likelihood`: the drawing's lines and paint against each face's line art and colours, tempered
+    to be calibrated). It does not depend on the feature space: it is evidence about faces, not about a vector."""
+
+    log_likelihoods: np.ndarray       # (n_items,)
+    revision: int = 0                 # the drawing's revision (for logs)
+
+    def log_likelihood(self, space):
+        if len(self.log_likelihoods) != space.n_items:
+            raise ValueError(f"a sketch term over {len(self.log_likelihoods)} faces for a space of {space.n_items}")
+        return np.asarray(self.log_likelihoods, dtype=np.float32)
 
 
 @dataclass(frozen=True)

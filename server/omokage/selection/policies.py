@@ -68,14 +68,19 @@ class BeliefPolicy:
                         self.gaze_weight)
 
     # -- the CandidatePolicy interface ----------------------------------------------------------------------------
-    def initial(self, ctx: PolicyContext, query: np.ndarray | None) -> list[Candidate]:
+    def initial(self, ctx: PolicyContext, query: np.ndarray | None, evidence=()) -> list[Candidate]:
         belief = self._belief(ctx)
-        if query is None:
+        for term in evidence:          # what the user gave before the first grid (a drawing)
+            belief.add(term)
+        if query is None and not evidence:
             # a flat belief: every display is as good as any other, and random keeps the first grid of every
             # policy the same for a seed (the benchmark pairs arms on it)
             return self._with_probabilities(random_candidates(ctx, ctx.grid_size))
-        belief.add(QueryTerm(np.asarray(query, dtype=np.float32), self.query_temperature))
+        if query is not None:
+            belief.add(QueryTerm(np.asarray(query, dtype=np.float32), self.query_temperature))
         ids = self._most_probable(ctx, ctx.grid_size, ())
+        if query is None:
+            return self._with_probabilities([Candidate(int(i), None) for i in ids])
         d = ctx.space.unit_distances_to(query)[ids] * ctx.space.distance_unit
         return self._with_probabilities([Candidate(int(i), float(x)) for i, x in zip(ids, d)])
 

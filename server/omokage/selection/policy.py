@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
@@ -132,7 +132,8 @@ class CandidatePolicy(Protocol):
     user chose a face of the current grid (`ctx.history[-1]`), which must come first; `skip`: after "none of these";
     `add_evidence`: any other evidence about what the user wants (a rating, gaze), for policies that keep a belief."""
 
-    def initial(self, ctx: PolicyContext, query: np.ndarray | None) -> list[Candidate]: ...
+    def initial(self, ctx: PolicyContext, query: np.ndarray | None, evidence: Sequence["EvidenceTerm"] = ()
+                ) -> list[Candidate]: ...
 
     def next(self, ctx: PolicyContext, chosen: int) -> list[Candidate]: ...
 
@@ -160,7 +161,12 @@ class ChosenPlusNearest:
 
     name = "study"
 
-    def initial(self, ctx: PolicyContext, query: np.ndarray | None) -> list[Candidate]:
+    def initial(self, ctx: PolicyContext, query: np.ndarray | None, evidence=()) -> list[Candidate]:
+        if evidence:
+            # no belief to keep, but a drawing still picks the first grid: the faces it fits best
+            total = sum(np.asarray(t.log_likelihood(ctx.space), dtype=np.float64) for t in evidence)
+            top = np.argsort(-total, kind="stable")[:ctx.grid_size]
+            return [Candidate(int(i), None) for i in top]
         if query is None:
             return random_candidates(ctx, ctx.grid_size)
         return [Candidate(n.id, n.distance) for n in ctx.space.index.search(query, ctx.grid_size, ctx.shown)]

@@ -113,18 +113,22 @@ class SelectionSession:
         self.shown.update(ids)
         return step
 
-    def start(self, query: np.ndarray | None = None, *, at: float | None = None) -> Step:
-        """First grid: random faces, or the faces nearest to `query` (an image projected into the space)."""
+    def start(self, query: np.ndarray | None = None, *, at: float | None = None, evidence: Sequence = ()) -> Step:
+        """First grid: random faces, or the faces nearest to `query` (an image projected into the space), or the ones
+        `evidence` (terms such as a drawing's `SketchTerm`) makes most likely; the evidence stays in the belief."""
         if self.state is not SessionState.NEW:
             raise WrongState(f"start is allowed once, at the beginning; this session is {self.state.value}")
         if query is not None:
             query = np.asarray(query, dtype=np.float32).reshape(-1)
             if query.shape[0] != self.space.dim or not np.isfinite(query).all():
                 raise ValueError(f"query must be a finite {self.space.dim}-d vector")
-        step = self._show(self.policy.initial(self._context(), query))
+        if evidence:
+            step = self._show(self.policy.initial(self._context(), query, evidence))
+        else:
+            step = self._show(self.policy.initial(self._context(), query))
         self.state = SessionState.BROWSING
-        self._emit("start", None, step, at, init="image" if query is not None else "random", seed=self.seed,
-                   policy=self.policy_name)
+        init = "image" if query is not None else "sketch" if evidence else "random"
+        self._emit("start", None, step, at, init=init, seed=self.seed, policy=self.policy_name)
         return step
 
     def choose(self, item_id: int, *, at: float | None = None) -> Step:

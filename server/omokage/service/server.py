@@ -52,7 +52,8 @@ from omokage.catalog.store import Item, Texture, encode_texture
 from omokage.engine import Engine, load_fitted
 from omokage.features import ALGORITHMS
 from omokage.imageio import UPLOAD_FORMATS, ImageDecodeError, load_image_bytes
-from omokage.protocol.connection import (Close, Limits, Log, Offload, ProjectionJob, Send, ServerConnection)
+from omokage.protocol.connection import (Close, Limits, Log, Offload, ProjectionJob, Send, ServerConnection,
+                                         SketchJob)
 from omokage.protocol.messages import error, predecode
 from omokage.selection import FeatureSpace
 from omokage.service.background import BackgroundFitter
@@ -259,6 +260,14 @@ class EngineBackend:
     # models being fitted in the background (BackgroundFitter.training): protocol v1.2 `training`
     training: Sequence[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def sketch_resolution(self) -> int | None:
+        return self.engine.sketch.resolution if self.engine.sketch is not None else None
+
+    @property
+    def sketch_preview_size(self) -> int:
+        return self.engine.sketch.preview_size if self.engine.sketch is not None else 0
+
     def __post_init__(self):
         self.items = self.engine.catalog.items
         self.textures = self.engine.catalog.textures()  # a few MB: served from memory
@@ -328,6 +337,7 @@ class OmokageServer:
         self.backend.training = fitter.training if fitter is not None else []
         self._models_note_at = 0.0       # when clients were last told about training progress
         self._models_note_pending = False
+        self.sketches = SketchBatcher(self, engine.sketch) if engine.sketch is not None else None
 
     # -- HTTP side: checks, health, static web client, origin check --------------------------------
     def process_request(self, connection: WsConnection, request: Request) -> Response | None:
@@ -495,6 +505,7 @@ class OmokageServer:
         except Exception:
             log.exception("connection handler failed", extra={"fields": {"session_id": session_id}})
         finally:
+            conn.closed = True   # work still out for it (a drawing being projected) is dropped, not sent
             self.connections -= 1
             self._connections.pop(ws, None)
             self._sending.discard(ws)
@@ -586,6 +597,8 @@ class OmokageServer:
                 elif isinstance(action, Close):
                     async with asyncio.timeout(self.send_timeout):
                         await ws.close(action.code, action.reason)
+                elif isinstance(action, Offload) and isinstance(action.job, SketchJob):
+                    self.sketches.submit(ws, conn, action.job)   # not awaited: strokes go on arriving meanwhile
                 elif isinstance(action, Offload):
                     self._projected.add(ws)
                     follow.extend(await self._offload(conn, action.job))
@@ -786,6 +799,8 @@ class OmokageServer:
         self._close_sinks()
 
     def _close_sinks(self) -> None:
+        if self.sketches is not None:
+            self.sketches.close()
         self.pool.shutdown(wait=True)
         self.decode_pool.shutdown(wait=True)
         if self.events is not None:
@@ -794,6 +809,96 @@ class OmokageServer:
         if self.store is not None:
             self.store.close()
             log.info("event store closed", extra={"fields": self.store.stats()})
+
+
+class SketchBatcher:
+    """Drawings of every session, projected in batches on one worker thread (v1.3 sketch).
+
+    Each connection has at most one drawing out (the connection coalesces the rest), so the queue never holds more
+    than one entry per connection. While a batch runs, new drawings queue; the next batch takes them all (up to
+    `max_batch`): under load the per-drawing cost falls (one matrix product for many drawings) instead of a queue
+    growing. Results are delivered to their connections by tasks of their own, so a slow reader delays only itself."""
+
+    def __init__(self, server: "OmokageServer", service, max_batch: int = 64):
+        self.server = server
+        self.service = service
+        self.max_batch = max_batch
+        self.queue: collections.deque = collections.deque()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="omokage-sketch")
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self.batches = 0
+        self.drawings = 0
+
+    def submit(self, ws, conn: ServerConnection, job: SketchJob) -> None:
+        self.queue.append((ws, conn, job))
+        if self._task is None or self._task.done():
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self.queue:
+                batch = [self.queue.popleft() for _ in range(min(len(self.queue), self.max_batch))]
+                batch = [entry for entry in batch if not entry[1].closed]   # gone while it waited
+                if not batch:
+                    continue
+                drawings = [job.drawing for _, _, job in batch]
+                try:
+                    results = await loop.run_in_executor(self.pool, self.service.run, drawings)
+                except Exception:
+                    log.exception("sketch projection failed; retrying the batch's drawings one by one")
+                    results = [await self._run_one(loop, d) for d in drawings]   # one bad drawing fails alone
+                self.batches += 1
+                self.drawings += len(batch)
+                now = time.time()
+                for (ws, conn, job), result in zip(batch, results):
+                    try:
+                        if isinstance(result, Exception):
+                            actions = conn.sketch_failed(job, "internal", "could not project the drawing "
+                                                         f"({type(result).__name__}); draw on or send `sketch.clear`")
+                        else:
+                            actions = conn.sketch_done(job, result, now)
+                    except Exception as exc:   # a bug for one connection must not stop sketching for all
+                        log.exception("sketch result handling failed")
+                        actions = conn.sketch_failed(job, "internal", f"could not send the result "
+                                                                      f"({type(exc).__name__})")
+                    self._deliver(ws, conn, actions)
+
+    async def _run_one(self, loop, drawing):
+        try:
+            return (await loop.run_in_executor(self.pool, self.service.run, [drawing]))[0]
+        except Exception as exc:
+            return exc
+
+    def _deliver(self, ws, conn: ServerConnection, actions) -> None:
+        if not actions:
+            return
+
+        async def perform():
+            try:
+                follow = actions
+                while follow:
+                    follow = await self.server._perform(ws, conn, follow)
+            except ConnectionClosed:
+                pass   # the connection's own handler notices and cleans up
+            except SlowConsumer as exc:
+                await self.server._drop_slow(ws, conn.session_id, str(exc))
+            except Exception:
+                log.exception("could not deliver a sketch result")
+
+        task = asyncio.get_running_loop().create_task(perform())
+        self.server._tasks.add(task)
+        task.add_done_callback(self.server._tasks.discard)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -926,7 +1031,7 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
                   public_names: Sequence[str] = (), fsync_events: bool = True,
                   send_timeout: float = SEND_TIMEOUT_S, background_fits: Sequence[str] = (),
                   ae_epochs: int | None = None, fit_report=None, store_path: Path | None = None,
-                  study: str | None = None) -> int:
+                  study: str | None = None, preview_backend: str = "auto") -> int:
     """Serve until SIGINT/SIGTERM. `background_fits`: models to fit (where missing or stale) while the others are
     already served; each is served the moment it is saved. Events go to the JSON-lines file `events_path` (default
     var/events/events-DATE.jsonl when no store is given) and/or the event store at `store_path` (always for a
@@ -944,9 +1049,9 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
         fitter = BackgroundFitter(Path(catalog), Path(models), pending, ae_epochs=ae_epochs,
                                   report=fit_report) if pending else None
         ready = [a for a in fitted if a not in stale]
-        engine = Engine.open(catalog, models, algorithms=ready)
+        engine = Engine.open(catalog, models, algorithms=ready, preview_backend=preview_backend)
     else:
-        engine = Engine.open(catalog, models)
+        engine = Engine.open(catalog, models, preview_backend=preview_backend)
     from omokage.store import DEFAULT_STORE
     if store_path is None and study:
         store_path = Path(DEFAULT_STORE)   # a study lives in the store

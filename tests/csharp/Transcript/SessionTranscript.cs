@@ -1,6 +1,9 @@
 // A whole selection session driven by the C# client (Omokage.Client.Core) against `omokage serve`,
-// printing every message sent and received. Usage:
+// printing every message sent and received; then a short live sketch session (protocol v1.3), written to
+// sketch-transcript.md beside the first transcript. Usage:
 //   mono SessionTranscript.exe ws://127.0.0.1:8765/ws [transcript.md]
+// When that server has no sketch model, the sketch session runs against one started from OMOKAGE_CATALOG with
+// OMOKAGE_PYTHON (SketchServer.cs); .ci/csharp.sh exports both.
 using System;
 using System.Collections.Generic;
 using System.Globalization;
@@ -97,11 +100,12 @@ public static class SessionTranscript
             _t0 = ClockSync.LocalNow();
             await RunSession(client, proxy, welcomes, outPath);
         }
+        await RunSketchSession(url, outPath == null ? null : Path.Combine(Path.GetDirectoryName(Path.GetFullPath(outPath)), "sketch-transcript.md"));
     }
 
     static async Task RunSession(OmokageClient client, TcpProxy proxy, SemaphoreSlim welcomes, string outPath)
     {
-        Note("connect and say hello (protocol 1.2) through a loopback relay that can play a sleeping Wi-Fi; the server answers with its limits, algorithms, catalog, the policies it offers and what a gaze.batch may carry");
+        Note("connect and say hello (protocol 1.3) through a loopback relay that can play a sleeping Wi-Fi; the server answers with its limits, algorithms, catalog, the policies it offers and what a gaze.batch may carry (this server has no sketch model, so no welcome.sketch: see sketch-transcript.md)");
         WelcomeMessage welcome = await client.ConnectAsync();
         await welcomes.WaitAsync();
         string firstSession = welcome.SessionId;
@@ -274,7 +278,8 @@ public static class SessionTranscript
             md.AppendLine("page through `OpenUrlGate` (allow-list, then the user's confirmation).");
             md.AppendLine();
             md.AppendLine("Regenerate: `OMOKAGE_TRANSCRIPT_OUT=\"$PWD/unity_client/Documentation~/session-transcript.md\" bash .ci/csharp.sh`");
-            md.AppendLine("(the program is `tests/csharp/Transcript/SessionTranscript.cs`).");
+            md.AppendLine("(the program is `tests/csharp/Transcript/SessionTranscript.cs`). Live sketch search (protocol v1.3) has its own");
+            md.AppendLine("transcript beside this one: `sketch-transcript.md`.");
             md.AppendLine();
             md.Append(summary);
             md.AppendLine();
@@ -285,5 +290,167 @@ public static class SessionTranscript
             File.WriteAllText(outPath, md.ToString(), new UTF8Encoding(false));
             Console.WriteLine("wrote " + outPath);
         }
+    }
+
+    // --- v1.3: a short live sketch session ------------------------------------------------------------------
+
+    static async Task RunSketchSession(string url, string outPath)
+    {
+        lock (Gate) Lines.Clear();
+        SketchServer own = null;
+        string sketchUrl = url;
+        using (var probe = new OmokageClient(new OmokageClientOptions(url) { AutoReconnect = false, PingInterval = TimeSpan.Zero }))
+        {
+            if ((await probe.ConnectAsync()).Sketch == null)
+            {
+                string python = Environment.GetEnvironmentVariable("OMOKAGE_PYTHON");
+                string catalog = Environment.GetEnvironmentVariable("OMOKAGE_CATALOG");
+                if (string.IsNullOrEmpty(python) || string.IsNullOrEmpty(catalog))
+                    throw new InvalidOperationException("the server at " + url + " does not sketch (no welcome.sketch), and OMOKAGE_PYTHON " +
+                                                        "and OMOKAGE_CATALOG are not set to start one that does");
+                Console.WriteLine("# the server at " + url + " has no sketch model: starting one with pca and sketch fitted on " + catalog);
+                own = new SketchServer(python, catalog);
+                sketchUrl = own.Url;
+            }
+            await probe.CloseAsync();
+        }
+        try
+        {
+            await SketchSession(sketchUrl, outPath, own != null);
+        }
+        finally
+        {
+            if (own != null) own.Dispose();
+        }
+    }
+
+    /// <summary>Draws one stroke live: frames at 90 Hz in real time, the pen down for <paramref name="seconds"/> along
+    /// (fx(u), fy(u)), u = 0 … 1, pieces as SketchPad hands them out (≤ 30 a second). Returns the last rid sent.</summary>
+    static async Task<int> DrawLive(OmokageClient client, SketchPad pad, double seconds, Func<float, float> fx, Func<float, float> fy)
+    {
+        int last = 0;
+        double start = ClockSync.LocalNow();
+        SketchPiece piece;
+        for (int frame = 1; ; frame++)
+        {
+            double wait = start + frame / 90.0 - ClockSync.LocalNow();
+            if (wait > 0) await Task.Delay(TimeSpan.FromSeconds(wait));
+            double now = ClockSync.LocalNow();
+            bool down = now - start <= seconds;
+            float u = (float)Math.Min(1.0, (now - start) / seconds);
+            if (pad.Frame(down, fx(u), fy(u), now))
+                while (pad.TakePiece(now, out piece))
+                    last = client.SendSketchStroke(pad.Points, piece.FirstPoint, piece.Count, piece.Style, piece.Append);
+            if (!down && !pad.HasUnsent) return last;
+        }
+    }
+
+    static async Task SketchSession(string url, string outPath, bool ownServer)
+    {
+        var client = new OmokageClient(new OmokageClientOptions(url) { AutoReconnect = false, PingInterval = TimeSpan.Zero });
+        var results = new List<SketchResultMessage>();
+        client.SketchResultReceived += r => { lock (results) results.Add(r); };
+        client.Trace += OnTrace;
+        _t0 = ClockSync.LocalNow();
+
+        Note("connect and say hello (protocol 1.3): a server with a sketch model says so in welcome.sketch (its raster and preview sizes, the tools, widths and limits)");
+        WelcomeMessage welcome = await client.ConnectAsync();
+        SketchLimits limits = welcome.Sketch;
+        if (limits == null) throw new InvalidOperationException("no welcome.sketch");
+
+        Note("open a drawing: sketch.begin, sent without waiting; its result has revision 0, no faces, and the average face as the preview");
+        int begin = client.SendSketchBegin();
+        SketchResultMessage empty = await client.WaitSketchResultAsync(begin);
+
+        var pad = new SketchPad();
+        pad.Configure(limits);
+        long sentBefore = client.SketchMessagesSent;
+        Note("stroke 1, drawn live for 0.6 s at 90 frames a second (the controller's ray on the panel, trigger held): the face's outline, a pen line. " +
+             "A point per frame; a piece at most every 33 ms, the first plain, the rest with append: true. Nothing waits for a result: the " +
+             "server coalesces, each result answers the newest piece it includes");
+        await DrawLive(client, pad, 0.6, u => 0.5f + 0.32f * (float)Math.Cos(2 * Math.PI * u), u => 0.55f + 0.38f * (float)Math.Sin(2 * Math.PI * u));
+        Note("stroke 2: the eyes (0.25 s)");
+        await DrawLive(client, pad, 0.25, u => 0.32f + 0.36f * u, u => 0.5f);
+        Note("stroke 3: a stroke of hair colour across the top (paint, pink, 8 % of the canvas wide, 0.4 s)");
+        pad.Style = new SketchStyle(SketchTools.Paint, 236, 120, 170, 0.08);
+        int last = await DrawLive(client, pad, 0.4, u => 0.2f + 0.6f * u, u => 0.14f);
+        long pieces = client.SketchMessagesSent - sentBefore;
+        Note("wait for the result that includes the last piece (WaitSketchResultAsync): the drawing's 9 faces, best first, each with its probability, and a JPEG generated from the drawing");
+        SketchResultMessage drawn = await client.WaitSketchResultAsync(last);
+        int resultsWhileDrawing;  // the strokes' results: revisions 1 … the last piece's
+        lock (results) resultsWhileDrawing = results.Count(r => r.Revision >= 1 && r.Revision <= drawn.Revision);
+
+        Note("undo: the whole paint stroke goes, its pieces with it");
+        pad.Undo();
+        int undo = client.SendSketchUndo();
+        SketchResultMessage undone = await client.WaitSketchResultAsync(undo);
+
+        Note("a stroke with a NaN coordinate: refused with bad_field, naming the refused message's rid; the drawing is unchanged");
+        string refused;
+        try
+        {
+            await client.WaitSketchResultAsync(client.SendSketchStroke(new[] { 0.4, double.NaN }, SketchStyle.DefaultPen));
+            refused = "(accepted?)";
+        }
+        catch (OmokageServerException e)
+        {
+            refused = e.Code + " (rid " + e.Rid + "): " + e.ServerMessage;
+        }
+
+        string algorithm = welcome.Algorithms.Contains("pca") ? "pca" : welcome.Algorithms[0];
+        Note("pick from these: start init=sketch; the selection's first grid is the latest result's 9 faces, and the drawing stays evidence in the policy's belief");
+        CandidatesMessage grid = await client.StartSketchAsync(algorithm, welcome.DefaultPolicy);
+        bool sameFaces = grid.Items.Select(i => i.Id).OrderBy(i => i).SequenceEqual(undone.Items.Select(i => i.Id).OrderBy(i => i));
+
+        Note("close");
+        await client.CloseAsync();
+
+        var summary = new StringBuilder();
+        summary.AppendLine("- server: `" + welcome.Server + "`, protocol 1." + welcome.ProtocolMinor + ", catalog " + welcome.Catalog.Count +
+                           " faces; welcome.sketch: resolution " + limits.Resolution + ", preview " + limits.PreviewSize + " px, tools " +
+                           string.Join(", ", limits.Tools) + ", width " + limits.MinWidth.ToString(CultureInfo.InvariantCulture) + " … " +
+                           limits.MaxWidth.ToString(CultureInfo.InvariantCulture) + ", " + limits.MaxStrokes + " strokes, " +
+                           limits.MaxPointsPerMessage + " points a message");
+        summary.AppendLine("- begin: revision " + empty.Revision + ", " + empty.Items.Count + " faces, preview " + empty.Preview.Format + " " +
+                           empty.Preview.Width + "×" + empty.Preview.Height);
+        summary.AppendLine("- 3 strokes drawn live (1.25 s): " + pad.PointCount + " points in " + pieces + " sketch.stroke messages (≤ 30 a second), " +
+                           "answered by " + resultsWhileDrawing + " results (coalesced: at most one per message, fewer when the server is busy); " +
+                           client.SketchResultsIgnored + " stale results dropped");
+        summary.AppendLine("- after the third stroke: revision " + drawn.Revision + ", " + drawn.Strokes + " strokes, " + drawn.Items.Count +
+                           " faces (best: #" + drawn.Items[0].Id + " \"" + drawn.Items[0].Title + "\", p = " +
+                           drawn.Items[0].Probability.GetValueOrDefault().ToString("0.000", CultureInfo.InvariantCulture) + "), preview " +
+                           drawn.Preview.Format + " " + drawn.Preview.Width + "×" + drawn.Preview.Height + ", " + drawn.Preview.Data.Length + " B");
+        summary.AppendLine("- undo: revision " + undone.Revision + ", " + undone.Strokes + " strokes, " + undone.Items.Count + " faces");
+        summary.AppendLine("- bad point: `" + refused + "`");
+        summary.AppendLine("- start init=sketch: step " + grid.Step + ", " + grid.Items.Count + " faces, policy " + grid.Policy +
+                           "; the faces of the last result: " + sameFaces);
+        Console.WriteLine(summary);
+        if (!sameFaces || drawn.Items.Count != 9 || undone.Strokes != 2 || !refused.StartsWith(ErrorCodes.BadField, StringComparison.Ordinal))
+            throw new InvalidOperationException("the sketch session did not go as expected:\n" + summary);
+
+        if (outPath == null) return;
+        var md = new StringBuilder();
+        md.AppendLine("# Sketch transcript: live sketch search with the C# client and `omokage serve`");
+        md.AppendLine();
+        md.AppendLine("A short live sketch session (protocol v1.3) driven by `Omokage.Client.Core` against `omokage serve` with a sketch");
+        md.AppendLine("model, every message as the client sent (→) or received (←) it, decoded, with the time since the client started.");
+        md.AppendLine("The strokes are drawn live, in real time, through `SketchPad` as `OmokageSketchPanel` draws them from the");
+        md.AppendLine("controller's ray: a point per 90 Hz frame, a `sketch.stroke` piece at most every 33 ms (`append: true` after the");
+        md.AppendLine("first), nothing awaited; `sketch.result`s come coalesced, each answering the newest piece it includes.");
+        md.AppendLine("`OmokageClient.WaitSketchResultAsync` waits for the result that includes a given message. `bin` fields show their");
+        md.AppendLine("size and first bytes (`ff d8 ff` starts a JPEG). Catalog: `omokage catalog generate --count 150 --size 64 --seed 1`,");
+        md.AppendLine("models pca and sketch" + (ownServer ? " (fitted by the transcript program: the CI server has no sketch model)" : "") + ".");
+        md.AppendLine();
+        md.AppendLine("Regenerate: `OMOKAGE_TRANSCRIPT_OUT=\"$PWD/unity_client/Documentation~/session-transcript.md\" bash .ci/csharp.sh`");
+        md.AppendLine("(writes this file beside it; the program is `tests/csharp/Transcript/SessionTranscript.cs`).");
+        md.AppendLine();
+        md.Append(summary);
+        md.AppendLine();
+        md.AppendLine("```text");
+        lock (Gate)
+            foreach (string line in Lines) md.AppendLine(line);
+        md.AppendLine("```");
+        File.WriteAllText(outPath, md.ToString(), new UTF8Encoding(false));
+        Console.WriteLine("wrote " + outPath);
     }
 }

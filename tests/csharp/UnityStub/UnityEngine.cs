@@ -92,6 +92,7 @@ namespace UnityEngine
         public void SetParent(Transform parent, bool worldPositionStays) { }
         public void LookAt(Vector3 worldPosition) { }
         public Vector3 TransformPoint(Vector3 position) { return position; }
+        public Vector3 InverseTransformPoint(Vector3 position) { return position; }
         public Vector3 TransformDirection(Vector3 direction) { return direction; }
         public IEnumerator GetEnumerator() { yield break; }
     }
@@ -222,7 +223,8 @@ namespace UnityEngine
     {
         public Texture2D(int width, int height) { }
         public Texture2D(int width, int height, TextureFormat textureFormat, bool mipChain) { }
-        public void Apply() { }
+        public void Apply(bool updateMipmaps = true, bool makeNoLongerReadable = false) { }
+        public void LoadRawTextureData(byte[] data) { }
     }
 
     /// <summary>In real Unity, LoadImage is this extension method (module UnityEngine.ImageConversionModule).</summary>

@@ -17,6 +17,9 @@ namespace Omokage.Client.Components
     /// (<see cref="SelectionSession.RestoreAsync"/>). Requests are <c>…Async</c> methods returning Tasks; the void
     /// methods of the same name are for UnityEvents and route failures to <see cref="onError"/> / <see cref="Failed"/>.
     /// Without tiles assigned it builds nine quads with TextMesh titles under its own transform.
+    /// <para>v1.3 sketch: <see cref="ShowSketchResult"/> shows a drawing's faces (from <see cref="OmokageSketchPanel"/>) as a
+    /// preview nobody can choose from (<see cref="PreviewingSketch"/>); <see cref="StartFromSketchAsync"/> turns them into a
+    /// selection.</para>
     /// </summary>
     [AddComponentMenu("Omokage/Candidate Grid")]
     public class CandidateGrid : MonoBehaviour
@@ -82,6 +85,9 @@ namespace Omokage.Client.Components
         OpenUrlGate _urlGate;
         int _generation;
         Texture2D _reconstruction;
+        IReadOnlyList<CandidateItem> _sketchItems;
+        int _sketchShown;
+        bool _sketchLoading;
 
         /// <summary>The selection (grid, chosen face, decision, server session); null before the first request.</summary>
         public SelectionSession Session { get { return _session; } }
@@ -98,8 +104,12 @@ namespace Omokage.Client.Components
         /// <summary>A request is in flight: tiles ignore selection meanwhile.</summary>
         public bool Busy { get; private set; }
 
-        /// <summary>Whether a tile may be chosen now: a grid is shown, nothing in flight, not decided.</summary>
-        public bool CanChoose { get { return !Busy && Current != null && LastDecision == null; } }
+        /// <summary>Whether a tile may be chosen now: a grid is shown (not a drawing's preview), nothing in flight, not decided.</summary>
+        public bool CanChoose { get { return !Busy && !PreviewingSketch && Current != null && LastDecision == null; } }
+
+        /// <summary>v1.3: the tiles show a drawing's faces (<see cref="ShowSketchResult"/>), not the selection's grid: nothing
+        /// can be chosen or decided until a selection starts (<see cref="StartFromSketchAsync"/> or any other start).</summary>
+        public bool PreviewingSketch { get; private set; }
 
         /// <summary>Whether <see cref="DecideChosen"/> would do something.</summary>
         public bool CanDecide { get { return CanChoose && Current.Items.Count > 0; } }
@@ -202,6 +212,7 @@ namespace Omokage.Client.Components
         // had and restore a lost server session.
         void OnConnected(WelcomeMessage welcome)
         {
+            if (PreviewingSketch) return;  // the user is drawing: the sketch panel replays the drawing, its faces follow
             if (Current != null)
             {
                 if (_session.NeedsRestore) Observe(RestoreAsync());
@@ -263,6 +274,55 @@ namespace Omokage.Client.Components
         {
             if (image == null) throw new ArgumentNullException("image");
             return RunGrid(session => session.StartImageAsync(algorithm, image, OfferedPolicy(session.Client)), true);
+        }
+
+        /// <summary>v1.3: starts a selection from the drawing of this grid's connection (<c>start init=sketch</c>): the faces
+        /// of its latest <c>sketch.result</c> become the first grid (with the grid's algorithm and policy). Send the drawing
+        /// first (<see cref="OmokageSketchPanel.StartSelectionAsync"/> waits for the result of the last stroke, then calls
+        /// this).</summary>
+        public Task StartFromSketchAsync()
+        {
+            return RunGrid(session => session.StartSketchAsync(algorithm, OfferedPolicy(session.Client)), true);
+        }
+
+        /// <summary>
+        /// v1.3: shows a drawing's faces on the tiles (titles at once, textures as they arrive; the newest result wins) as a
+        /// preview: <see cref="PreviewingSketch"/> is set, tiles cannot be chosen, gaze is not sent for them. Ignored while a
+        /// request is in flight. The next grid shown (e.g. after <see cref="StartFromSketchAsync"/>) ends the preview.
+        /// </summary>
+        public void ShowSketchResult(SketchResultMessage result)
+        {
+            if (result == null) throw new ArgumentNullException("result");
+            if (Busy) return;
+            var client = connection != null ? connection.Client : null;
+            PreviewingSketch = true;
+            _sketchShown++;
+            _sketchItems = result.Items;
+            ShowItems(result.Items);
+            ShowReconstruction(null);
+            if (client != null && !_sketchLoading) Observe(LoadSketchTextures(client));
+        }
+
+        /// <summary>Ends a drawing's preview (the tiles keep what they show until the next grid).</summary>
+        public void EndSketchPreview() { PreviewingSketch = false; }
+
+        async Task LoadSketchTextures(OmokageClient client)
+        {
+            _sketchLoading = true;
+            try
+            {
+                int loaded = -1;
+                while (this != null && PreviewingSketch && loaded != _sketchShown)
+                {
+                    int shown = _sketchShown;
+                    loaded = shown;
+                    await LoadTextures(client, _sketchItems, () => PreviewingSketch && shown == _sketchShown);
+                }
+            }
+            finally
+            {
+                _sketchLoading = false;
+            }
         }
 
         /// <summary>Chooses a face of the current grid: the next grid shows it first. Throws
@@ -441,6 +501,7 @@ namespace Omokage.Client.Components
         void RequireIdle()
         {
             if (Busy) throw new InvalidOperationException("a request is in flight");
+            if (PreviewingSketch) throw new InvalidOperationException("the tiles show a drawing's faces; start a selection from it first");
             if (LastDecision != null) throw new InvalidOperationException("the selection was decided; start a new one");
         }
 
@@ -491,25 +552,36 @@ namespace Omokage.Client.Components
 
         void Show(CandidatesMessage grid)
         {
-            for (int i = 0; i < tiles.Length; i++)
-            {
-                if (tiles[i] == null) continue;
-                CandidateItem item = i < grid.Items.Count ? grid.Items[i] : null;
-                tiles[i].Show(item);
-                Texture2D cached;
-                if (item != null && _textures.TryGetValue(item.Texture, out cached)) tiles[i].SetTexture(cached);
-            }
+            PreviewingSketch = false;
+            ShowItems(grid.Items);
             ShowReconstruction(grid.Reconstruction);
             var handler = CandidatesShown;
             if (handler != null) handler(grid);
         }
 
-        async Task LoadTextures(OmokageClient client, CandidatesMessage grid, int generation)
+        void ShowItems(IReadOnlyList<CandidateItem> items)
+        {
+            for (int i = 0; i < tiles.Length; i++)
+            {
+                if (tiles[i] == null) continue;
+                CandidateItem item = i < items.Count ? items[i] : null;
+                tiles[i].Show(item);
+                Texture2D cached;
+                if (item != null && _textures.TryGetValue(item.Texture, out cached)) tiles[i].SetTexture(cached);
+            }
+        }
+
+        Task LoadTextures(OmokageClient client, CandidatesMessage grid, int generation)
+        {
+            return LoadTextures(client, grid.Items, () => generation == _generation && !PreviewingSketch);
+        }
+
+        async Task LoadTextures(OmokageClient client, IReadOnlyList<CandidateItem> items, Func<bool> stillShown)
         {
             var hashes = new List<string>();
-            foreach (var item in grid.Items) hashes.Add(item.Texture);
+            foreach (var item in items) hashes.Add(item.Texture);
             TextureFetchResult result = await client.FetchTexturesAsync(hashes);
-            if (this == null || generation != _generation) return;
+            if (this == null || !stillShown()) return;
             var keep = new HashSet<string>(hashes, StringComparer.Ordinal);
             for (int i = 0; i < tiles.Length; i++)
             {

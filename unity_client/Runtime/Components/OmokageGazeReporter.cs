@@ -135,7 +135,7 @@ namespace Omokage.Client.Components
             if (h == null && Camera.main != null) h = Camera.main.transform;
             if (h == null) return sample;
             bool sending = sendGaze && client != null && client.IsConnected && client.GazeAccepted && grid != null &&
-                           grid.Current != null && grid.LastDecision == null;
+                           grid.Current != null && grid.LastDecision == null && !grid.PreviewingSketch;
             UpdatePanels();
             if (sending && _sender.LayoutDue(client.SessionId))
                 TaskObserver.Observe(client.SendLayoutAsync(_sender.TakeLayout(client.SessionId)), null);
@@ -181,7 +181,7 @@ namespace Omokage.Client.Components
 
         void UpdatePanels()
         {
-            if (grid == null || grid.Current == null)
+            if (grid == null || grid.Current == null || grid.PreviewingSketch)
             {
                 _sender.SetPanelCount(0);
                 return;

@@ -13,6 +13,8 @@ namespace Omokage.Client.Samples
     /// tile the head's gaze has armed by dwelling on it. Needs the Input System package (com.unity.inputsystem, installed
     /// with the XR Interaction Toolkit); bindings by usage work with Quest controllers over OpenXR and with the XR Device
     /// Simulator. Assign <see cref="press"/> to use your own action (e.g. XRI's "XRI RightHand Interaction/Select").
+    /// While the trigger is held, <see cref="OmokagePointer.Held"/> of the controller's pointer is true, so an
+    /// <see cref="OmokageSketchPanel"/> it points at draws.
     /// </summary>
     public class OmokageSamplePress : MonoBehaviour
     {
@@ -41,31 +43,51 @@ namespace Omokage.Client.Samples
         {
             if (press != null && press.action != null)
             {
-                press.action.performed += OnPress;
+                Bind(press.action);
                 press.action.Enable();
                 return;
             }
             foreach (string binding in new[] { "<XRController>{RightHand}/{TriggerButton}", "<XRController>{LeftHand}/{TriggerButton}", "<Keyboard>/space" })
             {
                 var action = new InputAction("omokage press " + binding, InputActionType.Button, binding);
-                action.performed += OnPress;
+                Bind(action);
                 action.Enable();
                 _owned.Add(action);
             }
         }
 
+        void Bind(InputAction action)
+        {
+            action.started += OnHoldStarted;
+            action.performed += OnPress;
+            action.canceled += OnHoldEnded;
+        }
+
+        void Unbind(InputAction action)
+        {
+            action.started -= OnHoldStarted;
+            action.performed -= OnPress;
+            action.canceled -= OnHoldEnded;
+        }
+
         void OnDisable()
         {
-            if (press != null && press.action != null) press.action.performed -= OnPress;
+            if (press != null && press.action != null) Unbind(press.action);
             foreach (var action in _owned)
             {
-                action.performed -= OnPress;
+                Unbind(action);
                 action.Dispose();
             }
             _owned.Clear();
+            if (ControllerPointer != null) ControllerPointer.Held = false;
         }
 
         void OnPress(InputAction.CallbackContext context) { Press(); }
+
+        // the held trigger draws on a sketch panel the controller's ray points at
+        void OnHoldStarted(InputAction.CallbackContext context) { if (ControllerPointer != null) ControllerPointer.Held = true; }
+
+        void OnHoldEnded(InputAction.CallbackContext context) { if (ControllerPointer != null) ControllerPointer.Held = false; }
 #else
         void OnEnable()
         {

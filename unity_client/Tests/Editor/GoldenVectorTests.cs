@@ -133,6 +133,16 @@ namespace Omokage.Client.Tests
                     return Requests.Hello(rid, m.GetString("client"), m.GetString("token"), (int)m.GetInt64("protocol").Value,
                                           minor.HasValue ? (int?)(int)minor.Value : null, m.GetString("participant"));
                 case MessageTypes.StudyNext: return Requests.StudyNext(rid, m.GetBytes("image"));
+                case MessageTypes.SketchBegin: return Requests.SketchBegin(rid);
+                case MessageTypes.SketchUndo: return Requests.SketchUndo(rid);
+                case MessageTypes.SketchClear: return Requests.SketchClear(rid);
+                case MessageTypes.SketchStroke:
+                    var points = new List<double>();
+                    foreach (object o in m.GetList("points")) points.Add((double)o);
+                    var colour = m.GetList("colour");
+                    var style = new SketchStyle(m.GetString("tool"), (byte)(long)colour[0], (byte)(long)colour[1], (byte)(long)colour[2],
+                                                m.GetNumber("width").Value);
+                    return Requests.SketchStroke(rid, points, style, m.GetBool("append") ?? false);
                 case MessageTypes.Answers:
                     var answers = new List<QuestionnaireAnswer>();
                     foreach (object o in m.GetList("answers"))
@@ -325,8 +335,8 @@ namespace Omokage.Client.Tests
         public void TypedFieldsOfTheV1_2Vectors()
         {
             Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
-            // models: sent unasked (no rid) to a v1.2 client, which this package is
-            Assert.AreEqual(2, Protocol.Minor);
+            // models: sent unasked (no rid) to a v1.2 client, which this package is (it speaks v1.3)
+            Assert.That(Protocol.Minor, Is.GreaterThanOrEqualTo(2));
             var training = (ModelsMessage)Parse("models_training.msgpack");
             Assert.IsNull(training.Rid);
             CollectionAssert.AreEqual(new[] { "raw", "pca" }, training.Algorithms);
@@ -396,12 +406,78 @@ namespace Omokage.Client.Tests
             MsgPackAssert.BytesEqual(Bytes("hello_participant.msgpack"), MsgPackWriter.Encode(
                 Requests.Hello(1, "omokage-unity/0.3.0", null, Protocol.Version, 2, "p-7f3a")), "hello with a participant");
             MsgPackAssert.BytesEqual(Bytes("hello_v1_2.msgpack"), MsgPackWriter.Encode(
-                Requests.Hello(1, "omokage-web/0.3.0", null, Protocol.Version, Protocol.Minor)), "v1.2 hello");
+                Requests.Hello(1, "omokage-web/0.3.0", null, Protocol.Version, 2)), "v1.2 hello");
             MsgPackAssert.BytesEqual(Bytes("study_next.msgpack"), MsgPackWriter.Encode(Requests.StudyNext(2)), "study.next");
             MsgPackAssert.BytesEqual(Bytes("answers.msgpack"), MsgPackWriter.Encode(Requests.Answers(7, "block-2", new[]
             {
                 QuestionnaireAnswer.Of("Q1", 4), QuestionnaireAnswer.Of("comment", "顔が選びやすかった"),
             })), "answers");
+        }
+
+        [Test]
+        public void TypedFieldsOfTheV1_3Vectors()
+        {
+            Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
+            Assert.AreEqual(3, Protocol.Minor, "the package speaks v1.3");
+            Assert.AreEqual(3, _indexMinor, "the vectors are v1.3's");
+
+            var welcome = (WelcomeMessage)Parse("welcome_sketch.msgpack");
+            Assert.AreEqual(3, welcome.ProtocolMinor);
+            Assert.IsNotNull(welcome.Sketch, "welcome.sketch");
+            Assert.AreEqual(32, welcome.Sketch.Resolution);
+            Assert.AreEqual(96, welcome.Sketch.PreviewSize);
+            CollectionAssert.AreEqual(new[] { SketchTools.Line, SketchTools.Paint }, welcome.Sketch.Tools);
+            Assert.IsTrue(welcome.Sketch.Offers(null), "a line (tool left out) is offered");
+            Assert.IsFalse(welcome.Sketch.Offers("spray"));
+            Assert.AreEqual(0.001, welcome.Sketch.MinWidth);
+            Assert.AreEqual(0.25, welcome.Sketch.MaxWidth);
+            Assert.AreEqual(256, welcome.Sketch.MaxStrokes);
+            Assert.AreEqual(512, welcome.Sketch.MaxPointsPerMessage);
+            Assert.AreEqual(4096, welcome.Sketch.MaxPointsPerStroke);
+            Assert.IsNotNull(welcome.Gaze, "the v1.2 fields are all still there");
+            Assert.IsNull(((WelcomeMessage)Parse("welcome_gaze.msgpack")).Sketch, "no sketch from a v1.2 welcome");
+
+            var empty = (SketchResultMessage)Parse("sketch_result_empty.msgpack");
+            Assert.AreEqual(20, empty.Rid);
+            Assert.AreEqual(0, empty.Revision);
+            Assert.AreEqual(0, empty.Strokes);
+            Assert.AreEqual(0, empty.Items.Count, "nothing drawn: no faces");
+            Assert.AreEqual(8, empty.Preview.Width);
+            Assert.IsTrue(empty.Preview.HashMatches(), "the inline preview is addressed by its SHA-256");
+
+            var result = (SketchResultMessage)Parse("sketch_result.msgpack");
+            Assert.AreEqual(22, result.Rid, "answers the newest message it includes");
+            Assert.AreEqual(2, result.Revision);
+            Assert.AreEqual(1, result.Strokes);
+            Assert.AreEqual(9, result.Items.Count);
+            Assert.AreEqual(412, result.Items[0].Id);
+            Assert.AreEqual(0.41, result.Items[0].Probability);
+            Assert.IsNull(result.Items[0].Distance);
+            StringAssert.StartsWith("https://", result.Items[0].Url);
+            Assert.AreEqual("jpeg", result.Preview.Format);
+
+            var refused = (ErrorMessage)Parse("error_sketch_bad_point.msgpack");
+            Assert.AreEqual(ErrorCodes.BadField, refused.Code);
+            Assert.AreEqual(26, refused.Rid, "the refused message's rid");
+            StringAssert.Contains("sketch.stroke.points", refused.Message);
+
+            // the client vectors are what the builders make
+            MsgPackAssert.BytesEqual(Bytes("hello_v1_3.msgpack"), MsgPackWriter.Encode(
+                Requests.Hello(1, "omokage-web/0.4.0", null, Protocol.Version, Protocol.Minor)), "v1.3 hello");
+            MsgPackAssert.BytesEqual(Bytes("sketch_begin.msgpack"), MsgPackWriter.Encode(Requests.SketchBegin(20)), "sketch.begin");
+            MsgPackAssert.BytesEqual(Bytes("sketch_undo.msgpack"), MsgPackWriter.Encode(Requests.SketchUndo(23)), "sketch.undo");
+            MsgPackAssert.BytesEqual(Bytes("sketch_clear.msgpack"), MsgPackWriter.Encode(Requests.SketchClear(24)), "sketch.clear");
+            MsgPackAssert.BytesEqual(Bytes("start_sketch.msgpack"), MsgPackWriter.Encode(
+                Requests.StartSketch(25, "pca", null, Policies.Thompson)), "start init=sketch");
+            // a pen line: the tool is left out (line is the default); the points as floats, sent as the decimals they mean
+            var pen = new SketchStyle(SketchTools.Line, 20, 20, 20, 0.012);
+            MsgPackAssert.BytesEqual(Bytes("sketch_stroke_line.msgpack"), MsgPackWriter.Encode(
+                Requests.SketchStroke(21, new[] { 0.3, 0.4, 0.35, 0.38, 0.41, 0.385 }, pen)), "a line stroke from doubles");
+            MsgPackAssert.BytesEqual(Bytes("sketch_stroke_line.msgpack"), MsgPackWriter.Encode(
+                Requests.SketchStroke(21, new[] { 9f, 9f, 0.3f, 0.4f, 0.35f, 0.38f, 0.41f, 0.385f }, 1, 3, pen)), "a line stroke from a float buffer");
+            var paint = new SketchStyle(SketchTools.Paint, 236, 120, 170, SketchStyle.Wire(0.08f));
+            MsgPackAssert.BytesEqual(Bytes("sketch_stroke_paint_append.msgpack"), MsgPackWriter.Encode(
+                Requests.SketchStroke(22, new[] { 0.5f, 0.12f, 0.62f, 0.15f }, 0, 2, paint, true)), "the next piece of a paint stroke");
         }
 
         static byte[] Bytes(string file)

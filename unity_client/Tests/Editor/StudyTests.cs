@@ -218,7 +218,7 @@ namespace Omokage.Client.Tests
 
                     var hellos = server.Received.FindAll(m => m.GetString("type") == MessageTypes.Hello);
                     Assert.AreEqual("p-7f3a", hellos[hellos.Count - 1].GetString("participant"));
-                    Assert.AreEqual(2L, hellos[hellos.Count - 1].GetInt64("protocol_minor"));
+                    Assert.AreEqual((long)Protocol.Minor, hellos[hellos.Count - 1].GetInt64("protocol_minor"));
                 }
                 finally
                 {

@@ -11,7 +11,9 @@ namespace UnityEngine.InputSystem
         public InputAction(string name = null, InputActionType type = default(InputActionType), string binding = null,
                            string interactions = null, string processors = null, string expectedControlType = null) { }
 
+        public event Action<CallbackContext> started;
         public event Action<CallbackContext> performed;
+        public event Action<CallbackContext> canceled;
 
         public bool enabled { get { return false; } }
         public void Enable() { }
@@ -21,7 +23,12 @@ namespace UnityEngine.InputSystem
 
         public struct CallbackContext { }
 
-        void NeverCalled() { performed(default(CallbackContext)); }
+        void NeverCalled()
+        {
+            started(default(CallbackContext));
+            performed(default(CallbackContext));
+            canceled(default(CallbackContext));
+        }
     }
 
     public class InputActionReference : ScriptableObject

@@ -10,7 +10,7 @@ using Omokage.Client.MessagePack;
 namespace Omokage.Client
 {
     /// <summary>
-    /// An async client for omokage protocol v1.2 over <see cref="ClientWebSocket"/>.
+    /// An async client for omokage protocol v1.3 over <see cref="ClientWebSocket"/>.
     /// <list type="bullet">
     /// <item>One sender: every frame goes through one queue drained by one task (ClientWebSocket forbids
     /// concurrent sends).</item>
@@ -27,6 +27,10 @@ namespace Omokage.Client
     /// <item>v1.2 studies: <see cref="OmokageClientOptions.Participant"/> goes in the hello; <see cref="StudyNextAsync"/>
     /// and <see cref="AnswersAsync"/>.</item>
     /// <item>v1.2 <c>models</c>, sent unasked: <see cref="ModelsChanged"/> and <see cref="Algorithms"/>.</item>
+    /// <item>v1.3 sketch: <see cref="SendSketchStroke(float[], int, int, SketchStyle, bool)"/> and the other <c>SendSketch…</c>
+    /// methods send without waiting (a live stroke is many messages); each <c>sketch.result</c> raises
+    /// <see cref="SketchResultReceived"/> (stale ones are dropped), <see cref="WaitSketchResultAsync"/> awaits the result
+    /// that includes a given message, and refusals raise <see cref="SketchRejected"/>.</item>
     /// </list>
     /// Events are raised on background threads; keep handlers short (the Unity components marshal them onto
     /// the main thread). Awaited results continue on the awaiting context (the main thread in Unity).
@@ -47,6 +51,7 @@ namespace Omokage.Client
         long _gazeBatches;
         long _gazeDropped;
         ModelsMessage _models;
+        readonly SketchTracker _sketch = new SketchTracker();
 
         Link _link;
         ConnectionState _state = ConnectionState.Disconnected;
@@ -98,6 +103,17 @@ namespace Omokage.Client
 
         /// <summary>Every message sent or received, decoded (for logs and transcripts). Costs nothing when unused.</summary>
         public event Action<MessageTrace> Trace;
+
+        /// <summary>v1.3: a <c>sketch.result</c> newer than every one before it on this connection (results are coalesced: one
+        /// answers the newest sketch message it includes; an older or repeated result, or one of a drawing a later
+        /// <c>sketch.begin</c> replaced, is dropped, see <see cref="SketchResultsIgnored"/>). Background thread.</summary>
+        public event Action<SketchResultMessage> SketchResultReceived;
+
+        /// <summary>v1.3: the server refused a sketch message (<c>bad_field</c>, <c>too_large</c>, <c>wrong_state</c>,
+        /// <c>overloaded</c>): the error carries the refused message's rid, and the drawing is unchanged by it. Sketch
+        /// messages get no reply otherwise, so their errors come here rather than through <see cref="MessageReceived"/>.
+        /// Background thread.</summary>
+        public event Action<ErrorMessage> SketchRejected;
 
         // --- state -------------------------------------------------------------------------------
 
@@ -160,6 +176,27 @@ namespace Omokage.Client
                 }
             }
         }
+
+        /// <summary>v1.3: whether the server sketches (it sent <c>welcome.sketch</c>: a v1.3 server with a sketch model, to a
+        /// client that announced minor 3).</summary>
+        public bool SketchAccepted { get { var w = Welcome; return w != null && w.Sketch != null; } }
+
+        /// <summary>v1.3: the newest <c>sketch.result</c> of this connection (null before the first, and after a reconnection:
+        /// a new connection has no drawing).</summary>
+        public SketchResultMessage LatestSketchResult { get { return _sketch.Latest; } }
+
+        /// <summary>v1.3: a sketch message was sent that no result includes yet (and the server did not refuse it).</summary>
+        public bool SketchPending { get { return _sketch.Pending; } }
+
+        /// <summary>v1.3: sketch messages sent so far.</summary>
+        public long SketchMessagesSent { get { return _sketch.SentCount; } }
+
+        /// <summary>v1.3: <c>sketch.result</c>s taken (raised through <see cref="SketchResultReceived"/>).</summary>
+        public long SketchResults { get { return _sketch.Results; } }
+
+        /// <summary>v1.3: <c>sketch.result</c>s dropped as stale: they included no sketch message newer than a result
+        /// already taken, showed a drawing a later <c>sketch.begin</c> replaced, or came over an earlier connection.</summary>
+        public long SketchResultsIgnored { get { return _sketch.Ignored; } }
 
         /// <summary>Texture hashes requested over the wire so far (cache hits are not counted).</summary>
         public long HashesRequested { get { return Interlocked.Read(ref _hashesRequested); } }
@@ -318,6 +355,91 @@ namespace Omokage.Client
             return Request<DecidedMessage>(rid => Requests.Decide(rid, id), MessageTypes.Decided, ct);
         }
 
+        // --- v1.3 sketch -----------------------------------------------------------------------------
+
+        /// <summary><c>sketch.begin</c> (v1.3): a new, empty drawing (an earlier one is dropped). Sent without waiting; returns
+        /// its rid (see <see cref="WaitSketchResultAsync"/>). Needs <see cref="SketchAccepted"/>, else the server answers
+        /// <c>wrong_state</c> through <see cref="SketchRejected"/>.</summary>
+        public int SendSketchBegin() { return SendSketch(MessageTypes.SketchBegin, rid => Requests.SketchBegin(rid)); }
+
+        /// <summary><c>sketch.stroke</c> (v1.3): points x0, y0, x1, y1, … in canvas coordinates (x right, y down, 0 … 1);
+        /// <paramref name="append"/> continues the previous stroke (a live stroke in pieces). Sent without waiting; returns
+        /// its rid.</summary>
+        public int SendSketchStroke(IList<double> points, SketchStyle style, bool append = false)
+        {
+            if (points == null) throw new ArgumentNullException("points");
+            var copy = new List<double>(points);
+            MsgMap message = Requests.SketchStroke(0, copy, style, append);  // checks the arguments before anything is sent
+            return SendSketch(MessageTypes.SketchStroke, rid => message.Set("rid", (long)rid));
+        }
+
+        /// <summary><c>sketch.stroke</c> (v1.3) from a buffer of interleaved x, y floats: <paramref name="pointCount"/> points
+        /// from point <paramref name="firstPoint"/> (what <see cref="SketchPad.TakePiece"/> hands out). The points are copied
+        /// into the message at once: the buffer may change afterwards. Returns the rid.</summary>
+        public int SendSketchStroke(float[] xy, int firstPoint, int pointCount, SketchStyle style, bool append = false)
+        {
+            MsgMap message = Requests.SketchStroke(0, xy, firstPoint, pointCount, style, append);
+            return SendSketch(MessageTypes.SketchStroke, rid => message.Set("rid", (long)rid));
+        }
+
+        /// <summary><c>sketch.undo</c> (v1.3): takes back the last whole stroke. Returns the rid.</summary>
+        public int SendSketchUndo() { return SendSketch(MessageTypes.SketchUndo, rid => Requests.SketchUndo(rid)); }
+
+        /// <summary><c>sketch.clear</c> (v1.3): empties the drawing, which stays open. Returns the rid.</summary>
+        public int SendSketchClear() { return SendSketch(MessageTypes.SketchClear, rid => Requests.SketchClear(rid)); }
+
+        /// <summary>
+        /// The first <c>sketch.result</c> that includes the sketch message <paramref name="rid"/> (it may answer a later one:
+        /// results are coalesced); at once when one already did (then the newest result is returned). Throws
+        /// <see cref="OmokageServerException"/> when the server refused that message, <see cref="OmokageTimeoutException"/>
+        /// after <see cref="OmokageClientOptions.RequestTimeout"/>, <see cref="OmokageConnectionException"/> when the
+        /// connection is lost, and <see cref="ArgumentException"/> for a rid that is no recent sketch message of this
+        /// connection.
+        /// </summary>
+        public Task<SketchResultMessage> WaitSketchResultAsync(int rid, CancellationToken ct = default(CancellationToken))
+        {
+            return WaitSketchResultAsync(rid, _options.RequestTimeout, ct);
+        }
+
+        /// <summary><see cref="WaitSketchResultAsync(int, CancellationToken)"/> with its own timeout.</summary>
+        public async Task<SketchResultMessage> WaitSketchResultAsync(int rid, TimeSpan timeout, CancellationToken ct = default(CancellationToken))
+        {
+            ct.ThrowIfCancellationRequested();
+            Task<SketchResultMessage> result = _sketch.Wait(rid);
+            if (result.IsCompleted) return await result.ConfigureAwait(false);
+            using (var waitCts = CancellationTokenSource.CreateLinkedTokenSource(ct))
+            {
+                if (await Task.WhenAny(result, Task.Delay(timeout, waitCts.Token)).ConfigureAwait(false) != result)
+                {
+                    _sketch.Forget(result);
+                    ct.ThrowIfCancellationRequested();
+                    throw new OmokageTimeoutException("no sketch.result included rid " + rid + " within " + timeout.TotalSeconds + " s", timeout);
+                }
+                waitCts.Cancel();
+            }
+            return await result.ConfigureAwait(false);
+        }
+
+        /// <summary><c>start</c> with <c>init: sketch</c> (v1.3): a selection that begins with the 9 faces of this
+        /// connection's latest <c>sketch.result</c>; the drawing stays evidence in the policy's belief. <c>wrong_state</c>
+        /// without a drawing that has a result. Wait for the result of the last stroke first
+        /// (<see cref="WaitSketchResultAsync"/>) so that the grid is the one the user saw.</summary>
+        public Task<CandidatesMessage> StartSketchAsync(string algorithm, string policy = null, CancellationToken ct = default(CancellationToken))
+        {
+            return Request<CandidatesMessage>(rid => Requests.StartSketch(rid, algorithm, null, policy), MessageTypes.Candidates, ct);
+        }
+
+        int SendSketch(string type, Func<int, MsgMap> build)
+        {
+            Link link = RequireLink();
+            int rid = NextRid();
+            MsgMap message = build(rid);
+            byte[] frame = _options.Codec.Encode(message);
+            _sketch.Sent(link, rid, type);  // before the frame leaves: its result cannot overtake it
+            SendUnanswered(link, message, frame);
+            return rid;
+        }
+
         // --- v1.2 studies ----------------------------------------------------------------------------
 
         /// <summary>
@@ -407,6 +529,12 @@ namespace Omokage.Client
                 _noReplyRids[_noReplyNext] = rid;
                 _noReplyNext = (_noReplyNext + 1) % _noReplyRids.Length;
             }
+            return SendUnanswered(link, message, frame);
+        }
+
+        /// <summary>Traces and queues a frame nothing waits on (its send failing means the link is lost, reported elsewhere).</summary>
+        Task SendUnanswered(Link link, MsgMap message, byte[] frame)
+        {
             var trace = Trace;
             if (trace != null) Raise(trace, new MessageTrace(true, message, frame.Length, ClockSync.LocalNow()));
             Task sent = Enqueue(link, frame, WebSocketMessageType.Binary);
@@ -615,6 +743,7 @@ namespace Omokage.Client
             }
             _gaze.Clear();  // a new server session: earlier samples belong to no grid of it
             _gaze.Configure(welcome.Gaze);
+            _sketch.NewLink(link);  // and no drawing: results of the old one are stale
             SetState(ConnectionState.Connected);
             Raise(Connected, welcome);
             if (_options.PingInterval > TimeSpan.Zero) StartBackground(() => PingLoop(link));
@@ -762,6 +891,18 @@ namespace Omokage.Client
             }
             if (pending == null)
             {
+                var sketch = msg as SketchResultMessage;
+                if (sketch != null)
+                {
+                    if (_sketch.TakeResult(link, sketch)) Raise(SketchResultReceived, sketch);
+                    return;
+                }
+                var refused = msg as ErrorMessage;
+                if (refused != null && refused.Rid.HasValue && _sketch.TakeError(link, refused))
+                {
+                    Raise(SketchRejected, refused);
+                    return;
+                }
                 var models = msg as ModelsMessage;
                 if (models != null && !msg.Rid.HasValue)
                 {
@@ -821,6 +962,7 @@ namespace Omokage.Client
                 }
             }
             foreach (var p in failed) p.Fail(lost);
+            _sketch.LinkLost(link, lost);
             try { link.Socket.Dispose(); } catch (Exception) { }
             if (!established) return;  // a failed connect attempt: its caller reports it
             SetState(next);

@@ -28,8 +28,8 @@ namespace Omokage.Client
         /// <summary>The version sent in <c>hello</c>. Leave it at <see cref="Protocol.Version"/> (tests change it).</summary>
         public int ProtocolVersion = Protocol.Version;
 
-        /// <summary><c>hello.protocol_minor</c>: the minor version announced (v1.2 by default: the server then sends
-        /// <c>welcome.gaze</c> and <c>models</c> messages). Null greets like a v1.0 client: a <c>start</c> without a policy
+        /// <summary><c>hello.protocol_minor</c>: the minor version announced (v1.3 by default: the server then sends
+        /// <c>welcome.gaze</c>, <c>models</c> messages and, when it sketches, <c>welcome.sketch</c>). Null greets like a v1.0 client: a <c>start</c> without a policy
         /// then gets the v1.0 grids (<see cref="Policies.Study"/>).</summary>
         public int? ProtocolMinor = Protocol.Minor;
 

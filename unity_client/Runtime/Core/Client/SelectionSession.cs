@@ -158,6 +158,23 @@ namespace Omokage.Client
             });
         }
 
+        /// <summary>v1.3: a selection that begins with the faces of the connection's latest <c>sketch.result</c>
+        /// (<see cref="OmokageClient.StartSketchAsync"/>). The drawing belongs to the connection: after a reconnection the
+        /// grid is restored like any other (from the face chosen last, or the first face), not from the drawing.</summary>
+        public Task<CandidatesMessage> StartSketchAsync(string algorithm, string policy, CancellationToken ct = default(CancellationToken))
+        {
+            return Apply(_client.StartSketchAsync(algorithm, policy, ct), () =>
+            {
+                Algorithm = algorithm;
+                Policy = policy;
+                Seed = null;
+                IsStudy = false;
+                _randomStart = false;
+                ChosenId = null;
+                LastDecision = null;
+            });
+        }
+
         public Task<CandidatesMessage> ChooseAsync(int id, CancellationToken ct = default(CancellationToken))
         {
             return Apply(_client.ChooseAsync(id, ct), () => ChosenId = id);

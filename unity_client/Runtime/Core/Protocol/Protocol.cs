@@ -2,7 +2,7 @@ using System;
 
 namespace Omokage.Client
 {
-    /// <summary>Constants of protocol v1.2 (docs/protocol.md).</summary>
+    /// <summary>Constants of protocol v1.3 (docs/protocol.md).</summary>
     public static class Protocol
     {
         /// <summary>The protocol (major) version this package speaks, sent in <c>hello</c>.</summary>
@@ -10,16 +10,17 @@ namespace Omokage.Client
 
         /// <summary>The minor version this package speaks, sent as <c>hello.protocol_minor</c>. v1.x adds optional
         /// fields and messages only (v1.1: policies, <c>skip</c>, <c>rate</c>, <c>probability</c>; v1.2: studies, gaze,
-        /// <c>models</c>); unknown fields are ignored, so an older server simply answers without them
-        /// (<see cref="WelcomeMessage.ProtocolMinor"/> below 2).
+        /// <c>models</c>; v1.3: live sketch search, <c>sketch.*</c> and <c>welcome.sketch</c>); unknown fields are ignored, so
+        /// an older server simply answers without them (<see cref="WelcomeMessage.ProtocolMinor"/> below 3).
         /// <para>Announcing 2 means the server may send <c>models</c> unasked (no rid): the client parses it into
         /// <see cref="ModelsMessage"/> and raises <see cref="OmokageClient.ModelsChanged"/>; any other unknown type
-        /// without a rid is ignored (<see cref="UnknownMessage"/> through <see cref="OmokageClient.MessageReceived"/>).</para></summary>
-        public const int Minor = 2;
+        /// without a rid is ignored (<see cref="UnknownMessage"/> through <see cref="OmokageClient.MessageReceived"/>).
+        /// Announcing 3 means a server with a sketch model says so in <see cref="WelcomeMessage.Sketch"/>.</para></summary>
+        public const int Minor = 3;
 
         /// <summary>The package version: the one C# source of it (the default client name uses it). A test checks that
         /// package.json says the same.</summary>
-        public const string PackageVersion = "0.4.0";
+        public const string PackageVersion = "0.5.0";
 
         /// <summary>Default <c>hello.client</c>: <c>omokage-unity/</c> + <see cref="PackageVersion"/>.</summary>
         public const string DefaultClientName = "omokage-unity/" + PackageVersion;
@@ -28,7 +29,7 @@ namespace Omokage.Client
         public const int MaxRid = int.MaxValue;
     }
 
-    /// <summary>Message types of protocol v1.2.</summary>
+    /// <summary>Message types of protocol v1.3.</summary>
     public static class MessageTypes
     {
         // client → server
@@ -50,6 +51,14 @@ namespace Omokage.Client
         public const string StudyNext = "study.next";
         /// <summary>v1.2, studies: the answers to a questionnaire.</summary>
         public const string Answers = "answers";
+        /// <summary>v1.3, sketch: a new, empty drawing on this connection.</summary>
+        public const string SketchBegin = "sketch.begin";
+        /// <summary>v1.3, sketch: one stroke, or the next piece of a stroke being drawn (<c>append</c>).</summary>
+        public const string SketchStroke = "sketch.stroke";
+        /// <summary>v1.3, sketch: takes back the last whole stroke.</summary>
+        public const string SketchUndo = "sketch.undo";
+        /// <summary>v1.3, sketch: empties the drawing (it stays open).</summary>
+        public const string SketchClear = "sketch.clear";
         // server → client
         public const string Welcome = "welcome";
         public const string Candidates = "candidates";
@@ -67,6 +76,9 @@ namespace Omokage.Client
         public const string Answered = "answered";
         /// <summary>v1.2, studies: nothing is left for the participant.</summary>
         public const string StudyDone = "study.done";
+        /// <summary>v1.3, sketch: the faces the drawing fits best and a face generated from it; answers the newest sketch
+        /// message it includes (results are coalesced).</summary>
+        public const string SketchResult = "sketch.result";
     }
 
     /// <summary>The <c>error.code</c> values of protocol v1.x.</summary>
@@ -88,6 +100,17 @@ namespace Omokage.Client
     {
         public const string Random = "random";
         public const string Image = "image";
+        /// <summary>v1.3: the 9 faces of the latest <c>sketch.result</c> of this connection's drawing.</summary>
+        public const string Sketch = "sketch";
+    }
+
+    /// <summary>v1.3 <c>sketch.stroke.tool</c> values.</summary>
+    public static class SketchTools
+    {
+        /// <summary>A pen line, compared with the faces' line art (the default: <c>tool</c> is left out).</summary>
+        public const string Line = "line";
+        /// <summary>Colour, compared with the faces' colours under it.</summary>
+        public const string Paint = "paint";
     }
 
     /// <summary>

@@ -46,6 +46,13 @@ namespace Omokage.Client
             return m.SetIfNotNull("policy", policy);
         }
 
+        /// <summary>v1.3 <c>start</c> with <c>init: sketch</c>: the selection begins with the 9 faces of this connection's
+        /// latest <c>sketch.result</c> (the drawing stays evidence in the policy's belief).</summary>
+        public static MsgMap StartSketch(int? rid, string algorithm, int? seed = null, string policy = null)
+        {
+            return Start(rid, algorithm, InitModes.Sketch, null, seed, policy);
+        }
+
         public static MsgMap StartRandom(int? rid, string algorithm, int? seed = null, string policy = null)
         {
             return Start(rid, algorithm, InitModes.Random, null, seed, policy);
@@ -105,6 +112,51 @@ namespace Omokage.Client
             return Head(MessageTypes.Answers, rid).Set("questionnaire", questionnaire).Set("answers", list);
         }
 
+        /// <summary>v1.3 <c>sketch.begin</c>: a new, empty drawing on this connection (an earlier one is dropped).</summary>
+        public static MsgMap SketchBegin(int? rid) { return Head(MessageTypes.SketchBegin, rid); }
+
+        /// <summary>v1.3 <c>sketch.undo</c>: takes back the last whole stroke.</summary>
+        public static MsgMap SketchUndo(int? rid) { return Head(MessageTypes.SketchUndo, rid); }
+
+        /// <summary>v1.3 <c>sketch.clear</c>: empties the drawing, which stays open.</summary>
+        public static MsgMap SketchClear(int? rid) { return Head(MessageTypes.SketchClear, rid); }
+
+        /// <summary>v1.3 <c>sketch.stroke</c>: <paramref name="points"/> is the flat array x0, y0, x1, y1, … in canvas
+        /// coordinates (the face image's square, x right, y down, 0 … 1), 1 … 512 points; <paramref name="append"/>: these
+        /// points continue the previous stroke (a live stroke sent in pieces). The server checks the values (NaN, far-off
+        /// coordinates, a width out of range are <c>bad_field</c>); this checks the shape only.</summary>
+        public static MsgMap SketchStroke(int? rid, IList<double> points, SketchStyle style, bool append = false)
+        {
+            if (points == null) throw new ArgumentNullException("points");
+            if (points.Count < 2 || points.Count % 2 != 0 || points.Count > 2 * SketchStyle.MaxPointsPerMessage)
+                throw new ArgumentOutOfRangeException("points", points.Count, "x, y pairs: an even count of 2 … 1024 numbers");
+            var list = new List<object>(points.Count);
+            for (int i = 0; i < points.Count; i++) list.Add(points[i]);
+            return StrokeFields(Head(MessageTypes.SketchStroke, rid).Set("points", list), style, append);
+        }
+
+        /// <summary>v1.3 <c>sketch.stroke</c> from a buffer of interleaved x, y floats (as <see cref="SketchPad"/> keeps them):
+        /// <paramref name="pointCount"/> points from point <paramref name="firstPoint"/>. Each float is sent as the shortest
+        /// decimal that reads back as it (0.3f as 0.3, not 0.30000001192…; <see cref="SketchStyle.Wire"/>).</summary>
+        public static MsgMap SketchStroke(int? rid, float[] xy, int firstPoint, int pointCount, SketchStyle style, bool append = false)
+        {
+            if (xy == null) throw new ArgumentNullException("xy");
+            if (pointCount < 1 || pointCount > SketchStyle.MaxPointsPerMessage)
+                throw new ArgumentOutOfRangeException("pointCount", pointCount, "1 … 512 points in one message");
+            if (firstPoint < 0 || 2 * (firstPoint + pointCount) > xy.Length) throw new ArgumentOutOfRangeException("firstPoint");
+            var list = new List<object>(2 * pointCount);
+            for (int i = 2 * firstPoint, end = 2 * (firstPoint + pointCount); i < end; i++) list.Add(SketchStyle.Wire(xy[i]));
+            return StrokeFields(Head(MessageTypes.SketchStroke, rid).Set("points", list), style, append);
+        }
+
+        static MsgMap StrokeFields(MsgMap m, SketchStyle style, bool append)
+        {
+            m.Set("colour", new List<object> { (long)style.R, (long)style.G, (long)style.B }).Set("width", style.Width);
+            if (style.Tool != null && style.Tool != SketchTools.Line) m.Set("tool", style.Tool);
+            if (append) m.Set("append", true);
+            return m;
+        }
+
         /// <summary>v1.2 <c>gaze.batch</c>: the first <paramref name="count"/> samples (1 … 256), oldest first
         /// (docs/gaze.md). Each becomes the array [t, source, ox, oy, oz, dx, dy, dz, confidence] or, with a hit,
         /// [..., panel, u, v].</summary>
@@ -126,6 +178,51 @@ namespace Omokage.Client
             var list = new List<object>(panels.Count);
             foreach (PanelPose p in panels) list.Add(p.ToWire());
             return Head(MessageTypes.Layout, rid).Set("panels", list);
+        }
+    }
+
+    /// <summary>How a v1.3 sketch stroke is drawn: tool, colour and width. The defaults of a fresh value are a thin dark
+    /// line (<see cref="DefaultPen"/> says so explicitly).</summary>
+    public struct SketchStyle
+    {
+        /// <summary>Points in one <c>sketch.stroke</c> (protocol limit; <c>welcome.sketch.max_points_per_message</c>).</summary>
+        public const int MaxPointsPerMessage = 512;
+        public const double MinWidth = 0.001;
+        public const double MaxWidth = 0.25;
+
+        /// <summary><see cref="SketchTools.Line"/> (or null: a line; left out on the wire, the default) or
+        /// <see cref="SketchTools.Paint"/>.</summary>
+        public string Tool;
+        public byte R, G, B;
+        /// <summary>Stroke width, a fraction of the canvas side (0.001 … 0.25).</summary>
+        public double Width;
+
+        public SketchStyle(string tool, byte r, byte g, byte b, double width)
+        {
+            Tool = tool;
+            R = r;
+            G = g;
+            B = b;
+            Width = width;
+        }
+
+        /// <summary>A dark pen line, 1.2 % of the canvas wide (what the protocol's examples draw).</summary>
+        public static SketchStyle DefaultPen { get { return new SketchStyle(SketchTools.Line, 20, 20, 20, 0.012); } }
+
+        /// <summary>Whether the tool is paint (anything else is a line).</summary>
+        public bool IsPaint { get { return Tool == SketchTools.Paint; } }
+
+        /// <summary>A float as a wire number: the shortest decimal that reads back as the float (0.3f → 0.3), so messages
+        /// read as they were meant. NaN and infinities pass through unchanged (the server refuses them).</summary>
+        public static double Wire(float value)
+        {
+            if (float.IsNaN(value) || float.IsInfinity(value) || Math.Abs(value) > 1e28f) return value;
+            return (double)(decimal)value;  // a float converts to decimal with 7 significant digits, exactly its meaning
+        }
+
+        public override string ToString()
+        {
+            return (IsPaint ? "paint" : "line") + " rgb(" + R + ", " + G + ", " + B + ") width " + Width;
         }
     }
 

@@ -9,7 +9,7 @@ namespace Omokage.Client
     /// <c>type</c> (<see cref="WelcomeMessage"/>, <see cref="CandidatesMessage"/>, <see cref="RatedMessage"/>,
     /// <see cref="DecidedMessage"/>, <see cref="TextureMessage"/>, <see cref="PongMessage"/>, <see cref="ErrorMessage"/>; v1.2:
     /// <see cref="ModelsMessage"/>, <see cref="QuestionnaireMessage"/>, <see cref="AnsweredMessage"/>,
-    /// <see cref="StudyDoneMessage"/>), or an
+    /// <see cref="StudyDoneMessage"/>; v1.3: <see cref="SketchResultMessage"/>), or an
     /// <see cref="UnknownMessage"/> for a type this version does not know (a later minor addition).
     /// Unknown fields are ignored; a missing required field or a wrong type throws
     /// <see cref="OmokageProtocolException"/> naming the field.
@@ -53,6 +53,7 @@ namespace Omokage.Client
                 case MessageTypes.Questionnaire: return new QuestionnaireMessage(map);
                 case MessageTypes.Answered: return new AnsweredMessage(map);
                 case MessageTypes.StudyDone: return new StudyDoneMessage(map);
+                case MessageTypes.SketchResult: return new SketchResultMessage(map);
                 default: return new UnknownMessage(map);
             }
         }
@@ -270,7 +271,15 @@ namespace Omokage.Client
             Study = study == null ? null : StudyInfo.Parse(study, "welcome.study");
             var gaze = f.OptMap("gaze");
             Gaze = gaze == null ? null : GazeLimits.Parse(gaze, "welcome.gaze");
+            // v1.3
+            var sketch = f.OptMap("sketch");
+            Sketch = sketch == null ? null : SketchLimits.Parse(sketch, "welcome.sketch");
         }
+
+        /// <summary>v1.3: the server sketches (it has a sketch model) and what a drawing may hold; null from a server without
+        /// one, an older server, or for a client that announced a minor below 3. Without it every <c>sketch.*</c> is
+        /// <c>wrong_state</c>.</summary>
+        public SketchLimits Sketch { get; private set; }
 
         /// <summary>v1.2: models being fitted in the background, not yet in <see cref="Algorithms"/> (empty when none).</summary>
         public IReadOnlyList<TrainingModel> Training { get; private set; }
@@ -525,6 +534,82 @@ namespace Omokage.Client
             g.MaxSamplesPerBatch = (int)Math.Max(1, Math.Min(GazeWireSample.MaxPerBatch, f.OptLong("max_samples_per_batch", g.MaxSamplesPerBatch)));
             return g;
         }
+    }
+
+    /// <summary>v1.3 <c>welcome.sketch</c>: the server's sketch model and what a drawing may hold. A limit the server
+    /// leaves out keeps the protocol's value.</summary>
+    public sealed class SketchLimits
+    {
+        /// <summary>The side of the raster the server projects drawings at (pixels).</summary>
+        public int Resolution;
+        /// <summary>The side of <c>sketch.result.preview</c> (pixels).</summary>
+        public int PreviewSize;
+        /// <summary>The tools <c>sketch.stroke.tool</c> may name (<c>line</c>, <c>paint</c>).</summary>
+        public IReadOnlyList<string> Tools = new List<string> { SketchTools.Line, SketchTools.Paint };
+        public double MinWidth = SketchStyle.MinWidth;
+        public double MaxWidth = SketchStyle.MaxWidth;
+        /// <summary>Strokes one drawing holds (256).</summary>
+        public int MaxStrokes = 256;
+        /// <summary>Points one <c>sketch.stroke</c> may carry (512).</summary>
+        public int MaxPointsPerMessage = SketchStyle.MaxPointsPerMessage;
+        /// <summary>Points one stroke may hold, its appended pieces included (4096).</summary>
+        public int MaxPointsPerStroke = 4096;
+
+        internal static SketchLimits Parse(MsgMap map, string where)
+        {
+            var f = new Fields(map, where);
+            var s = new SketchLimits();
+            s.Resolution = (int)Clamp(f.OptLong("resolution", 0), 0);
+            s.PreviewSize = (int)Clamp(f.OptLong("preview_size", 0), 0);
+            if (map["tools"] != null) s.Tools = f.StrList("tools");
+            s.MinWidth = f.OptNumber("min_width") ?? s.MinWidth;
+            s.MaxWidth = f.OptNumber("max_width") ?? s.MaxWidth;
+            s.MaxStrokes = (int)Clamp(f.OptLong("max_strokes", s.MaxStrokes), 1);
+            s.MaxPointsPerMessage = (int)Clamp(f.OptLong("max_points_per_message", s.MaxPointsPerMessage), 1);
+            s.MaxPointsPerStroke = (int)Clamp(f.OptLong("max_points_per_stroke", s.MaxPointsPerStroke), 1);
+            return s;
+        }
+
+        static long Clamp(long v, long min) { return Math.Max(min, Math.Min(int.MaxValue, v)); }
+
+        /// <summary>Whether the server offers <paramref name="tool"/> (null: a line).</summary>
+        public bool Offers(string tool)
+        {
+            string t = tool ?? SketchTools.Line;
+            foreach (string offered in Tools)
+                if (offered == t) return true;
+            return false;
+        }
+    }
+
+    /// <summary>v1.3 <c>sketch.result</c>: what the drawing shows now, the faces it fits best and a face generated from it.
+    /// It answers the <b>newest</b> sketch message it includes (<see cref="ServerMessage.Rid"/>): results are coalesced, so
+    /// the messages before it that it covers get no reply of their own.</summary>
+    public sealed class SketchResultMessage : ServerMessage
+    {
+        public SketchResultMessage(MsgMap map)
+        {
+            Init(map);
+            var f = new Fields(map, "sketch.result");
+            Revision = f.Int("revision");
+            Strokes = f.Int("strokes");
+            Items = f.MapList("items", CandidateItem.Parse);
+            Preview = TextureData.Parse(f.Map("preview"), "sketch.result.preview");
+        }
+
+        /// <summary>The drawing's revision: +1 for every stroke, piece, undo and clear since <c>sketch.begin</c> (0).</summary>
+        public int Revision { get; private set; }
+
+        /// <summary>Strokes in the drawing.</summary>
+        public int Strokes { get; private set; }
+
+        /// <summary>Up to 9 faces, best first, each with <see cref="CandidateItem.Probability"/> (under the drawing alone);
+        /// empty for an empty drawing.</summary>
+        public IReadOnlyList<CandidateItem> Items { get; private set; }
+
+        /// <summary>A face generated from the drawing: an inline JPEG of <c>welcome.sketch.preview_size</c> pixels (give
+        /// <see cref="TextureData.Data"/> to <c>Texture2D.LoadImage</c>).</summary>
+        public TextureData Preview { get; private set; }
     }
 
     /// <summary>v1.2 <c>welcome.study</c>: the study and where the participant stands in it.</summary>

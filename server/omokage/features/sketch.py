@@ -1,0 +1,209 @@
+"""The sketch model: a partial drawing → the PCA latent of the face it most likely shows, in closed form.
+
+With PCA the generator is linear, x ≈ μ + zᵀW, and so are the catalog's sketch maps in z (fitted by least squares
+over the catalog):
+
+    ink(z) ≈ a_ink + zᵀB_ink,    colour(z) ≈ a_col + zᵀB_col
+
+A drawing observes a few entries of these maps (the pixels near its lines, the pixels under its paint: `Observations`).
+With the PCA prior z ~ N(0, diag(explained variance)) and each map's residual variance as the noise, the posterior mean
+of z given the observed entries M is one small solve per update (Bayesian linear regression):
+
+    (B_Mᵀ B_M / σ² + Λ⁻¹) z = B_Mᵀ (s_M − a_M) / σ²
+
+so an empty canvas gives the average face, a few strokes move z only along what they constrain, and a finished
+drawing pins it down. Cost per update: |M|·k² for the Gram matrix and a k × k solve (k = 30); updates of many
+sessions are solved as one batch.
+
+A `FeatureModel` (scikit-learn's shape): `transform` and `inverse_transform` are its PCA's (so it is self-contained
+and its latent is the served `pca` model's on the same catalog); `project` is the sketch part. Saved without pickle
+in models/sketch/VERSION/.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from omokage.features.base import FeatureModel
+from omokage.features.linear import PCAFeatures, _side
+from omokage.sketch.canvas import Observations
+from omokage.sketch.lineart import sketch_maps
+
+
+class SketchModel(FeatureModel):
+    name = "sketch"
+
+    def __init__(self, n_components: int = 30, resolution: int = 32, random_state: int = 0, chunk: int = 256,
+                 calibration_faces: int = 64):
+        self.n_components = n_components
+        self.resolution = resolution
+        self.random_state = random_state
+        self.chunk = chunk
+        self.calibration_faces = calibration_faces
+
+    def fit(self, X, y=None, latent: PCAFeatures | None = None):
+        """Fit on the catalog matrix X (n, S·S·3); `latent`, a PCA already fitted on X with the same settings, saves
+        fitting it again."""
+        X = self._check_input(X)
+        side = _side(X.shape[1])
+        if latent is None:
+            latent = PCAFeatures(n_components=self.n_components, random_state=self.random_state).fit(X)
+        Z = latent.transform(X).astype(np.float64)
+        ink, colour = [], []
+        for start in range(0, len(X), self.chunk):   # the maps of a few hundred faces at a time: bounded memory
+            i, c = sketch_maps(X[start:start + self.chunk].reshape(-1, side, side, 3), self.resolution)
+            ink.append(i)
+            colour.append(c)
+        ink, colour = np.concatenate(ink), np.concatenate(colour)
+        self.latent_ = latent
+        self.prior_var_ = np.maximum(latent.explained_variance_.astype(np.float64), 1e-8)
+        # ridge towards the prior: a catalog smaller than k + a few faces still gives a well-posed fit
+        gram = Z.T @ Z + np.diag(1e-3 * self.prior_var_.mean() * np.ones(len(self.prior_var_)))
+        self.ink_mean_, self.ink_basis_, self.ink_noise_ = self._regress(Z, gram, ink)
+        self.colour_mean_, self.colour_basis_, self.colour_noise_ = self._regress(Z, gram, colour)
+        # the catalog's own maps, for ranking faces by how well each explains a drawing (`log_likelihood`)
+        self.catalog_ink_, self.catalog_colour_ = ink, colour
+        self.n_features_in_ = X.shape[1]
+        self._n_features_out = latent.n_features_out
+        self._calibrate(X.reshape(-1, side, side, 3))
+        return self
+
+    def _calibrate(self, faces: np.ndarray) -> None:
+        """Fit the likelihood's two numbers on simulated drawings of a sample of catalog faces (their line art traced
+        with a little wobble, cut to 20, 50 or 100% of the strokes, half of them with a few strokes of the face's
+        colours), so they follow the catalog's style rather than constants:
+
+        - the mismatch variance per observed entry of each map (ink, colour) between a drawing and its face;
+        - a tempering factor: neighbouring entries are not independent (the maps are blurred, strokes are long), so
+          the plain Gaussian is far too sure of itself; the factor that maximises the log-probability of the drawn
+          face among the catalog's is kept (a proper scoring rule: calibrated, not merely ranked)."""
+        from omokage.sketch.canvas import SketchCanvas
+        from omokage.sketch.simulate import cut, line_strokes, paint_strokes
+        rng = np.random.default_rng(self.random_state)
+        chosen = rng.choice(len(faces), min(self.calibration_faces, len(faces)), replace=False)
+        drawings = []
+        for n, i in enumerate(chosen):
+            img = (faces[i] * 255).round().astype(np.uint8)
+            strokes = cut(line_strokes(img, jitter=0.005, rng=rng), (0.2, 0.5, 1.0)[n % 3])
+            if n % 2:
+                strokes += paint_strokes(img, rng=rng)
+            canvas = SketchCanvas(self.resolution)
+            for stroke in strokes:
+                canvas.add(stroke)
+            drawings.append(canvas.observations())
+        ink_err = np.concatenate([d.ink - self.catalog_ink_[i, d.ink_idx] for d, i in zip(drawings, chosen)])
+        colour_err = np.concatenate([d.colour - self.catalog_colour_[i, d.colour_idx] for d, i in zip(drawings, chosen)])
+        self.ink_mismatch_ = max(float(np.mean(ink_err ** 2)), 1e-4) if len(ink_err) else 0.05
+        self.colour_mismatch_ = max(float(np.mean(colour_err ** 2)), 1e-4) if len(colour_err) else 0.01
+        self.temper_ = 1.0
+        L = self.log_likelihood(drawings).astype(np.float64)
+        best, best_score = 1.0, -np.inf
+        for beta in np.logspace(-4, 0, 41):
+            S = beta * L
+            S -= S.max(axis=1, keepdims=True)
+            logp = S[np.arange(len(chosen)), chosen] - np.log(np.exp(S).sum(axis=1))
+            if logp.mean() > best_score:
+                best, best_score = float(beta), float(logp.mean())
+        self.temper_ = best
+
+    @staticmethod
+    def _regress(Z, gram, Y):
+        mean = Y.mean(axis=0, dtype=np.float64)
+        basis = np.linalg.solve(gram, Z.T @ (Y - mean))                 # (k, m)
+        resid = Y - mean - Z @ basis
+        noise = max(float(np.mean(resid ** 2)), 1e-6)                  # per-entry residual variance
+        return mean.astype(np.float32), basis.astype(np.float32), noise
+
+    # -- the PCA part: a self-contained feature model ------------------------------------------------------------
+    def transform(self, X):
+        check_is_fitted(self)
+        return self.latent_.transform(X)
+
+    def inverse_transform(self, Z):
+        check_is_fitted(self)
+        return self.latent_.inverse_transform(Z)
+
+    # -- the sketch part -------------------------------------------------------------------------------------------
+    def project(self, drawings: Sequence[Observations]) -> np.ndarray:
+        """Posterior mean latent (len(drawings), k) of each drawing; an empty drawing gives the average face (0)."""
+        check_is_fitted(self)
+        k = len(self.prior_var_)
+        grams = np.empty((len(drawings), k, k))
+        rhs = np.empty((len(drawings), k))
+        prior = np.diag(1.0 / self.prior_var_)
+        for n, obs in enumerate(drawings):
+            if obs.resolution != self.resolution:
+                raise ValueError(f"a drawing at resolution {obs.resolution} for a sketch model at {self.resolution}")
+            Bi = self.ink_basis_[:, obs.ink_idx]
+            Bc = self.colour_basis_[:, obs.colour_idx]
+            grams[n] = (Bi @ Bi.T) / self.ink_noise_ + (Bc @ Bc.T) / self.colour_noise_ + prior
+            rhs[n] = (Bi @ (obs.ink - self.ink_mean_[obs.ink_idx])) / self.ink_noise_ \
+                + (Bc @ (obs.colour - self.colour_mean_[obs.colour_idx])) / self.colour_noise_
+        return np.linalg.solve(grams, rhs[..., None])[..., 0].astype(np.float32)
+
+    def log_likelihood(self, drawings: Sequence[Observations]) -> np.ndarray:
+        """(len(drawings), n_items): log-likelihood of each drawing had the user drawn catalog face i: a Gaussian on
+        the observed entries with the calibrated mismatch as variance, tempered by the calibrated factor (see
+        `_calibrate`).
+
+        Computed for a whole batch as matrix products over the full maps (Σ_M (o − e)² = Σ o² − 2 e·o + e²·m, with
+        o and m zero off the drawing): a few GEMMs instead of a gather per drawing."""
+        check_is_fitted(self)
+        r2 = self.resolution ** 2
+        B = len(drawings)
+        o_ink = np.zeros((r2, B), np.float32)
+        m_ink = np.zeros((r2, B), np.float32)
+        o_col = np.zeros((3 * r2, B), np.float32)
+        m_col = np.zeros((3 * r2, B), np.float32)
+        const = np.zeros(B)
+        for b, obs in enumerate(drawings):
+            o_ink[obs.ink_idx, b] = obs.ink
+            m_ink[obs.ink_idx, b] = 1.0
+            o_col[obs.colour_idx, b] = obs.colour
+            m_col[obs.colour_idx, b] = 1.0
+            const[b] = (float(obs.ink @ obs.ink) / self.ink_mismatch_
+                        + float(obs.colour @ obs.colour) / self.colour_mismatch_)
+        sq = self._squares()
+        ink = (sq[0] @ m_ink - 2 * (self.catalog_ink_ @ o_ink)) / self.ink_mismatch_
+        col = (sq[1] @ m_col - 2 * (self.catalog_colour_ @ o_col)) / self.colour_mismatch_
+        return (-0.5 * self.temper_ * ((ink + col).T + const[:, None])).astype(np.float32)
+
+    def _squares(self):
+        sq = getattr(self, "_sq", None)
+        if sq is None:
+            sq = self._sq = (np.square(self.catalog_ink_), np.square(self.catalog_colour_))
+        return sq
+
+    def maps(self, Z) -> tuple[np.ndarray, np.ndarray]:
+        """The ink and colour maps the model predicts for latents Z (for plots and tests)."""
+        Z = np.asarray(Z, dtype=np.float32)
+        return (np.clip(self.ink_mean_ + Z @ self.ink_basis_, 0, 1), np.clip(self.colour_mean_ + Z @ self.colour_basis_, 0, 1))
+
+    # -- persistence -----------------------------------------------------------------------------------------------
+    def _fitted_arrays(self):
+        arrays = {f"latent.{k}": v for k, v in self.latent_._fitted_arrays().items()}
+        arrays.update(ink_mean=self.ink_mean_, ink_basis=self.ink_basis_, colour_mean=self.colour_mean_,
+                      colour_basis=self.colour_basis_, prior_var=self.prior_var_.astype(np.float64),
+                      catalog_ink=self.catalog_ink_, catalog_colour=self.catalog_colour_)
+        return arrays
+
+    def _fitted_scalars(self):
+        return {"ink_noise": self.ink_noise_, "colour_noise": self.colour_noise_,
+                "ink_mismatch": self.ink_mismatch_, "colour_mismatch": self.colour_mismatch_, "temper": self.temper_}
+
+    def _restore(self, arrays, scalars):
+        latent = PCAFeatures(n_components=self.n_components, random_state=self.random_state)
+        latent._restore({k[len("latent."):]: v for k, v in arrays.items() if k.startswith("latent.")}, {})
+        latent.n_features_in_ = int(latent.mean_.shape[0])
+        latent._n_features_out = int(latent.components_.shape[0])
+        self.latent_ = latent
+        self.ink_mean_, self.ink_basis_ = arrays["ink_mean"], arrays["ink_basis"]
+        self.colour_mean_, self.colour_basis_ = arrays["colour_mean"], arrays["colour_basis"]
+        self.prior_var_ = arrays["prior_var"].astype(np.float64)
+        self.ink_noise_, self.colour_noise_ = float(scalars["ink_noise"]), float(scalars["colour_noise"])
+        self.ink_mismatch_, self.colour_mismatch_ = float(scalars["ink_mismatch"]), float(scalars["colour_mismatch"])
+        self.temper_ = float(scalars["temper"])
+        self.catalog_ink_, self.catalog_colour_ = arrays["catalog_ink"], arrays["catalog_colour"]

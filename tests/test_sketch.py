@@ -1,0 +1,912 @@
+"""Live sketch search (protocol v1.3): the canvas, the sketch model, the sans-I/O connection, and a real server
+with the real Python client. Real parts throughout: a generated catalog, models fitted on it, real images."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import time
+
+import msgpack
+import numpy as np
+import pytest
+from PIL import Image
+
+from omokage.protocol.connection import Offload, Send, ServerConnection, SketchJob
+from omokage.selection import DEFAULT_POLICY
+from omokage.sketch.canvas import (CHECKPOINT_POINTS, MAX_COORDINATE, MAX_POINTS_PER_CANVAS, MAX_POINTS_PER_MESSAGE,
+                                   MAX_POINTS_PER_STROKE, MAX_STROKES, MAX_WIDTH, MIN_WIDTH, SketchCanvas, SketchError,
+                                   Stroke, check_stroke)
+from omokage.sketch.simulate import cut, line_strokes, paint_strokes
+from tests.conftest import RunningServer
+
+GRID = 9
+
+
+# --- fixtures ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sketch_models(tiny_catalog, tmp_path_factory):
+    from omokage.features.fitting import fit_models
+    out = tmp_path_factory.mktemp("sketch_models")
+    fit_models(tiny_catalog, out, ["pca", "sketch"], n_components=12, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sketch_engine(tiny_catalog, sketch_models):
+    from omokage.engine import Engine
+    engine = Engine.open(tiny_catalog, sketch_models)
+    assert engine.sketch is not None, "the engine did not load the fitted sketch model"
+    return engine
+
+
+@pytest.fixture(scope="module")
+def model(sketch_engine):
+    return sketch_engine.sketch.model
+
+
+@pytest.fixture(scope="module")
+def faces(sketch_engine):
+    """The catalog's faces, (n, S, S, 3) uint8: what the simulated sketchers trace."""
+    return np.asarray(sketch_engine.catalog.pixels)
+
+
+@pytest.fixture(scope="module")
+def sketch_server(sketch_engine):
+    from omokage.service.server import configure_logging
+    configure_logging("warning")
+    srv = RunningServer(sketch_engine)
+    yield srv
+    srv.stop()
+
+
+def face_strokes(faces, i, *, jitter=0.005, seed=None, paint=6) -> list[Stroke]:
+    """A simulated sketcher's drawing of face `i`: its line art (with hand wobble), then strokes of its colours."""
+    rng = np.random.default_rng(i if seed is None else seed)
+    strokes = line_strokes(faces[i], jitter=jitter, rng=rng)
+    if paint:
+        strokes += paint_strokes(faces[i], paint, rng=rng)
+    return strokes
+
+
+def drawing(resolution, strokes):
+    canvas = SketchCanvas(resolution)
+    for s in strokes:
+        canvas.add(s)
+    return canvas.observations()
+
+
+def rasters(canvas):
+    return canvas.ink.copy(), canvas.paint.copy(), canvas.painted.copy()
+
+
+def same_rasters(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def line(points, width=0.02, colour=(20, 20, 20), tool="line"):
+    return check_stroke(list(points), list(colour), width, tool)
+
+
+# --- 1. the canvas ----------------------------------------------------------------------------------------------
+
+def test_a_stroke_rasterises_where_it_was_drawn():
+    c = SketchCanvas(32)
+    c.add(line([0.25, 0.5, 0.75, 0.5]))              # a horizontal line across the middle
+    ys, xs = np.nonzero(c.ink)
+    assert len(xs) > 0
+    assert abs(ys.mean() - 15.5) <= 1.0 and ys.min() >= 13 and ys.max() <= 18
+    assert xs.min() >= 6 and xs.max() <= 25 and xs.max() - xs.min() >= 14
+    assert c.ink[16, 16] > 0 or c.ink[15, 16] > 0
+    assert not c.painted.any() and not c.paint.any()   # a line is not paint
+    # paint: the colour lands under the stroke, nowhere else
+    c.add(line([0.2, 0.2, 0.3, 0.2], width=0.08, colour=(200, 30, 40), tool="paint"))
+    ys, xs = np.nonzero(c.painted)
+    assert ys.max() <= 10 and xs.min() >= 2 and xs.max() <= 13
+    assert (c.paint[c.painted > 0] == (200, 30, 40)).all()
+    assert not c.paint[c.painted == 0].any()
+    obs = c.observations()
+    # observed ink entries are near the line (a 1-pixel ring included), not elsewhere
+    rows = obs.ink_idx // 32
+    assert rows.min() >= 12 and rows.max() <= 19 and obs.ink.max() > 0.3
+    # observed colour entries: 3 per painted pixel, holding the paint colour
+    assert len(obs.colour_idx) == 3 * int((c.painted > 127).sum())
+    expected = np.array([200, 30, 40]) / 255
+    np.testing.assert_allclose(obs.colour.reshape(-1, 3), np.tile(expected, (len(obs.colour) // 3, 1)), atol=1e-6)
+
+
+def test_points_off_the_canvas_are_clipped_without_error():
+    c = SketchCanvas(32)
+    c.add(line([-0.5, 0.5, 1.5, 0.5]))                # runs off both edges
+    ys, xs = np.nonzero(c.ink)
+    assert xs.min() == 0 and xs.max() == 31          # drawn edge to edge, clipped
+    assert ys.min() >= 13 and ys.max() <= 18
+    c.add(line([2.0, 2.0, 3.5, -3.5]))                # entirely off the canvas (within MAX_COORDINATE): nothing drawn
+    assert len(c.strokes) == 2 and c.revision == 2
+    ys2, xs2 = np.nonzero(c.ink)
+    assert np.array_equal(ys, ys2) and np.array_equal(xs, xs2)
+    c.add(line([MAX_COORDINATE, -MAX_COORDINATE]))   # exactly at the limit: accepted
+    assert len(c.strokes) == 3
+
+
+BAD_STROKES = [
+    # (points, colour, width, tool), the field named, the code
+    (([0.1, float("nan")], [0, 0, 0], 0.01, "line"), "points", "bad_field"),
+    (([0.1, float("inf")], [0, 0, 0], 0.01, "line"), "points", "bad_field"),
+    (([float("-inf"), 0.1], [0, 0, 0], 0.01, "line"), "points", "bad_field"),
+    (([0.1, 4.5], [0, 0, 0], 0.01, "line"), "points", "bad_field"),
+    (([-1e30, 0.5], [0, 0, 0], 0.01, "line"), "points", "bad_field"),
+    (([10 ** 400, 0.5], [0, 0, 0], 0.01, "line"), "points", "bad_field"),    # an int no float holds
+    (([0.1, 0.2, 0.3], [0, 0, 0], 0.01, "line"), "points", "bad_field"),     # odd count
+    (([0.1], [0, 0, 0], 0.01, "line"), "points", "bad_field"),               # half a point
+    (([], [0, 0, 0], 0.01, "line"), "points", "bad_field"),
+    (([[0.1, 0.2], [0.3, 0.4]], [0, 0, 0], 0.01, "line"), "points", "bad_field"),   # nested pairs
+    ((["0.1", "0.2"], [0, 0, 0], 0.01, "line"), "points", "bad_field"),      # strings are not numbers
+    (([True, False], [0, 0, 0], 0.01, "line"), "points", "bad_field"),       # nor are bools
+    ((None, [0, 0, 0], 0.01, "line"), "points", "bad_field"),
+    (([0.1, 0.2], [0, 0], 0.01, "line"), "colour", "bad_field"),
+    (([0.1, 0.2], [0, 0, 0, 0], 0.01, "line"), "colour", "bad_field"),
+    (([0.1, 0.2], [0, 0, 256], 0.01, "line"), "colour", "bad_field"),
+    (([0.1, 0.2], [-1, 0, 0], 0.01, "line"), "colour", "bad_field"),
+    (([0.1, 0.2], [0.5, 0, 0], 0.01, "line"), "colour", "bad_field"),
+    (([0.1, 0.2], [True, 0, 0], 0.01, "line"), "colour", "bad_field"),
+    (([0.1, 0.2], "red", 0.01, "line"), "colour", "bad_field"),
+    (([0.1, 0.2], None, 0.01, "line"), "colour", "bad_field"),
+    (([0.1, 0.2], [0, 0, 0], 0.0, "line"), "width", "bad_field"),
+    (([0.1, 0.2], [0, 0, 0], MIN_WIDTH / 2, "line"), "width", "bad_field"),
+    (([0.1, 0.2], [0, 0, 0], MAX_WIDTH * 1.01, "line"), "width", "bad_field"),
+    (([0.1, 0.2], [0, 0, 0], float("nan"), "line"), "width", "bad_field"),
+    (([0.1, 0.2], [0, 0, 0], float("inf"), "line"), "width", "bad_field"),
+    (([0.1, 0.2], [0, 0, 0], True, "line"), "width", "bad_field"),
+    (([0.1, 0.2], [0, 0, 0], "0.1", "line"), "width", "bad_field"),
+    (([0.1, 0.2], [0, 0, 0], 0.01, "eraser"), "tool", "bad_field"),
+    (([0.1, 0.2], [0, 0, 0], 0.01, ""), "tool", "bad_field"),
+    (([0.5] * (2 * MAX_POINTS_PER_MESSAGE + 2), [0, 0, 0], 0.01, "line"), "points", "too_large"),
+]
+
+
+@pytest.mark.parametrize("args, field, code", BAD_STROKES, ids=lambda v: repr(v)[:40] if isinstance(v, tuple) else None)
+def test_a_bad_stroke_is_refused_naming_its_field_and_the_canvas_is_unchanged(args, field, code):
+    c = SketchCanvas(32)
+    c.add(line([0.2, 0.3, 0.8, 0.6]))
+    c.add(line([0.4, 0.4, 0.6, 0.4], width=0.1, colour=(250, 200, 10), tool="paint"))
+    before, revision, n = rasters(c), c.revision, len(c.strokes)
+    for append in (False, True):
+        with pytest.raises(SketchError) as err:
+            c.add(check_stroke(*args), append=append)
+        assert err.value.field == field and err.value.code == code, (err.value.field, err.value.code, str(err.value))
+        assert c.revision == revision and len(c.strokes) == n and same_rasters(before, rasters(c))
+
+
+def test_the_limits_per_stroke_per_canvas_and_strokes_are_too_large_and_change_nothing():
+    rng = np.random.default_rng(1)
+    # per stroke: a stroke grown piece by piece up to MAX_POINTS_PER_STROKE, one point more is refused
+    c = SketchCanvas(32)
+    c.add(line(rng.uniform(0, 1, 2 * MAX_POINTS_PER_MESSAGE)))
+    while len(c.strokes[-1].points) < MAX_POINTS_PER_STROKE:
+        c.add(line(rng.uniform(0, 1, 2 * MAX_POINTS_PER_MESSAGE)), append=True)
+    assert len(c.strokes) == 1 and len(c.strokes[0].points) == MAX_POINTS_PER_STROKE
+    before, revision = rasters(c), c.revision
+    with pytest.raises(SketchError) as err:
+        c.add(line([0.5, 0.5]), append=True)
+    assert err.value.code == "too_large" and err.value.field == "points"
+    assert c.revision == revision and len(c.strokes[0].points) == MAX_POINTS_PER_STROKE
+    assert same_rasters(before, rasters(c))
+    c.add(line([0.5, 0.5]))                           # a new stroke is fine
+    assert len(c.strokes) == 2
+
+    # strokes per canvas
+    c = SketchCanvas(32)
+    for k in range(MAX_STROKES):
+        c.add(line([k / MAX_STROKES, 0.1, k / MAX_STROKES, 0.9], width=0.005))
+    before, revision = rasters(c), c.revision
+    with pytest.raises(SketchError) as err:
+        c.add(line([0.5, 0.5, 0.6, 0.6]))
+    assert err.value.code == "too_large"
+    assert len(c.strokes) == MAX_STROKES and c.revision == revision and same_rasters(before, rasters(c))
+    c.add(line([0.5, 0.5, 0.6, 0.6]), append=True)   # continuing the last stroke adds no stroke: allowed
+    assert len(c.strokes) == MAX_STROKES and c.revision == revision + 1
+    c.undo()
+    c.add(line([0.5, 0.5, 0.6, 0.6]))                # room again after an undo
+    assert len(c.strokes) == MAX_STROKES
+
+    # points per canvas (memory per connection)
+    c = SketchCanvas(32)
+    piece = 2 * MAX_POINTS_PER_MESSAGE
+    while c.points + MAX_POINTS_PER_MESSAGE <= MAX_POINTS_PER_CANVAS:
+        c.add(line(rng.uniform(0, 1, piece), width=0.004), append=len(c.strokes[-1].points) < MAX_POINTS_PER_STROKE
+              if c.strokes else False)
+    assert c.points == MAX_POINTS_PER_CANVAS
+    revision = c.revision
+    with pytest.raises(SketchError) as err:
+        c.add(line([0.5, 0.5]))
+    assert err.value.code == "too_large" and c.revision == revision and c.points == MAX_POINTS_PER_CANVAS
+
+
+def test_append_continues_the_last_stroke_and_undo_takes_back_the_whole_stroke():
+    c = SketchCanvas(32)
+    c.add(line([0.1, 0.1, 0.9, 0.1]))
+    only_first = rasters(c)
+    c.add(line([0.1, 0.5, 0.3, 0.5]))
+    c.add(line([0.5, 0.5, 0.7, 0.6]), append=True)
+    c.add(line([0.9, 0.9]), append=True)
+    assert len(c.strokes) == 2 and c.revision == 4 and c.points == 2 + 2 + 2 + 1
+    np.testing.assert_allclose(c.strokes[1].points, [[0.1, 0.5], [0.3, 0.5], [0.5, 0.5], [0.7, 0.6], [0.9, 0.9]])
+    # the joints between pieces are drawn: the pieces make one unbroken polyline
+    whole = SketchCanvas(32)
+    whole.add(line([0.1, 0.1, 0.9, 0.1]))
+    whole.add(line([0.1, 0.5, 0.3, 0.5, 0.5, 0.5, 0.7, 0.6, 0.9, 0.9]))
+    assert np.array_equal(whole.ink, c.ink)
+    assert c.undo() is True
+    assert len(c.strokes) == 1 and c.revision == 5 and c.points == 2
+    assert same_rasters(only_first, rasters(c))
+    # `append` on an empty canvas starts a stroke
+    e = SketchCanvas(32)
+    e.add(line([0.2, 0.2, 0.4, 0.4]), append=True)
+    assert len(e.strokes) == 1
+
+
+def test_an_appended_piece_is_drawn_in_its_strokes_style_so_undo_redraws_what_was_drawn():
+    c = SketchCanvas(32)
+    c.add(line([0.1, 0.5, 0.4, 0.5], width=0.02))
+    c.add(line([0.6, 0.5, 0.9, 0.5], width=0.2, colour=(255, 0, 0), tool="paint"), append=True)
+    drawn = rasters(c)
+    assert not c.painted.any()                        # still a line: the piece's paint was ignored
+    c.add(line([0.5, 0.9, 0.6, 0.9]))
+    c.undo()                                          # redraws the first stroke from its stored points and style
+    assert same_rasters(drawn, rasters(c))
+
+
+def test_undo_on_an_empty_canvas_is_harmless_and_clear_empties():
+    c = SketchCanvas(32)
+    assert c.undo() is False and c.revision == 0 and c.empty and c.observations().empty
+    c.add(line([0.1, 0.1, 0.9, 0.9]))
+    c.add(line([0.3, 0.3, 0.4, 0.4], width=0.1, colour=(10, 200, 10), tool="paint"))
+    assert c.revision == 2 and not c.observations().empty
+    c.clear()
+    assert c.revision == 3 and c.empty and c.points == 0
+    assert not c.ink.any() and not c.paint.any() and not c.painted.any()
+    obs = c.observations()
+    assert obs.empty and obs.revision == 3 and obs.coverage == 0
+    assert c.undo() is False and c.revision == 3
+    c.add(line([0.2, 0.2, 0.3, 0.3]))                 # drawing goes on after a clear
+    assert c.revision == 4 and len(c.strokes) == 1
+
+
+def test_revision_counts_every_change_and_observations_are_a_snapshot():
+    c = SketchCanvas(32)
+    revisions = [c.revision]
+    c.add(line([0.1, 0.1, 0.5, 0.5]))
+    revisions.append(c.revision)
+    c.add(line([0.5, 0.5, 0.9, 0.1]), append=True)
+    revisions.append(c.revision)
+    snap = c.observations()
+    ink, idx = snap.ink.copy(), snap.ink_idx.copy()
+    c.add(line([0.1, 0.9, 0.9, 0.9]))
+    revisions.append(c.revision)
+    c.undo()
+    revisions.append(c.revision)
+    c.undo()
+    revisions.append(c.revision)
+    c.clear()
+    revisions.append(c.revision)
+    assert revisions == list(range(7))
+    assert snap.revision == 2
+    assert np.array_equal(snap.ink, ink) and np.array_equal(snap.ink_idx, idx)   # the canvas moved on; it did not
+
+
+def test_undo_redraws_from_checkpoints_exactly_and_cheaply():
+    """A full canvas (MAX_POINTS_PER_CANVAS points) must not cost a full redraw per undo on the event loop: undo
+    redraws at most CHECKPOINT_POINTS points and a stroke, and gives exactly the rasters of drawing the rest anew."""
+    class Counting(SketchCanvas):
+        drawn = 0
+
+        def _draw(self, stroke):
+            self.drawn += len(stroke.points)
+            super()._draw(stroke)
+
+    rng = np.random.default_rng(3)
+    c = Counting(32)
+    while True:
+        n = int(rng.integers(1, MAX_POINTS_PER_MESSAGE + 1))
+        tool = "paint" if rng.random() < 0.4 else "line"
+        s = check_stroke(rng.uniform(-0.2, 1.2, 2 * n), [int(v) for v in rng.integers(0, 256, 3)],
+                         float(rng.uniform(MIN_WIDTH, MAX_WIDTH)), tool)
+        try:
+            c.add(s, append=bool(rng.random() < 0.3))
+        except SketchError as exc:
+            assert exc.code == "too_large"
+            break
+    assert c.points > MAX_POINTS_PER_CANVAS - MAX_POINTS_PER_STROKE
+    while c.strokes:
+        c.drawn = 0
+        c.undo()
+        assert c.drawn <= CHECKPOINT_POINTS + MAX_POINTS_PER_STROKE
+        if len(c.strokes) % 7 and len(c.strokes) > 3:
+            continue                                   # a full redraw to compare with is slow: every 7th, and the last
+        fresh = SketchCanvas(32)
+        for s in c.strokes:
+            fresh.add(Stroke(s.points.copy(), s.colour, s.width, s.tool))
+        assert same_rasters(rasters(fresh), rasters(c)), len(c.strokes)
+        assert c.points == sum(len(s.points) for s in c.strokes)
+
+
+# --- 2. the model -----------------------------------------------------------------------------------------------
+
+SAMPLE = range(0, 160, 8)     # 20 faces of the tiny catalog
+
+
+def test_save_and_load_give_identical_answers(model, sketch_models, faces):
+    from omokage.features import latest_version_dir, load_model_dir
+    from omokage.sketch import SketchModel
+    loaded, config, _ = load_model_dir(latest_version_dir(sketch_models, "sketch"))
+    assert isinstance(loaded, SketchModel) and config["name"] == "sketch"
+    assert loaded.resolution == model.resolution and loaded.temper_ == model.temper_
+    drawings = [drawing(model.resolution, cut(face_strokes(faces, i), f)) for i, f in ((3, 0.2), (50, 1.0), (77, 0.5))]
+    drawings.append(SketchCanvas(model.resolution).observations())
+    assert np.array_equal(loaded.log_likelihood(drawings), model.log_likelihood(drawings))
+    assert np.array_equal(loaded.project(drawings), model.project(drawings))
+    X = np.asarray(faces[:5], np.float32).reshape(5, -1) / 255
+    assert np.array_equal(loaded.transform(X), model.transform(X))
+
+
+def test_an_empty_drawing_is_the_average_face_and_says_nothing(model, sketch_engine):
+    empty = SketchCanvas(model.resolution).observations()
+    assert np.array_equal(model.project([empty]), np.zeros((1, model.n_components), np.float32))
+    L = model.log_likelihood([empty])
+    assert L.shape == (1, len(sketch_engine.catalog.items)) and np.all(L == L[0, 0])
+    [result] = sketch_engine.sketch.run([empty])
+    assert result.ranked == () and np.all(result.latent == 0)
+
+
+def test_a_drawing_of_a_face_finds_it_far_more_often_than_chance(model, faces):
+    n = len(faces)
+    ranks = []
+    for i in SAMPLE:
+        L = model.log_likelihood([drawing(model.resolution, face_strokes(faces, i))])[0]
+        ranks.append(int((L > L[i]).sum()) + 1)
+    top9 = np.mean(np.array(ranks) <= GRID)
+    # chance: 9/160 = 5.6% (P(at least 12 of 20) < 1e-9 for random ranks); a working model finds nearly all
+    assert top9 >= 0.6, ranks
+    assert np.median(ranks) <= 3, ranks
+    # a partial drawing (the first half of the lines, no paint) still beats chance by far
+    partial = []
+    for i in SAMPLE:
+        L = model.log_likelihood([drawing(model.resolution, cut(face_strokes(faces, i, paint=0), 0.5))])[0]
+        partial.append(int((L > L[i]).sum()) + 1)
+    assert np.mean(np.array(partial) <= GRID) >= 0.3, partial
+    assert np.median(partial) < n / 4, partial
+
+
+def test_projecting_a_full_drawing_lands_near_the_faces_latent(model, faces):
+    X = np.asarray(faces, np.float32).reshape(len(faces), -1) / 255
+    Z = model.transform(X)
+    closer = []
+    for i in SAMPLE:
+        z = model.project([drawing(model.resolution, face_strokes(faces, i))])[0]
+        closer.append(np.linalg.norm(z - Z[i]) / np.linalg.norm(Z[i]))
+    # nearer the face than the average face (the zero latent) is: all of them, and on average by a clear margin
+    assert max(closer) < 1.0, closer
+    assert np.mean(closer) < 0.85, closer
+
+
+def test_the_calibration_is_sane(model):
+    assert 0 < model.temper_ <= 1
+    assert model.ink_mismatch_ > 0 and model.colour_mismatch_ > 0
+    assert np.isfinite([model.ink_noise_, model.colour_noise_]).all()
+    assert (model.prior_var_ > 0).all()
+
+
+def test_batching_does_not_change_the_answers(model, faces, sketch_engine):
+    drawings = [drawing(model.resolution, cut(face_strokes(faces, i, seed=i + 1), f))
+                for i, f in ((5, 1.0), (12, 0.2), (99, 0.5), (140, 1.0))]
+    drawings.insert(2, SketchCanvas(model.resolution).observations())
+    batch_L, batch_Z = model.log_likelihood(drawings), model.project(drawings)
+    single_L = np.concatenate([model.log_likelihood([d]) for d in drawings])
+    single_Z = np.concatenate([model.project([d]) for d in drawings])
+    np.testing.assert_allclose(batch_L, single_L, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(batch_Z, single_Z, rtol=1e-4, atol=1e-5)
+    for b in range(len(drawings)):   # and the ranking, which is what users see
+        top = [list(np.argsort(-L[b], kind="stable")[:GRID]) for L in (batch_L, single_L)]
+        assert top[0] == top[1]
+    results = sketch_engine.sketch.run(drawings)
+    singles = [r for d in drawings for r in sketch_engine.sketch.run([d])]
+    for r, s in zip(results, singles):
+        assert [i for i, _ in r.ranked] == [i for i, _ in s.ranked]
+        np.testing.assert_allclose([p for _, p in r.ranked], [p for _, p in s.ranked], rtol=1e-4)
+
+
+def test_the_batched_likelihood_is_the_gaussian_it_says_it_is(model, faces):
+    """log_likelihood's GEMM form against the plain per-face sum over the observed entries, in float64."""
+    d = drawing(model.resolution, face_strokes(faces, 21))
+    L = model.log_likelihood([d])[0].astype(np.float64)
+    ink = model.catalog_ink_[:, d.ink_idx].astype(np.float64) - d.ink
+    col = model.catalog_colour_[:, d.colour_idx].astype(np.float64) - d.colour
+    direct = -0.5 * model.temper_ * ((ink ** 2).sum(1) / model.ink_mismatch_
+                                     + (col ** 2).sum(1) / model.colour_mismatch_)
+    np.testing.assert_allclose(L, direct, rtol=1e-4, atol=1e-4 * np.abs(direct).max())
+
+
+def test_a_drawing_at_another_resolution_is_refused(model):
+    with pytest.raises(ValueError, match="resolution"):
+        model.project([SketchCanvas(model.resolution * 2).observations()])
+
+
+def test_the_service_ranks_and_previews(sketch_engine, model, faces):
+    svc = sketch_engine.sketch
+    d = drawing(model.resolution, face_strokes(faces, 30))
+    [r] = svc.run([d])
+    ids = [i for i, _ in r.ranked]
+    ps = [p for _, p in r.ranked]
+    assert len(ids) == GRID == len(set(ids)) and 30 in ids
+    assert ps == sorted(ps, reverse=True) and 0 < sum(ps) <= 1 + 1e-9
+    assert r.revision == d.revision and r.latent.shape == (model.n_components,)
+    img = Image.open(io.BytesIO(r.preview.data))
+    assert img.format == "JPEG" and img.size == (svc.preview_size, svc.preview_size)
+    assert (r.preview.width, r.preview.height) == img.size
+    assert np.asarray(img).std() > 5          # a face, not a flat image
+    assert svc.run([]) == []
+
+
+# --- 3. the sans-I/O connection ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def backend(sketch_engine):
+    from omokage.service.server import EngineBackend
+    return EngineBackend(sketch_engine)
+
+
+def sends(actions):
+    return [a.message for a in actions if isinstance(a, Send)]
+
+
+def jobs(actions):
+    return [a.job for a in actions if isinstance(a, Offload) and isinstance(a.job, SketchJob)]
+
+
+def receive(conn, now=0.0, **msg):
+    return conn.receive(msgpack.packb(msg, use_bin_type=True), now)
+
+
+def hello(backend, minor=3):
+    conn = ServerConnection(backend, "sk")
+    fields = {"protocol_minor": minor} if minor is not None else {}
+    [welcome] = sends(receive(conn, type="hello", rid=1, protocol=1, client="test", **fields))
+    assert welcome["type"] == "welcome"
+    return conn, welcome
+
+
+def wire_stroke(s: Stroke, rid, append=False):
+    msg = {"type": "sketch.stroke", "rid": rid, "points": [float(v) for v in s.points.reshape(-1)],
+           "colour": list(s.colour), "width": float(s.width)}
+    if s.tool != "line":
+        msg["tool"] = s.tool
+    if append:
+        msg["append"] = True
+    return msg
+
+
+def complete(conn, backend_engine, job, now=0.0):
+    """Run a job the way the server's SketchBatcher does, and hand the result back to the connection."""
+    [result] = backend_engine.sketch.run([job.drawing])
+    return conn.sketch_done(job, result, now)
+
+
+def drawn(conn, engine, strokes, rid=10):
+    """begin + strokes, every projection completed as it is asked for; returns the last `sketch.result`."""
+    [job] = jobs(receive(conn, type="sketch.begin", rid=rid))
+    last = sends(complete(conn, engine, job))
+    for k, s in enumerate(strokes):
+        actions = conn.receive(msgpack.packb(wire_stroke(s, rid + 1 + k)), 0.0)
+        [job] = jobs(actions)
+        last = sends(complete(conn, engine, job))
+    [msg] = last
+    return msg
+
+
+def test_welcome_tells_v1_3_clients_of_a_sketching_server_only(backend, engine, model):
+    from omokage.service.server import EngineBackend
+    _, welcome = hello(backend, 3)
+    sk = welcome["sketch"]
+    assert sk["resolution"] == model.resolution and sk["tools"] == ["line", "paint"]
+    assert sk["max_strokes"] == MAX_STROKES and sk["max_points_per_message"] == MAX_POINTS_PER_MESSAGE
+    assert sk["max_points_per_stroke"] == MAX_POINTS_PER_STROKE
+    assert sk["min_width"] == MIN_WIDTH and sk["max_width"] == MAX_WIDTH and sk["preview_size"] > 0
+    for minor in (None, 1, 2):
+        assert "sketch" not in hello(backend, minor)[1]
+    plain = EngineBackend(engine)        # the conftest engine: no sketch model fitted
+    conn, welcome = hello(plain, 3)
+    assert "sketch" not in welcome
+    for mtype in ("sketch.begin", "sketch.stroke", "sketch.undo", "sketch.clear"):
+        fields = {"points": [0.1, 0.1], "colour": [0, 0, 0], "width": 0.01} if mtype == "sketch.stroke" else {}
+        [err] = sends(receive(conn, type=mtype, rid=5, **fields))
+        assert err["type"] == "error" and err["code"] == "wrong_state" and err["rid"] == 5, err
+    [pong] = sends(receive(conn, type="ping", rid=6, t=1.0))
+    assert pong["type"] == "pong"
+
+
+def test_strokes_before_begin_are_wrong_state(backend):
+    conn, _ = hello(backend)
+    for mtype, fields in (("sketch.stroke", {"points": [0.1, 0.1], "colour": [0, 0, 0], "width": 0.01}),
+                          ("sketch.undo", {}), ("sketch.clear", {})):
+        actions = receive(conn, type=mtype, rid=3, **fields)
+        [err] = sends(actions)
+        assert err["code"] == "wrong_state" and "sketch.begin" in err["message"] and not jobs(actions)
+
+
+def test_begin_projects_the_empty_drawing(backend, sketch_engine):
+    conn, _ = hello(backend)
+    actions = receive(conn, type="sketch.begin", rid=2)
+    [job] = jobs(actions)
+    assert not sends(actions) and job.rid == 2 and job.strokes == 0 and job.drawing.empty
+    [msg] = sends(complete(conn, sketch_engine, job))
+    assert msg["type"] == "sketch.result" and msg["rid"] == 2 and msg["revision"] == 0 and msg["strokes"] == 0
+    assert msg["items"] == [] and msg["preview"]["format"] == "jpeg"
+
+
+def test_strokes_are_coalesced_while_a_projection_is_out(backend, sketch_engine, faces):
+    conn, _ = hello(backend)
+    [first] = jobs(receive(conn, type="sketch.begin", rid=2))
+    strokes = face_strokes(faces, 40)[:6]
+    for k, s in enumerate(strokes):                   # the projection of the empty canvas is still out
+        assert receive(conn, **wire_stroke(s, 3 + k)) == []
+    receive(conn, type="sketch.undo", rid=20)          # also coalesced
+    assert receive(conn, **wire_stroke(strokes[5], 21)) == []
+    actions = complete(conn, sketch_engine, first)
+    [msg] = sends(actions)
+    assert msg["rid"] == 2 and msg["revision"] == 0   # the drawing that was projected, not the canvas now
+    [nxt] = jobs(actions)                              # exactly one new job, carrying the newest rid
+    assert len([a for a in actions if isinstance(a, Offload)]) == 1
+    assert nxt.rid == 21 and nxt.strokes == 6 and nxt.drawing.revision == 8
+    assert not nxt.drawing.empty
+    actions = complete(conn, sketch_engine, nxt)
+    [msg] = sends(actions)
+    assert not jobs(actions)                           # nothing changed meanwhile: no further job
+    assert msg["rid"] == 21 and msg["revision"] == 8 and msg["strokes"] == 6 and len(msg["items"]) == GRID
+    # idle again: the next stroke is projected at once
+    [job] = jobs(receive(conn, **wire_stroke(strokes[0], 22)))
+    assert job.rid == 22 and job.drawing.revision == 9
+
+
+@pytest.mark.parametrize("fields, code, field", [
+    ({"points": [0.1, float("nan")]}, "bad_field", "points"),
+    ({"points": [0.1, float("inf")]}, "bad_field", "points"),
+    ({"points": [0.1, 5.0]}, "bad_field", "points"),
+    ({"points": [0.1, 0.2, 0.3]}, "bad_field", "points"),
+    ({"points": [0.1, "x"]}, "bad_field", "points"),
+    ({"points": [True, 0.2]}, "bad_field", "points"),
+    ({"points": []}, "bad_field", "points"),
+    ({"points": [0.5] * (2 * MAX_POINTS_PER_MESSAGE + 2)}, "too_large", "points"),
+    ({"colour": [0, 0]}, "bad_field", "colour"),
+    ({"colour": [0, 0, 300]}, "bad_field", "colour"),
+    ({"colour": [0.5, 0, 0]}, "bad_field", "colour"),
+    ({"colour": [False, 0, 0]}, "bad_field", "colour"),
+    ({"width": 0.5}, "bad_field", "width"),
+    ({"width": 0}, "bad_field", "width"),
+    ({"width": "thin"}, "bad_field", "width"),
+    ({"tool": "eraser"}, "bad_field", "tool"),
+    ({"append": 1}, "bad_field", "append"),
+])
+def test_a_bad_stroke_on_the_wire_is_refused_and_the_drawing_is_unchanged(backend, sketch_engine, fields, code, field):
+    conn, _ = hello(backend)
+    drawn(conn, sketch_engine, [line([0.2, 0.2, 0.8, 0.8])])
+    revision, before = conn.canvas.revision, rasters(conn.canvas)
+    msg = {"type": "sketch.stroke", "rid": 50, "points": [0.3, 0.3, 0.4, 0.4], "colour": [1, 2, 3], "width": 0.02,
+           **fields}
+    actions = receive(conn, **msg)
+    [err] = sends(actions)
+    assert err["type"] == "error" and err["code"] == code and err["rid"] == 50, err
+    assert f"sketch.stroke.{field}" in err["message"], err["message"]
+    assert not jobs(actions)
+    assert conn.canvas.revision == revision and same_rasters(before, rasters(conn.canvas))
+    # and the drawing goes on
+    [job] = jobs(receive(conn, type="sketch.stroke", rid=51, points=[0.5, 0.5, 0.6, 0.6], colour=[0, 0, 0], width=0.02))
+    assert job.drawing.revision == revision + 1
+
+
+def test_start_from_a_sketch_needs_a_result(backend, sketch_engine):
+    conn, _ = hello(backend)
+    [err] = sends(receive(conn, type="start", rid=2, algorithm="pca", init="sketch"))
+    assert err["code"] == "wrong_state"
+    drawn(conn, sketch_engine, [])                     # a result, but of an empty drawing: nothing to start from
+    [err] = sends(receive(conn, type="start", rid=3, algorithm="pca", init="sketch"))
+    assert err["code"] == "wrong_state"
+
+
+@pytest.mark.parametrize("policy", [DEFAULT_POLICY, "study"])
+def test_a_selection_started_from_a_sketch_shows_its_faces_first(backend, sketch_engine, faces, policy):
+    conn, _ = hello(backend)
+    result = drawn(conn, sketch_engine, face_strokes(faces, 64)[:40])
+    ranked = [i["id"] for i in result["items"]]
+    assert len(ranked) == GRID
+    [cands] = sends(receive(conn, type="start", rid=90, algorithm="pca", init="sketch", policy=policy))
+    assert cands["type"] == "candidates" and cands["step"] == 1
+    assert [i["id"] for i in cands["items"]] == ranked
+    [nxt] = sends(receive(conn, type="choose", rid=91, id=ranked[0]))
+    assert nxt["type"] == "candidates" and nxt["items"][0]["id"] == ranked[0]
+    assert not {i["id"] for i in nxt["items"][1:]} & set(ranked)
+    [dec] = sends(receive(conn, type="decide", rid=92, id=nxt["items"][1]["id"]))
+    assert dec["type"] == "decided"
+
+
+def test_a_selection_from_a_sketch_keeps_the_drawing_as_evidence(backend, sketch_engine, faces):
+    """5: the SketchTerm stays in the belief: the drawn face is far more probable than uniform after start."""
+    n = len(faces)
+    lifts = []
+    for target in (64, 100, 131):
+        conn, _ = hello(backend)
+        drawn(conn, sketch_engine, face_strokes(faces, target))
+        [cands] = sends(receive(conn, type="start", rid=90, algorithm="pca", init="sketch", policy="thompson"))
+        belief = conn.session.policy.belief
+        p = belief.probabilities()
+        assert math.isclose(p.sum(), 1.0, rel_tol=1e-9)
+        lifts.append(p[target] * n)
+        assert belief.rank_of(target) <= GRID
+        # the candidates' probabilities are the belief's, not the drawing's alone
+        for item in cands["items"]:
+            assert item["probability"] == pytest.approx(p[item["id"]])
+    assert min(lifts) > 2, lifts       # at least twice uniform for every target
+
+
+def test_a_random_start_carries_no_sketch_evidence(backend, sketch_engine, faces):
+    conn, _ = hello(backend)
+    drawn(conn, sketch_engine, face_strokes(faces, 64))
+    sends(receive(conn, type="start", rid=90, algorithm="pca", init="random", policy="thompson", seed=1))
+    p = conn.session.policy.belief.probabilities()
+    np.testing.assert_allclose(p, np.full(len(p), 1 / len(p)), rtol=1e-6)
+
+
+def test_sketch_begin_again_starts_a_new_drawing(backend, sketch_engine, faces):
+    conn, _ = hello(backend)
+    drawn(conn, sketch_engine, face_strokes(faces, 3)[:5])
+    assert conn.last_sketch is not None
+    [job] = jobs(receive(conn, type="sketch.begin", rid=70))
+    assert job.drawing.empty and job.strokes == 0 and conn.canvas.revision == 0
+    [msg] = sends(complete(conn, sketch_engine, job))
+    assert msg["items"] == [] and msg["revision"] == 0
+    [err] = sends(receive(conn, type="start", rid=71, algorithm="pca", init="sketch"))
+    assert err["code"] == "wrong_state"          # the old drawing's result is gone with it
+
+
+def test_a_failed_projection_is_an_error_and_drawing_goes_on(backend, sketch_engine):
+    conn, _ = hello(backend)
+    [job] = jobs(receive(conn, type="sketch.begin", rid=2))
+    [err] = sends(conn.sketch_failed(job, "internal", "could not project"))
+    assert err["type"] == "error" and err["code"] == "internal" and err["rid"] == 2
+    [job] = jobs(receive(conn, type="sketch.stroke", rid=3, points=[0.1, 0.1, 0.5, 0.5], colour=[0, 0, 0], width=0.02))
+    assert job.rid == 3
+
+
+def test_a_failed_projection_still_projects_the_newest_drawing(backend, sketch_engine):
+    conn, _ = hello(backend)
+    [job] = jobs(receive(conn, type="sketch.begin", rid=2))
+    assert receive(conn, type="sketch.stroke", rid=3, points=[0.1, 0.1, 0.5, 0.5], colour=[0, 0, 0], width=0.02) == []
+    actions = conn.sketch_failed(job, "internal", "could not project")
+    assert [j.rid for j in jobs(actions)] == [3]
+
+
+def test_a_result_for_a_closed_connection_is_dropped(backend, sketch_engine):
+    conn, _ = hello(backend)
+    [job] = jobs(receive(conn, type="sketch.begin", rid=2))
+    receive(conn, type="sketch.stroke", rid=3, points=[0.1, 0.1, 0.5, 0.5], colour=[0, 0, 0], width=0.02)
+    conn.closed = True
+    assert complete(conn, sketch_engine, job) == []
+
+
+# --- 4. a live server and the Python client ---------------------------------------------------------------------
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def draw(client, strokes, pieces: int = 1) -> int:
+    """Send a drawing without waiting for results (each stroke in `pieces` appended pieces); returns the last rid."""
+    rid = await client.sketch_send("sketch.begin")
+    for s in strokes:
+        pts = s.points.reshape(-1)
+        cuts = np.array_split(np.arange(len(s.points)), min(pieces, len(s.points)))
+        for k, part in enumerate(cuts):
+            rid = await client.stroke(pts[2 * part[0]:2 * part[-1] + 2].tolist(), s.colour, s.width, s.tool,
+                                      append=k > 0)
+    return rid
+
+
+def check_result(msg, preview_size, strokes, revision):
+    assert msg["type"] == "sketch.result"
+    assert msg["strokes"] == strokes and msg["revision"] == revision, (msg["strokes"], msg["revision"])
+    ids = [i["id"] for i in msg["items"]]
+    assert len(ids) == GRID == len(set(ids))
+    assert all(len(i["texture"]) == 64 for i in msg["items"])
+    ps = [i["probability"] for i in msg["items"]]
+    assert ps == sorted(ps, reverse=True)
+    img = Image.open(io.BytesIO(msg["preview"]["data"]))
+    img.load()
+    assert img.format == "JPEG" and img.size == (preview_size, preview_size)
+    assert (msg["preview"]["width"], msg["preview"]["height"]) == img.size
+    return ids
+
+
+def test_a_live_drawing_gets_a_result_that_includes_every_stroke(sketch_server, faces):
+    from omokage.client import OmokageClient
+
+    async def main():
+        async with await OmokageClient.connect(sketch_server.url) as c:
+            limits = c.sketch_limits
+            assert limits is not None and limits["tools"] == ["line", "paint"]
+            strokes = face_strokes(faces, 88)
+            last = await draw(c, strokes)
+            msg = await c.sketch_result(last)
+            assert msg["rid"] == last
+            ids = check_result(msg, limits["preview_size"], len(strokes), len(strokes))
+            assert 88 in ids
+            assert c.last_sketch is msg
+            rtt, _ = await c.ping()
+            assert rtt < 1
+    run(main())
+
+
+def test_a_live_stroke_in_pieces_is_one_stroke(sketch_server, faces):
+    from omokage.client import OmokageClient
+
+    async def main():
+        async with await OmokageClient.connect(sketch_server.url) as c:
+            strokes = face_strokes(faces, 17)[:8]
+            last = await draw(c, strokes, pieces=4)
+            msg = await c.sketch_result(last)
+            pieces = sum(min(4, len(s.points)) for s in strokes)
+            check_result(msg, c.sketch_limits["preview_size"], len(strokes), pieces)
+            rid = await c.sketch_send("sketch.undo")
+            msg = await c.sketch_result(rid)
+            assert msg["strokes"] == len(strokes) - 1 and msg["revision"] == pieces + 1
+            rid = await c.sketch_send("sketch.clear")
+            msg = await c.sketch_result(rid)
+            assert msg["strokes"] == 0 and msg["items"] == [] and msg["revision"] == pieces + 2
+    run(main())
+
+
+def test_a_refused_stroke_is_an_error_for_its_rid(sketch_server):
+    from omokage.client import OmokageClient, OmokageError
+
+    async def main():
+        async with await OmokageClient.connect(sketch_server.url) as c:
+            await c.sketch_result(await c.sketch_send("sketch.begin"))
+            rid = await c.stroke([0.1, float("nan")])
+            with pytest.raises(OmokageError) as err:
+                await c.sketch_result(rid)
+            assert err.value.code == "bad_field"
+            msg = await c.sketch_result(await c.stroke([0.1, 0.1, 0.9, 0.9]))
+            assert msg["revision"] == 1 and msg["strokes"] == 1   # the refused stroke changed nothing
+    run(main())
+
+
+def test_a_flood_of_strokes_is_coalesced_and_the_server_stays_responsive(sketch_server):
+    from omokage.client import OmokageClient
+
+    async def main():
+        async with await OmokageClient.connect(sketch_server.url) as c, \
+                await OmokageClient.connect(sketch_server.url) as other:
+            rng = np.random.default_rng(5)
+            t0 = time.perf_counter()
+            rid = await c.sketch_send("sketch.begin")
+            first = rid
+            x, y = 0.5, 0.5
+            rids = []
+            for k in range(500):                      # one long live stroke, a point per message, no waiting
+                x, y = np.clip([x, y] + rng.normal(0, 0.01, 2), 0.05, 0.95)
+                rids.append(await c.stroke([float(x), float(y)], append=k > 0))
+            rtt, _ = await other.ping()               # another user, while the flood is worked off
+            assert rtt < 1.0
+            # the rate limit may refuse some of the flood (`overloaded`): what was accepted is all in the last result
+            results, refused = [], set()
+            while not results or results[-1]["rid"] < max(set(rids) - refused):
+                msg = await asyncio.wait_for(c.sketch_updates.get(), 30)
+                assert msg is not None
+                if msg["type"] == "error":
+                    assert msg["code"] == "overloaded", msg
+                    refused.add(msg["rid"])
+                else:
+                    results.append(msg)
+            assert results[0]["rid"] == first
+            accepted = 500 - len(refused)
+            assert accepted >= 300
+            assert len(results) < 500 / 4, len(results)           # coalesced: far fewer results than strokes
+            assert [m["revision"] for m in results] == sorted(m["revision"] for m in results)
+            assert results[-1]["strokes"] == 1 and results[-1]["revision"] == accepted
+            await asyncio.sleep(0.1)
+            assert c.sketch_updates.empty()                          # nothing after the newest drawing's result
+            await asyncio.sleep(max(0.0, 2.5 - (time.perf_counter() - t0)))   # the flooder's rate budget refills
+            rtt, _ = await c.ping()
+            assert rtt < 1.0
+    run(main())
+
+
+def test_clients_drawing_at_once_each_get_their_own_results(sketch_server, faces):
+    from omokage.client import OmokageClient
+    targets = [5, 45, 85, 125, 155]
+
+    async def one(target, pieces):
+        async with await OmokageClient.connect(sketch_server.url) as c:
+            strokes = face_strokes(faces, target)[:20 + target % 17]
+            last = await draw(c, strokes, pieces=pieces)
+            msg = await c.sketch_result(last)
+            revision = sum(min(pieces, len(s.points)) for s in strokes)
+            ids = check_result(msg, c.sketch_limits["preview_size"], len(strokes), revision)
+            return target, ids
+
+    async def main():
+        got = await asyncio.gather(*(one(t, 1 + k) for k, t in enumerate(targets)))
+        found = sum(t in ids for t, ids in got)
+        assert found >= 3, got
+    run(main())
+
+
+def test_a_client_leaving_mid_projection_does_not_break_the_server(sketch_server, faces):
+    from omokage.client import OmokageClient
+
+    async def main():
+        for k in range(3):
+            quitter = await OmokageClient.connect(sketch_server.url)
+            await draw(quitter, face_strokes(faces, 10 + k), pieces=3)
+            quitter.ws.transport.abort()          # gone without a close frame, results still being projected
+            quitter._reader.cancel()
+        async with await OmokageClient.connect(sketch_server.url) as c:
+            strokes = face_strokes(faces, 120)
+            msg = await c.sketch_result(await draw(c, strokes))
+            check_result(msg, c.sketch_limits["preview_size"], len(strokes), len(strokes))
+            grid = await c.start("pca", seed=3)
+            assert len(grid.items) == GRID
+        batcher = sketch_server.server.sketches
+        assert batcher._task is not None and not batcher._task.done()
+        assert not batcher.queue
+        for _ in range(100):                      # and the aborted connections are cleaned up
+            if sketch_server.server.connections == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert sketch_server.server.connections == 0
+    run(main())
+
+
+def test_a_selection_started_from_a_live_drawing(sketch_server, faces):
+    from omokage.client import OmokageClient, OmokageError
+
+    async def main():
+        async with await OmokageClient.connect(sketch_server.url) as c:
+            with pytest.raises(OmokageError) as err:
+                await c.start("pca", init="sketch")
+            assert err.value.code == "wrong_state"
+            msg = await c.sketch_result(await draw(c, face_strokes(faces, 150)))
+            ids = [i["id"] for i in msg["items"]]
+            grid = await c.start("pca", init="sketch")
+            assert grid.ids == ids and grid.policy == c.default_policy
+            nxt = await c.choose(grid.ids[2])
+            assert nxt.ids[0] == grid.ids[2] and len(nxt.ids) == GRID
+            decided = await c.decide(nxt.ids[0])
+            assert decided["item"]["id"] == grid.ids[2]
+    run(main())
+
+
+def test_a_v1_2_client_is_not_told_about_sketching(sketch_server):
+    from omokage.client import OmokageClient
+
+    async def main():
+        async with await OmokageClient.connect(sketch_server.url, protocol_minor=2) as c:
+            assert c.sketch_limits is None and c.protocol_minor == 3
+    run(main())
+
+
+def test_pieces_of_a_refused_stroke_are_refused_too_and_do_not_extend_the_stroke_before(backend, sketch_engine):
+    conn, _ = hello(backend)
+    [job] = jobs(receive(conn, type="sketch.begin", rid=2))
+    conn.sketch_done(job, sketch_engine.sketch.run([job.drawing])[0], 0.0)
+    line = dict(type="sketch.stroke", colour=[0, 0, 0], width=0.02)
+    assert jobs(receive(conn, rid=3, points=[0.1, 0.1, 0.2, 0.2], **line))
+    before = (conn.canvas.revision, len(conn.canvas.strokes), conn.canvas.points)
+    [err] = sends(receive(conn, rid=4, points=[float("nan"), 0.5], **line))
+    assert err["code"] == "bad_field"
+    [err] = sends(receive(conn, rid=5, points=[0.6, 0.6], append=True, **line))
+    assert err["code"] == "bad_field" and "append" in err["message"]
+    assert (conn.canvas.revision, len(conn.canvas.strokes), conn.canvas.points) == before
+    receive(conn, rid=6, points=[0.7, 0.7, 0.8, 0.8], **line)        # a new stroke is taken again
+    assert len(conn.canvas.strokes) == 2
