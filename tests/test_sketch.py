@@ -910,3 +910,72 @@ def test_pieces_of_a_refused_stroke_are_refused_too_and_do_not_extend_the_stroke
     assert (conn.canvas.revision, len(conn.canvas.strokes), conn.canvas.points) == before
     receive(conn, rid=6, points=[0.7, 0.7, 0.8, 0.8], **line)        # a new stroke is taken again
     assert len(conn.canvas.strokes) == 2
+
+
+# --- the live drawing: incremental updates equal the batch computation ----------------------------------------------
+
+def test_a_live_drawing_updated_piece_by_piece_equals_the_batch_computation(model, faces):
+    from omokage.features.sketch import LiveDrawing
+    from omokage.sketch.canvas import Stroke
+    live, canvas = LiveDrawing(model), SketchCanvas(model.resolution)
+    rng = np.random.default_rng(3)
+    checked = 0
+    for n, stroke in enumerate(line_strokes(faces[4]) + paint_strokes(faces[4])):
+        for j in range(0, len(stroke.points), 3):          # a live stroke, in pieces
+            canvas.add(Stroke(stroke.points[j:j + 3], stroke.colour, stroke.width, stroke.tool), append=j > 0)
+            L, (gram, rhs) = live.update(canvas.observations())
+        if n % 5 == 4:
+            canvas.undo()                                     # entries leave the drawing, too
+            L, (gram, rhs) = live.update(canvas.observations())
+        if rng.random() < 0.3 or n == 0:
+            batch_L = model.log_likelihood([canvas.observations()])[0]
+            batch_z = model.project([canvas.observations()])[0]
+            np.testing.assert_allclose(L, batch_L, rtol=1e-4, atol=1e-3 * np.abs(batch_L).max())
+            np.testing.assert_allclose(np.linalg.solve(gram, rhs), batch_z, rtol=1e-3, atol=1e-3)
+            assert list(np.argsort(-L)[:9]) == list(np.argsort(-batch_L)[:9])
+            checked += 1
+    assert checked >= 3
+    scale = float(np.abs(L).max())
+    canvas.clear()
+    L, (gram, rhs) = live.update(canvas.observations())
+    # back to the empty drawing (all zero), up to the rounding of the running sums
+    assert np.abs(L).max() < 1e-6 * scale + 1e-4 and np.abs(np.linalg.solve(gram, rhs)).max() < 1e-3
+
+
+def test_a_live_drawing_rebuilds_its_sums_after_refresh_updates(model, faces):
+    from omokage.features.sketch import LiveDrawing
+    live, canvas = LiveDrawing(model), SketchCanvas(model.resolution)
+    live.REFRESH = 4
+    for stroke in line_strokes(faces[5])[:10]:
+        canvas.add(stroke)
+        L, _ = live.update(canvas.observations())
+    assert live.updates <= 4
+    np.testing.assert_allclose(L, model.log_likelihood([canvas.observations()])[0], rtol=1e-4,
+                               atol=1e-3 * np.abs(L).max())
+
+
+# --- preview backends ---------------------------------------------------------------------------------------------
+
+def test_preview_backends_without_a_gen_model_say_how_to_fit_one(model, sketch_models):
+    from omokage.errors import UserError
+    from omokage.sketch.service import LinearPreview, make_preview_decoder, preview_backends
+    ok, why = preview_backends(sketch_models)
+    assert ok == ["numpy"] and "omokage fit CATALOG --models gen" in why["onnxruntime"]
+    assert isinstance(make_preview_decoder(model, sketch_models, "auto"), LinearPreview)   # a CPU without gen: PCA's
+    for backend in ("onnxruntime", "tensorrt", "torch-cuda"):
+        with pytest.raises(UserError, match="--models gen"):
+            make_preview_decoder(model, sketch_models, backend)
+    with pytest.raises(UserError, match="unknown preview backend"):
+        make_preview_decoder(model, sketch_models, "vulkan")
+
+
+def test_the_numpy_preview_is_the_pca_decode_at_the_preview_size(model):
+    from omokage.imageio import area_matrix
+    from omokage.sketch.service import LinearPreview
+    preview = LinearPreview(model, 16)
+    z = np.random.default_rng(0).normal(0, 1, (3, model.n_features_out)).astype(np.float32) * 0.1
+    side = int(round((model.n_features_in_ / 3) ** 0.5))
+    full = model.inverse_transform(z).reshape(3, side, side, 3)
+    A = area_matrix(side, 16)
+    expected = np.clip(np.einsum("ph,bhwc,qw->bpqc", A, full, A), 0, 1)
+    np.testing.assert_allclose(preview.decode(z), expected, atol=1e-4)

@@ -40,16 +40,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _model_list(text: str) -> list[str]:
+def _model_list(text: str, known=FIT_MODEL_NAMES) -> list[str]:
     """--models raw,pca,...: checked by argparse, before anything slow is loaded."""
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FIT_MODEL_NAMES]
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown model {', '.join(map(repr, unknown))}; choose from "
-                                         f"{', '.join(FIT_MODEL_NAMES)}")
+                                         f"{', '.join(known)}")
     if not names:
-        raise argparse.ArgumentTypeError(f"give at least one of {', '.join(FIT_MODEL_NAMES)}")
+        raise argparse.ArgumentTypeError(f"give at least one of {', '.join(known)}")
     return names
+
+
+def _served_model_list(text: str) -> list[str]:
+    """Models to serve as feature spaces (not the sketch model or the generator, which are not selected in)."""
+    return _model_list(text, MODEL_NAMES)
 
 
 def _add_catalog_commands(sub) -> None:
@@ -196,14 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--send-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="disconnect a client that reads none of its replies for this long (default 10)")
     s.add_argument("--log-level", default="info", help="debug, info, warning or error (logs are JSON lines on stderr)")
-    s.add_argument("--fit-in-background", type=_model_list, default=None, metavar="MODELS",
+    s.add_argument("--fit-in-background", type=_served_model_list, default=None, metavar="MODELS",
                    help="comma-separated models (e.g. nmf,ae) to fit, where missing or fitted on another catalog, "
                         "while the others are already served; each is served the moment it is saved and clients "
                         "see the progress (protocol v1.2). Logs go to MODELS_DIR/logs/fit-NAME.log")
     s.add_argument("--preview-backend", default="auto", choices=PREVIEW_BACKEND_CHOICES,
                    help="what generates live sketch previews: numpy (PCA's decoder), onnxruntime (the sharper `gen` "
-                        "decoder on the CPU), tensorrt or torch-cuda (gen on an NVIDIA GPU); auto: onnxruntime when "
-                        "a gen model is fitted, else numpy. Sketching needs a fitted `sketch` model")
+                        "decoder on the CPU: sharper, ~4 ms an image), tensorrt or torch-cuda (gen on an NVIDIA GPU); "
+                        "auto: a GPU backend when a gen model is fitted and a GPU is there, else numpy. Sketching needs "
+                        "a fitted `sketch` model")
     s.set_defaults(func=_cmd_serve)
 
     cl = sub.add_parser("client", help="run one whole session against a server and print the transcript",
@@ -405,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "  omokage bench sketch --clients 10 --seconds 5 --skip-usefulness\n"
                                  "  omokage bench sketch --skip-latency --datasets generated --targets 100",
                           formatter_class=_HelpFormatter)
-    bsk.add_argument("--clients", type=int, default=50, help="concurrent drawing clients (default 50)")
+    bsk.add_argument("--clients", default="10,25,50", help="comma-separated levels of concurrent drawing clients "
+                     "(default 10,25,50)")
     bsk.add_argument("--rate", type=float, default=30.0, help="messages per second per client (default 30)")
     bsk.add_argument("--seconds", type=float, default=15.0, help="duration of each latency run (default 15)")
     bsk.add_argument("--backends", default="numpy,onnxruntime", help="comma-separated preview backends to measure "
@@ -809,7 +816,8 @@ def _cmd_bench_gaze(a) -> int:
 def _cmd_bench_sketch(a) -> int:
     from omokage.bench.sketch import run
     run(datasets=[d.strip() for d in a.datasets.split(",") if d.strip()],
-        backends=[b.strip() for b in a.backends.split(",") if b.strip()], clients=a.clients, rate=a.rate,
+        backends=[b.strip() for b in a.backends.split(",") if b.strip()],
+        clients=[int(c) for c in a.clients.split(",") if c.strip()], rate=a.rate,
         seconds=a.seconds, targets=a.targets, home=a.home, out=a.out, skip_latency=a.skip_latency,
         skip_usefulness=a.skip_usefulness)
     return 0

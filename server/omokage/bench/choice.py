@@ -584,10 +584,11 @@ def parse_list(text: str | None, what: str) -> list[str] | None:
 
 
 def check_models(models: list[str]) -> list[str]:
-    from omokage.features import MODEL_CLASSES
-    unknown = [m for m in models if m not in MODEL_CLASSES]
+    """Feature spaces the benchmark can select in (not the sketch model or the generator)."""
+    from omokage.features import ALGORITHMS
+    unknown = [m for m in models if m not in ALGORITHMS]
     if unknown:
-        raise UserError(f"unknown model {', '.join(unknown)}; choose from {', '.join(MODEL_CLASSES)}")
+        raise UserError(f"unknown model {', '.join(unknown)}; choose from {', '.join(ALGORITHMS)}")
     return models
 
 

@@ -84,14 +84,15 @@ def _labelled(dataset: str, home: Path, progress: bool):
 
 def quality_rows(name: str, X_train, X_test, side: int, home: Path, seed: int = 0, epochs: int | None = None,
                  progress: bool = True) -> tuple[list[dict], object]:
-    """PCA-30 and gen fitted on X_train, judged on X_test. Returns (rows, the fitted gen model)."""
+    """PCA-30 and gen fitted on X_train, judged on X_test. Returns (rows, the fitted gen model, (name, 8 held-out
+    faces, their PCA and gen reconstructions))."""
     from threadpoolctl import threadpool_limits
 
     from omokage.features import make_model
     from omokage.features.training import training_threads
     rows = []
     params = {"random_state": seed, "progress": progress, **({"epochs": epochs} if epochs else {})}
-    models = {}
+    models, recon = {}, {}
     for model_name, p in (("pca", {"random_state": seed}), ("gen", params)):
         model = make_model(model_name, **p)
         t0 = time.perf_counter()
@@ -105,6 +106,7 @@ def quality_rows(name: str, X_train, X_test, side: int, home: Path, seed: int = 
         else:
             decode = model.inverse_transform
         R_test = decode_all(decode, Z_test)
+        recon[model_name] = R_test
         sub = X_train[np.linspace(0, len(X_train) - 1, min(300, len(X_train))).astype(int)]
         R_train = decode_all(decode, model.transform(sub))
         row = {"dataset": name, "model": model_name, "fit_seconds": seconds, "train_faces": len(X_train),
@@ -124,8 +126,29 @@ def quality_rows(name: str, X_train, X_test, side: int, home: Path, seed: int = 
         import shutil
         shutil.rmtree(out)
     for m in models.values():
-        m.save(out)
-    return rows, models["gen"]
+        m.save(out, metadata={"fitted_on": f"{len(X_train)} faces of {name} (omokage bench generator)"})
+    # the first held-out faces, for the comparison sheet
+    return rows, models["gen"], (name, X_test[:8], recon["pca"][:8], recon["gen"][:8])
+
+
+def comparison_sheet(path: Path, panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], side: int,
+                     count: int = 8, scale: int = 96) -> Path:
+    """A JPEG: per data set, rows of held-out originals, PCA-30's and gen's reconstructions (`count` faces each)."""
+    from PIL import Image, ImageDraw
+    label_w, pad = 160, 4
+    rows = [(f"{name}: {what}", imgs[:count]) for name, X, P, G in panels
+            for what, imgs in (("original", X), ("PCA-30", P), ("gen", G))]
+    sheet = Image.new("RGB", (label_w + count * (scale + pad), len(rows) * (scale + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (label, imgs) in enumerate(rows):
+        y = r * (scale + pad)
+        draw.text((4, y + scale // 2 - 6), label, fill="black")
+        for c, row in enumerate(imgs):
+            img = (np.clip(row.reshape(side, side, 3), 0, 1) * 255 + 0.5).astype(np.uint8)
+            sheet.paste(Image.fromarray(img).resize((scale, scale), Image.LANCZOS), (label_w + c * (scale + pad), y))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, quality=90)
+    return path
 
 
 def _time(decode, Z: np.ndarray, seconds: float = 1.0, min_calls: int = 5, max_calls: int = 500) -> list[float]:
@@ -184,7 +207,7 @@ def run(datasets=("generated", "anime-holoen20"), out: Path = Path("benchmarks/r
         seed: int = 0, epochs: int | None = None, latency_seconds: float = 1.0, progress: bool = True) -> int:
     from omokage.bench.choice import shared_data_dirs
     from omokage.errors import UserError
-    quality, skipped, gen_generated, Z_pool, sizes = [], [], None, None, {}
+    quality, skipped, gen_generated, Z_pool, sizes, panels = [], [], None, None, {}, []
     for dataset in datasets:
         if dataset == "generated":
             X_train, X_test, side, label = _generated(home)
@@ -198,27 +221,37 @@ def run(datasets=("generated", "anime-holoen20"), out: Path = Path("benchmarks/r
                 continue
         print(f"{label}: {side}x{side}", flush=True)
         sizes[dataset] = label
-        rows, gen = quality_rows(dataset, X_train, X_test, side, home, seed=seed, epochs=epochs, progress=progress)
+        rows, gen, panel = quality_rows(dataset, X_train, X_test, side, home, seed=seed, epochs=epochs,
+                                        progress=progress)
         quality += rows
-        if gen_generated is None:
-            gen_generated, Z_pool = gen, gen.transform(X_test[:64])
+        panels.append(panel)
+        sheet_side = side
+        if gen_generated is None:      # decode latency on the first data set's model (generated, by default)
+            gen_generated, Z_pool, latency_on = gen, gen.transform(X_test[:64]), dataset
+    if gen_generated is None:
+        raise UserError("no data set could be measured: "
+                        + "; ".join(f"{s['dataset']}: {s['reason']}" for s in skipped))
+    sheet = comparison_sheet(Path(out) / "generator.jpg", panels, sheet_side)
     latency, diffs, unavailable = backend_rows(gen_generated, Z_pool, latency_seconds)
     table = ("## Held-out reconstruction\n\n" + markdown_table(quality, [
         ("dataset", "data set"), ("model", "model"), ("train_faces", "fitted on"), ("test_faces", "held out"),
         ("rmse_test", "held-out RMSE"), ("rmse_train", "train RMSE"), ("sharpness", "sharpness"),
         ("sharpness_64", "sharpness @64 px"), ("fit_seconds", "fit (s)"), ("residual", "residual"),
         ("best_epoch", "best epoch")])
-        + "\n\n## Decode latency (generated catalog's gen model, output 200x200x3)\n\n" + markdown_table(latency, [
+        + f"\n\n## Decode latency ({latency_on} gen model, output {gen_generated.input_side_}x"
+          f"{gen_generated.input_side_}x3)\n\n" + markdown_table(latency, [
             ("backend", "backend"), ("batch", "batch"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"),
             ("per_image_ms", "ms / image"), ("images_per_s", "images / s")])
         + "\n\n## Differences between backends (64 held-out latents)\n\n" + markdown_table(diffs, [
-            ("backend", "backend"), ("max_abs_diff", "max abs diff vs torch module"), ("vs_numpy_max", "max abs diff vs numpy (PCA)"),
+            ("backend", "backend"), ("max_abs_diff", "max abs diff vs torch module"),
+            ("vs_numpy_max", "max abs diff vs numpy (PCA)"),
             ("vs_numpy_mean", "mean abs diff vs numpy (PCA)")]))
     missing = "; ".join(f"{k}: {v}" for k, v in unavailable.items())
     notes = ("Data sets: " + "; ".join(sizes.values()) + ". RMSE: per pixel value in [0, 1], outputs clipped to "
              "[0, 1]. Sharpness: mean squared Laplacian of the reconstructions / of the originals (1.0 = as sharp "
              "as the originals), at full size and at 64 px. Fit times on this machine's CPUs, beside whatever else "
              "ran on them. Latency: one call per sample, in-process; numpy with 1 BLAS thread as the server runs it."
+             + f" Held-out faces beside their reconstructions: {sheet.name}."
              + (f" Not measured here: {missing}." if missing else "")
              + (" Skipped data sets: " + "; ".join(f"{s['dataset']} ({s['reason']})" for s in skipped) + "."
                 if skipped else ""))

@@ -200,7 +200,26 @@ async def _load(url: str, clients: int, rate: float, seconds: float, kind: str, 
     return {**percentiles(lat), **stats}
 
 
-def latency(catalog_dir: Path, models_dir: Path, backends, clients: int, rate: float, seconds: float,
+def _health(port: int) -> dict:
+    import json
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
+            return json.loads(r.read())
+    except OSError:
+        return {}
+
+
+def _worker_delta(before: dict, after: dict) -> dict:
+    """The sketch worker's figures over one run (from /healthz before and after it)."""
+    batches = after.get("batches", 0) - before.get("batches", 0)
+    drawings = after.get("drawings", 0) - before.get("drawings", 0)
+    compute = after.get("compute_s", 0.0) - before.get("compute_s", 0.0)
+    return {"per_batch": drawings / batches if batches else None,
+            "worker_ms": 1000 * compute / drawings if drawings else None}
+
+
+def latency(catalog_dir: Path, models_dir: Path, backends, levels, rate: float, seconds: float,
             logs: Path) -> list[dict]:
     from omokage.bench.serve import _free_port, _wait_http
     from omokage.catalog.store import Catalog
@@ -219,38 +238,43 @@ def latency(catalog_dir: Path, models_dir: Path, backends, clients: int, rate: f
         try:
             _wait_http(port, server)
             url = f"ws://127.0.0.1:{port}/ws"
-            for kind in ("ping", "sketch"):          # the floor first, then the same load drawing
-                r = run(_load(url, clients, rate, seconds, kind, faces, catalog.image_size))
-                rows.append({"backend": backend, "load": "ping (floor)" if kind == "ping" else "sketch.stroke",
-                             "clients": clients, "rate_hz": rate, **r,
-                             "coalesced": (1 - r["results"] / r["sent"]) if kind == "sketch" and r["sent"] else None})
-                print(f"  {backend:12s} {rows[-1]['load']:14s} p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms "
-                      f"({r['n']} messages)", flush=True)
+            for clients in levels:
+                for kind in ("ping", "sketch"):      # the floor first, then the same load drawing
+                    before = _health(port).get("sketch") or {}
+                    r = run(_load(url, clients, rate, seconds, kind, faces, catalog.image_size))
+                    worker = _worker_delta(before, _health(port).get("sketch") or {}) if kind == "sketch" else {}
+                    rows.append({"backend": backend, "load": "ping (floor)" if kind == "ping" else "sketch.stroke",
+                                 "clients": clients, "rate_hz": rate, **r,
+                                 "coalesced": (1 - r["results"] / r["sent"]) if kind == "sketch" and r["sent"] else None,
+                                 **worker})
+                    print(f"  {backend:12s} {clients:3d} clients {rows[-1]['load']:14s} p50 {r['p50_ms']:.2f} ms "
+                          f"p99 {r['p99_ms']:.2f} ms ({r['n']} messages)", flush=True)
         finally:
             server.terminate()
             server.wait(30)
     return rows
 
 
-def run(datasets=("generated", "anime-holoen20"), backends=("numpy", "onnxruntime"), clients: int = 50,
+def run(datasets=("generated", "anime-holoen20"), backends=("numpy", "onnxruntime"), clients=(10, 25, 50),
         rate: float = 30.0, seconds: float = 15.0, targets: int = 200, home: Path = Path("var"),
         out: Path = Path("benchmarks/results"), skip_latency: bool = False, skip_usefulness: bool = False) -> Path:
     from omokage.bench.choice import shared_data_dirs
     from omokage.demo import prepare
-    payload: dict = {"settings": {"clients": clients, "rate_hz": rate, "seconds": seconds, "targets": targets,
+    payload: dict = {"settings": {"clients": list(clients), "rate_hz": rate, "seconds": seconds, "targets": targets,
                                   "piece_points": PIECE_POINTS, "fractions": FRACTIONS, "jitters": JITTERS}}
     tables = []
     if not skip_latency:
         catalog_dir, models_dir = prepare(home, algorithms=["pca", "sketch"])
         available = _available_backends(models_dir, backends)
-        print(f"latency: {clients} clients x {rate:g} Hz for {seconds:g} s per backend: "
+        print(f"latency: {', '.join(map(str, clients))} clients x {rate:g} Hz for {seconds:g} s per backend: "
               f"{', '.join(available) or 'none'}", flush=True)
         lat = latency(catalog_dir, models_dir, available, clients, rate, seconds, out / "sketch-logs")
         payload["latency"] = lat
         tables.append("## Stroke → result latency\n\n" + markdown_table(lat, [
             ("backend", "preview backend"), ("load", "load"), ("clients", "clients"), ("rate_hz", "Hz each"),
             ("n", "messages"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"),
-            ("results", "results"), ("coalesced", "coalesced share"), ("errors", "errors")]))
+            ("results", "results"), ("coalesced", "coalesced share"), ("per_batch", "drawings per batch"),
+            ("worker_ms", "worker ms per drawing"), ("errors", "errors")]))
     if not skip_usefulness:
         rows = []
         for name in datasets:

@@ -59,7 +59,7 @@ def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: l
     fitted: dict[str, object] = {}
     for name in names:
         params = {"random_state": seed} if name != "raw" else {}
-        if name in ("ae", "contrastive"):
+        if name in ("ae", "contrastive", "gen"):
             params["progress"] = progress
         if name == "ae":
             if ae_epochs is not None:

@@ -171,6 +171,14 @@ class SketchModel(FeatureModel):
         col = (sq[1] @ m_col - 2 * (self.catalog_colour_ @ o_col)) / self.colour_mismatch_
         return (-0.5 * self.temper_ * ((ink + col).T + const[:, None])).astype(np.float32)
 
+    def transposed_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The catalog's ink and colour maps as (entries, faces), made once: a live drawing's update reads the rows of
+        the entries that changed, contiguous in this layout."""
+        t = getattr(self, "_maps_t", None)
+        if t is None:
+            t = self._maps_t = (np.ascontiguousarray(self.catalog_ink_.T), np.ascontiguousarray(self.catalog_colour_.T))
+        return t
+
     def _squares(self):
         sq = getattr(self, "_sq", None)
         if sq is None:
@@ -207,3 +215,80 @@ class SketchModel(FeatureModel):
         self.ink_mismatch_, self.colour_mismatch_ = float(scalars["ink_mismatch"]), float(scalars["colour_mismatch"])
         self.temper_ = float(scalars["temper"])
         self.catalog_ink_, self.catalog_colour_ = arrays["catalog_ink"], arrays["catalog_colour"]
+
+
+class LiveDrawing:
+    """One drawing's likelihood over the catalog and its latent, kept up to date as it changes.
+
+    `SketchModel.log_likelihood` and `project` cost every observed entry times every face on each call. A live
+    drawing changes by a few entries per message (a piece of a stroke touches a few dozen pixels of the 32 x 32
+    maps), so this keeps the running sums instead — per face, Σ over observed entries of (o − e)² / σ², and the
+    latent's Gram matrix and right-hand side — and updates them with the entries that changed since the last
+    update (drawn, erased by an undo or a clear, or changed value). The results are the batch methods' exactly, up
+    to float rounding; every `REFRESH` updates the sums are rebuilt from scratch so that rounding cannot pile up.
+
+    Touched by one thread at a time (the server's sketch worker; a connection has at most one update out)."""
+
+    REFRESH = 512
+
+    def __init__(self, model: SketchModel):
+        check_is_fitted(model)
+        self.model = model
+        r2 = model.resolution ** 2
+        self._ink_t, self._colour_t = model.transposed_maps()
+        self._empty = (np.zeros(r2, np.float32), np.zeros(r2, bool), np.zeros(3 * r2, np.float32),
+                       np.zeros(3 * r2, bool))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every entry: the next update recomputes the drawing from scratch."""
+        m = self.model
+        self.ink, self.ink_on, self.colour, self.colour_on = (a.copy() for a in self._empty)
+        self.sq_err = np.zeros(self._ink_t.shape[1], np.float64)
+        self.gram = np.diag(1.0 / m.prior_var_)
+        self.rhs = np.zeros(len(m.prior_var_))
+        self.updates = 0
+
+    def update(self, drawing: Observations) -> tuple[np.ndarray, np.ndarray]:
+        """Bring the sums to `drawing`; returns (log-likelihood over the catalog (n,), the latent's system: solve
+        `np.linalg.solve(gram, rhs)` for the posterior-mean latent (k,))."""
+        m = self.model
+        if drawing.resolution != m.resolution:
+            raise ValueError(f"a drawing at resolution {drawing.resolution} for a sketch model at {m.resolution}")
+        self.updates += 1
+        if self.updates > self.REFRESH:
+            self.reset()
+            self.updates = 1
+        ink, ink_on, colour, colour_on = (a.copy() for a in self._empty)
+        ink[drawing.ink_idx], ink_on[drawing.ink_idx] = drawing.ink, True
+        colour[drawing.colour_idx], colour_on[drawing.colour_idx] = drawing.colour, True
+        self._apply(self._ink_t, m.ink_basis_, m.ink_mean_, m.ink_mismatch_, m.ink_noise_,
+                    self.ink, self.ink_on, ink, ink_on)
+        self._apply(self._colour_t, m.colour_basis_, m.colour_mean_, m.colour_mismatch_, m.colour_noise_,
+                    self.colour, self.colour_on, colour, colour_on)
+        self.ink, self.ink_on, self.colour, self.colour_on = ink, ink_on, colour, colour_on
+        return (-0.5 * m.temper_ * self.sq_err).astype(np.float32), self.latent_system()
+
+    def latent_system(self) -> tuple[np.ndarray, np.ndarray]:
+        """(Gram matrix, right-hand side) of the latent's k x k system; the latent is their solve (batched by the
+        caller for many drawings: one call instead of one per drawing)."""
+        return self.gram, self.rhs
+
+    def _apply(self, maps_t, basis, mean, mismatch, noise, old, old_on, new, new_on) -> None:
+        idx = np.flatnonzero((old_on != new_on) | (old != new))
+        if not idx.size:
+            return
+        e = maps_t[idx]                                                    # (|Δ|, n): contiguous rows
+        w_new, w_old = new_on[idx].astype(np.float32), old_on[idx].astype(np.float32)
+        # Σ_Δ [w'(o' − e)² − w(o − e)²] = Σ (w'o'² − wo²) − 2 (w'o' − wo)·e + (w' − w)·e²: two matrix-vector products
+        # (the e² one only over entries that entered or left the drawing), not an elementwise pass over |Δ| x n
+        a = w_new * new[idx] - w_old * old[idx]
+        c = float(np.dot(w_new, np.square(new[idx])) - np.dot(w_old, np.square(old[idx])))
+        delta = c - 2.0 * (a @ e).astype(np.float64)
+        moved = np.flatnonzero(w_new != w_old)
+        if moved.size:
+            delta += ((w_new - w_old)[moved] @ np.square(e[moved])).astype(np.float64)
+        self.sq_err += delta / mismatch
+        b = basis[:, idx].astype(np.float64)                               # (k, |Δ|)
+        self.gram += (b * (w_new - w_old)) @ b.T / noise
+        self.rhs += b @ (w_new * (new[idx] - mean[idx]) - w_old * (old[idx] - mean[idx])) / noise

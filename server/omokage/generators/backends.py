@@ -14,9 +14,11 @@ engine as a plan file in the model's version folder, named after the GPU and the
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import re
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -212,7 +214,8 @@ class TensorRTBackend(DecoderBackend):
             engine = None
         if engine is None:
             return None
-        name = engine.get_tensor_name(0)
+        name = next(n for n in (engine.get_tensor_name(i) for i in range(engine.num_io_tensors))
+                    if engine.get_tensor_mode(n) == self.trt.TensorIOMode.INPUT)
         shapes = engine.get_tensor_profile_shape(name, 0)
         if [int(s[0]) for s in shapes] != list(self.profile):
             return None                 # built for another batch range: rebuild
@@ -344,9 +347,25 @@ class TorchCudaBackend(DecoderBackend):
 
 # --- which backends can run here --------------------------------------------------------------------------------------
 
+def _no_nvidia_driver() -> bool:
+    """True where the machine certainly has no NVIDIA GPU driver (Linux without /proc/driver/nvidia or /dev/nvidia*),
+    so that asking costs no torch import on a CPU server."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not (Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*")))
+
+
 def _torch_cuda_reason() -> str | None:
     if importlib.util.find_spec("torch") is None:
         return "PyTorch is not installed"
+    try:
+        version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    if version.endswith("+cpu"):
+        return f"no CUDA GPU: PyTorch {version} is a CPU-only build"
+    if _no_nvidia_driver():
+        return "no CUDA GPU: no NVIDIA driver on this machine (/proc/driver/nvidia is absent)"
     import torch
     if not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
@@ -359,7 +378,9 @@ def backend_reason(name: str) -> str | None:
     if name == "numpy":
         return None
     if name == "onnxruntime":
-        return None if importlib.util.find_spec("onnxruntime") else "onnxruntime is not installed (pip install onnxruntime)"
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed (pip install onnxruntime)"
+        return None
     if name == "torch-cuda":
         return _torch_cuda_reason()
     if name == "tensorrt":
@@ -405,7 +426,8 @@ def _resolve(model_dir_or_model, need_gen: bool):
     path = Path(model_dir_or_model)
     if (path / "config.json").is_file():
         model, _, _ = load_model_dir(path)
-        if not isinstance(model, (ResidualDecoder, PCAFeatures)) or (need_gen and not isinstance(model, ResidualDecoder)):
+        wrong = not isinstance(model, ResidualDecoder if need_gen else (ResidualDecoder, PCAFeatures))
+        if wrong:
             raise BackendUnavailable(f"{path} holds a {model.name!r} model; this backend needs a 'gen' model"
                                      + ("" if need_gen else " or a 'pca' one"))
         return model, path

@@ -65,6 +65,9 @@ class Backend(Protocol):
     sketch_resolution: int | None
     sketch_preview_size: int
 
+    def new_live_drawing(self) -> Any:
+        """v1.3: the running state of a new drawing (None: every update is computed afresh)."""
+
     def space(self, algorithm: str) -> FeatureSpace: ...
 
     def policy_params(self, algorithm: str) -> dict[str, Any]:
@@ -107,6 +110,7 @@ class SketchJob:
     drawing: Observations
     strokes: int
     canvas: int = 0          # which drawing (a count of sketch.begin): a result for an earlier one is not shown
+    live: Any = None         # the drawing's running state for incremental updates (the backend's), or None
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,7 @@ class ServerConnection:
         self._sketch_rid: int | None = None
         self._canvases = 0                 # sketch.begin count: tags jobs with the drawing they project
         self._stroke_refused = False       # the last new stroke was refused: its appended pieces are refused too
+        self._live = None                  # the drawing's running state, handed to the worker with each job
 
     @property
     def trial_id(self) -> int | None:
@@ -383,6 +388,7 @@ class ServerConnection:
                                                "`omokage fit CATALOG --models sketch`", rid)
         if mtype == "sketch.begin":
             self.canvas = SketchCanvas(self.backend.sketch_resolution)
+            self._live = self.backend.new_live_drawing()
             self._canvases += 1
             self._stroke_refused = False
             self.last_sketch = None
@@ -421,7 +427,7 @@ class ServerConnection:
         self._sketch_busy = True
         self._tickets += 1
         return Offload(SketchJob(self._tickets, rid, self.canvas.observations(), len(self.canvas.strokes),
-                                 self._canvases))
+                                 self._canvases, self._live))
 
     def _start_request(self, msg, rid, now) -> list[Action]:
         algorithm = msg["algorithm"]

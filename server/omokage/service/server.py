@@ -268,6 +268,9 @@ class EngineBackend:
     def sketch_preview_size(self) -> int:
         return self.engine.sketch.preview_size if self.engine.sketch is not None else 0
 
+    def new_live_drawing(self):
+        return self.engine.sketch.new_live() if self.engine.sketch is not None else None
+
     def __post_init__(self):
         self.items = self.engine.catalog.items
         self.textures = self.engine.catalog.textures()  # a few MB: served from memory
@@ -417,6 +420,7 @@ class OmokageServer:
                          "algorithms": list(self.backend.algorithms), "dropped_slow": self.dropped_slow,
                          "event_log": self.events.stats() if self.events is not None else None,
                          "store": self.store.stats() if self.store is not None else None,
+                         "sketch": self.sketches.stats() if self.sketches is not None else None,
                          "uptime_s": round(time.time() - self.started, 3)})
         return body
 
@@ -829,6 +833,13 @@ class SketchBatcher:
         self._task: asyncio.Task | None = None
         self.batches = 0
         self.drawings = 0
+        self.compute_s = 0.0      # time in the worker, for /healthz
+
+    def stats(self) -> dict[str, Any]:
+        return {"batches": self.batches, "drawings": self.drawings, "queued": len(self.queue),
+                "drawings_per_batch": round(self.drawings / self.batches, 2) if self.batches else None,
+                "compute_ms_per_drawing": round(1000 * self.compute_s / self.drawings, 3) if self.drawings else None,
+                "compute_s": round(self.compute_s, 3)}
 
     def submit(self, ws, conn: ServerConnection, job: SketchJob) -> None:
         self.queue.append((ws, conn, job))
@@ -848,11 +859,18 @@ class SketchBatcher:
                 if not batch:
                     continue
                 drawings = [job.drawing for _, _, job in batch]
+                lives = [job.live for _, _, job in batch]
+                lives = lives if all(live is not None for live in lives) else None
+                started = time.perf_counter()
                 try:
-                    results = await loop.run_in_executor(self.pool, self.service.run, drawings)
+                    results = await loop.run_in_executor(self.pool, self.service.run, drawings, lives)
                 except Exception:
                     log.exception("sketch projection failed; retrying the batch's drawings one by one")
-                    results = [await self._run_one(loop, d) for d in drawings]   # one bad drawing fails alone
+                    # one bad drawing fails alone; afresh (a live state may be half updated: it is rebuilt)
+                    for live in lives or ():
+                        live.reset()
+                    results = [await self._run_one(loop, d) for d in drawings]
+                self.compute_s += time.perf_counter() - started
                 self.batches += 1
                 self.drawings += len(batch)
                 now = time.time()

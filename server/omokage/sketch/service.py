@@ -84,14 +84,17 @@ def preview_backends(models_dir) -> tuple[list[str], dict[str, str]]:
 def make_preview_decoder(model: SketchModel, models_dir, backend: str = "auto",
                          preview_size: int = PREVIEW_SIZE) -> Decoder:
     """The decoder of a sketch's previews. `numpy`: PCA's own (blurry, always there). Otherwise the `gen` model's
-    sharper decoder on that backend; `auto`: onnxruntime when a `gen` model is fitted, else numpy. The gen model must
+    sharper decoder on that backend; `auto`: a GPU backend (tensorrt, then torch-cuda) when a `gen` model is fitted
+    and a GPU is there, else numpy. The gen model must
     share the sketch model's PCA latent (both fitted on this catalog with the same settings)."""
     from omokage.errors import UserError
     if backend not in PREVIEW_BACKENDS:
         raise UserError(f"unknown preview backend {backend!r}; choose from {', '.join(PREVIEW_BACKENDS)}")
     ok, why = preview_backends(models_dir)
     if backend == "auto":
-        backend = "onnxruntime" if "onnxruntime" in ok else "numpy"
+        # the gen decoder costs ~4 ms an image on a CPU core (benchmarks/results/generator.md) against ~0.1 ms for
+        # PCA's: live previews take it only from a GPU; on a CPU, ask for onnxruntime explicitly
+        backend = next((b for b in ("tensorrt", "torch-cuda") if b in ok), "numpy")
     if backend == "numpy":
         return LinearPreview(model, preview_size)
     if backend not in ok:
@@ -105,7 +108,7 @@ def make_preview_decoder(model: SketchModel, models_dir, backend: str = "auto",
             not np.allclose(pca.components_, model.latent_.components_, atol=1e-4):
         raise UserError(f"{gen_dir} and the sketch model were fitted with different PCAs; refit both on this catalog: "
                         f"`omokage fit CATALOG --models sketch,gen --out {models_dir}`")
-    return make_decoder(backend, gen)
+    return make_decoder(backend, gen_dir)   # the version folder: TensorRT caches its plans there
 
 
 @dataclass(frozen=True)
@@ -140,11 +143,26 @@ class SketchService:
     def resolution(self) -> int:
         return int(self.model.resolution)
 
-    def run(self, drawings: Sequence[Observations]) -> list[SketchResult]:
+    def new_live(self):
+        """The running state of one live drawing (`LiveDrawing`): `run` updates it by what changed since its last
+        drawing instead of recomputing every observed entry."""
+        from omokage.features.sketch import LiveDrawing
+        return LiveDrawing(self.model)
+
+    def run(self, drawings: Sequence[Observations], lives: Sequence | None = None) -> list[SketchResult]:
+        """Results for `drawings`; with `lives` (one `LiveDrawing` per drawing, each the state of that drawing's
+        previous update), each is brought up to date incrementally, else all are computed afresh as one batch."""
         if not drawings:
             return []
-        L = self.model.log_likelihood(drawings)              # (B, n)
-        Z = self.model.project(drawings)                      # (B, k)
+        if lives is not None:
+            updated = [live.update(d) for live, d in zip(lives, drawings)]
+            L = np.stack([u[0] for u in updated])
+            grams = np.stack([u[1][0] for u in updated])
+            rhs = np.stack([u[1][1] for u in updated])
+            Z = np.linalg.solve(grams, rhs[..., None])[..., 0].astype(np.float32)   # one batched k x k solve
+        else:
+            L = self.model.log_likelihood(drawings)          # (B, n)
+            Z = self.model.project(drawings)                  # (B, k)
         images = self._previews(Z)
         results = []
         for b, obs in enumerate(drawings):
