@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "decoder on the CPU: sharper, ~4 ms an image), tensorrt or torch-cuda (gen on an NVIDIA GPU); "
                         "auto: a GPU backend when a gen model is fitted and a GPU is there, else numpy. Sketching needs "
                         "a fitted `sketch` model")
+    s.add_argument("--preview-size", type=_positive_int, default=None, metavar="PIXELS",
+                   help="side of live sketch previews (default 64; at most the catalog's image size)")
     s.set_defaults(func=_cmd_serve)
 
     cl = sub.add_parser("client", help="run one whole session against a server and print the transcript",
@@ -728,7 +730,7 @@ def _cmd_serve(a) -> int:
                          max_messages_per_second=a.max_messages_per_second, insecure=a.insecure,
                          public_names=a.public_name, fsync_events=not a.no_fsync, send_timeout=a.send_timeout,
                          background_fits=a.fit_in_background or (), store_path=a.db, study=a.study,
-                         preview_backend=a.preview_backend)
+                         preview_backend=a.preview_backend, preview_size=a.preview_size)
 
 
 def _cmd_client(a) -> int:

@@ -75,7 +75,8 @@ def load_fitted(catalog: Catalog, catalog_path, models_path, name: str, fingerpr
     return LoadedModel(name, model, version_dir, metric_space(name, features, scales, index_kind), scales)
 
 
-def load_sketch(catalog: Catalog, models_path, fingerprint: str | None = None, preview_backend: str = "auto"):
+def load_sketch(catalog: Catalog, models_path, fingerprint: str | None = None, preview_backend: str = "auto",
+                preview_size: int | None = None):
     """The live sketch search of the latest fitted `sketch` model in `models_path` (a `SketchService`), or None when
     there is none or it was fitted on another catalog (sketching is then off; selection works as before).
     `preview_backend`: what decodes its previews (omokage.sketch.service.make_preview_decoder)."""
@@ -90,7 +91,9 @@ def load_sketch(catalog: Catalog, models_path, fingerprint: str | None = None, p
     if not isinstance(model, SketchModel) or \
             config.get("catalog", {}).get("fingerprint") != (fingerprint or catalog.fingerprint()):
         return None
-    return SketchService(model, make_preview_decoder(model, models_path, preview_backend))
+    from omokage.sketch.service import PREVIEW_SIZE
+    size = preview_size or PREVIEW_SIZE
+    return SketchService(model, make_preview_decoder(model, models_path, preview_backend, size), size)
 
 
 class Engine:
@@ -106,7 +109,8 @@ class Engine:
     @classmethod
     def open(cls, catalog_path: str | os.PathLike, models_path: str | os.PathLike,
              algorithms: list[str] | None = None, index_kind: str = "auto",
-             apply_user_metric: bool = True, preview_backend: str = "auto") -> "Engine":
+             apply_user_metric: bool = True, preview_backend: str = "auto",
+             preview_size: int | None = None) -> "Engine":
         single_threaded_blas()
         catalog = Catalog(catalog_path)
         fingerprint = catalog.fingerprint()
@@ -117,7 +121,8 @@ class Engine:
         models = {name: load_fitted(catalog, catalog_path, models_path, name, fingerprint, index_kind,
                                     user_model if apply_user_metric else None)
                   for name in wanted}
-        return cls(catalog, models, user_model, load_sketch(catalog, models_path, fingerprint, preview_backend))
+        return cls(catalog, models, user_model, load_sketch(catalog, models_path, fingerprint, preview_backend,
+                                                                   preview_size))
 
     def add_model(self, loaded: LoadedModel) -> None:
         """Serve one more model (one fitted in the background while the others were already served). Call it

@@ -268,7 +268,7 @@ def run(datasets=("generated", "anime-holoen20"), backends=("numpy", "onnxruntim
         available = _available_backends(models_dir, backends)
         print(f"latency: {', '.join(map(str, clients))} clients x {rate:g} Hz for {seconds:g} s per backend: "
               f"{', '.join(available) or 'none'}", flush=True)
-        lat = latency(catalog_dir, models_dir, available, clients, rate, seconds, out / "sketch-logs")
+        lat = latency(catalog_dir, models_dir, available, clients, rate, seconds, home / "bench-sketch-logs")
         payload["latency"] = lat
         tables.append("## Stroke → result latency\n\n" + markdown_table(lat, [
             ("backend", "preview backend"), ("load", "load"), ("clients", "clients"), ("rate_hz", "Hz each"),

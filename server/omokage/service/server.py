@@ -1049,7 +1049,7 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
                   public_names: Sequence[str] = (), fsync_events: bool = True,
                   send_timeout: float = SEND_TIMEOUT_S, background_fits: Sequence[str] = (),
                   ae_epochs: int | None = None, fit_report=None, store_path: Path | None = None,
-                  study: str | None = None, preview_backend: str = "auto") -> int:
+                  study: str | None = None, preview_backend: str = "auto", preview_size: int | None = None) -> int:
     """Serve until SIGINT/SIGTERM. `background_fits`: models to fit (where missing or stale) while the others are
     already served; each is served the moment it is saved. Events go to the JSON-lines file `events_path` (default
     var/events/events-DATE.jsonl when no store is given) and/or the event store at `store_path` (always for a
@@ -1067,9 +1067,10 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
         fitter = BackgroundFitter(Path(catalog), Path(models), pending, ae_epochs=ae_epochs,
                                   report=fit_report) if pending else None
         ready = [a for a in fitted if a not in stale]
-        engine = Engine.open(catalog, models, algorithms=ready, preview_backend=preview_backend)
+        engine = Engine.open(catalog, models, algorithms=ready, preview_backend=preview_backend,
+                             preview_size=preview_size)
     else:
-        engine = Engine.open(catalog, models, preview_backend=preview_backend)
+        engine = Engine.open(catalog, models, preview_backend=preview_backend, preview_size=preview_size)
     from omokage.store import DEFAULT_STORE
     if store_path is None and study:
         store_path = Path(DEFAULT_STORE)   # a study lives in the store

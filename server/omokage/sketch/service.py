@@ -19,7 +19,10 @@ from omokage.imageio import area_matrix
 from omokage.sketch.canvas import Observations
 from omokage.sketch.model import SketchModel
 
-PREVIEW_SIZE = 96        # pixels: a live preview on a small panel; the catalog's 200 px would cost 4x to decode and send
+# pixels: a live preview on a small panel. 96 px cost stroke-to-result p50 10 ms / p99 56 ms at 50 clients x 30 Hz
+# here, 64 px 5 / 31 ms (decoding, encoding and sending it is most of a result's cost); PCA's preview is blurry at any
+# size. `omokage serve --preview-size` changes it
+PREVIEW_SIZE = 64
 PREVIEW_QUALITY = 85
 
 
