@@ -574,6 +574,20 @@ def default_policies() -> list[str]:
     return [p for p in POLICIES if p != FLOOR_POLICY]
 
 
+def run_forked(jobs, run_job, collect, workers: int) -> None:
+    """`collect(run_job(job))` for every job: in `workers` forked processes where fork exists (they inherit the engine,
+    the distance matrix and the queries, e.g. a module's `_WORK`, instead of pickling them), else here, one by one."""
+    workers = max(1, min(int(workers), len(jobs)))
+    if workers > 1 and "fork" in __import__("multiprocessing").get_all_start_methods():
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_limit_threads) as pool_:
+            for result in pool_.imap_unordered(run_job, jobs):
+                collect(result)
+    else:
+        for job in jobs:
+            collect(run_job(job))
+
+
 def parse_list(text: str | None, what: str) -> list[str] | None:
     if text is None:
         return None
@@ -743,16 +757,7 @@ def simulate(data: ChoiceData, arms: list[Arm], users: int = DEFAULT_USERS, max_
         bar.update(hi - lo)
 
     try:
-        workers = max(1, min(int(workers), len(jobs)))
-        if workers > 1 and "fork" in __import__("multiprocessing").get_all_start_methods():
-            import multiprocessing
-            # fork: the workers inherit the engine, the distance matrix and the queries instead of pickling them
-            with multiprocessing.get_context("fork").Pool(workers, initializer=_limit_threads) as pool_:
-                for result in pool_.imap_unordered(_run_job, jobs):
-                    collect(result)
-        else:
-            for job in jobs:
-                collect(_run_job(job))
+        run_forked(jobs, _run_job, collect, workers)
     finally:
         bar.close()
         _WORK.clear()

@@ -126,7 +126,7 @@ def _run_job(job: tuple[int, int, int]):
 def simulate(data, space, latents, policy: str, users: int, temperatures, at, settings, seed: int,
              workers: int, progress: bool) -> dict:
     from tqdm import tqdm
-    from omokage.bench.choice import USER_CHUNK, _limit_threads, _seeds
+    from omokage.bench.choice import USER_CHUNK, _seeds, run_forked
     pool = np.asarray(data.target_pool)
     targets = np.random.default_rng([seed, 0]).choice(pool, size=users, replace=users > len(pool))
     space.distance_unit, space.unit_distances_from([0])     # cached before the workers fork
@@ -154,14 +154,7 @@ def simulate(data, space, latents, policy: str, users: int, temperatures, at, se
         bar.update(hi - lo)
 
     try:
-        if workers > 1 and "fork" in __import__("multiprocessing").get_all_start_methods():
-            import multiprocessing
-            with multiprocessing.get_context("fork").Pool(workers, initializer=_limit_threads) as p:
-                for result in p.imap_unordered(_run_job, jobs):
-                    collect(result)
-        else:
-            for job in jobs:
-                collect(_run_job(job))
+        run_forked(jobs, _run_job, collect, workers)
     finally:
         bar.close()
         _WORK.clear()

@@ -141,6 +141,7 @@ class SketchService:
         self.preview_size = min(preview_size, side)     # never larger than the catalog's faces
         self.decoder = decoder if decoder is not None else LinearPreview(model, self.preview_size)
         self.count = count
+        model.transposed_maps()   # made now, not on the first user's first stroke
 
     @property
     def resolution(self) -> int:
