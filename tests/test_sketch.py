@@ -979,3 +979,56 @@ def test_the_numpy_preview_is_the_pca_decode_at_the_preview_size(model):
     A = area_matrix(side, 16)
     expected = np.clip(np.einsum("ph,bhwc,qw->bpqc", A, full, A), 0, 1)
     np.testing.assert_allclose(preview.decode(z), expected, atol=1e-4)
+
+
+def test_pieces_of_a_stroke_refused_by_the_schema_are_refused_too(backend, sketch_engine):
+    """A first piece over the per-message limit is refused before the canvas sees it (too_large); its appended pieces
+    must not be drawn onto the stroke before it."""
+    conn, _ = hello(backend)
+    [job] = jobs(receive(conn, type="sketch.begin", rid=1))
+    conn.sketch_done(job, sketch_engine.sketch.run([job.drawing])[0], 0.0)
+    line = dict(type="sketch.stroke", colour=[0, 0, 0], width=0.02)
+    receive(conn, rid=2, points=[0.1, 0.1, 0.2, 0.2], **line)
+    before = [p.copy() for p in (s.points for s in conn.canvas.strokes)]
+    [err] = sends(receive(conn, rid=3, points=[0.5] * 1200, **line))
+    assert err["code"] == "too_large"
+    [err] = sends(receive(conn, rid=4, points=[0.9, 0.9], append=True, **line))
+    assert err["code"] == "bad_field" and "append" in err["message"]
+    assert [s.points.tolist() for s in conn.canvas.strokes] == [p.tolist() for p in before]
+
+
+class _BrokenOnce:
+    """A sketch service whose first batch raises (a bug in the worker, injected into the real server): the drawings
+    of that batch must be retried one by one and sketching must go on for everyone."""
+
+    def __init__(self, service):
+        self.service, self.failed = service, 0
+
+    def run(self, drawings, lives=None):
+        if not self.failed:
+            self.failed += 1
+            raise RuntimeError("injected")
+        return self.service.run(drawings, lives)
+
+
+def test_a_batch_that_raises_is_retried_drawing_by_drawing_and_sketching_goes_on(sketch_engine, faces):
+    from omokage.client import OmokageClient
+    srv = RunningServer(sketch_engine)
+    try:
+        batcher = srv.server.sketches
+        batcher.service = _BrokenOnce(batcher.service)
+
+        async def main():
+            async with await OmokageClient.connect(srv.url) as c:
+                first = await c.sketch_result(await c.sketch_send("sketch.begin"), timeout=10)
+                rid = None
+                for s in face_strokes(faces, 3)[:10]:
+                    rid = await c.stroke(s.points.reshape(-1).tolist(), s.colour, s.width, s.tool)
+                last = await c.sketch_result(rid, timeout=10)
+                return first, last
+
+        first, last = asyncio.run(main())
+        assert batcher.service.failed == 1
+        assert first["revision"] == 0 and last["strokes"] == 10 and len(last["items"]) == 9
+    finally:
+        srv.stop()

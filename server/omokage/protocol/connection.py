@@ -193,6 +193,7 @@ class ServerConnection:
         self.messages_in += 1
         self.last_message = None
         rid = None
+        msg = None
         try:
             msg = frame.unwrap() if isinstance(frame, Decoded) else decode_frame(frame, self.limits.max_frame_bytes)
             rid = readable_rid(msg)
@@ -206,6 +207,10 @@ class ServerConnection:
             self.last_message = msg
             return self._dispatch(msg, now)
         except ProtocolError as exc:
+            if isinstance(msg, dict) and msg.get("type") == "sketch.stroke" and msg.get("append") is not True:
+                # a new stroke refused before the canvas saw it (too many points, over the rate): its appended
+                # pieces must not continue the stroke before it
+                self._stroke_refused = True
             return self._error(exc)
         except SessionError as exc:
             return self._error(ProtocolError(exc.code if exc.code in ("wrong_state", "not_found") else "bad_field",

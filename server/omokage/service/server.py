@@ -834,6 +834,7 @@ class SketchBatcher:
         self.batches = 0
         self.drawings = 0
         self.compute_s = 0.0      # time in the worker, for /healthz
+        self.closed = False
 
     def stats(self) -> dict[str, Any]:
         return {"batches": self.batches, "drawings": self.drawings, "queued": len(self.queue),
@@ -842,6 +843,8 @@ class SketchBatcher:
                 "compute_s": round(self.compute_s, 3)}
 
     def submit(self, ws, conn: ServerConnection, job: SketchJob) -> None:
+        if self.closed:
+            return   # shutting down: nothing is projected any more
         self.queue.append((ws, conn, job))
         if self._task is None or self._task.done():
             self._wakeup = asyncio.Event()
@@ -858,34 +861,46 @@ class SketchBatcher:
                 batch = [entry for entry in batch if not entry[1].closed]   # gone while it waited
                 if not batch:
                     continue
-                drawings = [job.drawing for _, _, job in batch]
-                lives = [job.live for _, _, job in batch]
-                lives = lives if all(live is not None for live in lives) else None
-                started = time.perf_counter()
                 try:
-                    results = await loop.run_in_executor(self.pool, self.service.run, drawings, lives)
-                except Exception:
-                    log.exception("sketch projection failed; retrying the batch's drawings one by one")
-                    # one bad drawing fails alone; afresh (a live state may be half updated: it is rebuilt)
-                    for live in lives or ():
-                        live.reset()
-                    results = [await self._run_one(loop, d) for d in drawings]
-                self.compute_s += time.perf_counter() - started
-                self.batches += 1
-                self.drawings += len(batch)
-                now = time.time()
-                for (ws, conn, job), result in zip(batch, results):
-                    try:
-                        if isinstance(result, Exception):
-                            actions = conn.sketch_failed(job, "internal", "could not project the drawing "
-                                                         f"({type(result).__name__}); draw on or send `sketch.clear`")
-                        else:
-                            actions = conn.sketch_done(job, result, now)
-                    except Exception as exc:   # a bug for one connection must not stop sketching for all
-                        log.exception("sketch result handling failed")
-                        actions = conn.sketch_failed(job, "internal", f"could not send the result "
-                                                                      f"({type(exc).__name__})")
-                    self._deliver(ws, conn, actions)
+                    await self._project(loop, batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:   # a bug here must not end sketching for everyone, nor leave these waiting
+                    log.exception("sketch batch failed")
+                    for ws, conn, job in batch:
+                        if conn._sketch_busy and not conn.closed:
+                            self._deliver(ws, conn, conn.sketch_failed(job, "internal", "could not project the "
+                                                                       "drawing; draw on or send `sketch.clear`"))
+
+    async def _project(self, loop, batch) -> None:
+        drawings = [job.drawing for _, _, job in batch]
+        lives = [job.live for _, _, job in batch]
+        lives = lives if all(live is not None for live in lives) else None
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self.pool, self.service.run, drawings, lives)
+        except Exception:
+            log.exception("sketch projection failed; retrying the batch's drawings one by one")
+            # one bad drawing fails alone; afresh (a live state may be half updated: it is rebuilt)
+            for live in lives or ():
+                live.reset()
+            results = [await self._run_one(loop, d) for d in drawings]
+        self.compute_s += time.perf_counter() - started
+        self.batches += 1
+        self.drawings += len(batch)
+        now = time.time()
+        for (ws, conn, job), result in zip(batch, results):
+            try:
+                if isinstance(result, Exception):
+                    actions = conn.sketch_failed(job, "internal", "could not project the drawing "
+                                                 f"({type(result).__name__}); draw on or send `sketch.clear`")
+                else:
+                    actions = conn.sketch_done(job, result, now)
+            except Exception as exc:   # a bug for one connection must not stop sketching for all
+                log.exception("sketch result handling failed")
+                actions = conn.sketch_failed(job, "internal", f"could not send the result "
+                                                              f"({type(exc).__name__})")
+            self._deliver(ws, conn, actions)
 
     async def _run_one(self, loop, drawing):
         try:
@@ -898,22 +913,28 @@ class SketchBatcher:
             return
 
         async def perform():
+            current = actions
             try:
-                follow = actions
-                while follow:
-                    follow = await self.server._perform(ws, conn, follow)
+                while current:
+                    current = await self.server._perform(ws, conn, current)
             except ConnectionClosed:
                 pass   # the connection's own handler notices and cleans up
             except SlowConsumer as exc:
                 await self.server._drop_slow(ws, conn.session_id, str(exc))
             except Exception:
                 log.exception("could not deliver a sketch result")
+                # the connection waits for the projection these actions hand on: hand it on, or it waits forever
+                for a in current:
+                    if isinstance(a, Offload) and isinstance(a.job, SketchJob) \
+                            and not any(j is a.job for _, _, j in self.queue):
+                        self.submit(ws, conn, a.job)
 
         task = asyncio.get_running_loop().create_task(perform())
         self.server._tasks.add(task)
         task.add_done_callback(self.server._tasks.discard)
 
     def close(self) -> None:
+        self.closed = True
         if self._task is not None:
             self._task.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)
