@@ -137,18 +137,23 @@ def _start_server(catalog: Path, models: Path, port: int, events: Path, log: Pat
     return subprocess.Popen(cmd, env=env, stderr=open(log, "w"))
 
 
-def _stop_server(server: subprocess.Popen, port: int) -> dict:
-    """The event log's own figures (events, commits, fsync time; from /healthz, which shows them to a
-    loopback caller), then SIGTERM."""
+def server_health(port: int) -> dict:
+    """A loopback server's /healthz with its details (a loopback caller sees them), or {} when it does not answer."""
     import json
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
-            health = json.loads(r.read())
-            stats = health.get("event_log") or health.get("store") or {}
-            if "commit_ms_per_batch" in stats:   # the store: its commit (with the WAL's sync) stands for the fsync
-                stats["fsync_ms_per_batch"] = stats["commit_ms_per_batch"]
+            return json.loads(r.read())
     except OSError:
-        stats = {}
+        return {}
+
+
+def _stop_server(server: subprocess.Popen, port: int) -> dict:
+    """The event log's own figures (events, commits, fsync time; from /healthz, which shows them to a
+    loopback caller), then SIGTERM."""
+    health = server_health(port)
+    stats = health.get("event_log") or health.get("store") or {}
+    if "commit_ms_per_batch" in stats:   # the store: its commit (with the WAL's sync) stands for the fsync
+        stats["fsync_ms_per_batch"] = stats["commit_ms_per_batch"]
     server.terminate()
     server.wait(30)
     return stats

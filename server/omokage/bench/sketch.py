@@ -108,7 +108,7 @@ def _usefulness_data(dataset: str, home: Path, progress: bool):
 
 # -- latency ----------------------------------------------------------------------------------------------------------
 
-def _pieces(model_side: int, seed: int, faces: np.ndarray) -> list[dict]:
+def _pieces(seed: int, faces: np.ndarray) -> list[dict]:
     """Messages of one simulated drawing: strokes of a catalog face's line art, each cut into pieces of a few points."""
     from omokage.sketch.simulate import line_strokes, paint_strokes
     rng = np.random.default_rng(seed)
@@ -189,25 +189,15 @@ async def _pinger(url: str, rate: float, seconds: float, lat: list[float], stats
             await asyncio.sleep(max(0.0, start + k / rate - time.perf_counter()))
 
 
-async def _load(url: str, clients: int, rate: float, seconds: float, kind: str, faces, side: int) -> dict:
+async def _load(url: str, clients: int, rate: float, seconds: float, kind: str, faces) -> dict:
     lat: list[float] = []
     stats = {"sent": 0, "results": 0, "errors": 0, "unanswered": 0}
     if kind == "ping":
         await asyncio.gather(*(_pinger(url, rate, seconds, lat, stats, k) for k in range(clients)))
     else:
-        await asyncio.gather(*(_drawer(url, rate, seconds, _pieces(side, k, faces), lat, stats, k)
+        await asyncio.gather(*(_drawer(url, rate, seconds, _pieces(k, faces), lat, stats, k)
                                for k in range(clients)))
     return {**percentiles(lat), **stats}
-
-
-def _health(port: int) -> dict:
-    import json
-    import urllib.request
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
-            return json.loads(r.read())
-    except OSError:
-        return {}
 
 
 def _worker_delta(before: dict, after: dict) -> dict:
@@ -221,7 +211,7 @@ def _worker_delta(before: dict, after: dict) -> dict:
 
 def latency(catalog_dir: Path, models_dir: Path, backends, levels, rate: float, seconds: float,
             logs: Path) -> list[dict]:
-    from omokage.bench.serve import _free_port, _wait_http
+    from omokage.bench.serve import _free_port, _wait_http, server_health
     from omokage.catalog.store import Catalog
     catalog = Catalog(catalog_dir)
     faces = catalog.pixels[:200]
@@ -240,9 +230,9 @@ def latency(catalog_dir: Path, models_dir: Path, backends, levels, rate: float, 
             url = f"ws://127.0.0.1:{port}/ws"
             for clients in levels:
                 for kind in ("ping", "sketch"):      # the floor first, then the same load drawing
-                    before = _health(port).get("sketch") or {}
-                    r = run(_load(url, clients, rate, seconds, kind, faces, catalog.image_size))
-                    worker = _worker_delta(before, _health(port).get("sketch") or {}) if kind == "sketch" else {}
+                    before = server_health(port).get("sketch") or {}
+                    r = run(_load(url, clients, rate, seconds, kind, faces))
+                    worker = _worker_delta(before, server_health(port).get("sketch") or {}) if kind == "sketch" else {}
                     rows.append({"backend": backend, "load": "ping (floor)" if kind == "ping" else "sketch.stroke",
                                  "clients": clients, "rate_hz": rate, **r,
                                  "coalesced": (1 - r["results"] / r["sent"]) if kind == "sketch" and r["sent"] else None,

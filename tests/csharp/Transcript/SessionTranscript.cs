@@ -2,8 +2,7 @@
 // printing every message sent and received; then a short live sketch session (protocol v1.3), written to
 // sketch-transcript.md beside the first transcript. Usage:
 //   mono SessionTranscript.exe ws://127.0.0.1:8765/ws [transcript.md]
-// When that server has no sketch model, the sketch session runs against one started from OMOKAGE_CATALOG with
-// OMOKAGE_PYTHON (SketchServer.cs); .ci/csharp.sh exports both.
+// The server needs a sketch model for the second part (.ci/csharp.sh fits pca, nmf and sketch).
 using System;
 using System.Collections.Generic;
 using System.Globalization;
@@ -297,31 +296,7 @@ public static class SessionTranscript
     static async Task RunSketchSession(string url, string outPath)
     {
         lock (Gate) Lines.Clear();
-        SketchServer own = null;
-        string sketchUrl = url;
-        using (var probe = new OmokageClient(new OmokageClientOptions(url) { AutoReconnect = false, PingInterval = TimeSpan.Zero }))
-        {
-            if ((await probe.ConnectAsync()).Sketch == null)
-            {
-                string python = Environment.GetEnvironmentVariable("OMOKAGE_PYTHON");
-                string catalog = Environment.GetEnvironmentVariable("OMOKAGE_CATALOG");
-                if (string.IsNullOrEmpty(python) || string.IsNullOrEmpty(catalog))
-                    throw new InvalidOperationException("the server at " + url + " does not sketch (no welcome.sketch), and OMOKAGE_PYTHON " +
-                                                        "and OMOKAGE_CATALOG are not set to start one that does");
-                Console.WriteLine("# the server at " + url + " has no sketch model: starting one with pca and sketch fitted on " + catalog);
-                own = new SketchServer(python, catalog);
-                sketchUrl = own.Url;
-            }
-            await probe.CloseAsync();
-        }
-        try
-        {
-            await SketchSession(sketchUrl, outPath, own != null);
-        }
-        finally
-        {
-            if (own != null) own.Dispose();
-        }
+        await SketchSession(url, outPath);   // the server .ci/csharp.sh starts has a sketch model (pca, nmf, sketch)
     }
 
     /// <summary>Draws one stroke live: frames at 90 Hz in real time, the pen down for <paramref name="seconds"/> along
@@ -345,7 +320,7 @@ public static class SessionTranscript
         }
     }
 
-    static async Task SketchSession(string url, string outPath, bool ownServer)
+    static async Task SketchSession(string url, string outPath)
     {
         var client = new OmokageClient(new OmokageClientOptions(url) { AutoReconnect = false, PingInterval = TimeSpan.Zero });
         var results = new List<SketchResultMessage>();
@@ -356,7 +331,8 @@ public static class SessionTranscript
         Note("connect and say hello (protocol 1.3): a server with a sketch model says so in welcome.sketch (its raster and preview sizes, the tools, widths and limits)");
         WelcomeMessage welcome = await client.ConnectAsync();
         SketchLimits limits = welcome.Sketch;
-        if (limits == null) throw new InvalidOperationException("no welcome.sketch");
+        if (limits == null) throw new InvalidOperationException("the server at " + url + " has no sketch model (no welcome.sketch); " +
+                                                                "fit one: omokage fit CATALOG --models pca,sketch");
 
         Note("open a drawing: sketch.begin, sent without waiting; its result has revision 0, no faces, and the average face as the preview");
         int begin = client.SendSketchBegin();
@@ -439,7 +415,7 @@ public static class SessionTranscript
         md.AppendLine("first), nothing awaited; `sketch.result`s come coalesced, each answering the newest piece it includes.");
         md.AppendLine("`OmokageClient.WaitSketchResultAsync` waits for the result that includes a given message. `bin` fields show their");
         md.AppendLine("size and first bytes (`ff d8 ff` starts a JPEG). Catalog: `omokage catalog generate --count 150 --size 64 --seed 1`,");
-        md.AppendLine("models pca and sketch" + (ownServer ? " (fitted by the transcript program: the CI server has no sketch model)" : "") + ".");
+        md.AppendLine("models pca and sketch.");
         md.AppendLine();
         md.AppendLine("Regenerate: `OMOKAGE_TRANSCRIPT_OUT=\"$PWD/unity_client/Documentation~/session-transcript.md\" bash .ci/csharp.sh`");
         md.AppendLine("(writes this file beside it; the program is `tests/csharp/Transcript/SessionTranscript.cs`).");

@@ -132,30 +132,12 @@ namespace Omokage.Client
 
         public Task<CandidatesMessage> StartRandomAsync(string algorithm, int? seed, string policy, CancellationToken ct = default(CancellationToken))
         {
-            return Apply(_client.StartRandomAsync(algorithm, seed, policy, ct), () =>
-            {
-                Algorithm = algorithm;
-                Policy = policy;
-                Seed = seed;
-                IsStudy = false;
-                _randomStart = true;
-                ChosenId = null;
-                LastDecision = null;
-            });
+            return Apply(_client.StartRandomAsync(algorithm, seed, policy, ct), () => Began(algorithm, policy, seed, true));
         }
 
         public Task<CandidatesMessage> StartImageAsync(string algorithm, byte[] image, string policy, CancellationToken ct = default(CancellationToken))
         {
-            return Apply(_client.StartImageAsync(algorithm, image, policy, ct), () =>
-            {
-                Algorithm = algorithm;
-                Policy = policy;
-                Seed = null;
-                IsStudy = false;
-                _randomStart = false;
-                ChosenId = null;
-                LastDecision = null;
-            });
+            return Apply(_client.StartImageAsync(algorithm, image, policy, ct), () => Began(algorithm, policy, null, false));
         }
 
         /// <summary>v1.3: a selection that begins with the faces of the connection's latest <c>sketch.result</c>
@@ -163,16 +145,19 @@ namespace Omokage.Client
         /// grid is restored like any other (from the face chosen last, or the first face), not from the drawing.</summary>
         public Task<CandidatesMessage> StartSketchAsync(string algorithm, string policy, CancellationToken ct = default(CancellationToken))
         {
-            return Apply(_client.StartSketchAsync(algorithm, policy, ct), () =>
-            {
-                Algorithm = algorithm;
-                Policy = policy;
-                Seed = null;
-                IsStudy = false;
-                _randomStart = false;
-                ChosenId = null;
-                LastDecision = null;
-            });
+            return Apply(_client.StartSketchAsync(algorithm, policy, ct), () => Began(algorithm, policy, null, false));
+        }
+
+        /// <summary>The state of a selection that just started (random, image or sketch start).</summary>
+        void Began(string algorithm, string policy, int? seed, bool randomStart)
+        {
+            Algorithm = algorithm;
+            Policy = policy;
+            Seed = seed;
+            IsStudy = false;
+            _randomStart = randomStart;
+            ChosenId = null;
+            LastDecision = null;
         }
 
         public Task<CandidatesMessage> ChooseAsync(int id, CancellationToken ct = default(CancellationToken))
