@@ -174,7 +174,8 @@ describe('a study participant', () => {
     // after System A's trials: its questionnaire, a Likert item
     const q1 = await answerQuestionnaire(page, 4);
     assert.match(q1.title, /System A/);
-    assert.equal(await page.isVisible('#grid'), false);
+    // the grid hides once the questionnaire shows (asynchronously): wait for it, failing if it never hides
+    await page.waitForSelector('#grid', { state: 'hidden', timeout: 5000 });
     await waitTrial(page, 3);
     assert.equal(await page.textContent('#study-trial'), 'Trial 3 of 3 · System B');
     await assertNoModelShown(page);
