@@ -113,6 +113,49 @@ def test_one_bad_record_fails_only_its_own_commit(tmp_path):
     assert store.stats()["failed_batches"] == 1
 
 
+def test_the_sqlite_work_runs_in_a_writer_process_that_a_crash_does_not_take_down(tmp_path):
+    """The writer is a child process (its SQLite work never holds the server's GIL). Killed while it owes a batch,
+    that batch fails with a message saying so, and the next one starts a new writer and is committed; found dead
+    between batches, it is replaced before the next one, which loses nothing."""
+    import os
+    import signal
+
+    import numpy as np
+    path = tmp_path / "s.db"
+    store = EventStore(path, fsync=False)
+    reader = sqlite3.connect(path)
+    pid = store.stats()["writer_pid"]
+    assert pid and pid != os.getpid()
+
+    async def commit(k, **extra):
+        await store.commit([{"event": "choose", "session_id": f"s{k}", "at": 1.0, "step": 2, "item": k,
+                             "candidates": [1, 2], **extra}])
+
+    asyncio.run(commit(1, score=np.float32(0.5), ids=np.arange(3), tags={"a"}))   # numpy values and a set
+
+    async def killed_while_owing():
+        os.kill(pid, signal.SIGSTOP)          # it takes the batch off the pipe only once it runs again: never
+        owed = asyncio.ensure_future(commit(2))
+        await asyncio.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        await owed
+    with pytest.raises(Exception, match="writer process ended.*not committed.*next one starts a new writer"):
+        asyncio.run(killed_while_owing())
+    asyncio.run(commit(3))
+    second = store.stats()["writer_pid"]
+    assert second not in (None, pid)
+    os.kill(second, signal.SIGKILL)
+    time.sleep(0.3)
+    asyncio.run(commit(4))                    # found dead before this batch: replaced first, nothing lost
+    store.close()
+    stats = store.stats()
+    assert stats["writer_restarts"] == 2 and stats["writer_pid"] is None
+    items = [r[0] for r in reader.execute("SELECT item FROM choices ORDER BY item")]
+    assert items == [1, 3, 4]
+    body = json.loads(reader.execute("SELECT body FROM events WHERE session_id = 's1'").fetchone()[0])
+    assert body["score"] == 0.5 and body["ids"] == [0, 1, 2] and body["tags"] == ["a"]
+
+
 @pytest.fixture()
 def store_server(engine, tmp_path):
     configure_logging("warning")

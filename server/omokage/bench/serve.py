@@ -225,7 +225,7 @@ def run_durability(clients: int = 100, sessions: int = 3, out: Path = Path("benc
                                            ("events_per_s", "records/s"), ("commits_per_s", "commits/s"),
                                            ("events_per_batch", "records per group commit")]))
     notes = ("The SQLite store (`serve --db`, the default) keeps every message in and out besides the session events "
-             "(records = both), in WAL mode, one writer thread, one transaction per group commit; fsync yes = "
+             "(records = both), in WAL mode, written by a writer process, one transaction per group commit; fsync yes = "
              "synchronous=FULL (each commit syncs the WAL), no = synchronous=NORMAL (survives kill -9, not a power "
              "loss). The JSON-lines log (`serve --events`) writes only the session events. commit/fsync: the store's "
              "whole commit time per batch, the log's fsync time per batch. Round trips measured by the client over "

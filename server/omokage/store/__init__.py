@@ -1,5 +1,5 @@
-"""The durable event store: SQLite in WAL mode, a versioned schema (store.schema), one writer thread with group
-commit (store.db.EventStore). docs/studies.md describes the tables."""
+"""The durable event store: SQLite in WAL mode, a versioned schema (store.schema), a writer process (store.writer)
+fed group commits (store.db.EventStore). docs/studies.md describes the tables."""
 
 from omokage.store.db import (EventStore, StoreError, connect, export_jsonl, is_store_file, log_records,
                               open_database)

@@ -1,4 +1,4 @@
-"""The event store: one SQLite file in WAL mode, written by one thread in group commits.
+"""The event store: one SQLite file in WAL mode, written in group commits by a writer process of its own.
 
 `EventStore` has the interface of the JSON-lines `EventFile` (`write`, `commit`, `stats`, `close`): the server
 awaits `commit(records)` before sending the reply those records produced, and the future completes only once the
@@ -8,6 +8,9 @@ survives a crash of the process (kill -9) but maybe not of the machine.
 
 Each record is kept whole in `events` (as JSON) and, by its kind, also in the typed tables the analyses read
 (sessions, candidates, choices, skips, ratings, decisions, pings, trials, answers). docs/studies.md has the schema.
+
+Callers queue records on the server's thread; one writer thread takes each group of them to the writer process
+(`omokage.store.writer`, which says why it is a process) and settles the callers' futures with its answer.
 """
 
 from __future__ import annotations
@@ -15,14 +18,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import msgpack
+
 from omokage.errors import UserError
 from omokage.store.group_commit import Flush, GroupCommitWriter
 from omokage.store.schema import MIGRATIONS, SCHEMA_VERSION
+from omokage.store.writer import JSON_WRAPPED, read_frame, write_frame
 
 log = logging.getLogger("omokage.store")
 
@@ -121,24 +130,25 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-def _json(value: Any) -> str:
-    # ensure_ascii: a lone surrogate (an undecodable file name, say) stays valid UTF-8 text for SQLite
-    return json.dumps(value, default=str, separators=(",", ":"))
+class StoreWriteError(RuntimeError):
+    """A batch the writer process could not commit (the message is its error, or why the process ended)."""
 
 
 class EventStore(GroupCommitWriter):
-    """Group-committed writes to the store from one thread; see the module docstring."""
+    """Group-committed writes to the store; see the module docstring. The SQLite work happens in a child process
+    (`omokage.store.writer`), which this object starts, feeds and, should it die, starts again for the next batch."""
 
     def __init__(self, path: str | Path, fsync: bool = True, check: bool = True):
         self.path = Path(path)
         self.fsync = fsync
-        conn = open_database(self.path, check=check)
+        conn = open_database(self.path, check=check)   # the checks and migrations, here: a damaged file fails now
         conn.close()
-        self._conn = connect(self.path, check_same_thread=False)
-        self._conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
-        self.events = self.batches = self.failed_batches = 0
-        self.commit_seconds = 0.0
-        self.ignored = 0      # typed rows refused by a uniqueness rule (kept in `events` all the same)
+        self._process: subprocess.Popen | None = None
+        self._batch_no = 0
+        self._done: dict[str, float] = {}              # counters of writer processes that ended
+        self._now: dict[str, float] = {}               # ... and of the running one
+        self.restarts = 0
+        self._start_process()
         super().__init__("omokage-store")
 
     # -- the EventFile interface ------------------------------------------------------------------
@@ -161,192 +171,133 @@ class EventStore(GroupCommitWriter):
         flag.event.wait(timeout)
 
     def stats(self) -> dict[str, Any]:
-        return {"store": str(self.path), "events": self.events, "batches": self.batches, "fsync": self.fsync,
-                "failed_batches": self.failed_batches, "ignored_rows": self.ignored,
-                "commit_ms_per_batch": round(1000 * self.commit_seconds / self.batches, 3) if self.batches else None,
-                "events_per_batch": round(self.events / self.batches, 2) if self.batches else None}
+        total = {k: self._done.get(k, 0) + self._now.get(k, 0)
+                 for k in ("events", "batches", "failed_batches", "ignored_rows", "commit_seconds")}
+        batches = total["batches"]
+        return {"store": str(self.path), "events": int(total["events"]), "batches": int(batches),
+                "fsync": self.fsync, "failed_batches": int(total["failed_batches"]),
+                "ignored_rows": int(total["ignored_rows"]), "writer_restarts": self.restarts,
+                "writer_pid": self._process.pid if self._process is not None else None,
+                "commit_ms_per_batch": round(1000 * total["commit_seconds"] / batches, 3) if batches else None,
+                "events_per_batch": round(total["events"] / batches, 2) if batches else None}
 
     def close(self) -> None:
         self._stop_writer(60)
         if self._thread is not None and self._thread.is_alive():   # a commit stuck on the disk: never close under it
-            log.error("the event store's writer did not finish within 60 s; its connection is left open",
+            log.error("the event store's writer did not finish within 60 s; its process is left running",
                       extra={"fields": {"store": str(self.path)}})
             return
-        try:
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
-            pass
-        self._conn.close()
+        self._end_process(timeout=60)
 
-    # -- the writer thread ------------------------------------------------------------------------
-    def _write_batch(self, items: list[Sequence[dict[str, Any]]]) -> list[BaseException | None] | None:
-        n = sum(len(records) for records in items)
-        if not n:
-            return None
-        t = time.perf_counter()
+    # -- the writer process -----------------------------------------------------------------------
+    def _start_process(self) -> None:
+        import omokage
+        env = dict(os.environ)
+        package_root = str(Path(omokage.__file__).resolve().parents[1])   # importable however omokage was found
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        cmd = [sys.executable, "-c", "from omokage.store.writer import main; raise SystemExit(main())",
+               str(self.path)] + ([] if self.fsync else ["--no-fsync"])
+        # its own session: a Ctrl+C in the terminal reaches the server, which drains the queue, not the writer
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
         try:
-            self._transaction(items)
-            return None
-        except Exception:
-            if len(items) == 1:
-                self.failed_batches += 1
-                raise
-            # one caller's bad record must not fail the others' acknowledgements: each alone, in its own transaction
-            errors: list[BaseException | None] = []
-            for records in items:
-                try:
-                    self._transaction([records])
-                    errors.append(None)
-                except Exception as exc:
-                    errors.append(exc)
-                    self.failed_batches += 1
-            return errors
-        finally:
-            self.commit_seconds += time.perf_counter() - t
-            self.batches += 1
-            self.events += n
+            hello = read_frame(proc.stdout)
+        except ValueError:
+            hello = None
+        if not (isinstance(hello, list) and hello[:1] == ["ready"]):
+            proc.kill()
+            proc.wait()
+            raise StoreError(f"the event store's writer process for {self.path} did not start (exit code "
+                             f"{proc.returncode}; its error is above); check that the file and its folder are "
+                             "writable")
+        self._process = proc
 
-    def _transaction(self, items: list[Sequence[dict[str, Any]]]) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            cur = self._conn.cursor()
-            rows = _Rows()
-            for records in items:
-                for record in records:
-                    self._apply(cur, record, rows)
-            rows.flush(cur)     # the bulk tables, one executemany each, in arrival order
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-
-    def _apply(self, cur: sqlite3.Cursor, rec: dict[str, Any], rows: "_Rows") -> None:
-        wire = rec.get("wire")
-        sid = rec.get("session_id")
-        at = rec.get("at")
-        if not isinstance(at, (int, float)):
-            at = time.time()
-        trial = rec.get("trial")
-        if wire is not None:  # a message in or out: {"wire", "session_id", "at", "kind", "rid", "client_time", "body"}
-            kind = rec.get("kind", "?")
-            rows.events.append((sid, at, wire, kind, rec.get("rid"), rec.get("client_time"), trial,
-                                _json(rec.get("body"))))
-            if wire == "in" and kind == "ping" and isinstance(rec.get("client_time"), (int, float)):
-                cur.execute("INSERT INTO pings (session_id, client_time, server_time) VALUES (?, ?, ?)",
-                            (sid, rec["client_time"], at))
+    def _end_process(self, timeout: float) -> None:
+        proc, self._process = self._process, None
+        if proc is None:
             return
-        kind = str(rec.get("event", "event"))
-        rows.events.append((sid, at, "log", kind, None, None, trial, _json(rec)))
-        handler = _HANDLERS.get(kind)
-        if handler is not None:
-            if not handler(cur, rec, sid, at, trial, rows):
-                self.ignored += 1
+        try:
+            proc.stdin.close()        # the end of its input: it checkpoints the WAL and exits
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("the event store's writer process did not exit; killed",
+                      extra={"fields": {"store": str(self.path), "pid": proc.pid}})
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+    def _write_batch(self, items: list[Sequence[dict[str, Any]]]) -> list[BaseException | None] | None:
+        """On the writer thread: hand the batch to the process and wait for its answer (the GIL is free meanwhile)."""
+        if not any(items):
+            return None
+        if self._process is None or self._process.poll() is not None:
+            self._restart()
+        self._batch_no += 1
+        proc = self._process
+        try:
+            write_frame(proc.stdin, None, _pack([self._batch_no, list(items)]))
+            reply = read_frame(proc.stdout)
+        except (OSError, ValueError) as exc:
+            reply = None
+            why = str(exc)
+        else:
+            why = "it closed its pipe"
+        if reply is None:
+            code = proc.poll()
+            self._end_process(timeout=5)
+            raise StoreWriteError(f"the event store's writer process ended ({why}; exit code {code}): this batch "
+                                  "was not committed; the next one starts a new writer")
+        batch_no, errors, stats = reply
+        self._now = stats
+        if batch_no != self._batch_no:
+            self._end_process(timeout=5)
+            raise StoreWriteError(f"the event store's writer answered batch {batch_no} for {self._batch_no}; "
+                                  "restarting it")
+        if errors is None:
+            return None
+        return [StoreWriteError(e) if e is not None else None for e in errors]
+
+    def _restart(self) -> None:
+        if self._process is not None:
+            self._end_process(timeout=5)
+        for key, value in self._now.items():
+            self._done[key] = self._done.get(key, 0) + value
+        self._now = {}
+        self.restarts += 1
+        log.error("the event store's writer process had ended; starting a new one",
+                  extra={"fields": {"store": str(self.path), "restarts": self.restarts}})
+        self._start_process()
 
 
-class _Rows:
-    """Rows of the high-volume tables gathered over one group commit, inserted with one executemany each."""
-
-    def __init__(self):
-        self.events: list[tuple] = []
-        self.candidates: list[tuple] = []
-
-    def flush(self, cur: sqlite3.Cursor) -> None:
-        if self.events:
-            cur.executemany("INSERT INTO events (session_id, at, direction, kind, rid, client_time, trial_id, body) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.events)
-        if self.candidates:
-            cur.executemany("INSERT INTO candidates (session_id, trial_id, step, position, item, algorithm, policy, "
-                            "at, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.candidates)
+def _pack(value: Any) -> bytes:
+    """msgpack of a batch. A record msgpack cannot carry as it is (a lone surrogate in a string, a set) goes as
+    JSON text instead, as the thread-based store turned every record into JSON (unknown types as their str)."""
+    try:
+        return msgpack.packb(value, use_bin_type=True, default=_plain)
+    except (TypeError, ValueError, UnicodeError, OverflowError):
+        batch_no, items = value
+        return msgpack.packb([batch_no, [[_packable(r) for r in records] for records in items]], use_bin_type=True,
+                             default=_plain)
 
 
-
-# --- typed tables, by event kind: each returns False when a uniqueness rule refused its row -------------------------
-
-def _grid(rows, rec, sid, at, trial, kind) -> None:
-    cands = rec.get("candidates")
-    if isinstance(cands, list):
-        step, algorithm, policy = rec.get("step"), rec.get("algorithm"), rec.get("policy")
-        rows.candidates.extend((sid, trial, step, pos, item, algorithm, policy, at, kind)
-                               for pos, item in enumerate(cands))
+def _packable(record: Any) -> Any:
+    try:
+        msgpack.packb(record, use_bin_type=True, default=_plain)
+        return record
+    except (TypeError, ValueError, UnicodeError, OverflowError):
+        return {JSON_WRAPPED: json.dumps(record, default=str, separators=(",", ":"))}
 
 
-def _hello(cur, rec, sid, at, trial, rows) -> bool:
-    cur.execute("INSERT OR REPLACE INTO sessions (id, started_at, client, protocol_minor, participant_id) "
-                "VALUES (?, ?, ?, ?, ?)", (sid, at, rec.get("client"), rec.get("protocol_minor"), rec.get("participant")))
-    return True
-
-
-def _start(cur, rec, sid, at, trial, rows) -> bool:
-    _grid(rows, rec, sid, at, trial, "start")
-    return True
-
-
-def _choose(cur, rec, sid, at, trial, rows) -> bool:
-    # the event's step is the grid it produced; the pick was made on the one before
-    cur.execute("INSERT INTO choices (session_id, trial_id, step, item, at) VALUES (?, ?, ?, ?, ?)",
-                (sid, trial, (rec.get("step") or 1) - 1, rec.get("item"), at))
-    _grid(rows, rec, sid, at, trial, "choose")
-    return True
-
-
-def _skip(cur, rec, sid, at, trial, rows) -> bool:
-    cur.execute("INSERT INTO skips (session_id, trial_id, step, at) VALUES (?, ?, ?, ?)",
-                (sid, trial, (rec.get("step") or 1) - 1, at))
-    _grid(rows, rec, sid, at, trial, "skip")
-    return True
-
-
-def _rate(cur, rec, sid, at, trial, rows) -> bool:
-    cur.execute("INSERT INTO ratings (session_id, trial_id, step, item, rating, at) VALUES (?, ?, ?, ?, ?, ?)",
-                (sid, trial, rec.get("step"), rec.get("item"), rec.get("rating"), at))
-    return True
-
-
-def _decide(cur, rec, sid, at, trial, rows) -> bool:
-    cur.execute("INSERT OR IGNORE INTO decisions (session_id, trial_id, step, item, at) VALUES (?, ?, ?, ?, ?)",
-                (sid, trial, rec.get("step"), rec.get("item"), at))
-    ok = cur.rowcount == 1
-    if trial is not None and ok:
-        cur.execute("UPDATE trials SET completed_at = ?, decided_item = ?, steps = ? WHERE id = ?",
-                    (at, rec.get("item"), rec.get("step"), trial))
-    return ok
-
-
-def _disconnect(cur, rec, sid, at, trial, rows) -> bool:
-    cur.execute("UPDATE sessions SET ended_at = ?, messages_in = ?, errors_out = ? WHERE id = ?",
-                (at, rec.get("messages_in"), rec.get("errors_out"), sid))
-    return True
-
-
-def _trial_begin(cur, rec, sid, at, trial, rows) -> bool:
-    query = rec.get("query")
-    blob = None
-    if isinstance(query, list):
-        import numpy as np
-        blob = np.asarray(query, dtype=np.float32).tobytes()
-    cur.execute("UPDATE trials SET started_at = COALESCE(started_at, ?), target = COALESCE(?, target), "
-                "query = COALESCE(?, query) WHERE id = ?", (at, rec.get("target"), blob, trial))
-    return True
-
-
-def _trial_resume(cur, rec, sid, at, trial, rows) -> bool:
-    cur.execute("UPDATE trials SET resumes = resumes + 1 WHERE id = ?", (trial,))
-    return True
-
-
-def _answers(cur, rec, sid, at, trial, rows) -> bool:
-    ok = True
-    for item, value in (rec.get("answers") or {}).items():
-        cur.execute("INSERT OR IGNORE INTO answers (participant_id, questionnaire, item, value, session_id, at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", (rec.get("participant"), rec.get("questionnaire"), item,
-                                                  _json(value), sid, at))
-        ok = ok and cur.rowcount == 1
-    return ok
-
-
-_HANDLERS = {"hello": _hello, "start": _start, "choose": _choose, "skip": _skip, "rate": _rate, "decide": _decide,
-             "disconnect": _disconnect, "trial_begin": _trial_begin, "trial_resume": _trial_resume,
-             "answers": _answers}
+def _plain(value: Any) -> Any:
+    """What msgpack cannot pack itself: numpy values as numbers and lists, anything else as its str."""
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
 
 
 # --- reading -----------------------------------------------------------------------------------------------------------
