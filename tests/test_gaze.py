@@ -516,4 +516,28 @@ def test_the_tracker_applies_the_calibration_to_incoming_samples():
     tracker.begin_step(1, range(9), 0.0)
     tracker.profile = Profile(b=[-8.0, 0.0])                            # ... and corrected back onto it
     tracker.ingest([[0.01 * k, "eye", *map(float, eye), *map(float, bent), 1.0] for k in range(30)], now=0.5)
-    assert tracker._chunks[0].panel.tolist() == [4] * 30
+    step = tracker.end_step()     # the rays are cast when the grid's gaze is read
+    assert [f.panel for f in step.fixations] == [4] and step.fixations[0].duration >= 0.25
+
+
+def test_rays_are_cast_against_the_layout_on_screen_when_they_came():
+    """Rays are cast in one pass when the grid's gaze is read, not per batch; a layout sent mid-grid applies to the
+    rays after it only: the ones before are cast against the layout they were aimed at."""
+    from omokage.gaze import GazeTracker
+    layout = Layout.grid()
+    moved = Layout(layout.position + np.array([0.0, 5.0, 0.0]), layout.rotation, layout.size)   # 5 m up: missed
+    eye = np.array([0.0, 1.5, 0.0])
+    d = panel_directions(layout, eye)[4]
+    tracker = GazeTracker()
+    tracker.set_layout(layout)
+    tracker.begin_step(1, range(9), 0.0)
+    ray = [*map(float, eye), *map(float, d), 1.0]
+    for b in range(3):                          # 3 batches of 10 rays at panel 4
+        tracker.ingest([[0.01 * (10 * b + k), "eye", *ray] for k in range(10)], now=1.0)
+    tracker.set_layout(moved)
+    for b in range(3, 6):                       # the same rays, now at empty space
+        tracker.ingest([[0.01 * (10 * b + k), "eye", *ray] for k in range(10)], now=1.0)
+    step = tracker.end_step()
+    dwell = step.stats.dwell_s
+    assert 0.25 <= dwell[4] <= 0.32 and dwell.sum() == dwell[4]    # the first 30 rays only, all on panel 4
+    assert not tracker.end_step().samples                          # read once: the buffer is emptied

@@ -156,6 +156,28 @@ def test_the_sqlite_work_runs_in_a_writer_process_that_a_crash_does_not_take_dow
     assert body["score"] == 0.5 and body["ids"] == [0, 1, 2] and body["tags"] == ["a"]
 
 
+def test_records_a_reply_waits_for_are_committed_ahead_of_the_ones_nothing_waits_for(tmp_path):
+    """A gaze stream's rows (written, not awaited) queued before a pick's commit must not delay it: in one group
+    commit the awaited records go first, in a transaction of their own; the others follow, all kept."""
+    path = tmp_path / "s.db"
+    store = EventStore(path, fsync=True)
+    reader = sqlite3.connect(path)
+
+    async def go():
+        with store._cond:                  # the writer takes nothing until all of it is queued: one group commit
+            for k in range(200):
+                store.write_many([{"wire": "in", "session_id": "g", "at": 1.0 + k, "kind": "gaze.batch",
+                                   "body": {"samples": [[1.0 + k, "eye", 0, 1.5, 0, 0, 0, -1, 1.0]] * 20}}])
+            done = store.commit([{"event": "choose", "session_id": "p", "at": 300.0, "step": 2, "item": 7,
+                                  "candidates": [7, 1, 2]}])
+        await done
+    asyncio.run(go())
+    store.close()
+    seqs = dict(reader.execute("SELECT kind, MIN(seq) FROM events GROUP BY kind").fetchall())
+    assert reader.execute("SELECT COUNT(*) FROM events WHERE kind = 'gaze.batch'").fetchone()[0] == 200
+    assert seqs["choose"] < seqs["gaze.batch"]
+
+
 @pytest.fixture()
 def store_server(engine, tmp_path):
     configure_logging("warning")

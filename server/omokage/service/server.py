@@ -176,7 +176,7 @@ class EventFile(GroupCommitWriter):
             self.batches += 1
             self.events += lines.count(b"\n")
 
-    def _write_batch(self, items: list[bytes]) -> None:
+    def _write_batch(self, items: list[bytes], acknowledged: bool = True) -> None:
         try:
             self._f.write(b"".join(items))
             self._f.flush()

@@ -228,8 +228,13 @@ class EventStore(GroupCommitWriter):
             proc.wait()
         proc.stdout.close()
 
-    def _write_batch(self, items: list[Sequence[dict[str, Any]]]) -> list[BaseException | None] | None:
-        """On the writer thread: hand the batch to the process and wait for its answer (the GIL is free meanwhile)."""
+    acknowledged_first = True   # a reply's records are committed before, and apart from, what nothing waits for
+
+    def _write_batch(self, items: list[Sequence[dict[str, Any]]],
+                     acknowledged: bool = True) -> list[BaseException | None] | None:
+        """On the writer thread: hand the batch to the process and wait for its answer (the GIL is free meanwhile).
+        Records nothing waits for (acknowledged=False) are committed without a sync of their own: the next
+        acknowledged commit syncs them with it."""
         if not any(items):
             return None
         if self._process is None or self._process.poll() is not None:
@@ -237,7 +242,7 @@ class EventStore(GroupCommitWriter):
         self._batch_no += 1
         proc = self._process
         try:
-            write_frame(proc.stdin, None, _pack([self._batch_no, list(items)]))
+            write_frame(proc.stdin, None, _pack([self._batch_no, list(items), acknowledged]))
             reply = read_frame(proc.stdout)
         except (OSError, ValueError) as exc:
             reply = None
@@ -277,9 +282,9 @@ def _pack(value: Any) -> bytes:
     try:
         return msgpack.packb(value, use_bin_type=True, default=_plain)
     except (TypeError, ValueError, UnicodeError, OverflowError):
-        batch_no, items = value
-        return msgpack.packb([batch_no, [[_packable(r) for r in records] for records in items]], use_bin_type=True,
-                             default=_plain)
+        batch_no, items, *rest = value
+        return msgpack.packb([batch_no, [[_packable(r) for r in records] for records in items], *rest],
+                             use_bin_type=True, default=_plain)
 
 
 def _packable(record: Any) -> Any:

@@ -43,8 +43,11 @@ class GroupCommitWriter:
         self._enqueue(item, done)
         return done
 
-    def _write_batch(self, items: list[Any]) -> list[BaseException | None] | None:
-        """Write every item; raise to fail them all, or return one error (or None) per item to fail some."""
+    acknowledged_first = False   # True: items with a future are written before, and apart from, the others
+
+    def _write_batch(self, items: list[Any], acknowledged: bool = True) -> list[BaseException | None] | None:
+        """Write every item; raise to fail them all, or return one error (or None) per item to fail some.
+        acknowledged=False (only with `acknowledged_first`): nothing waits for these items."""
         raise NotImplementedError
 
     def _run(self) -> None:
@@ -55,15 +58,27 @@ class GroupCommitWriter:
                 batch, self._queue = self._queue, []
                 if not batch and self._closing:
                     return
-            try:
-                errors = self._write_batch([item for item, _ in batch]) or [None] * len(batch)
-            except Exception as exc:  # a full disk: the waiters learn it; the server logs it and keeps serving
-                errors = [exc] * len(batch)
-            for (_, done), error in zip(batch, errors):
-                if isinstance(done, Flush):
-                    done.event.set()
-                elif done is not None:
-                    done.get_loop().call_soon_threadsafe(settle, done, error)
+            if self.acknowledged_first:
+                # what a reply waits for goes first, in a write of its own; the rest (messages logged for the record,
+                # a gaze stream) follows and never delays an acknowledgement
+                parts = [([e for e in batch if isinstance(e[1], asyncio.Future)], True),
+                         ([e for e in batch if not isinstance(e[1], asyncio.Future)], False)]
+            else:
+                parts = [(batch, True)]
+            for part, acknowledged in parts:
+                if part:
+                    self._write_part(part, acknowledged)
+
+    def _write_part(self, part: list, acknowledged: bool) -> None:
+        try:
+            errors = self._write_batch([item for item, _ in part], acknowledged) or [None] * len(part)
+        except Exception as exc:  # a full disk: the waiters learn it; the server logs it and keeps serving
+            errors = [exc] * len(part)
+        for (_, done), error in zip(part, errors):
+            if isinstance(done, Flush):
+                done.event.set()
+            elif done is not None:
+                done.get_loop().call_soon_threadsafe(settle, done, error)
 
     def _stop_writer(self, timeout: float) -> None:
         """Write what is queued, then end the thread."""

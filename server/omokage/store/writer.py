@@ -9,7 +9,8 @@ blocked in a read that releases the GIL.
 
 The pipe carries frames of a 4-byte big-endian length and a msgpack body:
 
-    parent -> child   [batch_no, items]            items: a list of record lists, one per caller
+    parent -> child   [batch_no, items, synced]    items: a list of record lists, one per caller; synced: false
+                                                   for records nothing waits for (committed without a sync)
     child -> parent   [batch_no, errors, stats]    errors: None (all committed) or one message (or None) per item
 
 A reply is sent only after the transaction holding the batch has committed (with `synchronous=FULL`, after the WAL
@@ -76,8 +77,11 @@ def _json(value: Any) -> str:
 class BatchWriter:
     """Writes batches of records into the store, each batch one transaction; counts what it did."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, fsync: bool = True):
         self._conn = conn
+        self.fsync = fsync
+        self._synchronous = "FULL" if fsync else "NORMAL"
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         self.events = self.batches = self.failed_batches = 0
         self.commit_seconds = 0.0
         self.ignored = 0      # typed rows refused by a uniqueness rule (kept in `events` all the same)
@@ -86,12 +90,19 @@ class BatchWriter:
         return {"events": self.events, "batches": self.batches, "failed_batches": self.failed_batches,
                 "ignored_rows": self.ignored, "commit_seconds": self.commit_seconds}
 
-    def write_batch(self, items: list[Sequence[dict[str, Any]]]) -> list[str | None] | None:
+    def write_batch(self, items: list[Sequence[dict[str, Any]]], synced: bool = True) -> list[str | None] | None:
         """Write every item in one transaction: None when all committed; otherwise one error message (or None) per
-        item, each item then written alone so one caller's bad record fails only that caller's commit."""
+        item, each item then written alone so one caller's bad record fails only that caller's commit.
+
+        synced=False (records no reply waits for): the commit skips its WAL sync even with fsync on
+        (synchronous=NORMAL survives a crash of the server; the next synced commit makes these durable too)."""
         n = sum(len(records) for records in items)
         if not n:
             return None
+        level = "FULL" if self.fsync and synced else "NORMAL"
+        if level != self._synchronous:
+            self._conn.execute(f"PRAGMA synchronous = {level}")
+            self._synchronous = level
         t = time.perf_counter()
         try:
             self._transaction(items)
@@ -286,16 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr   # nothing but frames goes to the parent's pipe
     conn = connect(paths[0])
-    conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
-    writer = BatchWriter(conn)
+    writer = BatchWriter(conn, fsync)
     write_frame(out, ["ready", os.getpid()])
     try:
         while True:
             frame = read_frame(inp)
             if frame is None:
                 break
-            batch_no, items = frame
-            errors = writer.write_batch(items)
+            batch_no, items, synced = frame
+            errors = writer.write_batch(items, bool(synced))
             write_frame(out, [batch_no, errors, writer.stats()])
     except BrokenPipeError:   # the server is gone: what it was owed cannot be delivered; what is committed stays
         pass
