@@ -252,3 +252,37 @@ def test_events_export_writes_the_json_lines_fit_user_model_reads(store_server, 
     assert from_store == from_jsonl and report.decided_sessions == 2
     with open(tmp_path / "wire.jsonl", "wb") as f:
         assert export_jsonl(db, f, wire=True) > len(records)
+
+
+def test_each_fixation_the_server_finds_is_a_row_of_the_fixations_table(store_server):
+    """Eye gaze looking at panel 4 then panel 0 of a grid, sent as rays before a pick: the grid's fixations land in
+    `fixations` with the faces on those panels, their times inside the grid's time on screen and their panel
+    centres on the 3 x 3 grid."""
+    import numpy as np
+
+    from omokage.gaze import Layout
+    from omokage.gaze.samples import panel_directions
+    srv, db, _ = store_server
+    layout = Layout.grid()
+    eye = np.array([0.0, 1.5, 0.0])
+    dirs = panel_directions(layout, eye)
+
+    async def go():
+        async with await OmokageClient.connect(srv.url, token=None) as c:
+            await c.layout(layout.to_wire()["panels"])
+            grid = await c.start("pca", seed=3)
+            t0 = time.time()
+            rows = [[t0 + k / 90, "eye", *map(float, eye), *map(float, dirs[4 if k < 27 else 0]), 1.0]
+                    for k in range(54)]                        # 0.3 s on panel 4, then 0.3 s on panel 0
+            await asyncio.sleep(rows[-1][0] - time.time() + 0.05)
+            await c.gaze(rows)
+            await c.choose(grid.items[4].id)
+            return grid, t0
+    grid, t0 = asyncio.run(go())
+    srv.stop()
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT item, grid_x, grid_y, start_time, end_time, step FROM fixations "
+                        "ORDER BY start_time").fetchall()
+    assert [r[0] for r in rows] == [grid.items[4].id, grid.items[0].id]
+    assert [(round(r[1], 3), round(r[2], 3)) for r in rows] == [(0.5, 0.5), (0.167, 0.167)]
+    assert all(t0 - 0.01 <= r[3] < r[4] <= t0 + 0.7 and r[5] == 1 for r in rows)

@@ -15,6 +15,7 @@ import pytest
 from omokage.client import Candidates, OmokageClient, OmokageError
 from omokage.service.server import configure_logging
 from omokage.study.definition import StudyFileError, create_study, parse_study
+from omokage.study.report import read_study_data, summarise, write_report
 from omokage.study.runner import StudyRunner
 
 from .conftest import RunningServer, free_port
@@ -397,3 +398,13 @@ def test_a_gaze_condition_resumes_at_the_same_grid_after_a_server_restart(engine
     finally:
         srv.stop()
     assert (resumed.step, resumed.ids) == (grid.step, grid.ids)
+    # the report's gaze: each grid's dwell by position (1 s on each of panels 4 and 7, then 2 and 5)
+    summary = summarise(read_study_data(db, "gazepilot"))["gaze"]
+    pca = "pca-thompson-gaze-random"      # the condition's name, made from its model, policy and start
+    assert set(summary) == {pca} and summary[pca]["grids"] == 2 and summary[pca]["sources"] == ["head"]
+    share = np.array(summary[pca]["dwell_share"])
+    assert np.allclose(share[[2, 4, 5, 7]], 0.25, atol=0.05) and share.sum() == pytest.approx(1.0)
+    paths = write_report(db, "gazepilot", tmp_path / "report")
+    assert (tmp_path / "report" / "gaze.png").stat().st_size > 5000
+    md = next(p for p in paths if p.suffix == ".md").read_text()
+    assert f"| {pca} | 2 (1) | head |" in md and "![gaze](gaze.png)" in md

@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     bst.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the catalog and models are prepared "
                      "once and reused (default ./var)")
     bst.add_argument("--seed", type=int, default=0, help="seed of the simulated participants (default 0)")
+    bst.add_argument("--gaze", choices=("eye", "head", "none"), default="eye",
+                     help="the simulated participants' gaze in the study run (the report's heatmaps): eye (default), "
+                          "head, or none (faster: no gaze, scaled think times)")
     bst.set_defaults(func=_cmd_bench_study)
     bg = bsub.add_parser("gaze", help="gaze ingest throughput and the choose latency while N clients stream gaze",
                          description="Ingest: 90 Hz eye gaze in gaze.batch frames through the connection, with the "
@@ -970,7 +973,8 @@ def _cmd_study_delete_participant(a) -> int:
 
 def _cmd_bench_study(a) -> int:
     from omokage.bench.study import run
-    return run(participants=a.participants, kills=a.kills, out=a.out, home=a.home, seed=a.seed)
+    return run(participants=a.participants, kills=a.kills, out=a.out, home=a.home, seed=a.seed,
+               gaze=None if a.gaze == "none" else a.gaze)
 
 
 def main(argv: list[str] | None = None) -> int:

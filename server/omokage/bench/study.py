@@ -4,7 +4,8 @@ Simulated participants (the `bench choice` user: a hidden wanted face, picks dra
 distance the engine never sees) run a study through `omokage serve --study` with the Python client: a practice
 trial, then one free-choice trial per condition in Latin-square order, a Likert questionnaire after each condition
 and best/worst at the end. Some disconnect in the middle of a trial and come back. Think times follow the reference
-study's (median 10.8 s) divided by TIME_SCALE, so a study takes seconds, not hours.
+study's (median 10.8 s) divided by TIME_SCALE, so a study takes seconds, not hours; with simulated gaze (the
+default, for the report's heatmaps) each grid is looked at for 2-5 s of real time instead, so it takes a minute or two.
 
 The crash run does the same while the server process is killed with SIGKILL at random moments and restarted; each
 client keeps a ledger of what the server acknowledged (each reply) and, after the run, the store must hold every
@@ -96,9 +97,13 @@ def _think(rng: random.Random, scale: float) -> float:
 
 
 async def run_participant(url: str, code: str, faces: PerceivedFaces, seed: int, *, scale: float = TIME_SCALE,
-                          disconnect_p: float = 0.0, deadline: float = 600.0, ledger: Ledger | None = None) -> Ledger:
+                          disconnect_p: float = 0.0, deadline: float = 600.0, ledger: Ledger | None = None,
+                          gaze: str | None = None) -> Ledger:
     """Run one participant to the end of the study, reconnecting whenever the connection drops (or, with
-    probability disconnect_p per trial, dropping it on purpose mid-trial), and checking every resume."""
+    probability disconnect_p per trial, dropping it on purpose mid-trial), and checking every resume.
+    gaze ("eye" or "head"): the participant's eyes are simulated too (`omokage.gaze.simulate`): on each grid they
+    look for 2-5 s of real time (their think time then), longer at faces nearer the one they want and, last, at the
+    face they pick; the samples go to the server as `gaze.batch` rays before the pick."""
     from omokage.client import OmokageClient, OmokageError
     ledger = ledger or Ledger(code)
     rng = random.Random(seed)
@@ -118,7 +123,12 @@ async def run_participant(url: str, code: str, faces: PerceivedFaces, seed: int,
         try:
             if not fresh:
                 ledger.reconnects += 1
-            await _session(client, ledger, faces, rng, nprng, wanted, scale, disconnect_p, resume=not fresh)
+            eyes = None
+            if gaze:
+                eyes = _Eyes(gaze, seed)
+                await client.layout(eyes.layout.to_wire()["panels"])
+            await _session(client, ledger, faces, rng, nprng, wanted, scale, disconnect_p, resume=not fresh,
+                           eyes=eyes)
         except OmokageError as exc:
             ledger.failure = f"server answered {exc}"
             return ledger
@@ -145,8 +155,31 @@ class _Drop(Exception):
     """A simulated headset crash: the participant drops the connection mid-trial."""
 
 
+class _Eyes:
+    """A participant's simulated gaze (its own random stream: the picks are the same with and without it)."""
+
+    def __init__(self, source: str, seed: int):
+        from omokage.gaze import Layout
+        from omokage.gaze.simulate import GazeModel
+        self.model = GazeModel(source=source, noise_deg=0.4 if source == "eye" else 0.2)
+        self.layout = Layout.grid()
+        self.rng = np.random.default_rng(seed + 7919)
+
+    async def look(self, client, d: np.ndarray, picked: int | None) -> None:
+        """Look at the grid on screen (its faces at distances `d` from the wanted one) until the pick of panel
+        `picked`, in real time, then send what the eyes did."""
+        from omokage.gaze.simulate import fixation_plan, render
+        plan = fixation_plan(self.rng, d, picked, self.model)
+        rows, _ = render(self.rng, plan, self.layout, time.time(), self.model)
+        if not rows:
+            return
+        await asyncio.sleep(max(0.0, rows[-1][0] - time.time()))
+        for k in range(0, len(rows), 90):         # 1 s of samples per batch
+            await client.gaze(rows[k:k + 90])
+
+
 async def _session(client, ledger: Ledger, faces: PerceivedFaces, rng, nprng, wanted, scale, disconnect_p,
-                   resume: bool) -> None:
+                   resume: bool, eyes: "_Eyes | None" = None) -> None:
     from omokage.client import Candidates
     first = True
     while True:
@@ -165,9 +198,13 @@ async def _session(client, ledger: Ledger, faces: PerceivedFaces, rng, nprng, wa
                 ledger.grid = (t, grid.step, tuple(grid.ids))
                 ids = np.array(grid.ids)
                 d = faces.D[target][ids]
-                await asyncio.sleep(_think(rng, scale))
+                think = _think(rng, scale)
+                if eyes is None:
+                    await asyncio.sleep(think)
                 if d.min() <= close_enough or grid.step >= MAX_STEPS or len(ids) < 2:
                     item = int(ids[int(np.argmin(d))])
+                    if eyes is not None:
+                        await eyes.look(client, d, int(np.argmin(d)))
                     ledger.inflight = (t, "decide", grid.step, item)
                     decided = await client.decide(item)
                     ledger.inflight = None
@@ -177,7 +214,10 @@ async def _session(client, ledger: Ledger, faces: PerceivedFaces, rng, nprng, wa
                         ledger.steps.setdefault(info["label"], []).append(decided["steps"])
                     break
                 w = np.exp(-(d - d.min()) / PICK_TEMPERATURE)
-                pick = int(ids[int(nprng.choice(len(ids), p=w / w.sum()))])
+                k = int(nprng.choice(len(ids), p=w / w.sum()))
+                pick = int(ids[k])
+                if eyes is not None:
+                    await eyes.look(client, d, k)
                 ledger.inflight = (t, "choose", grid.step + 1, pick)
                 grid = await client.choose(pick)
                 ledger.inflight = None
@@ -292,10 +332,12 @@ async def _killer(server: ServerProcess, kills: int, rng: random.Random, window:
 
 async def run_study(url: str, codes: list[str], faces: PerceivedFaces, seed: int, *, scale: float = TIME_SCALE,
                     disconnect_p: float = 0.0, server: ServerProcess | None = None, kills: int = 0,
-                    kill_window: tuple[float, float] = (0.5, 2.0), deadline: float = 600.0) -> list[Ledger]:
+                    kill_window: tuple[float, float] = (0.5, 2.0), deadline: float = 600.0,
+                    gaze: str | None = None) -> list[Ledger]:
     ledgers = [Ledger(code) for code in codes]
     tasks = [asyncio.create_task(run_participant(url, code, faces, seed * 1000 + i, scale=scale,
-                                                 disconnect_p=disconnect_p, deadline=deadline, ledger=ledgers[i]))
+                                                 disconnect_p=disconnect_p, deadline=deadline, ledger=ledgers[i],
+                                                 gaze=gaze))
              for i, code in enumerate(codes)]
     killer = None
     if server is not None and kills:
@@ -417,7 +459,7 @@ def _prepare(home: Path) -> tuple[Path, Path]:
 
 
 def run(participants: int = 18, kills: int = 20, out: Path = Path("benchmarks/results"), home: Path = Path("var"),
-        seed: int = 0) -> int:
+        seed: int = 0, gaze: str | None = "eye") -> int:
     from omokage.bench.common import markdown_table, write_results
     from omokage.bench.serve import _free_port
     from omokage.study.definition import create_study, parse_study
@@ -429,12 +471,13 @@ def run(participants: int = 18, kills: int = 20, out: Path = Path("benchmarks/re
     codes = [f"sim-{seed}-{k:02d}-{random.Random(seed * 100 + k).getrandbits(24):06x}" for k in range(participants)]
     conditions = ["raw", "pca", "nmf", "ae"]
     runner = async_runner()
-    results: dict[str, Any] = {"participants": participants, "conditions": conditions, "time_scale": TIME_SCALE}
+    results: dict[str, Any] = {"participants": participants, "conditions": conditions, "time_scale": TIME_SCALE,
+                               "gaze": gaze}
 
     print("event-store write throughput (100 writers, group commit):", flush=True)
     results["throughput"] = store_throughput(work)
 
-    def one_run(name: str, kills_wanted: int, disconnect_p: float):
+    def one_run(name: str, kills_wanted: int, disconnect_p: float, gaze: str | None = None):
         db = work / f"{name}.db"
         for p in (db, Path(str(db) + "-wal"), Path(str(db) + "-shm")):
             p.unlink(missing_ok=True)
@@ -448,7 +491,7 @@ def run(participants: int = 18, kills: int = 20, out: Path = Path("benchmarks/re
             ledgers = runner(run_study(f"ws://127.0.0.1:{port}/ws", codes, faces, seed, disconnect_p=disconnect_p,
                                        server=server, kills=kills_wanted,
                                        scale=TIME_SCALE if not kills_wanted else CRASH_TIME_SCALE,
-                                       kill_window=(0.3, 1.5), deadline=1800))
+                                       kill_window=(0.3, 1.5), deadline=1800, gaze=gaze))
         finally:
             server.stop()
         wall = time.perf_counter() - t
@@ -463,9 +506,9 @@ def run(participants: int = 18, kills: int = 20, out: Path = Path("benchmarks/re
             print(f"    {p}", flush=True)
         return db, check
 
-    print(f"simulated study: {participants} participants x {len(conditions)} conditions, some disconnecting:",
-          flush=True)
-    db, check = one_run("simulated", 0, disconnect_p=0.15)
+    print(f"simulated study: {participants} participants x {len(conditions)} conditions, some disconnecting"
+          + (f", with simulated {gaze} gaze (2-5 s per grid, in real time)" if gaze else "") + ":", flush=True)
+    db, check = one_run("simulated", 0, disconnect_p=0.15, gaze=gaze)
     report_dir = Path(out) / "study-report"
     write_report(db, "simulated", report_dir)
     summary = summarise(read_study_data(db, "simulated"))

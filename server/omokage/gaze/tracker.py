@@ -57,7 +57,7 @@ class StepGaze:
                 [(float(st.fixation_s[k]) / unit_s + float(st.fixations[k])) / 2 for k in keep])
 
     def to_log(self, start: float) -> dict:
-        rec = {"source": self.source, "samples": self.samples, "dropped": self.drops,
+        rec = {"source": self.source, "samples": self.samples, "dropped": self.drops, "shown_at": round(start, 4),
                "fixations": [[f.panel, round(f.onset - start, 4), round(f.duration, 4)] for f in self.fixations]}
         if self.stats is not None:
             rec.update(self.stats.to_log(self.ids))

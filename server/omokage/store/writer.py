@@ -183,6 +183,7 @@ class _Rows:
     def __init__(self):
         self.events: list[tuple] = []
         self.candidates: list[tuple] = []
+        self.fixations: list[tuple] = []
 
     def flush(self, cur: sqlite3.Cursor) -> None:
         if self.events:
@@ -191,6 +192,9 @@ class _Rows:
         if self.candidates:
             cur.executemany("INSERT INTO candidates (session_id, trial_id, step, position, item, algorithm, policy, "
                             "at, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.candidates)
+        if self.fixations:
+            cur.executemany("INSERT INTO fixations (session_id, trial_id, start_time, end_time, grid_x, grid_y, item, "
+                            "step) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.fixations)
 
 
 # --- typed tables, by event kind: each returns False when a uniqueness rule refused its row -------------------------
@@ -251,6 +255,26 @@ def _disconnect(cur, rec, sid, at, trial, rows) -> bool:
     return True
 
 
+GRID_COLUMNS = 3   # panels are numbered row by row on the 3 x 3 grid (docs/protocol.md, `layout`)
+
+
+def _gaze(cur, rec, sid, at, trial, rows) -> bool:
+    """One grid's gaze (omokage.gaze.tracker.StepGaze.to_log): a row per fixation, timed on the server's clock, at
+    the centre of the panel it fell on (grid_x, grid_y in 0 ... 1 from the top left; none off the grid)."""
+    shown_at, items, step = rec.get("shown_at"), rec.get("items") or [], rec.get("step")
+    if not isinstance(shown_at, (int, float)):
+        return True           # a record from before grids were timed: its fixations stay in `events` only
+    rows_per = -(-max(len(items), 1) // GRID_COLUMNS)
+    for fixation in rec.get("fixations") or ():
+        panel, onset, duration = fixation
+        on = isinstance(panel, int) and 0 <= panel < len(items)
+        rows.fixations.append((sid, trial, shown_at + onset, shown_at + onset + duration,
+                               (panel % GRID_COLUMNS + 0.5) / GRID_COLUMNS if on else None,
+                               (panel // GRID_COLUMNS + 0.5) / rows_per if on else None,
+                               items[panel] if on else None, step))
+    return True
+
+
 def _trial_begin(cur, rec, sid, at, trial, rows) -> bool:
     query = rec.get("query")
     blob = array("f", (float(v) for v in query)).tobytes() if isinstance(query, list) else None   # float32, as read
@@ -275,7 +299,7 @@ def _answers(cur, rec, sid, at, trial, rows) -> bool:
 
 
 _HANDLERS = {"hello": _hello, "start": _start, "choose": _choose, "skip": _skip, "rate": _rate, "decide": _decide,
-             "disconnect": _disconnect, "trial_begin": _trial_begin, "trial_resume": _trial_resume,
+             "disconnect": _disconnect, "gaze": _gaze, "trial_begin": _trial_begin, "trial_resume": _trial_resume,
              "answers": _answers}
 
 

@@ -40,7 +40,7 @@ class StudyData:
     trials: list[dict[str, Any]]                # every planned trial, with its outcome
     actions: list[dict[str, Any]]               # choose / skip / rate / decide of every trial, timed
     answers: list[dict[str, Any]]               # {pseudonym, participant, questionnaire, condition, item, kind, value}
-    gaze_samples: int = 0
+    gaze: list[dict[str, Any]] = field(default_factory=list)   # one per grid looked at: {condition, dwell_s, ...}
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -101,9 +101,23 @@ def read_study_data(db: str | Path, name: str) -> StudyData:
             answers.append({"pseudonym": pseudonyms[pid], "participant": pid, "questionnaire": questionnaire,
                             "condition": block_condition.get((pid, questionnaire)), "item": item,
                             "kind": qkinds.get(item), "value": json.loads(value)})
-        gaze = 0
-        if ids:
-            gaze = conn.execute(f"SELECT COUNT(*) FROM gaze_samples WHERE trial_id IN ({marks})", ids).fetchone()[0]
+        gaze = []
+        if ids:   # each grid's gaze record (omokage.gaze.tracker.StepGaze.to_log, logged by the connection)
+            for trial_id, body in conn.execute(
+                    f"SELECT trial_id, body FROM events WHERE direction = 'log' AND kind = 'gaze' AND trial_id IN "
+                    f"({marks}) ORDER BY seq", ids):
+                rec = json.loads(body)
+                t = by_trial[trial_id]
+                dwell = rec.get("dwell_s")
+                if not isinstance(dwell, list) or not dwell:
+                    continue
+                items = rec.get("items") or []
+                chosen = rec.get("chosen")
+                gaze.append({"pseudonym": t["pseudonym"], "condition": t["condition"], "practice": t["practice"],
+                             "step": rec.get("step"), "ended_by": rec.get("ended_by"), "source": rec.get("source"),
+                             "dwell_s": [float(x or 0.0) for x in dwell],
+                             "fixations": [int(x) for x in rec.get("fixation_count") or [0] * len(dwell)],
+                             "chosen_panel": items.index(chosen) if chosen in items else None})
         return StudyData(study, participants, trials, actions, answers, gaze)
     finally:
         conn.close()
@@ -265,7 +279,33 @@ def summarise(data: StudyData) -> dict[str, Any]:
             "median": {c: _median(by_cond[c]) for c in conds}, "test": within_subjects(per_p, conds)}
     summary["votes"] = {item: dict(v) for item, v in votes.items()}
     summary["texts"] = texts
+    summary["gaze"] = gaze_summary(data)
     return summary
+
+
+def gaze_summary(data: StudyData) -> dict[str, Any]:
+    """Per condition, over the grids participants looked at (practice left out): the mean share of a grid's dwell on
+    each of the 9 positions (the heatmap), fixations per grid, and how much of the dwell went to the face then
+    picked (the gaze cascade: people look longest at what they are about to choose)."""
+    out: dict[str, Any] = {}
+    for c in data.conditions:
+        grids = [g for g in data.gaze if g["condition"] == c and not g["practice"] and sum(g["dwell_s"]) > 0]
+        if not grids:
+            continue
+        k = max(len(g["dwell_s"]) for g in grids)
+        share = np.zeros((len(grids), k))
+        for row, g in zip(share, grids):
+            d = np.asarray(g["dwell_s"], float)
+            row[:len(d)] = d / d.sum()
+        on_pick = [g["dwell_s"][g["chosen_panel"]] / sum(g["dwell_s"]) for g in grids
+                   if g["chosen_panel"] is not None and g["chosen_panel"] < len(g["dwell_s"])]
+        out[c] = {"grids": len(grids), "participants": len({g["pseudonym"] for g in grids}),
+                  "sources": sorted({g["source"] for g in grids if g["source"]}),
+                  "dwell_share": [float(x) for x in share.mean(axis=0)],
+                  "dwell_s_median": _median([sum(g["dwell_s"]) for g in grids]),
+                  "fixations_median": _median([sum(g["fixations"]) for g in grids]),
+                  "dwell_share_on_pick_median": _median(on_pick), "picks_with_gaze": len(on_pick)}
+    return out
 
 
 def _median(x):
@@ -287,10 +327,11 @@ def _figures(data: StudyData, summary: dict[str, Any]) -> dict[str, bytes]:
     rng = np.random.default_rng(0)
     figs: dict[str, bytes] = {}
 
-    def save(fig, name):
+    def save(fig, name, tight=True):
         buf = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=110)
+        if tight:
+            fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         figs[name] = buf.getvalue()
 
@@ -343,7 +384,33 @@ def _figures(data: StudyData, summary: dict[str, Any]) -> dict[str, bytes]:
         ax.legend(frameon=False)
         ax.set_title("Best / worst votes")
         save(fig, "votes.png")
+    _gaze_figure(data, summary, plt, save)
     return figs
+
+
+def _gaze_figure(data: StudyData, summary: dict[str, Any], plt, save) -> None:
+    gaze = summary.get("gaze") or {}
+    conds = [c for c in data.study.conditions if c.name in gaze]
+    if not conds:
+        return
+    fig, axes = plt.subplots(1, len(conds), figsize=(2.6 * len(conds) + 0.8, 3.0), squeeze=False)
+    top = max(max(gaze[c.name]["dwell_share"]) for c in conds)
+    for ax, c in zip(axes[0], conds):
+        share = np.asarray(gaze[c.name]["dwell_share"])
+        cols = 3
+        grid = np.full(((len(share) + cols - 1) // cols) * cols, np.nan)
+        grid[:len(share)] = share
+        grid = grid.reshape(-1, cols)
+        im = ax.imshow(grid, cmap="magma", vmin=0, vmax=top)
+        for (r, q), v in np.ndenumerate(grid):
+            if np.isfinite(v):
+                ax.text(q, r, f"{100 * v:.0f}%", ha="center", va="center", fontsize=9,
+                        color="white" if v < 0.6 * top else "black")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{c.name} ({c.label})\n{gaze[c.name]['grids']} grids", fontsize=9)
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="share of a grid's dwell")
+    save(fig, "gaze.png", tight=False)
 
 
 def _fmt(x, digits=3):
@@ -422,9 +489,28 @@ def markdown(data: StudyData, summary: dict[str, Any], figures: dict[str, bytes]
     if s["texts"]:
         lines += ["## Free-text answers", ""] + [f"- ({t['item']}{', ' + t['condition'] if t['condition'] else ''}) "
                                                  f"{t['text']}" for t in s["texts"]] + [""]
-    lines += ["## Gaze", "", "No gaze samples were recorded in this study: the per-condition heatmaps over the 3×3 grid "
-              "appear here once the gaze feature writes `gaze_samples`." if not data.gaze_samples else
-              f"{data.gaze_samples} gaze samples recorded (heatmaps: not yet drawn by this version).", ""]
+    lines += ["## Gaze", ""]
+    gaze = s.get("gaze") or {}
+    if not gaze:
+        lines += ["No gaze was recorded in this study (clients send it with `gaze.batch`; docs/gaze.md).", ""]
+    else:
+        lines += ["Where participants looked on each grid (the server's fixation and dwell figures for every grid "
+                  "with gaze, practice trials left out): the mean share of a grid's dwell on each of the 9 positions, "
+                  "row by row from the top left (the chosen face of the previous step is shown first, top left), "
+                  "and how much of it went to the face picked next (the gaze cascade).", "",
+                  "![gaze](gaze.png)", "",
+                  "| condition | grids (participants) | source | dwell per grid, median (s) | fixations per grid, "
+                  "median | share of dwell on the face picked, median |", "|---|---|---|---|---|---|"]
+        for c in data.conditions:
+            g = gaze.get(c)
+            if g is None:
+                lines.append(f"| {c} | 0 | – | – | – | – |")
+                continue
+            pick = "–" if g["dwell_share_on_pick_median"] is None else \
+                f"{100 * g['dwell_share_on_pick_median']:.0f}% ({g['picks_with_gaze']} picks)"
+            lines.append(f"| {c} | {g['grids']} ({g['participants']}) | {', '.join(g['sources']) or '–'} | "
+                         f"{_fmt(g['dwell_s_median'])} | {_fmt(g['fixations_median'])} | {pick} |")
+        lines += [""]
     lines += [f"_Generated by `omokage study report` on {time.strftime('%Y-%m-%d %H:%M')}._", ""]
     return "\n".join(lines)
 
