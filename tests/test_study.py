@@ -272,6 +272,7 @@ def test_report_export_and_delete_participant(study_server, tmp_path):
     md = (out / "report.md").read_text()
     assert "data:image/png;base64," in html and "Steps to decision" in md and "Best / worst" in md
     assert "P01" in md and "alpha-7" not in html + md and "bravo-3" not in html + md
+    assert "Steps to decision, mixed model" in md and "too few observations or participants" in md   # 2 of them
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials_completed"] == 4 and summary["steps"]["median"] == 2
     assert summary["votes"]["best"] == {"raw-study-random": 0, "pca": 2} or sum(summary["votes"]["best"].values()) == 2
@@ -408,3 +409,28 @@ def test_a_gaze_condition_resumes_at_the_same_grid_after_a_server_restart(engine
     assert (tmp_path / "report" / "gaze.png").stat().st_size > 5000
     md = next(p for p in paths if p.suffix == ".md").read_text()
     assert f"| {pca} | 2 (1) | head |" in md and "![gaze](gaze.png)" in md
+
+
+def test_the_mixed_model_recovers_known_condition_effects_and_participant_spread():
+    """Steps ~ condition + (1 | participant) on data made with known effects: each effect's 95% interval holds it,
+    the null one is not called significant, and a log model reports the time ratios."""
+    import numpy as np
+
+    from omokage.study.report import mixed_effects
+    rng = np.random.default_rng(0)
+    rows = []
+    for p in range(18):
+        own = rng.normal(0, 0.5)                       # this participant's own level
+        for c, effect in zip(("raw", "pca", "nmf", "ae"), (0.0, 1.0, 0.0, -0.5)):
+            rows += [(f"P{p:02d}", c, 3 + own + effect + rng.normal(0, 0.7)) for _ in range(3)]
+    m = mixed_effects(rows, ["raw", "pca", "nmf", "ae"])
+    by = {e["condition"]: e for e in m["effects"]}
+    assert m["reference"] == "raw" and m["n_observations"] == 216 and m["converged"]
+    for cond, effect in (("pca", 1.0), ("nmf", 0.0), ("ae", -0.5)):
+        assert by[cond]["lo"] <= effect <= by[cond]["hi"], (cond, by[cond])
+    assert by["pca"]["p"] < 0.001 and by["ae"]["p"] < 0.01 and by["nmf"]["p"] > 0.05
+    assert 0.2 < m["participant_sd"] < 0.8 and 0.55 < m["residual_sd"] < 0.85
+    timed = mixed_effects([(p, c, float(np.exp(v))) for p, c, v in rows], ["raw", "pca", "nmf", "ae"], log=True)
+    ratio = {e["condition"]: e for e in timed["effects"]}["pca"]
+    assert ratio["ratio_lo"] <= np.exp(1.0) <= ratio["ratio_hi"]
+    assert "note" in mixed_effects([("P01", "raw", 2), ("P02", "pca", 3)], ["raw", "pca"])

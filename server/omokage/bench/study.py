@@ -530,8 +530,11 @@ def run(participants: int = 18, kills: int = 20, out: Path = Path("benchmarks/re
     fr = s["tests"]["steps"].get("friedman") or {}
     votes = s["votes"]
     table += (f"\n\nSteps to decision: median {s['steps']['median']} (range {s['steps']['min']}–{s['steps']['max']}); "
-              f"time per choice: median {s['time_per_choice_s']['median']:.3f} s (x{TIME_SCALE:g} = "
-              f"{s['time_per_choice_s']['median'] * TIME_SCALE:.1f} s at a person's pace). Friedman on steps: "
+              + (f"time per choice: median {s['time_per_choice_s']['median']:.2f} s (the simulated eyes look at each "
+                 "grid for 2-5 s in real time). " if gaze else
+                 f"time per choice: median {s['time_per_choice_s']['median']:.3f} s (x{TIME_SCALE:g} = "
+                 f"{s['time_per_choice_s']['median'] * TIME_SCALE:.1f} s at a person's pace). ")
+              + "Friedman on steps: "
               f"chi2 = {fr.get('chi2', float('nan')):.2f}, p = {fr.get('p', float('nan')):.3g}, Kendall's W = "
               f"{fr.get('kendall_w', float('nan')):.3f}. Best/worst votes: " +
               ", ".join(f"{c} {votes.get('best', {}).get(c, 0)}/{votes.get('worst', {}).get(c, 0)}"
@@ -547,7 +550,12 @@ def run(participants: int = 18, kills: int = 20, out: Path = Path("benchmarks/re
     notes = ("Simulated participants: the `bench choice` user (attribute distance to a hidden wanted face, softmax "
              f"picks at T = {PICK_TEMPERATURE}), deciding on the closest face shown once one is within the 2% nearest "
              f"of the wanted face, or at step {MAX_STEPS}; Likert answers and best/worst votes follow the steps each "
-             "condition took, with noise: the statistics show the pipeline, not people. Think times: lognormal around "
+             "condition took, with noise: the statistics show the pipeline, not people. "
+             + (f"In the study run each participant's eyes are simulated ({gaze} gaze, `omokage.gaze.simulate`: "
+                "longer looks at faces nearer the wanted one, the gaze cascade onto the face picked) for 2-5 s of "
+                "real time per grid, sent as gaze.batch rays before each pick: the report's gaze section. "
+                if gaze else "")
+             + "Think times (without gaze, and in the crash run): lognormal around "
              f"the reference study's median {MEDIAN_CHOICE_S} s, divided by {TIME_SCALE:g} (by {CRASH_TIME_SCALE:g} in "
              "the crash run). The crash run kills the server process with SIGKILL at random moments (0.3-1.5 s after "
              "each restart) while every participant runs; clients reconnect and resume. 'acknowledged events' are "

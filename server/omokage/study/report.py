@@ -2,8 +2,9 @@
 and deleting one participant's data everywhere.
 
 Participants appear only by pseudonym (P01, P02, ...): their codes never leave the store. Statistics come from
-scipy.stats (Friedman; Wilcoxon signed-rank, its normal approximation giving z for the matched-pairs r); the Holm
-adjustment of the post-hoc p-values is omokage.bench.choice.holm. Likert answers are ordinal: medians and rank tests.
+scipy.stats (Friedman; Wilcoxon signed-rank, its normal approximation giving z for the matched-pairs r) and
+statsmodels (linear mixed models with a random intercept per participant); the Holm adjustment of the post-hoc
+p-values is omokage.bench.choice.holm. Likert answers are ordinal: medians and rank tests.
 """
 
 from __future__ import annotations
@@ -217,6 +218,52 @@ def within_subjects(table: dict[str, dict[str, float]], conditions: list[str]) -
     return out
 
 
+def mixed_effects(rows: list[tuple[str, str, float]], conditions: list[str], log: bool = False) -> dict[str, Any]:
+    """A linear mixed model over every observation (not per-participant summaries): value ~ condition + a random
+    intercept per participant (statsmodels MixedLM, REML), the first condition as the reference. Each other
+    condition's fixed effect is its difference from the reference, with a 95% interval and a Wald p-value; with
+    `log`, the model is of log(value) and effects are reported as ratios. `rows`: (participant, condition, value)."""
+    import warnings
+
+    rows = [(p, c, float(v)) for p, c, v in rows if c in conditions and v is not None and np.isfinite(v)
+            and (v > 0 or not log)]
+    present = [c for c in conditions if any(r[1] == c for r in rows)]
+    participants = sorted({r[0] for r in rows})
+    out: dict[str, Any] = {"n_observations": len(rows), "n_participants": len(participants),
+                           "reference": present[0] if present else None, "log": log}
+    if len(present) < 2 or len(participants) < 3 or len(rows) < len(present) + 3:
+        out["note"] = "too few observations or participants for a mixed model"
+        return out
+    from statsmodels.regression.mixed_linear_model import MixedLM
+    y = np.array([math.log(v) if log else v for _, _, v in rows])
+    X = np.column_stack([np.ones(len(rows))] + [[1.0 if c == cond else 0.0 for _, c, _ in rows]
+                                                for cond in present[1:]])
+    groups = np.array([participants.index(p) for p, _, _ in rows])
+    if np.ptp(y) == 0:
+        out["note"] = "every observation has the same value: nothing to model"
+        return out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = MixedLM(y, X, groups).fit(reml=True)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            out["note"] = f"the mixed model could not be fitted ({exc})"
+            return out
+    ci = np.asarray(fit.conf_int(alpha=0.05))
+    effects = []
+    for j, cond in enumerate(present[1:], start=1):
+        est, lo, hi = float(fit.fe_params[j]), float(ci[j, 0]), float(ci[j, 1])
+        row = {"condition": cond, "estimate": est, "lo": lo, "hi": hi, "p": float(fit.pvalues[j])}
+        if log:
+            row.update(ratio=math.exp(est), ratio_lo=math.exp(lo), ratio_hi=math.exp(hi))
+        effects.append(row)
+    out.update(intercept=float(fit.fe_params[0]), effects=effects,
+               participant_sd=float(math.sqrt(max(float(np.asarray(fit.cov_re)[0, 0]), 0.0))),
+               residual_sd=float(math.sqrt(fit.scale)), converged=bool(fit.converged),
+               warnings=sorted({type(w.message).__name__ for w in caught}))
+    return out
+
+
 def summarise(data: StudyData) -> dict[str, Any]:
     conds = data.conditions
     main = [t for t in data.trials if not t["practice"] and t["completed_at"] is not None]
@@ -257,6 +304,10 @@ def summarise(data: StudyData) -> dict[str, Any]:
                                  conds),
         "time_per_choice": within_subjects({p: {c: float(np.median(v)) for c, v in row.items()}
                                             for p, row in per_pc_times.items()}, conds),
+        "steps_mixed": mixed_effects([(t["pseudonym"], t["condition"], t["steps"]) for t in main], conds),
+        "time_mixed": mixed_effects([(a["pseudonym"], a["condition"], a["seconds"]) for a in data.actions
+                                     if not a["practice"] and a["action"] != "rate" and a["seconds"] is not None],
+                                    conds, log=True),
     }
     likert: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     votes: dict[str, dict[str, int]] = defaultdict(lambda: {c: 0 for c in conds})
@@ -441,6 +492,27 @@ def _test_lines(name: str, test: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _mixed_lines(name: str, m: dict[str, Any]) -> list[str]:
+    lines = [f"**{name}, mixed model** ({m['n_observations']} observations of {m['n_participants']} participants; "
+             f"reference: {m.get('reference')})"]
+    if "note" in m:
+        return lines + [f"- {m['note']}"]
+    if m["log"]:
+        lines += ["", "| condition | time ratio to the reference | 95% interval | p |", "|---|---|---|---|"]
+        lines += [f"| {e['condition']} | {_fmt(e['ratio'])} | {_fmt(e['ratio_lo'])} to {_fmt(e['ratio_hi'])} | "
+                  f"{_fmt(e['p'])}{' *' if e['p'] < ALPHA else ''} |" for e in m["effects"]]
+    else:
+        lines += ["", "| condition | difference from the reference | 95% interval | p |", "|---|---|---|---|"]
+        lines += [f"| {e['condition']} | {_fmt(e['estimate'])} | {_fmt(e['lo'])} to {_fmt(e['hi'])} | "
+                  f"{_fmt(e['p'])}{' *' if e['p'] < ALPHA else ''} |" for e in m["effects"]]
+    extra = f"Between-participant SD {_fmt(m['participant_sd'])}, residual SD {_fmt(m['residual_sd'])}"
+    if not m["converged"] or m["warnings"]:
+        extra += (f"; {'did not converge' if not m['converged'] else 'converged'}"
+                  + (f" with warnings ({', '.join(m['warnings'])}): read the effects with care" if m["warnings"]
+                     else ""))
+    return lines + ["", extra + "."]
+
+
 def markdown(data: StudyData, summary: dict[str, Any], figures: dict[str, bytes]) -> str:
     st = data.study
     s = summary
@@ -471,6 +543,11 @@ def markdown(data: StudyData, summary: dict[str, Any], figures: dict[str, bytes]
               "participant's mean per condition; time: each participant's median per condition.", ""]
     lines += _test_lines("Steps to decision", s["tests"]["steps"]) + [""]
     lines += _test_lines("Time per choice", s["tests"]["time_per_choice"]) + [""]
+    lines += ["Mixed models (statsmodels MixedLM, REML) use every trial and every choice rather than one summary per "
+              "participant, with a random intercept per participant: steps ~ condition; log(time per choice) ~ "
+              "condition (effects as time ratios). Wald p-values, not Holm-adjusted (* p < 0.05).", ""]
+    lines += _mixed_lines("Steps to decision", s["tests"]["steps_mixed"]) + [""]
+    lines += _mixed_lines("Time per choice", s["tests"]["time_mixed"]) + [""]
     if s["likert"]:
         lines += ["## Questionnaire: Likert items (1–5)", ""]
         for item, lk in s["likert"].items():
