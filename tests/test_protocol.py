@@ -99,7 +99,26 @@ def test_v1_3_vectors_show_the_sketch_messages_and_v1_2_is_unchanged():
         assert list(result)[2:] == list(SERVER_MESSAGES["sketch.result"])
     assert len(added["sketch_result.msgpack"]["items"]) == 9 and added["sketch_result_empty.msgpack"]["items"] == []
     assert added["start_sketch.msgpack"]["init"] == "sketch"
-    assert INDEX["protocol_minor"] == PROTOCOL_MINOR == 3
+
+
+V1_3_DIGEST = "4cd5350a6508e766ba8fedd47aeb3affa238e4c1672381ff06f0ae37026b016d"   # the 11 vectors of v1.3, as released
+
+
+def test_v1_4_vectors_show_the_calibration_messages_and_v1_3_is_unchanged():
+    v1_3 = sorted((v for v in INDEX["vectors"] if v["since"] == "1.3"), key=lambda v: v["file"])
+    digest = hashlib.sha256()
+    for v in v1_3:
+        digest.update(v["file"].encode() + b"\0" + (VECTORS / v["file"]).read_bytes())
+    assert len(v1_3) == 11
+    assert digest.hexdigest() == V1_3_DIGEST
+    added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.4"}
+    assert {m["type"] for m in added.values()} >= {"calibrate.begin", "calibrate.end", "calibration", "calibrated"}
+    assert added["hello_v1_4.msgpack"]["protocol_minor"] == 4
+    assert added["welcome_calibration.msgpack"]["gaze"]["calibration"] == ["five-point", "nine-point"]
+    for name, mtype in (("calibration.msgpack", "calibration"), ("calibrated.msgpack", "calibrated")):
+        assert list(added[name])[2:] == list(SERVER_MESSAGES[mtype])
+    assert added["error_calibration_failed.msgpack"]["code"] == "calibration_failed"
+    assert INDEX["protocol_minor"] == PROTOCOL_MINOR == 4
 
 
 def test_v1_1_vectors_show_every_addition():
@@ -328,7 +347,7 @@ def in_canonical_order(message):
 
 def test_welcome_offers_the_policies_and_the_minor_version(backend):
     _, welcome = hello_v1_1(backend)
-    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 3
+    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 4
     assert welcome["policies"] == list(SERVED_POLICIES) and welcome["default_policy"] == DEFAULT_POLICY
     assert DEFAULT_POLICY in welcome["policies"]
     assert in_canonical_order(welcome)

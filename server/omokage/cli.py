@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a fitted `sketch` model")
     s.add_argument("--preview-size", type=_positive_int, default=None, metavar="PIXELS",
                    help="side of live sketch previews (default 64; at most the catalog's image size)")
+    s.add_argument("--calibration", type=Path, default=None, metavar="DIR",
+                   help="folder of gaze calibration patterns (*.json) offered to clients (protocol v1.4; default: "
+                        "the repository's calibration/ folder)")
     s.set_defaults(func=_cmd_serve)
 
     cl = sub.add_parser("client", help="run one whole session against a server and print the transcript",
@@ -733,7 +736,8 @@ def _cmd_serve(a) -> int:
                          max_messages_per_second=a.max_messages_per_second, insecure=a.insecure,
                          public_names=a.public_name, fsync_events=not a.no_fsync, send_timeout=a.send_timeout,
                          background_fits=a.fit_in_background or (), store_path=a.db, study=a.study,
-                         preview_backend=a.preview_backend, preview_size=a.preview_size)
+                         preview_backend=a.preview_backend, preview_size=a.preview_size,
+                         calibration_dir=a.calibration)
 
 
 def _cmd_client(a) -> int:

@@ -320,6 +320,25 @@ class OmokageClient:
         unsolicited `error`s with `dropped`. Send the pending batch before choose / skip / decide."""
         await self._send({"type": "gaze.batch", "samples": samples})
 
+    # -- v1.4 gaze calibration (docs/protocol.md#calibration-v14) -------------------------------------------------------
+    @property
+    def calibration_patterns(self) -> list[str]:
+        """welcome.gaze.calibration: the patterns `calibrate_begin` may name ([] from a server that cannot calibrate,
+        or to a client that said protocol_minor < 4)."""
+        return list((self.welcome.get("gaze") or {}).get("calibration") or [])
+
+    async def calibrate_begin(self, pattern: str | None = None, source: str | None = None) -> dict[str, Any]:
+        """Start a calibration: the `calibration` reply {pattern, targets: [[yaw, pitch]], distance_m, settle_s,
+        dwell_s}. Show the targets one at a time while streaming gaze(), then call calibrate_end."""
+        fields = {k: v for k, v in (("pattern", pattern), ("source", source)) if v is not None}
+        return await self.request("calibrate.begin", **fields)
+
+    async def calibrate_end(self, shown: list[list[float]]) -> dict[str, Any]:
+        """Say when each target was shown ([[index, t_start, t_end]], server clock): the `calibrated` reply
+        {source, targets, accuracy_deg, precision_deg, saved}; OmokageError `calibration_failed` when it did not
+        fit (the previous correction stays)."""
+        return await self.request("calibrate.end", shown=shown)
+
 
 def _candidates(msg: dict[str, Any]) -> Candidates:
     return Candidates(msg["step"], msg["algorithm"], [CandidateItem.from_wire(i) for i in msg["items"]],

@@ -216,8 +216,39 @@ VECTORS_V1_3 = [
         "message": "sketch.stroke.points: points must be finite numbers (NaN or infinity received); the drawing is "
                    "unchanged"}),
 ]
+# v1.4: gaze calibration
+_NINE = [[F(float(y)), F(float(p))] for p in (10, 0, -10) for y in (-15, 0, 15)]
+VECTORS_V1_4 = [
+    ("hello_v1_4", "v1.4 greeting: this client can run a gaze calibration", {
+        "type": "hello", "rid": 1, "protocol": 1, "client": "omokage-unity/0.6.0", "protocol_minor": 4}),
+    ("welcome_calibration", "a v1.4 greeting: the calibration patterns offered, in welcome.gaze", {
+        "type": "welcome", "rid": 1, "protocol": 1, "server": "omokage/0.1.0", "session_id": "c0ffee07",
+        "limits": {"max_frame_bytes": 4194304, "max_image_bytes": 3145728, "max_image_pixels": 16000000,
+                   "max_messages_per_second": F(200.0), "max_hashes_per_request": 64, "grid_size": 9},
+        "algorithms": ["raw", "pca", "nmf", "ae"], "catalog": {"count": 1500, "image_size": 200},
+        "protocol_minor": 4, "policies": ["thompson", "infogain", "cover", "study", "random", "thompson+gaze"],
+        "default_policy": "thompson", "gaze": {"max_rate_hz": F(120.0), "max_samples_per_batch": 256,
+                                               "calibration": ["five-point", "nine-point"]}}),
+    ("calibrate_begin", "start a calibration of eye gaze on the nine-point pattern", {
+        "type": "calibrate.begin", "rid": 30, "pattern": "nine-point", "source": "eye"}),
+    ("calibrate_begin_default", "start a calibration with the defaults (nine-point, eye)", {
+        "type": "calibrate.begin", "rid": 31}),
+    ("calibration", "the targets to show one at a time (yaw, pitch in degrees, scene frame) and how long", {
+        "type": "calibration", "rid": 30, "pattern": "nine-point", "targets": _NINE, "distance_m": F(1.5),
+        "settle_s": F(0.5), "dwell_s": F(1.0)}),
+    ("calibrate_end", "when each target was on screen and settled, on the server's clock (gaze.batch sent before)", {
+        "type": "calibrate.end", "rid": 32, "shown": [
+            [k, F(1732356010.0 + 1.5 * k + 0.5), F(1732356010.0 + 1.5 * k + 1.5)] for k in range(9)]}),
+    ("calibrated", "the correction fitted and applied to this session's gaze; saved for a study participant", {
+        "type": "calibrated", "rid": 32, "source": "eye", "targets": 9, "accuracy_deg": F(0.42),
+        "precision_deg": F(0.31), "saved": True}),
+    ("error_calibration_failed", "a calibration that could not be fitted: the previous correction stays", {
+        "type": "error", "rid": 32, "code": "calibration_failed",
+        "message": "calibration: only 2 target(s) with at least 5 samples; need 4; the previous correction stays in "
+                   "force"}),
+]
 SERVER_TYPES = ("welcome", "candidates", "rated", "decided", "texture", "pong", "error", "models", "questionnaire",
-                "answered", "study.done", "sketch.result")
+                "answered", "study.done", "sketch.result", "calibration", "calibrated")
 
 
 def to_python(v):
@@ -239,7 +270,7 @@ def encode(v) -> bytes:
 
 def main() -> None:
     index = []
-    for minor, vectors in ((0, VECTORS), (1, VECTORS_V1_1), (2, VECTORS_V1_2), (3, VECTORS_V1_3)):
+    for minor, vectors in ((0, VECTORS), (1, VECTORS_V1_1), (2, VECTORS_V1_2), (3, VECTORS_V1_3), (4, VECTORS_V1_4)):
         for name, doc, message in vectors:
             data = encode(message)
             (HERE / f"{name}.msgpack").write_bytes(data)
@@ -247,7 +278,7 @@ def main() -> None:
                           "direction": "server" if message["type"] in SERVER_TYPES else "client",
                           "since": f"1.{minor}", "description": doc, "sha256": hashlib.sha256(data).hexdigest(),
                           "message": message})
-    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 3, "vectors": index}, indent=1,
+    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 4, "vectors": index}, indent=1,
                                                 ensure_ascii=False) + "\n")
     print(f"wrote {len(index)} vectors to {HERE}")
 

@@ -128,6 +128,44 @@ def quality(profile: Profile, targets: list[TargetSamples]) -> tuple[float, floa
     return float(np.mean(errs)), prec
 
 
+MIN_CONFIDENCE = 0.5   # samples below this count as gaps (as in fixation detection)
+
+
+def targets_from_samples(layout: dict, shown, t: np.ndarray, source: np.ndarray, directions: np.ndarray,
+                         confidence: np.ndarray, source_code: int) -> list[TargetSamples]:
+    """The samples of one source taken while each target was on screen: `shown` = [(target index, t_start, t_end)]
+    on the samples' clock; indices beyond the layout's targets raise CalibrationError."""
+    out = []
+    targets = layout["targets"]
+    for index, t0, t1 in shown:
+        if not 0 <= int(index) < len(targets):
+            raise CalibrationError(f"target {index} is not in the pattern (it has {len(targets)} targets, 0 to "
+                                   f"{len(targets) - 1})")
+        keep = (source == source_code) & (t >= t0) & (t <= t1) & (confidence >= MIN_CONFIDENCE)
+        tg = targets[int(index)]
+        out.append(TargetSamples(float(tg["yaw"]), float(tg["pitch"]), np.asarray(directions[keep], np.float64)))
+    return out
+
+
+def default_layouts_dir() -> Path | None:
+    """The repository's calibration/ folder (beside server/), where the patterns are; None when omokage runs from
+    somewhere without it."""
+    here = Path(__file__).resolve().parents[3] / "calibration"
+    return here if here.is_dir() else None
+
+
+def load_patterns(folder: str | os.PathLike | None = None) -> dict[str, dict]:
+    """Every calibration pattern (folder/*.json, by its `name`), checked; {} when there is no folder."""
+    folder = Path(folder) if folder is not None else default_layouts_dir()
+    if folder is None:
+        return {}
+    patterns = {}
+    for path in sorted(folder.glob("*.json")):
+        layout = load_layout(path)
+        patterns[str(layout.get("name") or path.stem)] = layout
+    return patterns
+
+
 def load_layout(path: str | os.PathLike) -> dict:
     """A calibration layout (calibration/*.json): {name, distance_m, settle_s, dwell_s, targets: [{yaw, pitch}]}."""
     d = json.loads(Path(path).read_text())

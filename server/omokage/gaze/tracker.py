@@ -81,6 +81,7 @@ class GazeTracker:
         self.start: float = 0.0
         self._chunks: list[Samples] = []
         self._pending = 0                        # chunks at the end of _chunks not ray-cast yet
+        self._calibration: list[Samples] | None = None   # v1.4: while calibrating, the raw samples (no grid, no profile)
         self._step_drops = Drops()
         self.totals = {"accepted": 0, "dropped": 0, "over_rate": 0, "ignored": 0}
 
@@ -111,6 +112,17 @@ class GazeTracker:
                         over += int(idx.size - got)
             if over:
                 samples = samples.take(keep)
+        if self._calibration is not None:     # calibrating: the samples are the calibration's, uncorrected
+            if len(samples):
+                self._calibration.append(samples)
+                cap = int(2 * self.max_rate_hz * MAX_STEP_SECONDS)
+                while len(self._calibration) > 1 and sum(len(c) for c in self._calibration[1:]) >= cap:
+                    self._calibration.pop(0)
+            self._step_drops.merge(drops)
+            self.totals["accepted"] += len(samples)
+            self.totals["dropped"] += drops.total
+            self.totals["over_rate"] += over
+            return IngestResult(len(samples), drops, over, 0)
         ignored = 0
         if self.step is None:
             ignored, samples = len(samples), Samples.empty()
@@ -127,6 +139,19 @@ class GazeTracker:
         self.totals["over_rate"] += over
         self.totals["ignored"] += ignored
         return IngestResult(len(samples), drops, over, ignored)
+
+    # -- v1.4 calibration: samples go to the calibration, not to a grid, from begin to end ------------------------
+    @property
+    def calibrating(self) -> bool:
+        return self._calibration is not None
+
+    def begin_calibration(self) -> None:
+        self._calibration = []
+
+    def end_calibration(self) -> Samples:
+        """The samples collected since begin_calibration (as they came: no calibration profile applied)."""
+        chunks, self._calibration = self._calibration or [], None
+        return Samples.concat(chunks)
 
     def _cast_pending(self) -> None:
         """Ray-cast the rays of the chunks that came since the last cast, in one pass (a cast per 100 ms batch was most

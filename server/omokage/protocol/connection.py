@@ -10,6 +10,7 @@ the simulated users all drive the same code.
 from __future__ import annotations
 
 import hmac
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence
@@ -19,6 +20,9 @@ import numpy as np
 from omokage import __version__
 from omokage.catalog.store import Item, Texture
 from omokage.gaze import MAX_SAMPLES_PER_BATCH, GazeTracker, LayoutError, parse_layout
+from omokage.gaze.calibration import CalibrationError, Profile, targets_from_samples
+from omokage.gaze.calibration import fit as fit_calibration
+from omokage.gaze.samples import SOURCES as SOURCE_CODES
 from omokage.protocol.messages import (PROTOCOL_MINOR, PROTOCOL_VERSION, Decoded, ProtocolError, decode_frame, encode,
                                        error, readable_rid, server_message, texture_map, validate)
 from omokage.ratelimit import TokenBucket
@@ -142,7 +146,8 @@ class HelloGuard(Protocol):
 
 class ServerConnection:
     def __init__(self, backend: Backend, session_id: str, *, limits: Limits = Limits(), token: str | None = None,
-                 grid_size: int = 9, hello_guard: HelloGuard | None = None, study=None):
+                 grid_size: int = 9, hello_guard: HelloGuard | None = None, study=None,
+                 calibration: Mapping[str, dict] | None = None):
         if token is not None and not token:
             raise ValueError("an empty token would accept a hello without one; pass None for no token")
         self.backend = backend
@@ -170,6 +175,9 @@ class ServerConnection:
         self._pending_trial = None   # a trial waiting for its start image to be projected
         # v1.2 gaze (docs/gaze.md): the layout, the rate budget and the samples of the grid on screen
         self.gaze = GazeTracker()
+        # v1.4 calibration: the patterns the server offers (calibration/*.json, by name) and the one running
+        self.calibration_patterns = dict(calibration or {})
+        self._calibrating: tuple[str, str] | None = None     # (pattern, source) between calibrate.begin and .end
         # v1.3 sketch: the drawing, whether a projection of it is out, and whether it changed since (coalescing: at
         # most one projection in flight; when it returns, only the newest drawing is projected)
         self.canvas: SketchCanvas | None = None
@@ -311,6 +319,10 @@ class ServerConnection:
             return self._layout(msg["panels"], rid, now)
         if mtype.startswith("sketch."):
             return self._sketch(mtype, msg, rid)
+        if mtype == "calibrate.begin":
+            return self._calibrate_begin(msg, rid, now)
+        if mtype == "calibrate.end":
+            return self._calibrate_end(msg["shown"], rid, now)
         raise ProtocolError("unknown_type", f"unknown message type {mtype!r}", rid)  # unreachable: decode checks
 
     def _hello_locked_out(self, rid, now) -> list[Action]:
@@ -379,6 +391,11 @@ class ServerConnection:
         if self.client_minor >= 2:  # v1.2: what gaze.batch may carry; absent for older clients
             welcome["gaze"] = {"max_rate_hz": float(self.gaze.max_rate_hz),
                                "max_samples_per_batch": MAX_SAMPLES_PER_BATCH}
+            if self.client_minor >= 4 and self.calibration_patterns:   # v1.4: the calibration patterns offered
+                welcome["gaze"]["calibration"] = list(self.calibration_patterns)
+        profile = getattr(participant, "gaze_profile", None)
+        if profile is not None:   # the participant's latest calibration (from the store): applied to their gaze
+            self.gaze.profile = Profile.from_json(json.dumps(profile))
         if self.client_minor >= 3 and b.sketch_resolution:  # v1.3: the server draws sketches
             welcome["sketch"] = {"resolution": int(b.sketch_resolution), "preview_size": int(b.sketch_preview_size),
                                  "tools": list(TOOLS), "min_width": MIN_WIDTH, "max_width": MAX_WIDTH,
@@ -595,6 +612,56 @@ class ServerConnection:
                 record.record["evidence_units"] = [float(u) for u in units]
                 self._trial_action(("gaze", tuple(int(i) for i in shown), tuple(float(u) for u in units)))
         return actions
+
+    # -- v1.4 gaze calibration ------------------------------------------------------------------------------------------
+    def _calibrate_begin(self, msg, rid, now) -> list[Action]:
+        if not self.calibration_patterns:
+            raise ProtocolError("wrong_state", "this server has no calibration patterns (calibration/*.json); its "
+                                               "operator can give them with `omokage serve --calibration DIR`", rid)
+        names = list(self.calibration_patterns)
+        name = msg.get("pattern") or ("nine-point" if "nine-point" in names else names[0])
+        if name not in self.calibration_patterns:
+            raise ProtocolError("bad_field", f"calibrate.begin.pattern: must be one of {', '.join(names)}", rid)
+        layout = self.calibration_patterns[name]
+        self._calibrating = (name, msg.get("source", "eye"))
+        self.gaze.begin_calibration()     # a calibration begun again starts over
+        return [Send(server_message(
+            "calibration", rid, pattern=name,
+            targets=[[float(t["yaw"]), float(t["pitch"])] for t in layout["targets"]],
+            distance_m=float(layout.get("distance_m", 1.5)), settle_s=float(layout.get("settle_s", 0.5)),
+            dwell_s=float(layout.get("dwell_s", 1.0))))]
+
+    def _calibrate_end(self, shown, rid, now) -> list[Action]:
+        if self._calibrating is None:
+            raise ProtocolError("wrong_state", "send `calibrate.begin` first (then show its targets, stream "
+                                               "gaze.batch, and say when each was shown)", rid)
+        name, source = self._calibrating
+        self._calibrating = None
+        s = self.gaze.end_calibration()
+        record = {"event": "calibration", "session_id": self.session_id, "at": now, "pattern": name,
+                  "source": source, "samples": len(s), "targets_shown": len(shown)}
+        try:
+            targets = targets_from_samples(self.calibration_patterns[name], shown, s.t, s.source, s.direction,
+                                           s.confidence, SOURCE_CODES[source])
+            profile = fit_calibration(targets, participant=None)
+        except CalibrationError as exc:
+            self.errors_out += 1
+            record["error"] = str(exc)
+            return [Log(record), Send(error("calibration_failed", f"calibration: {exc}; the previous correction "
+                                                                  "stays in force", rid))]
+        self.gaze.profile = profile
+        saved = self.participant is not None
+        record.update(accuracy_deg=profile.accuracy_deg, precision_deg=profile.precision_deg,
+                      targets=profile.targets, saved=saved, profile={"A": profile.A, "b": profile.b,
+                                                                     "accuracy_deg": profile.accuracy_deg,
+                                                                     "precision_deg": profile.precision_deg,
+                                                                     "targets": profile.targets})
+        if saved:   # kept in the study's store (this record); a later session of the participant loads it
+            record["participant"] = self.participant.id
+            self.participant.gaze_profile = record["profile"]
+        return [Log(record), Send(server_message(
+            "calibrated", rid, source=source, targets=int(profile.targets), accuracy_deg=float(profile.accuracy_deg),
+            precision_deg=float(profile.precision_deg), saved=saved))]
 
     def _textures(self, hashes, rid) -> list[Action]:
         if len(hashes) > self.limits.max_hashes_per_request:

@@ -16,7 +16,7 @@ import msgpack
 PROTOCOL_VERSION = 1
 # v1.x adds optional fields and messages only (unknown fields are ignored), so `protocol` stays 1 on the
 # wire and old clients that check `protocol == 1` keep working; the minor says which additions a peer knows.
-PROTOCOL_MINOR = 3
+PROTOCOL_MINOR = 4
 INT32_MAX = 2**31 - 1
 
 ERROR_CODES = {
@@ -29,6 +29,8 @@ ERROR_CODES = {
     "wrong_state": "the message is not allowed now (e.g. `choose` before `start`, anything before `hello`)",
     "overloaded": "too many messages per second on this connection; slow down",
     "internal": "the server failed; the connection stays usable",
+    "calibration_failed": "v1.4: a gaze calibration could not be fitted (the message says why); the previous "
+                          "correction stays in force",
 }
 
 
@@ -56,6 +58,7 @@ class Field:
 MAX_ANSWERS = 64            # answers per `answers` message
 MAX_ANSWER_CHARS = 2000     # a free-text answer
 MAX_GAZE_SAMPLES = 256      # samples per `gaze.batch` (omokage.gaze.MAX_SAMPLES_PER_BATCH; 13 objects each)
+MAX_CALIBRATION_TARGETS = 64   # intervals per `calibrate.end`
 MAX_SKETCH_COORDINATES = 1024   # x, y numbers per `sketch.stroke` (omokage.sketch.canvas.MAX_POINTS_PER_MESSAGE points)
 
 RID = Field("rid", "int", False, 0, INT32_MAX, doc="request id, echoed in the reply")
@@ -111,6 +114,16 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
     ),
     "sketch.undo": (),    # take back the last whole stroke
     "sketch.clear": (),   # an empty canvas, the drawing kept open
+    # v1.4, gaze calibration (docs/protocol.md#calibration-v14): the client shows the targets of `calibration` one at
+    # a time, streaming gaze.batch as usual, then says when each was on screen; the server fits the correction
+    "calibrate.begin": (
+        Field("pattern", "str", False, max_len=32, doc="one of `welcome.gaze.calibration` (default `nine-point`)"),
+        Field("source", "str", False, choices=("eye", "head"), doc="the samples to fit: `eye` (default) or `head`"),
+    ),
+    "calibrate.end": (
+        Field("shown", "interval_list", True, max_len=MAX_CALIBRATION_TARGETS,
+              doc="[[target index, t_start, t_end], ...]: when each target was on screen and settled, server clock"),
+    ),
 }
 
 # Server messages: their fields in canonical order (v1.0 fields first, v1.1 additions after them). The
@@ -132,6 +145,9 @@ SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     "study.done": ("trials",),
     # v1.3: the faces a drawing fits best and a preview generated from it; `revision` counts the drawing's changes
     "sketch.result": ("revision", "strokes", "items", "preview"),
+    # v1.4: the calibration's targets (reply to `calibrate.begin`) and its outcome (reply to `calibrate.end`)
+    "calibration": ("pattern", "targets", "distance_m", "settle_s", "dwell_s"),
+    "calibrated": ("source", "targets", "accuracy_deg", "precision_deg", "saved"),
 }
 CANDIDATE_ITEM_FIELDS = ("id", "distance", "texture", "title", "url", "probability")
 
@@ -390,6 +406,16 @@ def _check(mtype: str, f: Field, v: Any, rid: int | None) -> Any:
                 raise bad(f"item {a['item'][:64]!r} is answered twice")
             seen.add(a["item"])
         v = [{"item": a["item"], "value": a["value"]} for a in v]
+    elif f.kind == "interval_list":   # [[index, t_start, t_end], ...]: what calibrate.end says was shown when
+        if not isinstance(v, list) or not v:
+            raise bad("must be a non-empty array of [target index, t_start, t_end]")
+        if f.max_len is not None and len(v) > f.max_len:
+            raise ProtocolError("too_large", f"{where}: at most {f.max_len} intervals", rid)
+        for n, x in enumerate(v):
+            if not (isinstance(x, list) and len(x) == 3 and isinstance(x[0], int) and not isinstance(x[0], bool)
+                    and x[0] >= 0 and all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                                          and math.isfinite(t) for t in x[1:]) and x[1] < x[2]):
+                raise bad(f"entry {n} must be [target index ≥ 0, t_start, t_end] with finite times, start < end")
     elif f.kind == "str_list":
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise bad("must be an array of strings")

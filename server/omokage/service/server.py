@@ -301,7 +301,8 @@ class OmokageServer:
                  max_queued_projections: int = 32, web_root: Path | None = None,
                  public_names: Sequence[str] = (), fsync_events: bool = True,
                  send_timeout: float = SEND_TIMEOUT_S, hello_limiter: HelloLimiter | None = None,
-                 fitter: BackgroundFitter | None = None, store_path: Path | None = None, study=None):
+                 fitter: BackgroundFitter | None = None, store_path: Path | None = None, study=None,
+                 calibration: dict[str, dict] | None = None):
         if token is not None and not token:
             raise ValueError("an empty token would accept any hello; pass None for no token")
         self.engine = engine
@@ -320,6 +321,7 @@ class OmokageServer:
         self.store = EventStore(store_path, fsync=fsync_events) if store_path else None
         # a user study this server walks participants through (omokage.study.runner.StudyRunner), or None
         self.study = study
+        self.calibration = dict(calibration or {})   # v1.4: gaze calibration patterns by name (calibration/*.json)
         self.web_root = web_root if web_root is not None else _default_web_root()
         self._static_cache: dict[Path, tuple[bytes, bytes]] = {}
         self.send_timeout = send_timeout
@@ -475,7 +477,8 @@ class OmokageServer:
         session_id = uuid.uuid4().hex[:12]
         peer = _peer(ws)
         conn = ServerConnection(self.backend, session_id, limits=self.limits, token=self.token,
-                                grid_size=9, hello_guard=self.hello_limiter.guard(peer), study=self.study)
+                                grid_size=9, hello_guard=self.hello_limiter.guard(peer), study=self.study,
+                                calibration=self.calibration)
         self.connections += 1
         self._connections[ws] = conn
         self._session_ids[ws] = session_id
@@ -1070,7 +1073,8 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
                   public_names: Sequence[str] = (), fsync_events: bool = True,
                   send_timeout: float = SEND_TIMEOUT_S, background_fits: Sequence[str] = (),
                   ae_epochs: int | None = None, fit_report=None, store_path: Path | None = None,
-                  study: str | None = None, preview_backend: str = "auto", preview_size: int | None = None) -> int:
+                  study: str | None = None, preview_backend: str = "auto", preview_size: int | None = None,
+                  calibration_dir: Path | None = None) -> int:
     """Serve until SIGINT/SIGTERM. `background_fits`: models to fit (where missing or stale) while the others are
     already served; each is served the moment it is saved. Events go to the JSON-lines file `events_path` (default
     var/events/events-DATE.jsonl when no store is given) and/or the event store at `store_path` (always for a
@@ -1100,9 +1104,20 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
         # step p99 62 ms against 18 ms (benchmarks/results/store.md); `--db` turns it on
         events_path = Path("var") / "events" / f"events-{time.strftime('%Y%m%d')}.jsonl"
     limits = Limits(max_messages_per_second=max_messages_per_second, burst=int(2 * max_messages_per_second))
+    from omokage.errors import UserError
+    from omokage.gaze.calibration import CalibrationError, load_patterns
+    if calibration_dir is not None and not Path(calibration_dir).is_dir():
+        raise UserError(f"--calibration {calibration_dir}: no such folder (it holds calibration patterns, *.json, "
+                        "like the repository's calibration/)")
+    try:
+        patterns = load_patterns(calibration_dir)
+    except (CalibrationError, ValueError, OSError) as exc:
+        raise UserError(f"a gaze calibration pattern could not be read: {exc}") from None
+    if not patterns:
+        log.info("no gaze calibration patterns: clients cannot calibrate (give them with --calibration DIR)")
     server = OmokageServer(engine, limits=limits, token=token, allow_origins=allow_origins, events_path=events_path,
                            public_names=public_names, fsync_events=fsync_events, send_timeout=send_timeout,
-                           fitter=fitter, store_path=store_path)
+                           fitter=fitter, store_path=store_path, calibration=patterns)
     if study:
         from omokage.selection import SERVED_POLICIES
         from omokage.study.runner import StudyRunner

@@ -92,6 +92,7 @@ class ParticipantState:
     steps: list                      # TrialState | QuestionnaireStep, in order
     answered: set[str] = field(default_factory=set)
     owner: str | None = None         # the session (connection) that speaks for this participant now
+    gaze_profile: dict | None = None  # v1.4: their latest gaze calibration ({A, b, ...}), applied to their gaze
 
     @property
     def trials(self) -> list[TrialState]:
@@ -143,7 +144,15 @@ class StudyRunner:
                     trials.append(t)
                 answered = {r[0] for r in conn.execute(
                     "SELECT DISTINCT questionnaire FROM answers WHERE participant_id = ?", (pid,))}
-                participants.append(ParticipantState(pid, code, pseudonym, cls._steps(study, trials), answered))
+                profile = None
+                for (body,) in conn.execute(   # the latest calibration that fitted (a failed one keeps the one before)
+                        "SELECT e.body FROM events e JOIN sessions s ON s.id = e.session_id WHERE s.participant_id = ? "
+                        "AND e.direction = 'log' AND e.kind = 'calibration' ORDER BY e.seq DESC", (pid,)):
+                    profile = json.loads(body).get("profile")
+                    if profile:
+                        break
+                participants.append(ParticipantState(pid, code, pseudonym, cls._steps(study, trials), answered,
+                                                     gaze_profile=profile or None))
         finally:
             conn.close()
         return cls(study_id, study, participants)
