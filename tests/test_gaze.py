@@ -541,3 +541,97 @@ def test_rays_are_cast_against_the_layout_on_screen_when_they_came():
     dwell = step.stats.dwell_s
     assert 0.25 <= dwell[4] <= 0.32 and dwell.sum() == dwell[4]    # the first 30 rays only, all on panel 4
     assert not tracker.end_step().samples                          # read once: the buffer is emptied
+
+
+# --- calibration over the protocol (v1.4) -----------------------------------------------------------------------------
+
+_TRUE_FROM_MEASURED = (np.array([[1.06, 0.05], [-0.03, 0.93]]), np.array([1.8, -1.2]))   # true = A · measured + b
+
+
+def _eye_on(yaw_pitch_true, rng, noise=0.3):
+    """A distorted eye's ray when the person looks at (yaw, pitch): what the tracker measures."""
+    from omokage.gaze.calibration import direction
+    A, b = _TRUE_FROM_MEASURED
+    measured = np.linalg.solve(A, np.asarray(yaw_pitch_true, float) - b) + rng.normal(0, noise, 2)
+    return [float(x) for x in direction(measured)]
+
+
+def _calibrate(conn, cal, t, targets=None, rng=None):
+    """Look at each target for 0.4 s at 90 Hz (after 0.2 s to settle), stream it, and say when each was shown."""
+    rng = rng or np.random.default_rng(0)
+    shown = []
+    for k, (yaw, pitch) in enumerate(cal["targets"]):
+        if targets is not None and k not in targets:
+            continue
+        t += 0.2
+        start = t
+        rows = []
+        for _ in range(36):
+            rows.append([t, "eye", 0.0, 1.5, 0.0, *_eye_on((yaw, pitch), rng), 1.0])
+            t += 1 / 90
+        shown.append([k, start, t])
+        assert _send(conn, t, type="gaze.batch", samples=rows) == []      # sent as they come, at 90 Hz
+    return _send(conn, t + 0.1, type="calibrate.end", rid=9, shown=shown), t
+
+
+def _calibrating_connection(backend, minor=4):
+    from omokage.gaze.calibration import load_patterns
+    from omokage.protocol.connection import ServerConnection
+    conn = ServerConnection(backend, "c1", calibration=load_patterns())
+    [welcome] = _send(conn, type="hello", rid=1, protocol=1, client="test", protocol_minor=minor)
+    return conn, welcome
+
+
+def test_welcome_offers_the_calibration_patterns_to_v1_4_clients_only(backend):
+    _, welcome = _calibrating_connection(backend)
+    assert welcome["gaze"]["calibration"] == ["five-point", "nine-point"]
+    _, v1_3 = _calibrating_connection(backend, minor=3)
+    assert v1_3["gaze"] == {"max_rate_hz": 120.0, "max_samples_per_batch": 256}
+    conn, plain = _connect(backend, minor=4)           # a server without patterns offers none, and refuses
+    assert "calibration" not in plain["gaze"]
+    [err] = _send(conn, type="calibrate.begin", rid=2)
+    assert err["code"] == "wrong_state" and "--calibration" in err["message"]
+
+
+def test_a_calibration_over_the_protocol_recovers_the_distortion_and_corrects_the_grids_gaze(backend):
+    from omokage.protocol.connection import Log
+    conn, _ = _calibrating_connection(backend)
+    [cal] = _send(conn, 1.0, type="calibrate.begin", rid=2)
+    assert cal["type"] == "calibration" and cal["pattern"] == "nine-point" and len(cal["targets"]) == 9
+    assert cal["targets"][0] == [-15.0, 10.0] and cal["settle_s"] > 0 and cal["dwell_s"] > 0
+    [reply], t = _calibrate(conn, cal, 1.1)
+    assert reply["type"] == "calibrated" and reply["rid"] == 9 and reply["targets"] == 9
+    assert reply["accuracy_deg"] < 0.5 and reply["precision_deg"] < 1.5 and reply["saved"] is False
+    # later samples are corrected: the eye looking 4.5° left of panel 4's centre (inside it: its edge is at 5.7°)
+    # measures 6.0° left, off the panel; corrected, it lands on panel 4
+    layout = Layout.grid()
+    _send(conn, t, type="layout", rid=3, **layout.to_wire())
+    [grid] = _send(conn, t, type="start", rid=4, algorithm="pca", init="random", seed=1)
+    true_yp = (-4.5, 0.0)
+    rng = np.random.default_rng(1)
+    rows = [[t + 0.01 + k / 90, "eye", 0.0, 1.5, 0.0, *_eye_on(true_yp, rng, noise=0.1), 1.0] for k in range(45)]
+    _send(conn, t + 1, type="gaze.batch", samples=rows)
+    logged = [a.record for a in _actions(conn, t + 1, type="choose", rid=5, id=grid["items"][0]["id"])
+              if isinstance(a, Log) and a.record["event"] == "gaze"]
+    assert logged and max(range(9), key=lambda k: logged[0]["dwell_s"][k]) == 4
+
+
+def test_a_calibration_that_fails_says_why_and_keeps_the_previous_correction(backend):
+    conn, _ = _calibrating_connection(backend)
+    [cal] = _send(conn, 1.0, type="calibrate.begin", rid=2)
+    [ok], t = _calibrate(conn, cal, 1.1)
+    before = conn.gaze.profile
+    [cal] = _send(conn, t, type="calibrate.begin", rid=6, pattern="five-point")
+    assert cal["pattern"] == "five-point" and len(cal["targets"]) == 5
+    [err], t = _calibrate(conn, cal, t + 0.1, targets={0, 1})
+    assert err["code"] == "calibration_failed" and "need 4" in err["message"] and "previous" in err["message"]
+    assert conn.gaze.profile is before
+    [again] = _send(conn, t, type="calibrate.end", rid=7, shown=[[0, t, t + 1]])
+    assert again["code"] == "wrong_state"                  # one end per begin
+    [bad] = _send(conn, t, type="calibrate.begin", rid=8, pattern="one-point")
+    assert bad["code"] == "bad_field" and "five-point, nine-point" in bad["message"]
+    [cal] = _send(conn, t, type="calibrate.begin", rid=9)
+    [bad] = _send(conn, t, type="calibrate.end", rid=10, shown=[[0, t + 1, t]])
+    assert bad["code"] == "bad_field" and "start < end" in bad["message"]
+    [bad] = _send(conn, t, type="calibrate.end", rid=11, shown=[[0, t, t + 1]] * 65)
+    assert bad["code"] == "too_large"

@@ -434,3 +434,65 @@ def test_the_mixed_model_recovers_known_condition_effects_and_participant_spread
     ratio = {e["condition"]: e for e in timed["effects"]}["pca"]
     assert ratio["ratio_lo"] <= np.exp(1.0) <= ratio["ratio_hi"]
     assert "note" in mixed_effects([("P01", "raw", 2), ("P02", "pca", 3)], ["raw", "pca"])
+
+
+def test_a_participants_calibration_is_kept_in_the_store_and_applied_when_they_come_back(engine, tmp_path):
+    """A study participant calibrates (saved: true); after a server restart the study loads the correction from the
+    store and applies it to their gaze at hello: the distorted eye looking just inside panel 4 lands on it."""
+    import numpy as np
+
+    from omokage.gaze.calibration import direction, load_patterns
+    from omokage.gaze.samples import Layout
+    configure_logging("warning")
+    db = tmp_path / "g.db"
+    create_study(db, parse_study(GAZE_STUDY), GAZE_STUDY)
+    A, b = np.array([[1.06, 0.05], [-0.03, 0.93]]), np.array([1.8, -1.2])    # true = A · measured + b
+    rng = np.random.default_rng(0)
+
+    def eye(true_yp, noise=0.2):
+        return [float(x) for x in direction(np.linalg.solve(A, np.asarray(true_yp, float) - b)
+                                            + rng.normal(0, noise, 2))]
+
+    def start():
+        srv = RunningServer(engine, store_path=db, calibration=load_patterns())
+        srv.server.study = StudyRunner.load(db, "gazepilot")
+        return srv
+
+    async def calibrate(url):
+        async with await OmokageClient.connect(url, participant="alpha-7") as c:
+            assert c.calibration_patterns == ["five-point", "nine-point"]
+            cal = await c.calibrate_begin("five-point")
+            shown, t = [], time.time()
+            for k, yp in enumerate(cal["targets"]):
+                rows = [[t + i / 90, "eye", 0.0, 1.5, 0.0, *eye(yp), 1.0] for i in range(30)]
+                shown.append([k, rows[0][0], rows[-1][0]])
+                t = rows[-1][0] + 0.05
+                await asyncio.sleep(max(0.0, rows[-1][0] - time.time()))
+                await c.gaze(rows)
+            return await c.calibrate_end(shown)
+
+    async def look(url):
+        async with await OmokageClient.connect(url, participant="alpha-7") as c:
+            g = await c.study_next()
+            await c.layout(Layout.grid().to_wire()["panels"])
+            t = time.time()
+            rows = [[t + i / 90, "eye", 0.0, 1.5, 0.0, *eye((-4.5, 0.0), 0.1), 1.0] for i in range(60)]
+            await asyncio.sleep(rows[-1][0] - time.time() + 0.05)
+            await c.gaze(rows)
+            await c.choose(g.ids[1])
+
+    srv = start()
+    try:
+        result = asyncio.run(calibrate(srv.url))
+    finally:
+        srv.stop()
+    assert result["saved"] is True and result["accuracy_deg"] < 0.5
+    assert StudyRunner.load(db, "gazepilot").by_code["alpha-7"].gaze_profile["A"][0][0] == pytest.approx(1.06, abs=0.05)
+    srv = start()   # a new server process: the correction comes from the store
+    try:
+        asyncio.run(look(srv.url))
+    finally:
+        srv.stop()
+    [gaze] = [json.loads(b) for (b,) in sqlite3.connect(db).execute(
+        "SELECT body FROM events WHERE kind = 'gaze' AND direction = 'log'")]
+    assert max(range(9), key=lambda k: gaze["dwell_s"][k]) == 4 and gaze["dwell_s"][4] > 0.4
