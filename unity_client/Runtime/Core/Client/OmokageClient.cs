@@ -10,7 +10,7 @@ using Omokage.Client.MessagePack;
 namespace Omokage.Client
 {
     /// <summary>
-    /// An async client for omokage protocol v1.3 over <see cref="ClientWebSocket"/>.
+    /// An async client for omokage protocol v1.4 over <see cref="ClientWebSocket"/>.
     /// <list type="bullet">
     /// <item>One sender: every frame goes through one queue drained by one task (ClientWebSocket forbids
     /// concurrent sends).</item>
@@ -31,6 +31,9 @@ namespace Omokage.Client
     /// methods send without waiting (a live stroke is many messages); each <c>sketch.result</c> raises
     /// <see cref="SketchResultReceived"/> (stale ones are dropped), <see cref="WaitSketchResultAsync"/> awaits the result
     /// that includes a given message, and refusals raise <see cref="SketchRejected"/>.</item>
+    /// <item>v1.4 gaze calibration: <see cref="CalibrateBeginAsync"/> (the targets; the gaze sent until the end is the
+    /// calibration's) and <see cref="CalibrateEndAsync"/> (when each target was shown; the fit's accuracy and precision, or
+    /// <c>calibration_failed</c>); both send the pending gaze first. <see cref="CalibrationRun"/> runs the procedure.</item>
     /// </list>
     /// Events are raised on background threads; keep handlers short (the Unity components marshal them onto
     /// the main thread). Awaited results continue on the awaiting context (the main thread in Unity).
@@ -180,6 +183,20 @@ namespace Omokage.Client
         /// <summary>v1.3: whether the server sketches (it sent <c>welcome.sketch</c>: a v1.3 server with a sketch model, to a
         /// client that announced minor 3).</summary>
         public bool SketchAccepted { get { var w = Welcome; return w != null && w.Sketch != null; } }
+
+        /// <summary>v1.4: the calibration patterns the server offers (<c>welcome.gaze.calibration</c>); empty when it cannot
+        /// calibrate: no patterns, an older server, or a client that announced a minor below 4.</summary>
+        public IReadOnlyList<string> CalibrationPatterns
+        {
+            get
+            {
+                var w = Welcome;
+                return w == null || w.Gaze == null ? (IReadOnlyList<string>)new string[0] : w.Gaze.Calibration;
+            }
+        }
+
+        /// <summary>v1.4: whether the server can calibrate this session's gaze (<see cref="CalibrationPatterns"/> is not empty).</summary>
+        public bool CalibrationAccepted { get { return CalibrationPatterns.Count > 0; } }
 
         /// <summary>v1.3: the newest <c>sketch.result</c> of this connection (null before the first, and after a reconnection:
         /// a new connection has no drawing).</summary>
@@ -440,6 +457,42 @@ namespace Omokage.Client
             return rid;
         }
 
+        // --- v1.4 gaze calibration -------------------------------------------------------------------
+
+        /// <summary>
+        /// <c>calibrate.begin</c> (v1.4): starts a calibration of this session's gaze and returns the targets to show, one at a
+        /// time (<see cref="CalibrationMessage"/>; <see cref="CalibrationRun"/> says which to show when). From now until
+        /// <see cref="CalibrateEndAsync"/> the gaze sent is the calibration's (no grid gets it): keep streaming it, eye gaze for
+        /// <paramref name="source"/> <c>eye</c>. <paramref name="pattern"/>: one of <see cref="CalibrationPatterns"/> (null:
+        /// the server's default, <c>nine-point</c>; another name is <c>bad_field</c>); <paramref name="source"/>:
+        /// <see cref="GazeWireSample.Eye"/> (null: the default) or <see cref="GazeWireSample.Head"/>. The pending gaze is sent
+        /// first, so that samples taken before belong to the grid they were taken on. Sent again, it starts over.
+        /// <c>wrong_state</c> from a server that cannot calibrate (<see cref="CalibrationAccepted"/> false).
+        /// </summary>
+        public Task<CalibrationMessage> CalibrateBeginAsync(string pattern = null, string source = null, CancellationToken ct = default(CancellationToken))
+        {
+            Requests.CalibrateBegin(0, pattern, source);  // checks the arguments before anything is sent
+            FlushGazeBeforePick();
+            return Request<CalibrationMessage>(rid => Requests.CalibrateBegin(rid, pattern, source), MessageTypes.Calibration, ct);
+        }
+
+        /// <summary>
+        /// <c>calibrate.end</c> (v1.4): when each target was shown (<see cref="CalibrationRun.Shown"/>: [index, t_start, t_end]
+        /// on the server's clock). Sends the pending gaze first (the samples of the last target), then the server fits a
+        /// correction, applies it to every later sample of this session and answers <see cref="CalibratedMessage"/> (accuracy
+        /// and precision in degrees). When it cannot (too few samples on too few targets, targets on one line, an accuracy
+        /// worse than 3°) it throws <see cref="OmokageServerException"/> with <see cref="ErrorCodes.CalibrationFailed"/>: the
+        /// previous correction stays in force and the connection is fine. <c>wrong_state</c> without a calibration begun.
+        /// </summary>
+        public Task<CalibratedMessage> CalibrateEndAsync(IList<CalibrationShown> shown, CancellationToken ct = default(CancellationToken))
+        {
+            if (shown == null) throw new ArgumentNullException("shown");
+            var copy = new List<CalibrationShown>(shown);
+            Requests.CalibrateEnd(0, copy);  // checks the arguments before anything is sent
+            FlushGazeBeforePick();
+            return Request<CalibratedMessage>(rid => Requests.CalibrateEnd(rid, copy), MessageTypes.Calibrated, ct);
+        }
+
         // --- v1.2 studies ----------------------------------------------------------------------------
 
         /// <summary>
@@ -472,7 +525,7 @@ namespace Omokage.Client
         /// Sends the pending gaze (<see cref="Gaze"/>) as <c>gaze.batch</c> messages of at most 256 samples, now; returns how
         /// many samples went out (0 when none was pending, when not connected, or when the server takes no gaze: then the
         /// pending samples are discarded). No reply is awaited: refusals raise <see cref="GazeRejected"/>. Call it every
-        /// ~100 ms (<see cref="GazeStream.FlushDue"/>); choose, skip and decide call it first themselves.
+        /// ~100 ms (<see cref="GazeStream.FlushDue"/>); choose, skip, decide and the calibration requests call it first themselves.
         /// </summary>
         public int FlushGaze()
         {

@@ -28,9 +28,10 @@ namespace Omokage.Client
         /// <summary>The version sent in <c>hello</c>. Leave it at <see cref="Protocol.Version"/> (tests change it).</summary>
         public int ProtocolVersion = Protocol.Version;
 
-        /// <summary><c>hello.protocol_minor</c>: the minor version announced (v1.3 by default: the server then sends
-        /// <c>welcome.gaze</c>, <c>models</c> messages and, when it sketches, <c>welcome.sketch</c>). Null greets like a v1.0 client: a <c>start</c> without a policy
-        /// then gets the v1.0 grids (<see cref="Policies.Study"/>).</summary>
+        /// <summary><c>hello.protocol_minor</c>: the minor version announced (v1.4 by default: the server then sends
+        /// <c>welcome.gaze</c>, <c>models</c> messages, <c>welcome.sketch</c> when it sketches and <c>welcome.gaze.calibration</c>
+        /// when it can calibrate). Null greets like a v1.0 client: a <c>start</c> without a policy then gets the v1.0 grids
+        /// (<see cref="Policies.Study"/>).</summary>
         public int? ProtocolMinor = Protocol.Minor;
 
         /// <summary>v1.2 <c>hello.participant</c>: a study participant's code (≤ 64 characters) for a server run with

@@ -62,6 +62,7 @@ namespace Omokage.Client
                 case ErrorCodes.WrongState: return "The selection on the server has ended or not started yet: " + e.ServerMessage;
                 case ErrorCodes.NotFound: return "The server does not know that face: " + e.ServerMessage;
                 case ErrorCodes.Internal: return "The server failed: " + e.ServerMessage;
+                case ErrorCodes.CalibrationFailed: return "The calibration did not work; the previous one stays in force: " + e.ServerMessage;
                 default: return "The server refused the request (" + e.Code + "): " + e.ServerMessage;
             }
         }

@@ -2,7 +2,7 @@ using System;
 
 namespace Omokage.Client
 {
-    /// <summary>Constants of protocol v1.3 (docs/protocol.md).</summary>
+    /// <summary>Constants of protocol v1.4 (docs/protocol.md).</summary>
     public static class Protocol
     {
         /// <summary>The protocol (major) version this package speaks, sent in <c>hello</c>.</summary>
@@ -10,17 +10,19 @@ namespace Omokage.Client
 
         /// <summary>The minor version this package speaks, sent as <c>hello.protocol_minor</c>. v1.x adds optional
         /// fields and messages only (v1.1: policies, <c>skip</c>, <c>rate</c>, <c>probability</c>; v1.2: studies, gaze,
-        /// <c>models</c>; v1.3: live sketch search, <c>sketch.*</c> and <c>welcome.sketch</c>); unknown fields are ignored, so
-        /// an older server simply answers without them (<see cref="WelcomeMessage.ProtocolMinor"/> below 3).
+        /// <c>models</c>; v1.3: live sketch search, <c>sketch.*</c> and <c>welcome.sketch</c>; v1.4: gaze calibration,
+        /// <c>calibrate.*</c> and <c>welcome.gaze.calibration</c>); unknown fields are ignored, so an older server simply
+        /// answers without them (<see cref="WelcomeMessage.ProtocolMinor"/> below 4).
         /// <para>Announcing 2 means the server may send <c>models</c> unasked (no rid): the client parses it into
         /// <see cref="ModelsMessage"/> and raises <see cref="OmokageClient.ModelsChanged"/>; any other unknown type
         /// without a rid is ignored (<see cref="UnknownMessage"/> through <see cref="OmokageClient.MessageReceived"/>).
-        /// Announcing 3 means a server with a sketch model says so in <see cref="WelcomeMessage.Sketch"/>.</para></summary>
-        public const int Minor = 3;
+        /// Announcing 3 means a server with a sketch model says so in <see cref="WelcomeMessage.Sketch"/>; announcing 4, a server
+        /// with calibration patterns lists them in <see cref="GazeLimits.Calibration"/>.</para></summary>
+        public const int Minor = 4;
 
         /// <summary>The package version: the one C# source of it (the default client name uses it). A test checks that
         /// package.json says the same.</summary>
-        public const string PackageVersion = "0.5.0";
+        public const string PackageVersion = "0.6.0";
 
         /// <summary>Default <c>hello.client</c>: <c>omokage-unity/</c> + <see cref="PackageVersion"/>.</summary>
         public const string DefaultClientName = "omokage-unity/" + PackageVersion;
@@ -29,7 +31,7 @@ namespace Omokage.Client
         public const int MaxRid = int.MaxValue;
     }
 
-    /// <summary>Message types of protocol v1.3.</summary>
+    /// <summary>Message types of protocol v1.4.</summary>
     public static class MessageTypes
     {
         // client → server
@@ -59,6 +61,11 @@ namespace Omokage.Client
         public const string SketchUndo = "sketch.undo";
         /// <summary>v1.3, sketch: empties the drawing (it stays open).</summary>
         public const string SketchClear = "sketch.clear";
+        /// <summary>v1.4, gaze calibration: starts a calibration; the <c>gaze.batch</c> samples until <c>calibrate.end</c>
+        /// are the calibration's.</summary>
+        public const string CalibrateBegin = "calibrate.begin";
+        /// <summary>v1.4, gaze calibration: when each target was shown; the server fits a correction.</summary>
+        public const string CalibrateEnd = "calibrate.end";
         // server → client
         public const string Welcome = "welcome";
         public const string Candidates = "candidates";
@@ -79,6 +86,10 @@ namespace Omokage.Client
         /// <summary>v1.3, sketch: the faces the drawing fits best and a face generated from it; answers the newest sketch
         /// message it includes (results are coalesced).</summary>
         public const string SketchResult = "sketch.result";
+        /// <summary>v1.4: the reply to <c>calibrate.begin</c>, the targets to show one at a time.</summary>
+        public const string Calibration = "calibration";
+        /// <summary>v1.4: the reply to <c>calibrate.end</c>, the correction fitted and now applied to the session's gaze.</summary>
+        public const string Calibrated = "calibrated";
     }
 
     /// <summary>The <c>error.code</c> values of protocol v1.x.</summary>
@@ -93,6 +104,18 @@ namespace Omokage.Client
         public const string WrongState = "wrong_state";
         public const string Overloaded = "overloaded";
         public const string Internal = "internal";
+        /// <summary>v1.4: <c>calibrate.end</c> could not fit a correction (the message says why); the previous one stays.</summary>
+        public const string CalibrationFailed = "calibration_failed";
+    }
+
+    /// <summary>v1.4 calibration pattern names a server may offer (<c>calibrate.begin.pattern</c>). Offer only what
+    /// <see cref="GazeLimits.Calibration"/> lists.</summary>
+    public static class CalibrationPatterns
+    {
+        /// <summary>3×3 targets 15° apart in yaw and 10° in pitch around straight ahead (the grid's area): the default.</summary>
+        public const string NinePoint = "nine-point";
+        /// <summary>The centre and four corners: a quick check.</summary>
+        public const string FivePoint = "five-point";
     }
 
     /// <summary>Values of <c>start.init</c>.</summary>

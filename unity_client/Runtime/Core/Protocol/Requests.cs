@@ -170,6 +170,28 @@ namespace Omokage.Client
             return Head(MessageTypes.GazeBatch, rid).Set("samples", list);
         }
 
+        /// <summary>v1.4 <c>calibrate.begin</c>: starts a calibration of this session's gaze; <paramref name="pattern"/> is one of
+        /// <c>welcome.gaze.calibration</c> (null: the server's default, <c>nine-point</c>), <paramref name="source"/> the samples
+        /// to fit, <see cref="GazeWireSample.Eye"/> or <see cref="GazeWireSample.Head"/> (null: eye).</summary>
+        public static MsgMap CalibrateBegin(int? rid, string pattern = null, string source = null)
+        {
+            if (source != null && source != GazeWireSample.Eye && source != GazeWireSample.Head)
+                throw new ArgumentOutOfRangeException("source", source, "a calibration's source is \"eye\" or \"head\"");
+            return Head(MessageTypes.CalibrateBegin, rid).SetIfNotNull("pattern", pattern).SetIfNotNull("source", source);
+        }
+
+        /// <summary>v1.4 <c>calibrate.end</c>: when each target was shown (1 … 64 entries), on the server's clock: each
+        /// [target index, t_start, t_end], from the end of its settle time to when it disappeared.</summary>
+        public static MsgMap CalibrateEnd(int? rid, IList<CalibrationShown> shown)
+        {
+            if (shown == null) throw new ArgumentNullException("shown");
+            if (shown.Count < 1 || shown.Count > CalibrationShown.MaxPerMessage)
+                throw new ArgumentOutOfRangeException("shown", shown.Count, "1 … 64 targets shown");
+            var list = new List<object>(shown.Count);
+            for (int i = 0; i < shown.Count; i++) list.Add(shown[i].ToWire());
+            return Head(MessageTypes.CalibrateEnd, rid).Set("shown", list);
+        }
+
         /// <summary>v1.2 <c>layout</c>: panel k shows <c>candidates.items[k]</c>.</summary>
         public static MsgMap Layout(int? rid, IList<PanelPose> panels)
         {
@@ -283,6 +305,36 @@ namespace Omokage.Client
             if (HasHit) { a.Add((long)Panel); a.Add(U); a.Add(V); }
             return a;
         }
+    }
+
+    /// <summary>One target of a calibration as it was shown (protocol v1.4 <c>calibrate.end.shown</c>): its index into
+    /// <c>calibration.targets</c> and the interval the eyes were on it, on the server's clock (seconds): from the end of its
+    /// settle time (<see cref="Start"/>) to when it disappeared (<see cref="End"/>).</summary>
+    public struct CalibrationShown
+    {
+        public const int MaxPerMessage = 64;
+
+        public int Target;
+        public double Start;
+        public double End;
+
+        public CalibrationShown(int target, double start, double end)
+        {
+            Target = target;
+            Start = start;
+            End = end;
+        }
+
+        /// <summary>[index, t_start, t_end]; an index below 0, a time that is not finite or an empty interval throws.</summary>
+        public List<object> ToWire()
+        {
+            if (Target < 0) throw new ArgumentOutOfRangeException("Target", Target, "a target index is 0 or more");
+            if (double.IsNaN(Start) || double.IsInfinity(Start) || double.IsNaN(End) || double.IsInfinity(End) || !(Start < End))
+                throw new ArgumentException("target " + Target + ": the interval must be finite with start < end, got " + Start + " … " + End);
+            return new List<object> { (long)Target, Start, End };
+        }
+
+        public override string ToString() { return "[" + Target + ", " + Start.ToString("R") + ", " + End.ToString("R") + "]"; }
     }
 
     /// <summary>One panel of the grid (protocol v1.2 <c>layout</c>): centre, rotation quaternion (x, y, z, w),

@@ -9,7 +9,8 @@ namespace Omokage.Client
     /// <c>type</c> (<see cref="WelcomeMessage"/>, <see cref="CandidatesMessage"/>, <see cref="RatedMessage"/>,
     /// <see cref="DecidedMessage"/>, <see cref="TextureMessage"/>, <see cref="PongMessage"/>, <see cref="ErrorMessage"/>; v1.2:
     /// <see cref="ModelsMessage"/>, <see cref="QuestionnaireMessage"/>, <see cref="AnsweredMessage"/>,
-    /// <see cref="StudyDoneMessage"/>; v1.3: <see cref="SketchResultMessage"/>), or an
+    /// <see cref="StudyDoneMessage"/>; v1.3: <see cref="SketchResultMessage"/>; v1.4: <see cref="CalibrationMessage"/>,
+    /// <see cref="CalibratedMessage"/>), or an
     /// <see cref="UnknownMessage"/> for a type this version does not know (a later minor addition).
     /// Unknown fields are ignored; a missing required field or a wrong type throws
     /// <see cref="OmokageProtocolException"/> naming the field.
@@ -54,6 +55,8 @@ namespace Omokage.Client
                 case MessageTypes.Answered: return new AnsweredMessage(map);
                 case MessageTypes.StudyDone: return new StudyDoneMessage(map);
                 case MessageTypes.SketchResult: return new SketchResultMessage(map);
+                case MessageTypes.Calibration: return new CalibrationMessage(map);
+                case MessageTypes.Calibrated: return new CalibratedMessage(map);
                 default: return new UnknownMessage(map);
             }
         }
@@ -288,7 +291,7 @@ namespace Omokage.Client
         public StudyInfo Study { get; private set; }
 
         /// <summary>v1.2: what a <c>gaze.batch</c> may carry (null from a server that does not take gaze, or for a client that
-        /// announced a minor below 2).</summary>
+        /// announced a minor below 2); v1.4: the calibration patterns offered (<see cref="GazeLimits.Calibration"/>).</summary>
         public GazeLimits Gaze { get; private set; }
 
         public int ProtocolVersion { get; private set; }
@@ -519,12 +522,19 @@ namespace Omokage.Client
         public override string ToString() { return Algorithm + " · training " + Math.Round(Progress * 100) + "%"; }
     }
 
-    /// <summary>v1.2 <c>welcome.gaze</c>: what a <c>gaze.batch</c> may carry.</summary>
+    /// <summary>v1.2 <c>welcome.gaze</c>: what a <c>gaze.batch</c> may carry; v1.4: the calibration patterns offered.</summary>
     public sealed class GazeLimits
     {
         /// <summary>Samples per second per source the server keeps (after a 2 s burst).</summary>
         public double MaxRateHz = 120;
         public int MaxSamplesPerBatch = GazeWireSample.MaxPerBatch;
+        /// <summary>v1.4 <c>welcome.gaze.calibration</c>: the patterns <c>calibrate.begin</c> may name (e.g.
+        /// <see cref="CalibrationPatterns.NinePoint"/>). Empty: the server cannot calibrate (no patterns, an older server, or
+        /// a client that announced a minor below 4).</summary>
+        public IReadOnlyList<string> Calibration = new List<string>();
+
+        /// <summary>Whether the server can calibrate: it offers at least one pattern.</summary>
+        public bool CanCalibrate { get { return Calibration.Count > 0; } }
 
         internal static GazeLimits Parse(MsgMap map, string where)
         {
@@ -532,6 +542,7 @@ namespace Omokage.Client
             var g = new GazeLimits();
             g.MaxRateHz = f.OptNumber("max_rate_hz") ?? g.MaxRateHz;
             g.MaxSamplesPerBatch = (int)Math.Max(1, Math.Min(GazeWireSample.MaxPerBatch, f.OptLong("max_samples_per_batch", g.MaxSamplesPerBatch)));
+            g.Calibration = f.OptStrList("calibration");  // v1.4
             return g;
         }
     }
@@ -610,6 +621,118 @@ namespace Omokage.Client
         /// <summary>A face generated from the drawing: an inline JPEG of <c>welcome.sketch.preview_size</c> pixels (give
         /// <see cref="TextureData.Data"/> to <c>Texture2D.LoadImage</c>).</summary>
         public TextureData Preview { get; private set; }
+    }
+
+    /// <summary>One target of a v1.4 <c>calibration</c>: its direction from the viewer in the scene frame (−z forward, +y up),
+    /// degrees: yaw = atan2(x, −z) (positive to the right), pitch = asin(y) (positive up).</summary>
+    public struct CalibrationTarget
+    {
+        public double Yaw;
+        public double Pitch;
+
+        public CalibrationTarget(double yaw, double pitch)
+        {
+            Yaw = yaw;
+            Pitch = pitch;
+        }
+
+        /// <summary>The unit direction in the scene frame: (cos p sin y, sin p, −cos p cos y).</summary>
+        public void Direction(out double x, out double y, out double z) { CalibrationRun.Direction(Yaw, Pitch, out x, out y, out z); }
+
+        public override string ToString() { return "(" + Yaw + "°, " + Pitch + "°)"; }
+    }
+
+    /// <summary>v1.4 <c>calibration</c>, the reply to <c>calibrate.begin</c>: the targets to show one at a time, in this order,
+    /// at <see cref="DistanceM"/> from the viewer; each waits <see cref="SettleS"/> (the eyes move and settle) and then stays
+    /// <see cref="DwellS"/> while gaze is collected. <see cref="CalibrationRun"/> runs the procedure.</summary>
+    public sealed class CalibrationMessage : ServerMessage
+    {
+        public CalibrationMessage(MsgMap map)
+        {
+            Init(map);
+            var f = new Fields(map, "calibration");
+            Pattern = f.Str("pattern");
+            var targets = new List<CalibrationTarget>();
+            var list = f.List("targets");
+            for (int i = 0; i < list.Count; i++)
+            {
+                var pair = list[i] as IList<object>;
+                double? yaw = pair != null && pair.Count == 2 ? MsgPackConvert.AsDouble(pair[0]) : null;
+                double? pitch = pair != null && pair.Count == 2 ? MsgPackConvert.AsDouble(pair[1]) : null;
+                if (!yaw.HasValue || !pitch.HasValue || !Finite(yaw.Value) || !Finite(pitch.Value) || Math.Abs(pitch.Value) > 90)
+                    throw new OmokageProtocolException("calibration: targets[" + i + "] must be [yaw, pitch], finite degrees (|pitch| ≤ 90)");
+                targets.Add(new CalibrationTarget(yaw.Value, pitch.Value));
+            }
+            if (targets.Count == 0) throw new OmokageProtocolException("calibration: field `targets` is empty");
+            Targets = targets;
+            DistanceM = Positive(f, "distance_m");
+            SettleS = NonNegative(f, "settle_s");
+            DwellS = Positive(f, "dwell_s");
+        }
+
+        static bool Finite(double x) { return !double.IsNaN(x) && !double.IsInfinity(x); }
+
+        static double Positive(Fields f, string key)
+        {
+            double v = f.Number(key);
+            if (!(v > 0) || double.IsInfinity(v)) throw new OmokageProtocolException("calibration: field `" + key + "` must be a positive number, got " + v);
+            return v;
+        }
+
+        static double NonNegative(Fields f, string key)
+        {
+            double v = f.Number(key);
+            if (!(v >= 0) || double.IsInfinity(v)) throw new OmokageProtocolException("calibration: field `" + key + "` must be 0 or more, got " + v);
+            return v;
+        }
+
+        /// <summary>The pattern's name (one of <see cref="GazeLimits.Calibration"/>).</summary>
+        public string Pattern { get; private set; }
+
+        /// <summary>The targets, in the order to show them.</summary>
+        public IReadOnlyList<CalibrationTarget> Targets { get; private set; }
+
+        /// <summary>How far from the viewer to draw the targets (metres).</summary>
+        public double DistanceM { get; private set; }
+
+        /// <summary>After a target appears, how long before its interval starts (seconds).</summary>
+        public double SettleS { get; private set; }
+
+        /// <summary>Then how long it stays on screen while gaze is collected (seconds).</summary>
+        public double DwellS { get; private set; }
+    }
+
+    /// <summary>v1.4 <c>calibrated</c>, the reply to <c>calibrate.end</c>: the correction the server fitted, now applied to
+    /// every later gaze sample of this session (and, for a study participant, of their later sessions).</summary>
+    public sealed class CalibratedMessage : ServerMessage
+    {
+        public CalibratedMessage(MsgMap map)
+        {
+            Init(map);
+            var f = new Fields(map, "calibrated");
+            Source = f.Str("source");
+            Targets = f.Int("targets");
+            AccuracyDeg = f.Number("accuracy_deg");
+            PrecisionDeg = f.Number("precision_deg");
+            Saved = f.Bool("saved");
+        }
+
+        /// <summary>The samples fitted: <see cref="GazeWireSample.Eye"/> or <see cref="GazeWireSample.Head"/>.</summary>
+        public string Source { get; private set; }
+
+        /// <summary>Targets with enough samples to be used.</summary>
+        public int Targets { get; private set; }
+
+        /// <summary>Mean angle between each target and the corrected gaze's median on it (degrees; the standard eye-tracking
+        /// accuracy).</summary>
+        public double AccuracyDeg { get; private set; }
+
+        /// <summary>RMS of the angles between successive corrected samples on a target (degrees; RMS-S2S).</summary>
+        public double PrecisionDeg { get; private set; }
+
+        /// <summary>True for a study participant: kept in the study's store and applied whenever they connect; false: this
+        /// session only.</summary>
+        public bool Saved { get; private set; }
     }
 
     /// <summary>v1.2 <c>welcome.study</c>: the study and where the participant stands in it.</summary>
