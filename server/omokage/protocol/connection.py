@@ -395,7 +395,11 @@ class ServerConnection:
                 welcome["gaze"]["calibration"] = list(self.calibration_patterns)
         profile = getattr(participant, "gaze_profile", None)
         if profile is not None:   # the participant's latest calibration (from the store): applied to their gaze
-            self.gaze.profile = Profile.from_json(json.dumps(profile))
+            try:
+                self.gaze.profile = Profile.from_json(json.dumps(profile))
+                record["gaze_profile"] = True
+            except (CalibrationError, TypeError, ValueError):   # a damaged record: their gaze goes uncorrected
+                record["gaze_profile"] = "unreadable"
         if self.client_minor >= 3 and b.sketch_resolution:  # v1.3: the server draws sketches
             welcome["sketch"] = {"resolution": int(b.sketch_resolution), "preview_size": int(b.sketch_preview_size),
                                  "tools": list(TOOLS), "min_width": MIN_WIDTH, "max_width": MAX_WIDTH,
