@@ -104,7 +104,7 @@ public static class SessionTranscript
 
     static async Task RunSession(OmokageClient client, TcpProxy proxy, SemaphoreSlim welcomes, string outPath)
     {
-        Note("connect and say hello (protocol 1.3) through a loopback relay that can play a sleeping Wi-Fi; the server answers with its limits, algorithms, catalog, the policies it offers and what a gaze.batch may carry (this server has no sketch model, so no welcome.sketch: see sketch-transcript.md)");
+        Note("connect and say hello (protocol 1.4) through a loopback relay that can play a sleeping Wi-Fi; the server answers with its limits, algorithms, catalog, the policies it offers and what a gaze.batch may carry and the gaze calibration patterns (and, since this server has a sketch model, welcome.sketch: the sketch session is in sketch-transcript.md)");
         WelcomeMessage welcome = await client.ConnectAsync();
         await welcomes.WaitAsync();
         string firstSession = welcome.SessionId;
@@ -328,7 +328,7 @@ public static class SessionTranscript
         client.Trace += OnTrace;
         _t0 = ClockSync.LocalNow();
 
-        Note("connect and say hello (protocol 1.3): a server with a sketch model says so in welcome.sketch (its raster and preview sizes, the tools, widths and limits)");
+        Note("connect and say hello (protocol 1.4): a server with a sketch model says so in welcome.sketch (its raster and preview sizes, the tools, widths and limits)");
         WelcomeMessage welcome = await client.ConnectAsync();
         SketchLimits limits = welcome.Sketch;
         if (limits == null) throw new InvalidOperationException("the server at " + url + " has no sketch model (no welcome.sketch); " +

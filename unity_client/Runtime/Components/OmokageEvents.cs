@@ -11,4 +11,9 @@ namespace Omokage.Client.Components
     /// <see cref="OmokageError"/> client codes) and a sentence for people.</summary>
     [Serializable]
     public class OmokageErrorEvent : UnityEvent<string, string> { }
+
+    /// <summary>A UnityEvent with a calibration's quality (protocol v1.4 <c>calibrated</c>): accuracy and precision in
+    /// degrees.</summary>
+    [Serializable]
+    public class OmokageCalibratedEvent : UnityEvent<float, float> { }
 }

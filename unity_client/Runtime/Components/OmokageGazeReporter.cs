@@ -30,10 +30,13 @@ namespace Omokage.Client.Components
     /// <c>flushIntervalSeconds</c> (100 ms). The client sends the pending batch before every choose, skip and decide.</item>
     /// <item><c>layout</c> (the 9 tiles' poses) is sent when a grid is shown, whenever the tiles move, and after a
     /// reconnection.</item>
+    /// <item>Rays and panels go out in the protocol's scene frame (−z forward, +y up): Unity's world with z mirrored
+    /// (<see cref="SceneFrame"/>), so that the server's yaw and pitch, and a calibration's correction, are the user's.</item>
     /// </list>
     /// It sends only while the server takes gaze (<see cref="OmokageClient.GazeAccepted"/>) and a grid is shown and
-    /// undecided. The per-frame path allocates nothing. It also keeps the last <c>capacity</c> samples locally
-    /// (<see cref="Samples"/>) with the face under the head or eye ray.
+    /// undecided, or while a calibration runs (<see cref="Calibrating"/>, set by <see cref="OmokageCalibration"/>: then
+    /// without hits, since the samples belong to no grid). The per-frame path allocates nothing. It also keeps the last
+    /// <c>capacity</c> samples locally (<see cref="Samples"/>) with the face under the head or eye ray.
     /// Tiles: each tile's image renderer is taken to be a unit quad (as built tiles are): the panel's size is its lossy scale.
     /// </summary>
     [AddComponentMenu("Omokage/Gaze Sender")]
@@ -95,6 +98,10 @@ namespace Omokage.Client.Components
         /// <summary>Whether this frame's sample included eye gaze.</summary>
         public bool EyeTracked { get; private set; }
 
+        /// <summary>v1.4: a calibration runs (<see cref="OmokageCalibration"/> sets it): gaze is sent with or without a grid,
+        /// without the client's hits against the tiles and without <c>layout</c> (the server gives it to the calibration).</summary>
+        public bool Calibrating { get; set; }
+
         /// <summary>The local buffer, oldest first (main thread only).</summary>
         public RingBuffer<GazeSample> Samples
         {
@@ -134,10 +141,10 @@ namespace Omokage.Client.Components
             Transform h = head;
             if (h == null && Camera.main != null) h = Camera.main.transform;
             if (h == null) return sample;
-            bool sending = sendGaze && client != null && client.IsConnected && client.GazeAccepted && grid != null &&
-                           grid.Current != null && grid.LastDecision == null && !grid.PreviewingSketch;
+            bool gridShown = grid != null && grid.Current != null && grid.LastDecision == null && !grid.PreviewingSketch;
+            bool sending = sendGaze && client != null && client.IsConnected && client.GazeAccepted && (gridShown || Calibrating);
             UpdatePanels();
-            if (sending && _sender.LayoutDue(client.SessionId))
+            if (sending && !Calibrating && _sender.LayoutDue(client.SessionId))
                 TaskObserver.Observe(client.SendLayoutAsync(_sender.TakeLayout(client.SessionId)), null);
 
             Vector3 p = h.position;
@@ -152,8 +159,9 @@ namespace Omokage.Client.Components
             sample.EyeTracked = EyeTracked;
             sample.GazeX = gaze.x; sample.GazeY = gaze.y; sample.GazeZ = gaze.z;
 
-            bool due = _sender.Frame(sending ? client.Gaze : Idle, now, p.x, p.y, p.z, f.x, f.y, f.z,
-                                     EyeTracked, eo.x, eo.y, eo.z, ed.x, ed.y, ed.z, 1.0);
+            // the scene frame: Unity's world with z mirrored (SceneFrame)
+            bool due = _sender.Frame(sending ? client.Gaze : Idle, now, p.x, p.y, -p.z, f.x, f.y, -f.z,
+                                     EyeTracked, eo.x, eo.y, -eo.z, ed.x, ed.y, -ed.z, 1.0);
             int panel = EyeTracked ? _sender.LastEyePanel : _sender.LastHeadPanel;
             if (panel >= 0 && grid != null && panel < grid.Tiles.Count && grid.Tiles[panel] != null && grid.Tiles[panel].Item != null)
                 sample.ItemId = grid.Tiles[panel].Item.Id;
@@ -181,7 +189,7 @@ namespace Omokage.Client.Components
 
         void UpdatePanels()
         {
-            if (grid == null || grid.Current == null || grid.PreviewingSketch)
+            if (grid == null || grid.Current == null || grid.PreviewingSketch || Calibrating)
             {
                 _sender.SetPanelCount(0);
                 return;
@@ -197,11 +205,11 @@ namespace Omokage.Client.Components
                 Vector3 pos = t.position;
                 Quaternion rot = t.rotation;
                 Vector3 scale = t.lossyScale;
-                _sender.SetPanel(k, new PanelPose
+                _sender.SetPanel(k, SceneFrame.Mirror(new PanelPose
                 {
                     Px = pos.x, Py = pos.y, Pz = pos.z, Qx = rot.x, Qy = rot.y, Qz = rot.z, Qw = rot.w,
                     Width = System.Math.Abs(scale.x), Height = System.Math.Abs(scale.y),
-                });
+                }));
             }
         }
 

@@ -182,6 +182,15 @@ namespace Omokage.Client.Tests
                         samples.Add(g);
                     }
                     return Requests.GazeBatch(rid, samples, samples.Count);
+                case MessageTypes.CalibrateBegin: return Requests.CalibrateBegin(rid, m.GetString("pattern"), m.GetString("source"));
+                case MessageTypes.CalibrateEnd:
+                    var shown = new List<CalibrationShown>();
+                    foreach (object o in m.GetList("shown"))
+                    {
+                        var a = (List<object>)o;
+                        shown.Add(new CalibrationShown((int)(long)a[0], (double)a[1], (double)a[2]));
+                    }
+                    return Requests.CalibrateEnd(rid, shown);
                 case MessageTypes.Layout:
                     var panels = new List<PanelPose>();
                     foreach (object o in m.GetList("panels"))
@@ -335,7 +344,7 @@ namespace Omokage.Client.Tests
         public void TypedFieldsOfTheV1_2Vectors()
         {
             Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
-            // models: sent unasked (no rid) to a v1.2 client, which this package is (it speaks v1.3)
+            // models: sent unasked (no rid) to a v1.2 client, which this package is (it speaks v1.4)
             Assert.That(Protocol.Minor, Is.GreaterThanOrEqualTo(2));
             var training = (ModelsMessage)Parse("models_training.msgpack");
             Assert.IsNull(training.Rid);
@@ -418,8 +427,8 @@ namespace Omokage.Client.Tests
         public void TypedFieldsOfTheV1_3Vectors()
         {
             Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
-            Assert.AreEqual(3, Protocol.Minor, "the package speaks v1.3");
-            Assert.AreEqual(3, _indexMinor, "the vectors are v1.3's");
+            Assert.That(Protocol.Minor, Is.GreaterThanOrEqualTo(3), "the package speaks v1.3 (or newer)");
+            Assert.That(_indexMinor, Is.GreaterThanOrEqualTo(3), "the vectors hold v1.3's (or newer)");
 
             var welcome = (WelcomeMessage)Parse("welcome_sketch.msgpack");
             Assert.AreEqual(3, welcome.ProtocolMinor);
@@ -463,7 +472,7 @@ namespace Omokage.Client.Tests
 
             // the client vectors are what the builders make
             MsgPackAssert.BytesEqual(Bytes("hello_v1_3.msgpack"), MsgPackWriter.Encode(
-                Requests.Hello(1, "omokage-web/0.4.0", null, Protocol.Version, Protocol.Minor)), "v1.3 hello");
+                Requests.Hello(1, "omokage-web/0.4.0", null, Protocol.Version, 3)), "v1.3 hello");
             MsgPackAssert.BytesEqual(Bytes("sketch_begin.msgpack"), MsgPackWriter.Encode(Requests.SketchBegin(20)), "sketch.begin");
             MsgPackAssert.BytesEqual(Bytes("sketch_undo.msgpack"), MsgPackWriter.Encode(Requests.SketchUndo(23)), "sketch.undo");
             MsgPackAssert.BytesEqual(Bytes("sketch_clear.msgpack"), MsgPackWriter.Encode(Requests.SketchClear(24)), "sketch.clear");
@@ -478,6 +487,76 @@ namespace Omokage.Client.Tests
             var paint = new SketchStyle(SketchTools.Paint, 236, 120, 170, SketchStyle.Wire(0.08f));
             MsgPackAssert.BytesEqual(Bytes("sketch_stroke_paint_append.msgpack"), MsgPackWriter.Encode(
                 Requests.SketchStroke(22, new[] { 0.5f, 0.12f, 0.62f, 0.15f }, 0, 2, paint, true)), "the next piece of a paint stroke");
+        }
+
+        [Test]
+        public void TypedFieldsOfTheV1_4Vectors()
+        {
+            Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
+            Assert.AreEqual(4, Protocol.Minor, "the package speaks v1.4");
+            Assert.AreEqual(4, _indexMinor, "the vectors are v1.4's");
+
+            var welcome = (WelcomeMessage)Parse("welcome_calibration.msgpack");
+            Assert.AreEqual(4, welcome.ProtocolMinor);
+            Assert.IsNotNull(welcome.Gaze, "welcome.gaze");
+            CollectionAssert.AreEqual(new[] { CalibrationPatterns.FivePoint, CalibrationPatterns.NinePoint }, welcome.Gaze.Calibration);
+            Assert.IsTrue(welcome.Gaze.CanCalibrate);
+            Assert.AreEqual(120.0, welcome.Gaze.MaxRateHz, "the v1.2 gaze fields are all still there");
+            Assert.AreEqual(256, welcome.Gaze.MaxSamplesPerBatch);
+            var older = ((WelcomeMessage)Parse("welcome_gaze.msgpack")).Gaze;
+            Assert.AreEqual(0, older.Calibration.Count, "a v1.2 welcome.gaze offers no calibration");
+            Assert.IsFalse(older.CanCalibrate);
+
+            var calibration = (CalibrationMessage)Parse("calibration.msgpack");
+            Assert.AreEqual(30, calibration.Rid);
+            Assert.AreEqual(CalibrationPatterns.NinePoint, calibration.Pattern);
+            Assert.AreEqual(9, calibration.Targets.Count);
+            Assert.AreEqual(-15.0, calibration.Targets[0].Yaw);
+            Assert.AreEqual(10.0, calibration.Targets[0].Pitch);
+            Assert.AreEqual(0.0, calibration.Targets[4].Yaw, "the centre");
+            Assert.AreEqual(0.0, calibration.Targets[4].Pitch);
+            Assert.AreEqual(15.0, calibration.Targets[8].Yaw);
+            Assert.AreEqual(-10.0, calibration.Targets[8].Pitch);
+            Assert.AreEqual(1.5, calibration.DistanceM);
+            Assert.AreEqual(0.5, calibration.SettleS);
+            Assert.AreEqual(1.0, calibration.DwellS);
+
+            var calibrated = (CalibratedMessage)Parse("calibrated.msgpack");
+            Assert.AreEqual(32, calibrated.Rid);
+            Assert.AreEqual(GazeWireSample.Eye, calibrated.Source);
+            Assert.AreEqual(9, calibrated.Targets);
+            Assert.AreEqual(0.42, calibrated.AccuracyDeg);
+            Assert.AreEqual(0.31, calibrated.PrecisionDeg);
+            Assert.IsTrue(calibrated.Saved, "a study participant's calibration is kept");
+
+            var failed = (ErrorMessage)Parse("error_calibration_failed.msgpack");
+            Assert.AreEqual(ErrorCodes.CalibrationFailed, failed.Code);
+            Assert.AreEqual(32, failed.Rid, "the calibrate.end's rid");
+            StringAssert.Contains("previous correction stays", failed.Message);
+            OmokageError error = OmokageError.From(failed.ToException());
+            Assert.AreEqual(ErrorCodes.CalibrationFailed, error.Code);
+            StringAssert.Contains("previous one stays", error.Message);
+
+            // the client vectors are what the builders make
+            MsgPackAssert.BytesEqual(Bytes("hello_v1_4.msgpack"), MsgPackWriter.Encode(
+                Requests.Hello(1, Protocol.DefaultClientName, null, Protocol.Version, Protocol.Minor)), "v1.4 hello: this package's own");
+            MsgPackAssert.BytesEqual(Bytes("calibrate_begin.msgpack"), MsgPackWriter.Encode(
+                Requests.CalibrateBegin(30, CalibrationPatterns.NinePoint, GazeWireSample.Eye)), "calibrate.begin");
+            MsgPackAssert.BytesEqual(Bytes("calibrate_begin_default.msgpack"), MsgPackWriter.Encode(Requests.CalibrateBegin(31)),
+                                     "calibrate.begin with the defaults");
+
+            // the run of the calibration vector, its first target shown at 1732356010.0 and frames every 1/8 s, says what
+            // the calibrate.end vector says
+            var run = new CalibrationRun(calibration);
+            double t = 1732356010.0;
+            while (!run.Done)
+            {
+                run.Update(t);
+                t += 0.125;
+            }
+            Assert.AreEqual(9, run.Shown.Count);
+            MsgPackAssert.BytesEqual(Bytes("calibrate_end.msgpack"), MsgPackWriter.Encode(Requests.CalibrateEnd(32, new List<CalibrationShown>(run.Shown))),
+                                     "calibrate.end from the run");
         }
 
         static byte[] Bytes(string file)

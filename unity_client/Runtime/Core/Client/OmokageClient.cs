@@ -484,7 +484,7 @@ namespace Omokage.Client
         /// worse than 3°) it throws <see cref="OmokageServerException"/> with <see cref="ErrorCodes.CalibrationFailed"/>: the
         /// previous correction stays in force and the connection is fine. <c>wrong_state</c> without a calibration begun.
         /// </summary>
-        public Task<CalibratedMessage> CalibrateEndAsync(IList<CalibrationShown> shown, CancellationToken ct = default(CancellationToken))
+        public Task<CalibratedMessage> CalibrateEndAsync(IEnumerable<CalibrationShown> shown, CancellationToken ct = default(CancellationToken))
         {
             if (shown == null) throw new ArgumentNullException("shown");
             var copy = new List<CalibrationShown>(shown);
