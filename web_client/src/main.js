@@ -327,6 +327,9 @@ function describeError(code, what, message = '') {
     case 'internal':
       return { title: 'The server ran into a problem',
         text: "It's not something you did, and the connection still works: try again. If it keeps happening, tell whoever runs the server (the details below help)." };
+    case 'calibration_failed': // v1.4: this page does not calibrate (no eye tracker), but a headset on the same code may
+      return { title: "The eye-tracking calibration didn't work",
+        text: 'The previous calibration is still in use. Look steadily at each dot while it is shown, then calibrate again.' };
     default:
       return { title: 'The server reported a problem',
         text: 'Try again; if it keeps happening, reload the page or report it with the details below.' };
