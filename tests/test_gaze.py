@@ -635,3 +635,20 @@ def test_a_calibration_that_fails_says_why_and_keeps_the_previous_correction(bac
     assert bad["code"] == "bad_field" and "start < end" in bad["message"]
     [bad] = _send(conn, t, type="calibrate.end", rid=11, shown=[[0, t, t + 1]] * 65)
     assert bad["code"] == "too_large"
+
+
+def test_a_grid_shown_ends_a_calibration_left_running(backend):
+    """A client that starts a selection without ending its calibration gets its gaze back on the grids."""
+    from omokage.protocol.connection import Log
+    conn, _ = _calibrating_connection(backend)
+    [cal] = _send(conn, 1.0, type="calibrate.begin", rid=2)
+    layout = Layout.grid()
+    _send(conn, 1.0, type="layout", rid=3, **layout.to_wire())
+    [grid] = _send(conn, 1.1, type="start", rid=4, algorithm="pca", init="random", seed=1)
+    rows, t = _looks(layout, [3], 1.2)
+    _send(conn, t, type="gaze.batch", samples=rows)
+    logged = [a.record for a in _actions(conn, t, type="choose", rid=5, id=grid["items"][0]["id"])
+              if isinstance(a, Log) and a.record["event"] == "gaze"]
+    assert logged and max(range(9), key=lambda k: logged[0]["dwell_s"][k]) == 3     # the grid got the gaze
+    [err] = _send(conn, t, type="calibrate.end", rid=6, shown=[[0, 1.2, t]])
+    assert err["code"] == "wrong_state" and "grid shown since ends a calibration" in err["message"]

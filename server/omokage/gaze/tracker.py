@@ -90,8 +90,11 @@ class GazeTracker:
         self.layout = layout
 
     def begin_step(self, step: int, ids, now: float) -> None:
+        """A new grid is on screen; a calibration still running is over (its samples are dropped): gaze belongs to
+        the grid from now on."""
         self.step, self.ids, self.start = int(step), tuple(int(i) for i in ids), float(now)
         self._chunks, self._step_drops, self._pending = [], Drops(), 0
+        self._calibration = None
 
     def stop(self) -> None:
         """No grid on screen any more (decided, abandoned)."""

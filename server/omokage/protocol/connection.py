@@ -636,9 +636,11 @@ class ServerConnection:
             dwell_s=float(layout.get("dwell_s", 1.0))))]
 
     def _calibrate_end(self, shown, rid, now) -> list[Action]:
-        if self._calibrating is None:
+        if self._calibrating is None or not self.gaze.calibrating:
+            self._calibrating = None
             raise ProtocolError("wrong_state", "send `calibrate.begin` first (then show its targets, stream "
-                                               "gaze.batch, and say when each was shown)", rid)
+                                               "gaze.batch, and say when each was shown); a grid shown since "
+                                               "ends a calibration", rid)
         name, source = self._calibrating
         self._calibrating = None
         s = self.gaze.end_calibration()

@@ -349,7 +349,7 @@ namespace Omokage.Client.Tests
                     Assert.IsTrue(client.SketchPending);
                     Assert.AreEqual(7, client.SketchMessagesSent);
                     Sync.WaitUntil(() => { lock (held) return held.Count == 7; }, TimeSpan.FromSeconds(5), "the server got all 7");
-                    var waitThird = System.Threading.Tasks.Task.Run(() => client.WaitSketchResultAsync(rids[2]));
+                    var waitThird = client.WaitSketchResultAsync(rids[2]);  // registered before the results come
 
                     // the server projected the begin, then everything after it at once: two results
                     conn.Send(Result(begin, 0, 0, 0));
@@ -421,7 +421,7 @@ namespace Omokage.Client.Tests
                     int stroke = client.SendSketchStroke(new[] { 0.2, 0.2, 0.3, 0.3 }, SketchStyle.DefaultPen);
                     int again = client.SendSketchBegin();  // the user starts over before the stroke's result came
                     Sync.WaitUntil(() => server.Received.Count == 4, TimeSpan.FromSeconds(5), "all sent");
-                    var waitStroke = System.Threading.Tasks.Task.Run(() => client.WaitSketchResultAsync(stroke));
+                    var waitStroke = client.WaitSketchResultAsync(stroke);  // registered before its (stale) result comes
                     conn.Send(Result(stroke, 1, 1, 9));
                     Assert.AreEqual(stroke, Sync.Run(() => waitStroke).Rid, "its waiter gets it");
                     conn.Send(Result(again, 0, 0, 0));
@@ -457,7 +457,8 @@ namespace Omokage.Client.Tests
                 };
                 var client = new OmokageClient(new OmokageClientOptions(server.Url)
                 {
-                    PingInterval = TimeSpan.Zero, ReconnectInitialDelay = TimeSpan.FromMilliseconds(50), ReconnectMaxDelay = TimeSpan.FromMilliseconds(100),
+                    // reconnecting after a second, so that a wait asked for in between meets the dropped link
+                    PingInterval = TimeSpan.Zero, ReconnectInitialDelay = TimeSpan.FromSeconds(1), ReconnectMaxDelay = TimeSpan.FromSeconds(1),
                 });
                 try
                 {
@@ -469,10 +470,14 @@ namespace Omokage.Client.Tests
                     Assert.AreEqual(0, Sync.Run(() => client.WaitSketchResultAsync(begin)).Revision);
                     Assert.AreEqual(1, Sync.Run(() => client.StartSketchAsync("pca", Policies.Thompson)).Step, "start init=sketch");
                     int stroke = client.SendSketchStroke(new[] { 0.2, 0.2 }, SketchStyle.DefaultPen);
-                    var wait = System.Threading.Tasks.Task.Run(() => client.WaitSketchResultAsync(stroke));
+                    var wait = client.WaitSketchResultAsync(stroke);  // registered now, before the link drops
                     Sync.WaitUntil(() => conn != null && server.CountReceived(MessageTypes.SketchStroke) == 1, TimeSpan.FromSeconds(5), "the stroke arrives");
                     conn.Close();  // the link drops before the result
                     Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => wait));
+                    // asked after the link dropped and before the client is back: it fails at once, not at the timeout
+                    var asked = System.Diagnostics.Stopwatch.StartNew();
+                    Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => client.WaitSketchResultAsync(stroke)));
+                    Assert.Less(asked.Elapsed.TotalSeconds, 0.9, "failed at once");
                     Assert.IsTrue(welcomes.Wait(10000), "reconnected");
                     Assert.IsNull(client.LatestSketchResult, "a new connection has no drawing");
                     Assert.IsFalse(client.SketchPending);

@@ -41,6 +41,7 @@ namespace Omokage.Client
         readonly List<Waiter> _waiters = new List<Waiter>();
         int _recentNext, _refusedNext;
         object _link;
+        Exception _lost;   // why the current link went down (null while it is up): a waiter for it fails at once
         long _seq;
         long _covered;
         long _beginSeq;
@@ -63,6 +64,7 @@ namespace Omokage.Client
             lock (_gate)
             {
                 _link = link;
+                _lost = null;
                 _outstanding.Clear();
                 Array.Clear(_recent, 0, _recent.Length);
                 Array.Clear(_refused, 0, _refused.Length);
@@ -157,6 +159,8 @@ namespace Omokage.Client
                 if (seq == 0)
                     throw new ArgumentException("rid " + rid + " is not a recent sketch message of this connection", "rid");
                 if (seq <= _covered && _latest != null) return Task.FromResult(_latest);
+                // asked after the link went down (before a new one): nothing will answer it
+                if (_lost != null) return Failed(_lost);
                 var w = new Waiter { Seq = seq, Rid = rid, Link = _link };
                 _waiters.Add(w);
                 return w.Tcs.Task;
@@ -181,7 +185,11 @@ namespace Omokage.Client
                     failed.Add(_waiters[i]);
                     _waiters.RemoveAt(i);
                 }
-                if (link == _link) _outstanding.Clear();
+                if (link == _link)
+                {
+                    _outstanding.Clear();
+                    _lost = reason;
+                }
             }
             foreach (var w in failed) w.Tcs.TrySetException(reason);
         }
