@@ -119,6 +119,9 @@ async function assertNoModelShown(p) {
 /** Answer the questionnaire on screen: Likert `likert`, best/worst the first/last choice, text when asked. */
 async function answerQuestionnaire(p, likert) {
   await p.waitForFunction(() => window.omokage.state.view === 'questionnaire' && !window.omokage.state.busy);
+  // no grid behind a questionnaire (it hides asynchronously; checked while the questionnaire waits for its answers:
+  // once they are sent the next trial's grid may already be showing)
+  await p.waitForSelector('#grid', { state: 'hidden', timeout: 5000 });
   const id = await p.evaluate(() => document.querySelector('#q-box form') && document.getElementById('q-title').textContent);
   const items = await p.$$eval('.q-item', (els) => els.map((e) => ({ id: e.dataset.item, kind: [...e.classList].find((c) => c.startsWith('q-') && c !== 'q-item').slice(2) })));
   assert.ok(items.length >= 1);
@@ -174,8 +177,6 @@ describe('a study participant', () => {
     // after System A's trials: its questionnaire, a Likert item
     const q1 = await answerQuestionnaire(page, 4);
     assert.match(q1.title, /System A/);
-    // the grid hides once the questionnaire shows (asynchronously): wait for it, failing if it never hides
-    await page.waitForSelector('#grid', { state: 'hidden', timeout: 5000 });
     await waitTrial(page, 3);
     assert.equal(await page.textContent('#study-trial'), 'Trial 3 of 3 · System B');
     await assertNoModelShown(page);
