@@ -412,3 +412,23 @@ def test_a_learned_metric_is_fitted_on_pilot_users_and_runs_as_an_arm(small, mon
     finally:
         for name in ("pca+metric", "nmf+metric"):
             small.engine.models.pop(name, None)
+
+
+# --- bench pick-information ---------------------------------------------------------------------------------------------
+
+def test_pick_information_puts_the_users_own_distance_on_top_and_noise_at_zero(small):
+    """How much a pick tells each space: the user's own distance hears the most; a user picking at random tells
+    nothing to anyone; near-neighbour grids say less than random ones."""
+    from omokage.bench.pickinfo import OWN, rows_for
+    rows = rows_for(small, ["pca", "nmf"], temperatures=(0.1, 100.0), picks=1200, seed=3, progress=False)
+    at = {(r["grid"], r["temperature"], r["space"]): r for r in rows}
+    for grid in ("random", "near"):
+        own = at[(grid, 0.1, OWN)]["nats_per_pick"]
+        assert own > 0.1 and at[(grid, 0.1, OWN)]["share_of_own"] == 1.0
+        for space in ("pca", "nmf"):
+            assert at[(grid, 0.1, space)]["nats_per_pick"] < own
+        for space in (OWN, "pca", "nmf"):       # picks that ignore the target: nothing to learn
+            assert abs(at[(grid, 100.0, space)]["nats_per_pick"]) < 0.03
+            assert at[(grid, 100.0, space)]["share_of_own"] is None
+    assert at[("random", 0.1, "pca")]["nats_per_pick"] > 0.02          # PCA hears some of it
+    assert at[("near", 0.1, OWN)]["nats_per_pick"] < at[("random", 0.1, OWN)]["nats_per_pick"]

@@ -448,6 +448,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="writes embedding-identity.md and .json here (default benchmarks/results)")
     bi.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the ingested catalogs live (default ./var)")
     bi.set_defaults(func=_cmd_bench_identity)
+    bpi = bsub.add_parser("pick-information", help="how much one pick tells each feature space about the target "
+                          "(the preference model's likelihood), beside the user's own distance",
+                          description="Simulated users (bench choice's) pick 1 of 9 faces for a hidden target; each "
+                                      "space's choice model is fitted on half of the picks and scored on the other "
+                                      "half in nats per pick above chance, beside the user's own perceptual distance "
+                                      "(the ceiling), for random grids and grids of the target's near neighbours. "
+                                      "Writes pick-information.md and .json under --out.")
+    bpi.add_argument("--datasets", default="generated,anime-holoen20",
+                     help="comma-separated: generated and/or a labelled set's name or folder (default "
+                          "generated,anime-holoen20; missing ones are skipped)")
+    bpi.add_argument("--models", default=None, help="comma-separated spaces (default: the fitted ones)")
+    bpi.add_argument("--temperatures", default="0,0.1,0.3,1", help="the users' pick noise (default 0,0.1,0.3,1)")
+    bpi.add_argument("--picks", type=int, default=4000, help="simulated picks per grid kind and temperature "
+                     "(default 4000)")
+    bpi.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    bpi.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder")
+    bpi.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where catalogs and models are prepared once "
+                     "and reused (default ./var)")
+    bpi.set_defaults(func=_cmd_bench_pick_information)
     bgn = bsub.add_parser("generator", help="the gen decoder against PCA-30: held-out RMSE, sharpness, fit time, "
                           "and decode latency per backend (numpy, onnxruntime, tensorrt, torch-cuda)",
                           description="Fit PCA-30 and the gen decoder (PCA's latent + a learned residual) on the "
@@ -851,6 +870,17 @@ def _cmd_bench_generator(a) -> int:
         raise UserError("--datasets is empty; give generated and/or anime-holoen20")
     return run(datasets=datasets, out=a.out, home=a.home, seed=a.seed, epochs=a.epochs,
                latency_seconds=a.latency_seconds)
+
+
+def _cmd_bench_pick_information(a) -> int:
+    from omokage.bench.pickinfo import run
+    try:
+        temperatures = [float(t) for t in a.temperatures.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--temperatures takes numbers, e.g. 0,0.1,0.3,1, not {a.temperatures!r}") from None
+    return run(datasets=[d.strip() for d in a.datasets.split(",") if d.strip()],
+               models=[m.strip() for m in a.models.split(",") if m.strip()] if a.models else None,
+               temperatures=temperatures, picks=a.picks, seed=a.seed, home=a.home, out=a.out)
 
 
 def _cmd_bench_identity(a) -> int:
