@@ -1101,7 +1101,7 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
         store_path = Path(DEFAULT_STORE)   # a study lives in the store
     if store_path is None and events_path is None:
         # The JSON-lines log stays the default sink: at 100 paced sessions the store's every-message log costs
-        # step p99 62 ms against 18 ms (benchmarks/results/store.md); `--db` turns it on
+        # step p99 24 ms against 17 ms (benchmarks/results/store.md); `--db` turns it on
         events_path = Path("var") / "events" / f"events-{time.strftime('%Y%m%d')}.jsonl"
     limits = Limits(max_messages_per_second=max_messages_per_second, burst=int(2 * max_messages_per_second))
     from omokage.errors import UserError
