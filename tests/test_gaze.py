@@ -631,6 +631,9 @@ def test_a_calibration_that_fails_says_why_and_keeps_the_previous_correction(bac
     [bad] = _send(conn, t, type="calibrate.begin", rid=8, pattern="one-point")
     assert bad["code"] == "bad_field" and "five-point, nine-point" in bad["message"]
     [cal] = _send(conn, t, type="calibrate.begin", rid=9)
+    [bad] = _send(conn, t, type="calibrate.end", rid=12, shown=[[0, t, t + 1], [9, t, t + 1]])
+    assert bad["code"] == "bad_field" and "targets 0 to 8" in bad["message"]
+    assert conn.gaze.calibrating                            # still open: a corrected calibrate.end may follow
     [bad] = _send(conn, t, type="calibrate.end", rid=10, shown=[[0, t + 1, t]])
     assert bad["code"] == "bad_field" and "start < end" in bad["message"]
     [bad] = _send(conn, t, type="calibrate.end", rid=11, shown=[[0, t, t + 1]] * 65)

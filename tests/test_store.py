@@ -139,7 +139,7 @@ def test_the_sqlite_work_runs_in_a_writer_process_that_a_crash_does_not_take_dow
         await asyncio.sleep(0.3)
         os.kill(pid, signal.SIGKILL)
         await owed
-    with pytest.raises(Exception, match="writer process ended.*not committed.*next one starts a new writer"):
+    with pytest.raises(Exception, match="writer process ended.*before it confirmed this batch.*next one starts a new writer"):
         asyncio.run(killed_while_owing())
     asyncio.run(commit(3))
     second = store.stats()["writer_pid"]

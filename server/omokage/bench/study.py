@@ -36,6 +36,7 @@ CRASH_TIME_SCALE = 10.0          # ... in the crash run: slower, so that the kil
 MEDIAN_CHOICE_S = 10.8           # the reference study's median time per choice
 MAX_STEPS = 6                    # a participant decides on the closest face by then
 PICK_TEMPERATURE = 0.1           # the simulated user's pick noise (median perceptual distances)
+BATCH_S = 0.1                    # simulated gaze goes out in batches this long, as the clients send it
 QUESTIONS = [
     ("Q1", "likert", "The faces shown came closer to the face I wanted.", "condition"),
     ("Q2", "likert", "Choosing a face was easy.", "condition"),
@@ -171,11 +172,11 @@ class _Eyes:
         from omokage.gaze.simulate import fixation_plan, render
         plan = fixation_plan(self.rng, d, picked, self.model)
         rows, _ = render(self.rng, plan, self.layout, time.time(), self.model)
-        if not rows:
-            return
-        await asyncio.sleep(max(0.0, rows[-1][0] - time.time()))
-        for k in range(0, len(rows), 90):         # 1 s of samples per batch
-            await client.gaze(rows[k:k + 90])
+        step = max(1, int(round(self.model.rate_hz * BATCH_S)))
+        for k in range(0, len(rows), step):       # streamed as a headset does: each batch once its time has come
+            batch = rows[k:k + step]
+            await asyncio.sleep(max(0.0, batch[-1][0] - time.time()))
+            await client.gaze(batch)
 
 
 async def _session(client, ledger: Ledger, faces: PerceivedFaces, rng, nprng, wanted, scale, disconnect_p,

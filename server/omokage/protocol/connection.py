@@ -642,6 +642,11 @@ class ServerConnection:
                                                "gaze.batch, and say when each was shown); a grid shown since "
                                                "ends a calibration", rid)
         name, source = self._calibrating
+        n_targets = len(self.calibration_patterns[name]["targets"])
+        bad = next((k for k, (index, _, _) in enumerate(shown) if index >= n_targets), None)
+        if bad is not None:   # refused before the samples are used: the client may send a corrected calibrate.end
+            raise ProtocolError("bad_field", f"calibrate.end.shown: entry {bad} names target {shown[bad][0]}; the "
+                                             f"{name} pattern has targets 0 to {n_targets - 1}", rid)
         self._calibrating = None
         s = self.gaze.end_calibration()
         record = {"event": "calibration", "session_id": self.session_id, "at": now, "pattern": name,

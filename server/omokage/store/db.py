@@ -165,7 +165,8 @@ class EventStore(GroupCommitWriter):
         return self._enqueue_commit(records)
 
     def flush(self, timeout: float = 30) -> None:
-        """Block (not on an event loop) until everything queued so far is committed."""
+        """Block (not on an event loop) until everything queued so far is committed (what nothing waited for is
+        synced to disk with the next acknowledged commit)."""
         flag = Flush()
         self._enqueue((), flag)
         flag.event.wait(timeout)
@@ -252,8 +253,9 @@ class EventStore(GroupCommitWriter):
         if reply is None:
             code = proc.poll()
             self._end_process(timeout=5)
-            raise StoreWriteError(f"the event store's writer process ended ({why}; exit code {code}): this batch "
-                                  "was not committed; the next one starts a new writer")
+            raise StoreWriteError(f"the event store's writer process ended ({why}; exit code {code}) before it "
+                                  "confirmed this batch, which may not have been committed; the next one starts a "
+                                  "new writer")
         batch_no, errors, stats = reply
         self._now = stats
         if batch_no != self._batch_no:
@@ -308,8 +310,9 @@ def _plain(value: Any) -> Any:
 # --- reading -----------------------------------------------------------------------------------------------------------
 
 def log_records(path: str | Path, *, wire: bool = False) -> Iterator[dict[str, Any]]:
-    """The logged records in commit order, as the JSON-lines log holds them (with `wire`, the messages in and out
-    too, each {"wire": "in"|"out", "session_id", "at", "kind", "rid", "client_time", "body"})."""
+    """The logged records in commit order (with `wire`, the messages in and out too, each {"wire": "in"|"out",
+    "session_id", "at", "kind", "rid", "client_time", "body"}). Within one group commit, the records a reply waited for
+    come before the others (the wire log, a disconnect): each kind keeps its own order; `at` has the arrival times."""
     conn = open_database(path, create=False)
     try:
         sql = "SELECT direction, session_id, at, kind, rid, client_time, body FROM events"
