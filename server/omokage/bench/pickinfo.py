@@ -33,10 +33,8 @@ MIN_OWN = 0.01               # below this many nats the picks say nothing even t
 
 def space_distances(space) -> np.ndarray:
     """(N, N) Euclidean distances in a feature space, in its median units (what the belief's likelihood reads)."""
-    x = np.asarray(space.features, np.float64)
-    sq = np.einsum("ij,ij->i", x, x)
-    d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * (x @ x.T), 0.0))
-    return d / space.distance_unit
+    from omokage.bench.perceptual import _pairwise
+    return _pairwise(space.features) / space.distance_unit
 
 
 def simulate_picks(user: np.ndarray, groups: np.ndarray, targets: np.ndarray, grid: str, temperature: float,

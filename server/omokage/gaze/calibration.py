@@ -71,7 +71,13 @@ class Profile:
 
     @classmethod
     def from_json(cls, text: str) -> "Profile":
-        d = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, d) -> "Profile":
+        """From a profile's fields (a profile file's, or the `profile` of a logged calibration)."""
+        if not isinstance(d, dict):
+            raise CalibrationError("a profile is a map with A (2×2) and b (2)")
         A, b = d.get("A"), d.get("b")
         if not (isinstance(A, list) and len(A) == 2 and all(isinstance(r, list) and len(r) == 2 for r in A)
                 and isinstance(b, list) and len(b) == 2

@@ -115,20 +115,16 @@ class GazeTracker:
                         over += int(idx.size - got)
             if over:
                 samples = samples.take(keep)
+        accepted, ignored = len(samples), 0
         if self._calibration is not None:     # calibrating: the samples are the calibration's, uncorrected
             if len(samples):
                 self._calibration.append(samples)
                 cap = int(2 * self.max_rate_hz * MAX_STEP_SECONDS)
                 while len(self._calibration) > 1 and sum(len(c) for c in self._calibration[1:]) >= cap:
                     self._calibration.pop(0)
-            self._step_drops.merge(drops)
-            self.totals["accepted"] += len(samples)
-            self.totals["dropped"] += drops.total
-            self.totals["over_rate"] += over
-            return IngestResult(len(samples), drops, over, 0)
-        ignored = 0
-        if self.step is None:
-            ignored, samples = len(samples), Samples.empty()
+            samples = Samples.empty()
+        elif self.step is None:
+            ignored, accepted, samples = len(samples), 0, Samples.empty()
         if len(samples):
             if self.profile is not None:
                 samples.direction = self.profile.apply(samples.direction)
@@ -137,11 +133,11 @@ class GazeTracker:
                 self._pending += 1
             self._trim()
         self._step_drops.merge(drops)
-        self.totals["accepted"] += len(samples)
+        self.totals["accepted"] += accepted
         self.totals["dropped"] += drops.total
         self.totals["over_rate"] += over
         self.totals["ignored"] += ignored
-        return IngestResult(len(samples), drops, over, ignored)
+        return IngestResult(accepted, drops, over, ignored)
 
     # -- v1.4 calibration: samples go to the calibration, not to a grid, from begin to end ------------------------
     @property

@@ -10,7 +10,6 @@ the simulated users all drive the same code.
 from __future__ import annotations
 
 import hmac
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence
@@ -396,7 +395,7 @@ class ServerConnection:
         profile = getattr(participant, "gaze_profile", None)
         if profile is not None:   # the participant's latest calibration (from the store): applied to their gaze
             try:
-                self.gaze.profile = Profile.from_json(json.dumps(profile))
+                self.gaze.profile = Profile.from_dict(profile)
                 record["gaze_profile"] = True
             except (CalibrationError, TypeError, ValueError):   # a damaged record: their gaze goes uncorrected
                 record["gaze_profile"] = "unreadable"

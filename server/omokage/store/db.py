@@ -32,6 +32,7 @@ from omokage.errors import UserError
 from omokage.store.group_commit import Flush, GroupCommitWriter
 from omokage.store.schema import MIGRATIONS, SCHEMA_VERSION
 from omokage.store.writer import JSON_WRAPPED, read_frame, write_frame
+from omokage.store.writer import _json as json_text
 
 log = logging.getLogger("omokage.store")
 
@@ -294,7 +295,7 @@ def _packable(record: Any) -> Any:
         msgpack.packb(record, use_bin_type=True, default=_plain)
         return record
     except (TypeError, ValueError, UnicodeError, OverflowError):
-        return {JSON_WRAPPED: json.dumps(record, default=str, separators=(",", ":"))}
+        return {JSON_WRAPPED: json_text(record)}
 
 
 def _plain(value: Any) -> Any:

@@ -19,34 +19,15 @@ namespace Omokage.Client.Tests
         const double NoiseDeg = 0.3;
         const double SampleHz = 15;  // replayed at once: 9 targets × 1.5 s stay within the server's burst of 256 samples
 
-        readonly List<OmokageClient> _clients = new List<OmokageClient>();
+        readonly LiveClients _clients = new LiveClients();
 
         OmokageClient Connect(int? minor = Protocol.Minor)
         {
-            var options = new OmokageClientOptions(TestEnv.ServerUrl())
-            {
-                ClientName = "omokage-unity-tests/" + Protocol.PackageVersion,
-                AutoReconnect = false,
-                PingInterval = TimeSpan.Zero,
-                RequestTimeout = TimeSpan.FromSeconds(20),
-                ProtocolMinor = minor,
-            };
-            var client = new OmokageClient(options);
-            _clients.Add(client);
-            Sync.Run(() => client.ConnectAsync());
-            return client;
+            return _clients.Connect(TestEnv.ServerUrl(), o => o.ProtocolMinor = minor);
         }
 
         [TearDown]
-        public void CloseClients()
-        {
-            foreach (var c in _clients)
-            {
-                try { c.CloseAsync().Wait(TimeSpan.FromSeconds(5)); }
-                catch (Exception) { }
-            }
-            _clients.Clear();
-        }
+        public void CloseClients() { _clients.CloseAll(); }
 
         /// <summary>What the distorted eye reports for a true direction: measured = A⁻¹ (true − b).</summary>
         static void Measured(double yaw, double pitch, out double myaw, out double mpitch)

@@ -13,40 +13,20 @@ namespace Omokage.Client.Tests
     [Category("Live")]
     public class LiveServerTests
     {
-        readonly List<OmokageClient> _clients = new List<OmokageClient>();
+        readonly LiveClients _clients = new LiveClients();
 
         OmokageClient Connect(Action<OmokageClientOptions> configure = null)
         {
-            var client = NewClient(configure);
-            Sync.Run(() => client.ConnectAsync());
-            return client;
+            return _clients.Connect(TestEnv.ServerUrl(), configure);
         }
 
         OmokageClient NewClient(Action<OmokageClientOptions> configure = null)
         {
-            var options = new OmokageClientOptions(TestEnv.ServerUrl())
-            {
-                ClientName = "omokage-unity-tests/" + Protocol.PackageVersion,
-                AutoReconnect = false,
-                PingInterval = TimeSpan.Zero,
-                RequestTimeout = TimeSpan.FromSeconds(20),
-            };
-            if (configure != null) configure(options);
-            var client = new OmokageClient(options);
-            _clients.Add(client);
-            return client;
+            return _clients.Create(TestEnv.ServerUrl(), configure);
         }
 
         [TearDown]
-        public void CloseClients()
-        {
-            foreach (var c in _clients)
-            {
-                try { c.CloseAsync().Wait(TimeSpan.FromSeconds(5)); }
-                catch (Exception) { }
-            }
-            _clients.Clear();
-        }
+        public void CloseClients() { _clients.CloseAll(); }
 
         static string Algorithm(OmokageClient c)
         {

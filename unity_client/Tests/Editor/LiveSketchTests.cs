@@ -13,34 +13,15 @@ namespace Omokage.Client.Tests
     [Category("Live")]
     public class LiveSketchTests
     {
-        readonly List<OmokageClient> _clients = new List<OmokageClient>();
+        readonly LiveClients _clients = new LiveClients();
 
         OmokageClient Connect(int? minor = null)
         {
-            var options = new OmokageClientOptions(SketchServer.Url())
-            {
-                ClientName = "omokage-unity-tests/" + Protocol.PackageVersion,
-                AutoReconnect = false,
-                PingInterval = TimeSpan.Zero,
-                RequestTimeout = TimeSpan.FromSeconds(20),
-            };
-            if (minor.HasValue) options.ProtocolMinor = minor;
-            var client = new OmokageClient(options);
-            _clients.Add(client);
-            Sync.Run(() => client.ConnectAsync());
-            return client;
+            return _clients.Connect(SketchServer.Url(), o => { if (minor.HasValue) o.ProtocolMinor = minor; });
         }
 
         [TearDown]
-        public void CloseClients()
-        {
-            foreach (var c in _clients)
-            {
-                try { c.CloseAsync().Wait(TimeSpan.FromSeconds(5)); }
-                catch (Exception) { }
-            }
-            _clients.Clear();
-        }
+        public void CloseClients() { _clients.CloseAll(); }
 
         /// <summary>Draws one stroke the way the panel does: a point per 90 Hz frame, pieces at ≤ 30 Hz; returns the last
         /// rid sent. The frames are replayed at once (the pad is given their times).</summary>

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Runtime.CompilerServices;
 using System.Threading;
@@ -84,6 +85,45 @@ namespace Omokage.Client.Tests
             if (string.IsNullOrEmpty(dir)) return false;
             string manifest = Path.Combine(dir, "package.json");
             return File.Exists(manifest) && File.ReadAllText(manifest).Contains("\"" + Name + "\"");
+        }
+    }
+
+    /// <summary>The clients a live-server test opens (the tests' name, no reconnect, no pings, 20 s requests, then the
+    /// test's own settings), closed together in its TearDown.</summary>
+    internal sealed class LiveClients
+    {
+        readonly List<OmokageClient> _clients = new List<OmokageClient>();
+
+        public OmokageClient Create(string url, Action<OmokageClientOptions> configure = null)
+        {
+            var options = new OmokageClientOptions(url)
+            {
+                ClientName = "omokage-unity-tests/" + Protocol.PackageVersion,
+                AutoReconnect = false,
+                PingInterval = TimeSpan.Zero,
+                RequestTimeout = TimeSpan.FromSeconds(20),
+            };
+            if (configure != null) configure(options);
+            var client = new OmokageClient(options);
+            _clients.Add(client);
+            return client;
+        }
+
+        public OmokageClient Connect(string url, Action<OmokageClientOptions> configure = null)
+        {
+            var client = Create(url, configure);
+            Sync.Run(() => client.ConnectAsync());
+            return client;
+        }
+
+        public void CloseAll()
+        {
+            foreach (var c in _clients)
+            {
+                try { c.CloseAsync().Wait(TimeSpan.FromSeconds(5)); }
+                catch (Exception) { }
+            }
+            _clients.Clear();
         }
     }
 
