@@ -655,3 +655,77 @@ def test_a_grid_shown_ends_a_calibration_left_running(backend):
     assert logged and max(range(9), key=lambda k: logged[0]["dwell_s"][k]) == 3     # the grid got the gaze
     [err] = _send(conn, t, type="calibrate.end", rid=6, shown=[[0, 1.2, t]])
     assert err["code"] == "wrong_state" and "grid shown since ends a calibration" in err["message"]
+
+
+# --- v1.5: a headset's default correction, cancelling a calibration ------------------------------------------------
+
+def test_a_device_named_in_hello_gets_its_default_correction_until_a_calibration(backend, tmp_path):
+    """hello.device applies calibration/devices/NAME.json; welcome.gaze.profile says so (v1.5 clients only); an unknown
+    model is accepted and left uncorrected; a calibration replaces the device's default."""
+    import json
+    from omokage.gaze.calibration import load_device_profiles, load_patterns
+    from omokage.protocol.connection import Log, ServerConnection
+    repo_devices = load_device_profiles()
+    assert {"quest-pro", "quest-3"} <= set(repo_devices)
+    (tmp_path / "devices").mkdir()
+    shifted = {"A": [[1.0, 0.0], [0.0, 1.0]], "b": [2.0, -1.0], "device": "test-visor"}
+    (tmp_path / "devices" / "test-visor.json").write_text(json.dumps(shifted))
+    devices = load_device_profiles(tmp_path)
+
+    def connect(minor=5, **hello):
+        conn = ServerConnection(backend, "d1", calibration=load_patterns(), device_profiles=devices)
+        actions = conn.receive(msgpack.packb({"type": "hello", "rid": 1, "protocol": 1, "client": "test",
+                                              "protocol_minor": minor, **hello}), 0.0)
+        welcome = next(a.message for a in actions if not isinstance(a, Log))
+        record = next(a.record for a in actions if isinstance(a, Log))
+        return conn, welcome, record
+
+    conn, welcome, record = connect(device="test-visor")
+    assert welcome["gaze"]["profile"] == "device" and record["device"] == "test-visor"
+    assert conn.gaze.profile.b == [2.0, -1.0]
+    _, welcome, record = connect(device="visor-9000")          # unknown: accepted, logged, uncorrected
+    assert welcome["gaze"]["profile"] == "none" and record["device"] == "visor-9000"
+    _, welcome, _ = connect()
+    assert welcome["gaze"]["profile"] == "none"
+    _, v1_4, _ = connect(minor=4, device="test-visor")          # an older client is not told
+    assert "profile" not in v1_4["gaze"] and "ideal" not in v1_4
+    conn, _, _ = connect(device="test-visor")
+    [cal] = _send(conn, 1.0, type="calibrate.begin", rid=2)
+    [reply], _ = _calibrate(conn, cal, 1.1)
+    assert reply["type"] == "calibrated" and conn.gaze.profile.b != [2.0, -1.0]
+    bad = tmp_path / "broken"
+    (bad / "devices").mkdir(parents=True)
+    (bad / "devices" / "x.json").write_text('{"A": [[1, 0]], "b": [0, 0]}')
+    with pytest.raises(Exception, match="x.json"):
+        load_device_profiles(bad)
+
+
+def test_calibrate_cancel_drops_the_samples_and_keeps_the_correction(backend):
+    from omokage.protocol.connection import Log
+    conn, _ = _calibrating_connection(backend, minor=5)
+    [err] = _send(conn, 1.0, type="calibrate.cancel", rid=2)
+    assert err["code"] == "wrong_state" and "nothing to cancel" in err["message"]
+    [cal] = _send(conn, 1.0, type="calibrate.begin", rid=3)
+    [ok], t = _calibrate(conn, cal, 1.1)
+    kept = conn.gaze.profile
+    [cal] = _send(conn, t, type="calibrate.begin", rid=4)
+    rng = np.random.default_rng(2)
+    rows = [[t + 0.01 + k / 90, "eye", 0.0, 1.5, 0.0, *_eye_on((0.0, 0.0), rng), 1.0] for k in range(20)]
+    _send(conn, t + 0.3, type="gaze.batch", samples=rows)
+    actions = _actions(conn, t + 0.4, type="calibrate.cancel", rid=5)
+    [reply] = [a.message for a in actions if not isinstance(a, Log)]
+    [record] = [a.record for a in actions if isinstance(a, Log)]
+    assert reply == {"type": "calibration.cancelled", "rid": 5, "samples": 20}
+    assert record["event"] == "calibration" and record["cancelled"] is True and record["samples"] == 20
+    assert conn.gaze.profile is kept and not conn.gaze.calibrating
+    [err] = _send(conn, t + 0.5, type="calibrate.end", rid=6, shown=[[0, t, t + 0.2]])
+    assert err["code"] == "wrong_state"
+    # gaze after the cancel goes to grids again
+    layout = Layout.grid()
+    _send(conn, t + 1, type="layout", rid=7, **layout.to_wire())
+    [grid] = _send(conn, t + 1, type="start", rid=8, algorithm="pca", init="random", seed=1)
+    rows, t2 = _looks(layout, [5], t + 1.1)
+    _send(conn, t2, type="gaze.batch", samples=rows)
+    logged = [a.record for a in _actions(conn, t2, type="choose", rid=9, id=grid["items"][0]["id"])
+              if isinstance(a, Log) and a.record["event"] == "gaze"]
+    assert logged and sum(logged[0]["dwell_s"]) > 0

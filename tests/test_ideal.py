@@ -151,3 +151,70 @@ def test_bad_inputs_raise_clear_errors(pca):
         ideal_face(p, space, z, 1, exclude=[space.n_items + 3])
     with pytest.raises(ValueError, match="generations"):
         ideal_face(p, space, z, 1, generations=-1)
+
+
+# --- v1.5: the ideal face of a selection session, over the protocol ----------------------------------------------
+
+def test_a_session_without_a_belief_rebuilds_the_same_one_from_its_clicks(engine):
+    """`study` keeps no belief: session_probabilities replays its choices, skips and ratings, and gets what a belief
+    policy that saw the same events holds."""
+    import types
+    from omokage.selection import make_policy
+    from omokage.selection.ideal import favourite_of, session_probabilities
+    s = engine.new_session("pca", seed=3, policy=make_policy("thompson"))
+    step = s.start()
+    step = s.choose(step.ids[4])
+    s.rate(step.ids[2], 5)
+    step = s.skip()
+    step = s.choose(step.ids[1])
+    replayed = session_probabilities(types.SimpleNamespace(policy=object(), space=s.space, events=s.events,
+                                                           history=s.history, current=s.current))
+    own = session_probabilities(s)
+    assert np.allclose(replayed, own, atol=1e-6) and abs(own.sum() - 1) < 1e-6
+    assert favourite_of(s, own) == step.ids[0]                  # the last face chosen
+    s.skip()
+    after_skip = favourite_of(s, session_probabilities(s))      # after a skip: the most probable face on screen
+    p = session_probabilities(s)
+    assert after_skip in s.current.ids and p[after_skip] == max(p[i] for i in s.current.ids)
+
+
+def test_ideal_over_a_real_server(live_server):
+    """v1.5 `ideal`: refused outside a selection; near the face chosen; its faces unseen and nearest first; its
+    preview a real JPEG of welcome.ideal.image_size; any policy; refused after decide; the server keeps serving."""
+    import asyncio
+    import io
+    from PIL import Image
+    from omokage.client import OmokageClient, OmokageError
+
+    async def main():
+        async with await OmokageClient.connect(live_server.url) as c:
+            assert c.ideal_image_size == 64
+            with pytest.raises(OmokageError) as err:
+                await c.ideal()
+            assert err.value.code == "wrong_state" and "start" in str(err.value)
+            for policy in ("thompson", "study"):
+                grid = await c.start("nmf", seed=5, policy=policy)
+                grid = await c.choose(grid.ids[3])
+                seen = set(grid.ids)
+                result = await c.ideal()
+                assert result["type"] == "ideal.result" and result["near"] == grid.ids[0]
+                ids = [i["id"] for i in result["items"]]
+                distances = [i["distance"] for i in result["items"]]
+                assert len(ids) == 9 and not set(ids) & seen and distances == sorted(distances)
+                assert all(i["url"].startswith("https://") for i in result["items"])
+                preview = Image.open(io.BytesIO(result["preview"]["data"]))
+                assert preview.format == "JPEG" and preview.size == (64, 64)
+                near = await c.ideal(near=grid.ids[5])
+                assert near["near"] == grid.ids[5]
+                with pytest.raises(OmokageError) as err:
+                    await c.ideal(near=max(ids) + 10_000)
+                assert err.value.code == "not_found"
+                await c.decide(grid.ids[0])
+                with pytest.raises(OmokageError) as err:
+                    await c.ideal()
+                assert err.value.code == "wrong_state"
+        async with await OmokageClient.connect(live_server.url, protocol_minor=4) as old:
+            assert old.ideal_image_size == 0 and "ideal" not in old.welcome
+            grid = await old.start("pca", seed=1)
+            assert len(grid.items) == 9
+    asyncio.run(main())

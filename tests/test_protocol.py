@@ -118,7 +118,29 @@ def test_v1_4_vectors_show_the_calibration_messages_and_v1_3_is_unchanged():
     for name, mtype in (("calibration.msgpack", "calibration"), ("calibrated.msgpack", "calibrated")):
         assert list(added[name])[2:] == list(SERVER_MESSAGES[mtype])
     assert added["error_calibration_failed.msgpack"]["code"] == "calibration_failed"
-    assert INDEX["protocol_minor"] == PROTOCOL_MINOR == 4
+
+
+V1_4_DIGEST = "5f3d9c9ed0997118da6b789de470964bcbd41036c2d1dc9d86b2a7ff27fc77a7"   # the 8 vectors of v1.4, as released
+
+
+def test_v1_5_vectors_show_device_cancel_and_ideal_and_v1_4_is_unchanged():
+    v1_4 = sorted((v for v in INDEX["vectors"] if v["since"] == "1.4"), key=lambda v: v["file"])
+    digest = hashlib.sha256()
+    for v in v1_4:
+        digest.update(v["file"].encode() + b"\0" + (VECTORS / v["file"]).read_bytes())
+    assert len(v1_4) == 8
+    assert digest.hexdigest() == V1_4_DIGEST
+    added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.5"}
+    assert {m["type"] for m in added.values()} >= {"calibrate.cancel", "calibration.cancelled", "ideal",
+                                                    "ideal.result", "hello", "welcome"}
+    assert added["hello_v1_5_device.msgpack"]["device"] == "quest-pro"
+    welcome = added["welcome_v1_5.msgpack"]
+    assert list(welcome)[-1] == "ideal" and welcome["gaze"]["profile"] == "device"
+    for name, mtype in (("ideal_result.msgpack", "ideal.result"),
+                        ("calibration_cancelled.msgpack", "calibration.cancelled")):
+        assert list(added[name])[2:] == list(SERVER_MESSAGES[mtype])
+    assert len(added["ideal_result.msgpack"]["items"]) == 9
+    assert INDEX["protocol_minor"] == PROTOCOL_MINOR == 5
 
 
 def test_v1_1_vectors_show_every_addition():
@@ -347,7 +369,7 @@ def in_canonical_order(message):
 
 def test_welcome_offers_the_policies_and_the_minor_version(backend):
     _, welcome = hello_v1_1(backend)
-    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 4
+    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 5
     assert welcome["policies"] == list(SERVED_POLICIES) and welcome["default_policy"] == DEFAULT_POLICY
     assert DEFAULT_POLICY in welcome["policies"]
     assert in_canonical_order(welcome)

@@ -286,3 +286,36 @@ def test_each_fixation_the_server_finds_is_a_row_of_the_fixations_table(store_se
     assert [r[0] for r in rows] == [grid.items[4].id, grid.items[0].id]
     assert [(round(r[1], 3), round(r[2], 3)) for r in rows] == [(0.5, 0.5), (0.167, 0.167)]
     assert all(t0 - 0.01 <= r[3] < r[4] <= t0 + 0.7 and r[5] == 1 for r in rows)
+
+
+def test_sketch_results_and_ideal_faces_get_rows_of_their_own(tiny_catalog, tmp_path):
+    """Migration 2 and 3: every sketch.result sent is a sketch_updates row (revision, strokes, the faces listed), every
+    ideal face an ideals row (the favourite, the faces listed)."""
+    from omokage.engine import Engine
+    from omokage.features.fitting import fit_models
+    fit_models(tiny_catalog, tmp_path / "models", ["pca", "sketch"], n_components=12, progress=False)
+    engine = Engine.open(tiny_catalog, tmp_path / "models")
+    configure_logging("warning")
+    srv = RunningServer(engine, store_path=tmp_path / "s.db")
+
+    async def go():
+        async with await OmokageClient.connect(srv.url) as c:
+            rid = await c.sketch_send("sketch.begin")
+            first = await c.sketch_result(rid)
+            rid = await c.stroke([0.2, 0.3, 0.5, 0.35, 0.7, 0.3])
+            drawn = await c.sketch_result(rid)
+            grid = await c.start("pca", seed=2)
+            grid = await c.choose(grid.ids[1])
+            ideal = await c.ideal()
+            return first, drawn, grid, ideal
+    try:
+        first, drawn, grid, ideal = asyncio.run(go())
+    finally:
+        srv.stop()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    rows = conn.execute("SELECT revision, strokes, items, session_id FROM sketch_updates ORDER BY id").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(first["revision"], 0), (drawn["revision"], 1)]
+    assert json.loads(rows[0][2]) == [] and json.loads(rows[1][2]) == [i["id"] for i in drawn["items"]]
+    [(near, items)] = conn.execute("SELECT near, items FROM ideals").fetchall()
+    assert near == grid.ids[0] == ideal["near"] and json.loads(items) == [i["id"] for i in ideal["items"]]
+    assert rows[0][3] == conn.execute("SELECT session_id FROM ideals").fetchone()[0]

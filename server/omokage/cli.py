@@ -213,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preview-size", type=_positive_int, default=None, metavar="PIXELS",
                    help="side of live sketch previews (default 64; at most the catalog's image size)")
     s.add_argument("--calibration", type=Path, default=None, metavar="DIR",
-                   help="folder of gaze calibration patterns (*.json) offered to clients (protocol v1.4; default: "
-                        "the repository's calibration/ folder)")
+                   help="folder of gaze calibration patterns (*.json) offered to clients (protocol v1.4) and of "
+                        "default corrections per headset model (devices/NAME.json, applied to a client whose hello "
+                        "names the device; v1.5); default: the repository's calibration/ folder")
     s.set_defaults(func=_cmd_serve)
 
     cl = sub.add_parser("client", help="run one whole session against a server and print the transcript",

@@ -81,10 +81,11 @@ class OmokageClient:
     @classmethod
     async def connect(cls, url: str, *, client: str = f"omokage-python/{__version__}", token: str | None = None,
                       protocol: int = PROTOCOL_VERSION, protocol_minor: int | None = PROTOCOL_MINOR,
-                      open_timeout: float = 10, participant: str | None = None,
+                      open_timeout: float = 10, participant: str | None = None, device: str | None = None,
                       trace: Callable[[str, dict[str, Any]], None] | None = None) -> "OmokageClient":
         """Open the WebSocket and say hello. `protocol_minor=None` greets like a v1.0 client (no minor).
-        `participant`: a study participant's code (v1.2, a server run with `--study`)."""
+        `participant`: a study participant's code (v1.2, a server run with `--study`). `device`: the headset model,
+        e.g. `quest-pro` (v1.5: its default gaze correction applies until a calibration)."""
         ws = await connect(url, compression=None, max_size=16 * 1024 * 1024, open_timeout=open_timeout)
         self = cls(ws, trace=trace)
         hello: dict[str, Any] = {"protocol": protocol, "client": client}
@@ -94,6 +95,8 @@ class OmokageClient:
             hello["protocol_minor"] = protocol_minor
         if participant is not None:
             hello["participant"] = participant
+        if device is not None:
+            hello["device"] = device
         try:
             self.welcome = await self.request("hello", **hello)
         except BaseException:
@@ -338,6 +341,29 @@ class OmokageClient:
         {source, targets, accuracy_deg, precision_deg, saved}; OmokageError `calibration_failed` when it did not
         fit (the previous correction stays)."""
         return await self.request("calibrate.end", shown=shown)
+
+    async def calibrate_cancel(self) -> dict[str, Any]:
+        """v1.5: abandon the running calibration (the correction in force stays): the `calibration.cancelled` reply
+        {samples: the samples dropped}."""
+        return await self.request("calibrate.cancel")
+
+    @property
+    def gaze_profile(self) -> str | None:
+        """v1.5 welcome.gaze.profile: what corrects this session's gaze from the start (`participant`, `device` or
+        `none`); None from an older server or to an older client."""
+        return (self.welcome.get("gaze") or {}).get("profile")
+
+    # -- v1.5 the ideal face (docs/protocol.md#ideal-face-v15) ------------------------------------------------------
+    @property
+    def ideal_image_size(self) -> int:
+        """welcome.ideal.image_size: the side of an ideal face's image; 0 when the server cannot generate one."""
+        return int((self.welcome.get("ideal") or {}).get("image_size") or 0)
+
+    async def ideal(self, near: int | None = None, timeout: float = 30) -> dict[str, Any]:
+        """The face the session's belief likes best near `near` (a face shown in this selection; None: the last one
+        chosen), generated: the `ideal.result` reply {near, items: [{id, distance, texture, title, url}], preview}."""
+        fields = {"near": int(near)} if near is not None else {}
+        return await self.request("ideal", timeout=timeout, **fields)
 
 
 def _candidates(msg: dict[str, Any]) -> Candidates:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omokage.catalog.store import Catalog, images_to_matrix, matrix_to_images
+from omokage.catalog.store import Catalog, encode_texture, images_to_matrix, matrix_to_images
 from omokage.errors import UserError
 from omokage.features import ALGORITHMS, FeatureModel, latest_version_dir, load_model_dir
 from omokage.index import Neighbour, build_index
@@ -164,6 +164,22 @@ class Engine:
     def query_image(self, algorithm: str, rgb: np.ndarray, k: int = 9) -> QueryResult:
         vector, recon = self.project(algorithm, rgb)
         return QueryResult(vector, recon, self.space(algorithm).index.search(vector, k))
+
+    IDEAL_LATENT = "pca"   # the generator whose latent the ideal face is searched in (linear: decoded exactly)
+
+    @property
+    def can_generate_ideal(self) -> bool:
+        return self.IDEAL_LATENT in self.models
+
+    def ideal(self, probabilities: np.ndarray, near: int, exclude, *, seed: int = 0, k: int = 9):
+        """The ideal face (omokage.selection.ideal) for a belief's `probabilities`, near the face `near`, searched
+        in PCA's latent: (IdealFace, its decoded image as a JPEG Texture at the catalog's size). Its `nearest` are
+        the `k` catalog faces nearest to it, `exclude` (the faces already shown) left out."""
+        from omokage.selection.ideal import ideal_face
+        pca = self.models[self.IDEAL_LATENT]
+        found = ideal_face(probabilities, pca.space, pca.features, int(near), seed=seed, k=k, exclude=exclude)
+        rgb = matrix_to_images(pca.model.inverse_transform(found.latent[None]), self.catalog.image_size)[0]
+        return found, encode_texture(rgb, "jpeg")
 
     def new_session(self, algorithm: str, seed: int | None = None, policy: CandidatePolicy | None = None,
                     grid_size: int = 9) -> SelectionSession:

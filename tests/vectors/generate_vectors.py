@@ -247,8 +247,37 @@ VECTORS_V1_4 = [
         "message": "calibration: only 2 target(s) with at least 5 samples; need 4; the previous correction stays in "
                    "force"}),
 ]
+# v1.5: device default corrections, cancelling a calibration, the ideal face
+_IDEAL_ITEMS = [{"id": i, "distance": F(d), "texture": _HASH, "title": f"Avatar {i}",
+                 "url": f"https://avatars.example/items/0-{i:05d}"}
+                for i, d in ((733, 0.18), (1203, 0.21), (96, 0.24), (318, 0.26), (1450, 0.27), (64, 0.29),
+                             (5, 0.31), (871, 0.33), (20, 0.34))]
+VECTORS_V1_5 = [
+    ("hello_v1_5_device", "v1.5 greeting from a Quest Pro: its default gaze correction applies until a calibration", {
+        "type": "hello", "rid": 1, "protocol": 1, "client": "omokage-unity/0.7.0", "protocol_minor": 5,
+        "device": "quest-pro"}),
+    ("welcome_v1_5", "a v1.5 greeting: what corrects this session's gaze (the device's default), and ideal faces", {
+        "type": "welcome", "rid": 1, "protocol": 1, "server": "omokage/0.1.0", "session_id": "c0ffee08",
+        "limits": {"max_frame_bytes": 4194304, "max_image_bytes": 3145728, "max_image_pixels": 16000000,
+                   "max_messages_per_second": F(200.0), "max_hashes_per_request": 64, "grid_size": 9},
+        "algorithms": ["raw", "pca", "nmf", "ae"], "catalog": {"count": 1500, "image_size": 200},
+        "protocol_minor": 5, "policies": ["thompson", "infogain", "cover", "study", "random", "thompson+gaze"],
+        "default_policy": "thompson", "gaze": {"max_rate_hz": F(120.0), "max_samples_per_batch": 256,
+                                               "calibration": ["five-point", "nine-point"], "profile": "device"},
+        "ideal": {"image_size": 200}}),
+    ("calibrate_cancel", "the user abandoned the calibration: the correction in force stays", {
+        "type": "calibrate.cancel", "rid": 33}),
+    ("calibration_cancelled", "the calibration is over; its samples (how many) were dropped", {
+        "type": "calibration.cancelled", "rid": 33, "samples": 412}),
+    ("ideal", "the face the session's belief likes best, near the last face chosen", {"type": "ideal", "rid": 40}),
+    ("ideal_near", "the same, near another face shown in this selection", {"type": "ideal", "rid": 41, "near": 412}),
+    ("ideal_result", "the generated face (inline, like a preview) and the unseen catalog faces nearest to it", {
+        "type": "ideal.result", "rid": 40, "near": 412, "items": _IDEAL_ITEMS,
+        "preview": {"hash": _HASH, "format": "jpeg", "width": 8, "height": 8, "data": B(_PNG)}}),
+]
 SERVER_TYPES = ("welcome", "candidates", "rated", "decided", "texture", "pong", "error", "models", "questionnaire",
-                "answered", "study.done", "sketch.result", "calibration", "calibrated")
+                "answered", "study.done", "sketch.result", "calibration", "calibrated", "calibration.cancelled",
+                "ideal.result")
 
 
 def to_python(v):
@@ -270,7 +299,8 @@ def encode(v) -> bytes:
 
 def main() -> None:
     index = []
-    for minor, vectors in ((0, VECTORS), (1, VECTORS_V1_1), (2, VECTORS_V1_2), (3, VECTORS_V1_3), (4, VECTORS_V1_4)):
+    for minor, vectors in ((0, VECTORS), (1, VECTORS_V1_1), (2, VECTORS_V1_2), (3, VECTORS_V1_3), (4, VECTORS_V1_4),
+                            (5, VECTORS_V1_5)):
         for name, doc, message in vectors:
             data = encode(message)
             (HERE / f"{name}.msgpack").write_bytes(data)
@@ -278,7 +308,7 @@ def main() -> None:
                           "direction": "server" if message["type"] in SERVER_TYPES else "client",
                           "since": f"1.{minor}", "description": doc, "sha256": hashlib.sha256(data).hexdigest(),
                           "message": message})
-    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 4, "vectors": index}, indent=1,
+    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 5, "vectors": index}, indent=1,
                                                 ensure_ascii=False) + "\n")
     print(f"wrote {len(index)} vectors to {HERE}")
 

@@ -172,6 +172,22 @@ def load_patterns(folder: str | os.PathLike | None = None) -> dict[str, dict]:
     return patterns
 
 
+def load_device_profiles(folder: str | os.PathLike | None = None) -> dict[str, "Profile"]:
+    """The default profile of each headset model (folder/devices/NAME.json, by file name: `hello.device` names one),
+    checked; {} when there is none. A calibration replaces a device's default for its session (and, for a study
+    participant, for good)."""
+    folder = Path(folder) if folder is not None else default_layouts_dir()
+    if folder is None or not (folder / "devices").is_dir():
+        return {}
+    profiles = {}
+    for path in sorted((folder / "devices").glob("*.json")):
+        try:
+            profiles[path.stem] = Profile.from_dict(json.loads(path.read_text()))
+        except (ValueError, CalibrationError) as exc:
+            raise CalibrationError(f"{path}: {exc}") from None
+    return profiles
+
+
 def load_layout(path: str | os.PathLike) -> dict:
     """A calibration layout (calibration/*.json): {name, distance_m, settle_s, dwell_s, targets: [{yaw, pitch}]}."""
     d = json.loads(Path(path).read_text())

@@ -68,6 +68,9 @@ class Backend(Protocol):
     sketch_resolution: int | None
     sketch_preview_size: int
 
+    # v1.5: the size of an ideal face's image (the catalog's), or 0 when the server cannot generate one
+    ideal_image_size: int
+
     def new_live_drawing(self) -> Any:
         """v1.3: the running state of a new drawing (None: every update is computed afresh)."""
 
@@ -117,12 +120,25 @@ class SketchJob:
 
 
 @dataclass(frozen=True)
+class IdealJob:
+    """v1.5 `ideal`: a snapshot of what the session's evidence says (its belief's probabilities), the favourite to
+    stay near, and the faces already shown (never offered again); the caller runs the search off its loop."""
+
+    ticket: int
+    rid: int | None
+    probabilities: np.ndarray
+    near: int
+    shown: tuple[int, ...]
+    seed: int
+
+
+@dataclass(frozen=True)
 class Offload:
     """Work for the caller to run off its loop: an uploaded image (`ProjectionJob`; its result is awaited before the
     next message is read) or a drawing (`SketchJob`; batched with other sessions' drawings, not awaited: strokes keep
     arriving and are coalesced meanwhile)."""
 
-    job: ProjectionJob | SketchJob
+    job: ProjectionJob | SketchJob | IdealJob
 
 
 @dataclass(frozen=True)
@@ -146,7 +162,7 @@ class HelloGuard(Protocol):
 class ServerConnection:
     def __init__(self, backend: Backend, session_id: str, *, limits: Limits = Limits(), token: str | None = None,
                  grid_size: int = 9, hello_guard: HelloGuard | None = None, study=None,
-                 calibration: Mapping[str, dict] | None = None):
+                 calibration: Mapping[str, dict] | None = None, device_profiles: Mapping[str, Profile] | None = None):
         if token is not None and not token:
             raise ValueError("an empty token would accept a hello without one; pass None for no token")
         self.backend = backend
@@ -177,6 +193,11 @@ class ServerConnection:
         # v1.4 calibration: the patterns the server offers (calibration/*.json, by name) and the one running
         self.calibration_patterns = dict(calibration or {})
         self._calibrating: tuple[str, str] | None = None     # (pattern, source) between calibrate.begin and .end
+        # v1.5: default corrections per headset model (calibration/devices/*.json), applied by `hello.device`
+        self.device_profiles = dict(device_profiles or {})
+        self.device: str | None = None
+        self.gaze_profile_source = "none"    # what corrects this session's gaze: none, device or participant
+        self._ideal_pending = False
         # v1.3 sketch: the drawing, whether a projection of it is out, and whether it changed since (coalescing: at
         # most one projection in flight; when it returns, only the newest drawing is projected)
         self.canvas: SketchCanvas | None = None
@@ -322,6 +343,10 @@ class ServerConnection:
             return self._calibrate_begin(msg, rid, now)
         if mtype == "calibrate.end":
             return self._calibrate_end(msg["shown"], rid, now)
+        if mtype == "calibrate.cancel":
+            return self._calibrate_cancel(rid, now)
+        if mtype == "ideal":
+            return self._ideal(msg.get("near"), rid)
         raise ProtocolError("unknown_type", f"unknown message type {mtype!r}", rid)  # unreachable: decode checks
 
     def _hello_locked_out(self, rid, now) -> list[Action]:
@@ -392,13 +417,24 @@ class ServerConnection:
                                "max_samples_per_batch": MAX_SAMPLES_PER_BATCH}
             if self.client_minor >= 4 and self.calibration_patterns:   # v1.4: the calibration patterns offered
                 welcome["gaze"]["calibration"] = list(self.calibration_patterns)
+        self.device = msg.get("device")
+        if self.device is not None:   # v1.5: the headset's default correction, until a calibration replaces it
+            record["device"] = self.device
+            if self.device in self.device_profiles:
+                self.gaze.profile = self.device_profiles[self.device]
+                self.gaze_profile_source = "device"
         profile = getattr(participant, "gaze_profile", None)
         if profile is not None:   # the participant's latest calibration (from the store): applied to their gaze
             try:
                 self.gaze.profile = Profile.from_dict(profile)
+                self.gaze_profile_source = "participant"
                 record["gaze_profile"] = True
             except (CalibrationError, TypeError, ValueError):   # a damaged record: their gaze goes uncorrected
                 record["gaze_profile"] = "unreadable"
+        if self.client_minor >= 5 and "gaze" in welcome:   # v1.5: whether this session's gaze is corrected, by what
+            welcome["gaze"]["profile"] = self.gaze_profile_source
+        if self.client_minor >= 5 and b.ideal_image_size:   # v1.5: the server generates ideal faces
+            welcome["ideal"] = {"image_size": int(b.ideal_image_size)}
         if self.client_minor >= 3 and b.sketch_resolution:  # v1.3: the server draws sketches
             welcome["sketch"] = {"resolution": int(b.sketch_resolution), "preview_size": int(b.sketch_preview_size),
                                  "tools": list(TOOLS), "min_width": MIN_WIDTH, "max_width": MAX_WIDTH,
@@ -660,6 +696,7 @@ class ServerConnection:
             return [Log(record), Send(error("calibration_failed", f"calibration: {exc}; the previous correction "
                                                                   "stays in force", rid))]
         self.gaze.profile = profile
+        self.gaze_profile_source = "calibration"
         saved = self.participant is not None
         record.update(accuracy_deg=profile.accuracy_deg, precision_deg=profile.precision_deg,
                       targets=profile.targets, saved=saved, profile={"A": profile.A, "b": profile.b,
@@ -672,6 +709,59 @@ class ServerConnection:
         return [Log(record), Send(server_message(
             "calibrated", rid, source=source, targets=int(profile.targets), accuracy_deg=float(profile.accuracy_deg),
             precision_deg=float(profile.precision_deg), saved=saved))]
+
+    def _calibrate_cancel(self, rid, now) -> list[Action]:
+        """v1.5: the user abandoned the calibration: its samples are dropped and the correction in force stays."""
+        if self._calibrating is None or not self.gaze.calibrating:
+            self._calibrating = None
+            raise ProtocolError("wrong_state", "no calibration is running (a grid shown since `calibrate.begin` ends "
+                                               "one): nothing to cancel", rid)
+        name, source = self._calibrating
+        self._calibrating = None
+        dropped = len(self.gaze.end_calibration())
+        return [Log({"event": "calibration", "session_id": self.session_id, "at": now, "pattern": name,
+                     "source": source, "samples": dropped, "cancelled": True}),
+                Send(server_message("calibration.cancelled", rid, samples=dropped))]
+
+    # -- v1.5 ideal face ------------------------------------------------------------------------------------------------
+    def _ideal(self, near, rid) -> list[Action]:
+        from omokage.selection.ideal import favourite_of, session_probabilities
+        if not self.backend.ideal_image_size:
+            raise ProtocolError("wrong_state", "this server cannot generate an ideal face: it serves no PCA model; "
+                                               "its operator can fit one with `omokage fit CATALOG --models pca`", rid)
+        s = self.session
+        if s is None or s.state is not SessionState.BROWSING:
+            raise ProtocolError("wrong_state", "`ideal` needs a selection in progress: send `start` first (and not "
+                                               "after `decide`)", rid)
+        self._check_trial(rid)
+        if self._ideal_pending:
+            raise ProtocolError("wrong_state", "an ideal face is already being generated; wait for its "
+                                               "`ideal.result`", rid)
+        if near is not None and near not in s.shown:
+            raise ProtocolError("not_found", f"ideal.near: face {near} has not been shown in this selection", rid)
+        p = session_probabilities(s)
+        near = favourite_of(s, p) if near is None else int(near)
+        self._tickets += 1
+        self._ideal_pending = True
+        return [Offload(IdealJob(self._tickets, rid, p, near, tuple(sorted(s.shown)),
+                                 seed=(s.seed or 0) * 1009 + len(s.history)))]
+
+    def ideal_done(self, job: IdealJob, found, image: Texture, now: float) -> list[Action]:
+        """The search came back (an `omokage.selection.ideal.IdealFace` and its decoded image): send it."""
+        self._ideal_pending = False
+        if self.closed:
+            return []
+        items = self.backend.items
+        listed = [{"id": i, "distance": float(d), "texture": items[i].texture, "title": items[i].title,
+                   "url": items[i].url} for i, d in zip(found.nearest, found.nearest_distances)]
+        return [self._log("ideal", now, near=job.near, nearest=[int(i) for i in found.nearest],
+                          score=float(found.score), seconds=round(float(found.seconds), 4)),
+                Send(server_message("ideal.result", job.rid, near=job.near, items=listed,
+                                    preview=texture_map(image)))]
+
+    def ideal_failed(self, job: IdealJob, code: str, message: str) -> list[Action]:
+        self._ideal_pending = False
+        return self._error(ProtocolError(code, message, job.rid))
 
     def _textures(self, hashes, rid) -> list[Action]:
         if len(hashes) > self.limits.max_hashes_per_request:

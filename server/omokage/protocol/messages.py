@@ -16,7 +16,7 @@ import msgpack
 PROTOCOL_VERSION = 1
 # v1.x adds optional fields and messages only (unknown fields are ignored), so `protocol` stays 1 on the
 # wire and old clients that check `protocol == 1` keep working; the minor says which additions a peer knows.
-PROTOCOL_MINOR = 4
+PROTOCOL_MINOR = 5
 INT32_MAX = 2**31 - 1
 
 ERROR_CODES = {
@@ -70,6 +70,8 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
         Field("token", "str", False, max_len=256, doc="access token when the server requires one"),
         Field("protocol_minor", "int", False, 0, INT32_MAX, doc="v1.1: the minor version the client speaks (1)"),
         Field("participant", "str", False, max_len=64, doc="v1.2: a study participant's code (`serve --study`)"),
+        Field("device", "str", False, max_len=64,
+              doc="v1.5: the headset model, e.g. `quest-pro`: its default gaze correction applies until a calibration"),
     ),
     "start": (
         Field("algorithm", "str", True, max_len=32, doc="one of `welcome.algorithms`"),
@@ -124,6 +126,10 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
         Field("shown", "interval_list", True, max_len=MAX_CALIBRATION_TARGETS,
               doc="[[target index, t_start, t_end], ...]: when each target was on screen and settled, server clock"),
     ),
+    "calibrate.cancel": (),   # v1.5: abandon the calibration; the correction in force stays; only the optional rid
+    # v1.5: the face the session's belief likes best near a favourite, generated, with the unseen faces nearest to it
+    "ideal": (Field("near", "int", False, 0, INT32_MAX,
+                    doc="the favourite: a face shown in this selection (default: the last face chosen)"),),
 }
 
 # Server messages: their fields in canonical order (v1.0 fields first, v1.1 additions after them). The
@@ -131,7 +137,7 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
 # that the server sends no field outside these.
 SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     "welcome": ("protocol", "server", "session_id", "limits", "algorithms", "catalog",
-                "protocol_minor", "policies", "default_policy", "training", "study", "gaze", "sketch"),
+                "protocol_minor", "policies", "default_policy", "training", "study", "gaze", "sketch", "ideal"),
     "models": ("algorithms", "training"),  # v1.2: sent on its own (no rid) to clients that said protocol_minor >= 2
     "candidates": ("step", "algorithm", "items", "reconstruction", "policy", "trial"),
     "rated": ("id", "rating"),
@@ -148,6 +154,9 @@ SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     # v1.4: the calibration's targets (reply to `calibrate.begin`) and its outcome (reply to `calibrate.end`)
     "calibration": ("pattern", "targets", "distance_m", "settle_s", "dwell_s"),
     "calibrated": ("source", "targets", "accuracy_deg", "precision_deg", "saved"),
+    # v1.5: reply to `calibrate.cancel` (the samples it dropped), and to `ideal`
+    "calibration.cancelled": ("samples",),
+    "ideal.result": ("near", "items", "preview"),
 }
 CANDIDATE_ITEM_FIELDS = ("id", "distance", "texture", "title", "url", "probability")
 

@@ -284,3 +284,41 @@ def ideal_face(belief: "Belief | np.ndarray", space: "FeatureSpace", latents: np
                      favourite=fav_id, favourite_distance=fav_d, radius=radius, bandwidth=bandwidth,
                      generations=done, evaluations=objective.evaluations, best_by_generation=tuple(history),
                      seconds=time.perf_counter() - t0)
+
+
+def session_probabilities(session) -> np.ndarray:
+    """What a selection session's evidence says about the target: its policy's belief when it keeps one (`thompson`,
+    `infogain`, ...), else a belief rebuilt from the session's choices, skips and ratings (`study` and `random` keep
+    none, but their users' clicks say the same). (n_items,) probabilities."""
+    from omokage.selection.belief import Belief, ChoiceTerm, PassedOverTerm, RatingTerm, SkipTerm
+    belief = getattr(session.policy, "belief", None)
+    if belief is not None and belief.space is session.space:
+        return belief.probabilities()
+    belief = Belief(session.space)
+    ratings: dict[int, int] = {}
+    for event in session.events:
+        if event.kind == "choose":   # the grid it was chosen from is the one before the grid it brought
+            grid = session.history[event.step - 2].ids
+            belief.add(ChoiceTerm(grid, int(event.item)))
+            belief.add(PassedOverTerm(grid, spare=(int(event.item),)))
+        elif event.kind == "skip":
+            grid = tuple(int(i) for i in event.detail["skipped"])
+            belief.add(SkipTerm(grid))
+            belief.add(PassedOverTerm(grid))
+        elif event.kind == "rate":
+            item, rating = int(event.item), int(event.detail["rating"])
+            belief.add(RatingTerm(item, rating, previous=ratings.get(item, 3)))
+            ratings[item] = rating
+    return belief.probabilities()
+
+
+def favourite_of(session, probabilities: np.ndarray) -> int:
+    """The face an ideal should stay near when the user named none: the last face they chose, else (after a start or
+    a skip) the most probable face of the grid on screen."""
+    for event in reversed(session.events):
+        if event.kind == "choose":
+            return int(event.item)
+        if event.kind in ("skip", "start"):
+            break
+    ids = list(session.current.ids)
+    return int(ids[int(np.argmax(np.asarray(probabilities)[ids]))])

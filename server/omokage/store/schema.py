@@ -145,10 +145,24 @@ MIGRATIONS: list[str] = [
         strokes BLOB, step INTEGER
     );
     """,
+    # 2: sketch_updates filled with what each live sketch result showed (the strokes themselves stay `sketch.*` rows
+    #    of `events`): the drawing's revision and stroke count and the faces listed, best first
+    """
+    ALTER TABLE sketch_updates ADD COLUMN revision INTEGER;
+    ALTER TABLE sketch_updates ADD COLUMN items TEXT;
+    CREATE INDEX sketch_updates_session ON sketch_updates (session_id, server_time);
+    """,
+    # 3: the ideal faces generated (protocol v1.5 `ideal`): the favourite and the catalog faces listed
+    """
+    CREATE TABLE ideals (
+        id INTEGER PRIMARY KEY, session_id TEXT NOT NULL, trial_id INTEGER, at REAL NOT NULL, near INTEGER,
+        items TEXT, score REAL, seconds REAL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Tables that hold rows about one participant, reached through their sessions or trials (delete-participant).
 SESSION_TABLES = ("events", "candidates", "choices", "skips", "ratings", "decisions", "pings", "gaze_samples",
-                  "fixations", "sketch_updates")
+                  "fixations", "sketch_updates", "ideals")

@@ -155,6 +155,10 @@ class BatchWriter:
             if wire == "in" and kind == "ping" and isinstance(rec.get("client_time"), (int, float)):
                 cur.execute("INSERT INTO pings (session_id, client_time, server_time) VALUES (?, ?, ?)",
                             (sid, rec["client_time"], at))
+            elif wire == "out" and kind == "sketch.result":   # what the user saw while drawing
+                body = rec.get("body") if isinstance(rec.get("body"), dict) else {}
+                items = [it.get("id") for it in body.get("items") or () if isinstance(it, dict)]
+                rows.sketches.append((sid, trial, at, body.get("strokes"), body.get("revision"), _json(items)))
             return
         kind = str(rec.get("event", "event"))
         rows.events.append((sid, at, "log", kind, None, None, trial, _json(rec)))
@@ -184,6 +188,7 @@ class _Rows:
         self.events: list[tuple] = []
         self.candidates: list[tuple] = []
         self.fixations: list[tuple] = []
+        self.sketches: list[tuple] = []
 
     def flush(self, cur: sqlite3.Cursor) -> None:
         if self.events:
@@ -195,6 +200,10 @@ class _Rows:
         if self.fixations:
             cur.executemany("INSERT INTO fixations (session_id, trial_id, start_time, end_time, grid_x, grid_y, item, "
                             "step) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.fixations)
+        if self.sketches:
+            # `strokes` holds the drawing's stroke count here (the strokes are the `sketch.*` rows of `events`)
+            cur.executemany("INSERT INTO sketch_updates (session_id, trial_id, server_time, strokes, revision, items) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", self.sketches)
 
 
 # --- typed tables, by event kind: each returns False when a uniqueness rule refused its row -------------------------
@@ -275,6 +284,12 @@ def _gaze(cur, rec, sid, at, trial, rows) -> bool:
     return True
 
 
+def _ideal(cur, rec, sid, at, trial, rows) -> bool:
+    cur.execute("INSERT INTO ideals (session_id, trial_id, at, near, items, score, seconds) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sid, trial, at, rec.get("near"), _json(rec.get("nearest")), rec.get("score"), rec.get("seconds")))
+    return True
+
+
 def _trial_begin(cur, rec, sid, at, trial, rows) -> bool:
     query = rec.get("query")
     blob = array("f", (float(v) for v in query)).tobytes() if isinstance(query, list) else None   # float32, as read
@@ -300,7 +315,7 @@ def _answers(cur, rec, sid, at, trial, rows) -> bool:
 
 _HANDLERS = {"hello": _hello, "start": _start, "choose": _choose, "skip": _skip, "rate": _rate, "decide": _decide,
              "disconnect": _disconnect, "gaze": _gaze, "trial_begin": _trial_begin, "trial_resume": _trial_resume,
-             "answers": _answers}
+             "answers": _answers, "ideal": _ideal}
 
 
 # --- the child process ---------------------------------------------------------------------------------------------
