@@ -240,8 +240,12 @@ def test_a_grid_keeps_a_bounded_number_of_samples_whatever_their_times():
         res = tracker.ingest([_s(1e-5 * (k + j)) for j in range(100)], now=float(second))
         assert res.accepted == 100
         k += 100
-    kept = len(tracker.end_step().samples)
-    assert kept <= 2 * 100 * MAX_STEP_SECONDS and kept < k
+    kept = sum(tracker.end_step().samples.values())   # samples per source
+    cap = 2 * 100 * MAX_STEP_SECONDS
+    assert cap <= kept < cap + 100 and kept < k      # whole batches are dropped only while the rest still fills the cap
+    tracker.begin_step(2, range(9), 400.0)            # the next grid starts its count afresh
+    assert tracker.ingest([_s(1.0 + 1e-5 * j) for j in range(100)], now=401.0).accepted == 100
+    assert tracker.end_step().samples == {"eye": 100}
 
 
 # --- the connection --------------------------------------------------------------------------------------------------
