@@ -87,6 +87,7 @@ public static class SessionTranscript
             var options = new OmokageClientOptions("ws://127.0.0.1:" + proxy.Port + server.AbsolutePath)
             {
                 PingInterval = TimeSpan.Zero,
+                Device = HeadsetModels.QuestPro,  // v1.5: the server applies the repository's calibration/devices/quest-pro.json
                 ReconnectInitialDelay = TimeSpan.FromMilliseconds(100),
                 ReconnectMaxDelay = TimeSpan.FromMilliseconds(500),
             };
@@ -104,7 +105,7 @@ public static class SessionTranscript
 
     static async Task RunSession(OmokageClient client, TcpProxy proxy, SemaphoreSlim welcomes, string outPath)
     {
-        Note("connect and say hello (protocol 1.4) through a loopback relay that can play a sleeping Wi-Fi; the server answers with its limits, algorithms, catalog, the policies it offers and what a gaze.batch may carry and the gaze calibration patterns (and, since this server has a sketch model, welcome.sketch: the sketch session is in sketch-transcript.md)");
+        Note("connect and say hello (protocol 1." + Protocol.Minor + ", from a Quest Pro: hello.device) through a loopback relay that can play a sleeping Wi-Fi; the server answers with its limits, algorithms, catalog, the policies it offers, what a gaze.batch may carry, the gaze calibration patterns and what corrects this session's gaze (gaze.profile: the device's default), that it generates ideal faces (welcome.ideal) and, since this server has a sketch model, welcome.sketch (the sketch session is in sketch-transcript.md)");
         WelcomeMessage welcome = await client.ConnectAsync();
         await welcomes.WaitAsync();
         string firstSession = welcome.SessionId;
@@ -196,6 +197,15 @@ public static class SessionTranscript
         grid = await selection.ChooseAsync(chosenBeforePause);
         await client.FetchTexturesAsync(grid.Items.Select(i => i.Texture));
 
+        // --- v1.5: the ideal face ------------------------------------------------------------------------------
+        Note("the user asks what the system thinks they want (v1.5 ideal): a face generated from the belief near the face chosen last, " +
+             "inline as a JPEG, and the 9 faces nearest to it that this selection has not shown; the grid stays");
+        IdealResultMessage ideal = await selection.IdealAsync();
+        var shownSoFar = new HashSet<int>(grid.Items.Select(i => i.Id));
+        if (ideal.Near != chosenBeforePause || ideal.Items.Count != 9 || ideal.Items.Any(i => shownSoFar.Contains(i.Id)) ||
+            Hashing.SniffImageFormat(ideal.Preview.Data) != "jpeg")
+            throw new InvalidOperationException("the ideal face is not what v1.5 says: " + ideal);
+
         // --- pause mid-selection ------------------------------------------------------------------------
         Note("the app is paused (system menu); meanwhile the Wi-Fi sleeps: the connection goes half-open (no bytes either way, nothing closed)");
         proxy.Freeze();
@@ -250,6 +260,12 @@ public static class SessionTranscript
                            gazeRejected + " refused (welcome.gaze: " + (welcome.Gaze == null ? "none" : welcome.Gaze.MaxRateHz + " Hz, " + welcome.Gaze.MaxSamplesPerBatch + " per batch") + ")");
         summary.AppendLine("- bad choose: `" + errorText + "`");
         summary.AppendLine("- rated #" + rated.Id + " " + rated.Rating + "/5; skipped to grid " + skippedStep);
+        summary.AppendLine("- gaze correction (v1.5): hello.device `" + HeadsetModels.QuestPro + "` → welcome.gaze.profile `" + welcome.Gaze.Profile + "`");
+        summary.AppendLine("- ideal face (v1.5): near #" + ideal.Near + " (the face chosen last), a " + ideal.Preview.Format + " of " + ideal.Preview.Width +
+                           "×" + ideal.Preview.Height + " px (" + ideal.Preview.Data.Length + " B; welcome.ideal.image_size " + welcome.Ideal.ImageSize +
+                           "), " + ideal.Items.Count + " unseen faces nearest first (#" + ideal.Items[0].Id + " at " +
+                           ideal.Items[0].Distance.Value.ToString("0.000", CultureInfo.InvariantCulture) + " … #" + ideal.Items[ideal.Items.Count - 1].Id + " at " +
+                           ideal.Items[ideal.Items.Count - 1].Distance.Value.ToString("0.000", CultureInfo.InvariantCulture) + ")");
         summary.AppendLine("- gaze: 10 s of staring armed the face and sent " + sentStaring + " messages; the trigger chose it; on the " +
                            "next grid 10 s of staring armed nothing (" + sentAfterNewGrid + " messages)");
         summary.AppendLine("- pause mid-selection: probe " + (alive ? "answered" : "unanswered") + ", reconnected (session " + firstSession +
@@ -274,7 +290,9 @@ public static class SessionTranscript
             md.AppendLine("(`GazeSender`, `OmokageClient.Gaze`: layout, gaze.batch every 100 ms, flushed before the pick), head gaze");
             md.AppendLine("through `PointerSelection` (dwell arms, a press commits), pauses through a loopback relay that makes the");
             md.AppendLine("link half-open (`OmokageClient.ProbeAsync`, reconnect, `SelectionSession.RestoreAsync`), and the product");
-            md.AppendLine("page through `OpenUrlGate` (allow-list, then the user's confirmation).");
+            md.AppendLine("page through `OpenUrlGate` (allow-list, then the user's confirmation). Protocol v1.5: the hello names the");
+            md.AppendLine("headset (`hello.device`, a Quest Pro: its default gaze correction applies), and mid-selection the client asks");
+            md.AppendLine("for the ideal face (`SelectionSession.IdealAsync`).");
             md.AppendLine();
             md.AppendLine("Regenerate: `OMOKAGE_TRANSCRIPT_OUT=\"$PWD/unity_client/Documentation~/session-transcript.md\" bash .ci/csharp.sh`");
             md.AppendLine("(the program is `tests/csharp/Transcript/SessionTranscript.cs`). Live sketch search (protocol v1.3) has its own");
@@ -328,7 +346,7 @@ public static class SessionTranscript
         client.Trace += OnTrace;
         _t0 = ClockSync.LocalNow();
 
-        Note("connect and say hello (protocol 1.4): a server with a sketch model says so in welcome.sketch (its raster and preview sizes, the tools, widths and limits)");
+        Note("connect and say hello (protocol 1." + Protocol.Minor + "): a server with a sketch model says so in welcome.sketch (its raster and preview sizes, the tools, widths and limits)");
         WelcomeMessage welcome = await client.ConnectAsync();
         SketchLimits limits = welcome.Sketch;
         if (limits == null) throw new InvalidOperationException("the server at " + url + " has no sketch model (no welcome.sketch); " +

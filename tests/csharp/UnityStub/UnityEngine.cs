@@ -310,6 +310,11 @@ namespace UnityEngine
 
     public enum RuntimePlatform { WindowsEditor = 7, Android = 11, LinuxEditor = 16, OSXEditor = 0 }
 
+    public sealed class SystemInfo
+    {
+        public static string deviceModel { get { return "Stub PC"; } }
+    }
+
     public class Application
     {
         public static void OpenURL(string url) { }

@@ -20,6 +20,9 @@ namespace Omokage.Client.Components
     /// <para>v1.3 sketch: <see cref="ShowSketchResult"/> shows a drawing's faces (from <see cref="OmokageSketchPanel"/>) as a
     /// preview nobody can choose from (<see cref="PreviewingSketch"/>); <see cref="StartFromSketchAsync"/> turns them into a
     /// selection.</para>
+    /// <para>v1.5 ideal face: <see cref="ShowIdeal"/> / <see cref="ShowIdealAsync"/> ask for a face generated from what the
+    /// selection has learnt; its image (<see cref="IdealTexture"/>, on the optional ideal renderer) and the unseen faces
+    /// nearest it come with <see cref="IdealShown"/> / <see cref="onIdealShown"/>; the grid stays.</para>
     /// </summary>
     [AddComponentMenu("Omokage/Candidate Grid")]
     public class CandidateGrid : MonoBehaviour
@@ -69,6 +72,10 @@ namespace Omokage.Client.Components
         [Tooltip("Shows the model's reconstruction after an image start (optional).")]
         [SerializeField] Renderer reconstructionRenderer;
 
+        [Header("Ideal face (protocol v1.5)")]
+        [Tooltip("Shows the ideal face ShowIdeal asks for: a face generated from what the selection has learnt (optional).")]
+        [SerializeField] Renderer idealRenderer;
+
         [Header("Events")]
         [Tooltip("The selection ended on a face; the argument is its product page URL (not opened yet).")]
         public OmokageUrlEvent onDecided = new OmokageUrlEvent();
@@ -79,6 +86,9 @@ namespace Omokage.Client.Components
         [Tooltip("A request failed or a URL was refused: (code, message for people).")]
         public OmokageErrorEvent onError = new OmokageErrorEvent();
 
+        [Tooltip("An ideal face arrived (ShowIdeal): the generated face's texture. The faces nearest it are in LastIdeal.Items.")]
+        public OmokageTextureEvent onIdealShown = new OmokageTextureEvent();
+
         readonly Dictionary<string, Texture2D> _textures = new Dictionary<string, Texture2D>(StringComparer.Ordinal);
         OmokageConnection _subscribed;
         SelectionSession _session;
@@ -88,6 +98,8 @@ namespace Omokage.Client.Components
         IReadOnlyList<CandidateItem> _sketchItems;
         int _sketchShown;
         bool _sketchLoading;
+        Texture2D _ideal;
+        bool _idealPending;
 
         /// <summary>The selection (grid, chosen face, decision, server session); null before the first request.</summary>
         public SelectionSession Session { get { return _session; } }
@@ -110,6 +122,25 @@ namespace Omokage.Client.Components
         /// <summary>v1.3: the tiles show a drawing's faces (<see cref="ShowSketchResult"/>), not the selection's grid: nothing
         /// can be chosen or decided until a selection starts (<see cref="StartFromSketchAsync"/> or any other start).</summary>
         public bool PreviewingSketch { get; private set; }
+
+        /// <summary>v1.5: whether <see cref="ShowIdeal"/> would do something: a tile could be chosen now, the server generates
+        /// ideal faces (<see cref="OmokageClient.IdealAccepted"/>) and none is being asked for.</summary>
+        public bool CanShowIdeal
+        {
+            get
+            {
+                var client = connection != null ? connection.Client : null;
+                return CanChoose && !_idealPending && client != null && client.IdealAccepted;
+            }
+        }
+
+        /// <summary>v1.5: the last ideal face's image (<see cref="ShowIdealAsync"/>; one texture, reloaded for each), or null
+        /// before one.</summary>
+        public Texture2D IdealTexture { get { return _ideal; } }
+
+        /// <summary>v1.5: the last ideal face of this selection (its <see cref="IdealResultMessage.Items"/>: the unseen faces
+        /// nearest to it), or null.</summary>
+        public IdealResultMessage LastIdeal { get { return _session == null ? null : _session.LastIdeal; } }
 
         /// <summary>Whether <see cref="DecideChosen"/> would do something.</summary>
         public bool CanDecide { get { return CanChoose && Current.Items.Count > 0; } }
@@ -174,6 +205,10 @@ namespace Omokage.Client.Components
 
         /// <summary>A request failed or a URL was refused (main thread).</summary>
         public event Action<OmokageError> Failed;
+
+        /// <summary>v1.5: an ideal face arrived (<see cref="ShowIdealAsync"/>): the reply (the faces nearest it, their texture
+        /// hashes to fetch like a grid's) and its decoded image, <see cref="IdealTexture"/> (main thread).</summary>
+        public event Action<IdealResultMessage, Texture2D> IdealShown;
 
         void Awake()
         {
@@ -325,6 +360,45 @@ namespace Omokage.Client.Components
             }
         }
 
+        /// <summary>
+        /// v1.5: asks for the ideal face (<c>ideal</c>): a face generated from what this selection's belief likes best near
+        /// <paramref name="near"/> (a face shown in this selection; null: the face chosen last, or the most probable one on
+        /// screen), and the unseen faces nearest to it. The grid stays as it is (choose, skip and decide go on). The image is
+        /// decoded into <see cref="IdealTexture"/> (shown on the ideal renderer when one is assigned), then
+        /// <see cref="IdealShown"/> and <see cref="onIdealShown"/> are raised — unless a new selection started meanwhile.
+        /// Throws <see cref="InvalidOperationException"/> before a grid, while the tiles show a drawing's faces or after the
+        /// decision; the server's <c>wrong_state</c> when it does not generate ideal faces (<see cref="OmokageClient.IdealAccepted"/>).
+        /// </summary>
+        public async Task<IdealResultMessage> ShowIdealAsync(int? near = null)
+        {
+            if (PreviewingSketch) throw new InvalidOperationException("the tiles show a drawing's faces; start a selection from it first");
+            var session = ReadySession();
+            _idealPending = true;
+            try
+            {
+                IdealResultMessage ideal = await session.IdealAsync(near);
+                if (this == null || session.LastIdeal != ideal) return ideal;  // a newer selection began meanwhile
+                if (_ideal == null)
+                {
+                    _ideal = new Texture2D(2, 2, TextureFormat.RGBA32, false);
+                    _ideal.name = "omokage ideal face";
+                    _ideal.wrapMode = TextureWrapMode.Clamp;
+                    _ideal.filterMode = FilterMode.Bilinear;
+                }
+                if (!_ideal.LoadImage(ideal.Preview.Data, false))  // the same texture every time, resized
+                    Debug.LogWarning("[omokage] could not decode the ideal face (" + ideal.Preview.Format + ")");
+                if (idealRenderer != null) idealRenderer.material.mainTexture = _ideal;
+                var handler = IdealShown;
+                if (handler != null) handler(ideal, _ideal);
+                onIdealShown.Invoke(_ideal);
+                return ideal;
+            }
+            finally
+            {
+                _idealPending = false;
+            }
+        }
+
         /// <summary>Chooses a face of the current grid: the next grid shows it first. Throws
         /// <see cref="InvalidOperationException"/> while <see cref="Busy"/> or after a decision.</summary>
         public Task ChooseAsync(int id)
@@ -425,6 +499,13 @@ namespace Omokage.Client.Components
         public void Skip()
         {
             if (CanSkip) Observe(SkipAsync());
+        }
+
+        /// <summary>v1.5: asks for the ideal face near the face chosen last (ignored unless <see cref="CanShowIdeal"/>); see
+        /// <see cref="ShowIdealAsync"/>.</summary>
+        public void ShowIdeal()
+        {
+            if (CanShowIdeal) Observe(ShowIdealAsync());
         }
 
         public void Rate(int id, int rating)
@@ -721,6 +802,7 @@ namespace Omokage.Client.Components
             foreach (var texture in _textures.Values) Destroy(texture);
             _textures.Clear();
             if (_reconstruction != null) Destroy(_reconstruction);
+            if (_ideal != null) Destroy(_ideal);
         }
     }
 }

@@ -16,7 +16,7 @@ namespace Omokage.Client.Components
     }
 
     /// <summary>
-    /// Gaze calibration (protocol v1.4): shows targets one at a time while the gaze sender streams gaze, and lets the server fit
+    /// Gaze calibration (protocol v1.4; v1.5 cancel): shows targets one at a time while the gaze sender streams gaze, and lets the server fit
     /// a correction that it applies to every later gaze sample of the session (for a study participant, of their later
     /// sessions too).
     /// <list type="bullet">
@@ -32,9 +32,11 @@ namespace Omokage.Client.Components
     /// says when each target was shown: <see cref="onCalibrated"/> (accuracy, precision in degrees) or, through
     /// <see cref="Begin"/>, <see cref="onCalibrationFailed"/> (<c>calibration_failed</c>: the previous correction stays).</item>
     /// </list>
-    /// <see cref="Cancel"/> stops a run: the server's calibration is ended with a <c>calibrate.end</c> it must refuse (the
-    /// protocol has no cancel), so the previous correction stays. A lost connection ends the run as failed (the new server
-    /// session is not calibrating). Hide the grid from <see cref="onStarted"/> if it distracts.
+    /// <see cref="Cancel"/> stops a run: the server's calibration is abandoned with <c>calibrate.cancel</c> (protocol v1.5; its
+    /// samples are dropped, <see cref="Cancelled"/> says how many), so the previous correction stays. (A server older than
+    /// v1.5 has no cancel: there the run is ended with a <c>calibrate.end</c> it must refuse, to the same effect.) A lost
+    /// connection ends the run as failed (the new server session is not calibrating). Hide the grid from
+    /// <see cref="onStarted"/> if it distracts.
     /// </summary>
     [AddComponentMenu("Omokage/Gaze Calibration")]
     public class OmokageCalibration : MonoBehaviour
@@ -113,6 +115,10 @@ namespace Omokage.Client.Components
         /// <summary><see cref="Begin"/> failed (main thread).</summary>
         public event Action<OmokageError> Failed;
 
+        /// <summary>A run stopped by <see cref="Cancel"/> was abandoned on the server (protocol v1.5 <c>calibration.cancelled</c>:
+        /// how many samples it dropped); main thread. Not raised by a server older than v1.5.</summary>
+        public event Action<CalibrationCancelledMessage> Cancelled;
+
         void Awake()
         {
             if (gazeReporter == null) gazeReporter = FindObjectOfType<OmokageGazeReporter>();
@@ -141,7 +147,8 @@ namespace Omokage.Client.Components
         /// <see cref="onCalibrationFailed"/> / <see cref="Failed"/>.</summary>
         public void Begin() { TaskObserver.Observe(BeginAsync(), e => { if (this != null) Fail(OmokageError.From(e)); }); }
 
-        /// <summary>Stops a running calibration (nothing is fitted; the previous correction stays). Its task is cancelled.</summary>
+        /// <summary>Stops a running calibration: <c>calibrate.cancel</c> (v1.5) goes to the server, nothing is fitted and the
+        /// previous correction stays (<see cref="Cancelled"/> when the server confirms). Its task is cancelled.</summary>
         public void Cancel()
         {
             if (!_running) return;
@@ -195,7 +202,7 @@ namespace Omokage.Client.Components
                 }
                 catch (OperationCanceledException)
                 {
-                    await EndRefusedAsync(client, begun);
+                    await AbandonAsync(client, begun);
                     throw;
                 }
                 CalibratedMessage result = await client.CalibrateEndAsync(_run.Shown);
@@ -214,15 +221,23 @@ namespace Omokage.Client.Components
             }
         }
 
-        // The protocol has no cancel: an interval an hour before the calibration began holds no sample, so the server refuses
-        // the fit (calibration_failed), ends the calibration and keeps the previous correction.
-        static async Task EndRefusedAsync(OmokageClient client, double begun)
+        // v1.5: calibrate.cancel drops the calibration's samples and keeps the correction in force. A v1.4 server has no
+        // cancel: an interval an hour before the calibration began holds no sample, so it refuses the fit
+        // (calibration_failed), ends the calibration and keeps the previous correction.
+        async Task AbandonAsync(OmokageClient client, double begun)
         {
+            var welcome = client.Welcome;
             try
             {
-                await client.CalibrateEndAsync(new[] { new CalibrationShown(0, begun - 3600, begun - 3599) });
+                if (welcome != null && welcome.Supports(5))
+                {
+                    CalibrationCancelledMessage cancelled = await client.CalibrateCancelAsync();
+                    var handler = Cancelled;
+                    if (handler != null && this != null) handler(cancelled);
+                }
+                else await client.CalibrateEndAsync(new[] { new CalibrationShown(0, begun - 3600, begun - 3599) });
             }
-            catch (OmokageException) { }  // calibration_failed as meant, or the link is gone (then so is the calibration)
+            catch (OmokageException) { }  // wrong_state: it had ended already; or the link is gone (then so is the calibration)
         }
 
         void Update()

@@ -31,6 +31,14 @@ namespace Omokage.Client.Components
         [Tooltip("A study participant's code (protocol v1.2, a server run with --study), sent in hello. Empty: no study.")]
         [SerializeField] string participantCode = "";
 
+        [Tooltip("The headset model sent in hello (protocol v1.5 hello.device), e.g. quest-pro or quest-3: the server applies its " +
+                 "default gaze correction for that model until a calibration. Empty: none (or detected, below).")]
+        [SerializeField] string device = "";
+
+        [Tooltip("When Device is empty, guess it from SystemInfo.deviceModel (a Quest Pro or a Quest 3; anything else, the " +
+                 "Editor included, sends none).")]
+        [SerializeField] bool detectDevice = false;
+
         [SerializeField] bool connectOnStart = true;
 
         [Tooltip("Reconnect with exponential back-off (and a new hello) when the connection drops.")]
@@ -84,6 +92,26 @@ namespace Omokage.Client.Components
 
         public bool ConnectOnStart { get { return connectOnStart; } set { connectOnStart = value; } }
 
+        /// <summary>v1.5: the headset model for <c>hello.device</c> (set it before <see cref="Connect"/>; e.g.
+        /// <see cref="HeadsetModels.QuestPro"/>). Empty: none, unless <see cref="DetectDevice"/> guesses one.</summary>
+        public string Device { get { return device; } set { device = value; } }
+
+        /// <summary>v1.5: when <see cref="Device"/> is empty, guess the model from <c>SystemInfo.deviceModel</c>
+        /// (<see cref="HeadsetModels.FromDeviceName"/>: a Quest Pro or a Quest 3, else none).</summary>
+        public bool DetectDevice { get { return detectDevice; } set { detectDevice = value; } }
+
+        /// <summary>v1.5: what corrects this session's gaze (<see cref="OmokageClient.GazeProfile"/>; null before a welcome or
+        /// from an older server).</summary>
+        public string GazeProfile { get { return Client == null ? null : Client.GazeProfile; } }
+
+        /// <summary>The device name the hello carries: <see cref="Device"/>, else (with <see cref="DetectDevice"/>) the model
+        /// guessed from the system's device name, else null.</summary>
+        public string HelloDevice()
+        {
+            if (!string.IsNullOrEmpty(device) && device.Trim().Length > 0) return device.Trim();
+            return detectDevice ? HeadsetModels.FromDeviceName(SystemInfo.deviceModel) : null;
+        }
+
         /// <summary>State changes, on the main thread.</summary>
         public event Action<ConnectionState> StateChanged;
 
@@ -121,6 +149,7 @@ namespace Omokage.Client.Components
             {
                 Token = string.IsNullOrEmpty(token) ? null : token,
                 Participant = string.IsNullOrEmpty(participantCode) ? null : participantCode.Trim(),
+                Device = HelloDevice(),
                 AutoReconnect = autoReconnect,
                 PingInterval = TimeSpan.FromSeconds(Mathf.Max(0f, pingIntervalSeconds)),
             };

@@ -1,4 +1,5 @@
 using System;
+using UnityEngine;
 using UnityEngine.Events;
 
 namespace Omokage.Client.Components
@@ -16,4 +17,8 @@ namespace Omokage.Client.Components
     /// degrees.</summary>
     [Serializable]
     public class OmokageCalibratedEvent : UnityEvent<float, float> { }
+
+    /// <summary>A UnityEvent with a texture (protocol v1.5: the ideal face's image, <see cref="CandidateGrid.onIdealShown"/>).</summary>
+    [Serializable]
+    public class OmokageTextureEvent : UnityEvent<Texture2D> { }
 }

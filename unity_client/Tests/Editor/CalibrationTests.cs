@@ -348,5 +348,79 @@ namespace Omokage.Client.Tests
                 finally { client.Dispose(); }
             }
         }
+
+        [Test]
+        public void Client_HelloNamesTheDevice_AndCancelSendsThePendingGazeFirst()
+        {
+            using (var server = new FakeServer())
+            {
+                var received = new List<string>();
+                server.Handler = (c, m) =>
+                {
+                    string type = m.GetString("type");
+                    lock (received) received.Add(type);
+                    long? rid = m.GetInt64("rid");
+                    if (type == MessageTypes.Hello)
+                    {
+                        var w = FakeServer.Welcome(rid, c.SessionId);
+                        w.Set("protocol_minor", 5L).Set("gaze", new MsgMap
+                        {
+                            { "max_rate_hz", 120.0 }, { "max_samples_per_batch", 256L }, { "calibration", new List<object> { "nine-point" } },
+                            { "profile", m.GetString("device") == "quest-3" ? "device" : "none" },
+                        }).Set("ideal", new MsgMap { { "image_size", 8L } });
+                        c.Send(w);
+                        return true;
+                    }
+                    if (type == MessageTypes.CalibrateBegin)
+                    {
+                        c.Send(CalibrationMap(9).Set("rid", rid));
+                        return true;
+                    }
+                    if (type == MessageTypes.CalibrateCancel)
+                    {
+                        c.Send(new MsgMap { { "type", "calibration.cancelled" }, { "rid", rid }, { "samples", 6L } });
+                        return true;
+                    }
+                    return false;
+                };
+                var options = new OmokageClientOptions(server.Url) { AutoReconnect = false, PingInterval = TimeSpan.Zero, Device = HeadsetModels.Quest3 };
+                var client = new OmokageClient(options);
+                try
+                {
+                    Sync.Run(() => client.ConnectAsync());
+                    Assert.AreEqual(HeadsetModels.Quest3, server.Received[0].GetString("device"), "hello.device");
+                    Assert.AreEqual(5L, server.Received[0].GetInt64("protocol_minor"));
+                    Assert.AreEqual(GazeProfiles.Device, client.GazeProfile);
+                    Assert.IsTrue(client.IdealAccepted);
+                    Assert.AreEqual(8, client.IdealImageSize);
+                    Sync.Run(() => client.PingAsync());  // gaze is stamped on the server's clock
+                    Sync.Run(() => client.CalibrateBeginAsync());
+                    double t = ClockSync.LocalNow();
+                    for (int i = 0; i < 6; i++) client.Gaze.Record(GazeWireSample.Eye, t + i * 0.011, 0, 1.6, 0, 0, 0, -1, 1);
+                    CalibrationCancelledMessage cancelled = Sync.Run(() => client.CalibrateCancelAsync());
+                    Assert.AreEqual(6, cancelled.Samples);
+                    Assert.AreEqual(0, client.Gaze.Pending, "the calibration's last samples went out before the cancel");
+                    lock (received)
+                        CollectionAssert.AreEqual(new[] { "hello", "ping", "calibrate.begin", "gaze.batch", "calibrate.cancel" }, received);
+                    var sent = server.Received;
+                    CollectionAssert.AreEqual(new[] { "type", "rid" }, new List<string>(sent[4].Keys), "calibrate.cancel has no fields");
+                }
+                finally { client.Dispose(); }
+            }
+
+            using (var server = new FakeServer())  // a v1.4 server: no profile, no ideal; a device in the hello is just ignored
+            {
+                var client = new OmokageClient(new OmokageClientOptions(server.Url) { AutoReconnect = false, PingInterval = TimeSpan.Zero });
+                try
+                {
+                    Sync.Run(() => client.ConnectAsync());
+                    Assert.IsNull(server.Received[0]["device"], "no device unless one is set");
+                    Assert.IsNull(client.GazeProfile);
+                    Assert.IsFalse(client.IdealAccepted);
+                    Assert.AreEqual(0, client.IdealImageSize);
+                }
+                finally { client.Dispose(); }
+            }
+        }
     }
 }

@@ -131,7 +131,7 @@ namespace Omokage.Client.Tests
                 case MessageTypes.Hello:
                     long? minor = m.GetInt64("protocol_minor");
                     return Requests.Hello(rid, m.GetString("client"), m.GetString("token"), (int)m.GetInt64("protocol").Value,
-                                          minor.HasValue ? (int?)(int)minor.Value : null, m.GetString("participant"));
+                                          minor.HasValue ? (int?)(int)minor.Value : null, m.GetString("participant"), m.GetString("device"));
                 case MessageTypes.StudyNext: return Requests.StudyNext(rid, m.GetBytes("image"));
                 case MessageTypes.SketchBegin: return Requests.SketchBegin(rid);
                 case MessageTypes.SketchUndo: return Requests.SketchUndo(rid);
@@ -191,6 +191,10 @@ namespace Omokage.Client.Tests
                         shown.Add(new CalibrationShown((int)(long)a[0], (double)a[1], (double)a[2]));
                     }
                     return Requests.CalibrateEnd(rid, shown);
+                case MessageTypes.CalibrateCancel: return Requests.CalibrateCancel(rid);
+                case MessageTypes.Ideal:
+                    long? near = m.GetInt64("near");
+                    return Requests.Ideal(rid, near.HasValue ? (int?)(int)near.Value : null);
                 case MessageTypes.Layout:
                     var panels = new List<PanelPose>();
                     foreach (object o in m.GetList("panels"))
@@ -344,7 +348,7 @@ namespace Omokage.Client.Tests
         public void TypedFieldsOfTheV1_2Vectors()
         {
             Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
-            // models: sent unasked (no rid) to a v1.2 client, which this package is (it speaks v1.4)
+            // models: sent unasked (no rid) to a v1.2 client, which this package is (it speaks v1.5)
             Assert.That(Protocol.Minor, Is.GreaterThanOrEqualTo(2));
             var training = (ModelsMessage)Parse("models_training.msgpack");
             Assert.IsNull(training.Rid);
@@ -493,8 +497,8 @@ namespace Omokage.Client.Tests
         public void TypedFieldsOfTheV1_4Vectors()
         {
             Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
-            Assert.AreEqual(4, Protocol.Minor, "the package speaks v1.4");
-            Assert.AreEqual(4, _indexMinor, "the vectors are v1.4's");
+            Assert.That(Protocol.Minor, Is.GreaterThanOrEqualTo(4), "the package speaks v1.4 (or newer)");
+            Assert.That(_indexMinor, Is.GreaterThanOrEqualTo(4), "the vectors hold v1.4's (or newer)");
 
             var welcome = (WelcomeMessage)Parse("welcome_calibration.msgpack");
             Assert.AreEqual(4, welcome.ProtocolMinor);
@@ -539,7 +543,7 @@ namespace Omokage.Client.Tests
 
             // the client vectors are what the builders make
             MsgPackAssert.BytesEqual(Bytes("hello_v1_4.msgpack"), MsgPackWriter.Encode(
-                Requests.Hello(1, Protocol.DefaultClientName, null, Protocol.Version, Protocol.Minor)), "v1.4 hello: this package's own");
+                Requests.Hello(1, "omokage-unity/0.6.0", null, Protocol.Version, 4)), "v1.4 hello: the 0.6 package's");
             MsgPackAssert.BytesEqual(Bytes("calibrate_begin.msgpack"), MsgPackWriter.Encode(
                 Requests.CalibrateBegin(30, CalibrationPatterns.NinePoint, GazeWireSample.Eye)), "calibrate.begin");
             MsgPackAssert.BytesEqual(Bytes("calibrate_begin_default.msgpack"), MsgPackWriter.Encode(Requests.CalibrateBegin(31)),
@@ -557,6 +561,56 @@ namespace Omokage.Client.Tests
             Assert.AreEqual(9, run.Shown.Count);
             MsgPackAssert.BytesEqual(Bytes("calibrate_end.msgpack"), MsgPackWriter.Encode(Requests.CalibrateEnd(32, new List<CalibrationShown>(run.Shown))),
                                      "calibrate.end from the run");
+        }
+
+        [Test]
+        public void TypedFieldsOfTheV1_5Vectors()
+        {
+            Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
+            Assert.AreEqual(5, Protocol.Minor, "the package speaks v1.5");
+            Assert.AreEqual(5, _indexMinor, "the vectors are v1.5's");
+
+            var welcome = (WelcomeMessage)Parse("welcome_v1_5.msgpack");
+            Assert.AreEqual(5, welcome.ProtocolMinor);
+            Assert.IsNotNull(welcome.Gaze, "welcome.gaze");
+            Assert.AreEqual(GazeProfiles.Device, welcome.Gaze.Profile, "welcome.gaze.profile: the device's default correction");
+            CollectionAssert.AreEqual(new[] { CalibrationPatterns.FivePoint, CalibrationPatterns.NinePoint }, welcome.Gaze.Calibration,
+                                      "the v1.4 gaze fields are all still there");
+            Assert.IsNotNull(welcome.Ideal, "welcome.ideal");
+            Assert.AreEqual(200, welcome.Ideal.ImageSize);
+            var older = (WelcomeMessage)Parse("welcome_calibration.msgpack");
+            Assert.IsNull(older.Gaze.Profile, "a v1.4 welcome says nothing about the gaze's correction");
+            Assert.IsNull(older.Ideal, "a v1.4 welcome offers no ideal face");
+
+            var cancelled = (CalibrationCancelledMessage)Parse("calibration_cancelled.msgpack");
+            Assert.AreEqual(33, cancelled.Rid, "the calibrate.cancel's rid");
+            Assert.AreEqual(412, cancelled.Samples);
+
+            var ideal = (IdealResultMessage)Parse("ideal_result.msgpack");
+            Assert.AreEqual(40, ideal.Rid);
+            Assert.AreEqual(412, ideal.Near);
+            Assert.AreEqual(9, ideal.Items.Count);
+            Assert.AreEqual(733, ideal.Items[0].Id);
+            Assert.AreEqual(0.18, ideal.Items[0].Distance);
+            Assert.IsNull(ideal.Items[0].Probability, "an ideal face's neighbours carry no probability");
+            Assert.AreEqual("Avatar 733", ideal.Items[0].Title);
+            StringAssert.StartsWith("https://", ideal.Items[0].Url);
+            for (int i = 1; i < ideal.Items.Count; i++)
+                Assert.That(ideal.Items[i].Distance, Is.GreaterThanOrEqualTo(ideal.Items[i - 1].Distance), "nearest first");
+            Assert.AreEqual("jpeg", ideal.Preview.Format);
+            Assert.AreEqual(8, ideal.Preview.Width);
+            Assert.IsTrue(ideal.Preview.HashMatches(), "the inline preview is addressed by its SHA-256");
+
+            // the client vectors are what the builders make
+            MsgPackAssert.BytesEqual(Bytes("hello_v1_5_device.msgpack"), MsgPackWriter.Encode(
+                Requests.Hello(1, Protocol.DefaultClientName, null, Protocol.Version, Protocol.Minor, null, HeadsetModels.QuestPro)),
+                "v1.5 hello from a Quest Pro: this package's own");
+            MsgPackAssert.BytesEqual(Bytes("calibrate_cancel.msgpack"), MsgPackWriter.Encode(Requests.CalibrateCancel(33)), "calibrate.cancel");
+            MsgPackAssert.BytesEqual(Bytes("ideal.msgpack"), MsgPackWriter.Encode(Requests.Ideal(40)), "ideal near the last face chosen");
+            MsgPackAssert.BytesEqual(Bytes("ideal_near.msgpack"), MsgPackWriter.Encode(Requests.Ideal(41, 412)), "ideal near a face shown");
+            Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Ideal(42, -1));
+            Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Hello(1, "c", null, 1, 5, null, ""), "an empty device name");
+            Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Hello(1, "c", null, 1, 5, null, new string('q', 65)), "65 characters");
         }
 
         static byte[] Bytes(string file)

@@ -8,7 +8,8 @@ namespace Omokage.Client.Tests
     /// <summary>v1.4 gaze calibration against a real `omokage serve` (OMOKAGE_SERVER_URL; it offers the repository's
     /// calibration/ patterns): a simulated eye whose gaze is off by a known affine distortion looks at each target of a
     /// <see cref="CalibrationRun"/>, and the server's fit recovers it; too few targets is <c>calibration_failed</c> and the
-    /// connection goes on; a v1.3 client is not told about calibration.</summary>
+    /// connection goes on; a v1.3 client is not told about calibration. v1.5: <c>calibrate.cancel</c> drops the samples and
+    /// ends the calibration; a device in the hello gets its default correction (<c>welcome.gaze.profile</c>).</summary>
     [TestFixture]
     [Category("Live")]
     public class LiveCalibrationTests
@@ -21,9 +22,13 @@ namespace Omokage.Client.Tests
 
         readonly LiveClients _clients = new LiveClients();
 
-        OmokageClient Connect(int? minor = Protocol.Minor)
+        OmokageClient Connect(int? minor = Protocol.Minor, Action<OmokageClientOptions> configure = null)
         {
-            return _clients.Connect(TestEnv.ServerUrl(), o => o.ProtocolMinor = minor);
+            return _clients.Connect(TestEnv.ServerUrl(), o =>
+            {
+                o.ProtocolMinor = minor;
+                if (configure != null) configure(o);
+            });
         }
 
         [TearDown]
@@ -141,8 +146,8 @@ namespace Omokage.Client.Tests
             CalibrationMessage five = Sync.Run(() => client.CalibrateBeginAsync(CalibrationPatterns.FivePoint, GazeWireSample.Head));
             Assert.AreEqual(5, five.Targets.Count);
 
-            // what OmokageCalibration.Cancel sends (the protocol has no cancel): an interval before the calibration began
-            // holds no sample, so the server refuses the fit and ends the calibration
+            // what OmokageCalibration.Cancel sends to a server older than v1.5 (which has no cancel): an interval before the
+            // calibration began holds no sample, so the server refuses the fit and ends the calibration
             double begun = client.Clock.ServerNow();
             var cancelled = Assert.Throws<OmokageServerException>(() => Sync.Run(() =>
                 client.CalibrateEndAsync(new[] { new CalibrationShown(0, begun - 3600, begun - 3599) })));
@@ -153,6 +158,63 @@ namespace Omokage.Client.Tests
             string algorithm = client.Welcome.Algorithms.Contains("pca") ? "pca" : client.Welcome.Algorithms[0];
             CandidatesMessage grid = Sync.Run(() => client.StartRandomAsync(algorithm, 5));
             Assert.AreEqual(9, grid.Items.Count);
+        }
+
+        [Test]
+        public void Cancel_DropsTheSamples_AndAFollowingEndIsRefused()
+        {
+            var client = Connect();
+            Sync.Run(() => client.PingAsync());
+            var notRunning = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.CalibrateCancelAsync()));
+            Assert.AreEqual(ErrorCodes.WrongState, notRunning.Code, "nothing to cancel before calibrate.begin");
+
+            CalibrationMessage calibration = Sync.Run(() => client.CalibrateBeginAsync(CalibrationPatterns.NinePoint, GazeWireSample.Eye));
+            var run = new CalibrationRun(calibration);
+            LookAtTheTargets(client, run, 3, new Random(5));  // the user looks at three targets, then takes the headset off
+            Assert.AreEqual(3, run.Shown.Count);
+            double now = ClockSync.LocalNow();
+            for (int i = 0; i < 5; i++)  // the eye wanders while the user reaches for the cancel: not sent yet
+                Assert.IsTrue(client.Gaze.Record(GazeWireSample.Eye, now - 0.1 + i * 0.011, 0.03, 1.6, 0, 0.2, 0, -0.98, 1.0, -1));
+            long recorded = client.GazeSamplesSent + client.Gaze.Pending;
+            Assert.That(client.Gaze.Pending, Is.GreaterThanOrEqualTo(5), "samples still wait to be sent");
+
+            CalibrationCancelledMessage cancelled = Sync.Run(() => client.CalibrateCancelAsync());  // sends those first
+            Assert.AreEqual(0, client.Gaze.Pending);
+            Assert.AreEqual(recorded, cancelled.Samples, "every sample of the calibration was dropped, the last batch included");
+            Assert.That(cancelled.Samples, Is.GreaterThan(30));
+
+            // the calibration is over: its end is refused, and so is a second cancel; nothing was fitted
+            var end = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.CalibrateEndAsync(run.Shown)));
+            Assert.AreEqual(ErrorCodes.WrongState, end.Code, "calibrate.end after calibrate.cancel");
+            Assert.AreEqual(ErrorCodes.WrongState,
+                            Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.CalibrateCancelAsync())).Code);
+            Assert.IsTrue(client.IsConnected);
+
+            // a new calibration begins afresh (none of the cancelled one's samples): cancelled at once, it dropped none
+            CalibrationMessage again = Sync.Run(() => client.CalibrateBeginAsync(CalibrationPatterns.FivePoint, GazeWireSample.Head));
+            Assert.AreEqual(5, again.Targets.Count);
+            Assert.AreEqual(0, Sync.Run(() => client.CalibrateCancelAsync()).Samples);
+            string algorithm = client.Welcome.Algorithms.Contains("pca") ? "pca" : client.Welcome.Algorithms[0];
+            Assert.AreEqual(9, Sync.Run(() => client.StartRandomAsync(algorithm, 5)).Items.Count, "the connection goes on");
+        }
+
+        [Test]
+        public void ADevice_InTheHello_GetsItsDefaultCorrection()
+        {
+            var quest = Connect(configure: o => o.Device = HeadsetModels.QuestPro);
+            Assert.AreEqual(5, quest.Welcome.ProtocolMinor, "a v1.5 server");
+            Assert.AreEqual(GazeProfiles.Device, quest.GazeProfile, "welcome.gaze.profile for the repository's calibration/devices/quest-pro.json");
+
+            var plain = Connect();
+            Assert.AreEqual(GazeProfiles.None, plain.GazeProfile, "no device, no participant: nothing corrects the gaze");
+            var unknown = Connect(configure: o => o.Device = "visor-9000");
+            Assert.IsTrue(unknown.IsConnected, "a model the server has no profile for is accepted");
+            Assert.AreEqual(GazeProfiles.None, unknown.GazeProfile, "and its gaze goes uncorrected");
+
+            var old = Connect(4, o => o.Device = HeadsetModels.QuestPro);
+            Assert.IsNull(old.GazeProfile, "a client that said minor 4 is not told");
+            Assert.IsFalse(old.Welcome.Raw.GetMap("gaze").ContainsKey("profile"), "not on the wire either");
+            Assert.IsFalse(old.Welcome.Raw.ContainsKey("ideal"));
         }
 
         [Test]

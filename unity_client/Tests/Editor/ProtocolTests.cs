@@ -40,7 +40,51 @@ namespace Omokage.Client.Tests
             CollectionAssert.AreEqual(new[] { "type", "rid", "id", "rating" }, new List<string>(rate.Keys));
             Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Rate(4, 17, 0));
             Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Rate(4, 17, 6));
-            Assert.AreEqual(4, new OmokageClientOptions("ws://127.0.0.1:1/ws").ProtocolMinor, "clients announce v1.4 by default");
+            Assert.AreEqual(5, new OmokageClientOptions("ws://127.0.0.1:1/ws").ProtocolMinor, "clients announce v1.5 by default");
+        }
+
+        [Test]
+        public void V1_5Messages_CheckTheirFields()
+        {
+            // a device goes last in the hello, after the participant
+            var hello = Requests.Hello(1, "x", null, Protocol.Version, Protocol.Minor, "p-1", HeadsetModels.Quest3);
+            CollectionAssert.AreEqual(new[] { "type", "rid", "protocol", "client", "protocol_minor", "participant", "device" },
+                                      new List<string>(hello.Keys));
+            Assert.IsNull(new OmokageClientOptions("ws://127.0.0.1:1/ws").Device, "no device unless one is set");
+
+            var noSamples = new MsgMap { { "type", "calibration.cancelled" }, { "rid", 3L } };
+            StringAssert.Contains("`samples`", Assert.Throws<OmokageProtocolException>(() => ServerMessage.Parse(noSamples)).Message);
+            var preview = new MsgMap { { "hash", new string('a', 64) }, { "format", "jpeg" }, { "width", 8L }, { "height", 8L }, { "data", new byte[] { 1 } } };
+            var noPreview = new MsgMap { { "type", "ideal.result" }, { "rid", 4L }, { "near", 5L }, { "items", new List<object> { Item(6) } } };
+            StringAssert.Contains("`preview`", Assert.Throws<OmokageProtocolException>(() => ServerMessage.Parse(noPreview)).Message);
+            var badItem = new MsgMap { { "type", "ideal.result" }, { "near", 5L }, { "items", new List<object> { new MsgMap { { "id", 6L } } } }, { "preview", preview } };
+            StringAssert.Contains("ideal.result.items[0]", Assert.Throws<OmokageProtocolException>(() => ServerMessage.Parse(badItem)).Message);
+            var ideal = (IdealResultMessage)ServerMessage.Parse(new MsgMap
+            {
+                { "type", "ideal.result" }, { "rid", 4L }, { "near", 5L }, { "items", new List<object>() }, { "preview", preview },
+            });
+            Assert.AreEqual(0, ideal.Items.Count, "a catalog with every face shown has none left to list");
+            Assert.AreEqual(5, ideal.Near);
+            var badIdeal = new MsgMap
+            {
+                { "type", "welcome" }, { "protocol", 1L }, { "server", "s" }, { "session_id", "x" }, { "algorithms", new List<object>() },
+                { "catalog", new MsgMap { { "count", 3L }, { "image_size", 64L } } }, { "ideal", new MsgMap() },
+            };
+            StringAssert.Contains("welcome.ideal", Assert.Throws<OmokageProtocolException>(() => ServerMessage.Parse(badIdeal)).Message);
+        }
+
+        [Test]
+        public void HeadsetModels_FromTheSystemsDeviceName()
+        {
+            Assert.AreEqual(HeadsetModels.QuestPro, HeadsetModels.FromDeviceName("Oculus Quest Pro"));
+            Assert.AreEqual(HeadsetModels.QuestPro, HeadsetModels.FromDeviceName("Meta Quest-Pro"));
+            Assert.AreEqual(HeadsetModels.Quest3, HeadsetModels.FromDeviceName("Oculus Quest 3"));
+            Assert.AreEqual(HeadsetModels.Quest3, HeadsetModels.FromDeviceName("meta quest3"));
+            Assert.IsNull(HeadsetModels.FromDeviceName("Meta Quest 3S"), "another model, no profile");
+            Assert.IsNull(HeadsetModels.FromDeviceName("Oculus Quest 2"));
+            Assert.IsNull(HeadsetModels.FromDeviceName("MacBookPro18,3"), "the Editor");
+            Assert.IsNull(HeadsetModels.FromDeviceName(""));
+            Assert.IsNull(HeadsetModels.FromDeviceName(null));
         }
 
         [Test]

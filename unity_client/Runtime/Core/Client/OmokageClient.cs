@@ -10,7 +10,7 @@ using Omokage.Client.MessagePack;
 namespace Omokage.Client
 {
     /// <summary>
-    /// An async client for omokage protocol v1.4 over <see cref="ClientWebSocket"/>.
+    /// An async client for omokage protocol v1.5 over <see cref="ClientWebSocket"/>.
     /// <list type="bullet">
     /// <item>One sender: every frame goes through one queue drained by one task (ClientWebSocket forbids
     /// concurrent sends).</item>
@@ -34,6 +34,9 @@ namespace Omokage.Client
     /// <item>v1.4 gaze calibration: <see cref="CalibrateBeginAsync"/> (the targets; the gaze sent until the end is the
     /// calibration's) and <see cref="CalibrateEndAsync"/> (when each target was shown; the fit's accuracy and precision, or
     /// <c>calibration_failed</c>); both send the pending gaze first. <see cref="CalibrationRun"/> runs the procedure.</item>
+    /// <item>v1.5: <see cref="OmokageClientOptions.Device"/> goes in the hello (the headset's default gaze correction;
+    /// <see cref="GazeProfile"/> says what corrects the gaze), <see cref="CalibrateCancelAsync"/> abandons a calibration, and
+    /// <see cref="IdealAsync"/> asks for the ideal face (<see cref="IdealAccepted"/>, <see cref="IdealImageSize"/>).</item>
     /// </list>
     /// Events are raised on background threads; keep handlers short (the Unity components marshal them onto
     /// the main thread). Awaited results continue on the awaiting context (the main thread in Unity).
@@ -197,6 +200,27 @@ namespace Omokage.Client
 
         /// <summary>v1.4: whether the server can calibrate this session's gaze (<see cref="CalibrationPatterns"/> is not empty).</summary>
         public bool CalibrationAccepted { get { return CalibrationPatterns.Count > 0; } }
+
+        /// <summary>v1.5: what corrects this session's gaze from its start (<c>welcome.gaze.profile</c>): one of
+        /// <see cref="GazeProfiles"/> — <c>none</c>, <c>device</c> (the default correction of <see cref="OmokageClientOptions.Device"/>'s
+        /// model) or <c>participant</c> (the participant's saved calibration); null before a welcome, from an older server, or
+        /// for a client that announced a minor below 5. Offer a calibration when it is not <c>participant</c>.</summary>
+        public string GazeProfile
+        {
+            get
+            {
+                var w = Welcome;
+                return w == null || w.Gaze == null ? null : w.Gaze.Profile;
+            }
+        }
+
+        /// <summary>v1.5: whether the server generates ideal faces (it sent <c>welcome.ideal</c>: a v1.5 server with a PCA
+        /// model, to a client that announced minor 5); see <see cref="IdealAsync"/>.</summary>
+        public bool IdealAccepted { get { var w = Welcome; return w != null && w.Ideal != null; } }
+
+        /// <summary>v1.5: the side of an ideal face's preview in pixels (<c>welcome.ideal.image_size</c>); 0 when the server
+        /// does not generate them.</summary>
+        public int IdealImageSize { get { var w = Welcome; return w == null || w.Ideal == null ? 0 : w.Ideal.ImageSize; } }
 
         /// <summary>v1.3: the newest <c>sketch.result</c> of this connection (null before the first, and after a reconnection:
         /// a new connection has no drawing).</summary>
@@ -493,6 +517,35 @@ namespace Omokage.Client
             return Request<CalibratedMessage>(rid => Requests.CalibrateEnd(rid, copy), MessageTypes.Calibrated, ct);
         }
 
+        /// <summary>
+        /// <c>calibrate.cancel</c> (v1.5): abandons the running calibration (the user closed its panel or took the headset
+        /// off). The pending gaze is sent first, so that the calibration's last samples are dropped with it rather than given
+        /// to a grid; nothing is fitted and the correction in force stays. Returns <see cref="CalibrationCancelledMessage"/>
+        /// (how many samples were dropped); <c>wrong_state</c> when no calibration runs (none begun, already ended, or ended by
+        /// a grid shown since), <c>unknown_type</c> from a server older than v1.5.
+        /// </summary>
+        public Task<CalibrationCancelledMessage> CalibrateCancelAsync(CancellationToken ct = default(CancellationToken))
+        {
+            FlushGazeBeforePick();
+            return Request<CalibrationCancelledMessage>(rid => Requests.CalibrateCancel(rid), MessageTypes.CalibrationCancelled, ct);
+        }
+
+        // --- v1.5 ideal face ---------------------------------------------------------------------------
+
+        /// <summary>
+        /// <c>ideal</c> (v1.5): the face the session's belief likes best near a favourite, generated (an inline JPEG of
+        /// <see cref="IdealImageSize"/> pixels), and the catalog faces nearest to it that this selection has not shown
+        /// (<see cref="IdealResultMessage"/>). <paramref name="near"/>: a face shown in this selection (another is
+        /// <c>not_found</c>); null: the last face chosen, or after a start or skip the most probable face on screen. Needs a
+        /// selection in progress (after a start, before the decision) and <see cref="IdealAccepted"/>; else <c>wrong_state</c>.
+        /// The grid does not change.
+        /// </summary>
+        public Task<IdealResultMessage> IdealAsync(int? near = null, CancellationToken ct = default(CancellationToken))
+        {
+            Requests.Ideal(0, near);  // checks the argument before anything is sent
+            return Request<IdealResultMessage>(rid => Requests.Ideal(rid, near), MessageTypes.IdealResult, ct);
+        }
+
         // --- v1.2 studies ----------------------------------------------------------------------------
 
         /// <summary>
@@ -776,7 +829,8 @@ namespace Omokage.Client
                 var pending = new SingleReply(MessageTypes.Welcome);
                 ServerMessage reply = await SendRequest(link,
                     rid => Requests.Hello(rid, _options.ClientName, _options.Token, _options.ProtocolVersion, _options.ProtocolMinor,
-                                          string.IsNullOrEmpty(_options.Participant) ? null : _options.Participant),
+                                          string.IsNullOrEmpty(_options.Participant) ? null : _options.Participant,
+                                          string.IsNullOrEmpty(_options.Device) ? null : _options.Device),
                     pending, pending.Result, _options.ConnectTimeout, ct).ConfigureAwait(false);
                 welcome = (WelcomeMessage)reply;
             }

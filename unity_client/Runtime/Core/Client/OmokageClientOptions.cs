@@ -28,9 +28,9 @@ namespace Omokage.Client
         /// <summary>The version sent in <c>hello</c>. Leave it at <see cref="Protocol.Version"/> (tests change it).</summary>
         public int ProtocolVersion = Protocol.Version;
 
-        /// <summary><c>hello.protocol_minor</c>: the minor version announced (v1.4 by default: the server then sends
-        /// <c>welcome.gaze</c>, <c>models</c> messages, <c>welcome.sketch</c> when it sketches and <c>welcome.gaze.calibration</c>
-        /// when it can calibrate). Null greets like a v1.0 client: a <c>start</c> without a policy then gets the v1.0 grids
+        /// <summary><c>hello.protocol_minor</c>: the minor version announced (v1.5 by default: the server then sends
+        /// <c>welcome.gaze</c>, <c>models</c> messages, <c>welcome.sketch</c> when it sketches, <c>welcome.gaze.calibration</c>
+        /// when it can calibrate, <c>welcome.gaze.profile</c>, and <c>welcome.ideal</c> when it generates ideal faces). Null greets like a v1.0 client: a <c>start</c> without a policy then gets the v1.0 grids
         /// (<see cref="Policies.Study"/>).</summary>
         public int? ProtocolMinor = Protocol.Minor;
 
@@ -38,6 +38,13 @@ namespace Omokage.Client
         /// <c>--study</c>; null or empty for an ordinary session. A study server refuses a hello without a known code
         /// (<c>unauthorized</c>), a server without a study one with a code (<c>bad_field</c>).</summary>
         public string Participant;
+
+        /// <summary>v1.5 <c>hello.device</c>: the headset model (≤ 64 characters, e.g. <see cref="HeadsetModels.QuestPro"/>,
+        /// <see cref="HeadsetModels.Quest3"/>), whose default gaze correction the server applies until a calibration replaces it
+        /// (a participant's saved calibration comes first; <see cref="OmokageClient.GazeProfile"/> says which applies). Null or
+        /// empty: none is sent. A model the server has no profile for is accepted (its gaze goes uncorrected); a server
+        /// older than v1.5 ignores the field.</summary>
+        public string Device;
 
         /// <summary>Limit for opening the WebSocket plus the hello/welcome exchange.</summary>
         public TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);

@@ -50,6 +50,7 @@ namespace Omokage.Client
         OmokageClient _client;
         int _generation;
         bool _randomStart;
+        int _starts;  // selections begun: an ideal face asked for in an earlier one is not this one's
 
         public SelectionSession(OmokageClient client)
         {
@@ -114,6 +115,8 @@ namespace Omokage.Client
             var grid = reply as CandidatesMessage;
             if (grid == null || generation != _generation) return reply;
             IsStudy = true;
+            _starts++;
+            LastIdeal = null;
             Algorithm = grid.Algorithm;
             Policy = grid.Policy;
             Seed = null;
@@ -151,6 +154,8 @@ namespace Omokage.Client
         /// <summary>The state of a selection that just started (random, image or sketch start).</summary>
         void Began(string algorithm, string policy, int? seed, bool randomStart)
         {
+            _starts++;
+            LastIdeal = null;
             Algorithm = algorithm;
             Policy = policy;
             Seed = seed;
@@ -181,6 +186,36 @@ namespace Omokage.Client
             DecidedMessage decided = await _client.DecideAsync(id, ct);
             if (generation == _generation) LastDecision = decided;
             return decided;
+        }
+
+        /// <summary>v1.5: the last ideal face of this selection (<see cref="IdealAsync"/>); null before one, and again after a
+        /// new start (a new selection has a new belief).</summary>
+        public IdealResultMessage LastIdeal { get; private set; }
+
+        /// <summary>v1.5: an ideal face arrived for this selection (<see cref="IdealAsync"/>; not for a reply that a newer start
+        /// or a reconnection made stale).</summary>
+        public event Action<IdealResultMessage> IdealReceived;
+
+        /// <summary>
+        /// v1.5 <c>ideal</c> (<see cref="OmokageClient.IdealAsync"/>): the face the selection's belief likes best near
+        /// <paramref name="near"/> (a face shown in this selection; null: the face chosen last, or the most probable one on
+        /// screen), generated, with the unseen faces nearest to it. The grid stays; the result becomes <see cref="LastIdeal"/>
+        /// and raises <see cref="IdealReceived"/> unless a new selection started (or the server session changed) meanwhile.
+        /// Throws <see cref="InvalidOperationException"/> before a grid or after the decision, where the server would answer
+        /// <c>wrong_state</c>.
+        /// </summary>
+        public async Task<IdealResultMessage> IdealAsync(int? near = null, CancellationToken ct = default(CancellationToken))
+        {
+            if (Current == null) throw new InvalidOperationException("an ideal face needs a selection: start one first");
+            if (LastDecision != null) throw new InvalidOperationException("the selection was decided; start a new one");
+            int starts = _starts;
+            string session = _client.SessionId;
+            IdealResultMessage ideal = await _client.IdealAsync(near, ct);
+            if (starts != _starts || session != SessionId) return ideal;  // another selection's belief by now
+            LastIdeal = ideal;
+            var handler = IdealReceived;
+            if (handler != null) handler(ideal);
+            return ideal;
         }
 
         /// <summary>Puts the user back where they were after a new server session (see the class summary).</summary>

@@ -2,7 +2,7 @@ using System;
 
 namespace Omokage.Client
 {
-    /// <summary>Constants of protocol v1.4 (docs/protocol.md).</summary>
+    /// <summary>Constants of protocol v1.5 (docs/protocol.md).</summary>
     public static class Protocol
     {
         /// <summary>The protocol (major) version this package speaks, sent in <c>hello</c>.</summary>
@@ -11,18 +11,21 @@ namespace Omokage.Client
         /// <summary>The minor version this package speaks, sent as <c>hello.protocol_minor</c>. v1.x adds optional
         /// fields and messages only (v1.1: policies, <c>skip</c>, <c>rate</c>, <c>probability</c>; v1.2: studies, gaze,
         /// <c>models</c>; v1.3: live sketch search, <c>sketch.*</c> and <c>welcome.sketch</c>; v1.4: gaze calibration,
-        /// <c>calibrate.*</c> and <c>welcome.gaze.calibration</c>); unknown fields are ignored, so an older server simply
-        /// answers without them (<see cref="WelcomeMessage.ProtocolMinor"/> below 4).
+        /// <c>calibrate.*</c> and <c>welcome.gaze.calibration</c>; v1.5: <c>hello.device</c>, <c>calibrate.cancel</c>, the ideal face,
+        /// <c>welcome.gaze.profile</c> and <c>welcome.ideal</c>); unknown fields are ignored, so an older server simply
+        /// answers without them (<see cref="WelcomeMessage.ProtocolMinor"/> below 5).
         /// <para>Announcing 2 means the server may send <c>models</c> unasked (no rid): the client parses it into
         /// <see cref="ModelsMessage"/> and raises <see cref="OmokageClient.ModelsChanged"/>; any other unknown type
         /// without a rid is ignored (<see cref="UnknownMessage"/> through <see cref="OmokageClient.MessageReceived"/>).
         /// Announcing 3 means a server with a sketch model says so in <see cref="WelcomeMessage.Sketch"/>; announcing 4, a server
-        /// with calibration patterns lists them in <see cref="GazeLimits.Calibration"/>.</para></summary>
-        public const int Minor = 4;
+        /// with calibration patterns lists them in <see cref="GazeLimits.Calibration"/>; announcing 5, the server says what corrects
+        /// the session's gaze (<see cref="GazeLimits.Profile"/>) and whether it generates ideal faces
+        /// (<see cref="WelcomeMessage.Ideal"/>).</para></summary>
+        public const int Minor = 5;
 
         /// <summary>The package version: the one C# source of it (the default client name uses it). A test checks that
         /// package.json says the same.</summary>
-        public const string PackageVersion = "0.6.0";
+        public const string PackageVersion = "0.7.0";
 
         /// <summary>Default <c>hello.client</c>: <c>omokage-unity/</c> + <see cref="PackageVersion"/>.</summary>
         public const string DefaultClientName = "omokage-unity/" + PackageVersion;
@@ -31,7 +34,7 @@ namespace Omokage.Client
         public const int MaxRid = int.MaxValue;
     }
 
-    /// <summary>Message types of protocol v1.4.</summary>
+    /// <summary>Message types of protocol v1.5.</summary>
     public static class MessageTypes
     {
         // client → server
@@ -66,6 +69,12 @@ namespace Omokage.Client
         public const string CalibrateBegin = "calibrate.begin";
         /// <summary>v1.4, gaze calibration: when each target was shown; the server fits a correction.</summary>
         public const string CalibrateEnd = "calibrate.end";
+        /// <summary>v1.5, gaze calibration: abandons the running calibration (its samples are dropped; the correction in force
+        /// stays).</summary>
+        public const string CalibrateCancel = "calibrate.cancel";
+        /// <summary>v1.5: the face the session's belief likes best near a favourite, generated, with the unseen faces nearest
+        /// to it.</summary>
+        public const string Ideal = "ideal";
         // server → client
         public const string Welcome = "welcome";
         public const string Candidates = "candidates";
@@ -90,6 +99,10 @@ namespace Omokage.Client
         public const string Calibration = "calibration";
         /// <summary>v1.4: the reply to <c>calibrate.end</c>, the correction fitted and now applied to the session's gaze.</summary>
         public const string Calibrated = "calibrated";
+        /// <summary>v1.5: the reply to <c>calibrate.cancel</c>: how many of the calibration's samples were dropped.</summary>
+        public const string CalibrationCancelled = "calibration.cancelled";
+        /// <summary>v1.5: the reply to <c>ideal</c>: the generated face (inline) and the unseen catalog faces nearest to it.</summary>
+        public const string IdealResult = "ideal.result";
     }
 
     /// <summary>The <c>error.code</c> values of protocol v1.x.</summary>
@@ -116,6 +129,44 @@ namespace Omokage.Client
         public const string NinePoint = "nine-point";
         /// <summary>The centre and four corners: a quick check.</summary>
         public const string FivePoint = "five-point";
+    }
+
+    /// <summary>v1.5 <c>welcome.gaze.profile</c> values: what corrects the session's gaze from its start.</summary>
+    public static class GazeProfiles
+    {
+        /// <summary>Nothing: the gaze goes uncorrected until a calibration (offer one).</summary>
+        public const string None = "none";
+        /// <summary>The default correction of the headset model the hello named (<c>hello.device</c>); a calibration fits
+        /// this user better (offer one).</summary>
+        public const string Device = "device";
+        /// <summary>The study participant's own saved calibration.</summary>
+        public const string Participant = "participant";
+    }
+
+    /// <summary>
+    /// v1.5 <c>hello.device</c>: headset model names the server may hold a default gaze correction for
+    /// (<c>calibration/devices/NAME.json</c> on the server). Any name of ≤ 64 characters is accepted; one the server has no
+    /// profile for is logged and its gaze goes uncorrected.
+    /// </summary>
+    public static class HeadsetModels
+    {
+        public const string QuestPro = "quest-pro";
+        public const string Quest3 = "quest-3";
+
+        /// <summary>The model name for a device name as the system reports it (e.g. Unity's <c>SystemInfo.deviceModel</c>,
+        /// "Oculus Quest Pro", "Meta Quest 3"): <see cref="QuestPro"/>, <see cref="Quest3"/>, or null when it names neither
+        /// (an unknown headset, the Editor). Case and separators do not matter.</summary>
+        public static string FromDeviceName(string name)
+        {
+            if (string.IsNullOrEmpty(name)) return null;
+            var squeezed = new System.Text.StringBuilder(name.Length);
+            foreach (char c in name.ToLowerInvariant())
+                if (char.IsLetterOrDigit(c)) squeezed.Append(c);
+            string s = squeezed.ToString();
+            if (s.Contains("questpro")) return QuestPro;
+            if (s.Contains("quest3")) return s.Contains("quest3s") ? null : Quest3;  // the 3S is another model: no profile
+            return null;
+        }
     }
 
     /// <summary>Values of <c>start.init</c>.</summary>

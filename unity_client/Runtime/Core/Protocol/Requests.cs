@@ -23,16 +23,19 @@ namespace Omokage.Client
 
         /// <summary><c>hello</c>; <paramref name="protocolMinor"/> null greets like a v1.0 client (no <c>protocol_minor</c>);
         /// <paramref name="participant"/> (v1.2) is a study participant's code (≤ 64 characters), for a server run with
-        /// <c>--study</c>.</summary>
+        /// <c>--study</c>; <paramref name="device"/> (v1.5) is the headset model (≤ 64 characters, e.g.
+        /// <see cref="HeadsetModels.QuestPro"/>), whose default gaze correction the server applies until a calibration.</summary>
         public static MsgMap Hello(int? rid, string client, string token = null, int protocol = Protocol.Version, int? protocolMinor = null,
-                                   string participant = null)
+                                   string participant = null, string device = null)
         {
             if (client == null) throw new ArgumentNullException("client");
             if (participant != null && (participant.Length == 0 || participant.Length > 64))
                 throw new ArgumentOutOfRangeException("participant", "a participant code is 1 … 64 characters");
+            if (device != null && (device.Length == 0 || device.Length > 64))
+                throw new ArgumentOutOfRangeException("device", "a device (headset model) name is 1 … 64 characters");
             var m = Head(MessageTypes.Hello, rid).Set("protocol", (long)protocol).Set("client", client).SetIfNotNull("token", token);
             if (protocolMinor.HasValue) m.Set("protocol_minor", (long)protocolMinor.Value);
-            return m.SetIfNotNull("participant", participant);
+            return m.SetIfNotNull("participant", participant).SetIfNotNull("device", device);
         }
 
         /// <summary><c>start</c>; <paramref name="init"/> is <c>random</c> or <c>image</c> (then <paramref name="image"/> is required);
@@ -190,6 +193,21 @@ namespace Omokage.Client
             var list = new List<object>(shown.Count);
             for (int i = 0; i < shown.Count; i++) list.Add(shown[i].ToWire());
             return Head(MessageTypes.CalibrateEnd, rid).Set("shown", list);
+        }
+
+        /// <summary>v1.5 <c>calibrate.cancel</c>: abandons the running calibration (its samples are dropped, the correction in
+        /// force stays); answered with <c>calibration.cancelled</c>, or <c>wrong_state</c> when none runs.</summary>
+        public static MsgMap CalibrateCancel(int? rid) { return Head(MessageTypes.CalibrateCancel, rid); }
+
+        /// <summary>v1.5 <c>ideal</c>: the face the session's belief likes best near <paramref name="near"/> (a face shown in
+        /// this selection; null: the last face chosen, or the most probable face on screen), generated, and the unseen faces
+        /// nearest to it.</summary>
+        public static MsgMap Ideal(int? rid, int? near = null)
+        {
+            if (near.HasValue && near.Value < 0) throw new ArgumentOutOfRangeException("near", near.Value, "a face id is 0 … 2^31-1");
+            var m = Head(MessageTypes.Ideal, rid);
+            if (near.HasValue) m.Set("near", (long)near.Value);
+            return m;
         }
 
         /// <summary>v1.2 <c>layout</c>: panel k shows <c>candidates.items[k]</c>.</summary>

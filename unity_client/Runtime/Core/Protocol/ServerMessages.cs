@@ -10,7 +10,7 @@ namespace Omokage.Client
     /// <see cref="DecidedMessage"/>, <see cref="TextureMessage"/>, <see cref="PongMessage"/>, <see cref="ErrorMessage"/>; v1.2:
     /// <see cref="ModelsMessage"/>, <see cref="QuestionnaireMessage"/>, <see cref="AnsweredMessage"/>,
     /// <see cref="StudyDoneMessage"/>; v1.3: <see cref="SketchResultMessage"/>; v1.4: <see cref="CalibrationMessage"/>,
-    /// <see cref="CalibratedMessage"/>), or an
+    /// <see cref="CalibratedMessage"/>; v1.5: <see cref="CalibrationCancelledMessage"/>, <see cref="IdealResultMessage"/>), or an
     /// <see cref="UnknownMessage"/> for a type this version does not know (a later minor addition).
     /// Unknown fields are ignored; a missing required field or a wrong type throws
     /// <see cref="OmokageProtocolException"/> naming the field.
@@ -57,6 +57,8 @@ namespace Omokage.Client
                 case MessageTypes.SketchResult: return new SketchResultMessage(map);
                 case MessageTypes.Calibration: return new CalibrationMessage(map);
                 case MessageTypes.Calibrated: return new CalibratedMessage(map);
+                case MessageTypes.CalibrationCancelled: return new CalibrationCancelledMessage(map);
+                case MessageTypes.IdealResult: return new IdealResultMessage(map);
                 default: return new UnknownMessage(map);
             }
         }
@@ -277,7 +279,15 @@ namespace Omokage.Client
             // v1.3
             var sketch = f.OptMap("sketch");
             Sketch = sketch == null ? null : SketchLimits.Parse(sketch, "welcome.sketch");
+            // v1.5
+            var ideal = f.OptMap("ideal");
+            Ideal = ideal == null ? null : IdealLimits.Parse(ideal, "welcome.ideal");
         }
+
+        /// <summary>v1.5: the server generates ideal faces (it serves a PCA model) and their size; null from a server that
+        /// cannot, an older server, or for a client that announced a minor below 5. Without it <c>ideal</c> is
+        /// <c>wrong_state</c>.</summary>
+        public IdealLimits Ideal { get; private set; }
 
         /// <summary>v1.3: the server sketches (it has a sketch model) and what a drawing may hold; null from a server without
         /// one, an older server, or for a client that announced a minor below 3. Without it every <c>sketch.*</c> is
@@ -533,6 +543,12 @@ namespace Omokage.Client
         /// a client that announced a minor below 4).</summary>
         public IReadOnlyList<string> Calibration = new List<string>();
 
+        /// <summary>v1.5 <c>welcome.gaze.profile</c>: what corrects this session's gaze from its start, one of
+        /// <see cref="GazeProfiles"/> (<c>none</c>, <c>device</c>: the default of <c>hello.device</c>'s model, <c>participant</c>:
+        /// the participant's saved calibration); null from an older server or for a client that announced a minor below 5.
+        /// Offer a calibration when it is not <c>participant</c>.</summary>
+        public string Profile;
+
         /// <summary>Whether the server can calibrate: it offers at least one pattern.</summary>
         public bool CanCalibrate { get { return Calibration.Count > 0; } }
 
@@ -543,6 +559,7 @@ namespace Omokage.Client
             g.MaxRateHz = f.OptNumber("max_rate_hz") ?? g.MaxRateHz;
             g.MaxSamplesPerBatch = (int)Math.Max(1, Math.Min(GazeWireSample.MaxPerBatch, f.OptLong("max_samples_per_batch", g.MaxSamplesPerBatch)));
             g.Calibration = f.OptStrList("calibration");  // v1.4
+            g.Profile = f.OptStr("profile");  // v1.5
             return g;
         }
     }
@@ -733,6 +750,60 @@ namespace Omokage.Client
         /// <summary>True for a study participant: kept in the study's store and applied whenever they connect; false: this
         /// session only.</summary>
         public bool Saved { get; private set; }
+    }
+
+    /// <summary>v1.5 <c>calibration.cancelled</c>, the reply to <c>calibrate.cancel</c>: the calibration is over, nothing was
+    /// fitted and the correction in force stays.</summary>
+    public sealed class CalibrationCancelledMessage : ServerMessage
+    {
+        public CalibrationCancelledMessage(MsgMap map)
+        {
+            Init(map);
+            Samples = new Fields(map, "calibration.cancelled").Int("samples");
+        }
+
+        /// <summary>The calibration's gaze samples that were dropped.</summary>
+        public int Samples { get; private set; }
+    }
+
+    /// <summary>v1.5 <c>welcome.ideal</c>: the server generates ideal faces.</summary>
+    public sealed class IdealLimits
+    {
+        /// <summary>The side of an <c>ideal.result</c> preview in pixels.</summary>
+        public int ImageSize;
+
+        internal static IdealLimits Parse(MsgMap map, string where)
+        {
+            return new IdealLimits { ImageSize = (int)Math.Max(0, Math.Min(int.MaxValue, new Fields(map, where).Long("image_size"))) };
+        }
+    }
+
+    /// <summary>v1.5 <c>ideal.result</c>, the reply to <c>ideal</c>: a face generated from the session's belief near a favourite
+    /// (a picture of what the model thinks the user wants, not a catalog face), and the catalog faces most like it that this
+    /// selection has not shown yet.</summary>
+    public sealed class IdealResultMessage : ServerMessage
+    {
+        public IdealResultMessage(MsgMap map)
+        {
+            Init(map);
+            var f = new Fields(map, "ideal.result");
+            Near = f.Int("near");
+            Items = f.MapList("items", CandidateItem.Parse);
+            Preview = TextureData.Parse(f.Map("preview"), "ideal.result.preview");
+        }
+
+        /// <summary>The favourite it stayed near (<c>ideal.near</c>, or the face the server took: the last one chosen, or the
+        /// most probable on screen).</summary>
+        public int Near { get; private set; }
+
+        /// <summary>Up to <c>limits.grid_size</c> faces not shown yet in this selection, nearest the generated face first, each
+        /// with <see cref="CandidateItem.Distance"/> (PCA units: 1 is the median distance between two catalog faces); no
+        /// <see cref="CandidateItem.Probability"/>. Fetch their textures like a grid's.</summary>
+        public IReadOnlyList<CandidateItem> Items { get; private set; }
+
+        /// <summary>The generated face: an inline JPEG of <c>welcome.ideal.image_size</c> pixels (give
+        /// <see cref="TextureData.Data"/> to <c>Texture2D.LoadImage</c>).</summary>
+        public TextureData Preview { get; private set; }
     }
 
     /// <summary>v1.2 <c>welcome.study</c>: the study and where the participant stands in it.</summary>
