@@ -156,6 +156,7 @@ client.addEventListener('welcome', (ev) => {
   if (w.study) {
     sketchWelcome();
     enterStudy(w.study);
+    idealWelcome();
     setControlsEnabled(true);
     if (state.sessions > 1) showBanner('info', 'Reconnected', 'You continue where you were.', null, { timeout: 6000 });
     else hideBanner();
@@ -164,6 +165,7 @@ client.addEventListener('welcome', (ev) => {
   }
   leaveStudy();
   sketchWelcome();
+  idealWelcome();
   renderAlgorithms(w.algorithms, client.training, { pickDefault: true });
   hideSwitch();
   renderPolicies(client.policies, w.default_policy);
@@ -229,7 +231,7 @@ $('banner-close').onclick = hideBanner;
 /**
  * Human wording for an `error` reply: what happened and what to do. Every code of docs/protocol.md (`error`)
  * has one; `what` is what the page was doing ('upload', 'reproject', 'start', 'choose', 'skip', 'decide',
- * 'hello'), `message` the server's own text (shown only under "Details").
+ * 'hello', 'sketch', 'ideal', ...), `message` the server's own text (shown only under "Details").
  */
 function describeError(code, what, message = '') {
   const image = what === 'upload' || what === 'reproject';
@@ -293,6 +295,10 @@ function describeError(code, what, message = '') {
       return { title: 'The server needs an access token',
         text: 'Open the page with ?token=YOUR_TOKEN added to its address (ask whoever runs the server for the token).' };
     case 'not_found':
+      if (what === 'ideal') {
+        return { title: 'That face is not part of this selection',
+          text: 'The picture is made near a face you were shown in this selection. Choose a face, then try again.' };
+      }
       if (what === 'choose' || what === 'decide') {
         return { title: 'That face is no longer on offer',
           text: 'The grid changed before your click arrived. Choose from the faces shown now.' };
@@ -307,6 +313,18 @@ function describeError(code, what, message = '') {
       if (what === 'sketch') {
         return { title: 'The drawing and the server got out of step',
           text: 'The page has sent your drawing again: carry on. If the faces beside it stop following, press Clear.' };
+      }
+      if (what === 'ideal' && /cannot generate|no PCA/i.test(message)) {
+        return { title: "This server can't make that picture",
+          text: 'It has no PCA model to generate faces with (whoever runs it can fit one). Choose from the faces instead.' };
+      }
+      if (what === 'ideal' && /already being generated/i.test(message)) {
+        return { title: 'The picture is still being made',
+          text: 'It will appear in a moment; carry on choosing meanwhile.' };
+      }
+      if (what === 'ideal') {
+        return { title: 'There is no selection to go on from',
+          text: 'What you seem to want needs a selection in progress: choose a face (or press Random start), then try again.' };
       }
       if (what === 'sketch-start') {
         return { title: 'Draw something first',
@@ -323,6 +341,9 @@ function describeError(code, what, message = '') {
       return { title: 'The page and the server got out of step',
         text: 'Press Random start to begin a new selection (or reload the page).' };
     case 'overloaded':
+      if (what === 'ideal') {
+        return { title: 'The server is busy', text: 'It is making other pictures right now. Wait a moment, then press What you seem to want again.' };
+      }
       return { title: 'The server is busy', text: 'Too many requests at once. Wait a moment and try again.' };
     case 'internal':
       return { title: 'The server ran into a problem',
@@ -793,6 +814,14 @@ async function showCandidates(reply, seq, first) {
   gazeDwell.setStep(reply.step);
   renderGrid(imgs);
   renderSource();
+  if (idealView.seq !== seq) {
+    // the panel belonged to an earlier selection
+    if (idealView.open) closeIdeal();
+    clearIdeal();
+  } else {
+    renderIdealCaption();
+  }
+  updateIdealButton();
   if (pointerProxy) pointerProxy.gridShown();
   for (const fn of listeners) fn(state, 'candidates');
 }
@@ -932,6 +961,7 @@ function updateDecide() {
   // a v1.0 server has no skip (it would answer unknown_type)
   $('btn-skip').disabled = state.items.length === 0 || client.state !== 'open' || !!state.decided
     || !(client.welcome && client.welcome.protocol_minor >= 1);
+  updateIdealButton();
   const img = $('pick-img');
   // not for the user's own pick: it is shown again but was not decided on, so the belief has moved past it and a
   // "<1%" beside "Your pick" reads as the server disagreeing; and, as on the tiles, nothing below 1 %
@@ -1052,6 +1082,11 @@ document.addEventListener('keydown', (e) => {
     hideSwitch();
     return;
   }
+  if (e.key === 'Escape' && idealView.open) {
+    e.preventDefault();
+    closeIdeal();
+    return;
+  }
   const ownKeys = t instanceof HTMLElement && t.closest('[role="radiogroup"], input, summary, .settings');
   if (/^[1-9]$/.test(e.key)) {
     const i = Number(e.key) - 1;
@@ -1092,6 +1127,11 @@ document.addEventListener('keydown', (e) => {
   if (e.key === 'n' || e.key === 'N') {
     e.preventDefault();
     skipGrid();
+    return;
+  }
+  if ((e.key === 'i' || e.key === 'I') && client.ideal && !state.study) {
+    e.preventDefault();
+    requestIdeal();
   }
 });
 
@@ -1140,6 +1180,185 @@ decided.addEventListener('close', () => {
 /** After a decision: a new selection, or in a study whatever comes next. */
 function nextSelection() {
   return state.study ? studyNext() : startSelection(null);
+}
+
+// ------------------------------------------------------------------------------------------------
+// The ideal face (v1.5, docs/protocol.md "Ideal face"): a face the server generates from what its preference model has
+// learned of the picks, near the last one, and the unseen catalog faces nearest to it. A panel beside the selection,
+// never over it: picking goes on while it is open (and while it is being made), and it says which step it shows.
+
+const idealBox = $('ideal');
+const idealView = {
+  open: false,
+  busy: false,     // an `ideal` in flight (the server takes one at a time)
+  seq: -1,         // the selection (state.seq) the panel shows
+  step: 0,         // the step it was made at
+  result: null,    // the `ideal.result` on screen
+  previewUrl: null, // its preview's Blob URL (revoked when the next one comes)
+  renders: 0,
+};
+
+/** The server generates ideal faces (welcome.ideal) and this is no study (whose conditions must not show a model). */
+function idealOffered() {
+  return client.state === 'open' && !!client.ideal && !state.study;
+}
+
+/** A selection in progress on screen: what `ideal` needs (after start, before decide). */
+function idealReady() {
+  return idealOffered() && state.view === 'grid' && state.step > 0 && !state.decided && state.items.length > 0;
+}
+
+function updateIdealButton() {
+  const btn = $('btn-ideal');
+  const offered = !!client.ideal && !state.study;
+  btn.hidden = !offered;
+  $('keys-ideal').hidden = !offered;
+  btn.disabled = !idealReady() || idealView.busy;
+  btn.setAttribute('aria-expanded', String(idealView.open));
+  btn.setAttribute('aria-busy', String(idealView.busy));
+}
+
+/** Ask for the ideal face (near `near`, or the server's choice: the last face chosen) and show it in the panel. */
+async function requestIdeal({ near = null, force = false } = {}) {
+  if (!force && (!idealReady() || idealView.busy)) return false;
+  const seq = state.seq;
+  const step = state.step;
+  if (idealView.seq !== seq) clearIdeal();
+  idealView.seq = seq;
+  idealView.busy = true;
+  showIdealPanel();
+  updateIdealButton();
+  try {
+    const r = await client.requestIdeal(near);
+    const items = Array.isArray(r.items) ? r.items : [];
+    // the thumbnails come like the grid's: texture.get through the page's cache
+    const textures = await client.textures.ensure(items.map((i) => i.texture));
+    if (seq !== state.seq || !idealView.open) return false; // a new selection, or closed meanwhile
+    await renderIdeal(r, items, textures, step);
+    return true;
+  } catch (err) {
+    if (seq === state.seq) {
+      reportError(err, 'ideal');
+      if (!idealView.result) closeIdeal(); // nothing to show: the error says why
+    }
+    return false;
+  } finally {
+    idealView.busy = false;
+    idealBox.setAttribute('aria-busy', 'false');
+    renderIdealCaption();
+    updateIdealButton();
+  }
+}
+
+function showIdealPanel() {
+  idealView.open = true;
+  idealBox.hidden = false;
+  idealBox.setAttribute('aria-busy', String(idealView.busy));
+  $('main').classList.add('with-ideal');
+  renderIdealCaption();
+  updateIdealButton();
+}
+
+function closeIdeal() {
+  const hadFocus = idealBox.contains(document.activeElement);
+  idealView.open = false;
+  idealBox.hidden = true;
+  $('main').classList.remove('with-ideal');
+  updateIdealButton();
+  if (hadFocus && !$('btn-ideal').disabled) $('btn-ideal').focus();
+}
+
+/** Forget the panel's picture (a new selection: the old one's picture no longer says anything about it). */
+function clearIdeal() {
+  idealView.result = null;
+  idealView.step = 0;
+  if (idealView.previewUrl) URL.revokeObjectURL(idealView.previewUrl);
+  idealView.previewUrl = null;
+  const img = $('ideal-img');
+  img.hidden = true;
+  img.removeAttribute('src');
+  $('ideal-grid').replaceChildren();
+  $('ideal-near').hidden = true;
+}
+
+/** The face a result stayed near, as the page knows it (on screen or on the path), or null. */
+function idealFavourite(id) {
+  return state.items.find((i) => i.id === id) || state.trail.find((i) => i.id === id) || null;
+}
+
+async function renderIdeal(r, items, textures, step) {
+  const p = r.preview;
+  if (p && p.data) {
+    const blob = new Blob([p.data], { type: p.format === 'png' ? 'image/png' : 'image/jpeg' });
+    const url = URL.createObjectURL(blob);
+    const img = $('ideal-img');
+    img.src = url;
+    await img.decode().catch(() => {});
+    if (idealView.previewUrl) URL.revokeObjectURL(idealView.previewUrl);
+    idealView.previewUrl = url;
+    img.hidden = false;
+  }
+  idealView.result = r;
+  idealView.step = step;
+  idealView.renders += 1;
+  $('ideal-grid').replaceChildren(...items.map((it, i) => {
+    const li = document.createElement('li');
+    const url = safeUrl(it.url);
+    // a product page, like a decided face's: a plain link (these faces are not on the grid, so not for decide)
+    const el = document.createElement(url ? 'a' : 'span');
+    if (url) {
+      el.href = url;
+      el.target = '_blank';
+      el.rel = 'noopener';
+      el.title = `${it.title}: open its product page`;
+      el.setAttribute('aria-label', `${i + 1}. ${it.title}: open its product page (new tab)`);
+    } else {
+      el.className = 'nolink';
+      el.title = it.title;
+    }
+    el.dataset.id = String(it.id);
+    const img = new Image();
+    img.draggable = false;
+    img.alt = url ? '' : it.title;
+    const tex = textures.get(it.texture);
+    if (tex) img.src = tex.url;
+    el.append(img);
+    li.append(el);
+    return li;
+  }));
+  $('ideal-near').hidden = items.length === 0;
+  renderIdealCaption();
+}
+
+/** The caption says what the picture is (generated, not a catalog face) and whether the picks moved on since. */
+function renderIdealCaption() {
+  const r = idealView.result;
+  let text;
+  if (!r) {
+    text = idealView.busy ? 'Making a picture of the face your picks point to…' : '';
+  } else {
+    const fav = idealFavourite(r.near);
+    const near = fav ? `, kept close to ${splitTitle(fav.title)[0]}` : '';
+    text = `Generated by the model from your choices so far${near}: its guess at the face you want, not a face from the catalog.`;
+  }
+  const cap = $('ideal-caption');
+  if (cap.textContent !== text) cap.textContent = text;
+  const stale = $('ideal-stale');
+  const moved = !!r && !idealView.busy && idealView.seq === state.seq && state.step !== idealView.step;
+  stale.hidden = !moved;
+  stale.textContent = moved
+    ? `Made at step ${idealView.step}; your choices since are not in it. Press What you seem to want (I) again to update.` : '';
+}
+
+$('btn-ideal').onclick = () => requestIdeal();
+$('ideal-close').onclick = () => closeIdeal();
+
+/** A welcome: the control only where the server generates ideal faces; a new session has no selection yet. */
+function idealWelcome() {
+  closeIdeal();
+  clearIdeal();
+  idealView.seq = -1;
+  updateIdealButton();
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1559,6 +1778,14 @@ window.omokage = {
   gazeTracker: gazeDwell,
   enterVR,
   describeError,
+  // v1.5 ideal face
+  ideal: {
+    get view() { return { open: idealView.open, busy: idealView.busy, step: idealView.step, renders: idealView.renders,
+      result: idealView.result, previewUrl: idealView.previewUrl }; },
+    /** Ask as the control does; `force` sends even when the control is off (tests: the server's wrong_state). */
+    request: (opts = {}) => requestIdeal(opts),
+    close: () => closeIdeal(),
+  },
   // v1.3 sketch
   sketch: {
     pad,
@@ -1655,6 +1882,7 @@ function showView(view) {
   $('questionnaire').hidden = view !== 'questionnaire';
   $('study-done').hidden = view !== 'done';
   $('keys-help').hidden = view !== 'grid';
+  updateIdealButton();
 }
 
 function renderStudyBar() {

@@ -1,4 +1,4 @@
-// omokage protocol v1.3 over one WebSocket (docs/protocol.md): binary frames, one MessagePack map each.
+// omokage protocol v1.5 over one WebSocket (docs/protocol.md): binary frames, one MessagePack map each.
 //
 // OmokageClient keeps one connection alive (reconnecting with backoff), sends `hello` on every open,
 // matches replies to requests by `rid`, pings periodically for the round-trip time, and caches
@@ -10,8 +10,10 @@ export const PROTOCOL_VERSION = 1;
 // v1.1: policies, skip, rate, probability; v1.2: welcome.training and the unsolicited `models` message
 // (an older server ignores the minor and sends neither), gaze (`gaze.batch`, `layout`, welcome.gaze) and
 // studies (hello.participant, study.next, answers); v1.3: live sketch search (welcome.sketch, `sketch.*`, start
-// init `sketch`)
-export const PROTOCOL_MINOR = 3;
+// init `sketch`); v1.4 adds only gaze calibration, which this page never starts (it ignores welcome.gaze.calibration);
+// v1.5: the ideal face (welcome.ideal, `ideal` -> `ideal.result`); its hello.device and welcome.gaze.profile concern
+// headsets with eye tracking, so the page sends no device and ignores the profile
+export const PROTOCOL_MINOR = 5;
 export const CLIENT_NAME = 'omokage-web/0.2.0';
 
 const MIME = { jpeg: 'image/jpeg', png: 'image/png' };
@@ -359,6 +361,19 @@ export class OmokageClient extends EventTarget {
 
   decide(id) {
     return this.request('decide', { id });
+  }
+
+  /** v1.5: what the server can generate (welcome.ideal: {image_size}), or null when it cannot (no PCA model). */
+  get ideal() {
+    return (this.welcome && this.welcome.ideal && typeof this.welcome.ideal === 'object') ? this.welcome.ideal : null;
+  }
+
+  /**
+   * v1.5: the face the session's belief likes best near a favourite (`near`: a face shown in this selection; null:
+   * the server's choice, the last face chosen) and the unseen faces nearest it; resolves with `ideal.result`.
+   */
+  requestIdeal(near = null) {
+    return this.request('ideal', near == null ? {} : { near });
   }
 
   /** v1.2 studies: what comes next for this participant: `candidates` (with `trial`), `questionnaire` or `study.done`. */

@@ -207,7 +207,7 @@ describe('first use', () => {
     assert.ok(codes.length >= 9 && codes.includes('overloaded') && codes.includes('internal'), codes.join());
     const fallback = await st(() => window.omokage.describeError('no_such_code', 'start').title);
     for (const code of codes) {
-      for (const what of ['hello', 'start', 'upload', 'reproject', 'choose', 'skip', 'decide']) {
+      for (const what of ['hello', 'start', 'upload', 'reproject', 'choose', 'skip', 'decide', 'ideal']) {
         const d = await page.evaluate(([c, w]) => window.omokage.describeError(c, w, 'server words'), [code, what]);
         assert.notEqual(d.title, fallback, `${code} during ${what} has its own wording`);
         for (const s of [d.title, d.text]) {
@@ -329,7 +329,7 @@ describe('protocol v1.2: models still training', () => {
       return msg;
     });
     await open();
-    assert.equal(route.hello.protocol_minor, 3, 'the page says it reads v1.3 (v1.2 and the sketch messages)');
+    assert.equal(route.hello.protocol_minor, 5, 'the page says it reads v1.5 (v1.2, the sketch messages, the ideal face)');
     const nmf = '#algorithms [data-algorithm=nmf]';
     assert.equal((await page.textContent(nmf)).trim(), 'NMF · training 40%');
     assert.equal(await page.isDisabled(nmf), true);
