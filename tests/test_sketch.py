@@ -4,8 +4,11 @@ with the real Python client. Real parts throughout: a generated catalog, models 
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import math
+import os
+import signal
 import time
 
 import msgpack
@@ -889,10 +892,12 @@ def test_a_selection_started_from_a_live_drawing(sketch_server, faces):
 
 def test_a_v1_2_client_is_not_told_about_sketching(sketch_server):
     from omokage.client import OmokageClient
+    from omokage.protocol.messages import PROTOCOL_MINOR
 
     async def main():
         async with await OmokageClient.connect(sketch_server.url, protocol_minor=2) as c:
-            assert c.sketch_limits is None and c.protocol_minor == 4   # the server's minor; the client said 2
+            # the server's minor; the client said 2
+            assert c.sketch_limits is None and c.protocol_minor == PROTOCOL_MINOR
     run(main())
 
 
@@ -1011,11 +1016,14 @@ class _BrokenOnce:
         return self.service.run(drawings, lives)
 
 
-def test_a_batch_that_raises_is_retried_drawing_by_drawing_and_sketching_goes_on(sketch_engine, faces):
+def test_a_batch_that_raises_is_retried_drawing_by_drawing_and_sketching_goes_on(sketch_engine, faces, monkeypatch):
+    """On the worker thread (OMOKAGE_SKETCH_WORKER=thread; the worker process's retry is tested below)."""
     from omokage.client import OmokageClient
+    monkeypatch.setenv("OMOKAGE_SKETCH_WORKER", "thread")
     srv = RunningServer(sketch_engine)
     try:
         batcher = srv.server.sketches
+        assert batcher.worker is None and batcher.stats()["worker"] == "thread"
         batcher.service = _BrokenOnce(batcher.service)
 
         async def main():
@@ -1032,3 +1040,202 @@ def test_a_batch_that_raises_is_retried_drawing_by_drawing_and_sketching_goes_on
         assert first["revision"] == 0 and last["strokes"] == 10 and len(last["items"]) == 9
     finally:
         srv.stop()
+
+
+# --- 6. the worker process (omokage.sketch.worker) -------------------------------------------------------------------
+
+def same_result(got, want):
+    """A worker process's result against the in-process computation of the same drawing (afresh): equal up to float
+    rounding (its sums are kept incrementally); previews up to JPEG's quantisation (a pixel one level off can move a
+    block's quantised coefficients: a few levels at most, on a few pixels)."""
+    assert got.revision == want.revision
+    assert [i for i, _ in got.ranked] == [i for i, _ in want.ranked]
+    np.testing.assert_allclose([p for _, p in got.ranked], [p for _, p in want.ranked], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(got.latent, want.latent, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(got.log_likelihood, want.log_likelihood, rtol=1e-4,
+                               atol=1e-3 * max(1.0, float(np.abs(want.log_likelihood).max())))
+    a = np.asarray(Image.open(io.BytesIO(got.preview.data)), np.int16)
+    b = np.asarray(Image.open(io.BytesIO(want.preview.data)), np.int16)
+    assert a.shape == b.shape and np.abs(a - b).mean() < 0.5 and np.abs(a - b).max() <= 16
+    assert got.preview.format == "jpeg" and (got.preview.width, got.preview.height) == (b.shape[1], b.shape[0])
+
+
+def test_the_worker_process_answers_as_the_service_does_in_process(sketch_engine, faces):
+    from omokage.sketch.worker import SketchWorker
+    service = sketch_engine.sketch
+    canvas, other = SketchCanvas(service.resolution), SketchCanvas(service.resolution)
+    strokes = face_strokes(faces, 42)
+
+    async def main():
+        worker = SketchWorker(service)
+        try:
+            pairs = []
+            for k, s in enumerate(strokes[:14]):
+                canvas.add(s)
+                if k == 9:
+                    canvas.undo()                 # entries leave the drawing: the kept sums go down again
+                snap = canvas.snapshot()
+                [got] = await worker.run([(1, snap)])
+                pairs.append((got, snap))
+            for s in face_strokes(faces, 7)[:5]:
+                other.add(s)
+            # a batch: the kept drawing, a new one, one without a key (afresh), the empty drawing
+            snaps = [canvas.snapshot(), other.snapshot(), other.snapshot(), SketchCanvas(service.resolution).snapshot()]
+            got = await worker.run(list(zip([1, 2, None, 3], snaps)))
+            pairs += list(zip(got, snaps))
+            held = worker.stats()["worker_drawings"]
+            await worker.run([(1, canvas.snapshot())], forget=[2, 3])
+            return pairs, held, worker.stats()
+        finally:
+            worker.close()
+
+    pairs, held, stats = run(main())
+    for got, snap in pairs:
+        [want] = service.run([snap])
+        same_result(got, want)
+    assert pairs[-1][0].ranked == ()              # nothing drawn: no faces ranked
+    assert held == 3 and stats["worker_drawings"] == 1      # forgotten drawings' sums are let go
+    assert stats["worker_starts"] == 1 and stats["worker_failures"] == 0
+
+
+def test_one_bad_drawing_fails_alone_in_the_worker_process(sketch_engine, faces):
+    from omokage.sketch.worker import DrawingError, SketchWorker
+    service = sketch_engine.sketch
+    good = SketchCanvas(service.resolution)
+    for s in face_strokes(faces, 11)[:6]:
+        good.add(s)
+    wrong_size = SketchCanvas(service.resolution * 2)     # the model refuses it: the batch is retried one by one
+    wrong_size.add(line([0.2, 0.2, 0.8, 0.8]))
+
+    async def main():
+        worker = SketchWorker(service)
+        try:
+            return await worker.run([(1, good.snapshot()), (2, wrong_size.snapshot()), (3, good.snapshot())])
+        finally:
+            worker.close()
+
+    a, bad, b = run(main())
+    assert isinstance(bad, DrawingError) and bad.kind == "ValueError" and "resolution" in str(bad)
+    [want] = service.run([good.snapshot()])
+    same_result(a, want)
+    same_result(b, want)
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_killed_worker_process_fails_only_its_batch_and_sketching_goes_on(sketch_engine, faces, monkeypatch):
+    from omokage.client import OmokageClient, OmokageError
+    monkeypatch.delenv("OMOKAGE_SKETCH_WORKER", raising=False)
+    srv = RunningServer(sketch_engine)
+    batcher = srv.server.sketches
+    try:
+        assert batcher.worker is not None, "numpy previews are projected in a worker process"
+        strokes = face_strokes(faces, 5)
+
+        async def stroke(c, s):
+            return await c.stroke(s.points.reshape(-1).tolist(), s.colour, s.width, s.tool)
+
+        async def main():
+            async with await OmokageClient.connect(srv.url) as c:
+                await c.sketch_result(await c.sketch_send("sketch.begin"), timeout=30)
+                for s in strokes[:3]:
+                    rid = await stroke(c, s)
+                first = await c.sketch_result(rid, timeout=10)
+                pid = batcher.worker.pid
+                # killed while idle: the next batch starts a new worker, nothing fails
+                os.kill(pid, signal.SIGKILL)
+                batcher.worker.proc.wait(10)
+                after_idle_kill = await c.sketch_result(await stroke(c, strokes[3]), timeout=30)
+                # killed mid-batch: stopped, handed a drawing, then killed: that batch fails with `internal`
+                pid = batcher.worker.pid
+                os.kill(pid, signal.SIGSTOP)
+                owed = await stroke(c, strokes[4])
+                await asyncio.sleep(0.3)
+                os.kill(pid, signal.SIGKILL)
+                with pytest.raises(OmokageError) as err:
+                    await c.sketch_result(owed, timeout=30)
+                # ... and the next stroke gets a result from a new worker, of the whole drawing
+                last = await c.sketch_result(await stroke(c, strokes[5]), timeout=30)
+                return first, after_idle_kill, err.value, last, pid
+
+        first, after_idle_kill, err, last, killed = run(main())
+        assert err.code == "internal" and "SketchWorkerError" in str(err)
+        assert first["strokes"] == 3 and after_idle_kill["strokes"] == 4 and last["strokes"] == 6
+        assert len(last["items"]) == GRID
+        # the result equals the in-process computation of the same drawing
+        canvas = SketchCanvas(sketch_engine.sketch.resolution)
+        for s in strokes[:6]:
+            canvas.add(s)
+        [want] = sketch_engine.sketch.run([canvas.snapshot()])
+        assert [i["id"] for i in last["items"]] == [i for i, _ in want.ranked]
+        stats = srv.server.sketches.stats()
+        assert stats["worker"] == "process" and stats["worker_starts"] == 3 and stats["worker_failures"] == 1
+        assert stats["failed"] == 1 and stats["drawings"] >= 5
+        assert batcher.worker.pid != killed
+    finally:
+        pid = batcher.worker.pid
+        srv.stop()
+    # server shutdown closes the worker
+    assert pid is not None and _gone(pid), "the sketch worker process outlived its server"
+
+
+def test_a_hung_worker_process_is_replaced_after_its_reply_timeout(sketch_engine, faces, monkeypatch):
+    from omokage.client import OmokageClient, OmokageError
+    monkeypatch.delenv("OMOKAGE_SKETCH_WORKER", raising=False)
+    srv = RunningServer(sketch_engine)
+    batcher = srv.server.sketches
+    try:
+        batcher.worker.reply_timeout = 1.0
+        strokes = face_strokes(faces, 6)
+
+        async def main():
+            async with await OmokageClient.connect(srv.url) as c:
+                await c.sketch_result(await c.sketch_send("sketch.begin"), timeout=30)
+                hung = batcher.worker.pid
+                os.kill(hung, signal.SIGSTOP)
+                with pytest.raises(OmokageError) as err:
+                    await c.sketch_result(await c.stroke(strokes[0].points.reshape(-1).tolist(), strokes[0].colour,
+                                                         strokes[0].width, strokes[0].tool), timeout=30)
+                s = strokes[1]
+                msg = await c.sketch_result(await c.stroke(s.points.reshape(-1).tolist(), s.colour, s.width, s.tool),
+                                            timeout=30)
+                return hung, err.value, msg
+
+        hung, err, msg = run(main())
+        assert err.code == "internal" and msg["strokes"] == 2
+        assert _gone(hung), "the hung worker was not killed"
+    finally:
+        srv.stop()
+
+
+def test_a_closed_connections_drawing_is_forgotten_by_the_worker(sketch_server, faces):
+    from omokage.client import OmokageClient
+    batcher = sketch_server.server.sketches
+
+    async def main():
+        async with await OmokageClient.connect(sketch_server.url) as stays:
+            await draw(stays, face_strokes(faces, 1)[:2])
+            async with await OmokageClient.connect(sketch_server.url) as leaves:
+                await leaves.sketch_result(await draw(leaves, face_strokes(faces, 2)[:2]))
+                held = batcher.worker.held
+            for _ in range(100):                  # its state is collected once the server has let go of it
+                gc.collect()
+                s = face_strokes(faces, 1)[2]
+                await stays.sketch_result(await stays.stroke(s.points.reshape(-1).tolist(), s.colour, s.width,
+                                                             s.tool))
+                if batcher.worker.held < held:
+                    return held, batcher.worker.held
+                await asyncio.sleep(0.05)
+            return held, batcher.worker.held
+
+    held, after = run(main())
+    assert after == held - 1, (held, after)

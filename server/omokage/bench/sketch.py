@@ -5,7 +5,8 @@ drawing at R Hz: every message is the next piece of a stroke (`append`), sent wi
 Per message: the time from sending it to the first `sketch.result` that includes it (results are coalesced: one
 result answers every message up to its rid). Baseline in the same run and load shape: the same clients sending
 `ping` at the same rate (the transport and event loop's floor on this machine right now). Run for each preview
-backend (numpy: PCA's decoder; onnxruntime: the `gen` decoder, when fitted).
+backend (numpy: PCA's decoder; onnxruntime: the `gen` decoder, when fitted); the rows say where the server projected
+(`worker`: its worker process, or a thread: OMOKAGE_SKETCH_WORKER=thread in this command's environment forces it).
 
 **Usefulness** — simulated sketchers (omokage.sketch.simulate) draw a target: its line art traced longest stroke
 first with hand wobble, cut to the first 20 / 50 / 100% of the strokes, with or without a few strokes of its colours.
@@ -228,17 +229,20 @@ def latency(catalog_dir: Path, models_dir: Path, backends, levels, rate: float, 
         try:
             _wait_http(port, server)
             url = f"ws://127.0.0.1:{port}/ws"
+            # where the server projects drawings: a worker process (numpy previews) or thread (OMOKAGE_SKETCH_WORKER)
+            where = (server_health(port).get("sketch") or {}).get("worker", "thread")
             for clients in levels:
                 for kind in ("ping", "sketch"):      # the floor first, then the same load drawing
                     before = server_health(port).get("sketch") or {}
                     r = run(_load(url, clients, rate, seconds, kind, faces))
                     worker = _worker_delta(before, server_health(port).get("sketch") or {}) if kind == "sketch" else {}
-                    rows.append({"backend": backend, "load": "ping (floor)" if kind == "ping" else "sketch.stroke",
+                    rows.append({"backend": backend, "worker": where,
+                                 "load": "ping (floor)" if kind == "ping" else "sketch.stroke",
                                  "clients": clients, "rate_hz": rate, **r,
                                  "coalesced": (1 - r["results"] / r["sent"]) if kind == "sketch" and r["sent"] else None,
                                  **worker})
-                    print(f"  {backend:12s} {clients:3d} clients {rows[-1]['load']:14s} p50 {r['p50_ms']:.2f} ms "
-                          f"p99 {r['p99_ms']:.2f} ms ({r['n']} messages)", flush=True)
+                    print(f"  {backend:12s} {where:7s} {clients:3d} clients {rows[-1]['load']:14s} "
+                          f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms ({r['n']} messages)", flush=True)
         finally:
             server.terminate()
             server.wait(30)
@@ -261,7 +265,7 @@ def run(datasets=("generated", "anime-holoen20"), backends=("numpy", "onnxruntim
         lat = latency(catalog_dir, models_dir, available, clients, rate, seconds, home / "bench-sketch-logs")
         payload["latency"] = lat
         tables.append("## Stroke → result latency\n\n" + markdown_table(lat, [
-            ("backend", "preview backend"), ("load", "load"), ("clients", "clients"), ("rate_hz", "Hz each"),
+            ("backend", "preview backend"), ("worker", "worker"), ("load", "load"), ("clients", "clients"), ("rate_hz", "Hz each"),
             ("n", "messages"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"),
             ("results", "results"), ("coalesced", "coalesced share"), ("per_batch", "drawings per batch"),
             ("worker_ms", "worker ms per drawing"), ("errors", "errors")]))

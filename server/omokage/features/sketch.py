@@ -179,6 +179,15 @@ class SketchModel(FeatureModel):
             t = self._maps_t = (np.ascontiguousarray(self.catalog_ink_.T), np.ascontiguousarray(self.catalog_colour_.T))
         return t
 
+    def transposed_bases(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ink and colour bases as (entries, k) float64, made once: a live update reads the rows of the entries
+        that changed."""
+        t = getattr(self, "_bases_t", None)
+        if t is None:
+            t = self._bases_t = tuple(np.ascontiguousarray(b.T, dtype=np.float64)
+                                      for b in (self.ink_basis_, self.colour_basis_))
+        return t
+
     def _squares(self):
         sq = getattr(self, "_sq", None)
         if sq is None:
@@ -236,18 +245,23 @@ class LiveDrawing:
         self.model = model
         r2 = model.resolution ** 2
         self._ink_t, self._colour_t = model.transposed_maps()
+        self._ink_b, self._colour_b = model.transposed_bases()
         self._empty = (np.zeros(r2, np.float32), np.zeros(r2, bool), np.zeros(3 * r2, np.float32),
                        np.zeros(3 * r2, bool))
         self.reset()
 
     def reset(self) -> None:
-        """Forget every entry: the next update recomputes the drawing from scratch."""
+        """Forget every entry: the next update recomputes the drawing from scratch. The sums are made on that update
+        (a state that is never updated here, as when a worker process keeps the live sums, costs nothing)."""
+        self.sq_err = None
+        self.updates = 0
+
+    def _start(self) -> None:
         m = self.model
         self.ink, self.ink_on, self.colour, self.colour_on = (a.copy() for a in self._empty)
         self.sq_err = np.zeros(self._ink_t.shape[1], np.float64)
         self.gram = np.diag(1.0 / m.prior_var_)
         self.rhs = np.zeros(len(m.prior_var_))
-        self.updates = 0
 
     def update(self, drawing: Observations) -> tuple[np.ndarray, np.ndarray]:
         """Bring the sums to `drawing`; returns (log-likelihood over the catalog (n,), the latent's system: solve
@@ -259,12 +273,14 @@ class LiveDrawing:
         if self.updates > self.REFRESH:
             self.reset()
             self.updates = 1
+        if self.sq_err is None:
+            self._start()
         ink, ink_on, colour, colour_on = (a.copy() for a in self._empty)
         ink[drawing.ink_idx], ink_on[drawing.ink_idx] = drawing.ink, True
         colour[drawing.colour_idx], colour_on[drawing.colour_idx] = drawing.colour, True
-        self._apply(self._ink_t, m.ink_basis_, m.ink_mean_, m.ink_mismatch_, m.ink_noise_,
+        self._apply(self._ink_t, self._ink_b, m.ink_mean_, m.ink_mismatch_, m.ink_noise_,
                     self.ink, self.ink_on, ink, ink_on)
-        self._apply(self._colour_t, m.colour_basis_, m.colour_mean_, m.colour_mismatch_, m.colour_noise_,
+        self._apply(self._colour_t, self._colour_b, m.colour_mean_, m.colour_mismatch_, m.colour_noise_,
                     self.colour, self.colour_on, colour, colour_on)
         self.ink, self.ink_on, self.colour, self.colour_on = ink, ink_on, colour, colour_on
         return (-0.5 * m.temper_ * self.sq_err).astype(np.float32), self.latent_system()
@@ -272,6 +288,8 @@ class LiveDrawing:
     def latent_system(self) -> tuple[np.ndarray, np.ndarray]:
         """(Gram matrix, right-hand side) of the latent's k x k system; the latent is their solve (batched by the
         caller for many drawings: one call instead of one per drawing)."""
+        if self.sq_err is None:
+            self._start()
         return self.gram, self.rhs
 
     def _apply(self, maps_t, basis, mean, mismatch, noise, old, old_on, new, new_on) -> None:
@@ -289,6 +307,9 @@ class LiveDrawing:
         if moved.size:
             delta += ((w_new - w_old)[moved] @ np.square(e[moved])).astype(np.float64)
         self.sq_err += delta / mismatch
-        b = basis[:, idx].astype(np.float64)                               # (k, |Δ|)
-        self.gram += (b * (w_new - w_old)) @ b.T / noise
-        self.rhs += b @ (w_new * (new[idx] - mean[idx]) - w_old * (old[idx] - mean[idx])) / noise
+        b = basis[idx]                                                     # (|Δ|, k) float64: contiguous rows
+        # the Gram matrix counts which entries are observed, not their values: only those that entered or left
+        if moved.size:
+            bm = b[moved]
+            self.gram += (bm.T * (w_new - w_old)[moved]) @ bm / noise
+        self.rhs += (w_new * (new[idx] - mean[idx]) - w_old * (old[idx] - mean[idx])) @ b / noise

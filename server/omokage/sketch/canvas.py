@@ -179,6 +179,32 @@ class SketchCanvas:
             self.paint[on] = stroke.colour
             self.painted |= cover
 
+    def snapshot(self) -> "Raster":
+        """The drawing as it is now, for projection elsewhere: three small copies (5 KB at R = 32), cheaper than
+        `observations()` on the event loop; the sketch worker turns it into observations."""
+        return Raster(self.ink.copy(), self.paint.copy(), self.painted.copy(), self.resolution, self.revision)
+
+    def observations(self) -> "Observations":
+        """What the drawing says, at the sketch resolution: ink near line strokes, colour under paint."""
+        return Raster(self.ink, self.paint, self.painted, self.resolution, self.revision).observations()
+
+
+@dataclass(frozen=True)
+class Raster:
+    """A canvas's rasters at one revision (`SketchCanvas.snapshot`): what a projection job carries, safe to hand to
+    another thread or, as bytes, to the sketch worker process."""
+
+    ink: np.ndarray        # (R, R) uint8
+    paint: np.ndarray      # (R, R, 3) uint8
+    painted: np.ndarray    # (R, R) uint8
+    resolution: int
+    revision: int = 0
+
+    @property
+    def empty(self) -> bool:
+        """Nothing drawn: its observations are empty."""
+        return not self.ink.any() and not (self.painted > 127).any()
+
     def observations(self) -> "Observations":
         """What the drawing says, at the sketch resolution: ink near line strokes, colour under paint."""
         ink_on = self.ink > 0

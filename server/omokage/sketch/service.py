@@ -16,7 +16,7 @@ import numpy as np
 
 from omokage.catalog.store import Texture
 from omokage.imageio import area_matrix
-from omokage.sketch.canvas import Observations
+from omokage.sketch.canvas import Observations, Raster
 from omokage.sketch.model import SketchModel
 
 # pixels: a live preview on a small panel. 96 px cost stroke-to-result p50 10 ms / p99 56 ms at 50 clients x 30 Hz
@@ -53,10 +53,20 @@ class LinearPreview:
         self.size = size
         self.components = np.ascontiguousarray(shrink(pca.components_), dtype=np.float32)
         self.mean = shrink(pca.mean_[None])[0].astype(np.float32)
+        # in 0-255 with the rounding's 0.5 folded in: `decode_uint8` is one product, one clip and one cast
+        self._components255 = self.components * 255.0
+        self._mean255 = self.mean * 255.0 + 0.5
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         out = np.asarray(z, dtype=np.float32) @ self.components + self.mean
         return np.clip(out, 0.0, 1.0).reshape(len(out), self.size, self.size, 3)
+
+    def decode_uint8(self, z: np.ndarray) -> np.ndarray:
+        """`decode` as (B, P, P, 3) uint8, rounded, as `SketchService` sends it (up to float rounding)."""
+        out = np.asarray(z, dtype=np.float32) @ self._components255
+        out += self._mean255
+        np.clip(out, 0.0, 255.0, out=out)
+        return out.astype(np.uint8).reshape(len(out), self.size, self.size, 3)
 
 
 PREVIEW_BACKENDS = ("auto", "numpy", "onnxruntime", "tensorrt", "torch-cuda")
@@ -142,6 +152,7 @@ class SketchService:
         self.decoder = decoder if decoder is not None else LinearPreview(model, self.preview_size)
         self.count = count
         model.transposed_maps()   # made now, not on the first user's first stroke
+        model.transposed_bases()
 
     @property
     def resolution(self) -> int:
@@ -153,11 +164,13 @@ class SketchService:
         from omokage.features.sketch import LiveDrawing
         return LiveDrawing(self.model)
 
-    def run(self, drawings: Sequence[Observations], lives: Sequence | None = None) -> list[SketchResult]:
-        """Results for `drawings`; with `lives` (one `LiveDrawing` per drawing, each the state of that drawing's
-        previous update), each is brought up to date incrementally, else all are computed afresh as one batch."""
+    def run(self, drawings: Sequence[Observations | Raster], lives: Sequence | None = None) -> list[SketchResult]:
+        """Results for `drawings` (observations, or canvas snapshots turned into them here); with `lives` (one
+        `LiveDrawing` per drawing, each the state of that drawing's previous update), each is brought up to date
+        incrementally, else all are computed afresh as one batch."""
         if not drawings:
             return []
+        drawings = [d.observations() if isinstance(d, Raster) else d for d in drawings]
         if lives is not None:
             updated = [live.update(d) for live, d in zip(lives, drawings)]
             L = np.stack([u[0] for u in updated])
@@ -168,23 +181,25 @@ class SketchService:
             L = self.model.log_likelihood(drawings)          # (B, n)
             Z = self.model.project(drawings)                  # (B, k)
         images = self._previews(Z)
+        # the first `count` faces of every drawing and their probabilities, for the batch at once
+        rows = L.astype(np.float64)
+        k = min(self.count, rows.shape[1])
+        top = np.argpartition(-rows, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(rows, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        p = np.exp(rows - rows.max(axis=1, keepdims=True))
+        p = np.take_along_axis(p, top, axis=1) / p.sum(axis=1, keepdims=True)
         results = []
         for b, obs in enumerate(drawings):
-            row = L[b].astype(np.float64)
-            if obs.empty:   # nothing drawn: every face is as likely; the preview is the average face
-                ranked: tuple = ()
-            else:
-                k = min(self.count, len(row))
-                top = np.argpartition(-row, k - 1)[:k]
-                top = top[np.argsort(-row[top], kind="stable")]
-                p = np.exp(row - row.max())
-                p /= p.sum()
-                ranked = tuple((int(i), float(p[i])) for i in top)
+            # nothing drawn: every face is as likely (none ranked); the preview is the average face
+            ranked: tuple = () if obs.empty else tuple(zip(top[b].tolist(), p[b].tolist()))
             results.append(SketchResult(obs.revision, ranked, Z[b], encode_preview(images[b]), L[b]))
         return results
 
     def _previews(self, Z: np.ndarray) -> np.ndarray:
         """(B, P, P, 3) uint8 previews at the preview size, whatever size the decoder produces."""
+        if isinstance(self.decoder, LinearPreview) and self.decoder.size == self.preview_size:
+            return self.decoder.decode_uint8(Z)
         out = self.decoder.decode(Z)
         if out.shape[1] != self.preview_size and out.shape[1] > self.preview_size:
             A = area_matrix(out.shape[1], self.preview_size)
