@@ -167,8 +167,10 @@ def test_a_session_without_a_belief_rebuilds_the_same_one_from_its_clicks(engine
     s.rate(step.ids[2], 5)
     step = s.skip()
     step = s.choose(step.ids[1])
+    s.rate(step.ids[3], 2)
+    s.rate(step.ids[3], 4)                                       # a re-rating replaces the earlier one
     replayed = session_probabilities(types.SimpleNamespace(policy=object(), space=s.space, events=s.events,
-                                                           history=s.history, current=s.current))
+                                                           history=s.history, current=s.current, ratings=s.ratings))
     own = session_probabilities(s)
     assert np.allclose(replayed, own, atol=1e-6) and abs(own.sum() - 1) < 1e-6
     assert favourite_of(s, own) == step.ids[0]                  # the last face chosen

@@ -171,13 +171,16 @@ class Engine:
     def can_generate_ideal(self) -> bool:
         return self.IDEAL_LATENT in self.models
 
-    def ideal(self, probabilities: np.ndarray, near: int, exclude, *, seed: int = 0, k: int = 9):
-        """The ideal face (omokage.selection.ideal) for a belief's `probabilities`, near the face `near`, searched
-        in PCA's latent: (IdealFace, its decoded image as a JPEG Texture at the catalog's size). Its `nearest` are
-        the `k` catalog faces nearest to it, `exclude` (the faces already shown) left out."""
-        from omokage.selection.ideal import ideal_face
+    def ideal(self, evidence, algorithm: str, near: int | None, exclude, *, seed: int = 0, k: int = 9):
+        """The ideal face (omokage.selection.ideal) of a selection's `evidence` (a `SessionEvidence`, whose belief is
+        rebuilt in `algorithm`'s space when its policy kept none), near the face `near` (None: the last face chosen),
+        searched in PCA's latent: (IdealFace, its decoded image as a JPEG Texture at the catalog's size). Its
+        `nearest` are the `k` catalog faces nearest to it, `exclude` (the faces already shown) left out."""
+        from omokage.selection.ideal import evidence_favourite, evidence_probabilities, ideal_face
+        probabilities = evidence_probabilities(evidence, self.space(algorithm))
+        near = evidence_favourite(evidence, probabilities) if near is None else int(near)
         pca = self.models[self.IDEAL_LATENT]
-        found = ideal_face(probabilities, pca.space, pca.features, int(near), seed=seed, k=k, exclude=exclude)
+        found = ideal_face(probabilities, pca.space, pca.features, near, seed=seed, k=k, exclude=exclude)
         rgb = matrix_to_images(pca.model.inverse_transform(found.latent[None]), self.catalog.image_size)[0]
         return found, encode_texture(rgb, "jpeg")
 

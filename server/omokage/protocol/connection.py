@@ -29,7 +29,7 @@ from omokage.selection import (DEFAULT_POLICY, SERVED_POLICIES, FeatureSpace, Se
                                SessionState, make_policy)
 from omokage.selection.belief import GAZE_UNIT_S, SketchTerm
 from omokage.sketch.canvas import (MAX_POINTS_PER_CANVAS, MAX_POINTS_PER_MESSAGE, MAX_POINTS_PER_STROKE, MAX_STROKES,
-                                   MAX_WIDTH, MIN_WIDTH, TOOLS, Observations, SketchCanvas, SketchError, check_stroke)
+                                   MAX_WIDTH, MIN_WIDTH, TOOLS, Raster, SketchCanvas, SketchError, check_stroke)
 
 # A `start` without `policy` from a client that did not say it speaks v1.1 gets the v1.0 grids: the chosen face and
 # its nearest unseen neighbours, as protocol v1.0 documents them.
@@ -109,11 +109,12 @@ class ProjectionJob:
 
 @dataclass(frozen=True)
 class SketchJob:
-    """A drawing to project (v1.3): its snapshot, and the rid of the newest message it includes."""
+    """A drawing to project (v1.3): its snapshot (the canvas's rasters: observations are made off the loop), and the
+    rid of the newest message it includes."""
 
     ticket: int
     rid: int | None
-    drawing: Observations
+    drawing: Raster
     strokes: int
     canvas: int = 0          # which drawing (a count of sketch.begin): a result for an earlier one is not shown
     live: Any = None         # the drawing's running state for incremental updates (the backend's), or None
@@ -126,8 +127,9 @@ class IdealJob:
 
     ticket: int
     rid: int | None
-    probabilities: np.ndarray
-    near: int
+    algorithm: str             # the selection's space: a belief rebuilt from its events lives there
+    evidence: Any              # omokage.selection.ideal.SessionEvidence
+    near: int | None           # the favourite the client named; None: the worker takes the session's
     shown: tuple[int, ...]
     seed: int
 
@@ -196,7 +198,9 @@ class ServerConnection:
         # v1.5: default corrections per headset model (calibration/devices/*.json), applied by `hello.device`
         self.device_profiles = dict(device_profiles or {})
         self.device: str | None = None
-        self.gaze_profile_source = "none"    # what corrects this session's gaze: none, device or participant
+        # what corrects this session's gaze: none, device or participant (welcome.gaze.profile, at hello), then
+        # calibration once this session calibrated (not on the wire: the client saw its own calibrated reply)
+        self.gaze_profile_source = "none"
         self._ideal_pending = False
         # v1.3 sketch: the drawing, whether a projection of it is out, and whether it changed since (coalescing: at
         # most one projection in flight; when it returns, only the newest drawing is projected)
@@ -433,7 +437,7 @@ class ServerConnection:
                 record["gaze_profile"] = "unreadable"
         if self.client_minor >= 5 and "gaze" in welcome:   # v1.5: whether this session's gaze is corrected, by what
             welcome["gaze"]["profile"] = self.gaze_profile_source
-        if self.client_minor >= 5 and b.ideal_image_size:   # v1.5: the server generates ideal faces
+        if self.client_minor >= 5 and b.ideal_image_size and self.study is None:   # v1.5: it generates ideal faces
             welcome["ideal"] = {"image_size": int(b.ideal_image_size)}
         if self.client_minor >= 3 and b.sketch_resolution:  # v1.3: the server draws sketches
             welcome["sketch"] = {"resolution": int(b.sketch_resolution), "preview_size": int(b.sketch_preview_size),
@@ -487,7 +491,7 @@ class ServerConnection:
     def _sketch_job(self, rid) -> Offload:
         self._sketch_busy = True
         self._tickets += 1
-        return Offload(SketchJob(self._tickets, rid, self.canvas.observations(), len(self.canvas.strokes),
+        return Offload(SketchJob(self._tickets, rid, self.canvas.snapshot(), len(self.canvas.strokes),
                                  self._canvases, self._live))
 
     def _start_request(self, msg, rid, now) -> list[Action]:
@@ -725,7 +729,12 @@ class ServerConnection:
 
     # -- v1.5 ideal face ------------------------------------------------------------------------------------------------
     def _ideal(self, near, rid) -> list[Action]:
-        from omokage.selection.ideal import favourite_of, session_probabilities
+        from omokage.selection.ideal import snapshot
+        if self.study is not None:
+            # a study's conditions decide what participants see: a generated face and faces from outside the
+            # condition's grids would confound it, whichever client a participant uses
+            raise ProtocolError("wrong_state", "this server runs a study: its conditions decide what participants "
+                                               "see, and they show no ideal face", rid)
         if not self.backend.ideal_image_size:
             raise ProtocolError("wrong_state", "this server cannot generate an ideal face: it serves no PCA model; "
                                                "its operator can fit one with `omokage fit CATALOG --models pca`", rid)
@@ -739,12 +748,12 @@ class ServerConnection:
                                                "`ideal.result`", rid)
         if near is not None and near not in s.shown:
             raise ProtocolError("not_found", f"ideal.near: face {near} has not been shown in this selection", rid)
-        p = session_probabilities(s)
-        near = favourite_of(s, p) if near is None else int(near)
         self._tickets += 1
         self._ideal_pending = True
-        return [Offload(IdealJob(self._tickets, rid, p, near, tuple(sorted(s.shown)),
-                                 seed=(s.seed or 0) * 1009 + len(s.history)))]
+        # a snapshot (no belief built here: rebuilding one for `study` costs ~30 ms after 170 steps); the belief, the
+        # favourite and the search come together off the loop
+        return [Offload(IdealJob(self._tickets, rid, s.algorithm, snapshot(s), None if near is None else int(near),
+                                 tuple(sorted(s.shown)), seed=(s.seed or 0) * 1009 + len(s.history)))]
 
     def ideal_done(self, job: IdealJob, found, image: Texture, now: float) -> list[Action]:
         """The search came back (an `omokage.selection.ideal.IdealFace` and its decoded image): send it."""
@@ -754,9 +763,9 @@ class ServerConnection:
         items = self.backend.items
         listed = [{"id": i, "distance": float(d), "texture": items[i].texture, "title": items[i].title,
                    "url": items[i].url} for i, d in zip(found.nearest, found.nearest_distances)]
-        return [self._log("ideal", now, near=job.near, nearest=[int(i) for i in found.nearest],
+        return [self._log("ideal", now, near=found.favourite, nearest=[int(i) for i in found.nearest],
                           score=float(found.score), seconds=round(float(found.seconds), 4)),
-                Send(server_message("ideal.result", job.rid, near=job.near, items=listed,
+                Send(server_message("ideal.result", job.rid, near=found.favourite, items=listed,
                                     preview=texture_map(image)))]
 
     def ideal_failed(self, job: IdealJob, code: str, message: str) -> list[Action]:

@@ -286,39 +286,71 @@ def ideal_face(belief: "Belief | np.ndarray", space: "FeatureSpace", latents: np
                      seconds=time.perf_counter() - t0)
 
 
-def session_probabilities(session) -> np.ndarray:
-    """What a selection session's evidence says about the target: its policy's belief when it keeps one (`thompson`,
-    `infogain`, ...), else a belief rebuilt from the session's choices, skips and ratings (`study` and `random` keep
-    none, but their users' clicks say the same). (n_items,) probabilities."""
-    from omokage.selection.belief import Belief, ChoiceTerm, PassedOverTerm, RatingTerm, SkipTerm
+@dataclass(frozen=True)
+class SessionEvidence:
+    """What a selection session's evidence says, snapshotted so that another thread can turn it into a belief: the
+    policy's own posterior when it keeps one (`thompson`, `infogain`, ...), else what `study` and `random` (which keep
+    none) saw the user do, to replay. Taking it is cheap (no belief is built), so the event loop can."""
+
+    probabilities: np.ndarray | None                    # a belief policy's posterior; None: replay what follows
+    choices: tuple[tuple[tuple[int, ...], int], ...]   # (the grid, the face chosen from it), in order
+    skips: tuple[tuple[int, ...], ...]                  # grids passed over with "none of these"
+    ratings: tuple[tuple[int, int], ...]                # (face, its latest rating): a re-rating replaces the earlier
+    on_screen: tuple[int, ...]                          # the grid shown now
+    last_chosen: int | None                             # the last face chosen, unless a skip or the start came after
+
+
+def snapshot(session) -> SessionEvidence:
     belief = getattr(session.policy, "belief", None)
-    if belief is not None and belief.space is session.space:
-        return belief.probabilities()
-    belief = Belief(session.space)
-    ratings: dict[int, int] = {}
+    own = belief.probabilities().copy() if belief is not None and belief.space is session.space else None
+    choices, skips, last_chosen = [], [], None
     for event in session.events:
         if event.kind == "choose":   # the grid it was chosen from is the one before the grid it brought
-            grid = session.history[event.step - 2].ids
-            belief.add(ChoiceTerm(grid, int(event.item)))
-            belief.add(PassedOverTerm(grid, spare=(int(event.item),)))
+            choices.append((session.history[event.step - 2].ids, int(event.item)))
+            last_chosen = int(event.item)
         elif event.kind == "skip":
-            grid = tuple(int(i) for i in event.detail["skipped"])
-            belief.add(SkipTerm(grid))
-            belief.add(PassedOverTerm(grid))
-        elif event.kind == "rate":
-            item, rating = int(event.item), int(event.detail["rating"])
-            belief.add(RatingTerm(item, rating, previous=ratings.get(item, 3)))
-            ratings[item] = rating
+            skips.append(tuple(int(i) for i in event.detail["skipped"]))
+            last_chosen = None
+        elif event.kind == "start":
+            last_chosen = None
+    if own is not None:   # the belief has it all; only the favourite is still needed
+        choices, skips = [], []
+    return SessionEvidence(own, tuple(choices), tuple(skips),
+                           tuple(sorted(session.ratings.items())) if own is None else (),
+                           tuple(session.current.ids), last_chosen)
+
+
+def evidence_probabilities(evidence: SessionEvidence, space: "FeatureSpace") -> np.ndarray:
+    """The posterior the evidence gives in `space` (n_items,): the belief policy's own, or one rebuilt from the
+    choices, skips and ratings with the default user model (the terms a belief policy adds for the same events)."""
+    from omokage.selection.belief import Belief, ChoiceTerm, PassedOverTerm, RatingTerm, SkipTerm
+    if evidence.probabilities is not None:
+        return evidence.probabilities
+    belief = Belief(space)
+    for grid, chosen in evidence.choices:
+        belief.add(ChoiceTerm(grid, chosen))
+        belief.add(PassedOverTerm(grid, spare=(chosen,)))
+    for grid in evidence.skips:
+        belief.add(SkipTerm(grid))
+        belief.add(PassedOverTerm(grid))
+    for item, rating in evidence.ratings:   # one term per face: its latest rating against neutral
+        belief.add(RatingTerm(item, rating))
     return belief.probabilities()
 
 
-def favourite_of(session, probabilities: np.ndarray) -> int:
+def evidence_favourite(evidence: SessionEvidence, probabilities: np.ndarray) -> int:
     """The face an ideal should stay near when the user named none: the last face they chose, else (after a start or
     a skip) the most probable face of the grid on screen."""
-    for event in reversed(session.events):
-        if event.kind == "choose":
-            return int(event.item)
-        if event.kind in ("skip", "start"):
-            break
-    ids = list(session.current.ids)
+    if evidence.last_chosen is not None:
+        return evidence.last_chosen
+    ids = list(evidence.on_screen)
     return int(ids[int(np.argmax(np.asarray(probabilities)[ids]))])
+
+
+def session_probabilities(session) -> np.ndarray:
+    """`evidence_probabilities` of a session, here and now."""
+    return evidence_probabilities(snapshot(session), session.space)
+
+
+def favourite_of(session, probabilities: np.ndarray) -> int:
+    return evidence_favourite(snapshot(session), probabilities)

@@ -319,6 +319,11 @@ class OmokageServer:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omokage-project")
         self.decode_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="omokage-decode")
         self.projection_slots = asyncio.Semaphore(max_queued_projections)
+        # v1.5 ideal faces: slots of their own, so cheap `ideal` requests from many connections never hold the image
+        # uploads' (each connection has at most one of either in flight: its next message waits for it)
+        self.ideal_slots = asyncio.Semaphore(4 * workers)
+        if engine.can_generate_ideal:
+            import cma  # noqa: F401  (the search's; imported now, not on the first user's first `ideal`: ~0.3 s)
         self.bulk_slots = asyncio.Semaphore(BULK_SLOTS)
         self.events = EventFile(events_path, fsync=fsync_events) if events_path else None
         # the durable event store (SQLite, WAL, group commit): every message in and out, and the logged events
@@ -710,12 +715,12 @@ class OmokageServer:
     async def _ideal(self, conn: ServerConnection, job: IdealJob) -> list:
         """v1.5 `ideal`: the CMA-ES search (~8 ms at 1,500 faces) and the decode, on the worker pool; the client's
         next message is read when it is done, as after an uploaded image."""
-        if self.projection_slots.locked():
-            return conn.ideal_failed(job, "overloaded", "too many images being generated; retry shortly")
-        async with self.projection_slots:
+        if self.ideal_slots.locked():
+            return conn.ideal_failed(job, "overloaded", "too many ideal faces being generated; retry shortly")
+        async with self.ideal_slots:
             try:
                 found, image = await asyncio.get_running_loop().run_in_executor(
-                    self.pool, functools.partial(self.engine.ideal, job.probabilities, job.near, job.shown,
+                    self.pool, functools.partial(self.engine.ideal, job.evidence, job.algorithm, job.near, job.shown,
                                                  seed=job.seed, k=9))
             except Exception as exc:
                 log.exception("ideal face failed")
@@ -841,31 +846,50 @@ class OmokageServer:
 
 
 class SketchBatcher:
-    """Drawings of every session, projected in batches on one worker thread (v1.3 sketch).
+    """Drawings of every session, projected in batches off the event loop (v1.3 sketch).
 
     Each connection has at most one drawing out (the connection coalesces the rest), so the queue never holds more
     than one entry per connection. While a batch runs, new drawings queue; the next batch takes them all (up to
     `max_batch`): under load the per-drawing cost falls (one matrix product for many drawings) instead of a queue
-    growing. Results are delivered to their connections by tasks of their own, so a slow reader delays only itself."""
+    growing. Results are delivered to their connections by tasks of their own, so a slow reader delays only itself.
 
-    def __init__(self, server: "OmokageServer", service, max_batch: int = 64):
+    Where: a worker process (`omokage.sketch.worker`: no GIL shared with the loop) when the previews are PCA's own
+    (numpy), else, and with OMOKAGE_SKETCH_WORKER=thread, one worker thread (a GPU or ONNX Runtime decoder gives the
+    GIL up while it runs)."""
+
+    def __init__(self, server: "OmokageServer", service, max_batch: int = 64, mode: str | None = None):
+        from omokage.sketch.worker import SketchWorker, supports
         self.server = server
         self.service = service
         self.max_batch = max_batch
         self.queue: collections.deque = collections.deque()
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="omokage-sketch")
+        mode = mode or os.environ.get("OMOKAGE_SKETCH_WORKER") or ("process" if supports(service) else "thread")
+        if mode not in ("process", "thread") or (mode == "process" and not supports(service)):
+            log.warning("sketch worker %r is not possible here; projecting on a thread", mode)
+            mode = "thread"
+        self.worker = SketchWorker(service) if mode == "process" else None
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="omokage-sketch") \
+            if self.worker is None else None
+        # a drawing's key in the worker process, by its live state (`SketchJob.live`, one per sketch.begin): when
+        # that is collected (a new drawing, the connection gone), its key is queued for the worker to forget
+        import weakref
+        self._keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._forget: collections.deque = collections.deque()
+        self._next_key = 0
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self.batches = 0
         self.drawings = 0
-        self.compute_s = 0.0      # time in the worker, for /healthz
+        self.failed = 0           # drawings answered with an error
+        self.compute_s = 0.0      # time from handing a batch off to its results, for /healthz
         self.closed = False
 
     def stats(self) -> dict[str, Any]:
-        return {"batches": self.batches, "drawings": self.drawings, "queued": len(self.queue),
+        return {"batches": self.batches, "drawings": self.drawings, "queued": len(self.queue), "failed": self.failed,
                 "drawings_per_batch": round(self.drawings / self.batches, 2) if self.batches else None,
                 "compute_ms_per_drawing": round(1000 * self.compute_s / self.drawings, 3) if self.drawings else None,
-                "compute_s": round(self.compute_s, 3)}
+                "compute_s": round(self.compute_s, 3),
+                **(self.worker.stats() if self.worker is not None else {"worker": "thread"})}
 
     def submit(self, ws, conn: ServerConnection, job: SketchJob) -> None:
         if self.closed:
@@ -898,18 +922,11 @@ class SketchBatcher:
                                                                        "drawing; draw on or send `sketch.clear`"))
 
     async def _project(self, loop, batch) -> None:
-        drawings = [job.drawing for _, _, job in batch]
-        lives = [job.live for _, _, job in batch]
-        lives = lives if all(live is not None for live in lives) else None
         started = time.perf_counter()
-        try:
-            results = await loop.run_in_executor(self.pool, self.service.run, drawings, lives)
-        except Exception:
-            log.exception("sketch projection failed; retrying the batch's drawings one by one")
-            # one bad drawing fails alone; afresh (a live state may be half updated: it is rebuilt)
-            for live in lives or ():
-                live.reset()
-            results = [await self._run_one(loop, d) for d in drawings]
+        if self.worker is not None:
+            results = await self._in_process(batch)
+        else:
+            results = await self._in_thread(loop, batch)
         self.compute_s += time.perf_counter() - started
         self.batches += 1
         self.drawings += len(batch)
@@ -917,8 +934,10 @@ class SketchBatcher:
         for (ws, conn, job), result in zip(batch, results):
             try:
                 if isinstance(result, Exception):
-                    actions = conn.sketch_failed(job, "internal", "could not project the drawing "
-                                                 f"({type(result).__name__}); draw on or send `sketch.clear`")
+                    self.failed += 1
+                    kind = getattr(result, "kind", type(result).__name__)
+                    actions = conn.sketch_failed(job, "internal", f"could not project the drawing ({kind}); draw on "
+                                                                  "or send `sketch.clear`")
                 else:
                     actions = conn.sketch_done(job, result, now)
             except Exception as exc:   # a bug for one connection must not stop sketching for all
@@ -926,6 +945,42 @@ class SketchBatcher:
                 actions = conn.sketch_failed(job, "internal", f"could not send the result "
                                                               f"({type(exc).__name__})")
             self._deliver(ws, conn, actions)
+
+    def _key(self, live) -> int | None:
+        if live is None:
+            return None
+        key = self._keys.get(live)
+        if key is None:
+            import weakref
+            self._next_key += 1
+            key = self._keys[live] = self._next_key
+            weakref.finalize(live, self._forget.append, key)
+        return key
+
+    async def _in_process(self, batch) -> list:
+        from omokage.sketch.worker import SketchWorkerError
+        drawings = [(self._key(job.live), job.drawing) for _, _, job in batch]
+        forget = []
+        while self._forget:
+            forget.append(self._forget.popleft())
+        try:
+            return await self.worker.run(drawings, forget)
+        except SketchWorkerError as exc:   # the process ended or hung: this batch fails, the next starts a new one
+            log.error("%s", exc, extra={"fields": {"drawings": len(batch)}})
+            return [exc] * len(batch)
+
+    async def _in_thread(self, loop, batch) -> list:
+        drawings = [job.drawing for _, _, job in batch]
+        lives = [job.live for _, _, job in batch]
+        lives = lives if all(live is not None for live in lives) else None
+        try:
+            return await loop.run_in_executor(self.pool, self.service.run, drawings, lives)
+        except Exception:
+            log.exception("sketch projection failed; retrying the batch's drawings one by one")
+            # one bad drawing fails alone; afresh (a live state may be half updated: it is rebuilt)
+            for live in lives or ():
+                live.reset()
+            return [await self._run_one(loop, d) for d in drawings]
 
     async def _run_one(self, loop, drawing):
         try:
@@ -962,7 +1017,10 @@ class SketchBatcher:
         self.closed = True
         if self._task is not None:
             self._task.cancel()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.worker is not None:
+            self.worker.close()
+        else:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
