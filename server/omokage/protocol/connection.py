@@ -122,8 +122,9 @@ class SketchJob:
 
 @dataclass(frozen=True)
 class IdealJob:
-    """v1.5 `ideal`: a snapshot of what the session's evidence says (its belief's probabilities), the favourite to
-    stay near, and the faces already shown (never offered again); the caller runs the search off its loop."""
+    """v1.5 `ideal`: a snapshot of the session's evidence (its policy's belief, or the choices, skips and ratings to
+    rebuild one from), the favourite the client named, and the faces already shown (never offered again); the caller
+    builds the belief and runs the search off its loop (`Engine.ideal`)."""
 
     ticket: int
     rid: int | None
@@ -136,9 +137,9 @@ class IdealJob:
 
 @dataclass(frozen=True)
 class Offload:
-    """Work for the caller to run off its loop: an uploaded image (`ProjectionJob`; its result is awaited before the
-    next message is read) or a drawing (`SketchJob`; batched with other sessions' drawings, not awaited: strokes keep
-    arriving and are coalesced meanwhile)."""
+    """Work for the caller to run off its loop: an uploaded image (`ProjectionJob`) or, v1.5, an ideal face
+    (`IdealJob`), each awaited before the next message is read, or a drawing (`SketchJob`; batched with other sessions'
+    drawings, not awaited: strokes keep arriving and are coalesced meanwhile)."""
 
     job: ProjectionJob | SketchJob | IdealJob
 
