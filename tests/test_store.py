@@ -313,7 +313,7 @@ def test_sketch_results_and_ideal_faces_get_rows_of_their_own(tiny_catalog, tmp_
     finally:
         srv.stop()
     conn = sqlite3.connect(tmp_path / "s.db")
-    rows = conn.execute("SELECT revision, strokes, items, session_id FROM sketch_updates ORDER BY id").fetchall()
+    rows = conn.execute("SELECT revision, stroke_count, items, session_id FROM sketch_updates ORDER BY id").fetchall()
     assert [(r[0], r[1]) for r in rows] == [(first["revision"], 0), (drawn["revision"], 1)]
     assert json.loads(rows[0][2]) == [] and json.loads(rows[1][2]) == [i["id"] for i in drawn["items"]]
     [(near, items)] = conn.execute("SELECT near, items FROM ideals").fetchall()

@@ -149,6 +149,7 @@ MIGRATIONS: list[str] = [
     #    of `events`): the drawing's revision and stroke count and the faces listed, best first
     """
     ALTER TABLE sketch_updates ADD COLUMN revision INTEGER;
+    ALTER TABLE sketch_updates ADD COLUMN stroke_count INTEGER;
     ALTER TABLE sketch_updates ADD COLUMN items TEXT;
     CREATE INDEX sketch_updates_session ON sketch_updates (session_id, server_time);
     """,

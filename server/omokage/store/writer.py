@@ -200,10 +200,9 @@ class _Rows:
         if self.fixations:
             cur.executemany("INSERT INTO fixations (session_id, trial_id, start_time, end_time, grid_x, grid_y, item, "
                             "step) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.fixations)
-        if self.sketches:
-            # `strokes` holds the drawing's stroke count here (the strokes are the `sketch.*` rows of `events`)
-            cur.executemany("INSERT INTO sketch_updates (session_id, trial_id, server_time, strokes, revision, items) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", self.sketches)
+        if self.sketches:   # (`strokes` stays empty: the strokes themselves are the `sketch.*` rows of `events`)
+            cur.executemany("INSERT INTO sketch_updates (session_id, trial_id, server_time, stroke_count, revision, "
+                            "items) VALUES (?, ?, ?, ?, ?, ?)", self.sketches)
 
 
 # --- typed tables, by event kind: each returns False when a uniqueness rule refused its row -------------------------
