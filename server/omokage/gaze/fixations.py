@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.ma  # noqa: F401  (np.median imports it on first use: 10-20 ms on the event loop at a server's first pick)
 
 from omokage.gaze.samples import NOT_CAST
 
