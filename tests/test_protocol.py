@@ -48,27 +48,34 @@ def test_vectors_cover_every_message_type():
     assert set(SERVER_MESSAGES) <= types
 
 
+# Each minor version's vectors as released: (how many, the digest of their names and bytes, sorted by name). A later
+# version only adds vectors: these never change.
+RELEASED = {"1.0": (19, "5814d6c5fe8a01c66ada056b85eb563a96a99057677da653fa18db69e19173d2"),
+            "1.1": (9, "78caa13803497bd31cc4e9effc8eb92b839ae31ee80306f3bc15753c1fca0320"),
+            "1.2": (21, "918976451234f3d8bd928627ca9cc6b0acf5ef4653f0d0926c592d4ac8fe42da"),
+            "1.3": (11, "4cd5350a6508e766ba8fedd47aeb3affa238e4c1672381ff06f0ae37026b016d"),
+            "1.4": (8, "5f3d9c9ed0997118da6b789de470964bcbd41036c2d1dc9d86b2a7ff27fc77a7")}
+
+
+def released(since: str) -> tuple[int, str]:
+    """(how many vectors came with that version, the digest of their names and bytes) as the files are now."""
+    vectors = sorted((v for v in INDEX["vectors"] if v["since"] == since), key=lambda v: v["file"])
+    digest = hashlib.sha256()
+    for v in vectors:
+        digest.update(v["file"].encode() + b"\0" + (VECTORS / v["file"]).read_bytes())
+    return len(vectors), digest.hexdigest()
+
+
 def test_vector_files_match_the_index_and_the_v1_0_vectors_are_unchanged():
     files = sorted(p.name for p in VECTORS.glob("*.msgpack"))
     assert files == sorted(v["file"] for v in INDEX["vectors"])
     for v in INDEX["vectors"]:
         assert hashlib.sha256((VECTORS / v["file"]).read_bytes()).hexdigest() == v["sha256"], v["file"]
-    # v1.1 only adds vectors: the 19 of v1.0, byte for byte as released (digest of name + bytes, sorted by name)
-    v1_0 = sorted((v for v in INDEX["vectors"] if v["since"] == "1.0"), key=lambda v: v["file"])
-    digest = hashlib.sha256()
-    for v in v1_0:
-        digest.update(v["file"].encode() + b"\0" + (VECTORS / v["file"]).read_bytes())
-    assert len(v1_0) == 19
-    assert digest.hexdigest() == "5814d6c5fe8a01c66ada056b85eb563a96a99057677da653fa18db69e19173d2"
+    assert released("1.0") == RELEASED["1.0"]
 
 
 def test_v1_2_vectors_show_every_addition_and_v1_1_is_unchanged():
-    v1_1 = sorted((v for v in INDEX["vectors"] if v["since"] == "1.1"), key=lambda v: v["file"])
-    digest = hashlib.sha256()
-    for v in v1_1:
-        digest.update(v["file"].encode() + b"\0" + (VECTORS / v["file"]).read_bytes())
-    assert len(v1_1) == 9
-    assert digest.hexdigest() == "78caa13803497bd31cc4e9effc8eb92b839ae31ee80306f3bc15753c1fca0320"
+    assert released("1.1") == RELEASED["1.1"]
     added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.2"}
     assert added["hello_v1_2.msgpack"]["protocol_minor"] == 2
     welcome = added["welcome_v1_2.msgpack"]
@@ -82,12 +89,7 @@ def test_v1_2_vectors_show_every_addition_and_v1_1_is_unchanged():
 
 
 def test_v1_3_vectors_show_the_sketch_messages_and_v1_2_is_unchanged():
-    v1_2 = sorted((v for v in INDEX["vectors"] if v["since"] == "1.2"), key=lambda v: v["file"])
-    digest = hashlib.sha256()
-    for v in v1_2:
-        digest.update(v["file"].encode() + b"\0" + (VECTORS / v["file"]).read_bytes())
-    assert len(v1_2) == 21
-    assert digest.hexdigest() == "918976451234f3d8bd928627ca9cc6b0acf5ef4653f0d0926c592d4ac8fe42da"
+    assert released("1.2") == RELEASED["1.2"]
     added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.3"}
     assert {m["type"] for m in added.values()} >= {"sketch.begin", "sketch.stroke", "sketch.undo", "sketch.clear",
                                                 "sketch.result"}
@@ -101,16 +103,8 @@ def test_v1_3_vectors_show_the_sketch_messages_and_v1_2_is_unchanged():
     assert added["start_sketch.msgpack"]["init"] == "sketch"
 
 
-V1_3_DIGEST = "4cd5350a6508e766ba8fedd47aeb3affa238e4c1672381ff06f0ae37026b016d"   # the 11 vectors of v1.3, as released
-
-
 def test_v1_4_vectors_show_the_calibration_messages_and_v1_3_is_unchanged():
-    v1_3 = sorted((v for v in INDEX["vectors"] if v["since"] == "1.3"), key=lambda v: v["file"])
-    digest = hashlib.sha256()
-    for v in v1_3:
-        digest.update(v["file"].encode() + b"\0" + (VECTORS / v["file"]).read_bytes())
-    assert len(v1_3) == 11
-    assert digest.hexdigest() == V1_3_DIGEST
+    assert released("1.3") == RELEASED["1.3"]
     added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.4"}
     assert {m["type"] for m in added.values()} >= {"calibrate.begin", "calibrate.end", "calibration", "calibrated"}
     assert added["hello_v1_4.msgpack"]["protocol_minor"] == 4
@@ -120,16 +114,8 @@ def test_v1_4_vectors_show_the_calibration_messages_and_v1_3_is_unchanged():
     assert added["error_calibration_failed.msgpack"]["code"] == "calibration_failed"
 
 
-V1_4_DIGEST = "5f3d9c9ed0997118da6b789de470964bcbd41036c2d1dc9d86b2a7ff27fc77a7"   # the 8 vectors of v1.4, as released
-
-
 def test_v1_5_vectors_show_device_cancel_and_ideal_and_v1_4_is_unchanged():
-    v1_4 = sorted((v for v in INDEX["vectors"] if v["since"] == "1.4"), key=lambda v: v["file"])
-    digest = hashlib.sha256()
-    for v in v1_4:
-        digest.update(v["file"].encode() + b"\0" + (VECTORS / v["file"]).read_bytes())
-    assert len(v1_4) == 8
-    assert digest.hexdigest() == V1_4_DIGEST
+    assert released("1.4") == RELEASED["1.4"]
     added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.5"}
     assert {m["type"] for m in added.values()} >= {"calibrate.cancel", "calibration.cancelled", "ideal",
                                                     "ideal.result", "hello", "welcome"}
