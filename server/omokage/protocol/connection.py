@@ -133,6 +133,7 @@ class IdealJob:
     near: int | None           # the favourite the client named; None: the worker takes the session's
     shown: tuple[int, ...]
     seed: int
+    count: int = 9             # faces to list: the grid's size (welcome.limits.grid_size)
 
 
 @dataclass(frozen=True)
@@ -754,7 +755,8 @@ class ServerConnection:
         # a snapshot (no belief built here: rebuilding one for `study` costs ~30 ms after 170 steps); the belief, the
         # favourite and the search come together off the loop
         return [Offload(IdealJob(self._tickets, rid, s.algorithm, snapshot(s), None if near is None else int(near),
-                                 tuple(sorted(s.shown)), seed=(s.seed or 0) * 1009 + len(s.history)))]
+                                 tuple(sorted(s.shown)), seed=(s.seed or 0) * 1009 + len(s.history),
+                                 count=self.grid_size))]
 
     def ideal_done(self, job: IdealJob, found, image: Texture, now: float) -> list[Action]:
         """The search came back (an `omokage.selection.ideal.IdealFace` and its decoded image): send it."""

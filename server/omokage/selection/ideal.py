@@ -301,22 +301,23 @@ class SessionEvidence:
 
 
 def snapshot(session) -> SessionEvidence:
+    last_chosen = None
+    for event in reversed(session.events):   # the favourite: the last face chosen, unless a skip or start came after
+        if event.kind == "choose":
+            last_chosen = int(event.item)
+            break
+        if event.kind in ("skip", "start"):
+            break
     belief = getattr(session.policy, "belief", None)
-    own = belief.probabilities().copy() if belief is not None and belief.space is session.space else None
-    choices, skips, last_chosen = [], [], None
+    if belief is not None and belief.space is session.space:   # the belief has it all
+        return SessionEvidence(belief.probabilities().copy(), (), (), (), tuple(session.current.ids), last_chosen)
+    choices, skips = [], []
     for event in session.events:
         if event.kind == "choose":   # the grid it was chosen from is the one before the grid it brought
             choices.append((session.history[event.step - 2].ids, int(event.item)))
-            last_chosen = int(event.item)
         elif event.kind == "skip":
             skips.append(tuple(int(i) for i in event.detail["skipped"]))
-            last_chosen = None
-        elif event.kind == "start":
-            last_chosen = None
-    if own is not None:   # the belief has it all; only the favourite is still needed
-        choices, skips = [], []
-    return SessionEvidence(own, tuple(choices), tuple(skips),
-                           tuple(sorted(session.ratings.items())) if own is None else (),
+    return SessionEvidence(None, tuple(choices), tuple(skips), tuple(sorted(session.ratings.items())),
                            tuple(session.current.ids), last_chosen)
 
 

@@ -721,7 +721,7 @@ class OmokageServer:
             try:
                 found, image = await asyncio.get_running_loop().run_in_executor(
                     self.pool, functools.partial(self.engine.ideal, job.evidence, job.algorithm, job.near, job.shown,
-                                                 seed=job.seed, k=9))
+                                                 seed=job.seed, k=job.count))
             except Exception as exc:
                 log.exception("ideal face failed")
                 return conn.ideal_failed(job, "internal", f"could not generate the ideal face ({type(exc).__name__})")

@@ -40,7 +40,6 @@ import collections
 import logging
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -51,11 +50,10 @@ import msgpack
 import numpy as np
 
 from omokage.sketch.canvas import Raster
+from omokage.store.writer import HEADER, MAX_FRAME, frame_bytes   # the store writer's framing, shared
 
 log = logging.getLogger("omokage.sketch")
 
-HEADER = struct.Struct(">I")
-MAX_FRAME = 1 << 30
 MAX_LIVES = 4096          # drawings whose running sums the child keeps (~40 KB each); the least recently updated go
 
 
@@ -158,9 +156,8 @@ class SketchWorker:
                                     "the server's log above)")
 
     async def _send(self, value) -> None:
-        body = msgpack.packb(value, use_bin_type=True)
         writer = self._pipes[1]
-        writer.write(HEADER.pack(len(body)) + body)
+        writer.write(frame_bytes(value))
         await writer.drain()
 
     async def run(self, drawings: Sequence[tuple[int | None, Raster]],
@@ -223,8 +220,7 @@ class SketchWorker:
             # below), so the child is told to stop in a frame, written at once while the pipe has room
             if not kill:
                 try:
-                    body = msgpack.packb(["stop"])
-                    pipes[1].write(HEADER.pack(len(body)) + body)
+                    pipes[1].write(frame_bytes(["stop"]))
                 except (OSError, RuntimeError):
                     pass
             pipes[1].close()

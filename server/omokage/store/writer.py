@@ -38,9 +38,14 @@ HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 30   # one group commit's records; far above what a batch holds, a guard against a torn length
 
 
-def write_frame(out: BinaryIO, value: Any, packed: bytes | None = None) -> None:
+def frame_bytes(value: Any, packed: bytes | None = None) -> bytes:
+    """One frame: the body's length (4 bytes, big-endian) and the body, `value` in msgpack (or `packed` as it is)."""
     body = packed if packed is not None else msgpack.packb(value, use_bin_type=True)
-    out.write(HEADER.pack(len(body)) + body)
+    return HEADER.pack(len(body)) + body
+
+
+def write_frame(out: BinaryIO, value: Any, packed: bytes | None = None) -> None:
+    out.write(frame_bytes(value, packed))
     out.flush()
 
 

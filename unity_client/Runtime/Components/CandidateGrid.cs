@@ -378,15 +378,7 @@ namespace Omokage.Client.Components
             {
                 IdealResultMessage ideal = await session.IdealAsync(near);
                 if (this == null || session.LastIdeal != ideal) return ideal;  // a newer selection began meanwhile
-                if (_ideal == null)
-                {
-                    _ideal = new Texture2D(2, 2, TextureFormat.RGBA32, false);
-                    _ideal.name = "omokage ideal face";
-                    _ideal.wrapMode = TextureWrapMode.Clamp;
-                    _ideal.filterMode = FilterMode.Bilinear;
-                }
-                if (!_ideal.LoadImage(ideal.Preview.Data, false))  // the same texture every time, resized
-                    Debug.LogWarning("[omokage] could not decode the ideal face (" + ideal.Preview.Format + ")");
+                DecodeInto(ref _ideal, ideal.Preview, "omokage ideal face");
                 if (idealRenderer != null) idealRenderer.material.mainTexture = _ideal;
                 var handler = IdealShown;
                 if (handler != null) handler(ideal, _ideal);
@@ -693,15 +685,30 @@ namespace Omokage.Client.Components
             return texture;
         }
 
-        static Texture2D Decode(TextureData data)
+        static Texture2D NewTexture(string name)
         {
             var texture = new Texture2D(2, 2, TextureFormat.RGBA32, false);
-            texture.name = "omokage " + data.Hash.Substring(0, 12);
+            texture.name = name;
             texture.wrapMode = TextureWrapMode.Clamp;
             texture.filterMode = FilterMode.Bilinear;
+            return texture;
+        }
+
+        static Texture2D Decode(TextureData data)
+        {
+            var texture = NewTexture("omokage " + data.Hash.Substring(0, 12));
             if (!texture.LoadImage(data.Data, true))  // JPEG or PNG; resizes the texture; no CPU copy kept
                 Debug.LogWarning("[omokage] could not decode texture " + data.Hash + " (" + data.Format + ")");
             return texture;
+        }
+
+        /// <summary>Decodes an inline image (an ideal face, a sketch's preview) into <paramref name="target"/>, made on
+        /// first use and reused after: one texture, resized, however many images come.</summary>
+        internal static void DecodeInto(ref Texture2D target, TextureData data, string name)
+        {
+            if (target == null) target = NewTexture(name);
+            if (!target.LoadImage(data.Data, false))
+                Debug.LogWarning("[omokage] could not decode " + name + " (" + data.Format + ")");
         }
 
         void ShowReconstruction(TextureData data)

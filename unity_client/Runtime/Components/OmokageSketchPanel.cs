@@ -382,15 +382,7 @@ namespace Omokage.Client.Components
             _latest = result;
             if (result.Preview != null && result.Preview.Data != null)
             {
-                if (_preview == null)
-                {
-                    _preview = new Texture2D(2, 2, TextureFormat.RGBA32, false);
-                    _preview.name = "omokage sketch preview";
-                    _preview.wrapMode = TextureWrapMode.Clamp;
-                    _preview.filterMode = FilterMode.Bilinear;
-                }
-                if (!_preview.LoadImage(result.Preview.Data, false))  // the same texture every time, resized
-                    Debug.LogWarning("[omokage] could not decode the sketch preview (" + result.Preview.Format + ")");
+                CandidateGrid.DecodeInto(ref _preview, result.Preview, "omokage sketch preview");
                 if (previewRenderer != null)
                 {
                     if (_previewMaterial == null) _previewMaterial = previewRenderer.material;
