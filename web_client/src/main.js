@@ -1,7 +1,7 @@
 // The omokage page: desktop grid (mouse, touch, keyboard) and, when the browser can, a WebXR mode
 // whose three.js code is loaded only when the user enters VR (see xr.js).
 
-import { CLIENT_NAME, ConnectionLost, OmokageClient, ServerError } from './protocol.js';
+import { CLIENT_NAME, ConnectionLost, OmokageClient, ServerError, textureBlob } from './protocol.js';
 import { DwellTracker } from './dwell.js';
 import { GazeSender, PointerProxy } from './gaze.js';
 import { renderQuestionnaire } from './study.js';
@@ -1289,7 +1289,7 @@ function idealFavourite(id) {
 async function renderIdeal(r, items, textures, step) {
   const p = r.preview;
   if (p && p.data) {
-    const blob = new Blob([p.data], { type: p.format === 'png' ? 'image/png' : 'image/jpeg' });
+    const blob = textureBlob(p);
     const url = URL.createObjectURL(blob);
     const img = $('ideal-img');
     img.src = url;
@@ -1628,7 +1628,7 @@ function renderGuide() {
 async function renderSketchResult(r, gen) {
   const p = r.preview;
   if (p && p.data) {
-    const blob = new Blob([p.data], { type: p.format === 'png' ? 'image/png' : 'image/jpeg' });
+    const blob = textureBlob(p);
     const url = URL.createObjectURL(blob);
     const img = $('sketch-preview');
     if (sketchView.previewUrl) URL.revokeObjectURL(sketchView.previewUrl);

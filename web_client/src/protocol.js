@@ -408,6 +408,11 @@ export class OmokageClient extends EventTarget {
  * Textures by content hash: {hash, format, width, height, blob, url}. Entries are kept for the page's
  * life (hashes are content addresses, so an entry never goes stale).
  */
+/** A texture map's image as a Blob of its MIME type (a `texture` message, or an inline preview or reconstruction). */
+export function textureBlob(tex) {
+  return new Blob([tex.data], { type: MIME[tex.format] || 'application/octet-stream' });
+}
+
 export class TextureCache {
   constructor(client) {
     this.client = client;
@@ -423,8 +428,7 @@ export class TextureCache {
   put(tex) {
     const have = this.entries.get(tex.hash);
     if (have) return have;
-    const type = MIME[tex.format] || 'application/octet-stream';
-    const blob = new Blob([tex.data], { type });
+    const blob = textureBlob(tex);
     const entry = { hash: tex.hash, format: tex.format, width: tex.width, height: tex.height, blob,
       url: URL.createObjectURL(blob) };
     this.entries.set(tex.hash, entry);
