@@ -78,14 +78,21 @@ class Raw:
 
 
 async def pings(c, seconds):
-    """Round trips of back-to-back pings for `seconds`: the worst one (ms)."""
-    worst, end = 0.0, time.perf_counter() + seconds
+    """Round trips (ms) of back-to-back pings for `seconds`."""
+    times, end = [], time.perf_counter() + seconds
     while time.perf_counter() < end:
         t = time.perf_counter()
         await c.ok({"type": "ping", "t": 0}, "pong")
-        worst = max(worst, (time.perf_counter() - t) * 1000)
+        times.append((time.perf_counter() - t) * 1000)
         await asyncio.sleep(0.002)
-    return worst
+    return times
+
+
+def assert_not_stalled(times, what):
+    """Work that blocks the event loop stalls every ping it overlaps; a busy machine's scheduler can delay one. So at
+    most one round trip may exceed BYSTANDER_MAX_MS (with one allowed, a 3-`ideal` stall still fails)."""
+    slow = sorted(t for t in times if t >= BYSTANDER_MAX_MS)
+    assert len(slow) <= 1, f"{what} stalled the event loop for every other client: round trips of {slow} ms"
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +274,7 @@ def test_an_ideal_flood_is_served_in_order_and_a_bystander_keeps_its_latency(ser
         for msg in ({"type": "choose", "id": pick, "rid": 1}, {"type": "ideal", "rid": 2},
                     {"type": "decide", "id": pick, "rid": 3}, {"type": "ideal", "rid": 4}):
             await flooder.ws.send(msgpack.packb(msg))
-        worst = asyncio.create_task(pings(bystander, 0.8))
+        round_trips = asyncio.create_task(pings(bystander, 0.8))
         replies = [msgpack.unpackb(await asyncio.wait_for(flooder.ws.recv(), 20)) for _ in range(n + 4)]
         assert [m["rid"] for m in replies] == [10_000 + k for k in range(n)] + [1, 2, 3, 4]
         codes = {m["type"] if m["type"] != "error" else m["code"] for m in replies[:n]}
@@ -275,7 +282,7 @@ def test_an_ideal_flood_is_served_in_order_and_a_bystander_keeps_its_latency(ser
         assert replies[n]["type"] == "candidates" and replies[n + 1]["near"] == pick
         assert replies[n + 2]["type"] == "decided"
         assert replies[n + 3]["type"] == "error" and replies[n + 3]["code"] == "wrong_state"
-        assert await worst < BYSTANDER_MAX_MS
+        assert_not_stalled(await round_trips, "an `ideal` flood")
         await flooder.ok({"type": "ping", "t": 0}, "pong")
         await bystander.close()
         await flooder.close()
@@ -349,14 +356,14 @@ def test_many_ratings_do_not_make_ideal_block_the_event_loop(fast_server):
         for _ in range(n):
             m = msgpack.unpackb(await asyncio.wait_for(attacker.ws.recv(), 20))
             assert m["type"] == "rated", m
-        worst = asyncio.create_task(pings(bystander, 1.2))
+        round_trips = asyncio.create_task(pings(bystander, 1.2))
         await asyncio.sleep(0.1)
         for _ in range(3):
             await attacker.ok({"type": "ideal"}, "ideal.result")
-        worst = await worst
+        round_trips = await round_trips
         await attacker.close()
         await bystander.close()
-        assert worst < BYSTANDER_MAX_MS, f"an `ideal` stalled the event loop for every other client ({worst:.0f} ms)"
+        assert_not_stalled(round_trips, "an `ideal` after 6,000 ratings")
     asyncio.run(go())
 
 
