@@ -338,8 +338,18 @@ namespace Omokage.Client.Components
             if (client != null && !_sketchLoading) Observe(LoadSketchTextures(client));
         }
 
-        /// <summary>Ends a drawing's preview (the tiles keep what they show until the next grid).</summary>
-        public void EndSketchPreview() { PreviewingSketch = false; }
+        /// <summary>Ends a drawing's preview: the tiles show the current grid again (the faces a choose refers to), or are
+        /// left as they are when no selection has started yet.</summary>
+        public void EndSketchPreview()
+        {
+            if (!PreviewingSketch) return;
+            PreviewingSketch = false;
+            if (Current == null) return;
+            ShowItems(Current.Items);
+            ShowReconstruction(Current.Reconstruction);
+            var client = connection != null ? connection.Client : null;
+            if (client != null) Observe(LoadTextures(client, Current, _generation));
+        }
 
         async Task LoadSketchTextures(OmokageClient client)
         {

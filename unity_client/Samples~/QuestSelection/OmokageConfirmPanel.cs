@@ -52,24 +52,7 @@ namespace Omokage.Client.Samples
 
         void AddButton(string label, Vector3 position, Action press)
         {
-            var cube = GameObject.CreatePrimitive(PrimitiveType.Cube);
-            cube.name = label + " Button";
-            cube.transform.SetParent(transform, false);
-            cube.transform.localPosition = position;
-            cube.transform.localScale = new Vector3(0.3f, 0.08f, 0.03f);
-            var button = cube.AddComponent<OmokageActionButton>();
-            button.Configure(() => { press(); Hide(); });
-            button.ButtonRenderer = cube.GetComponent<Renderer>();
-
-            var text = new GameObject("Label");
-            text.transform.SetParent(transform, false);
-            text.transform.localPosition = position + new Vector3(0f, 0f, -0.02f);
-            var mesh = text.AddComponent<TextMesh>();
-            mesh.text = label;
-            mesh.anchor = TextAnchor.MiddleCenter;
-            mesh.alignment = TextAlignment.Center;
-            mesh.characterSize = 0.004f;
-            mesh.fontSize = 40;
+            OmokageActionButton.Build(transform, label, position, new Vector3(0.3f, 0.08f, 0.03f), () => { press(); Hide(); });
         }
 
         void Ask(string url)
@@ -93,18 +76,62 @@ namespace Omokage.Client.Samples
         }
     }
 
-    /// <summary>A scene button that runs an action on the user's press (never on dwell).</summary>
+    /// <summary>A scene button that runs an action on the user's press (never on dwell); greyed out while its condition
+    /// is false.</summary>
     public class OmokageActionButton : OmokageButton
     {
         Action _press;
+        Func<bool> _enabled;
 
         public OmokageActionButton()
             : base(new Color(0.4f, 0.4f, 0.45f, 1f), new Color(0.6f, 0.6f, 0.7f, 1f), new Color(0.3f, 0.3f, 0.3f, 1f)) { }
 
-        public void Configure(Action press) { _press = press; }
+        /// <summary>What a press does, and when it may be pressed (null: always). The condition is read every frame (the
+        /// tint): keep it to reading fields and properties, so that nothing is allocated per frame.</summary>
+        public void Configure(Action press, Func<bool> enabled = null)
+        {
+            _press = press;
+            _enabled = enabled;
+        }
 
-        public override bool IsSelectable { get { return _press != null; } }
+        public override bool IsSelectable { get { return _press != null && (_enabled == null || _enabled()); } }
 
         protected override void Press() { _press(); }
+
+        /// <summary>Builds a labelled button under <paramref name="parent"/>: an object named after the label holding a cube
+        /// (its collider takes the pointer's ray) and the label in front of it. Hide both with the returned object.</summary>
+        public static GameObject Build(Transform parent, string label, Vector3 localPosition, Vector3 size, Action press,
+                                       Func<bool> enabled = null)
+        {
+            var root = new GameObject(label + " Button");
+            root.transform.SetParent(parent, false);
+            root.transform.localPosition = localPosition;
+
+            var cube = GameObject.CreatePrimitive(PrimitiveType.Cube);
+            cube.name = "Bar";
+            cube.transform.SetParent(root.transform, false);
+            cube.transform.localScale = size;
+            var button = root.AddComponent<OmokageActionButton>();  // found from the cube's collider (its parent)
+            button.Configure(press, enabled);
+            button.ButtonRenderer = cube.GetComponent<Renderer>();
+
+            AddLabel(root.transform, label, new Vector3(0f, 0f, -size.z * 0.5f - 0.005f));
+            return root;
+        }
+
+        /// <summary>A centred label (a TextMesh, no collider: it never blocks a ray) at <paramref name="localPosition"/>.</summary>
+        public static TextMesh AddLabel(Transform parent, string text, Vector3 localPosition)
+        {
+            var label = new GameObject("Label");
+            label.transform.SetParent(parent, false);
+            label.transform.localPosition = localPosition;
+            var mesh = label.AddComponent<TextMesh>();
+            mesh.text = text;
+            mesh.anchor = TextAnchor.MiddleCenter;
+            mesh.alignment = TextAlignment.Center;
+            mesh.characterSize = 0.004f;
+            mesh.fontSize = 40;
+            return mesh;
+        }
     }
 }

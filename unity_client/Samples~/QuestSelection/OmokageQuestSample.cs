@@ -7,7 +7,9 @@ namespace Omokage.Client.Samples
     /// Builds the whole avatar-selection setup at runtime, so the sample needs no prefab: a connection, a 3×3
     /// grid floating in front of the user, a "this one" and a "none of these" button, a pointer on the right controller
     /// and one on the head, the press that commits (<see cref="OmokageSamplePress"/>: the trigger), the confirm panel
-    /// shown before the product page opens (<see cref="OmokageConfirmPanel"/>), a gaze reporter and a status line.
+    /// shown before the product page opens (<see cref="OmokageConfirmPanel"/>), a gaze reporter and a status line; and,
+    /// where the server offers them, "Draw a face" (a drawing corner on the left: <see cref="OmokageSketchStation"/>) and
+    /// "What you seem to want" (the ideal face on the right: <see cref="OmokageIdealPanel"/>).
     /// Gaze only arms a tile (it lights up); the trigger chooses. Put it on an empty GameObject in a scene with an XR
     /// Origin (see README.md; in the Editor, the XR Device Simulator), set the server URL, press Play or build to the Quest.
     /// </summary>
@@ -42,6 +44,10 @@ namespace Omokage.Client.Samples
         OmokagePointer _controllerPointer;
         OmokagePointer _gazePointer;
         OmokageSamplePress _press;
+        OmokageSketchStation _sketch;
+        OmokageIdealPanel _ideal;
+        GameObject _drawButton;
+        GameObject _idealButton;
         TextMesh _status;
 
         /// <summary>The pointer on the controller.</summary>
@@ -54,6 +60,12 @@ namespace Omokage.Client.Samples
         public OmokageSamplePress Press { get { return _press; } }
 
         public CandidateGrid Grid { get { return _grid; } }
+
+        /// <summary>The drawing corner ("Draw a face"); null without a right controller, which draws.</summary>
+        public OmokageSketchStation SketchStation { get { return _sketch; } }
+
+        /// <summary>The ideal face's panel ("What you seem to want").</summary>
+        public OmokageIdealPanel IdealPanel { get { return _ideal; } }
 
         void Awake()
         {
@@ -94,6 +106,7 @@ namespace Omokage.Client.Samples
             var decide = button.AddComponent<OmokageDecideButton>();
             decide.Grid = _grid;
             decide.ButtonRenderer = button.GetComponent<Renderer>();
+            OmokageActionButton.AddLabel(gridObject.transform, "this one", new Vector3(-0.18f, -0.55f, -0.02f));
 
             //    and a "none of these" button beside it (grey; disabled against a v1.0 server)
             var skipButton = GameObject.CreatePrimitive(PrimitiveType.Cube);
@@ -104,6 +117,7 @@ namespace Omokage.Client.Samples
             var skip = skipButton.AddComponent<OmokageSkipButton>();
             skip.Grid = _grid;
             skip.ButtonRenderer = skipButton.GetComponent<Renderer>();
+            OmokageActionButton.AddLabel(gridObject.transform, "none of these", new Vector3(0.18f, -0.55f, -0.02f));
 
             //    and the confirm panel, in front of the grid, shown only when a product page asks to open
             OmokageConfirmPanel.Build(_grid, gridObject.transform, new Vector3(0f, 0f, -0.15f));
@@ -126,6 +140,29 @@ namespace Omokage.Client.Samples
             if (_press == null) _press = gameObject.AddComponent<OmokageSamplePress>();
             _press.ControllerPointer = _controllerPointer;
             _press.GazePointer = _gazePointer;
+
+            //    a second row of buttons under the grid, hidden until a welcome says the server can (OnConnected):
+            //    "Draw a face" opens the drawing corner left of the grid (drawn on with the controller's ray while the
+            //    trigger is held, so only with a right controller); "What you seem to want" asks for the ideal face, shown
+            //    right of the grid, once the user has picked (a choice or "none of these": the selection has learnt something)
+            var row = new Vector3(0.3f, 0.08f, 0.03f);
+            if (_controllerPointer != null)
+            {
+                _sketch = OmokageSketchStation.Build(_grid, _connection, _controllerPointer, tileMaterial, gridObject.transform,
+                                                     new Vector3(-0.95f, 0f, -0.1f), Quaternion.Euler(0f, -30f, 0f));
+                _sketch.Failed += e => SetStatus(e.Message);
+                _drawButton = OmokageActionButton.Build(gridObject.transform, "Draw a face", new Vector3(-0.18f, -0.66f, 0f), row,
+                                                        OpenSketch, () => !_sketch.IsOpen);
+                _drawButton.SetActive(false);
+            }
+            _ideal = OmokageIdealPanel.Build(_grid, tileMaterial, gridObject.transform, new Vector3(0.8f, 0f, -0.1f),
+                                             Quaternion.Euler(0f, 30f, 0f));
+            _ideal.Failed += e => SetStatus(e.Message);
+            _grid.IdealShown += (ideal, texture) => SetStatus("what you seem to want (right): a face made from your picks, and the " +
+                                                              ideal.Items.Count + " nearest faces you have not seen");
+            _idealButton = OmokageActionButton.Build(gridObject.transform, "What you seem to want", new Vector3(0.18f, -0.66f, 0f), row,
+                                                     _grid.ShowIdeal, () => _grid.CanShowIdeal && _grid.Current.Step > 1);
+            _idealButton.SetActive(false);
 
             // 5. gaze to the server (protocol v1.2): head gaze every frame, eye gaze where the device delivers it, the
             //    tiles' layout, a gaze.batch every 100 ms (flushed before each pick); it never selects anything
@@ -155,6 +192,20 @@ namespace Omokage.Client.Samples
         void OnConnected(WelcomeMessage welcome)
         {
             SetStatus("pick the face closest to the one you want (" + welcome.Catalog.Count + " avatars)");
+            // each welcome (a reconnection may reach another server): offer what this server does; a study's trials have
+            // their own starts, so neither is offered there
+            bool canSketch = _sketch != null && welcome.Sketch != null && welcome.Study == null;
+            if (_drawButton != null) _drawButton.SetActive(canSketch);
+            if (!canSketch && _sketch != null) _sketch.Close();
+            bool canIdeal = welcome.Ideal != null && welcome.Study == null;
+            if (_idealButton != null) _idealButton.SetActive(canIdeal);
+            if (!canIdeal && _ideal != null) _ideal.Hide();
+        }
+
+        void OpenSketch()
+        {
+            _sketch.Open();
+            SetStatus("draw the face with the trigger held (left); \"use these\" starts from the faces your drawing finds");
         }
 
         void OnDecided(DecidedMessage decided)

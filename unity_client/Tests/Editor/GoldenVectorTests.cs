@@ -603,8 +603,8 @@ namespace Omokage.Client.Tests
 
             // the client vectors are what the builders make
             MsgPackAssert.BytesEqual(Bytes("hello_v1_5_device.msgpack"), MsgPackWriter.Encode(
-                Requests.Hello(1, Protocol.DefaultClientName, null, Protocol.Version, Protocol.Minor, null, HeadsetModels.QuestPro)),
-                "v1.5 hello from a Quest Pro: this package's own");
+                Requests.Hello(1, "omokage-unity/0.7.0", null, Protocol.Version, Protocol.Minor, null, HeadsetModels.QuestPro)),
+                "v1.5 hello from a Quest Pro: the 0.7 package's");
             MsgPackAssert.BytesEqual(Bytes("calibrate_cancel.msgpack"), MsgPackWriter.Encode(Requests.CalibrateCancel(33)), "calibrate.cancel");
             MsgPackAssert.BytesEqual(Bytes("ideal.msgpack"), MsgPackWriter.Encode(Requests.Ideal(40)), "ideal near the last face chosen");
             MsgPackAssert.BytesEqual(Bytes("ideal_near.msgpack"), MsgPackWriter.Encode(Requests.Ideal(41, 412)), "ideal near a face shown");
