@@ -4,18 +4,24 @@ after a disconnect, a restart and kill -9, questionnaires, export, report and de
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
 
+import msgpack
+import numpy as np
 import pytest
 
+from omokage.catalog.store import encode_texture
 from omokage.client import Candidates, OmokageClient, OmokageError
 from omokage.service.server import configure_logging
 from omokage.study.definition import StudyFileError, create_study, parse_study
-from omokage.study.report import read_study_data, summarise, write_report
+from omokage.study.report import EXPORT_COLUMNS, export_study, read_study_data, summarise, write_report
 from omokage.study.runner import StudyRunner
 
 from .conftest import RunningServer, free_port
@@ -246,6 +252,120 @@ def test_a_second_connection_takes_over_the_participant(study_server):
     asyncio.run(go())
 
 
+def _stop_the_store_writer(srv) -> int:
+    """Freeze the store's writer process (it takes the next batch off its pipe and never answers), so the step sent
+    next cannot be committed; `os.kill(pid, SIGKILL)` then fails that commit, as a crashed writer would."""
+    time.sleep(0.5)                       # what earlier replies logged is committed by now
+    pid = srv.server.store.stats()["writer_pid"]
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def test_a_step_the_store_did_not_keep_is_not_kept_in_memory_either(study_server):
+    """A pick whose events could not be committed is refused (`internal`, connection closed) and forgotten: on
+    reconnecting, the participant is where the store has them, and what they do next is kept, through a restart too.
+    (The trial kept the unrecorded pick in memory: the participant went on past a step that was never kept, and after
+    a restart the trial could not be resumed at all.)"""
+    servers, start, db = study_server
+
+    async def go(srv):
+        c = await OmokageClient.connect(srv.url, participant="alpha-7")
+        g1 = await c.study_next()
+        g2 = await c.choose(g1.ids[1])
+        pid = _stop_the_store_writer(srv)
+        pick = asyncio.ensure_future(c.choose(g2.ids[2]))
+        await asyncio.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(OmokageError) as err:
+            await pick
+        assert err.value.code == "internal" and "last recorded step" in err.value.message
+        await c.close()
+        c = await OmokageClient.connect(srv.url, participant="alpha-7")
+        again = await c.study_next()
+        assert (again.step, again.ids) == (g2.step, g2.ids)       # the grid the store's picks lead to
+        g3 = await c.choose(again.ids[3])
+        await c.close()
+        return g3
+
+    g3 = asyncio.run(go(servers[0]))
+    conn = sqlite3.connect(db)
+    assert [r[0] for r in conn.execute("SELECT step FROM choices ORDER BY id")] == [1, 2]
+    servers[0].stop()
+    servers.append(start())
+
+    async def resume(url):
+        c = await OmokageClient.connect(url, participant="alpha-7")
+        g = await c.study_next()
+        await c.close()
+        return g
+    g = asyncio.run(resume(servers[-1].url))
+    assert (g.step, g.ids) == (g3.step, g3.ids)
+
+
+def test_answers_the_store_did_not_keep_are_asked_for_again(study_server):
+    servers, _, db = study_server
+
+    async def go(srv):
+        c = await OmokageClient.connect(srv.url, participant="alpha-7")
+        for _ in range(2):                                   # the practice trial, then the first condition's
+            g = await c.study_next()
+            await c.decide(g.ids[0])
+        q = await c.study_next()
+        assert isinstance(q, dict) and q["id"] == "block-1"
+        pid = _stop_the_store_writer(srv)
+        answered = asyncio.ensure_future(_answer(c, q))
+        await asyncio.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(OmokageError) as err:
+            await answered
+        assert err.value.code == "internal"
+        await c.close()
+        c = await OmokageClient.connect(srv.url, participant="alpha-7")
+        assert c.study["next"] == "questionnaire"                   # not "trial": the answers were not kept
+        q2 = await c.study_next()
+        assert q2["id"] == "block-1"
+        await _answer(c, q2)
+        await c.close()
+
+    asyncio.run(go(servers[0]))
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(DISTINCT questionnaire) FROM answers").fetchone()[0] == 1
+
+
+def test_an_image_projected_for_a_connection_the_participant_left_does_not_begin_their_trial(engine, tmp_path):
+    """The participant reconnects while their first connection's start image is still being projected, and begins the
+    trial on the new one; when the old projection comes back it must not begin the trial again (it overwrote the
+    start the new connection's picks replay from). Sans-I/O: the test decides when each projection comes back."""
+    from omokage.protocol.connection import Limits, Offload, ServerConnection
+    from omokage.service.server import EngineBackend, project_upload
+    text = (STUDY.replace('policy = "study"', 'policy = "study"\nstart = "image"')
+            .replace('policy = "thompson"', 'policy = "thompson"\nstart = "image"').replace("practice_trials = 1", ""))
+    db = tmp_path / "img.db"
+    create_study(db, parse_study(text), text)
+    runner = StudyRunner.load(db, "pilot")
+    backend = EngineBackend(engine)
+
+    def send(conn, **msg):
+        return conn.receive(msgpack.packb(msg, use_bin_type=True), time.time())
+
+    def hello(name):
+        conn = ServerConnection(backend, name, study=runner)
+        send(conn, type="hello", rid=1, protocol=1, client="t", protocol_minor=5, participant="bravo-3")
+        return conn
+
+    image = encode_texture(np.full((64, 64, 3), 128, np.uint8), "jpeg").data
+    first = hello("first")
+    [job_a] = [a.job for a in send(first, type="study.next", rid=2, image=image) if isinstance(a, Offload)]
+    second = hello("second")
+    [job_b] = [a.job for a in send(second, type="study.next", rid=2, image=image) if isinstance(a, Offload)]
+    began = second.projection_done(job_b, *project_upload(engine, job_b, Limits()), time.time())
+    assert began[0].message["type"] == "candidates" and second.trial is not None
+    query = second.trial.query.copy()
+    late = first.projection_done(job_a, *project_upload(engine, job_a, Limits()), time.time())
+    assert [a.message["code"] for a in late if hasattr(a, "message")] == ["wrong_state"]
+    assert first.trial is None and np.array_equal(second.trial.query, query)
+
+
 def test_report_export_and_delete_participant(study_server, tmp_path):
     servers, _, db = study_server
 
@@ -281,6 +401,9 @@ def test_report_export_and_delete_participant(study_server, tmp_path):
     assert r.returncode == 0, r.stderr
     trials = (tmp_path / "x" / "trials.csv").read_text()
     assert trials.count("\n") == 1 + 6 and "alpha-7" not in trials
+    for table, columns in EXPORT_COLUMNS.items():   # the columns an empty table's header promises are the real ones
+        with open(tmp_path / "x" / f"{table}.csv", newline="", encoding="utf-8") as f:
+            assert tuple(next(csv.reader(f))) == columns, table
     r = subprocess.run([sys.executable, "-m", "omokage", "study", "export", "pilot", "--format", "parquet", "--out",
                         str(tmp_path / "p"), "--db", str(db)], capture_output=True, text=True, timeout=60)
     try:
@@ -300,6 +423,29 @@ def test_report_export_and_delete_participant(study_server, tmp_path):
     raw = db.read_bytes() + (db.with_name(db.name + "-wal").read_bytes() if db.with_name(db.name + "-wal").exists()
                              else b"")
     assert b"alpha-7" not in raw and b"bravo-3" in raw
+
+
+def test_a_required_free_text_left_blank_is_not_an_answer():
+    from omokage.study.definition import Question
+    from omokage.study.runner import QuestionnaireStep
+    step = QuestionnaireStep("final", "Last", [Question("why", "text", "Why?", "study", required=True),
+                                               Question("more", "text", "Anything else?", "study", required=False)], {})
+    with pytest.raises(ValueError, match="why: this question needs an answer"):
+        step.check([{"item": "why", "value": " \n "}])
+    assert step.check([{"item": "why", "value": "the eyes"}, {"item": "more", "value": ""}]) == \
+        {"why": "the eyes", "more": ""}
+
+
+def test_a_study_nobody_has_started_exports_every_table_with_its_header(tmp_path):
+    db = tmp_path / "empty.db"
+    create_study(db, parse_study(STUDY), STUDY)
+    paths = export_study(db, "pilot", tmp_path / "out")
+    assert sorted(p.name for p in paths) == sorted(f"{t}.csv" for t in EXPORT_COLUMNS)
+    for table, columns in EXPORT_COLUMNS.items():
+        with open(tmp_path / "out" / f"{table}.csv", newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        assert tuple(rows[0]) == columns, table
+        assert len(rows) - 1 == {"conditions": 2, "participants": 2, "trials": 6}.get(table, 0), table
 
 
 def test_kill_9_during_a_study_loses_no_acknowledged_event(tiny_catalog, tiny_models, tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 
 from omokage import __version__
 from omokage.catalog.store import Item, Texture
+from omokage.errors import UserError
 from omokage.gaze import MAX_SAMPLES_PER_BATCH, GazeTracker, LayoutError, parse_layout
 from omokage.gaze.calibration import CalibrationError, Profile, targets_from_samples
 from omokage.gaze.calibration import fit as fit_calibration
@@ -268,6 +269,14 @@ class ServerConnection:
         self._reconstruction = reconstruction  # earlier ones are dropped: memory stays bounded
         trial, self._pending_trial = self._pending_trial, None
         if trial is not None:
+            p = self.participant
+            if self.closed or p is None or not self.study.owns(p, self.session_id) or trial.started \
+                    or self.study.current(p) is not trial:
+                # while the image was projected the participant connected again and went on there (or began this
+                # trial there): beginning it here too would overwrite the start their picks replay from
+                return self._error(ProtocolError("wrong_state", "your participant code connected again on another "
+                                                                "connection while this image was projected; continue "
+                                                                "there", job.rid))
             return self._begin_trial(trial, job.rid, now, query=vector, reconstruction=reconstruction)
         return self._start(job.algorithm, job.seed, job.rid, now, query=vector, reconstruction=reconstruction,
                            policy=job.policy)
@@ -303,6 +312,13 @@ class ServerConnection:
             self._sketch_dirty = False
             actions.append(self._sketch_job(self._sketch_rid))
         return actions
+
+    def unrecorded(self) -> None:
+        """The records of this connection's last step could not be committed (the server then closes it). In a study
+        the participant's state in memory (a pick, a finished trial, answers) is ahead of the store: the study reads it
+        again from the store when they reconnect."""
+        if self.study is not None and self.participant is not None:
+            self.study.unrecorded(self.participant)
 
     def projection_failed(self, job: ProjectionJob, code: str, message: str) -> list[Action]:
         self.pending = None
@@ -395,7 +411,10 @@ class ServerConnection:
             locked_out = self._hello_locked_out(rid, now)   # participant codes are guessed like tokens
             if locked_out:
                 return locked_out
-            participant = self.study.admit(code, self.session_id) if code is not None else None
+            try:
+                participant = self.study.admit(code, self.session_id) if code is not None else None
+            except UserError as exc:    # StudyUnavailable: their progress cannot be read back from the store now
+                raise ProtocolError("internal", str(exc), rid) from None
             if participant is None:
                 return self._hello_failed("this server runs a user study: send your participant code in "
                                           "`hello.participant`" if code is None else

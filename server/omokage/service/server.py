@@ -580,9 +580,11 @@ class OmokageServer:
                 # The session moved on in memory but its events are not on disk: acknowledging would lie, and
                 # going on would serve a state a restart cannot rebuild. Say so and end this connection.
                 rid = next((a.message.get("rid") for a in actions if isinstance(a, Send)), None)
+                conn.unrecorded()
+                then = ("reconnect to go on from your last recorded step" if conn.participant is not None
+                        else "reconnect and start again")
                 actions = [Send(error("internal", "the server could not record this step (its event log failed "
-                                                  "to write: a full disk?); nothing was kept; reconnect and start "
-                                                  "again", rid)),
+                                                  f"to write: a full disk?); it was not kept; {then}", rid)),
                            Close(1011, "event log write failed")]
             wire_in = None
         wire_out: list[dict[str, Any]] = [wire_in] if wire_in is not None else []

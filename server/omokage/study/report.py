@@ -126,9 +126,21 @@ def read_study_data(db: str | Path, name: str) -> StudyData:
 
 # --- export ------------------------------------------------------------------------------------------------------------
 
+# each exported table's columns, in order: a table with no rows yet (no trial begun, nothing answered) still gets its
+# header, so pandas.read_csv and other readers see the columns instead of an empty file
+EXPORT_COLUMNS = {
+    "conditions": ("condition", "label", "model", "policy", "start"),
+    "participants": ("pseudonym", "order", "trials_completed"),
+    "trials": ("pseudonym", "trial", "condition", "practice", "task", "target", "started_at", "completed_at",
+               "decided_item", "steps", "resumes", "found_target"),
+    "actions": ("pseudonym", "trial", "condition", "practice", "action", "step", "item", "rating", "at", "seconds"),
+    "answers": ("pseudonym", "questionnaire", "condition", "item", "kind", "value"),
+}
+
+
 def export_tables(data: StudyData) -> dict[str, list[dict[str, Any]]]:
     cond = data.study.conditions
-    return {
+    tables = {
         "conditions": [{"condition": c.name, "label": c.label, "model": c.model, "policy": c.policy, "start": c.start}
                        for c in cond],
         "participants": [{"pseudonym": p["pseudonym"], "order": " > ".join(p["order"]),
@@ -139,6 +151,7 @@ def export_tables(data: StudyData) -> dict[str, list[dict[str, Any]]]:
         "actions": data.actions,
         "answers": [{k: v for k, v in a.items() if k != "participant"} for a in data.answers],
     }
+    return tables
 
 
 def export_study(db: str | Path, name: str, out: str | Path, fmt: str = "csv") -> list[Path]:
@@ -157,7 +170,7 @@ def export_study(db: str | Path, name: str, out: str | Path, fmt: str = "csv") -
                             "--format csv") from None
         for tname, rows in tables.items():
             path = out / f"{tname}.parquet"
-            columns = list(rows[0]) if rows else []
+            columns = EXPORT_COLUMNS[tname]
             pq.write_table(pa.table({c: [_cell(r.get(c)) for r in rows] for c in columns}), path)
             paths.append(path)
         return paths
@@ -165,7 +178,7 @@ def export_study(db: str | Path, name: str, out: str | Path, fmt: str = "csv") -
     for tname, rows in tables.items():
         path = out / f"{tname}.csv"
         with open(path, "w", newline="", encoding="utf-8") as f:
-            columns = list(rows[0]) if rows else []
+            columns = EXPORT_COLUMNS[tname]
             w = csv.DictWriter(f, fieldnames=columns)
             w.writeheader()
             for r in rows:

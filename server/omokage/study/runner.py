@@ -77,6 +77,8 @@ class QuestionnaireStep:
                 v = self.choices[v]
             elif not isinstance(v, str):
                 raise ValueError(f"{q.id}: a free-text answer is a string")
+            elif q.required and not v.strip():
+                raise ValueError(f"{q.id}: this question needs an answer; an empty text does not count")
             out[q.id] = v
         missing = [q.id for q in self.questions if q.required and q.id not in out]
         if missing:
@@ -93,10 +95,15 @@ class ParticipantState:
     answered: set[str] = field(default_factory=set)
     owner: str | None = None         # the session (connection) that speaks for this participant now
     gaze_profile: dict | None = None  # v1.4: their latest gaze calibration ({A, b, ...}), applied to their gaze
+    stale: bool = False              # a step of theirs failed to be recorded: memory is ahead of the store
 
     @property
     def trials(self) -> list[TrialState]:
         return [s for s in self.steps if isinstance(s, TrialState)]
+
+
+class StudyUnavailable(UserError):
+    """A participant's progress cannot be read from the event store right now."""
 
 
 class StudyRunner:
@@ -106,6 +113,7 @@ class StudyRunner:
         self.name = study.name
         self.by_code = {p.code: p for p in participants}
         self.participants = participants
+        self.db: Path | None = None      # the event store it was loaded from (set by `load`)
 
     # -- loading ----------------------------------------------------------------------------------------------------
     @classmethod
@@ -114,48 +122,75 @@ class StudyRunner:
         conn = open_database(db, create=False)
         try:
             study_id, study = read_study(conn, name)
-            conds = {cid: study.conditions[idx] for cid, idx in
-                     conn.execute("SELECT id, idx FROM conditions WHERE study_id = ?", (study_id,))}
-            participants = []
-            for pid, code, pseudonym in conn.execute(
-                    "SELECT id, code, pseudonym FROM participants WHERE study_id = ? ORDER BY idx", (study_id,)).fetchall():
-                trials = []
-                block, last = -1, None
-                for tid, idx, cid, practice, seed, task, target, query, started, completed in conn.execute(
-                        "SELECT id, idx, condition_id, practice, seed, task, target, query, started_at, completed_at "
-                        "FROM trials WHERE participant_id = ? ORDER BY idx", (pid,)).fetchall():
-                    if not practice and cid != last:
-                        block, last = block + 1, cid
-                    t = TrialState(tid, idx, conds[cid], bool(practice), seed, task, -1 if practice else block,
-                                   target=target, query=np.frombuffer(query, dtype=np.float32) if query else None,
-                                   started=started is not None, done=completed is not None)
-                    if t.started and not t.done:
-                        for kind, body in conn.execute(
-                                "SELECT kind, body FROM events WHERE trial_id = ? AND direction = 'log' AND kind IN "
-                                "('choose', 'skip', 'rate', 'gaze') ORDER BY seq", (tid,)):
-                            rec = json.loads(body)
-                            if kind == "gaze":   # only gaze that became evidence changes the grids
-                                if rec.get("evidence") and "evidence_faces" in rec:
-                                    t.actions.append(("gaze", tuple(rec["evidence_faces"]),
-                                                      tuple(rec["evidence_units"])))
-                                continue
-                            t.actions.append(("choose", rec["item"]) if kind == "choose" else ("skip",) if kind == "skip"
-                                             else ("rate", rec["item"], rec["rating"]))
-                    trials.append(t)
-                answered = {r[0] for r in conn.execute(
-                    "SELECT DISTINCT questionnaire FROM answers WHERE participant_id = ?", (pid,))}
-                profile = None
-                for (body,) in conn.execute(   # the latest calibration that fitted (a failed one keeps the one before)
-                        "SELECT e.body FROM events e JOIN sessions s ON s.id = e.session_id WHERE s.participant_id = ? "
-                        "AND e.direction = 'log' AND e.kind = 'calibration' ORDER BY e.seq DESC", (pid,)):
-                    profile = json.loads(body).get("profile")
-                    if profile:
-                        break
-                participants.append(ParticipantState(pid, code, pseudonym, cls._steps(study, trials), answered,
-                                                     gaze_profile=profile or None))
+            conds = cls._conditions(conn, study_id, study)
+            participants = [cls._read_participant(conn, study, conds, pid, code, pseudonym) for pid, code, pseudonym in
+                            conn.execute("SELECT id, code, pseudonym FROM participants WHERE study_id = ? ORDER BY idx",
+                                         (study_id,)).fetchall()]
         finally:
             conn.close()
-        return cls(study_id, study, participants)
+        runner = cls(study_id, study, participants)
+        runner.db = Path(db)
+        return runner
+
+    @staticmethod
+    def _conditions(conn, study_id: int, study: Study) -> dict[int, Condition]:
+        return {cid: study.conditions[idx] for cid, idx in
+                conn.execute("SELECT id, idx FROM conditions WHERE study_id = ?", (study_id,))}
+
+    @classmethod
+    def _read_participant(cls, conn, study: Study, conds: dict[int, Condition], pid: int, code: str,
+                          pseudonym: str) -> ParticipantState:
+        """One participant's progress as the store has it (committed events only)."""
+        trials = []
+        block, last = -1, None
+        for tid, idx, cid, practice, seed, task, target, query, started, completed in conn.execute(
+                "SELECT id, idx, condition_id, practice, seed, task, target, query, started_at, completed_at "
+                "FROM trials WHERE participant_id = ? ORDER BY idx", (pid,)).fetchall():
+            if not practice and cid != last:
+                block, last = block + 1, cid
+            t = TrialState(tid, idx, conds[cid], bool(practice), seed, task, -1 if practice else block,
+                           target=target, query=np.frombuffer(query, dtype=np.float32) if query else None,
+                           started=started is not None, done=completed is not None)
+            if t.started and not t.done:
+                for kind, body in conn.execute(
+                        "SELECT kind, body FROM events WHERE trial_id = ? AND direction = 'log' AND kind IN "
+                        "('choose', 'skip', 'rate', 'gaze') ORDER BY seq", (tid,)):
+                    rec = json.loads(body)
+                    if kind == "gaze":   # only gaze that became evidence changes the grids
+                        if rec.get("evidence") and "evidence_faces" in rec:
+                            t.actions.append(("gaze", tuple(rec["evidence_faces"]), tuple(rec["evidence_units"])))
+                        continue
+                    t.actions.append(("choose", rec["item"]) if kind == "choose" else ("skip",) if kind == "skip"
+                                     else ("rate", rec["item"], rec["rating"]))
+            trials.append(t)
+        answered = {r[0] for r in conn.execute(
+            "SELECT DISTINCT questionnaire FROM answers WHERE participant_id = ?", (pid,))}
+        profile = None
+        for (body,) in conn.execute(   # the latest calibration that fitted (a failed one keeps the one before)
+                "SELECT e.body FROM events e JOIN sessions s ON s.id = e.session_id WHERE s.participant_id = ? "
+                "AND e.direction = 'log' AND e.kind = 'calibration' ORDER BY e.seq DESC", (pid,)):
+            profile = json.loads(body).get("profile")
+            if profile:
+                break
+        return ParticipantState(pid, code, pseudonym, cls._steps(study, trials), answered, gaze_profile=profile or None)
+
+    def _reload(self, p: ParticipantState) -> None:
+        """Read `p`'s progress from the store again, in place (connections and `by_code` keep the same object)."""
+        from omokage.store.db import connect
+        if self.db is None:
+            raise StudyUnavailable("this study was not loaded from an event store, so a participant whose step could "
+                                   "not be recorded cannot be read back")
+        try:
+            conn = connect(self.db, readonly=True)
+            try:
+                fresh = self._read_participant(conn, self.study, self._conditions(conn, self.study_id, self.study),
+                                               p.id, p.code, p.pseudonym)
+            finally:
+                conn.close()
+        except Exception as exc:   # sqlite3 errors, a damaged row: the store cannot say where they stand
+            raise StudyUnavailable(f"this participant's progress could not be read from the event store "
+                                   f"({type(exc).__name__}); try again shortly") from None
+        p.steps, p.answered, p.gaze_profile, p.stale = fresh.steps, fresh.answered, fresh.gaze_profile, False
 
     @staticmethod
     def _steps(study: Study, trials: list[TrialState]) -> list:
@@ -193,11 +228,21 @@ class StudyRunner:
     # -- the connections' questions ------------------------------------------------------------------------------------
     def admit(self, code: str, session_id: str) -> ParticipantState | None:
         """The participant with this code, now spoken for by `session_id` (a reconnect takes over from a connection
-        that has not noticed it is gone), or None for a code not in the study."""
+        that has not noticed it is gone), or None for a code not in the study. StudyUnavailable when their progress
+        must be read from the store again (`unrecorded`) and cannot be."""
         p = self.by_code.get(code)
         if p is not None:
+            if p.stale:
+                self._reload(p)
             p.owner = session_id
         return p
+
+    def unrecorded(self, p: ParticipantState) -> None:
+        """A step of `p` changed their state in memory (a pick, a finished trial, answers) but its events were not
+        committed (the store failed to write). The store is the truth: their progress is read from it again when they
+        next connect, so they resume where the store has them, not past a step that was never kept."""
+        p.stale = True
+        p.owner = None
 
     def owns(self, p: ParticipantState, session_id: str) -> bool:
         return p.owner == session_id
