@@ -112,6 +112,22 @@ def test_a_model_fitted_in_the_background_is_served_live(tiny_catalog, fast_mode
     assert (fast_models_only / "logs" / "fit-nmf.log").is_file()
 
 
+def test_background_fit_progress_goes_to_its_log_too(tiny_catalog, fast_models_only):
+    said: list[str] = []
+    fitter = BackgroundFitter(tiny_catalog, fast_models_only, ["ae"], ae_epochs=4, report=said.append)
+
+    async def fitted(name):
+        pass
+    run(fitter.run(lambda: None, fitted))
+    assert fitter.fitted == ["ae"] and not fitter.failed
+    progress = [s for s in said if "% fitted" in s]
+    assert [s.split(",")[0] for s in progress] == ["ae: 25% fitted", "ae: 50% fitted", "ae: 75% fitted"]
+    log = (fast_models_only / "logs" / "fit-ae.log").read_text()
+    # the same lines the demo prints, after the child's own "fitting ..." and before its result line
+    at = [log.index(f"  {s}\n") for s in progress]
+    assert log.index("ae: fitting ...") < at[0] < at[1] < at[2] < log.index("reconstruction RMSE"), log
+
+
 def test_a_failed_background_fit_is_reported_and_the_rest_still_serves(tiny_catalog, fast_models_only):
     engine = Engine.open(tiny_catalog, fast_models_only)
     said: list[str] = []

@@ -229,6 +229,34 @@ def test_ingest_skips_name_the_file_once(tmp_path):
     assert report.skipped[0][1].startswith("not_image: ") and str(src) not in report.skipped[0][1]
 
 
+def test_ingest_names_the_formats_it_reads_and_the_cli_names_force(cli, tmp_path):
+    from omokage.catalog.ingest import ingest_images
+    from omokage.catalog.store import CatalogError
+    src = tmp_path / "imgs"
+    src.mkdir()
+    (src / "good.png").write_bytes(_png_bytes())
+    (src / "notes.png").write_text("hello")
+    (src / "logo.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    out = tmp_path / "cat"
+    report = ingest_images(src, out, progress=False, image_size=32)
+    reasons = dict(report.skipped)
+    # a file on disk is not "sent": the skip says which formats ingest reads (TIFF too, unlike an upload)
+    assert reasons["logo.svg"] == "format: SVG images are not accepted; ingest reads JPEG, PNG, WebP, BMP, GIF or TIFF"
+    assert reasons["notes.png"].endswith("; ingest reads JPEG, PNG, WebP, BMP, GIF or TIFF")
+    assert not any("send" in r for r in reasons.values())
+    # the Python API names its own remedy...
+    with pytest.raises(CatalogError, match=r"already exists; pass overwrite=True to replace it$") as api:
+        ingest_images(src, out, progress=False, image_size=32)
+    assert "--force" not in str(api.value)
+    # ...and the command line names --force only
+    for args in (("catalog", "ingest", src, "--out", out, "--size", "32"),
+                 ("catalog", "generate", "--count", "2", "--size", "32", "--out", out)):
+        rc, _, err = cli(*args)
+        assert rc == 2 and err == f"omokage: error: {out} already exists; pass --force to replace it\n", err
+    rc, _, _ = cli("catalog", "ingest", src, "--out", out, "--size", "32", "--force")
+    assert rc == 0
+
+
 # --- 7: -k ----------------------------------------------------------------------------------------------------
 
 def test_k_must_be_at_least_one_and_is_clamped_to_the_catalog(cli, tiny_catalog, tiny_models, face):
@@ -352,3 +380,44 @@ def test_help_explains_itself_with_examples():
                 assert action.help, f"bench {name} {action.option_strings[0]} has no help"
     for line in top.splitlines() + query.splitlines():
         assert len(line) <= 100, line
+
+
+def test_every_argument_says_what_it_is_and_fit_lists_every_model():
+    import argparse
+
+    from omokage.cli import FIT_MODEL_NAMES
+
+    def parsers(p, path=()):
+        yield path, p
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    yield from parsers(sub, (*path, name))
+    for path, p in parsers(build_parser()):
+        for a in p._actions:
+            if isinstance(a, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+                continue
+            name = f"omokage {' '.join(path)} {a.option_strings[0] if a.option_strings else a.metavar}"
+            assert a.help, f"{name} has no help"
+            if a.default not in (None, False, []):   # a default is stated
+                assert "default" in a.help.lower(), f"{name}: its default {a.default!r} is not stated"
+    fit = dict(parsers(build_parser()))[("fit",)]
+    models = next(a for a in fit._actions if a.dest == "models")
+    assert all(f"{name} (" in models.help or f" {name}," in models.help for name in FIT_MODEL_NAMES), models.help
+    assert f"Default {models.default}" in models.help and models.default == "raw,pca,nmf,ae"
+    bench_outs = [a.help for path, p in parsers(build_parser()) if path[:1] == ("bench",)
+                  for a in p._actions if a.dest == "out"]
+    assert len(bench_outs) >= 10 and all("committed figures" in h and "--out DIR" in h for h in bench_outs)
+
+
+def test_fit_notes_when_components_are_capped_by_a_small_catalog(tmp_path, capsys):
+    from omokage.catalog.generate import generate_catalog
+    from omokage.features.fitting import fit_models
+    cat = generate_catalog(tmp_path / "cat", count=20, seed=3, image_size=24, progress=False)
+    capsys.readouterr()
+    (pca, nmf), out = fit_models(cat, tmp_path / "m", ["pca", "nmf"], n_components=30), capsys.readouterr().out
+    assert pca.n_features == nmf.n_features == 20   # the fit itself is what it was: one component per face
+    for name in ("pca", "nmf"):
+        assert f"  {name}: note: 20 features, not the 30 asked for: a catalog of 20 faces allows at most 20" in out
+    fit_models(cat, tmp_path / "m2", ["pca"], n_components=8)
+    assert "note:" not in capsys.readouterr().out   # nothing capped, nothing said

@@ -57,6 +57,13 @@ def _served_model_list(text: str) -> list[str]:
     return _model_list(text, MODEL_NAMES)
 
 
+def _bench_out_help(default: str = "benchmarks/results", then: str = "") -> str:
+    """A benchmark's --out: its default folder holds the repository's committed figures, which a trial run would
+    overwrite."""
+    return (f"results folder (default {default}{then}; the repository's committed figures live there: pass "
+            "--out DIR for a trial run)")
+
+
 def _add_catalog_commands(sub) -> None:
     cat = sub.add_parser("catalog", help="create and inspect face catalogs",
                          description="Create a face catalog (generated or from your own images) and inspect it.")
@@ -67,7 +74,7 @@ def _add_catalog_commands(sub) -> None:
                                       "Each item keeps its generating attributes, a title and a product URL.")
     gen.add_argument("--count", type=int, default=1500, help="number of faces (default 1500; the study had 1462)")
     gen.add_argument("--out", type=Path, required=True, help="catalog directory to create")
-    gen.add_argument("--seed", type=int, default=0, help="random seed (same seed, same catalog)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0; same seed, same catalog)")
     gen.add_argument("--size", type=int, default=200, help="thumbnail size in pixels (default 200)")
     gen.add_argument("--force", action="store_true", help="replace an existing catalog at --out")
     gen.set_defaults(func=_cmd_generate)
@@ -75,14 +82,18 @@ def _add_catalog_commands(sub) -> None:
     ing = csub.add_parser("ingest", help="build a catalog from a folder of images",
                           description="Find faces in a folder of images, crop them square with a margin, resize, "
                                       "drop near-duplicates and write a catalog. Bad files are skipped with a reason.")
-    ing.add_argument("images_dir", type=Path, metavar="IMAGES_DIR")
+    ing.add_argument("images_dir", type=Path, metavar="IMAGES_DIR",
+                     help="folder of images, read with its sub-folders (JPEG, PNG, WebP, BMP, GIF or TIFF)")
     ing.add_argument("--out", type=Path, required=True, help="catalog directory to create")
-    ing.add_argument("--manifest", type=Path, help="CSV with columns file,title,url[,extra...]; file is relative to IMAGES_DIR")
+    ing.add_argument("--manifest", type=Path,
+                     help="CSV with columns file,title,url[,extra...]; file is relative to IMAGES_DIR (default: none; "
+                          "every image is ingested, titled by its file name, its url a file:// URI of the file)")
     ing.add_argument("--detector", default="none",
-                     help="none (images already are face crops), haar-frontal (photos of people), or "
-                          "cascade:PATH (an OpenCV cascade XML, e.g. nagadomi's lbpcascade_animeface.xml)")
+                     help="none (images already are face crops; the default), haar-frontal (photos of people), "
+                          "or cascade:PATH (an OpenCV cascade XML, e.g. nagadomi's lbpcascade_animeface.xml)")
     ing.add_argument("--size", type=int, default=200, help="output size in pixels (default 200)")
-    ing.add_argument("--margin", type=float, default=0.25, help="margin around a detected face, as a fraction of its size")
+    ing.add_argument("--margin", type=float, default=0.25, help="margin around a detected face, as a fraction of "
+                     "its size (default 0.25; not used with --detector none)")
     ing.add_argument("--dedup-threshold", type=int, default=6, metavar="BITS",
                      help="drop a face whose 64-bit perceptual hash is within BITS of an earlier one and whose "
                           "colours match (default 6; -1 keeps near-duplicates, e.g. several photos of one sitter)")
@@ -91,7 +102,8 @@ def _add_catalog_commands(sub) -> None:
 
     sheet = csub.add_parser("sheet", help="write a contact sheet PNG of a catalog",
                             description="Write a grid of thumbnails (the first N items) to look at a catalog.")
-    sheet.add_argument("catalog", type=Path, metavar="CATALOG")
+    sheet.add_argument("catalog", type=Path, metavar="CATALOG",
+                       help="catalog folder (omokage catalog generate / ingest)")
     sheet.add_argument("--out", type=Path, required=True, help="PNG file to write")
     sheet.add_argument("--count", type=int, default=64, help="how many faces, from the first (default 64)")
     sheet.add_argument("--columns", type=int, default=8, help="faces per row (default 8)")
@@ -120,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fit feature models on a catalog into a model repository",
                          description="Fit feature models (raw pixels, PCA, NMF, a convolutional autoencoder, a "
-                                     "contrastive embedding) on a catalog and save them as MODELS/NAME/VERSION/ "
-                                     "without pickle.")
+                                     "contrastive embedding), the sketch model or the generator on a catalog and "
+                                     "save them as MODELS/NAME/VERSION/ without pickle.")
     fit.add_argument("catalog", metavar="CATALOG | user-model",
                      help="the catalog to fit feature models on, or `user-model` to fit the preference model's "
                           "user-response temperature from logged sessions (then give EVENTS and --catalog)")
@@ -130,10 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--catalog", dest="user_model_catalog", type=Path, default=None, metavar="CATALOG",
                      help="with user-model: the catalog the logged sessions ran on (its models are read from --out)")
     fit.add_argument("--models", type=_model_list, default="raw,pca,nmf,ae",
-                     help="comma-separated: raw,pca,nmf,ae,contrastive (default raw,pca,nmf,ae; contrastive, a "
-                          "self-supervised embedding served by ONNX Runtime, trains for minutes on a CPU)")
+                     help="comma-separated, any of: raw (pixels), pca, nmf, ae (convolutional autoencoder), "
+                          "contrastive (self-supervised embedding served by ONNX Runtime; minutes on a CPU), sketch "
+                          "(live sketch search, on top of PCA; seconds), gen (generator of sharper faces from PCA's "
+                          "latent, served by ONNX Runtime; minutes). Default raw,pca,nmf,ae")
     fit.add_argument("--out", type=Path, default=Path("models"), help="model repository (default ./models)")
-    fit.add_argument("--components", type=int, default=30, help="latent size for pca, nmf, ae (default 30)")
+    fit.add_argument("--components", type=int, default=30, help="latent size of every model but raw (default 30; "
+                     "pca, nmf and the PCA-based sketch and gen have at most one per face of the catalog)")
     fit.add_argument("--ae-epochs", type=int, default=None, help="autoencoder training epochs (default: the model's)")
     fit.add_argument("--seed", type=int, default=0, help="random seed of the fits (default 0: repeatable)")
     fit.set_defaults(func=_cmd_fit)
@@ -186,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-connection message rate (burst: twice that); more gets `overloaded` (default 200)")
     s.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve https/wss with this certificate (Quest "
                    "Browser needs https for WebXR on the LAN)")
-    s.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
+    s.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key (default: read from "
+                   "the --tls-cert file)")
     s.add_argument("--db", type=Path, default=None, metavar="PATH",
                    help="also keep the event store (SQLite): every message in and out and every session event, "
                         "committed before the reply that acknowledges it. Always on with --study (default "
@@ -200,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "disk, but a power loss may lose events already acknowledged (a process crash loses none)")
     s.add_argument("--send-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="disconnect a client that reads none of its replies for this long (default 10)")
-    s.add_argument("--log-level", default="info", help="debug, info, warning or error (logs are JSON lines on stderr)")
+    s.add_argument("--log-level", default="info", help="debug, info, warning or error (default info; logs are JSON "
+                   "lines on stderr)")
     s.add_argument("--fit-in-background", type=_served_model_list, default=None, metavar="MODELS",
                    help="comma-separated models (e.g. nmf,ae) to fit, where missing or fitted on another catalog, "
                         "while the others are already served; each is served the moment it is saved and clients "
@@ -208,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preview-backend", default="auto", choices=PREVIEW_BACKEND_CHOICES,
                    help="what generates live sketch previews: numpy (PCA's decoder), onnxruntime (the sharper `gen` "
                         "decoder on the CPU: sharper, ~4 ms an image), tensorrt or torch-cuda (gen on an NVIDIA GPU); "
-                        "auto: a GPU backend when a gen model is fitted and a GPU is there, else numpy. Sketching needs "
+                        "auto (the default): a GPU backend when a gen model is fitted and a GPU is there, else numpy. "
+                        "Sketching needs "
                         "a fitted `sketch` model")
     s.add_argument("--preview-size", type=_positive_int, default=None, metavar="PIXELS",
                    help="side of live sketch previews (default 64; at most the catalog's image size)")
@@ -221,9 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("client", help="run one whole session against a server and print the transcript",
                         description="Connect to an omokage server, run one selection session (start, choose, "
                                     "decide, fetching textures) and print every message: a check of a deployment.")
-    cl.add_argument("url", metavar="URL", help="e.g. ws://127.0.0.1:8765/ws")
+    cl.add_argument("url", metavar="URL", help="the server's WebSocket address, e.g. ws://127.0.0.1:8765/ws")
     cl.add_argument("--algorithm", default="pca", help="the feature space to run the session in (default pca)")
-    cl.add_argument("--choices", type=int, default=2, help="how many times to choose before deciding")
+    cl.add_argument("--choices", type=int, default=2, help="how many times to choose before deciding (default 2)")
     cl.add_argument("--seed", type=int, default=1, help="seed of the first grid and of the simulated picks "
                     "(default 1)")
     cl.add_argument("--policy", help="how the server picks the faces: one of its welcome.policies (e.g. study, "
@@ -250,13 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks that write a results file and print a table",
                        description="Benchmarks. Each writes JSON/markdown figures under --out (default "
-                                   "benchmarks/results) and prints a table. Catalogs and models they need are "
-                                   "generated and fitted under --home (default ./var) once, then reused.",
+                                   "benchmarks/results) and prints a table. benchmarks/results holds the "
+                                   "repository's committed figures, which a run replaces: pass --out DIR for a trial "
+                                   "run. Catalogs and models they need are generated and fitted under --home "
+                                   "(default ./var) once, then reused.",
                        epilog="examples:\n"
-                              "  omokage bench fit                        # fit times beside the study's table\n"
-                              "  omokage bench knn --sizes 10000          # nearest-neighbour query time\n"
-                              "  omokage bench choice --users 50          # simulated users hunting a face\n"
-                              "  omokage bench BENCHMARK --help           # what one benchmark measures",
+                              "  omokage bench fit                                # fit times vs the study's table\n"
+                              "  omokage bench knn --sizes 10000 --out /tmp/bench # a trial run, kept apart\n"
+                              "  omokage bench choice --users 50 --out /tmp/bench # simulated users hunting a face\n"
+                              "  omokage bench BENCHMARK --help                   # what one benchmark measures",
                        formatter_class=_HelpFormatter)
     bsub = b.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
     bf = bsub.add_parser("fit", help="fit time and reconstruction error of raw/pca/nmf/ae beside the study's table",
@@ -264,11 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "HOME/bench-catalog-COUNT and reused while its count, seed, size and generator "
                                      "version match), beside scikit-learn's PCA and NMF on the same matrix, and "
                                      "write fit.json and fit.md under --out.",
-                         epilog="example: omokage bench fit --count 500 --ae-epochs 2   (a quick run)")
+                         epilog="example: omokage bench fit --count 500 --ae-epochs 2 --out /tmp/bench   (a quick run)")
     bf.add_argument("--count", type=int, default=1462, help="faces in the generated catalog (default 1462, "
                     "the study's)")
-    bf.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
-                    "(default benchmarks/results)")
+    bf.add_argument("--out", type=Path, default=Path("benchmarks/results"), help=_bench_out_help())
     bf.add_argument("--ae-epochs", type=int, default=None, help="autoencoder training epochs (default: the model's)")
     bf.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the generated catalog is kept and "
                     "reused (default ./var)")
@@ -279,8 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "search against faiss HNSW, with faiss's recall.")
     bk.add_argument("--sizes", default="10000,1000000", help="comma-separated index sizes (default 10000,1000000)")
     bk.add_argument("--queries", type=int, default=300, help="queries per size (default 300)")
-    bk.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
-                    "(default benchmarks/results)")
+    bk.add_argument("--out", type=Path, default=Path("benchmarks/results"), help=_bench_out_help())
     bk.set_defaults(func=_cmd_bench_knn)
     bp = bsub.add_parser("policy", help="one selection step (belief update + next grid) per display policy at "
                          "1.5k, 10k and 100k items",
@@ -288,21 +306,20 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the belief and choose the next 8 faces, on clustered 30-d features of 1.5k, 10k "
                                      "and 100k items, with the study's nearest-neighbour policy as the baseline in the "
                                      "same run. Goals: p99 <= 2 ms at 10k items, <= 20 ms at 100k.")
-    bp.add_argument("--sizes", default="1500,10000,100000", help="comma-separated catalog sizes")
+    bp.add_argument("--sizes", default="1500,10000,100000", help="comma-separated catalog sizes (default "
+                    "1500,10000,100000)")
     bp.add_argument("--sessions", type=int, default=30, help="sessions per row, each 8 steps (default 30)")
     bp.add_argument("--policies", default=None, help="comma-separated (default: all but random)")
-    bp.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
-                    "(default benchmarks/results)")
+    bp.add_argument("--out", type=Path, default=Path("benchmarks/results"), help=_bench_out_help())
     bp.set_defaults(func=_cmd_bench_policy)
     bs = bsub.add_parser("serve", help="N concurrent protocol clients over loopback running whole sessions",
                          description="Start `omokage serve` on loopback and run whole sessions (start, "
                                      "texture.get, choose x 3, ping, decide) from 1, 10 and 100 concurrent clients, "
                                      "paced and saturated, beside a bare websockets echo server as the floor.")
-    bs.add_argument("--clients", default="1,10,100", help="comma-separated concurrency levels")
-    bs.add_argument("--sessions", type=int, default=3, help="whole sessions per client, at least (each level runs "
-                    "at least 100 sessions in all)")
-    bs.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
-                    "(default benchmarks/results)")
+    bs.add_argument("--clients", default="1,10,100", help="comma-separated concurrency levels (default 1,10,100)")
+    bs.add_argument("--sessions", type=int, default=3, help="whole sessions per client, at least (default 3; each "
+                    "level runs at least 100 sessions in all)")
+    bs.add_argument("--out", type=Path, default=Path("benchmarks/results"), help=_bench_out_help())
     bs.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the catalog and model are prepared "
                     "once and reused (default ./var)")
     bs.add_argument("--policy", default=None, help="the selection policy every simulated user starts with "
@@ -319,8 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     ba.add_argument("--attacks", default=None, help="comma-separated subset (default all): nested_frame, "
                     "slow_reader, texture_flood, http, uploads, token_guessing")
     ba.add_argument("--count", type=int, default=500, help="faces in the generated catalog (default 500)")
-    ba.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
-                    "(default benchmarks/results)")
+    ba.add_argument("--out", type=Path, default=Path("benchmarks/results"), help=_bench_out_help())
     ba.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the catalog and models are prepared "
                     "once and reused (default ./var)")
     ba.set_defaults(func=_cmd_bench_attack)
@@ -344,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "nmf, ae, or all four when none is); only these are fitted")
     bc.add_argument("--starts", default="random,image", help="random and/or image (default both)")
     bc.add_argument("--seed", type=int, default=0, help="seed of the simulated users and targets (default 0)")
-    bc.add_argument("--dataset", default="generated", help="generated (the demo catalog), a folder name under "
+    bc.add_argument("--dataset", default="generated", help="generated (the demo catalog; the default), a folder "
+                    "name under "
                     "../shared/data (e.g. anime-holoen20, faces94-female), or the path of a labelled image folder: "
                     "labels.csv with file,label[,split] or one sub-folder per identity (a split is made when none is "
                     "given)")
@@ -367,8 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--perceive", choices=["identity", "character", "image"], default="identity",
                     help="labelled sets: the simulated user compares faces with the target's identity (person or "
                          "character; the default) or with the one target image")
-    bc.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/choice for "
-                    "generated, benchmarks/results/choice-<folder name> for a labelled set)")
+    bc.add_argument("--out", type=Path, default=None,
+                    help=_bench_out_help("benchmarks/results/choice", " for generated, "
+                                         "benchmarks/results/choice-<folder name> for a labelled set"))
     bc.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where catalogs and models are prepared (default "
                     "./var; a labelled set gets HOME/<name>-<fingerprint>)")
     bc.set_defaults(func=_cmd_bench_choice)
@@ -384,8 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "the report under --out.")
     bst.add_argument("--participants", type=int, default=18, help="simulated participants (default 18)")
     bst.add_argument("--kills", type=int, default=20, help="SIGKILLs of the server during the crash run (default 20)")
-    bst.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
-                     "(default benchmarks/results; the report goes to OUT/study-report/)")
+    bst.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                     help=_bench_out_help() + "; the report goes to OUT/study-report/")
     bst.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the catalog and models are prepared "
                      "once and reused (default ./var)")
     bst.add_argument("--seed", type=int, default=0, help="seed of the simulated participants (default 0)")
@@ -403,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--seconds", type=float, default=20.0, help="duration of each load run (default 20)")
     bg.add_argument("--ingest-seconds", type=float, default=120.0,
                     help="seconds of simulated gaze for the ingest measurement (default 120)")
-    bg.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder")
+    bg.add_argument("--out", type=Path, default=Path("benchmarks/results"), help=_bench_out_help())
     bg.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the catalog and models are (default ./var)")
     bg.set_defaults(func=_cmd_bench_gaze)
     bsk = bsub.add_parser("sketch", help="live sketch search: stroke-to-result latency under load, and how often a "
@@ -417,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "anime-holoen20. Writes sketch.md and sketch.json under --out.",
                           epilog="examples:\n"
                                  "  omokage bench sketch\n"
-                                 "  omokage bench sketch --clients 10 --seconds 5 --skip-usefulness\n"
+                                 "  omokage bench sketch --clients 10 --seconds 5 --skip-usefulness --out /tmp/bench\n"
                                  "  omokage bench sketch --skip-latency --datasets generated --targets 100",
                           formatter_class=_HelpFormatter)
     bsk.add_argument("--clients", default="10,25,50", help="comma-separated levels of concurrent drawing clients "
@@ -431,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     bsk.add_argument("--targets", type=int, default=200, help="targets per data set and setting (default 200)")
     bsk.add_argument("--skip-latency", action="store_true", help="only the usefulness table")
     bsk.add_argument("--skip-usefulness", action="store_true", help="only the latency table")
-    bsk.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder")
+    bsk.add_argument("--out", type=Path, default=Path("benchmarks/results"), help=_bench_out_help())
     bsk.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where catalogs and models are prepared once "
                      "and reused (default ./var)")
     bsk.set_defaults(func=_cmd_bench_sketch)
@@ -446,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--epochs", type=int, default=None, help="training epochs of ae/contrastive (default: the model's)")
     bi.add_argument("--seed", type=int, default=0, help="random seed of the fits (default 0)")
     bi.add_argument("--out", type=Path, default=Path("benchmarks/results"),
-                    help="writes embedding-identity.md and .json here (default benchmarks/results)")
+                    help=_bench_out_help() + "; writes embedding-identity.md and .json")
     bi.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the ingested catalogs live (default ./var)")
     bi.set_defaults(func=_cmd_bench_identity)
     bpi = bsub.add_parser("pick-information", help="how much one pick tells each feature space about the target "
@@ -464,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     bpi.add_argument("--picks", type=int, default=4000, help="simulated picks per grid kind and temperature "
                      "(default 4000)")
     bpi.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    bpi.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder")
+    bpi.add_argument("--out", type=Path, default=Path("benchmarks/results"), help=_bench_out_help())
     bpi.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where catalogs and models are prepared once "
                      "and reused (default ./var)")
     bpi.set_defaults(func=_cmd_bench_pick_information)
@@ -480,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "generator.json and generator.md under --out.",
                           epilog="examples:\n"
                                  "  omokage bench generator\n"
-                                 "  omokage bench generator --datasets generated --epochs 3     # a quick run\n"
+                                 "  omokage bench generator --datasets generated --epochs 3 --out /tmp/bench  # quick\n"
                                  "  omokage bench generator --datasets anime-holoen20 --out /tmp/results",
                           formatter_class=_HelpFormatter)
     bgn.add_argument("--datasets", default="generated,anime-holoen20", help="comma-separated: generated and/or a "
@@ -490,8 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     bgn.add_argument("--seed", type=int, default=0, help="random seed of the fits (default 0)")
     bgn.add_argument("--latency-seconds", type=float, default=1.0, help="time spent per backend and batch size "
                      "(default 1)")
-    bgn.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder "
-                     "(default benchmarks/results)")
+    bgn.add_argument("--out", type=Path, default=Path("benchmarks/results"), help=_bench_out_help())
     bgn.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where catalogs are generated or ingested once "
                      "and reused, and the fitted models kept (HOME/bench-generator/; default ./var)")
     bgn.set_defaults(func=_cmd_bench_generator)
@@ -513,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     bid.add_argument("--seed", type=int, default=0, help="seed of the simulated users (default 0, as bench choice)")
     bid.add_argument("--workers", type=int, default=None, help="worker processes (default: min(2, CPUs))")
     bid.add_argument("--out", type=Path, default=Path("benchmarks/results/ideal"),
-                     help="results folder (default benchmarks/results/ideal)")
+                     help=_bench_out_help("benchmarks/results/ideal"))
     bid.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where catalogs and models are prepared "
                      "(default ./var)")
     bid.set_defaults(func=_cmd_bench_ideal)
@@ -522,18 +539,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- command handlers -------------------------------------------------------------------------
 
+def _catalog_exists(exc) -> UserError:
+    """The library's CatalogExistsError names overwrite=True (the Python API); on the command line it is --force."""
+    return UserError(f"{exc.path} already exists; pass --force to replace it")
+
+
 def _cmd_generate(a) -> int:
     from omokage.catalog.generate import generate_catalog
-    path = generate_catalog(a.out, count=a.count, seed=a.seed, image_size=a.size, overwrite=a.force)
+    from omokage.catalog.store import CatalogExistsError
+    try:
+        path = generate_catalog(a.out, count=a.count, seed=a.seed, image_size=a.size, overwrite=a.force)
+    except CatalogExistsError as exc:
+        raise _catalog_exists(exc) from None
     print(f"wrote {a.count} faces to {path}")
     return 0
 
 
 def _cmd_ingest(a) -> int:
     from omokage.catalog.ingest import ingest_images
-    report = ingest_images(a.images_dir, a.out, manifest=a.manifest, detector=a.detector,
-                           image_size=a.size, margin=a.margin, overwrite=a.force,
-                           dedup_threshold=a.dedup_threshold)
+    from omokage.catalog.store import CatalogExistsError
+    try:
+        report = ingest_images(a.images_dir, a.out, manifest=a.manifest, detector=a.detector,
+                               image_size=a.size, margin=a.margin, overwrite=a.force,
+                               dedup_threshold=a.dedup_threshold)
+    except CatalogExistsError as exc:
+        raise _catalog_exists(exc) from None
     print(report.summary())
     return 0 if report.added else 1
 
@@ -919,15 +949,17 @@ def _add_store_commands(sub) -> None:
                          description="Validate STUDY.toml (conditions, participants, order, questionnaire) and write "
                                      "the study with each participant's plan of trials into the store. Errors name "
                                      "the line and the reason.")
-    sc.add_argument("file", type=Path, metavar="STUDY.toml")
+    sc.add_argument("file", type=Path, metavar="STUDY.toml", help="the study file (docs/studies.md)")
     sc.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
     sc.add_argument("--check", action="store_true", help="only validate the file; create nothing")
     sc.set_defaults(func=_cmd_study_create)
-    se = ssub.add_parser("export", help="write a study's trials, steps and answers as CSV (or Parquet)",
-                         description="One file per table (participants by pseudonym only, conditions, trials, "
-                                     "choices, answers) under --out. Parquet needs pyarrow (pip install pyarrow).")
-    se.add_argument("name", metavar="NAME")
-    se.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    se = ssub.add_parser("export", help="write a study's trials, actions and answers as CSV (or Parquet)",
+                         description="One file per table under --out: conditions, participants (by pseudonym only), "
+                                     "trials, actions (every choose, skip, rate and decide, with its step and time) "
+                                     "and answers. Parquet needs pyarrow (pip install pyarrow).")
+    se.add_argument("name", metavar="NAME", help="the study's name (as in its study file)")
+    se.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                    help="csv or parquet (default csv; parquet needs pyarrow)")
     se.add_argument("--out", type=Path, default=None, help="folder to write (default var/export/NAME)")
     se.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
     se.set_defaults(func=_cmd_study_export)
@@ -935,7 +967,7 @@ def _add_store_commands(sub) -> None:
                          description="Steps to decision and time per choice per condition, Likert answers, best/worst "
                                      "votes; Friedman tests with Kendall's W, Wilcoxon signed-rank post-hoc tests "
                                      "(Holm) with matched-pairs r. Participants appear as P01, P02, ... only.")
-    sr.add_argument("name", metavar="NAME")
+    sr.add_argument("name", metavar="NAME", help="the study's name (as in its study file)")
     sr.add_argument("--out", type=Path, required=True, help="folder to write the report into")
     sr.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
     sr.set_defaults(func=_cmd_study_report)
@@ -944,8 +976,8 @@ def _add_store_commands(sub) -> None:
                                      "sessions and their answers from the store, and compact it so the deleted pages "
                                      "are gone from the file. JSON-lines logs given with --events are rewritten "
                                      "without those sessions.")
-    sd.add_argument("name", metavar="NAME")
-    sd.add_argument("code", metavar="CODE")
+    sd.add_argument("name", metavar="NAME", help="the study's name (as in its study file)")
+    sd.add_argument("code", metavar="CODE", help="the participant's code, as listed in the study file's participants")
     sd.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
     sd.add_argument("--events", type=Path, nargs="*", default=[], metavar="JSONL",
                     help="JSON-lines event logs to remove the participant's sessions from too")

@@ -1,4 +1,5 @@
-"""An async Python client for protocol v1.1, used by the tests, the benchmarks and simulated users.
+"""An async Python client for protocol v1.5 (PROTOCOL_MINOR; `protocol_minor=` greets as an older v1.x client),
+used by the tests, the benchmarks and simulated users.
 
     async with await OmokageClient.connect("ws://127.0.0.1:8765/ws") as c:
         grid = await c.start("pca", policy=c.default_policy)

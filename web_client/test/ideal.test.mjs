@@ -118,7 +118,7 @@ describe('the ideal face (protocol v1.5)', () => {
     const caption = await page.textContent('#ideal-caption');
     assert.match(caption, /generated/i);
     assert.match(caption, /not a face from the catalog/i);
-    assert.match(caption, /kept close to/, 'names the favourite');
+    assert.match(caption, /searched from/, 'names the favourite');
     assert.equal(await page.getAttribute('#btn-ideal', 'aria-expanded'), 'true');
 
     // nine thumbnails, each a link to its product page, their textures fetched with texture.get like the grid's

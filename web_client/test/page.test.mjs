@@ -327,7 +327,16 @@ describe('protocol v1.1: none of these, policies, confidence', () => {
     assert.equal(await page.locator('#grid .face[aria-current]').count(), 0);
     assert.match(await page.textContent('#prompt'), /not seen yet/);
     assert.equal((await page.textContent('#step')).trim(), 'Step 2');
-    assert.match(await page.textContent('#pick-label'), /Face 1/);
+    // no face here is the user's: Decide waits for a choice or for the highlight to be moved onto a face
+    assert.match(await page.textContent('#pick-label'), /No pick on these yet/);
+    assert.equal(await page.isDisabled('#btn-decide'), true);
+    await page.keyboard.press('d');
+    assert.equal(await page.evaluate(() => window.omokage.state.decided), null, 'D decides nothing either');
+    await page.keyboard.press('ArrowRight');
+    assert.equal(await page.isDisabled('#btn-decide'), false);
+    assert.match(await page.textContent('#pick-label'), /Face 2/);
+    const second = (await page.evaluate(() => window.omokage.state.items[1].title)).split(' — ')[0];
+    assert.equal((await page.textContent('#btn-decide')).trim(), `Decide on ${second}`);
     await page.keyboard.press('n');
     await waitForGrid(page, 3);
     const ids3 = await gridIds(page);

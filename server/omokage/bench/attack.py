@@ -659,10 +659,10 @@ def main(argv: list[str] | None = None) -> int:
                                             "and print its result as JSON (the benchmark's worker process).")
     sub = p.add_subparsers(dest="command", required=True)
     w = sub.add_parser("worker", help="run one attack and print a JSON line")
-    w.add_argument("name", choices=sorted(ATTACKS))
+    w.add_argument("name", choices=sorted(ATTACKS), help="the attack to run")
     w.add_argument("--port", type=int, required=True, help="the server's port on 127.0.0.1")
-    w.add_argument("--seconds", type=float, default=5.0)
-    w.add_argument("--token")
+    w.add_argument("--seconds", type=float, default=5.0, help="how long the attack runs (default 5)")
+    w.add_argument("--token", help="the server's --token, if it has one")
     a = p.parse_args(argv)
     print(json.dumps(run_worker(a.name, a.port, a.token, a.seconds), default=str), flush=True)
     return 0

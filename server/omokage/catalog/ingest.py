@@ -33,7 +33,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 from PIL import Image
 
-from omokage.catalog.store import CatalogError, CatalogWriter
+from omokage.catalog.store import CatalogExistsError, CatalogWriter
 from omokage.errors import UserError
 from omokage.imageio import MAX_FILE_BYTES, MAX_IMAGE_PIXELS, ImageDecodeError, read_image_file
 
@@ -505,6 +505,13 @@ def _walk(images_dir: Path, exclude: list[Path], report: IngestReport) -> list[s
     return files
 
 
+def _file_detail(detail: str) -> str:
+    """omokage.imageio words a format problem for an upload ("...; send JPEG, PNG, ..."); for a file on disk, say
+    which formats ingest can read instead."""
+    problem, sep, formats = detail.partition("; send ")
+    return f"{problem}; ingest reads {formats}" if sep else detail
+
+
 def _read_rgb(path: Path, max_bytes: int, max_pixels: int) -> np.ndarray:
     """Decode one file to an (H, W, 3) uint8 array or raise ImageDecodeError with a reason."""
     try:
@@ -528,7 +535,7 @@ def _check_paths(images_dir: Path, out: Path, overwrite: bool) -> None:
         raise UserError(f"--out {out} would contain the images folder {images_dir}; choose another catalog path")
     if out.exists():
         if not overwrite:
-            raise CatalogError(f"{out} already exists; pass --force (overwrite=True) to replace it")
+            raise CatalogExistsError(out)
         if not (out / "catalog.json").is_file():
             raise UserError(f"{out} exists and is not an omokage catalog; refusing to replace it with --force. "
                             "Choose another --out or remove it yourself")
@@ -601,7 +608,7 @@ def ingest_images(images_dir: str | os.PathLike, out: str | os.PathLike, manifes
             try:
                 rgb = _read_rgb(path, max_bytes, max_pixels)
             except ImageDecodeError as exc:
-                report.skip(rel, exc.reason, exc.detail)   # the file is named in its own column
+                report.skip(rel, exc.reason, _file_detail(exc.detail))   # the file is named in its own column
                 continue
             found = det.detect(rgb)
             if found is None:

@@ -55,6 +55,15 @@ class CatalogError(UserError):
     """A catalog directory is missing, incomplete or of another format version."""
 
 
+class CatalogExistsError(CatalogError):
+    """The catalog path is taken and replacing it was not asked for. The message names the Python API's remedy
+    (overwrite=True); the CLI catches this and names its --force instead."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        super().__init__(f"{path} already exists; pass overwrite=True to replace it")
+
+
 @dataclass(frozen=True)
 class Item:
     id: int
@@ -101,7 +110,7 @@ class CatalogWriter:
                  overwrite: bool = False):
         self.path = Path(path)
         if self.path.exists() and not overwrite:
-            raise CatalogError(f"{self.path} already exists; pass overwrite=True (--force) to replace it")
+            raise CatalogExistsError(self.path)
         self.image_size = image_size
         self.texture_format = texture_format
         self.provenance = dict(provenance or {})

@@ -80,6 +80,11 @@ def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: l
         path = model.save(out, catalog_features=Z, metadata={**meta, "fit_seconds": seconds, "rmse": rmse})
         results.append(FitResult(name, seconds, rmse, int(Z.shape[1]), path))
         print(f"  {name}: {seconds:7.2f} s, {Z.shape[1]} features, reconstruction RMSE {rmse:.4f} -> {path}", flush=True)
+        if name != "raw" and Z.shape[1] < n_components:   # PCA/NMF: no more components than faces (or pixel values)
+            n, d = X.shape
+            limit = (f"a catalog of {n} faces allows at most {n}" if n <= d
+                     else f"images of {d} values allow at most {d}")
+            print(f"  {name}: note: {Z.shape[1]} features, not the {n_components} asked for: {limit}", flush=True)
     print("\n| model | fit time (s) | features | RMSE |\n|---|---:|---:|---:|")
     for r in results:
         print(f"| {r.name} | {r.seconds:.2f} | {r.n_features} | {r.rmse:.4f} |")

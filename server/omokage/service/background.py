@@ -61,6 +61,7 @@ class BackgroundFitter:
         self.failed: dict[str, str] = {}
         self.fitted: list[str] = []
         self._process: asyncio.subprocess.Process | None = None
+        self._log: Any = None   # the running child's log file (its stderr), open while it runs
 
     @property
     def training(self) -> list[dict[str, Any]]:
@@ -104,6 +105,7 @@ class BackgroundFitter:
         log.info("fitting in the background", extra={"fields": {"algorithm": name, "log": str(log_path)}})
         self._say(f"{name}: fitting in the background (log: {log_path})")
         with open(log_path, "wb") as child_log:
+            self._log = child_log
             self._process = process = await asyncio.create_subprocess_exec(
                 *self.command(name), stdout=asyncio.subprocess.PIPE, stderr=child_log, stdin=asyncio.subprocess.DEVNULL,
                 limit=1 << 20)   # a long line from native code on fd 1 is skipped, not fatal
@@ -125,6 +127,7 @@ class BackgroundFitter:
                     with contextlib.suppress(ProcessLookupError):
                         await process.wait()
                 self._process = None
+                self._log = None
         if rc != 0 and name not in self.failed:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
             self.failed[name] = f"exit status {rc}: " + " | ".join(tail)
@@ -154,7 +157,11 @@ class BackgroundFitter:
         if 0 < quarter < 4 and self._reported.get(current.algorithm, 0) < quarter:
             self._reported[current.algorithm] = quarter
             eta = f", about {current.eta_s:.0f} s to go" if current.eta_s is not None else ""
-            self._say(f"{current.algorithm}: {quarter * 25}% fitted{eta}")
+            text = f"{current.algorithm}: {quarter * 25}% fitted{eta}"
+            self._say(text)
+            if self._log is not None:   # the log too, else it shows only "fitting ..." for minutes
+                self._log.write(f"  {text}\n".encode())
+                self._log.flush()   # the child writes to the same open file (its offset is shared)
         on_change()
 
     def stop(self) -> None:
