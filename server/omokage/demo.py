@@ -21,14 +21,15 @@ FAST_ALGORITHMS = ("raw", "pca", "sketch")   # sketch: live sketch search, on to
 
 
 def prepare(home: Path, count: int = 1500, seed: int = 0, algorithms=DEFAULT_ALGORITHMS, ae_epochs: int | None = None,
-            progress: bool = True) -> tuple[Path, Path]:
-    """The demo's catalog (home/catalog) and models (home/models): generated and fitted where missing or stale."""
+            progress: bool = True, steps: bool = False) -> tuple[Path, Path]:
+    """The demo's catalog (home/catalog) and models (home/models): generated and fitted where missing or stale.
+    steps: number the two lines [1/3], [2/3] (the demo's own third step follows)."""
     from omokage.catalog.generate import ensure_catalog
     from omokage.features.fitting import ensure_models
     catalog_dir, models_dir = Path(home) / "catalog", Path(home) / "models"
-    print(f"[1/3] catalog: {catalog_dir}", flush=True)
+    print(f"{'[1/3] ' if steps else ''}catalog: {catalog_dir}", flush=True)
     ensure_catalog(catalog_dir, count=count, seed=seed, progress=progress)
-    print(f"[2/3] models: {models_dir}", flush=True)
+    print(f"{'[2/3] ' if steps else ''}models: {models_dir}", flush=True)
     ensure_models(catalog_dir, models_dir, algorithms, ae_epochs=ae_epochs, progress=progress)
     return catalog_dir, models_dir
 
@@ -84,11 +85,11 @@ def check_port_free(host: str, port: int) -> None:
 
 def run_demo(home: Path, count: int = 1500, host: str = "127.0.0.1", port: int = 8765, serve: bool = True) -> int:
     if not serve:
-        catalog_dir, models_dir = prepare(Path(home), count)
+        catalog_dir, models_dir = prepare(Path(home), count, steps=True)
         return _transcript_demo(catalog_dir, models_dir)
     check_port_free(host, port)
     background = [a for a in DEFAULT_ALGORITHMS if a not in FAST_ALGORITHMS]
-    catalog_dir, models_dir = prepare(Path(home), count, algorithms=FAST_ALGORITHMS)
+    catalog_dir, models_dir = prepare(Path(home), count, algorithms=FAST_ALGORITHMS, steps=True)
     from omokage.features.fitting import stale_models
     training = stale_models(catalog_dir, models_dir, background)
     from omokage.service.server import serve_forever

@@ -1515,8 +1515,7 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
         arms = arms[:-1] + [Arm(f"{DEFAULT_POLICY}/{name}", DEFAULT_POLICY, name) for name in metric_fits
                             if metric_fits[name].get("fitted")] + arms[-1:]
     n_sessions = len(arms) * len(temperatures) * len(starts) * users
-    step = "[3/3] simulated users: " if dataset_dir is None else ""   # after demo.prepare's [1/3] catalog, [2/3] models
-    print(f"{step}{len(arms)} arms x {len(starts)} starts x {len(temperatures)} temperatures x {users} users: up to "
+    print(f"{len(arms)} arms x {len(starts)} starts x {len(temperatures)} temperatures x {users} users: up to "
           f"{n_sessions} sessions on {workers} worker(s)", flush=True)
     report = benchmark(data, arms, users=users, max_steps=max_steps, temperatures=temperatures, seed=seed,
                        starts=starts, settle_share=settle_share, skip_below=skip_below, workers=workers,
