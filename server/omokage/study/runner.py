@@ -181,7 +181,7 @@ class StudyRunner:
             raise StudyUnavailable("this study was not loaded from an event store, so a participant whose step could "
                                    "not be recorded cannot be read back")
         try:
-            conn = connect(self.db, readonly=True)
+            conn = connect(self.db)    # read-write like `load`: a read-only open of a WAL file needs its -shm to exist
             try:
                 fresh = self._read_participant(conn, self.study, self._conditions(conn, self.study_id, self.study),
                                                p.id, p.code, p.pseudonym)
