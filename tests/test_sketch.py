@@ -262,6 +262,30 @@ def test_an_appended_piece_is_drawn_in_its_strokes_style_so_undo_redraws_what_wa
     assert same_rasters(drawn, rasters(c))
 
 
+def test_a_piece_appended_after_an_undo_survives_the_next_undo():
+    """Undo back to a stroke, a piece continuing it (allowed), then a new stroke and its undo: the piece stays drawn.
+    (The checkpoint taken after the stroke held it as it was, and the undo restored that: the piece vanished from the
+    rasters while its points stayed in the drawing.)"""
+    def line(x0, y0, x1, y1, n):
+        t = np.linspace(0, 1, n)
+        return np.stack([x0 + (x1 - x0) * t, y0 + (y1 - y0) * t], 1).reshape(-1).tolist()
+    c = SketchCanvas(32)
+    c.add(check_stroke(line(0.1, 0.1, 0.9, 0.1, 512), [0, 0, 0], 0.02))
+    while len(c.strokes[0].points) < CHECKPOINT_POINTS:
+        c.add(check_stroke(line(0.9, 0.1, 0.9, 0.12, 512), [0, 0, 0], 0.02), append=True)
+    c.add(check_stroke(line(0.1, 0.5, 0.9, 0.5, 10), [0, 0, 0], 0.02))       # a checkpoint after stroke 0
+    assert c._checkpoints, "the test needs a checkpoint"
+    c.undo()
+    c.add(check_stroke(line(0.1, 0.9, 0.9, 0.9, 10), [0, 0, 0], 0.02), append=True)   # continues stroke 0
+    c.add(check_stroke(line(0.5, 0.2, 0.5, 0.8, 10), [0, 0, 0], 0.02))
+    c.undo()
+    fresh = SketchCanvas(32)
+    for s in c.strokes:
+        fresh._draw(s)
+    assert (c.ink[28] > 0).sum() > 0, "the appended piece along y = 0.9 is drawn"
+    assert np.array_equal(c.ink, fresh.ink)
+
+
 def test_undo_on_an_empty_canvas_is_harmless_and_clear_empties():
     c = SketchCanvas(32)
     assert c.undo() is False and c.revision == 0 and c.empty and c.observations().empty

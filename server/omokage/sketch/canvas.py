@@ -123,6 +123,10 @@ class SketchCanvas:
             joined = Stroke(np.concatenate([last.points[-1:], stroke.points]), last.colour, last.width, last.tool)
             last.points = np.concatenate([last.points, stroke.points])
             self._draw(joined)
+            # a checkpoint taken after this stroke (kept when an undo came back to it) holds it as it was: drop it, so
+            # an undo redraws the stroke from its points, the piece included
+            while self._checkpoints and self._checkpoints[-1][0] >= len(self.strokes):
+                self._checkpoints.pop()
         else:
             if len(self.strokes) >= MAX_STROKES:
                 raise SketchError("points", f"a canvas holds at most {MAX_STROKES} strokes; clear it or undo",
