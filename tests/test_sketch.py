@@ -677,6 +677,52 @@ def test_a_selection_from_a_sketch_keeps_the_drawing_as_evidence(backend, sketch
     assert min(lifts) > 2, lifts       # at least twice uniform for every target
 
 
+def test_a_start_sent_while_the_drawing_is_projected_starts_from_the_drawing_as_sent(backend, sketch_engine, faces):
+    """`start init=sketch` right behind a stroke (the web page's "Pick from these" sends the stroke's last piece, then
+    the start): it waits for that stroke's projection and starts from it, not from the result before it. (It started
+    from the last result that had come back: the newest stroke, an undo or a clear were left out of the first grid and
+    of the belief.)"""
+    conn, _ = hello(backend)
+    strokes = face_strokes(faces, 100)
+    before = drawn(conn, sketch_engine, strokes[:6])
+    [job] = jobs(conn.receive(msgpack.packb(wire_stroke(strokes[40], 60)), 0.0))   # projected, not back yet
+    assert sends(receive(conn, type="start", rid=61, algorithm="pca", init="sketch", policy="study")) == []
+    result, cands = sends(complete(conn, sketch_engine, job))
+    assert (result["type"], result["rid"], cands["type"], cands["rid"]) == ("sketch.result", 60, "candidates", 61)
+    assert [i["id"] for i in cands["items"]] == [i["id"] for i in result["items"]]
+    assert [i["id"] for i in result["items"]] != [i["id"] for i in before["items"]], "the stroke changed the faces"
+    # the same after an undo: the grid is the undone drawing's
+    [job] = jobs(receive(conn, type="sketch.undo", rid=62))
+    assert sends(receive(conn, type="start", rid=63, algorithm="pca", init="sketch", policy="study")) == []
+    undone, cands = sends(complete(conn, sketch_engine, job))
+    assert [i["id"] for i in cands["items"]] == [i["id"] for i in undone["items"]] == [i["id"] for i in before["items"]]
+    # a clear leaves nothing to start from
+    [job] = jobs(receive(conn, type="sketch.clear", rid=64))
+    [err] = sends(receive(conn, type="start", rid=65, algorithm="pca", init="sketch"))
+    assert (err["code"], err["rid"]) == ("wrong_state", 65)
+
+
+def test_a_waiting_sketch_start_is_answered_when_replaced_or_failed(backend, sketch_engine, faces):
+    conn, _ = hello(backend)
+    strokes = face_strokes(faces, 64)
+    drawn(conn, sketch_engine, strokes[:3])
+    [job] = jobs(conn.receive(msgpack.packb(wire_stroke(strokes[3], 70)), 0.0))
+    assert sends(receive(conn, type="start", rid=71, algorithm="pca", init="sketch")) == []
+    err, cands = sends(receive(conn, type="start", rid=72, algorithm="pca", init="random", seed=1))   # a newer start
+    assert (err["code"], err["rid"], cands["type"], cands["rid"]) == ("wrong_state", 71, "candidates", 72)
+    [result] = sends(complete(conn, sketch_engine, job))             # nothing waits now: the result alone
+    assert result["type"] == "sketch.result"
+    [job] = jobs(conn.receive(msgpack.packb(wire_stroke(strokes[4], 73)), 0.0))
+    assert sends(receive(conn, type="start", rid=74, algorithm="pca", init="sketch")) == []
+    errs = sends(conn.sketch_failed(job, "internal", "the projection failed"))
+    assert [(e["code"], e["rid"]) for e in errs] == [("internal", 73), ("internal", 74)]
+    [job] = jobs(conn.receive(msgpack.packb(wire_stroke(strokes[5], 75)), 0.0))
+    assert sends(receive(conn, type="start", rid=76, algorithm="pca", init="sketch")) == []
+    actions = receive(conn, type="sketch.begin", rid=77)
+    [err] = sends(actions)
+    assert (err["code"], err["rid"]) == ("wrong_state", 76)
+
+
 def test_a_random_start_carries_no_sketch_evidence(backend, sketch_engine, faces):
     conn, _ = hello(backend)
     drawn(conn, sketch_engine, face_strokes(faces, 64))

@@ -109,6 +109,17 @@ class ProjectionJob:
 
 
 @dataclass(frozen=True)
+class SketchStart:
+    """A `start` with `init: sketch` sent while the drawing's newest change was still being projected: it is answered
+    when a result of that drawing (`revision`, or a later one) comes back, so it starts from what was drawn."""
+    rid: int | None
+    algorithm: str
+    seed: int | None
+    policy: str
+    revision: int
+
+
+@dataclass(frozen=True)
 class SketchJob:
     """A drawing to project (v1.3): its snapshot (the canvas's rasters: observations are made off the loop), and the
     rid of the newest message it includes."""
@@ -209,6 +220,7 @@ class ServerConnection:
         # most one projection in flight; when it returns, only the newest drawing is projected)
         self.canvas: SketchCanvas | None = None
         self.last_sketch = None            # the latest SketchResult (a selection can start from it)
+        self._sketch_start: SketchStart | None = None   # a `start init=sketch` waiting for its drawing's projection
         self._sketch_busy = False
         self._sketch_dirty = False
         self._sketch_rid: int | None = None
@@ -298,6 +310,10 @@ class ServerConnection:
         actions: list[Action] = [Send(server_message("sketch.result", job.rid, revision=result.revision,
                                                      strokes=job.strokes, items=listed,
                                                      preview=texture_map(result.preview)))]
+        pending = self._sketch_start
+        if pending is not None and result.revision >= pending.revision:
+            self._sketch_start = None
+            actions.extend(self._start_from_sketch(pending.algorithm, pending.seed, pending.rid, now, pending.policy))
         if self._sketch_dirty:
             self._sketch_dirty = False
             actions.append(self._sketch_job(self._sketch_rid))
@@ -311,7 +327,15 @@ class ServerConnection:
         if self._sketch_dirty and not self.closed and self.canvas is not None:
             self._sketch_dirty = False
             actions.append(self._sketch_job(self._sketch_rid))
+        elif self._sketch_start is not None:   # nothing more is projected: the waiting start cannot be answered
+            actions.extend(self._drop_sketch_start(code, f"start.init `sketch`: {message}"))
         return actions
+
+    def _drop_sketch_start(self, code: str, message: str) -> list[Action]:
+        """Answer a waiting `start init=sketch` with an error (the drawing it waited for is gone, or failed, or a newer
+        `start` replaced it)."""
+        pending, self._sketch_start = self._sketch_start, None
+        return self._error(ProtocolError(code, message, pending.rid)) if pending is not None else []
 
     def unrecorded(self) -> None:
         """The records of this connection's last step could not be committed (the server then closes it). In a study
@@ -473,12 +497,14 @@ class ServerConnection:
             raise ProtocolError("wrong_state", "this server has no sketch model; its operator can fit one with "
                                                "`omokage fit CATALOG --models sketch`", rid)
         if mtype == "sketch.begin":
+            replaced = self._drop_sketch_start("wrong_state", "start.init `sketch`: a new drawing began (`sketch.begin`) "
+                                                             "before the one it started from had its result")
             self.canvas = SketchCanvas(self.backend.sketch_resolution)
             self._live = self.backend.new_live_drawing()
             self._canvases += 1
             self._stroke_refused = False
             self.last_sketch = None
-            return self._sketch_changed(rid)
+            return replaced + self._sketch_changed(rid)
         if self.canvas is None:
             raise ProtocolError("wrong_state", f"send `sketch.begin` before `{mtype}`", rid)
         if mtype == "sketch.stroke":
@@ -527,19 +553,36 @@ class ServerConnection:
             raise ProtocolError("bad_field", f"start.policy: {policy!r} is not served; choose from "
                                              f"{', '.join(SERVED_POLICIES)}", rid)
         seed = msg.get("seed")
+        if msg["init"] == "image" and msg.get("image") is None:
+            raise ProtocolError("bad_field", "start.image: required when init is `image`", rid)
+        # a `start init=sketch` still waiting for its drawing is replaced by this newer start
+        replaced = self._drop_sketch_start("wrong_state", "start: replaced by a newer `start` before its drawing had "
+                                                          "its result")
         if msg["init"] == "random":
-            return self._start(algorithm, seed, rid, now, policy=policy)
+            return replaced + self._start(algorithm, seed, rid, now, policy=policy)
         if msg["init"] == "sketch":
-            sketch = self.last_sketch
-            if sketch is None or not sketch.ranked:
-                raise ProtocolError("wrong_state", "start.init `sketch` needs a drawing with a result: send "
-                                                   "`sketch.begin` and a few `sketch.stroke`s first", rid)
+            canvas = self.canvas
+            if canvas is not None and (self.last_sketch is None or self.last_sketch.revision < canvas.revision):
+                # the drawing changed since its last result (a stroke, an undo or a clear is being projected): start
+                # from the drawing as it is now, when that projection returns (this reply follows its sketch.result)
+                if canvas.empty:
+                    raise ProtocolError("wrong_state", "start.init `sketch`: the drawing is empty; draw first", rid)
+                self._sketch_start = SketchStart(rid, algorithm, seed, policy, canvas.revision)
+                return replaced + ([] if self._sketch_busy else [self._sketch_job(None)])
+            return replaced + self._start_from_sketch(algorithm, seed, rid, now, policy)
+        return replaced + [self._offload_projection("start.image", msg["image"], rid, algorithm, seed, policy)]
+
+    def _start_from_sketch(self, algorithm, seed, rid, now, policy) -> list[Action]:
+        """A selection whose first grid is the latest drawing result's faces, the drawing kept as evidence."""
+        sketch = self.last_sketch
+        if sketch is None or not sketch.ranked:
+            return self._error(ProtocolError("wrong_state", "start.init `sketch` needs a drawing with a result: send "
+                                                            "`sketch.begin` and a few `sketch.stroke`s first", rid))
+        try:
             return self._start(algorithm, seed, rid, now, policy=policy,
                                evidence=(SketchTerm(sketch.log_likelihood, sketch.revision),))
-        image = msg.get("image")
-        if image is None:
-            raise ProtocolError("bad_field", "start.image: required when init is `image`", rid)
-        return [self._offload_projection("start.image", image, rid, algorithm, seed, policy)]
+        except SessionError as exc:
+            return self._error(ProtocolError("wrong_state", str(exc), rid))
 
     def _offload_projection(self, field: str, image: bytes, rid, algorithm: str, seed, policy: str) -> Offload:
         """An uploaded image to decode and project off the loop (its bytes checked against the limit first)."""
