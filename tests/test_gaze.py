@@ -11,7 +11,7 @@ import pytest
 
 from omokage.gaze import (GazeTracker, IDTConfig, IVTConfig, Layout, LayoutError, detect_idt, detect_ivt,
                           parse_layout, parse_samples, ray_cast)
-from omokage.gaze.samples import NO_HIT, panel_directions
+from omokage.gaze.samples import EYE, NO_HIT, panel_directions
 from omokage.gaze.simulate import GazeModel, fixation_plan, render
 
 # --- hand-made traces --------------------------------------------------------------------------------------------------
@@ -524,6 +524,36 @@ def test_the_tracker_applies_the_calibration_to_incoming_samples():
     assert [f.panel for f in step.fixations] == [4] and step.fixations[0].duration >= 0.25
 
 
+def test_a_calibration_corrects_the_source_it_was_fitted_on_only():
+    """An eye calibration corrects eye gaze, not head gaze (a head ray is the headset's forward direction: it has none
+    of the eye tracker's error); a profile without a source (a headset's default) corrects every source that has no
+    calibration of its own. (One profile corrected every source: after an eye calibration, head rays aimed at panel 4
+    were bent off it.)"""
+    from omokage.gaze.calibration import Profile
+    from omokage.gaze import GazeTracker
+    from omokage.gaze.samples import EYE
+    layout = Layout.grid()
+    eye = np.array([0.0, 1.5, 0.0])
+    d = panel_directions(layout, eye)[4]
+    off = np.array([1.0, 0.0, 0.0]) * math.sin(math.radians(8))
+    bent = (d + off) / np.linalg.norm(d + off)                      # 8° right of panel 4's centre: off the panel
+
+    def panels(source, ray, default=None):
+        tracker = GazeTracker()
+        tracker.set_layout(layout)
+        tracker.begin_step(1, range(9), 0.0)
+        tracker.set_calibration(EYE, Profile(b=[-8.0, 0.0], source="eye"))
+        tracker.profile = default
+        tracker.ingest([[0.01 * k, source, *map(float, eye), *map(float, ray), 1.0] for k in range(30)], now=1.0)
+        return [f.panel for f in tracker.end_step().fixations]
+
+    assert panels("eye", bent) == [4]                                # the eye's rays corrected onto panel 4
+    assert panels("head", d) == [4]                                  # the head's rays left as they were
+    assert panels("head", bent) != [4]
+    assert panels("head", d, default=Profile(b=[0.0, 20.0])) != [4]  # a default for every source: the head gets it
+    assert panels("eye", bent, default=Profile(b=[0.0, 20.0])) == [4]   # the eye keeps its own calibration
+
+
 def test_rays_are_cast_against_the_layout_on_screen_when_they_came():
     """Rays are cast in one pass when the grid's gaze is read, not per batch; a layout sent mid-grid applies to the
     rays after it only: the ones before are cast against the layout they were aimed at."""
@@ -624,12 +654,13 @@ def test_a_calibration_that_fails_says_why_and_keeps_the_previous_correction(bac
     conn, _ = _calibrating_connection(backend)
     [cal] = _send(conn, 1.0, type="calibrate.begin", rid=2)
     [ok], t = _calibrate(conn, cal, 1.1)
-    before = conn.gaze.profile
+    before = conn.gaze.source_profiles[EYE]
+    assert before.source == "eye"
     [cal] = _send(conn, t, type="calibrate.begin", rid=6, pattern="five-point")
     assert cal["pattern"] == "five-point" and len(cal["targets"]) == 5
     [err], t = _calibrate(conn, cal, t + 0.1, targets={0, 1})
     assert err["code"] == "calibration_failed" and "need 4" in err["message"] and "previous" in err["message"]
-    assert conn.gaze.profile is before
+    assert conn.gaze.source_profiles[EYE] is before
     [again] = _send(conn, t, type="calibrate.end", rid=7, shown=[[0, t, t + 1]])
     assert again["code"] == "wrong_state"                  # one end per begin
     [bad] = _send(conn, t, type="calibrate.begin", rid=8, pattern="one-point")
@@ -696,7 +727,8 @@ def test_a_device_named_in_hello_gets_its_default_correction_until_a_calibration
     conn, _, _ = connect(device="test-visor")
     [cal] = _send(conn, 1.0, type="calibrate.begin", rid=2)
     [reply], _ = _calibrate(conn, cal, 1.1)
-    assert reply["type"] == "calibrated" and conn.gaze.profile.b != [2.0, -1.0]
+    assert reply["type"] == "calibrated" and conn.gaze.source_profiles[EYE].b != [2.0, -1.0]
+    assert conn.gaze.profile.b == [2.0, -1.0]          # the device's default still corrects head gaze
     bad = tmp_path / "broken"
     (bad / "devices").mkdir(parents=True)
     (bad / "devices" / "x.json").write_text('{"A": [[1, 0]], "b": [0, 0]}')
@@ -711,7 +743,7 @@ def test_calibrate_cancel_drops_the_samples_and_keeps_the_correction(backend):
     assert err["code"] == "wrong_state" and "nothing to cancel" in err["message"]
     [cal] = _send(conn, 1.0, type="calibrate.begin", rid=3)
     [ok], t = _calibrate(conn, cal, 1.1)
-    kept = conn.gaze.profile
+    kept = conn.gaze.source_profiles[EYE]
     [cal] = _send(conn, t, type="calibrate.begin", rid=4)
     rng = np.random.default_rng(2)
     rows = [[t + 0.01 + k / 90, "eye", 0.0, 1.5, 0.0, *_eye_on((0.0, 0.0), rng), 1.0] for k in range(20)]
@@ -721,7 +753,7 @@ def test_calibrate_cancel_drops_the_samples_and_keeps_the_correction(backend):
     [record] = [a.record for a in actions if isinstance(a, Log)]
     assert reply == {"type": "calibration.cancelled", "rid": 5, "samples": 20}
     assert record["event"] == "calibration" and record["cancelled"] is True and record["samples"] == 20
-    assert conn.gaze.profile is kept and not conn.gaze.calibrating
+    assert conn.gaze.source_profiles[EYE] is kept and not conn.gaze.calibrating
     [err] = _send(conn, t + 0.5, type="calibrate.end", rid=6, shown=[[0, t, t + 0.2]])
     assert err["code"] == "wrong_state"
     # gaze after the cancel goes to grids again

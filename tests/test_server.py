@@ -400,4 +400,4 @@ def test_an_event_log_that_cannot_write_acknowledges_nothing(engine):
     finally:
         srv.stop()
     assert reply["type"] == "error" and reply["code"] == "internal" and reply["rid"] == 1
-    assert "nothing was kept" in reply["message"] and code == 1011
+    assert "it was not kept; reconnect and start again" in reply["message"] and code == 1011

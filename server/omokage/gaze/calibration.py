@@ -60,6 +60,7 @@ class Profile:
     device: str | None = None
     participant: str | None = None
     fitted_at: str | None = None
+    source: str | None = None    # the gaze it was fitted on (`head` or `eye`); None: a default for every source
 
     def apply(self, directions: np.ndarray) -> np.ndarray:
         yp = yaw_pitch(directions)
@@ -85,6 +86,8 @@ class Profile:
             raise CalibrationError("a profile needs A (2×2) and b (2) of finite numbers")
         keep = {k: d[k] for k in ("accuracy_deg", "precision_deg", "targets", "device", "participant", "fitted_at")
                 if k in d}
+        if d.get("source") in ("head", "eye"):
+            keep["source"] = d["source"]
         return cls([[float(x) for x in r] for r in A], [float(x) for x in b], **keep)
 
 

@@ -75,7 +75,8 @@ class GazeTracker:
         self._buckets = {HEAD: TokenBucket(max_rate_hz, burst), EYE: TokenBucket(max_rate_hz, burst)}
         self._last_t: dict[int, float] = {}
         self.layout: Layout | None = None
-        self.profile = None                      # a calibration profile (omokage.gaze.calibration), or None
+        self.profile = None                      # a correction for every source (a headset's default), or None
+        self.source_profiles: dict[int, object] = {}   # per source code: a calibration fitted on that source's gaze
         self.step: int | None = None
         self.ids: tuple[int, ...] = ()
         self.start: float = 0.0
@@ -104,6 +105,24 @@ class GazeTracker:
         """No grid on screen any more (decided, abandoned)."""
         self.step, self.ids, self._chunks, self._pending, self._kept = None, (), [], 0, 0
 
+    def set_calibration(self, source: int, profile) -> None:
+        """A calibration fitted on `source`'s gaze (a SOURCES code) corrects that source only: a head ray has none of an
+        eye tracker's error, and the other way round."""
+        self.source_profiles[int(source)] = profile
+
+    def _correct(self, samples: Samples) -> None:
+        """Each sample's direction through its source's calibration, else the default for every source."""
+        codes = np.unique(samples.source)
+        for code in codes:
+            profile = self.source_profiles.get(int(code), self.profile)
+            if profile is None:
+                continue
+            if len(codes) == 1:
+                samples.direction = profile.apply(samples.direction)
+            else:
+                mask = samples.source == code
+                samples.direction[mask] = profile.apply(samples.direction[mask])
+
     def ingest(self, raw, now: float) -> IngestResult:
         grid = len(self.ids) if self.step is not None else (len(self.layout) if self.layout is not None else 9)
         samples, drops = parse_samples(raw, now=now, last_t=self._last_t, grid_size=max(grid, 1))
@@ -131,8 +150,8 @@ class GazeTracker:
         elif self.step is None:
             ignored, accepted, samples = len(samples), 0, Samples.empty()
         if len(samples):
-            if self.profile is not None:
-                samples.direction = self.profile.apply(samples.direction)
+            if self.profile is not None or self.source_profiles:
+                self._correct(samples)
             self._chunks.append(samples)
             self._kept += len(samples)
             if self.layout is not None:

@@ -9,6 +9,7 @@ the simulated users all drive the same code.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import math
 from dataclasses import dataclass
@@ -475,7 +476,11 @@ class ServerConnection:
         profile = getattr(participant, "gaze_profile", None)
         if profile is not None:   # the participant's latest calibration (from the store): applied to their gaze
             try:
-                self.gaze.profile = Profile.from_dict(profile)
+                saved = Profile.from_dict(profile)
+                if saved.source is None:    # saved before calibrations were per source: it corrects every source
+                    self.gaze.profile = saved
+                else:
+                    self.gaze.set_calibration(SOURCE_CODES[saved.source], saved)
                 self.gaze_profile_source = "participant"
                 record["gaze_profile"] = True
             except (CalibrationError, TypeError, ValueError):   # a damaged record: their gaze goes uncorrected
@@ -763,14 +768,15 @@ class ServerConnection:
             record["error"] = str(exc)
             return [Log(record), Send(error("calibration_failed", f"calibration: {exc}; the previous correction "
                                                                   "stays in force", rid))]
-        self.gaze.profile = profile
+        profile = dataclasses.replace(profile, source=source)
+        self.gaze.set_calibration(SOURCE_CODES[source], profile)   # it corrects the gaze it was fitted on only
         self.gaze_profile_source = "calibration"
         saved = self.participant is not None
         record.update(accuracy_deg=profile.accuracy_deg, precision_deg=profile.precision_deg,
                       targets=profile.targets, saved=saved, profile={"A": profile.A, "b": profile.b,
                                                                      "accuracy_deg": profile.accuracy_deg,
                                                                      "precision_deg": profile.precision_deg,
-                                                                     "targets": profile.targets})
+                                                                     "targets": profile.targets, "source": source})
         if saved:   # kept in the study's store (this record); a later session of the participant loads it
             record["participant"] = self.participant.id
             self.participant.gaze_profile = record["profile"]
