@@ -48,6 +48,14 @@ export class SketchPad {
     this._frame = 0;
     this._replayTimer = null;
     this._replays = 0;       // replays since the last result (a bound: a replay that does not help is not repeated)
+    this._replayedTo = 0;    // the revision a replay brings the server's drawing to: only a result of it counts
+    this._droppedGen = -1;   // a gen some of whose messages the server dropped (overloaded): a replay resends them
+    // Sent at most half the server's message rate (welcome.limits), with a burst of the rate: a replay of a long
+    // drawing (hundreds of pieces) goes out paced, in order, instead of over the server's limit at once
+    this._queue = [];        // [type, fields, stroke, gen] waiting for their turn
+    this._tokens = Infinity;
+    this._refilled = 0;
+    this._pump = null;
     this._lastSend = -Infinity;
     this.stats = { messages: { 'sketch.begin': 0, 'sketch.stroke': 0, 'sketch.undo': 0, 'sketch.clear': 0 },
       pieces: 0, points: 0, maxPointsPerMessage: 0, moves: 0, results: 0, stale: 0, errors: [], sendTimes: [] };
@@ -78,10 +86,53 @@ export class SketchPad {
 
   // -- messages ---------------------------------------------------------------------------------
   _send(type, fields = {}, stroke = null) {
+    this._refill();
+    if (this._queue.length || this._tokens < 1) {
+      this._queue.push([type, fields, stroke, this.gen]);
+      this._schedulePump();
+      return null;
+    }
+    return this._sendNow(type, fields, stroke, this.gen);
+  }
+
+  _sendNow(type, fields, stroke, gen) {
     const rid = this.client.sendSketch(type, fields); // throws ConnectionLost when offline
-    this._meta.set(rid, { type, gen: this.gen, stroke });
+    this._tokens -= 1;
+    this._meta.set(rid, { type, gen, stroke });
     this.stats.messages[type] = (this.stats.messages[type] || 0) + 1;
     return rid;
+  }
+
+  /** Messages per second this page allows itself: half the server's limit, whatever else the page sends besides. */
+  _rate() {
+    const limits = this.client.welcome && this.client.welcome.limits;
+    const perSecond = limits && limits.max_messages_per_second > 0 ? limits.max_messages_per_second : 200;
+    return perSecond / 2;
+  }
+
+  _refill() {
+    const now = performance.now();
+    const rate = this._rate();
+    this._tokens = Math.min(2 * rate, this._tokens + ((now - this._refilled) / 1000) * rate);
+    this._refilled = now;
+  }
+
+  _schedulePump() {
+    if (this._pump) return;
+    this._pump = setTimeout(() => {
+      this._pump = null;
+      this._refill();
+      try {
+        while (this._queue.length && this._tokens >= 1) {
+          const [type, fields, stroke, gen] = this._queue.shift();
+          this._sendNow(type, fields, stroke, gen);
+        }
+      } catch {
+        this._queue = []; // offline: the reconnect sends the drawing again
+        return;
+      }
+      if (this._queue.length) this._schedulePump();
+    }, 50);
   }
 
   /** A new, empty drawing on the server (and here). */
@@ -100,9 +151,12 @@ export class SketchPad {
     this._cancelLive();
     this._startGen();
     for (const s of this.strokes) this._sendWhole(s);
+    this._replayedTo = this.revision;
   }
 
   _startGen() {
+    this._queue = []; // an earlier drawing's messages not sent yet: this one replaces them
+    this._replayedTo = 0;
     this.gen += 1;
     this.revision = 0;
     this.shown = -1;
@@ -184,7 +238,9 @@ export class SketchPad {
       }
       this.shown = msg.revision;
       this.latest = msg;
-      this._replays = 0;
+      // a result of only part of a replay does not show the replay worked: the bound on replays holds until one of
+      // the whole drawing comes back
+      if (msg.revision >= this._replayedTo) this._replays = 0;
       this.onResult(msg);
       return;
     }
@@ -192,8 +248,12 @@ export class SketchPad {
     this._meta.delete(msg.rid);
     this.stats.errors.push({ code: msg.code, message: msg.message });
     const what = meta ? meta.type.replace('sketch.', '') : 'other';
+    if (meta && meta.gen === this.gen && msg.code === 'overloaded') this._droppedGen = meta.gen;
     if (meta && meta.gen === this.gen && meta.type !== 'sketch.begin') {
-      const refused = meta.stroke && (msg.code === 'bad_field' || msg.code === 'too_large');
+      // a piece refused because an earlier one of its stroke was dropped (overloaded) is not a bad stroke: the replay
+      // that follows sends it again, so the page keeps it
+      const refused = meta.stroke && (msg.code === 'bad_field' || msg.code === 'too_large')
+        && this._droppedGen !== meta.gen;
       if (refused) {
         // the server left its drawing as it was: so does the page (the stroke goes), and sends it again in full,
         // since later pieces of that stroke may have gone on to the one before it

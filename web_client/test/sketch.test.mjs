@@ -533,6 +533,39 @@ describe('a dropped connection', () => {
   });
 });
 
+describe('a long drawing sent again', () => {
+  it('goes out paced under the server\'s message rate after a reconnect: nothing dropped, every stroke kept', T, async () => {
+    await openDraw();
+    const frames = recordFrames(page);
+    // six strokes of 120 pieces each, as a 30 Hz mouse leaves them over about 25 s: 720 messages to send again
+    await st(() => {
+      const pad = window.omokage.sketch.pad;
+      pad.strokes = Array.from({ length: 6 }, (_, s) => {
+        const points = [];
+        for (let k = 0; k <= 240; k++) points.push(0.1 + (0.8 * k) / 240, 0.2 + 0.12 * s + 0.02 * Math.sin(k / 9));
+        return { tool: 'line', colour: [40, 30, 20], width: 0.02, points, cuts: Array.from({ length: 120 }, (_, c) => 2 * (c + 1) + 1) };
+      });
+      pad.replay();
+    });
+    await settled(30000);
+    const mark = frames.length;
+    await st(() => window.omokage.client.reconnect());
+    await page.waitForFunction(() => window.omokage.client.state === 'open');
+    const again = await settled(30000);
+    const after = frames.slice(mark);
+    const dropped = after.filter((f) => f.dir === 'in' && f.msg.type === 'error');
+    assert.deepEqual(dropped.map((f) => f.msg.code), [], 'the server refused nothing');
+    assert.equal(sketchOut(after, 'sketch.begin').length, 1, 'one replay');
+    assert.equal(sketchOut(after).length, 720);
+    assert.equal(again.strokes, 6);
+    assert.equal(await st(() => window.omokage.sketch.pad.strokes.length), 6);
+    // paced: after the first burst (the server's rate), no more than about the page's half rate per second
+    const sent = after.filter((f) => f.dir === 'out' && f.msg.type === 'sketch.stroke').map((f) => f.at);
+    const span = (sent[sent.length - 1] - sent[0]) / 1000;
+    assert.ok(span >= (720 - 200) / 100 * 0.8, `720 pieces sent over ${span.toFixed(1)} s`);
+  });
+});
+
 describe('a server without a sketch model', () => {
   it('offers no drawing', T, async () => {
     const models = modelsWith(['pca', 'nmf']);
