@@ -63,6 +63,7 @@ const state = {
   cursor: 0,
   cursorMoved: false, // the user moved the highlight on this grid (arrow keys, Tab)
   skipped: false, // this grid answers the user's "None of these"
+  shownAt: -Infinity, // when the grid on screen was shown (performance.now())
   init: 'random',      // how the current selection started
   first: null,         // what the grid's first face is: 'pick' (after choose), 'closest' (image start) or null
   upload: null,        // {bytes, url, name} of the image the selection started from
@@ -823,6 +824,7 @@ async function showCandidates(reply, seq, first) {
   state.cursor = 0;
   state.cursorMoved = false;
   state.skipped = false;
+  state.shownAt = performance.now();
   dwell.setStep(reply.step);
   gazeDwell.setStep(reply.step);
   renderGrid(imgs);
@@ -855,7 +857,12 @@ for (let i = 0; i < GRID; i++) {
     + '<span class="badge" aria-hidden="true"></span><span class="conf" aria-hidden="true"></span>'
     + '<span class="dwell" aria-hidden="true"></span></span>'
     + '<span class="cap" aria-hidden="true"><span class="name"></span><span class="desc"></span></span>';
-  card.addEventListener('click', () => {
+  let pressedAt = -Infinity;
+  card.addEventListener('pointerdown', () => { pressedAt = performance.now(); });
+  card.addEventListener('click', (e) => {
+    // the second click of a double click, or a press that began on the grid this one replaced: the face under the
+    // pointer now is one the user has not seen yet (detail 0: a key or a script, which aim at what is shown)
+    if (e.detail > 1 || (e.detail === 1 && pressedAt < state.shownAt)) return;
     state.cursor = i;
     chooseIndex(i);
   });

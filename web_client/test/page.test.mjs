@@ -6,7 +6,7 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import path from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { closeTestPage, gridIds, makeImage, newTestPage, openBrowser, screenshot, startServer, waitForGrid, writeFile } from './helpers.mjs';
+import { closeTestPage, gridIds, makeImage, newTestPage, openBrowser, recordFrames, screenshot, startServer, waitForGrid, writeFile } from './helpers.mjs';
 
 const T = { timeout: 60000 };
 let server;
@@ -80,6 +80,26 @@ describe('desktop page', () => {
     await waitForGrid(page, 3);
     assert.equal((await gridIds(page))[0], before2[8]);
     assert.equal(await page.locator('#trail-list img').count(), 2);
+  });
+
+  it('a double click chooses once, even when the new grid is up before its second click', T, async () => {
+    await open();
+    const frames = recordFrames(page);
+    await page.reload();
+    await waitForGrid(page, 1);
+    const ids1 = await gridIds(page);
+    const box = await page.locator('#grid .face').nth(4).boundingBox();
+    const [x, y] = [box.x + box.width / 2, box.y + box.height / 2];
+    await page.mouse.click(x, y);                                 // the first click of the two
+    await waitForGrid(page, 2);                                   // a fast server: the new grid is already up ...
+    await page.mouse.down({ clickCount: 2 });                     // ... when the double click's second click lands
+    await page.mouse.up({ clickCount: 2 });
+    await new Promise((r) => setTimeout(r, 500));                 // a second choose would have been answered by now
+    const chooses = frames.filter((f) => f.dir === 'out' && f.msg.type === 'choose');
+    assert.deepEqual(chooses.map((f) => f.msg.id), [ids1[4]]);
+    assert.equal(await page.evaluate(() => window.omokage.state.step), 2);
+    await page.mouse.click(x, y);                                 // a click of its own still chooses
+    await waitForGrid(page, 3);
   });
 
   it('keyboard: a digit chooses, arrows move and Enter chooses', T, async () => {
