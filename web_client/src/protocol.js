@@ -50,7 +50,7 @@ export class OmokageClient extends EventTarget {
    * `participant`: a study participant's code for `hello.participant` (v1.2), or null.
    */
   constructor(url, { token = null, participant = null, clientName = CLIENT_NAME, pingIntervalMs = 2000,
-    requestTimeoutMs = 20000 } = {}) {
+    requestTimeoutMs = 20000, silenceTimeoutMs = 10000 } = {}) {
     super();
     this.url = url;
     this.token = token;
@@ -58,6 +58,10 @@ export class OmokageClient extends EventTarget {
     this.clientName = clientName;
     this.pingIntervalMs = pingIntervalMs;
     this.requestTimeoutMs = requestTimeoutMs;
+    // a link that stays silent this long while pings go out is dead even if the socket says open (a Wi-Fi that went
+    // away without a FIN, a proxy that stopped relaying): it is dropped and the reconnect runs, as the C# client does
+    this.silenceTimeoutMs = silenceTimeoutMs;
+    this._heardAt = 0;
     this.ws = null;
     this.welcome = null;
     this.state = 'offline';
@@ -94,7 +98,10 @@ export class OmokageClient extends EventTarget {
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     ws.onopen = () => this._opened(ws);
-    ws.onmessage = (ev) => this._frame(ev.data);
+    ws.onmessage = (ev) => {
+      this._heardAt = performance.now();
+      this._frame(ev.data);
+    };
     ws.onclose = (ev) => { if (this.ws === ws) this._closed(ev.reason || closeReason(ev.code)); };
     ws.onerror = () => {}; // onclose follows with the reason
   }
@@ -151,8 +158,24 @@ export class OmokageClient extends EventTarget {
     this._setState('open');
     this.dispatchEvent(new CustomEvent('welcome', { detail: this.welcome }));
     clearInterval(this._pingTimer);
-    this._pingTimer = setInterval(() => this.ping().catch(() => {}), this.pingIntervalMs);
+    this._heardAt = performance.now();
+    this._pingTimer = setInterval(() => this._keepAlive(ws), this.pingIntervalMs);
     this.ping().catch(() => {});
+  }
+
+  /** A ping, unless the server has said nothing for silenceTimeoutMs: then the link is given up and reconnected. */
+  _keepAlive(ws) {
+    if (this.ws !== ws) return;
+    const silentMs = performance.now() - this._heardAt;
+    if (silentMs <= this.silenceTimeoutMs) {
+      this.ping().catch(() => {});
+      return;
+    }
+    ws.onopen = null;
+    ws.onclose = null;
+    ws.onmessage = null;
+    try { ws.close(4000, 'no answer'); } catch { /* already closed */ }
+    this._closed(`the server has not answered for ${Math.round(silentMs / 1000)} s (the network may have dropped)`);
   }
 
   _drop() {

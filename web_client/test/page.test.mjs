@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import path from 'node:path';
 import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { closeTestPage, gridIds, makeImage, newTestPage, openBrowser, recordFrames, screenshot, startServer, waitForGrid, writeFile } from './helpers.mjs';
+import { closeTestPage, freePort, gridIds, makeImage, newTestPage, openBrowser, recordFrames, screenshot, startServer, waitForGrid, writeFile } from './helpers.mjs';
 
 const T = { timeout: 60000 };
 let server;
@@ -301,6 +302,43 @@ describe('when the server goes away', () => {
         await back.stop();
       }
     } finally {
+      await own.stop();
+    }
+  });
+
+  it('notices a network that went silent without closing, and reconnects', T, async () => {
+    // a proxy that stops relaying and keeps both sockets open: what a Wi-Fi that drops without a FIN looks like
+    const own = await startServer({ args: ['--allow-origin', '*'] });
+    const proxyPort = await freePort();
+    let silent = false;
+    const links = [];
+    const proxy = net.createServer((c) => {
+      const s = net.connect(own.port, '127.0.0.1');
+      const link = { c, s, dead: silent };
+      links.push(link);
+      c.on('data', (d) => { if (!link.dead) s.write(d); });
+      s.on('data', (d) => { if (!link.dead) c.write(d); });
+      c.on('error', () => {});
+      s.on('error', () => {});
+      c.on('close', () => s.destroy());
+      s.on('close', () => { if (!link.dead) c.destroy(); });
+    }).listen(proxyPort, '127.0.0.1');
+    try {
+      await page.goto(`${own.url}?server=ws://127.0.0.1:${proxyPort}/ws`);
+      await waitForGrid(page, 1);
+      for (const link of links) link.dead = true;        // this connection goes silent; a new one works
+      const t0 = Date.now();
+      await page.waitForFunction(() => window.omokage.client.state !== 'open', null, { timeout: 30000 });
+      const noticed = (Date.now() - t0) / 1000;
+      assert.ok(noticed < 16, `noticed after ${noticed.toFixed(1)} s`);
+      assert.match(await page.textContent('#banner-text'), /not answered|dropped|Retrying/);
+      await page.waitForFunction(() => window.omokage.client.state === 'open', null, { timeout: 20000 });
+      await waitForGrid(page, 1);                          // a new selection on the new connection
+      await page.locator('#grid .face').nth(2).click();
+      await waitForGrid(page, 2);
+    } finally {
+      proxy.close();
+      for (const { c, s } of links) { c.destroy(); s.destroy(); }
       await own.stop();
     }
   });
