@@ -7,6 +7,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 using NUnit.Framework;
 
 namespace Omokage.Client.Tests
@@ -123,7 +124,7 @@ namespace Omokage.Client.Tests
             return server;
         }
 
-        OmokageClient NewClient(string url, string token, bool reconnect)
+        OmokageClient NewClient(string url, string token, bool reconnect, int maxReconnectAttempts = 0)
         {
             var options = new OmokageClientOptions(url)
             {
@@ -133,6 +134,7 @@ namespace Omokage.Client.Tests
                 ReconnectMaxDelay = TimeSpan.FromSeconds(1),
                 PingInterval = TimeSpan.Zero,
                 ConnectTimeout = TimeSpan.FromSeconds(5),
+                MaxReconnectAttempts = maxReconnectAttempts,
             };
             var client = new OmokageClient(options);
             _clients.Add(client);
@@ -206,6 +208,34 @@ namespace Omokage.Client.Tests
             var result = Sync.Run(() => client.FetchTexturesAsync(fresh.Items.Select(i => i.Texture)));
             Assert.AreEqual(9, result.FromCache, "same seed, same faces, all cached across the reconnection");
             Assert.AreEqual(before, client.HashesRequested);
+        }
+
+        [Test]
+        public void Disconnected_AfterTheLastAttempt_LetsItsHandlerConnectAgain()
+        {
+            // the reconnect loop gave up: a StateChanged(Disconnected) handler that connects again at once must not be
+            // told "already disconnected" (the loop still counted as reconnecting when it raised the event)
+            int port = FreePort();
+            var server = StartServer(port);
+            var client = NewClient(server.Url, Token, true, maxReconnectAttempts: 2);
+            Exception fromHandler = null;
+            Task<WelcomeMessage> again = null;
+            var handled = new ManualResetEventSlim();
+            client.StateChanged += s =>
+            {
+                if (s != ConnectionState.Disconnected || handled.IsSet) return;
+                try { again = client.ConnectAsync(); }
+                catch (Exception e) { fromHandler = e; }
+                handled.Set();
+            };
+            Sync.Run(() => client.ConnectAsync());
+            server.Kill();
+            Assert.IsTrue(handled.Wait(TimeSpan.FromSeconds(30)), "Disconnected after the last attempt");
+            Assert.IsNull(fromHandler, "ConnectAsync from the handler: " + fromHandler);
+            var failed = Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => again), "the server is still down");
+            StringAssert.DoesNotContain("already", failed.Message);
+            StartServer(port);
+            Assert.AreEqual(1, Sync.Run(() => client.ConnectAsync()).ProtocolVersion, "and once it is back, it connects");
         }
     }
 }

@@ -1115,6 +1115,8 @@ namespace Omokage.Client
                         if ((server != null && IsFatal(server)) ||
                             (_options.MaxReconnectAttempts > 0 && failures >= _options.MaxReconnectAttempts))
                         {
+                            // no longer reconnecting before Disconnected is raised: a handler may call ConnectAsync
+                            lock (_gate) _reconnecting = false;
                             SetState(ConnectionState.Disconnected);
                             return;
                         }
