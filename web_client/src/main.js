@@ -1096,13 +1096,18 @@ document.addEventListener('keydown', (e) => {
   const t = e.target;
   if (isTyping(t)) return;
   if ($('decided').open) return;
-  if (state.view !== 'grid') return; // a questionnaire or the end of a study: no faces to key
   if (e.key === 'Escape' && $('settings').open) {
     e.preventDefault();
     $('settings').open = false;
     $('settings').querySelector('summary').focus();
     return;
   }
+  if (e.key === 'Escape' && state.view === 'sketch') { // back to the faces; the drawing stays
+    e.preventDefault();
+    leaveSketch();
+    return;
+  }
+  if (state.view !== 'grid') return; // a questionnaire or the end of a study: no faces to key
   if (e.key === 'Escape' && state.switchTo) {
     e.preventDefault();
     hideSwitch();

@@ -493,6 +493,16 @@ describe('live sketch search', () => {
     await page.waitForSelector('#stage:not([hidden])');
     assert.equal(await page.getAttribute('#btn-draw', 'aria-pressed'), 'false');
     assert.equal(await st(() => window.omokage.state.step), 1);
+    // Escape closes the settings menu first, then leaves the drawing (which stays)
+    await page.click('#btn-draw');
+    await page.waitForSelector('#sketch:not([hidden])');
+    await page.click('#settings summary');
+    await page.keyboard.press('Escape');
+    assert.equal(await st(() => document.getElementById('settings').open), false);
+    assert.equal(await page.isVisible('#sketch'), true);
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#stage:not([hidden])');
+    assert.equal(await page.isVisible('#sketch'), false);
     assert.deepEqual(browser.errors, []);
   });
 });
