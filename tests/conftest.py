@@ -52,10 +52,11 @@ def free_port() -> int:
 class RunningServer:
     """A real OmokageServer on a loopback port, on its own event loop thread."""
 
-    def __init__(self, engine, tls=None, **kwargs):
+    def __init__(self, engine, tls=None, host="127.0.0.1", **kwargs):
         from omokage.service.server import OmokageServer
         self.server = OmokageServer(engine, **kwargs)
         self.tls = tls
+        self.host = host
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -68,7 +69,7 @@ class RunningServer:
         self.stop_future = self.loop.create_future()
         ready = self.loop.create_future()
         ready.add_done_callback(lambda f: (setattr(self, "port", f.result()[1]), self._ready.set()))
-        self.loop.run_until_complete(self.server.run("127.0.0.1", 0, ready=ready, stop=self.stop_future,
+        self.loop.run_until_complete(self.server.run(self.host, 0, ready=ready, stop=self.stop_future,
                                                     tls=self.tls))
 
     @property

@@ -229,6 +229,153 @@ def test_healthz_details_only_for_an_authorised_caller(server, live_server):
     assert "items" in open_health
 
 
+def test_wrong_healthz_tokens_count_like_failed_hellos(engine):
+    """/healthz compares the token too: wrong ones are failed hellos of that address, and a locked-out address gets no
+    details even with the right token (else it was a way to guess the token at thousands of tries a second)."""
+    srv = RunningServer(engine, token=TOKEN, hello_limiter=HelloLimiter(limit=3, window=60))
+    try:
+        base = f"http://127.0.0.1:{srv.port}/healthz"
+
+        def health(token):
+            req = urllib.request.Request(base, headers={"Authorization": f"Bearer {token}"})
+            return json.loads(urllib.request.urlopen(req, timeout=5).read())
+        assert "connections" in health(TOKEN)
+        for guess in ("1", "2", "3"):
+            assert health(guess) == {"status": "ok"}
+        assert health(TOKEN) == {"status": "ok"}, "locked out: the right token is not even checked"
+
+        async def hello():      # the same address's hellos are locked out too: one budget for both
+            with pytest.raises(OmokageError) as err:
+                await OmokageClient.connect(srv.url, token=TOKEN)
+            return err.value.code
+        assert run(hello()) == "unauthorized"
+    finally:
+        srv.stop()
+
+
+def test_a_connection_that_never_says_hello_is_closed(engine):
+    """Connections that never authenticate cannot pile up (the WebSocket layer answers their keep-alive pings, so
+    they looked alive forever and held a file descriptor each): no hello within the deadline, closed with 1008."""
+    import websockets
+    srv = RunningServer(engine, token=TOKEN, hello_deadline_s=0.5)
+    try:
+        async def go():
+            idle = await websockets.connect(srv.url)
+            greeted = await OmokageClient.connect(srv.url, token=TOKEN)
+            t = time.perf_counter()
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(idle.recv(), 5)
+            waited = time.perf_counter() - t
+            await asyncio.sleep(0.5)
+            rtt, _ = await greeted.ping()          # a connection that said hello is not affected
+            await greeted.close()
+            return closed.value.rcvd.code, closed.value.rcvd.reason, waited
+        code, reason, waited = run(go())
+        assert code == 1008 and "hello" in reason and waited < 2
+    finally:
+        srv.stop()
+
+
+def _lan_address() -> str | None:
+    """This machine's address on a non-loopback interface (where a headset on the LAN would connect), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))     # no packet is sent: this only picks the outgoing interface
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def test_connections_from_one_address_are_capped_but_not_from_loopback(engine):
+    import websockets
+    lan = _lan_address()
+    if lan is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+    srv = RunningServer(engine, token=TOKEN, host=lan, max_connections_per_address=3)
+    try:
+        async def go():
+            url = f"ws://{lan}:{srv.port}/ws"
+            held = [await websockets.connect(url) for _ in range(3)]
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                await websockets.connect(url)
+            for ws in held:
+                await ws.close()
+            await asyncio.sleep(0.2)
+            again = await OmokageClient.connect(url, token=TOKEN)   # room again once they are gone
+            await again.close()
+            return refused.value.response.status_code, refused.value.response.body
+        status, body = run(go())
+        assert status == 429 and b"too many connections from this address" in body
+    finally:
+        srv.stop()
+    many = RunningServer(engine, token=TOKEN, max_connections_per_address=3)   # loopback: a benchmark runs hundreds
+    try:
+        async def loopback():
+            clients = [await OmokageClient.connect(many.url, token=TOKEN) for _ in range(6)]
+            for c in clients:
+                await c.close()
+            return len(clients)
+        assert run(loopback()) == 6
+    finally:
+        many.stop()
+
+
+def test_every_response_forbids_framing_and_sets_a_content_security_policy(server):
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=5) as r:
+        csp = r.headers["Content-Security-Policy"]
+        assert r.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "object-src 'none'" in csp
+
+
+def test_the_files_of_what_users_did_are_private(tmp_path):
+    """The JSON-lines log and the event store (participants' codes, answers, gaze) are readable by the server's user
+    only, the store's -wal and -shm files too."""
+    import stat
+    from omokage.store import EventStore
+    events = EventFile(tmp_path / "events" / "e.jsonl")
+    events.write({"event": "hello"})
+    events.close()
+    store = EventStore(tmp_path / "db" / "s.db")
+    store.write({"event": "hello", "session_id": "s1"})
+    store.flush()
+    made = [tmp_path / "events" / "e.jsonl", *(tmp_path / "db").iterdir()]
+    assert any(p.name.endswith("-wal") for p in made)
+    for path in made:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, (path, oct(path.stat().st_mode))
+    store.close()
+
+
+def test_the_token_may_come_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    """A command line is visible to every user of the machine (/proc/PID/cmdline): --token-file and OMOKAGE_TOKEN keep
+    the token out of it."""
+    import argparse
+    from omokage.cli import _serve_token
+    from omokage.errors import UserError
+    secret = tmp_path / "token"
+    secret.write_text("S3cret-from-file\n")
+    monkeypatch.delenv("OMOKAGE_TOKEN", raising=False)
+    ns = lambda **kw: argparse.Namespace(**{"token": None, "token_file": None, **kw})   # noqa: E731
+    assert _serve_token(ns()) is None
+    assert _serve_token(ns(token_file=secret)) == "S3cret-from-file"
+    assert _serve_token(ns(token="on-the-line")) == "on-the-line"
+    monkeypatch.setenv("OMOKAGE_TOKEN", "from-env")
+    assert _serve_token(ns()) == "from-env"
+    assert _serve_token(ns(token_file=secret)) == "S3cret-from-file"
+    (tmp_path / "empty").write_text("\n")
+    for bad, why in ((ns(token="a", token_file=secret), "not both"), (ns(token_file=tmp_path / "empty"), "empty"),
+                     (ns(token_file=tmp_path / "missing"), "cannot read")):
+        with pytest.raises(UserError, match=why):
+            _serve_token(bad)
+
+
+def test_a_query_string_never_reaches_the_log():
+    from omokage.service.server import _loggable
+    assert _loggable("/?token=S3cret") == "/?…"
+    assert _loggable("/app.js") == "/app.js"
+    assert "S3cret" not in _loggable("/ws?participant=S3cret&x=1")
+
+
 def test_public_names_are_answered(engine):
     srv = RunningServer(engine, public_names=["mypc.local"])
     try:

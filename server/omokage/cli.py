@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -189,7 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "address needs --token, or --insecure")
     s.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
     s.add_argument("--token", help="require this token in `hello` before serving anything else (and in "
-                   "`Authorization: Bearer TOKEN` for the details of /healthz)")
+                   "`Authorization: Bearer TOKEN` for the details of /healthz). A command line is visible to every "
+                   "user of the machine: prefer --token-file or the OMOKAGE_TOKEN environment variable")
+    s.add_argument("--token-file", type=Path, metavar="FILE",
+                   help="read the token from the first line of FILE (e.g. one only you can read: chmod 600)")
     s.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without --token (anyone "
                    "who reaches the port can use the server)")
     s.add_argument("--public-name", action="append", default=[], metavar="NAME",
@@ -778,9 +782,27 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(line(c) for c in [header, *cells])
 
 
+def _serve_token(a) -> str | None:
+    """--token, else the first line of --token-file, else $OMOKAGE_TOKEN (None: no token)."""
+    if a.token is not None and a.token_file is not None:
+        raise UserError("give the token once: --token or --token-file, not both")
+    if a.token_file is not None:
+        try:
+            lines = a.token_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeError) as exc:
+            raise UserError(f"cannot read --token-file {a.token_file}: {exc}") from None
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise UserError(f"--token-file {a.token_file} is empty; put the token on its first line")
+        return token
+    if a.token is not None:
+        return a.token
+    return os.environ.get("OMOKAGE_TOKEN") or None
+
+
 def _cmd_serve(a) -> int:
     from omokage.service.server import serve_forever
-    return serve_forever(catalog=a.catalog, models=a.models, host=a.host, port=a.port, token=a.token,
+    return serve_forever(catalog=a.catalog, models=a.models, host=a.host, port=a.port, token=_serve_token(a),
                          allow_origins=a.allow_origin, log_level=a.log_level, events_path=a.events,
                          tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert,
                          max_messages_per_second=a.max_messages_per_second, insecure=a.insecure,

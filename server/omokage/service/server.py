@@ -59,6 +59,7 @@ from omokage.selection import FeatureSpace
 from omokage.service.background import BackgroundFitter
 from omokage.store.group_commit import GroupCommitWriter
 from omokage.store import EventStore, wire
+from omokage.store.db import create_private
 
 log = logging.getLogger("omokage.server")
 events_log = logging.getLogger("omokage.events")
@@ -95,6 +96,17 @@ MAX_PATH_SEGMENTS = 16
 # Failed hellos per client address (all its connections together) before hellos are refused unchecked.
 HELLO_FAILURES_PER_WINDOW = 10
 HELLO_WINDOW_S = 60.0
+# A connection that has not said `hello` this long is closed: without it, connections that never authenticate (the
+# WebSocket library answers their keep-alive pings) could hold every file descriptor the server has
+HELLO_DEADLINE_S = 10.0
+# Open connections per client address (loopback excepted: benchmarks and a local proxy run hundreds); past it a new
+# handshake is refused with 429
+MAX_CONNECTIONS_PER_ADDRESS = 64
+# The page's content security policy: its own scripts, styles and images (blobs and data: for decoded textures), a
+# WebSocket to any server (`?server=`), and never inside another site's frame (clickjacking)
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+                           "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                           "frame-ancestors 'none'")
 
 
 class JsonFormatter(logging.Formatter):
@@ -140,6 +152,7 @@ class EventFile(GroupCommitWriter):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.fsync = fsync
+        create_private(path)   # what users did is readable by the server's user only
         self._f = open(path, "ab")
         self.events = self.batches = 0
         self.sync_seconds = 0.0
@@ -306,7 +319,9 @@ class OmokageServer:
                  public_names: Sequence[str] = (), fsync_events: bool = True,
                  send_timeout: float = SEND_TIMEOUT_S, hello_limiter: HelloLimiter | None = None,
                  fitter: BackgroundFitter | None = None, store_path: Path | None = None, study=None,
-                 calibration: dict[str, dict] | None = None, device_profiles: dict | None = None):
+                 calibration: dict[str, dict] | None = None, device_profiles: dict | None = None,
+                 max_connections_per_address: int = MAX_CONNECTIONS_PER_ADDRESS,
+                 hello_deadline_s: float = HELLO_DEADLINE_S):
         if token is not None and not token:
             raise ValueError("an empty token would accept any hello; pass None for no token")
         self.engine = engine
@@ -336,6 +351,9 @@ class OmokageServer:
         self._static_cache: dict[Path, tuple[bytes, bytes]] = {}
         self.send_timeout = send_timeout
         self.hello_limiter = hello_limiter or HelloLimiter()
+        self.max_connections_per_address = int(max_connections_per_address)
+        self.hello_deadline_s = float(hello_deadline_s)
+        self._per_address: collections.Counter[str] = collections.Counter()
         self.connections = 0
         self.dropped_slow = 0
         self.started = time.time()
@@ -360,13 +378,13 @@ class OmokageServer:
             return self._http(connection, request)
         except Exception:  # a bug: answered and logged as one JSON line, never websockets' plain traceback
             log.exception("http handler failed", extra={"fields": {"method": request.method,
-                                                                   "path": request.path[:200]}})
+                                                                   "path": _loggable(request.path)}})
             return _response(http.HTTPStatus.INTERNAL_SERVER_ERROR, b"internal server error\n", "text/plain")
 
     def _refuse(self, connection: WsConnection, request: Request, status: http.HTTPStatus, why: str,
                 **headers: str) -> Response:
         log.info("http request refused", extra={"fields": {
-            "status": status.value, "method": request.method[:16], "path": request.path[:200], "why": why,
+            "status": status.value, "method": request.method[:16], "path": _loggable(request.path), "why": why,
             "peer": _peer(connection)}})
         response = _response(status, (why + "\n").encode(), "text/plain")
         for k, v in headers.items():
@@ -395,6 +413,11 @@ class OmokageServer:
             if method != "GET":
                 return self._refuse(connection, request, http.HTTPStatus.METHOD_NOT_ALLOWED,
                                     f"{method[:16]} is not allowed on {WS_PATH}", Allow="GET")
+            peer = _peer(connection)
+            if not _is_loopback(peer) and self._per_address[peer] >= self.max_connections_per_address:
+                return self._refuse(connection, request, http.HTTPStatus.TOO_MANY_REQUESTS,
+                                    f"too many connections from this address (at most "
+                                    f"{self.max_connections_per_address}); close some and retry", Retry_After="10")
             origin = request.headers.get("Origin")
             if origin is not None and not self._origin_allowed(origin, hosts[0]):
                 log.warning("origin refused", extra={"fields": {"origin": origin[:200], "peer": _peer(connection)}})
@@ -422,8 +445,14 @@ class OmokageServer:
         body: dict[str, Any] = {"status": "ok"}
         auth = request.headers.get("Authorization", "")
         if self.token is not None:
-            authorised = auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(),
-                                                                             self.token.encode())
+            # a wrong token here counts as a failed hello from this address (and a locked-out address is not checked):
+            # else /healthz would be a way to guess the token as fast as requests go
+            peer, now = _peer(connection), time.time()
+            authorised = (bool(auth) and self.hello_limiter.retry_after(peer, now) == 0
+                          and auth.startswith("Bearer ")
+                          and hmac.compare_digest(auth[7:].strip().encode(), self.token.encode()))
+            if auth and not authorised:
+                self.hello_limiter.failed(peer, now)
         else:
             authorised = _is_loopback(_peer(connection))
         if authorised:
@@ -490,10 +519,19 @@ class OmokageServer:
                                 grid_size=9, hello_guard=self.hello_limiter.guard(peer), study=self.study,
                                 calibration=self.calibration, device_profiles=self.device_profiles)
         self.connections += 1
+        self._per_address[peer] += 1
         self._connections[ws] = conn
         self._session_ids[ws] = session_id
         log.info("connected", extra={"fields": {"session_id": session_id, "peer": str(ws.remote_address)}})
         loop = asyncio.get_running_loop()
+
+        def hello_due() -> None:
+            if not conn.greeted and not conn.closed:
+                log.info("closed: no hello", extra={"fields": {"session_id": session_id, "peer": peer}})
+                task = loop.create_task(ws.close(1008, f"send hello within {self.hello_deadline_s:g} s"))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        deadline = loop.call_later(self.hello_deadline_s, hello_due)
         incoming = _ByteBucket(INCOMING_BYTES_PER_S, 2 * self.limits.max_frame_bytes)
         bytes_in = 0
         try:
@@ -522,8 +560,12 @@ class OmokageServer:
         except Exception:
             log.exception("connection handler failed", extra={"fields": {"session_id": session_id}})
         finally:
+            deadline.cancel()
             conn.closed = True   # work still out for it (a drawing being projected) is dropped, not sent
             self.connections -= 1
+            self._per_address[peer] -= 1
+            if self._per_address[peer] <= 0:
+                del self._per_address[peer]
             self._connections.pop(ws, None)
             self._sending.discard(ws)
             self._stalls.pop(ws, None)
@@ -1051,6 +1093,12 @@ def _buffered(ws: WsConnection) -> int:
     return transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
 
 
+def _loggable(path: str) -> str:
+    """A request path for the logs: without its query string, where a page's `?token=` would be."""
+    parts = urlsplit(path[:2048])
+    return parts.path[:200] + ("?…" if parts.query else "")
+
+
 def _peer(connection: WsConnection) -> str:
     address = connection.remote_address
     return str(address[0]) if isinstance(address, (tuple, list)) and address else str(address)
@@ -1099,7 +1147,8 @@ def trim_heap() -> None:
 def _response(status: http.HTTPStatus, body: bytes, content_type: str, gzip_encoded: bool = False) -> Response:
     # no Server header here: websockets adds the one given to serve() to every response
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
-                       ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")])
+                       ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"),
+                       ("Content-Security-Policy", CONTENT_SECURITY_POLICY), ("X-Frame-Options", "DENY")])
     if gzip_encoded:
         headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept-Encoding"

@@ -43,6 +43,15 @@ class StoreError(UserError):
     """The store cannot be used (damaged, or made by a newer omokage); the message says what to do."""
 
 
+def create_private(path: str | Path) -> None:
+    """Create an empty file only its owner may read and write (0600), unless it exists already: data files of users
+    and participants are not for every account on the machine (SQLite gives the -wal and -shm files the same mode)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def is_store_file(path: str | Path) -> bool:
     try:
         with open(path, "rb") as f:
@@ -81,6 +90,7 @@ def open_database(path: str | Path, *, create: bool = True, check: bool = True) 
             raise StoreError(f"no event store at {path}; `omokage serve` creates one (default var/omokage.db), "
                              "or give the right --db")
         path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)   # participants' codes, answers and gaze: readable by this user only (-wal, -shm follow)
     elif path.stat().st_size and not is_store_file(path):
         raise _advice(path, "not a SQLite database")
     try:
