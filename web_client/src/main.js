@@ -801,7 +801,15 @@ function awaitingPick() {
 /** Show a `candidates` reply; `first` says what its first face is ('pick', 'closest' or null). */
 async function showCandidates(reply, seq, first) {
   const items = reply.items || [];
-  const textures = await client.textures.ensure(items.map((i) => i.texture));
+  let textures;
+  try {
+    textures = await client.textures.ensure(items.map((i) => i.texture));
+  } catch (err) {
+    // the server has moved on to this grid: show it (a picture that did not come stays blank, its title shown) rather
+    // than keep the old grid, whose faces the server would no longer take
+    textures = new Map(items.map((it) => [it.texture, client.textures.get(it.texture)]));
+    if (seq === state.seq) reportError(err, 'textures');
+  }
   if (seq !== state.seq) return;
   const imgs = items.map((it) => {
     const img = new Image();

@@ -103,6 +103,25 @@ describe('desktop page', () => {
     await waitForGrid(page, 3);
   });
 
+  it('a grid whose pictures fail to load is still shown: the page stays on the server\'s grid', T, async () => {
+    await open();
+    const ids1 = await gridIds(page);
+    // the next texture request fails (as on a network error); the choose itself has gone through
+    await page.evaluate(() => {
+      const c = window.omokage.client;
+      const real = c.fetchTextures.bind(c);
+      c.fetchTextures = () => { c.fetchTextures = real; return Promise.reject(new Error('texture request failed')); };
+    });
+    await page.locator('#grid .face').nth(3).click();
+    await page.waitForFunction(() => window.omokage.state.step === 2 && !window.omokage.state.busy);
+    const ids2 = await gridIds(page);
+    assert.equal(ids2[0], ids1[3], 'the grid the server moved on to');
+    assert.equal(await page.isVisible('#banner'), true, 'the failure is told');
+    await page.locator('#grid .face').nth(5).click();            // and the selection goes on
+    await waitForGrid(page, 3);
+    assert.equal((await gridIds(page))[0], ids2[5]);
+  });
+
   it('keyboard: a digit chooses, arrows move and Enter chooses', T, async () => {
     await open();
     const ids1 = await gridIds(page);
