@@ -141,6 +141,34 @@ namespace Omokage.Client.Tests
         }
 
         [Test]
+        public void Reconnecting_MeasuresTheServersClockAfresh()
+        {
+            // the server's clock is an hour ahead on the first connection and right on the next (another server, or a
+            // restart): the offset must follow, not keep the old connection's best round trip
+            double skew = 3600.0;
+            _server.Handler = (c, m) =>
+            {
+                if (m.GetString("type") != MessageTypes.Ping) return false;
+                c.Send(new MsgMap { { "type", "pong" }, { "rid", m.GetInt64("rid") }, { "t", m["t"] },
+                                    { "server_time", ClockSync.LocalNow() + skew } });
+                return true;
+            };
+            var client = Connected(o => o.AutoReconnect = true);
+            Sync.Run(() => client.PingAsync());
+            Assert.AreEqual(3600.0, client.Clock.Offset, 1.0);
+            var welcomes = new List<WelcomeMessage>();
+            client.Connected += w => { lock (welcomes) welcomes.Add(w); };
+            skew = 0.0;
+            _server.Silent = true;
+            Assert.IsFalse(Sync.Run(() => client.ProbeAsync(TimeSpan.FromMilliseconds(300))), "the link is dropped");
+            _server.Silent = false;
+            Sync.WaitUntil(() => { lock (welcomes) return welcomes.Count == 1; }, TimeSpan.FromSeconds(10), "a reconnection");
+            Sync.WaitUntil(() => client.IsConnected, TimeSpan.FromSeconds(5), "Connected");
+            Sync.Run(() => client.PingAsync());
+            Assert.AreEqual(0.0, client.Clock.Offset, 1.0, "the new server's clock, not the old offset");
+        }
+
+        [Test]
         public void FrameOverMaxReceiveFrameBytes_DropsTheLink_AndFailsTheRequest()
         {
             var client = Connected(o => o.MaxReceiveFrameBytes = 64 * 1024);

@@ -849,6 +849,7 @@ namespace Omokage.Client
                 _reconnecting = false;  // a reconnect loop that got here ends now
             }
             _gaze.Clear();  // a new server session: earlier samples belong to no grid of it
+            _clock.Reset(); // and its clock is measured afresh: a reconnect may reach another server (or its restart)
             _gaze.Configure(welcome.Gaze);
             _sketch.NewLink(link);  // and no drawing: results of the old one are stale
             SetState(ConnectionState.Connected);
