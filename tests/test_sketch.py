@@ -987,6 +987,29 @@ def test_pieces_of_a_refused_stroke_are_refused_too_and_do_not_extend_the_stroke
     assert len(conn.canvas.strokes) == 2
 
 
+def test_pieces_after_a_refused_piece_are_refused_too_and_do_not_join_across_the_gap(backend, sketch_engine):
+    """A piece of a stroke refused (past the points a stroke may hold): the pieces after it are refused as well, since
+    drawing them would join the stroke across the refused points; a new stroke is taken again."""
+    conn, _ = hello(backend)
+    [job] = jobs(receive(conn, type="sketch.begin", rid=2))
+    conn.sketch_done(job, sketch_engine.sketch.run([job.drawing])[0], 0.0)
+    line = dict(type="sketch.stroke", colour=[0, 0, 0], width=0.02)
+    pts = lambda n, y: [v for k in range(n) for v in (0.1 + 0.8 * k / n, y)]   # noqa: E731
+    receive(conn, rid=3, points=pts(MAX_POINTS_PER_MESSAGE, 0.2), **line)
+    rid = 4
+    while len(conn.canvas.strokes[0].points) + MAX_POINTS_PER_MESSAGE <= MAX_POINTS_PER_STROKE:
+        receive(conn, rid=rid, points=pts(MAX_POINTS_PER_MESSAGE, 0.2), append=True, **line)
+        rid += 1
+    before = (conn.canvas.revision, len(conn.canvas.strokes), conn.canvas.points)
+    [err] = sends(receive(conn, rid=rid, points=pts(MAX_POINTS_PER_MESSAGE, 0.3), append=True, **line))
+    assert err["code"] == "too_large"
+    [err] = sends(receive(conn, rid=rid + 1, points=pts(2, 0.9), append=True, **line))
+    assert err["code"] == "bad_field" and "append" in err["message"]
+    assert (conn.canvas.revision, len(conn.canvas.strokes), conn.canvas.points) == before
+    receive(conn, rid=rid + 2, points=[0.7, 0.7, 0.8, 0.8], **line)        # a new stroke is taken again
+    assert len(conn.canvas.strokes) == 2
+
+
 # --- the live drawing: incremental updates equal the batch computation ----------------------------------------------
 
 def test_a_live_drawing_updated_piece_by_piece_equals_the_batch_computation(model, faces):

@@ -255,9 +255,10 @@ class ServerConnection:
             self.last_message = msg
             return self._dispatch(msg, now)
         except ProtocolError as exc:
-            if isinstance(msg, dict) and msg.get("type") == "sketch.stroke" and msg.get("append") is not True:
-                # a new stroke refused before the canvas saw it (too many points, over the rate): its appended
-                # pieces must not continue the stroke before it
+            if isinstance(msg, dict) and msg.get("type") == "sketch.stroke":
+                # a stroke or a piece of one refused before the canvas saw it (too many points, over the rate): the
+                # pieces after it must not continue the stroke (they would join across the gap, or onto the stroke
+                # before a refused one)
                 self._stroke_refused = True
             return self._error(exc)
         except SessionError as exc:
@@ -522,7 +523,7 @@ class ServerConnection:
                 stroke = check_stroke(msg["points"], msg["colour"], msg["width"], msg.get("tool", "line"))
                 self.canvas.add(stroke, append=append)
             except SketchError as exc:
-                self._stroke_refused = self._stroke_refused or not append
+                self._stroke_refused = True   # the next appended pieces would join across what was refused
                 raise ProtocolError(exc.code, f"sketch.stroke.{exc.field}: {exc}; the drawing is unchanged", rid) from None
             self._stroke_refused = False
         elif mtype == "sketch.undo":
