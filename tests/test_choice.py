@@ -223,6 +223,24 @@ def test_the_cluster_bootstrap_resamples_identities():
     assert 0.85 < wi[0] / wi[1] < 1.65
 
 
+def test_gaze_intervals_resample_identities_like_the_rest_of_the_report():
+    """Users hunting faces of one character are not independent: the gaze comparison's interval resamples identities
+    (then users), as every other interval of the report does, and is wider for it when outcomes cluster."""
+    rng = np.random.default_rng(0)
+    identity = np.repeat(np.arange(10), 20)                        # 200 users, 10 identities
+    found_with = np.where(rng.random(10)[identity] < 0.5, 3, 11).astype(float)   # the gaze arm: by identity
+    found_without = np.full(200, 6.0)
+    arms = [choice.Arm("thompson+gaze/pca", "thompson+gaze", "pca"), choice.Arm("thompson/pca", "thompson", "pca")]
+    sim = {"arms": arms, "starts": ["random"], "temperatures": [0.1],
+           "found": {("random", 0.1, "thompson+gaze/pca"): found_with, ("random", 0.1, "thompson/pca"): found_without},
+           "settled": {("random", 0.1, "thompson+gaze/pca"): found_with,
+                       ("random", 0.1, "thompson/pca"): found_without}}
+    width = lambda rows: rows[0]["found"]["within_5"]["interval"][1] - rows[0]["found"]["within_5"]["interval"][0]  # noqa: E731
+    by_user = choice.gaze_comparison(sim, 10, resamples=500)
+    by_identity = choice.gaze_comparison(sim, 10, resamples=500, clusters=identity)
+    assert width(by_identity) > 2 * width(by_user)
+
+
 def test_weighted_median_and_bootstrap_p():
     x = np.array([1.0, 2.0, 3.0, np.inf])
     assert choice.lower_median(x) == 2.0
@@ -322,6 +340,47 @@ def test_the_split_is_made_per_identity_with_a_seed(faces):
     for label in set(a.labels):
         assert [s for lab, s in zip(a.labels, a.splits) if lab == label].count("query") == 1   # 20% of 5
     assert choice.read_labelled_set(faces, split_seed=1).splits != a.splits
+
+
+def test_train_and_test_folders_are_the_split_not_two_identities(faces, tmp_path):
+    """train/<identity>/ and test/<identity>/, as many face sets ship: the identities are the folders inside, the split
+    is the top folder (read as identities, a whole set was two characters called "train" and "test")."""
+    import shutil
+    root = tmp_path / "split-set"
+    for person in sorted(faces.iterdir()):
+        images = sorted(person.iterdir())
+        for split, chosen in (("train", images[:4]), ("test", images[4:])):
+            (root / split / person.name).mkdir(parents=True, exist_ok=True)
+            for image in chosen:
+                shutil.copy(image, root / split / person.name / image.name)
+    ls = choice.read_labelled_set(root)
+    assert len(set(ls.labels)) == 12 and "train" not in ls.labels
+    assert ls.layout == "a folder per split, then per identity" and "split folders" in ls.split_source
+    assert sorted(set(ls.splits)) == ["catalog", "query"] and ls.splits.count("query") == 12
+    (root / "extra").mkdir()                         # a split folder beside an identity folder: ambiguous, refused
+    Image.new("RGB", (8, 8)).save(root / "extra" / "a.png")
+    with pytest.raises(UserError, match="mixes split folders"):
+        choice.read_labelled_set(root)
+
+
+def test_a_user_model_in_the_models_folder_does_not_reweight_the_arms(faces, tmp_path):
+    """The arms run in the spaces the report names: a `fit user-model --out` left in the models folder (as the docs
+    tell a deployment to do) is not applied behind the report's back."""
+    from omokage.engine import Engine
+    from omokage.selection.user_model import UserModel
+    ls = choice.read_labelled_set(faces)
+    plain = choice.prepare_labelled(ls, tmp_path / "home", ["pca"], progress=False)
+    catalog_dir = plain.catalog.path
+    models_dir = catalog_dir.parent / "models"
+    dim = plain.space("pca").dim
+    UserModel({"pca": 0.3}, catalog_fingerprint=plain.catalog.fingerprint(),
+              metric={"pca": {"scales": [25.0] + [0.04] * (dim - 1), "picks": 100, "gain_nats": 0.1}}).save(models_dir)
+    served = Engine.open(catalog_dir, models_dir, algorithms=["pca"])          # a server applies it ...
+    benched = choice.prepare_labelled(ls, tmp_path / "home", ["pca"], progress=False)   # ... the benchmark does not
+    ids = [0, 1, 2]
+    d = lambda e: e.space("pca").unit_distances_from(ids)              # noqa: E731
+    assert not np.allclose(d(served), d(plain)), "the test needs a metric that changes the distances"
+    np.testing.assert_allclose(d(benched), d(plain), rtol=1e-5)
 
 
 def test_another_dataset_in_the_same_home_is_prepared_apart(faces, tmp_path, capsys):
