@@ -255,10 +255,11 @@ class ServerConnection:
             self.last_message = msg
             return self._dispatch(msg, now)
         except ProtocolError as exc:
-            if isinstance(msg, dict) and msg.get("type") == "sketch.stroke":
-                # a stroke or a piece of one refused before the canvas saw it (too many points, over the rate): the
-                # pieces after it must not continue the stroke (they would join across the gap, or onto the stroke
-                # before a refused one)
+            if isinstance(msg, dict) and msg.get("type") == "sketch.stroke" and (
+                    msg.get("append") is not True or exc.code != "overloaded"):
+                # a stroke refused before the canvas saw it: its pieces must not go onto the stroke before it; a piece
+                # refused (too many points): the pieces after it must not join the stroke across it. A piece only
+                # dropped over the message rate is a gap in a live stroke, bridged like a lost sample: it goes on
                 self._stroke_refused = True
             return self._error(exc)
         except SessionError as exc:
