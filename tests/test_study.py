@@ -404,6 +404,9 @@ def test_report_export_and_delete_participant(study_server, tmp_path):
     for table, columns in EXPORT_COLUMNS.items():   # the columns an empty table's header promises are the real ones
         with open(tmp_path / "x" / f"{table}.csv", newline="", encoding="utf-8") as f:
             assert tuple(next(csv.reader(f))) == columns, table
+    data = read_study_data(db, "pilot")              # ... each of them a field the study's rows really have
+    for table, rows in (("trials", data.trials), ("actions", data.actions), ("answers", data.answers)):
+        assert rows and set(EXPORT_COLUMNS[table]) <= set(rows[0]), table
     r = subprocess.run([sys.executable, "-m", "omokage", "study", "export", "pilot", "--format", "parquet", "--out",
                         str(tmp_path / "p"), "--db", str(db)], capture_output=True, text=True, timeout=60)
     try:

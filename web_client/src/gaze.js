@@ -11,6 +11,8 @@
 // frame as a ray from an eye 60 cm in front of the screen. It is not gaze; the page says so in the
 // `hello.client` string of every connection that sends it ("(gaze: pointer proxy)").
 
+import { TokenBucket } from './protocol.js';
+
 export const FLUSH_MS = 100;
 const F = 10;                     // per sample: perf ms, ox, oy, oz, dx, dy, dz, panel, u, v
 const PX_M = 0.0254 / 96;         // a CSS pixel in metres
@@ -30,8 +32,8 @@ export class GazeSender {
     this.enabled = false;
     this.rate = 120;
     this.maxBatch = 256;
-    this.tokens = 0;
-    this.lastMs = null;           // the last sample taken (token refill)
+    this.bucket = new TokenBucket(this.rate, this.rate * 0.25);   // a quarter second's samples at once
+    this.lastMs = null;           // the last sample taken: each next one must be later
     this.lastSentT = -Infinity;   // the last sample's server time sent: each next one must be later
     this.stats = { taken: 0, sent: 0, batches: 0, overRate: 0, overflow: 0, layouts: 0, errors: [] };
     this._timer = setInterval(() => this.flush(), flushMs);
@@ -48,7 +50,7 @@ export class GazeSender {
       this.rate = Number(g.max_rate_hz) > 0 ? Number(g.max_rate_hz) : 120;
       this.maxBatch = Math.max(1, Math.min(this.capacity, Number(g.max_samples_per_batch) || 256));
     }
-    this.tokens = this.rate * 0.25;
+    this.bucket = new TokenBucket(this.rate, this.rate * 0.25);
   }
 
   /**
@@ -58,12 +60,9 @@ export class GazeSender {
    */
   push(ms, ox, oy, oz, dx, dy, dz, panel, u, v) {
     if (!this.enabled) return false;
-    if (this.lastMs !== null) {
-      if (!(ms > this.lastMs)) return false;
-      this.tokens = Math.min(this.rate * 0.25, this.tokens + (ms - this.lastMs) * this.rate / 1000);
-    }
+    if (this.lastMs !== null && !(ms > this.lastMs)) return false;
     this.lastMs = ms;
-    if (this.tokens < 1) {
+    if (!this.bucket.available(ms)) {
       this.stats.overRate += 1;
       return false;
     }
@@ -71,7 +70,7 @@ export class GazeSender {
       this.stats.overflow += 1;
       return false;
     }
-    this.tokens -= 1;
+    this.bucket.spend();
     const b = this.buf;
     let i = this.n * F;
     b[i++] = ms; b[i++] = ox; b[i++] = oy; b[i++] = oz; b[i++] = dx; b[i++] = dy; b[i++] = dz;

@@ -432,6 +432,32 @@ export class OmokageClient extends EventTarget {
  * life (hashes are content addresses, so an entry never goes stale).
  */
 /** A texture map's image as a Blob of its MIME type (a `texture` message, or an inline preview or reconstruction). */
+/**
+ * At most `rate` per second, in bursts of up to `burst`: what the page keeps to so that the server's own limits never
+ * have to refuse it (gaze samples, sketch messages). Refilled on the caller's clock in ms (a sample's time, or
+ * performance.now()); it starts full. `available(ms)` says whether one may go now, `spend()` takes it.
+ */
+export class TokenBucket {
+  constructor(rate, burst) {
+    this.rate = rate;
+    this.burst = burst;
+    this.tokens = burst;
+    this.lastMs = null;
+  }
+
+  available(ms) {
+    if (this.lastMs !== null && ms > this.lastMs) {
+      this.tokens = Math.min(this.burst, this.tokens + ((ms - this.lastMs) * this.rate) / 1000);
+    }
+    if (this.lastMs === null || ms > this.lastMs) this.lastMs = ms;
+    return this.tokens >= 1;
+  }
+
+  spend() {
+    this.tokens -= 1;
+  }
+}
+
 export function textureBlob(tex) {
   return new Blob([tex.data], { type: MIME[tex.format] || 'application/octet-stream' });
 }

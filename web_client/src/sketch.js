@@ -9,6 +9,8 @@
 // draws faster than the server projects. Results of an older drawing (before a `sketch.begin`) or older than the one
 // shown (`revision`) are dropped here; the page gets each newer one through `onResult`.
 
+import { TokenBucket } from './protocol.js';
+
 export const THROTTLE_MS = 33; // about 30 Hz
 const INK = [29, 26, 36];      // what a line looks like (the server compares lines with line art: colour is moot)
 const PAPER = '#f4f0ea';
@@ -53,8 +55,7 @@ export class SketchPad {
     // Sent at most half the server's message rate (welcome.limits), with a burst of the rate: a replay of a long
     // drawing (hundreds of pieces) goes out paced, in order, instead of over the server's limit at once
     this._queue = [];        // [type, fields, stroke, gen] waiting for their turn
-    this._tokens = Infinity;
-    this._refilled = 0;
+    this._bucket = this._newBucket();
     this._pump = null;
     this._lastSend = -Infinity;
     this.stats = { messages: { 'sketch.begin': 0, 'sketch.stroke': 0, 'sketch.undo': 0, 'sketch.clear': 0 },
@@ -68,6 +69,7 @@ export class SketchPad {
   configure(sketch) {
     this.limits = { ...DEFAULTS, ...(sketch || {}) };
     this.begun = false;
+    this._bucket = this._newBucket(); // this server's message rate
     this.width = this.clampWidth(this.width);
   }
 
@@ -86,8 +88,7 @@ export class SketchPad {
 
   // -- messages ---------------------------------------------------------------------------------
   _send(type, fields = {}, stroke = null) {
-    this._refill();
-    if (this._queue.length || this._tokens < 1) {
+    if (this._queue.length || !this._bucket.available(performance.now())) {
       this._queue.push([type, fields, stroke, this.gen]);
       this._schedulePump();
       return null;
@@ -97,33 +98,25 @@ export class SketchPad {
 
   _sendNow(type, fields, stroke, gen) {
     const rid = this.client.sendSketch(type, fields); // throws ConnectionLost when offline
-    this._tokens -= 1;
+    this._bucket.spend();
     this._meta.set(rid, { type, gen, stroke });
     this.stats.messages[type] = (this.stats.messages[type] || 0) + 1;
     return rid;
   }
 
-  /** Messages per second this page allows itself: half the server's limit, whatever else the page sends besides. */
-  _rate() {
+  /** Half the server's message rate (whatever else the page sends besides), in bursts of the full rate. */
+  _newBucket() {
     const limits = this.client.welcome && this.client.welcome.limits;
     const perSecond = limits && limits.max_messages_per_second > 0 ? limits.max_messages_per_second : 200;
-    return perSecond / 2;
-  }
-
-  _refill() {
-    const now = performance.now();
-    const rate = this._rate();
-    this._tokens = Math.min(2 * rate, this._tokens + ((now - this._refilled) / 1000) * rate);
-    this._refilled = now;
+    return new TokenBucket(perSecond / 2, perSecond);
   }
 
   _schedulePump() {
     if (this._pump) return;
     this._pump = setTimeout(() => {
       this._pump = null;
-      this._refill();
       try {
-        while (this._queue.length && this._tokens >= 1) {
+        while (this._queue.length && this._bucket.available(performance.now())) {
           const [type, fields, stroke, gen] = this._queue.shift();
           this._sendNow(type, fields, stroke, gen);
         }

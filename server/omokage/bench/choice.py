@@ -329,17 +329,15 @@ def read_labelled_set(root: str | os.PathLike, holdout: float = HOLDOUT, split_s
                 raise UserError(f"{base} mixes split folders ({', '.join(d.name for d in split_dirs)}) with other "
                                 f"folders ({others}); put every identity folder under a split folder, or none")
             layout = "a folder per split, then per identity"
-            for d in split_dirs:
-                for ident in sorted(x for x in d.iterdir() if x.is_dir() and not x.name.startswith(".")):
-                    for p in _image_files(ident):
-                        files.append(p.relative_to(root).as_posix())
-                        labels.append(ident.name)
-                        splits.append(SPLIT_WORDS[d.name.lower()])
-        for d in dirs if not split_dirs else ():
-            for p in _image_files(d):
+            folders = [(ident, SPLIT_WORDS[d.name.lower()]) for d in split_dirs
+                       for ident in sorted(x for x in d.iterdir() if x.is_dir() and not x.name.startswith("."))]
+        else:
+            folders = [(d, None) for d in dirs]
+        for ident, split in folders:
+            for p in _image_files(ident):
                 files.append(p.relative_to(root).as_posix())
-                labels.append(d.name)
-                splits.append(None)
+                labels.append(ident.name)
+                splits.append(split)
     if len(set(labels)) < 2:
         raise UserError(f"{root} is not a labelled image set: it needs labels.csv (columns file,label[,split]) or one "
                         f"folder of images per identity, with at least 2 identities (found {len(set(labels))} with "

@@ -147,11 +147,12 @@ def export_tables(data: StudyData) -> dict[str, list[dict[str, Any]]]:
                           "trials_completed": sum(1 for t in data.trials if t["participant"] == p["id"]
                                                   and t["completed_at"] is not None)}
                          for p in data.participants],
-        "trials": [{k: v for k, v in t.items() if k not in ("participant", "trial_id")} for t in data.trials],
+        "trials": data.trials,
         "actions": data.actions,
-        "answers": [{k: v for k, v in a.items() if k != "participant"} for a in data.answers],
+        "answers": data.answers,
     }
-    return tables
+    # each row as its table's columns: internal ids (participant, trial_id) are not among them
+    return {name: [{c: r.get(c) for c in EXPORT_COLUMNS[name]} for r in rows] for name, rows in tables.items()}
 
 
 def export_study(db: str | Path, name: str, out: str | Path, fmt: str = "csv") -> list[Path]:
@@ -170,19 +171,17 @@ def export_study(db: str | Path, name: str, out: str | Path, fmt: str = "csv") -
                             "--format csv") from None
         for tname, rows in tables.items():
             path = out / f"{tname}.parquet"
-            columns = EXPORT_COLUMNS[tname]
-            pq.write_table(pa.table({c: [_cell(r.get(c)) for r in rows] for c in columns}), path)
+            pq.write_table(pa.table({c: [_cell(r[c]) for r in rows] for c in EXPORT_COLUMNS[tname]}), path)
             paths.append(path)
         return paths
     import csv
     for tname, rows in tables.items():
         path = out / f"{tname}.csv"
         with open(path, "w", newline="", encoding="utf-8") as f:
-            columns = EXPORT_COLUMNS[tname]
-            w = csv.DictWriter(f, fieldnames=columns)
+            w = csv.DictWriter(f, fieldnames=EXPORT_COLUMNS[tname])
             w.writeheader()
             for r in rows:
-                w.writerow({c: _cell(r.get(c)) for c in columns})
+                w.writerow({c: _cell(v) for c, v in r.items()})
         paths.append(path)
     return paths
 
