@@ -457,8 +457,9 @@ namespace Omokage.Client.Tests
                 };
                 var client = new OmokageClient(new OmokageClientOptions(server.Url)
                 {
-                    // reconnecting after a second, so that a wait asked for in between meets the dropped link
-                    PingInterval = TimeSpan.Zero, ReconnectInitialDelay = TimeSpan.FromSeconds(1), ReconnectMaxDelay = TimeSpan.FromSeconds(1),
+                    // reconnecting after 3 s, so that a wait asked for in between meets the dropped link (with 1 s, a
+                    // loaded CI machine once reconnected first and the wait hung on the new link)
+                    PingInterval = TimeSpan.Zero, ReconnectInitialDelay = TimeSpan.FromSeconds(3), ReconnectMaxDelay = TimeSpan.FromSeconds(3),
                 });
                 try
                 {
