@@ -246,6 +246,41 @@ def test_mutual_information_matches_the_definition():
         assert np.isclose(_mutual_information(shown, cand, w)[c], expected)
 
 
+def _large_space(n=5000, dim=12, seed=0):
+    """A space above the exact index's pairwise limit (4,096 items): distances are computed per request."""
+    from omokage.index import ExactIndex
+    from omokage.selection import FeatureSpace
+    x = (np.random.default_rng(seed).normal(size=(n, dim)) * np.linspace(3, 0.5, dim)).astype(np.float32)
+    space = FeatureSpace("large", ExactIndex(x), dim)
+    assert space.index.pairwise is None
+    return space, x.astype(np.float64)
+
+
+def test_distances_above_the_pairwise_limit_match_exact_ones():
+    space, x = _large_space()
+    ids = [0, 17, 4999, 2500]
+    exact = np.sqrt(((x[ids][:, None, :] - x[None, :, :]) ** 2).sum(-1)) / space.distance_unit
+    assert np.allclose(space.unit_distances_from(ids), exact, atol=2e-3)
+    assert np.allclose(space.unit_squared_distances_from(ids), exact ** 2, atol=2e-3)
+    assert np.allclose(space.unit_distances_between(np.array(ids), np.arange(50)), exact[:, :50], atol=2e-3)
+
+
+@pytest.mark.parametrize("temperatures", [(0.05, 0.15, 0.45, 1.35), (1.0, 0.5, 0.25, 0.0625), (0.07, 0.2, 1.0),
+                                          (0.3,)])
+def test_choice_term_is_the_log_softmax_at_every_temperature(temperatures):
+    """The term raises a warmer temperature's exponentials to a power for a colder one 2-4 times smaller (the default
+    grid is a factor 3 apart): each row must still be the plain log softmax, whatever the grid."""
+    space, x = _large_space()
+    shown = (3, 40, 900, 1200, 2000, 2600, 3100, 4000, 4800)
+    term = ChoiceTerm(shown, 900)
+    got = term.log_likelihoods(space, temperatures)
+    d = np.sqrt(((x[list(shown)][:, None, :] - x[None, :, :]) ** 2).sum(-1)) / space.distance_unit
+    for row, t in zip(got, temperatures):
+        a = -d / t
+        expected = a[2] - (a.max(axis=0) + np.log(np.exp(a - a.max(axis=0)).sum(axis=0)))
+        assert np.allclose(row, expected, atol=2e-3 / t), t
+
+
 def test_policy_registry():
     assert DEFAULT_POLICY in SERVED_POLICIES and SERVED_POLICIES[0] == DEFAULT_POLICY
     # every served name is a registered policy, or one with the gaze suffix (docs/gaze.md)

@@ -177,8 +177,14 @@ class CoverPosterior(BeliefPolicy):
         pending = list(held)
         for _ in range(count):
             if pending:
-                d = ctx.space.unit_distances_from(pending)
-                keys = keys + np.log1p(-0.95 * np.exp(-0.5 * (d / self.repulsion_width) ** 2)).sum(axis=0)
+                # log(1 − 0.95 · exp(−d² / 2w²)), in place on the squared distances (no square root; each pick's row
+                # is used once, so it stays out of the space's distance cache, where the grid's rows are)
+                r = ctx.space.unit_squared_distances_from(pending)
+                r *= -0.5 / self.repulsion_width ** 2
+                np.exp(r, out=r)
+                r *= -0.95
+                np.log1p(r, out=r)
+                keys += r.sum(axis=0) if len(r) > 1 else r[0]
             best = int(np.argmax(keys))
             if not np.isfinite(keys[best]):
                 break

@@ -74,6 +74,26 @@ class FeatureSpace:
     def _recent(self) -> dict:
         return {}
 
+    @cached_property
+    def _augmented(self) -> np.ndarray:
+        """(dim + 2, n_items) float32, C order: the features' transpose with a row of ones and a row of squared norms
+        under it, so that [−2q, |q|², 1] · column j = |q − x_j|² (`_augmented_queries` scales by the unit)."""
+        x = self.features
+        out = np.empty((x.shape[1] + 2, len(x)), np.float32)
+        out[:-2] = x.T
+        out[-2] = 1.0
+        out[-1] = self._sq_norms
+        return out
+
+    def _augmented_queries(self, ids: np.ndarray) -> np.ndarray:
+        x = np.asarray(self.features[ids], dtype=np.float64)
+        scale = 1.0 / self.distance_unit ** 2
+        q = np.empty((len(ids), x.shape[1] + 2), np.float64)
+        q[:, :-2] = -2.0 * x * scale
+        q[:, -2] = np.asarray(self._sq_norms[ids], np.float64) * scale
+        q[:, -1] = scale
+        return q.astype(np.float32)
+
     def unit_distances_from(self, ids) -> np.ndarray:
         """(len(ids), n_items) distances from each of `ids` to every item, in `distance_unit`s (read-only).
 
@@ -91,15 +111,29 @@ class FeatureSpace:
         if pairwise is not None:
             d = pairwise[ids] / self.distance_unit
         else:
-            x = self.features
-            d2 = self._sq_norms[ids, None] - 2 * (x[ids] @ x.T) + self._sq_norms[None, :]
-            d = np.sqrt(np.maximum(d2, 0, out=d2), out=d2) / self.distance_unit
+            # one product gives the squared distances in units² (see `_augmented`), then two passes in place: at 100k
+            # items half the time of the norms, product, clamp, square root and division as separate passes. abs, not
+            # a clamp at 0: a pair a rounding error apart comes out ~3e-4 units either way, and abs is 5× faster
+            d = self._augmented_queries(ids) @ self._augmented
+            np.abs(d, out=d)
+            np.sqrt(d, out=d)
         d.flags.writeable = False
         with _CACHE_LOCK:
             while len(recent) >= 8:
                 recent.pop(next(iter(recent)), None)
             recent[key] = d
         return d
+
+    def unit_squared_distances_from(self, ids) -> np.ndarray:
+        """(len(ids), n_items) squared distances in units², a new writable array each call (not cached): for kernels
+        of the squared distance, which need no square root."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        pairwise = getattr(self.index, "pairwise", None)
+        if pairwise is not None:
+            d = pairwise[ids] / self.distance_unit
+            return np.square(d, out=d)
+        d = self._augmented_queries(ids) @ self._augmented
+        return np.abs(d, out=d)
 
     def unit_distances_between(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """(len(a), len(b)) distances between two small sets of items, in distance units, without touching the rest."""
