@@ -54,7 +54,8 @@ RELEASED = {"1.0": (19, "5814d6c5fe8a01c66ada056b85eb563a96a99057677da653fa18db6
             "1.1": (9, "78caa13803497bd31cc4e9effc8eb92b839ae31ee80306f3bc15753c1fca0320"),
             "1.2": (21, "918976451234f3d8bd928627ca9cc6b0acf5ef4653f0d0926c592d4ac8fe42da"),
             "1.3": (11, "4cd5350a6508e766ba8fedd47aeb3affa238e4c1672381ff06f0ae37026b016d"),
-            "1.4": (8, "5f3d9c9ed0997118da6b789de470964bcbd41036c2d1dc9d86b2a7ff27fc77a7")}
+            "1.4": (8, "5f3d9c9ed0997118da6b789de470964bcbd41036c2d1dc9d86b2a7ff27fc77a7"),
+            "1.5": (7, "259a7b7074b22460a59fcbcb81e02e7d45ac7c84bdc42255feef35dda9be1f26")}
 
 
 def released(since: str) -> tuple[int, str]:
@@ -126,7 +127,17 @@ def test_v1_5_vectors_show_device_cancel_and_ideal_and_v1_4_is_unchanged():
                         ("calibration_cancelled.msgpack", "calibration.cancelled")):
         assert list(added[name])[2:] == list(SERVER_MESSAGES[mtype])
     assert len(added["ideal_result.msgpack"]["items"]) == 9
-    assert INDEX["protocol_minor"] == PROTOCOL_MINOR == 5
+
+
+def test_v1_6_vectors_show_the_sharper_sketch_preview_and_v1_5_is_unchanged():
+    assert released("1.5") == RELEASED["1.5"]
+    added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.6"}
+    assert {m["type"] for m in added.values()} == {"hello", "welcome", "sketch.preview"}
+    assert added["hello_v1_6.msgpack"]["protocol_minor"] == 6
+    assert added["welcome_v1_6.msgpack"]["sketch"]["sharpens"] is True
+    preview = added["sketch_preview.msgpack"]
+    assert "rid" not in preview and list(preview)[1:] == list(SERVER_MESSAGES["sketch.preview"])
+    assert INDEX["protocol_minor"] == PROTOCOL_MINOR == 6
 
 
 def test_v1_1_vectors_show_every_addition():
@@ -355,7 +366,7 @@ def in_canonical_order(message):
 
 def test_welcome_offers_the_policies_and_the_minor_version(backend):
     _, welcome = hello_v1_1(backend)
-    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 5
+    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 6
     assert welcome["policies"] == list(SERVED_POLICIES) and welcome["default_policy"] == DEFAULT_POLICY
     assert DEFAULT_POLICY in welcome["policies"]
     assert in_canonical_order(welcome)

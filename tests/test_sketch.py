@@ -1332,3 +1332,116 @@ def test_a_closed_connections_drawing_is_forgotten_by_the_worker(sketch_server, 
 
     held, after = run(main())
     assert after == held - 1, (held, after)
+
+
+# --- 5. v1.6: sharper previews from a generator too slow for the live loop ------------------------------------------
+
+@pytest.fixture(scope="module")
+def sharp_engine(tiny_catalog, sketch_models, tmp_path_factory):
+    """The sketch models plus a small `gen` decoder, served with ONNX Runtime: the server then sharpens previews."""
+    import shutil
+
+    from omokage.catalog.store import Catalog
+    from omokage.engine import Engine
+    from omokage.features import make_model
+    models = tmp_path_factory.mktemp("sharp_models") / "models"
+    shutil.copytree(sketch_models, models)
+    gen = make_model("gen", n_components=12, random_state=0, residual_size=32, width=8, epochs=2, batch_size=32,
+                     n_threads=1, progress=False)
+    gen.fit(Catalog(tiny_catalog).matrix()).save(models)
+    engine = Engine.open(tiny_catalog, models, preview_backend="onnxruntime")
+    assert engine.sketch.sharp is not None and engine.sketch.sharp.name == "onnxruntime"
+    return engine
+
+
+def sharpen_jobs(actions):
+    from omokage.protocol.connection import SharpenJob
+    return [a.job for a in actions if isinstance(a, Offload) and isinstance(a.job, SharpenJob)]
+
+
+def test_a_slow_generator_gives_quick_results_and_a_sharper_preview_of_the_newest_only(sharp_engine, faces):
+    from omokage.service.server import EngineBackend
+    from omokage.sketch.service import LinearPreview
+    backend = EngineBackend(sharp_engine)
+    assert isinstance(sharp_engine.sketch.decoder, LinearPreview)      # the live results: PCA's quick preview
+    conn, welcome = hello(backend, 6)
+    assert welcome["sketch"]["sharpens"] is True
+    [job] = jobs(receive(conn, type="sketch.begin", rid=2))
+    assert [j.revision for j in sharpen_jobs(complete(conn, sharp_engine, job))] == [0]   # the average face too
+    s1, s2 = face_strokes(faces, 3)[:2]
+    [job] = jobs(conn.receive(msgpack.packb(wire_stroke(s1, 3)), 0.0))
+    done = complete(conn, sharp_engine, job)
+    [result] = sends(done)
+    [sharpen] = sharpen_jobs(done)                # asked for after the result it sharpens
+    assert sharpen.revision == result["revision"] == 1
+    [texture] = sharp_engine.sketch.sharpen(np.stack([sharpen.latent]))
+    [preview] = sends(conn.sketch_sharpened(sharpen, texture))
+    assert preview == {"type": "sketch.preview", "revision": 1, "preview": preview["preview"]}
+    img = Image.open(io.BytesIO(preview["preview"]["data"]))
+    assert img.format == "JPEG" and img.size == (welcome["sketch"]["preview_size"],) * 2
+    assert preview["preview"]["data"] != result["preview"]["data"]    # the gen decoder's face, not PCA's
+    # a newer result makes the older sharpening useless: it is dropped, not sent
+    [job] = jobs(conn.receive(msgpack.packb(wire_stroke(s2, 4)), 0.0))
+    [newer] = sharpen_jobs(complete(conn, sharp_engine, job))
+    assert newer.revision == 2
+    assert conn.sketch_sharpened(sharpen, texture) == []
+    receive(conn, type="sketch.clear", rid=5)
+    assert conn.sketch_sharpened(newer, texture) == []                 # the drawing changed again meanwhile
+    # clients of v1.5 and older: the quick previews only, and nothing about sharpening
+    old, welcome = hello(backend, 5)
+    assert "sharpens" not in welcome["sketch"]
+    [job] = jobs(receive(old, type="sketch.begin", rid=2))
+    assert sharpen_jobs(complete(old, sharp_engine, job)) == []
+
+
+def test_a_numpy_server_says_it_does_not_sharpen(backend):
+    _, welcome = hello(backend, 6)
+    assert welcome["sketch"]["sharpens"] is False
+
+
+def test_a_live_server_sends_the_sharper_preview_after_the_result(sharp_engine, faces):
+    from omokage.client import OmokageClient
+    srv = RunningServer(sharp_engine)
+    try:
+        async def main():
+            async with await OmokageClient.connect(srv.url) as c:
+                strokes = face_strokes(faces, 7)[:3]
+                result = await c.sketch_result(await draw(c, strokes))
+                preview = await c.sketch_preview(result["revision"], timeout=30)
+                async with await OmokageClient.connect(srv.url, protocol_minor=5) as older:
+                    r5 = await older.sketch_result(await draw(older, strokes))
+                    await asyncio.sleep(0.5)       # time enough for a sharper preview, were one coming
+                    rest = [older.sketch_updates.get_nowait() for _ in range(older.sketch_updates.qsize())]
+                return result, preview, r5, rest
+
+        result, preview, r5, rest = run(main())
+        assert preview is not None and preview["revision"] == result["revision"] == 3
+        check_result(result, result["preview"]["width"], 3, 3)
+        assert r5["revision"] == 3 and not [m for m in rest if m["type"] == "sketch.preview"]
+        stats = srv.server.sketches.stats()["sharpen"]
+        assert stats["previews"] >= 1 and stats["failed"] == 0 and stats["backend"] == "onnxruntime"
+
+        # the sharpening process killed (kill -9): the quick results go on, and the next sharper preview comes from a
+        # new one (the batch it owed, at most, fails)
+        process = srv.server.sketches.sharpener.process
+        os.kill(process.pid, signal.SIGKILL)
+
+        async def after_kill():
+            async with await OmokageClient.connect(srv.url) as c:
+                for k in range(3):
+                    result = await c.sketch_result(await draw(c, face_strokes(faces, 8 + k)[:2]))
+                    try:
+                        preview = await c.sketch_preview(result["revision"], timeout=15)
+                    except Exception:
+                        continue
+                    if preview is not None:
+                        return result, preview
+            return result, None
+
+        result, preview = run(after_kill())
+        assert preview is not None and preview["revision"] == result["revision"]
+        assert srv.server.sketches.stats()["sharpen"]["process_starts"] == 2
+        second = process.pid
+    finally:
+        srv.stop()
+    assert _gone(second), "the sharpening process outlived the server"

@@ -1,3 +1,4 @@
 from omokage.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":   # not when a spawned child process (the sharper previews' worker) imports this module
+    raise SystemExit(main())

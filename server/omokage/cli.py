@@ -228,10 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "see the progress (protocol v1.2). Logs go to MODELS_DIR/logs/fit-NAME.log")
     s.add_argument("--preview-backend", default="auto", choices=PREVIEW_BACKEND_CHOICES,
                    help="what generates live sketch previews: numpy (PCA's decoder), onnxruntime (the sharper `gen` "
-                        "decoder on the CPU: sharper, ~4 ms an image), tensorrt or torch-cuda (gen on an NVIDIA GPU); "
-                        "auto (the default): a GPU backend when a gen model is fitted and a GPU is there, else numpy. "
-                        "Sketching needs "
-                        "a fitted `sketch` model")
+                        "decoder on the CPU, ~4 ms an image: results carry PCA's quick preview and the sharper one "
+                        "follows as `sketch.preview` to v1.6 clients, as the CPU keeps up), tensorrt or torch-cuda (gen "
+                        "on an NVIDIA GPU, in every result); auto (the default): a GPU backend when a gen model is "
+                        "fitted and a GPU is there, else numpy. Sketching needs a fitted `sketch` model")
     s.add_argument("--preview-size", type=_positive_int, default=None, metavar="PIXELS",
                    help="side of live sketch previews (default 64; at most the catalog's image size)")
     s.add_argument("--calibration", type=Path, default=None, metavar="DIR",

@@ -1,4 +1,4 @@
-"""An async Python client for protocol v1.5 (PROTOCOL_MINOR; `protocol_minor=` greets as an older v1.x client),
+"""An async Python client for protocol v1.6 (PROTOCOL_MINOR; `protocol_minor=` greets as an older v1.x client),
 used by the tests, the benchmarks and simulated users.
 
     async with await OmokageClient.connect("ws://127.0.0.1:8765/ws") as c:
@@ -76,6 +76,9 @@ class OmokageClient:
         # one to one; they arrive here, with the errors of sketch messages, in order
         self.sketch_updates: asyncio.Queue = asyncio.Queue()
         self.last_sketch: dict[str, Any] | None = None
+        # v1.6: the latest `sketch.preview` (a sharper preview of the result of the same `revision`); they arrive in
+        # `sketch_updates` too, in order with the results (`sketch_result` passes over them)
+        self.last_sketch_preview: dict[str, Any] | None = None
         self._sketch_rids: set[int] = set()
         self._reader = asyncio.create_task(self._read_loop())
 
@@ -150,6 +153,10 @@ class OmokageClient:
                     self.trace("<-", msg)
                 if msg.get("type") == "models" and "rid" not in msg:  # v1.2: served models changed
                     self.models_note = msg
+                if msg.get("type") == "sketch.preview":   # v1.6: a sharper preview of a result (no rid)
+                    self.last_sketch_preview = msg
+                    self.sketch_updates.put_nowait(msg)
+                    continue
                 if msg.get("type") == "sketch.result" or msg.get("rid") in self._sketch_rids:
                     if msg.get("type") == "sketch.result":
                         self.last_sketch = msg
@@ -257,6 +264,16 @@ class OmokageClient:
                 continue
             if msg.get("rid") is not None and msg["rid"] >= rid:
                 return msg
+
+    async def sketch_preview(self, revision: int, timeout: float = 30) -> dict[str, Any] | None:
+        """v1.6: the `sketch.preview` of drawing `revision`, or None when a later result came first (the server sends
+        no sharper preview of a result it has a newer one for). Reads `sketch_updates` like `sketch_result`."""
+        while True:
+            msg = await self._next(self.sketch_updates, timeout)
+            if msg["type"] == "sketch.preview" and msg["revision"] == revision:
+                return msg
+            if msg["type"] in ("sketch.result", "sketch.preview") and msg["revision"] > revision:
+                return None
 
     async def choose(self, item_id: int) -> Candidates:
         return _candidates(await self.request("choose", id=item_id))

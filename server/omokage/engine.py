@@ -93,7 +93,12 @@ def load_sketch(catalog: Catalog, models_path, fingerprint: str | None = None, p
         return None
     from omokage.sketch.service import PREVIEW_SIZE
     size = preview_size or PREVIEW_SIZE
-    return SketchService(model, make_preview_decoder(model, models_path, preview_backend, size), size)
+    decoder = make_preview_decoder(model, models_path, preview_backend, size)
+    if getattr(decoder, "name", None) == "onnxruntime":
+        # ~3 ms an image on a CPU core, 100 times PCA's: in the live loop it held every stroke's result (p50 337 ms at
+        # 50 drawers, benchmarks/results/sketch.md); results get PCA's preview and this one follows (v1.6)
+        return SketchService(model, None, size, sharp=decoder)
+    return SketchService(model, decoder, size)
 
 
 class Engine:

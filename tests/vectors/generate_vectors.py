@@ -275,9 +275,28 @@ VECTORS_V1_5 = [
         "type": "ideal.result", "rid": 40, "near": 412, "items": _IDEAL_ITEMS,
         "preview": {"hash": _HASH, "format": "jpeg", "width": 8, "height": 8, "data": B(_PNG)}}),
 ]
+# v1.6: sharper sketch previews that follow the results
+VECTORS_V1_6 = [
+    ("hello_v1_6", "v1.6 greeting: this client shows sharper sketch previews when the server sends them", {
+        "type": "hello", "rid": 1, "protocol": 1, "client": "omokage-web/0.8.0", "protocol_minor": 6}),
+    ("welcome_v1_6", "a v1.6 greeting from a server whose generator is slow: sharper previews follow the results", {
+        "type": "welcome", "rid": 1, "protocol": 1, "server": "omokage/0.1.0", "session_id": "c0ffee09",
+        "limits": {"max_frame_bytes": 4194304, "max_image_bytes": 3145728, "max_image_pixels": 16000000,
+                   "max_messages_per_second": F(200.0), "max_hashes_per_request": 64, "grid_size": 9},
+        "algorithms": ["raw", "pca", "nmf", "ae"], "catalog": {"count": 1500, "image_size": 200},
+        "protocol_minor": 6, "policies": ["thompson", "infogain", "cover", "study", "random", "thompson+gaze"],
+        "default_policy": "thompson", "gaze": {"max_rate_hz": F(120.0), "max_samples_per_batch": 256,
+                                               "calibration": ["five-point", "nine-point"], "profile": "none"},
+        "sketch": {"resolution": 32, "preview_size": 64, "tools": ["line", "paint"], "min_width": F(0.001),
+                   "max_width": F(0.25), "max_strokes": 256, "max_points_per_message": 512,
+                   "max_points_per_stroke": 4096, "max_points": 65536, "sharpens": True},
+        "ideal": {"image_size": 200}}),
+    ("sketch_preview", "a sharper preview of the result of revision 2 (no rid: it answers no request)", {
+        "type": "sketch.preview", "revision": 2, "preview": _PREVIEW}),
+]
 SERVER_TYPES = ("welcome", "candidates", "rated", "decided", "texture", "pong", "error", "models", "questionnaire",
                 "answered", "study.done", "sketch.result", "calibration", "calibrated", "calibration.cancelled",
-                "ideal.result")
+                "ideal.result", "sketch.preview")
 
 
 def to_python(v):
@@ -300,7 +319,7 @@ def encode(v) -> bytes:
 def main() -> None:
     index = []
     for minor, vectors in ((0, VECTORS), (1, VECTORS_V1_1), (2, VECTORS_V1_2), (3, VECTORS_V1_3), (4, VECTORS_V1_4),
-                            (5, VECTORS_V1_5)):
+                            (5, VECTORS_V1_5), (6, VECTORS_V1_6)):
         for name, doc, message in vectors:
             data = encode(message)
             (HERE / f"{name}.msgpack").write_bytes(data)
@@ -308,7 +327,7 @@ def main() -> None:
                           "direction": "server" if message["type"] in SERVER_TYPES else "client",
                           "since": f"1.{minor}", "description": doc, "sha256": hashlib.sha256(data).hexdigest(),
                           "message": message})
-    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 5, "vectors": index}, indent=1,
+    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 6, "vectors": index}, indent=1,
                                                 ensure_ascii=False) + "\n")
     print(f"wrote {len(index)} vectors to {HERE}")
 

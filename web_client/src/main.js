@@ -1508,6 +1508,7 @@ const sketchView = {
 };
 const pad = new SketchPad(client, sketchCanvas, {
   onResult: (r) => renderSketchResult(r, pad.gen),
+  onSharper: (m) => showSketchPreview(m.preview, true),
   onError: (msg) => reportError(new ServerError(msg.code, msg.message), 'sketch'),
   onChange: () => renderSketchStatus(),
   onFull: () => reportError(new ServerError('too_large', 'the drawing holds its most strokes'), 'sketch'),
@@ -1666,23 +1667,29 @@ function renderGuide() {
   if (sketchView.guideUrl && img.getAttribute('src') !== sketchView.guideUrl) img.src = sketchView.guideUrl;
 }
 
+/** Put a preview texture on screen (a result's, or v1.6 the sharper one that followed it); returns its blob. */
+function showSketchPreview(p, sharper = false) {
+  if (!(p && p.data)) return null;
+  const blob = textureBlob(p);
+  const url = URL.createObjectURL(blob);
+  const img = $('sketch-preview');
+  if (sketchView.previewUrl) URL.revokeObjectURL(sketchView.previewUrl);
+  sketchView.previewUrl = url;
+  sketchView.previewBlob = blob;
+  sketchView.sharper = sharper;
+  img.src = url;
+  img.hidden = false;
+  img.dataset.sharper = sharper ? 'yes' : 'no';
+  return blob;
+}
+
 /** A newer result of the drawing: the preview at once, the faces when their textures are here. */
 async function renderSketchResult(r, gen) {
-  const p = r.preview;
-  if (p && p.data) {
-    const blob = textureBlob(p);
-    const url = URL.createObjectURL(blob);
-    const img = $('sketch-preview');
-    if (sketchView.previewUrl) URL.revokeObjectURL(sketchView.previewUrl);
-    sketchView.previewUrl = url;
-    sketchView.previewBlob = blob;
-    img.src = url;
-    img.hidden = false;
-    if (!sketchView.guideUrl && r.strokes === 0) {
-      // the empty drawing's face is the average face: a guide to where eyes and hair go
-      sketchView.guideUrl = URL.createObjectURL(blob);
-      renderGuide();
-    }
+  const blob = showSketchPreview(r.preview);
+  if (blob && !sketchView.guideUrl && r.strokes === 0) {
+    // the empty drawing's face is the average face: a guide to where eyes and hair go
+    sketchView.guideUrl = URL.createObjectURL(blob);
+    renderGuide();
   }
   const items = Array.isArray(r.items) ? r.items : [];
   let textures;
@@ -1837,6 +1844,7 @@ window.omokage = {
     get shown() { return sketchView.shown; },
     get renders() { return sketchView.renders; },
     get previewUrl() { return sketchView.previewUrl; },
+    get previewSharper() { return !!sketchView.sharper; },
     /** Send a sketch message as it is (tests: messages the page itself never sends). */
     sendRaw: (type, fields) => pad._send(type, fields),
     pick: (id = null, opts = {}) => pickFromSketch(id, opts),

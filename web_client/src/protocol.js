@@ -13,7 +13,7 @@ export const PROTOCOL_VERSION = 1;
 // init `sketch`); v1.4 adds only gaze calibration, which this page never starts (it ignores welcome.gaze.calibration);
 // v1.5: the ideal face (welcome.ideal, `ideal` -> `ideal.result`); its hello.device and welcome.gaze.profile concern
 // headsets with eye tracking, so the page sends no device and ignores the profile
-export const PROTOCOL_MINOR = 5;
+export const PROTOCOL_MINOR = 6;
 export const CLIENT_NAME = 'omokage-web/0.2.0';
 
 const MIME = { jpeg: 'image/jpeg', png: 'image/png' };
@@ -42,7 +42,8 @@ export class ConnectionLost extends Error {
  *   welcome  the welcome map (after each successful hello)
  *   latency  {rttMs, offsetS}
  *   message  an unsolicited server message (no pending rid), e.g. v1.2 `models`
- *   sketch   v1.3: a `sketch.result`, or an `error` answering a sketch message (see sendSketch)
+ *   sketch   v1.3: a `sketch.result`, or an `error` answering a sketch message (see sendSketch); v1.6: a
+ *            `sketch.preview` (a sharper preview of the result of its `revision`)
  */
 export class OmokageClient extends EventTarget {
   /**
@@ -233,6 +234,10 @@ export class OmokageClient extends EventTarget {
       return;
     }
     if (!msg || typeof msg !== 'object') return;
+    if (msg.type === 'sketch.preview') { // v1.6: a sharper preview of a result (no rid): the sketch stream's
+      this.dispatchEvent(new CustomEvent('sketch', { detail: msg }));
+      return;
+    }
     if (msg.type === 'sketch.result' || (msg.rid != null && this._sketchRids.has(msg.rid))) {
       this._sketchReply(msg);
       return;

@@ -22,15 +22,18 @@ const DEFAULTS = { min_width: 0.001, max_width: 0.25, max_strokes: 256, max_poin
 export class SketchPad {
   /**
    * `client`: the OmokageClient; `canvas`: the drawing surface. Callbacks: `onResult(result)` (a newer
-   * `sketch.result` of the current drawing), `onError(msg, what)` (an `error` answering a sketch message; `what`:
-   * 'stroke', 'undo', 'clear', 'begin' or 'other'), `onChange()` (the drawing changed here), `onFull(limit)` (a stroke
-   * was refused before sending: the drawing holds `max_strokes`).
+   * `sketch.result` of the current drawing), `onSharper(msg)` (v1.6: a `sketch.preview`, the sharper preview of the
+   * result on screen), `onError(msg, what)` (an `error` answering a sketch message; `what`: 'stroke', 'undo',
+   * 'clear', 'begin' or 'other'), `onChange()` (the drawing changed here), `onFull(limit)` (a stroke was refused
+   * before sending: the drawing holds `max_strokes`).
    */
-  constructor(client, canvas, { onResult = () => {}, onError = () => {}, onChange = () => {}, onFull = () => {} } = {}) {
+  constructor(client, canvas, { onResult = () => {}, onSharper = () => {}, onError = () => {}, onChange = () => {},
+    onFull = () => {} } = {}) {
     this.client = client;
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d');
     this.onResult = onResult;
+    this.onSharper = onSharper;
     this.onError = onError;
     this.onChange = onChange;
     this.onFull = onFull;
@@ -59,7 +62,8 @@ export class SketchPad {
     this._pump = null;
     this._lastSend = -Infinity;
     this.stats = { messages: { 'sketch.begin': 0, 'sketch.stroke': 0, 'sketch.undo': 0, 'sketch.clear': 0 },
-      pieces: 0, points: 0, maxPointsPerMessage: 0, moves: 0, results: 0, stale: 0, errors: [], sendTimes: [] };
+      pieces: 0, points: 0, maxPointsPerMessage: 0, moves: 0, results: 0, stale: 0, sharpened: 0, errors: [],
+      sendTimes: [] };
     client.addEventListener('sketch', (ev) => this._reply(ev.detail));
     this._bindPointer();
     if (typeof ResizeObserver === 'function') new ResizeObserver(() => this.redraw()).observe(canvas);
@@ -215,6 +219,15 @@ export class SketchPad {
   }
 
   _reply(msg) {
+    if (msg.type === 'sketch.preview') {
+      // v1.6: only for the result on screen (the server sends none for a drawing that changed since, but a begin of
+      // this page's may have crossed it on the way)
+      if (this.latest && msg.revision === this.shown) {
+        this.stats.sharpened += 1;
+        this.onSharper(msg);
+      }
+      return;
+    }
     const meta = this._meta.get(msg.rid);
     if (msg.type === 'sketch.result') {
       this.stats.results += 1;

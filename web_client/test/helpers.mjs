@@ -85,6 +85,22 @@ export function modelsWith(names) {
   return dir;
 }
 
+/** v1.6: the prepared models plus a small `gen` decoder (fitted once, a few seconds: two epochs of a narrow net, enough
+ * to serve), for a server with `--preview-backend onnxruntime` that sends sharper previews. Remove it when done. */
+export function modelsWithGen() {
+  const { catalog, models } = testData();
+  const gen = path.join(path.dirname(models), 'models-gen');
+  if (!existsSync(path.join(gen, 'gen'))) {
+    rmSync(gen, { recursive: true, force: true });
+    py(['-c', 'import sys; from omokage.catalog.store import Catalog; from omokage.features import make_model; '
+      + 'make_model("gen", n_components=30, random_state=0, residual_size=32, width=8, epochs=2, batch_size=32, '
+      + 'n_threads=1, progress=False).fit(Catalog(sys.argv[1]).matrix()).save(sys.argv[2])', catalog, gen]);
+  }
+  const dir = modelsWith(['pca', 'nmf', 'sketch']);
+  cpSync(path.join(gen, 'gen'), path.join(dir, 'gen'), { recursive: true });
+  return dir;
+}
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();

@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
-import { artifacts, closeTestPage, gridIds, modelsWith, newTestPage, openBrowser, recordFrames, repoRoot, screenshot,
-  startServer, waitForGrid } from './helpers.mjs';
+import { artifacts, closeTestPage, gridIds, modelsWith, modelsWithGen, newTestPage, openBrowser, recordFrames, repoRoot,
+  screenshot, startServer, waitForGrid } from './helpers.mjs';
 
 const T = { timeout: 90000 };
 let server;
@@ -135,7 +135,7 @@ describe('live sketch search', () => {
     });
     await openDraw();
     const hello = frames.find((f) => f.dir === 'out' && f.msg.type === 'hello').msg;
-    assert.equal(hello.protocol_minor, 5);
+    assert.equal(hello.protocol_minor, 6);
     const limits = await st(() => window.omokage.client.welcome.sketch);
     assert.ok(limits && limits.max_points_per_message > 0, 'welcome.sketch');
     assert.equal(sketchOut(frames, 'sketch.begin').length, 1);
@@ -576,6 +576,45 @@ describe('a long drawing sent again', () => {
   });
 });
 
+describe('a server whose generator is slow (v1.6)', () => {
+  it('shows each result\'s quick preview at once and the sharper one that follows, only for the drawing on screen', T, async () => {
+    const models = modelsWithGen();
+    const sharp = await startServer({ models, args: ['--preview-backend', 'onnxruntime'] });
+    const main = server;
+    try {
+      server = sharp;
+      const frames = recordFrames(page);
+      await openDraw();
+      assert.equal(await st(() => window.omokage.client.welcome.sketch.sharpens), true);
+      await drawMouse(ellipse(0.5, 0.5, 0.3, 0.38));
+      const drawn = await settled();
+      // the sharper preview of the result on screen replaces its quick one
+      await page.waitForFunction((rev) => {
+        const s = window.omokage.sketch;
+        return s.stats.sharpened > 0 && s.previewSharper && s.latest.revision === rev;
+      }, drawn.revision, { timeout: 15000 });
+      const previews = frames.filter((f) => f.dir === 'in' && f.msg.type === 'sketch.preview').map((f) => f.msg);
+      const results = frames.filter((f) => f.dir === 'in' && f.msg.type === 'sketch.result').map((f) => f.msg);
+      const last = previews[previews.length - 1];
+      assert.equal(last.revision, drawn.revision);
+      assert.equal(last.rid, undefined, 'a sketch.preview answers no request');
+      const result = results.find((r) => r.revision === last.revision);
+      assert.ok(result && result.preview.hash !== last.preview.hash, 'the sharper face is not the quick one');
+      assert.equal(await page.getAttribute('#sketch-preview', 'data-sharper'), 'yes');
+      assert.notEqual(await st(() => window.omokage.sketch.previewUrl), drawn.url, 'a new image on screen');
+      // the next stroke's result shows its quick preview again, until its own sharper one comes
+      await drawMouse(line(0.3, 0.35, 0.45, 0.35));
+      const next = await settled();
+      assert.ok(next.revision > drawn.revision);
+      assert.deepEqual(browser.errors, []);
+    } finally {
+      server = main;
+      await sharp.stop();
+      rmSync(models, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('a server without a sketch model', () => {
   it('offers no drawing', T, async () => {
     const models = modelsWith(['pca', 'nmf']);
@@ -584,7 +623,7 @@ describe('a server without a sketch model', () => {
       const frames = recordFrames(page);
       await page.goto(plain.url);
       await waitForGrid(page, 1);
-      assert.equal(frames.find((f) => f.dir === 'out' && f.msg.type === 'hello').msg.protocol_minor, 5);
+      assert.equal(frames.find((f) => f.dir === 'out' && f.msg.type === 'hello').msg.protocol_minor, 6);
       assert.equal(await st(() => window.omokage.client.welcome.sketch), undefined);
       assert.equal(await page.isVisible('#btn-draw'), false);
       assert.equal(await page.isVisible('#sketch'), false);

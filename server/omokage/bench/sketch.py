@@ -130,11 +130,12 @@ def _pieces(seed: int, faces: np.ndarray) -> list[dict]:
 
 
 async def _drawer(url: str, rate: float, seconds: float, messages: list[dict], lat: list[float], stats: dict,
-                  seed: int) -> None:
+                  seed: int, sharp: list[float]) -> None:
     from omokage.client import OmokageClient
     async with await OmokageClient.connect(url) as c:
         await c.sketch_result(await c.sketch_send("sketch.begin"))
         sent: dict[int, float] = {}
+        shown: dict[int, float] = {}     # v1.6: revision of the newest result -> when its newest message was sent
         done = asyncio.Event()
 
         async def reader():
@@ -148,6 +149,13 @@ async def _drawer(url: str, rate: float, seconds: float, messages: list[dict], l
                     answered = [r for r in sent if r <= msg["rid"]]
                     for r in answered:
                         lat.append(now - sent.pop(r))
+                    if answered:
+                        shown.clear()
+                        shown[msg["revision"]] = now - lat[-1]
+                elif msg.get("type") == "sketch.preview":   # the sharper preview of a result: from its newest stroke
+                    stats["sharpened"] += 1
+                    if msg["revision"] in shown:
+                        sharp.append(now - shown.pop(msg["revision"]))
                 else:
                     stats["errors"] += 1
                 if done.is_set() and not sent:
@@ -192,13 +200,20 @@ async def _pinger(url: str, rate: float, seconds: float, lat: list[float], stats
 
 async def _load(url: str, clients: int, rate: float, seconds: float, kind: str, faces) -> dict:
     lat: list[float] = []
-    stats = {"sent": 0, "results": 0, "errors": 0, "unanswered": 0}
+    sharp: list[float] = []
+    stats = {"sent": 0, "results": 0, "errors": 0, "unanswered": 0, "sharpened": 0}
     if kind == "ping":
         await asyncio.gather(*(_pinger(url, rate, seconds, lat, stats, k) for k in range(clients)))
     else:
-        await asyncio.gather(*(_drawer(url, rate, seconds, _pieces(k, faces), lat, stats, k)
+        await asyncio.gather(*(_drawer(url, rate, seconds, _pieces(k, faces), lat, stats, k, sharp)
                                for k in range(clients)))
-    return {**percentiles(lat), **stats}
+    out = {**percentiles(lat), **stats}
+    if sharp:
+        q = percentiles(sharp)
+        out.update(sharp_p50_ms=q["p50_ms"], sharp_p99_ms=q["p99_ms"])
+    if kind != "ping" and stats["sharpened"]:
+        out["sharpened_share"] = stats["sharpened"] / stats["results"] if stats["results"] else None
+    return out
 
 
 def _worker_delta(before: dict, after: dict) -> dict:
@@ -268,7 +283,9 @@ def run(datasets=("generated", "anime-holoen20"), backends=("numpy", "onnxruntim
             ("backend", "preview backend"), ("worker", "worker"), ("load", "load"), ("clients", "clients"), ("rate_hz", "Hz each"),
             ("n", "messages"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"),
             ("results", "results"), ("coalesced", "coalesced share"), ("per_batch", "drawings per batch"),
-            ("worker_ms", "worker ms per drawing"), ("errors", "errors")]))
+            ("worker_ms", "worker ms per drawing"), ("sharpened_share", "sharper previews per result"),
+            ("sharp_p50_ms", "sharper preview p50 ms"), ("sharp_p99_ms", "sharper preview p99 ms"),
+            ("errors", "errors")]))
     if not skip_usefulness:
         rows = []
         for name in datasets:
@@ -289,8 +306,11 @@ def run(datasets=("generated", "anime-holoen20"), backends=("numpy", "onnxruntim
             ("chance_identity", "random 9 (identity)"), ("median_rank", "median rank")]))
     notes = ("Latency: each message is one piece of a stroke; its latency is the time to the first sketch.result "
              "that includes it (results are coalesced). The ping rows are the same clients and rate sending ping: the "
-             "loop and transport's floor in this run. Usefulness: 'another image' is a re-render of the generated "
-             "face (pose, light) or a held-out image of the character, traced: the honest case.")
+             "loop and transport's floor in this run. onnxruntime (v1.6): results carry PCA's quick preview and the "
+             "`gen` decoder's follows as sketch.preview, for the newest result of each drawing as the decoder keeps "
+             "up; its latency runs from the newest stroke its result included to the sharper preview, and 'sharper "
+             "previews per result' is the share of results that got one. Usefulness: 'another image' is a re-render "
+             "of the generated face (pose, light) or a held-out image of the character, traced: the honest case.")
     return write_results(out, "sketch", payload, "\n\n".join(tables), notes)
 
 

@@ -113,6 +113,7 @@ class OnnxRuntimeBackend(DecoderBackend):
         self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.latent_dim, self.side, self.threads = int(latent_dim), int(side), max(1, int(threads))
+        self.source = onnx_model     # what the session was made from: a worker process makes its own from it
 
     @classmethod
     def from_model(cls, model, threads: int = 1) -> "OnnxRuntimeBackend":

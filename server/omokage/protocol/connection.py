@@ -69,6 +69,8 @@ class Backend(Protocol):
     # v1.3: the sketch model's resolution, or None when the server has no sketch model (no `sketch.*`)
     sketch_resolution: int | None
     sketch_preview_size: int
+    # v1.6: results carry a quick preview and a sharper one follows as `sketch.preview`
+    sketch_sharpens: bool
 
     # v1.5: the size of an ideal face's image (the catalog's), or 0 when the server cannot generate one
     ideal_image_size: int
@@ -134,6 +136,16 @@ class SketchJob:
 
 
 @dataclass(frozen=True)
+class SharpenJob:
+    """v1.6: decode a drawing's result again with the server's sharper (slower) generator, for `sketch.preview`. The
+    caller keeps only the newest job of each connection: a sharper preview of a drawing already redrawn is useless."""
+
+    revision: int
+    latent: Any               # the result's latent (numpy, (k,))
+    canvas: int               # which drawing (a count of sketch.begin)
+
+
+@dataclass(frozen=True)
 class IdealJob:
     """v1.5 `ideal`: a snapshot of the session's evidence (its policy's belief, or the choices, skips and ratings to
     rebuild one from), the favourite the client named, and the faces already shown (never offered again); the caller
@@ -153,9 +165,10 @@ class IdealJob:
 class Offload:
     """Work for the caller to run off its loop: an uploaded image (`ProjectionJob`) or, v1.5, an ideal face
     (`IdealJob`), each awaited before the next message is read, or a drawing (`SketchJob`; batched with other sessions'
-    drawings, not awaited: strokes keep arriving and are coalesced meanwhile)."""
+    drawings, not awaited: strokes keep arriving and are coalesced meanwhile), or v1.6 a result's sharper preview
+    (`SharpenJob`; not awaited, and only each connection's newest is decoded)."""
 
-    job: ProjectionJob | SketchJob | IdealJob
+    job: ProjectionJob | SketchJob | IdealJob | SharpenJob
 
 
 @dataclass(frozen=True)
@@ -313,6 +326,8 @@ class ServerConnection:
         actions: list[Action] = [Send(server_message("sketch.result", job.rid, revision=result.revision,
                                                      strokes=job.strokes, items=listed,
                                                      preview=texture_map(result.preview)))]
+        if self.client_minor >= 6 and self.backend.sketch_sharpens:
+            actions.append(Offload(SharpenJob(result.revision, result.latent, job.canvas)))
         pending = self._sketch_start
         if pending is not None and result.revision >= pending.revision:
             self._sketch_start = None
@@ -321,6 +336,16 @@ class ServerConnection:
             self._sketch_dirty = False
             actions.append(self._sketch_job(self._sketch_rid))
         return actions
+
+    def sketch_sharpened(self, job: SharpenJob, preview: Texture) -> list[Action]:
+        """v1.6: the sharper preview of a result: sent while the drawing is still the one that result showed (a
+        later stroke, an undo or clear, a new drawing or a closed connection makes it useless: a newer result is
+        coming or came)."""
+        last = self.last_sketch
+        if self.closed or self.canvas is None or job.canvas != self._canvases or last is None \
+                or last.revision != job.revision or self.canvas.revision != job.revision:
+            return []
+        return [Send(server_message("sketch.preview", None, revision=job.revision, preview=texture_map(preview)))]
 
     def sketch_failed(self, job: SketchJob, code: str, message: str) -> list[Action]:
         """A drawing's projection failed: say so, and project the newest drawing if strokes arrived meanwhile (their
@@ -496,6 +521,8 @@ class ServerConnection:
                                  "tools": list(TOOLS), "min_width": MIN_WIDTH, "max_width": MAX_WIDTH,
                                  "max_strokes": MAX_STROKES, "max_points_per_message": MAX_POINTS_PER_MESSAGE,
                                  "max_points_per_stroke": MAX_POINTS_PER_STROKE, "max_points": MAX_POINTS_PER_CANVAS}
+            if self.client_minor >= 6:   # v1.6: whether sharper previews follow the results
+                welcome["sketch"]["sharpens"] = bool(b.sketch_sharpens)
         return [Send(welcome), Log(record)]
 
     # -- v1.3 sketch ----------------------------------------------------------------------------------------------

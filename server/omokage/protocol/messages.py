@@ -16,7 +16,7 @@ import msgpack
 PROTOCOL_VERSION = 1
 # v1.x adds optional fields and messages only (unknown fields are ignored), so `protocol` stays 1 on the
 # wire and old clients that check `protocol == 1` keep working; the minor says which additions a peer knows.
-PROTOCOL_MINOR = 5
+PROTOCOL_MINOR = 6
 INT32_MAX = 2**31 - 1
 
 ERROR_CODES = {
@@ -157,6 +157,9 @@ SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     # v1.5: reply to `calibrate.cancel` (the samples it dropped), and to `ideal`
     "calibration.cancelled": ("samples",),
     "ideal.result": ("near", "items", "preview"),
+    # v1.6: a sharper preview of a drawing's newest result, sent after it (no rid) when the server's generator is too
+    # slow for the live loop
+    "sketch.preview": ("revision", "preview"),
 }
 CANDIDATE_ITEM_FIELDS = ("id", "distance", "texture", "title", "url", "probability")
 

@@ -144,12 +144,18 @@ def encode_preview(rgb: np.ndarray, quality: int = PREVIEW_QUALITY) -> Texture:
 
 
 class SketchService:
+    """`decoder` makes the preview of every live result. `sharp` (v1.6), a generator too slow for the live loop (the
+    `gen` decoder in ONNX Runtime on a CPU, ~3 ms an image against PCA's ~0.01): results then carry PCA's quick
+    preview, and `sharpen` decodes the newest latent of each drawing again with it, afterwards, as the server's
+    spare time allows (`sketch.preview`)."""
+
     def __init__(self, model: SketchModel, decoder: Decoder | None = None, preview_size: int = PREVIEW_SIZE,
-                 count: int = 9):
+                 count: int = 9, sharp: Decoder | None = None):
         self.model = model
         side = int(round((model.n_features_in_ / 3) ** 0.5))
         self.preview_size = min(preview_size, side)     # never larger than the catalog's faces
         self.decoder = decoder if decoder is not None else LinearPreview(model, self.preview_size)
+        self.sharp = sharp
         self.count = count
         model.transposed_maps()   # made now, not on the first user's first stroke
         model.transposed_bases()
@@ -196,12 +202,136 @@ class SketchService:
             results.append(SketchResult(obs.revision, ranked, Z[b], encode_preview(images[b]), L[b]))
         return results
 
-    def _previews(self, Z: np.ndarray) -> np.ndarray:
-        """(B, P, P, 3) uint8 previews at the preview size, whatever size the decoder produces."""
-        if isinstance(self.decoder, LinearPreview) and self.decoder.size == self.preview_size:
-            return self.decoder.decode_uint8(Z)
-        out = self.decoder.decode(Z)
-        if out.shape[1] != self.preview_size and out.shape[1] > self.preview_size:
-            A = area_matrix(out.shape[1], self.preview_size)
-            out = np.einsum("ph,bhwc,qw->bpqc", A, out, A, optimize=True)
-        return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    def sharpen(self, Z: np.ndarray) -> list[Texture]:
+        """The `sharp` decoder's previews of latents (B, k) (each a drawing's `SketchResult.latent`), as JPEGs."""
+        if self.sharp is None:
+            raise RuntimeError("this sketch service has no sharp decoder")
+        images = self._previews(np.asarray(Z, dtype=np.float32).reshape(len(Z), -1), self.sharp)
+        return [encode_preview(im) for im in images]
+
+    def _previews(self, Z: np.ndarray, decoder: Decoder | None = None) -> np.ndarray:
+        return decoded_previews(decoder if decoder is not None else self.decoder, Z, self.preview_size)
+
+
+def decoded_previews(decoder: Decoder, Z: np.ndarray, size: int) -> np.ndarray:
+    """(B, P, P, 3) uint8 previews at `size` pixels, whatever size the decoder produces."""
+    if isinstance(decoder, LinearPreview) and decoder.size == size:
+        return decoder.decode_uint8(Z)
+    out = decoder.decode(Z)
+    if out.shape[1] != size and out.shape[1] > size:
+        A = area_matrix(out.shape[1], size)
+        out = np.einsum("ph,bhwc,qw->bpqc", A, out, A, optimize=True)
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+class SharpenProcess:
+    """v1.6: the sharper previews decoded in a process of its own that runs in the CPU's spare time only (Linux's
+    SCHED_IDLE; elsewhere the lowest nice value), so they never take a core from the event loop or the live projection.
+    A thread at a low OS priority was tried first and not kept: while it held the GIL it could stall the event loop.
+
+    `submit(Z)` returns a `concurrent.futures.Future` of the JPEG textures of latents Z (B, k); one batch at a time, on
+    a thread that only waits on the pipe. The child (`python -c ... sharpen_main`, as the sketch worker: no fork of a
+    server's threads, no re-import of the caller's main module) is started when this is made, and again after it died.
+    Frames as omokage.store.writer's: [source, latent_dim, side, preview_size] once, then Z as [rows, cols, float32
+    bytes] answered by [[sha256, jpeg, size], ...].
+    """
+
+    def __init__(self, decoder, preview_size: int):
+        import concurrent.futures
+        self._spec = [decoder.source if isinstance(decoder.source, bytes) else str(decoder.source),
+                      int(decoder.latent_dim), int(decoder.side), int(preview_size)]
+        self._proc = None
+        self.starts = 0
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="omokage-sharpen")
+        self._pool.submit(self._ensure)   # start it now (it loads ONNX Runtime), not on the first user's stroke
+
+    def _ensure(self):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        import omokage
+        from omokage.store.writer import write_frame
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        self.close_process()
+        env = dict(__import__("os").environ)
+        root = str(Path(omokage.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = __import__("os").pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "from omokage.sketch.service import sharpen_main; raise SystemExit(sharpen_main())"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
+        self.starts += 1
+        write_frame(self._proc.stdin, self._spec)
+        return self._proc
+
+    def _run(self, Z: np.ndarray) -> list[Texture]:
+        from omokage.store.writer import read_frame, write_frame
+        proc = self._ensure()
+        try:
+            write_frame(proc.stdin, [int(Z.shape[0]), int(Z.shape[1]), Z.tobytes()])
+            reply = read_frame(proc.stdout)
+        except (OSError, ValueError):
+            reply = None
+        if not isinstance(reply, list) or len(reply) != len(Z):
+            self.close_process()
+            raise RuntimeError("the sharper previews' process ended before it answered; the next batch starts a new one")
+        return [Texture(sha, "jpeg", size, size, jpeg) for sha, jpeg, size in reply]
+
+    def submit(self, Z: np.ndarray):
+        return self._pool.submit(self._run, np.ascontiguousarray(Z, dtype=np.float32))
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
+    def close_process(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for f in (proc.stdin, proc.stdout):
+            try:
+                f.close()     # the end of its input: it exits
+            except OSError:
+                pass
+        try:
+            proc.wait(5)
+        except Exception:
+            proc.kill()
+            proc.wait()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)   # a batch in the pipe ends first (at most milliseconds)
+        self.close_process()
+
+
+def sharpen_main() -> int:
+    """The sharper previews' process (`SharpenProcess`): spare CPU time only; frames in on stdin, out on stdout."""
+    import os
+    import sys
+
+    from omokage.store.writer import read_frame, write_frame
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        try:
+            os.nice(19)
+        except (AttributeError, OSError):
+            pass
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    spec = read_frame(inp)
+    if spec is None:
+        return 0
+    from omokage.generators.backends import OnnxRuntimeBackend
+    source, latent_dim, side, size = spec
+    decoder = OnnxRuntimeBackend(source, latent_dim, side, threads=1)
+    while True:
+        frame = read_frame(inp)
+        if frame is None:
+            return 0
+        rows, cols, data = frame
+        Z = np.frombuffer(data, np.float32).reshape(rows, cols)
+        textures = [encode_preview(im) for im in decoded_previews(decoder, Z, size)]
+        write_frame(out, [[t.hash, t.data, t.width] for t in textures])

@@ -105,6 +105,7 @@ namespace Omokage.Client.Components
         bool _pointerDown;
         bool _warnedNoSketch;
         SketchResultMessage _incoming;  // set on the client's thread, taken in LateUpdate: the newest wins
+        SketchPreviewMessage _incomingSharper;  // v1.6: the same for a sharper preview of the result on show
         SketchResultMessage _latest;
 
         /// <summary>The drawing (strokes, what is still to be sent; engine-free).</summary>
@@ -267,6 +268,7 @@ namespace Omokage.Client.Components
             if (_client != null)
             {
                 _client.SketchResultReceived -= OnClientResult;
+                _client.SketchPreviewReceived -= OnClientSharper;
                 _client.SketchRejected -= OnClientRejected;
             }
             _client = client;
@@ -274,6 +276,7 @@ namespace Omokage.Client.Components
             if (_client != null)
             {
                 _client.SketchResultReceived += OnClientResult;
+                _client.SketchPreviewReceived += OnClientSharper;
                 _client.SketchRejected += OnClientRejected;
             }
         }
@@ -331,6 +334,8 @@ namespace Omokage.Client.Components
             UploadInk();
             SketchResultMessage result = Interlocked.Exchange(ref _incoming, null);
             if (result != null) Show(result);
+            SketchPreviewMessage sharper = Interlocked.Exchange(ref _incomingSharper, null);
+            if (sharper != null && _latest != null && sharper.Revision == _latest.Revision) ShowPreview(sharper.Preview);
         }
 
         /// <summary>The canvas point under a world-space point on the canvas's plane; false when it is off the canvas.</summary>
@@ -369,6 +374,8 @@ namespace Omokage.Client.Components
 
         void OnClientResult(SketchResultMessage result) { Interlocked.Exchange(ref _incoming, result); }
 
+        void OnClientSharper(SketchPreviewMessage preview) { Interlocked.Exchange(ref _incomingSharper, preview); }
+
         void OnClientRejected(ErrorMessage error)
         {
             OmokageDispatcher.Post(() =>
@@ -380,19 +387,23 @@ namespace Omokage.Client.Components
         void Show(SketchResultMessage result)
         {
             _latest = result;
-            if (result.Preview != null && result.Preview.Data != null)
-            {
-                CandidateGrid.DecodeInto(ref _preview, result.Preview, "omokage sketch preview");
-                if (previewRenderer != null)
-                {
-                    if (_previewMaterial == null) _previewMaterial = previewRenderer.material;
-                    _previewMaterial.mainTexture = _preview;
-                }
-            }
+            ShowPreview(result.Preview);
             CandidateGrid target = resultGrid != null ? resultGrid : grid;
             if (_showOnGrid && target != null) target.ShowSketchResult(result);
             var handler = ResultShown;
             if (handler != null) handler(result);
+        }
+
+        // a result's preview, or v1.6 the sharper one that followed it, on the preview renderer
+        void ShowPreview(TextureData preview)
+        {
+            if (preview == null || preview.Data == null) return;
+            CandidateGrid.DecodeInto(ref _preview, preview, "omokage sketch preview");
+            if (previewRenderer != null)
+            {
+                if (_previewMaterial == null) _previewMaterial = previewRenderer.material;
+                _previewMaterial.mainTexture = _preview;
+            }
         }
 
         // --- the user's commands ----------------------------------------------------------------------

@@ -389,7 +389,7 @@ namespace Omokage.Client.Tests
                 {
                     Sync.Run(() => client.ConnectAsync());
                     Assert.AreEqual(HeadsetModels.Quest3, server.Received[0].GetString("device"), "hello.device");
-                    Assert.AreEqual(5L, server.Received[0].GetInt64("protocol_minor"));
+                    Assert.AreEqual((long)Protocol.Minor, server.Received[0].GetInt64("protocol_minor"));
                     Assert.AreEqual(GazeProfiles.Device, client.GazeProfile);
                     Assert.IsTrue(client.IdealAccepted);
                     Assert.AreEqual(8, client.IdealImageSize);

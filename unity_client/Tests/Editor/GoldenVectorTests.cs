@@ -567,8 +567,8 @@ namespace Omokage.Client.Tests
         public void TypedFieldsOfTheV1_5Vectors()
         {
             Assert.That(Index().Count, Is.GreaterThan(0), "vectors found");
-            Assert.AreEqual(5, Protocol.Minor, "the package speaks v1.5");
-            Assert.AreEqual(5, _indexMinor, "the vectors are v1.5's");
+            Assert.That(Protocol.Minor, Is.GreaterThanOrEqualTo(5), "the package speaks v1.5 (or newer)");
+            Assert.That(_indexMinor, Is.GreaterThanOrEqualTo(5), "the vectors hold v1.5's (or newer)");
 
             var welcome = (WelcomeMessage)Parse("welcome_v1_5.msgpack");
             Assert.AreEqual(5, welcome.ProtocolMinor);
@@ -603,7 +603,7 @@ namespace Omokage.Client.Tests
 
             // the client vectors are what the builders make
             MsgPackAssert.BytesEqual(Bytes("hello_v1_5_device.msgpack"), MsgPackWriter.Encode(
-                Requests.Hello(1, "omokage-unity/0.7.0", null, Protocol.Version, Protocol.Minor, null, HeadsetModels.QuestPro)),
+                Requests.Hello(1, "omokage-unity/0.7.0", null, Protocol.Version, 5, null, HeadsetModels.QuestPro)),
                 "v1.5 hello from a Quest Pro: the 0.7 package's");
             MsgPackAssert.BytesEqual(Bytes("calibrate_cancel.msgpack"), MsgPackWriter.Encode(Requests.CalibrateCancel(33)), "calibrate.cancel");
             MsgPackAssert.BytesEqual(Bytes("ideal.msgpack"), MsgPackWriter.Encode(Requests.Ideal(40)), "ideal near the last face chosen");
@@ -611,6 +611,29 @@ namespace Omokage.Client.Tests
             Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Ideal(42, -1));
             Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Hello(1, "c", null, 1, 5, null, ""), "an empty device name");
             Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Hello(1, "c", null, 1, 5, null, new string('q', 65)), "65 characters");
+        }
+
+        [Test]
+        public void TypedFieldsOfTheV1_6Vectors()
+        {
+            Assert.AreEqual(6, Protocol.Minor, "the package speaks v1.6");
+            Assert.AreEqual(6, _indexMinor, "the vectors are v1.6's");
+
+            var welcome = (WelcomeMessage)Parse("welcome_v1_6.msgpack");
+            Assert.AreEqual(6, welcome.ProtocolMinor);
+            Assert.IsNotNull(welcome.Sketch, "welcome.sketch");
+            Assert.IsTrue(welcome.Sketch.Sharpens, "welcome.sketch.sharpens: sharper previews follow the results");
+            Assert.AreEqual(64, welcome.Sketch.PreviewSize);
+            Assert.IsFalse(((WelcomeMessage)Parse("welcome_sketch.msgpack")).Sketch.Sharpens, "a v1.3 welcome: no sharpening");
+
+            var preview = (SketchPreviewMessage)Parse("sketch_preview.msgpack");
+            Assert.IsNull(preview.Rid, "a sketch.preview answers no request");
+            Assert.AreEqual(2, preview.Revision, "the revision of the result it sharpens");
+            Assert.AreEqual("jpeg", preview.Preview.Format);
+            Assert.IsTrue(preview.Preview.HashMatches(), "the inline preview is addressed by its SHA-256");
+
+            MsgPackAssert.BytesEqual(Bytes("hello_v1_6.msgpack"), MsgPackWriter.Encode(
+                Requests.Hello(1, "omokage-web/0.8.0", null, Protocol.Version, Protocol.Minor)), "a v1.6 hello");
         }
 
         static byte[] Bytes(string file)

@@ -202,7 +202,7 @@ namespace Omokage.Client.Tests
         public void ADevice_InTheHello_GetsItsDefaultCorrection()
         {
             var quest = Connect(configure: o => o.Device = HeadsetModels.QuestPro);
-            Assert.AreEqual(5, quest.Welcome.ProtocolMinor, "a v1.5 server");
+            Assert.AreEqual(Protocol.Minor, quest.Welcome.ProtocolMinor, "a server of this version");
             Assert.AreEqual(GazeProfiles.Device, quest.GazeProfile, "welcome.gaze.profile for the repository's calibration/devices/quest-pro.json");
 
             var plain = Connect();

@@ -40,7 +40,7 @@ namespace Omokage.Client.Tests
             CollectionAssert.AreEqual(new[] { "type", "rid", "id", "rating" }, new List<string>(rate.Keys));
             Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Rate(4, 17, 0));
             Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Rate(4, 17, 6));
-            Assert.AreEqual(5, new OmokageClientOptions("ws://127.0.0.1:1/ws").ProtocolMinor, "clients announce v1.5 by default");
+            Assert.AreEqual(6, new OmokageClientOptions("ws://127.0.0.1:1/ws").ProtocolMinor, "clients announce v1.6 by default");
         }
 
         [Test]

@@ -435,6 +435,66 @@ namespace Omokage.Client.Tests
             }
         }
 
+        /// <summary>v1.6: a sharper preview is raised for the result on show only: not for an older revision, nor for a
+        /// drawing a later sketch.begin replaced (a preview that crossed the begin on the way).</summary>
+        [Test]
+        public void ASharperPreview_IsRaisedForTheResultOnShowOnly()
+        {
+            using (var server = new FakeServer())
+            {
+                FakeServer.Connection conn = null;
+                server.Handler = (c, m) =>
+                {
+                    long? rid = m.GetInt64("rid");
+                    if (m.GetString("type") == MessageTypes.Hello)
+                    {
+                        var w = SketchWelcome(rid, c.SessionId).Set("protocol_minor", 6L);
+                        ((MsgMap)w["sketch"]).Set("sharpens", true);
+                        c.Send(w);
+                        return true;
+                    }
+                    conn = c;
+                    return m.GetString("type").StartsWith("sketch.", StringComparison.Ordinal);
+                };
+                var client = NewClient(server);
+                try
+                {
+                    var previews = new List<SketchPreviewMessage>();
+                    var unsolicited = new List<ServerMessage>();
+                    client.SketchPreviewReceived += p => { lock (previews) previews.Add(p); };
+                    client.MessageReceived += m => { lock (unsolicited) unsolicited.Add(m); };
+                    Assert.IsTrue(Sync.Run(() => client.ConnectAsync()).Sketch.Sharpens);
+                    int begin = client.SendSketchBegin();
+                    int stroke = client.SendSketchStroke(new[] { 0.2, 0.2, 0.3, 0.3 }, SketchStyle.DefaultPen);
+                    Sync.WaitUntil(() => server.Received.Count == 3, TimeSpan.FromSeconds(5), "all sent");
+                    conn.Send(Result(begin, 0, 0, 0));
+                    conn.Send(Preview(0));                  // the empty drawing's, while it is on show: raised
+                    conn.Send(Result(stroke, 1, 1, 9));
+                    conn.Send(Preview(0));                  // an older revision's: dropped
+                    conn.Send(Preview(1));                  // the result on show: raised
+                    Sync.WaitUntil(() => { lock (previews) return previews.Count == 2; }, TimeSpan.FromSeconds(5), "two previews");
+                    client.SendSketchBegin();               // the user starts over; a preview of the old drawing crosses it
+                    Sync.WaitUntil(() => server.Received.Count == 4, TimeSpan.FromSeconds(5), "the begin sent");
+                    conn.Send(Preview(1));
+                    Thread.Sleep(200);
+                    lock (previews) CollectionAssert.AreEqual(new[] { 0, 1 }, previews.ConvertAll(p => p.Revision));
+                    Assert.AreEqual(2, client.SketchPreviews);
+                    lock (unsolicited) Assert.IsEmpty(unsolicited, "previews do not go to MessageReceived");
+                }
+                finally { client.Dispose(); }
+            }
+        }
+
+        static MsgMap Preview(long revision)
+        {
+            byte[] jpeg = { 0xff, 0xd8, 0xff, 0xe0, 9, 9, 9 };
+            return new MsgMap
+            {
+                { "type", "sketch.preview" }, { "revision", revision },
+                { "preview", new MsgMap { { "hash", Hashing.Sha256Hex(jpeg) }, { "format", "jpeg" }, { "width", 96L }, { "height", 96L }, { "data", jpeg } } },
+            };
+        }
+
         [Test]
         public void ALostConnection_FailsWaiters_AndTheNextOneStartsWithoutADrawing()
         {

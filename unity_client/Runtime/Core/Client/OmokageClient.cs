@@ -115,6 +115,12 @@ namespace Omokage.Client
         /// <c>sketch.begin</c> replaced, is dropped, see <see cref="SketchResultsIgnored"/>). Background thread.</summary>
         public event Action<SketchResultMessage> SketchResultReceived;
 
+        /// <summary>v1.6: a sharper preview of the result on show (<see cref="LatestSketchResult"/>, same revision), from a
+        /// server whose <see cref="SketchLimits.Sharpens"/>: show its <see cref="SketchPreviewMessage.Preview"/> in place of
+        /// the result's. One for another revision, or for a drawing a later <c>sketch.begin</c> replaced, is dropped.
+        /// Background thread.</summary>
+        public event Action<SketchPreviewMessage> SketchPreviewReceived;
+
         /// <summary>v1.3: the server refused a sketch message (<c>bad_field</c>, <c>too_large</c>, <c>wrong_state</c>,
         /// <c>overloaded</c>): the error carries the refused message's rid, and the drawing is unchanged by it. Sketch
         /// messages get no reply otherwise, so their errors come here rather than through <see cref="MessageReceived"/>.
@@ -234,6 +240,9 @@ namespace Omokage.Client
 
         /// <summary>v1.3: <c>sketch.result</c>s taken (raised through <see cref="SketchResultReceived"/>).</summary>
         public long SketchResults { get { return _sketch.Results; } }
+
+        /// <summary>v1.6: sharper previews taken (raised through <see cref="SketchPreviewReceived"/>).</summary>
+        public long SketchPreviews { get { return _sketch.Sharpened; } }
 
         /// <summary>v1.3: <c>sketch.result</c>s dropped as stale: they included no sketch message newer than a result
         /// already taken, showed a drawing a later <c>sketch.begin</c> replaced, or came over an earlier connection.</summary>
@@ -1003,6 +1012,12 @@ namespace Omokage.Client
                 if (sketch != null)
                 {
                     if (_sketch.TakeResult(link, sketch)) Raise(SketchResultReceived, sketch);
+                    return;
+                }
+                var sharper = msg as SketchPreviewMessage;
+                if (sharper != null)
+                {
+                    if (_sketch.TakePreview(link, sharper)) Raise(SketchPreviewReceived, sharper);
                     return;
                 }
                 var refused = msg as ErrorMessage;

@@ -45,8 +45,9 @@ namespace Omokage.Client
         long _seq;
         long _covered;
         long _beginSeq;
-        long _sent, _results, _ignored;
+        long _sent, _results, _ignored, _sharpened;
         SketchResultMessage _latest;
+        long _latestSeq;   // the sequence number the latest result covers
 
         public SketchResultMessage Latest { get { lock (_gate) return _latest; } }
 
@@ -91,6 +92,23 @@ namespace Omokage.Client
         }
 
         /// <summary>Takes a result: true when it is the newest (raise it), false when it is stale (dropped).</summary>
+        /// <summary>v1.6: whether a sharper preview is of the result on show (this link's, of the current drawing, the
+        /// newest): only then is it raised. A preview that crossed a later <c>sketch.begin</c> on the way is dropped.</summary>
+        public bool TakePreview(object link, SketchPreviewMessage preview)
+        {
+            lock (_gate)
+            {
+                if (link == _link && _latest != null && _latest.Revision == preview.Revision && _latestSeq >= _beginSeq)
+                {
+                    Interlocked.Increment(ref _sharpened);
+                    return true;
+                }
+            }
+            return false;
+        }
+
+        public long Sharpened { get { return Interlocked.Read(ref _sharpened); } }
+
         public bool TakeResult(object link, SketchResultMessage result)
         {
             List<Waiter> done = null;
@@ -105,7 +123,11 @@ namespace Omokage.Client
                 }
                 _covered = seq;
                 replaced = seq < _beginSeq;  // the drawing a later sketch.begin replaced
-                if (!replaced) _latest = result;
+                if (!replaced)
+                {
+                    _latest = result;
+                    _latestSeq = seq;
+                }
                 _outstanding.RemoveAll(m => m.Seq <= seq);
                 for (int i = _waiters.Count - 1; i >= 0; i--)
                 {

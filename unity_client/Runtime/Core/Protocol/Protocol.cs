@@ -20,12 +20,14 @@ namespace Omokage.Client
         /// Announcing 3 means a server with a sketch model says so in <see cref="WelcomeMessage.Sketch"/>; announcing 4, a server
         /// with calibration patterns lists them in <see cref="GazeLimits.Calibration"/>; announcing 5, the server says what corrects
         /// the session's gaze (<see cref="GazeLimits.Profile"/>) and whether it generates ideal faces
-        /// (<see cref="WelcomeMessage.Ideal"/>).</para></summary>
-        public const int Minor = 5;
+        /// (<see cref="WelcomeMessage.Ideal"/>); announcing 6, a server whose generator is slow says so
+        /// (<see cref="SketchLimits.Sharpens"/>) and sends sharper sketch previews after the results
+        /// (<see cref="SketchPreviewMessage"/>, <see cref="OmokageClient.SketchPreviewReceived"/>).</para></summary>
+        public const int Minor = 6;
 
         /// <summary>The package version: the one C# source of it (the default client name uses it). A test checks that
         /// package.json says the same.</summary>
-        public const string PackageVersion = "0.7.1";
+        public const string PackageVersion = "0.8.0";
 
         /// <summary>Default <c>hello.client</c>: <c>omokage-unity/</c> + <see cref="PackageVersion"/>.</summary>
         public const string DefaultClientName = "omokage-unity/" + PackageVersion;
@@ -103,6 +105,9 @@ namespace Omokage.Client
         public const string CalibrationCancelled = "calibration.cancelled";
         /// <summary>v1.5: the reply to <c>ideal</c>: the generated face (inline) and the unseen catalog faces nearest to it.</summary>
         public const string IdealResult = "ideal.result";
+        /// <summary>v1.6: a sharper preview of the drawing of a <c>sketch.result</c>, sent after it (no rid) by a server whose
+        /// generator is too slow for the live loop.</summary>
+        public const string SketchPreview = "sketch.preview";
     }
 
     /// <summary>The <c>error.code</c> values of protocol v1.x.</summary>

@@ -59,6 +59,7 @@ namespace Omokage.Client
                 case MessageTypes.Calibrated: return new CalibratedMessage(map);
                 case MessageTypes.CalibrationCancelled: return new CalibrationCancelledMessage(map);
                 case MessageTypes.IdealResult: return new IdealResultMessage(map);
+                case MessageTypes.SketchPreview: return new SketchPreviewMessage(map);
                 default: return new UnknownMessage(map);
             }
         }
@@ -582,6 +583,9 @@ namespace Omokage.Client
         public int MaxPointsPerMessage = SketchStyle.MaxPointsPerMessage;
         /// <summary>Points one stroke may hold, its appended pieces included (4096).</summary>
         public int MaxPointsPerStroke = 4096;
+        /// <summary>v1.6: true when the results carry a quick preview and a sharper one follows as a
+        /// <see cref="SketchPreviewMessage"/> (a server whose generator is too slow for the live loop).</summary>
+        public bool Sharpens;
 
         internal static SketchLimits Parse(MsgMap map, string where)
         {
@@ -595,6 +599,7 @@ namespace Omokage.Client
             s.MaxStrokes = (int)Clamp(f.OptLong("max_strokes", s.MaxStrokes), 1);
             s.MaxPointsPerMessage = (int)Clamp(f.OptLong("max_points_per_message", s.MaxPointsPerMessage), 1);
             s.MaxPointsPerStroke = (int)Clamp(f.OptLong("max_points_per_stroke", s.MaxPointsPerStroke), 1);
+            s.Sharpens = f.OptBool("sharpens", false);  // v1.6
             return s;
         }
 
@@ -637,6 +642,26 @@ namespace Omokage.Client
 
         /// <summary>A face generated from the drawing: an inline JPEG of <c>welcome.sketch.preview_size</c> pixels (give
         /// <see cref="TextureData.Data"/> to <c>Texture2D.LoadImage</c>).</summary>
+        public TextureData Preview { get; private set; }
+    }
+
+    /// <summary>v1.6 <c>sketch.preview</c>: a sharper preview of the drawing of <see cref="Revision"/>, sent after that
+    /// revision's <see cref="SketchResultMessage"/> (no rid). Show it in place of the result's preview while that result is
+    /// still the newest shown; the client raises <see cref="OmokageClient.SketchPreviewReceived"/> only then.</summary>
+    public sealed class SketchPreviewMessage : ServerMessage
+    {
+        public SketchPreviewMessage(MsgMap map)
+        {
+            Init(map);
+            var f = new Fields(map, "sketch.preview");
+            Revision = f.Int("revision");
+            Preview = TextureData.Parse(f.Map("preview"), "sketch.preview.preview");
+        }
+
+        /// <summary>The drawing's revision, as in the <see cref="SketchResultMessage"/> it sharpens.</summary>
+        public int Revision { get; private set; }
+
+        /// <summary>The sharper face: an inline JPEG of <c>welcome.sketch.preview_size</c> pixels.</summary>
         public TextureData Preview { get; private set; }
     }
 
