@@ -1445,3 +1445,77 @@ def test_a_live_server_sends_the_sharper_preview_after_the_result(sharp_engine, 
     finally:
         srv.stop()
     assert _gone(second), "the sharpening process outlived the server"
+
+
+def test_a_sharper_preview_is_not_asked_for_or_sent_once_the_drawing_moved_on(sharp_engine, faces):
+    from omokage.service.server import EngineBackend
+    conn, _ = hello(EngineBackend(sharp_engine), 6)
+    s1, s2, s3 = face_strokes(faces, 4)[:3]
+    [job] = jobs(receive(conn, type="sketch.begin", rid=2))
+    complete(conn, sharp_engine, job)
+    [job] = jobs(conn.receive(msgpack.packb(wire_stroke(s1, 3)), 0.0))
+    [old] = sharpen_jobs(complete(conn, sharp_engine, job))            # revision 1 of the first drawing
+    # a new drawing reaches revision 1 too: the old job is for another drawing, whatever its revision
+    [job] = jobs(receive(conn, type="sketch.begin", rid=4))
+    complete(conn, sharp_engine, job)
+    [job] = jobs(conn.receive(msgpack.packb(wire_stroke(s2, 5)), 0.0))
+    [new] = sharpen_jobs(complete(conn, sharp_engine, job))
+    assert old.revision == new.revision == 1 and old.canvas != new.canvas
+    assert not conn.wants_sharpen(old) and conn.wants_sharpen(new)
+    [texture] = sharp_engine.sketch.sharpen(np.stack([old.latent]))
+    assert conn.sketch_sharpened(old, texture) == []
+    # a stroke that came while its drawing was being projected: that result is stale at once, so none is asked for
+    [job] = jobs(conn.receive(msgpack.packb(wire_stroke(s3, 6)), 0.0))
+    assert jobs(conn.receive(msgpack.packb(wire_stroke(s1, 7)), 0.0)) == []      # coalesced: the projection is busy
+    done = complete(conn, sharp_engine, job)
+    assert sharpen_jobs(done) == [] and len(jobs(done)) == 1                  # the newest drawing is projected next
+
+
+def test_the_sharpener_keeps_only_each_connections_newest_job(sharp_engine, faces):
+    from omokage.protocol.connection import SharpenJob
+    from omokage.service.server import EngineBackend, PreviewSharpener
+
+    class Batcher:                     # what the sharpener needs of the server's SketchBatcher
+        def _deliver(self, ws, conn, actions):
+            sent.extend(actions)
+
+    sent: list = []
+    conn, _ = hello(EngineBackend(sharp_engine), 6)
+    other, _ = hello(EngineBackend(sharp_engine), 6)
+
+    async def main():
+        sharpener = PreviewSharpener(Batcher(), sharp_engine.sketch)
+        try:
+            latent = np.zeros(sharp_engine.sketch.model.latent_.components_.shape[0], np.float32)
+            for revision in (1, 2, 3):       # one drawing's results, faster than the decoder: the newest waits
+                sharpener.offer(None, conn, SharpenJob(revision, latent, 0))
+            sharpener.offer(None, other, SharpenJob(1, latent, 0))
+            stats = sharpener.stats()
+            assert stats["queued"] == 2 and stats["replaced"] == 2
+            assert [job.revision for _, _, job in sharpener.pending.values()] == [3, 1]
+        finally:
+            sharpener.close()
+    run(main())
+
+
+def test_a_hung_sharpening_process_is_killed_and_restarted_after_a_pause(sharp_engine):
+    from omokage.sketch.service import SharpenProcess, SharpenUnavailable
+    proc = SharpenProcess(sharp_engine.sketch.sharp, sharp_engine.sketch.preview_size, reply_timeout=1.0)
+    try:
+        k = sharp_engine.sketch.model.latent_.components_.shape[0]
+        Z = np.zeros((2, k), np.float32)
+        [a, b] = proc.submit(Z).result(60)
+        assert a.format == "jpeg" and a.width == sharp_engine.sketch.preview_size and a.data == b.data
+        first = proc.pid
+        os.kill(first, signal.SIGSTOP)        # hung: no answer
+        t = time.monotonic()
+        with pytest.raises(RuntimeError, match="ended or hung"):
+            proc.submit(Z).result(30)
+        assert time.monotonic() - t < 10 and _gone(first)
+        with pytest.raises(SharpenUnavailable):   # not restarted at once after a failure
+            proc.submit(Z).result(30)
+        time.sleep(1.1)
+        assert len(proc.submit(Z).result(60)) == 2 and proc.starts == 2 and proc.failures == 0
+    finally:
+        proc.close()
+    assert proc.pid is None

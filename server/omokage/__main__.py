@@ -1,4 +1,4 @@
 from omokage.cli import main
 
-if __name__ == "__main__":   # not when a spawned child process (the sharper previews' worker) imports this module
+if __name__ == "__main__":   # only as `python -m omokage`, not when imported
     raise SystemExit(main())

@@ -267,7 +267,9 @@ class OmokageClient:
 
     async def sketch_preview(self, revision: int, timeout: float = 30) -> dict[str, Any] | None:
         """v1.6: the `sketch.preview` of drawing `revision`, or None when a later result came first (the server sends
-        no sharper preview of a result it has a newer one for). Reads `sketch_updates` like `sketch_result`."""
+        no sharper preview of a result it has a newer one for). Reads `sketch_updates` like `sketch_result`: a newer
+        result it meets is taken off the queue (it is in `last_sketch`). Revisions restart at 0 with each
+        `sketch.begin`: ask only about the current drawing."""
         while True:
             msg = await self._next(self.sketch_updates, timeout)
             if msg["type"] == "sketch.preview" and msg["revision"] == revision:

@@ -601,11 +601,25 @@ describe('a server whose generator is slow (v1.6)', () => {
       const result = results.find((r) => r.revision === last.revision);
       assert.ok(result && result.preview.hash !== last.preview.hash, 'the sharper face is not the quick one');
       assert.equal(await page.getAttribute('#sketch-preview', 'data-sharper'), 'yes');
-      assert.notEqual(await st(() => window.omokage.sketch.previewUrl), drawn.url, 'a new image on screen');
       // the next stroke's result shows its quick preview again, until its own sharper one comes
+      const before = await st(() => window.omokage.sketch.stats.sharpened);
       await drawMouse(line(0.3, 0.35, 0.45, 0.35));
       const next = await settled();
       assert.ok(next.revision > drawn.revision);
+      await page.waitForFunction(([n, rev]) => {
+        const s = window.omokage.sketch;
+        return s.stats.sharpened > n && s.previewSharper && s.latest.revision === rev;
+      }, [before, next.revision], { timeout: 15000 });
+      // a sharper preview of an older revision (as one that crossed the next stroke on the way would be) is not shown
+      const shownUrl = await st(() => window.omokage.sketch.previewUrl);
+      const [was, now] = await st((old) => {
+        const s = window.omokage.sketch;
+        const n = s.stats.sharpened;
+        s.pad._reply({ ...old, revision: s.latest.revision - 1 });
+        return [n, s.stats.sharpened];
+      }, last);
+      assert.equal(now, was, 'the stale preview was not taken');
+      assert.equal(await st(() => window.omokage.sketch.previewUrl), shownUrl);
       assert.deepEqual(browser.errors, []);
     } finally {
       server = main;

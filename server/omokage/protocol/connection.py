@@ -326,7 +326,8 @@ class ServerConnection:
         actions: list[Action] = [Send(server_message("sketch.result", job.rid, revision=result.revision,
                                                      strokes=job.strokes, items=listed,
                                                      preview=texture_map(result.preview)))]
-        if self.client_minor >= 6 and self.backend.sketch_sharpens:
+        if self.client_minor >= 6 and self.backend.sketch_sharpens and not self._sketch_dirty:
+            # (strokes that came meanwhile make this result stale at once: its sharper preview would be dropped)
             actions.append(Offload(SharpenJob(result.revision, result.latent, job.canvas)))
         pending = self._sketch_start
         if pending is not None and result.revision >= pending.revision:
@@ -337,13 +338,16 @@ class ServerConnection:
             actions.append(self._sketch_job(self._sketch_rid))
         return actions
 
+    def wants_sharpen(self, job: SharpenJob) -> bool:
+        """v1.6: whether the drawing is still the one `job`'s result showed (a later stroke, an undo or clear, a new
+        drawing or a closed connection makes its sharper preview useless: a newer result is coming or came). Asked
+        before decoding it, and again before sending it."""
+        return not self.closed and self.canvas is not None and job.canvas == self._canvases \
+            and self.canvas.revision == job.revision
+
     def sketch_sharpened(self, job: SharpenJob, preview: Texture) -> list[Action]:
-        """v1.6: the sharper preview of a result: sent while the drawing is still the one that result showed (a
-        later stroke, an undo or clear, a new drawing or a closed connection makes it useless: a newer result is
-        coming or came)."""
-        last = self.last_sketch
-        if self.closed or self.canvas is None or job.canvas != self._canvases or last is None \
-                or last.revision != job.revision or self.canvas.revision != job.revision:
+        """v1.6: the sharper preview of a result, if its drawing has not changed since (`wants_sharpen`)."""
+        if not self.wants_sharpen(job):
             return []
         return [Send(server_message("sketch.preview", None, revision=job.revision, preview=texture_map(preview)))]
 

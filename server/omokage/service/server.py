@@ -57,6 +57,7 @@ from omokage.protocol.connection import (Close, IdealJob, Limits, Log, Offload, 
 from omokage.protocol.messages import error, predecode
 from omokage.selection import FeatureSpace
 from omokage.service.background import BackgroundFitter
+from omokage.sketch.service import SharpenProcess, SharpenUnavailable
 from omokage.store.group_commit import GroupCommitWriter
 from omokage.store import EventStore, wire
 from omokage.store.db import create_private
@@ -1098,18 +1099,17 @@ class PreviewSharpener:
         self.service = service
         self.max_batch = max_batch
         self.pending: dict[int, tuple] = {}      # id(conn) -> (ws, conn, job), oldest waiting first
-        from omokage.sketch.service import SharpenProcess
         self.process = SharpenProcess(service.sharp, service.preview_size)
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self.batches = self.previews = self.replaced = self.failed = 0
+        self.batches = self.previews = self.replaced = self.failed = self.skipped = 0
         self.compute_s = 0.0
         self.closed = False
 
     def stats(self) -> dict[str, Any]:
         return {"batches": self.batches, "previews": self.previews, "replaced": self.replaced, "failed": self.failed,
-                "queued": len(self.pending), "backend": getattr(self.service.sharp, "name", None),
-                "process_starts": self.process.starts,
+                "skipped": self.skipped, "queued": len(self.pending), "backend": getattr(self.service.sharp, "name", None),
+                "process_starts": self.process.starts, "failures_in_a_row": self.process.failures,
                 "compute_ms_per_preview": round(1000 * self.compute_s / self.previews, 3) if self.previews else None}
 
     def offer(self, ws, conn: ServerConnection, job: SharpenJob) -> None:
@@ -1130,7 +1130,9 @@ class PreviewSharpener:
             self._wakeup.clear()
             while self.pending:
                 keys = list(self.pending)[:self.max_batch]
-                batch = [entry for entry in (self.pending.pop(k) for k in keys) if not entry[1].closed]
+                entries = [self.pending.pop(k) for k in keys]
+                batch = [e for e in entries if e[1].wants_sharpen(e[2])]   # stale while it waited: not decoded
+                self.skipped += len(entries) - len(batch)
                 if not batch:
                     continue
                 started = time.perf_counter()
@@ -1139,6 +1141,9 @@ class PreviewSharpener:
                         self.process.submit(np.stack([job.latent for _, _, job in batch])))
                 except asyncio.CancelledError:
                     raise
+                except SharpenUnavailable:   # backing off after failures (logged when they happened)
+                    self.failed += len(batch)
+                    continue
                 except Exception:   # the quick previews stand; sharpening goes on with the next batch
                     log.exception("sharper sketch previews failed", extra={"fields": {"drawings": len(batch)}})
                     self.failed += len(batch)

@@ -224,30 +224,42 @@ def decoded_previews(decoder: Decoder, Z: np.ndarray, size: int) -> np.ndarray:
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+class SharpenUnavailable(RuntimeError):
+    """The sharpening process keeps failing; it is not restarted before `retry_at` (time.monotonic())."""
+
+
 class SharpenProcess:
     """v1.6: the sharper previews decoded in a process of its own that runs in the CPU's spare time only (Linux's
-    SCHED_IDLE; elsewhere the lowest nice value), so they never take a core from the event loop or the live projection.
-    A thread at a low OS priority was tried first and not kept: while it held the GIL it could stall the event loop.
+    SCHED_IDLE, set before it imports anything, so every thread it makes inherits it; elsewhere the lowest nice value),
+    so they never take a core from the event loop or the live projection. A thread at a low OS priority was tried first
+    and not kept: while it held the GIL it could stall the event loop.
 
     `submit(Z)` returns a `concurrent.futures.Future` of the JPEG textures of latents Z (B, k); one batch at a time, on
-    a thread that only waits on the pipe. The child (`python -c ... sharpen_main`, as the sketch worker: no fork of a
-    server's threads, no re-import of the caller's main module) is started when this is made, and again after it died.
-    Frames as omokage.store.writer's: [source, latent_dim, side, preview_size] once, then Z as [rows, cols, float32
-    bytes] answered by [[sha256, jpeg, size], ...].
+    a thread that only waits on the pipe. The child (`python -c ...`, as the sketch worker: no fork of a server's
+    threads, no re-import of the caller's main module) is started when this is made, and again after it died or hung
+    (no answer within `reply_timeout`: killed); after failures in a row it waits 1, 2, 4 ... 60 s before the next start
+    (`SharpenUnavailable` meanwhile), so a model that cannot load does not restart it in a loop. Frames as
+    omokage.store.writer's: [source, latent_dim, side, preview_size] once, then Z as [rows, cols, float32 bytes] answered
+    by [[sha256, jpeg, size], ...].
     """
 
-    def __init__(self, decoder, preview_size: int):
+    def __init__(self, decoder, preview_size: int, reply_timeout: float = 10.0):
         import concurrent.futures
         self._spec = [decoder.source if isinstance(decoder.source, bytes) else str(decoder.source),
                       int(decoder.latent_dim), int(decoder.side), int(preview_size)]
+        self.reply_timeout = reply_timeout
         self._proc = None
         self.starts = 0
+        self.failures = 0            # in a row; 0 after a batch that came back
+        self._retry_at = 0.0
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="omokage-sharpen")
         self._pool.submit(self._ensure)   # start it now (it loads ONNX Runtime), not on the first user's stroke
 
     def _ensure(self):
+        import os
         import subprocess
         import sys
+        import time
         from pathlib import Path
 
         import omokage
@@ -255,28 +267,41 @@ class SharpenProcess:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         self.close_process()
-        env = dict(__import__("os").environ)
+        if time.monotonic() < self._retry_at:
+            raise SharpenUnavailable(f"the sharper previews' process failed {self.failures} time(s) in a row; not "
+                                     f"restarted for {self._retry_at - time.monotonic():.0f} s")
+        env = dict(os.environ)
         root = str(Path(omokage.__file__).resolve().parents[1])
-        env["PYTHONPATH"] = __import__("os").pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        env.setdefault("OMP_NUM_THREADS", "1")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from omokage.sketch.service import sharpen_main; raise SystemExit(sharpen_main())"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = "1"     # one core at most, and only a spare one
+        self._proc = subprocess.Popen([sys.executable, "-c", _SHARPEN_MAIN], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, env=env, start_new_session=True)
         self.starts += 1
         write_frame(self._proc.stdin, self._spec)
         return self._proc
 
     def _run(self, Z: np.ndarray) -> list[Texture]:
+        import threading
+        import time
+
         from omokage.store.writer import read_frame, write_frame
         proc = self._ensure()
+        watchdog = threading.Timer(self.reply_timeout, proc.kill)   # a hung child: killed, so the read ends
+        watchdog.start()
         try:
             write_frame(proc.stdin, [int(Z.shape[0]), int(Z.shape[1]), Z.tobytes()])
             reply = read_frame(proc.stdout)
         except (OSError, ValueError):
             reply = None
+        finally:
+            watchdog.cancel()
         if not isinstance(reply, list) or len(reply) != len(Z):
             self.close_process()
-            raise RuntimeError("the sharper previews' process ended before it answered; the next batch starts a new one")
+            self.failures += 1
+            self._retry_at = time.monotonic() + min(60.0, 2.0 ** (self.failures - 1))
+            raise RuntimeError("the sharper previews' process ended or hung before it answered; a new one starts")
+        self.failures = 0
         return [Texture(sha, "jpeg", size, size, jpeg) for sha, jpeg, size in reply]
 
     def submit(self, Z: np.ndarray):
@@ -291,35 +316,48 @@ class SharpenProcess:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        for f in (proc.stdin, proc.stdout):
-            try:
-                f.close()     # the end of its input: it exits
-            except OSError:
-                pass
         try:
-            proc.wait(5)
+            proc.stdin.close()     # the end of its input: it exits
+        except OSError:
+            pass
+        try:
+            proc.wait(2)
         except Exception:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)   # a batch in the pipe ends first (at most milliseconds)
+        """End the child first (a batch it is decoding ends with it), then the thread that waits on its pipe."""
+        proc = self._proc
+        if proc is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                proc.wait(1)
+            except Exception:
+                proc.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self.close_process()
 
 
+# the child's first statement lowers its priority, before it imports anything (numpy and OpenCV make threads there)
+_SHARPEN_MAIN = ("import os\n"
+                 "try:\n    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+                 "except (AttributeError, OSError):\n"
+                 "    try:\n        os.nice(19)\n    except (AttributeError, OSError):\n        pass\n"
+                 "from omokage.sketch.service import sharpen_main\n"
+                 "raise SystemExit(sharpen_main())\n")
+
+
 def sharpen_main() -> int:
-    """The sharper previews' process (`SharpenProcess`): spare CPU time only; frames in on stdin, out on stdout."""
-    import os
+    """The sharper previews' process (`SharpenProcess`, which lowered its priority first): frames in on stdin, out on
+    stdout, until the end of its input."""
     import sys
 
     from omokage.store.writer import read_frame, write_frame
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        try:
-            os.nice(19)
-        except (AttributeError, OSError):
-            pass
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     spec = read_frame(inp)
     if spec is None:

@@ -91,7 +91,6 @@ namespace Omokage.Client
             Interlocked.Increment(ref _sent);
         }
 
-        /// <summary>Takes a result: true when it is the newest (raise it), false when it is stale (dropped).</summary>
         /// <summary>v1.6: whether a sharper preview is of the result on show (this link's, of the current drawing, the
         /// newest): only then is it raised. A preview that crossed a later <c>sketch.begin</c> on the way is dropped.</summary>
         public bool TakePreview(object link, SketchPreviewMessage preview)
@@ -109,6 +108,7 @@ namespace Omokage.Client
 
         public long Sharpened { get { return Interlocked.Read(ref _sharpened); } }
 
+        /// <summary>Takes a result: true when it is the newest (raise it), false when it is stale (dropped).</summary>
         public bool TakeResult(object link, SketchResultMessage result)
         {
             List<Waiter> done = null;
