@@ -146,6 +146,30 @@ def test_every_bad_sample_is_dropped_and_counted_by_reason():
     assert drops2.counts == {"out_of_order": 1} and len(s2) == 1
 
 
+def test_a_batch_of_one_bad_sample_is_refused_whatever_path_checks_it():
+    """A batch with nothing wrong takes a fast whole-batch check; each sample here, alone in its batch, is just outside
+    one rule, so that check must not let it through."""
+    from omokage.gaze.samples import FUTURE_TOLERANCE_S, MAX_COORDINATE_M, UNIT_TOLERANCE
+    now = 11.0
+    over = 1 + UNIT_TOLERANCE + 1e-4
+    cases = {"not_unit": [_s(10.0, d=(0.0, 0.0, -over)), _s(10.0, d=(0.0, 0.0, -(1 - UNIT_TOLERANCE - 1e-4)))],
+             "out_of_range": [_s(10.0, conf=1.0 + 1e-9), _s(10.0, conf=-1e-9), _s(10.0, hit=[4, 1.0 + 1e-9, 0.5]),
+                              _s(10.0, hit=[4, 0.5, -1e-9]), _s(10.0, o=(MAX_COORDINATE_M * 1.0001, 0.0, 0.0))],
+             "bad_panel": [_s(10.0, hit=[9, 0.5, 0.5]), _s(10.0, hit=[-3, 0.5, 0.5])],
+             "future": [_s(now + FUTURE_TOLERANCE_S + 1e-3)],
+             "not_finite": [_s(10.0, d=(0.0, math.nan, -1.0)), _s(10.0, hit=[4, math.inf, 0.5]), _s(-math.inf)]}
+    for reason, samples in cases.items():
+        for sample in samples:
+            s, drops = parse_samples([sample], now=now, grid_size=9)
+            assert len(s) == 0 and drops.counts == {reason: 1}, (sample, drops.counts)
+    # and the edges themselves are inside: kept without a drop
+    edge = [_s(10.0, d=(0.0, 0.0, -(1 + UNIT_TOLERANCE - 1e-6)), conf=1.0, hit=[8, 1.0, 0.0]),
+            _s(10.01, conf=0.0, hit=[-1, 7.5, -3.0]),          # off the panels, u and v are not looked at
+            _s(now + FUTURE_TOLERANCE_S - 1e-3, o=(MAX_COORDINATE_M, 0.0, 0.0))]
+    s, drops = parse_samples(edge, now=now, grid_size=9)
+    assert len(s) == 3 and drops.total == 0
+
+
 def test_validation_never_raises_on_garbage():
     rng = np.random.default_rng(0)
     junk = [None, True, 1, 2.5, "head", "eye", [], {}, b"x", -1, 10**400 if False else 2**80, math.nan, -math.inf]

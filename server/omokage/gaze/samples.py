@@ -186,20 +186,20 @@ def parse_samples(raw, *, now: float, last_t: dict[int, float] | None = None, gr
 
 
 def _all_valid(a: np.ndarray, src: np.ndarray, latest: float, grid_size: int, last_t: dict[int, float]) -> bool:
-    """True when no sample of the batch breaks any rule (and then `last_t` is moved on): one pass of whole-batch
-    tests, without the per-reason accounting `parse_samples` does when something is wrong. A batch from one source
-    in strictly increasing time, after that source's last sample, is in order."""
+    """True when no sample of the batch breaks any rule (and then `last_t` is moved on): one comparison of the whole
+    batch with per-column bounds (NaN fails every comparison, ±inf falls outside) and one of the squared norms, without
+    the per-reason accounting `parse_samples` does when something is wrong. It may be stricter than the rules (a hit
+    off the panels with u, v outside 0..1 goes the slow way), never looser. A batch from one source in strictly
+    increasing time, after that source's last sample, is in order."""
+    lo, hi = _BOUNDS
+    hi = hi.copy()
+    hi[0], hi[8] = latest, grid_size - 1      # panels are integers here (parse_samples refused any other)
     with np.errstate(invalid="ignore"):
-        d2 = (a[:, 4:7] ** 2).sum(axis=1)
-        panel = a[:, 8]
-        on_panel = panel >= 0
-        if not (np.isfinite(a).all()
-                and (np.abs(a[:, 1:4]) <= MAX_COORDINATE_M).all()
-                and (np.abs(np.sqrt(d2) - 1.0) <= UNIT_TOLERANCE).all()
-                and ((a[:, 7] >= 0) & (a[:, 7] <= 1)).all()
-                and ((panel == NOT_CAST) | ((panel >= NO_HIT) & (panel < grid_size))).all()
-                and (~on_panel | ((a[:, 9] >= 0) & (a[:, 9] <= 1) & (a[:, 10] >= 0) & (a[:, 10] <= 1))).all()
-                and (a[:, 0] <= latest).all()):
+        if not ((a >= lo) & (a <= hi)).all():
+            return False
+        d = a[:, 4:7]
+        n2 = np.einsum("ij,ij->i", d, d)
+        if not ((n2 >= _UNIT_SQ[0]) & (n2 <= _UNIT_SQ[1])).all():
             return False
     code = int(src[0])
     t = a[:, 0]
@@ -207,6 +207,14 @@ def _all_valid(a: np.ndarray, src: np.ndarray, latest: float, grid_size: int, la
         return False
     last_t[code] = float(t[-1])
     return True
+
+
+# the fast check's per-column bounds: t (its top set per batch), origin, direction, confidence, panel (its top set per
+# batch), u, v; and |direction|² within (1 ± UNIT_TOLERANCE)²
+_BOUNDS = (np.array([-np.finfo(np.float64).max] + [-MAX_COORDINATE_M] * 3 + [-1 - UNIT_TOLERANCE] * 3
+                    + [0.0, NOT_CAST, 0.0, 0.0]),
+           np.array([0.0] + [MAX_COORDINATE_M] * 3 + [1 + UNIT_TOLERANCE] * 3 + [1.0, 0.0, 1.0, 1.0]))
+_UNIT_SQ = ((1 - UNIT_TOLERANCE) ** 2, (1 + UNIT_TOLERANCE) ** 2)
 
 
 def _accepted(a: np.ndarray, src: np.ndarray) -> Samples:
