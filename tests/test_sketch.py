@@ -1519,3 +1519,21 @@ def test_a_hung_sharpening_process_is_killed_and_restarted_after_a_pause(sharp_e
     finally:
         proc.close()
     assert proc.pid is None
+
+
+def test_a_sharpening_process_that_cannot_load_its_model_is_not_restarted_in_a_loop():
+    from omokage.sketch.service import SharpenProcess, SharpenUnavailable
+
+    class Broken:                  # what SharpenProcess reads of a decoder: its source (here not an ONNX model)
+        source, latent_dim, side = b"not an onnx model", 12, 64
+
+    proc = SharpenProcess(Broken(), 64, reply_timeout=5.0)
+    try:
+        Z = np.zeros((1, 12), np.float32)
+        with pytest.raises(RuntimeError, match="ended or hung"):
+            proc.submit(Z).result(60)
+        with pytest.raises(SharpenUnavailable):          # the next batches within the pause: no new process
+            proc.submit(Z).result(60)
+        assert proc.starts == 1 and proc.failures == 1
+    finally:
+        proc.close()

@@ -286,16 +286,21 @@ class SharpenProcess:
         import time
 
         from omokage.store.writer import read_frame, write_frame
-        proc = self._ensure()
-        watchdog = threading.Timer(self.reply_timeout, proc.kill)   # a hung child: killed, so the read ends
-        watchdog.start()
+        reply = None
         try:
-            write_frame(proc.stdin, [int(Z.shape[0]), int(Z.shape[1]), Z.tobytes()])
-            reply = read_frame(proc.stdout)
-        except (OSError, ValueError):
-            reply = None
-        finally:
-            watchdog.cancel()
+            proc = self._ensure()     # (a child that died at once breaks the pipe here: a failure like any other)
+        except OSError:
+            proc = None
+        if proc is not None:
+            watchdog = threading.Timer(self.reply_timeout, proc.kill)   # a hung child: killed, so the read ends
+            watchdog.start()
+            try:
+                write_frame(proc.stdin, [int(Z.shape[0]), int(Z.shape[1]), Z.tobytes()])
+                reply = read_frame(proc.stdout)
+            except (OSError, ValueError):
+                reply = None
+            finally:
+                watchdog.cancel()
         if not isinstance(reply, list) or len(reply) != len(Z):
             self.close_process()
             self.failures += 1
