@@ -12,7 +12,8 @@ export const PROTOCOL_VERSION = 1;
 // studies (hello.participant, study.next, answers); v1.3: live sketch search (welcome.sketch, `sketch.*`, start
 // init `sketch`); v1.4 adds only gaze calibration, which this page never starts (it ignores welcome.gaze.calibration);
 // v1.5: the ideal face (welcome.ideal, `ideal` -> `ideal.result`); its hello.device and welcome.gaze.profile concern
-// headsets with eye tracking, so the page sends no device and ignores the profile
+// headsets with eye tracking, so the page sends no device and ignores the profile; v1.6: sharper sketch previews
+// (`sketch.preview` after a result, from a server whose welcome.sketch.sharpens)
 export const PROTOCOL_MINOR = 6;
 export const CLIENT_NAME = 'omokage-web/0.2.0';
 
