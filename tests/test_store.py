@@ -321,3 +321,31 @@ def test_sketch_results_and_ideal_faces_get_rows_of_their_own(tiny_catalog, tmp_
     [(near, items)] = conn.execute("SELECT near, items FROM ideals").fetchall()
     assert near == grid.ids[0] == ideal["near"] and json.loads(items) == [i["id"] for i in ideal["items"]]
     assert rows[0][3] == conn.execute("SELECT session_id FROM ideals").fetchone()[0]
+
+
+def test_the_server_side_step_times_come_from_the_wire_log(engine, tmp_path):
+    """`bench serve --durability-only` times each step on the server from the store's wire log: one time per start,
+    choose and decide, none longer than the round trip the client measured for it."""
+    from omokage.bench.serve import server_step_times
+    configure_logging("warning")
+    srv = RunningServer(engine, store_path=tmp_path / "s.db")
+
+    async def go():
+        trips = []
+        async with await OmokageClient.connect(srv.url) as c:
+            for call in (lambda: c.start("pca", seed=1), None, None, None):
+                t = time.perf_counter()
+                grid = await (call() if call else c.choose(grid.ids[2]))
+                trips.append(time.perf_counter() - t)
+            await c.request("ping", t=0.0)                 # not a step: not timed
+            t = time.perf_counter()
+            await c.decide(grid.ids[0])
+            trips.append(time.perf_counter() - t)
+        return trips
+    try:
+        trips = asyncio.run(go())
+    finally:
+        srv.stop()
+    steps = server_step_times(tmp_path / "s.db")
+    assert len(steps) == len(trips) == 5
+    assert all(0 <= s <= t + 0.002 for s, t in zip(steps, trips)), (steps, trips)
