@@ -146,12 +146,11 @@ async def _drawer(url: str, rate: float, seconds: float, messages: list[dict], l
                 now = time.perf_counter()
                 if msg.get("type") == "sketch.result":
                     stats["results"] += 1
-                    answered = [r for r in sent if r <= msg["rid"]]
-                    for r in answered:
-                        lat.append(now - sent.pop(r))
-                    if answered:
+                    answered = [sent.pop(r) for r in [r for r in sent if r <= msg["rid"]]]   # send times, in order
+                    lat.extend(now - t for t in answered)
+                    if answered:   # a sharper preview of this result: timed from the newest message it includes
                         shown.clear()
-                        shown[msg["revision"]] = now - lat[-1]
+                        shown[msg["revision"]] = answered[-1]
                 elif msg.get("type") == "sketch.preview":   # the sharper preview of a result: from its newest stroke
                     stats["sharpened"] += 1
                     if msg["revision"] in shown:

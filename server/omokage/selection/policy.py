@@ -111,11 +111,9 @@ class FeatureSpace:
         if pairwise is not None:
             d = pairwise[ids] / self.distance_unit
         else:
-            # one product gives the squared distances in units² (see `_augmented`), then two passes in place: at 100k
-            # items half the time of the norms, product, clamp, square root and division as separate passes. abs, not
-            # a clamp at 0: a pair a rounding error apart comes out ~3e-4 units either way, and abs is 5× faster
-            d = self._augmented_queries(ids) @ self._augmented
-            np.abs(d, out=d)
+            # the squared distances from one product (`unit_squared_distances_from`), then a square root in place:
+            # at 100k items half the time of the norms, product, clamp, square root and division as separate passes
+            d = self.unit_squared_distances_from(ids)
             np.sqrt(d, out=d)
         d.flags.writeable = False
         with _CACHE_LOCK:
@@ -132,6 +130,8 @@ class FeatureSpace:
         if pairwise is not None:
             d = pairwise[ids] / self.distance_unit
             return np.square(d, out=d)
+        # one product gives |q − x|² in units² (see `_augmented`). abs, not a clamp at 0: a pair a rounding error apart
+        # comes out ~3e-4 units either way, and abs is 5× faster
         d = self._augmented_queries(ids) @ self._augmented
         return np.abs(d, out=d)
 

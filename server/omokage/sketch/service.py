@@ -256,13 +256,11 @@ class SharpenProcess:
         self._pool.submit(self._ensure)   # start it now (it loads ONNX Runtime), not on the first user's stroke
 
     def _ensure(self):
-        import os
         import subprocess
         import sys
         import time
-        from pathlib import Path
 
-        import omokage
+        from omokage.childproc import child_env
         from omokage.store.writer import write_frame
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
@@ -270,11 +268,8 @@ class SharpenProcess:
         if time.monotonic() < self._retry_at:
             raise SharpenUnavailable(f"the sharper previews' process failed {self.failures} time(s) in a row; not "
                                      f"restarted for {self._retry_at - time.monotonic():.0f} s")
-        env = dict(os.environ)
-        root = str(Path(omokage.__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = "1"     # one core at most, and only a spare one
+        # one core at most, and only a spare one
+        env = child_env(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
         self._proc = subprocess.Popen([sys.executable, "-c", _SHARPEN_MAIN], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, env=env, start_new_session=True)
         self.starts += 1

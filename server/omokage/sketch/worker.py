@@ -43,7 +43,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import msgpack
@@ -127,10 +126,8 @@ class SketchWorker:
         return self.proc.pid if self.proc is not None else None
 
     def _spawn(self) -> None:
-        import omokage
-        env = dict(os.environ)
-        package_root = str(Path(omokage.__file__).resolve().parents[1])   # importable however omokage was found
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        from omokage.childproc import child_env
+        env = child_env()
         env.setdefault("OMP_NUM_THREADS", "1")   # many tiny products: threads would only contend with the loop
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         env.setdefault("MKL_NUM_THREADS", "1")

@@ -203,10 +203,8 @@ class EventStore(GroupCommitWriter):
 
     # -- the writer process -----------------------------------------------------------------------
     def _start_process(self) -> None:
-        import omokage
-        env = dict(os.environ)
-        package_root = str(Path(omokage.__file__).resolve().parents[1])   # importable however omokage was found
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        from omokage.childproc import child_env
+        env = child_env()
         cmd = [sys.executable, "-c", "from omokage.store.writer import main; raise SystemExit(main())",
                str(self.path)] + ([] if self.fsync else ["--no-fsync"])
         # its own session: a Ctrl+C in the terminal reaches the server, which drains the queue, not the writer
