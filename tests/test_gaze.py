@@ -170,6 +170,18 @@ def test_a_batch_of_one_bad_sample_is_refused_whatever_path_checks_it():
     assert len(s) == 3 and drops.total == 0
 
 
+def test_a_sample_on_the_unit_tolerance_gets_the_same_answer_on_either_path():
+    """The fast whole-batch check and the per-reason slow path use one predicate: a sample is kept or dropped the same
+    whether the rest of its batch is clean (fast path) or not (a bad sample beside it sends the batch the slow way)."""
+    from omokage.gaze.samples import UNIT_TOLERANCE
+    for length in (1 + UNIT_TOLERANCE, 1 - UNIT_TOLERANCE, np.nextafter(1 + UNIT_TOLERANCE, 2),
+                   np.nextafter(1 - UNIT_TOLERANCE, 0), 1.01, 0.99):
+        sample = _s(10.0, d=(float(length), 0.0, 0.0))
+        alone, _ = parse_samples([sample], now=11.0)
+        beside, drops = parse_samples([sample, _s(10.05, conf=2.0)], now=11.0)   # the second: out_of_range
+        assert len(alone) == len(beside), (length, len(alone), drops.counts)
+
+
 def test_validation_never_raises_on_garbage():
     rng = np.random.default_rng(0)
     junk = [None, True, 1, 2.5, "head", "eye", [], {}, b"x", -1, 10**400 if False else 2**80, math.nan, -math.inf]

@@ -1337,19 +1337,25 @@ def test_a_closed_connections_drawing_is_forgotten_by_the_worker(sketch_server, 
 # --- 5. v1.6: sharper previews from a generator too slow for the live loop ------------------------------------------
 
 @pytest.fixture(scope="module")
-def sharp_engine(tiny_catalog, sketch_models, tmp_path_factory):
-    """The sketch models plus a small `gen` decoder, served with ONNX Runtime: the server then sharpens previews."""
+def sharp_models(tiny_catalog, sketch_models, tmp_path_factory):
+    """The sketch models plus a small `gen` decoder."""
     import shutil
 
     from omokage.catalog.store import Catalog
-    from omokage.engine import Engine
     from omokage.features import make_model
     models = tmp_path_factory.mktemp("sharp_models") / "models"
     shutil.copytree(sketch_models, models)
     gen = make_model("gen", n_components=12, random_state=0, residual_size=32, width=8, epochs=2, batch_size=32,
                      n_threads=1, progress=False)
     gen.fit(Catalog(tiny_catalog).matrix()).save(models)
-    engine = Engine.open(tiny_catalog, models, preview_backend="onnxruntime")
+    return models
+
+
+@pytest.fixture(scope="module")
+def sharp_engine(tiny_catalog, sharp_models):
+    """Served with ONNX Runtime: the server then sharpens previews."""
+    from omokage.engine import Engine
+    engine = Engine.open(tiny_catalog, sharp_models, preview_backend="onnxruntime")
     assert engine.sketch.sharp is not None and engine.sketch.sharp.name == "onnxruntime"
     return engine
 
@@ -1492,10 +1498,68 @@ def test_the_sharpener_keeps_only_each_connections_newest_job(sharp_engine, face
             sharpener.offer(None, other, SharpenJob(1, latent, 0))
             stats = sharpener.stats()
             assert stats["queued"] == 2 and stats["replaced"] == 2
-            assert [job.revision for _, _, job in sharpener.pending.values()] == [3, 1]
+            assert [job.revision for _, _, job, _ in sharpener.pending.values()] == [3, 1]
         finally:
             sharpener.close()
     run(main())
+
+
+def test_a_drawing_is_sharpened_once_it_rests_not_while_the_pen_moves(sharp_engine, faces):
+    from omokage.service.server import EngineBackend, PreviewSharpener
+
+    class Batcher:                     # what the sharpener needs of the server's SketchBatcher
+        def _deliver(self, ws, conn, actions):
+            sent.extend((time.monotonic(), a) for a in actions)
+
+    sent: list = []
+    rest = 0.4
+    conn, _ = hello(EngineBackend(sharp_engine), 6)
+    [job] = jobs(receive(conn, type="sketch.begin", rid=2))
+    complete(conn, sharp_engine, job)
+    strokes = face_strokes(faces, 5)[:8]
+
+    async def main():
+        sharpener = PreviewSharpener(Batcher(), sharp_engine.sketch, rest_s=rest)
+        try:
+            latent = np.zeros(sharp_engine.sketch.model.latent_.components_.shape[0], np.float32)
+            await asyncio.wrap_future(sharpener.process.submit(latent[None]))   # started: decodes take milliseconds
+            for k, stroke in enumerate(strokes):          # a result every 50 ms, well inside the rest
+                [job] = jobs(conn.receive(msgpack.packb(wire_stroke(stroke, 3 + k)), 0.0))
+                [sharpen] = sharpen_jobs(complete(conn, sharp_engine, job))
+                sharpener.offer(None, conn, sharpen)
+                await asyncio.sleep(0.05)
+            lifted = time.monotonic()
+            # nothing decoded while the pen moved (each result was superseded within the rest), let alone sent
+            assert sharpener.stats()["batches"] == 0 and sent == []
+            for _ in range(300):
+                if sent:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(rest + 0.2)                # nothing more comes for older results
+            return lifted, sharpen.revision, sharpener.stats()
+        finally:
+            sharpener.close()
+
+    lifted, newest, stats = run(main())
+    [(when, preview)] = sent
+    assert preview.message["type"] == "sketch.preview" and preview.message["revision"] == newest == 8
+    assert when - lifted >= rest - 0.06               # after the pen rested (its last offer came 50 ms before)
+    assert stats["previews"] == 1 and stats["replaced"] == len(strokes) - 1 and stats["skipped"] == 0
+
+
+def test_bench_sketch_measures_the_sharper_face_after_each_pen_up(tiny_catalog, sharp_models, tmp_path):
+    """`omokage bench sketch`'s latency runs against a real `omokage serve` that sharpens: the pen-up run is there,
+    nearly every pause brings the sharper face, and drawing without pause brings far fewer."""
+    from omokage.bench.sketch import latency
+    rows = latency(tiny_catalog, sharp_models, ["onnxruntime"], [2], rate=30.0, seconds=2.5, logs=tmp_path,
+                   pen_up=0.25)
+    by_load = {r["load"]: r for r in rows}
+    assert set(by_load) == {"ping (floor)", "sketch.stroke", "sketch.stroke, pen up 250 ms"}
+    paused, drawing = by_load["sketch.stroke, pen up 250 ms"], by_load["sketch.stroke"]
+    assert paused["pen_ups"] >= 4 and paused["errors"] == drawing["errors"] == 0
+    assert paused["sharpened_per_pen_up"] >= 0.5, paused
+    assert paused["sharp_p50_ms"] >= 75          # not before the pen rested
+    assert (drawing.get("sharpened_share") or 0) < paused["sharpened_share"]
 
 
 def test_a_hung_sharpening_process_is_killed_and_restarted_after_a_pause(sharp_engine):
@@ -1519,6 +1583,74 @@ def test_a_hung_sharpening_process_is_killed_and_restarted_after_a_pause(sharp_e
     finally:
         proc.close()
     assert proc.pid is None
+
+
+def _started_child(proc, timeout=30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while proc.pid is None:
+        assert time.monotonic() < deadline, "the sharpening process did not start"
+        time.sleep(0.001)
+    return proc.pid
+
+
+def _closed_within(proc, seconds: float) -> bool:
+    """SharpenProcess.close() on a thread: whether it returned in time (a hung close must fail the test, not hang it)."""
+    import threading
+    closer = threading.Thread(target=proc.close, daemon=True)
+    closer.start()
+    closer.join(seconds)
+    return not closer.is_alive()
+
+
+class _BigModel:                   # what SharpenProcess reads of a decoder: a source bigger than a pipe holds
+    source, latent_dim, side = b"x" * 2_000_000, 12, 64
+
+
+def test_a_sharpening_process_that_hangs_before_reading_its_model_is_killed_too():
+    from omokage.sketch.service import SharpenProcess
+    proc = SharpenProcess(_BigModel(), 64, reply_timeout=1.0)
+    try:
+        first = _started_child(proc)
+        os.kill(first, signal.SIGSTOP)    # hung while importing: the model's bytes stay in the pipe
+        t = time.monotonic()
+        with pytest.raises(RuntimeError):      # killed, counted as a failure, and not restarted at once
+            proc.submit(np.zeros((1, 12), np.float32)).result(30)
+        assert time.monotonic() - t < 10 and _gone(first) and proc.failures >= 1
+    finally:
+        assert _closed_within(proc, 10)
+
+
+def test_closing_the_sharpening_process_is_quick_even_when_its_child_hangs():
+    from omokage.sketch.service import SharpenProcess
+    proc = SharpenProcess(_BigModel(), 64, reply_timeout=60.0)
+    child = _started_child(proc)
+    os.kill(child, signal.SIGSTOP)
+    pending = proc.submit(np.zeros((1, 12), np.float32))      # queued behind the blocked start
+    assert _closed_within(proc, 5), "close() hung on the blocked child"
+    assert _gone(child)
+    assert proc.pid is None and proc.starts == 1             # no new child started while closing
+    assert pending.cancelled() or pending.exception() is not None
+
+
+def test_the_watchdog_spares_a_child_that_is_working_or_waiting_for_a_core_and_kills_one_that_is_stuck():
+    import subprocess
+    import sys
+
+    from omokage.sketch.service import _Watchdog
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.3)
+        with _Watchdog(busy, 0.3, patience=4), _Watchdog(idle, 0.3, patience=4):
+            time.sleep(0.8)
+            assert idle.poll() is not None, "a child asleep on its input was not killed"
+            assert busy.poll() is None, "a child still computing was killed at the first timeout"
+            busy.wait(10)      # but not kept for ever: after `patience` looks
+        assert busy.returncode is not None
+    finally:
+        for p in (busy, idle):
+            p.kill()
+            p.wait()
 
 
 def test_a_sharpening_process_that_cannot_load_its_model_is_not_restarted_in_a_loop():

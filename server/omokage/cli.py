@@ -446,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default 10,25,50)")
     bsk.add_argument("--rate", type=float, default=30.0, help="messages per second per client (default 30)")
     bsk.add_argument("--seconds", type=float, default=15.0, help="duration of each latency run (default 15)")
+    bsk.add_argument("--pen-up", type=float, default=250.0, metavar="MS",
+                     help="for a server that sends sharper previews (onnxruntime), one more run per level in which "
+                     "the pen lifts for MS milliseconds after every stroke, when the sharpening runs (default 250; "
+                     "0: no such run)")
     bsk.add_argument("--backends", default="numpy,onnxruntime", help="comma-separated preview backends to measure "
                      "(default numpy,onnxruntime; those that cannot run here are skipped with the reason)")
     bsk.add_argument("--datasets", default="generated,anime-holoen20", help="comma-separated: generated and/or a "
@@ -900,7 +904,7 @@ def _cmd_bench_sketch(a) -> int:
         backends=[b.strip() for b in a.backends.split(",") if b.strip()],
         clients=[int(c) for c in a.clients.split(",") if c.strip()], rate=a.rate,
         seconds=a.seconds, targets=a.targets, home=a.home, out=a.out, skip_latency=a.skip_latency,
-        skip_usefulness=a.skip_usefulness)
+        skip_usefulness=a.skip_usefulness, pen_up=max(0.0, a.pen_up) / 1000)
     return 0
 
 

@@ -34,6 +34,7 @@ from omokage.bench.common import async_runner, markdown_table, percentiles, writ
 FRACTIONS = (0.2, 0.5, 1.0)
 JITTERS = (0.0, 0.01)
 PIECE_POINTS = 4            # points per message: a stroke sent as it is drawn, a piece every 1/R s
+PEN_UP_S = 0.25             # a pause between strokes, as people lift the pen (the sharpening runs then: v1.6)
 
 
 # -- usefulness -------------------------------------------------------------------------------------------------------
@@ -130,12 +131,14 @@ def _pieces(seed: int, faces: np.ndarray) -> list[dict]:
 
 
 async def _drawer(url: str, rate: float, seconds: float, messages: list[dict], lat: list[float], stats: dict,
-                  seed: int, sharp: list[float]) -> None:
+                  seed: int, sharp: list[float], pen_up: float = 0.0) -> None:
+    """pen_up: seconds the pen stays lifted after each stroke's last piece (0: drawing without pause)."""
     from omokage.client import OmokageClient
     async with await OmokageClient.connect(url) as c:
         await c.sketch_result(await c.sketch_send("sketch.begin"))
         sent: dict[int, float] = {}
         shown: dict[int, float] = {}     # v1.6: revision of the newest result -> when its newest message was sent
+        lifted: set[int] = set()         # rids of strokes' last pieces (the pen lifted after them), then revisions
         done = asyncio.Event()
 
         async def reader():
@@ -151,10 +154,16 @@ async def _drawer(url: str, rate: float, seconds: float, messages: list[dict], l
                     if answered:   # a sharper preview of this result: timed from the newest message it includes
                         shown.clear()
                         shown[msg["revision"]] = answered[-1]
+                        if msg["rid"] in lifted:     # the result the pen lifted on
+                            lifted.discard(msg["rid"])
+                            lifted.add(-1 - msg["revision"])
                 elif msg.get("type") == "sketch.preview":   # the sharper preview of a result: from its newest stroke
                     stats["sharpened"] += 1
                     if msg["revision"] in shown:
                         sharp.append(now - shown.pop(msg["revision"]))
+                    if -1 - msg["revision"] in lifted:
+                        lifted.discard(-1 - msg["revision"])
+                        stats["pen_ups_sharpened"] += 1
                 else:
                     stats["errors"] += 1
                 if done.is_set() and not sent:
@@ -162,7 +171,7 @@ async def _drawer(url: str, rate: float, seconds: float, messages: list[dict], l
 
         task = asyncio.create_task(reader())
         await asyncio.sleep(random.Random(seed).uniform(0, 1 / rate))   # clients out of phase, as people are
-        start = time.perf_counter()
+        start = due = time.perf_counter()
         k = 0
         while time.perf_counter() - start < seconds:
             msg = messages[k % len(messages)]
@@ -174,7 +183,12 @@ async def _drawer(url: str, rate: float, seconds: float, messages: list[dict], l
             sent[rid] = time.perf_counter()
             stats["sent"] += 1
             k += 1
-            await asyncio.sleep(max(0.0, start + k / rate - time.perf_counter()))
+            due += 1 / rate
+            if pen_up and not messages[k % len(messages)].get("append"):    # that was a stroke's last piece
+                stats["pen_ups"] += 1
+                lifted.add(rid)
+                due += pen_up
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
         done.set()
         try:
             await asyncio.wait_for(task, 10)
@@ -197,14 +211,15 @@ async def _pinger(url: str, rate: float, seconds: float, lat: list[float], stats
             await asyncio.sleep(max(0.0, start + k / rate - time.perf_counter()))
 
 
-async def _load(url: str, clients: int, rate: float, seconds: float, kind: str, faces) -> dict:
+async def _load(url: str, clients: int, rate: float, seconds: float, kind: str, faces, pen_up: float = 0.0) -> dict:
     lat: list[float] = []
     sharp: list[float] = []
-    stats = {"sent": 0, "results": 0, "errors": 0, "unanswered": 0, "sharpened": 0}
+    stats = {"sent": 0, "results": 0, "errors": 0, "unanswered": 0, "sharpened": 0, "pen_ups": 0,
+             "pen_ups_sharpened": 0}
     if kind == "ping":
         await asyncio.gather(*(_pinger(url, rate, seconds, lat, stats, k) for k in range(clients)))
     else:
-        await asyncio.gather(*(_drawer(url, rate, seconds, _pieces(k, faces), lat, stats, k, sharp)
+        await asyncio.gather(*(_drawer(url, rate, seconds, _pieces(k, faces), lat, stats, k, sharp, pen_up)
                                for k in range(clients)))
     out = {**percentiles(lat), **stats}
     if sharp:
@@ -212,6 +227,8 @@ async def _load(url: str, clients: int, rate: float, seconds: float, kind: str, 
         out.update(sharp_p50_ms=q["p50_ms"], sharp_p99_ms=q["p99_ms"])
     if kind != "ping" and stats["sharpened"]:
         out["sharpened_share"] = stats["sharpened"] / stats["results"] if stats["results"] else None
+        if pen_up:   # the share of lifted pens whose stroke's result got its sharper face during the pause
+            out["sharpened_per_pen_up"] = stats["pen_ups_sharpened"] / stats["pen_ups"] if stats["pen_ups"] else None
     return out
 
 
@@ -225,7 +242,9 @@ def _worker_delta(before: dict, after: dict) -> dict:
 
 
 def latency(catalog_dir: Path, models_dir: Path, backends, levels, rate: float, seconds: float,
-            logs: Path) -> list[dict]:
+            logs: Path, pen_up: float = PEN_UP_S) -> list[dict]:
+    """pen_up: for a server that sharpens previews, a third run per level in which the pen lifts for this long after
+    every stroke (0: none): how often, and how soon, a pause brings the sharper face."""
     from omokage.bench.serve import _free_port, _wait_http, server_health
     from omokage.catalog.store import Catalog
     catalog = Catalog(catalog_dir)
@@ -244,18 +263,23 @@ def latency(catalog_dir: Path, models_dir: Path, backends, levels, rate: float, 
             _wait_http(port, server)
             url = f"ws://127.0.0.1:{port}/ws"
             # where the server projects drawings: a worker process (numpy previews) or thread (OMOKAGE_SKETCH_WORKER)
-            where = (server_health(port).get("sketch") or {}).get("worker", "thread")
+            health = server_health(port).get("sketch") or {}
+            where = health.get("worker", "thread")
+            loads = [("ping", 0.0), ("sketch", 0.0)]       # the floor first, then the same load drawing
+            if pen_up and "sharpen" in health:
+                loads.append(("sketch", pen_up))
             for clients in levels:
-                for kind in ("ping", "sketch"):      # the floor first, then the same load drawing
+                for kind, pause in loads:
                     before = server_health(port).get("sketch") or {}
-                    r = run(_load(url, clients, rate, seconds, kind, faces))
+                    r = run(_load(url, clients, rate, seconds, kind, faces, pause))
                     worker = _worker_delta(before, server_health(port).get("sketch") or {}) if kind == "sketch" else {}
-                    rows.append({"backend": backend, "worker": where,
-                                 "load": "ping (floor)" if kind == "ping" else "sketch.stroke",
+                    load = ("ping (floor)" if kind == "ping" else
+                            f"sketch.stroke, pen up {1000 * pause:g} ms" if pause else "sketch.stroke")
+                    rows.append({"backend": backend, "worker": where, "load": load,
                                  "clients": clients, "rate_hz": rate, **r,
                                  "coalesced": (1 - r["results"] / r["sent"]) if kind == "sketch" and r["sent"] else None,
                                  **worker})
-                    print(f"  {backend:12s} {where:7s} {clients:3d} clients {rows[-1]['load']:14s} "
+                    print(f"  {backend:12s} {where:7s} {clients:3d} clients {load:30s} "
                           f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms ({r['n']} messages)", flush=True)
         finally:
             server.terminate()
@@ -265,10 +289,12 @@ def latency(catalog_dir: Path, models_dir: Path, backends, levels, rate: float, 
 
 def run(datasets=("generated", "anime-holoen20"), backends=("numpy", "onnxruntime"), clients=(10, 25, 50),
         rate: float = 30.0, seconds: float = 15.0, targets: int = 200, home: Path = Path("var"),
-        out: Path = Path("benchmarks/results"), skip_latency: bool = False, skip_usefulness: bool = False) -> Path:
+        out: Path = Path("benchmarks/results"), skip_latency: bool = False, skip_usefulness: bool = False,
+        pen_up: float = PEN_UP_S) -> Path:
     from omokage.bench.choice import shared_data_dirs
     from omokage.demo import prepare
     payload: dict = {"settings": {"clients": list(clients), "rate_hz": rate, "seconds": seconds, "targets": targets,
+                                  "pen_up_s": pen_up,
                                   "piece_points": PIECE_POINTS, "fractions": FRACTIONS, "jitters": JITTERS}}
     tables = []
     if not skip_latency:
@@ -276,13 +302,14 @@ def run(datasets=("generated", "anime-holoen20"), backends=("numpy", "onnxruntim
         available = _available_backends(models_dir, backends)
         print(f"latency: {', '.join(map(str, clients))} clients x {rate:g} Hz for {seconds:g} s per backend: "
               f"{', '.join(available) or 'none'}", flush=True)
-        lat = latency(catalog_dir, models_dir, available, clients, rate, seconds, home / "bench-sketch-logs")
+        lat = latency(catalog_dir, models_dir, available, clients, rate, seconds, home / "bench-sketch-logs", pen_up)
         payload["latency"] = lat
         tables.append("## Stroke → result latency\n\n" + markdown_table(lat, [
             ("backend", "preview backend"), ("worker", "worker"), ("load", "load"), ("clients", "clients"), ("rate_hz", "Hz each"),
             ("n", "messages"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"),
             ("results", "results"), ("coalesced", "coalesced share"), ("per_batch", "drawings per batch"),
             ("worker_ms", "worker ms per drawing"), ("sharpened_share", "sharper previews per result"),
+            ("sharpened_per_pen_up", "sharper previews per pen-up"),
             ("sharp_p50_ms", "sharper preview p50 ms"), ("sharp_p99_ms", "sharper preview p99 ms"),
             ("errors", "errors")]))
     if not skip_usefulness:
@@ -303,13 +330,17 @@ def run(datasets=("generated", "anime-holoen20"), backends=("numpy", "onnxruntim
             ("strokes", "strokes"), ("targets", "targets"), ("target", "target in 9 (95% CI)"),
             ("chance_target", "random 9"), ("identity", "identity in 9 (95% CI)"),
             ("chance_identity", "random 9 (identity)"), ("median_rank", "median rank")]))
+    from omokage.service.server import SHARPEN_REST_S
     notes = ("Latency: each message is one piece of a stroke; its latency is the time to the first sketch.result "
              "that includes it (results are coalesced). The ping rows are the same clients and rate sending ping: the "
              "loop and transport's floor in this run. onnxruntime (v1.6): results carry PCA's quick preview and the "
-             "`gen` decoder's follows as sketch.preview, for the newest result of each drawing as the decoder keeps "
-             "up; its latency runs from the newest stroke its result included to the sharper preview, and 'sharper "
-             "previews per result' is the share of results that got one. Usefulness: 'another image' is a re-render "
-             "of the generated face (pose, light) or a held-out image of the character, traced: the honest case.")
+             "`gen` decoder's follows as sketch.preview, for the newest result of each drawing, once the drawing "
+             f"rests (no newer result for {1000 * SHARPEN_REST_S:g} ms) and as the decoder keeps up; its latency runs "
+             "from the newest stroke its result included to the sharper preview, and 'sharper previews per result' "
+             "is the share of results that got one. Drawing without pause, the pen never rests; the 'pen up' rows "
+             "lift it after every stroke, and 'sharper previews per pen-up' is the share of those pauses that brought "
+             "the sharper face. Usefulness: 'another image' is a re-render of the generated face (pose, light) or a "
+             "held-out image of the character, traced: the honest case.")
     return write_results(out, "sketch", payload, "\n\n".join(tables), notes)
 
 

@@ -7,6 +7,8 @@ of matrix products for the likelihoods, one batched k × k solve for the latents
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 from dataclasses import dataclass
 from typing import Protocol, Sequence
@@ -249,11 +251,18 @@ class SharpenProcess:
                       int(decoder.latent_dim), int(decoder.side), int(preview_size)]
         self.reply_timeout = reply_timeout
         self._proc = None
+        self._closing = False
         self.starts = 0
         self.failures = 0            # in a row; 0 after a batch that came back
         self._retry_at = 0.0
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="omokage-sharpen")
-        self._pool.submit(self._ensure)   # start it now (it loads ONNX Runtime), not on the first user's stroke
+        self._pool.submit(self._prestart)   # start it now (it loads ONNX Runtime), not on the first user's stroke
+
+    def _prestart(self) -> None:
+        try:
+            self._ensure()
+        except OSError:           # it died or hung before it read its model: counted like a failed batch
+            self._failed()
 
     def _ensure(self):
         import subprocess
@@ -265,6 +274,8 @@ class SharpenProcess:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         self.close_process()
+        if self._closing:
+            raise SharpenUnavailable("the sharper previews' process is shutting down")
         if time.monotonic() < self._retry_at:
             raise SharpenUnavailable(f"the sharper previews' process failed {self.failures} time(s) in a row; not "
                                      f"restarted for {self._retry_at - time.monotonic():.0f} s")
@@ -273,13 +284,13 @@ class SharpenProcess:
         self._proc = subprocess.Popen([sys.executable, "-c", _SHARPEN_MAIN], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, env=env, start_new_session=True)
         self.starts += 1
-        write_frame(self._proc.stdin, self._spec)
+        # the spec (the model's bytes: more than a pipe holds) is read once the child has imported: a child that hangs
+        # before that is killed like one that hangs on a batch, so this write ends
+        with _Watchdog(self._proc, self.reply_timeout):
+            write_frame(self._proc.stdin, self._spec)
         return self._proc
 
     def _run(self, Z: np.ndarray) -> list[Texture]:
-        import threading
-        import time
-
         from omokage.store.writer import read_frame, write_frame
         reply = None
         try:
@@ -287,22 +298,23 @@ class SharpenProcess:
         except OSError:
             proc = None
         if proc is not None:
-            watchdog = threading.Timer(self.reply_timeout, proc.kill)   # a hung child: killed, so the read ends
-            watchdog.start()
             try:
-                write_frame(proc.stdin, [int(Z.shape[0]), int(Z.shape[1]), Z.tobytes()])
-                reply = read_frame(proc.stdout)
+                with _Watchdog(proc, self.reply_timeout):     # a hung child: killed, so the read ends
+                    write_frame(proc.stdin, [int(Z.shape[0]), int(Z.shape[1]), Z.tobytes()])
+                    reply = read_frame(proc.stdout)
             except (OSError, ValueError):
                 reply = None
-            finally:
-                watchdog.cancel()
         if not isinstance(reply, list) or len(reply) != len(Z):
-            self.close_process()
-            self.failures += 1
-            self._retry_at = time.monotonic() + min(60.0, 2.0 ** (self.failures - 1))
+            self._failed()
             raise RuntimeError("the sharper previews' process ended or hung before it answered; a new one starts")
         self.failures = 0
         return [Texture(sha, "jpeg", size, size, jpeg) for sha, jpeg, size in reply]
+
+    def _failed(self) -> None:
+        import time
+        self.close_process()
+        self.failures += 1
+        self._retry_at = time.monotonic() + min(60.0, 2.0 ** (self.failures - 1))
 
     def submit(self, Z: np.ndarray):
         return self._pool.submit(self._run, np.ascontiguousarray(Z, dtype=np.float32))
@@ -328,19 +340,81 @@ class SharpenProcess:
         proc.stdout.close()
 
     def close(self) -> None:
-        """End the child first (a batch it is decoding ends with it), then the thread that waits on its pipe."""
+        """Kill the child first (it keeps nothing; a batch it is decoding ends with it, and a pipe write the thread
+        is blocked in fails), then the thread that waits on its pipe; no new child starts meanwhile."""
+        self._closing = True
         proc = self._proc
         if proc is not None:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                proc.wait(1)
-            except Exception:
+            with contextlib.suppress(OSError):
                 proc.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.close_process()
+
+
+class _Watchdog:
+    """Kills `proc` when the block takes longer than `timeout` seconds, unless the child is still working: using CPU,
+    or waiting for a core it is not given (it runs at SCHED_IDLE, so a saturated machine starves it; that is not a
+    hang). Then it looks again after another `timeout`, up to `patience` times: a child busy that long is killed too.
+    Without /proc (not Linux), the first timeout kills."""
+
+    def __init__(self, proc, timeout: float, patience: int = 6):
+        import threading
+        self.proc, self.timeout, self.left = proc, timeout, patience
+        self._cpu = _cpu_ticks(proc.pid)
+        self._lock = threading.Lock()
+        self._timer = None
+        self._done = False
+
+    def __enter__(self):
+        self._arm()
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._done = True
+            if self._timer is not None:
+                self._timer.cancel()
+        return False
+
+    def _arm(self) -> None:
+        import threading
+        self._timer = threading.Timer(self.timeout, self._check)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _check(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            state, cpu = _proc_state(self.proc.pid), _cpu_ticks(self.proc.pid)
+            working = cpu is not None and (cpu != self._cpu or state == "R")
+            self._cpu = cpu
+            self.left -= 1
+            if working and self.left > 0:
+                self._arm()
+                return
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+
+
+def _proc_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command's name (state first), or None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2:].split()
+
+
+def _proc_state(pid: int) -> str | None:
+    fields = _proc_fields(pid)
+    return fields[0] if fields else None
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    fields = _proc_fields(pid)
+    return int(fields[11]) + int(fields[12]) if fields and len(fields) > 12 else None   # utime + stime
 
 
 # the child's first statement lowers its priority, before it imports anything (numpy and OpenCV make threads there)

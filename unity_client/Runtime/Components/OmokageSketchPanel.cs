@@ -332,9 +332,12 @@ namespace Omokage.Client.Components
             _pointerDown = down;
             if (_pad.PieceDue(now)) SendPieces(now, false);
             UploadInk();
+            // the sharper preview first: the client's thread sets a result before its preview, so a preview taken
+            // here has its result taken below at the latest (the other order could take a preview whose result
+            // came between the two exchanges, and drop it as not matching the result on show)
+            SketchPreviewMessage sharper = Interlocked.Exchange(ref _incomingSharper, null);
             SketchResultMessage result = Interlocked.Exchange(ref _incoming, null);
             if (result != null) Show(result);
-            SketchPreviewMessage sharper = Interlocked.Exchange(ref _incomingSharper, null);
             if (sharper != null && _latest != null && sharper.Revision == _latest.Revision) ShowPreview(sharper.Preview);
         }
 
