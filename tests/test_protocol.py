@@ -273,6 +273,9 @@ def test_three_failed_hellos_close_the_connection(backend):
         send(conn, type="hello", protocol=1, client="x", token="no")
     actions = conn.receive(msgpack.packb({"type": "hello", "protocol": 1, "client": "x"}), 0.0)
     assert any(isinstance(a, Close) and a.code == 1008 for a in actions)
+    # each refusal is logged for whoever runs the server, with its reason and never the guess itself
+    [refused] = [a.record for a in actions if isinstance(a, Log)]
+    assert refused["event"] == "hello_refused" and "token" in refused["reason"] and "no" not in refused.values()
 
 
 def test_message_rate_is_limited(backend):

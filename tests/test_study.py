@@ -95,10 +95,22 @@ def test_a_condition_may_read_gaze():
     (('"bravo-3"]', '"bravo-3", "charlie-1"]'), 5, "unbalanced design: 3 participants"),
     (('kind = "best"', 'kind = "best"\nafter = "condition"'), 25, "compares the conditions"),
     (('title = "Pilot"', 'titel = "Pilot"'), 2, "unknown key 'titel'"),
+    (('order = "latin"', 'order = "latin'), 3, "not valid TOML"),
 ])
 def test_study_file_errors_name_the_line_and_the_reason(change, line, reason):
     message = _error(STUDY.replace(*change))
     assert message.startswith(f"study.toml:{line}: ") and reason in message, message
+
+
+def test_study_file_messages_say_what_to_do():
+    assert "duplicate participant 'alpha-7'" in _error(STUDY.replace('"bravo-3"]', '"bravo-3", "alpha-7"]')) and \
+        "change or remove one" in _error(STUDY.replace('"bravo-3"]', '"bravo-3", "alpha-7"]'))
+    three = STUDY.replace('model = "pca"\n', 'model = "pca"\n\n[[conditions]]\nmodel = "nmf"\n', 1)
+    one = _error(three.replace('participants = ["alpha-7", "bravo-3"]', 'participants = ["alpha-7"]'))
+    assert "Use a multiple of 3 participants (3)" in one, one       # not "(3 or 3)"
+    # a practice condition named by its model, where one condition alone uses that model
+    study = parse_study(STUDY.replace('practice_trials = 1', 'practice_trials = 1\npractice_condition = "raw"'))
+    assert study.practice_condition == "raw-study-random"
 
 
 def test_study_create_on_the_command_line(tmp_path):
@@ -133,11 +145,11 @@ def study_server(engine, tmp_path):
         srv.stop()
 
 
-async def _answer(c, q):
+async def _answer(c, q, text="all fine"):
     values = {}
     for item in q["items"]:
         values[item["id"]] = (4 if item["kind"] == "likert" else item["choices"][-1] if item["kind"] == "best"
-                              else "all fine")
+                              else text)
     return await c.answers(q["id"], values)
 
 
@@ -377,12 +389,16 @@ def test_report_export_and_delete_participant(study_server, tmp_path):
                 if isinstance(r, Candidates):
                     g = await c.choose(r.ids[2])
                     await c.decide(g.ids[0])
-                elif r["type"] == "questionnaire":
-                    await _answer(c, r)
+                elif r["type"] == "questionnaire":      # one of them types their own code into a free text
+                    await _answer(c, r, text=f"all fine, I am {code.upper()}" if code == "alpha-7" else "all fine")
                 else:
                     break
             await c.close()
     asyncio.run(go())
+    # the store is in use: a participant deleted now would break their next connection, so it is refused
+    r = subprocess.run([sys.executable, "-m", "omokage", "study", "delete-participant", "pilot", "alpha-7", "--db",
+                        str(db)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "a server is running on" in r.stderr and "stop it first" in r.stderr, r.stderr
     servers[0].stop()
     out = tmp_path / "report"
     r = subprocess.run([sys.executable, "-m", "omokage", "study", "report", "pilot", "--out", str(out), "--db",
@@ -391,7 +407,8 @@ def test_report_export_and_delete_participant(study_server, tmp_path):
     html = (out / "report.html").read_text()
     md = (out / "report.md").read_text()
     assert "data:image/png;base64," in html and "Steps to decision" in md and "Best / worst" in md
-    assert "P01" in md and "alpha-7" not in html + md and "bravo-3" not in html + md
+    assert "P01" in md and "alpha-7" not in (html + md).lower() and "bravo-3" not in html + md
+    assert "I am [participant code]" in md and "P01, P02" in md
     assert "Steps to decision, mixed model" in md and "too few observations or participants" in md   # 2 of them
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials_completed"] == 4 and summary["steps"]["median"] == 2
@@ -401,6 +418,11 @@ def test_report_export_and_delete_participant(study_server, tmp_path):
     assert r.returncode == 0, r.stderr
     trials = (tmp_path / "x" / "trials.csv").read_text()
     assert trials.count("\n") == 1 + 6 and "alpha-7" not in trials
+    assert "alpha-7" not in (tmp_path / "x" / "answers.csv").read_text().lower()
+    with open(tmp_path / "x" / "actions.csv", newline="", encoding="utf-8") as f:
+        acts = [(a["action"], a["step"]) for a in csv.DictReader(f) if a["practice"] == "False"]
+    # each trial: a pick on its first grid, then the decision on the second (the grid the action was taken on)
+    assert acts and set(acts) == {("choose", "1"), ("decide", "2")}, acts
     for table, columns in EXPORT_COLUMNS.items():   # the columns an empty table's header promises are the real ones
         with open(tmp_path / "x" / f"{table}.csv", newline="", encoding="utf-8") as f:
             assert tuple(next(csv.reader(f))) == columns, table
@@ -409,11 +431,11 @@ def test_report_export_and_delete_participant(study_server, tmp_path):
         assert rows and set(EXPORT_COLUMNS[table]) <= set(rows[0]), table
     r = subprocess.run([sys.executable, "-m", "omokage", "study", "export", "pilot", "--format", "parquet", "--out",
                         str(tmp_path / "p"), "--db", str(db)], capture_output=True, text=True, timeout=60)
-    try:
-        import pyarrow  # noqa: F401
-        assert r.returncode == 0
-    except ImportError:
-        assert r.returncode == 2 and "pip install pyarrow" in r.stderr
+    import pyarrow.parquet as pq        # a test dependency: the real export is checked, not only its absence
+    assert r.returncode == 0, r.stderr
+    answers = pq.read_table(tmp_path / "p" / "answers.parquet").to_pylist()   # Likert numbers, names and text
+    assert {a["kind"] for a in answers} >= {"likert", "best", "text"} and all(isinstance(a["value"], str)
+                                                                              for a in answers)
     r = subprocess.run([sys.executable, "-m", "omokage", "study", "delete-participant", "pilot", "alpha-7", "--db",
                         str(db)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "deleted participant P01" in r.stdout, r.stderr

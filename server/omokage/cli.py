@@ -1061,6 +1061,8 @@ def _cmd_study_delete_participant(a) -> int:
     summary = delete_participant(a.db, a.name, a.code, jsonl=a.events)
     print(f"deleted participant {summary['pseudonym']} of study {a.name!r}: " +
           ", ".join(f"{n} {what}" for what, n in summary["rows"].items() if n))
+    print(f"exports and reports made before this still hold {summary['pseudonym']}'s data: delete them and run "
+          f"`omokage study export` / `omokage study report` again")
     return 0
 
 

@@ -442,7 +442,10 @@ class ServerConnection:
         self.failed_hellos += 1
         if self.hello_guard is not None:
             self.hello_guard.failed(now)
-        actions = self._error(ProtocolError("unauthorized", why, rid))
+        # in the server's log and the store, so whoever runs it sees someone typing a wrong code (never the code
+        # or token itself: those are guesses at a secret)
+        actions = [Log({"event": "hello_refused", "session_id": self.session_id, "at": now, "reason": why})]
+        actions += self._error(ProtocolError("unauthorized", why, rid))
         if self.failed_hellos >= self.limits.max_failed_hellos:
             self.closed = True
             actions.append(Close(1008, "too many failed hellos"))

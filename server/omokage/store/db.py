@@ -16,6 +16,7 @@ Callers queue records on the server's thread; one writer thread takes each group
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -145,6 +146,45 @@ class StoreWriteError(RuntimeError):
     """A batch the writer process could not commit (the message is its error, or why the process ended)."""
 
 
+class StoreInUse(UserError):
+    """A server holds the store (it is serving from it); the operation needs it alone."""
+
+
+def hold_shared(path: str | Path):
+    """An advisory shared lock on the store file for as long as the returned file stays open (a serving server holds
+    one), or None where file locks are not available. Independent of SQLite's own locks (flock, not fcntl)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    f = open(path, "rb")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:          # someone holds it alone (a deletion running): serve anyway, it will finish soon
+        pass
+    return f
+
+
+@contextlib.contextmanager
+def held_alone(path: str | Path, doing: str):
+    """The store file locked exclusively while the block runs; StoreInUse when a server is serving from it."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "rb") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise StoreInUse(f"a server is running on {path} (`omokage serve --db` or `--study`): stop it first, "
+                             f"then {doing}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 class EventStore(GroupCommitWriter):
     """Group-committed writes to the store; see the module docstring. The SQLite work happens in a child process
     (`omokage.store.writer`), which this object starts, feeds and, should it die, starts again for the next batch."""
@@ -154,6 +194,7 @@ class EventStore(GroupCommitWriter):
         self.fsync = fsync
         conn = open_database(self.path, check=check)   # the checks and migrations, here: a damaged file fails now
         conn.close()
+        self._serving = hold_shared(self.path)         # `study delete-participant` waits for no server: it refuses
         self._process: subprocess.Popen | None = None
         self._batch_no = 0
         self._done: dict[str, float] = {}              # counters of writer processes that ended
@@ -200,6 +241,9 @@ class EventStore(GroupCommitWriter):
                       extra={"fields": {"store": str(self.path)}})
             return
         self._end_process(timeout=60)
+        if self._serving is not None:
+            self._serving.close()
+            self._serving = None
 
     # -- the writer process -----------------------------------------------------------------------
     def _start_process(self) -> None:

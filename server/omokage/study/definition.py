@@ -193,7 +193,8 @@ def parse_study(text: str, where: str = "<study>", models=None, policies=None) -
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise StudyFileError(f"{where}: not valid TOML: {exc}") from None
+        at = re.search(r"\(at line (\d+), column \d+\)", str(exc))   # file:LINE: like every other error here
+        raise StudyFileError(f"{where}:{at.group(1) if at else 1}: not valid TOML: {exc}") from None
     lines = _Lines(text)
 
     def fail(line: int | None, reason: str) -> StudyFileError:
@@ -305,6 +306,9 @@ def parse_study(text: str, where: str = "<study>", models=None, policies=None) -
     conditions = [Condition(c.name, label, c.model, c.policy, c.start) for c, label in zip(conditions, labels)]
 
     practice_condition = get("practice_condition", str, None)
+    by_model = [c.name for c in conditions if c.model == practice_condition]
+    if practice_condition is not None and practice_condition not in seen and len(by_model) == 1:
+        practice_condition = by_model[0]    # a model's name, where one condition alone uses that model
     if practice_condition is not None and practice_condition not in seen:
         raise fail(lines.key("practice_condition"), f"unknown condition {practice_condition!r} as practice_condition; "
                                                     f"the conditions are {', '.join(seen)}")
@@ -321,7 +325,8 @@ def parse_study(text: str, where: str = "<study>", models=None, policies=None) -
                        f"participant code {code!r}: use 1-64 letters, digits, '-' or '_' (a code, never a name)")
         if code in first:
             raise fail(lines.value(code, 1, after=plist_line - 1 if plist_line else 0) or plist_line,
-                       f"duplicate participant {code!r} (participants {first[code] + 1} and {i + 1})")
+                       f"duplicate participant {code!r} (participants {first[code] + 1} and {i + 1}): each "
+                       "person needs a code of their own; change or remove one")
         first[code] = i
     if not codes:
         raise fail(plist_line, "a study needs at least one participant")
@@ -369,7 +374,8 @@ def parse_study(text: str, where: str = "<study>", models=None, policies=None) -
                    f"{'Latin square' if order == 'latin' else 'balanced (Williams) design'} of {len(conditions)} "
                    f"conditions: each order would be used {counts.min()} or {counts.max()} times")
             if not study.accept_unbalanced:
-                raise fail(plist_line, f"{msg}. Use a multiple of {rows} participants ({lo or rows} or {hi}), "
+                nearest = f"{lo} or {hi}" if lo else f"{hi}"
+                raise fail(plist_line, f"{msg}. Use a multiple of {rows} participants ({nearest}), "
                                        "or set accept_unbalanced = true")
             study.notes.append(msg)
     return study

@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import os
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -87,8 +88,11 @@ def read_study_data(db: str | Path, name: str) -> StudyData:
                 t = by_trial[trial_id]
                 if kind in ("choose", "skip", "rate", "decide"):
                     since = at - shown_at[trial_id] if trial_id in shown_at else None
+                    step = rec.get("step")
+                    if kind in ("choose", "skip") and isinstance(step, int):
+                        step -= 1     # the event's step is the grid it led to; the action was taken on the one before
                     actions.append({"pseudonym": t["pseudonym"], "trial": t["trial"], "condition": t["condition"],
-                                    "practice": t["practice"], "action": kind, "step": rec.get("step"),
+                                    "practice": t["practice"], "action": kind, "step": step,
                                     "item": rec.get("item"), "rating": rec.get("rating"), "at": at,
                                     "seconds": since})
                 if kind in ("start", "trial_resume", "choose", "skip"):
@@ -96,12 +100,16 @@ def read_study_data(db: str | Path, name: str) -> StudyData:
         qkinds = {q.id: q.kind for q in study.questions}
         answers = []
         pseudonyms = {p["id"]: p["pseudonym"] for p in participants}
+        codes = [c for (c,) in conn.execute("SELECT code FROM participants WHERE study_id = ?", (study_id,)) if c]
         for pid, questionnaire, item, value in conn.execute(
                 "SELECT a.participant_id, a.questionnaire, a.item, a.value FROM answers a JOIN participants p ON "
                 "p.id = a.participant_id WHERE p.study_id = ? ORDER BY a.id", (study_id,)):
+            value = json.loads(value)
+            if qkinds.get(item) == "text" and isinstance(value, str):
+                value = mask_codes(value, codes)      # a participant who typed a code: it stays in the store
             answers.append({"pseudonym": pseudonyms[pid], "participant": pid, "questionnaire": questionnaire,
                             "condition": block_condition.get((pid, questionnaire)), "item": item,
-                            "kind": qkinds.get(item), "value": json.loads(value)})
+                            "kind": qkinds.get(item), "value": value})
         gaze = []
         if ids:   # each grid's gaze record (omokage.gaze.tracker.StepGaze.to_log, logged by the connection)
             for trial_id, body in conn.execute(
@@ -138,6 +146,16 @@ EXPORT_COLUMNS = {
 }
 
 
+CODE_MASK = "[participant code]"
+
+
+def mask_codes(text: str, codes) -> str:
+    """`text` with every participant code in it (any case) replaced by CODE_MASK: exports and reports never show one."""
+    for code in sorted(codes, key=len, reverse=True):
+        text = re.sub(re.escape(code), CODE_MASK, text, flags=re.IGNORECASE)
+    return text
+
+
 def export_tables(data: StudyData) -> dict[str, list[dict[str, Any]]]:
     cond = data.study.conditions
     tables = {
@@ -171,7 +189,10 @@ def export_study(db: str | Path, name: str, out: str | Path, fmt: str = "csv") -
                             "--format csv") from None
         for tname, rows in tables.items():
             path = out / f"{tname}.parquet"
-            pq.write_table(pa.table({c: [_cell(r[c]) for r in rows] for c in EXPORT_COLUMNS[tname]}), path)
+            # one type per column: an answer's value is a Likert number, a condition's name or free text, so it is
+            # written as text (as in the CSV); the other columns hold one type each
+            pq.write_table(pa.table({c: [_cell(r[c]) if c != "value" or r[c] is None else str(r[c]) for r in rows]
+                                     for c in EXPORT_COLUMNS[tname]}), path)
             paths.append(path)
         return paths
     import csv
@@ -299,7 +320,7 @@ def summarise(data: StudyData) -> dict[str, Any]:
                                       if all(t["completed_at"] is not None for t in data.trials
                                              if t["participant"] == p["id"])),
         "trials_completed": len(main),
-        "resumed_trials": sum(1 for t in data.trials if t["resumes"]),
+        "resumed_trials": sum(1 for t in data.trials if t["resumes"] and not t["practice"]),   # practice not analysed
         "steps": {"median": _median(all_steps), "min": min(all_steps, default=None),
                   "max": max(all_steps, default=None)},
         "time_per_choice_s": {"median": _median(all_times), "min": min(all_times, default=None),
@@ -419,7 +440,7 @@ def _figures(data: StudyData, summary: dict[str, Any]) -> dict[str, bytes]:
     save(fig, "time.png")
 
     for item, lk in summary["likert"].items():
-        fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.55 * len(conds)))
+        fig, ax = plt.subplots(figsize=(6.4, 1.6 + 0.55 * len(conds)))   # room for the title and, below, the key
         colors = ["#b2182b", "#ef8a62", "#cccccc", "#67a9cf", "#2166ac"]
         for j, c in enumerate(conds):
             counts = np.array(lk["counts"][c], dtype=float)
@@ -433,8 +454,9 @@ def _figures(data: StudyData, summary: dict[str, Any]) -> dict[str, bytes]:
         ax.set_xlim(-1, 1)
         ax.set_xlabel("share of answers (left: 1-2, right: 4-5)")
         q = next((q for q in data.study.questions if q.id == item), None)
-        ax.set_title(f"{item}: {q.text if q else ''}"[:80], fontsize=9, pad=18)
-        ax.legend(ncol=5, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.12), frameon=False)
+        ax.set_title(f"{item}: {q.text if q else ''}"[:80], fontsize=9)
+        # the key of the five answers under the axis label, where no title or bar can cover it
+        ax.legend(ncol=5, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.42), frameon=False)
         save(fig, f"likert-{item}.png")
 
     if summary["votes"]:
@@ -444,7 +466,8 @@ def _figures(data: StudyData, summary: dict[str, Any]) -> dict[str, bytes]:
             ax.bar(np.arange(len(conds)) + k * width, [counts[c] for c in conds], width, label=item)
         ax.set_xticks(np.arange(len(conds)) + width * (len(summary["votes"]) - 1) / 2, labels=labels)
         ax.set_ylabel("votes")
-        ax.legend(frameon=False)
+        ax.set_ylim(0, max([max(c.values()) for c in summary["votes"].values()] + [1]) * 1.35)   # room for the legend
+        ax.legend(frameon=False, ncol=len(summary["votes"]), loc="upper center")
         ax.set_title("Best / worst votes")
         save(fig, "votes.png")
     _gaze_figure(data, summary, plt, save)
@@ -525,6 +548,11 @@ def _mixed_lines(name: str, m: dict[str, Any]) -> list[str]:
     return lines + ["", extra + "."]
 
 
+def _pseudonym_list(data: StudyData) -> str:
+    names = [p["pseudonym"] for p in data.participants]
+    return ", ".join(names) if len(names) <= 8 else f"{', '.join(names[:3])} … {names[-1]}, {len(names)} in all"
+
+
 def markdown(data: StudyData, summary: dict[str, Any], figures: dict[str, bytes]) -> str:
     st = data.study
     s = summary
@@ -532,7 +560,7 @@ def markdown(data: StudyData, summary: dict[str, Any], figures: dict[str, bytes]
              f"Study `{st.name}`: {len(st.conditions)} conditions, {s['participants']} participants "
              f"({s['completed_participants']} completed every trial), {st.order} order, task: {st.task}, "
              f"{st.practice_trials} practice trial(s) (not analysed), {st.trials_per_condition} trial(s) per condition. "
-             f"Participants are shown as P01…P{s['participants']:02d} only.", "",
+             f"Participants are shown by pseudonym only ({_pseudonym_list(data)}).", "",
              "## Conditions", "", "| condition | label shown | model | policy | start |", "|---|---|---|---|---|"]
     lines += [f"| {c.name} | {c.label} | {c.model} | {c.policy} | {c.start} |" for c in st.conditions]
     lines += ["", "## Headline figures", "",
@@ -541,7 +569,7 @@ def markdown(data: StudyData, summary: dict[str, Any], figures: dict[str, bytes]
               f"- Time per choice: median {_fmt(s['time_per_choice_s']['median'])} s (range "
               f"{_fmt(s['time_per_choice_s']['min'])}–{_fmt(s['time_per_choice_s']['max'])} s) over "
               f"{s['time_per_choice_s']['n']} choices",
-              f"- Trials resumed after a disconnect or a crash: {s['resumed_trials']}", "",
+              f"- Trials resumed after a disconnect or a crash (practice not counted): {s['resumed_trials']}", "",
               "| condition | trials | steps median (range) | time per choice median (s) | target found |",
               "|---|---|---|---|---|"]
     for c, v in s["per_condition"].items():
@@ -675,7 +703,14 @@ def write_report(db: str | Path, name: str, out: str | Path) -> list[Path]:
 
 def delete_participant(db: str | Path, name: str, code: str, jsonl=()) -> dict[str, Any]:
     """Remove one participant's data from the store (and from JSON-lines logs), then compact the file so the deleted
-    rows are not left in free pages. Stop the server running the study first."""
+    rows are not left in free pages. Refused (StoreInUse) while a server is serving from the store."""
+    from omokage.store.db import held_alone
+    open_database(db, create=False).close()     # a missing or damaged store: its own message first
+    with held_alone(db, "delete the participant"):
+        return _delete_participant(db, name, code, jsonl)
+
+
+def _delete_participant(db: str | Path, name: str, code: str, jsonl=()) -> dict[str, Any]:
     conn = open_database(db, create=False)
     try:
         study_id, study = read_study(conn, name)
