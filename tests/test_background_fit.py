@@ -55,6 +55,19 @@ def test_welcome_lists_training_models_only_while_they_train(engine):
     assert "contrastive" not in welcome["algorithms"]
 
 
+def test_starting_a_model_that_is_still_being_fitted_says_so(engine):
+    backend = EngineBackend(engine)
+    backend.training = [{"algorithm": "contrastive", "progress": 0.25, "eta_s": 30.0}]
+    conn = ServerConnection(backend, "c")
+    hello(conn, 2)
+    [err] = [a.message for a in conn.receive(encode({"type": "start", "rid": 2, "algorithm": "contrastive", "init": "random"}), 0.0)
+             if isinstance(a, Send)]
+    assert err["code"] == "bad_field" and "still being fitted, 25% done, about 30 s to go" in err["message"], err
+    [err] = [a.message for a in conn.receive(encode({"type": "start", "rid": 3, "algorithm": "vae", "init": "random"}), 0.0)
+             if isinstance(a, Send)]
+    assert "'vae' is not served" in err["message"]
+
+
 def test_models_notes_go_only_to_clients_that_read_them(engine):
     backend = EngineBackend(engine)
     backend.training = [{"algorithm": "contrastive", "progress": 0.5}]

@@ -1669,3 +1669,29 @@ def test_a_sharpening_process_that_cannot_load_its_model_is_not_restarted_in_a_l
         assert proc.starts == 1 and proc.failures == 1
     finally:
         proc.close()
+
+
+# --- the README's Python client example, and the CLI client given the page's address -------------------------------
+
+def test_the_readmes_python_client_example_runs_against_a_live_server(sketch_server, capsys):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Your own client in Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "ws://127.0.0.1:8765/ws" in code
+    exec(compile(code.replace("ws://127.0.0.1:8765/ws", sketch_server.url), "README.md", "exec"), {})
+    decided = capsys.readouterr().out
+    assert "decided" in decided, decided      # the decide reply was printed: every call in the example answered
+    # `omokage client` given the page's http:// address (what `omokage demo` prints) or a ws:// one without /ws
+    port = sketch_server.url.rsplit(":", 1)[1].split("/")[0]
+    for url in (f"http://127.0.0.1:{port}/", f"ws://127.0.0.1:{port}"):
+        r = subprocess.run([sys.executable, "-m", "omokage", "client", url, "--choices", "1"], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0 and "decide" in r.stdout, (url, r.stderr[-500:])
+    r = subprocess.run([sys.executable, "-m", "omokage", "client", f"ws://127.0.0.1:{port}/nowhere"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "give the server's ws://HOST:PORT/ws address" in r.stderr and "Traceback" not in \
+        r.stderr, r.stderr

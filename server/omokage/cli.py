@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from omokage import PROTOCOL_VERSION, __version__
 from omokage.errors import UserError
@@ -182,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_query)
 
     s = sub.add_parser("serve", help="serve the selection loop over WebSocket + MessagePack",
-                       description="Serve protocol v1 (docs/protocol.md) on ws://HOST:PORT/, with a health "
+                       description="Serve protocol v1 (docs/protocol.md) on ws://HOST:PORT/ws, with a health "
                                    "endpoint at http://HOST:PORT/healthz and the web client at http://HOST:PORT/.")
     s.add_argument("--catalog", type=Path, required=True, help="catalog folder (omokage catalog generate / ingest)")
     s.add_argument("--models", type=Path, required=True, help="model repository (omokage fit ... --out MODELS)")
@@ -243,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("client", help="run one whole session against a server and print the transcript",
                         description="Connect to an omokage server, run one selection session (start, choose, "
                                     "decide, fetching textures) and print every message: a check of a deployment.")
-    cl.add_argument("url", metavar="URL", help="the server's WebSocket address, e.g. ws://127.0.0.1:8765/ws")
+    cl.add_argument("url", metavar="URL", help="the server's WebSocket address, e.g. ws://127.0.0.1:8765/ws (the "
+                    "page's http://HOST:PORT/ works too)")
     cl.add_argument("--algorithm", default="pca", help="the feature space to run the session in (default pca)")
     cl.add_argument("--choices", type=int, default=2, help="how many times to choose before deciding (default 2)")
     cl.add_argument("--seed", type=int, default=1, help="seed of the first grid and of the simulated picks "
@@ -728,7 +730,7 @@ def _query_server(a) -> tuple[list[dict], str | None]:
         raise _query_image_error(a, exc) from None
 
     async def ask():
-        async with await OmokageClient.connect(a.server, token=a.token) as client:
+        async with await OmokageClient.connect(websocket_url(a.server), token=a.token) as client:
             offered = client.welcome.get("algorithms", [])
             if a.model not in offered:
                 training = {t.get("algorithm"): t for t in client.welcome.get("training", []) if isinstance(t, dict)}
@@ -816,24 +818,40 @@ def _cmd_serve(a) -> int:
                          calibration_dir=a.calibration)
 
 
+def websocket_url(url: str) -> str:
+    """The server's WebSocket address from what a user may paste: the page's http(s)://HOST:PORT/ (what `omokage
+    demo` prints) or ws(s)://HOST:PORT/ become ws(s)://HOST:PORT/ws; anything else is left as it is."""
+    parts = urlsplit(url.strip())
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path
+    if scheme in ("ws", "wss") and path in ("", "/"):
+        path = "/ws"
+    return urlunsplit((scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
 def _cmd_client(a) -> int:
     import asyncio
 
-    from websockets.exceptions import ConnectionClosed
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
     from omokage.client import OmokageError
     from omokage.demo import transcript_session
+    url = websocket_url(a.url)
     try:
-        asyncio.run(transcript_session(a.url, algorithm=a.algorithm, seed=a.seed, choices=a.choices, token=a.token,
+        asyncio.run(transcript_session(url, algorithm=a.algorithm, seed=a.seed, choices=a.choices, token=a.token,
                                        policy=a.policy))
     except OmokageError as exc:
         print(f"omokage: the server answered {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"omokage: cannot reach {a.url}: {exc}; is `omokage serve` running there?", file=sys.stderr)
+        print(f"omokage: cannot reach {url}: {exc}; is `omokage serve` running there?", file=sys.stderr)
+        return 1
+    except (InvalidURI, InvalidHandshake) as exc:     # not a WebSocket address, or not omokage's endpoint
+        print(f"omokage: cannot talk to {url}: {exc}; give the server's ws://HOST:PORT/ws address",
+              file=sys.stderr)
         return 1
     except (ConnectionError, ConnectionClosed) as exc:  # the server went away mid-session (restart, crash)
-        print(f"omokage: the connection to {a.url} was lost mid-session ({exc}); is the server still "
+        print(f"omokage: the connection to {url} was lost mid-session ({exc}); is the server still "
               "running? Its log says why it closed", file=sys.stderr)
         return 1
     return 0

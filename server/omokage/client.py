@@ -6,6 +6,11 @@ used by the tests, the benchmarks and simulated users.
         grid = await c.choose(grid.items[4].id)
         grid = await c.skip()                       # none of these
         decided = await c.decide(grid.items[0].id)
+
+        await c.sketch_begin()                      # live sketch search (v1.3)
+        rid = await c.stroke([0.3, 0.4, 0.5, 0.45, 0.7, 0.4])
+        result = await c.sketch_result(rid)         # result["items"]: the nearest faces; result["preview"]: a face
+        grid = await c.start("pca", init="sketch")  # the drawing as the first grid of a selection
 """
 
 from __future__ import annotations
@@ -243,8 +248,20 @@ class OmokageClient:
         await self._send({"type": mtype, "rid": rid, **fields})
         return rid
 
+    async def sketch_begin(self) -> int:
+        """Open a new, empty drawing (`sketch.begin`); returns its rid: `await c.sketch_result(rid)` is its result."""
+        return await self.sketch_send("sketch.begin")
+
+    async def sketch_undo(self) -> int:
+        return await self.sketch_send("sketch.undo")
+
+    async def sketch_clear(self) -> int:
+        return await self.sketch_send("sketch.clear")
+
     async def stroke(self, points: list[float], colour=(20, 20, 20), width: float = 0.012, tool: str = "line",
                      append: bool = False) -> int:
+        """One stroke (or, with `append`, more points of the last one): points are x0, y0, x1, y1, ... in 0..1 of
+        the canvas, tool "line" or "paint"; sent without waiting, returns its rid (see `sketch_result`)."""
         fields: dict[str, Any] = {"points": [float(p) for p in points], "colour": [int(c) for c in colour],
                                   "width": float(width)}
         if tool != "line":

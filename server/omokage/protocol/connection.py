@@ -585,6 +585,14 @@ class ServerConnection:
     def _start_request(self, msg, rid, now) -> list[Action]:
         algorithm = msg["algorithm"]
         if algorithm not in self.backend.algorithms:
+            training = next((t for t in self.backend.training if t.get("algorithm") == algorithm), None)
+            if training is not None:   # v1.2: fitted in the background; say so rather than "not served"
+                progress, eta = training.get("progress"), training.get("eta_s")
+                when = "".join([f", {float(progress):.0%} done" if isinstance(progress, (int, float)) else "",
+                                f", about {float(eta):.0f} s to go" if isinstance(eta, (int, float)) else ""])
+                raise ProtocolError("bad_field", f"start.algorithm: {algorithm!r} is still being fitted{when}; try "
+                                                 f"again then, or choose from {', '.join(self.backend.algorithms)}",
+                                    rid)
             raise ProtocolError("bad_field", f"start.algorithm: {algorithm!r} is not served; choose from "
                                              f"{', '.join(self.backend.algorithms)}", rid)
         policy = msg.get("policy")
