@@ -1095,7 +1095,8 @@ class PreviewSharpener:
     came meanwhile (a newer one replaces it and waits in turn). While the pen moves, each result is superseded within
     a message interval (33 ms at 30 Hz), so decoding it would spend a core on a face nobody sees for long, and that
     core is the live loop's tail: at 50 people drawing without pause, sharpening every result the decoder could reach
-    put the stroke -> result p99 at 71 ms against 13 ms without it. When the pen lifts or stops, the sharper face
+    put the stroke -> result p99 at 36-38 ms against 10-12 ms once the pen has to rest (benchmarks/results/sketch.md,
+    docs/sketch.md). When the pen lifts or stops, the sharper face
     follows about `rest_s` plus one decode later. The connection still drops a preview its client has a newer result
     for (a stroke that came during the decode)."""
 

@@ -8,7 +8,6 @@ of matrix products for the likelihoods, one batched k × k solve for the latents
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
 from dataclasses import dataclass
 from typing import Protocol, Sequence
@@ -393,8 +392,8 @@ class _Watchdog:
             if working and self.left > 0:
                 self._arm()
                 return
-        with contextlib.suppress(OSError):
-            self.proc.kill()
+            with contextlib.suppress(OSError):   # under the lock: not after the block has finished
+                self.proc.kill()
 
 
 def _proc_fields(pid: int) -> list[str] | None:
