@@ -319,6 +319,7 @@ namespace UnityEngine
     {
         public static void OpenURL(string url) { }
         public static bool isPlaying { get { return true; } }
+        public static bool isFocused { get { return true; } }
         public static bool isEditor { get { return false; } }
         public static RuntimePlatform platform { get { return RuntimePlatform.Android; } }
     }
@@ -447,9 +448,23 @@ namespace UnityEngine.XR
         public string name { get; set; }
     }
 
+    [Flags]
+    public enum InputTrackingState : uint
+    {
+        None = 0, Position = 1, Rotation = 2, Velocity = 4, AngularVelocity = 8, Acceleration = 16, AngularAcceleration = 32, All = 63,
+    }
+
+    public static class CommonUsages
+    {
+        public static InputFeatureUsage<bool> isTracked = new InputFeatureUsage<bool>("IsTracked");
+        public static InputFeatureUsage<InputTrackingState> trackingState = new InputFeatureUsage<InputTrackingState>("TrackingState");
+    }
+
     public struct InputDevice
     {
         public bool isValid { get { return false; } }
+        public bool TryGetFeatureValue(InputFeatureUsage<bool> usage, out bool value) { value = false; return false; }
+        public bool TryGetFeatureValue(InputFeatureUsage<InputTrackingState> usage, out InputTrackingState value) { value = InputTrackingState.None; return false; }
         public bool TryGetFeatureValue(InputFeatureUsage<Vector3> usage, out Vector3 value) { value = default(Vector3); return false; }
         public bool TryGetFeatureValue(InputFeatureUsage<Quaternion> usage, out Quaternion value) { value = default(Quaternion); return false; }
     }

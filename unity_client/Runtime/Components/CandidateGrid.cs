@@ -339,7 +339,8 @@ namespace Omokage.Client.Components
         }
 
         /// <summary>Ends a drawing's preview: the tiles show the current grid again (the faces a choose refers to), or are
-        /// left as they are when no selection has started yet.</summary>
+        /// left as they are when no selection has started yet. A reconnection during the preview (which skipped the restore)
+        /// is caught up on here: the selection is restored (<see cref="RestoreAsync"/>).</summary>
         public void EndSketchPreview()
         {
             if (!PreviewingSketch) return;
@@ -348,7 +349,9 @@ namespace Omokage.Client.Components
             ShowItems(Current.Items);
             ShowReconstruction(Current.Reconstruction);
             var client = connection != null ? connection.Client : null;
-            if (client != null) Observe(LoadTextures(client, Current, _generation));
+            if (client == null) return;
+            if (client.IsConnected && !Busy && ReadySession().NeedsRestore) Observe(RestoreAsync());  // it shows the restored grid
+            else Observe(LoadTextures(client, Current, _generation));
         }
 
         async Task LoadSketchTextures(OmokageClient client)

@@ -15,8 +15,10 @@ namespace Omokage.Client.Components
     /// <para>Pause and resume (the headset's browser opened, the headset taken off): when the app comes back
     /// (<c>OnApplicationPause(false)</c> or <c>OnApplicationFocus(true)</c>) it checks the link with one ping
     /// (<see cref="OmokageClient.ProbeAsync"/>); a dead link is dropped and reconnected at once, and a connection that had
-    /// given up is started again. The welcome that follows is a new server session: <see cref="CandidateGrid"/> keeps
-    /// its grid and decision and restores the selection instead of starting a new one.</para>
+    /// given up is started again (one retry loop at a time; never after an explicit <see cref="Disconnect"/>); after
+    /// <c>OnApplicationPause(false)</c> the clock offset is measured afresh (the headset may have slept). The welcome that
+    /// follows is a new server session: <see cref="CandidateGrid"/> keeps its grid and decision and restores the selection
+    /// instead of starting a new one.</para>
     /// </summary>
     [DisallowMultipleComponent]
     [AddComponentMenu("Omokage/Omokage Connection")]
@@ -70,6 +72,8 @@ namespace Omokage.Client.Components
         CancellationTokenSource _cts;
         bool _paused;
         Task _resume;
+        Task _connecting;  // the retry loop running (null: none): a resume during its back-off must not start a second
+        bool _disconnected;  // Disconnect() was called: a resume does not connect again until Connect()
 
         /// <summary>The client (null until <see cref="Connect"/>).</summary>
         public OmokageClient Client { get; private set; }
@@ -144,6 +148,7 @@ namespace Omokage.Client.Components
         /// <summary>Creates the client and connects in the background (retrying until it succeeds).</summary>
         public void Connect()
         {
+            _disconnected = false;
             if (Client != null) return;
             var options = new OmokageClientOptions(serverUrl)
             {
@@ -170,11 +175,14 @@ namespace Omokage.Client.Components
             StartConnecting(client);
         }
 
-        /// <summary>Closes the connection (politely, in the background) and forgets the client.</summary>
+        /// <summary>Closes the connection (politely, in the background) and forgets the client. A resume does not connect
+        /// again until <see cref="Connect"/> is called.</summary>
         public void Disconnect()
         {
+            _disconnected = true;
             if (_cts != null) _cts.Cancel();
             _cts = null;
+            _connecting = null;
             var client = Client;
             Client = null;
             if (client == null) return;
@@ -191,7 +199,10 @@ namespace Omokage.Client.Components
 
         void StartConnecting(OmokageClient client)
         {
-            TaskObserver.Observe(client.ConnectWithRetryAsync(_cts.Token), e =>
+            if (_connecting != null && !_connecting.IsCompleted) return;  // the loop is backing off, not given up
+            if (_cts == null) _cts = new CancellationTokenSource();
+            _connecting = client.ConnectWithRetryAsync(_cts.Token);
+            TaskObserver.Observe(_connecting, e =>
             {
                 if (this == null || Client != client || e is OperationCanceledException) return;
                 var error = OmokageError.From(e);
@@ -208,8 +219,17 @@ namespace Omokage.Client.Components
 
         void OnApplicationPause(bool paused)
         {
-            if (paused) _paused = true;
-            else Resume();
+            if (paused)
+            {
+                _paused = true;
+                return;
+            }
+            // the headset may have slept: the clock offset measured before is stale (ClockSync also notices the drift)
+            var client = Client;
+            if (client != null) client.Clock.Reset();
+            if (_paused) Resume();  // its ping measures the clock afresh
+            else if (client != null && client.IsConnected)  // focus came back first and already pinged: ping again
+                Observe(client.ProbeAsync(TimeSpan.FromSeconds(Mathf.Max(0.1f, resumeProbeSeconds))));
         }
 
         void OnApplicationFocus(bool focused)
@@ -229,7 +249,8 @@ namespace Omokage.Client.Components
 
         /// <summary>
         /// What the connection does when the app comes back (called from OnApplicationPause / OnApplicationFocus; call it
-        /// yourself after your own suspend): connects if it never did, reconnects if it had given up, and otherwise pings
+        /// yourself after your own suspend): connects if it never did (not after an explicit <see cref="Disconnect"/>, until
+        /// <see cref="Connect"/>), restarts connecting if it had given up (not while its retry loop backs off), and otherwise pings
         /// once (<c>resumeProbeSeconds</c>): a dead link is dropped, and the client reconnects at once. True when the link
         /// was alive.
         /// </summary>
@@ -239,21 +260,16 @@ namespace Omokage.Client.Components
             var client = Client;
             if (client == null)
             {
-                if (connectOnStart) Connect();
+                if (connectOnStart && !_disconnected) Connect();  // never after an explicit Disconnect()
             }
             else if (client.State == ConnectionState.Disconnected)
             {
-                if (_cts == null) _cts = new CancellationTokenSource();
-                StartConnecting(client);  // the retry loop had given up (or auto-reconnect is off)
+                StartConnecting(client);  // the retry loop had given up (or auto-reconnect is off); not while it backs off
             }
             else if (client.State == ConnectionState.Connected)
             {
                 alive = await client.ProbeAsync(TimeSpan.FromSeconds(Mathf.Max(0.1f, resumeProbeSeconds)));
-                if (!alive && !autoReconnect && Client == client)
-                {
-                    if (_cts == null) _cts = new CancellationTokenSource();
-                    StartConnecting(client);
-                }
+                if (!alive && !autoReconnect && Client == client) StartConnecting(client);
             }
             if (this == null) return alive;
             var handler = Resumed;

@@ -22,8 +22,9 @@ namespace Omokage.Client.Components
     /// <item><b>Head gaze</b> every frame (the headset's rate): the head's (camera's) forward ray, with the client's own hit
     /// {panel, u, v} against the grid's tiles (panel k = tile k = <c>candidates.items[k]</c>).</item>
     /// <item><b>Eye gaze</b> too (<see cref="EyeGazeMode.WhenAvailable"/>), when an eye-gaze device delivers a tracked pose
-    /// (the OpenXR Eye Gaze Interaction profile; on Quest Pro the app must hold the eye-tracking permission, without which
-    /// the device delivers nothing and only head gaze goes out) or an <see cref="EyeGaze"/> transform is assigned.
+    /// (the OpenXR Eye Gaze Interaction profile; on Quest Pro the app must hold the eye-tracking permission, which the sender
+    /// asks for once on an Android player (<see cref="EyeTrackingPermission"/>); until it is granted only head gaze goes out)
+    /// or an <see cref="EyeGaze"/> transform is assigned. An untracked eye (a blink) is skipped: a gap, not a stale ray.
     /// <see cref="EyeGazePermitted"/> lets the app veto it (consent).</item>
     /// <item>Samples are stamped on the server's clock (local clock + the ping/pong offset), buffered in the client's
     /// preallocated <see cref="OmokageClient.Gaze"/> ring and sent as one <c>gaze.batch</c> every
@@ -33,8 +34,8 @@ namespace Omokage.Client.Components
     /// <item>Rays and panels go out in the protocol's scene frame (−z forward, +y up): Unity's world with z mirrored
     /// (<see cref="SceneFrame"/>), so that the server's yaw and pitch, and a calibration's correction, are the user's.</item>
     /// </list>
-    /// It sends only while the server takes gaze (<see cref="OmokageClient.GazeAccepted"/>) and a grid is shown and
-    /// undecided, or while a calibration runs (<see cref="Calibrating"/>, set by <see cref="OmokageCalibration"/>: then
+    /// It sends only while the app has focus, the server takes gaze (<see cref="OmokageClient.GazeAccepted"/>) and a grid is
+    /// shown, undecided and not <see cref="CandidateGrid.Busy"/> (a choose or skip in flight), or while a calibration runs (<see cref="Calibrating"/>, set by <see cref="OmokageCalibration"/>: then
     /// without hits, since the samples belong to no grid). The per-frame path allocates nothing. It also keeps the last
     /// <c>capacity</c> samples locally (<see cref="Samples"/>) with the face under the head or eye ray.
     /// Tiles: each tile's image renderer is taken to be a unit quad (as built tiles are): the panel's size is its lossy scale.
@@ -92,6 +93,11 @@ namespace Omokage.Client.Components
         /// <summary>The app's veto on eye gaze (e.g. the participant's consent); null: permitted when available.</summary>
         public System.Func<bool> EyeGazePermitted { get; set; }
 
+        /// <summary>The Android runtime permission eye gaze needs (Quest Pro: <c>com.oculus.permission.EYE_TRACKING</c>, which the
+        /// manifest must declare): on an Android player it is requested once when eye gaze is wanted and permitted, and head
+        /// gaze goes out alone until the user grants it. Null or empty: none is asked for (another headset's eye tracking).</summary>
+        public string EyeTrackingPermission { get; set; } = "com.oculus.permission.EYE_TRACKING";
+
         /// <summary>The engine-free sender (panels, layout state, last hits).</summary>
         public GazeSender Sender { get { return _sender; } }
 
@@ -135,14 +141,18 @@ namespace Omokage.Client.Components
                 _client = client;
                 _sender.ForgetLayout();
             }
-            sample.Time = client != null && client.Clock.HasEstimate ? now + client.Clock.Offset : now;
-            sample.ServerClock = client != null && client.Clock.HasEstimate;
+            double offset = 0;
+            sample.ServerClock = client != null && client.Clock.TryGetOffset(out offset);
+            sample.Time = now + offset;
 
             Transform h = head;
             if (h == null && Camera.main != null) h = Camera.main.transform;
             if (h == null) return sample;
-            bool gridShown = grid != null && grid.Current != null && grid.LastDecision == null && !grid.PreviewingSketch;
-            bool sending = sendGaze && client != null && client.IsConnected && client.GazeAccepted && (gridShown || Calibrating);
+            // not while a choose or skip is in flight (Busy): its grid's gaze went out with it, and the next grid's
+            // begins when that grid is shown; not while the app lacks focus (the system menu, the browser over it)
+            bool gridShown = grid != null && grid.Current != null && grid.LastDecision == null && !grid.PreviewingSketch && !grid.Busy;
+            bool sending = sendGaze && Application.isFocused && client != null && client.IsConnected && client.GazeAccepted &&
+                           (gridShown || Calibrating);
             UpdatePanels();
             if (sending && !Calibrating && _sender.LayoutDue(client.SessionId))
                 TaskObserver.Observe(client.SendLayoutAsync(_sender.TakeLayout(client.SessionId)), null);
@@ -219,6 +229,7 @@ namespace Omokage.Client.Components
             direction = Vector3.forward;
             if (eyeGazeMode == EyeGazeMode.Off) return false;
             if (EyeGazePermitted != null && !EyeGazePermitted()) return false;
+            if (!EyeTrackingGranted()) return false;  // head gaze until the user grants the permission
             if (eyeGaze != null && eyeGaze.gameObject.activeInHierarchy)
             {
                 origin = eyeGaze.position;
@@ -233,15 +244,47 @@ namespace Omokage.Client.Components
                 if (_devices.Count == 0) return false;
                 _eyeDevice = _devices[0];
             }
+            // an untracked eye (a blink, the headset off the face) is a gap, not the last or a zero pose: a grid's dwell and a
+            // calibration must not take it. A device that does not report its tracking is taken by its pose alone.
+            bool tracked;
+            InputTrackingState state;
+            if (_eyeDevice.TryGetFeatureValue(CommonUsages.isTracked, out tracked) && !tracked) return false;
+            if (_eyeDevice.TryGetFeatureValue(CommonUsages.trackingState, out state) && (state & InputTrackingState.Rotation) == 0) return false;
             Vector3 position;
             Quaternion rotation;
             if (!_eyeDevice.TryGetFeatureValue(GazePosition, out position) || !_eyeDevice.TryGetFeatureValue(GazeRotation, out rotation))
                 return false;  // not tracked now, or not permitted: the device delivers nothing
+            // no pose yet: a zero quaternion would turn forward into a zero ray
+            if (rotation.x * rotation.x + rotation.y * rotation.y + rotation.z * rotation.z + rotation.w * rotation.w < 0.5f) return false;
             Transform space = trackingSpace != null ? trackingSpace : h.parent;
             origin = space != null ? space.TransformPoint(position) : position;
             Vector3 local = rotation * Vector3.forward;
             direction = space != null ? space.TransformDirection(local) : local;
             return true;
         }
+
+#if UNITY_ANDROID && !UNITY_EDITOR
+        static bool _eyePermissionAsked;  // once per run: a refusal is the user's answer
+        bool _eyePermissionGranted;
+        float _nextPermissionCheck;
+
+        // Quest Pro: the eye tracker delivers nothing until the user grants the runtime permission (declared in the
+        // manifest). Asked once; checked once a second (a JNI call) until granted, never again after.
+        bool EyeTrackingGranted()
+        {
+            if (_eyePermissionGranted || string.IsNullOrEmpty(EyeTrackingPermission)) return true;
+            if (Time.unscaledTime < _nextPermissionCheck) return false;
+            _nextPermissionCheck = Time.unscaledTime + 1f;
+            _eyePermissionGranted = UnityEngine.Android.Permission.HasUserAuthorizedPermission(EyeTrackingPermission);
+            if (!_eyePermissionGranted && !_eyePermissionAsked)
+            {
+                _eyePermissionAsked = true;
+                UnityEngine.Android.Permission.RequestUserPermission(EyeTrackingPermission);
+            }
+            return _eyePermissionGranted;
+        }
+#else
+        bool EyeTrackingGranted() { return true; }  // no runtime permission outside an Android player
+#endif
     }
 }

@@ -36,7 +36,7 @@ namespace Omokage.Client.Components
 
     /// <summary>
     /// A world-space questionnaire (protocol v1.2 studies): one item at a time, its text, and its answers as buttons —
-    /// Likert 1 … 5 with the anchors at the ends, best/worst as the conditions' labels, free text through the system keyboard
+    /// Likert 1 … 5 (up to 11 points, e.g. 0 … 10) with the anchors at the ends, best/worst as the conditions' labels, free text through the system keyboard
     /// (<c>TouchScreenKeyboard</c>) or, where there is none, a small on-panel keyboard (<see cref="FallbackKeyboard"/>).
     /// Answer with a controller ray and its trigger, or with head gaze and a press: dwell only arms a button
     /// (<see cref="OmokagePointer"/>), and a controller can also step through the options (<see cref="MoveHighlight"/>,
@@ -47,7 +47,7 @@ namespace Omokage.Client.Components
     [AddComponentMenu("Omokage/Questionnaire Panel")]
     public class OmokageQuestionnairePanel : MonoBehaviour
     {
-        const int MaxOptions = 8;
+        const int MaxOptions = QuestionnaireForm.MaxOptions;  // a Likert scale of up to 11 points (0 … 10) fits the panel
 
         [Tooltip("Material for the buttons; use an unlit one (URP: Universal Render Pipeline/Unlit).")]
         [SerializeField] Material buttonMaterial;
@@ -214,7 +214,8 @@ namespace Omokage.Client.Components
             _type.gameObject.SetActive(text);
             if (_type.Label != null) _type.Label.gameObject.SetActive(text);
             SetText(_text, text ? "“" + (Form.Text(Form.Index) ?? "") + "”" : "");
-            if (item != null && !QuestionnaireForm.CanRender(item)) SetText(_status, "This question cannot be shown here (" + item.Kind + ").");
+            if (item != null && !QuestionnaireForm.CanRender(item))
+                SetText(_status, "This question cannot be shown here (" + QuestionnaireForm.CannotRenderReason(item) + ").");
             _keyboardRoot.gameObject.SetActive(text && _fallback != null);
             for (int i = 0; i < _keys.Count; i++) _keys[i].Key = _fallback;
         }

@@ -169,6 +169,77 @@ namespace Omokage.Client.Tests
         }
 
         [Test]
+        public void SecondRetryLoop_WhileTheFirstBacksOff_NeitherFails()
+        {
+            // OmokageConnection on resume: the state is Disconnected during the first loop's back-off, so a second loop
+            // starts and connects; the first loop's next attempt must leave it to that one, not fail "already connected"
+            int hellos = 0;
+            _server.Handler = (c, m) =>
+            {
+                if (m.GetString("type") != MessageTypes.Hello || Interlocked.Increment(ref hellos) > 1) return false;
+                c.Send(new MsgMap { { "type", "error" }, { "rid", m.GetInt64("rid") }, { "code", ErrorCodes.Overloaded }, { "message", "busy" } });
+                return true;  // the first hello is refused (retryable), the others welcomed
+            };
+            var client = Client(o =>
+            {
+                o.ReconnectInitialDelay = TimeSpan.FromMilliseconds(600);
+                o.ReconnectMaxDelay = TimeSpan.FromMilliseconds(600);
+            });
+            var errors = new List<Exception>();
+            client.BackgroundError += e => { lock (errors) errors.Add(e); };
+            Task<WelcomeMessage> first = client.ConnectWithRetryAsync();
+            Sync.WaitUntil(() => { lock (errors) return errors.Count == 1; }, TimeSpan.FromSeconds(5), "the first hello refused");
+            Assert.AreEqual(ConnectionState.Disconnected, client.State, "the first loop backs off");
+
+            WelcomeMessage second = Sync.Run(() => client.ConnectWithRetryAsync());
+            Assert.IsTrue(client.IsConnected);
+            WelcomeMessage afterBackOff = Sync.Run(() => first, TimeSpan.FromSeconds(5));
+            Assert.AreSame(second, afterBackOff, "the first loop ends with the welcome the second got");
+            Thread.Sleep(100);
+            lock (errors) Assert.AreEqual(1, errors.Count, "only the refused hello is reported: " + string.Join("; ", errors));
+            Assert.AreEqual(2, _server.Connections, "the first loop opened no second link");
+            Assert.IsTrue(client.IsConnected);
+        }
+
+        [Test]
+        public void SecondRetryLoop_WhileTheFirstConnects_LeavesItToThatOne()
+        {
+            _server.Handler = (c, m) =>
+            {
+                if (m.GetString("type") == MessageTypes.Hello) Thread.Sleep(400);  // a slow welcome
+                return false;
+            };
+            var client = Client();
+            Task<WelcomeMessage> first = client.ConnectWithRetryAsync();
+            Sync.WaitUntil(() => client.State == ConnectionState.Connecting, TimeSpan.FromSeconds(5), "the first attempt under way");
+            Assert.IsNull(Sync.Run(() => client.ConnectWithRetryAsync()), "no welcome yet: the first attempt has it in hand");
+            WelcomeMessage welcome = Sync.Run(() => first);
+            Assert.IsNotNull(welcome);
+            Assert.AreSame(welcome, Sync.Run(() => client.ConnectWithRetryAsync()), "connected: the connection's welcome");
+            Assert.Throws<InvalidOperationException>(() => Sync.Run(() => client.ConnectAsync()), "a single attempt still refuses");
+            Assert.AreEqual(1, _server.Connections);
+        }
+
+        [Test]
+        public void SendLayout_WithoutALink_FailsItsTask_InsteadOfThrowing()
+        {
+            // the gaze sender calls it from Update after seeing IsConnected; a link lost on another thread in between must
+            // not throw out of Update
+            var panels = new[] { new PanelPose { Pz = -1.5, Qw = 1, Width = 0.3, Height = 0.3 } };
+            var client = Client();
+            Task sent = null;
+            Assert.DoesNotThrow(() => sent = client.SendLayoutAsync(panels), "never connected");
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => sent));
+            Sync.Run(() => client.ConnectAsync());
+            Sync.Run(() => client.SendLayoutAsync(panels));
+            _server.Dispose();  // the link goes
+            Sync.WaitUntil(() => !client.IsConnected, TimeSpan.FromSeconds(5), "the link lost");
+            Assert.DoesNotThrow(() => sent = client.SendLayoutAsync(panels), "lost");
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => sent));
+            Assert.Throws<ArgumentNullException>(() => client.SendLayoutAsync(null), "a caller's mistake still throws");
+        }
+
+        [Test]
         public void FrameOverMaxReceiveFrameBytes_DropsTheLink_AndFailsTheRequest()
         {
             var client = Connected(o => o.MaxReceiveFrameBytes = 64 * 1024);

@@ -106,17 +106,77 @@ namespace Omokage.Client.Tests
         [Test]
         public void Rate_IsCappedPerSource_AtTheServersLimit()
         {
-            var stream = new GazeStream(ClockWithOffset(0));
+            var stream = new GazeStream(ClockWithOffset(0), 8192);
             stream.Configure(new GazeLimits { MaxRateHz = 60, MaxSamplesPerBatch = 100 });
-            int kept = 0;
-            for (int i = 0; i < 240; i++)  // one second at 240 Hz, head and eye
+            int head = 0, eye = 0;
+            for (int i = 0; i < 2400; i++)  // ten seconds at 240 Hz, head and eye
             {
-                if (stream.Record(GazeWireSample.Head, 1 + i / 240.0, 0, 0, 0, 0, 0, 1, 1)) kept++;
-                if (stream.Record(GazeWireSample.Eye, 1 + i / 240.0, 0, 0, 0, 0, 0, 1, 1)) kept++;
+                if (stream.Record(GazeWireSample.Head, 1 + i / 240.0, 0, 0, 0, 0, 0, 1, 1)) head++;
+                if (stream.Record(GazeWireSample.Eye, 1 + i / 240.0, 0, 0, 0, 0, 0, 1, 1)) eye++;
             }
-            Assert.AreEqual(2 * 60, kept, "60 per second per source");
-            Assert.AreEqual(480 - 120, stream.DroppedRate);
-            Assert.AreEqual(100, stream.TakeBatch(new GazeWireSample[256], 2), "max_samples_per_batch from the welcome");
+            // 60 a second over the ~10 s, plus the bucket's burst at the start
+            Assert.That(head, Is.InRange(599, 600 + (int)stream.RateBurst), "head: 60 per second");
+            Assert.AreEqual(head, eye, "eye: its own 60 per second");
+            Assert.AreEqual(4800 - head - eye, stream.DroppedRate);
+            Assert.AreEqual(100, stream.TakeBatch(new GazeWireSample[256], 20), "max_samples_per_batch from the welcome");
+        }
+
+        [Test]
+        public void Rate_AtTheLimitsOwnRate_KeepsEveryJitteredFrame()
+        {
+            // a 120 Hz headset at the server's 120 Hz: frames come ±2 ms around their vsync. A minimum interval of 1/120 s
+            // dropped every frame that came early after a kept one (up to half of them); the token bucket keeps them all.
+            var stream = new GazeStream(ClockWithOffset(0), 4096);
+            var random = new Random(7);
+            int kept = 0, frames = 1200;
+            for (int i = 0; i < frames; i++)
+            {
+                double t = 10 + i / 120.0 + (random.NextDouble() * 2 - 1) * 0.002;
+                if (stream.Record(GazeWireSample.Head, t, 0, 0, 0, 0, 0, 1, 1)) kept++;
+                if (stream.Record(GazeWireSample.Eye, t, 0, 0, 0, 0, 0, 1, 1)) kept++;
+            }
+            Assert.AreEqual(2 * frames, kept, "every frame of both sources");
+            Assert.AreEqual(0, stream.DroppedRate);
+
+            // times stay strictly increasing per source, whatever the bucket holds
+            stream.Clear();
+            Assert.IsTrue(stream.Record(GazeWireSample.Head, 30.0, 0, 0, 0, 0, 0, 1, 1));
+            Assert.IsFalse(stream.Record(GazeWireSample.Head, 30.0, 0, 0, 0, 0, 0, 1, 1), "the same time again");
+            Assert.IsFalse(stream.Record(GazeWireSample.Head, 29.9, 0, 0, 0, 0, 0, 1, 1), "an earlier time");
+            Assert.IsTrue(stream.Record(GazeWireSample.Head, 30.001, 0, 0, 0, 0, 0, 1, 1), "a burst token");
+        }
+
+        [Test]
+        public void Samples_WaitForANewPing_AfterTheHeadsetSlept()
+        {
+            // the stopwatch stands still while the headset sleeps; the wall clock does not: 30 s of sleep here
+            double slept = 0;
+            var clock = new ClockSync(8, () => ClockSync.LocalNow() + slept);
+            var stream = new GazeStream(clock);
+            double now = ClockSync.LocalNow();
+            clock.AddSample(now - 0.01, now, now + 5.0);  // offset ~5 s, a 10 ms round trip
+            Assert.IsTrue(stream.Record(GazeWireSample.Head, now, 0, 1.6, 0, 0, 0, -1, 1));
+            slept = 0.3;
+            Assert.IsTrue(clock.HasEstimate, "a drift within 0.5 s keeps the estimate");
+            slept = 30.3;
+            Assert.IsFalse(stream.Record(GazeWireSample.Head, now + 1, 0, 1.6, 0, 0, 0, -1, 1), "a stale offset is not used");
+            Assert.AreEqual(1, stream.DroppedNoClock);
+            Assert.IsFalse(clock.HasEstimate);
+            Assert.AreEqual(1, clock.DriftResets);
+
+            // the resume's ping: a new offset, not the pre-sleep sample with its smaller round trip
+            now = ClockSync.LocalNow();
+            clock.AddSample(now - 0.05, now, now + 35.0);
+            Assert.AreEqual(35.0 + 0.025, clock.Offset, 1e-6);
+            Assert.IsTrue(stream.Record(GazeWireSample.Head, now + 2, 0, 1.6, 0, 0, 0, -1, 1));
+            Assert.AreEqual(1, clock.DriftResets, "the new relation between the clocks holds");
+
+            // Reset (the app resumed) forgets the estimate too and takes the clocks as they are now
+            clock.Reset();
+            Assert.IsFalse(clock.HasEstimate);
+            slept = 30.5;
+            clock.AddSample(now - 0.05, now, now + 35.0);
+            Assert.IsTrue(clock.HasEstimate);
         }
 
         [Test]

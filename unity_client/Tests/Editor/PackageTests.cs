@@ -44,8 +44,17 @@ namespace Omokage.Client.Tests
             // Texture2D.LoadImage (ImageConversion), Physics.Raycast and colliders (Physics)
             foreach (string module in new[] { "com.unity.modules.imageconversion", "com.unity.modules.physics" })
                 Assert.IsTrue(dependencies.ContainsKey(module), module);
+            // the links are optional in UPM: none until the package has a public home, never a placeholder
             foreach (string link in new[] { "documentationUrl", "changelogUrl", "licensesUrl" })
+            {
+                if (!manifest.ContainsKey(link)) continue;
                 StringAssert.StartsWith("https://", manifest.GetString(link), link);
+                StringAssert.DoesNotContain("OWNER", manifest.GetString(link), link + " is a placeholder");
+            }
+            foreach (string file in new[] { "README.md", "CHANGELOG.md", "LICENSE.md" })
+                Assert.IsTrue(File.Exists(Path.Combine(Root(), file)), file + " ships with the package (Package Manager shows it)");
+            StringAssert.Contains("protocol v" + Protocol.Version + "." + Protocol.Minor, manifest.GetString("description"),
+                                  "the description names the protocol version the client speaks");
         }
 
         [Test]

@@ -218,10 +218,79 @@ namespace Omokage.Client.Tests
         }
 
         [Test]
+        public void StrokeLimit_WithOneSlotLeft_EndsTheDrawingInsteadOfOverrunning()
+        {
+            // 5 points in all, 4 a stroke: the 5th point of a long stroke would start a new stroke from the 4th (one point)
+            // and then need a 6th slot; it threw IndexOutOfRangeException
+            var pad = new SketchPad(8, 5);
+            pad.Configure(new SketchLimits { MaxPointsPerStroke = 4 });
+            pad.MinStep = 0;
+            for (int i = 0; i < 5; i++) pad.Pen(i / 10f, 0.5f);
+            Assert.AreEqual(1, pad.StrokeCount, "no room for the continuation: the stroke ends");
+            Assert.AreEqual(4, pad.PointCount);
+            Assert.IsFalse(pad.Drawing);
+            pad.Pen(0.9f, 0.9f);  // pen down again: a one-point stroke still fits
+            Assert.AreEqual(2, pad.StrokeCount);
+            Assert.AreEqual(5, pad.PointCount);
+            Assert.IsTrue(pad.Full);
+            pad.Pen(0.95f, 0.9f);
+            Assert.AreEqual(5, pad.PointCount, "full: nothing more");
+
+            // with two slots left the stroke goes on from its last point as before
+            pad = new SketchPad(8, 6);
+            pad.Configure(new SketchLimits { MaxPointsPerStroke = 4 });
+            pad.MinStep = 0;
+            for (int i = 0; i < 6; i++) pad.Pen(i / 10f, 0.5f);
+            Assert.AreEqual(2, pad.StrokeCount);
+            Assert.AreEqual(6, pad.PointCount);
+            Assert.AreEqual(pad.Points[2 * 3], pad.Points[2 * pad.StrokeStart(1)], "the new stroke begins at the last point");
+        }
+
+        [Test]
+        public void WelcomeLimits_BoundPointsWidthAndTools()
+        {
+            var welcome = (WelcomeMessage)ServerMessage.Parse(SketchWelcome(1, "s").Set("sketch", new MsgMap
+            {
+                { "resolution", 32L }, { "preview_size", 96L }, { "tools", new List<object> { "line" } }, { "min_width", 0.005 },
+                { "max_width", 0.05 }, { "max_strokes", 256L }, { "max_points_per_message", 512L }, { "max_points_per_stroke", 4096L },
+                { "max_points", 10L },
+            }));
+            SketchLimits limits = welcome.Sketch;
+            Assert.AreEqual(10, limits.MaxPoints, "welcome.sketch.max_points");
+            Assert.AreEqual(65536, ((WelcomeMessage)ServerMessage.Parse(SketchWelcome(1, "s"))).Sketch.MaxPoints, "absent: the protocol's");
+
+            var pad = new SketchPad();
+            pad.Configure(limits);
+            pad.MinStep = 0;
+            Assert.AreEqual(10, pad.MaxPoints);
+            pad.Style = new SketchStyle(SketchTools.Paint, 200, 10, 10, 0.2);  // too wide, and a tool the server does not offer
+            for (int i = 0; i < 6; i++) pad.Pen(i / 10f, 0.2f);
+            pad.EndStroke();
+            Assert.AreEqual(0.05, pad.StrokeStyle(0).Width, 1e-12, "clamped to max_width");
+            Assert.AreEqual(SketchTools.Line, pad.StrokeStyle(0).Tool, "a tool the server offers");
+            Assert.AreEqual(200, pad.StrokeStyle(0).R, "the colour stays");
+            pad.Style = new SketchStyle(SketchTools.Line, 0, 0, 0, 0.001);
+            for (int i = 0; i < 6; i++) pad.Pen(i / 10f, 0.6f);
+            Assert.AreEqual(0.005, pad.StrokeStyle(1).Width, 1e-12, "clamped to min_width");
+            Assert.AreEqual(10, pad.PointCount, "max_points over the whole drawing");
+            Assert.IsTrue(pad.Full);
+            var pieces = new List<SketchPiece>();
+            SketchPiece piece;
+            while (pad.TakePieceNow(out piece)) pieces.Add(piece);
+            Assert.AreEqual(0.005, pieces[1].Style.Width, 1e-12, "what is sent is the fitted style");
+
+            // a server that offers paint only: a line becomes paint
+            var paintOnly = new SketchLimits { Tools = new List<string> { SketchTools.Paint } };
+            Assert.AreEqual(SketchTools.Paint, paintOnly.Fit(SketchStyle.DefaultPen).Tool);
+            Assert.AreEqual(0.012, paintOnly.Fit(SketchStyle.DefaultPen).Width, 1e-12, "within the widths: unchanged");
+        }
+
+        [Test]
         public void PerFramePath_AllocatesNothing()
         {
             var raster = new SketchRaster(256);
             var pad = new SketchPad { Ink = raster };
+            pad.Configure(new SketchLimits());  // the welcome's limits: each stroke's style is fitted to them as it begins
             double t = 1.0;
             int pieces = 0;
             Action frames = () =>

@@ -79,6 +79,61 @@ namespace Omokage.Client.Tests
             Assert.AreEqual("System C", ((MsgMap)list[1])["value"]);
         }
 
+        static QuestionnaireMessage Likert(long min, long max, bool required = true)
+        {
+            return new QuestionnaireMessage(new MsgMap
+            {
+                { "type", "questionnaire" }, { "rid", 3L }, { "id", "block-1" }, { "title", "About System A" },
+                { "items", new List<object>
+                    {
+                        new MsgMap { { "id", "Q1" }, { "kind", "likert" }, { "text", "How sure are you?" }, { "required", required },
+                                     { "min", min }, { "max", max }, { "labels", new List<object> { "not at all", "completely" } } },
+                    } },
+            });
+        }
+
+        [Test]
+        public void Form_LikertScalesUpTo11Points_LargerOnesAreRefusedClearly()
+        {
+            var form = new QuestionnaireForm(Likert(0, 10));  // an 11-point scale: every point can be answered
+            Assert.IsTrue(QuestionnaireForm.CanRender(form.Current));
+            Assert.AreEqual(11, form.Options(0).Count);
+            Assert.AreEqual("10", form.Options(0)[10]);
+            form.MoveHighlight(-1);
+            Assert.IsTrue(form.ConfirmHighlight(), "the last point, from the controller");
+            Assert.AreEqual(10L, form.Answers()[0].Number);
+            form.Select(0, 9);
+            Assert.AreEqual(9L, form.Answers()[0].Number);
+
+            var nine = new QuestionnaireForm(Likert(1, 9));
+            nine.Select(0, 8);
+            Assert.AreEqual(9L, nine.Answers()[0].Number, "9 of a 9-point scale");
+
+            var wide = new QuestionnaireForm(Likert(1, 20));  // more than fits: not shown cut short at 11
+            Assert.IsFalse(QuestionnaireForm.CanRender(wide.Current));
+            Assert.AreEqual(0, wide.Options(0).Count);
+            StringAssert.Contains("1 … 20", QuestionnaireForm.CannotRenderReason(wide.Current));
+            Assert.Throws<ArgumentOutOfRangeException>(() => wide.Select(0, 11));
+            Assert.IsFalse(QuestionnaireForm.CanRender(new QuestionnaireForm(Likert(5, 1)).Current), "max below min");
+            Assert.IsNull(QuestionnaireForm.CannotRenderReason(form.Current));
+        }
+
+        [Test]
+        public void Form_CanSubmit_AllocatesNothing()
+        {
+            var form = new QuestionnaireForm(Questionnaire("questionnaire_condition.msgpack"));
+            bool can = form.CanSubmit;  // warm up
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int frame = 0; frame < 1000; frame++) can = form.CanSubmit;  // a submit button asks every frame
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.AreEqual(0, allocated, "bytes allocated by 1,000 CanSubmit");
+            Assert.IsFalse(can);
+            Assert.AreEqual(1, form.MissingCount());
+            form.Select(0, 2);
+            Assert.AreEqual(0, form.MissingCount());
+            Assert.IsTrue(form.CanSubmit);
+        }
+
         [Test]
         public void FallbackKeyboard_Types()
         {

@@ -10,7 +10,7 @@ using Omokage.Client.MessagePack;
 namespace Omokage.Client
 {
     /// <summary>
-    /// An async client for omokage protocol v1.5 over <see cref="ClientWebSocket"/>.
+    /// An async client for omokage protocol v1.6 over <see cref="ClientWebSocket"/>.
     /// <list type="bullet">
     /// <item>One sender: every frame goes through one queue drained by one task (ClientWebSocket forbids
     /// concurrent sends).</item>
@@ -37,6 +37,7 @@ namespace Omokage.Client
     /// <item>v1.5: <see cref="OmokageClientOptions.Device"/> goes in the hello (the headset's default gaze correction;
     /// <see cref="GazeProfile"/> says what corrects the gaze), <see cref="CalibrateCancelAsync"/> abandons a calibration, and
     /// <see cref="IdealAsync"/> asks for the ideal face (<see cref="IdealAccepted"/>, <see cref="IdealImageSize"/>).</item>
+    /// <item>v1.6: sharper sketch previews after the results (<see cref="SketchPreviewReceived"/>).</item>
     /// </list>
     /// Events are raised on background threads; keep handlers short (the Unity components marshal them onto
     /// the main thread). Awaited results continue on the awaiting context (the main thread in Unity).
@@ -258,15 +259,26 @@ namespace Omokage.Client
 
         /// <summary>Opens the WebSocket and says hello (one attempt). Throws <see cref="OmokageConnectionException"/>
         /// when the server cannot be reached, <see cref="OmokageServerException"/> when it refuses the hello.</summary>
-        public async Task<WelcomeMessage> ConnectAsync(CancellationToken ct = default(CancellationToken))
+        public Task<WelcomeMessage> ConnectAsync(CancellationToken ct = default(CancellationToken))
+        {
+            return ConnectOnceAsync(false, ct);
+        }
+
+        /// <summary>One attempt. When another attempt, the reconnect loop or a connection already holds the link, it throws,
+        /// or for the retry loop (<paramref name="retrying"/>) returns null: that one has it in hand, nothing failed.</summary>
+        async Task<WelcomeMessage> ConnectOnceAsync(bool retrying, CancellationToken ct)
         {
             lock (_gate)
             {
                 if (_state == ConnectionState.Closed) throw new ObjectDisposedException("OmokageClient", "the client was closed; create a new one");
                 if (_state == ConnectionState.Connected || _state == ConnectionState.Connecting || _reconnecting)
+                {
+                    if (retrying) return null;
                     throw new InvalidOperationException("already " + _state.ToString().ToLowerInvariant());
+                }
+                _state = ConnectionState.Connecting;  // claimed under the lock: two attempts never both pass the check
             }
-            SetState(ConnectionState.Connecting);
+            Raise(StateChanged, ConnectionState.Connecting);
             try
             {
                 return await OpenAsync(ct).ConfigureAwait(false);
@@ -279,7 +291,9 @@ namespace Omokage.Client
         }
 
         /// <summary>Connects, retrying with back-off until it succeeds, <paramref name="ct"/> is cancelled, or the
-        /// server refuses the hello for a reason retrying cannot fix (<c>unauthorized</c>, <c>bad_field</c>).</summary>
+        /// server refuses the hello for a reason retrying cannot fix (<c>unauthorized</c>, <c>bad_field</c>). When another
+        /// attempt (a second retry loop, <see cref="ConnectAsync"/>, the reconnect loop) or a connection already holds the
+        /// link, it leaves it to that one and returns the last welcome (null before the first): not a failure.</summary>
         public async Task<WelcomeMessage> ConnectWithRetryAsync(CancellationToken ct = default(CancellationToken))
         {
             var backoff = NewBackoff();
@@ -289,7 +303,8 @@ namespace Omokage.Client
                 Exception failure;
                 try
                 {
-                    return await ConnectAsync(ct).ConfigureAwait(false);
+                    WelcomeMessage welcome = await ConnectOnceAsync(true, ct).ConfigureAwait(false);
+                    return welcome ?? Welcome;
                 }
                 catch (OmokageServerException e)
                 {
@@ -619,12 +634,17 @@ namespace Omokage.Client
 
         /// <summary><c>layout</c> (v1.2): where the grid's panels are (panel k shows <c>candidates.items[k]</c>), so the
         /// server can ray-cast samples sent without a hit. Send it when a grid is shown and whenever it moves. No reply;
-        /// an invalid layout raises <see cref="GazeRejected"/>. The task completes when the frame is sent.</summary>
+        /// an invalid layout raises <see cref="GazeRejected"/>. The task completes when the frame is sent; when not connected it
+        /// fails (<see cref="OmokageConnectionException"/>) rather than throwing: a link lost on another thread just after the
+        /// caller saw <see cref="IsConnected"/> must not throw out of a frame's Update.</summary>
         public Task SendLayoutAsync(IList<PanelPose> panels)
         {
             if (panels == null) throw new ArgumentNullException("panels");
+            Link link;
+            try { link = RequireLink(); }
+            catch (OmokageConnectionException e) { return FailedTask(e); }
             var copy = new List<PanelPose>(panels);
-            return SendNoReply(RequireLink(), rid => Requests.Layout(rid, copy));
+            return SendNoReply(link, rid => Requests.Layout(rid, copy));
         }
 
         void FlushGazeBeforePick()

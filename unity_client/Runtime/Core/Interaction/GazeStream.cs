@@ -12,10 +12,12 @@ namespace Omokage.Client
     /// <item>Time: samples are stamped on the <b>server's</b> clock, the local time plus <see cref="ClockSync.Offset"/>
     /// from the ping/pong exchange. Until a ping has completed there is no offset and samples are not recorded
     /// (<see cref="DroppedNoClock"/>): the server would drop local-clock stamps as <c>future</c> or mis-time them.</item>
-    /// <item>Rate: per source, a sample less than 1 / <see cref="MaxRateHz"/> after the previous one kept is dropped here
-    /// (<see cref="DroppedRate"/>) rather than by the server (<c>error overloaded</c>); this also keeps each source's
-    /// times strictly increasing (the server drops <c>out_of_order</c> samples), even when a better ping moves the
-    /// offset back.</item>
+    /// <item>Rate: per source, a token bucket of <see cref="MaxRateHz"/> tokens a second holding at most
+    /// <see cref="RateBurst"/>: a sample without a token is dropped here (<see cref="DroppedRate"/>) rather than by the server
+    /// (<c>error overloaded</c>). A bucket, not a minimum interval: frames at the limit's own rate (120 Hz) come a little
+    /// early or late, and a minimum interval dropped every early one, up to half of them. A sample not later than the
+    /// source's previous one is dropped too, so each source's times stay strictly increasing (the server drops
+    /// <c>out_of_order</c> samples), even when a better ping moves the offset back.</item>
     /// <item>Overflow: when nothing is taken for long (no connection), the oldest samples are overwritten
     /// (<see cref="DroppedOverflow"/>).</item>
     /// </list>
@@ -31,6 +33,7 @@ namespace Omokage.Client
         int _count;
         double _lastHead = double.NegativeInfinity;
         double _lastEye = double.NegativeInfinity;
+        double _tokensHead, _tokensEye;  // each source's bucket just after its last sample kept
         double _lastFlush = double.NegativeInfinity;
 
         /// <summary>A stream stamping samples with <paramref name="clock"/>'s offset; <paramref name="capacity"/> samples
@@ -45,6 +48,10 @@ namespace Omokage.Client
 
         /// <summary>Samples per second per source at most (the server's <c>welcome.gaze.max_rate_hz</c>, 120).</summary>
         public double MaxRateHz = 120;
+
+        /// <summary>Samples a source may send at once above <see cref="MaxRateHz"/> (the token bucket's size): 4, a few frames'
+        /// jitter; far below the 2 s the server allows.</summary>
+        public double RateBurst = 4;
 
         /// <summary>How often a batch is due (<see cref="FlushDue"/>), seconds: 0.1 (the protocol suggests 50–100 ms).</summary>
         public double FlushInterval = 0.1;
@@ -93,22 +100,26 @@ namespace Omokage.Client
                 lock (_gate) DroppedInvalid++;
                 return false;
             }
-            if (!_clock.HasEstimate)
+            double offset;
+            if (!_clock.TryGetOffset(out offset))
             {
                 lock (_gate) DroppedNoClock++;
                 return false;
             }
-            double t = localTime + _clock.Offset;
+            double t = localTime + offset;
             lock (_gate)
             {
                 double last = eye ? _lastEye : _lastHead;
-                if (t - last < 1.0 / MaxRateHz - 1e-9)
+                double burst = Math.Max(1, RateBurst);
+                // the bucket refilled since the last sample kept (full at a source's first sample)
+                double tokens = double.IsNegativeInfinity(last) ? burst : Math.Min(burst, (eye ? _tokensEye : _tokensHead) + (t - last) * MaxRateHz);
+                if (!(t > last) || tokens < 1 - 1e-9)
                 {
                     DroppedRate++;
                     return false;
                 }
-                if (eye) _lastEye = t;
-                else _lastHead = t;
+                if (eye) { _lastEye = t; _tokensEye = tokens - 1; }
+                else { _lastHead = t; _tokensHead = tokens - 1; }
                 int index;
                 if (_count < _ring.Length) index = (_start + _count++) % _ring.Length;
                 else

@@ -42,7 +42,8 @@ namespace Omokage.Client
         bool _drawing;
         int _sendFrom;
         double _nextPiece = double.NegativeInfinity;
-        int _maxStrokes, _maxPointsPerStroke, _maxPointsPerMessage;
+        int _maxStrokes, _maxPoints, _maxPointsPerStroke, _maxPointsPerMessage;
+        SketchLimits _limits;
 
         /// <param name="maxStrokes">Strokes the drawing holds (the protocol's 256).</param>
         /// <param name="maxPoints">Points over all strokes (the server keeps at most 65,536 per drawing).</param>
@@ -56,6 +57,7 @@ namespace Omokage.Client
             _sent = new int[maxStrokes];
             _style = new SketchStyle[maxStrokes];
             _maxStrokes = maxStrokes;
+            _maxPoints = maxPoints;
             _maxPointsPerStroke = 4096;
             _maxPointsPerMessage = SketchStyle.MaxPointsPerMessage;
             Style = SketchStyle.DefaultPen;
@@ -88,9 +90,12 @@ namespace Omokage.Client
         public int Revision { get; private set; }
 
         /// <summary>The drawing is full (strokes or points): new strokes are ignored until an undo or a clear.</summary>
-        public bool Full { get { return _strokes >= _maxStrokes || _points >= _xy.Length / 2; } }
+        public bool Full { get { return _strokes >= _maxStrokes || _points >= _maxPoints; } }
 
         public int MaxStrokes { get { return _maxStrokes; } }
+
+        /// <summary>Points over all strokes: what the pad preallocated, or the server's <c>max_points</c> if fewer.</summary>
+        public int MaxPoints { get { return _maxPoints; } }
 
         public int MaxPointsPerStroke { get { return _maxPointsPerStroke; } }
 
@@ -116,11 +121,14 @@ namespace Omokage.Client
             }
         }
 
-        /// <summary>Takes the server's limits (<c>welcome.sketch</c>), within what this pad preallocated.</summary>
+        /// <summary>Takes the server's limits (<c>welcome.sketch</c>), within what this pad preallocated: strokes, points per
+        /// drawing, stroke and message, and (<see cref="SketchLimits.Fit"/>) the widths and tools of the strokes begun from now.</summary>
         public void Configure(SketchLimits limits)
         {
             if (limits == null) return;
+            _limits = limits;
             _maxStrokes = Math.Max(1, Math.Min(_start.Length, limits.MaxStrokes));
+            _maxPoints = Math.Max(2, Math.Min(_xy.Length / 2, limits.MaxPoints));
             _maxPointsPerStroke = Math.Max(2, limits.MaxPointsPerStroke);
             _maxPointsPerMessage = Math.Max(1, Math.Min(SketchStyle.MaxPointsPerMessage, limits.MaxPointsPerMessage));
         }
@@ -152,14 +160,20 @@ namespace Omokage.Client
             int last = _start[k] + _length[k] - 1;
             float dx = x - _xy[2 * last], dy = y - _xy[2 * last + 1];
             if (dx * dx + dy * dy < MinStep * MinStep) return;
-            if (_points >= _xy.Length / 2)
+            if (_points >= _maxPoints)
             {
                 EndStroke();  // out of room: the drawing is full
                 return;
             }
             if (_length[k] >= _maxPointsPerStroke)
             {
-                // a stroke holds at most max_points_per_stroke points: go on as a new stroke from the last point
+                // a stroke holds at most max_points_per_stroke points: go on as a new stroke from the last point; that
+                // takes two points (the last one again, then this one), so with one left the drawing is full
+                if (_points + 2 > _maxPoints)
+                {
+                    EndStroke();
+                    return;
+                }
                 float lx = _xy[2 * last], ly = _xy[2 * last + 1];
                 SketchStyle style = _style[k];
                 EndStroke();
@@ -183,6 +197,7 @@ namespace Omokage.Client
         bool BeginStroke(float x, float y, SketchStyle style)
         {
             if (Full) return false;
+            if (_limits != null) style = _limits.Fit(style);  // a width or tool the server would refuse
             int k = _strokes++;
             _start[k] = _points;
             _length[k] = 1;

@@ -36,21 +36,40 @@ namespace Omokage.Client
         /// <summary>The option a controller highlights on the current item (−1: none yet).</summary>
         public int Highlight { get; private set; } = -1;
 
-        /// <summary>Whether this client can render the item's kind (likert, best, worst, text).</summary>
+        /// <summary>Options one item may have: a Likert scale of up to 11 points (0 … 10), up to 11 best/worst choices. An item
+        /// with more is not rendered (<see cref="CanRender"/>) rather than shown cut short.</summary>
+        public const int MaxOptions = 11;
+
+        /// <summary>Whether this client can render the item: its kind (likert, best, worst, text) and at most
+        /// <see cref="MaxOptions"/> options (a Likert scale of min … max, min ≤ max).</summary>
         public static bool CanRender(QuestionnaireItem item)
         {
-            return item.Kind == QuestionKinds.Likert || item.Kind == QuestionKinds.Best || item.Kind == QuestionKinds.Worst ||
-                   item.Kind == QuestionKinds.Text;
+            if (item.Kind == QuestionKinds.Likert) return item.Max >= item.Min && (long)item.Max - item.Min + 1 <= MaxOptions;
+            if (item.Kind == QuestionKinds.Best || item.Kind == QuestionKinds.Worst) return item.Choices.Count <= MaxOptions;
+            return item.Kind == QuestionKinds.Text;
         }
 
-        /// <summary>The item's options, for people: "1" … "5" for Likert, the choices for best/worst, none for text.</summary>
+        /// <summary>Why <see cref="CanRender"/> refuses the item, for people (null when it can render it).</summary>
+        public static string CannotRenderReason(QuestionnaireItem item)
+        {
+            if (CanRender(item)) return null;
+            if (item.Kind == QuestionKinds.Likert)
+                return "a Likert scale of " + item.Min + " … " + item.Max + ": this client shows at most " + MaxOptions + " points";
+            if (item.Kind == QuestionKinds.Best || item.Kind == QuestionKinds.Worst)
+                return item.Choices.Count + " choices: this client shows at most " + MaxOptions;
+            return "the kind " + item.Kind + " is unknown to this client";
+        }
+
+        /// <summary>The item's options, for people: "1" … "5" for Likert, the choices for best/worst, none for text or for an
+        /// item this client cannot render.</summary>
         public IReadOnlyList<string> Options(int item)
         {
             QuestionnaireItem q = Questionnaire.Items[item];
+            if (!CanRender(q)) return new string[0];
             if (q.Kind == QuestionKinds.Likert)
             {
                 var list = new List<string>();
-                for (int v = q.Min; v <= q.Max && list.Count < 11; v++) list.Add(v.ToString());
+                for (int v = q.Min; v <= q.Max; v++) list.Add(v.ToString());
                 return list;
             }
             if (q.Kind == QuestionKinds.Best || q.Kind == QuestionKinds.Worst) return q.Choices;
@@ -124,7 +143,17 @@ namespace Omokage.Client
             return missing;
         }
 
-        public bool CanSubmit { get { return Missing().Count == 0 && AnsweredCount() > 0; } }
+        /// <summary>How many required items are not answered yet (<see cref="Missing"/> without the list).</summary>
+        public int MissingCount()
+        {
+            int n = 0;
+            for (int i = 0; i < Count; i++)
+                if (Questionnaire.Items[i].Required && !IsAnswered(i)) n++;
+            return n;
+        }
+
+        /// <summary>Every required item is answered, and at least one item. Allocates nothing (a submit button asks every frame).</summary>
+        public bool CanSubmit { get { return MissingCount() == 0 && AnsweredCount() > 0; } }
 
         int AnsweredCount()
         {

@@ -2,7 +2,7 @@ using System;
 
 namespace Omokage.Client
 {
-    /// <summary>Constants of protocol v1.5 (docs/protocol.md).</summary>
+    /// <summary>Constants of protocol v1.6 (docs/protocol.md).</summary>
     public static class Protocol
     {
         /// <summary>The protocol (major) version this package speaks, sent in <c>hello</c>.</summary>
@@ -27,7 +27,7 @@ namespace Omokage.Client
 
         /// <summary>The package version: the one C# source of it (the default client name uses it). A test checks that
         /// package.json says the same.</summary>
-        public const string PackageVersion = "0.8.1";
+        public const string PackageVersion = "0.8.2";
 
         /// <summary>Default <c>hello.client</c>: <c>omokage-unity/</c> + <see cref="PackageVersion"/>.</summary>
         public const string DefaultClientName = "omokage-unity/" + PackageVersion;
@@ -36,7 +36,7 @@ namespace Omokage.Client
         public const int MaxRid = int.MaxValue;
     }
 
-    /// <summary>Message types of protocol v1.5.</summary>
+    /// <summary>Message types of protocol v1.6.</summary>
     public static class MessageTypes
     {
         // client → server

@@ -583,6 +583,8 @@ namespace Omokage.Client
         public int MaxPointsPerMessage = SketchStyle.MaxPointsPerMessage;
         /// <summary>Points one stroke may hold, its appended pieces included (4096).</summary>
         public int MaxPointsPerStroke = 4096;
+        /// <summary>Points one drawing may hold over all its strokes (<c>max_points</c>, 65,536).</summary>
+        public int MaxPoints = 65536;
         /// <summary>v1.6: true when the results carry a quick preview and a sharper one follows as a
         /// <see cref="SketchPreviewMessage"/> (a server whose generator is too slow for the live loop).</summary>
         public bool Sharpens;
@@ -599,6 +601,7 @@ namespace Omokage.Client
             s.MaxStrokes = (int)Clamp(f.OptLong("max_strokes", s.MaxStrokes), 1);
             s.MaxPointsPerMessage = (int)Clamp(f.OptLong("max_points_per_message", s.MaxPointsPerMessage), 1);
             s.MaxPointsPerStroke = (int)Clamp(f.OptLong("max_points_per_stroke", s.MaxPointsPerStroke), 1);
+            s.MaxPoints = (int)Clamp(f.OptLong("max_points", s.MaxPoints), 1);
             s.Sharpens = f.OptBool("sharpens", false);  // v1.6
             return s;
         }
@@ -609,9 +612,23 @@ namespace Omokage.Client
         public bool Offers(string tool)
         {
             string t = tool ?? SketchTools.Line;
-            foreach (string offered in Tools)
-                if (offered == t) return true;
+            for (int i = 0; i < Tools.Count; i++)  // no enumerator: called as each stroke begins
+                if (Tools[i] == t) return true;
             return false;
+        }
+
+        /// <summary><paramref name="style"/> as this server takes it: the width clamped to <see cref="MinWidth"/> …
+        /// <see cref="MaxWidth"/> (within the protocol's 0.001 … 0.25), and a tool it does not offer replaced by one it does
+        /// (a line if it can, else the first offered).</summary>
+        public SketchStyle Fit(SketchStyle style)
+        {
+            double min = Math.Max(SketchStyle.MinWidth, double.IsNaN(MinWidth) ? SketchStyle.MinWidth : MinWidth);
+            double max = Math.Min(SketchStyle.MaxWidth, double.IsNaN(MaxWidth) ? SketchStyle.MaxWidth : MaxWidth);
+            if (max < min) max = min;
+            double w = style.Width;
+            style.Width = double.IsNaN(w) || w < min ? min : w > max ? max : w;
+            if (!Offers(style.Tool) && Tools.Count > 0) style.Tool = Offers(SketchTools.Line) ? SketchTools.Line : Tools[0];
+            return style;
         }
     }
 
