@@ -90,14 +90,13 @@ const state = {
 const conn = $('conn');
 const connText = $('conn-text');
 const latency = $('latency');
-let retryTicker = null;
 
 client.addEventListener('status', (ev) => {
   const d = ev.detail;
   conn.dataset.state = d.state;
-  clearInterval(retryTicker);
   if (d.state === 'connecting') {
     connText.textContent = d.everOpened ? 'Reconnecting…' : 'Connecting…';
+    if (countdownTimer) setCountdown(-1); // the retry has begun: the banner says so until its result replaces it
   } else if (d.state === 'open') {
     connText.textContent = 'Connected';
   } else {
@@ -114,32 +113,26 @@ function offlineBanner(d) {
     return;
   }
   let title;
-  let base;
+  let text;
   let details;
   if (d.fatal) {
-    ({ title, text: base } = describeError(d.code, 'hello', d.message));
+    ({ title, text } = describeError(d.code, 'hello', d.message));
     details = `${WS_URL}: hello refused: ${d.reason}`;
   } else {
     let where = WS_URL;
     try {
       where = new URL(WS_URL).host;
     } catch { /* keep the URL as it is */ }
-    title = d.everOpened ? 'Lost the connection to the omokage server' : "Can't reach the omokage server";
-    base = d.everOpened
-      ? `The server at ${where} stopped answering. Is \`omokage serve\` (or \`omokage demo\`) still running? The page reconnects on its own.`
-      : `Nothing answers at ${where}. Start it with \`omokage demo\` (or \`omokage serve\`), or check the page's address.`;
-    details = `${WS_URL}: ${d.reason || 'no connection'}`;
+    // plain words for whoever uses the page; the commands are for whoever runs the server, under Details
+    title = d.everOpened ? 'Lost the connection to the server' : "Can't reach the server";
+    text = d.everOpened
+      ? 'Your choices are not sent until it is back; the page reconnects on its own.'
+      : `Nothing answers at ${where}. Check the page's address, or ask whoever runs the server to start it.`;
+    details = `${WS_URL}: ${d.reason || 'no connection'}\n`
+      + (d.everOpened ? 'Is omokage serve (or omokage demo) still running?' : 'Start it with: omokage demo (or omokage serve)');
   }
-  const tick = () => {
-    let text = base;
-    if (d.retryAt) {
-      const s = Math.max(0, Math.ceil((d.retryAt - performance.now()) / 1000));
-      text += s > 0 ? ` Retrying in ${s} s…` : ' Retrying…';
-    }
-    showBanner('error', title, text, d.fatal ? null : ['Retry now', () => client.retryNow()], { sticky: true, details });
-  };
-  tick();
-  if (d.retryAt) retryTicker = setInterval(tick, 1000);
+  showBanner('error', title, text, d.fatal ? null : ['Retry now', () => client.retryNow()],
+    { sticky: true, details, retryAt: d.retryAt || 0 });
 }
 
 client.addEventListener('latency', (ev) => {
@@ -174,8 +167,8 @@ client.addEventListener('welcome', (ev) => {
   renderPolicies(client.policies, w.default_policy);
   setControlsEnabled(true);
   if (state.sessions > 1) {
-    showBanner('info', 'Reconnected', 'The server started a new session, so the selection starts again.',
-      null, { timeout: 6000 });
+    // the picks so far are gone: this stays until the user has read it and closed it
+    showBanner('info', 'Reconnected', 'The server started a new session, so the selection starts again.');
   } else {
     hideBanner();
   }
@@ -201,9 +194,17 @@ client.addEventListener('message', (ev) => {
   console.info('omokage: ignoring an unsolicited server message', m && m.type, m);
 });
 
+// the banner (and the skip link's target) sit below the sticky header, whose height depends on the screen
+const header = document.querySelector('.top');
+const measureHeader = () => document.documentElement.style.setProperty('--header-h', `${header.offsetHeight}px`);
+if (window.ResizeObserver) new ResizeObserver(measureHeader).observe(header);
+measureHeader();
+
 const banner = $('banner');
 let bannerTimer = null;
-function showBanner(kind, title, text, action = null, { timeout = 0, sticky = false, details = '' } = {}) {
+let countdownTimer = null;
+/** A banner; `retryAt` (performance.now() time) adds a countdown to it, updated outside the alert's text. */
+function showBanner(kind, title, text, action = null, { timeout = 0, sticky = false, details = '', retryAt = 0 } = {}) {
   clearTimeout(bannerTimer);
   banner.dataset.kind = kind;
   banner.dataset.sticky = sticky ? '1' : '';
@@ -224,9 +225,33 @@ function showBanner(kind, title, text, action = null, { timeout = 0, sticky = fa
   }
   banner.hidden = false;
   if (timeout) bannerTimer = setTimeout(hideBanner, timeout);
+  setCountdown(retryAt);
+}
+/** The banner's countdown to the next connection attempt (`retryAt`, a performance.now() time; 0: none; -1: under
+ * way). Its own element, outside the alert: an alert whose text changed every second would be read out every second. */
+function setCountdown(retryAt) {
+  clearInterval(countdownTimer);
+  countdownTimer = null;
+  const el = $('banner-retry');
+  el.hidden = !retryAt;
+  if (!retryAt) {
+    el.textContent = '';
+    return;
+  }
+  const tick = () => {
+    const s = retryAt < 0 ? 0 : Math.max(0, Math.ceil((retryAt - performance.now()) / 1000));
+    el.textContent = s > 0 ? `Trying again in ${s} s…` : 'Trying again…';
+    if (s === 0) {
+      clearInterval(countdownTimer);
+      countdownTimer = null;
+    }
+  };
+  tick();
+  if (el.textContent !== 'Trying again…') countdownTimer = setInterval(tick, 1000);
 }
 function hideBanner() {
   clearTimeout(bannerTimer);
+  setCountdown(0);
   banner.hidden = true;
 }
 $('banner-close').onclick = hideBanner;
@@ -585,6 +610,10 @@ policySelect.onchange = () => {
 };
 
 function setControlsEnabled(on) {
+  // offline, the faces stay on screen (dimmed) but a press cannot reach the server: it says so (chooseId)
+  grid.classList.toggle('offline', !on);
+  grid.setAttribute('aria-disabled', String(!on));
+  if (on) clearNotice();
   $('btn-random').disabled = !on;
   policySelect.disabled = !on;
   $('file').disabled = !on;
@@ -663,6 +692,7 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
   const seq = ++state.seq;
   state.busy = true;
   state.decided = null;
+  updateDecide();
   hideSwitch();
   grid.setAttribute('aria-busy', 'true');
   try {
@@ -713,7 +743,7 @@ async function chooseIndex(index) {
 }
 
 async function chooseId(id) {
-  if (state.busy || state.decided || client.state !== 'open') return;
+  if (cannotAct()) return;
   if (!state.items.some((i) => i.id === id)) return;
   const seq = state.seq;
   state.busy = true;
@@ -741,7 +771,7 @@ async function chooseId(id) {
 
 /** "None of these": every face shown counts as further than the unseen; the next grid has no pick first. */
 async function skipGrid() {
-  if (state.busy || state.decided || client.state !== 'open' || state.items.length === 0) return;
+  if (cannotAct() || state.items.length === 0) return;
   if (!(client.welcome && client.welcome.protocol_minor >= 1)) return; // a v1.0 server has no skip
   const seq = state.seq;
   state.busy = true;
@@ -750,10 +780,7 @@ async function skipGrid() {
     gaze.flush();
     const reply = await client.skip();
     if (seq !== state.seq) return;
-    await showCandidates(reply, seq, null);
-    if (seq !== state.seq) return;
-    state.skipped = true;
-    updateDecide();
+    await showCandidates(reply, seq, null, { skipped: true });
   } catch (err) {
     if (seq === state.seq) reportError(err, 'skip');
   } finally {
@@ -787,19 +814,51 @@ async function decideId(id, { openTab = !state.study } = {}) {
   }
 }
 
+/** Decide (the button or D) on the highlighted face; when it cannot, the notice under the grid says why. */
 function decideCursor() {
+  if (cannotAct()) return;
   const item = state.items[state.cursor];
-  if (item && !awaitingPick()) decideId(item.id);
+  if (!item) return;
+  if (awaitingPick()) {
+    announce(window.matchMedia('(hover: none)').matches ? 'Choose a face first: tap the one closest to what you want.'
+      : 'Choose a face first, or move the highlight onto one with the arrow keys.');
+    return;
+  }
+  decideId(item.id);
 }
 
-/** After "None of these" no face on the grid is the user's: Decide waits until they choose one (it becomes their pick)
- * or move the highlight onto one, rather than offering whichever face the server listed first. */
+/**
+ * Whether a press on the grid (choose, None of these, Decide) cannot act now; where the user could not tell why, the
+ * notice under the grid says it (offline, already decided). A pick in flight is a moment: nothing to say.
+ */
+function cannotAct() {
+  if (client.state !== 'open') {
+    if (state.items.length) announce("Offline: your choice wasn't sent; the page reconnects on its own.");
+    return true;
+  }
+  if (state.decided) {
+    const name = splitTitle(state.decided.item.title)[0];
+    announce(state.study ? `You have decided on ${name}. Press Continue to go on.`
+      : `You have decided on ${name}. Press Start again for a new selection.`);
+    return true;
+  }
+  return state.busy;
+}
+
+/**
+ * No face on the grid is the user's yet: after "None of these", and on the first grid of a random start (its first
+ * face is just the one the server listed first). Decide waits until they choose one (it becomes their pick) or move the
+ * highlight onto one; until then no face is highlighted. An image or drawing start's first face is the closest to the
+ * user's picture: it is offered at once.
+ */
 function awaitingPick() {
-  return state.skipped && !state.cursorMoved;
+  if (state.cursorMoved || state.items.length === 0) return false;
+  return state.skipped || (state.step === 1 && state.first === null && state.init === 'random');
 }
 
-/** Show a `candidates` reply; `first` says what its first face is ('pick', 'closest' or null). */
-async function showCandidates(reply, seq, first) {
+/** Show a `candidates` reply; `first` says what its first face is ('pick', 'closest' or null); `skipped`: it answers
+ * "None of these". */
+async function showCandidates(reply, seq, first, { skipped = false } = {}) {
   const items = reply.items || [];
   let textures;
   try {
@@ -831,7 +890,7 @@ async function showCandidates(reply, seq, first) {
   state.servedPolicy = reply.policy || null;
   state.cursor = 0;
   state.cursorMoved = false;
-  state.skipped = false;
+  state.skipped = skipped;
   state.shownAt = performance.now();
   dwell.setStep(reply.step);
   gazeDwell.setStep(reply.step);
@@ -854,6 +913,23 @@ async function showCandidates(reply, seq, first) {
 
 const grid = $('grid');
 const cards = [];
+
+// the notice under the grid (a polite live region): why a press did nothing
+const notice = $('notice');
+let noticeTimer = null;
+function announce(text) {
+  clearTimeout(noticeTimer);
+  notice.textContent = ''; // emptied first, so the same words again are read again
+  noticeTimer = setTimeout(() => {
+    notice.textContent = text;
+    noticeTimer = setTimeout(clearNotice, 8000);
+  }, 50);
+}
+function clearNotice() {
+  clearTimeout(noticeTimer);
+  noticeTimer = null;
+  if (notice.textContent) notice.textContent = '';
+}
 for (let i = 0; i < GRID; i++) {
   const card = document.createElement('button');
   card.type = 'button';
@@ -884,7 +960,8 @@ for (let i = 0; i < GRID; i++) {
     paintDwell();
   });
   card.addEventListener('focus', () => {
-    if (state.cursor !== i) {
+    // a card the user moved to (Tab, a click) is highlighted, also where no face was highlighted yet
+    if (state.cursor !== i || awaitingPick()) {
       state.cursor = i;
       state.cursorMoved = true;
       renderCursor();
@@ -933,7 +1010,8 @@ function renderGrid(imgs) {
   $('prompt').textContent = promptText();
   $('instr').textContent = shortPrompt();
   renderCursor();
-  if (focusInGrid) cards[0].focus({ preventScroll: true });
+  // the focus stays in the grid: on the first face, or where no face is highlighted yet, on the grid itself
+  if (focusInGrid) (awaitingPick() ? grid : cards[0]).focus({ preventScroll: true });
   // a pointer resting on a card now rests on its new face
   for (let i = 0; i < state.items.length; i++) if (cards[i].matches(':hover')) dwell.enter(state.items[i].id);
 }
@@ -971,10 +1049,12 @@ function shortPrompt() {
 }
 
 function renderCursor() {
+  const none = awaitingPick(); // no highlight until the user moves it (Tab still reaches the grid's first face)
   cards.forEach((c, i) => {
-    c.classList.toggle('is-cursor', i === state.cursor);
+    c.classList.toggle('is-cursor', i === state.cursor && !none);
     c.tabIndex = i === state.cursor ? 0 : -1;
   });
+  clearNotice(); // what it said was about the grid as it was
   updateDecide();
 }
 
@@ -987,11 +1067,13 @@ function updateDecide() {
   const it = state.items[state.cursor];
   const btn = $('btn-decide');
   const waiting = awaitingPick();
-  btn.disabled = !it || waiting || client.state !== 'open' || !!state.decided;
+  // aria-disabled, not disabled: a press still reaches decideCursor, which says why nothing happens
+  btn.setAttribute('aria-disabled', String(!it || waiting || client.state !== 'open' || !!state.decided));
   // a v1.0 server has no skip (it would answer unknown_type)
   $('btn-skip').disabled = state.items.length === 0 || client.state !== 'open' || !!state.decided
     || !(client.welcome && client.welcome.protocol_minor >= 1);
   updateIdealButton();
+  if (renderDecidedSide()) return;
   const img = $('pick-img');
   // not for the user's own pick: it is shown again but was not decided on, so the belief has moved past it and a
   // "<1%" beside "Your pick" reads as the server disagreeing; and, as on the tiles, nothing below 1 %
@@ -1000,7 +1082,8 @@ function updateDecide() {
   $('pick-conf').hidden = !conf;
   $('pick-conf').textContent = conf ? `The server's belief that this is the one: ${conf}` : '';
   if (!it || waiting) {
-    $('pick-label').textContent = waiting ? 'No pick on these yet' : $('pick-label').textContent;
+    $('pick-label').textContent = !waiting ? $('pick-label').textContent
+      : state.skipped ? 'No pick on these yet' : 'No pick yet';
     $('pick-name').textContent = '–';
     $('pick-desc').textContent = waiting
       ? 'Choose the closest face for more like it, or move the highlight (arrow keys) onto one to decide on it.' : '';
@@ -1020,6 +1103,40 @@ function updateDecide() {
   $('pick-label').textContent = isPick ? 'Your pick' : `Face ${state.cursor + 1}`;
   btn.querySelector('span').textContent = `Decide on ${name}`;
   btn.setAttribute('aria-label', `Decide on ${it.title}`);
+}
+
+/**
+ * After a decision the side panel shows it (also once its dialog is closed): the face, its product page and the way on
+ * (Start again; in a study, Continue), instead of Decide and None of these. Returns whether a decision is shown.
+ */
+function renderDecidedSide() {
+  const d = state.decided;
+  const url = d && !state.study ? safeUrl(d.item.url) : null;
+  for (const id of ['btn-decide', 'decide-hint', 'btn-skip']) $(id).hidden = !!d;
+  $('decided-open').hidden = !url;
+  if (url) $('decided-open').href = url;
+  $('btn-again').hidden = !d;
+  $('btn-again').textContent = state.study ? 'Continue' : 'Start again';
+  if (!d && grid.classList.contains('is-decided')) { // the decision is over: the grid's own words again
+    $('prompt').textContent = promptText();
+    $('instr').textContent = shortPrompt();
+  }
+  grid.classList.toggle('is-decided', !!d);
+  cards.forEach((c, i) => c.classList.toggle('is-avatar', !!d && !!state.items[i] && state.items[i].id === d.item.id));
+  if (!d) return false;
+  const tex = client.textures.get(d.item.texture);
+  const img = $('pick-img');
+  if (tex) img.src = tex.url;
+  img.alt = d.item.title;
+  const [name, desc] = splitTitle(d.item.title);
+  $('pick-label').textContent = 'Your avatar';
+  $('pick-name').textContent = name;
+  $('pick-desc').textContent = desc;
+  $('pick-conf').hidden = true;
+  $('prompt').textContent = state.study ? `You decided on ${name}. Press Continue to go on.`
+    : `You decided on ${name}. Open its product page, or start again.`;
+  $('instr').textContent = `You decided on ${name}.`;
+  return true;
 }
 
 function renderTrail() {
@@ -1156,6 +1273,12 @@ document.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' || e.key === ' ') {
     if (ownKeys || (t instanceof HTMLElement && t.closest('button, a, label'))) return; // their own activation
     e.preventDefault();
+    if (awaitingPick()) { // no face highlighted: Enter shows the highlight first, rather than choose an unseen one
+      state.cursorMoved = true;
+      renderCursor();
+      if (document.activeElement === document.body || grid.contains(document.activeElement)) cards[state.cursor].focus();
+      return;
+    }
     chooseIndex(state.cursor);
     return;
   }
@@ -1211,11 +1334,19 @@ function showDecided(reply) {
   if (url) link.href = url;
   $('decided-url').textContent = it.url;
   updateDecide();
+  decided.returnValue = ''; // what the last close said is not this one's answer
   if (!xrActive) decided.showModal();
 }
 decided.addEventListener('close', () => {
-  if (state.decided) nextSelection();
+  if (!state.decided) return;
+  if (decided.returnValue === 'again') {
+    nextSelection();
+    return;
+  }
+  // Esc (or any other close): back to the page, the decision and its product page still shown beside the grid
+  $('btn-again').focus();
 });
+$('btn-again').onclick = () => { if (state.decided) nextSelection(); };
 
 /** After a decision: a new selection, or in a study whatever comes next. */
 function nextSelection() {
@@ -1924,6 +2055,8 @@ function leaveStudy() {
 
 /** Which of the grid, the questionnaire and the end of the study is on screen. */
 function showView(view) {
+  // another view starts at the top: the Draw view's scroll would leave the faces' first row under the header
+  if (view !== state.view) window.scrollTo(0, 0);
   state.view = view;
   $('stage').hidden = view !== 'grid';
   $('sketch').hidden = view !== 'sketch';
@@ -1957,6 +2090,7 @@ async function studyNext(image = null) {
   const seq = ++state.seq;
   state.busy = true;
   state.decided = null;
+  updateDecide();
   if (decided.open) decided.close();
   grid.setAttribute('aria-busy', 'true');
   try {

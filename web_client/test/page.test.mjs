@@ -191,6 +191,80 @@ describe('desktop page', () => {
     await waitForGrid(page, 1);
   });
 
+  it('Escape on the decided dialog keeps the decision and its product link; Start again begins anew', T, async () => {
+    await open();
+    await page.locator('#grid .face').nth(1).click();
+    await waitForGrid(page, 2);
+    const pick = await page.evaluate(() => window.omokage.state.items[0]);
+    const [popup] = await Promise.all([browser.context.waitForEvent('page'), page.keyboard.press('d')]);
+    await popup.close();
+    await page.waitForSelector('#decided[open]');
+    const frames = recordFrames(page);
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !document.getElementById('decided').open);
+    await page.waitForTimeout(300); // a new selection would have been asked for by now
+    assert.deepEqual(frames.filter((f) => f.dir === 'out' && f.msg.type === 'start'), [], 'no new selection');
+    assert.equal(await page.evaluate(() => window.omokage.state.decided.item.id), pick.id, 'the decision stays');
+    assert.equal(await page.evaluate(() => window.omokage.state.step), 2, 'the grid stays');
+    // beside the grid: the decided face, its product page, and Start again (focused); Decide and None of these gone
+    assert.equal(await page.textContent('#pick-label'), 'Your avatar');
+    assert.equal(await page.textContent('#pick-name'), pick.title.split(' — ')[0]);
+    assert.equal(await page.isVisible('#decided-open'), true);
+    assert.equal(await page.getAttribute('#decided-open', 'href'), pick.url);
+    assert.equal(await page.isVisible('#btn-decide'), false);
+    assert.equal(await page.isVisible('#btn-skip'), false);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'btn-again');
+    assert.equal(await page.locator('#grid .face.is-avatar').count(), 1);
+    assert.equal(await page.getAttribute('#grid .face.is-avatar', 'data-id'), String(pick.id));
+    // a face pressed now says why nothing happens
+    await page.locator('#grid .face').nth(4).click();
+    await page.waitForFunction(() => /You have decided on .*Start again/.test(document.getElementById('notice').textContent));
+    assert.equal(await page.evaluate(() => window.omokage.state.step), 2);
+    await page.click('#btn-again');
+    await page.waitForFunction(() => !window.omokage.state.decided && window.omokage.state.step === 1 && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+    assert.equal(await page.isVisible('#btn-again'), false);
+    assert.equal(await page.isVisible('#decided-open'), false);
+    assert.equal(await page.isVisible('#btn-decide'), true);
+    assert.equal(await page.locator('#grid .face.is-avatar').count(), 0);
+    assert.deepEqual(browser.errors, []);
+  });
+
+  it('the first grid of a random start offers no face to decide on; an image start offers the closest', T, async () => {
+    await open();
+    // the skip link lands on the grid (it can take the focus)
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.className), 'skip');
+    await page.keyboard.press('Enter');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'grid');
+    // nothing highlighted: no ring, Decide names no face and says why it does nothing
+    assert.equal(await page.locator('#grid .face.is-cursor').count(), 0);
+    assert.match(await page.textContent('#pick-label'), /No pick yet/);
+    assert.equal((await page.textContent('#btn-decide')).trim(), 'Decide');
+    assert.equal(await page.getAttribute('#btn-decide', 'aria-disabled'), 'true');
+    await page.keyboard.press('d');
+    await page.waitForFunction(() => document.getElementById('notice').textContent
+      === 'Choose a face first, or move the highlight onto one with the arrow keys.');
+    assert.equal(await page.getAttribute('#notice', 'aria-live'), 'polite');
+    assert.equal(await page.evaluate(() => window.omokage.state.decided), null);
+    // Enter shows the highlight on the first face rather than choose a face the user cannot see highlighted
+    await page.keyboard.press('Enter');
+    assert.equal(await page.evaluate(() => window.omokage.state.step), 1);
+    assert.equal(await page.locator('#grid .face.is-cursor').count(), 1);
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.index), '0');
+    assert.equal(await page.textContent('#notice'), '', 'the highlight moved: the notice is gone');
+    const first = await page.evaluate(() => window.omokage.state.items[0].title.split(' — ')[0]);
+    assert.equal((await page.textContent('#btn-decide')).trim(), `Decide on ${first}`);
+    // an image start: the first face is the closest to the user's image, offered at once
+    await page.setInputFiles('#file', makeImage(path.join(files, 'first.jpg')));
+    await page.waitForFunction(() => window.omokage.state.init === 'image' && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+    const closest = await page.evaluate(() => window.omokage.state.items[0].title.split(' — ')[0]);
+    assert.equal((await page.textContent('#btn-decide')).trim(), `Decide on ${closest}`);
+    assert.equal(await page.getAttribute('#btn-decide', 'aria-disabled'), 'false');
+    assert.deepEqual(browser.errors, []);
+  });
+
   it('D decides the highlighted face', T, async () => {
     await open();
     await page.keyboard.press('ArrowDown');
@@ -231,7 +305,7 @@ describe('desktop page', () => {
     // human words first; the protocol's own (the code) only under Details
     assert.doesNotMatch(await page.textContent('#banner-text'), /bad_field/);
     assert.match(await page.textContent('#banner-detail'), /bad_field/);
-    assert.equal(await page.getAttribute('#banner', 'role'), 'alert');
+    assert.equal(await page.getAttribute('#banner-live', 'role'), 'alert');
     // the connection stays usable
     await page.click('#btn-random');
     await waitForGrid(page, 1);
@@ -304,12 +378,24 @@ describe('when the server goes away', () => {
       await waitForGrid(page, 1);
       await own.stop();
       await page.waitForSelector('#banner:not([hidden])', { timeout: 15000 });
-      assert.match(await page.textContent('#banner-title'), /Lost the connection to the omokage server/);
-      assert.match(await page.textContent('#banner-text'), /omokage serve/);
+      assert.equal(await page.textContent('#banner-title'), 'Lost the connection to the server');
+      // plain words for the user; the command for whoever runs the server only under Details
+      assert.match(await page.textContent('#banner-text'), /reconnects on its own/);
+      assert.doesNotMatch(await page.textContent('#banner-live'), /`|omokage serve/);
+      assert.match(await page.textContent('#banner-detail'), /omokage serve/);
       assert.equal(await page.textContent('#conn-text'), 'Offline');
       assert.equal(await page.getAttribute('#conn', 'data-state'), 'offline');
-      await page.waitForFunction(() => /Retrying/.test(document.getElementById('banner-text').textContent));
+      // the countdown ticks in its own element, outside the alert (which would be read out again every second)
+      await page.waitForFunction(() => /Trying again/.test(document.getElementById('banner-retry').textContent));
+      assert.equal(await page.evaluate(() => document.getElementById('banner-live').contains(document.getElementById('banner-retry'))), false);
       assert.equal(await page.isDisabled('#btn-decide'), true);
+      // the faces stay, dimmed; a press says it was not sent
+      assert.equal(await page.getAttribute('#grid', 'aria-disabled'), 'true');
+      assert.match(await page.getAttribute('#grid', 'class'), /\boffline\b/);
+      await page.locator('#grid .face').nth(3).click({ force: true }); // force: the grid says it is disabled
+      await page.waitForFunction(() => document.getElementById('notice').textContent
+        === "Offline: your choice wasn't sent; the page reconnects on its own.");
+      assert.equal(await page.evaluate(() => window.omokage.state.step), 1);
       await screenshot(page, 'server-stopped');
       // the same port again: the page reconnects on its own and starts a new selection
       const back = await startServer({ port: own.port });
@@ -317,6 +403,19 @@ describe('when the server goes away', () => {
         await page.waitForFunction(() => document.getElementById('conn-text').textContent === 'Connected', null, { timeout: 20000 });
         await waitForGrid(page, 1);
         assert.match(await page.textContent('#banner-title'), /Reconnected/);
+        assert.equal(await page.getAttribute('#grid', 'aria-disabled'), 'false');
+        assert.doesNotMatch(await page.getAttribute('#grid', 'class'), /\boffline\b/);
+        // the news that the picks are gone stays until closed, below the sticky header also when scrolled
+        await page.setViewportSize({ width: 1280, height: 500 });
+        await page.evaluate(() => window.scrollTo(0, 400));
+        await page.waitForTimeout(6500);
+        assert.equal(await page.isVisible('#banner'), true, 'still there after 6.5 s');
+        const [bannerTop, headerBottom, scrollY] = await page.evaluate(() => [document.getElementById('banner').getBoundingClientRect().top,
+          document.querySelector('.top').getBoundingClientRect().bottom, window.scrollY]);
+        assert.ok(scrollY > 100, `scrolled (${scrollY})`);
+        assert.ok(bannerTop >= headerBottom && bannerTop < headerBottom + 20, `banner at ${bannerTop}, header ends at ${headerBottom}`);
+        await page.click('#banner-close');
+        assert.equal(await page.isVisible('#banner'), false);
       } finally {
         await back.stop();
       }
@@ -350,7 +449,7 @@ describe('when the server goes away', () => {
       await page.waitForFunction(() => window.omokage.client.state !== 'open', null, { timeout: 30000 });
       const noticed = (Date.now() - t0) / 1000;
       assert.ok(noticed < 16, `noticed after ${noticed.toFixed(1)} s`);
-      assert.match(await page.textContent('#banner-text'), /not answered|dropped|Retrying/);
+      assert.match(await page.textContent('#banner'), /not answered|dropped|Trying again/);
       await page.waitForFunction(() => window.omokage.client.state === 'open', null, { timeout: 20000 });
       await waitForGrid(page, 1);                          // a new selection on the new connection
       await page.locator('#grid .face').nth(2).click();
@@ -383,7 +482,8 @@ describe('when the server goes away', () => {
     // the page itself comes from the running server; its WebSocket points at a dead port
     await page.goto(`${server.url}?server=ws://127.0.0.1:${port}/ws`);
     await page.waitForSelector('#banner:not([hidden])', { timeout: 15000 });
-    assert.match(await page.textContent('#banner-title'), /Can't reach the omokage server/);
+    assert.equal(await page.textContent('#banner-title'), "Can't reach the server");
+    assert.match(await page.textContent('#banner-detail'), /omokage demo/);
     assert.match(await page.textContent('#banner-text'), new RegExp(`127.0.0.1:${port}`));
     assert.equal(await page.textContent('#conn-text'), 'Offline');
   });
@@ -407,9 +507,19 @@ describe('protocol v1.1: none of these, policies, confidence', () => {
     // no face here is the user's: Decide waits for a choice or for the highlight to be moved onto a face
     assert.match(await page.textContent('#pick-label'), /No pick on these yet/);
     assert.equal(await page.isDisabled('#btn-decide'), true);
+    assert.equal(await page.locator('#grid .face.is-cursor').count(), 0, 'no face highlighted');
     await page.keyboard.press('d');
+    const why = 'Choose a face first, or move the highlight onto one with the arrow keys.';
+    await page.waitForFunction((w) => document.getElementById('notice').textContent === w, why);
     assert.equal(await page.evaluate(() => window.omokage.state.decided), null, 'D decides nothing either');
+    // the button (aria-disabled, still pressable) says it too
+    await page.evaluate(() => { document.getElementById('notice').textContent = ''; });
+    await page.click('#btn-decide', { force: true });
+    await page.waitForFunction((w) => document.getElementById('notice').textContent === w, why);
+    assert.equal(await page.evaluate(() => window.omokage.state.decided), null);
     await page.keyboard.press('ArrowRight');
+    assert.equal(await page.locator('#grid .face.is-cursor').count(), 1);
+    assert.equal(await page.getAttribute('#grid .face.is-cursor', 'data-index'), '1');
     assert.equal(await page.isDisabled('#btn-decide'), false);
     assert.match(await page.textContent('#pick-label'), /Face 2/);
     const second = (await page.evaluate(() => window.omokage.state.items[1].title)).split(' — ')[0];

@@ -477,6 +477,11 @@ describe('live sketch search', () => {
     assert.ok(r.canvas.left >= 0 && r.canvas.right <= 400 && r.canvas.width >= 340, `canvas ${JSON.stringify(r.canvas)}`);
     assert.ok(Math.abs(r.canvas.width - r.canvas.height) < 1, 'square');
     for (const t of r.tools) assert.ok(t.left >= 0 && t.right <= 400 && t.bottom <= 800 && t.top >= 0, `tool ${JSON.stringify(t)}`);
+    // a finger's targets: the colours about 32 px, the tools and Undo / Clear 44 px high
+    const sizes = await st(() => ({ swatch: document.querySelector('.swatch').getBoundingClientRect().height,
+      buttons: [...document.querySelectorAll('#sketch-tool button, #sketch-undo, #sketch-clear')].map((e) => e.getBoundingClientRect().height) }));
+    assert.ok(sizes.swatch >= 30, `swatch ${sizes.swatch}`);
+    for (const h of sizes.buttons) assert.ok(h >= 44, `button ${h}`);
     assert.ok(r.canvas.bottom <= 800, 'the whole canvas on the first screen');
     assert.ok(r.preview.bottom <= 800 && r.firstFace.bottom <= 800, 'the preview and the first faces too');
     assert.equal(r.draw.top, r.random.top, 'Draw sits beside Random start and Use an image');
@@ -488,9 +493,12 @@ describe('live sketch search', () => {
     assert.deepEqual(unnamed, []);
     assert.match(await page.getAttribute('#sketch-canvas', 'aria-label'), /draw/i);
     assert.equal(await page.getAttribute('#btn-draw', 'aria-pressed'), 'true');
-    // back to the faces: the grid as it was
+    // back to the faces: the grid as it was, from the top of the page (not under the header, where the scroll was)
+    await st(() => window.scrollTo(0, document.documentElement.scrollHeight));
+    assert.ok(await st(() => window.scrollY) > 100);
     await page.click('#sketch-back');
     await page.waitForSelector('#stage:not([hidden])');
+    assert.equal(await st(() => window.scrollY), 0);
     assert.equal(await page.getAttribute('#btn-draw', 'aria-pressed'), 'false');
     assert.equal(await st(() => window.omokage.state.step), 1);
     // Escape closes the settings menu first, then leaves the drawing (which stays)

@@ -95,8 +95,10 @@ async function waitTrial(p, index) {
   await waitForGrid(p, await p.evaluate(() => window.omokage.state.step));
 }
 
-/** Decide on the highlighted face (D) and press Continue in the dialog. */
+/** Decide on the highlighted face (D) and press Continue in the dialog. On a trial's first grid no face is highlighted
+ * (nothing says face 1 is the one): ArrowLeft puts the highlight on face 1 first. */
 async function decideAndContinue(p) {
+  await p.keyboard.press('ArrowLeft');
   await p.keyboard.press('d');
   await p.waitForSelector('#decided[open]');
   assert.match(await p.textContent('#decided-steps'), /^Trial \d of 3 \(System [AB]\) done in \d+ steps?\.$/);
@@ -180,7 +182,20 @@ describe('a study participant', () => {
     await waitTrial(page, 3);
     assert.equal(await page.textContent('#study-trial'), 'Trial 3 of 3 · System B');
     await assertNoModelShown(page);
-    await decideAndContinue(page);
+    // its first grid: D before any pick or highlight decides nothing and says why
+    await page.keyboard.press('d');
+    await page.waitForFunction(() => /^Choose a face first/.test(document.getElementById('notice').textContent));
+    assert.equal(await page.evaluate(() => window.omokage.state.decided), null);
+    // Escape on the dialog: the participant is not stuck, Continue stays beside the grid
+    await page.keyboard.press('ArrowLeft');
+    await page.keyboard.press('d');
+    await page.waitForSelector('#decided[open]');
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !document.getElementById('decided').open);
+    assert.equal(await page.evaluate(() => window.omokage.state.trial.index), 3, 'still on the trial just decided');
+    assert.equal((await page.textContent('#btn-again')).trim(), 'Continue');
+    assert.equal(await page.isVisible('#decided-open'), false, 'no product page in a study');
+    await page.click('#btn-again');
     // System B's questionnaire, then the final one (best / worst / free text): answer until the end
     const seen = [q1];
     while (await page.evaluate(() => window.omokage.state.view) !== 'done') {
