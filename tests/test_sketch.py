@@ -1695,3 +1695,46 @@ def test_the_readmes_python_client_example_runs_against_a_live_server(sketch_ser
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "give the server's ws://HOST:PORT/ws address" in r.stderr and "Traceback" not in \
         r.stderr, r.stderr
+
+
+def test_sends_racing_to_a_client_that_never_reads_stay_under_the_limit_and_drop_it_once(sketch_engine):
+    """Sketch results are delivered by tasks of their own, so several sends to one connection can be blocked at once.
+    Before they were serialised, each wrote its frame past WRITE_LIMIT and then timed out, dropping the same client
+    again: up to 64 "slow consumer" drops of one connection, 155 KB buffered (found by an attack client)."""
+    from omokage.bench.attack import RawWebSocket
+    from omokage.service.server import WRITE_LIMIT, SlowConsumer, _buffered
+    srv = RunningServer(sketch_engine, send_timeout=1.0)
+    try:
+        async def connect():
+            ws = await RawWebSocket.connect(srv.port, rcvbuf=4096)
+            await ws.send(msgpack.packb({"type": "hello", "rid": 1, "protocol": 1, "client": "t"}))
+            return ws
+        client = asyncio.run_coroutine_threadsafe(connect(), srv.loop).result(10)
+        deadline = time.monotonic() + 10
+        while not srv.server._connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [ws] = list(srv.server._connections)
+        frame = msgpack.packb({"type": "pong", "t": 0, "pad": b"\0" * (32 * 1024)})
+
+        async def race():             # as the sketch batcher's delivery tasks do: many sends, one connection
+            peak = 0
+
+            async def one():
+                nonlocal peak
+                try:
+                    await srv.server._send(ws, frame)
+                except SlowConsumer as exc:
+                    await srv.server._drop_slow(ws, "s", str(exc))
+                except Exception:
+                    pass                  # the connection is gone: what every later send meets
+                peak = max(peak, _buffered(ws))
+
+            await asyncio.gather(*(one() for _ in range(400)))    # 13 MB: more than the kernel's buffers hold
+            return peak
+
+        peak = asyncio.run_coroutine_threadsafe(race(), srv.loop).result(60)
+        assert srv.server.dropped_slow == 1
+        assert peak <= WRITE_LIMIT + len(frame), peak
+        client.abort()
+    finally:
+        srv.stop()

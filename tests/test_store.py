@@ -349,3 +349,46 @@ def test_the_server_side_step_times_come_from_the_wire_log(engine, tmp_path):
     steps = server_step_times(tmp_path / "s.db")
     assert len(steps) == len(trips) == 5
     assert all(0 <= s <= t + 0.002 for s, t in zip(steps, trips)), (steps, trips)
+
+
+def test_a_flood_over_the_message_rate_is_one_store_row_per_second_not_two_per_message(engine, tmp_path):
+    """Messages refused over the rate (`overloaded`) are kept as `(overloaded)` rows, each counting a second of them,
+    instead of each message and its refusal: a flood cannot grow the store faster than a client within its rate."""
+    import msgpack
+
+    from omokage.bench.attack import RawWebSocket
+    from omokage.protocol.connection import Limits
+    configure_logging("warning")
+    srv = RunningServer(engine, store_path=tmp_path / "s.db", limits=Limits(max_messages_per_second=20, burst=20))
+
+    async def flood():
+        ws = await RawWebSocket.connect(srv.port)
+        await ws.send(msgpack.packb({"type": "hello", "rid": 1, "protocol": 1, "client": "t"}))
+        sent = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.5:
+            await ws.send(msgpack.packb({"type": "ping", "rid": 2 + sent, "t": 0.0}))
+            sent += 1
+            await asyncio.sleep(0.002)
+        codes = []
+        while len(codes) < sent:
+            reply = await ws.recv(timeout=10)
+            if reply is None:
+                break
+            if reply.get("rid", 0) >= 2:
+                codes.append(reply.get("code", reply["type"]))
+        ws.abort()
+        return sent, codes
+    try:
+        sent, codes = asyncio.run(flood())
+    finally:
+        srv.stop()
+    refused = codes.count("overloaded")
+    assert len(codes) == sent and refused > sent / 2, (sent, refused)      # most of the flood was over the rate
+    conn = sqlite3.connect(tmp_path / "s.db")
+    tallies = [json.loads(b) for (b,) in conn.execute("SELECT body FROM events WHERE kind = '(overloaded)'")]
+    assert sum(t["refused"] for t in tallies) == refused and 1 <= len(tallies) <= 4, tallies   # ~one per second
+    kept_errors = conn.execute("SELECT COUNT(*) FROM events WHERE direction = 'out' AND kind = 'error'").fetchone()[0]
+    assert kept_errors == 0
+    assert conn.execute("SELECT COUNT(*) FROM events WHERE direction = 'in' AND kind = 'ping'").fetchone()[0] == \
+        codes.count("pong")                                                   # the answered ones, as before

@@ -92,6 +92,9 @@ def load_sketch(catalog: Catalog, models_path, fingerprint: str | None = None, p
             config.get("catalog", {}).get("fingerprint") != (fingerprint or catalog.fingerprint()):
         return None
     from omokage.sketch.service import PREVIEW_SIZE
+    # the layouts a live drawing reads, made now: made lazily they held the event loop ~70 ms on the first sketch.begin
+    model.transposed_maps()
+    model.transposed_bases()
     size = preview_size or PREVIEW_SIZE
     decoder = make_preview_decoder(model, models_path, preview_backend, size)
     if getattr(decoder, "name", None) == "onnxruntime":

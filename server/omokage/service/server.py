@@ -371,6 +371,9 @@ class OmokageServer:
         self._stalls: dict[WsConnection, tuple[int, float]] = {}
         self._session_ids: dict[WsConnection, str] = {}
         self._dropped: set[WsConnection] = set()
+        # one send at a time per connection: sketch results are delivered by tasks of their own, and two sends that
+        # each saw room under WRITE_LIMIT would together pass it
+        self._send_locks: dict[WsConnection, asyncio.Lock] = {}
         self._projected: set[WsConnection] = set()  # connections that had an image projected
         self._release_pending = False
         self._tasks: set[asyncio.Task] = set()
@@ -542,6 +545,7 @@ class OmokageServer:
                 task.add_done_callback(self._tasks.discard)
         deadline = loop.call_later(self.hello_deadline_s, hello_due)
         incoming = _ByteBucket(INCOMING_BYTES_PER_S, 2 * self.limits.max_frame_bytes)
+        refused = _RefusedTally(session_id)
         bytes_in = 0
         try:
             async for frame in ws:
@@ -553,6 +557,16 @@ class OmokageServer:
                 now = time.time()
                 actions = conn.receive(frame, now)
                 del frame  # the bytes are not kept while we wait below
+                if self.store is not None and _refused_over_rate(actions):
+                    # a flood: one row per second of them, not two per message (in and its error out)
+                    refused.add(now, size)
+                    if refused.due(now):
+                        self.store.write_many([refused.record(conn)])
+                    await self._perform(ws, conn, actions, None, record_out=False)
+                    await asyncio.sleep(incoming.charge(size, time.monotonic()))
+                    continue
+                if refused.count and refused.due(now):    # a flood that goes on between accepted messages
+                    self.store.write_many([refused.record(conn)])
                 wire_in = self._wire_in(conn, session_id, now, size) if self.store is not None else None
                 if not actions and wire_in is not None:
                     # a message with no reply (v1.2 gaze.batch): stored in the next group commit, never waited on
@@ -570,6 +584,8 @@ class OmokageServer:
             log.exception("connection handler failed", extra={"fields": {"session_id": session_id}})
         finally:
             deadline.cancel()
+            if refused.count and self.store is not None:
+                self.store.write_many([refused.record(conn)])
             conn.closed = True   # work still out for it (a drawing being projected) is dropped, not sent
             self.connections -= 1
             self._per_address[peer] -= 1
@@ -577,6 +593,7 @@ class OmokageServer:
                 del self._per_address[peer]
             self._connections.pop(ws, None)
             self._sending.discard(ws)
+            self._send_locks.pop(ws, None)
             self._stalls.pop(ws, None)
             self._session_ids.pop(ws, None)
             if bytes_in >= RELEASE_AFTER_BYTES or self._slow_dropped(ws) or ws in self._projected:
@@ -620,8 +637,9 @@ class OmokageServer:
         return ok
 
     async def _perform(self, ws: WsConnection, conn: ServerConnection, actions,
-                       wire_in: dict[str, Any] | None = None) -> list:
-        """Carry out actions; returns follow-up actions (from offloaded work)."""
+                       wire_in: dict[str, Any] | None = None, record_out: bool = True) -> list:
+        """Carry out actions; returns follow-up actions (from offloaded work). record_out: the store keeps the
+        messages sent (not for refusals a tally stands for)."""
         follow = []
         records = [a.record for a in actions if isinstance(a, Log)]
         for record in records:
@@ -656,7 +674,7 @@ class OmokageServer:
                             await self.bulk_slots.acquire()
                             slot = True
                     await self._send(ws, frame)
-                    if self.store is not None:
+                    if self.store is not None and record_out:
                         msg = action.message
                         wire_out.append({"wire": "out", "session_id": conn.session_id, "at": time.time(),
                                          "kind": msg.get("type"), "rid": msg.get("rid"), "body": wire.outgoing(msg),
@@ -699,17 +717,21 @@ class OmokageServer:
 
     async def _send(self, ws: WsConnection, frame: bytes) -> None:
         """A send that waits at most send_timeout for the client to read (websockets waits forever)."""
-        if _buffered(ws) + len(frame) <= WRITE_LIMIT:  # stays under the high-water mark: cannot block
-            await ws.send(frame)
-            return
-        self._sending.add(ws)
-        try:
-            async with asyncio.timeout(self.send_timeout):
+        lock = self._send_locks.get(ws)
+        if lock is None:
+            lock = self._send_locks[ws] = asyncio.Lock()
+        async with lock:
+            if _buffered(ws) + len(frame) <= WRITE_LIMIT:  # stays under the high-water mark: cannot block
                 await ws.send(frame)
-        except TimeoutError:
-            raise SlowConsumer(f"the client read nothing for {self.send_timeout:g} s") from None
-        finally:
-            self._sending.discard(ws)
+                return
+            self._sending.add(ws)
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    await ws.send(frame)
+            except TimeoutError:
+                raise SlowConsumer(f"the client read nothing for {self.send_timeout:g} s") from None
+            finally:
+                self._sending.discard(ws)
 
     def _slow_dropped(self, ws: WsConnection) -> bool:
         if ws in self._dropped:
@@ -719,10 +741,13 @@ class OmokageServer:
 
     async def _drop_slow(self, ws: WsConnection, session_id: str, why: str) -> None:
         """Disconnect a client that stopped reading: close 1008 if the frame gets through within a
-        second, else abort the TCP connection. Its buffers are freed with it."""
+        second, else abort the TCP connection. Its buffers are freed with it. Once per connection: every task that
+        was sending to it (its sketch results') times out alike."""
+        transport = ws.transport
+        if ws in self._dropped or transport is None or transport.is_closing():   # being dropped, or gone
+            return
         self.dropped_slow += 1
         self._dropped.add(ws)
-        transport = ws.transport
         log.warning("slow consumer disconnected", extra={"fields": {
             "session_id": session_id, "peer": _peer(ws), "why": why,
             "buffered": transport.get_write_buffer_size() if transport is not None else None}})
@@ -1176,6 +1201,39 @@ class PreviewSharpener:
         if self._task is not None:
             self._task.cancel()
         self.process.close()
+
+
+def _refused_over_rate(actions) -> bool:
+    """Whether a message's only answer is `overloaded`: refused over the connection's message rate."""
+    return (len(actions) == 1 and isinstance(actions[0], Send) and actions[0].message.get("type") == "error"
+            and actions[0].message.get("code") == "overloaded")
+
+
+class _RefusedTally:
+    """Messages a connection sent over its rate: the store keeps one `(overloaded)` row for each second of them
+    (how many, how many bytes, from when to when) instead of each message and its refusal, so a flood cannot grow
+    the store faster than a client within its rate can."""
+
+    def __init__(self, session_id: str, period_s: float = 1.0):
+        self.session_id, self.period_s = session_id, period_s
+        self.count = self.bytes = 0
+        self.since = self.until = 0.0
+
+    def add(self, now: float, size: int) -> None:
+        if not self.count:
+            self.since = now
+        self.count += 1
+        self.bytes += size
+        self.until = now
+
+    def due(self, now: float) -> bool:
+        return now - self.since >= self.period_s
+
+    def record(self, conn) -> dict[str, Any]:
+        row = {"wire": "in", "session_id": self.session_id, "at": self.since, "kind": "(overloaded)",
+               "body": {"refused": self.count, "bytes": self.bytes, "until": self.until}, "trial": conn.trial_id}
+        self.count = self.bytes = 0
+        return row
 
 
 @dataclass
