@@ -160,8 +160,10 @@ def hold_shared(path: str | Path):
     f = open(path, "rb")
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:          # someone holds it alone (a deletion running): serve anyway, it will finish soon
-        pass
+    except OSError:          # a deletion is running (`study delete-participant`): serve once it has finished
+        log.warning("waiting for another omokage command to finish with the store", extra={"fields": {
+            "store": str(path)}})
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
     return f
 
 
