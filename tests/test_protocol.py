@@ -276,6 +276,8 @@ def test_three_failed_hellos_close_the_connection(backend):
     # each refusal is logged for whoever runs the server, with its reason and never the guess itself
     [refused] = [a.record for a in actions if isinstance(a, Log)]
     assert refused["event"] == "hello_refused" and "token" in refused["reason"] and "no" not in refused.values()
+    # a note, not something the reply acknowledges: an event log that cannot be written does not turn it into `internal`
+    assert [a.acknowledged for a in actions if isinstance(a, Log)] == [False]
 
 
 def test_message_rate_is_limited(backend):

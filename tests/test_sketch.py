@@ -1736,5 +1736,11 @@ def test_sends_racing_to_a_client_that_never_reads_stay_under_the_limit_and_drop
         assert srv.server.dropped_slow == 1
         assert peak <= WRITE_LIMIT + len(frame), peak
         client.abort()
+        deadline = time.monotonic() + 10
+        while srv.server._connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # a send to the connection after its handler finished finds no lock and makes none (it stayed for good)
+        asyncio.run_coroutine_threadsafe(race(), srv.loop).result(60)
+        assert not srv.server._connections and not srv.server._send_locks
     finally:
         srv.stop()

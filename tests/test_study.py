@@ -450,6 +450,16 @@ def test_report_export_and_delete_participant(study_server, tmp_path):
     assert b"alpha-7" not in raw and b"bravo-3" in raw
 
 
+def test_codes_are_masked_where_they_stand_alone_and_nowhere_else():
+    from omokage.study.report import CODE_MASK, mask_codes
+    codes = ["an", "1", "P01", "de", "alpha-7"]
+    assert mask_codes("the second face and the 10th, and 1 more", codes) == \
+        f"the second face and the 10th, and {CODE_MASK} more"                      # "and", "10th" are not codes
+    assert mask_codes("I am ALPHA-7 (p01), De", codes) == f"I am {CODE_MASK} ({CODE_MASK}), {CODE_MASK}"
+    assert "[participant code]" in mask_codes("de", codes) and "co[" not in mask_codes("p01 de", codes)
+    assert mask_codes("nothing to hide", []) == "nothing to hide"
+
+
 def test_a_required_free_text_left_blank_is_not_an_answer():
     from omokage.study.definition import Question
     from omokage.study.runner import QuestionnaireStep

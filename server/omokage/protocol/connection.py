@@ -174,6 +174,9 @@ class Offload:
 @dataclass(frozen=True)
 class Log:
     record: dict[str, Any]
+    # the reply acknowledges it (committed before the reply is sent); False: a note nothing waits for (a refused
+    # hello), written without holding the reply back or failing it when the log cannot be written
+    acknowledged: bool = True
 
 
 Action = Send | Close | Offload | Log
@@ -444,7 +447,8 @@ class ServerConnection:
             self.hello_guard.failed(now)
         # in the server's log and the store, so whoever runs it sees someone typing a wrong code (never the code
         # or token itself: those are guesses at a secret)
-        actions = [Log({"event": "hello_refused", "session_id": self.session_id, "at": now, "reason": why})]
+        actions = [Log({"event": "hello_refused", "session_id": self.session_id, "at": now, "reason": why},
+                       acknowledged=False)]
         actions += self._error(ProtocolError("unauthorized", why, rid))
         if self.failed_hellos >= self.limits.max_failed_hellos:
             self.closed = True

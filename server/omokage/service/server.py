@@ -534,6 +534,7 @@ class OmokageServer:
         self._per_address[peer] += 1
         self._connections[ws] = conn
         self._session_ids[ws] = session_id
+        self._send_locks[ws] = asyncio.Lock()
         log.info("connected", extra={"fields": {"session_id": session_id, "peer": str(ws.remote_address)}})
         loop = asyncio.get_running_loop()
 
@@ -557,7 +558,7 @@ class OmokageServer:
                 now = time.time()
                 actions = conn.receive(frame, now)
                 del frame  # the bytes are not kept while we wait below
-                if self.store is not None and _refused_over_rate(actions):
+                if self.store is not None and _refused_over_rate(conn, actions):
                     # a flood: one row per second of them, not two per message (in and its error out)
                     refused.add(now, size)
                     if refused.due(now):
@@ -641,7 +642,10 @@ class OmokageServer:
         """Carry out actions; returns follow-up actions (from offloaded work). record_out: the store keeps the
         messages sent (not for refusals a tally stands for)."""
         follow = []
-        records = [a.record for a in actions if isinstance(a, Log)]
+        for a in actions:
+            if isinstance(a, Log) and not a.acknowledged:
+                self._event(a.record)
+        records = [a.record for a in actions if isinstance(a, Log) and a.acknowledged]
         for record in records:
             events_log.info(record.get("event", "event"), extra={"fields": record})
         if records:
@@ -659,13 +663,18 @@ class OmokageServer:
         wire_out: list[dict[str, Any]] = [wire_in] if wire_in is not None else []
         bulk = sum(isinstance(a, Send) for a in actions) > BULK_SENDS
         slot = False  # holding a bulk turn; never while waiting for the client to read
+        # a bulk reply holds its connection's send lock throughout, taken before any bulk turn: a turn is never held
+        # while another send to the same client (a sketch result's) waits on that client
+        lock = self._send_locks.get(ws) if bulk else None
+        if lock is not None:
+            await lock.acquire()
         try:
             sent = 0
             for action in actions:
                 if isinstance(action, Send):
                     frame = action.frame
                     if bulk:
-                        if _buffered(ws) + len(frame) > WRITE_LIMIT:
+                        if _buffered(ws) + len(frame) > WRITE_LIMIT or getattr(ws, "paused", False):
                             if slot:
                                 self.bulk_slots.release()
                                 slot = False
@@ -673,7 +682,7 @@ class OmokageServer:
                         if not slot:
                             await self.bulk_slots.acquire()
                             slot = True
-                    await self._send(ws, frame)
+                    await self._send(ws, frame, locked=lock is not None)
                     if self.store is not None and record_out:
                         msg = action.message
                         wire_out.append({"wire": "out", "session_id": conn.session_id, "at": time.time(),
@@ -699,6 +708,8 @@ class OmokageServer:
         finally:
             if slot:
                 self.bulk_slots.release()
+            if lock is not None:
+                lock.release()
             if wire_out and self.store is not None:
                 self.store.write_many(wire_out)
         return follow
@@ -708,30 +719,37 @@ class OmokageServer:
         deadline = time.monotonic() + self.send_timeout
         self._sending.add(ws)
         try:
-            while _buffered(ws) > WRITE_LIMIT // 2:
+            while _buffered(ws) > WRITE_LIMIT // 2 or getattr(ws, "paused", False):
                 if time.monotonic() > deadline:
                     raise SlowConsumer(f"the client read nothing for {self.send_timeout:g} s")
                 await asyncio.sleep(0.005)
         finally:
             self._sending.discard(ws)
 
-    async def _send(self, ws: WsConnection, frame: bytes) -> None:
-        """A send that waits at most send_timeout for the client to read (websockets waits forever)."""
-        lock = self._send_locks.get(ws)
-        if lock is None:
-            lock = self._send_locks[ws] = asyncio.Lock()
-        async with lock:
-            if _buffered(ws) + len(frame) <= WRITE_LIMIT:  # stays under the high-water mark: cannot block
+    async def _send(self, ws: WsConnection, frame: bytes, locked: bool = False) -> None:
+        """A send that waits at most send_timeout for the client to read (websockets waits forever). One at a time per
+        connection (locked: the caller holds the connection's send lock already)."""
+        lock = None if locked else self._send_locks.get(ws)   # none: the connection is gone, and ws.send says so
+        if lock is not None:
+            async with lock:
+                await self._send_now(ws, frame)
+        else:
+            await self._send_now(ws, frame)
+
+    async def _send_now(self, ws: WsConnection, frame: bytes) -> None:
+        # under the high-water mark and not paused (websockets waits for the buffer to fall to a quarter of it once
+        # writing is paused): cannot block
+        if _buffered(ws) + len(frame) <= WRITE_LIMIT and not getattr(ws, "paused", False):
+            await ws.send(frame)
+            return
+        self._sending.add(ws)
+        try:
+            async with asyncio.timeout(self.send_timeout):
                 await ws.send(frame)
-                return
-            self._sending.add(ws)
-            try:
-                async with asyncio.timeout(self.send_timeout):
-                    await ws.send(frame)
-            except TimeoutError:
-                raise SlowConsumer(f"the client read nothing for {self.send_timeout:g} s") from None
-            finally:
-                self._sending.discard(ws)
+        except TimeoutError:
+            raise SlowConsumer(f"the client read nothing for {self.send_timeout:g} s") from None
+        finally:
+            self._sending.discard(ws)
 
     def _slow_dropped(self, ws: WsConnection) -> bool:
         if ws in self._dropped:
@@ -1203,10 +1221,12 @@ class PreviewSharpener:
         self.process.close()
 
 
-def _refused_over_rate(actions) -> bool:
-    """Whether a message's only answer is `overloaded`: refused over the connection's message rate."""
-    return (len(actions) == 1 and isinstance(actions[0], Send) and actions[0].message.get("type") == "error"
-            and actions[0].message.get("code") == "overloaded")
+def _refused_over_rate(conn: ServerConnection, actions) -> bool:
+    """Whether a message was refused over the connection's message rate: its only answer is `overloaded` and it was
+    never taken (a `gaze.batch` whose samples passed a source's rate is answered `overloaded` too, but it was
+    taken, and its accepted samples must be stored)."""
+    return (conn.last_message is None and len(actions) == 1 and isinstance(actions[0], Send)
+            and actions[0].message.get("type") == "error" and actions[0].message.get("code") == "overloaded")
 
 
 class _RefusedTally:

@@ -283,6 +283,10 @@ class SharpenProcess:
         self._proc = subprocess.Popen([sys.executable, "-c", _SHARPEN_MAIN], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, env=env, start_new_session=True)
         self.starts += 1
+        if self._closing:           # close() ran while it started: it saw no child to kill
+            self._proc.kill()
+            self.close_process()
+            raise SharpenUnavailable("the sharper previews' process is shutting down")
         # the spec (the model's bytes: more than a pipe holds) is read once the child has imported: a child that hangs
         # before that is killed like one that hangs on a batch, so this write ends
         with _Watchdog(self._proc, self.reply_timeout):

@@ -150,10 +150,13 @@ CODE_MASK = "[participant code]"
 
 
 def mask_codes(text: str, codes) -> str:
-    """`text` with every participant code in it (any case) replaced by CODE_MASK: exports and reports never show one."""
-    for code in sorted(codes, key=len, reverse=True):
-        text = re.sub(re.escape(code), CODE_MASK, text, flags=re.IGNORECASE)
-    return text
+    """`text` with every participant code in it (any case, standing on its own: not inside a longer word or number)
+    replaced by CODE_MASK, in one pass: exports and reports never show one."""
+    codes = sorted({c for c in codes if c}, key=len, reverse=True)
+    if not codes:
+        return text
+    pattern = r"(?<![A-Za-z0-9_-])(?:" + "|".join(map(re.escape, codes)) + r")(?![A-Za-z0-9_-])"
+    return re.sub(pattern, CODE_MASK, text, flags=re.IGNORECASE)
 
 
 def export_tables(data: StudyData) -> dict[str, list[dict[str, Any]]]:
