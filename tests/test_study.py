@@ -460,6 +460,35 @@ def test_codes_are_masked_where_they_stand_alone_and_nowhere_else():
     assert mask_codes("nothing to hide", []) == "nothing to hide"
 
 
+def test_study_list_and_drop(tmp_path):
+    """A researcher can see the studies in a store and drop one to create it again from a corrected file: at once
+    while nobody has started it, only with --force (and with everything recorded) once someone has."""
+    db = tmp_path / "s.db"
+    create_study(db, parse_study(STUDY), STUDY)
+
+    def omokage(*args):
+        return subprocess.run([sys.executable, "-m", "omokage", "study", *args, "--db", str(db)], capture_output=True,
+                              text=True, timeout=60)
+    r = omokage("list")
+    assert r.returncode == 0 and "pilot" in r.stdout and "2 participant(s)" in r.stdout and "0 started" in r.stdout
+    assert omokage("drop", "pilot").returncode == 0            # nobody started it: dropped at once
+    assert "no study in" in omokage("list").stdout
+    create_study(db, parse_study(STUDY), STUDY)                 # made again (a corrected file, say)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE trials SET started_at = 1.0 WHERE idx = 0")
+    conn.commit()
+    conn.close()
+    r = omokage("drop", "pilot")
+    assert r.returncode == 2 and "--force" in r.stderr and "2 trial(s) started" in r.stderr, r.stderr
+    r = omokage("drop", "pilot", "--force")
+    assert r.returncode == 0 and "2 participant(s)" in r.stdout, r.stderr
+    conn = sqlite3.connect(db)
+    for table in ("studies", "conditions", "participants", "trials"):
+        assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0, table
+    conn.close()
+    assert b"alpha-7" not in db.read_bytes()
+
+
 def test_a_required_free_text_left_blank_is_not_an_answer():
     from omokage.study.definition import Question
     from omokage.study.runner import QuestionnaireStep

@@ -979,7 +979,7 @@ def _add_store_commands(sub) -> None:
     ex.add_argument("--wire", action="store_true", help="also every message in and out")
     ex.set_defaults(func=_cmd_events_export)
 
-    st = sub.add_parser("study", help="user studies: create, export, report, delete a participant",
+    st = sub.add_parser("study", help="user studies: create, list, export, report, drop, delete a participant",
                         description="User studies in the event store (docs/studies.md): define one in a TOML file, "
                                     "serve it with `omokage serve --study NAME`, then export and report it.",
                         epilog="examples:\n"
@@ -1026,6 +1026,22 @@ def _add_store_commands(sub) -> None:
     sd.add_argument("--events", type=Path, nargs="*", default=[], metavar="JSONL",
                     help="JSON-lines event logs to remove the participant's sessions from too")
     sd.set_defaults(func=_cmd_study_delete_participant)
+    sl = ssub.add_parser("list", help="the studies in the store, with their progress",
+                         description="Each study in the store: its name and title, conditions, participants, and "
+                                     "trials planned, started and completed.")
+    sl.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    sl.set_defaults(func=_cmd_study_list)
+    sx = ssub.add_parser("drop", help="remove a study from the store (a study with data only with --force)",
+                         description="Remove a study: its conditions, participants and plan. A study someone has "
+                                     "started (trials, answers) is refused unless --force, which also deletes every "
+                                     "participant's data as delete-participant does. Then `study create` can make it "
+                                     "again from a corrected file. Refused while a server serves from the store.")
+    sx.add_argument("name", metavar="NAME", help="the study's name (as in its study file)")
+    sx.add_argument("--force", action="store_true", help="also when the study has data: delete it all")
+    sx.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    sx.add_argument("--events", type=Path, nargs="*", default=[], metavar="JSONL",
+                    help="JSON-lines event logs to remove the study's sessions from too")
+    sx.set_defaults(func=_cmd_study_drop)
 
 
 def _cmd_events_export(a) -> int:
@@ -1081,6 +1097,29 @@ def _cmd_study_delete_participant(a) -> int:
           ", ".join(f"{n} {what}" for what, n in summary["rows"].items() if n))
     print(f"exports and reports made before this still hold {summary['pseudonym']}'s data: delete them and run "
           f"`omokage study export` / `omokage study report` again")
+    return 0
+
+
+def _cmd_study_list(a) -> int:
+    import datetime
+
+    from omokage.study.report import list_studies
+    rows = list_studies(a.db)
+    if not rows:
+        print(f"no study in {a.db}; make one with `omokage study create STUDY.toml --db {a.db}`")
+        return 0
+    for r in rows:
+        when = datetime.datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M")
+        print(f"{r['name']}  \"{r['title']}\"  created {when}: {r['conditions']} condition(s), {r['participants']} "
+              f"participant(s), trials {r['completed']} completed / {r['started']} started / {r['trials']} planned")
+    return 0
+
+
+def _cmd_study_drop(a) -> int:
+    from omokage.study.report import drop_study
+    done = drop_study(a.db, a.name, force=a.force, jsonl=a.events)
+    print(f"dropped study {a.name!r} ({done['participants']} participant(s), {done['trials_started']} trial(s) "
+          f"started, {done['answers']} answer(s) deleted)")
     return 0
 
 

@@ -406,7 +406,8 @@ def create_study(db: str | Path, study: Study, source: str = "") -> int:
     conn = open_database(db)
     try:
         if conn.execute("SELECT 1 FROM studies WHERE name = ?", (study.name,)).fetchone():
-            raise UserError(f"a study named {study.name!r} already exists in {db}; give the new one another name")
+            raise UserError(f"a study named {study.name!r} already exists in {db}; give the new one another name, "
+                            f"or remove the old one first (`omokage study drop {study.name}`)")
         rng = np.random.default_rng([study.seed, 7919])
         conn.execute("BEGIN IMMEDIATE")
         try:

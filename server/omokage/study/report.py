@@ -770,6 +770,59 @@ def _delete_participant(db: str | Path, name: str, code: str, jsonl=()) -> dict[
     return {"pseudonym": pseudonym, "sessions": len(sessions), "rows": counts}
 
 
+def list_studies(db: str | Path) -> list[dict[str, Any]]:
+    """Every study in the store: name, title, conditions, participants, trials planned / started / completed."""
+    conn = open_database(db, create=False)
+    try:
+        out = []
+        for sid, name, created_at, config in conn.execute(
+                "SELECT id, name, created_at, config FROM studies ORDER BY created_at"):
+            cfg = json.loads(config)
+            planned, started, completed = conn.execute(
+                "SELECT COUNT(*), COUNT(t.started_at), COUNT(t.completed_at) FROM trials t JOIN participants p "
+                "ON p.id = t.participant_id WHERE p.study_id = ?", (sid,)).fetchone()
+            out.append({"name": name, "title": cfg.get("title", name), "created_at": created_at,
+                        "conditions": conn.execute("SELECT COUNT(*) FROM conditions WHERE study_id = ?",
+                                                   (sid,)).fetchone()[0],
+                        "participants": conn.execute("SELECT COUNT(*) FROM participants WHERE study_id = ?",
+                                                     (sid,)).fetchone()[0],
+                        "trials": planned, "started": started, "completed": completed})
+        return out
+    finally:
+        conn.close()
+
+
+def drop_study(db: str | Path, name: str, force: bool = False, jsonl=()) -> dict[str, Any]:
+    """Remove a study from the store: with each participant's data (as `delete_participant`) when `force`; without
+    it, only a study nobody has started (a pilot's typo fixed before anyone came). Refused while a server serves."""
+    from omokage.store.db import held_alone
+    open_database(db, create=False).close()
+    with held_alone(db, "drop the study"):
+        conn = open_database(db, create=False)
+        try:
+            study_id, _ = read_study(conn, name)
+            codes = [c for (c,) in conn.execute("SELECT code FROM participants WHERE study_id = ?", (study_id,))]
+            started = conn.execute("SELECT COUNT(t.started_at) FROM trials t JOIN participants p ON "
+                                   "p.id = t.participant_id WHERE p.study_id = ?", (study_id,)).fetchone()[0]
+            answered = conn.execute("SELECT COUNT(*) FROM answers a JOIN participants p ON p.id = a.participant_id "
+                                    "WHERE p.study_id = ?", (study_id,)).fetchone()[0]
+        finally:
+            conn.close()
+        if (started or answered) and not force:
+            raise UserError(f"study {name!r} has data ({started} trial(s) started, {answered} answer(s)); export it "
+                            f"first (`omokage study export {name}`), then pass --force to delete it with all its data")
+        for code in codes:          # their sessions, messages, events and answers, as for one participant
+            _delete_participant(db, name, code, jsonl)
+        conn = open_database(db, create=False)
+        try:
+            conn.execute("DELETE FROM studies WHERE id = ?", (study_id,))   # its conditions go with it (cascade)
+            conn.commit()
+            conn.execute("VACUUM")
+        finally:
+            conn.close()
+    return {"participants": len(codes), "trials_started": started, "answers": answered}
+
+
 def _chunks(values, size: int = 500):
     values = list(values)
     for i in range(0, len(values), size):
