@@ -262,8 +262,10 @@ export async function startXR(api, session) {
         Promise.resolve(api.choose(p.item.id)).finally(() => { locked = false; });
       }
     } else if (d.action === 'decide') {
+      // only the user's pick, or the face closest to their picture or drawing: not whatever a random or
+      // "none of these" grid lists first (the 2D page waits for a pick there too)
       const first = api.state.items[0];
-      if (first && !locked) api.decide(first.id);
+      if (first && !locked && decidable(api.state)) api.decide(first.id);
     } else if (d.action === 'restart') {
       api.restart();
     } else if (d.action === 'exit') {
@@ -285,7 +287,8 @@ export async function startXR(api, session) {
       label: new MeshBasicMaterial({ map: labelTexture(i, it.title, i === 0 && st.first === 'pick'), transparent: true }),
     })));
     const first = items[0];
-    const decideTex = buttonTexture(first ? `✓  Decide on ${first.title.split(' — ')[0]}` : '✓  Decide', true, buttons.decide.w / BUTTON_H);
+    const decideTex = buttonTexture(first && decidable(st) ? `✓  Decide on ${first.title.split(' — ')[0]}`
+      : 'Pick a face first', true, buttons.decide.w / BUTTON_H);
     const statusTex = statusTexture(st.step, api.label);
     if (gen !== prepGen || ended) {
       for (const b of built) disposeMaterial(b.face, b.label);
@@ -720,6 +723,11 @@ function labelTexture(i, title, isPick) {
     g.font = '28px system-ui, sans-serif';
     g.fillText(fit(g, desc, 420), 80, 82);
   });
+}
+
+/** Whether the grid's first face is one the user can decide on: their pick, or the closest to their picture. */
+function decidable(st) {
+  return st.first === 'pick' || st.first === 'closest';
 }
 
 function buttonTexture(text, primary, aspect) {

@@ -194,6 +194,10 @@ describe('gaze: the 3D preview (scripted viewer pose)', () => {
     }, plan);
     const ids1 = await gridIds(page);
     await scan([[4, 500], [1, 450], [4, 350], [7, 450], [2, 400], [4, 300]]);
+    // a random start's first face is nobody's pick: Decide in VR waits for one, as the 2D page does
+    await page.evaluate(() => window.omokage.xr.select('decide'));
+    await page.waitForTimeout(300);
+    assert.equal(await page.evaluate(() => window.omokage.state.decided), null);
     await page.evaluate(() => window.omokage.xr.select(4));
     await waitForGrid(page, 2);
     await page.waitForFunction(() => window.omokage.xr.stats.step === 2 && window.omokage.xr.stats.texturesReady === 9);
