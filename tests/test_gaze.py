@@ -392,11 +392,10 @@ def test_a_client_over_the_rate_gets_overloaded_for_the_excess_only(backend):
     # answered `overloaded`, yet taken: the store keeps it (its accepted samples are the raw gaze), not as a message
     # refused over the connection's message rate
     from omokage.protocol.connection import Send
-    from omokage.service.server import _refused_over_rate
     batch = [_s(t + 0.001 * j, hit=[0, 0.5, 0.5]) for j in range(256)]
     actions = conn.receive(msgpack.packb({"type": "gaze.batch", "samples": batch}), 2.0)
     assert [a.message["code"] for a in actions if isinstance(a, Send)] == ["overloaded"]
-    assert conn.last_message is not None and not _refused_over_rate(conn, actions)
+    assert conn.last_message is not None and not conn.refused_over_rate
 
 
 def test_too_many_samples_or_a_bad_layout_are_refused_whole(backend):

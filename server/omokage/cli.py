@@ -974,7 +974,7 @@ def _add_store_commands(sub) -> None:
                          description="Write the session events of the store as JSON lines, the format of `serve "
                                      "--events` (what `omokage fit user-model` reads); with --wire, every message in "
                                      "and out too.")
-    ex.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    _store_arg(ex)
     ex.add_argument("--out", type=Path, default=None, help="file to write (default: standard output)")
     ex.add_argument("--wire", action="store_true", help="also every message in and out")
     ex.set_defaults(func=_cmd_events_export)
@@ -994,7 +994,7 @@ def _add_store_commands(sub) -> None:
                                      "the study with each participant's plan of trials into the store. Errors name "
                                      "the line and the reason.")
     sc.add_argument("file", type=Path, metavar="STUDY.toml", help="the study file (docs/studies.md)")
-    sc.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    _store_arg(sc)
     sc.add_argument("--check", action="store_true", help="only validate the file; create nothing")
     sc.set_defaults(func=_cmd_study_create)
     se = ssub.add_parser("export", help="write a study's trials, actions and answers as CSV (or Parquet)",
@@ -1005,7 +1005,7 @@ def _add_store_commands(sub) -> None:
     se.add_argument("--format", choices=("csv", "parquet"), default="csv",
                     help="csv or parquet (default csv; parquet needs pyarrow)")
     se.add_argument("--out", type=Path, default=None, help="folder to write (default var/export/NAME)")
-    se.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    _store_arg(se)
     se.set_defaults(func=_cmd_study_export)
     sr = ssub.add_parser("report", help="write report.html and report.md with plots and statistics",
                          description="Steps to decision and time per choice per condition, Likert answers, best/worst "
@@ -1013,7 +1013,7 @@ def _add_store_commands(sub) -> None:
                                      "(Holm) with matched-pairs r. Participants appear as P01, P02, ... only.")
     sr.add_argument("name", metavar="NAME", help="the study's name (as in its study file)")
     sr.add_argument("--out", type=Path, required=True, help="folder to write the report into")
-    sr.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    _store_arg(sr)
     sr.set_defaults(func=_cmd_study_report)
     sd = ssub.add_parser("delete-participant", help="remove everything recorded about one participant",
                          description="Delete the participant's trials, sessions, every message and event of those "
@@ -1022,14 +1022,13 @@ def _add_store_commands(sub) -> None:
                                      "without those sessions.")
     sd.add_argument("name", metavar="NAME", help="the study's name (as in its study file)")
     sd.add_argument("code", metavar="CODE", help="the participant's code, as listed in the study file's participants")
-    sd.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
-    sd.add_argument("--events", type=Path, nargs="*", default=[], metavar="JSONL",
-                    help="JSON-lines event logs to remove the participant's sessions from too")
+    _store_arg(sd)
+    _events_arg(sd, "the participant's")
     sd.set_defaults(func=_cmd_study_delete_participant)
     sl = ssub.add_parser("list", help="the studies in the store, with their progress",
                          description="Each study in the store: its name and title, conditions, participants, and "
                                      "trials planned, started and completed.")
-    sl.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+    _store_arg(sl)
     sl.set_defaults(func=_cmd_study_list)
     sx = ssub.add_parser("drop", help="remove a study from the store (a study with data only with --force)",
                          description="Remove a study: its conditions, participants and plan. A study someone has "
@@ -1038,10 +1037,18 @@ def _add_store_commands(sub) -> None:
                                      "again from a corrected file. Refused while a server serves from the store.")
     sx.add_argument("name", metavar="NAME", help="the study's name (as in its study file)")
     sx.add_argument("--force", action="store_true", help="also when the study has data: delete it all")
-    sx.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
-    sx.add_argument("--events", type=Path, nargs="*", default=[], metavar="JSONL",
-                    help="JSON-lines event logs to remove the study's sessions from too")
+    _store_arg(sx)
+    _events_arg(sx, "the study's")
     sx.set_defaults(func=_cmd_study_drop)
+
+
+def _store_arg(parser) -> None:
+    parser.add_argument("--db", type=Path, default=Path("var/omokage.db"), help="the store (default var/omokage.db)")
+
+
+def _events_arg(parser, whose: str) -> None:
+    parser.add_argument("--events", type=Path, nargs="*", default=[], metavar="JSONL",
+                        help=f"JSON-lines event logs to remove {whose} sessions from too")
 
 
 def _cmd_events_export(a) -> int:

@@ -138,7 +138,8 @@ async def _drawer(url: str, rate: float, seconds: float, messages: list[dict], l
         await c.sketch_result(await c.sketch_send("sketch.begin"))
         sent: dict[int, float] = {}
         shown: dict[int, float] = {}     # v1.6: revision of the newest result -> when its newest message was sent
-        lifted: set[int] = set()         # rids of strokes' last pieces (the pen lifted after them), then revisions
+        lifted: set[int] = set()         # rids of strokes' last pieces: the pen lifted after them
+        rested: set[int] = set()         # revisions of the results those pieces got: their sharper previews count
         done = asyncio.Event()
 
         async def reader():
@@ -156,13 +157,13 @@ async def _drawer(url: str, rate: float, seconds: float, messages: list[dict], l
                         shown[msg["revision"]] = answered[-1]
                         if msg["rid"] in lifted:     # the result the pen lifted on
                             lifted.discard(msg["rid"])
-                            lifted.add(-1 - msg["revision"])
+                            rested.add(msg["revision"])
                 elif msg.get("type") == "sketch.preview":   # the sharper preview of a result: from its newest stroke
                     stats["sharpened"] += 1
                     if msg["revision"] in shown:
                         sharp.append(now - shown.pop(msg["revision"]))
-                    if -1 - msg["revision"] in lifted:
-                        lifted.discard(-1 - msg["revision"])
+                    if msg["revision"] in rested:
+                        rested.discard(msg["revision"])
                         stats["pen_ups_sharpened"] += 1
                 else:
                     stats["errors"] += 1

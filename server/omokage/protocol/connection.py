@@ -216,6 +216,7 @@ class ServerConnection:
         self.messages_in = 0
         self.errors_out = 0
         self.last_message: dict[str, Any] | None = None  # the latest validated message (the store logs it)
+        self.refused_over_rate = False  # the latest message was refused over the message rate (the store tallies it)
         # v1.2 studies: the server's StudyRunner, this connection's participant, and the trial its selection belongs to
         self.study = study
         self.participant = None
@@ -256,6 +257,7 @@ class ServerConnection:
             return []
         self.messages_in += 1
         self.last_message = None
+        self.refused_over_rate = False    # this message: refused over the connection's message rate, never taken
         rid = None
         msg = None
         try:
@@ -264,6 +266,7 @@ class ServerConnection:
             # checked after decoding so that the refusal names its request: a client waiting on a rid
             # must get an answer, not a timeout
             if not self._bucket.take(now):
+                self.refused_over_rate = True
                 raise ProtocolError("overloaded", f"over {self.limits.max_messages_per_second:g} messages per "
                                                   "second on this connection; slow down", rid)
             msg = validate(msg)

@@ -558,7 +558,7 @@ class OmokageServer:
                 now = time.time()
                 actions = conn.receive(frame, now)
                 del frame  # the bytes are not kept while we wait below
-                if self.store is not None and _refused_over_rate(conn, actions):
+                if self.store is not None and conn.refused_over_rate:
                     # a flood: one row per second of them, not two per message (in and its error out)
                     refused.add(now, size)
                     if refused.due(now):
@@ -1219,14 +1219,6 @@ class PreviewSharpener:
         if self._task is not None:
             self._task.cancel()
         self.process.close()
-
-
-def _refused_over_rate(conn: ServerConnection, actions) -> bool:
-    """Whether a message was refused over the connection's message rate: its only answer is `overloaded` and it was
-    never taken (a `gaze.batch` whose samples passed a source's rate is answered `overloaded` too, but it was
-    taken, and its accepted samples must be stored)."""
-    return (conn.last_message is None and len(actions) == 1 and isinstance(actions[0], Send)
-            and actions[0].message.get("type") == "error" and actions[0].message.get("code") == "overloaded")
 
 
 class _RefusedTally:

@@ -710,10 +710,27 @@ def delete_participant(db: str | Path, name: str, code: str, jsonl=()) -> dict[s
     from omokage.store.db import held_alone
     open_database(db, create=False).close()     # a missing or damaged store: its own message first
     with held_alone(db, "delete the participant"):
-        return _delete_participant(db, name, code, jsonl)
+        pseudonym, sessions, counts = _delete_participant_rows(db, name, code)
+        _compact(db)
+    for path in jsonl:
+        counts[f"lines of {Path(path).name}"] = _drop_sessions(Path(path), sessions)
+    return {"pseudonym": pseudonym, "sessions": len(sessions), "rows": counts}
 
 
-def _delete_participant(db: str | Path, name: str, code: str, jsonl=()) -> dict[str, Any]:
+def _compact(db: str | Path) -> None:
+    """Checkpoint and VACUUM, so no deleted row stays in the file's free pages or its WAL."""
+    conn = open_database(db, create=False)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+def _delete_participant_rows(db: str | Path, name: str, code: str) -> tuple[str, set[str], dict[str, int]]:
+    """One participant's rows, deleted in one transaction (the file is compacted by the caller): their pseudonym,
+    their sessions' ids and the rows deleted per table."""
     conn = open_database(db, create=False)
     try:
         study_id, study = read_study(conn, name)
@@ -760,14 +777,9 @@ def _delete_participant(db: str | Path, name: str, code: str, jsonl=()) -> dict[
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("VACUUM")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
-    for path in jsonl:
-        counts[f"lines of {Path(path).name}"] = _drop_sessions(Path(path), sessions)
-    return {"pseudonym": pseudonym, "sessions": len(sessions), "rows": counts}
+    return pseudonym, sessions, counts
 
 
 def list_studies(db: str | Path) -> list[dict[str, Any]]:
@@ -811,15 +823,18 @@ def drop_study(db: str | Path, name: str, force: bool = False, jsonl=()) -> dict
         if (started or answered) and not force:
             raise UserError(f"study {name!r} has data ({started} trial(s) started, {answered} answer(s)); export it "
                             f"first (`omokage study export {name}`), then pass --force to delete it with all its data")
+        sessions: set[str] = set()
         for code in codes:          # their sessions, messages, events and answers, as for one participant
-            _delete_participant(db, name, code, jsonl)
+            sessions |= _delete_participant_rows(db, name, code)[1]
         conn = open_database(db, create=False)
         try:
             conn.execute("DELETE FROM studies WHERE id = ?", (study_id,))   # its conditions go with it (cascade)
             conn.commit()
-            conn.execute("VACUUM")
         finally:
             conn.close()
+        _compact(db)                # once, for all of it
+    for path in jsonl:
+        _drop_sessions(Path(path), sessions)
     return {"participants": len(codes), "trials_started": started, "answers": answered}
 
 
