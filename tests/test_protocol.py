@@ -55,7 +55,8 @@ RELEASED = {"1.0": (19, "5814d6c5fe8a01c66ada056b85eb563a96a99057677da653fa18db6
             "1.2": (21, "918976451234f3d8bd928627ca9cc6b0acf5ef4653f0d0926c592d4ac8fe42da"),
             "1.3": (11, "4cd5350a6508e766ba8fedd47aeb3affa238e4c1672381ff06f0ae37026b016d"),
             "1.4": (8, "5f3d9c9ed0997118da6b789de470964bcbd41036c2d1dc9d86b2a7ff27fc77a7"),
-            "1.5": (7, "259a7b7074b22460a59fcbcb81e02e7d45ac7c84bdc42255feef35dda9be1f26")}
+            "1.5": (7, "259a7b7074b22460a59fcbcb81e02e7d45ac7c84bdc42255feef35dda9be1f26"),
+            "1.6": (3, "fd1028ea768de0ef42cde8477635dcfa82c7575a986a6a5d99c1de9d949e1f04")}
 
 
 def released(since: str) -> tuple[int, str]:
@@ -137,7 +138,21 @@ def test_v1_6_vectors_show_the_sharper_sketch_preview_and_v1_5_is_unchanged():
     assert added["welcome_v1_6.msgpack"]["sketch"]["sharpens"] is True
     preview = added["sketch_preview.msgpack"]
     assert "rid" not in preview and list(preview)[1:] == list(SERVER_MESSAGES["sketch.preview"])
-    assert INDEX["protocol_minor"] == PROTOCOL_MINOR == 6
+
+
+def test_v1_7_vectors_show_resuming_a_selection_and_v1_6_is_unchanged():
+    assert released("1.6") == RELEASED["1.6"]
+    added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.7"}
+    assert {m["type"] for m in added.values()} == {"hello", "welcome", "candidates"}
+    hello = added["hello_v1_7_resume.msgpack"]
+    assert hello["protocol_minor"] == 7 and len(hello["resume"]) == 32
+    fresh, resumed = added["welcome_v1_7.msgpack"], added["welcome_v1_7_resumed.msgpack"]
+    assert "resumed" not in fresh and list(fresh)[-1] == "resume" and fresh["resume"]["ttl_s"] == 600.0
+    assert list(resumed)[-2:] == ["resumed", "resume"] and resumed["resumed"] is True
+    assert resumed["resume"]["token"] not in (hello["resume"], fresh["resume"]["token"])   # a spent token is not reused
+    grid = added["candidates_resumed.msgpack"]
+    assert "rid" not in grid and list(grid)[1:] == ["step", "algorithm", "items", "policy"]
+    assert INDEX["protocol_minor"] == PROTOCOL_MINOR == 7
 
 
 def test_v1_1_vectors_show_every_addition():
@@ -371,7 +386,7 @@ def in_canonical_order(message):
 
 def test_welcome_offers_the_policies_and_the_minor_version(backend):
     _, welcome = hello_v1_1(backend)
-    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 6
+    assert welcome["protocol"] == 1 and welcome["protocol_minor"] == PROTOCOL_MINOR == 7
     assert welcome["policies"] == list(SERVED_POLICIES) and welcome["default_policy"] == DEFAULT_POLICY
     assert DEFAULT_POLICY in welcome["policies"]
     assert in_canonical_order(welcome)

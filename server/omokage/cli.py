@@ -221,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "disk, but a power loss may lose events already acknowledged (a process crash loses none)")
     s.add_argument("--send-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="disconnect a client that reads none of its replies for this long (default 10)")
+    s.add_argument("--resume-minutes", type=float, default=10.0, metavar="MINUTES",
+                   help="how long a selection waits for its client after a disconnect (protocol v1.7: a headset "
+                        "whose Wi-Fi dropped, or a reloaded page, goes on from the grid it showed); 0 keeps none "
+                        "(default 10). A study's participants resume by their code instead, at any time")
     s.add_argument("--log-level", default="info", help="debug, info, warning or error (default info; logs are JSON "
                    "lines on stderr)")
     s.add_argument("--fit-in-background", type=_served_model_list, default=None, metavar="MODELS",
@@ -815,7 +819,7 @@ def _cmd_serve(a) -> int:
                          public_names=a.public_name, fsync_events=not a.no_fsync, send_timeout=a.send_timeout,
                          background_fits=a.fit_in_background or (), store_path=a.db, study=a.study,
                          preview_backend=a.preview_backend, preview_size=a.preview_size,
-                         calibration_dir=a.calibration)
+                         calibration_dir=a.calibration, resume_ttl_s=60.0 * a.resume_minutes)
 
 
 def websocket_url(url: str) -> str:

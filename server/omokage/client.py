@@ -85,16 +85,22 @@ class OmokageClient:
         # `sketch_updates` too, in order with the results (`sketch_result` passes over them)
         self.last_sketch_preview: dict[str, Any] | None = None
         self._sketch_rids: set[int] = set()
+        # v1.7: the grid a resumed selection was showing (the server sends it, with no rid, after the welcome)
+        self.resumed_grid: Candidates | None = None
+        self._resumed = asyncio.Event()
         self._reader = asyncio.create_task(self._read_loop())
 
     @classmethod
     async def connect(cls, url: str, *, client: str = f"omokage-python/{__version__}", token: str | None = None,
                       protocol: int = PROTOCOL_VERSION, protocol_minor: int | None = PROTOCOL_MINOR,
                       open_timeout: float = 10, participant: str | None = None, device: str | None = None,
+                      resume: str | None = None,
                       trace: Callable[[str, dict[str, Any]], None] | None = None) -> "OmokageClient":
         """Open the WebSocket and say hello. `protocol_minor=None` greets like a v1.0 client (no minor).
         `participant`: a study participant's code (v1.2, a server run with `--study`). `device`: the headset model,
-        e.g. `quest-pro` (v1.5: its default gaze correction applies until a calibration)."""
+        e.g. `quest-pro` (v1.5: its default gaze correction applies until a calibration). `resume`: the
+        `resume_token` of an earlier connection (v1.7): when the server still keeps its selection, `resumed` is true
+        and `resumed_grid` holds the grid it was showing, to choose from as if nothing had happened."""
         ws = await connect(url, compression=None, max_size=16 * 1024 * 1024, open_timeout=open_timeout)
         self = cls(ws, trace=trace)
         hello: dict[str, Any] = {"protocol": protocol, "client": client}
@@ -106,12 +112,28 @@ class OmokageClient:
             hello["participant"] = participant
         if device is not None:
             hello["device"] = device
+        if resume is not None:
+            hello["resume"] = resume
         try:
             self.welcome = await self.request("hello", **hello)
+            if self.resumed:   # the grid follows the welcome at once
+                await asyncio.wait_for(self._resumed.wait(), open_timeout)
         except BaseException:
             await self.close()  # a refused hello must not leave the socket open
             raise
         return self
+
+    @property
+    def resume_token(self) -> str | None:
+        """v1.7: the secret to pass as `connect(resume=...)` after a lost connection (None: the server keeps no
+        selections for this client, e.g. a study, or a server older than v1.7)."""
+        resume = self.welcome.get("resume")
+        return resume.get("token") if isinstance(resume, dict) else None
+
+    @property
+    def resumed(self) -> bool:
+        """v1.7: this connection goes on with the selection of the `resume` token given to connect."""
+        return bool(self.welcome.get("resumed"))
 
     @property
     def protocol_minor(self) -> int:
@@ -169,6 +191,10 @@ class OmokageClient:
                         self._sketch_rids = {r for r in self._sketch_rids if r > (msg.get("rid") or 0)}
                     self._sketch_rids.discard(msg.get("rid"))
                     self.sketch_updates.put_nowait(msg)
+                    continue
+                if msg.get("type") == "candidates" and "rid" not in msg:   # v1.7: a resumed selection's grid
+                    self.resumed_grid = _candidates(msg)
+                    self._resumed.set()
                     continue
                 queue = self._pending.get(msg.get("rid"))
                 if queue is not None:

@@ -294,6 +294,38 @@ VECTORS_V1_6 = [
     ("sketch_preview", "a sharper preview of the result of revision 2 (no rid: it answers no request)", {
         "type": "sketch.preview", "revision": 2, "preview": _PREVIEW}),
 ]
+# v1.7: resuming a selection after a lost connection (docs/protocol.md#resuming-a-selection-v17)
+_TOKEN = "3f9c2a7e51d04b8e9a6c1f2d7b8e4a90"
+VECTORS_V1_7 = [
+    ("hello_v1_7_resume", "v1.7 greeting after a lost connection: go on with the selection of this resume token", {
+        "type": "hello", "rid": 1, "protocol": 1, "client": "omokage-web/0.9.0", "protocol_minor": 7,
+        "resume": _TOKEN}),
+    ("welcome_v1_7", "a v1.7 greeting: the resume token of this connection's selection, valid 10 minutes after a loss", {
+        "type": "welcome", "rid": 1, "protocol": 1, "server": "omokage/0.1.0", "session_id": "c0ffee0a",
+        "limits": {"max_frame_bytes": 4194304, "max_image_bytes": 3145728, "max_image_pixels": 16000000,
+                   "max_messages_per_second": F(200.0), "max_hashes_per_request": 64, "grid_size": 9},
+        "algorithms": ["raw", "pca", "nmf", "ae"], "catalog": {"count": 1500, "image_size": 200},
+        "protocol_minor": 7, "policies": ["thompson", "infogain", "cover", "study", "random", "thompson+gaze"],
+        "default_policy": "thompson", "gaze": {"max_rate_hz": F(120.0), "max_samples_per_batch": 256,
+                                               "calibration": ["five-point", "nine-point"], "profile": "none"},
+        "resume": {"token": "9b1e6d0c4a2f48e3b7c5d1a0e6f29c84", "ttl_s": F(600.0)}}),
+    ("welcome_v1_7_resumed", "the selection goes on here (its grid follows); a fresh token replaces the spent one", {
+        "type": "welcome", "rid": 1, "protocol": 1, "server": "omokage/0.1.0", "session_id": "c0ffee0b",
+        "limits": {"max_frame_bytes": 4194304, "max_image_bytes": 3145728, "max_image_pixels": 16000000,
+                   "max_messages_per_second": F(200.0), "max_hashes_per_request": 64, "grid_size": 9},
+        "algorithms": ["raw", "pca", "nmf", "ae"], "catalog": {"count": 1500, "image_size": 200},
+        "protocol_minor": 7, "policies": ["thompson", "infogain", "cover", "study", "random", "thompson+gaze"],
+        "default_policy": "thompson", "gaze": {"max_rate_hz": F(120.0), "max_samples_per_batch": 256,
+                                               "calibration": ["five-point", "nine-point"], "profile": "none"},
+        "resumed": True, "resume": {"token": "e47a0c2b9d6f41a8b3e5c7d9f1a2b4c6", "ttl_s": F(600.0)}}),
+    ("candidates_resumed", "right after a resumed welcome, no rid: the grid that was on screen (step 3)", {
+        "type": "candidates", "step": 3, "algorithm": "pca", "items": [
+            {"id": 1234, "distance": None, "texture": _HASH, "title": "桜 — pink twin tails",
+             "url": "https://avatars.example/items/0-01234", "probability": F(0.125)},
+            {"id": 17, "distance": None, "texture": _HASH, "title": "Mirei", "url": "https://avatars.example/items/0-00017",
+             "probability": F(0.03125)}],
+        "policy": "thompson"}),
+]
 SERVER_TYPES = ("welcome", "candidates", "rated", "decided", "texture", "pong", "error", "models", "questionnaire",
                 "answered", "study.done", "sketch.result", "calibration", "calibrated", "calibration.cancelled",
                 "ideal.result", "sketch.preview")
@@ -319,7 +351,7 @@ def encode(v) -> bytes:
 def main() -> None:
     index = []
     for minor, vectors in ((0, VECTORS), (1, VECTORS_V1_1), (2, VECTORS_V1_2), (3, VECTORS_V1_3), (4, VECTORS_V1_4),
-                            (5, VECTORS_V1_5), (6, VECTORS_V1_6)):
+                            (5, VECTORS_V1_5), (6, VECTORS_V1_6), (7, VECTORS_V1_7)):
         for name, doc, message in vectors:
             data = encode(message)
             (HERE / f"{name}.msgpack").write_bytes(data)
@@ -327,7 +359,7 @@ def main() -> None:
                           "direction": "server" if message["type"] in SERVER_TYPES else "client",
                           "since": f"1.{minor}", "description": doc, "sha256": hashlib.sha256(data).hexdigest(),
                           "message": message})
-    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 6, "vectors": index}, indent=1,
+    (HERE / "index.json").write_text(json.dumps({"protocol": 1, "protocol_minor": 7, "vectors": index}, indent=1,
                                                 ensure_ascii=False) + "\n")
     print(f"wrote {len(index)} vectors to {HERE}")
 

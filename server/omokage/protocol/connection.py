@@ -24,6 +24,7 @@ from omokage.gaze import MAX_SAMPLES_PER_BATCH, GazeTracker, LayoutError, parse_
 from omokage.gaze.calibration import CalibrationError, Profile, targets_from_samples
 from omokage.gaze.calibration import fit as fit_calibration
 from omokage.gaze.samples import SOURCES as SOURCE_CODES
+from omokage.protocol.resume import SessionKeeper
 from omokage.protocol.messages import (PROTOCOL_MINOR, PROTOCOL_VERSION, Decoded, ProtocolError, decode_frame, encode,
                                        error, readable_rid, server_message, texture_map, validate)
 from omokage.ratelimit import TokenBucket
@@ -93,6 +94,12 @@ class Send:
     @property
     def frame(self) -> bytes:
         return encode(self.message)
+
+
+@dataclass(frozen=True)
+class Supersede:
+    """v1.7: close another connection, whose selection this one resumed (its client is gone or half-open)."""
+    connection: "ServerConnection"
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ class Log:
     acknowledged: bool = True
 
 
-Action = Send | Close | Offload | Log
+Action = Send | Close | Offload | Log | Supersede
 
 
 class HelloGuard(Protocol):
@@ -195,7 +202,8 @@ class HelloGuard(Protocol):
 class ServerConnection:
     def __init__(self, backend: Backend, session_id: str, *, limits: Limits = Limits(), token: str | None = None,
                  grid_size: int = 9, hello_guard: HelloGuard | None = None, study=None,
-                 calibration: Mapping[str, dict] | None = None, device_profiles: Mapping[str, Profile] | None = None):
+                 calibration: Mapping[str, dict] | None = None, device_profiles: Mapping[str, Profile] | None = None,
+                 keeper: SessionKeeper | None = None):
         if token is not None and not token:
             raise ValueError("an empty token would accept a hello without one; pass None for no token")
         self.backend = backend
@@ -206,6 +214,10 @@ class ServerConnection:
         self.grid_size = grid_size
         self.greeted = False
         self.closed = False
+        # v1.7: the server's SessionKeeper, and this connection's token in it (a selection a reconnect goes on with)
+        self.keeper = keeper
+        self.resume_token: str | None = None
+        self._resumed_from: str | None = None
         self.session: SelectionSession | None = None
         self.failed_hellos = 0
         self.client_minor = 0  # the minor version the client's hello announced (0: a v1.0 client)
@@ -537,7 +549,52 @@ class ServerConnection:
                                  "max_points_per_stroke": MAX_POINTS_PER_STROKE, "max_points": MAX_POINTS_PER_CANVAS}
             if self.client_minor >= 6:   # v1.6: whether sharper previews follow the results
                 welcome["sketch"]["sharpens"] = bool(b.sketch_sharpens)
-        return [Send(welcome), Log(record)]
+        resumed: list[Action] = []
+        if "resume" in msg:   # v1.7: go on with the selection of an earlier connection (nothing to go on with: false)
+            resumed = self._resume(msg["resume"], now)
+            welcome["resumed"] = any(isinstance(a, Send) for a in resumed)
+            if welcome["resumed"]:
+                record["resumed_from"] = self._resumed_from
+        if self.client_minor >= 7 and self.keeper is not None and self.study is None:
+            # a study's participants resume by their code, from the store; everyone else by this token
+            self.resume_token = self.keeper.issue(self)
+            welcome["resume"] = {"token": self.resume_token, "ttl_s": float(self.keeper.ttl_s)}
+        return [Send(welcome), Log(record), *resumed]
+
+    def _resume(self, token: str, now: float) -> list[Action]:
+        """v1.7: take over the selection `token` was given for: its belief, grid and gaze corrections move here, and the
+        grid on screen is sent again (no rid). [] when there is nothing to go on with (an unknown, spent or expired
+        token, a server restarted since, a study, a selection decided or never started): the client starts again."""
+        previous = self.keeper.claim(token, now) if self.keeper is not None and self.study is None else None
+        if previous is None or previous is self:
+            return []
+        actions: list[Action] = []
+        if not previous.closed:   # its client reconnected before the server saw the old link die: this one wins
+            previous.closed = True
+            actions.append(Supersede(previous))
+        session, previous.session = previous.session, None
+        if session is None or session.decision is not None or session.current is None:
+            return actions
+        self.session = session
+        self._resumed_from = previous.session_id
+        self._reconstruction = previous._reconstruction
+        # the gaze corrections its calibrations fitted, and the panels the client laid out, still hold: same headset
+        self.gaze.source_profiles.update(previous.gaze.source_profiles)
+        if self.gaze.layout is None:
+            self.gaze.layout = previous.gaze.layout
+        if previous.gaze.source_profiles:
+            self.gaze_profile_source = "calibration"
+        step = session.current
+        self.gaze.begin_step(step.step, step.ids, now)
+        fields: dict[str, Any] = {"step": step.step, "algorithm": session.algorithm, "items": self._items(step)}
+        if self._reconstruction is not None and step.step == 1:   # the image start's grid shows its reconstruction
+            fields["reconstruction"] = texture_map(self._reconstruction)
+        fields["policy"] = session.policy_name   # the order of a `start` reply's fields
+        actions.append(Send(server_message("candidates", None, **fields)))
+        actions.append(self._log("resume", now, from_session=previous.session_id, step=step.step,
+                                 algorithm=session.algorithm, policy=session.policy_name,
+                                 candidates=list(step.ids)))
+        return actions
 
     # -- v1.3 sketch ----------------------------------------------------------------------------------------------
     def _sketch(self, mtype: str, msg, rid) -> list[Action]:

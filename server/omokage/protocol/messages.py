@@ -16,7 +16,7 @@ import msgpack
 PROTOCOL_VERSION = 1
 # v1.x adds optional fields and messages only (unknown fields are ignored), so `protocol` stays 1 on the
 # wire and old clients that check `protocol == 1` keep working; the minor says which additions a peer knows.
-PROTOCOL_MINOR = 6
+PROTOCOL_MINOR = 7
 INT32_MAX = 2**31 - 1
 
 ERROR_CODES = {
@@ -72,6 +72,8 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
         Field("participant", "str", False, max_len=64, doc="v1.2: a study participant's code (`serve --study`)"),
         Field("device", "str", False, max_len=64,
               doc="v1.5: the headset model, e.g. `quest-pro`: its default gaze correction applies until a calibration"),
+        Field("resume", "str", False, max_len=64,
+              doc="v1.7: the token of an earlier `welcome.resume`: go on with that connection's selection"),
     ),
     "start": (
         Field("algorithm", "str", True, max_len=32, doc="one of `welcome.algorithms`"),
@@ -137,7 +139,8 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
 # that the server sends no field outside these.
 SERVER_MESSAGES: dict[str, tuple[str, ...]] = {
     "welcome": ("protocol", "server", "session_id", "limits", "algorithms", "catalog",
-                "protocol_minor", "policies", "default_policy", "training", "study", "gaze", "sketch", "ideal"),
+                "protocol_minor", "policies", "default_policy", "training", "study", "gaze", "sketch", "ideal",
+                "resumed", "resume"),   # v1.7: resumed only after hello.resume; resume only to v1.7 clients
     "models": ("algorithms", "training"),  # v1.2: sent on its own (no rid) to clients that said protocol_minor >= 2
     "candidates": ("step", "algorithm", "items", "reconstruction", "policy", "trial"),
     "rated": ("id", "rating"),

@@ -54,8 +54,9 @@ from omokage.engine import Engine, load_fitted
 from omokage.features import ALGORITHMS
 from omokage.imageio import UPLOAD_FORMATS, ImageDecodeError, load_image_bytes
 from omokage.protocol.connection import (Close, IdealJob, Limits, Log, Offload, ProjectionJob, Send, ServerConnection,
-                                         SharpenJob, SketchJob)
+                                         SharpenJob, SketchJob, Supersede)
 from omokage.protocol.messages import error, predecode
+from omokage.protocol.resume import RESUME_TTL_S, SessionKeeper
 from omokage.selection import FeatureSpace
 from omokage.service.background import BackgroundFitter
 from omokage.sketch.service import SharpenProcess, SharpenUnavailable
@@ -330,7 +331,7 @@ class OmokageServer:
                  fitter: BackgroundFitter | None = None, store_path: Path | None = None, study=None,
                  calibration: dict[str, dict] | None = None, device_profiles: dict | None = None,
                  max_connections_per_address: int = MAX_CONNECTIONS_PER_ADDRESS,
-                 hello_deadline_s: float = HELLO_DEADLINE_S):
+                 hello_deadline_s: float = HELLO_DEADLINE_S, resume_ttl_s: float = RESUME_TTL_S):
         if token is not None and not token:
             raise ValueError("an empty token would accept any hello; pass None for no token")
         self.engine = engine
@@ -362,6 +363,8 @@ class OmokageServer:
         self.hello_limiter = hello_limiter or HelloLimiter()
         self.max_connections_per_address = int(max_connections_per_address)
         self.hello_deadline_s = float(hello_deadline_s)
+        # v1.7: selections a reconnecting client goes on with (0: none are kept; a study resumes by participant code)
+        self.keeper = SessionKeeper(ttl_s=resume_ttl_s) if resume_ttl_s > 0 else None
         self._per_address: collections.Counter[str] = collections.Counter()
         self.connections = 0
         self.dropped_slow = 0
@@ -474,6 +477,7 @@ class OmokageServer:
                          "event_log": self.events.stats() if self.events is not None else None,
                          "store": self.store.stats() if self.store is not None else None,
                          "sketch": self.sketches.stats() if self.sketches is not None else None,
+                         "resumable": self.keeper.stats() if self.keeper is not None else None,
                          "uptime_s": round(time.time() - self.started, 3)})
         return body
 
@@ -529,7 +533,8 @@ class OmokageServer:
         peer = _peer(ws)
         conn = ServerConnection(self.backend, session_id, limits=self.limits, token=self.token,
                                 grid_size=9, hello_guard=self.hello_limiter.guard(peer), study=self.study,
-                                calibration=self.calibration, device_profiles=self.device_profiles)
+                                calibration=self.calibration, device_profiles=self.device_profiles,
+                                keeper=self.keeper)
         self.connections += 1
         self._per_address[peer] += 1
         self._connections[ws] = conn
@@ -588,6 +593,8 @@ class OmokageServer:
             if refused.count and self.store is not None:
                 self.store.write_many([refused.record(conn)])
             conn.closed = True   # work still out for it (a drawing being projected) is dropped, not sent
+            if self.keeper is not None:   # v1.7: its selection waits for the client to come back
+                self.keeper.detach(conn.resume_token, time.time())
             self.connections -= 1
             self._per_address[peer] -= 1
             if self._per_address[peer] <= 0:
@@ -694,6 +701,8 @@ class OmokageServer:
                 elif isinstance(action, Close):
                     async with asyncio.timeout(self.send_timeout):
                         await ws.close(action.code, action.reason)
+                elif isinstance(action, Supersede):
+                    self._supersede(action.connection)
                 elif isinstance(action, Offload) and isinstance(action.job, SketchJob):
                     self.sketches.submit(ws, conn, action.job)   # not awaited: strokes go on arriving meanwhile
                 elif isinstance(action, Offload) and isinstance(action.job, SharpenJob):
@@ -713,6 +722,17 @@ class OmokageServer:
             if wire_out and self.store is not None:
                 self.store.write_many(wire_out)
         return follow
+
+    def _supersede(self, previous: ServerConnection) -> None:
+        """v1.7: its selection went on on a new connection (the client reconnected before this link was seen to die):
+        close it, without waiting for a client that is most likely gone."""
+        ws = next((w for w, c in self._connections.items() if c is previous), None)
+        if ws is None:
+            return
+        log.info("superseded by a resumed connection", extra={"fields": {"session_id": previous.session_id}})
+        task = asyncio.get_running_loop().create_task(ws.close(1000, "this selection was resumed on another connection"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _wait_writable(self, ws: WsConnection) -> None:
         """Wait (without a bulk turn) until the client has read half the write buffer, at most send_timeout."""
@@ -1386,7 +1406,7 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
                   send_timeout: float = SEND_TIMEOUT_S, background_fits: Sequence[str] = (),
                   ae_epochs: int | None = None, fit_report=None, store_path: Path | None = None,
                   study: str | None = None, preview_backend: str = "auto", preview_size: int | None = None,
-                  calibration_dir: Path | None = None) -> int:
+                  calibration_dir: Path | None = None, resume_ttl_s: float = RESUME_TTL_S) -> int:
     """Serve until SIGINT/SIGTERM. `background_fits`: models to fit (where missing or stale) while the others are
     already served; each is served the moment it is saved. Events go to the JSON-lines file `events_path` (default
     var/events/events-DATE.jsonl when no store is given) and/or the event store at `store_path` (always for a
@@ -1431,7 +1451,7 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
     server = OmokageServer(engine, limits=limits, token=token, allow_origins=allow_origins, events_path=events_path,
                            public_names=public_names, fsync_events=fsync_events, send_timeout=send_timeout,
                            fitter=fitter, store_path=store_path, calibration=patterns,
-                           device_profiles=devices)
+                           device_profiles=devices, resume_ttl_s=resume_ttl_s)
     if study:
         from omokage.selection import SERVED_POLICIES
         from omokage.study.runner import StudyRunner

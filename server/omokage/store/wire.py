@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 # fields never stored: secrets and personal codes (the session's participant is linked by id instead)
-PRIVATE_FIELDS = frozenset({"token", "participant"})
+PRIVATE_FIELDS = frozenset({"token", "participant", "resume"})   # resume: v1.7's resume token, a secret
 
 
 def _plain(value: Any) -> Any:
@@ -37,4 +37,6 @@ def outgoing(msg: dict[str, Any]) -> dict[str, Any]:
         if "trial" in msg:
             out["trial"] = _plain(msg["trial"])
         return out
+    if mtype == "welcome" and "resume" in msg:   # v1.7: the resume token is a secret; keep only how long it lasts
+        msg = {**msg, "resume": {"ttl_s": msg["resume"].get("ttl_s")}}
     return {k: _plain(v) for k, v in msg.items() if k not in ("type", "rid", "data")}

@@ -1,0 +1,88 @@
+"""Selections that outlive their connection (protocol v1.7), so a headset whose Wi-Fi dropped, that slept, or whose
+page reloaded goes on from the grid it was showing instead of starting over.
+
+Each v1.7 connection outside a study is given a secret resume token in `welcome.resume`. The keeper maps tokens to the
+connection that holds the selection: live while it is connected, detached for `ttl_s` after it went away. A `hello`
+that brings the token claims that connection's state for the new one; the token is spent, and the new welcome
+carries a fresh one. A token is claimed at most once, so two clients cannot share a selection. Pure: it keeps no
+sockets and no clock (times are passed in), like the connection it serves.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+RESUME_TTL_S = 600.0      # how long a selection waits for its client after a disconnect (a headset taken off for
+                          # a coffee comes back; a session nobody returns to does not stay forever)
+MAX_DETACHED = 512        # detached selections kept at most, the oldest dropped first: each holds a belief over
+                          # the catalog (8 bytes per face), so memory stays bounded whatever the clients do
+TOKEN_BYTES = 16          # 128 random bits: guessing one is hopeless, so a wrong token is not counted as an attack
+
+
+@dataclass
+class _Kept:
+    owner: Any                      # the ServerConnection holding the state (live or gone)
+    detached_at: float | None = None
+
+
+class SessionKeeper:
+    def __init__(self, ttl_s: float = RESUME_TTL_S, max_detached: int = MAX_DETACHED):
+        if ttl_s <= 0 or max_detached < 0:
+            raise ValueError("ttl_s must be positive and max_detached non-negative")
+        self.ttl_s = float(ttl_s)
+        self.max_detached = int(max_detached)
+        self._live: dict[str, _Kept] = {}
+        self._detached: OrderedDict[str, _Kept] = OrderedDict()   # oldest detach first
+        self.resumed = 0
+        self.expired = 0
+
+    def __len__(self) -> int:
+        return len(self._live) + len(self._detached)
+
+    @property
+    def detached(self) -> int:
+        return len(self._detached)
+
+    def issue(self, owner: Any) -> str:
+        """A fresh token for `owner`'s state (a connection that has just said hello)."""
+        token = secrets.token_hex(TOKEN_BYTES)
+        self._live[token] = _Kept(owner)
+        return token
+
+    def detach(self, token: str | None, now: float) -> None:
+        """The owner of `token` disconnected: its state waits ttl_s for its client."""
+        kept = self._live.pop(token, None) if token is not None else None
+        if kept is None:
+            return
+        kept.detached_at = float(now)
+        self._detached[token] = kept
+        self.expire(now)
+        while len(self._detached) > self.max_detached:
+            self._detached.popitem(last=False)
+            self.expired += 1
+
+    def claim(self, token: str, now: float) -> Any | None:
+        """The connection that holds `token`'s state (still connected or gone), or None when the token is unknown,
+        spent or expired. The token is spent either way."""
+        self.expire(now)
+        kept = self._live.pop(token, None) or self._detached.pop(token, None)
+        if kept is None:
+            return None
+        self.resumed += 1
+        return kept.owner
+
+    def expire(self, now: float) -> None:
+        limit = float(now) - self.ttl_s
+        while self._detached:
+            token, kept = next(iter(self._detached.items()))
+            if kept.detached_at > limit:
+                break
+            del self._detached[token]
+            self.expired += 1
+
+    def stats(self) -> dict[str, int]:
+        return {"live": len(self._live), "detached": len(self._detached), "resumed": self.resumed,
+                "expired": self.expired}
