@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from omokage.client import OmokageClient
 from omokage.protocol.connection import Send, ServerConnection, Supersede
 from omokage.protocol.messages import PROTOCOL_MINOR
-from omokage.protocol.resume import SessionKeeper
+from omokage.protocol.resume import MAX_DETACHED, SessionKeeper, max_detached_for
 from omokage.service.server import EngineBackend
 from tests.conftest import RunningServer
 
@@ -50,6 +50,11 @@ def test_a_live_owner_can_be_claimed_and_detached_ones_are_bounded():
     assert keeper.claim(tokens[2], now=3.0) is owners[2]
     keeper.detach(tokens[2], now=4.0)                         # already claimed: nothing to detach
     assert keeper.detached == 1
+
+
+def test_fewer_lost_selections_are_kept_for_a_huge_catalog():
+    assert max_detached_for(1_500) == MAX_DETACHED
+    assert 100 <= max_detached_for(100_000) < MAX_DETACHED and max_detached_for(10**8) == 16
 
 
 # -- the connection state machine --------------------------------------------------------------------------------

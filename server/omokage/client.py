@@ -1,4 +1,4 @@
-"""An async Python client for protocol v1.6 (PROTOCOL_MINOR; `protocol_minor=` greets as an older v1.x client),
+"""An async Python client for protocol v1.7 (PROTOCOL_MINOR; `protocol_minor=` greets as an older v1.x client),
 used by the tests, the benchmarks and simulated users.
 
     async with await OmokageClient.connect("ws://127.0.0.1:8765/ws") as c:

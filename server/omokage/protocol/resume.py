@@ -17,8 +17,10 @@ from typing import Any
 
 RESUME_TTL_S = 600.0      # how long a selection waits for its client after a disconnect (a headset taken off for
                           # a coffee comes back; a session nobody returns to does not stay forever)
-MAX_DETACHED = 512        # detached selections kept at most, the oldest dropped first: each holds a belief over
-                          # the catalog (8 bytes per face), so memory stays bounded whatever the clients do
+MAX_DETACHED = 512        # detached selections kept at most, the oldest dropped first, so memory stays bounded
+                          # whatever the clients do
+DETACHED_BYTES = 256 * 2**20   # and at most about this much of their beliefs: a belief policy keeps ~24 bytes a face
+BELIEF_BYTES_PER_ITEM = 24     # (4 hypotheses' float32 log-posteriors and a float64 posterior; 2.4 MB at 100k faces)
 TOKEN_BYTES = 16          # 128 random bits: guessing one is hopeless, so a wrong token is not counted as an attack
 
 
@@ -26,6 +28,12 @@ TOKEN_BYTES = 16          # 128 random bits: guessing one is hopeless, so a wron
 class _Kept:
     owner: Any                      # the ServerConnection holding the state (live or gone)
     detached_at: float | None = None
+
+
+def max_detached_for(n_items: int) -> int:
+    """How many lost selections to keep for a catalog of n_items: MAX_DETACHED, fewer for a catalog so large that
+    their beliefs would pass DETACHED_BYTES (111 at 100k faces), never under 16."""
+    return int(max(16, min(MAX_DETACHED, DETACHED_BYTES // max(1, BELIEF_BYTES_PER_ITEM * int(n_items)))))
 
 
 class SessionKeeper:

@@ -56,7 +56,7 @@ from omokage.imageio import UPLOAD_FORMATS, ImageDecodeError, load_image_bytes
 from omokage.protocol.connection import (Close, IdealJob, Limits, Log, Offload, ProjectionJob, Send, ServerConnection,
                                          SharpenJob, SketchJob, Supersede)
 from omokage.protocol.messages import error, predecode
-from omokage.protocol.resume import RESUME_TTL_S, SessionKeeper
+from omokage.protocol.resume import RESUME_TTL_S, SessionKeeper, max_detached_for
 from omokage.selection import FeatureSpace
 from omokage.service.background import BackgroundFitter
 from omokage.sketch.service import SharpenProcess, SharpenUnavailable
@@ -364,7 +364,8 @@ class OmokageServer:
         self.max_connections_per_address = int(max_connections_per_address)
         self.hello_deadline_s = float(hello_deadline_s)
         # v1.7: selections a reconnecting client goes on with (0: none are kept; a study resumes by participant code)
-        self.keeper = SessionKeeper(ttl_s=resume_ttl_s) if resume_ttl_s > 0 else None
+        self.keeper = (SessionKeeper(ttl_s=resume_ttl_s, max_detached=max_detached_for(len(self.backend.items)))
+                       if resume_ttl_s > 0 else None)
         self._per_address: collections.Counter[str] = collections.Counter()
         self.connections = 0
         self.dropped_slow = 0
