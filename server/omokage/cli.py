@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or more minutes, not {text}")
     return value
 
 
@@ -221,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "disk, but a power loss may lose events already acknowledged (a process crash loses none)")
     s.add_argument("--send-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="disconnect a client that reads none of its replies for this long (default 10)")
-    s.add_argument("--resume-minutes", type=float, default=10.0, metavar="MINUTES",
+    s.add_argument("--resume-minutes", type=_minutes, default=10.0, metavar="MINUTES",
                    help="how long a selection waits for its client after a disconnect (protocol v1.7: a headset "
                         "whose Wi-Fi dropped, or a reloaded page, goes on from the grid it showed); 0 keeps none "
                         "(default 10). A study's participants resume by their code instead, at any time")
