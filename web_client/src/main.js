@@ -82,6 +82,9 @@ const state = {
   view: 'grid',        // 'grid', 'sketch' (v1.3: drawing), 'questionnaire' (a study's) or 'done' (the study is over)
   needImage: false,    // a study trial that starts from an image is waiting for one
   sketchSource: null,  // v1.3: {drawing, preview} (blob URLs) of the drawing the selection started from
+  resuming: false,     // v1.7: the welcome said resumed: the selection's grid follows (a candidates without rid)
+  inflight: null,      // the request out for the selection ({kind: 'choose'|'skip'|'start', ...}); a lost connection
+                       // leaves it here, so a resumed grid that already answers it is read as its answer
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -166,15 +169,53 @@ client.addEventListener('welcome', (ev) => {
   hideSwitch();
   renderPolicies(client.policies, w.default_policy);
   setControlsEnabled(true);
-  if (state.sessions > 1) {
+  const again = state.sessions > 1;
+  if (w.resumed === true) {
+    // v1.7: the selection goes on on this connection; its grid follows at once (resumeGrid). Nothing starts again
+    state.resuming = true;
+    if (again) showBanner('info', 'Reconnected', 'You continue where you were.', null, { timeout: 6000 });
+    else showBanner('info', 'Welcome back', 'Your selection continues where you were.', null, { timeout: 6000 });
+    // a grid that never comes (it always follows at once) must not leave the page waiting
+    setTimeout(() => {
+      if (state.resuming && client.welcome === w) {
+        state.resuming = false;
+        startSelection(null);
+      }
+    }, 8000);
+    return;
+  }
+  state.resuming = false;
+  if (again && state.decided) {
+    // the selection was decided (a server keeps no decided selection): the decision stays on screen, and a new one
+    // starts only when the user asks for it (Start again)
+    state.inflight = null;
+    showBanner('info', 'Reconnected', 'Your decision is kept.', null, { timeout: 6000 });
+    return;
+  }
+  const kept = again ? null : loadView();
+  if (again) {
     // the picks so far are gone: this stays until the user has read it and closed it
     showBanner('info', 'Reconnected', 'The server started a new session, so the selection starts again.');
+  } else if (w.resumed === false && kept && !kept.decided && kept.step > 0) {
+    // this tab was reloaded mid-selection, and the server no longer has it (restarted, or too long ago)
+    showBanner('info', 'Your selection could not be continued',
+      'The server no longer has it (it was restarted, or too much time has passed), so a new one starts.');
   } else {
     hideBanner();
   }
+  state.inflight = null;
   // a fresh session knows nothing of the old selection (nor of the drawing a sketch start came from): start again the
   // way the last one started, or at random
   startSelection(state.init === 'image' && state.upload ? state.upload.bytes : null);
+});
+
+// v1.7: a resumed selection's grid (a candidates without rid, right after a welcome with resumed: true)
+client.addEventListener('candidates', (ev) => {
+  if (!state.resuming || state.study) {
+    console.info('omokage: ignoring a candidates that answers nothing', ev.detail);
+    return;
+  }
+  resumeGrid(ev.detail);
 });
 
 // v1.2: the server tells, on its own, which models are ready and how far the others are; anything else it may
@@ -691,14 +732,17 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
   if (state.study) return false; // the study decides what starts
   const seq = ++state.seq;
   state.busy = true;
+  state.resuming = false; // the user's own start wins over a resumed grid still on its way
   state.decided = null;
   updateDecide();
   hideSwitch();
   grid.setAttribute('aria-busy', 'true');
+  const out = state.inflight = { kind: 'start', init: sketch ? 'sketch' : image ? 'image' : 'random' };
   try {
     gaze.flush();
     const reply = await client.start(state.algorithm, { image: image || undefined, policy: state.policy,
       init: sketch ? 'sketch' : null });
+    settle(out);
     if (seq !== state.seq) return false;
     state.init = sketch ? 'sketch' : image ? 'image' : 'random';
     if (from) {
@@ -727,8 +771,119 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
     if (!banner.dataset.sticky && banner.dataset.kind === 'error') hideBanner();
     return seq === state.seq;
   } catch (err) {
+    settle(out, err);
     if (seq === state.seq) reportError(err, from ? 'reproject' : image ? 'upload' : sketch ? 'sketch-start' : 'start');
     return false;
+  } finally {
+    if (seq === state.seq) {
+      state.busy = false;
+      grid.setAttribute('aria-busy', 'false');
+    }
+  }
+}
+
+/** A request of the selection was answered (or failed): it is out no more. A lost connection keeps it, so that a
+ * resumed grid can be read as its answer (the server may have taken it before the link died). */
+function settle(out, err = null) {
+  if (state.inflight === out && !(err instanceof ConnectionLost)) state.inflight = null;
+}
+
+// v1.7: what the page knows of the grid on screen, in this tab's sessionStorage, so that after a reload the resumed
+// grid is shown as it was (its pick, "None of these", how the selection started, the path of picks)
+const VIEW_KEY = 'omokage.view';
+
+function saveView() {
+  if (state.study) return; // a study resumes by the participant's code, from the server's store
+  const view = { server: WS_URL, step: state.step, ids: state.items.map((i) => i.id), first: state.first,
+    skipped: state.skipped, init: state.init, trail: state.trail, marks: state.trailMarks, decided: !!state.decided };
+  try {
+    sessionStorage.setItem(VIEW_KEY, JSON.stringify(view));
+  } catch { /* storage off or full: a reload resumes the grid without its path */ }
+}
+
+function loadView() {
+  try {
+    const v = JSON.parse(sessionStorage.getItem(VIEW_KEY) || 'null');
+    return v && v.server === WS_URL && Array.isArray(v.ids) && Array.isArray(v.trail) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+const sameIds = (a, b) => a.length === b.length && a.every((id, i) => id === b[i]);
+
+/**
+ * v1.7: show a resumed selection's grid. It is the grid that was on screen (this page's, or before a reload the one
+ * kept in sessionStorage): everything stays as it was, the highlight too. Or the server had already taken the
+ * request that was out when the link died (a choose, None of these, a start): the grid is its answer. Anything else
+ * the page cannot place (a reload that kept nothing) is read from the grid itself.
+ */
+async function resumeGrid(reply) {
+  state.resuming = false;
+  const seq = ++state.seq; // whatever was still being shown from the old connection is not shown now
+  state.busy = true;
+  grid.setAttribute('aria-busy', 'true');
+  const items = Array.isArray(reply.items) ? reply.items : [];
+  const ids = items.map((i) => i.id);
+  const out = state.inflight;
+  state.inflight = null;
+  const onScreen = state.items.length > 0;
+  const known = onScreen ? { step: state.step, ids: state.items.map((i) => i.id), first: state.first,
+    skipped: state.skipped, init: state.init, trail: state.trail, marks: state.trailMarks } : loadView();
+  let first = null;
+  let skipped = false;
+  let cursor = null;
+  let init = state.init;
+  let trail = state.trail;
+  let marks = state.trailMarks;
+  if (known && known.step === reply.step && sameIds(known.ids, ids)) {
+    ({ first, skipped, init, trail, marks } = known);
+    if (onScreen) cursor = { at: state.cursor, moved: state.cursorMoved };
+  } else if (out && out.kind === 'choose' && reply.step === out.step + 1 && out.item && ids[0] === out.item.id) {
+    first = 'pick';
+    trail = [...state.trail, out.item];
+  } else if (out && out.kind === 'skip' && reply.step === out.step + 1) {
+    skipped = true;
+  } else if (reply.step === 1) {
+    init = reply.reconstruction ? 'image' : out && out.kind === 'start' ? out.init : 'random';
+    first = init === 'random' ? null : 'closest';
+    trail = [];
+    marks = [];
+  } else {
+    first = 'pick'; // a later grid most often follows a pick: its first face is it, and Decide offers it
+    if (!onScreen) {
+      trail = [];
+      marks = [];
+    }
+  }
+  state.decided = null; // a decided selection is never resumed
+  state.init = init;
+  state.trail = Array.isArray(trail) ? trail : [];
+  state.trailMarks = Array.isArray(marks) ? marks : [];
+  if (init !== 'image') state.reconstruction = null;
+  if (reply.reconstruction) state.reconstruction = client.textures.put(reply.reconstruction);
+  // the tabs and the settings menu say what the resumed selection is (not what this page would start with)
+  if (reply.algorithm && reply.algorithm !== state.algorithm) {
+    hideSwitch();
+    state.algorithm = reply.algorithm;
+    paintAlgorithms();
+  }
+  if (reply.policy && client.policies.includes(reply.policy) && reply.policy !== state.policy) {
+    state.policy = reply.policy;
+    policySelect.value = reply.policy;
+    describePolicy();
+  }
+  try {
+    // a reload's path of picks: their pictures come like the grid's
+    const hashes = state.trail.map((i) => i.texture).filter((h) => typeof h === 'string' && !client.textures.get(h));
+    if (hashes.length) await client.textures.ensure(hashes).catch(() => {});
+    if (seq !== state.seq) return;
+    if (!onScreen) {
+      dwell.reset();
+      gazeDwell.reset();
+    }
+    renderTrail();
+    await showCandidates(reply, seq, first, { skipped, cursor });
   } finally {
     if (seq === state.seq) {
       state.busy = false;
@@ -749,17 +904,20 @@ async function chooseId(id) {
   state.busy = true;
   grid.setAttribute('aria-busy', 'true');
   pressed(id);
+  const chosen = state.items.find((i) => i.id === id);
+  const out = state.inflight = { kind: 'choose', step: state.step, item: chosen };
   try {
     gaze.flush(); // the grid's gaze goes ahead of the pick that closes it
     const reply = await client.choose(id);
+    settle(out);
     if (seq !== state.seq) return;
-    const chosen = state.items.find((i) => i.id === id);
     await showCandidates(reply, seq, 'pick');
     if (seq === state.seq && chosen) {
       state.trail.push(chosen);
       renderTrail();
     }
   } catch (err) {
+    settle(out, err);
     if (seq === state.seq) reportError(err, 'choose');
   } finally {
     if (seq === state.seq) {
@@ -776,12 +934,15 @@ async function skipGrid() {
   const seq = state.seq;
   state.busy = true;
   grid.setAttribute('aria-busy', 'true');
+  const out = state.inflight = { kind: 'skip', step: state.step };
   try {
     gaze.flush();
     const reply = await client.skip();
+    settle(out);
     if (seq !== state.seq) return;
     await showCandidates(reply, seq, null, { skipped: true });
   } catch (err) {
+    settle(out, err);
     if (seq === state.seq) reportError(err, 'skip');
   } finally {
     if (seq === state.seq) {
@@ -800,6 +961,7 @@ async function decideId(id, { openTab = !state.study } = {}) {
     const reply = await client.decide(id);
     if (seq !== state.seq) return null;
     state.decided = reply;
+    saveView();
     dwell.flush();
     const url = safeUrl(reply.item.url);
     if (openTab && url) window.open(url, '_blank', 'noopener');
@@ -857,8 +1019,8 @@ function awaitingPick() {
 }
 
 /** Show a `candidates` reply; `first` says what its first face is ('pick', 'closest' or null); `skipped`: it answers
- * "None of these". */
-async function showCandidates(reply, seq, first, { skipped = false } = {}) {
+ * "None of these"; `cursor` {at, moved}: the highlight to keep (a resumed grid that is the one on screen). */
+async function showCandidates(reply, seq, first, { skipped = false, cursor = null } = {}) {
   const items = reply.items || [];
   let textures;
   try {
@@ -888,14 +1050,16 @@ async function showCandidates(reply, seq, first, { skipped = false } = {}) {
   state.first = first;
   state.step = reply.step;
   state.servedPolicy = reply.policy || null;
-  state.cursor = 0;
-  state.cursorMoved = false;
+  const keep = cursor && cursor.at < items.length;
+  state.cursor = keep ? cursor.at : 0;
+  state.cursorMoved = keep ? cursor.moved : false;
   state.skipped = skipped;
   state.shownAt = performance.now();
   dwell.setStep(reply.step);
   gazeDwell.setStep(reply.step);
-  renderGrid(imgs);
+  renderGrid(imgs, { still: !!cursor });
   renderSource();
+  saveView();
   if (idealView.seq !== seq) {
     // the panel belonged to an earlier selection
     if (idealView.open) closeIdeal();
@@ -976,7 +1140,8 @@ function splitTitle(title) {
   return at < 0 ? [title, ''] : [title.slice(0, at), title.slice(at + 3)];
 }
 
-function renderGrid(imgs) {
+/** `still`: the faces are those already on screen (a resumed grid): no entrance animation. */
+function renderGrid(imgs, { still = false } = {}) {
   const focusInGrid = grid.contains(document.activeElement);
   state.items.forEach((it, i) => {
     const card = cards[i];
@@ -998,8 +1163,10 @@ function renderGrid(imgs) {
     if (yours) card.setAttribute('aria-current', 'true');
     else card.removeAttribute('aria-current');
     card.classList.remove('fresh');
-    void card.offsetWidth; // restart the entrance animation
-    if (!yours) card.classList.add('fresh');
+    if (!still) {
+      void card.offsetWidth; // restart the entrance animation
+      if (!yours) card.classList.add('fresh');
+    }
     card.style.setProperty('--i', String(i));
     card.style.setProperty('--dwell', '0');
     card.classList.remove('pressed');
@@ -1010,8 +1177,8 @@ function renderGrid(imgs) {
   $('prompt').textContent = promptText();
   $('instr').textContent = shortPrompt();
   renderCursor();
-  // the focus stays in the grid: on the first face, or where no face is highlighted yet, on the grid itself
-  if (focusInGrid) (awaitingPick() ? grid : cards[0]).focus({ preventScroll: true });
+  // the focus stays in the grid: on the highlighted face (the first), or where no face is highlighted yet, on the grid
+  if (focusInGrid) (awaitingPick() ? grid : cards[state.cursor]).focus({ preventScroll: true });
   // a pointer resting on a card now rests on its new face
   for (let i = 0; i < state.items.length; i++) if (cards[i].matches(':hover')) dwell.enter(state.items[i].id);
 }
@@ -1140,6 +1307,7 @@ function renderDecidedSide() {
 }
 
 function renderTrail() {
+  saveView();
   const box = $('trail');
   box.hidden = state.trail.length === 0;
   // the picks, with a small label where a feature switch carried the path into another space

@@ -1,6 +1,7 @@
-// omokage protocol v1.5 over one WebSocket (docs/protocol.md): binary frames, one MessagePack map each.
+// omokage protocol v1.7 over one WebSocket (docs/protocol.md): binary frames, one MessagePack map each.
 //
-// OmokageClient keeps one connection alive (reconnecting with backoff), sends `hello` on every open,
+// OmokageClient keeps one connection alive (reconnecting with backoff), sends `hello` on every open (v1.7: with the
+// resume token of the last welcome, so the selection goes on after a lost connection or a reload of the tab),
 // matches replies to requests by `rid`, pings periodically for the round-trip time, and caches
 // textures by content hash as Blob URLs.
 
@@ -13,9 +14,13 @@ export const PROTOCOL_VERSION = 1;
 // init `sketch`); v1.4 adds only gaze calibration, which this page never starts (it ignores welcome.gaze.calibration);
 // v1.5: the ideal face (welcome.ideal, `ideal` -> `ideal.result`); its hello.device and welcome.gaze.profile concern
 // headsets with eye tracking, so the page sends no device and ignores the profile; v1.6: sharper sketch previews
-// (`sketch.preview` after a result, from a server whose welcome.sketch.sharpens)
-export const PROTOCOL_MINOR = 6;
-export const CLIENT_NAME = 'omokage-web/0.2.0';
+// (`sketch.preview` after a result, from a server whose welcome.sketch.sharpens); v1.7: resuming a selection
+// (welcome.resume's token in the next hello.resume; welcome.resumed, then the grid as a `candidates` without rid)
+export const PROTOCOL_MINOR = 7;
+export const CLIENT_NAME = 'omokage-web/0.9.0';
+// where the resume token is kept: sessionStorage (per tab, kept across a reload, gone with the tab: one tab is one
+// selection), never localStorage, which every tab of the origin shares
+export const RESUME_KEY = 'omokage.resume';
 
 const MIME = { jpeg: 'image/jpeg', png: 'image/png' };
 const RETRY_DELAYS_MS = [1000, 2000, 3000, 5000];
@@ -45,16 +50,22 @@ export class ConnectionLost extends Error {
  *   message  an unsolicited server message (no pending rid), e.g. v1.2 `models`
  *   sketch   v1.3: a `sketch.result`, or an `error` answering a sketch message (see sendSketch); v1.6: a
  *            `sketch.preview` (a sharper preview of the result of its `revision`)
+ *   candidates  v1.7: a `candidates` without rid, the grid of a resumed selection (it follows a welcome whose
+ *            `resumed` is true): the grid the page showed, to render as the current one
  */
 export class OmokageClient extends EventTarget {
   /**
    * `clientName`: the `hello.client` string, or a function returning it (asked at each hello);
-   * `participant`: a study participant's code for `hello.participant` (v1.2), or null.
+   * `participant`: a study participant's code for `hello.participant` (v1.2), or null; `resumeKey`: the
+   * sessionStorage key of the v1.7 resume token (null: kept in memory only).
    */
   constructor(url, { token = null, participant = null, clientName = CLIENT_NAME, pingIntervalMs = 2000,
-    requestTimeoutMs = 20000, silenceTimeoutMs = 10000 } = {}) {
+    requestTimeoutMs = 20000, silenceTimeoutMs = 10000, resumeKey = RESUME_KEY } = {}) {
     super();
     this.url = url;
+    this.resumeKey = resumeKey;
+    // v1.7: the token of the last welcome.resume, presented in the next hello (a reload of the tab reads it back)
+    this.resumeToken = this._loadResume();
     this.token = token;
     this.participant = participant;
     this.clientName = clientName;
@@ -146,8 +157,13 @@ export class OmokageClient extends EventTarget {
       const hello = { protocol: PROTOCOL_VERSION, client: String(name).slice(0, 128), protocol_minor: PROTOCOL_MINOR };
       if (this.token) hello.token = this.token;
       if (this.participant) hello.participant = this.participant;
+      if (this.resumeToken) hello.resume = this.resumeToken;
       this.welcome = await this.request('hello', hello);
+      // the token presented is spent whatever the answer: the new welcome's replaces it (none: nothing to resume)
+      const r = this.welcome.resume;
+      this._keepResume(r && typeof r === 'object' && typeof r.token === 'string' && r.token ? r.token : null);
     } catch (err) {
+      // a refused hello (token, version) is checked before the resume token, which is still good: it is kept
       if (err instanceof ServerError) {
         this._stopped = true; // a wrong version or token will not fix itself by retrying
         this._fatal = { code: err.code, message: err.message };
@@ -178,6 +194,31 @@ export class OmokageClient extends EventTarget {
     ws.onmessage = null;
     try { ws.close(4000, 'no answer'); } catch { /* already closed */ }
     this._closed(`the server has not answered for ${Math.round(silentMs / 1000)} s (the network may have dropped)`);
+  }
+
+  /** v1.7: this connection goes on with the selection of the token its hello presented (the grid follows). */
+  get resumed() {
+    return !!(this.welcome && this.welcome.resumed === true);
+  }
+
+  _loadResume() {
+    if (!this.resumeKey) return null;
+    try {
+      const kept = JSON.parse(sessionStorage.getItem(this.resumeKey) || 'null');
+      // a token is for the server that gave it: another server (?server=) must not see it
+      return kept && kept.server === this.url && typeof kept.token === 'string' ? kept.token : null;
+    } catch {
+      return null;
+    }
+  }
+
+  _keepResume(token) {
+    this.resumeToken = token;
+    if (!this.resumeKey) return;
+    try {
+      if (token) sessionStorage.setItem(this.resumeKey, JSON.stringify({ server: this.url, token }));
+      else sessionStorage.removeItem(this.resumeKey);
+    } catch { /* storage off: the token lives as long as the page */ }
   }
 
   _drop() {
@@ -237,6 +278,10 @@ export class OmokageClient extends EventTarget {
     if (!msg || typeof msg !== 'object') return;
     if (msg.type === 'sketch.preview') { // v1.6: a sharper preview of a result (no rid): the sketch stream's
       this.dispatchEvent(new CustomEvent('sketch', { detail: msg }));
+      return;
+    }
+    if (msg.type === 'candidates' && msg.rid == null) { // v1.7: a resumed selection's grid, after its welcome
+      this.dispatchEvent(new CustomEvent('candidates', { detail: msg }));
       return;
     }
     if (msg.type === 'sketch.result' || (msg.rid != null && this._sketchRids.has(msg.rid))) {

@@ -335,7 +335,7 @@ describe('protocol v1.2: models still training', () => {
       return msg;
     });
     await open();
-    assert.equal(route.hello.protocol_minor, 6, 'the page says it reads v1.6 (v1.2, the sketch messages, the ideal face, sharper previews)');
+    assert.equal(route.hello.protocol_minor, 7, 'the page says it reads v1.7 (v1.2, the sketch messages, the ideal face, sharper previews, resuming)');
     const nmf = '#algorithms [data-algorithm=nmf]';
     assert.equal((await page.textContent(nmf)).trim(), 'NMF · training 40%');
     assert.equal(await page.isDisabled(nmf), true);

@@ -74,7 +74,7 @@ describe('the ideal face (protocol v1.5)', () => {
     await page.goto(server.url);
     await page.waitForFunction(() => window.omokage.client.state === 'open');
     await page.waitForFunction(() => document.getElementById('btn-ideal') && !document.getElementById('btn-ideal').hidden);
-    assert.equal(route.sent('hello')[0].protocol_minor, 6, 'the page says it reads v1.6');
+    assert.equal(route.sent('hello')[0].protocol_minor, 7, 'the page says it reads v1.7');
     assert.equal(route.sent('hello')[0].device, undefined, 'no headset model from a browser page');
     const imageSize = (await st(() => window.omokage.client.welcome.ideal)).image_size;
     assert.ok(imageSize > 0, 'welcome.ideal');
@@ -253,7 +253,7 @@ describe('a server that cannot generate faces (no PCA model)', () => {
       const route = await routed();
       await page.goto(plain.url);
       await waitForGrid(page, 1);
-      assert.equal(route.sent('hello')[0].protocol_minor, 6);
+      assert.equal(route.sent('hello')[0].protocol_minor, 7);
       assert.equal(await st(() => window.omokage.client.welcome.ideal), undefined);
       await page.locator('#grid .face').nth(1).click();
       await waitForGrid(page, 2);

@@ -593,7 +593,13 @@ describe('protocol v1.1: none of these, policies, confidence', () => {
     assert.equal(distances[0], 0);
     assert.deepEqual(distances, [...distances].sort((a, b) => a - b));
 
-    // remembered across a reload
+    // a reload goes on with the selection (v1.7: the resume token is in this tab's sessionStorage), its policy shown
+    await page.reload();
+    await waitForGrid(page, 2);
+    assert.equal(await page.evaluate(() => window.omokage.state.servedPolicy), 'study');
+    assert.equal(await page.inputValue('#policy'), 'study');
+    // and a new selection (a tab that kept nothing) starts with the policy remembered in the browser
+    await page.evaluate(() => sessionStorage.clear());
     await page.reload();
     await waitForGrid(page, 1);
     assert.equal(await page.evaluate(() => window.omokage.state.servedPolicy), 'study');

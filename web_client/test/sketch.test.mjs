@@ -135,7 +135,7 @@ describe('live sketch search', () => {
     });
     await openDraw();
     const hello = frames.find((f) => f.dir === 'out' && f.msg.type === 'hello').msg;
-    assert.equal(hello.protocol_minor, 6);
+    assert.equal(hello.protocol_minor, 7);
     const limits = await st(() => window.omokage.client.welcome.sketch);
     assert.ok(limits && limits.max_points_per_message > 0, 'welcome.sketch');
     assert.equal(sketchOut(frames, 'sketch.begin').length, 1);
@@ -645,7 +645,7 @@ describe('a server without a sketch model', () => {
       const frames = recordFrames(page);
       await page.goto(plain.url);
       await waitForGrid(page, 1);
-      assert.equal(frames.find((f) => f.dir === 'out' && f.msg.type === 'hello').msg.protocol_minor, 6);
+      assert.equal(frames.find((f) => f.dir === 'out' && f.msg.type === 'hello').msg.protocol_minor, 7);
       assert.equal(await st(() => window.omokage.client.welcome.sketch), undefined);
       assert.equal(await page.isVisible('#btn-draw'), false);
       assert.equal(await page.isVisible('#sketch'), false);

@@ -387,6 +387,14 @@ class ServerConnection:
         pending, self._sketch_start = self._sketch_start, None
         return self._error(ProtocolError(code, message, pending.rid)) if pending is not None else []
 
+    def disconnected(self) -> None:
+        """The link is gone. What a resume carries over (the selection, the gaze corrections) stays for the keeper;
+        the drawing and its worker-side state are let go at once, as before v1.7 (a resume does not restore them), so a
+        lost selection waiting for its client holds no canvas and no projection state."""
+        self.closed = True
+        self.canvas = self._live = self.last_sketch = self._sketch_start = None
+        self.gaze.stop()    # the grid's samples: a resumed grid's gaze starts afresh on the new connection
+
     def unrecorded(self) -> None:
         """The records of this connection's last step could not be committed (the server then closes it). In a study
         the participant's state in memory (a pick, a finished trial, answers) is ahead of the store: the study reads it

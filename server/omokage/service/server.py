@@ -593,7 +593,7 @@ class OmokageServer:
             deadline.cancel()
             if refused.count and self.store is not None:
                 self.store.write_many([refused.record(conn)])
-            conn.closed = True   # work still out for it (a drawing being projected) is dropped, not sent
+            conn.disconnected()   # work still out for it (a drawing being projected) is dropped, not sent
             if self.keeper is not None:   # v1.7: its selection waits for the client to come back
                 self.keeper.detach(conn.resume_token, time.time())
             self.connections -= 1

@@ -209,14 +209,21 @@ public static class SessionTranscript
         // --- pause mid-selection ------------------------------------------------------------------------
         Note("the app is paused (system menu); meanwhile the Wi-Fi sleeps: the connection goes half-open (no bytes either way, nothing closed)");
         proxy.Freeze();
-        Note("the app resumes: one ping checks the link (1 s); no pong, so the link is dropped and the client reconnects at once (a new server session)");
+        Note("the app resumes: one ping checks the link (1 s); no pong, so the link is dropped and the client reconnects at once (a new server session); " +
+             "v1.7: its hello presents the resume token of the last welcome (shown here as <secret>: tokens stay out of logs), the server " +
+             "goes on with the selection (resumed: true, a fresh token) and sends the grid that was on screen, without rid");
         bool alive = await client.ProbeAsync(TimeSpan.FromSeconds(1));
         if (!await welcomes.WaitAsync(TimeSpan.FromSeconds(15))) throw new TimeoutException("no reconnection");
         string secondSession = client.SessionId;
-        Note("the grid belongs to session " + firstSession + ", the server now has " + secondSession + ": restore it, not start over — " +
-             "image start from the face chosen last (its texture is cached), then choose it again");
+        int sentBeforeResume = Volatile.Read(ref _sent);
         RestoreOutcome restoredMidway = await selection.RestoreAsync();
+        int sentByResume = Volatile.Read(ref _sent) - sentBeforeResume;
         bool chosenFirstAgain = selection.Current.Items[0].Id == chosenBeforePause;
+        Note("the grid belongs to session " + firstSession + ", the server now has " + secondSession + " and went on with it: restore " +
+             restoredMidway + ", " + sentByResume + " messages sent; the same grid (step " + selection.Current.Step + ", the face chosen last first: " +
+             chosenFirstAgain + "), the belief and the faces seen carry over");
+        if (restoredMidway != RestoreOutcome.Resumed || sentByResume != 0 || !chosenFirstAgain)
+            throw new InvalidOperationException("the v1.7 server did not go on with the selection: " + restoredMidway);
 
         // --- decide, confirm, leave the app -------------------------------------------------------------------
         Note("decide on the face chosen last (shown first)");
@@ -233,7 +240,8 @@ public static class SessionTranscript
         bool confirmed = gate.Confirm();
         Note("the user confirms in the dialog: Application.OpenURL(" + opened.LastOrDefault() + "); the app goes to the background");
 
-        Note("in the browser the Wi-Fi sleeps again; back in the app: the probe fails, the client reconnects (another new session)");
+        Note("in the browser the Wi-Fi sleeps again; back in the app: the probe fails, the client reconnects (another new session); " +
+             "the token it presents is the last welcome's, but a decided selection is not kept: resumed: false");
         proxy.Freeze();
         await client.ProbeAsync(TimeSpan.FromSeconds(1));
         if (!await welcomes.WaitAsync(TimeSpan.FromSeconds(15))) throw new TimeoutException("no reconnection");
@@ -268,10 +276,11 @@ public static class SessionTranscript
                            ideal.Items[ideal.Items.Count - 1].Distance.Value.ToString("0.000", CultureInfo.InvariantCulture) + ")");
         summary.AppendLine("- gaze: 10 s of staring armed the face and sent " + sentStaring + " messages; the trigger chose it; on the " +
                            "next grid 10 s of staring armed nothing (" + sentAfterNewGrid + " messages)");
-        summary.AppendLine("- pause mid-selection: probe " + (alive ? "answered" : "unanswered") + ", reconnected (session " + firstSession +
-                           " → " + secondSession + "), restore: " + restoredMidway + ", the chosen face first again: " + chosenFirstAgain);
+        summary.AppendLine("- pause mid-selection: probe " + (alive ? "answered" : "unanswered") + ", reconnected with the resume token (session " +
+                           firstSession + " → " + secondSession + "), restore: " + restoredMidway + " (" + sentByResume +
+                           " messages sent), the chosen face first again: " + chosenFirstAgain);
         summary.AppendLine("- decided: #" + decided.Item.Id + " \"" + decided.Item.Title + "\" after " + decided.Steps +
-                           " grids (counted from the restore) → " + decided.Item.Url);
+                           " grids (the whole selection: it went on across the pause) → " + decided.Item.Url);
         summary.AppendLine("- open the product page: asked first (" + asked + "), opened only on confirm (" + confirmed + ", " + opened.Count +
                            " opened); back from the browser: restore " + restoredAfterDecision + ", " + sentByRestore + " messages, decision kept");
         Console.WriteLine(summary);
@@ -292,7 +301,9 @@ public static class SessionTranscript
             md.AppendLine("link half-open (`OmokageClient.ProbeAsync`, reconnect, `SelectionSession.RestoreAsync`), and the product");
             md.AppendLine("page through `OpenUrlGate` (allow-list, then the user's confirmation). Protocol v1.5: the hello names the");
             md.AppendLine("headset (`hello.device`, a Quest Pro: its default gaze correction applies), and mid-selection the client asks");
-            md.AppendLine("for the ideal face (`SelectionSession.IdealAsync`).");
+            md.AppendLine("for the ideal face (`SelectionSession.IdealAsync`). Protocol v1.7: the hello after the pause presents the");
+            md.AppendLine("resume token of the last welcome and the server goes on with the selection (`welcome.resumed`, the grid as");
+            md.AppendLine("`candidates` without rid); tokens are shown as `<secret>`.");
             md.AppendLine();
             md.AppendLine("Regenerate: `OMOKAGE_TRANSCRIPT_OUT=\"$PWD/unity_client/Documentation~/session-transcript.md\" bash .ci/csharp.sh`");
             md.AppendLine("(the program is `tests/csharp/Transcript/SessionTranscript.cs`). Live sketch search (protocol v1.3) has its own");

@@ -14,7 +14,8 @@ namespace Omokage.Client.Components
     /// <c>allowedUrlHosts</c> when set) and the user must confirm (<see cref="onOpenUrlRequested"/> → your dialog →
     /// <see cref="ConfirmOpenUrl"/> or <see cref="CancelOpenUrl"/>). A reconnection (e.g. after the app was paused)
     /// does not start a new selection: the grid and the decision stay, and a lost server session is restored
-    /// (<see cref="SelectionSession.RestoreAsync"/>). Requests are <c>…Async</c> methods returning Tasks; the void
+    /// (<see cref="SelectionSession.RestoreAsync"/>; v1.7: a server that kept the selection goes on with it, and its grid is
+    /// shown as it was, <see cref="RestoreOutcome.Resumed"/>). Requests are <c>…Async</c> methods returning Tasks; the void
     /// methods of the same name are for UnityEvents and route failures to <see cref="onError"/> / <see cref="Failed"/>.
     /// Without tiles assigned it builds nine quads with TextMesh titles under its own transform.
     /// <para>v1.3 sketch: <see cref="ShowSketchResult"/> shows a drawing's faces (from <see cref="OmokageSketchPanel"/>) as a
@@ -200,7 +201,8 @@ namespace Omokage.Client.Components
         /// or <see cref="CancelOpenUrl"/> (main thread).</summary>
         public event Action<string> OpenUrlRequested;
 
-        /// <summary>After a reconnection: what <see cref="RestoreAsync"/> did (main thread).</summary>
+        /// <summary>After a reconnection: what <see cref="RestoreAsync"/> did (main thread); v1.7 <see cref="RestoreOutcome.Resumed"/>:
+        /// the server went on with the selection, and its grid (the one that was on screen) is shown again.</summary>
         public event Action<RestoreOutcome> Restored;
 
         /// <summary>A request failed or a URL was refused (main thread).</summary>
@@ -244,7 +246,7 @@ namespace Omokage.Client.Components
         }
 
         // Every welcome: the first starts a selection; later ones (a reconnection, e.g. after a pause) keep what the user
-        // had and restore a lost server session.
+        // had and restore a lost server session (v1.7: or show the grid of the selection the server went on with).
         void OnConnected(WelcomeMessage welcome)
         {
             if (PreviewingSketch) return;  // the user is drawing: the sketch panel replays the drawing, its faces follow
@@ -254,7 +256,10 @@ namespace Omokage.Client.Components
                 return;
             }
             if (welcome != null && welcome.Study != null) return;  // a study participant: OmokageStudy asks study.next
-            if (LastDecision == null && startOnConnect && !Busy) StartSelection();
+            if (LastDecision != null || !startOnConnect || Busy) return;
+            var client = connection != null ? connection.Client : null;
+            if (client != null && client.ResumedGrid != null) Observe(RestoreAsync());  // the start's reply was lost; the server kept it
+            else StartSelection();
         }
 
         /// <summary>

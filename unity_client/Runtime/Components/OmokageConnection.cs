@@ -19,6 +19,10 @@ namespace Omokage.Client.Components
     /// <c>OnApplicationPause(false)</c> the clock offset is measured afresh (the headset may have slept). The welcome that
     /// follows is a new server session: <see cref="CandidateGrid"/> keeps its grid and decision and restores the selection
     /// instead of starting a new one.</para>
+    /// <para>v1.7: the client keeps the resume token of the latest welcome in memory, so it outlasts a pause (the same client
+    /// reconnects) but not <see cref="Disconnect"/> or the app; it is never written to disk or logged. The hello after a
+    /// pause presents it, and a server that kept the selection goes on with it: <see cref="SelectionResumed"/> brings its
+    /// grid, which <see cref="CandidateGrid"/> shows as it was.</para>
     /// </summary>
     [DisallowMultipleComponent]
     [AddComponentMenu("Omokage/Omokage Connection")]
@@ -122,6 +126,11 @@ namespace Omokage.Client.Components
         /// <summary>Every welcome, on the main thread. A reconnection is a new server session: start the selection again.</summary>
         public event Action<WelcomeMessage> Connected;
 
+        /// <summary>v1.7: the new connection went on with the selection of the previous one (after a pause, a Wi-Fi drop): the
+        /// grid that was on screen, on the main thread, before <see cref="Connected"/>. <see cref="CandidateGrid"/> shows it
+        /// itself (<see cref="RestoreOutcome.Resumed"/>).</summary>
+        public event Action<CandidatesMessage> SelectionResumed;
+
         /// <summary>Messages that answer no request (e.g. <c>error bad_frame</c> without rid), on the main thread.</summary>
         public event Action<ServerMessage> MessageReceived;
 
@@ -167,6 +176,7 @@ namespace Omokage.Client.Components
             var client = new OmokageClient(options);
             client.StateChanged += OnClientState;
             client.Connected += OnClientConnected;
+            client.SelectionResumed += OnClientResumed;
             client.MessageReceived += OnClientMessage;
             client.BackgroundError += OnClientError;
             if (logTraffic) client.Trace += OnClientTrace;
@@ -188,6 +198,7 @@ namespace Omokage.Client.Components
             if (client == null) return;
             client.StateChanged -= OnClientState;
             client.Connected -= OnClientConnected;
+            client.SelectionResumed -= OnClientResumed;
             client.MessageReceived -= OnClientMessage;
             client.BackgroundError -= OnClientError;
             client.Trace -= OnClientTrace;
@@ -303,6 +314,17 @@ namespace Omokage.Client.Components
                 var handler = Connected;
                 if (handler != null) handler(welcome);
                 onConnected.Invoke();
+            });
+        }
+
+        void OnClientResumed(CandidatesMessage grid)
+        {
+            OmokageDispatcher.Post(() =>
+            {
+                if (this == null) return;
+                Debug.Log("[omokage] the server went on with the selection: grid " + grid.Step + ", " + grid.Items.Count + " faces");
+                var handler = SelectionResumed;
+                if (handler != null) handler(grid);
             });
         }
 

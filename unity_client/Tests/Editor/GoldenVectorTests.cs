@@ -131,7 +131,8 @@ namespace Omokage.Client.Tests
                 case MessageTypes.Hello:
                     long? minor = m.GetInt64("protocol_minor");
                     return Requests.Hello(rid, m.GetString("client"), m.GetString("token"), (int)m.GetInt64("protocol").Value,
-                                          minor.HasValue ? (int?)(int)minor.Value : null, m.GetString("participant"), m.GetString("device"));
+                                          minor.HasValue ? (int?)(int)minor.Value : null, m.GetString("participant"), m.GetString("device"),
+                                          m.GetString("resume"));
                 case MessageTypes.StudyNext: return Requests.StudyNext(rid, m.GetBytes("image"));
                 case MessageTypes.SketchBegin: return Requests.SketchBegin(rid);
                 case MessageTypes.SketchUndo: return Requests.SketchUndo(rid);
@@ -616,8 +617,8 @@ namespace Omokage.Client.Tests
         [Test]
         public void TypedFieldsOfTheV1_6Vectors()
         {
-            Assert.AreEqual(6, Protocol.Minor, "the package speaks v1.6");
-            Assert.AreEqual(6, _indexMinor, "the vectors are v1.6's");
+            Assert.That(Protocol.Minor, Is.GreaterThanOrEqualTo(6), "the package speaks v1.6 (or newer)");
+            Assert.That(_indexMinor, Is.GreaterThanOrEqualTo(6), "the vectors hold v1.6's (or newer)");
 
             var welcome = (WelcomeMessage)Parse("welcome_v1_6.msgpack");
             Assert.AreEqual(6, welcome.ProtocolMinor);
@@ -633,7 +634,53 @@ namespace Omokage.Client.Tests
             Assert.IsTrue(preview.Preview.HashMatches(), "the inline preview is addressed by its SHA-256");
 
             MsgPackAssert.BytesEqual(Bytes("hello_v1_6.msgpack"), MsgPackWriter.Encode(
-                Requests.Hello(1, "omokage-web/0.8.0", null, Protocol.Version, Protocol.Minor)), "a v1.6 hello");
+                Requests.Hello(1, "omokage-web/0.8.0", null, Protocol.Version, 6)), "a v1.6 hello");
+        }
+
+        [Test]
+        public void TypedFieldsOfTheV1_7Vectors()
+        {
+            Assert.AreEqual(7, Protocol.Minor, "the package speaks v1.7");
+            Assert.AreEqual(7, _indexMinor, "the vectors are v1.7's");
+
+            var welcome = (WelcomeMessage)Parse("welcome_v1_7.msgpack");
+            Assert.AreEqual(7, welcome.ProtocolMinor);
+            Assert.IsNotNull(welcome.Resume, "welcome.resume: this connection's token");
+            Assert.AreEqual("9b1e6d0c4a2f48e3b7c5d1a0e6f29c84", welcome.Resume.Token);
+            Assert.AreEqual(600.0, welcome.Resume.TtlS, "kept 10 minutes after a loss");
+            Assert.IsNull(welcome.Resumed, "no resume was asked for: welcome.resumed is absent");
+            Assert.AreEqual(GazeProfiles.None, welcome.Gaze.Profile, "the earlier fields are all still there");
+            StringAssert.DoesNotContain(welcome.Resume.Token, welcome.ToString(), "a welcome's text keeps its token out of logs");
+            StringAssert.DoesNotContain(welcome.Resume.Token, welcome.Resume.ToString());
+            Assert.IsNull(((WelcomeMessage)Parse("welcome_v1_6.msgpack")).Resume, "a v1.6 welcome gives no token");
+            Assert.IsNull(((WelcomeMessage)Parse("welcome_v1_6.msgpack")).Resumed);
+
+            var resumed = (WelcomeMessage)Parse("welcome_v1_7_resumed.msgpack");
+            Assert.AreEqual(true, resumed.Resumed, "the selection goes on here");
+            Assert.AreEqual("e47a0c2b9d6f41a8b3e5c7d9f1a2b4c6", resumed.Resume.Token, "a fresh token replaces the spent one");
+            Assert.AreEqual("c0ffee0b", resumed.SessionId, "a new session");
+
+            var grid = (CandidatesMessage)Parse("candidates_resumed.msgpack");
+            Assert.IsNull(grid.Rid, "the resumed grid answers no request");
+            Assert.AreEqual(3, grid.Step, "the step it had reached");
+            Assert.AreEqual("pca", grid.Algorithm);
+            Assert.AreEqual(Policies.Thompson, grid.Policy);
+            Assert.AreEqual(2, grid.Items.Count);
+            Assert.AreEqual(1234, grid.Items[0].Id);
+            StringAssert.StartsWith("桜", grid.Items[0].Title);
+            Assert.AreEqual(0.125, grid.Items[0].Probability);
+            Assert.IsNull(grid.Items[0].Distance);
+            Assert.AreEqual(17, grid.Items[1].Id);
+            Assert.IsNull(grid.Reconstruction);
+
+            // the client vector is what the builder makes: the resume token goes last
+            MsgPackAssert.BytesEqual(Bytes("hello_v1_7_resume.msgpack"), MsgPackWriter.Encode(
+                Requests.Hello(1, "omokage-web/0.9.0", null, Protocol.Version, Protocol.Minor, null, null, "3f9c2a7e51d04b8e9a6c1f2d7b8e4a90")),
+                "a v1.7 hello after a lost connection");
+            Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Hello(1, "c", null, 1, 7, null, null, ""), "an empty token");
+            Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Hello(1, "c", null, 1, 7, null, null, new string('a', 65)), "65 characters");
+            CollectionAssert.AreEqual(new[] { "type", "rid", "protocol", "client", "token", "protocol_minor", "participant", "device", "resume" },
+                new List<string>(Requests.Hello(1, "c", "t", 1, 7, "p", "quest-3", "r").Keys), "resume after every earlier field");
         }
 
         static byte[] Bytes(string file)

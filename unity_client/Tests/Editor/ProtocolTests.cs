@@ -40,7 +40,7 @@ namespace Omokage.Client.Tests
             CollectionAssert.AreEqual(new[] { "type", "rid", "id", "rating" }, new List<string>(rate.Keys));
             Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Rate(4, 17, 0));
             Assert.Throws<ArgumentOutOfRangeException>(() => Requests.Rate(4, 17, 6));
-            Assert.AreEqual(6, new OmokageClientOptions("ws://127.0.0.1:1/ws").ProtocolMinor, "clients announce v1.6 by default");
+            Assert.AreEqual(7, new OmokageClientOptions("ws://127.0.0.1:1/ws").ProtocolMinor, "clients announce v1.7 by default");
         }
 
         [Test]
@@ -71,6 +71,46 @@ namespace Omokage.Client.Tests
                 { "catalog", new MsgMap { { "count", 3L }, { "image_size", 64L } } }, { "ideal", new MsgMap() },
             };
             StringAssert.Contains("welcome.ideal", Assert.Throws<OmokageProtocolException>(() => ServerMessage.Parse(badIdeal)).Message);
+        }
+
+        static MsgMap Welcome()
+        {
+            return new MsgMap
+            {
+                { "type", "welcome" }, { "rid", 1L }, { "protocol", 1L }, { "server", "s" }, { "session_id", "x" }, { "algorithms", new List<object>() },
+                { "catalog", new MsgMap { { "count", 3L }, { "image_size", 64L } } }, { "protocol_minor", 7L },
+            };
+        }
+
+        [Test]
+        public void V1_7Messages_CheckTheirFields_AndKeepTokensOutOfLogs()
+        {
+            Assert.IsTrue(new OmokageClientOptions("ws://127.0.0.1:1/ws").ResumeSelections, "resuming is on by default");
+            StringAssert.Contains("`token`", Assert.Throws<OmokageProtocolException>(() =>
+                ServerMessage.Parse(Welcome().Set("resume", new MsgMap { { "ttl_s", 600.0 } }))).Message);
+            var tooLong = (WelcomeMessage)ServerMessage.Parse(Welcome().Set("resume", new MsgMap { { "token", new string('f', 65) }, { "ttl_s", 600.0 } }));
+            Assert.IsFalse(tooLong.Resume.Presentable, "a token no hello could present: the client keeps none, the connection still works");
+            Assert.IsTrue(((WelcomeMessage)ServerMessage.Parse(Welcome().Set("resume", new MsgMap { { "token", new string('f', 64) }, { "ttl_s", 600.0 } }))).Resume.Presentable);
+            StringAssert.Contains("welcome.resume: field `ttl_s`", Assert.Throws<OmokageProtocolException>(() =>
+                ServerMessage.Parse(Welcome().Set("resume", new MsgMap { { "token", "abc" }, { "ttl_s", "long" } }))).Message);
+            StringAssert.Contains("`resumed`", Assert.Throws<OmokageProtocolException>(() =>
+                ServerMessage.Parse(Welcome().Set("resumed", 1L))).Message);
+            var w = (WelcomeMessage)ServerMessage.Parse(Welcome().Set("resumed", false).Set("resume", new MsgMap { { "token", "abc" }, { "ttl_s", 60L } }));
+            Assert.AreEqual(false, w.Resumed, "nothing to go on with");
+            Assert.AreEqual(60.0, w.Resume.TtlS, "ttl_s is a number: an integer is accepted");
+
+            // Log Traffic prints MessageTrace lines: neither token may appear there, the frame itself is untouched
+            var hello = Requests.Hello(1, "c", "access-secret", 1, 7, null, null, "resume-secret");
+            var sent = new MessageTrace(true, hello, 80, 0).ToString();
+            StringAssert.DoesNotContain("access-secret", sent);
+            StringAssert.DoesNotContain("resume-secret", sent);
+            StringAssert.Contains("\"resume\": \"<secret>\"", sent);
+            Assert.AreEqual("resume-secret", hello.GetString("resume"), "the message sent keeps its token");
+            var got = new MessageTrace(false, w.Raw, 80, 0).ToString();
+            StringAssert.DoesNotContain("abc", got);
+            StringAssert.Contains("\"ttl_s\": 60", got);
+            Assert.AreEqual("abc", w.Raw.GetMap("resume").GetString("token"));
+            StringAssert.Contains("\"client\": \"c\"", new MessageTrace(true, Requests.Hello(1, "c"), 40, 0).ToString(), "the rest is shown");
         }
 
         [Test]

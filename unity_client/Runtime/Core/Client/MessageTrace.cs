@@ -24,9 +24,11 @@ namespace Omokage.Client
         /// <summary><see cref="ClockSync.LocalNow"/> when it was sent or received.</summary>
         public double LocalTime { get; private set; }
 
+        /// <summary>A readable line; tokens (<c>hello.token</c>, v1.7 <c>hello.resume</c> and <c>welcome.resume.token</c>) are
+        /// shown as <c>&lt;secret&gt;</c>, so that logging traffic does not log them. <see cref="Message"/> is the frame as it was.</summary>
         public override string ToString()
         {
-            return (Outgoing ? "→ " : "← ") + MsgPackDisplay.Format(Message) + "  (" + Bytes + " B)";
+            return (Outgoing ? "→ " : "← ") + MsgPackDisplay.Format(Secrets.Redact(Message)) + "  (" + Bytes + " B)";
         }
     }
 

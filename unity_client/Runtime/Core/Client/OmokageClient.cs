@@ -10,7 +10,7 @@ using Omokage.Client.MessagePack;
 namespace Omokage.Client
 {
     /// <summary>
-    /// An async client for omokage protocol v1.6 over <see cref="ClientWebSocket"/>.
+    /// An async client for omokage protocol v1.7 over <see cref="ClientWebSocket"/>.
     /// <list type="bullet">
     /// <item>One sender: every frame goes through one queue drained by one task (ClientWebSocket forbids
     /// concurrent sends).</item>
@@ -19,7 +19,7 @@ namespace Omokage.Client
     /// known hash, then possibly one <c>error not_found</c>).</item>
     /// <item>Protocol pings keep a clock offset (<see cref="Clock"/>) and notice dead links; a lost
     /// connection is re-opened with exponential back-off and a new <c>hello</c> (a new server session:
-    /// listen to <see cref="Connected"/> and start the selection again).</item>
+    /// listen to <see cref="Connected"/> and start the selection again, unless it resumed: v1.7 below).</item>
     /// <item>Textures are cached by content hash (<see cref="Textures"/>); only missing hashes are fetched.</item>
     /// <item>v1.2 gaze: samples recorded into <see cref="Gaze"/> go out as <c>gaze.batch</c> with <see cref="FlushGaze"/>
     /// (no reply; a refusal raises <see cref="GazeRejected"/>), and the pending batch is always sent before
@@ -38,6 +38,11 @@ namespace Omokage.Client
     /// <see cref="GazeProfile"/> says what corrects the gaze), <see cref="CalibrateCancelAsync"/> abandons a calibration, and
     /// <see cref="IdealAsync"/> asks for the ideal face (<see cref="IdealAccepted"/>, <see cref="IdealImageSize"/>).</item>
     /// <item>v1.6: sharper sketch previews after the results (<see cref="SketchPreviewReceived"/>).</item>
+    /// <item>v1.7: the selection outlives its connection. The client keeps the resume token of the latest welcome (in memory
+    /// only: it outlasts a pause of the app, not the client) and presents it in the hello of its next connection; when the
+    /// server went on with the selection, the grid it was showing is <see cref="ResumedGrid"/> (raised with
+    /// <see cref="SelectionResumed"/>, before <see cref="Connected"/>), and choose, skip, rate and decide work on it as if
+    /// nothing had happened. <see cref="SelectionSession.RestoreAsync"/> takes it up (<see cref="RestoreOutcome.Resumed"/>).</item>
     /// </list>
     /// Events are raised on background threads; keep handlers short (the Unity components marshal them onto
     /// the main thread). Awaited results continue on the awaiting context (the main thread in Unity).
@@ -59,6 +64,14 @@ namespace Omokage.Client
         long _gazeDropped;
         ModelsMessage _models;
         readonly SketchTracker _sketch = new SketchTracker();
+        // v1.7: the latest welcome's resume token (spent on presentation: each welcome's replaces it) and the sessions whose
+        // selection it carries (that welcome's, after those it went on from); the grid of a connection that resumed a
+        // selection, and the sessions it went on from
+        const int MaxResumeChain = 16;
+        string _resumeToken;
+        string[] _resumeChain;
+        CandidatesMessage _resumedGrid;
+        string[] _resumedChain;
 
         Link _link;
         ConnectionState _state = ConnectionState.Disconnected;
@@ -85,7 +98,8 @@ namespace Omokage.Client
         /// <summary>The connection state changed (background thread).</summary>
         public event Action<ConnectionState> StateChanged;
 
-        /// <summary>A hello was welcomed: the first connection and every reconnection (a new server session).</summary>
+        /// <summary>A hello was welcomed: the first connection and every reconnection (a new server session; v1.7: one that may
+        /// go on with the selection of the previous one, see <see cref="ResumedGrid"/> and <see cref="SelectionResumed"/>).</summary>
         public event Action<WelcomeMessage> Connected;
 
         /// <summary>An established connection was lost (the exception says why; null for a clean close).</summary>
@@ -110,6 +124,12 @@ namespace Omokage.Client
 
         /// <summary>Every message sent or received, decoded (for logs and transcripts). Costs nothing when unused.</summary>
         public event Action<MessageTrace> Trace;
+
+        /// <summary>v1.7: this connection went on with the selection of the previous one (the hello presented its resume token
+        /// and the welcome said <c>resumed: true</c>): the grid that was on screen, with its step, algorithm, policy and items,
+        /// to show and choose from as before. Raised once per such connection, before <see cref="Connected"/>; also
+        /// <see cref="ResumedGrid"/>. Background thread.</summary>
+        public event Action<CandidatesMessage> SelectionResumed;
 
         /// <summary>v1.3: a <c>sketch.result</c> newer than every one before it on this connection (results are coalesced: one
         /// answers the newest sketch message it includes; an older or repeated result, or one of a drawing a later
@@ -141,6 +161,42 @@ namespace Omokage.Client
 
         /// <summary>The server session of the current connection.</summary>
         public string SessionId { get { var w = Welcome; return w == null ? null : w.SessionId; } }
+
+        /// <summary>v1.7: the token the next connection presents (<c>hello.resume</c>): the latest welcome's
+        /// <c>resume.token</c>; null when it gave none (a study, an older server, <see cref="OmokageClientOptions.ProtocolMinor"/>
+        /// below 7), before the first welcome, and after <see cref="CloseAsync"/> / <see cref="Dispose"/>. A secret: kept in
+        /// memory only, never written anywhere by the client.</summary>
+        public string ResumeToken { get { lock (_gate) return _resumeToken; } }
+
+        /// <summary>v1.7: the grid the server resumed the current connection with (a <c>candidates</c> without rid that followed a
+        /// welcome with <c>resumed: true</c>); null when this connection did not resume a selection. Kept until the next
+        /// connection: <see cref="SelectionSession.RestoreAsync"/> takes it up whenever it runs.</summary>
+        public CandidatesMessage ResumedGrid { get { lock (_gate) return _resumedGrid; } }
+
+        /// <summary>v1.7: the server session whose selection the current connection went on with (the one whose welcome gave
+        /// the token); null unless <see cref="ResumedGrid"/> is set.</summary>
+        public string ResumedFrom
+        {
+            get
+            {
+                lock (_gate) return _resumedChain == null ? null : _resumedChain[_resumedChain.Length - 1];
+            }
+        }
+
+        /// <summary>v1.7: whether the current connection goes on with the selection that was in <paramref name="sessionId"/>:
+        /// the session that gave the token it presented, or one that session had itself gone on from (a selection resumed
+        /// twice, or through an attempt that failed after its welcome). False when it did not resume a selection.</summary>
+        public bool GoesOnFrom(string sessionId)
+        {
+            if (sessionId == null) return false;
+            lock (_gate)
+            {
+                if (_resumedChain == null) return false;
+                foreach (string s in _resumedChain)
+                    if (s == sessionId) return true;
+                return false;
+            }
+        }
 
         /// <summary>Textures received so far, by content hash.</summary>
         public TextureCache Textures { get { return _textures; } }
@@ -357,6 +413,8 @@ namespace Omokage.Client
                 link = _link;
                 if (_state == ConnectionState.Closed) return false;
                 _closing = true;
+                _resumeToken = null;  // the client cannot connect again: nothing will present it
+                _resumeChain = null;
             }
             try { _lifetime.Cancel(); } catch (ObjectDisposedException) { }
             return true;
@@ -809,6 +867,8 @@ namespace Omokage.Client
             public readonly SemaphoreSlim Signal = new SemaphoreSlim(0);
             public int Lost;
             public bool Established;
+            /// <summary>v1.7: set when the hello presents a resume token: the grid a resumed welcome is followed by.</summary>
+            public TaskCompletionSource<CandidatesMessage> ResumedGrid;
             public Task ReceiveTask;
             public Task SendTask;
         }
@@ -822,6 +882,8 @@ namespace Omokage.Client
 
         async Task<WelcomeMessage> OpenAsync(CancellationToken ct)
         {
+            string resume;
+            string[] resumeChain;
             var socket = new ClientWebSocket();
             socket.Options.KeepAliveInterval = _options.KeepAliveInterval;
             var link = new Link(socket, Interlocked.Increment(ref _generation));
@@ -848,20 +910,41 @@ namespace Omokage.Client
                     throw new OmokageConnectionException("the client was closed");
                 }
                 _link = link;
+                resume = _options.ResumeSelections ? _resumeToken : null;
+                resumeChain = _resumeChain;
+            }
+            // v1.7: the grid of a resumed selection follows the welcome at once, before anything else could be asked for
+            if (resume != null)
+            {
+                link.ResumedGrid = new TaskCompletionSource<CandidatesMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+                ObserveFault(link.ResumedGrid.Task);  // a link lost before the welcome fails it, and nobody awaits it then
             }
             link.ReceiveTask = Task.Run(() => ReceiveLoop(link));
             link.SendTask = Task.Run(() => SendLoop(link));
 
             WelcomeMessage welcome;
+            CandidatesMessage resumedGrid = null;
             try
             {
                 var pending = new SingleReply(MessageTypes.Welcome);
                 ServerMessage reply = await SendRequest(link,
                     rid => Requests.Hello(rid, _options.ClientName, _options.Token, _options.ProtocolVersion, _options.ProtocolMinor,
                                           string.IsNullOrEmpty(_options.Participant) ? null : _options.Participant,
-                                          string.IsNullOrEmpty(_options.Device) ? null : _options.Device),
+                                          string.IsNullOrEmpty(_options.Device) ? null : _options.Device, resume),
                     pending, pending.Result, _options.ConnectTimeout, ct).ConfigureAwait(false);
                 welcome = (WelcomeMessage)reply;
+                // the token presented is spent, whatever the answer: the new welcome's replaces it at once (none: nothing to
+                // resume next time), so that a connection lost while the grid is awaited still resumes with the new one
+                lock (_gate)
+                {
+                    if (!_closing)
+                    {
+                        _resumeToken = welcome.Resume != null && welcome.Resume.Presentable ? welcome.Resume.Token : null;
+                        _resumeChain = Chain(welcome.Resumed == true ? resumeChain : null, welcome.SessionId);
+                    }
+                }
+                if (welcome.Resumed == true && link.ResumedGrid != null)
+                    resumedGrid = await AwaitResumedGrid(link, ct).ConfigureAwait(false);
             }
             catch (Exception)
             {
@@ -876,15 +959,50 @@ namespace Omokage.Client
                 _welcome = welcome;
                 _models = null;
                 _reconnecting = false;  // a reconnect loop that got here ends now
+                _resumedGrid = resumedGrid;
+                _resumedChain = resumedGrid == null ? null : resumeChain;
             }
             _gaze.Clear();  // a new server session: earlier samples belong to no grid of it
             _clock.Reset(); // and its clock is measured afresh: a reconnect may reach another server (or its restart)
             _gaze.Configure(welcome.Gaze);
-            _sketch.NewLink(link);  // and no drawing: results of the old one are stale
+            _sketch.NewLink(link);  // and no drawing: results of the old one are stale (a resumed selection keeps none either)
             SetState(ConnectionState.Connected);
+            if (resumedGrid != null) Raise(SelectionResumed, resumedGrid);
             Raise(Connected, welcome);
             if (_options.PingInterval > TimeSpan.Zero) StartBackground(() => PingLoop(link));
             return welcome;
+        }
+
+        /// <summary>v1.7: the <c>candidates</c> without rid that a welcome with <c>resumed: true</c> promised; a server that does
+        /// not send it within <see cref="OmokageClientOptions.ConnectTimeout"/> breaks the protocol: the connection attempt fails
+        /// with <see cref="OmokageTimeoutException"/>, which the retry loops retry, and the next attempt presents the new
+        /// welcome's token.</summary>
+        async Task<CandidatesMessage> AwaitResumedGrid(Link link, CancellationToken ct)
+        {
+            Task<CandidatesMessage> grid = link.ResumedGrid.Task;
+            using (var cts = CancellationTokenSource.CreateLinkedTokenSource(ct, _lifetime.Token))
+            {
+                Task timeout = Task.Delay(_options.ConnectTimeout, cts.Token);
+                if (await Task.WhenAny(grid, timeout).ConfigureAwait(false) != grid)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    if (_lifetime.IsCancellationRequested) throw new OmokageConnectionException("the client was closed");
+                    throw new OmokageTimeoutException("the welcome said resumed: true, but the resumed grid (candidates without rid) " +
+                                                      "did not follow within " + _options.ConnectTimeout.TotalSeconds + " s", _options.ConnectTimeout);
+                }
+                cts.Cancel();  // ends the delay
+            }
+            return await grid.ConfigureAwait(false);
+        }
+
+        /// <summary>v1.7: the sessions a token carries: those of the presented one when the selection went on, then this one.</summary>
+        static string[] Chain(string[] before, string session)
+        {
+            int keep = before == null ? 0 : Math.Min(before.Length, MaxResumeChain - 1);
+            var chain = new string[keep + 1];
+            if (keep > 0) Array.Copy(before, before.Length - keep, chain, 0, keep);
+            chain[keep] = session;
+            return chain;
         }
 
         Link RequireLink()
@@ -907,6 +1025,11 @@ namespace Omokage.Client
             catch (ObjectDisposedException) { }
             if (Volatile.Read(ref link.Lost) != 0) DrainQueue(link, null);  // lost meanwhile: nobody will send it
             return item.Done.Task;
+        }
+
+        static void ObserveFault(Task task)
+        {
+            task.ContinueWith(t => { var ignored = t.Exception; }, TaskContinuationOptions.OnlyOnFaulted);
         }
 
         static Task FailedTask(Exception e)
@@ -1028,6 +1151,9 @@ namespace Omokage.Client
             }
             if (pending == null)
             {
+                var resumed = msg as CandidatesMessage;
+                if (resumed != null && !msg.Rid.HasValue && link.ResumedGrid != null && link.ResumedGrid.TrySetResult(resumed))
+                    return;  // v1.7: the grid of the resumed selection, awaited by the connection attempt
                 var sketch = msg as SketchResultMessage;
                 if (sketch != null)
                 {
@@ -1082,6 +1208,7 @@ namespace Omokage.Client
             try { link.Socket.Abort(); } catch (Exception) { }
             var lost = new OmokageConnectionException("the connection to the server was lost" + (reason == null ? "" : ": " + reason.Message), reason);
             DrainQueue(link, lost);
+            if (link.ResumedGrid != null) link.ResumedGrid.TrySetException(lost);
 
             var failed = new List<Pending>();
             bool established;

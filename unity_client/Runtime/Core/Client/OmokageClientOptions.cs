@@ -28,9 +28,10 @@ namespace Omokage.Client
         /// <summary>The version sent in <c>hello</c>. Leave it at <see cref="Protocol.Version"/> (tests change it).</summary>
         public int ProtocolVersion = Protocol.Version;
 
-        /// <summary><c>hello.protocol_minor</c>: the minor version announced (v1.5 by default: the server then sends
+        /// <summary><c>hello.protocol_minor</c>: the minor version announced (v1.7 by default: the server then sends
         /// <c>welcome.gaze</c>, <c>models</c> messages, <c>welcome.sketch</c> when it sketches, <c>welcome.gaze.calibration</c>
-        /// when it can calibrate, <c>welcome.gaze.profile</c>, and <c>welcome.ideal</c> when it generates ideal faces). Null greets like a v1.0 client: a <c>start</c> without a policy then gets the v1.0 grids
+        /// when it can calibrate, <c>welcome.gaze.profile</c>, <c>welcome.ideal</c> when it generates ideal faces, sharper sketch
+        /// previews, and a resume token, <c>welcome.resume</c>). Null greets like a v1.0 client: a <c>start</c> without a policy then gets the v1.0 grids
         /// (<see cref="Policies.Study"/>).</summary>
         public int? ProtocolMinor = Protocol.Minor;
 
@@ -46,7 +47,14 @@ namespace Omokage.Client
         /// older than v1.5 ignores the field.</summary>
         public string Device;
 
-        /// <summary>Limit for opening the WebSocket plus the hello/welcome exchange.</summary>
+        /// <summary>v1.7: present the resume token of the last welcome (<c>hello.resume</c>) when the client connects again, so
+        /// the server goes on with the selection it kept (<see cref="OmokageClient.ResumedGrid"/>). The token lives in the client's
+        /// memory only: it outlasts a pause of the app and reconnections, not the client (nor the app). False: every new
+        /// connection starts afresh, as before v1.7.</summary>
+        public bool ResumeSelections = true;
+
+        /// <summary>Limit for opening the WebSocket plus the hello/welcome exchange (v1.7: and, on a resumed welcome, the grid
+        /// that follows it).</summary>
         public TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
 
         /// <summary>How long a request waits for its reply (<see cref="System.Threading.Timeout.InfiniteTimeSpan"/> = forever).</summary>

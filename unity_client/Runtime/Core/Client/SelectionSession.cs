@@ -24,17 +24,28 @@ namespace Omokage.Client
         /// <summary>A study trial (v1.2): <c>study.next</c> on the new connection, and the server resumed the same trial at the
         /// grid the participant last saw.</summary>
         StudyResumed,
+        /// <summary>v1.7: the server went on with the selection itself (the hello presented the resume token, the welcome said
+        /// <c>resumed: true</c>): its grid is <see cref="OmokageClient.ResumedGrid"/>, now <see cref="SelectionSession.Current"/>.
+        /// Nothing is sent; the belief, the faces seen, the ratings and the steps carry over.</summary>
+        Resumed,
     }
 
     /// <summary>
     /// One user's selection, kept across connections: the grid shown, the face chosen last, the decision, and which
-    /// server session they belong to. A new connection is a new server session and the server's selection is gone with
-    /// the old one; <see cref="RestoreAsync"/> then puts the user back where they were, as closely as the protocol allows
-    /// (the protocol has no resume):
+    /// server session they belong to. A new connection is a new server session; <see cref="RestoreAsync"/> then puts the user
+    /// back where they were:
     /// <list type="number">
-    /// <item>nothing shown yet → nothing is sent (<see cref="RestoreOutcome.NothingShown"/>);</item>
+    /// <item>nothing shown yet → nothing is sent (<see cref="RestoreOutcome.NothingShown"/>), unless the connection resumed a
+    /// selection (a start whose reply was lost with the link): its grid becomes the current one (<see cref="RestoreOutcome.Resumed"/>);</item>
     /// <item>already decided → nothing is sent; <see cref="LastDecision"/> stays (<see cref="RestoreOutcome.Decided"/>);</item>
     /// <item>same server session → nothing is sent (<see cref="RestoreOutcome.SameSession"/>);</item>
+    /// <item>v1.7: the new connection went on with this selection (<see cref="OmokageClient.ResumedGrid"/>, from the session
+    /// <see cref="Current"/> belongs to: <see cref="OmokageClient.GoesOnFrom"/>) → nothing is sent; the server's grid becomes <see cref="Current"/>, and the belief,
+    /// the faces seen, ratings and steps carry over (<see cref="RestoreOutcome.Resumed"/>).</item>
+    /// </list>
+    /// Otherwise (a server older than v1.7, a restarted one, a token expired) the server's selection is gone with the old
+    /// session, and the selection is rebuilt as closely as a new one allows:
+    /// <list type="number">
     /// <item>a face had been chosen → <c>start init=image</c> with that face's texture (same algorithm and policy), then
     /// <c>choose</c> it again: the grid shows it first with the policy's next faces (<see cref="RestoreOutcome.Rechosen"/>);</item>
     /// <item>nothing chosen and the grid was the first of a seeded random start → the same <c>start</c> again: the same nine
@@ -42,7 +53,7 @@ namespace Omokage.Client
     /// <item>otherwise → <c>start init=image</c> with the first face of the lost grid: that face and its nearest
     /// (<see cref="RestoreOutcome.NearestToFirst"/>).</item>
     /// </list>
-    /// The evidence of earlier grids (older choices, skips, ratings) is not replayed: the server counts steps from the
+    /// The evidence of earlier grids (older choices, skips, ratings) is not replayed there: the server counts steps from the
     /// restore. Not thread-safe: call it from one thread (Unity's main thread).
     /// </summary>
     public sealed class SelectionSession
@@ -51,6 +62,7 @@ namespace Omokage.Client
         int _generation;
         bool _randomStart;
         int _starts;  // selections begun: an ideal face asked for in an earlier one is not this one's
+        int? _choosing;  // the face of the last choose sent: a resumed grid may be its reply, lost with the link
 
         public SelectionSession(OmokageClient client)
         {
@@ -167,6 +179,7 @@ namespace Omokage.Client
 
         public Task<CandidatesMessage> ChooseAsync(int id, CancellationToken ct = default(CancellationToken))
         {
+            _choosing = id;
             return Apply(_client.ChooseAsync(id, ct), () => ChosenId = id);
         }
 
@@ -221,9 +234,10 @@ namespace Omokage.Client
         /// <summary>Puts the user back where they were after a new server session (see the class summary).</summary>
         public async Task<RestoreOutcome> RestoreAsync(CancellationToken ct = default(CancellationToken))
         {
-            if (Current == null) return RestoreOutcome.NothingShown;
+            if (Current == null) return TryResume() ? RestoreOutcome.Resumed : RestoreOutcome.NothingShown;
             if (LastDecision != null) return RestoreOutcome.Decided;
             if (_client.SessionId == SessionId) return RestoreOutcome.SameSession;
+            if (TryResume()) return RestoreOutcome.Resumed;
             if (IsStudy)
             {
                 await StudyNextAsync(null, ct);  // the server replays the trial's committed picks
@@ -262,6 +276,39 @@ namespace Omokage.Client
                 return RestoreOutcome.Rechosen;
             }
             return RestoreOutcome.NearestToFirst;  // the model does not put the face among its own nearest: rare
+        }
+
+        /// <summary>
+        /// v1.7: takes up the selection the client's connection resumed (<see cref="OmokageClient.ResumedGrid"/>) when it is
+        /// this one: the session it went on from is the one <see cref="Current"/> belongs to (or nothing is shown yet: the start's
+        /// reply was lost with the link). The server's grid becomes <see cref="Current"/> (it may be one step on, when a choose
+        /// or skip reached the server and its reply was lost) and <see cref="GridChanged"/> is raised; nothing is sent. False
+        /// when there is nothing to take up; <see cref="RestoreAsync"/> calls it.
+        /// </summary>
+        public bool TryResume()
+        {
+            CandidatesMessage grid = _client.ResumedGrid;
+            string now = _client.SessionId;
+            if (grid == null || now == null || now == SessionId || LastDecision != null || IsStudy) return false;
+            if (Current != null && !_client.GoesOnFrom(SessionId)) return false;  // another selection's
+            _generation++;  // a reply still awaited from the lost link is stale
+            if (Current == null)
+            {
+                _starts++;
+                Algorithm = grid.Algorithm;
+                Policy = grid.Policy;
+                Seed = null;
+                _randomStart = false;
+            }
+            // the chosen face comes first after a choose, whatever the policy: still the one chosen last, or the one whose
+            // choose reached the server while its reply was lost; a skip's grid starts with an unseen face
+            int? first = grid.Items.Count > 0 ? (int?)grid.Items[0].Id : null;
+            ChosenId = first.HasValue && (first == ChosenId || first == _choosing) ? first : null;
+            Current = grid;
+            SessionId = now;
+            var handler = GridChanged;
+            if (handler != null) handler(grid);
+            return true;
         }
 
         async Task<CandidatesMessage> Apply(Task<CandidatesMessage> request, Action onReply)

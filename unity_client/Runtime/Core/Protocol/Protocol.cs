@@ -1,8 +1,9 @@
 using System;
+using Omokage.Client.MessagePack;
 
 namespace Omokage.Client
 {
-    /// <summary>Constants of protocol v1.6 (docs/protocol.md).</summary>
+    /// <summary>Constants of protocol v1.7 (docs/protocol.md).</summary>
     public static class Protocol
     {
         /// <summary>The protocol (major) version this package speaks, sent in <c>hello</c>.</summary>
@@ -12,8 +13,9 @@ namespace Omokage.Client
         /// fields and messages only (v1.1: policies, <c>skip</c>, <c>rate</c>, <c>probability</c>; v1.2: studies, gaze,
         /// <c>models</c>; v1.3: live sketch search, <c>sketch.*</c> and <c>welcome.sketch</c>; v1.4: gaze calibration,
         /// <c>calibrate.*</c> and <c>welcome.gaze.calibration</c>; v1.5: <c>hello.device</c>, <c>calibrate.cancel</c>, the ideal face,
-        /// <c>welcome.gaze.profile</c> and <c>welcome.ideal</c>); unknown fields are ignored, so an older server simply
-        /// answers without them (<see cref="WelcomeMessage.ProtocolMinor"/> below 5).
+        /// <c>welcome.gaze.profile</c> and <c>welcome.ideal</c>; v1.6: sharper sketch previews; v1.7: resuming a selection,
+        /// <c>hello.resume</c>, <c>welcome.resume</c> and <c>welcome.resumed</c>); unknown fields are ignored, so an older server
+        /// simply answers without them (<see cref="WelcomeMessage.ProtocolMinor"/> below 7).
         /// <para>Announcing 2 means the server may send <c>models</c> unasked (no rid): the client parses it into
         /// <see cref="ModelsMessage"/> and raises <see cref="OmokageClient.ModelsChanged"/>; any other unknown type
         /// without a rid is ignored (<see cref="UnknownMessage"/> through <see cref="OmokageClient.MessageReceived"/>).
@@ -22,12 +24,14 @@ namespace Omokage.Client
         /// the session's gaze (<see cref="GazeLimits.Profile"/>) and whether it generates ideal faces
         /// (<see cref="WelcomeMessage.Ideal"/>); announcing 6, a server whose generator is slow says so
         /// (<see cref="SketchLimits.Sharpens"/>) and sends sharper sketch previews after the results
-        /// (<see cref="SketchPreviewMessage"/>, <see cref="OmokageClient.SketchPreviewReceived"/>).</para></summary>
-        public const int Minor = 6;
+        /// (<see cref="SketchPreviewMessage"/>, <see cref="OmokageClient.SketchPreviewReceived"/>); announcing 7, the server gives each
+        /// connection outside a study a resume token (<see cref="WelcomeMessage.Resume"/>), which the client presents in the hello of
+        /// its next connection to go on with the selection (<see cref="WelcomeMessage.Resumed"/>, <see cref="OmokageClient.ResumedGrid"/>).</para></summary>
+        public const int Minor = 7;
 
         /// <summary>The package version: the one C# source of it (the default client name uses it). A test checks that
         /// package.json says the same.</summary>
-        public const string PackageVersion = "0.8.2";
+        public const string PackageVersion = "0.9.0";
 
         /// <summary>Default <c>hello.client</c>: <c>omokage-unity/</c> + <see cref="PackageVersion"/>.</summary>
         public const string DefaultClientName = "omokage-unity/" + PackageVersion;
@@ -36,7 +40,7 @@ namespace Omokage.Client
         public const int MaxRid = int.MaxValue;
     }
 
-    /// <summary>Message types of protocol v1.6.</summary>
+    /// <summary>Message types of protocol v1.7.</summary>
     public static class MessageTypes
     {
         // client → server
@@ -210,6 +214,38 @@ namespace Omokage.Client
         public const string Cover = "cover";
         /// <summary>v1.2: <c>thompson</c>, each grid's gaze counting as evidence (docs/gaze.md).</summary>
         public const string ThompsonGaze = "thompson+gaze";
+    }
+
+    /// <summary>Keeps secrets out of logs: the access token and the v1.7 resume token a hello presents, and the resume token a
+    /// welcome gives (<see cref="MessageTrace.ToString"/>, <see cref="WelcomeMessage.ToString"/>).</summary>
+    internal static class Secrets
+    {
+        public const string Shown = "<secret>";
+
+        /// <summary><paramref name="message"/> itself when it holds no secret, else a copy with each secret replaced by
+        /// <see cref="Shown"/> (only a hello or a welcome is ever copied).</summary>
+        public static MsgMap Redact(MsgMap message)
+        {
+            if (message == null) return null;
+            string type = message.GetString("type");
+            if (type == MessageTypes.Hello && (message["token"] != null || message["resume"] != null))
+            {
+                var copy = new MsgMap();
+                foreach (var kv in message)
+                    copy.Set(kv.Key, (kv.Key == "token" || kv.Key == "resume") && kv.Value != null ? Shown : kv.Value);
+                return copy;
+            }
+            var resume = type == MessageTypes.Welcome ? message.GetMap("resume") : null;
+            if (resume != null && resume["token"] != null)
+            {
+                var inner = new MsgMap();
+                foreach (var kv in resume) inner.Set(kv.Key, kv.Key == "token" ? Shown : kv.Value);
+                var copy = new MsgMap();
+                foreach (var kv in message) copy.Set(kv.Key, kv.Key == "resume" ? inner : kv.Value);
+                return copy;
+            }
+            return message;
+        }
     }
 
     /// <summary>Base class of everything the client throws.</summary>

@@ -24,18 +24,22 @@ namespace Omokage.Client
         /// <summary><c>hello</c>; <paramref name="protocolMinor"/> null greets like a v1.0 client (no <c>protocol_minor</c>);
         /// <paramref name="participant"/> (v1.2) is a study participant's code (≤ 64 characters), for a server run with
         /// <c>--study</c>; <paramref name="device"/> (v1.5) is the headset model (≤ 64 characters, e.g.
-        /// <see cref="HeadsetModels.QuestPro"/>), whose default gaze correction the server applies until a calibration.</summary>
+        /// <see cref="HeadsetModels.QuestPro"/>), whose default gaze correction the server applies until a calibration;
+        /// <paramref name="resume"/> (v1.7) is the token of an earlier connection's <c>welcome.resume</c> (≤ 64 characters): go on
+        /// with that connection's selection.</summary>
         public static MsgMap Hello(int? rid, string client, string token = null, int protocol = Protocol.Version, int? protocolMinor = null,
-                                   string participant = null, string device = null)
+                                   string participant = null, string device = null, string resume = null)
         {
             if (client == null) throw new ArgumentNullException("client");
             if (participant != null && (participant.Length == 0 || participant.Length > 64))
                 throw new ArgumentOutOfRangeException("participant", "a participant code is 1 … 64 characters");
             if (device != null && (device.Length == 0 || device.Length > 64))
                 throw new ArgumentOutOfRangeException("device", "a device (headset model) name is 1 … 64 characters");
+            if (resume != null && (resume.Length == 0 || resume.Length > 64))
+                throw new ArgumentOutOfRangeException("resume", "a resume token is 1 … 64 characters");
             var m = Head(MessageTypes.Hello, rid).Set("protocol", (long)protocol).Set("client", client).SetIfNotNull("token", token);
             if (protocolMinor.HasValue) m.Set("protocol_minor", (long)protocolMinor.Value);
-            return m.SetIfNotNull("participant", participant).SetIfNotNull("device", device);
+            return m.SetIfNotNull("participant", participant).SetIfNotNull("device", device).SetIfNotNull("resume", resume);
         }
 
         /// <summary><c>start</c>; <paramref name="init"/> is <c>random</c> or <c>image</c> (then <paramref name="image"/> is required);

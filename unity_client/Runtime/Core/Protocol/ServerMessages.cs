@@ -283,7 +283,25 @@ namespace Omokage.Client
             // v1.5
             var ideal = f.OptMap("ideal");
             Ideal = ideal == null ? null : IdealLimits.Parse(ideal, "welcome.ideal");
+            // v1.7
+            Resumed = map["resumed"] == null ? (bool?)null : f.Bool("resumed");
+            var resume = f.OptMap("resume");
+            Resume = resume == null ? null : ResumeInfo.Parse(resume, "welcome.resume");
         }
+
+        /// <summary>v1.7: this connection's resume token and how long the server keeps its selection after the connection is
+        /// lost; null from a study server, an older server, a server that keeps no selections (<c>--resume-minutes 0</c>) or for
+        /// a client that announced a minor below 7. <see cref="OmokageClient"/> keeps it and presents it on its next
+        /// connection.</summary>
+        public ResumeInfo Resume { get; private set; }
+
+        /// <summary>v1.7: only after a hello with <c>resume</c>: true when the selection goes on on this connection (the grid it
+        /// was showing follows at once, as a <c>candidates</c> without rid: <see cref="OmokageClient.ResumedGrid"/>), false when
+        /// there was nothing to go on with (start again). Null when the hello presented no token.</summary>
+        public bool? Resumed { get; private set; }
+
+        /// <summary>The welcome as received, with its secrets (<c>resume.token</c>) left out.</summary>
+        public override string ToString() { return MsgPackDisplay.Format(Secrets.Redact(Raw)); }
 
         /// <summary>v1.5: the server generates ideal faces (it serves a PCA model) and their size; null from a server that
         /// cannot, an older server, or for a client that announced a minor below 5. Without it <c>ideal</c> is
@@ -846,6 +864,32 @@ namespace Omokage.Client
         /// <summary>The generated face: an inline JPEG of <c>welcome.ideal.image_size</c> pixels (give
         /// <see cref="TextureData.Data"/> to <c>Texture2D.LoadImage</c>).</summary>
         public TextureData Preview { get; private set; }
+    }
+
+    /// <summary>v1.7 <c>welcome.resume</c>: a secret that the hello of a later connection presents (<c>hello.resume</c>) to go
+    /// on with this connection's selection, for up to <see cref="TtlS"/> seconds after this connection is lost. Every welcome
+    /// carries a new one; a token is spent when presented, whatever the answer.</summary>
+    public sealed class ResumeInfo
+    {
+        /// <summary>The token (32 hex digits from an omokage server). Keep it like a password: in memory, for this run of the
+        /// app, never in logs or on disk.</summary>
+        public string Token;
+
+        /// <summary>How long the server keeps the selection after the connection is lost (600 s by default).</summary>
+        public double TtlS;
+
+        internal static ResumeInfo Parse(MsgMap map, string where)
+        {
+            var f = new Fields(map, where);
+            return new ResumeInfo { Token = f.Str("token"), TtlS = f.Number("ttl_s") };
+        }
+
+        /// <summary>Whether a hello can present <see cref="Token"/> (<c>hello.resume</c> is 1 … 64 characters). The client keeps
+        /// only such a token; another one is as good as none (the connection still works, it just will not resume).</summary>
+        public bool Presentable { get { return !string.IsNullOrEmpty(Token) && Token.Length <= 64; } }
+
+        /// <summary>The token stays out of logs.</summary>
+        public override string ToString() { return "resume token (" + TtlS + " s)"; }
     }
 
     /// <summary>v1.2 <c>welcome.study</c>: the study and where the participant stands in it.</summary>

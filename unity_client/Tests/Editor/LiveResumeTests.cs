@@ -1,0 +1,248 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading;
+using NUnit.Framework;
+
+namespace Omokage.Client.Tests
+{
+    /// <summary>
+    /// v1.7 against a real `omokage serve` (OMOKAGE_SERVER_URL), reached through a loopback relay that can drop the
+    /// client's link (<see cref="Relay.Cut"/>: a Wi-Fi drop) or make it half-open (<see cref="Relay.Freeze"/>: the headset
+    /// slept, the app is paused; the probe on resume finds it dead). Each time the reconnect loop presents the token of
+    /// the last welcome and the server goes on with the selection: the grid that was on screen comes back, the steps go
+    /// on, and faces already shown are never shown again (the server's seen set carried over). After the decision
+    /// there is nothing to go on with (<c>resumed: false</c>); a v1.6 client is given no token.
+    /// </summary>
+    [TestFixture]
+    [Category("Live")]
+    public class LiveResumeTests
+    {
+        /// <summary>A loopback TCP relay in front of the server; new connections relay normally.</summary>
+        sealed class Relay : IDisposable
+        {
+            readonly TcpListener _listener = new TcpListener(IPAddress.Loopback, 0);
+            readonly string _host;
+            readonly int _port;
+            readonly List<Pair> _pairs = new List<Pair>();
+            volatile bool _disposed;
+
+            sealed class Pair
+            {
+                public TcpClient Client;
+                public TcpClient Server;
+                public volatile bool Frozen;
+            }
+
+            public Relay(Uri server)
+            {
+                _host = server.Host;
+                _port = server.Port;
+                _listener.Start();
+                new Thread(Accept) { IsBackground = true }.Start();
+            }
+
+            public int Port { get { return ((IPEndPoint)_listener.LocalEndpoint).Port; } }
+
+            /// <summary>Closes every open connection, both ways.</summary>
+            public void Cut()
+            {
+                lock (_pairs)
+                {
+                    foreach (var p in _pairs) Close(p);
+                    _pairs.Clear();
+                }
+            }
+
+            /// <summary>Every open connection stops carrying bytes, without closing.</summary>
+            public void Freeze()
+            {
+                lock (_pairs)
+                    foreach (var p in _pairs) p.Frozen = true;
+            }
+
+            void Accept()
+            {
+                while (!_disposed)
+                {
+                    TcpClient client;
+                    try { client = _listener.AcceptTcpClient(); }
+                    catch (Exception) { return; }
+                    var pair = new Pair { Client = client, Server = new TcpClient(_host, _port) };
+                    lock (_pairs) _pairs.Add(pair);
+                    new Thread(() => Pump(pair, pair.Client, pair.Server)) { IsBackground = true }.Start();
+                    new Thread(() => Pump(pair, pair.Server, pair.Client)) { IsBackground = true }.Start();
+                }
+            }
+
+            static void Pump(Pair pair, TcpClient from, TcpClient to)
+            {
+                var buffer = new byte[64 * 1024];
+                try
+                {
+                    var input = from.GetStream();
+                    var output = to.GetStream();
+                    while (true)
+                    {
+                        int n = input.Read(buffer, 0, buffer.Length);
+                        if (n <= 0) break;
+                        if (!pair.Frozen) output.Write(buffer, 0, n);
+                    }
+                }
+                catch (Exception) { }
+                if (!pair.Frozen) Close(pair);  // a half-open link closes nothing
+            }
+
+            static void Close(Pair p)
+            {
+                try { p.Client.Close(); } catch (Exception) { }
+                try { p.Server.Close(); } catch (Exception) { }
+            }
+
+            public void Dispose()
+            {
+                _disposed = true;
+                _listener.Stop();
+                Cut();
+            }
+        }
+
+        readonly LiveClients _clients = new LiveClients();
+        Relay _relay;
+        readonly List<string> _sent = new List<string>();
+        int _welcomes;
+
+        [TearDown]
+        public void Close()
+        {
+            _clients.CloseAll();
+            if (_relay != null) _relay.Dispose();
+            _relay = null;
+            lock (_sent) _sent.Clear();
+            _welcomes = 0;
+        }
+
+        OmokageClient ConnectThroughRelay()
+        {
+            var server = new Uri(TestEnv.ServerUrl());
+            _relay = new Relay(server);
+            var client = _clients.Create("ws://127.0.0.1:" + _relay.Port + server.AbsolutePath, o =>
+            {
+                o.AutoReconnect = true;
+                o.ReconnectInitialDelay = TimeSpan.FromMilliseconds(50);
+                o.ReconnectMaxDelay = TimeSpan.FromMilliseconds(300);
+            });
+            client.Trace += t => { if (t.Outgoing) lock (_sent) _sent.Add(t.Message.GetString("type")); };
+            client.Connected += w => Interlocked.Increment(ref _welcomes);
+            Sync.Run(() => client.ConnectAsync());
+            return client;
+        }
+
+        void WaitForWelcome(OmokageClient client, int before)
+        {
+            Sync.WaitUntil(() => Volatile.Read(ref _welcomes) > before && client.IsConnected, TimeSpan.FromSeconds(20), "the reconnection's welcome");
+        }
+
+        int Mark() { lock (_sent) return _sent.Count; }
+
+        List<string> SentSince(int mark) { lock (_sent) return _sent.Skip(mark).ToList(); }
+
+        static void AssertUnseen(IEnumerable<CandidateItem> items, HashSet<int> shown, string what)
+        {
+            foreach (var item in items)
+                Assert.IsFalse(shown.Contains(item.Id), what + ": face #" + item.Id + " was shown before");
+        }
+
+        static void Shown(HashSet<int> shown, CandidatesMessage grid)
+        {
+            foreach (var item in grid.Items) shown.Add(item.Id);
+        }
+
+        [Test]
+        public void TheSelectionGoesOn_AcrossADroppedAndAHalfOpenLink()
+        {
+            var client = ConnectThroughRelay();
+            WelcomeMessage first = client.Welcome;
+            Assert.AreEqual(Protocol.Minor, first.ProtocolMinor, "a v1.7 server");
+            Assert.IsNotNull(first.Resume, "welcome.resume: the server keeps selections (serve --resume-minutes)");
+            Assert.That(first.Resume.TtlS, Is.GreaterThan(0));
+            Assert.IsNotNull(client.ResumeToken);
+
+            var shown = new HashSet<int>();
+            var selection = new SelectionSession(client);
+            var grid = Sync.Run(() => selection.StartRandomAsync("pca", 11, Policies.Thompson));
+            Shown(shown, grid);
+            grid = Sync.Run(() => selection.ChooseAsync(grid.Items[3].Id));
+            Shown(shown, grid);
+            Sync.Run(() => selection.RateAsync(grid.Items[1].Id, 5));
+            grid = Sync.Run(() => selection.SkipAsync());
+            Shown(shown, grid);
+            int chosen = grid.Items[2].Id;
+            grid = Sync.Run(() => selection.ChooseAsync(chosen));
+            Shown(shown, grid);
+            Assert.AreEqual(4, grid.Step);
+
+            // the Wi-Fi drops: the server sees the link die and keeps the selection; the reconnection presents the token
+            int before = Volatile.Read(ref _welcomes);
+            _relay.Cut();
+            WaitForWelcome(client, before);
+            Assert.AreEqual(true, client.Welcome.Resumed, "the server went on with the selection");
+            Assert.AreEqual(first.SessionId, client.ResumedFrom);
+            Assert.AreNotEqual(first.SessionId, client.SessionId, "on a new server session");
+            int mark = Mark();
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            CollectionAssert.IsEmpty(SentSince(mark), "nothing is sent to go on: no start, no choose");
+            Assert.AreEqual(4, selection.Current.Step, "the grid that was on screen, at its step (a rebuilt selection would be at 2)");
+            CollectionAssert.AreEqual(grid.Items.Select(i => i.Id).ToList(), selection.Current.Items.Select(i => i.Id).ToList());
+            Assert.AreEqual(chosen, selection.ChosenId);
+
+            grid = Sync.Run(() => selection.SkipAsync());
+            Assert.AreEqual(5, grid.Step, "the steps go on");
+            AssertUnseen(grid.Items, shown, "after the resume, a skip");
+            Shown(shown, grid);
+
+            // the app is paused, the link goes half-open; on resume the probe drops it, and the next token is presented
+            string second = client.SessionId;
+            string token = client.ResumeToken;
+            before = Volatile.Read(ref _welcomes);
+            _relay.Freeze();
+            Assert.IsFalse(Sync.Run(() => client.ProbeAsync(TimeSpan.FromSeconds(1))), "a half-open link does not answer");
+            WaitForWelcome(client, before);
+            Assert.AreNotEqual(token, client.ResumeToken, "each welcome gives a new token");
+            Assert.AreEqual(true, client.Welcome.Resumed, "the old link was still open to the server: it is closed and its selection goes on here");
+            Assert.AreEqual(second, client.ResumedFrom);
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(5, selection.Current.Step);
+            int pick = selection.Current.Items[0].Id;
+            grid = Sync.Run(() => selection.ChooseAsync(pick));
+            Assert.AreEqual(6, grid.Step);
+            Assert.AreEqual(pick, grid.Items[0].Id, "the chosen face first");
+            AssertUnseen(grid.Items.Skip(1), shown, "after the second resume, a choose");
+
+            DecidedMessage decided = Sync.Run(() => selection.DecideAsync(pick));
+            Assert.AreEqual(6, decided.Steps, "the whole selection's steps, across both resumes");
+
+            // after the decision there is nothing to go on with: the token is presented and the answer is resumed: false
+            before = Volatile.Read(ref _welcomes);
+            _relay.Cut();
+            WaitForWelcome(client, before);
+            Assert.AreEqual(false, client.Welcome.Resumed);
+            Assert.IsNull(client.ResumedGrid);
+            mark = Mark();
+            Assert.AreEqual(RestoreOutcome.Decided, Sync.Run(() => selection.RestoreAsync()));
+            CollectionAssert.IsEmpty(SentSince(mark));
+            Assert.AreSame(decided, selection.LastDecision);
+        }
+
+        [Test]
+        public void AV1_6Client_IsGivenNoToken()
+        {
+            var old = _clients.Connect(TestEnv.ServerUrl(), o => o.ProtocolMinor = 6);
+            Assert.IsNull(old.Welcome.Resume, "welcome.resume only to a client that announced minor 7");
+            Assert.IsNull(old.ResumeToken);
+            Assert.AreEqual(Protocol.Minor, old.Welcome.ProtocolMinor, "the server's minor, whatever the client's");
+        }
+    }
+}

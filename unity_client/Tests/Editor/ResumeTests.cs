@@ -1,0 +1,336 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
+using NUnit.Framework;
+using Omokage.Client.MessagePack;
+
+namespace Omokage.Client.Tests
+{
+    /// <summary>
+    /// v1.7, resuming a selection, against a scripted server (<see cref="FakeServer"/>) that plays docs/protocol.md's part:
+    /// each welcome gives a new token, a hello presenting the live one gets <c>resumed: true</c> and the grid that was on
+    /// screen as <c>candidates</c> without rid. The client's reconnect loop presents the latest token (after a dropped link
+    /// and after a half-open one found by the probe a resume runs), the resumed grid becomes the selection's current one
+    /// with nothing sent, a spent token is replaced by the new welcome's (and forgotten when it gives none), a welcome that
+    /// promises a grid and sends none fails the attempt, and a choose or start whose reply was lost with the link is taken
+    /// up from the resumed grid.
+    /// </summary>
+    [TestFixture]
+    public class ResumeTests
+    {
+        static readonly string Hash = new string('a', 64);
+
+        /// <summary>The scripted server's side of one selection (one client at a time).</summary>
+        sealed class Script
+        {
+            public readonly FakeServer Server = new FakeServer();
+            public readonly List<FakeServer.Connection> Connections = new List<FakeServer.Connection>();
+            public readonly HashSet<FakeServer.Connection> HalfOpen = new HashSet<FakeServer.Connection>();
+            public int Issued;
+            public string Live;               // the token the server would accept now
+            public MsgMap Grid;               // the grid on screen (server side), null before a start
+            public bool GiveTokens = true;    // false: a server that keeps no selections (resume-minutes 0, a restart)
+            public string TokenPrefix = "tok-";
+            public string NoGridFor;          // a broken server: resumed true for this token, and no grid follows
+            public bool DropOnChoose;         // the link dies after the server took a choose, before its reply
+            public bool DropOnStart;
+
+            public Script()
+            {
+                Server.Handler = Handle;
+            }
+
+            public List<MsgMap> Hellos { get { return Server.Received.FindAll(m => m.GetString("type") == MessageTypes.Hello); } }
+
+            public FakeServer.Connection Current { get { lock (Connections) return Connections[Connections.Count - 1]; } }
+
+            bool Handle(FakeServer.Connection c, MsgMap m)
+            {
+                lock (HalfOpen)
+                    if (HalfOpen.Contains(c)) return true;  // bytes go nowhere: the Wi-Fi slept
+                long? rid = m.GetInt64("rid");
+                switch (m.GetString("type"))
+                {
+                    case MessageTypes.Hello:
+                        lock (Connections) Connections.Add(c);
+                        var welcome = FakeServer.Welcome(rid, c.SessionId).Set("protocol_minor", 7L);
+                        string presented = m.GetString("resume");
+                        bool goOn = presented != null && presented == Live && Grid != null;
+                        Live = null;  // spent on presentation, whatever the answer
+                        if (presented != null) welcome.Set("resumed", goOn);
+                        if (GiveTokens)
+                        {
+                            Live = TokenPrefix + (++Issued);
+                            welcome.Set("resume", new MsgMap { { "token", Live }, { "ttl_s", 600.0 } });
+                        }
+                        c.Send(welcome);
+                        if (goOn && presented != NoGridFor) c.Send(Copy(Grid));  // without rid: it answers no request
+                        return true;
+                    case MessageTypes.Start:
+                        Grid = Candidates(1, Enumerable.Range(1, 9).Select(i => (long)i).ToArray());
+                        if (DropOnStart) { c.Close(); return true; }
+                        c.Send(Copy(Grid).Set("rid", rid));
+                        return true;
+                    case MessageTypes.Choose:
+                    case MessageTypes.Skip:
+                        long step = Grid.GetInt64("step").Value + 1;
+                        long first = m.GetString("type") == MessageTypes.Choose ? m.GetInt64("id").Value : 100 + step * 10;
+                        var ids = new List<long> { first };
+                        for (long i = 1; i < 9; i++) ids.Add(step * 10 + i);
+                        Grid = Candidates(step, ids.ToArray());
+                        if (DropOnChoose) { c.Close(); return true; }
+                        c.Send(Copy(Grid).Set("rid", rid));
+                        return true;
+                }
+                return false;  // pings: the fake's default
+            }
+
+            /// <summary>A <c>candidates</c> in the server's field order (no rid).</summary>
+            public static MsgMap Candidates(long step, params long[] ids)
+            {
+                var items = new List<object>();
+                foreach (long id in ids)
+                    items.Add(new MsgMap { { "id", id }, { "distance", null }, { "texture", Hash }, { "title", "Face " + id }, { "url", "https://avatars.example/" + id }, { "probability", 0.1 } });
+                return new MsgMap { { "type", "candidates" }, { "step", step }, { "algorithm", "pca" }, { "items", items }, { "policy", "thompson" } };
+            }
+
+            static MsgMap Copy(MsgMap m)
+            {
+                var copy = new MsgMap();
+                copy.Set("type", m["type"]);
+                foreach (var kv in m) copy.Set(kv.Key, kv.Value);
+                return copy;
+            }
+        }
+
+        Script _script;
+        OmokageClient _client;
+        readonly List<string> _events = new List<string>();
+        int _welcomes;
+
+        [SetUp]
+        public void StartServer()
+        {
+            _script = new Script();
+            _events.Clear();
+            _welcomes = 0;
+        }
+
+        [TearDown]
+        public void StopServer()
+        {
+            if (_client != null) _client.Dispose();
+            _client = null;
+            _script.Server.Dispose();
+        }
+
+        OmokageClient Client(Action<OmokageClientOptions> configure = null)
+        {
+            var options = new OmokageClientOptions(_script.Server.Url)
+            {
+                PingInterval = TimeSpan.Zero,
+                ReconnectInitialDelay = TimeSpan.FromMilliseconds(50),
+                ReconnectMaxDelay = TimeSpan.FromMilliseconds(200),
+                ConnectTimeout = TimeSpan.FromSeconds(5),
+                RequestTimeout = TimeSpan.FromSeconds(10),
+            };
+            if (configure != null) configure(options);
+            _client = new OmokageClient(options);
+            _client.SelectionResumed += g => { lock (_events) _events.Add("resumed " + g.Step); };
+            _client.Connected += w => { lock (_events) { _events.Add("connected " + w.SessionId); _welcomes++; } };
+            _client.BackgroundError += e => { lock (_events) _events.Add("error " + e.GetType().Name); };
+            return _client;
+        }
+
+        int Welcomes { get { lock (_events) return _welcomes; } }
+
+        /// <summary>Drops the current link from the server's side (a Wi-Fi drop) and waits for the reconnection's welcome.</summary>
+        void DropAndWaitForTheNextWelcome()
+        {
+            int before = Welcomes;
+            _script.Current.Close();
+            WaitForWelcome(before);
+        }
+
+        void WaitForWelcome(int before)
+        {
+            Sync.WaitUntil(() => Welcomes > before && _client.IsConnected, TimeSpan.FromSeconds(15), "the reconnection's welcome");
+        }
+
+        static List<int> Ids(CandidatesMessage grid) { return grid.Items.Select(i => i.Id).ToList(); }
+
+        [Test]
+        public void AReconnect_PresentsTheToken_AndTheResumedGridBecomesTheCurrentOne()
+        {
+            var client = Client();
+            WelcomeMessage first = Sync.Run(() => client.ConnectAsync());
+            Assert.IsNull(_script.Hellos[0]["resume"], "the first hello has no token to present");
+            Assert.AreEqual("tok-1", client.ResumeToken, "the welcome's token is kept");
+            Assert.IsNull(client.ResumedGrid);
+
+            var selection = new SelectionSession(client);
+            int changes = 0;
+            selection.GridChanged += g => changes++;
+            Sync.Run(() => selection.StartRandomAsync("pca", 3, Policies.Thompson));
+            CandidatesMessage onScreen = Sync.Run(() => selection.ChooseAsync(4));
+            Assert.AreEqual(2, onScreen.Step);
+
+            // the Wi-Fi drops: the reconnect loop's hello presents the token, the server goes on with the selection
+            DropAndWaitForTheNextWelcome();
+            Assert.AreEqual("tok-1", _script.Hellos[1].GetString("resume"), "the reconnection presents the token of the last welcome");
+            Assert.AreEqual(true, client.Welcome.Resumed);
+            Assert.IsNotNull(client.ResumedGrid, "the candidates without rid is the resumed grid");
+            Assert.AreEqual(2, client.ResumedGrid.Step);
+            CollectionAssert.AreEqual(Ids(onScreen), Ids(client.ResumedGrid));
+            Assert.AreEqual(first.SessionId, client.ResumedFrom);
+            Assert.AreEqual("tok-2", client.ResumeToken, "the spent token is replaced by the new welcome's");
+            lock (_events)
+            {
+                int resumed = _events.IndexOf("resumed 2");
+                Assert.That(resumed, Is.GreaterThanOrEqualTo(0), "SelectionResumed was raised: " + string.Join(", ", _events));
+                Assert.AreEqual("connected " + client.SessionId, _events[resumed + 1], "SelectionResumed comes just before Connected");
+                Assert.IsFalse(_events.Any(e => e.StartsWith("error")), "nothing went wrong: " + string.Join(", ", _events));
+            }
+
+            Assert.IsTrue(selection.NeedsRestore, "another server session");
+            int received = _script.Server.Received.Count;
+            changes = 0;
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(received, _script.Server.Received.Count, "nothing is sent to go on");
+            Assert.AreSame(client.ResumedGrid, selection.Current, "the resumed grid is the current one");
+            Assert.AreEqual(1, changes, "GridChanged: the app shows it like any grid");
+            Assert.AreEqual(4, selection.ChosenId, "the face chosen last is still first");
+            Assert.AreEqual(client.SessionId, selection.SessionId);
+            Assert.IsFalse(selection.NeedsRestore, "restored");
+            Assert.AreEqual(RestoreOutcome.SameSession, Sync.Run(() => selection.RestoreAsync()), "taken up once");
+            Assert.AreEqual(3, Sync.Run(() => selection.ChooseAsync(12)).Step, "the user picks on from the resumed grid");
+
+            // the app is paused and the link goes half-open: the probe on resume drops it, the next token is presented
+            lock (_script.HalfOpen) _script.HalfOpen.Add(_script.Current);
+            int before = Welcomes;
+            Assert.IsFalse(Sync.Run(() => client.ProbeAsync(TimeSpan.FromMilliseconds(300))), "no pong from a half-open link");
+            WaitForWelcome(before);
+            Assert.AreEqual("tok-2", _script.Hellos[2].GetString("resume"), "the token survives the pause; each welcome's replaces the last");
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(3, selection.Current.Step);
+            Assert.AreEqual(12, selection.ChosenId);
+
+            // a server that kept nothing (restarted, or --resume-minutes 0): resumed false, no token; the old restore applies
+            _script.Live = null;  // restarted: it knows no token, and keeps no selections from now on
+            _script.GiveTokens = false;
+            DropAndWaitForTheNextWelcome();
+            Assert.AreEqual("tok-3", _script.Hellos[3].GetString("resume"));
+            Assert.AreEqual(false, client.Welcome.Resumed, "resumed: false");
+            Assert.IsNull(client.ResumedGrid, "no grid");
+            Assert.IsNull(client.ResumedFrom, "from nowhere");
+            Assert.IsNull(client.ResumeToken, "a welcome without a token leaves none to present");
+            Assert.IsFalse(selection.TryResume(), "nothing to take up");
+            Assert.IsTrue(selection.NeedsRestore, "restored as before v1.7");
+            DropAndWaitForTheNextWelcome();
+            Assert.IsNull(_script.Hellos[4]["resume"], "no token, no resume field");
+            Assert.IsNull(client.Welcome.Resumed, "a hello without resume is not told about it");
+
+            client.Dispose();
+            Assert.IsNull(client.ResumeToken);
+        }
+
+        [Test]
+        public void RepliesLostWithTheLink_AreTakenUpFromTheResumedGrid()
+        {
+            var client = Client();
+            Sync.Run(() => client.ConnectAsync());
+            var selection = new SelectionSession(client);
+
+            // the start reached the server, its reply did not reach the client
+            _script.DropOnStart = true;
+            int before = Welcomes;
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => selection.StartRandomAsync("pca", null, null)));
+            _script.DropOnStart = false;
+            WaitForWelcome(before);
+            Assert.IsNull(selection.Current);
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()), "nothing shown yet, but the server kept the selection");
+            Assert.AreEqual(1, selection.Current.Step);
+            Assert.AreEqual("pca", selection.Algorithm);
+            Assert.AreEqual("thompson", selection.Policy, "the resumed grid's policy");
+            Assert.IsNull(selection.ChosenId);
+
+            // a choose reached the server, its reply did not: the resumed grid is that reply, the face chosen first
+            _script.DropOnChoose = true;
+            before = Welcomes;
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => selection.ChooseAsync(5)));
+            _script.DropOnChoose = false;
+            WaitForWelcome(before);
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(2, selection.Current.Step, "one step on: the server took the choose");
+            Assert.AreEqual(5, selection.ChosenId, "the face whose choose reached the server is the one chosen last");
+
+            // and a skip whose reply was lost: its grid starts with an unseen face, nothing is chosen
+            _script.DropOnChoose = true;
+            before = Welcomes;
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => selection.SkipAsync()));
+            _script.DropOnChoose = false;
+            WaitForWelcome(before);
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(3, selection.Current.Step);
+            Assert.IsNull(selection.ChosenId);
+        }
+
+        [Test]
+        public void AResumedWelcomeWithoutItsGrid_FailsTheAttempt_AndTheNextPresentsTheNewToken()
+        {
+            var client = Client(o => o.ConnectTimeout = TimeSpan.FromSeconds(1));
+            Sync.Run(() => client.ConnectAsync());
+            var selection = new SelectionSession(client);
+            Sync.Run(() => selection.StartRandomAsync("pca", 3, null));
+
+            _script.NoGridFor = "tok-1";  // a broken server: resumed true, then nothing
+            DropAndWaitForTheNextWelcome();
+            List<MsgMap> hellos = _script.Hellos;
+            Assert.AreEqual(3, hellos.Count, "one failed attempt, then one that resumed");
+            Assert.AreEqual("tok-1", hellos[1].GetString("resume"));
+            Assert.AreEqual("tok-2", hellos[2].GetString("resume"), "the failed attempt's welcome gave the token presented next");
+            lock (_events)
+                Assert.Contains("error OmokageTimeoutException", _events, "the missing grid is reported: " + string.Join(", ", _events));
+            Assert.AreEqual(_script.Connections[2].SessionId, client.SessionId, "the connection that resumed is the one in use");
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(1, selection.Current.Step);
+        }
+
+        [Test]
+        public void ResumeSelectionsOff_PresentsNoToken()
+        {
+            var client = Client(o => o.ResumeSelections = false);
+            Sync.Run(() => client.ConnectAsync());
+            Sync.Run(() => new SelectionSession(client).StartRandomAsync("pca", 3, null));
+            DropAndWaitForTheNextWelcome();
+            Assert.IsNull(_script.Hellos[1]["resume"], "every new connection starts afresh");
+            Assert.IsNull(client.ResumedGrid);
+            Assert.IsNull(client.Welcome.Resumed);
+        }
+
+        [Test]
+        public void ATokenNoHelloCouldPresent_IsKeptAsNone()
+        {
+            _script.TokenPrefix = new string('x', 64);  // 65 characters and more: over hello.resume's 64
+            var client = Client();
+            Assert.IsFalse(Sync.Run(() => client.ConnectAsync()).Resume.Presentable);
+            Assert.IsNull(client.ResumeToken, "nothing to present");
+            DropAndWaitForTheNextWelcome();
+            Assert.IsNull(_script.Hellos[1]["resume"], "the reconnection works, it just does not resume");
+            Assert.IsTrue(client.IsConnected);
+        }
+
+        [Test]
+        public void AnOlderClient_IsGivenNoToken_AndPresentsNone()
+        {
+            _script.GiveTokens = false;  // what a v1.7 server does for a client that announced minor 6
+            var client = Client(o => o.ProtocolMinor = 6);
+            Sync.Run(() => client.ConnectAsync());
+            Assert.AreEqual(6L, _script.Hellos[0].GetInt64("protocol_minor"));
+            Assert.IsNull(client.ResumeToken);
+            DropAndWaitForTheNextWelcome();
+            Assert.IsNull(_script.Hellos[1]["resume"]);
+        }
+    }
+}
