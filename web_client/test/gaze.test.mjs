@@ -255,6 +255,9 @@ function brief(msg) {
   }
   if (m.type === 'layout') m.panels = `9 panels, e.g. panel 4 ${JSON.stringify(m.panels[4])}`;
   if (m.type === 'decided') m.item = `{id: ${m.item.id}, title: ${JSON.stringify(m.item.title)}, …}`;
+  // v1.7 resume tokens are secrets: a transcript shows where they go, never one
+  if (m.type === 'welcome' && m.resume) m.resume = { ...m.resume, token: '<secret>' };
+  if (m.type === 'hello' && m.resume) m.resume = '<secret>';
   return JSON.stringify(m);
 }
 
