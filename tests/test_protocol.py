@@ -140,10 +140,11 @@ def test_v1_6_vectors_show_the_sharper_sketch_preview_and_v1_5_is_unchanged():
     assert "rid" not in preview and list(preview)[1:] == list(SERVER_MESSAGES["sketch.preview"])
 
 
-def test_v1_7_vectors_show_resuming_a_selection_and_v1_6_is_unchanged():
+def test_v1_7_vectors_show_resuming_a_selection_and_back_and_v1_6_is_unchanged():
     assert released("1.6") == RELEASED["1.6"]
     added = {v["file"]: from_description(v["message"]) for v in INDEX["vectors"] if v["since"] == "1.7"}
-    assert {m["type"] for m in added.values()} == {"hello", "welcome", "candidates"}
+    assert {m["type"] for m in added.values()} == {"hello", "welcome", "candidates", "back"}
+    assert added["back.msgpack"] == {"type": "back", "rid": 9}
     hello = added["hello_v1_7_resume.msgpack"]
     assert hello["protocol_minor"] == 7 and len(hello["resume"]) == 32
     fresh, resumed = added["welcome_v1_7.msgpack"], added["welcome_v1_7_resumed.msgpack"]

@@ -248,6 +248,22 @@ def test_a_participant_resumes_at_the_same_grid_after_a_server_restart(study_ser
     assert (resumed.trial["index"], resumed.step, resumed.ids) == (2, grid.step, grid.ids)
 
 
+def test_a_study_trial_cannot_go_back_and_a_study_gives_no_resume_token(study_server):
+    """v1.7: `back` would change the steps the study measures; participants resume by their code, not a token."""
+    servers, _, _ = study_server
+
+    async def go():
+        async with await OmokageClient.connect(servers[0].url, participant="alpha-7", resume="0" * 32) as c:
+            assert c.resume_token is None and c.welcome["resumed"] is False
+            g = await c.study_next()
+            g2 = await c.choose(g.ids[1])
+            with pytest.raises(OmokageError) as err:
+                await c.back()
+            assert err.value.code == "wrong_state" and "study trial" in err.value.message
+            assert (await c.choose(g2.ids[3])).step == 3          # the trial goes on where it was
+    asyncio.run(go())
+
+
 def test_a_second_connection_takes_over_the_participant(study_server):
     servers, _, _ = study_server
 

@@ -327,6 +327,11 @@ class OmokageClient:
         """None of these: the next grid of unseen faces (no chosen face first)."""
         return _candidates(await self.request("skip"))
 
+    async def back(self) -> Candidates:
+        """v1.7: undo the last choose or skip: the grid before it comes back, as it was, and the belief forgets the
+        pick (OmokageError `wrong_state` on the first grid or in a study trial)."""
+        return _candidates(await self.request("back"))
+
     async def rate(self, item_id: int, rating: int) -> dict[str, Any]:
         """An explicit rating 1..5 of a face shown in this selection; returns the `rated` reply."""
         return await self.request("rate", id=item_id, rating=rating)

@@ -325,6 +325,7 @@ VECTORS_V1_7 = [
             {"id": 17, "distance": None, "texture": _HASH, "title": "Mirei", "url": "https://avatars.example/items/0-00017",
              "probability": F(0.03125)}],
         "policy": "thompson"}),
+    ("back", "undo the last choose or skip: the grid before it comes back as it was", {"type": "back", "rid": 9}),
 ]
 SERVER_TYPES = ("welcome", "candidates", "rated", "decided", "texture", "pong", "error", "models", "questionnaire",
                 "answered", "study.done", "sketch.result", "calibration", "calibrated", "calibration.cancelled",

@@ -431,6 +431,8 @@ class ServerConnection:
             return self._choose(msg["id"], rid, now)
         if mtype == "skip":
             return self._skip(rid, now)
+        if mtype == "back":
+            return self._back(rid, now)
         if mtype == "rate":
             return self._rate(msg["id"], msg["rating"], rid, now)
         if mtype == "decide":
@@ -756,6 +758,18 @@ class ServerConnection:
         actions = self._grid(self.session.skip(at=now), rid)
         self.gaze.begin_step(self.session.current.step, self.session.current.ids, now)
         self._trial_action(("skip",))
+        return [*gaze, *actions]
+
+    def _back(self, rid, now) -> list[Action]:
+        """v1.7: undo the last choose or skip (a misclick): the grid before it, as it was; the belief forgets the pick."""
+        if self.session is None:
+            raise ProtocolError("wrong_state", "send `start` before `back`", rid)
+        if self.trial is not None:
+            raise ProtocolError("wrong_state", "a study trial cannot go back: its steps are what it measures", rid)
+        self.session.back(at=now)    # its errors first (the first grid, a decided selection): the grid's gaze stays
+        gaze = self._gaze_end("back", None, now)
+        actions = self._grid(self.session.current, rid)
+        self.gaze.begin_step(self.session.current.step, self.session.current.ids, now)
         return [*gaze, *actions]
 
     def _rate(self, item_id, rating, rid, now) -> list[Action]:

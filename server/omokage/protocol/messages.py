@@ -86,6 +86,7 @@ CLIENT_MESSAGES: dict[str, tuple[Field, ...]] = {
     ),
     "choose": (Field("id", "int", True, 0, INT32_MAX, doc="item id from the current candidates"),),
     "skip": (),  # v1.1: "none of these"; only the optional rid
+    "back": (),  # v1.7: undo the last choose or skip; only the optional rid
     "rate": (  # v1.1
         Field("id", "int", True, 0, INT32_MAX, doc="item id of a face shown in this selection"),
         Field("rating", "int", True, 1, 5, doc="1 (not at all) to 5 (exactly what I want)"),

@@ -1,6 +1,6 @@
 """The selection loop as a pure state machine: no clock, no sockets, no files.
 
-    NEW --start--> BROWSING --choose / skip / rate--> BROWSING --decide--> DECIDED
+    NEW --start--> BROWSING --choose / skip / rate / back--> BROWSING --decide--> DECIDED
 
 Every transition appends an `Event`; the caller (server, test, simulated user) decides what to do
 with them (send, log, learn). Which faces are shown next is delegated to a `CandidatePolicy`.
@@ -8,6 +8,7 @@ with them (send, log, learn). Which faces are shown next is delegated to a `Cand
 
 from __future__ import annotations
 
+import copy
 import enum
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -43,7 +44,7 @@ class SessionState(enum.Enum):
 class Event:
     """One transition. `at` is the caller's timestamp (seconds), passed in: the session has no clock."""
 
-    kind: str                      # "start" | "choose" | "skip" | "rate" | "evidence" | "decide"
+    kind: str                      # "start" | "choose" | "skip" | "rate" | "evidence" | "back" | "decide"
     step: int
     algorithm: str
     item: int | None
@@ -78,7 +79,13 @@ class SelectionSession:
         self.policy = policy if policy is not None else ChosenPlusNearest()
         self.policy_name = str(getattr(self.policy, "name", type(self.policy).__name__))
         self.grid_size = grid_size
-        self.rng = np.random.default_rng(seed)
+        # `back` rebuilds the session from its inputs, so it needs the same random stream again: a seed is drawn
+        # when none was given (the same distribution as an unseeded generator), and the policy is kept as it was
+        # before `start` (no belief yet: a small copy)
+        self._seed = seed if seed is not None else int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
+        self.rng = np.random.default_rng(self._seed)
+        self._pristine_policy = copy.deepcopy(self.policy)
+        self._inputs: list[tuple] = []     # what was asked of it, in order: ("start" | "choose" | ..., args...)
         self.state = SessionState.NEW
         self.shown: set[int] = set()
         self.history: list[Step] = []
@@ -127,6 +134,7 @@ class SelectionSession:
         else:
             step = self._show(self.policy.initial(self._context(), query))
         self.state = SessionState.BROWSING
+        self._inputs.append(("start", query, tuple(evidence), at))
         init = "image" if query is not None else "sketch" if evidence else "random"
         self._emit("start", None, step, at, init=init, seed=self.seed, policy=self.policy_name)
         return step
@@ -137,6 +145,7 @@ class SelectionSession:
         step = self._show(self.policy.next(self._context(), int(item_id)))
         if step.candidates[0].id != item_id:
             raise AssertionError("policy must put the chosen item first")
+        self._inputs.append(("choose", int(item_id), at))
         self._emit("choose", int(item_id), step, at)
         return step
 
@@ -148,6 +157,7 @@ class SelectionSession:
             raise WrongState("every face of the catalog has been shown: choose or decide from this grid")
         skipped = self.current.ids
         step = self._show(self.policy.skip(self._context()))
+        self._inputs.append(("skip", at))
         self._emit("skip", None, step, at, skipped=list(skipped))
         return step
 
@@ -162,19 +172,69 @@ class SelectionSession:
         if isinstance(rating, bool) or not 1 <= int(rating) <= 5:
             raise SessionError(f"a rating is an integer from 1 to 5, not {rating!r}")
         previous = self.ratings.get(int(item_id), 3)
-        self.add_evidence(RatingTerm(int(item_id), int(rating), previous=previous), at=at, kind="rate",
-                          item=int(item_id), rating=int(rating))
+        self._add_evidence(RatingTerm(int(item_id), int(rating), previous=previous), at=at, kind="rate",
+                           item=int(item_id), rating=int(rating))
         self.ratings[int(item_id)] = int(rating)
+        self._inputs.append(("rate", int(item_id), int(rating), at))
 
     def add_evidence(self, term, *, at: float | None = None, kind: str = "evidence", item: int | None = None,
                      **detail) -> None:
         """Any other evidence about what the user wants (an `EvidenceTerm`: gaze dwell, a sketch, ...), for the
         policy's belief. The session does not need to know what kind it is."""
+        self._add_evidence(term, at=at, kind=kind, item=item, **detail)
+        self._inputs.append(("evidence", term, at, kind, item, detail))
+
+    def _add_evidence(self, term, *, at, kind, item, **detail) -> None:
         if self.state is not SessionState.BROWSING:
             raise WrongState(f"{kind} needs a started, undecided session; this session is {self.state.value}")
         self.policy.add_evidence(self._context(), term)
         detail.setdefault("term", type(term).__name__)
         self._emit(kind, item, None, at, **detail)
+
+    def back(self, *, at: float | None = None) -> Step:
+        """Undo the last `choose` or `skip` (a misclick: a controller ray slips): the grid before it returns, exactly
+        as it was, and the belief forgets that pick, the gaze evidence that came with it and everything since. Ratings
+        given on the grid that returns are kept. Built by replaying the inputs before it on the pristine policy with
+        the same seed (the grids are the same ones), so it costs one replay, and nothing per step."""
+        if self.state is not SessionState.BROWSING:
+            raise WrongState(f"back needs a started, undecided session; this session is {self.state.value}")
+        picks = [i for i, inp in enumerate(self._inputs) if inp[0] in ("choose", "skip")]
+        if not picks:
+            raise WrongState("this is the selection's first grid: there is no earlier one to go back to")
+        undone = self._inputs[picks[-1]]
+        since = picks[-2] if len(picks) > 1 else 0   # where the grid that returns was shown
+        # its gaze was evidence added at the pick being undone: the user looks at that grid afresh
+        keep = [inp for i, inp in enumerate(self._inputs[:picks[-1]])
+                if not (i > since and inp[0] == "evidence" and inp[3] == "gaze")]
+        left = len(self.history)
+        fresh = SelectionSession(self.space, seed=self.seed, policy=copy.deepcopy(self._pristine_policy),
+                                 grid_size=self.grid_size)
+        fresh._seed, fresh.rng = self._seed, np.random.default_rng(self._seed)
+        fresh._pristine_policy = self._pristine_policy
+        for inp in keep:
+            fresh._replay(inp)
+        events = self.events
+        self.__dict__.update(fresh.__dict__)
+        step = self.current
+        # the session's events stay what happened (append-only, for the log), plus this one
+        self.events = events
+        self.events.append(Event("back", step.step, self.algorithm, None, step.ids, at,
+                                 {"undone": undone[0], "left_step": left}))
+        return step
+
+    def _replay(self, inp: tuple) -> None:
+        kind = inp[0]
+        if kind == "start":
+            self.start(inp[1], at=inp[3], evidence=inp[2])
+        elif kind == "choose":
+            self.choose(inp[1], at=inp[2])
+        elif kind == "skip":
+            self.skip(at=inp[1])
+        elif kind == "rate":
+            self.rate(inp[1], inp[2], at=inp[3])
+        else:
+            term, at, ev_kind, item, detail = inp[1:]
+            self.add_evidence(term, at=at, kind=ev_kind, item=item, **detail)
 
     def decide(self, item_id: int, *, at: float | None = None) -> Decision:
         """The user settled on `item_id` from the current grid: the session ends."""

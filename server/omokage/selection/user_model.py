@@ -76,7 +76,7 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                 for n, rec in enumerate(log_records(path), 1):
                     report.lines += 1
                     if isinstance(rec.get("session_id"), str) and rec.get("event") in ("start", "choose", "skip",
-                                                                                       "decide"):
+                                                                                       "back", "decide"):
                         sessions.setdefault(rec["session_id"], []).append({**rec, "_where": f"{path}#{n}"})
             except StoreError as exc:
                 report.problems.append(f"{path}: {exc}")
@@ -97,7 +97,7 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                 if not isinstance(rec, dict) or not isinstance(rec.get("session_id"), str):
                     report.problems.append(f"{path}:{n}: not a session event (no session_id); skipped")
                     continue
-                if rec.get("event") in ("start", "choose", "skip", "decide", "gaze"):
+                if rec.get("event") in ("start", "choose", "skip", "back", "decide", "gaze"):
                     sessions.setdefault(rec["session_id"], []).append({**rec, "_where": f"{path}:{n}"})
     records: list[ChoiceRecord] = []
     gaze: list[GazeRecord] = []
@@ -120,21 +120,32 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
             report.decided_sessions += 1
             grid: list[int] | None = None
             algorithm = str(run[0].get("algorithm"))
+            picks: list[ChoiceRecord | None] = []   # this run's choose / skip, each with the record it made (v1.7)
             for ev in run:
+                if ev["event"] == "back":   # v1.7: the last pick was taken back (a misclick): it says nothing
+                    undone = picks.pop() if picks else None
+                    if undone is not None:
+                        del records[next(i for i in range(len(records) - 1, -1, -1) if records[i] is undone)]
+                elif ev["event"] == "skip":
+                    picks.append(None)
                 if ev["event"] == "gaze":
                     g = _gaze_record(ev, algorithm, int(target))
                     if g is not None:
                         gaze.append(g)
                     continue
                 cands = ev.get("candidates")
-                if ev["event"] == "choose" and grid is not None:
-                    if not (_is_id(ev.get("item")) and ev["item"] in grid and len(grid) >= 2):
+                if ev["event"] == "choose":
+                    made = None
+                    if grid is None:
+                        pass
+                    elif not (_is_id(ev.get("item")) and ev["item"] in grid and len(grid) >= 2):
                         report.problems.append(f"{ev['_where']}: choose of a face not on the logged grid; skipped")
                     elif int(target) not in grid:
                         # a grid that already held the decided face is not a pick in search of it (the user was
                         # looking at it and chose, say, to see more like it): the choice model does not describe it
-                        records.append(ChoiceRecord(str(ev.get("algorithm")), tuple(grid), int(ev["item"]),
-                                                    int(target)))
+                        made = ChoiceRecord(str(ev.get("algorithm")), tuple(grid), int(ev["item"]), int(target))
+                        records.append(made)
+                    picks.append(made)
                 if isinstance(cands, list) and cands and all(_is_id(c) for c in cands):
                     grid = [int(c) for c in cands]
     report.gaze_records = gaze

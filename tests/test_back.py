@@ -1,0 +1,131 @@
+"""Protocol v1.7 `back`: undo the last choose or skip. The session alone (every policy), the connection state machine,
+the real server with the Python client, and the user-model fit that must leave undone picks out."""
+
+import asyncio
+import json
+
+import msgpack
+import numpy as np
+import pytest
+
+from omokage.client import OmokageClient, OmokageError
+from omokage.protocol.connection import Send, ServerConnection
+from omokage.selection import SERVED_POLICIES, SelectionSession, WrongState, make_policy
+from omokage.selection.belief import GazeTerm
+from omokage.selection.user_model import read_choice_records
+from omokage.service.server import EngineBackend
+from tests.conftest import RunningServer
+
+
+@pytest.mark.parametrize("policy", SERVED_POLICIES)
+@pytest.mark.parametrize("seed", [7, None])
+def test_back_returns_the_earlier_grid_exactly_and_forgets_the_pick(engine, policy, seed):
+    space = engine.space("pca")
+    s = SelectionSession(space, seed=seed, policy=make_policy(policy))
+    g1 = s.start(at=1.0)
+    g2 = s.choose(g1.ids[4], at=2.0)
+    s.rate(g2.ids[3], 5, at=2.5)                      # a rating on the grid that will come back: kept
+    belief = getattr(s.policy, "belief", None)
+    before = belief.log_posteriors.copy() if belief is not None else None
+    g3 = s.choose(g2.ids[6], at=3.0)                  # the misclick
+    assert s.back(at=4.0).ids == g2.ids and s.current.step == 2 and len(s.history) == 2
+    assert s.ratings == {g2.ids[3]: 5} and not set(g3.ids[1:]) & s.shown   # what it left counts as unseen again
+    if before is not None:
+        np.testing.assert_array_equal(s.policy.belief.log_posteriors, before)   # the pick is forgotten exactly
+    assert [e.kind for e in s.events][-1] == "back" and s.events[-1].detail == {"undone": "choose", "left_step": 3}
+    g2b = s.skip(at=5.0)
+    assert s.back(at=6.0).ids == g2.ids                # a skip can be taken back too
+    assert s.back().ids == g1.ids and s.current.step == 1
+    with pytest.raises(WrongState, match="first grid"):
+        s.back()
+    assert s.choose(g1.ids[4]).ids == g2.ids           # the same pick again: the same grid (the same random stream)
+    assert g2b.step == 3
+
+
+def test_back_drops_the_gaze_evidence_of_the_grid_that_returns(engine):
+    space = engine.space("pca")
+    s = SelectionSession(space, seed=3, policy=make_policy("thompson+gaze"))
+    g1 = s.start()
+    before = s.policy.belief.log_posteriors.copy()
+    s.add_evidence(GazeTerm(tuple(g1.ids[1:]), (3.0, 0, 0, 0, 0, 0, 0, 0)), kind="gaze")   # came with the pick
+    s.choose(g1.ids[0])
+    s.back()
+    np.testing.assert_array_equal(s.policy.belief.log_posteriors, before)
+    s.decide(g1.ids[2])
+    with pytest.raises(WrongState):
+        s.back()
+
+
+def frame(mtype, rid=None, **fields):
+    msg = {"type": mtype, **fields}
+    if rid is not None:
+        msg["rid"] = rid
+    return msgpack.packb(msg, use_bin_type=True)
+
+
+def sent(actions):
+    return [msgpack.unpackb(a.frame, raw=False) for a in actions if isinstance(a, Send)]
+
+
+def test_the_connection_answers_back_with_the_earlier_grid_and_logs_it(engine):
+    conn = ServerConnection(EngineBackend(engine), "s")
+    conn.receive(frame("hello", 1, protocol=1, client="t", protocol_minor=7), 0.0)
+    (err,) = sent(conn.receive(frame("back", 2), 0.5))
+    assert err["code"] == "wrong_state" and "start" in err["message"]
+    (g1,) = sent(conn.receive(frame("start", 3, algorithm="pca", init="random", seed=1), 1.0))
+    (err,) = sent(conn.receive(frame("back", 4), 1.5))
+    assert err["code"] == "wrong_state" and "first grid" in err["message"]
+    (g2,) = sent(conn.receive(frame("choose", 5, id=g1["items"][2]["id"]), 2.0))
+    actions = conn.receive(frame("back", 6), 3.0)
+    (again,) = sent(actions)
+    assert again["type"] == "candidates" and again["rid"] == 6 and again["step"] == 1
+    assert [i["id"] for i in again["items"]] == [i["id"] for i in g1["items"]]
+    log = [a.record for a in actions if hasattr(a, "record")]
+    assert log[-1]["event"] == "back" and log[-1]["undone"] == "choose" and log[-1]["left_step"] == 2
+    (g2b,) = sent(conn.receive(frame("choose", 7, id=g1["items"][2]["id"]), 4.0))
+    assert g2b["step"] == 2 and [i["id"] for i in g2b["items"]] == [i["id"] for i in g2["items"]]
+
+
+def test_back_through_the_real_server_with_the_python_client(engine, tmp_path):
+    events = tmp_path / "events.jsonl"
+    srv = RunningServer(engine, events_path=events)
+    try:
+        async def main():
+            async with await OmokageClient.connect(srv.url) as c:
+                g1 = await c.start("pca", seed=4)
+                g2 = await c.choose(g1.ids[1])
+                wrong = await c.choose(g2.ids[5])           # a slip of the controller ray
+                back = await c.back()
+                assert back.ids == g2.ids and back.step == 2 and wrong.step == 3
+                g3 = await c.choose(g2.ids[2])
+                decided = await c.decide(g3.ids[4])
+                assert decided["steps"] == 3
+                with pytest.raises(OmokageError) as exc:
+                    await c.back()
+                assert exc.value.code == "wrong_state"
+                return g1, g2, g3
+        g1, g2, g3 = asyncio.run(main())
+    finally:
+        srv.stop()
+    kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
+    assert kinds.count("back") == 1
+    records, report = read_choice_records([events])
+    assert not report.problems
+    # the undone pick (g2.ids[5] on g2) is not evidence about the user: only the two real picks are fitted
+    assert [(r.shown, r.chosen) for r in records] == [(tuple(g1.ids), g1.ids[1]), (tuple(g2.ids), g2.ids[2])]
+
+
+def test_fit_user_model_leaves_out_picks_taken_back(tmp_path):
+    log = tmp_path / "events.jsonl"
+    lines = [{"event": "start", "session_id": "s", "algorithm": "pca", "item": None, "candidates": [1, 2, 3]},
+             {"event": "choose", "session_id": "s", "algorithm": "pca", "item": 2, "candidates": [2, 4, 5]},
+             {"event": "skip", "session_id": "s", "algorithm": "pca", "item": None, "candidates": [6, 7, 8]},
+             {"event": "back", "session_id": "s", "algorithm": "pca", "item": None, "candidates": [2, 4, 5]},
+             {"event": "choose", "session_id": "s", "algorithm": "pca", "item": 4, "candidates": [4, 9, 10]},
+             {"event": "back", "session_id": "s", "algorithm": "pca", "item": None, "candidates": [2, 4, 5]},
+             {"event": "choose", "session_id": "s", "algorithm": "pca", "item": 5, "candidates": [5, 11, 12]},
+             {"event": "decide", "session_id": "s", "algorithm": "pca", "item": 12, "candidates": []}]
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    records, report = read_choice_records([log])
+    assert [(r.shown, r.chosen) for r in records] == [((1, 2, 3), 2), ((2, 4, 5), 5)]
+    assert not report.problems
