@@ -12,7 +12,7 @@ import msgpack
 import pytest
 from websockets.asyncio.client import connect
 
-from omokage.client import OmokageClient
+from omokage.client import OmokageClient, OmokageError
 from omokage.protocol.connection import Send, ServerConnection, Supersede
 from omokage.protocol.messages import PROTOCOL_MINOR
 from omokage.protocol.resume import MAX_DETACHED, SessionKeeper, max_detached_for
@@ -224,3 +224,127 @@ def test_the_resume_token_never_reaches_the_logs(engine, tmp_path):
     for token in tokens:
         assert token not in text and token not in dump
     assert '"resumed": true' in dump or '"resumed":true' in dump
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT session_id, step, COUNT(*) FROM candidates WHERE event = 'resume' GROUP BY 1, 2").fetchall()
+    assert len(rows) == 1 and rows[0][1:] == (1, 9)      # the grid shown again, under the new session's id
+
+
+# -- from the review: what a kept selection holds, and what must not resume --------------------------------------------
+def test_a_kept_selection_holds_no_upload_drawing_or_calibration(engine):
+    from omokage.gaze.calibration import Profile  # noqa: F401  (the tracker's calibration state)
+    backend, keeper = EngineBackend(engine), SessionKeeper()
+    conn = ServerConnection(backend, "a", keeper=keeper)
+    greet(conn)
+    conn.receive(frame("start", 2, algorithm="pca", init="random", seed=1), 1.0)
+    big = b"\x00" * 3_000_000
+    conn.receive(frame("start", 3, algorithm="pca", init="image", image=big), 2.0)   # refused or offloaded: held
+    assert conn.last_message is not None
+    conn.gaze.begin_calibration()
+    conn.disconnected()
+    assert conn.last_message is None and conn.pending is None and not conn.gaze.calibrating
+    assert conn.canvas is None and conn.resumable        # the selection itself stays, for its client
+
+
+def test_only_a_selection_that_can_go_on_is_kept(server):
+    async def main():
+        empty = await OmokageClient.connect(server.url)            # said hello, never started
+        decided = await OmokageClient.connect(server.url)
+        g = await decided.start("pca", seed=2)
+        await decided.decide(g.ids[0])
+        busy = await OmokageClient.connect(server.url)
+        await busy.start("pca", seed=3)
+        for c in (empty, decided, busy):
+            await c.close()
+        await asyncio.sleep(0.3)
+        assert server.server.keeper.stats()["detached"] == 1   # the two with nothing to resume hold no slot
+    run(main())
+
+
+def test_a_step_the_log_could_not_keep_does_not_resume(engine):
+    srv = RunningServer(engine)
+    try:
+        async def failing_commit(records, wire_in):
+            return not any(r.get("event") == "choose" for r in records)
+        srv.server._commit = failing_commit              # the event log fails (a full disk) on the pick
+
+        async def main():
+            c = await OmokageClient.connect(srv.url)
+            token = c.resume_token
+            g = await c.start("pca", seed=4)
+            with pytest.raises((OmokageError, ConnectionError)):
+                await c.choose(g.ids[3])
+            await c.close()
+            await asyncio.sleep(0.2)
+            async with await OmokageClient.connect(srv.url, resume=token) as back:
+                return back.resumed
+        assert run(main()) is False      # the client was told "it was not kept; start again": nothing comes back
+    finally:
+        srv.stop()
+
+
+def test_a_random_selection_resumes_without_an_earlier_images_reconstruction(engine):
+    backend, keeper = EngineBackend(engine), SessionKeeper()
+    first = ServerConnection(backend, "a", keeper=keeper)
+    _, (welcome,) = greet(first)
+    first._start_reconstruction = None
+    import numpy as np
+    from omokage.catalog.store import encode_texture
+    recon = encode_texture(np.zeros((8, 8, 3), np.uint8))
+    first.projection_done(first._offload_projection("start.image", b"x", 2, "pca", 1, "thompson").job,
+                          np.zeros(engine.space("pca").dim, np.float32), recon, 1.0)
+    first.receive(frame("start", 3, algorithm="pca", init="random", seed=5), 2.0)   # then a random selection
+    first.disconnected()
+    keeper.detach(first.resume_token, 3.0)
+    second = ServerConnection(backend, "b", keeper=keeper)
+    _, (w, grid) = greet(second, now=4.0, resume=welcome["resume"]["token"])
+    assert w["resumed"] and "reconstruction" not in grid
+
+
+def test_a_projection_that_returns_after_its_connection_was_superseded_starts_nothing(engine):
+    import numpy as np
+    from omokage.catalog.store import encode_texture
+    backend, keeper = EngineBackend(engine), SessionKeeper()
+    old = ServerConnection(backend, "old", keeper=keeper)
+    _, (welcome,) = greet(old)
+    (g,) = sent(old.receive(frame("start", 2, algorithm="pca", init="random", seed=6), 1.0))
+    job = old._offload_projection("start.image", b"x", 3, "pca", 1, "thompson").job
+    new = ServerConnection(backend, "new", keeper=keeper)
+    greet(new, now=2.0, resume=welcome["resume"]["token"])
+    assert old.closed and new.session is not None
+    late = old.projection_done(job, np.zeros(engine.space("pca").dim, np.float32),
+                               encode_texture(np.zeros((8, 8, 3), np.uint8)), 3.0)
+    assert late == [] and old.session is None
+
+
+def test_a_duplicated_tab_does_not_take_a_live_selection_that_is_over(engine):
+    """A live owner with nothing to resume (decided) keeps its link and its token: no Supersede, resumed false."""
+    backend, keeper = EngineBackend(engine), SessionKeeper()
+    first = ServerConnection(backend, "a", keeper=keeper)
+    _, (welcome,) = greet(first)
+    (g,) = sent(first.receive(frame("start", 2, algorithm="pca", init="random", seed=1), 1.0))
+    first.receive(frame("decide", 3, id=g["items"][0]["id"]), 2.0)
+    copy = ServerConnection(backend, "b", keeper=keeper)
+    actions, (w,) = greet(copy, now=3.0, resume=welcome["resume"]["token"])
+    assert w["resumed"] is False and not any(isinstance(a, Supersede) for a in actions) and not first.closed
+    assert keeper.owner(welcome["resume"]["token"], 3.0) is first
+
+
+def test_the_client_command_prints_no_secrets():
+    from omokage.demo import describe
+    line = describe({"type": "welcome", "resume": {"token": "ab" * 16, "ttl_s": 600.0}})
+    assert "ab" * 16 not in line and "<secret>" in line and "600" in line
+    assert "s3cret" not in describe({"type": "hello", "token": "s3cret", "resume": "cd" * 16})
+
+
+def test_fit_user_model_reads_a_resumed_selection_as_one(tmp_path):
+    from omokage.selection.user_model import read_choice_records
+    log = tmp_path / "events.jsonl"
+    lines = [{"event": "start", "session_id": "a", "algorithm": "pca", "item": None, "candidates": [1, 2, 3]},
+             {"event": "choose", "session_id": "a", "algorithm": "pca", "item": 2, "candidates": [2, 4, 5]},
+             {"event": "resume", "session_id": "b", "from_session": "a", "algorithm": "pca", "candidates": [2, 4, 5]},
+             {"event": "choose", "session_id": "b", "algorithm": "pca", "item": 4, "candidates": [4, 6, 7]},
+             {"event": "decide", "session_id": "b", "algorithm": "pca", "item": 7, "candidates": []}]
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    records, report = read_choice_records([log])
+    assert [(r.shown, r.chosen, r.target) for r in records] == [((1, 2, 3), 2, 7), ((2, 4, 5), 4, 7)]
+    assert report.decided_sessions == 1 and not report.problems

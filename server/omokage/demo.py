@@ -35,7 +35,16 @@ def prepare(home: Path, count: int = 1500, seed: int = 0, algorithms=DEFAULT_ALG
 
 
 def describe(message: dict[str, Any]) -> str:
-    """A message as one readable line: bins become their length, long lists are shortened."""
+    """A message as one readable line: bins become their length, long lists are shortened, secrets (the access token,
+    a v1.7 resume token) are shown as <secret>."""
+    message = dict(message)
+    if "token" in message:
+        message["token"] = "<secret>"
+    if isinstance(message.get("resume"), dict):
+        message["resume"] = {**message["resume"], "token": "<secret>"}
+    elif "resume" in message:
+        message["resume"] = "<secret>"
+
     def short(v):
         if isinstance(v, bytes):
             return f"<{len(v)} bytes>"

@@ -225,6 +225,7 @@ class ServerConnection:
         self._tickets = 0
         self._bucket = TokenBucket(limits.max_messages_per_second, limits.burst)
         self._reconstruction: Texture | None = None  # the latest, re-fetchable on this connection
+        self._start_reconstruction: Texture | None = None  # the current selection's (its image start's), for a resume
         self.messages_in = 0
         self.errors_out = 0
         self.last_message: dict[str, Any] | None = None  # the latest validated message (the store logs it)
@@ -312,6 +313,9 @@ class ServerConnection:
     def projection_done(self, job: ProjectionJob, vector: np.ndarray, reconstruction: Texture,
                         now: float) -> list[Action]:
         self.pending = None
+        if self.closed and self._pending_trial is None:
+            # its client left, or resumed elsewhere (v1.7): a selection started now would be logged for nobody
+            return []
         self._reconstruction = reconstruction  # earlier ones are dropped: memory stays bounded
         trial, self._pending_trial = self._pending_trial, None
         if trial is not None:
@@ -393,7 +397,17 @@ class ServerConnection:
         lost selection waiting for its client holds no canvas and no projection state."""
         self.closed = True
         self.canvas = self._live = self.last_sketch = self._sketch_start = None
+        self.last_message = self.pending = self._pending_trial = None   # an upload's bytes, a job's image
+        self._reconstruction = None
+        if self.gaze.calibrating:
+            self.gaze.end_calibration()
         self.gaze.stop()    # the grid's samples: a resumed grid's gaze starts afresh on the new connection
+
+    @property
+    def resumable(self) -> bool:
+        """v1.7: whether a reconnect could go on with this connection's selection (started, not decided)."""
+        s = self.session
+        return s is not None and s.decision is None and s.current is not None and self.study is None
 
     def unrecorded(self) -> None:
         """The records of this connection's last step could not be committed (the server then closes it). In a study
@@ -401,6 +415,7 @@ class ServerConnection:
         again from the store when they reconnect."""
         if self.study is not None and self.participant is not None:
             self.study.unrecorded(self.participant)
+        self.session = None   # ahead of the log: a resume must not bring back a step the disk never had (v1.7)
 
     def projection_failed(self, job: ProjectionJob, code: str, message: str) -> list[Action]:
         self.pending = None
@@ -548,8 +563,12 @@ class ServerConnection:
                 record["gaze_profile"] = True
             except (CalibrationError, TypeError, ValueError):   # a damaged record: their gaze goes uncorrected
                 record["gaze_profile"] = "unreadable"
+        # v1.7: go on with the selection of an earlier connection ([] when there is none to go on with); before the
+        # gaze profile is told, as its calibration comes along
+        resumed = self._resume(msg["resume"], now) if "resume" in msg else []
         if self.client_minor >= 5 and "gaze" in welcome:   # v1.5: whether this session's gaze is corrected, by what
-            welcome["gaze"]["profile"] = self.gaze_profile_source
+            source = self.gaze_profile_source   # v1.7: `calibration`, a resumed selection's earlier calibration
+            welcome["gaze"]["profile"] = source if source != "calibration" or self.client_minor >= 7 else "none"
         if self.client_minor >= 5 and b.ideal_image_size and self.study is None:   # v1.5: it generates ideal faces
             welcome["ideal"] = {"image_size": int(b.ideal_image_size)}
         if self.client_minor >= 3 and b.sketch_resolution:  # v1.3: the server draws sketches
@@ -559,11 +578,9 @@ class ServerConnection:
                                  "max_points_per_stroke": MAX_POINTS_PER_STROKE, "max_points": MAX_POINTS_PER_CANVAS}
             if self.client_minor >= 6:   # v1.6: whether sharper previews follow the results
                 welcome["sketch"]["sharpens"] = bool(b.sketch_sharpens)
-        resumed: list[Action] = []
-        if "resume" in msg:   # v1.7: go on with the selection of an earlier connection (nothing to go on with: false)
-            resumed = self._resume(msg["resume"], now)
-            welcome["resumed"] = any(isinstance(a, Send) for a in resumed)
-            if welcome["resumed"]:
+        if "resume" in msg:
+            welcome["resumed"] = bool(resumed)
+            if resumed:
                 record["resumed_from"] = self._resumed_from
         if self.client_minor >= 7 and self.keeper is not None and self.study is None:
             # a study's participants resume by their code, from the store; everyone else by this token
@@ -575,25 +592,31 @@ class ServerConnection:
         """v1.7: take over the selection `token` was given for: its belief, grid and gaze corrections move here, and the
         grid on screen is sent again (no rid). [] when there is nothing to go on with (an unknown, spent or expired
         token, a server restarted since, a study, a selection decided or never started): the client starts again."""
-        previous = self.keeper.claim(token, now) if self.keeper is not None and self.study is None else None
+        if self.keeper is None or self.study is not None:
+            return []
+        previous = self.keeper.owner(token, now)
         if previous is None or previous is self:
             return []
+        if not previous.resumable:
+            # nothing to go on with: a live owner (a duplicated browser tab, say) keeps its link and its token
+            if previous.closed:
+                self.keeper.claim(token, now)
+            return []
+        self.keeper.claim(token, now)
         actions: list[Action] = []
         if not previous.closed:   # its client reconnected before the server saw the old link die: this one wins
             previous.closed = True
             actions.append(Supersede(previous))
         session, previous.session = previous.session, None
-        if session is None or session.decision is not None or session.current is None:
-            return actions
         self.session = session
         self._resumed_from = previous.session_id
-        self._reconstruction = previous._reconstruction
+        self._reconstruction = self._start_reconstruction = previous._start_reconstruction
         # the gaze corrections its calibrations fitted, and the panels the client laid out, still hold: same headset
         self.gaze.source_profiles.update(previous.gaze.source_profiles)
         if self.gaze.layout is None:
             self.gaze.layout = previous.gaze.layout
         if previous.gaze.source_profiles:
-            self.gaze_profile_source = "calibration"
+            self.gaze_profile_source = "calibration"    # v1.7's welcome.gaze.profile value for it
         step = session.current
         self.gaze.begin_step(step.step, step.ids, now)
         fields: dict[str, Any] = {"step": step.step, "algorithm": session.algorithm, "items": self._items(step)}
@@ -728,6 +751,7 @@ class ServerConnection:
                                         policy=make_policy(policy, **self.backend.policy_params(algorithm)),
                                         grid_size=self.grid_size)
         step = self.session.start(query, at=now, evidence=evidence)
+        self._start_reconstruction = reconstruction
         self.gaze.begin_step(step.step, step.ids, now)
         fields: dict[str, Any] = {"step": step.step, "algorithm": algorithm, "items": self._items(step)}
         if reconstruction is not None:

@@ -72,6 +72,18 @@ class SessionKeeper:
             self._detached.popitem(last=False)
             self.expired += 1
 
+    def owner(self, token: str, now: float) -> Any | None:
+        """The connection holding `token`'s state (live or gone), without spending the token; None when unknown."""
+        self.expire(now)
+        kept = self._live.get(token) or self._detached.get(token)
+        return kept.owner if kept is not None else None
+
+    def forget(self, token: str | None) -> None:
+        """Its owner left with nothing to resume (no selection, or a decided one): keep nothing for it."""
+        if token is not None:
+            self._live.pop(token, None)
+            self._detached.pop(token, None)
+
     def claim(self, token: str, now: float) -> Any | None:
         """The connection that holds `token`'s state (still connected or gone), or None when the token is unknown,
         spent or expired. The token is spent either way."""
@@ -91,6 +103,8 @@ class SessionKeeper:
             del self._detached[token]
             self.expired += 1
 
-    def stats(self) -> dict[str, int]:
+    def stats(self, now: float | None = None) -> dict[str, int]:
+        if now is not None:   # an idle server drops what expired when asked, not only at the next detach or claim
+            self.expire(now)
         return {"live": len(self._live), "detached": len(self._detached), "resumed": self.resumed,
                 "expired": self.expired}

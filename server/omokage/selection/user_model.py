@@ -76,7 +76,7 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                 for n, rec in enumerate(log_records(path), 1):
                     report.lines += 1
                     if isinstance(rec.get("session_id"), str) and rec.get("event") in ("start", "choose", "skip",
-                                                                                       "back", "decide"):
+                                                                                       "back", "resume", "decide"):
                         sessions.setdefault(rec["session_id"], []).append({**rec, "_where": f"{path}#{n}"})
             except StoreError as exc:
                 report.problems.append(f"{path}: {exc}")
@@ -97,8 +97,9 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                 if not isinstance(rec, dict) or not isinstance(rec.get("session_id"), str):
                     report.problems.append(f"{path}:{n}: not a session event (no session_id); skipped")
                     continue
-                if rec.get("event") in ("start", "choose", "skip", "back", "decide", "gaze"):
+                if rec.get("event") in ("start", "choose", "skip", "back", "resume", "decide", "gaze"):
                     sessions.setdefault(rec["session_id"], []).append({**rec, "_where": f"{path}:{n}"})
+    sessions = _join_resumed(sessions)
     records: list[ChoiceRecord] = []
     gaze: list[GazeRecord] = []
     for events in sessions.values():
@@ -150,6 +151,24 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                     grid = [int(c) for c in cands]
     report.gaze_records = gaze
     return records, report
+
+
+def _join_resumed(sessions: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """v1.7: a selection resumed on a new connection goes on under that connection's session id, after a `resume`
+    event naming the one it came from: its events are put after that session's, so the selection reads as one run."""
+    joined: dict[str, list[dict]] = {}
+    home: dict[str, str] = {}       # session id -> the session its selection began in
+    for sid, events in sessions.items():   # in order of first appearance: a resumed session after the one it left
+        first = events[0]
+        origin = first.get("from_session") if first.get("event") == "resume" else None
+        root = home.get(origin) if isinstance(origin, str) else None
+        if root is None:
+            home[sid] = sid
+            joined[sid] = list(events)
+        else:
+            home[sid] = root
+            joined[root].extend(events)
+    return joined
 
 
 def _gaze_record(ev: dict, algorithm: str, target: int) -> GazeRecord | None:

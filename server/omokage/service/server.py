@@ -478,7 +478,7 @@ class OmokageServer:
                          "event_log": self.events.stats() if self.events is not None else None,
                          "store": self.store.stats() if self.store is not None else None,
                          "sketch": self.sketches.stats() if self.sketches is not None else None,
-                         "resumable": self.keeper.stats() if self.keeper is not None else None,
+                         "resumable": self.keeper.stats(time.time()) if self.keeper is not None else None,
                          "uptime_s": round(time.time() - self.started, 3)})
         return body
 
@@ -594,8 +594,11 @@ class OmokageServer:
             if refused.count and self.store is not None:
                 self.store.write_many([refused.record(conn)])
             conn.disconnected()   # work still out for it (a drawing being projected) is dropped, not sent
-            if self.keeper is not None:   # v1.7: its selection waits for the client to come back
-                self.keeper.detach(conn.resume_token, time.time())
+            if self.keeper is not None:   # v1.7: its selection waits for the client to come back, if it has one
+                if conn.resumable:
+                    self.keeper.detach(conn.resume_token, time.time())
+                else:
+                    self.keeper.forget(conn.resume_token)
             self.connections -= 1
             self._per_address[peer] -= 1
             if self._per_address[peer] <= 0:

@@ -246,6 +246,18 @@ def _skip(cur, rec, sid, at, trial, rows) -> bool:
     return True
 
 
+def _resume(cur, rec, sid, at, trial, rows) -> bool:
+    """v1.7: a selection goes on on this connection: the grid it shows again, under this session's id."""
+    _grid(rows, rec, sid, at, trial, "resume")
+    return True
+
+
+def _back(cur, rec, sid, at, trial, rows) -> bool:
+    """v1.7: the last pick taken back: the grid that returns (the undone pick's row stays: it happened)."""
+    _grid(rows, rec, sid, at, trial, "back")
+    return True
+
+
 def _rate(cur, rec, sid, at, trial, rows) -> bool:
     cur.execute("INSERT INTO ratings (session_id, trial_id, step, item, rating, at) VALUES (?, ?, ?, ?, ?, ?)",
                 (sid, trial, rec.get("step"), rec.get("item"), rec.get("rating"), at))
@@ -318,6 +330,7 @@ def _answers(cur, rec, sid, at, trial, rows) -> bool:
 
 
 _HANDLERS = {"hello": _hello, "start": _start, "choose": _choose, "skip": _skip, "rate": _rate, "decide": _decide,
+             "resume": _resume, "back": _back,
              "disconnect": _disconnect, "gaze": _gaze, "trial_begin": _trial_begin, "trial_resume": _trial_resume,
              "answers": _answers, "ideal": _ideal}
 
