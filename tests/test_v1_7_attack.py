@@ -4,12 +4,14 @@ study and token servers, and old clients, against real servers on loopback with 
 half-open old link, a WebSocket client on a bare TCP socket that never answers the server's close).
 
 What the document promises, and these tests hold the server to:
-- a resume token is spent once a hello presenting it is accepted, whatever the answer; a refused hello (unauthorized,
-  bad_field, a second hello) spends nothing; so two connections never share one selection;
+- a token is spent when its selection goes on, so two connections never share one; a refused hello (unauthorized,
+  bad_field, a second hello, a locked-out address) spends nothing; a token whose selection cannot go on is not taken
+  from a connection that is still open;
 - `resumed: true` is followed at once by the grid on screen (`candidates` without rid); `resumed: false` by nothing;
 - the old connection, if still open, is closed (1000) and anything more it sends is ignored;
-- belief, faces seen and ratings carry over; a drawing does not;
-- at most 512 lost selections are kept, for `ttl_s` after their connection was lost;
+- belief, faces seen, ratings, the gaze calibration, an image start's reconstruction and `back`'s history carry over;
+  a drawing does not;
+- at most 512 lost selections are kept, only ones that can go on, for `ttl_s` after their connection was lost;
 - tokens never reach the logs or the event store; old clients see none of it.
 """
 
@@ -22,7 +24,6 @@ import json
 import os
 import re
 import struct
-import time
 import urllib.request
 from io import BytesIO
 from pathlib import Path
@@ -31,7 +32,6 @@ import msgpack
 import numpy as np
 import pytest
 import websockets
-
 from omokage.gaze.calibration import load_patterns
 from omokage.service.server import HelloLimiter, configure_logging
 from omokage.study.definition import create_study, parse_study
@@ -166,13 +166,13 @@ class Silent:
                 self.closed = (code, data[2:].decode("utf-8", "replace"))
                 return None
 
-    async def drain(self, timeout=3.0):
+    async def drain(self, timeout=0.5):
         """Every message until the server closes (or `timeout` passes quietly)."""
         out = []
         try:
             while (m := await self.next(timeout)) is not None:
                 out.append(m)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         return out
 
@@ -567,6 +567,59 @@ def test_takeover_while_a_request_is_in_flight(server, request_kind):
     asyncio.run(go())
 
 
+@pytest.fixture(scope="module")
+def durable_server(engine17, tmp_path_factory):
+    """Events fsynced to a JSON-lines log and a store before each reply: a pick's reply waits on disk, a window in
+    which the selection has moved on and its old connection has not been told yet."""
+    configure_logging("warning")
+    d = tmp_path_factory.mktemp("durable")
+    srv = RunningServer(engine17, events_path=d / "events.jsonl", store_path=d / "store.db",
+                        calibration=load_patterns(REPO / "calibration"))
+    srv.events_path = d / "events.jsonl"
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("request_kind", ["choose", "skip", "decide"])
+def test_takeover_while_a_pick_is_being_committed(durable_server, request_kind):
+    """The new connection's handshake is done; its resuming hello goes out right behind the old connection's pick.
+    Whatever interleaving: what the old connection was told agrees with what resumed (a decided selection never
+    resumes; a grid the old one was shown is the one resumed), and the resumed grid takes the next pick."""
+    async def go():
+        outcomes = set()
+        for k in range(4):
+            a = await Silent.open(durable_server.port)
+            before = await a.req({"type": "start", "algorithm": "pca", "init": "random", "seed": k,
+                                  "policy": "infogain"})
+            b = Raw(await websockets.connect(durable_server.url, max_size=None, compression=None))
+            pick = {"choose": {"type": "choose", "id": before["items"][2]["id"]}, "skip": {"type": "skip"},
+                    "decide": {"type": "decide", "id": before["items"][2]["id"]}}[request_kind]
+            await a.send(pick)
+            if k % 2:
+                await asyncio.sleep(0.0005 * k)
+            await b.send({"type": "hello", "protocol": 1, "client": "race", "protocol_minor": 7,
+                          "resume": a.welcome["resume"]["token"]})
+            b.welcome = await b.next()
+            a_replies = await a.drain()
+            a_types = [m["type"] for m in a_replies]
+            outcomes.add((tuple(a_types), b.welcome["resumed"]))
+            if request_kind == "decide":
+                assert not ("decided" in a_types and b.welcome["resumed"]), \
+                    "the old connection was told `decided` and the selection resumed on the new one"
+                if b.welcome["resumed"]:
+                    b.grid = await b.next()
+                    assert b.grid["items"] == before["items"]
+            else:
+                assert b.welcome["resumed"] is True
+                b.grid = await b.next()
+                _consistent(b.grid, before, a_replies, request_kind)
+                m = await b.req({"type": "choose", "id": b.grid["items"][1]["id"]})
+                assert m["type"] == "candidates", m
+            a.abort()
+            await b.close()
+    asyncio.run(go())
+
+
 def test_presenting_ones_own_token_in_a_second_hello_is_refused_and_spends_nothing(server):
     async def go():
         a = await Raw.open(server.url)
@@ -582,23 +635,66 @@ def test_presenting_ones_own_token_in_a_second_hello_is_refused_and_spends_nothi
     asyncio.run(go())
 
 
-def test_a_live_connection_that_never_started_resumes_nothing_and_its_token_is_spent(server):
+def test_a_live_connections_token_with_nothing_to_resume_is_not_taken_from_it(server):
+    """"A token whose selection cannot go on is not taken from a connection that is still open (a duplicated browser
+    tab does not close the tab it copied)": presented while its connection is open and has not started (or has
+    decided), it is `resumed: false`, nothing follows, the open connection keeps its link and its token, which
+    resumes its selection later."""
     async def go():
         a = await Raw.open(server.url)
         b = await Raw.open(server.url, resume=a.token)
         assert b.welcome["resumed"] is False
         await b.nothing_follows()
         await b.close()
-        # the presented token is spent whatever the answer: a's later selection cannot be taken with it
-        try:
-            await a.ok({"type": "start", "algorithm": "pca", "init": "random"}, "candidates")
-            await a.close()
-        except websockets.ConnectionClosed:
-            pass
-        await asyncio.sleep(0.1)
+        await a.ok({"type": "ping", "t": 0}, "pong")            # still open
+        g = await a.ok({"type": "start", "algorithm": "pca", "init": "random"}, "candidates")
+        await a.close()
         c = await Raw.open(server.url, resume=a.token)
-        assert c.welcome["resumed"] is False, "a token presented once (resumed: false) resumed later"
-        await c.close()
+        assert c.welcome["resumed"] is True and c.grid["items"] == g["items"]
+        # a decided one, still open: not closed, and the token stays with it
+        d = await Raw.open(server.url, resume=c.token)           # c is open: this takes c's selection over
+        assert d.welcome["resumed"] is True
+        with pytest.raises(websockets.ConnectionClosed):
+            await c.req({"type": "ping", "t": 0})
+        assert c.ws.close_code == 1000
+        await d.ok({"type": "decide", "id": d.grid["items"][0]["id"]}, "decided")
+        e = await Raw.open(server.url, resume=d.token)
+        assert e.welcome["resumed"] is False
+        await e.nothing_follows()
+        await d.ok({"type": "ping", "t": 0}, "pong")            # the decided connection keeps its link
+        await d.ok({"type": "start", "algorithm": "pca", "init": "random"}, "candidates")
+        await d.close()
+        f = await Raw.open(server.url, resume=d.token)           # and its token, for its next selection
+        assert f.welcome["resumed"] is True
+        for x in (e, f):
+            await x.close()
+    asyncio.run(go())
+
+
+def test_back_after_resuming_walks_the_old_connections_steps(server):
+    """v1.7's `back` on a resumed selection: the grids before the resume come back exactly (same faces, order,
+    step), down to the first, where `back` is wrong_state; a selection resumed after a `back` resumes the grid the
+    `back` returned."""
+    async def go():
+        a = await Raw.open(server.url)
+        g1 = await a.ok({"type": "start", "algorithm": "pca", "init": "random", "seed": 21, "policy": "thompson"},
+                        "candidates")
+        g2 = await a.ok({"type": "choose", "id": g1["items"][4]["id"]}, "candidates")
+        g3 = await a.ok({"type": "skip"}, "candidates")
+        await a.ok({"type": "choose", "id": g3["items"][2]["id"]}, "candidates")
+        back = await a.ok({"type": "back"}, "candidates")
+        assert (back["step"], ids(back)) == (3, ids(g3))
+        await a.close()
+        b = await Raw.open(server.url, resume=a.token)
+        assert (b.grid["step"], ids(b.grid)) == (3, ids(g3)), "the resumed grid is not the one `back` returned"
+        for want in (g2, g1):
+            m = await b.ok({"type": "back"}, "candidates")
+            assert (m["step"], ids(m)) == (want["step"], ids(want))
+        m = await b.req({"type": "back"})
+        assert (m["type"], m.get("code")) == ("error", "wrong_state"), m
+        again = await b.ok({"type": "choose", "id": g1["items"][4]["id"]}, "candidates")
+        assert again["step"] == 2 and again["items"][0]["id"] == g1["items"][4]["id"]
+        await b.close()
     asyncio.run(go())
 
 
@@ -858,7 +954,7 @@ def test_a_study_server_gives_no_token_and_resumes_no_token(study_server, server
 
 # --- time to live, restarts -------------------------------------------------------------------------------------------
 
-def test_ttl_counts_from_the_loss_and_expired_selections_are_let_go(short_server):
+def test_ttl_counts_from_the_loss(short_server):
     async def go():
         a = await Raw.open(short_server.url)
         assert a.welcome["resume"]["ttl_s"] == pytest.approx(0.6)
@@ -874,14 +970,22 @@ def test_ttl_counts_from_the_loss_and_expired_selections_are_let_go(short_server
         assert c.welcome["resumed"] is False
         await c.nothing_follows()
         await c.close()
-        # a dropped one past its ttl no longer counts as kept (its memory let go)
-        d = await Raw.open(short_server.url)
-        await d.ok({"type": "start", "algorithm": "pca", "init": "random"}, "candidates")
-        await d.close()
+    asyncio.run(go())
+
+
+def test_expired_selections_are_let_go(short_server):
+    """Kept "for `--resume-minutes`": once past the ttl a lost selection is no longer kept, and /healthz (which
+    "shows how many") no longer counts it, even when no other client comes or goes meanwhile."""
+    async def go():
+        for seed in (1, 2):
+            d = await Raw.open(short_server.url)
+            await d.ok({"type": "start", "algorithm": "pca", "init": "random", "seed": seed}, "candidates")
+            await d.close()
         await asyncio.sleep(0.2)
-        assert kept(short_server) >= 1
-        await asyncio.sleep(1.2)
-        assert kept(short_server) == 0, f"/healthz still counts expired selections: {health(short_server)}"
+        assert kept(short_server) == 2
+        await asyncio.sleep(1.2)              # past the ttl, the server idle
+        assert kept(short_server) == 0, \
+            f"/healthz still counts (and the server still holds) expired selections: {health(short_server)['resumable']}"
     asyncio.run(go())
 
 
@@ -913,69 +1017,81 @@ def test_resume_ttl_zero_keeps_nothing_and_tokens_do_not_cross_servers(engine17,
 
 # --- memory: floods of dropped selections ------------------------------------------------------------------------------
 
-def test_a_flood_of_dropped_selections_keeps_at_most_512_oldest_first(engine17):
-    """Connections that decide and drop, or are old clients (no token), leave nothing kept; 520 that greet and drop
-    without starting must not evict a real lost selection (none of them is a selection that could resume: "the
-    selection was ... never started" resumes nothing, so it may not take a place among the 512). Then 600
-    connections each start a selection and drop: /healthz keeps at most 512, the oldest went first (its token resumes
-    nothing, the newest still resumes)."""
+async def _drop_one(srv, kind):
+    """One connection that says hello and drops its link (a lost link, not a goodbye) after: nothing more (`hello`),
+    a started selection (`start`), a decided one (`decide`), or a started one as an old client without a token
+    (`old`). Returns its resume token, if it got one."""
+    ws = await websockets.connect(srv.url, max_size=None, compression=None)
+    hello = {"type": "hello", "rid": 1, "protocol": 1, "client": "flood", "protocol_minor": 7}
+    if kind == "old":
+        del hello["protocol_minor"]
+    await ws.send(msgpack.packb(hello))
+    w = msgpack.unpackb(await ws.recv())
+    if kind in ("start", "old", "decide"):
+        await ws.send(msgpack.packb({"type": "start", "rid": 2, "algorithm": "raw", "init": "random",
+                                     "policy": "random"}))
+        g = msgpack.unpackb(await ws.recv())
+        if kind == "decide":
+            await ws.send(msgpack.packb({"type": "decide", "rid": 3, "id": g["items"][0]["id"]}))
+            assert msgpack.unpackb(await ws.recv())["type"] == "decided"
+    ws.transport.abort()
+    return w.get("resume", {}).get("token")
+
+
+async def _flood(srv, kind, n, batch=40):
+    tokens = []
+    for k in range(0, n, batch):
+        tokens += await asyncio.gather(*(_drop_one(srv, kind) for _ in range(min(batch, n - k))))
+    await asyncio.sleep(0.2)
+    return tokens
+
+
+@pytest.fixture()
+def fresh_server(engine17):
     configure_logging("warning")
     srv = RunningServer(engine17)
-    hello = {"type": "hello", "rid": 1, "protocol": 1, "client": "flood", "protocol_minor": 7}
-    start = msgpack.packb({"type": "start", "rid": 2, "algorithm": "raw", "init": "random", "policy": "random"})
+    yield srv
+    srv.stop()
 
-    async def one(kind):
-        ws = await websockets.connect(srv.url, max_size=None, compression=None)
-        h = dict(hello)
-        if kind == "old":
-            del h["protocol_minor"]
-        await ws.send(msgpack.packb(h))
-        w = msgpack.unpackb(await ws.recv())
-        if kind in ("start", "old", "decide"):
-            await ws.send(start)
-            g = msgpack.unpackb(await ws.recv())
-            if kind == "decide":
-                await ws.send(msgpack.packb({"type": "decide", "rid": 3, "id": g["items"][0]["id"]}))
-                assert msgpack.unpackb(await ws.recv())["type"] == "decided"
-        ws.transport.abort()           # a lost link, not a goodbye
-        return w.get("resume", {}).get("token")
 
-    async def flood(kind, n, batch=40):
-        tokens = []
-        for k in range(0, n, batch):
-            tokens += await asyncio.gather(*(one(kind) for _ in range(min(batch, n - k))))
-        await asyncio.sleep(0.2)
-        return tokens
+def test_a_flood_of_dropped_selections_keeps_at_most_512_oldest_first(fresh_server):
+    """600 connections each start a selection and drop: /healthz keeps at most 512, the oldest went first (its token
+    resumes nothing), the newest still resumes."""
+    async def go():
+        tokens = await _flood(fresh_server, "start", 600)
+        n = kept(fresh_server)
+        assert 0 < n <= 512, f"{n} lost selections kept"
+        first = await Raw.open(fresh_server.url, resume=tokens[0])
+        assert first.welcome["resumed"] is False, "the oldest lost selection was not the one let go"
+        await first.close()
+        last = await Raw.open(fresh_server.url, resume=tokens[-1])
+        assert last.welcome["resumed"] is True
+        await last.close()
+    asyncio.run(go())
 
-    try:
-        async def go():
-            problems = []
-            for kind in ("decide", "old"):
-                before = kept(srv)
-                await flood(kind, 60)
-                if kept(srv) != before:
-                    problems.append(f"60 connections of kind {kind!r} (nothing to resume) added "
-                                    f"{kept(srv) - before} kept selections")
-            victim, _, grid, _ = await lost_selection(srv.url, rate=False)
-            await flood("hello", 520)
-            v = await Raw.open(srv.url, resume=victim)
-            if not v.welcome["resumed"]:
-                problems.append(f"520 connections that only said hello and dropped evicted a real lost selection "
-                                f"(/healthz resumable: {health(srv)['resumable']})")
-            await v.close()
-            tokens = await flood("start", 600)
-            n = kept(srv)
-            assert 0 < n <= 512, f"{n} lost selections kept"
-            first = await Raw.open(srv.url, resume=tokens[0])
-            assert first.welcome["resumed"] is False, "the oldest lost selection was not the one let go"
-            await first.close()
-            last = await Raw.open(srv.url, resume=tokens[-1])
-            assert last.welcome["resumed"] is True
-            await last.close()
-            assert not problems, "; ".join(problems)
-        asyncio.run(go())
-    finally:
-        srv.stop()
+
+def test_connections_with_nothing_to_resume_take_no_place_among_the_512(fresh_server):
+    """A connection that only said hello, or whose selection was decided, has nothing a token could resume ("the
+    selection was already decided or never started": resumed false), so keeping it as a lost selection only evicts
+    real ones: 520 hello-and-drop connections must not push out a user's lost selection; 60 decided ones add nothing
+    to /healthz `resumable`. (Old clients, who get no token, already add nothing.)"""
+    async def go():
+        problems = []
+        for kind in ("old", "decide"):
+            before = kept(fresh_server)
+            await _flood(fresh_server, kind, 60)
+            if kept(fresh_server) != before:
+                problems.append(f"60 dropped connections of kind {kind!r} added {kept(fresh_server) - before} "
+                                f"kept selections")
+        victim, _, _, _ = await lost_selection(fresh_server.url, rate=False)
+        await _flood(fresh_server, "hello", 520)
+        v = await Raw.open(fresh_server.url, resume=victim)
+        if not v.welcome["resumed"]:
+            problems.append(f"520 connections that only said hello and dropped evicted a user's lost selection "
+                            f"(/healthz resumable: {health(fresh_server)['resumable']})")
+        await v.close()
+        assert not problems, "; ".join(problems)
+    asyncio.run(go())
 
 
 # --- secrets in logs and the store ---------------------------------------------------------------------------------
@@ -1008,8 +1124,8 @@ def test_tokens_never_reach_logs_events_or_the_store(engine17, tmp_path, capfd):
                 await d.close()
             seen.append("feedfacefeedfacefeedfacefeedface")
             await b.close()
-            return a.welcome["session_id"], b.welcome["session_id"]
-        old_sid, new_sid = asyncio.run(go())
+            return a.welcome["session_id"], b.welcome["session_id"], ids(b.grid)
+        old_sid, new_sid, shown_ids = asyncio.run(go())
     finally:
         srv.stop()
         logs = capfd.readouterr().err
@@ -1025,6 +1141,12 @@ def test_tokens_never_reach_logs_events_or_the_store(engine17, tmp_path, capfd):
         for where, blob in blobs.items():
             for form in (tok.encode(), tok.upper().encode(), bytes.fromhex(tok)):
                 assert form not in blob, f"a resume token reached the {where}"
+    import sqlite3
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT step, position, item FROM candidates WHERE session_id = ? AND event = 'resume' "
+                           "ORDER BY position", (new_sid,)).fetchall()
+    assert [r[2] for r in rows] == shown_ids and {r[0] for r in rows} == {1}, \
+        f"the store's candidates table lacks the resumed grid: {rows}"
     resumes = [json.loads(line) for line in events.read_text().splitlines() if '"resume"' in line]
     assert any(e.get("event") == "resume" and e.get("from_session") == old_sid and e.get("session_id") == new_sid
                for e in resumes), resumes
@@ -1071,3 +1193,91 @@ def test_a_v1_6_client_may_present_a_token_but_is_told_no_new_one(server):
         await asyncio.sleep(0.2)
         assert kept(server) == before, "a v1.6 client's selection (no token: never resumable) is kept"
     asyncio.run(go())
+
+
+# --- gaze calibration carries over -------------------------------------------------------------------------------------
+
+BIAS_DEG = 12.0     # this tracker reports every gaze 12 degrees to the right of where the eyes look
+
+
+def _ray(yaw_deg, pitch_deg):
+    y, p = np.radians(yaw_deg), np.radians(pitch_deg)
+    return [float(np.cos(p) * np.sin(y)), float(np.sin(p)), float(-np.cos(p) * np.cos(y))]
+
+
+def _layout():
+    """3x3 panels of 0.3 m, 1.5 m ahead of a viewer whose eyes are at (0, 1.5, 0) (the scene frame: -z forward)."""
+    return {"type": "layout", "panels": [
+        {"position": [(c - 1) * 0.36, 1.5 + (1 - r) * 0.36, -1.5], "rotation": [0.0, 0.0, 0.0, 1.0],
+         "size": [0.3, 0.3]} for r in range(3) for c in range(3)]}
+
+
+async def _look_at_centre(c, seconds=1.0):
+    """Eye samples looking at the centre panel (4) for `seconds` after now, as the biased tracker reports them (sent
+    once they are in the past: a sample may be at most 0.5 s ahead of the server)."""
+    now = (await c.ok({"type": "ping", "t": 0}, "pong"))["server_time"]
+    await asyncio.sleep(seconds + 0.05)
+    n = int(seconds * 100)
+    ray = _ray(BIAS_DEG, 0.0)
+    samples = [[now + k / 100, "eye", 0.0, 1.5, 0.0, *ray, 1.0] for k in range(n)]
+    for k in range(0, n, 50):
+        await c.send({"type": "gaze.batch", "samples": samples[k:k + 50]})
+
+
+def _gaze_on(events_path, session_id):
+    """The faces of the session's last logged grid gaze, by dwell."""
+    ev = [json.loads(line) for line in Path(events_path).read_text().splitlines()]
+    gaze = [e for e in ev if e.get("event") == "gaze" and e.get("session_id") == session_id]
+    assert gaze, f"no gaze event for {session_id}"
+    return gaze[-1]
+
+
+def test_a_gaze_calibration_carries_over_to_the_resumed_connection(durable_server):
+    """"The gaze calibration carr[ies] over": a tracker biased 12 degrees to the right is calibrated on the old
+    connection; on the resumed one, gaze streamed at the centre face lands on the centre face (uncalibrated, the same
+    samples land on its right-hand neighbour: the control)."""
+    async def go():
+        a = await Raw.open(durable_server.url)
+        await a.ok({"type": "start", "algorithm": "pca", "init": "random", "seed": 3}, "candidates")
+        cal = await a.ok({"type": "calibrate.begin", "pattern": "nine-point"}, "calibration")
+        now = (await a.ok({"type": "ping", "t": 0}, "pong"))["server_time"]
+        t0, samples, shown = now - 4.0, [], []
+        for k, (yaw, pitch) in enumerate(cal["targets"]):
+            start = t0 + 0.4 * k
+            samples += [[start + j / 100, "eye", 0.0, 1.5, 0.0, *_ray(yaw + BIAS_DEG, pitch), 1.0] for j in range(25)]
+            shown.append([k, start, start + 0.25])
+        for k in range(0, len(samples), 200):
+            await a.send({"type": "gaze.batch", "samples": samples[k:k + 200]})
+        done = await a.req({"type": "calibrate.end", "shown": shown})
+        assert done["type"] == "calibrated" and done["accuracy_deg"] < 1.0, done
+        token = a.token
+        await a.close()
+
+        profiles, resumed_token = [], []
+
+        async def centre_gaze(**hello):
+            c = await Raw.open(durable_server.url, **hello)
+            profiles.append(c.welcome["gaze"]["profile"])
+            grid = c.grid or await c.ok({"type": "start", "algorithm": "pca", "init": "random", "seed": 3},
+                                        "candidates")
+            await c.send(_layout())
+            await _look_at_centre(c)
+            await c.ok({"type": "choose", "id": grid["items"][0]["id"]}, "candidates")
+            sid = c.welcome["session_id"]
+            resumed_token[:] = [c.token]
+            await c.close()
+            return _gaze_on(durable_server.events_path, sid)
+
+        control = await centre_gaze()
+        resumed = await centre_gaze(resume=token)
+        assert profiles == ["none", "calibration"], f"welcome.gaze.profile without and with the resumed calibration: " \
+                                                    f"{profiles}"
+        # a v1.6 client resuming it is not told of the v1.7 value
+        c = await Raw.open(durable_server.url, minor=6, resume=resumed_token[0])
+        assert c.welcome["resumed"] is True and c.welcome["gaze"]["profile"] in ("none", "device"), c.welcome["gaze"]
+        await c.close()
+        return control, resumed
+    control, resumed = asyncio.run(go())
+    assert np.argmax(control["dwell_s"]) == 5, f"the control's gaze is not where the bias puts it: {control}"
+    assert np.argmax(resumed["dwell_s"]) == 4 and resumed["dwell_s"][4] > 0.5, \
+        f"the calibration did not carry over to the resumed connection: dwell by panel {resumed['dwell_s']}"

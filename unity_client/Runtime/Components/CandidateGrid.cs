@@ -21,6 +21,8 @@ namespace Omokage.Client.Components
     /// <para>v1.3 sketch: <see cref="ShowSketchResult"/> shows a drawing's faces (from <see cref="OmokageSketchPanel"/>) as a
     /// preview nobody can choose from (<see cref="PreviewingSketch"/>); <see cref="StartFromSketchAsync"/> turns them into a
     /// selection.</para>
+    /// <para>v1.7 back: <see cref="Back"/> / <see cref="BackAsync"/> undo the last choose or skip (a slipped controller ray):
+    /// the grid before it is shown again as it was (<see cref="CanGoBack"/>; <see cref="OmokageBackButton"/> is a button for it).</para>
     /// <para>v1.5 ideal face: <see cref="ShowIdeal"/> / <see cref="ShowIdealAsync"/> ask for a face generated from what the
     /// selection has learnt; its image (<see cref="IdealTexture"/>, on the optional ideal renderer) and the unseen faces
     /// nearest it come with <see cref="IdealShown"/> / <see cref="onIdealShown"/>; the grid stays.</para>
@@ -164,6 +166,11 @@ namespace Omokage.Client.Components
                 return CanChoose && Current.Items.Count > 0 && welcome != null && welcome.Supports(1);
             }
         }
+
+        /// <summary>v1.7: whether <see cref="Back"/> would do something: a grid after a choose or skip is shown (not the first),
+        /// nothing in flight, not decided, not a study trial, not a drawing's preview, and the server speaks v1.7. Allocation-free:
+        /// a button asks every frame.</summary>
+        public bool CanGoBack { get { return CanChoose && _session.CanGoBack; } }
 
         /// <summary>Material of built tiles; set before Awake (add the component to an inactive GameObject).</summary>
         public Material TileMaterial { get { return tileMaterial; } set { tileMaterial = value; } }
@@ -424,6 +431,17 @@ namespace Omokage.Client.Components
             return RunGrid(session => session.SkipAsync(), false);
         }
 
+        /// <summary>v1.7: undoes the last choose or skip: the grid before it is shown again (the same faces in the same order,
+        /// its step one less; textures from the cache), <see cref="ChosenId"/> is the face chosen on it, and
+        /// <see cref="CandidatesShown"/> is raised as for any grid. Throws <see cref="InvalidOperationException"/> while
+        /// <see cref="Busy"/>, while the tiles show a drawing's faces or after a decision; on the first grid or in a study trial
+        /// the server's <c>wrong_state</c> (<see cref="OmokageServerException"/>), and the grid stays.</summary>
+        public Task BackAsync()
+        {
+            RequireIdle();
+            return RunGrid(session => session.BackAsync(), false);
+        }
+
         /// <summary>Rates a face shown in this selection, 1 (not at all) … 5 (exactly what I want); the grid stays.
         /// Needs a v1.1 server.</summary>
         public Task<RatedMessage> RateAsync(int id, int rating)
@@ -509,6 +527,12 @@ namespace Omokage.Client.Components
         public void Skip()
         {
             if (CanSkip) Observe(SkipAsync());
+        }
+
+        /// <summary>v1.7: "back": undoes the last choose or skip (ignored unless <see cref="CanGoBack"/>); see <see cref="BackAsync"/>.</summary>
+        public void Back()
+        {
+            if (CanGoBack) Observe(BackAsync());
         }
 
         /// <summary>v1.5: asks for the ideal face near the face chosen last (ignored unless <see cref="CanShowIdeal"/>); see

@@ -119,6 +119,17 @@ namespace Omokage.Client.Samples
             skip.ButtonRenderer = skipButton.GetComponent<Renderer>();
             OmokageActionButton.AddLabel(gridObject.transform, "none of these", new Vector3(0.18f, -0.55f, -0.02f));
 
+            //    and a "back" button left of them (v1.7): undoes the last pick when the ray slipped; disabled on the first grid
+            var backButton = GameObject.CreatePrimitive(PrimitiveType.Cube);
+            backButton.name = "Back Button";
+            backButton.transform.SetParent(gridObject.transform, false);
+            backButton.transform.localPosition = new Vector3(-0.54f, -0.55f, 0f);
+            backButton.transform.localScale = new Vector3(0.3f, 0.08f, 0.03f);
+            var back = backButton.AddComponent<OmokageBackButton>();
+            back.Grid = _grid;
+            back.ButtonRenderer = backButton.GetComponent<Renderer>();
+            OmokageActionButton.AddLabel(gridObject.transform, "back", new Vector3(-0.54f, -0.55f, -0.02f));
+
             //    and the confirm panel, in front of the grid, shown only when a product page asks to open
             OmokageConfirmPanel.Build(_grid, gridObject.transform, new Vector3(0f, 0f, -0.15f));
 

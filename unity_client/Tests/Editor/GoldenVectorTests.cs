@@ -160,6 +160,7 @@ namespace Omokage.Client.Tests
                                           seed.HasValue ? (int?)(int)seed.Value : null, m.GetString("policy"));
                 case MessageTypes.Choose: return Requests.Choose(rid, (int)m.GetInt64("id").Value);
                 case MessageTypes.Skip: return Requests.Skip(rid);
+                case MessageTypes.Back: return Requests.Back(rid);
                 case MessageTypes.Rate: return Requests.Rate(rid, (int)m.GetInt64("id").Value, (int)m.GetInt64("rating").Value);
                 case MessageTypes.Decide: return Requests.Decide(rid, (int)m.GetInt64("id").Value);
                 case MessageTypes.TextureGet:
@@ -672,6 +673,10 @@ namespace Omokage.Client.Tests
             Assert.IsNull(grid.Items[0].Distance);
             Assert.AreEqual(17, grid.Items[1].Id);
             Assert.IsNull(grid.Reconstruction);
+
+            // back: no fields besides the rid
+            MsgPackAssert.BytesEqual(Bytes("back.msgpack"), MsgPackWriter.Encode(Requests.Back(9)), "back");
+            CollectionAssert.AreEqual(new[] { "type" }, new List<string>(Requests.Back(null).Keys), "a back without rid is its type alone");
 
             // the client vector is what the builder makes: the resume token goes last
             MsgPackAssert.BytesEqual(Bytes("hello_v1_7_resume.msgpack"), MsgPackWriter.Encode(

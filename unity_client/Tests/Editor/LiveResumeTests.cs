@@ -11,10 +11,12 @@ namespace Omokage.Client.Tests
     /// <summary>
     /// v1.7 against a real `omokage serve` (OMOKAGE_SERVER_URL), reached through a loopback relay that can drop the
     /// client's link (<see cref="Relay.Cut"/>: a Wi-Fi drop) or make it half-open (<see cref="Relay.Freeze"/>: the headset
-    /// slept, the app is paused; the probe on resume finds it dead). Each time the reconnect loop presents the token of
+    /// slept, the app is paused; the probe on resume finds it dead) or lose what the server sends (<see cref="Relay.Mute"/>: a
+    /// reply lost with the link). Each time the reconnect loop presents the token of
     /// the last welcome and the server goes on with the selection: the grid that was on screen comes back, the steps go
     /// on, and faces already shown are never shown again (the server's seen set carried over). After the decision
-    /// there is nothing to go on with (<c>resumed: false</c>); a v1.6 client is given no token.
+    /// there is nothing to go on with (<c>resumed: false</c>); a v1.6 client is given no token. A back whose reply was lost
+    /// with the link is taken up from the resumed grid: the grid before the undone pick, with the face chosen on it.
     /// </summary>
     [TestFixture]
     [Category("Live")]
@@ -34,6 +36,8 @@ namespace Omokage.Client.Tests
                 public TcpClient Client;
                 public TcpClient Server;
                 public volatile bool Frozen;
+                public volatile bool Muted;  // what the server sends is dropped; what the client sends still arrives
+                public long Dropped;         // bytes from the server dropped while muted
             }
 
             public Relay(Uri server)
@@ -63,6 +67,25 @@ namespace Omokage.Client.Tests
                     foreach (var p in _pairs) p.Frozen = true;
             }
 
+            /// <summary>Every open connection drops what the server sends from now on (counted: <see cref="DroppedFromServer"/>),
+            /// and still carries what the client sends: the server acts on a request whose reply never arrives.</summary>
+            public void Mute()
+            {
+                lock (_pairs)
+                    foreach (var p in _pairs) p.Muted = true;
+            }
+
+            public long DroppedFromServer
+            {
+                get
+                {
+                    long n = 0;
+                    lock (_pairs)
+                        foreach (var p in _pairs) n += Interlocked.Read(ref p.Dropped);
+                    return n;
+                }
+            }
+
             void Accept()
             {
                 while (!_disposed)
@@ -72,12 +95,12 @@ namespace Omokage.Client.Tests
                     catch (Exception) { return; }
                     var pair = new Pair { Client = client, Server = new TcpClient(_host, _port) };
                     lock (_pairs) _pairs.Add(pair);
-                    new Thread(() => Pump(pair, pair.Client, pair.Server)) { IsBackground = true }.Start();
-                    new Thread(() => Pump(pair, pair.Server, pair.Client)) { IsBackground = true }.Start();
+                    new Thread(() => Pump(pair, pair.Client, pair.Server, false)) { IsBackground = true }.Start();
+                    new Thread(() => Pump(pair, pair.Server, pair.Client, true)) { IsBackground = true }.Start();
                 }
             }
 
-            static void Pump(Pair pair, TcpClient from, TcpClient to)
+            static void Pump(Pair pair, TcpClient from, TcpClient to, bool fromServer)
             {
                 var buffer = new byte[64 * 1024];
                 try
@@ -88,7 +111,8 @@ namespace Omokage.Client.Tests
                     {
                         int n = input.Read(buffer, 0, buffer.Length);
                         if (n <= 0) break;
-                        if (!pair.Frozen) output.Write(buffer, 0, n);
+                        if (fromServer && pair.Muted) Interlocked.Add(ref pair.Dropped, n);
+                        else if (!pair.Frozen) output.Write(buffer, 0, n);
                     }
                 }
                 catch (Exception) { }
@@ -234,6 +258,44 @@ namespace Omokage.Client.Tests
             Assert.AreEqual(RestoreOutcome.Decided, Sync.Run(() => selection.RestoreAsync()));
             CollectionAssert.IsEmpty(SentSince(mark));
             Assert.AreSame(decided, selection.LastDecision);
+        }
+
+        [Test]
+        public void ABackWhoseReplyWasLost_IsTakenUpFromTheResumedGrid()
+        {
+            var client = ConnectThroughRelay();
+            var selection = new SelectionSession(client);
+            var grid = Sync.Run(() => selection.StartRandomAsync("pca", 29, null));
+            int a = grid.Items[6].Id;
+            CandidatesMessage second = Sync.Run(() => selection.ChooseAsync(a));
+            CandidatesMessage third = Sync.Run(() => selection.ChooseAsync(second.Items[3].Id));
+            Assert.AreEqual(3, third.Step);
+
+            // the back reaches the server, its reply is lost, then the link drops
+            _relay.Mute();
+            var back = System.Threading.Tasks.Task.Run(() => selection.BackAsync());
+            Sync.WaitUntil(() => _relay.DroppedFromServer > 0, TimeSpan.FromSeconds(10), "the server's reply to the back (dropped)");
+            int before = Volatile.Read(ref _welcomes);
+            _relay.Cut();
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => back), "the back failed with the link");
+            WaitForWelcome(client, before);
+            Assert.AreEqual(true, client.Welcome.Resumed);
+            Assert.AreEqual(2, client.ResumedGrid.Step, "the server took the back: it was at the grid before the last choose");
+            Assert.AreSame(third, selection.Current, "nothing changed before the restore");
+
+            int mark = Mark();
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            CollectionAssert.IsEmpty(SentSince(mark), "nothing is sent: the resumed grid is the back's reply");
+            Assert.AreEqual(2, selection.Current.Step);
+            CollectionAssert.AreEqual(second.Items.Select(i => i.Id).ToList(), selection.Current.Items.Select(i => i.Id).ToList());
+            Assert.AreEqual(a, selection.ChosenId, "the face chosen on that grid");
+
+            // the user picks on, and can go back further
+            int c = selection.Current.Items[1].Id;
+            Assert.AreEqual(3, Sync.Run(() => selection.ChooseAsync(c)).Step);
+            Assert.AreEqual(2, Sync.Run(() => selection.BackAsync()).Step);
+            Assert.AreEqual(1, Sync.Run(() => selection.BackAsync()).Step);
+            CollectionAssert.AreEqual(grid.Items.Select(i => i.Id).ToList(), selection.Current.Items.Select(i => i.Id).ToList(), "the first grid");
         }
 
         [Test]

@@ -13,8 +13,8 @@ namespace Omokage.Client.Tests
     /// screen as <c>candidates</c> without rid. The client's reconnect loop presents the latest token (after a dropped link
     /// and after a half-open one found by the probe a resume runs), the resumed grid becomes the selection's current one
     /// with nothing sent, a spent token is replaced by the new welcome's (and forgotten when it gives none), a welcome that
-    /// promises a grid and sends none fails the attempt, and a choose or start whose reply was lost with the link is taken
-    /// up from the resumed grid.
+    /// promises a grid and sends none fails the attempt, and a choose, skip, back or start whose reply was lost with the link
+    /// is taken up from the resumed grid.
     /// </summary>
     [TestFixture]
     public class ResumeTests
@@ -30,11 +30,13 @@ namespace Omokage.Client.Tests
             public int Issued;
             public string Live;               // the token the server would accept now
             public MsgMap Grid;               // the grid on screen (server side), null before a start
+            public readonly List<MsgMap> Grids = new List<MsgMap>();  // the selection's grids up to Grid (back pops one)
             public bool GiveTokens = true;    // false: a server that keeps no selections (resume-minutes 0, a restart)
             public string TokenPrefix = "tok-";
             public string NoGridFor;          // a broken server: resumed true for this token, and no grid follows
             public bool DropOnChoose;         // the link dies after the server took a choose, before its reply
             public bool DropOnStart;
+            public bool DropOnBack;           // the link dies after the server took a back, before its reply
 
             public Script()
             {
@@ -69,6 +71,8 @@ namespace Omokage.Client.Tests
                         return true;
                     case MessageTypes.Start:
                         Grid = Candidates(1, Enumerable.Range(1, 9).Select(i => (long)i).ToArray());
+                        Grids.Clear();
+                        Grids.Add(Grid);
                         if (DropOnStart) { c.Close(); return true; }
                         c.Send(Copy(Grid).Set("rid", rid));
                         return true;
@@ -79,7 +83,19 @@ namespace Omokage.Client.Tests
                         var ids = new List<long> { first };
                         for (long i = 1; i < 9; i++) ids.Add(step * 10 + i);
                         Grid = Candidates(step, ids.ToArray());
+                        Grids.Add(Grid);
                         if (DropOnChoose) { c.Close(); return true; }
+                        c.Send(Copy(Grid).Set("rid", rid));
+                        return true;
+                    case MessageTypes.Back:
+                        if (Grids.Count < 2)
+                        {
+                            c.Send(new MsgMap { { "type", "error" }, { "rid", rid }, { "code", ErrorCodes.WrongState }, { "message", "this is the selection's first grid" } });
+                            return true;
+                        }
+                        Grids.RemoveAt(Grids.Count - 1);
+                        Grid = Grids[Grids.Count - 1];  // the same grid as before, at its step
+                        if (DropOnBack) { c.Close(); return true; }
                         c.Send(Copy(Grid).Set("rid", rid));
                         return true;
                 }
@@ -274,6 +290,64 @@ namespace Omokage.Client.Tests
             Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
             Assert.AreEqual(3, selection.Current.Step);
             Assert.IsNull(selection.ChosenId);
+        }
+
+        [Test]
+        public void ABackWhoseReplyWasLost_IsTakenUpFromTheResumedGrid_WithThePickOfThatStep()
+        {
+            var client = Client();
+            Sync.Run(() => client.ConnectAsync());
+            var selection = new SelectionSession(client);
+            Sync.Run(() => selection.StartRandomAsync("pca", 3, null));
+            Sync.Run(() => selection.ChooseAsync(4));                       // step 2: 4 first
+            CandidatesMessage skipped = Sync.Run(() => selection.SkipAsync());  // step 3: unseen faces
+            Sync.Run(() => selection.ChooseAsync(32));                      // step 4: 32 first
+            Assert.AreEqual(4, selection.Current.Step);
+
+            // the back reached the server (it is at step 3 now), its reply did not: the resumed grid is that reply
+            _script.DropOnBack = true;
+            int before = Welcomes;
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => selection.BackAsync()));
+            WaitForWelcome(before);
+            Assert.AreEqual(4, selection.Current.Step, "nothing changed before the restore");
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(3, selection.Current.Step, "one step back: the server took the back");
+            CollectionAssert.AreEqual(Ids(skipped), Ids(selection.Current));
+            Assert.IsNull(selection.ChosenId, "the grid that came back followed a skip: nothing chosen on it");
+
+            // once more: back to the grid of the choose, whose face is the one chosen last again
+            before = Welcomes;
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => selection.BackAsync()));
+            _script.DropOnBack = false;
+            WaitForWelcome(before);
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(2, selection.Current.Step);
+            Assert.AreEqual(4, selection.ChosenId, "the face chosen at step 2, as it was then");
+
+            // a back that never reached the server (the link was half-open): the resumed grid is the one on screen
+            lock (_script.HalfOpen) _script.HalfOpen.Add(_script.Current);
+            before = Welcomes;
+            int backs = _script.Server.CountReceived(MessageTypes.Back);
+            var lost = System.Threading.Tasks.Task.Run(() => selection.BackAsync());
+            Sync.WaitUntil(() => _script.Server.CountReceived(MessageTypes.Back) > backs, TimeSpan.FromSeconds(5), "the back on the half-open link");
+            Assert.IsFalse(Sync.Run(() => client.ProbeAsync(TimeSpan.FromMilliseconds(300))), "no pong from a half-open link");
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => lost), "the back in flight failed with the link");
+            WaitForWelcome(before);
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(2, selection.Current.Step, "the same step: the server never saw the back");
+            Assert.AreEqual(4, selection.ChosenId);
+
+            // and the selection goes on from there, back included
+            Assert.AreEqual(3, Sync.Run(() => selection.ChooseAsync(21)).Step);
+            Assert.AreEqual(21, selection.ChosenId);
+            Assert.AreEqual(2, Sync.Run(() => selection.BackAsync()).Step);
+            Assert.AreEqual(4, selection.ChosenId);
+            Assert.AreEqual(1, Sync.Run(() => selection.BackAsync()).Step);
+            Assert.IsNull(selection.ChosenId, "the first grid: nothing chosen yet");
+            Assert.IsFalse(selection.CanGoBack);
+            var refused = Assert.Throws<OmokageServerException>(() => Sync.Run(() => selection.BackAsync()));
+            Assert.AreEqual(ErrorCodes.WrongState, refused.Code);
+            Assert.AreEqual(1, selection.Current.Step, "a refused back changes nothing");
         }
 
         [Test]

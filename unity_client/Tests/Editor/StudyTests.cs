@@ -204,6 +204,7 @@ namespace Omokage.Client.Tests
                             {
                                 reply = Vector("welcome_study.msgpack");
                                 reply.Set("session_id", c.SessionId);
+                                reply.Set("protocol_minor", 7L);  // a v1.7 study server: back exists, and a trial refuses it
                             }
                             break;
                         case MessageTypes.StudyNext:
@@ -248,6 +249,8 @@ namespace Omokage.Client.Tests
                     Assert.IsTrue(session.IsStudy);
                     Assert.AreSame(reply, session.Current);
                     Sync.Run(() => session.ChooseAsync(session.Current.Items[1].Id));
+                    Assert.AreEqual(2, session.Current.Step);
+                    Assert.IsFalse(session.CanGoBack, "a study trial's steps are what it measures: no back");
 
                     // the headset reconnects (a new server session): the trial resumes with study.next, not a new start
                     Sync.Run(() => client2.ConnectAsync());

@@ -149,5 +149,58 @@ namespace Omokage.Client.Tests
             Assert.AreSame(second, grid.Current, "the grid stays as it is");
             Assert.IsTrue(grid.CanChoose, "choosing goes on");
         }
+
+        [UnityTest]
+        public IEnumerator Grid_Back_ShowsThePreviousGrid_AndTheBackButtonFollowsCanGoBack()
+        {
+            string url = ServerUrl();
+            _root.SetActive(false);
+            var connection = NewConnection(url);
+            var grid = _root.AddComponent<CandidateGrid>();  // starts a selection on the welcome
+            grid.Connection = connection;
+            var button = _root.AddComponent<OmokageBackButton>();
+            button.Grid = grid;
+            var errors = new List<string>();
+            grid.Failed += e => errors.Add(e.Code);
+            _root.SetActive(true);
+            yield return new WaitUntil(() => grid.Current != null && !grid.Busy);
+            CandidatesMessage first = grid.Current;
+            Assert.IsFalse(grid.CanGoBack, "the first grid");
+            Assert.IsFalse(button.IsSelectable);
+            button.OnPointerSelect();  // pressed anyway: nothing is sent
+            Assert.IsFalse(grid.Busy);
+
+            int chosen = first.Items[2].Id;
+            grid.Choose(chosen);
+            Assert.IsFalse(grid.CanGoBack, "not while the choose is in flight");
+            yield return new WaitUntil(() => grid.Current != first && !grid.Busy);
+            CandidatesMessage second = grid.Current;
+            Assert.IsTrue(grid.CanGoBack);
+            Assert.IsTrue(button.IsSelectable);
+
+            var shown = new List<CandidatesMessage>();
+            grid.CandidatesShown += shown.Add;
+            button.OnPointerSelect();
+            Assert.IsTrue(grid.Busy, "the back is in flight");
+            Assert.IsFalse(button.IsSelectable);
+            yield return new WaitUntil(() => grid.Current != second && !grid.Busy);
+            Assert.AreEqual(1, grid.Current.Step);
+            for (int i = 0; i < first.Items.Count; i++)
+                Assert.AreEqual(first.Items[i].Id, grid.Current.Items[i].Id, "the first grid's faces, in order");
+            for (int i = 0; i < grid.Tiles.Count; i++)
+                Assert.AreSame(grid.Current.Items[i], grid.Tiles[i].Item, "tile " + i + " shows it");
+            Assert.AreEqual(1, shown.Count, "CandidatesShown");
+            Assert.IsNull(grid.ChosenId);
+            Assert.IsFalse(grid.CanGoBack, "back at the first grid");
+
+            // BackAsync on the first grid: the server's wrong_state goes to onError from the void wrapper's path
+            Task back = grid.BackAsync();
+            yield return new WaitUntil(() => back.IsCompleted);
+            var refused = back.Exception.InnerException as OmokageServerException;
+            Assert.IsNotNull(refused, "a server error: " + back.Exception);
+            Assert.AreEqual(ErrorCodes.WrongState, refused.Code);
+            CollectionAssert.IsEmpty(errors, "a Task method throws; only the void wrappers report to Failed / onError");
+            Assert.AreEqual(1, grid.Current.Step, "the grid stays");
+        }
     }
 }

@@ -23,7 +23,7 @@ namespace Omokage.Client
     /// <item>Textures are cached by content hash (<see cref="Textures"/>); only missing hashes are fetched.</item>
     /// <item>v1.2 gaze: samples recorded into <see cref="Gaze"/> go out as <c>gaze.batch</c> with <see cref="FlushGaze"/>
     /// (no reply; a refusal raises <see cref="GazeRejected"/>), and the pending batch is always sent before
-    /// <c>choose</c>, <c>skip</c> and <c>decide</c> (the server closes a grid's gaze when the pick arrives).</item>
+    /// <c>choose</c>, <c>skip</c>, <c>back</c> and <c>decide</c> (the server closes a grid's gaze when the pick arrives).</item>
     /// <item>v1.2 studies: <see cref="OmokageClientOptions.Participant"/> goes in the hello; <see cref="StudyNextAsync"/>
     /// and <see cref="AnswersAsync"/>.</item>
     /// <item>v1.2 <c>models</c>, sent unasked: <see cref="ModelsChanged"/> and <see cref="Algorithms"/>.</item>
@@ -38,6 +38,7 @@ namespace Omokage.Client
     /// <see cref="GazeProfile"/> says what corrects the gaze), <see cref="CalibrateCancelAsync"/> abandons a calibration, and
     /// <see cref="IdealAsync"/> asks for the ideal face (<see cref="IdealAccepted"/>, <see cref="IdealImageSize"/>).</item>
     /// <item>v1.6: sharper sketch previews after the results (<see cref="SketchPreviewReceived"/>).</item>
+    /// <item>v1.7: <see cref="BackAsync"/> undoes the last choose or skip (the grid before it comes back).</item>
     /// <item>v1.7: the selection outlives its connection. The client keeps the resume token of the latest welcome (in memory
     /// only: it outlasts a pause of the app, not the client) and presents it in the hello of its next connection; when the
     /// server went on with the selection, the grid it was showing is <see cref="ResumedGrid"/> (raised with
@@ -461,6 +462,19 @@ namespace Omokage.Client
         {
             FlushGazeBeforePick();
             return Request<CandidatesMessage>(rid => Requests.Skip(rid), MessageTypes.Candidates, ct);
+        }
+
+        /// <summary>
+        /// <c>back</c> (v1.7): undoes the last <c>choose</c> or <c>skip</c> of this selection (a slipped controller ray, a change
+        /// of mind). The reply is the grid that was on screen before it: the same faces in the same order, with its step (one
+        /// less); the server's belief forgets the undone pick and the faces of the grid left count as unseen again. The pending
+        /// gaze is sent first (it belongs to the grid being left). <c>wrong_state</c> on the first grid, before a start, after
+        /// the decision and in a study trial; <c>unknown_type</c> from a server older than v1.7 (<see cref="WelcomeMessage.Supports"/>(7)).
+        /// </summary>
+        public Task<CandidatesMessage> BackAsync(CancellationToken ct = default(CancellationToken))
+        {
+            FlushGazeBeforePick();
+            return Request<CandidatesMessage>(rid => Requests.Back(rid), MessageTypes.Candidates, ct);
         }
 
         /// <summary><c>rate</c> (v1.1): an explicit rating 1 … 5 of a face shown in this selection (evidence for the

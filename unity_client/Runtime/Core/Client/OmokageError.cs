@@ -59,7 +59,7 @@ namespace Omokage.Client
             {
                 case ErrorCodes.Unauthorized: return "The server refused the token: check the token in the connection settings.";
                 case ErrorCodes.Overloaded: return "The server is busy; try again in a moment.";
-                case ErrorCodes.WrongState: return "The selection on the server has ended or not started yet: " + e.ServerMessage;
+                case ErrorCodes.WrongState: return "The selection on the server cannot do that now: " + e.ServerMessage;  // not started, decided, the first grid (back), …
                 case ErrorCodes.NotFound: return "The server does not know that face: " + e.ServerMessage;
                 case ErrorCodes.Internal: return "The server failed: " + e.ServerMessage;
                 case ErrorCodes.CalibrationFailed: return "The calibration did not work; the previous one stays in force: " + e.ServerMessage;

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Threading;
 using System.Threading.Tasks;
 
@@ -54,7 +55,11 @@ namespace Omokage.Client
     /// (<see cref="RestoreOutcome.NearestToFirst"/>).</item>
     /// </list>
     /// The evidence of earlier grids (older choices, skips, ratings) is not replayed there: the server counts steps from the
-    /// restore. Not thread-safe: call it from one thread (Unity's main thread).
+    /// restore.
+    /// <para>v1.7 <see cref="BackAsync"/> undoes the last choose or skip: the server's grid before it becomes <see cref="Current"/>
+    /// again, and <see cref="ChosenId"/> is what it was on that grid (the session keeps the face chosen at each step), so a
+    /// restore or a decision after a back acts on the grid the user sees.</para>
+    /// Not thread-safe: call it from one thread (Unity's main thread).
     /// </summary>
     public sealed class SelectionSession
     {
@@ -62,7 +67,10 @@ namespace Omokage.Client
         int _generation;
         bool _randomStart;
         int _starts;  // selections begun: an ideal face asked for in an earlier one is not this one's
-        int? _choosing;  // the face of the last choose sent: a resumed grid may be its reply, lost with the link
+        int? _choosing;  // the face of the last choose sent (null once a skip or back is sent): a resumed grid may be its reply, lost with the link
+        // the face chosen last as it was at each step (index step − 1; null: none), so that a back restores it; written for every
+        // grid that becomes Current, cut above its step
+        readonly List<int?> _chosenAt = new List<int?>();
 
         public SelectionSession(OmokageClient client)
         {
@@ -135,6 +143,8 @@ namespace Omokage.Client
             _randomStart = false;
             ChosenId = grid.Step > 1 && grid.Items.Count > 0 && grid.Items[0].Distance == 0.0 ? (int?)grid.Items[0].Id : null;
             LastDecision = null;
+            _chosenAt.Clear();
+            Record(grid);
             Current = grid;
             SessionId = session;
             var handler = GridChanged;
@@ -175,6 +185,7 @@ namespace Omokage.Client
             _randomStart = randomStart;
             ChosenId = null;
             LastDecision = null;
+            _chosenAt.Clear();
         }
 
         public Task<CandidatesMessage> ChooseAsync(int id, CancellationToken ct = default(CancellationToken))
@@ -185,7 +196,37 @@ namespace Omokage.Client
 
         public Task<CandidatesMessage> SkipAsync(CancellationToken ct = default(CancellationToken))
         {
+            _choosing = null;
             return Apply(_client.SkipAsync(ct), () => ChosenId = null);
+        }
+
+        /// <summary>
+        /// v1.7 <c>back</c> (<see cref="OmokageClient.BackAsync"/>): undoes the last choose or skip. The grid before it becomes
+        /// <see cref="Current"/> again (the same faces in the same order, its step one less) and <see cref="GridChanged"/> is
+        /// raised; <see cref="ChosenId"/> goes back to the face chosen last on that grid (null after a start or a skip). The
+        /// request is sent as it is: on the first grid, after the decision or in a study trial the server answers
+        /// <c>wrong_state</c> (<see cref="OmokageServerException"/>) and nothing changes here. <see cref="CanGoBack"/> says
+        /// whether it would succeed. If the link is lost before the reply, the next connection's resumed grid is taken as the
+        /// reply when the server took the back (<see cref="TryResume"/>).
+        /// </summary>
+        public Task<CandidatesMessage> BackAsync(CancellationToken ct = default(CancellationToken))
+        {
+            _choosing = null;
+            return Apply(_client.BackAsync(ct), grid => ChosenId = ChosenAt(grid));
+        }
+
+        /// <summary>v1.7: whether <see cref="BackAsync"/> can succeed: a grid after a choose or skip is shown (step 2 or more),
+        /// the selection is not decided and not a study trial, and the server speaks v1.7. Allocation-free (a button may ask
+        /// every frame).</summary>
+        public bool CanGoBack
+        {
+            get
+            {
+                CandidatesMessage grid = Current;
+                if (grid == null || grid.Step < 2 || LastDecision != null || IsStudy) return false;
+                WelcomeMessage welcome = _client.Welcome;
+                return welcome != null && welcome.Supports(7);
+            }
         }
 
         public Task<RatedMessage> RateAsync(int id, int rating, CancellationToken ct = default(CancellationToken))
@@ -282,7 +323,8 @@ namespace Omokage.Client
         /// v1.7: takes up the selection the client's connection resumed (<see cref="OmokageClient.ResumedGrid"/>) when it is
         /// this one: the session it went on from is the one <see cref="Current"/> belongs to (or nothing is shown yet: the start's
         /// reply was lost with the link). The server's grid becomes <see cref="Current"/> (it may be one step on, when a choose
-        /// or skip reached the server and its reply was lost) and <see cref="GridChanged"/> is raised; nothing is sent. False
+        /// or skip reached the server and its reply was lost, or one step back, when a back did: <see cref="ChosenId"/> follows)
+        /// and <see cref="GridChanged"/> is raised; nothing is sent. False
         /// when there is nothing to take up; <see cref="RestoreAsync"/> calls it.
         /// </summary>
         public bool TryResume()
@@ -299,11 +341,15 @@ namespace Omokage.Client
                 Policy = grid.Policy;
                 Seed = null;
                 _randomStart = false;
+                _chosenAt.Clear();
             }
-            // the chosen face comes first after a choose, whatever the policy: still the one chosen last, or the one whose
-            // choose reached the server while its reply was lost; a skip's grid starts with an unseen face
+            // the chosen face comes first after a choose, whatever the policy. One step on, a choose or skip reached the server
+            // and its reply was lost: the face of that choose (a skip's grid starts with an unseen face). At the same step, the
+            // face chosen last; one step back, a back reached the server: the face chosen on that grid, as it was then
             int? first = grid.Items.Count > 0 ? (int?)grid.Items[0].Id : null;
-            ChosenId = first.HasValue && (first == ChosenId || first == _choosing) ? first : null;
+            int? chosen = Current != null && grid.Step == Current.Step + 1 ? _choosing : ChosenAt(grid);
+            ChosenId = first.HasValue && chosen == first ? first : null;
+            Record(grid);
             Current = grid;
             SessionId = now;
             var handler = GridChanged;
@@ -311,18 +357,44 @@ namespace Omokage.Client
             return true;
         }
 
-        async Task<CandidatesMessage> Apply(Task<CandidatesMessage> request, Action onReply)
+        Task<CandidatesMessage> Apply(Task<CandidatesMessage> request, Action onReply)
+        {
+            return Apply(request, grid => onReply());
+        }
+
+        async Task<CandidatesMessage> Apply(Task<CandidatesMessage> request, Action<CandidatesMessage> onReply)
         {
             int generation = ++_generation;
             string session = _client.SessionId;
             CandidatesMessage grid = await request;
             if (generation != _generation) return grid;  // a newer request wins
-            onReply();
+            onReply(grid);
+            Record(grid);
             Current = grid;
             SessionId = session;
             var handler = GridChanged;
             if (handler != null) handler(grid);
             return grid;
+        }
+
+        /// <summary>The face chosen last on <paramref name="grid"/>'s step as the session recorded it, if that face still comes
+        /// first on it (it does on the grid a back returns: the same faces in the same order); else null.</summary>
+        int? ChosenAt(CandidatesMessage grid)
+        {
+            int index = grid.Step - 1;
+            if (index < 0 || index >= _chosenAt.Count || grid.Items.Count == 0) return null;
+            int? chosen = _chosenAt[index];
+            return chosen.HasValue && chosen.Value == grid.Items[0].Id ? chosen : null;
+        }
+
+        /// <summary>Notes <see cref="ChosenId"/> as the face chosen last at <paramref name="grid"/>'s step; the steps above it
+        /// are gone (a back, a restore that counts steps afresh).</summary>
+        void Record(CandidatesMessage grid)
+        {
+            int index = Math.Max(0, grid.Step - 1);
+            if (_chosenAt.Count > index) _chosenAt.RemoveRange(index, _chosenAt.Count - index);
+            while (_chosenAt.Count < index) _chosenAt.Add(null);  // steps this session never saw (not expected)
+            _chosenAt.Add(ChosenId);
         }
     }
 }

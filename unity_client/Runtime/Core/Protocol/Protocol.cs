@@ -14,7 +14,7 @@ namespace Omokage.Client
         /// <c>models</c>; v1.3: live sketch search, <c>sketch.*</c> and <c>welcome.sketch</c>; v1.4: gaze calibration,
         /// <c>calibrate.*</c> and <c>welcome.gaze.calibration</c>; v1.5: <c>hello.device</c>, <c>calibrate.cancel</c>, the ideal face,
         /// <c>welcome.gaze.profile</c> and <c>welcome.ideal</c>; v1.6: sharper sketch previews; v1.7: resuming a selection,
-        /// <c>hello.resume</c>, <c>welcome.resume</c> and <c>welcome.resumed</c>); unknown fields are ignored, so an older server
+        /// <c>hello.resume</c>, <c>welcome.resume</c> and <c>welcome.resumed</c>, and <c>back</c>); unknown fields are ignored, so an older server
         /// simply answers without them (<see cref="WelcomeMessage.ProtocolMinor"/> below 7).
         /// <para>Announcing 2 means the server may send <c>models</c> unasked (no rid): the client parses it into
         /// <see cref="ModelsMessage"/> and raises <see cref="OmokageClient.ModelsChanged"/>; any other unknown type
@@ -49,6 +49,8 @@ namespace Omokage.Client
         public const string Choose = "choose";
         /// <summary>v1.1: "none of these".</summary>
         public const string Skip = "skip";
+        /// <summary>v1.7: undo the last <c>choose</c> or <c>skip</c>; the grid before it comes back as it was.</summary>
+        public const string Back = "back";
         /// <summary>v1.1: an explicit rating 1 … 5 of a face shown in this selection.</summary>
         public const string Rate = "rate";
         public const string Decide = "decide";

@@ -76,6 +76,10 @@ namespace Omokage.Client
         /// <summary><c>skip</c> (v1.1): none of these faces; the reply is the next grid of unseen faces.</summary>
         public static MsgMap Skip(int? rid) { return Head(MessageTypes.Skip, rid); }
 
+        /// <summary><c>back</c> (v1.7): undo the last <c>choose</c> or <c>skip</c>; the reply is the grid before it, the same
+        /// faces in the same order at its step.</summary>
+        public static MsgMap Back(int? rid) { return Head(MessageTypes.Back, rid); }
+
         /// <summary><c>rate</c> (v1.1): <paramref name="rating"/> 1 (not at all) … 5 (exactly what I want) for a face shown in this selection.</summary>
         public static MsgMap Rate(int? rid, int id, int rating)
         {
