@@ -7,7 +7,8 @@ using System.Threading;
 /// <summary>
 /// A loopback TCP relay between the client and `omokage serve`, so the transcript can show what a pause does to a
 /// connection: <see cref="Freeze"/> makes every open connection half-open (bytes go nowhere, nothing is closed), as when
-/// the headset's Wi-Fi slept while the browser was in front. New connections relay normally.
+/// the headset's Wi-Fi slept while the browser was in front. New connections relay normally. (The package's live tests
+/// have their own, with cut and mute: unity_client/Tests/Editor/LiveResumeTests.cs; a package cannot reference this tool.)
 /// </summary>
 sealed class TcpProxy : IDisposable
 {

@@ -112,6 +112,10 @@ namespace Omokage.Client.Components
         /// from an older server).</summary>
         public string GazeProfile { get { return Client == null ? null : Client.GazeProfile; } }
 
+        /// <summary>Whether the gaze is already calibrated for this user (<see cref="OmokageClient.GazeCalibrated"/>: a
+        /// participant's saved calibration, or a resumed selection's): offer a calibration only when this is false.</summary>
+        public bool GazeCalibrated { get { return Client != null && Client.GazeCalibrated; } }
+
         /// <summary>The device name the hello carries: <see cref="Device"/>, else (with <see cref="DetectDevice"/>) the model
         /// guessed from the system's device name, else null.</summary>
         public string HelloDevice()

@@ -422,5 +422,38 @@ namespace Omokage.Client.Tests
                 finally { client.Dispose(); }
             }
         }
+
+        [Test]
+        public void GazeProfile_CalibrationOfAResumedSelection_IsNotOfferedAnother()
+        {
+            Assert.IsTrue(GazeProfiles.IsCalibrated(GazeProfiles.Participant));
+            Assert.IsTrue(GazeProfiles.IsCalibrated(GazeProfiles.Calibration));
+            Assert.AreEqual("calibration", GazeProfiles.Calibration, "v1.7's welcome.gaze.profile value");
+            foreach (string other in new[] { GazeProfiles.None, GazeProfiles.Device, null, "Calibration", "later-name" })
+                Assert.IsFalse(GazeProfiles.IsCalibrated(other), other ?? "null");
+
+            foreach (string profile in new[] { "none", "device", "participant", "calibration", null })
+                using (var server = new FakeServer())
+                {
+                    server.Handler = (c, m) =>
+                    {
+                        if (m.GetString("type") != MessageTypes.Hello) return false;
+                        var gaze = new MsgMap { { "max_rate_hz", 120.0 }, { "max_samples_per_batch", 256L }, { "calibration", new List<object> { "nine-point" } } };
+                        if (profile != null) gaze.Set("profile", profile);
+                        c.Send(FakeServer.Welcome(m.GetInt64("rid"), c.SessionId).Set("protocol_minor", 7L).Set("gaze", gaze));
+                        return true;
+                    };
+                    var client = new OmokageClient(new OmokageClientOptions(server.Url) { AutoReconnect = false, PingInterval = TimeSpan.Zero });
+                    try
+                    {
+                        Assert.IsFalse(client.GazeCalibrated, "before a welcome");
+                        Sync.Run(() => client.ConnectAsync());
+                        Assert.AreEqual(profile, client.GazeProfile, "welcome.gaze.profile as sent");
+                        Assert.AreEqual(profile == "participant" || profile == "calibration", client.GazeCalibrated, profile ?? "null");
+                        Assert.IsTrue(client.CalibrationAccepted, "the server can still calibrate: a user may ask");
+                    }
+                    finally { client.Dispose(); }
+                }
+        }
     }
 }

@@ -54,7 +54,7 @@ namespace Omokage.Client.Tests
         /// until it is done or has shown <paramref name="targets"/> targets: the eye looks at the target shown (at the previous
         /// one for the first 0.2 s of a settle: the saccade), distorted and noisy; its samples go out in batches.
         /// </summary>
-        static void LookAtTheTargets(OmokageClient client, CalibrationRun run, int targets, Random random)
+        internal static void LookAtTheTargets(OmokageClient client, CalibrationRun run, int targets, Random random)
         {
             double offset = client.Clock.Offset;
             double t = client.Clock.ServerNow() - run.Duration - 1.0 - 0.2 * run.Count;

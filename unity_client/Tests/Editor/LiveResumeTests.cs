@@ -22,7 +22,9 @@ namespace Omokage.Client.Tests
     [Category("Live")]
     public class LiveResumeTests
     {
-        /// <summary>A loopback TCP relay in front of the server; new connections relay normally.</summary>
+        /// <summary>A loopback TCP relay in front of the server; new connections relay normally. The package's only relay
+        /// (LiveBackTests needs none); tests/csharp/Transcript/TcpProxy.cs is a smaller one for the transcript tool, which
+        /// the package's tests cannot reference: a UPM package stands alone.</summary>
         sealed class Relay : IDisposable
         {
             readonly TcpListener _listener = new TcpListener(IPAddress.Loopback, 0);
@@ -296,6 +298,30 @@ namespace Omokage.Client.Tests
             Assert.AreEqual(2, Sync.Run(() => selection.BackAsync()).Step);
             Assert.AreEqual(1, Sync.Run(() => selection.BackAsync()).Step);
             CollectionAssert.AreEqual(grid.Items.Select(i => i.Id).ToList(), selection.Current.Items.Select(i => i.Id).ToList(), "the first grid");
+        }
+
+        [Test]
+        public void ACalibration_GoesOnWithTheSelection_AndIsNotOfferedAgain()
+        {
+            var client = ConnectThroughRelay();
+            Assert.AreEqual(GazeProfiles.None, client.GazeProfile, "no device, no participant: nothing corrects the gaze");
+            Assert.IsFalse(client.GazeCalibrated, "so a calibration is worth offering");
+            var selection = new SelectionSession(client);
+            Sync.Run(() => selection.StartRandomAsync("pca", 5, null));
+            Sync.Run(() => client.PingAsync());  // the clock the samples and the intervals are on
+            CalibrationMessage calibration = Sync.Run(() => client.CalibrateBeginAsync(CalibrationPatterns.NinePoint, GazeWireSample.Eye));
+            var run = new CalibrationRun(calibration);
+            LiveCalibrationTests.LookAtTheTargets(client, run, run.Count, new Random(3));
+            CalibratedMessage calibrated = Sync.Run(() => client.CalibrateEndAsync(run.Shown));
+            Assert.That(calibrated.AccuracyDeg, Is.LessThan(0.5));
+
+            int before = Volatile.Read(ref _welcomes);
+            _relay.Cut();
+            WaitForWelcome(client, before);
+            Assert.AreEqual(true, client.Welcome.Resumed);
+            Assert.AreEqual(GazeProfiles.Calibration, client.GazeProfile, "v1.7: the resumed selection's calibration corrects the gaze");
+            Assert.IsTrue(client.GazeCalibrated, "no calibration is offered again");
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
         }
 
         [Test]

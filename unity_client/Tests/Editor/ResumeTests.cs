@@ -252,6 +252,46 @@ namespace Omokage.Client.Tests
         }
 
         [Test]
+        public void TryResume_TakesOneConnectionsGridAndSession_EvenWhenAnotherReconnectLandsMeanwhile()
+        {
+            var client = Client();
+            Sync.Run(() => client.ConnectAsync());
+            string a = client.SessionId;
+            var selection = new SelectionSession(client);
+            Sync.Run(() => selection.StartRandomAsync("pca", 3, Policies.Thompson));
+            Sync.Run(() => selection.ChooseAsync(4));
+
+            DropAndWaitForTheNextWelcome();  // B goes on from A
+            string b = client.SessionId;
+            ResumeSnapshot read = client.Resumption;  // what TryResume reads ...
+            Assert.AreEqual(b, read.SessionId);
+            Assert.AreEqual(2, read.Grid.Step);
+            Assert.AreEqual(a, read.ResumedFrom);
+
+            DropAndWaitForTheNextWelcome();  // ... before a second reconnection lands: C goes on from B, with a grid of its own
+            string c = client.SessionId;
+            Assert.AreNotEqual(b, c);
+            Assert.AreNotSame(read.Grid, client.ResumedGrid);
+            Assert.AreEqual(b, read.SessionId, "a snapshot keeps its connection's session (immutable)");
+            Assert.AreEqual(a, read.ResumedFrom);
+            Assert.IsFalse(read.GoesOnFrom(b), "B's snapshot: B went on from A, not from itself");
+            Assert.IsTrue(client.GoesOnFrom(b) && client.GoesOnFrom(a), "the client's current one: C went on from B, and so from A");
+
+            Assert.IsTrue(selection.TryResume(read));
+            Assert.AreSame(read.Grid, selection.Current);
+            // read apart, B's grid would have been paired with C's session: a choose on it then meets C's grid (wrong_state on
+            // a real server) and the restore below would say SameSession
+            Assert.AreEqual(b, selection.SessionId, "the session the taken grid belongs to");
+            Assert.IsTrue(selection.NeedsRestore, "the client is in C by now");
+            int sent = _script.Server.Received.Count;
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()), "C's grid is taken up next");
+            Assert.AreEqual(sent, _script.Server.Received.Count, "nothing sent");
+            Assert.AreEqual(c, selection.SessionId);
+            Assert.AreSame(client.ResumedGrid, selection.Current);
+            Assert.AreEqual(RestoreOutcome.SameSession, Sync.Run(() => selection.RestoreAsync()));
+        }
+
+        [Test]
         public void RepliesLostWithTheLink_AreTakenUpFromTheResumedGrid()
         {
             var client = Client();

@@ -66,13 +66,12 @@ namespace Omokage.Client
         ModelsMessage _models;
         readonly SketchTracker _sketch = new SketchTracker();
         // v1.7: the latest welcome's resume token (spent on presentation: each welcome's replaces it) and the sessions whose
-        // selection it carries (that welcome's, after those it went on from); the grid of a connection that resumed a
-        // selection, and the sessions it went on from
+        // selection it carries (that welcome's, after those it went on from); what the current connection went on with,
+        // published whole with the welcome so that a reader never pairs one connection's grid with the next one's session
         const int MaxResumeChain = 16;
         string _resumeToken;
         string[] _resumeChain;
-        CandidatesMessage _resumedGrid;
-        string[] _resumedChain;
+        ResumeSnapshot _resumption = ResumeSnapshot.None;
 
         Link _link;
         ConnectionState _state = ConnectionState.Disconnected;
@@ -172,32 +171,21 @@ namespace Omokage.Client
         /// <summary>v1.7: the grid the server resumed the current connection with (a <c>candidates</c> without rid that followed a
         /// welcome with <c>resumed: true</c>); null when this connection did not resume a selection. Kept until the next
         /// connection: <see cref="SelectionSession.RestoreAsync"/> takes it up whenever it runs.</summary>
-        public CandidatesMessage ResumedGrid { get { lock (_gate) return _resumedGrid; } }
+        public CandidatesMessage ResumedGrid { get { return Resumption.Grid; } }
 
         /// <summary>v1.7: the server session whose selection the current connection went on with (the one whose welcome gave
         /// the token); null unless <see cref="ResumedGrid"/> is set.</summary>
-        public string ResumedFrom
-        {
-            get
-            {
-                lock (_gate) return _resumedChain == null ? null : _resumedChain[_resumedChain.Length - 1];
-            }
-        }
+        public string ResumedFrom { get { return Resumption.ResumedFrom; } }
 
         /// <summary>v1.7: whether the current connection goes on with the selection that was in <paramref name="sessionId"/>:
         /// the session that gave the token it presented, or one that session had itself gone on from (a selection resumed
         /// twice, or through an attempt that failed after its welcome). False when it did not resume a selection.</summary>
-        public bool GoesOnFrom(string sessionId)
-        {
-            if (sessionId == null) return false;
-            lock (_gate)
-            {
-                if (_resumedChain == null) return false;
-                foreach (string s in _resumedChain)
-                    if (s == sessionId) return true;
-                return false;
-            }
-        }
+        public bool GoesOnFrom(string sessionId) { return Resumption.GoesOnFrom(sessionId); }
+
+        /// <summary>v1.7: the current connection's session, resumed grid and the sessions it went on from, as one immutable
+        /// value (a reconnection publishes a new one): read it once where they must belong together
+        /// (<see cref="SelectionSession.TryResume"/>). Before the first welcome: no session, no grid.</summary>
+        internal ResumeSnapshot Resumption { get { lock (_gate) return _resumption; } }
 
         /// <summary>Textures received so far, by content hash.</summary>
         public TextureCache Textures { get { return _textures; } }
@@ -267,8 +255,9 @@ namespace Omokage.Client
 
         /// <summary>v1.5: what corrects this session's gaze from its start (<c>welcome.gaze.profile</c>): one of
         /// <see cref="GazeProfiles"/> — <c>none</c>, <c>device</c> (the default correction of <see cref="OmokageClientOptions.Device"/>'s
-        /// model) or <c>participant</c> (the participant's saved calibration); null before a welcome, from an older server, or
-        /// for a client that announced a minor below 5. Offer a calibration when it is not <c>participant</c>.</summary>
+        /// model), <c>participant</c> (the participant's saved calibration) or, v1.7, <c>calibration</c> (a resumed selection's
+        /// calibration from its earlier connection); null before a welcome, from an older server, or for a client that announced
+        /// a minor below 5. Offer a calibration unless <see cref="GazeCalibrated"/>.</summary>
         public string GazeProfile
         {
             get
@@ -277,6 +266,10 @@ namespace Omokage.Client
                 return w == null || w.Gaze == null ? null : w.Gaze.Profile;
             }
         }
+
+        /// <summary>v1.5: whether this session's gaze is already corrected by a calibration fitted to this user
+        /// (<see cref="GazeProfile"/> is <c>participant</c> or, v1.7, <c>calibration</c>): no need to offer one.</summary>
+        public bool GazeCalibrated { get { return GazeProfiles.IsCalibrated(GazeProfile); } }
 
         /// <summary>v1.5: whether the server generates ideal faces (it sent <c>welcome.ideal</c>: a v1.5 server with a PCA
         /// model, to a client that announced minor 5); see <see cref="IdealAsync"/>.</summary>
@@ -973,8 +966,7 @@ namespace Omokage.Client
                 _welcome = welcome;
                 _models = null;
                 _reconnecting = false;  // a reconnect loop that got here ends now
-                _resumedGrid = resumedGrid;
-                _resumedChain = resumedGrid == null ? null : resumeChain;
+                _resumption = new ResumeSnapshot(welcome.SessionId, resumedGrid, resumedGrid == null ? null : resumeChain);
             }
             _gaze.Clear();  // a new server session: earlier samples belong to no grid of it
             _clock.Reset(); // and its clock is measured afresh: a reconnect may reach another server (or its restart)
@@ -1545,6 +1537,41 @@ namespace Omokage.Client
             if (handler == null) return;
             try { handler(e); }
             catch (Exception) { }
+        }
+    }
+
+    /// <summary>v1.7: what one connection's welcome left to go on with (<see cref="OmokageClient.Resumption"/>): its server
+    /// session, the grid it resumed (null: none) and the sessions that selection went on from. Immutable: a reconnection
+    /// publishes a new one, so a snapshot's parts always belong to the same connection.</summary>
+    internal sealed class ResumeSnapshot
+    {
+        internal static readonly ResumeSnapshot None = new ResumeSnapshot(null, null, null);
+
+        readonly string[] _from;
+
+        internal ResumeSnapshot(string sessionId, CandidatesMessage grid, string[] from)
+        {
+            SessionId = sessionId;
+            Grid = grid;
+            _from = from;
+        }
+
+        /// <summary>The connection's server session (null before the first welcome).</summary>
+        public string SessionId { get; private set; }
+
+        /// <summary>The grid the connection resumed; null when it did not resume a selection.</summary>
+        public CandidatesMessage Grid { get; private set; }
+
+        /// <summary>The session whose welcome gave the token presented; null unless <see cref="Grid"/> is set.</summary>
+        public string ResumedFrom { get { return _from == null ? null : _from[_from.Length - 1]; } }
+
+        /// <summary>Whether the resumed selection was the one in <paramref name="sessionId"/> (or went on through it).</summary>
+        public bool GoesOnFrom(string sessionId)
+        {
+            if (sessionId == null || _from == null) return false;
+            foreach (string s in _from)
+                if (s == sessionId) return true;
+            return false;
         }
     }
 }

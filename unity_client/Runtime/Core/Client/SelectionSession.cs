@@ -275,10 +275,11 @@ namespace Omokage.Client
         /// <summary>Puts the user back where they were after a new server session (see the class summary).</summary>
         public async Task<RestoreOutcome> RestoreAsync(CancellationToken ct = default(CancellationToken))
         {
-            if (Current == null) return TryResume() ? RestoreOutcome.Resumed : RestoreOutcome.NothingShown;
+            ResumeSnapshot now = _client.Resumption;  // one connection's session and grid, even if another reconnect lands meanwhile
+            if (Current == null) return TryResume(now) ? RestoreOutcome.Resumed : RestoreOutcome.NothingShown;
             if (LastDecision != null) return RestoreOutcome.Decided;
-            if (_client.SessionId == SessionId) return RestoreOutcome.SameSession;
-            if (TryResume()) return RestoreOutcome.Resumed;
+            if (now.SessionId == SessionId) return RestoreOutcome.SameSession;
+            if (TryResume(now)) return RestoreOutcome.Resumed;
             if (IsStudy)
             {
                 await StudyNextAsync(null, ct);  // the server replays the trial's committed picks
@@ -329,10 +330,17 @@ namespace Omokage.Client
         /// </summary>
         public bool TryResume()
         {
-            CandidatesMessage grid = _client.ResumedGrid;
-            string now = _client.SessionId;
+            return TryResume(_client.Resumption);
+        }
+
+        /// <summary>The grid, the session and the sessions it went on from are read as one snapshot: read apart, a reconnection
+        /// in between would pair one connection's grid with the next one's session (whose server has another grid).</summary>
+        internal bool TryResume(ResumeSnapshot snapshot)
+        {
+            CandidatesMessage grid = snapshot.Grid;
+            string now = snapshot.SessionId;
             if (grid == null || now == null || now == SessionId || LastDecision != null || IsStudy) return false;
-            if (Current != null && !_client.GoesOnFrom(SessionId)) return false;  // another selection's
+            if (Current != null && !snapshot.GoesOnFrom(SessionId)) return false;  // another selection's
             _generation++;  // a reply still awaited from the lost link is stale
             if (Current == null)
             {

@@ -152,6 +152,16 @@ namespace Omokage.Client
         public const string Device = "device";
         /// <summary>The study participant's own saved calibration.</summary>
         public const string Participant = "participant";
+        /// <summary>v1.7: the calibration of a resumed selection, fitted on its earlier connection (same headset, same user).</summary>
+        public const string Calibration = "calibration";
+
+        /// <summary>Whether <paramref name="profile"/> is a calibration fitted to this user (<see cref="Participant"/>,
+        /// <see cref="Calibration"/>): then do not offer another. False for <c>none</c>, <c>device</c>, null (an older server)
+        /// and names this client does not know.</summary>
+        public static bool IsCalibrated(string profile)
+        {
+            return profile == Participant || profile == Calibration;
+        }
     }
 
     /// <summary>

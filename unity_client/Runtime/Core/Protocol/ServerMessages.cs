@@ -564,8 +564,9 @@ namespace Omokage.Client
 
         /// <summary>v1.5 <c>welcome.gaze.profile</c>: what corrects this session's gaze from its start, one of
         /// <see cref="GazeProfiles"/> (<c>none</c>, <c>device</c>: the default of <c>hello.device</c>'s model, <c>participant</c>:
-        /// the participant's saved calibration); null from an older server or for a client that announced a minor below 5.
-        /// Offer a calibration when it is not <c>participant</c>.</summary>
+        /// the participant's saved calibration; v1.7 <c>calibration</c>: a resumed selection's calibration from its earlier
+        /// connection); null from an older server or for a client that announced a minor below 5. Any other name is kept as
+        /// sent. Offer a calibration unless <see cref="GazeProfiles.IsCalibrated"/>.</summary>
         public string Profile;
 
         /// <summary>Whether the server can calibrate: it offers at least one pattern.</summary>
