@@ -29,6 +29,15 @@ export class DwellTracker {
     if (!this.steps[step]) this.steps[step] = {};
   }
 
+  /** v1.7 `back`: the selection is at `step` again; what was counted there and after it is dropped (looked at afresh). */
+  rewind(step) {
+    this.flush();
+    this.active.clear();
+    for (const k of Object.keys(this.steps)) if (Number(k) >= step) delete this.steps[k];
+    this.step = step;
+    this.steps[step] = {};
+  }
+
   enter(id) {
     if (!this.active.has(id)) this.active.set(id, this.now());
   }

@@ -54,6 +54,9 @@ const gaze = new GazeSender(client);
 const dwell = new DwellTracker();
 const gazeDwell = new DwellTracker();
 const listeners = new Set(); // XR mode: called with the state after each new grid
+// the protocol minor of the last welcome (kept while offline, so a control the server offers stays, off, until it is
+// back): v1.7 offers `back`
+let serverMinor = 0;
 
 const state = {
   algorithm: null,
@@ -70,10 +73,18 @@ const state = {
   reconstruction: null,
   trail: [],           // the faces chosen so far in this selection (kept across a re-projection)
   trailMarks: [],      // {at, label}: a feature switch that kept the path, before trail[at]
+  history: [],         // v1.7 back: the grids before the one on screen in this selection, oldest first, each
+                       // {step, ids, first, skipped, trail: the path's length then}: `back` restores them as they were
   available: [],       // the algorithms the server can start with now
   training: [],        // v1.2: [{algorithm, progress, eta_s?}] still being fitted (shown as disabled tabs)
   switchTo: null,      // the algorithm the switch question (mid-selection) is about
-  busy: false,
+  _busy: false,
+  // a request of the selection is out: the Back control follows every change (it is off while one is in flight)
+  get busy() { return this._busy; },
+  set busy(on) {
+    this._busy = on;
+    updateBack();
+  },
   decided: null,
   seq: 0,              // bumps on every start: replies to abandoned requests are dropped
   sessions: 0,
@@ -145,6 +156,7 @@ client.addEventListener('latency', (ev) => {
 client.addEventListener('welcome', (ev) => {
   const w = ev.detail;
   state.sessions += 1;
+  serverMinor = Number.isInteger(w.protocol_minor) ? w.protocol_minor : 0;
   gaze.configure(w);
   $('server-info').textContent = `${w.server} · protocol ${w.protocol} · ${w.catalog.count} faces · session ${w.session_id}`;
   $('join').hidden = true;
@@ -312,6 +324,10 @@ function describeError(code, what, message = '') {
       return { title: 'The page and the server misunderstood each other',
         text: 'The server could not read a message from this page. Reload the page; if it keeps happening, the page and the server are probably from different omokage versions.' };
     case 'unknown_type':
+      if (what === 'back') {
+        return { title: "This server can't go back",
+          text: 'It is older than this page (protocol 1.6 or earlier) and does not know Back. Carry on choosing; whoever runs it can update omokage.' };
+      }
       return { title: "This server doesn't offer that",
         text: 'The server is older than this page and does not know this request. Carry on without it, or update omokage on the server.' };
     case 'bad_field':
@@ -398,6 +414,22 @@ function describeError(code, what, message = '') {
       if (what === 'sketch-start') {
         return { title: 'Draw something first',
           text: 'Pick from these needs faces found from your drawing: draw a few lines, wait for the faces to appear beside it, then pick.' };
+      }
+      if (what === 'back' && /first grid/i.test(message)) {
+        return { title: 'There is nothing to go back to',
+          text: 'These are the first faces of this selection. Choose the closest one, or None of these.' };
+      }
+      if (what === 'back' && /decided/i.test(message)) {
+        return { title: 'You have already decided',
+          text: 'A decided selection cannot go back. Press Start again for a new one.' };
+      }
+      if (what === 'back' && /study/i.test(message)) {
+        return { title: "A study trial can't go back",
+          text: 'Its steps are what the study measures: choose from the faces shown, or decide.' };
+      }
+      if (what === 'back') {
+        return { title: 'There is no selection to go back in',
+          text: 'Press Random start to begin one (or reload the page).' };
       }
       if (state.study) {
         return { title: 'This page is out of step with the study',
@@ -745,6 +777,7 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
     settle(out);
     if (seq !== state.seq) return false;
     state.init = sketch ? 'sketch' : image ? 'image' : 'random';
+    state.history = []; // a new selection: `back` goes no further than its first grid
     if (from) {
       if (state.upload && !state.upload.pick) URL.revokeObjectURL(state.upload.url);
       state.upload = { bytes: image, url: from.url, name: from.pick.title, pick: from.pick };
@@ -795,7 +828,8 @@ const VIEW_KEY = 'omokage.view';
 function saveView() {
   if (state.study) return; // a study resumes by the participant's code, from the server's store
   const view = { server: WS_URL, step: state.step, ids: state.items.map((i) => i.id), first: state.first,
-    skipped: state.skipped, init: state.init, trail: state.trail, marks: state.trailMarks, decided: !!state.decided };
+    skipped: state.skipped, init: state.init, trail: state.trail, marks: state.trailMarks, history: state.history,
+    decided: !!state.decided };
   try {
     sessionStorage.setItem(VIEW_KEY, JSON.stringify(view));
   } catch { /* storage off or full: a reload resumes the grid without its path */ }
@@ -829,37 +863,48 @@ async function resumeGrid(reply) {
   state.inflight = null;
   const onScreen = state.items.length > 0;
   const known = onScreen ? { step: state.step, ids: state.items.map((i) => i.id), first: state.first,
-    skipped: state.skipped, init: state.init, trail: state.trail, marks: state.trailMarks } : loadView();
+    skipped: state.skipped, init: state.init, trail: state.trail, marks: state.trailMarks, history: state.history }
+    : loadView();
   let first = null;
   let skipped = false;
   let cursor = null;
   let init = state.init;
   let trail = state.trail;
   let marks = state.trailMarks;
+  let history = state.history;
+  let back = false;
   if (known && known.step === reply.step && sameIds(known.ids, ids)) {
-    ({ first, skipped, init, trail, marks } = known);
+    ({ first, skipped, init, trail, marks, history } = known);
     if (onScreen) cursor = { at: state.cursor, moved: state.cursorMoved };
   } else if (out && out.kind === 'choose' && reply.step === out.step + 1 && out.item && ids[0] === out.item.id) {
     first = 'pick';
     trail = [...state.trail, out.item];
+    history = [...state.history, out.from];
   } else if (out && out.kind === 'skip' && reply.step === out.step + 1) {
     skipped = true;
+    history = [...state.history, out.from];
+  } else if (out && out.kind === 'back' && reply.step === out.step - 1) {
+    ({ first, skipped, trail, history } = backPath(reply)); // the server had taken the back: the grid before, as kept
+    back = true;
   } else if (reply.step === 1) {
     init = reply.reconstruction ? 'image' : out && out.kind === 'start' ? out.init : 'random';
     first = init === 'random' ? null : 'closest';
     trail = [];
     marks = [];
+    history = [];
   } else {
     first = 'pick'; // a later grid most often follows a pick: its first face is it, and Decide offers it
     if (!onScreen) {
       trail = [];
       marks = [];
     }
+    history = []; // the grids before it are not known: a back reads them from the grid that returns (backPath)
   }
   state.decided = null; // a decided selection is never resumed
   state.init = init;
   state.trail = Array.isArray(trail) ? trail : [];
   state.trailMarks = Array.isArray(marks) ? marks : [];
+  state.history = Array.isArray(history) ? history : [];
   if (init !== 'image') state.reconstruction = null;
   if (reply.reconstruction) state.reconstruction = client.textures.put(reply.reconstruction);
   // the tabs and the settings menu say what the resumed selection is (not what this page would start with)
@@ -883,7 +928,7 @@ async function resumeGrid(reply) {
       gazeDwell.reset();
     }
     renderTrail();
-    await showCandidates(reply, seq, first, { skipped, cursor });
+    await showCandidates(reply, seq, first, { skipped, cursor, back });
   } finally {
     if (seq === state.seq) {
       state.busy = false;
@@ -905,17 +950,14 @@ async function chooseId(id) {
   grid.setAttribute('aria-busy', 'true');
   pressed(id);
   const chosen = state.items.find((i) => i.id === id);
-  const out = state.inflight = { kind: 'choose', step: state.step, item: chosen };
+  const out = state.inflight = { kind: 'choose', step: state.step, item: chosen, from: gridEntry() };
   try {
     gaze.flush(); // the grid's gaze goes ahead of the pick that closes it
     const reply = await client.choose(id);
     settle(out);
     if (seq !== state.seq) return;
-    await showCandidates(reply, seq, 'pick');
-    if (seq === state.seq && chosen) {
-      state.trail.push(chosen);
-      renderTrail();
-    }
+    const path = { trail: [...state.trail, chosen], history: [...state.history, out.from] };
+    await showCandidates(reply, seq, 'pick', { path });
   } catch (err) {
     settle(out, err);
     if (seq === state.seq) reportError(err, 'choose');
@@ -934,16 +976,143 @@ async function skipGrid() {
   const seq = state.seq;
   state.busy = true;
   grid.setAttribute('aria-busy', 'true');
-  const out = state.inflight = { kind: 'skip', step: state.step };
+  const out = state.inflight = { kind: 'skip', step: state.step, from: gridEntry() };
   try {
     gaze.flush();
     const reply = await client.skip();
     settle(out);
     if (seq !== state.seq) return;
-    await showCandidates(reply, seq, null, { skipped: true });
+    const path = { trail: state.trail, history: [...state.history, out.from] };
+    await showCandidates(reply, seq, null, { skipped: true, path });
   } catch (err) {
     settle(out, err);
     if (seq === state.seq) reportError(err, 'skip');
+  } finally {
+    if (seq === state.seq) {
+      state.busy = false;
+      grid.setAttribute('aria-busy', 'false');
+    }
+  }
+}
+
+/** The grid on screen as this selection's history keeps it: what a `back` from the next grid returns to. */
+function gridEntry() {
+  return { step: state.step, ids: state.items.map((i) => i.id), first: state.first, skipped: state.skipped,
+    trail: state.trail.length };
+}
+
+/**
+ * v1.7 `back`: what the grid it returns to was, from this selection's history: its first face (the pick, the closest
+ * to a picture or drawing, or none), whether it answered None of these, and the path of picks then. A grid the page did
+ * not keep (after a resumed grid it could not place) is read from the grid itself and the path.
+ */
+function backPath(reply) {
+  const ids = (Array.isArray(reply.items) ? reply.items : []).map((i) => i.id);
+  const h = state.history;
+  const top = h[h.length - 1];
+  if (top && top.step === reply.step && sameIds(top.ids, ids)) {
+    return { first: top.first, skipped: top.skipped, trail: state.trail.slice(0, top.trail), history: h.slice(0, -1) };
+  }
+  let trail = state.trail;
+  const last = trail[trail.length - 1];
+  // the grid left answered a pick when its first face is the path's last: that pick is undone
+  if (state.first === 'pick' && last && state.items[0] && last.id === state.items[0].id) trail = trail.slice(0, -1);
+  let first = null;
+  let skipped = false;
+  if (reply.step === 1) {
+    // the selection's first grid: the path as it was when it started (kept across a feature switch, up to its mark)
+    const mark = state.trailMarks[state.trailMarks.length - 1];
+    trail = trail.slice(0, mark ? mark.at : 0);
+    const pick = state.init === 'image' && state.upload && state.upload.pick;
+    first = pick && ids[0] === pick.id ? 'pick' : state.init === 'random' ? null : 'closest';
+  } else if (trail.length && ids[0] === trail[trail.length - 1].id) {
+    first = 'pick'; // a grid after a pick shows it first; one after None of these holds only faces not seen before
+  } else {
+    skipped = true;
+  }
+  return { first, skipped, trail, history: [] };
+}
+
+/** The server takes `back` (v1.7) and this is no study (its steps are what it measures): the control is shown. */
+function backOffered() {
+  return serverMinor >= 7 && !state.study;
+}
+
+// why Back cannot act: [a few words for its label, the sentence its tooltip (and, on the first grid, a press) says]
+const BACK_WHY = {
+  offline: ['offline', 'Offline: the page reconnects on its own; then you can go back.'],
+  decided: ['you have decided', 'You have decided. Press Start again for a new selection.'],
+  first: ['these are the first faces', 'These are the first faces of this selection: there is nothing to go back to.'],
+  busy: ['wait for the faces', ''],
+};
+
+/** Why Back cannot act now: a key of BACK_WHY, or null when it can (the VR scene asks every frame: no allocation). */
+function backBlocked() {
+  if (client.state !== 'open') return 'offline';
+  if (state.decided) return 'decided';
+  if (state.items.length === 0 || state.step <= 1) return 'first';
+  if (state.busy) return 'busy';
+  return null;
+}
+
+function backWhy() {
+  const k = backBlocked();
+  return k ? BACK_WHY[k] : null;
+}
+
+/** The Back control: shown where the server takes `back`, off (aria-disabled: a press says why) where it cannot act. */
+function updateBack() {
+  const btn = $('btn-back');
+  const offered = backOffered();
+  btn.hidden = !offered || !!state.decided; // after a decision, Start again takes its place (as for None of these)
+  $('keys-back').hidden = !offered;
+  const why = offered ? backWhy() : ['not offered', ''];
+  btn.setAttribute('aria-disabled', String(!!why));
+  btn.setAttribute('aria-label', why ? `Back (${why[0]})`
+    : `Back to step ${state.step - 1}: undo your ${state.skipped ? 'None of these' : 'last pick'}`);
+  btn.title = why && why[1] ? why[1] : 'Undo your last pick or None of these: the faces before it come back (B)';
+}
+
+/** The VR scene's Back: 'hidden', 'off' or 'on' (read every frame: no allocation). */
+function backState() {
+  if (!backOffered()) return 'hidden';
+  return backBlocked() || state.view !== 'grid' ? 'off' : 'on';
+}
+
+/**
+ * v1.7 `back` (the control, B, the VR scene's Back): undo the last pick or None of these. The grid before it comes back
+ * as it was (the same faces, its step, its first face, the path of picks then); `force` sends it even where the control
+ * is off (tests: the server's wrong_state). Resolves true when the grid is shown.
+ */
+async function goBack({ force = false } = {}) {
+  if (!force) {
+    if (!backOffered() || state.view !== 'grid' || cannotAct()) return false;
+    if (state.step <= 1) {
+      announce(backWhy()[1]);
+      return false;
+    }
+  }
+  if (client.state !== 'open') return false;
+  const seq = state.seq;
+  const pick = state.first === 'pick' && state.items[0] ? splitTitle(state.items[0].title)[0] : null;
+  const undone = state.skipped ? 'None of these' : pick ? `your pick of ${pick}` : 'your last step';
+  state.busy = true;
+  grid.setAttribute('aria-busy', 'true');
+  const out = state.inflight = { kind: 'back', step: state.step };
+  try {
+    gaze.flush(); // the samples of the grid it leaves go ahead of it (the server then forgets them with it)
+    const reply = await client.back();
+    settle(out);
+    if (seq !== state.seq) return false;
+    const path = backPath(reply);
+    await showCandidates(reply, seq, path.first, { skipped: path.skipped, path, back: true });
+    if (seq !== state.seq) return false;
+    announce(`Back at step ${state.step}: ${undone} is undone.`);
+    return true;
+  } catch (err) {
+    settle(out, err);
+    if (seq === state.seq) reportError(err, 'back');
+    return false;
   } finally {
     if (seq === state.seq) {
       state.busy = false;
@@ -1019,8 +1188,10 @@ function awaitingPick() {
 }
 
 /** Show a `candidates` reply; `first` says what its first face is ('pick', 'closest' or null); `skipped`: it answers
- * "None of these"; `cursor` {at, moved}: the highlight to keep (a resumed grid that is the one on screen). */
-async function showCandidates(reply, seq, first, { skipped = false, cursor = null } = {}) {
+ * "None of these"; `cursor` {at, moved}: the highlight to keep (a resumed grid that is the one on screen); `path`
+ * {trail, history}: the path of picks and the grids before this one, set with it (so the tab's view is never half
+ * updated); `back`: it is an earlier grid again (v1.7), looked at afresh. */
+async function showCandidates(reply, seq, first, { skipped = false, cursor = null, path = null, back = false } = {}) {
   const items = reply.items || [];
   let textures;
   try {
@@ -1055,10 +1226,20 @@ async function showCandidates(reply, seq, first, { skipped = false, cursor = nul
   state.cursorMoved = keep ? cursor.moved : false;
   state.skipped = skipped;
   state.shownAt = performance.now();
+  if (path) {
+    state.trail = path.trail;
+    state.history = path.history;
+  }
+  if (back) {
+    // the dwell on the grid left and on this one's first look are history the server forgot too
+    dwell.rewind(reply.step);
+    gazeDwell.rewind(reply.step);
+  }
   dwell.setStep(reply.step);
   gazeDwell.setStep(reply.step);
   renderGrid(imgs, { still: !!cursor });
   renderSource();
+  if (path) renderTrail();
   saveView();
   if (idealView.seq !== seq) {
     // the panel belonged to an earlier selection
@@ -1240,6 +1421,7 @@ function updateDecide() {
   $('btn-skip').disabled = state.items.length === 0 || client.state !== 'open' || !!state.decided
     || !(client.welcome && client.welcome.protocol_minor >= 1);
   updateIdealButton();
+  updateBack();
   if (renderDecidedSide()) return;
   const img = $('pick-img');
   // not for the user's own pick: it is shown again but was not decided on, so the belief has moved past it and a
@@ -1279,7 +1461,7 @@ function updateDecide() {
 function renderDecidedSide() {
   const d = state.decided;
   const url = d && !state.study ? safeUrl(d.item.url) : null;
-  for (const id of ['btn-decide', 'decide-hint', 'btn-skip']) $(id).hidden = !!d;
+  for (const id of ['btn-decide', 'decide-hint', 'side-row']) $(id).hidden = !!d;
   $('decided-open').hidden = !url;
   if (url) $('decided-open').href = url;
   $('btn-again').hidden = !d;
@@ -1371,7 +1553,7 @@ document.addEventListener('visibilitychange', () => { if (document.hidden) dwell
 window.addEventListener('blur', () => dwell.pauseAll());
 
 // ------------------------------------------------------------------------------------------------
-// Keyboard: 1-9 choose, arrows move, Enter choose, D decide
+// Keyboard: 1-9 choose, arrows move, Enter choose, D decide, N none of these, B back (v1.7), I what you seem to want
 
 // inputs where keys are text: the shortcuts stay out of them
 const TEXT_INPUTS = new Set(['text', 'search', 'email', 'url', 'tel', 'password', 'number', 'date', 'time',
@@ -1460,6 +1642,12 @@ document.addEventListener('keydown', (e) => {
     skipGrid();
     return;
   }
+  // B, a letter like the others (Backspace stays the key that deletes, in a field or not)
+  if ((e.key === 'b' || e.key === 'B') && backOffered()) {
+    e.preventDefault();
+    goBack();
+    return;
+  }
   if ((e.key === 'i' || e.key === 'I') && client.ideal && !state.study) {
     e.preventDefault();
     requestIdeal();
@@ -1474,6 +1662,7 @@ document.addEventListener('pointerdown', (e) => {
 
 $('btn-decide').onclick = decideCursor;
 $('btn-skip').onclick = skipGrid;
+$('btn-back').onclick = () => goBack();
 
 // ------------------------------------------------------------------------------------------------
 // Decided
@@ -1687,8 +1876,10 @@ function renderIdealCaption() {
   const stale = $('ideal-stale');
   const moved = !!r && !idealView.busy && idealView.seq === state.seq && state.step !== idealView.step;
   stale.hidden = !moved;
+  const since = state.step < idealView.step ? 'you went back since, so it counts a step you undid'
+    : 'your choices since are not in it';
   stale.textContent = moved
-    ? `Made at step ${idealView.step}; your choices since are not in it. Press What you seem to want (I) again to update.` : '';
+    ? `Made at step ${idealView.step}; ${since}. Press What you seem to want (I) again to update.` : '';
 }
 
 $('btn-ideal').onclick = () => requestIdeal();
@@ -1761,6 +1952,9 @@ const xrApi = {
   gazeDwell,
   choose: (id) => chooseId(id),
   skip: () => skipGrid(),
+  back: () => goBack(),
+  /** v1.7: the scene's Back: 'hidden' (the server has no `back`, or a study), 'off' (it cannot act now) or 'on'. */
+  get backState() { return backState(); },
   decide: (id) => decideId(id, { openTab: false }),
   restart: () => nextSelection(),
   safeUrl,
@@ -2126,6 +2320,8 @@ window.omokage = {
   gazeTracker: gazeDwell,
   enterVR,
   describeError,
+  /** v1.7: Back as the control does; `force` sends it even where the control is off (tests: the server's answer). */
+  back: (opts = {}) => goBack(opts),
   // v1.5 ideal face
   ideal: {
     get view() { return { open: idealView.open, busy: idealView.busy, step: idealView.step, renders: idealView.renders,
@@ -2273,6 +2469,7 @@ async function studyNext(image = null) {
       state.init = image ? 'image' : 'random';
       state.trail = [];
       state.trailMarks = [];
+      state.history = [];
       renderTrail();
       dwell.reset();
       gazeDwell.reset();

@@ -15,7 +15,8 @@ export const PROTOCOL_VERSION = 1;
 // v1.5: the ideal face (welcome.ideal, `ideal` -> `ideal.result`); its hello.device and welcome.gaze.profile concern
 // headsets with eye tracking, so the page sends no device and ignores the profile; v1.6: sharper sketch previews
 // (`sketch.preview` after a result, from a server whose welcome.sketch.sharpens); v1.7: resuming a selection
-// (welcome.resume's token in the next hello.resume; welcome.resumed, then the grid as a `candidates` without rid)
+// (welcome.resume's token in the next hello.resume; welcome.resumed, then the grid as a `candidates` without rid) and
+// `back` (undo the last choose or skip)
 export const PROTOCOL_MINOR = 7;
 export const CLIENT_NAME = 'omokage-web/0.9.0';
 // where the resume token is kept: sessionStorage (per tab, kept across a reload, gone with the tab: one tab is one
@@ -426,6 +427,14 @@ export class OmokageClient extends EventTarget {
   /** "None of these": the next grid of faces not seen yet (v1.1). */
   skip() {
     return this.request('skip', {});
+  }
+
+  /**
+   * v1.7: undo the last `choose` or `skip`: resolves with the grid before it (`candidates`: the same faces in the same
+   * order, its step). `wrong_state` on the first grid, after `decide` and in a study; a v1.6 server: `unknown_type`.
+   */
+  back() {
+    return this.request('back', {});
   }
 
   /** An explicit rating 1..5 of a face shown in this selection (v1.1); resolves with `rated`. */

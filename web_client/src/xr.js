@@ -111,9 +111,13 @@ export async function startXR(api, session) {
     buttons[action] = { mesh, w, primary, text };
     return mesh;
   }
-  makeButton('restart', '↻  New start', -0.56, 0.32);
-  makeButton('decide', '✓  Decide', 0, 0.62, true);
-  makeButton('exit', mode === 'immersive' ? '✕  Exit VR' : '✕  Exit', 0.56, 0.32);
+  makeButton('restart', '↻  New start', -0.66, 0.32);
+  // v1.7: undo the last pick or None of these (a slipped ray); dimmed where it cannot act, hidden where the server
+  // has no `back` or in a study. Both looks are made here: the loop only swaps them
+  const backMats = { on: makeButton('back', '←  Back', -0.32, 0.26).material,
+    off: new MeshBasicMaterial({ map: buttonTexture('←  Back', false, 0.26 / BUTTON_H, true), transparent: true }) };
+  makeButton('decide', '✓  Decide', 0.16, 0.6, true);
+  makeButton('exit', mode === 'immersive' ? '✕  Exit VR' : '✕  Exit', 0.66, 0.32);
 
   // status line above the grid: step and hints
   const status = new Mesh(new PlaneGeometry(1.2, 0.075), new MeshBasicMaterial({ map: placeholder, transparent: true }));
@@ -228,7 +232,7 @@ export async function startXR(api, session) {
   let ended = false;
   let prepGen = 0;
   const stats = { mode, frames: 0, swaps: 0, maxFrameMs: 0, slowFrames: 0, texturesReady: 0, step: 0, lastSelect: null,
-    armed: -1 };
+    armed: -1, back: 'hidden' };
 
   const raycaster = new Raycaster();
   raycaster.far = 10;
@@ -266,6 +270,11 @@ export async function startXR(api, session) {
       // "none of these" grid lists first (the 2D page waits for a pick there too)
       const first = api.state.items[0];
       if (first && !locked && decidable(api.state)) api.decide(first.id);
+    } else if (d.action === 'back') {
+      if (backOn()) {
+        locked = true;
+        Promise.resolve(api.back()).finally(() => { locked = false; });
+      }
     } else if (d.action === 'restart') {
       api.restart();
     } else if (d.action === 'exit') {
@@ -275,6 +284,11 @@ export async function startXR(api, session) {
       end();
       if (url) window.open(url, '_blank', 'noopener'); // the select event is a user activation
     }
+  }
+
+  /** Back can act: the page says so, no press is in flight here, and the panels show the page's grid. */
+  function backOn() {
+    return !locked && !ended && api.backState === 'on' && shownStep === api.state.step;
   }
 
   // -- preparing textures off the loop ------------------------------------------------------------
@@ -409,9 +423,17 @@ export async function startXR(api, session) {
       p.ring.visible = (on || p === armed) && !!p.item;
       if (on && p.item) api.pointerDwell.add(p.item.id, dt);
     }
+    // Back: shown where the server takes it, dimmed while it cannot act (the first grid, a request out, offline)
+    const backMesh = buttons.back.mesh;
+    const backShown = api.backState !== 'hidden';
+    const backLive = backShown && backOn();
+    backMesh.visible = backShown;
+    const backMat = backLive ? backMats.on : backMats.off;
+    if (backMesh.material !== backMat) backMesh.material = backMat;
+    stats.back = !backShown ? 'hidden' : backLive ? 'on' : 'off';
     for (const key in buttons) {
       const b = buttons[key];
-      b.mesh.scale.setScalar(hovered.has(b.mesh.userData) ? 1.06 : 1);
+      b.mesh.scale.setScalar(hovered.has(b.mesh.userData) && (b.mesh !== backMesh || backLive) ? 1.06 : 1);
     }
 
     // head gaze: reticle on the hit, dwell fills it, a full ring arms the face (a press chooses it)
@@ -606,6 +628,10 @@ export async function startXR(api, session) {
       window.removeEventListener('resize', onResize);
       exitButton.remove();
     }
+    for (const m of [backMats.on, backMats.off]) {
+      m.map.dispose();
+      m.dispose();
+    }
     scene.traverse((o) => {
       if (o.geometry) o.geometry.dispose();
       if (o.material) disposeMaterial(o.material);
@@ -730,8 +756,10 @@ function decidable(st) {
   return st.first === 'pick' || st.first === 'closest';
 }
 
-function buttonTexture(text, primary, aspect) {
+/** A button's face; `dim`: a button that cannot act now (the 2D page's disabled look). */
+function buttonTexture(text, primary, aspect, dim = false) {
   return makeCanvasTexture(Math.round(112 * aspect), 112, (g, w, h) => {
+    if (dim) g.globalAlpha = 0.45;
     g.fillStyle = primary ? '#ff8fab' : '#232734';
     roundRect(g, 2, 2, w - 4, h - 4, h / 2 - 4);
     g.fill();
