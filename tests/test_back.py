@@ -129,3 +129,47 @@ def test_fit_user_model_leaves_out_picks_taken_back(tmp_path):
     records, report = read_choice_records([log])
     assert [(r.shown, r.chosen) for r in records] == [((1, 2, 3), 2), ((2, 4, 5), 5)]
     assert not report.problems
+
+
+def test_a_large_catalogs_back_is_rebuilt_off_the_loop_and_adopted_only_if_nothing_moved(engine, monkeypatch):
+    """From BACK_OFFLOAD_ITEMS faces the replay runs on a worker (58 ms at 100k, bench policy): the connection hands
+    out a BackJob and adopts its result only if the selection is still where it was."""
+    import omokage.protocol.connection as connection
+    from omokage.protocol.connection import BackJob, Offload
+    monkeypatch.setattr(connection, "BACK_OFFLOAD_ITEMS", 1)
+    conn = ServerConnection(EngineBackend(engine), "s")
+    conn.receive(frame("hello", 1, protocol=1, client="t", protocol_minor=7), 0.0)
+    (g1,) = sent(conn.receive(frame("start", 2, algorithm="pca", init="random", seed=2), 1.0))
+    conn.receive(frame("choose", 3, id=g1["items"][1]["id"]), 2.0)
+    (off,) = conn.receive(frame("back", 4), 3.0)
+    assert isinstance(off, Offload) and isinstance(off.job, BackJob) and conn.session.current.step == 2
+    rebuilt = off.job.session.rebuilt_without_last_pick(off.job.inputs)
+    (again,) = sent(conn.back_done(off.job, rebuilt, 4.0))
+    assert again["rid"] == 4 and again["step"] == 1 and [i["id"] for i in again["items"]] == \
+        [i["id"] for i in g1["items"]]
+    # a rebuild that lands after the selection moved on is refused, and the grid on screen stays
+    (g2,) = sent(conn.receive(frame("choose", 5, id=g1["items"][3]["id"]), 5.0))
+    (off,) = conn.receive(frame("back", 6), 6.0)
+    rebuilt = off.job.session.rebuilt_without_last_pick(off.job.inputs)
+    conn.receive(frame("rate", 7, id=g2["items"][2]["id"], rating=4), 6.5)
+    (err,) = sent(conn.back_done(off.job, rebuilt, 7.0))
+    assert err["code"] == "wrong_state" and err["rid"] == 6 and conn.session.current.step == 2
+
+
+def test_the_server_runs_a_large_catalogs_back_on_its_worker_pool(engine, monkeypatch):
+    import omokage.protocol.connection as connection
+    monkeypatch.setattr(connection, "BACK_OFFLOAD_ITEMS", 1)
+    srv = RunningServer(engine)
+    try:
+        async def main():
+            async with await OmokageClient.connect(srv.url) as c:
+                g1 = await c.start("pca", seed=8)
+                g2 = await c.choose(g1.ids[0])
+                await c.skip()
+                assert (await c.back()).ids == g2.ids
+                assert (await c.back()).ids == g1.ids
+                rtt, _ = await c.ping()
+                return rtt
+        assert asyncio.run(main()) < 5
+    finally:
+        srv.stop()

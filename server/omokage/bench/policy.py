@@ -4,7 +4,7 @@ One step is what the server does on `choose`: add the pick to the belief (a choi
 whole catalog, for each candidate temperature) and choose the next 8 faces. Measured on clustered 30-d features of
 1.5k, 10k and 100k items (exact distances below 100k items, faiss HNSW index at 100k, as `build_index` picks), each
 session walking 8 steps from a random first grid. The study's policy (the chosen face's 8 nearest unseen) is the
-baseline in the same run.
+baseline in the same run. `back` (v1.7, undo the last pick) is timed after the last step of each session.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def run(sizes=SIZES, sessions: int = 30, steps: int = 8, policies: tuple[str, ..
         space = FeatureSpace(f"bench-{n}", build_index(feats), feats.shape[1])
         space.distance_unit  # computed once per space at start-up, not per step
         for name in policies:
-            samples = []
+            samples, backs = [], []
             for s in range(sessions + 1):
                 session = SelectionSession(space, seed=s, policy=make_policy(name))
                 step = session.start()
@@ -43,7 +43,13 @@ def run(sizes=SIZES, sessions: int = 30, steps: int = 8, policies: tuple[str, ..
                     step = session.choose(pick)
                     if s:   # session 0 warms up
                         samples.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                session.back()   # v1.7: undo the last pick (a replay of the steps before it)
+                if s:
+                    backs.append(time.perf_counter() - t)
             row = {"items": n, "policy": name, "index": space.index.kind, **percentiles(samples)}
+            back = percentiles(backs)
+            row["back_p50_ms"], row["back_p99_ms"] = back["p50_ms"], back["p99_ms"]
             goal = GOALS_MS.get(n)
             row["goal_p99_ms"] = goal
             row["meets_goal"] = None if goal is None else bool(row["p99_ms"] <= goal)
@@ -52,10 +58,12 @@ def run(sizes=SIZES, sessions: int = 30, steps: int = 8, policies: tuple[str, ..
                   + (f"  (goal {goal:g} ms: {'ok' if row['meets_goal'] else 'MISSED'})" if goal else ""), flush=True)
     table = markdown_table(rows, [("items", "items"), ("policy", "policy"), ("index", "index"), ("p50_ms", "p50 (ms)"),
                                   ("p99_ms", "p99 (ms)"), ("mean_ms", "mean (ms)"), ("goal_p99_ms", "goal p99 (ms)"),
-                                  ("meets_goal", "meets goal")])
+                                  ("meets_goal", "meets goal"), ("back_p50_ms", f"back after {steps} (ms) p50"),
+                                  ("back_p99_ms", f"back after {steps} (ms) p99")])
     notes = (f"{sessions} sessions × {steps} `choose` steps per row (plus one warm-up session), clustered 30-d "
              "features. A step is the belief update (choice + passed-over terms, every candidate temperature) and the "
              "next 8 faces; `study` (8 nearest unseen, no belief) is the baseline in the same run. Goals: p99 ≤ 2 ms "
-             "at 10k items, ≤ 20 ms at 100k.")
+             "at 10k items, ≤ 20 ms at 100k. back: protocol v1.7's undo of the last pick after the "
+             f"{steps} steps, which replays the steps before it (rare, on a user's request; no goal).")
     write_results(Path(out), "policy", {"rows": rows, "sessions": sessions, "steps": steps}, table, notes)
     return 0

@@ -195,31 +195,49 @@ class SelectionSession:
         """Undo the last `choose` or `skip` (a misclick: a controller ray slips): the grid before it returns, exactly
         as it was, and the belief forgets that pick, the gaze evidence that came with it and everything since. Ratings
         given on the grid that returns are kept. Built by replaying the inputs before it on the pristine policy with
-        the same seed (the grids are the same ones), so it costs one replay, and nothing per step."""
+        the same seed (the grids are the same ones), so it costs one replay, and nothing per step. A server may run
+        `rebuilt_without_last_pick` off its event loop and `adopt` the result (what this does in one go)."""
+        return self.adopt(self.rebuilt_without_last_pick(), at=at)
+
+    def check_back(self) -> None:
+        """The errors `back` would raise now (a decided or unstarted selection, the first grid)."""
         if self.state is not SessionState.BROWSING:
             raise WrongState(f"back needs a started, undecided session; this session is {self.state.value}")
-        picks = [i for i, inp in enumerate(self._inputs) if inp[0] in ("choose", "skip")]
+        if not any(inp[0] in ("choose", "skip") for inp in self._inputs):
+            raise WrongState("this is the selection's first grid: there is no earlier one to go back to")
+
+    def rebuilt_without_last_pick(self, inputs: Sequence[tuple] | None = None) -> "SelectionSession":
+        """A new session: this one as it was before its last choose or skip (see `back`). Reads `inputs` (default: a
+        copy of this session's, taken now) and the pristine policy only, so it may run on another thread while this
+        session is left alone."""
+        inputs = list(self._inputs if inputs is None else inputs)
+        picks = [i for i, inp in enumerate(inputs) if inp[0] in ("choose", "skip")]
         if not picks:
             raise WrongState("this is the selection's first grid: there is no earlier one to go back to")
-        undone = self._inputs[picks[-1]]
         since = picks[-2] if len(picks) > 1 else 0   # where the grid that returns was shown
         # its gaze was evidence added at the pick being undone: the user looks at that grid afresh
-        keep = [inp for i, inp in enumerate(self._inputs[:picks[-1]])
+        keep = [inp for i, inp in enumerate(inputs[:picks[-1]])
                 if not (i > since and inp[0] == "evidence" and inp[3] == "gaze")]
-        left = len(self.history)
         fresh = SelectionSession(self.space, seed=self.seed, policy=copy.deepcopy(self._pristine_policy),
                                  grid_size=self.grid_size)
         fresh._seed, fresh.rng = self._seed, np.random.default_rng(self._seed)
         fresh._pristine_policy = self._pristine_policy
         for inp in keep:
             fresh._replay(inp)
+        fresh._undone = (inputs[picks[-1]][0], sum(1 for inp in inputs if inp[0] in ("start", "choose", "skip")))
+        return fresh
+
+    def adopt(self, fresh: "SelectionSession", *, at: float | None = None) -> Step:
+        """Become `fresh` (from `rebuilt_without_last_pick`), keeping this session's events and adding `back`."""
+        self.check_back()
+        undone, left = fresh.__dict__.pop("_undone")
         events = self.events
         self.__dict__.update(fresh.__dict__)
         step = self.current
         # the session's events stay what happened (append-only, for the log), plus this one
         self.events = events
         self.events.append(Event("back", step.step, self.algorithm, None, step.ids, at,
-                                 {"undone": undone[0], "left_step": left}))
+                                 {"undone": undone, "left_step": left}))
         return step
 
     def _replay(self, inp: tuple) -> None:

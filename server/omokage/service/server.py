@@ -53,8 +53,8 @@ from omokage.catalog.store import Item, Texture, encode_texture
 from omokage.engine import Engine, load_fitted
 from omokage.features import ALGORITHMS
 from omokage.imageio import UPLOAD_FORMATS, ImageDecodeError, load_image_bytes
-from omokage.protocol.connection import (Close, IdealJob, Limits, Log, Offload, ProjectionJob, Send, ServerConnection,
-                                         SharpenJob, SketchJob, Supersede)
+from omokage.protocol.connection import (BackJob, Close, IdealJob, Limits, Log, Offload, ProjectionJob, Send,
+                                         ServerConnection, SharpenJob, SketchJob, Supersede)
 from omokage.protocol.messages import error, predecode
 from omokage.protocol.resume import RESUME_TTL_S, SessionKeeper, max_detached_for
 from omokage.selection import FeatureSpace
@@ -713,6 +713,8 @@ class OmokageServer:
                     self.sketches.sharpen(ws, conn, action.job)  # v1.6: a sharper preview follows, when it can
                 elif isinstance(action, Offload) and isinstance(action.job, IdealJob):
                     follow.extend(await self._ideal(conn, action.job))
+                elif isinstance(action, Offload) and isinstance(action.job, BackJob):
+                    follow.extend(await self._back(conn, action.job))
                 elif isinstance(action, Offload):
                     self._projected.add(ws)
                     follow.extend(await self._offload(conn, action.job))
@@ -848,6 +850,16 @@ class OmokageServer:
                 log.exception("ideal face failed")
                 return conn.ideal_failed(job, "internal", f"could not generate the ideal face ({type(exc).__name__})")
         return conn.ideal_done(job, found, image, time.time())
+
+    async def _back(self, conn: ServerConnection, job: BackJob) -> list:
+        """v1.7: a back's replay on a large catalog runs on the worker pool (numpy lets the loop go on meanwhile)."""
+        loop = asyncio.get_running_loop()
+        try:
+            rebuilt = await loop.run_in_executor(self.pool, job.session.rebuilt_without_last_pick, job.inputs)
+        except Exception as exc:
+            log.exception("back failed")
+            return conn.back_failed(job, type(exc).__name__)
+        return conn.back_done(job, rebuilt, time.time())
 
     async def _offload(self, conn: ServerConnection, job: ProjectionJob) -> list:
         if self.projection_slots.locked():
