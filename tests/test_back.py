@@ -132,11 +132,11 @@ def test_fit_user_model_leaves_out_picks_taken_back(tmp_path):
 
 
 def test_a_large_catalogs_back_is_rebuilt_off_the_loop_and_adopted_only_if_nothing_moved(engine, monkeypatch):
-    """From BACK_OFFLOAD_ITEMS faces the replay runs on a worker (58 ms at 100k, bench policy): the connection hands
+    """From BACK_OFFLOAD_WORK (inputs × faces) the replay runs on a worker (58 ms at 100k, bench policy): the connection hands
     out a BackJob and adopts its result only if the selection is still where it was."""
     import omokage.protocol.connection as connection
     from omokage.protocol.connection import BackJob, Offload
-    monkeypatch.setattr(connection, "BACK_OFFLOAD_ITEMS", 1)
+    monkeypatch.setattr(connection, "BACK_OFFLOAD_WORK", 1)
     conn = ServerConnection(EngineBackend(engine), "s")
     conn.receive(frame("hello", 1, protocol=1, client="t", protocol_minor=7), 0.0)
     (g1,) = sent(conn.receive(frame("start", 2, algorithm="pca", init="random", seed=2), 1.0))
@@ -158,7 +158,7 @@ def test_a_large_catalogs_back_is_rebuilt_off_the_loop_and_adopted_only_if_nothi
 
 def test_the_server_runs_a_large_catalogs_back_on_its_worker_pool(engine, monkeypatch):
     import omokage.protocol.connection as connection
-    monkeypatch.setattr(connection, "BACK_OFFLOAD_ITEMS", 1)
+    monkeypatch.setattr(connection, "BACK_OFFLOAD_WORK", 1)
     srv = RunningServer(engine)
     try:
         async def main():
@@ -173,3 +173,35 @@ def test_the_server_runs_a_large_catalogs_back_on_its_worker_pool(engine, monkey
         assert asyncio.run(main()) < 5
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("policy", ["study", "thompson"])
+def test_the_ideal_face_after_back_reads_the_state_it_is_back_in(engine, policy):
+    """The ideal face's favourite and evidence come from the session's events: after a back they are the events of
+    the grid it is back in, not the undone pick (which, read as a choice, even crashed a second back's ideal)."""
+    from omokage.selection.ideal import snapshot
+    s = SelectionSession(engine.space("pca"), seed=5, policy=make_policy(policy))
+    g1 = s.start()
+    g2 = s.choose(g1.ids[2])
+    s.choose(g2.ids[7])                       # the slip
+    s.back()
+    ev = snapshot(s)
+    assert ev.last_chosen == g1.ids[2] and ev.on_screen == g2.ids
+    if ev.probabilities is None:
+        assert ev.choices == ((g1.ids, g1.ids[2]),)
+    s.back()
+    ev = snapshot(s)                          # a second back: no IndexError from a stale choice
+    assert ev.last_chosen is None and ev.on_screen == g1.ids and not ev.choices
+
+
+def test_a_policy_changed_between_construction_and_start_replays_as_started(engine):
+    """The pristine policy is the one `start` found (the choice benchmark sets gaze parameters in between)."""
+    policy = make_policy("thompson")
+    s = SelectionSession(engine.space("pca"), seed=9, policy=policy)
+    policy.temperatures = (0.05,)             # changed after construction, before start
+    g1 = s.start()
+    g2 = s.choose(g1.ids[1])
+    s.choose(g2.ids[4])
+    assert s.back().ids == g2.ids and s.policy.temperatures == (0.05,)
+    assert s.choose(g2.ids[4]) is not None
+

@@ -170,7 +170,7 @@ class IdealJob:
 
 @dataclass(frozen=True)
 class BackJob:
-    """v1.7: a `back` on a large catalog, whose replay would stall every session on the loop (~60 ms at 100k faces):
+    """v1.7: a `back` whose replay would stall every session on the loop (a large catalog or a long selection):
     the session rebuilt on a worker from its inputs as they were when asked (`SelectionSession.rebuilt_without_last_pick`
     touches nothing else), then adopted by `back_done` if the selection has not moved on meanwhile."""
     rid: int | None
@@ -178,7 +178,10 @@ class BackJob:
     inputs: tuple
 
 
-BACK_OFFLOAD_ITEMS = 20_000   # from here a back's replay runs off the loop (bench policy: 6.6 ms at 10k, 58 at 100k)
+# A back's replay costs about its inputs × the catalog's faces (bench policy, thompson after 8 steps: 2.3 ms at 1.5k
+# faces, 6.6 at 10k, 58 at 100k): from this much work (~3 ms) it runs on the worker pool, so a long selection (or a
+# client that rates a face 2,000 times and then goes back and forth) never holds up the other sessions on the loop
+BACK_OFFLOAD_WORK = 16 * 20_000
 
 
 @dataclass(frozen=True)
@@ -740,7 +743,9 @@ class ServerConnection:
                                                             "`sketch.begin` and a few `sketch.stroke`s first", rid))
         try:
             return self._start(algorithm, seed, rid, now, policy=policy,
-                               evidence=(SketchTerm(sketch.log_likelihood, sketch.revision),))
+                               # a copy: the result's row may be a view into a whole batch's array, which the
+                               # selection would otherwise keep for its life (back replays need the term, v1.7)
+                               evidence=(SketchTerm(np.array(sketch.log_likelihood, np.float32), sketch.revision),))
         except SessionError as exc:
             return self._error(ProtocolError("wrong_state", str(exc), rid))
 
@@ -805,7 +810,7 @@ class ServerConnection:
         if self.trial is not None:
             raise ProtocolError("wrong_state", "a study trial cannot go back: its steps are what it measures", rid)
         self.session.check_back()    # its errors first (the first grid, a decided selection): the grid's gaze stays
-        if self.session.space.n_items >= BACK_OFFLOAD_ITEMS:
+        if len(self.session._inputs) * self.session.space.n_items >= BACK_OFFLOAD_WORK:
             return [Offload(BackJob(rid, self.session, tuple(self.session._inputs)))]
         return self._went_back(self.session.rebuilt_without_last_pick(), rid, now)
 
@@ -818,9 +823,8 @@ class ServerConnection:
                                                             "back; look at the grid on screen and try again", job.rid))
         return self._went_back(rebuilt, job.rid, now)
 
-    def back_failed(self, job: BackJob, message: str) -> list[Action]:
-        return [] if self.closed else self._error(ProtocolError("internal", f"back failed ({message}); the grid on "
-                                                                            "screen is unchanged", job.rid))
+    def back_failed(self, job: BackJob, code: str, message: str) -> list[Action]:
+        return [] if self.closed else self._error(ProtocolError(code, f"back: {message}", job.rid))
 
     def _went_back(self, rebuilt: SelectionSession, rid, now) -> list[Action]:
         self.session.adopt(rebuilt, at=now)

@@ -26,7 +26,7 @@ class Candidate:
     probability: float | None = None   # the belief's mass on this face, for policies that keep a belief
 
 
-_CACHE_LOCK = threading.Lock()   # the server calls from its loop only; benchmarks and tests may use threads
+_CACHE_LOCK = threading.Lock()   # the loop and the worker pool (a long `back` replays there, v1.7) share a space
 
 
 @dataclass(frozen=True)

@@ -80,11 +80,11 @@ class SelectionSession:
         self.policy_name = str(getattr(self.policy, "name", type(self.policy).__name__))
         self.grid_size = grid_size
         # `back` rebuilds the session from its inputs, so it needs the same random stream again: a seed is drawn
-        # when none was given (the same distribution as an unseeded generator), and the policy is kept as it was
-        # before `start` (no belief yet: a small copy)
+        # when none was given (the same distribution as an unseeded generator), and the policy is kept as `start`
+        # finds it (no belief yet: a small copy)
         self._seed = seed if seed is not None else int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
         self.rng = np.random.default_rng(self._seed)
-        self._pristine_policy = copy.deepcopy(self.policy)
+        self._pristine_policy = None       # the policy as `start` found it (set there)
         self._inputs: list[tuple] = []     # what was asked of it, in order: ("start" | "choose" | ..., args...)
         self.state = SessionState.NEW
         self.shown: set[int] = set()
@@ -129,6 +129,8 @@ class SelectionSession:
             query = np.asarray(query, dtype=np.float32).reshape(-1)
             if query.shape[0] != self.space.dim or not np.isfinite(query).all():
                 raise ValueError(f"query must be a finite {self.space.dim}-d vector")
+        if self._pristine_policy is None:   # a rebuild for `back` brings its own
+            self._pristine_policy = copy.deepcopy(self.policy)
         if evidence:
             step = self._show(self.policy.initial(self._context(), query, evidence))
         else:
@@ -231,11 +233,10 @@ class SelectionSession:
         """Become `fresh` (from `rebuilt_without_last_pick`), keeping this session's events and adding `back`."""
         self.check_back()
         undone, left = fresh.__dict__.pop("_undone")
-        events = self.events
         self.__dict__.update(fresh.__dict__)
         step = self.current
-        # the session's events stay what happened (append-only, for the log), plus this one
-        self.events = events
+        # `events` become the events of the state it is back in (what the ideal face reads; the log already has what
+        # happened), and this one
         self.events.append(Event("back", step.step, self.algorithm, None, step.ids, at,
                                  {"undone": undone, "left_step": left}))
         return step

@@ -347,6 +347,7 @@ class OmokageServer:
         # v1.5 ideal faces: slots of their own, so cheap `ideal` requests from many connections never hold the image
         # uploads' (each connection has at most one of either in flight: its next message waits for it)
         self.ideal_slots = asyncio.Semaphore(4 * workers)
+        self.back_slots = asyncio.Semaphore(4 * workers)   # v1.7: long backs' replays queued on the pool at once
         if engine.can_generate_ideal:
             import cma  # noqa: F401  (the search's; imported now, not on the first user's first `ideal`: ~0.3 s)
         self.bulk_slots = asyncio.Semaphore(BULK_SLOTS)
@@ -852,14 +853,18 @@ class OmokageServer:
         return conn.ideal_done(job, found, image, time.time())
 
     async def _back(self, conn: ServerConnection, job: BackJob) -> list:
-        """v1.7: a back's replay on a large catalog runs on the worker pool (numpy lets the loop go on meanwhile)."""
-        loop = asyncio.get_running_loop()
-        try:
-            rebuilt = await loop.run_in_executor(self.pool, job.session.rebuilt_without_last_pick, job.inputs)
-        except Exception as exc:
-            log.exception("back failed")
-            return conn.back_failed(job, type(exc).__name__)
-        return conn.back_done(job, rebuilt, time.time())
+        """v1.7: a long back's replay runs on the worker pool (numpy lets the loop go on meanwhile), a few at a time."""
+        if self.back_slots.locked():
+            return conn.back_failed(job, "overloaded", "too many backs in progress; retry shortly")
+        async with self.back_slots:
+            loop = asyncio.get_running_loop()
+            try:
+                rebuilt = await loop.run_in_executor(self.pool, job.session.rebuilt_without_last_pick, job.inputs)
+                return conn.back_done(job, rebuilt, time.time())
+            except Exception as exc:
+                log.exception("back failed")
+                return conn.back_failed(job, "internal", f"back failed ({type(exc).__name__}); the grid on screen "
+                                                         "is unchanged")
 
     async def _offload(self, conn: ServerConnection, job: ProjectionJob) -> list:
         if self.projection_slots.locked():
