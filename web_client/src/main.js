@@ -6,6 +6,7 @@ import { DwellTracker } from './dwell.js';
 import { GazeSender, PointerProxy } from './gaze.js';
 import { renderQuestionnaire } from './study.js';
 import { SketchPad } from './sketch.js';
+import { claimTab } from './tab.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -50,6 +51,9 @@ const client = new OmokageClient(WS_URL, {
   participant: params.get('participant') || null,
   clientName: () => `${CLIENT_NAME} (gaze: ${gazeLabel()})`,
 });
+// v1.7: whether this tab owns the resume token in its sessionStorage, or copied it from a live tab (tab.js): known
+// before the first hello
+let tab = null;
 const gaze = new GazeSender(client);
 const dwell = new DwellTracker();
 const gazeDwell = new DwellTracker();
@@ -212,6 +216,10 @@ client.addEventListener('welcome', (ev) => {
     // this tab was reloaded mid-selection, and the server no longer has it (restarted, or too long ago)
     showBanner('info', 'Your selection could not be continued',
       'The server no longer has it (it was restarted, or too much time has passed), so a new one starts.');
+  } else if (tab && tab.copy && state.sessions === 1) {
+    // a duplicated tab: the tab it copies keeps its selection (and its token); this one starts its own
+    showBanner('info', 'A new selection in this tab',
+      'This tab is a copy of another one, which goes on with its selection: this one starts its own.', null, { timeout: 8000 });
   } else {
     hideBanner();
   }
@@ -2320,6 +2328,8 @@ window.omokage = {
   gazeTracker: gazeDwell,
   enterVR,
   describeError,
+  /** v1.7: {id, copy, how: 'lock' | 'channel' | 'none', ms} (tab.js), once known */
+  get tab() { return tab; },
   /** v1.7: Back as the control does; `force` sends it even where the control is off (tests: the server's answer). */
   back: (opts = {}) => goBack(opts),
   // v1.5 ideal face
@@ -2523,7 +2533,18 @@ renderCursor();
 showView('grid');
 let pointerProxy = null;
 (async () => {
+  const owning = claimTab({ hasToken: !!client.resumeToken }).then((t) => {
+    tab = t;
+    if (t.copy) {
+      // the tab copied from presents this token: presenting it here would take its selection away
+      client.forgetResume();
+      try {
+        sessionStorage.removeItem(VIEW_KEY);
+      } catch { /* storage off */ }
+    }
+  }, (err) => console.warn('omokage: could not tell whether this tab is a copy', err));
   await setupVR();
+  await owning;
   // no head tracking here: the mouse over the grid stands in for gaze (labelled so in hello.client)
   if (!xrSupported) {
     pointerProxy = new PointerProxy(gaze, { cards, count: () => state.items.length,

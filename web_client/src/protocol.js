@@ -13,7 +13,8 @@ export const PROTOCOL_VERSION = 1;
 // studies (hello.participant, study.next, answers); v1.3: live sketch search (welcome.sketch, `sketch.*`, start
 // init `sketch`); v1.4 adds only gaze calibration, which this page never starts (it ignores welcome.gaze.calibration);
 // v1.5: the ideal face (welcome.ideal, `ideal` -> `ideal.result`); its hello.device and welcome.gaze.profile concern
-// headsets with eye tracking, so the page sends no device and ignores the profile; v1.6: sharper sketch previews
+// headsets with eye tracking, so the page sends no device and ignores the profile (v1.7's `calibration` too: the page
+// never offers a calibration, whatever the profile); v1.6: sharper sketch previews
 // (`sketch.preview` after a result, from a server whose welcome.sketch.sharpens); v1.7: resuming a selection
 // (welcome.resume's token in the next hello.resume; welcome.resumed, then the grid as a `candidates` without rid) and
 // `back` (undo the last choose or skip)
@@ -211,6 +212,11 @@ export class OmokageClient extends EventTarget {
     } catch {
       return null;
     }
+  }
+
+  /** v1.7: never present the token kept (this tab is a copy of another, which owns it: see tab.js). */
+  forgetResume() {
+    this._keepResume(null);
   }
 
   _keepResume(token) {

@@ -479,10 +479,37 @@ describe('Back (protocol v1.7)', () => {
     assert.ok(r.back.top >= r.skip.bottom && r.back.top - r.skip.bottom <= 10 && Math.abs(r.back.right - r.skip.right) <= 1,
       `Back under None of these: ${JSON.stringify(r)}`);
     assert.ok(r.back.height >= 44 && r.back.width >= 44 && r.back.right <= 400, JSON.stringify(r.back));
+    assert.ok(r.back.bottom <= 800, `Back above the fold (${r.back.bottom})`);
     assert.equal(await page.getAttribute('#btn-back', 'aria-label'), 'Back to step 1: undo your last pick');
     await page.click('#btn-back');
     await waitForGrid(page, 1);
   });
+});
+
+describe('Back on a laptop screen (v1.7)', () => {
+  for (const [w, h] of [[1280, 800], [1366, 768]]) {
+    it(`at ${w}×${h} Decide, None of these, Back and What you seem to want are above the fold, nothing cut`, T, async () => {
+      await page.setViewportSize({ width: w, height: h });
+      await open();
+      await page.locator('#grid .face').nth(4).click();
+      await waitForGrid(page, 2);
+      await page.waitForFunction(() => !document.getElementById('btn-ideal').hidden);
+      const r = await st(() => {
+        const box = (id) => document.getElementById(id).getBoundingClientRect().toJSON();
+        const cut = (id) => { const s = document.querySelector(`#${id} span`); return s.scrollWidth > s.clientWidth + 1; };
+        return { scrollY: window.scrollY, grid: box('grid'), pick: box('pick-img'),
+          buttons: ['btn-decide', 'btn-skip', 'btn-back', 'btn-ideal'].map((id) => ({ id, ...box(id), cut: cut(id) })) };
+      });
+      assert.equal(r.scrollY, 0);
+      assert.ok(r.grid.bottom <= h, `the grid ${JSON.stringify(r.grid)}`);
+      for (const b of r.buttons) {
+        assert.ok(b.bottom <= h && b.right <= w && b.height >= 36 && !b.cut, `${b.id} ${JSON.stringify(b)}`);
+      }
+      // the pick's picture gives way on a short screen, and stays a recognisable face
+      assert.ok(r.pick.width >= 120 && r.pick.bottom < r.buttons[0].top, `the pick ${JSON.stringify(r.pick)}`);
+      await screenshot(page, `back-${w}x${h}`);
+    });
+  }
 });
 
 describe('Back in the VR scene (v1.7)', () => {

@@ -2,10 +2,12 @@
 // `omokage serve` processes: the network under the page drops (a TCP proxy between the page and the server cuts its
 // links, or leaves them open and silent), the tab reloads, the server restarts, the user had already decided, and the
 // 3D preview. The page presents the last welcome's resume token in its next hello and shows the grid the server sends
-// back (same faces, same step), or, when the server has nothing to go on with, starts again as before v1.7.
+// back (same faces, same step), or, when the server has nothing to go on with, starts again as before v1.7. A
+// duplicated tab (its sessionStorage a copy of the original's) never presents the original's token.
 
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { closeTestPage, freePort, gridIds, newTestPage, openBrowser, recordFrames, screenshot, startServer, waitForGrid } from './helpers.mjs';
 
@@ -40,7 +42,7 @@ afterEach(async (t) => {
  * keeps them open but relays nothing more, as a Wi-Fi gone without a FIN (the server does not see it die). Links
  * opened afterwards work.
  */
-async function proxyTo(port) {
+async function proxyTo(port, { host = '127.0.0.1' } = {}) {
   const listen = await freePort();
   const links = new Set();
   const srv = net.createServer((c) => {
@@ -54,10 +56,10 @@ async function proxyTo(port) {
     c.on('close', () => { links.delete(link); s.destroy(); });
     s.on('close', () => { if (!link.silent) c.destroy(); });
   });
-  await new Promise((resolve) => { srv.listen(listen, '127.0.0.1', resolve); });
+  await new Promise((resolve) => { srv.listen(listen, host, resolve); });
   const end = (sock) => (sock.resetAndDestroy ? sock.resetAndDestroy() : sock.destroy());
   const proxy = {
-    url: `http://127.0.0.1:${listen}/`,
+    url: `http://${host}:${listen}/`,
     cut() {
       for (const l of [...links]) {
         end(l.c);
@@ -363,5 +365,155 @@ describe('the VR scene (v1.7)', () => {
     await page.waitForFunction(() => window.omokage.state.decided);
     assert.equal(await st(() => window.omokage.state.decided.item.id), ids2[0]);
     await st(() => window.omokage.xr.end());
+  });
+});
+
+/**
+ * A duplicated tab (Chrome's "Duplicate tab", or window.open of the page with an opener): the browser copies this tab's
+ * sessionStorage, resume token and all, into the new one. The copy must not present the token: the server would hand
+ * it the live selection and close the original's link ("this selection was resumed on another connection").
+ */
+async function duplicate(of) {
+  const [copy] = await Promise.all([browser.context.waitForEvent('page'),
+    of.evaluate(() => { window.open(location.href); })]);
+  copy.on('pageerror', (e) => browser.errors.push(e.message));
+  copy.on('console', (m) => { if (m.type() === 'error') browser.errors.push(m.text()); });
+  return copy;
+}
+
+/** The original keeps its link, selection and token when it is copied; the copy starts a selection of its own. */
+async function copiedTab(base, how) {
+  const closed = [];
+  page.on('websocket', (ws) => ws.on('close', () => closed.push(ws.url())));
+  const frames = recordFrames(page);
+  await page.goto(base);
+  await waitForGrid(page, 1);
+  await page.locator('#grid .face').nth(4).click();
+  await waitForGrid(page, 2);
+  const ids2 = await gridIds(page);
+  const sid = await sessionId();
+  const token = await st(() => window.omokage.client.resumeToken);
+  const tabId = await st(() => sessionStorage.getItem('omokage.tab'));
+
+  const copy = await duplicate(page);
+  const copyFrames = recordFrames(copy);
+  await copy.waitForFunction(() => window.omokage && window.omokage.client.welcome && !window.omokage.state.resuming
+    && window.omokage.state.step > 0 && !window.omokage.state.busy, null, { timeout: 20000 });
+  await page.waitForTimeout(1000); // a supersede's close would have come by now
+
+  // the original goes on as if nothing happened: the same link, session, grid and token, no news
+  assert.deepEqual(closed, [], "the original's link is not closed");
+  assert.equal(await st(() => window.omokage.client.state), 'open');
+  assert.equal(await sessionId(), sid);
+  assert.equal(await st(() => window.omokage.client.resumeToken), token);
+  assert.equal(out(frames, 'hello').length, 1);
+  assert.deepEqual(await gridIds(page), ids2);
+  const v = await view();
+  assert.equal(v.banner, null, 'nothing to say: no "Reconnected", no "starts again"');
+
+  // the copy: it never presents the original's token, and starts a selection of its own
+  const hellos = out(copyFrames, 'hello');
+  assert.equal(hellos.length, 1);
+  assert.equal(hellos[0].msg.resume, undefined, "the copy never presents the original's token");
+  assert.equal(got(copyFrames, 'welcome')[0].msg.resumed, undefined);
+  assert.equal(out(copyFrames, 'start').length, 1, 'the copy starts a selection of its own');
+  await waitForGrid(copy, 1);
+  const copyToken = await copy.evaluate(() => JSON.parse(sessionStorage.getItem('omokage.resume')).token);
+  assert.equal(copyToken, got(copyFrames, 'welcome')[0].msg.resume.token, "the copy keeps its own selection's token");
+  assert.notEqual(copyToken, token);
+  assert.match(await copy.evaluate(() => `${document.getElementById('banner-title').textContent}: ${document.getElementById('banner-text').textContent}`),
+    /^A new selection in this tab: This tab is a copy of another one/);
+  await screenshot(copy, `resume-copied-tab-${how}`);
+  // how it knew: the browser copied the tab's id (with the token), held by the original's lock or answered by it
+  assert.match(tabId, /^[0-9a-f]{24}$/);
+  const own = await st(() => window.omokage.tab);
+  assert.deepEqual({ id: own.id, copy: own.copy, how: own.how }, { id: tabId, copy: false, how });
+  const copied = await copy.evaluate(() => window.omokage.tab);
+  assert.equal(copied.copy, true);
+  assert.equal(copied.how, how);
+  assert.notEqual(copied.id, tabId, 'the copy takes an id of its own');
+  assert.equal(await copy.evaluate(() => sessionStorage.getItem('omokage.tab')), copied.id);
+
+  await page.locator('#grid .face').nth(3).click();
+  await waitForGrid(page, 3);
+  assert.equal((await gridIds(page))[0], ids2[3], "the original's next pick goes on from its grid");
+
+  // each tab reloads into its own selection: the lock (or the owner's answer) went with the page that unloaded
+  const mark = frames.length;
+  const ids3 = await gridIds(page);
+  const token3 = await st(() => window.omokage.client.resumeToken);
+  await page.reload();
+  await page.waitForFunction(() => window.omokage && window.omokage.client.welcome && !window.omokage.state.resuming);
+  await waitForGrid(page, 3);
+  const t = await st(() => window.omokage.tab);
+  assert.deepEqual({ id: t.id, copy: t.copy, how: t.how }, { id: tabId, copy: false, how });
+  assert.equal(out(frames.slice(mark), 'hello')[0].msg.resume, token3);
+  assert.equal(got(frames.slice(mark), 'welcome')[0].msg.resumed, true);
+  assert.deepEqual(await gridIds(page), ids3);
+  const copyIds = await gridIds(copy);
+  const copyMark = copyFrames.length;
+  await copy.reload();
+  await copy.waitForFunction(() => window.omokage && window.omokage.client.welcome && !window.omokage.state.resuming);
+  await waitForGrid(copy, 1);
+  assert.equal((await copy.evaluate(() => window.omokage.tab)).copy, false);
+  assert.equal(out(copyFrames.slice(copyMark), 'hello')[0].msg.resume, copyToken);
+  assert.equal(got(copyFrames.slice(copyMark), 'welcome')[0].msg.resumed, true);
+  assert.deepEqual(await gridIds(copy), copyIds);
+  await copy.close();
+  assert.deepEqual(browser.errors, []);
+}
+
+describe('a duplicated tab (v1.7)', () => {
+  it('holds a Web Lock: the copy starts its own selection, the original keeps its link and selection', T, async () => {
+    await copiedTab(server.url, 'lock');
+  });
+
+  it('without navigator.locks (http on a LAN address): the original answers on a BroadcastChannel', T, async (t) => {
+    // the page from this machine's own network address over http, as Quest Browser opens http://192.168.x.x: not a
+    // secure context, so there is no navigator.locks
+    const lan = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal);
+    if (!lan) {
+      t.skip('this machine has no non-loopback IPv4 address to serve an insecure origin from');
+      return;
+    }
+    const proxy = await proxyTo(server.port, { host: lan.address });
+    // openBrowser answers every other host as a product page: let this one through
+    const ours = (u) => u.host === new URL(proxy.url).host;
+    await browser.context.route(ours, (route) => route.continue());
+    try {
+      await copiedTab(proxy.url, 'channel');
+      assert.equal(await st(() => window.isSecureContext), false);
+    } finally {
+      await browser.context.unroute(ours);
+    }
+  });
+
+  it('a reload whose old page still holds the lock for a moment waits for it and resumes', T, async () => {
+    await page.goto(server.url);
+    await waitForGrid(page, 1);
+    await page.locator('#grid .face').nth(1).click();
+    await waitForGrid(page, 2);
+    const ids2 = await gridIds(page);
+    const tabId = await st(() => sessionStorage.getItem('omokage.tab'));
+    // a page of the origin (a worker would do as well) holds this tab's lock as the page before a reload would while it
+    // lets go, and answers no BroadcastChannel question: it lets go after 600 ms
+    const holder = await browser.context.newPage();
+    await holder.goto(`${server.url}healthz`);
+    await holder.evaluate((id) => {
+      navigator.locks.request(`omokage.tab.${id}`, () => new Promise((r) => { window.release = r; }));
+    }, tabId);
+    const frames = recordFrames(page);
+    await page.reload({ waitUntil: 'commit' });
+    await holder.waitForTimeout(600);
+    await holder.evaluate(() => window.release());
+    await page.waitForFunction(() => window.omokage && window.omokage.tab && window.omokage.client.welcome
+      && !window.omokage.state.resuming);
+    await waitForGrid(page, 2);
+    const t = await st(() => window.omokage.tab);
+    assert.equal(t.copy, false);
+    assert.ok(t.ms >= 400, `it waited for the lock (${t.ms} ms)`);
+    assert.equal(got(frames, 'welcome')[0].msg.resumed, true);
+    assert.deepEqual(await gridIds(page), ids2);
+    await holder.close();
   });
 });
