@@ -348,3 +348,44 @@ def test_fit_user_model_reads_a_resumed_selection_as_one(tmp_path):
     records, report = read_choice_records([log])
     assert [(r.shown, r.chosen, r.target) for r in records] == [((1, 2, 3), 2, 7), ((2, 4, 5), 4, 7)]
     assert report.decided_sessions == 1 and not report.problems
+
+
+def test_a_welcome_lost_with_the_link_leaves_the_presented_token_working(engine):
+    """A flaky Wi-Fi's reconnect can die between hello and welcome: the client never saw its new token and presents
+    the old one again. Until the client is heard from on the connection that resumed, the old token still reaches the
+    selection; after that it is spent."""
+    backend, keeper = EngineBackend(engine), SessionKeeper()
+    a = ServerConnection(backend, "a", keeper=keeper)
+    _, (welcome,) = greet(a)
+    old = welcome["resume"]["token"]
+    (grid,) = sent(a.receive(frame("start", 2, algorithm="pca", init="random", seed=3), 1.0))
+    a.disconnected()
+    keeper.detach(a.resume_token, 2.0)
+    b = ServerConnection(backend, "b", keeper=keeper)
+    _, (wb, _) = greet(b, now=3.0, resume=old)            # this welcome never reaches the client
+    assert wb["resumed"]
+    b.disconnected()
+    keeper.detach(b.resume_token, 4.0)
+    c = ServerConnection(backend, "c", keeper=keeper)
+    _, (wc, again) = greet(c, now=5.0, resume=old)       # the old token again: still the same selection
+    assert wc["resumed"] and [i["id"] for i in again["items"]] == [i["id"] for i in grid["items"]]
+    # c's client got its welcome and says something: now the presented token is spent, the new one works
+    c.receive(frame("ping", 3, t=1.0), 6.0)
+    d = ServerConnection(backend, "d", keeper=keeper)
+    _, (wd,) = greet(d, now=7.0, resume=old)
+    assert wd["resumed"] is False
+    assert keeper.owner(wc["resume"]["token"], 7.0) is c and keeper.owner(wb["resume"]["token"], 7.0) is None
+
+
+def test_a_half_open_resume_attempt_is_superseded_by_the_next_with_the_same_token(engine):
+    backend, keeper = EngineBackend(engine), SessionKeeper()
+    a = ServerConnection(backend, "a", keeper=keeper)
+    _, (welcome,) = greet(a)
+    sent(a.receive(frame("start", 2, algorithm="pca", init="random", seed=4), 1.0))
+    a.disconnected()
+    keeper.detach(a.resume_token, 2.0)
+    b = ServerConnection(backend, "b", keeper=keeper)
+    greet(b, now=3.0, resume=welcome["resume"]["token"])          # b's link is half-open: still live here
+    c = ServerConnection(backend, "c", keeper=keeper)
+    actions, (wc, _) = greet(c, now=4.0, resume=welcome["resume"]["token"])
+    assert wc["resumed"] and [x.connection for x in actions if isinstance(x, Supersede)] == [b] and b.closed

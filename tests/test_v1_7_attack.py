@@ -406,6 +406,7 @@ def test_a_spent_token_resumes_nothing_and_a_chain_of_resumes_works(server):
         token, _, grid, _ = await lost_selection(server.url)
         b = await Raw.open(server.url, resume=token)
         assert b.welcome["resumed"] is True
+        await b.nothing_follows()          # b's client is heard from: it has its new token, the old one is spent
         await b.close()
         again = await Raw.open(server.url, resume=token)       # spent
         assert again.welcome["resumed"] is False and "resume" in again.welcome
@@ -413,6 +414,7 @@ def test_a_spent_token_resumes_nothing_and_a_chain_of_resumes_works(server):
         await again.close()
         c = await Raw.open(server.url, resume=b.token)          # the fresh token goes on
         assert c.welcome["resumed"] is True and c.grid["items"] == grid["items"]
+        await c.nothing_follows()
         await c.close()
         for t in (token, b.token):                              # both spent now
             d = await Raw.open(server.url, resume=t)
@@ -422,6 +424,21 @@ def test_a_spent_token_resumes_nothing_and_a_chain_of_resumes_works(server):
         assert e.welcome["resumed"] is True
         await e.close()
     asyncio.run(go())
+
+
+async def _served(conns, item):
+    """The connections a `choose` still works on; the others answer wrong_state or were closed (superseded)."""
+    served = []
+    for c in conns:
+        try:
+            m = await c.req({"type": "choose", "id": item}, timeout=3)
+        except (websockets.ConnectionClosed, asyncio.TimeoutError):
+            continue
+        if m["type"] == "candidates":
+            served.append(c)
+        else:
+            assert (m["type"], m.get("code")) == ("error", "wrong_state"), m
+    return served
 
 
 async def _race(url, token, n):
@@ -438,20 +455,18 @@ async def _race(url, token, n):
     return conns
 
 
-def test_simultaneous_hellos_with_one_token_resume_it_once(server):
+def test_simultaneous_hellos_with_one_token_leave_one_connection_with_the_selection(server):
+    """The doc: until the client is heard from on the connection that resumed, the presented token still reaches the
+    selection (its welcome may have been lost), and a later presenter takes it over, closing the earlier one. So racers
+    may each be told `resumed: true` in turn, but in the end one connection, and only one, is served."""
     async def go():
         for n in (2, 2, 2, 5, 8):
             token, _, grid, _ = await lost_selection(server.url, rate=False, choose=0)
             conns = await _race(server.url, token, n)
             winners = [c for c in conns if c.welcome["resumed"]]
-            assert len(winners) == 1, f"{len(winners)} of {n} connections resumed one selection"
-            assert winners[0].grid["items"] == grid["items"]
-            for c in conns:
-                if c is not winners[0]:
-                    await c.nothing_follows()
-                    m = await c.req({"type": "choose", "id": grid["items"][0]["id"]})
-                    assert (m["type"], m.get("code")) == ("error", "wrong_state"), m
-            await winners[0].ok({"type": "choose", "id": grid["items"][1]["id"]}, "candidates")
+            assert winners and all(c.grid["items"] == grid["items"] for c in winners)
+            served = await _served(conns, grid["items"][1]["id"])
+            assert len(served) == 1, f"{len(served)} of {n} connections are served one selection"
             for c in conns:
                 await c.close()
     asyncio.run(go())
@@ -489,10 +504,10 @@ def test_two_strangers_race_for_a_live_connections_token(server):
         g = await a.req({"type": "start", "algorithm": "pca", "init": "random", "seed": 3})
         conns = await _race(server.url, a.welcome["resume"]["token"], 3)
         winners = [c for c in conns if c.welcome["resumed"]]
-        assert len(winners) == 1 and winners[0].grid["items"] == g["items"]
+        assert winners and all(c.grid["items"] == g["items"] for c in winners)
         await a.drain()
         assert a.closed and a.closed[0] == 1000, a.closed
-        await winners[0].ok({"type": "choose", "id": g["items"][8]["id"]}, "candidates")
+        assert len(await _served(conns, g["items"][8]["id"])) == 1
         for c in conns:
             await c.close()
         a.abort()

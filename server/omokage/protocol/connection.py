@@ -234,6 +234,7 @@ class ServerConnection:
         # v1.7: the server's SessionKeeper, and this connection's token in it (a selection a reconnect goes on with)
         self.keeper = keeper
         self.resume_token: str | None = None
+        self._unheard = False      # v1.7: resumed, and nothing heard from the client since its welcome
         self._resumed_from: str | None = None
         self.session: SelectionSession | None = None
         self.failed_hellos = 0
@@ -448,6 +449,9 @@ class ServerConnection:
             if self.token is not None:
                 raise ProtocolError("unauthorized", "send `hello` with the server's token first", rid)
             raise ProtocolError("wrong_state", "send `hello` first", rid)
+        if self._unheard:   # the client got its welcome (and its new token): the one it presented is spent now
+            self._unheard = False
+            self.keeper.heard(self.resume_token)
         if mtype == "ping":
             return [Send(server_message("pong", rid, t=msg["t"], server_time=float(now)))]
         if mtype == "start":
@@ -603,6 +607,9 @@ class ServerConnection:
             # a study's participants resume by their code, from the store; everyone else by this token
             self.resume_token = self.keeper.issue(self)
             welcome["resume"] = {"token": self.resume_token, "ttl_s": float(self.keeper.ttl_s)}
+            if resumed:   # until the client is heard from here, the token it presented still reaches this selection
+                self.keeper.hand_over(msg["resume"], self.resume_token)
+                self._unheard = True
         return [Send(welcome), Log(record), *resumed]
 
     def _resume(self, token: str, now: float) -> list[Action]:

@@ -4,7 +4,8 @@ page reloaded goes on from the grid it was showing instead of starting over.
 Each v1.7 connection outside a study is given a secret resume token in `welcome.resume`. The keeper maps tokens to the
 connection that holds the selection: live while it is connected, detached for `ttl_s` after it went away. A `hello`
 that brings the token claims that connection's state for the new one; the token is spent, and the new welcome
-carries a fresh one. A token is claimed at most once, so two clients cannot share a selection. Pure: it keeps no
+carries a fresh one (the spent one still reaches the selection until the client is heard from on the new
+connection: that welcome may have been lost with the link). Two clients cannot share a selection. Pure: it keeps no
 sockets and no clock (times are passed in), like the connection it serves.
 """
 
@@ -44,6 +45,11 @@ class SessionKeeper:
         self.max_detached = int(max_detached)
         self._live: dict[str, _Kept] = {}
         self._detached: OrderedDict[str, _Kept] = OrderedDict()   # oldest detach first
+        # a presented token -> the token issued to the connection that went on with it, until that connection hears
+        # from its client: the welcome carrying the new token may be lost with the link (a flaky Wi-Fi's reconnect dies
+        # mid-handshake), and the client then presents the old one again
+        self._handed: dict[str, str] = {}
+        self._handed_to: dict[str, str] = {}
         self.resumed = 0
         self.expired = 0
 
@@ -69,12 +75,14 @@ class SessionKeeper:
         self._detached[token] = kept
         self.expire(now)
         while len(self._detached) > self.max_detached:
-            self._detached.popitem(last=False)
+            dropped, _ = self._detached.popitem(last=False)
+            self._drop_handover(dropped)
             self.expired += 1
 
     def owner(self, token: str, now: float) -> Any | None:
         """The connection holding `token`'s state (live or gone), without spending the token; None when unknown."""
         self.expire(now)
+        token = self._handed.get(token, token)
         kept = self._live.get(token) or self._detached.get(token)
         return kept.owner if kept is not None else None
 
@@ -83,16 +91,36 @@ class SessionKeeper:
         if token is not None:
             self._live.pop(token, None)
             self._detached.pop(token, None)
+            self._drop_handover(token)
 
     def claim(self, token: str, now: float) -> Any | None:
         """The connection that holds `token`'s state (still connected or gone), or None when the token is unknown,
-        spent or expired. The token is spent either way."""
+        spent or expired. The token is spent (and so is a token handed over for it)."""
         self.expire(now)
+        token = self._handed.get(token, token)
         kept = self._live.pop(token, None) or self._detached.pop(token, None)
+        self._drop_handover(token)
         if kept is None:
             return None
         self.resumed += 1
         return kept.owner
+
+    def hand_over(self, presented: str, issued: str) -> None:
+        """`presented` went on as `issued` (the new connection's token): until `heard(issued)`, presenting `presented`
+        again reaches the same selection."""
+        self._handed[presented] = issued
+        self._handed_to[issued] = presented
+
+    def heard(self, issued: str | None) -> None:
+        """The connection holding `issued` heard from its client after its welcome: the client has the new token."""
+        presented = self._handed_to.pop(issued, None) if issued is not None else None
+        if presented is not None:
+            self._handed.pop(presented, None)
+
+    def _drop_handover(self, issued: str) -> None:
+        presented = self._handed_to.pop(issued, None)
+        if presented is not None:
+            self._handed.pop(presented, None)
 
     def expire(self, now: float) -> None:
         limit = float(now) - self.ttl_s
@@ -101,6 +129,7 @@ class SessionKeeper:
             if kept.detached_at > limit:
                 break
             del self._detached[token]
+            self._drop_handover(token)
             self.expired += 1
 
     def stats(self, now: float | None = None) -> dict[str, int]:
