@@ -119,8 +119,14 @@ namespace Omokage.Client.Components
         /// <summary>A request is in flight: tiles ignore selection meanwhile.</summary>
         public bool Busy { get; private set; }
 
-        /// <summary>Whether a tile may be chosen now: a grid is shown (not a drawing's preview), nothing in flight, not decided.</summary>
-        public bool CanChoose { get { return !Busy && !PreviewingSketch && Current != null && LastDecision == null; } }
+        /// <summary>Whether a tile may be chosen now: a grid is shown (not a drawing's preview), nothing in flight, not decided,
+        /// and not waiting for the restore after a reconnection (<see cref="SelectionSession.CanChoose"/>: between the welcome
+        /// and the restore a pick would reach the server and be dropped here). Allocation-free.</summary>
+        public bool CanChoose { get { return !Busy && !PreviewingSketch && _session != null && _session.CanChoose; } }
+
+        /// <summary>Whether the connection's client is connected now (the skip, decide and back buttons look disabled
+        /// offline: their press would only fail with "not connected").</summary>
+        bool Online { get { return connection != null && connection.IsConnected; } }
 
         /// <summary>v1.3: the tiles show a drawing's faces (<see cref="ShowSketchResult"/>), not the selection's grid: nothing
         /// can be chosen or decided until a selection starts (<see cref="StartFromSketchAsync"/> or any other start).</summary>
@@ -145,8 +151,8 @@ namespace Omokage.Client.Components
         /// nearest to it), or null.</summary>
         public IdealResultMessage LastIdeal { get { return _session == null ? null : _session.LastIdeal; } }
 
-        /// <summary>Whether <see cref="DecideChosen"/> would do something.</summary>
-        public bool CanDecide { get { return CanChoose && Current.Items.Count > 0; } }
+        /// <summary>Whether <see cref="DecideChosen"/> would do something (connected, too).</summary>
+        public bool CanDecide { get { return CanChoose && Current.Items.Count > 0 && Online; } }
 
         public IList<CandidateTile> Tiles { get { return tiles; } }
 
@@ -155,21 +161,21 @@ namespace Omokage.Client.Components
         /// <summary>The policy requested at the next start (null or empty: the server's default).</summary>
         public string Policy { get { return policy; } set { policy = value; } }
 
-        /// <summary>Whether <see cref="Skip"/> would do something: a grid is shown, nothing in flight, not decided, and the
-        /// server speaks v1.1.</summary>
+        /// <summary>Whether <see cref="Skip"/> would do something: a grid is shown, nothing in flight, not decided, connected,
+        /// and the server speaks v1.1.</summary>
         public bool CanSkip
         {
             get
             {
                 var client = connection != null ? connection.Client : null;
                 var welcome = client != null ? client.Welcome : null;
-                return CanChoose && Current.Items.Count > 0 && welcome != null && welcome.Supports(1);
+                return CanChoose && Current.Items.Count > 0 && welcome != null && welcome.Supports(1) && client.IsConnected;
             }
         }
 
         /// <summary>v1.7: whether <see cref="Back"/> would do something: a grid after a choose or skip is shown (not the first),
-        /// nothing in flight, not decided, not a study trial, not a drawing's preview, and the server speaks v1.7. Allocation-free:
-        /// a button asks every frame.</summary>
+        /// nothing in flight, not decided, not a study trial, not a drawing's preview, no restore due, connected, and the server
+        /// speaks v1.7. Allocation-free: a button asks every frame.</summary>
         public bool CanGoBack { get { return CanChoose && _session.CanGoBack; } }
 
         /// <summary>Material of built tiles; set before Awake (add the component to an inactive GameObject).</summary>
@@ -417,7 +423,8 @@ namespace Omokage.Client.Components
         }
 
         /// <summary>Chooses a face of the current grid: the next grid shows it first. Throws
-        /// <see cref="InvalidOperationException"/> while <see cref="Busy"/> or after a decision.</summary>
+        /// <see cref="InvalidOperationException"/> while <see cref="Busy"/>, after a decision, or after a reconnection until the
+        /// selection is restored (so do <see cref="SkipAsync"/>, <see cref="BackAsync"/> and <see cref="DecideAsync"/>).</summary>
         public Task ChooseAsync(int id)
         {
             RequireIdle();
@@ -618,6 +625,8 @@ namespace Omokage.Client.Components
             if (Busy) throw new InvalidOperationException("a request is in flight");
             if (PreviewingSketch) throw new InvalidOperationException("the tiles show a drawing's faces; start a selection from it first");
             if (LastDecision != null) throw new InvalidOperationException("the selection was decided; start a new one");
+            if (_session != null && _session.NeedsRestore)  // its reply would be dropped by the restore that follows
+                throw new InvalidOperationException("the selection is being restored after a reconnection");
         }
 
         /// <summary>The inspector's policy if the server offers it; else null (the server's default), with a warning.</summary>

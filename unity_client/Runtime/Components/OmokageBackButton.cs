@@ -7,8 +7,9 @@ namespace Omokage.Client.Components
     /// select event wired to <see cref="OmokageGridButton.OnPointerSelect"/>) undoes the last choose or skip, for when the
     /// controller's ray slipped onto the wrong face: the grid before it comes back as it was (<see cref="CandidateGrid.Back"/>).
     /// Put it on an object with a Collider. It is selectable (and tinted so) only while <see cref="CandidateGrid.CanGoBack"/>:
-    /// not on a selection's first grid, not while a request is in flight, not after the decision, not in a study trial, and
-    /// not against a server older than v1.7. The grid that comes back disarms it, so one press goes back one step.
+    /// not on a selection's first grid, not while a request is in flight, not after the decision, not in a study trial, not
+    /// while offline or before a reconnection's restore, and not against a server older than v1.7. The grid that comes back
+    /// disarms it, so one press goes back one step.
     /// </summary>
     [AddComponentMenu("Omokage/Omokage Back Button")]
     public class OmokageBackButton : OmokageGridButton

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
+using System.Threading.Tasks;
 using NUnit.Framework;
 using Omokage.Client.MessagePack;
 
@@ -14,7 +15,8 @@ namespace Omokage.Client.Tests
     /// and after a half-open one found by the probe a resume runs), the resumed grid becomes the selection's current one
     /// with nothing sent, a spent token is replaced by the new welcome's (and forgotten when it gives none), a welcome that
     /// promises a grid and sends none fails the attempt, and a choose, skip, back or start whose reply was lost with the link
-    /// is taken up from the resumed grid.
+    /// is taken up from the resumed grid. Once a selection request went out on the resumed connection, its grid is nobody's to
+    /// take up any more; between the resumed welcome and the restore nothing can be picked, and offline there is no back.
     /// </summary>
     [TestFixture]
     public class ResumeTests
@@ -97,6 +99,13 @@ namespace Omokage.Client.Tests
                         Grid = Grids[Grids.Count - 1];  // the same grid as before, at its step
                         if (DropOnBack) { c.Close(); return true; }
                         c.Send(Copy(Grid).Set("rid", rid));
+                        return true;
+                    case MessageTypes.Decide:
+                        long decided = m.GetInt64("id").Value;
+                        c.Send(new MsgMap { { "type", "decided" }, { "rid", rid }, { "item", new MsgMap { { "id", decided }, { "texture", Hash }, { "title", "Face " + decided }, { "url", "https://avatars.example/" + decided } } }, { "steps", Grid.GetInt64("step") } });
+                        return true;
+                    case MessageTypes.StudyNext:
+                        c.Send(new MsgMap { { "type", "error" }, { "rid", rid }, { "code", ErrorCodes.WrongState }, { "message", "not a study participant" } });
                         return true;
                 }
                 return false;  // pings: the fake's default
@@ -388,6 +397,131 @@ namespace Omokage.Client.Tests
             var refused = Assert.Throws<OmokageServerException>(() => Sync.Run(() => selection.BackAsync()));
             Assert.AreEqual(ErrorCodes.WrongState, refused.Code);
             Assert.AreEqual(1, selection.Current.Step, "a refused back changes nothing");
+        }
+
+        [Test]
+        public void ASelectionRequestOnTheResumedConnection_RetiresItsGrid_SoASessionEnabledLaterDoesNotShowAStaleOne()
+        {
+            var client = Client();
+            Sync.Run(() => client.ConnectAsync());
+            string from = client.SessionId;
+            var selection = new SelectionSession(client);
+            Sync.Run(() => selection.StartRandomAsync("pca", 3, null));
+            Sync.Run(() => selection.ChooseAsync(4));
+            DropAndWaitForTheNextWelcome();
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+
+            // a second grid enabled before anything is sent shows what the server shows; what changes no grid keeps it
+            var early = new SelectionSession(client);
+            Assert.IsTrue(early.TryResume());
+            Assert.AreEqual(2, early.Current.Step);
+            Sync.Run(() => client.PingAsync());
+            Assert.IsNotNull(client.ResumedGrid, "a ping changes no grid");
+
+            // the user goes on from the resumed grid: the server is at step 3, then 4
+            Sync.Run(() => selection.ChooseAsync(21));
+            Assert.IsNull(client.ResumedGrid, "the server shows another grid now");
+            Assert.IsNull(client.ResumedFrom);
+            Assert.IsFalse(client.GoesOnFrom(from));
+            Assert.AreEqual(client.SessionId, client.Resumption.SessionId, "still this connection's snapshot");
+            Sync.Run(() => selection.SkipAsync());
+            Assert.AreEqual(4, selection.Current.Step);
+
+            // another grid enabled on the same connection (a UI swap, a scene load) has nothing to take up: the step-2 grid
+            // is not the server's, and a choose on it would be judged against step 4's faces
+            var late = new SelectionSession(client);
+            int sent = _script.Server.Received.Count;
+            Assert.IsFalse(late.TryResume(), "the resumed grid is stale");
+            Assert.AreEqual(RestoreOutcome.NothingShown, Sync.Run(() => late.RestoreAsync()));
+            Assert.IsNull(late.Current);
+            Assert.AreEqual(sent, _script.Server.Received.Count, "nothing sent");
+            Assert.AreEqual(RestoreOutcome.SameSession, Sync.Run(() => selection.RestoreAsync()), "the user's own grid is the server's");
+
+            // every other selection request retires it too, each on a connection that resumed afresh
+            var requests = new List<KeyValuePair<string, Func<Task>>>
+            {
+                new KeyValuePair<string, Func<Task>>("back", () => client.BackAsync()),
+                new KeyValuePair<string, Func<Task>>("start", () => client.StartRandomAsync("pca", 5, null)),
+                new KeyValuePair<string, Func<Task>>("study.next (refused)", async () =>
+                {
+                    try { await client.StudyNextAsync(); }
+                    catch (OmokageServerException e) when (e.Code == ErrorCodes.WrongState) { }
+                }),
+                new KeyValuePair<string, Func<Task>>("decide", () => client.DecideAsync(1)),
+            };
+            foreach (var request in requests)
+            {
+                DropAndWaitForTheNextWelcome();
+                Assert.IsNotNull(client.ResumedGrid, request.Key + ": resumed");
+                Sync.Run(request.Value);
+                Assert.IsNull(client.ResumedGrid, request.Key + " retires the resumed grid");
+                Assert.IsFalse(new SelectionSession(client).TryResume(), request.Key + ": nothing to take up");
+            }
+        }
+
+        [Test]
+        public void BetweenAResumedWelcomeAndTheRestore_NothingCanBePicked()
+        {
+            var client = Client();
+            Sync.Run(() => client.ConnectAsync());
+            var selection = new SelectionSession(client);
+            Sync.Run(() => selection.StartRandomAsync("pca", 3, null));
+            Sync.Run(() => selection.ChooseAsync(4));
+            Assert.IsTrue(selection.CanChoose);
+            Assert.IsTrue(selection.CanGoBack);
+
+            // what a button asks the moment the client is Connected again, before the app's Connected handler (posted to
+            // the main thread) restores: a pick sent then is applied on the server and dropped by the restore
+            bool? canChoose = null, canGoBack = null;
+            client.StateChanged += state =>
+            {
+                if (state != ConnectionState.Connected || canChoose.HasValue) return;
+                canChoose = selection.CanChoose;
+                canGoBack = selection.CanGoBack;
+            };
+            DropAndWaitForTheNextWelcome();
+            Assert.AreEqual(true, client.Welcome.Resumed);
+            Assert.AreEqual(false, canChoose, "no choose, skip or decide before the restore");
+            Assert.AreEqual(false, canGoBack, "no back before the restore");
+            Assert.IsTrue(selection.NeedsRestore);
+            Assert.IsFalse(selection.CanChoose);
+            Assert.IsFalse(selection.CanGoBack);
+
+            // a UI asks every frame: allocation-free, also while a restore is due
+            bool any = false;
+            for (int i = 0; i < 100; i++) any |= selection.CanChoose | selection.CanGoBack;  // warm up
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 10000; i++) any |= selection.CanChoose | selection.CanGoBack;
+            Assert.AreEqual(0, GC.GetAllocatedBytesForCurrentThread() - before, "bytes allocated by 10,000 CanChoose and CanGoBack");
+            Assert.IsFalse(any);
+
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.IsTrue(selection.CanChoose, "restored: picking goes on");
+            Assert.IsTrue(selection.CanGoBack);
+            Assert.AreEqual(1, Sync.Run(() => selection.BackAsync()).Step);
+        }
+
+        [Test]
+        public void Offline_NoBackIsOffered()
+        {
+            var client = Client(o => o.AutoReconnect = false);
+            Sync.Run(() => client.ConnectAsync());
+            var selection = new SelectionSession(client);
+            Sync.Run(() => selection.StartRandomAsync("pca", 3, null));
+            Sync.Run(() => selection.ChooseAsync(4));
+            Assert.IsTrue(selection.CanGoBack);
+
+            _script.Current.Close();
+            Sync.WaitUntil(() => client.State == ConnectionState.Disconnected, TimeSpan.FromSeconds(10), "the link lost");
+            Assert.IsFalse(selection.CanGoBack, "a back now would only fail with \"not connected\"");
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => selection.BackAsync()));
+
+            int welcomes = Welcomes;
+            Sync.Run(() => client.ConnectAsync());
+            WaitForWelcome(welcomes);
+            Assert.IsFalse(selection.CanGoBack, "connected, but the restore is due");
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.IsTrue(selection.CanGoBack);
         }
 
         [Test]

@@ -68,6 +68,7 @@ namespace Omokage.Client
         // v1.7: the latest welcome's resume token (spent on presentation: each welcome's replaces it) and the sessions whose
         // selection it carries (that welcome's, after those it went on from); what the current connection went on with,
         // published whole with the welcome so that a reader never pairs one connection's grid with the next one's session
+        // (and again without the grid once a selection request goes out on that connection)
         const int MaxResumeChain = 16;
         string _resumeToken;
         string[] _resumeChain;
@@ -169,8 +170,11 @@ namespace Omokage.Client
         public string ResumeToken { get { lock (_gate) return _resumeToken; } }
 
         /// <summary>v1.7: the grid the server resumed the current connection with (a <c>candidates</c> without rid that followed a
-        /// welcome with <c>resumed: true</c>); null when this connection did not resume a selection. Kept until the next
-        /// connection: <see cref="SelectionSession.RestoreAsync"/> takes it up whenever it runs.</summary>
+        /// welcome with <c>resumed: true</c>); null when this connection did not resume a selection. Kept until a selection
+        /// request (<c>start</c>, <c>choose</c>, <c>skip</c>, <c>back</c>, <c>decide</c>, <c>study.next</c>) is sent on this
+        /// connection, then null (with <see cref="ResumedFrom"/> and <see cref="GoesOnFrom"/>): the server shows another grid
+        /// by then, and a <see cref="SelectionSession"/> that takes a grid up later (one enabled after a scene load) must not
+        /// show this one. <see cref="SelectionSession.RestoreAsync"/> takes it up whenever it runs before that.</summary>
         public CandidatesMessage ResumedGrid { get { return Resumption.Grid; } }
 
         /// <summary>v1.7: the server session whose selection the current connection went on with (the one whose welcome gave
@@ -179,11 +183,13 @@ namespace Omokage.Client
 
         /// <summary>v1.7: whether the current connection goes on with the selection that was in <paramref name="sessionId"/>:
         /// the session that gave the token it presented, or one that session had itself gone on from (a selection resumed
-        /// twice, or through an attempt that failed after its welcome). False when it did not resume a selection.</summary>
+        /// twice, or through an attempt that failed after its welcome). False when it did not resume a selection, and once a
+        /// selection request was sent on it (see <see cref="ResumedGrid"/>).</summary>
         public bool GoesOnFrom(string sessionId) { return Resumption.GoesOnFrom(sessionId); }
 
         /// <summary>v1.7: the current connection's session, resumed grid and the sessions it went on from, as one immutable
-        /// value (a reconnection publishes a new one): read it once where they must belong together
+        /// value (a reconnection publishes a new one, and the first selection request sent on the connection one without the
+        /// grid): read it once where they must belong together
         /// (<see cref="SelectionSession.TryResume"/>). Before the first welcome: no session, no grid.</summary>
         internal ResumeSnapshot Resumption { get { lock (_gate) return _resumption; } }
 
@@ -1357,6 +1363,10 @@ namespace Omokage.Client
             {
                 if (Volatile.Read(ref link.Lost) != 0) throw new OmokageConnectionException("the connection is closed");
                 _pending[rid] = pending;
+                // v1.7: once the selection moves on from the resumed grid, that grid is stale: a session taking it up later
+                // would show a grid the server no longer does (and its chooses would be judged against the server's)
+                if (_resumption.Grid != null && link == _link && MovesSelection(message.GetString("type")))
+                    _resumption = _resumption.WithoutGrid();
             }
             try
             {
@@ -1378,6 +1388,13 @@ namespace Omokage.Client
             {
                 RemovePending(pending);
             }
+        }
+
+        /// <summary>Whether a request of this type changes (or ends) the grid the server shows.</summary>
+        static bool MovesSelection(string type)
+        {
+            return type == MessageTypes.Start || type == MessageTypes.Choose || type == MessageTypes.Skip || type == MessageTypes.Back
+                || type == MessageTypes.Decide || type == MessageTypes.StudyNext;
         }
 
         static Exception TimedOut(MsgMap message, int rid, TimeSpan timeout, CancellationToken ct)
@@ -1561,6 +1578,9 @@ namespace Omokage.Client
 
         /// <summary>The grid the connection resumed; null when it did not resume a selection.</summary>
         public CandidatesMessage Grid { get; private set; }
+
+        /// <summary>The same connection's snapshot once its selection moved on from the resumed grid: no grid, from nowhere.</summary>
+        internal ResumeSnapshot WithoutGrid() { return new ResumeSnapshot(SessionId, null, null); }
 
         /// <summary>The session whose welcome gave the token presented; null unless <see cref="Grid"/> is set.</summary>
         public string ResumedFrom { get { return _from == null ? null : _from[_from.Length - 1]; } }

@@ -121,6 +121,13 @@ namespace Omokage.Client
             }
         }
 
+        /// <summary>Whether a choose, skip, back or decide now would act on <see cref="Current"/> as the server has it: a grid is
+        /// shown, not decided, and no restore is due (<see cref="NeedsRestore"/>). Right after a reconnection's welcome, before
+        /// <see cref="RestoreAsync"/> ran, it is false: a request sent then reaches the new session, and the restore that
+        /// follows makes its reply stale (v1.7: the server applies a pick the screen never shows). Not whether the client is
+        /// connected. Allocation-free (a UI asks every frame).</summary>
+        public bool CanChoose { get { return Current != null && LastDecision == null && !NeedsRestore; } }
+
         /// <summary>Whether the grid came from <c>study.next</c> (v1.2): a study trial, whose model, policy and start are the
         /// study's. Restoring it is asking <c>study.next</c> again.</summary>
         public bool IsStudy { get; private set; }
@@ -216,14 +223,14 @@ namespace Omokage.Client
         }
 
         /// <summary>v1.7: whether <see cref="BackAsync"/> can succeed: a grid after a choose or skip is shown (step 2 or more),
-        /// the selection is not decided and not a study trial, and the server speaks v1.7. Allocation-free (a button may ask
-        /// every frame).</summary>
+        /// the selection is not decided and not a study trial, no restore is due (<see cref="CanChoose"/>), the client is
+        /// connected and the server speaks v1.7. Allocation-free (a button may ask every frame).</summary>
         public bool CanGoBack
         {
             get
             {
                 CandidatesMessage grid = Current;
-                if (grid == null || grid.Step < 2 || LastDecision != null || IsStudy) return false;
+                if (grid == null || grid.Step < 2 || IsStudy || !CanChoose || !_client.IsConnected) return false;
                 WelcomeMessage welcome = _client.Welcome;
                 return welcome != null && welcome.Supports(7);
             }
@@ -326,7 +333,8 @@ namespace Omokage.Client
         /// reply was lost with the link). The server's grid becomes <see cref="Current"/> (it may be one step on, when a choose
         /// or skip reached the server and its reply was lost, or one step back, when a back did: <see cref="ChosenId"/> follows)
         /// and <see cref="GridChanged"/> is raised; nothing is sent. False
-        /// when there is nothing to take up; <see cref="RestoreAsync"/> calls it.
+        /// when there is nothing to take up (also once a selection request went out on the connection: the server has moved
+        /// on from the resumed grid); <see cref="RestoreAsync"/> calls it.
         /// </summary>
         public bool TryResume()
         {
