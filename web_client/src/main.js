@@ -70,6 +70,8 @@ const state = {
   cursor: 0,
   cursorMoved: false, // the user moved the highlight on this grid (arrow keys, Tab)
   skipped: false, // this grid answers the user's "None of these"
+  waitPick: false, // v1.7: a grid resumed after a reload that answers a pick or None of these, the page cannot tell
+                   // which: its first face is not claimed as the user's pick, and Decide waits for one
   shownAt: -Infinity, // when the grid on screen was shown (performance.now())
   init: 'random',      // how the current selection started
   first: null,         // what the grid's first face is: 'pick' (after choose), 'closest' (image start) or null
@@ -78,7 +80,7 @@ const state = {
   trail: [],           // the faces chosen so far in this selection (kept across a re-projection)
   trailMarks: [],      // {at, label}: a feature switch that kept the path, before trail[at]
   history: [],         // v1.7 back: the grids before the one on screen in this selection, oldest first, each
-                       // {step, ids, first, skipped, trail: the path's length then}: `back` restores them as they were
+                       // {step, ids, first, skipped, waitPick, trail: the path's length then}: `back` restores them
   available: [],       // the algorithms the server can start with now
   training: [],        // v1.2: [{algorithm, progress, eta_s?}] still being fitted (shown as disabled tabs)
   switchTo: null,      // the algorithm the switch question (mid-selection) is about
@@ -97,7 +99,14 @@ const state = {
   view: 'grid',        // 'grid', 'sketch' (v1.3: drawing), 'questionnaire' (a study's) or 'done' (the study is over)
   needImage: false,    // a study trial that starts from an image is waiting for one
   sketchSource: null,  // v1.3: {drawing, preview} (blob URLs) of the drawing the selection started from
-  resuming: false,     // v1.7: the welcome said resumed: the selection's grid follows (a candidates without rid)
+  _resuming: false,
+  // v1.7: the welcome said resumed: the selection's grid follows (a candidates without rid). Until it is shown, the grid
+  // on screen may not be the server's: no press acts (a click can run between the two messages)
+  get resuming() { return this._resuming; },
+  set resuming(on) {
+    this._resuming = on;
+    updateBack();
+  },
   inflight: null,      // the request out for the selection ({kind: 'choose'|'skip'|'start', ...}); a lost connection
                        // leaves it here, so a resumed grid that already answers it is read as its answer
 };
@@ -836,11 +845,19 @@ const VIEW_KEY = 'omokage.view';
 function saveView() {
   if (state.study) return; // a study resumes by the participant's code, from the server's store
   const view = { server: WS_URL, step: state.step, ids: state.items.map((i) => i.id), first: state.first,
-    skipped: state.skipped, init: state.init, trail: state.trail, marks: state.trailMarks, history: state.history,
-    decided: !!state.decided };
+    skipped: state.skipped, waitPick: state.waitPick, init: state.init, trail: state.trail, marks: state.trailMarks,
+    history: state.history, decided: !!state.decided, pending: pendingOf(state.inflight) };
   try {
     sessionStorage.setItem(VIEW_KEY, JSON.stringify(view));
   } catch { /* storage off or full: a reload resumes the grid without its path */ }
+}
+
+/** The request of the grid on screen that is out (a choose, None of these, a back), as the tab's view keeps it: after a
+ * reload, a resumed grid one step on (or back) is read as its answer, which the server took before the page went. */
+function pendingOf(out) {
+  if (!out || out.step !== state.step) return null;
+  if (out.kind === 'choose') return { kind: 'choose', step: out.step, item: out.item };
+  return out.kind === 'skip' || out.kind === 'back' ? { kind: out.kind, step: out.step } : null;
 }
 
 function loadView() {
@@ -857,8 +874,9 @@ const sameIds = (a, b) => a.length === b.length && a.every((id, i) => id === b[i
 /**
  * v1.7: show a resumed selection's grid. It is the grid that was on screen (this page's, or before a reload the one
  * kept in sessionStorage): everything stays as it was, the highlight too. Or the server had already taken the
- * request that was out when the link died (a choose, None of these, a start): the grid is its answer. Anything else
- * the page cannot place (a reload that kept nothing) is read from the grid itself.
+ * request that was out when the link died (a choose, None of these, a start, a back): the grid is its answer; after a
+ * reload, the tab's view says which request was out (the grid one step on, or its last history entry: a back). Where
+ * the page cannot tell a pick from None of these, or kept nothing, no face is claimed as the user's pick.
  */
 async function resumeGrid(reply) {
   state.resuming = false;
@@ -871,10 +889,16 @@ async function resumeGrid(reply) {
   state.inflight = null;
   const onScreen = state.items.length > 0;
   const known = onScreen ? { step: state.step, ids: state.items.map((i) => i.id), first: state.first,
-    skipped: state.skipped, init: state.init, trail: state.trail, marks: state.trailMarks, history: state.history }
+    skipped: state.skipped, waitPick: state.waitPick, init: state.init, trail: state.trail, marks: state.trailMarks,
+    history: state.history }
     : loadView();
+  // after a reload: the grid before the saved one (a back the server took), and the request that was out then
+  const kept = !onScreen && known && Array.isArray(known.history) ? known : null;
+  const top = kept && kept.history[kept.history.length - 1];
+  const pending = kept && kept.pending && kept.pending.step === kept.step ? kept.pending : null;
   let first = null;
   let skipped = false;
+  let waitPick = false;
   let cursor = null;
   let init = state.init;
   let trail = state.trail;
@@ -883,6 +907,7 @@ async function resumeGrid(reply) {
   let back = false;
   if (known && known.step === reply.step && sameIds(known.ids, ids)) {
     ({ first, skipped, init, trail, marks, history } = known);
+    waitPick = !!known.waitPick;
     if (onScreen) cursor = { at: state.cursor, moved: state.cursorMoved };
   } else if (out && out.kind === 'choose' && reply.step === out.step + 1 && out.item && ids[0] === out.item.id) {
     first = 'pick';
@@ -894,19 +919,46 @@ async function resumeGrid(reply) {
   } else if (out && out.kind === 'back' && reply.step === out.step - 1) {
     ({ first, skipped, trail, history } = backPath(reply)); // the server had taken the back: the grid before, as kept
     back = true;
+  } else if (top && Array.isArray(top.ids) && top.step === reply.step && sameIds(top.ids, ids) && (!pending || pending.kind === 'back')) {
+    // a reload while a back was out, which the server took: the grid before, as the tab kept it
+    ({ first, skipped } = top);
+    waitPick = !!top.waitPick;
+    init = kept.init;
+    trail = kept.trail.slice(0, top.trail);
+    marks = kept.marks;
+    history = kept.history.slice(0, -1);
+    back = true;
+  } else if (kept && reply.step === kept.step + 1 && (!pending || pending.kind !== 'back')) {
+    // a reload while a pick or None of these was out, which the server took: the grid is its answer, after the path kept
+    init = kept.init;
+    trail = kept.trail;
+    marks = kept.marks;
+    history = [...kept.history, { step: kept.step, ids: kept.ids, first: kept.first, skipped: !!kept.skipped,
+      waitPick: !!kept.waitPick, trail: kept.trail.length }];
+    if (pending && pending.kind === 'choose' && pending.item && ids[0] === pending.item.id) {
+      first = 'pick';
+      trail = [...kept.trail, pending.item];
+    } else if (pending && pending.kind === 'skip') {
+      skipped = true;
+    } else {
+      waitPick = true; // which it answered is not known: no face is claimed as the user's pick
+    }
   } else if (reply.step === 1) {
     init = reply.reconstruction ? 'image' : out && out.kind === 'start' ? out.init : 'random';
     first = init === 'random' ? null : 'closest';
     trail = [];
     marks = [];
     history = [];
-  } else {
+  } else if (onScreen) {
     first = 'pick'; // a later grid most often follows a pick: its first face is it, and Decide offers it
-    if (!onScreen) {
-      trail = [];
-      marks = [];
-    }
     history = []; // the grids before it are not known: a back reads them from the grid that returns (backPath)
+  } else {
+    // a reload that kept nothing this grid follows from: no face is claimed as the user's pick (after None of these
+    // none is), and Decide waits for one; a back reads the grids before it from the grid that returns (backPath)
+    waitPick = true;
+    trail = [];
+    marks = [];
+    history = [];
   }
   state.decided = null; // a decided selection is never resumed
   state.init = init;
@@ -936,7 +988,7 @@ async function resumeGrid(reply) {
       gazeDwell.reset();
     }
     renderTrail();
-    await showCandidates(reply, seq, first, { skipped, cursor, back });
+    await showCandidates(reply, seq, first, { skipped, waitPick, cursor, back });
   } finally {
     if (seq === state.seq) {
       state.busy = false;
@@ -959,6 +1011,7 @@ async function chooseId(id) {
   pressed(id);
   const chosen = state.items.find((i) => i.id === id);
   const out = state.inflight = { kind: 'choose', step: state.step, item: chosen, from: gridEntry() };
+  saveView(); // a reload before the answer reads the grid that follows as its answer
   try {
     gaze.flush(); // the grid's gaze goes ahead of the pick that closes it
     const reply = await client.choose(id);
@@ -985,6 +1038,7 @@ async function skipGrid() {
   state.busy = true;
   grid.setAttribute('aria-busy', 'true');
   const out = state.inflight = { kind: 'skip', step: state.step, from: gridEntry() };
+  saveView();
   try {
     gaze.flush();
     const reply = await client.skip();
@@ -1006,7 +1060,7 @@ async function skipGrid() {
 /** The grid on screen as this selection's history keeps it: what a `back` from the next grid returns to. */
 function gridEntry() {
   return { step: state.step, ids: state.items.map((i) => i.id), first: state.first, skipped: state.skipped,
-    trail: state.trail.length };
+    waitPick: state.waitPick, trail: state.trail.length };
 }
 
 /**
@@ -1019,7 +1073,8 @@ function backPath(reply) {
   const h = state.history;
   const top = h[h.length - 1];
   if (top && top.step === reply.step && sameIds(top.ids, ids)) {
-    return { first: top.first, skipped: top.skipped, trail: state.trail.slice(0, top.trail), history: h.slice(0, -1) };
+    return { first: top.first, skipped: top.skipped, waitPick: !!top.waitPick, trail: state.trail.slice(0, top.trail),
+      history: h.slice(0, -1) };
   }
   let trail = state.trail;
   const last = trail[trail.length - 1];
@@ -1058,6 +1113,7 @@ const BACK_WHY = {
 function backBlocked() {
   if (client.state !== 'open') return 'offline';
   if (state.decided) return 'decided';
+  if (state.resuming) return 'busy'; // the resumed grid is on its way: the one on screen may be a step off
   if (state.items.length === 0 || state.step <= 1) return 'first';
   if (state.busy) return 'busy';
   return null;
@@ -1077,7 +1133,7 @@ function updateBack() {
   const why = offered ? backWhy() : ['not offered', ''];
   btn.setAttribute('aria-disabled', String(!!why));
   btn.setAttribute('aria-label', why ? `Back (${why[0]})`
-    : `Back to step ${state.step - 1}: undo your ${state.skipped ? 'None of these' : 'last pick'}`);
+    : `Back to step ${state.step - 1}: undo your ${state.skipped ? 'None of these' : state.waitPick ? 'last step' : 'last pick'}`);
   btn.title = why && why[1] ? why[1] : 'Undo your last pick or None of these: the faces before it come back (B)';
 }
 
@@ -1107,13 +1163,14 @@ async function goBack({ force = false } = {}) {
   state.busy = true;
   grid.setAttribute('aria-busy', 'true');
   const out = state.inflight = { kind: 'back', step: state.step };
+  saveView();
   try {
     gaze.flush(); // the samples of the grid it leaves go ahead of it (the server then forgets them with it)
     const reply = await client.back();
     settle(out);
     if (seq !== state.seq) return false;
     const path = backPath(reply);
-    await showCandidates(reply, seq, path.first, { skipped: path.skipped, path, back: true });
+    await showCandidates(reply, seq, path.first, { skipped: path.skipped, waitPick: !!path.waitPick, path, back: true });
     if (seq !== state.seq) return false;
     announce(`Back at step ${state.step}: ${undone} is undone.`);
     return true;
@@ -1130,7 +1187,7 @@ async function goBack({ force = false } = {}) {
 }
 
 async function decideId(id, { openTab = !state.study } = {}) {
-  if (state.busy || state.decided || client.state !== 'open') return null;
+  if (state.busy || state.resuming || state.decided || client.state !== 'open') return null;
   const seq = state.seq;
   state.busy = true;
   try {
@@ -1181,7 +1238,9 @@ function cannotAct() {
       : `You have decided on ${name}. Press Start again for a new selection.`);
     return true;
   }
-  return state.busy;
+  // a resumed selection's grid is on its way (v1.7): a press against the grid on screen could reach the server a step
+  // off from it; it comes at once, so nothing to say
+  return state.busy || state.resuming;
 }
 
 /**
@@ -1192,14 +1251,15 @@ function cannotAct() {
  */
 function awaitingPick() {
   if (state.cursorMoved || state.items.length === 0) return false;
-  return state.skipped || (state.step === 1 && state.first === null && state.init === 'random');
+  return state.skipped || state.waitPick || (state.step === 1 && state.first === null && state.init === 'random');
 }
 
 /** Show a `candidates` reply; `first` says what its first face is ('pick', 'closest' or null); `skipped`: it answers
- * "None of these"; `cursor` {at, moved}: the highlight to keep (a resumed grid that is the one on screen); `path`
+ * "None of these"; `waitPick`: it answers one of the two, the page cannot tell which (Decide waits); `cursor` {at, moved}: the highlight to keep (a resumed grid that is the one on screen); `path`
  * {trail, history}: the path of picks and the grids before this one, set with it (so the tab's view is never half
  * updated); `back`: it is an earlier grid again (v1.7), looked at afresh. */
-async function showCandidates(reply, seq, first, { skipped = false, cursor = null, path = null, back = false } = {}) {
+async function showCandidates(reply, seq, first, { skipped = false, waitPick = false, cursor = null, path = null,
+  back = false } = {}) {
   const items = reply.items || [];
   let textures;
   try {
@@ -1233,6 +1293,7 @@ async function showCandidates(reply, seq, first, { skipped = false, cursor = nul
   state.cursor = keep ? cursor.at : 0;
   state.cursorMoved = keep ? cursor.moved : false;
   state.skipped = skipped;
+  state.waitPick = waitPick && first !== 'pick';
   state.shownAt = performance.now();
   if (path) {
     state.trail = path.trail;
@@ -1254,6 +1315,7 @@ async function showCandidates(reply, seq, first, { skipped = false, cursor = nul
     if (idealView.open) closeIdeal();
     clearIdeal();
   } else {
+    for (const m of [idealView.made, idealView.asked]) if (m) m.low = Math.min(m.low, reply.step);
     renderIdealCaption();
   }
   updateIdealButton();
@@ -1381,6 +1443,7 @@ function confidence(item) {
 
 function promptText() {
   if (state.items.length === 0) return 'No faces left to show.';
+  if (state.waitPick) return 'Choose the face closest to the one you want for more like it, or None of these.';
   if (state.step > 1 && state.first !== 'pick') {
     return 'Nine faces you have not seen yet. Choose the closest one, or None of these again.';
   }
@@ -1399,6 +1462,7 @@ function promptText() {
 /** One line above the grid (on small screens, where the side panel's prompt is not shown). */
 function shortPrompt() {
   if (state.items.length === 0) return 'No faces left to show.';
+  if (state.waitPick) return 'Tap the closest face, or None of these.';
   if (state.step > 1 && state.first !== 'pick') return 'New faces: tap the closest, or None of these.';
   if (state.step > 1) return 'Tap a face for more like it, or Decide.';
   return 'Tap the face closest to the one you want.';
@@ -1647,13 +1711,13 @@ document.addEventListener('keydown', (e) => {
   }
   if (e.key === 'n' || e.key === 'N') {
     e.preventDefault();
-    skipGrid();
+    if (!e.repeat) skipGrid(); // a held key is one press: auto-repeat would skip grid after grid
     return;
   }
   // B, a letter like the others (Backspace stays the key that deletes, in a field or not)
   if ((e.key === 'b' || e.key === 'B') && backOffered()) {
     e.preventDefault();
-    goBack();
+    if (!e.repeat) goBack(); // a held B goes back one step, not down the whole path
     return;
   }
   if ((e.key === 'i' || e.key === 'I') && client.ideal && !state.study) {
@@ -1729,6 +1793,11 @@ const idealView = {
   busy: false,     // an `ideal` in flight (the server takes one at a time)
   seq: -1,         // the selection (state.seq) the panel shows
   step: 0,         // the step it was made at
+  // {step, low} of the result on screen (`made`) and of the request out (`asked`): the step it was made at and the
+  // lowest step shown since. Back at its step without going lower, the path is the one it was made from (a pick and
+  // its Back cancel out); lower, the grids after it were undone, and a later grid at its step counts another path
+  made: null,
+  asked: null,
   result: null,    // the `ideal.result` on screen
   previewUrl: null, // its preview's Blob URL (revoked when the next one comes)
   renders: 0,
@@ -1758,9 +1827,10 @@ function updateIdealButton() {
 async function requestIdeal({ near = null, force = false } = {}) {
   if (!force && (!idealReady() || idealView.busy)) return false;
   const seq = state.seq;
-  const step = state.step;
+  const made = { step: state.step, low: state.step };
   if (idealView.seq !== seq) clearIdeal();
   idealView.seq = seq;
+  idealView.asked = made;
   idealView.busy = true;
   showIdealPanel();
   updateIdealButton();
@@ -1770,7 +1840,7 @@ async function requestIdeal({ near = null, force = false } = {}) {
     // the thumbnails come like the grid's: texture.get through the page's cache
     const textures = await client.textures.ensure(items.map((i) => i.texture));
     if (seq !== state.seq || !idealView.open) return false; // a new selection, or closed meanwhile
-    await renderIdeal(r, items, textures, step);
+    await renderIdeal(r, items, textures, made);
     return true;
   } catch (err) {
     if (seq === state.seq) {
@@ -1808,6 +1878,8 @@ function closeIdeal() {
 function clearIdeal() {
   idealView.result = null;
   idealView.step = 0;
+  idealView.made = null;
+  idealView.asked = null;
   if (idealView.previewUrl) URL.revokeObjectURL(idealView.previewUrl);
   idealView.previewUrl = null;
   const img = $('ideal-img');
@@ -1822,7 +1894,7 @@ function idealFavourite(id) {
   return state.items.find((i) => i.id === id) || state.trail.find((i) => i.id === id) || null;
 }
 
-async function renderIdeal(r, items, textures, step) {
+async function renderIdeal(r, items, textures, made) {
   const p = r.preview;
   if (p && p.data) {
     const blob = textureBlob(p);
@@ -1835,7 +1907,8 @@ async function renderIdeal(r, items, textures, step) {
     img.hidden = false;
   }
   idealView.result = r;
-  idealView.step = step;
+  idealView.step = made.step;
+  idealView.made = made;
   idealView.renders += 1;
   $('ideal-grid').replaceChildren(...items.map((it, i) => {
     const li = document.createElement('li');
@@ -1882,10 +1955,12 @@ function renderIdealCaption() {
   const cap = $('ideal-caption');
   if (cap.textContent !== text) cap.textContent = text;
   const stale = $('ideal-stale');
-  const moved = !!r && !idealView.busy && idealView.seq === state.seq && state.step !== idealView.step;
+  const made = idealView.made;
+  // not by the step alone: made at step 5, Back to 4 and a pick is step 5 again, but not the path it was made from
+  const undone = !!made && made.low < made.step;
+  const moved = !!r && !!made && !idealView.busy && idealView.seq === state.seq && (state.step !== made.step || undone);
   stale.hidden = !moved;
-  const since = state.step < idealView.step ? 'you went back since, so it counts a step you undid'
-    : 'your choices since are not in it';
+  const since = undone ? 'you went back since, so it counts a step you undid' : 'your choices since are not in it';
   stale.textContent = moved
     ? `Made at step ${idealView.step}; ${since}. Press What you seem to want (I) again to update.` : '';
 }

@@ -10,7 +10,9 @@
 // navigator.locks needs a secure context: over http on a LAN address (Quest Browser at http://192.168.x.x) it is
 // missing. There a BroadcastChannel asks "who owns this id?" and the owner answers. A tab frozen in the background
 // (no script runs) cannot answer, so a copy made of a frozen tab may still take its selection: the lock has no such
-// gap. Without either (very old browsers) every page owns its id, as before.
+// gap. An opaque origin (file://, a sandboxed iframe) has navigator.locks, but every request there fails with a
+// SecurityError: that is no other page holding the lock, so such a page asks on the channel too. Without either (very
+// old browsers) every page owns its id, as before.
 
 export const TAB_KEY = 'omokage.tab';
 const CHANNEL = 'omokage.tab';
@@ -41,28 +43,46 @@ const lockName = (id) => `omokage.tab.${id}`;
 
 /**
  * Hold the lock of `id` for the page's life. Resolves true once held, false when another page holds it (or, with
- * `waitMs`, still holds it after that long: a page letting go after a reload is quick, a live one never lets go).
+ * `waitMs`, still holds it after that long: a page letting go after a reload is quick, a live one never lets go), and
+ * null when the page cannot take locks at all (an opaque origin, file:// or a sandboxed iframe, where every request
+ * fails at once with a SecurityError): that says nothing about another page.
  */
 function holdLock(id, waitMs = 0) {
   return new Promise((resolve) => {
+    let done = false;
+    const settle = (v) => {
+      done = true;
+      resolve(v);
+    };
+    let timer = null;
     const granted = (lock) => {
-      if (!lock) {
-        resolve(false);
-        return null;
+      clearTimeout(timer);
+      if (done || !lock) { // not available; or granted after the wait was given up (a browser that ignores `signal`)
+        if (!done) settle(false);
+        return null; // let go at once: this page took another id
       }
-      resolve(true);
+      settle(true);
       return FOREVER; // released by the browser when this page goes
     };
-    if (!waitMs) {
-      navigator.locks.request(lockName(id), { ifAvailable: true }, granted).catch(() => resolve(false));
-      return;
-    }
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), waitMs);
-    navigator.locks.request(lockName(id), { signal: abort.signal }, (lock) => {
+    const failed = (err) => {
       clearTimeout(timer);
-      return granted(lock);
-    }).catch(() => resolve(false)); // aborted: still held
+      if (!done) settle(err && err.name === 'AbortError' ? false : null); // aborted by the wait's timer: still held
+    };
+    try {
+      if (!waitMs) {
+        navigator.locks.request(lockName(id), { ifAvailable: true }, granted).catch(failed);
+        return;
+      }
+      const abort = new AbortController();
+      // the timer itself answers too: a browser that ignores `signal` must not keep the page from connecting
+      timer = setTimeout(() => {
+        abort.abort();
+        if (!done) settle(false);
+      }, waitMs);
+      navigator.locks.request(lockName(id), { signal: abort.signal }, granted).catch(failed);
+    } catch (err) { // thrown rather than rejected
+      failed(err);
+    }
   });
 }
 
@@ -75,10 +95,18 @@ function holdLock(id, waitMs = 0) {
  */
 export async function claimTab({ hasToken = true, askMs = 400, waitMs = 2500 } = {}) {
   const t0 = performance.now();
-  const locks = typeof navigator !== 'undefined' && navigator.locks && typeof navigator.locks.request === 'function'
+  let locks = typeof navigator !== 'undefined' && navigator.locks && typeof navigator.locks.request === 'function'
     ? navigator.locks : null;
-  const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(CHANNEL) : null;
-  const how = locks ? 'lock' : channel ? 'channel' : 'none';
+  let channel = null;
+  try {
+    channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(CHANNEL) : null;
+  } catch { /* an origin that may not have one */ }
+  let how = locks ? 'lock' : channel ? 'channel' : 'none';
+  // locks that fail whatever the name (an opaque origin): the page asks on the channel instead, as without them
+  const noLocks = () => {
+    locks = null;
+    how = channel ? 'channel' : 'none';
+  };
   const nonce = Math.random();
   let id = keptId();
   let asking = null; // {id, answered()} while this page asks who owns id
@@ -110,23 +138,27 @@ export async function claimTab({ hasToken = true, askMs = 400, waitMs = 2500 } =
   let held = false;
   if (!id || !hasToken) {
     id = newId(); // nothing to protect: a fresh id is never held by another page
-  } else if (locks) {
-    held = await holdLock(id);
-    if (!held) {
-      // held: by the tab this one was copied from, or by this tab's own page before a reload, still letting go. A
-      // live page answers at once; otherwise wait for the lock a little
-      if (channel && await ask(id)) {
+  } else {
+    if (locks) {
+      const got = await holdLock(id);
+      if (got === null) {
+        noLocks();
+      } else if (got) {
+        held = true;
+      } else if (channel && await ask(id)) {
+        // held: by the tab this one was copied from, or by this tab's own page before a reload, still letting go. A
+        // live page answers at once; otherwise wait for the lock a little
         copy = true;
       } else {
-        held = await holdLock(id, waitMs);
-        copy = !held;
+        const waited = await holdLock(id, waitMs);
+        held = waited === true;
+        copy = waited === false; // null: the lock failed, not held; and no page answered: the id is this tab's
       }
     }
-  } else if (channel) {
-    copy = await ask(id);
+    if (!locks && channel) copy = await ask(id);
   }
   if (copy) id = newId();
-  if (locks && !held) held = await holdLock(id); // a fresh id: free
+  if (locks && !held && (await holdLock(id)) === null) noLocks(); // a fresh id: free
   keepId(id);
   owned = id;
   return { id, copy, how, ms: Math.round(performance.now() - t0) };

@@ -78,11 +78,14 @@ const clearNotice = () => st(() => { document.getElementById('notice').textConte
  * Route the page's socket to the real server, recording what it sends. `route.hold` (a type): those messages wait until
  * `route.release()`; `route.minor`: the welcome says this protocol_minor (an older server); `route.answer(type, msg)`:
  * the route answers that type itself (e.g. an older server's unknown_type); `route.refuse`: new connections close at once;
- * `route.cutAfter` (a type): the server's answer to the next such message never arrives, the link drops instead.
+ * `route.cutAfter` (a type): the server's answer to the next such message never arrives, the link drops instead;
+ * `route.swallow` (a type): the server takes the next such message, its answer never arrives and the link stays
+ * (`route.swallowed` once it was kept back: the page can then be reloaded); `route.holdGrid`: a resumed selection's grid
+ * (a candidates without rid) waits until `route.releaseGrid()`, its welcome goes ahead.
  */
 async function routed() {
   const route = { out: [], hold: null, held: [], srv: null, ws: null, minor: null, answers: new Map(), refuse: false,
-    cutAfter: null, cutRid: null };
+    cutAfter: null, cutRid: null, swallow: null, swallowRid: null, swallowed: false, holdGrid: false, heldIn: [] };
   await page.routeWebSocket(/\/ws$/, (ws) => {
     if (route.refuse) {
       ws.close();
@@ -95,6 +98,10 @@ async function routed() {
       const msg = decode(m);
       route.out.push(msg);
       if (msg.type === route.cutAfter) route.cutRid = msg.rid;
+      if (msg.type === route.swallow) {
+        route.swallowRid = msg.rid;
+        route.swallow = null;
+      }
       if (route.answers.has(msg.type)) ws.send(Buffer.from(encode({ ...route.answers.get(msg.type), rid: msg.rid })));
       else if (msg.type === route.hold) route.held.push(m);
       else srv.send(m);
@@ -107,6 +114,15 @@ async function routed() {
         ws.close();
         return;
       }
+      if (route.swallowRid != null && msg.rid === route.swallowRid) { // taken by the server; its answer goes nowhere
+        route.swallowRid = null;
+        route.swallowed = true;
+        return;
+      }
+      if (route.holdGrid && msg.type === 'candidates' && msg.rid == null) {
+        route.heldIn.push({ ws, m });
+        return;
+      }
       if (msg.type === 'welcome' && route.minor != null) ws.send(Buffer.from(encode({ ...msg, protocol_minor: route.minor })));
       else ws.send(m);
     });
@@ -114,6 +130,10 @@ async function routed() {
   route.release = () => {
     route.hold = null;
     for (const m of route.held.splice(0)) route.srv.send(m);
+  };
+  route.releaseGrid = () => {
+    route.holdGrid = false;
+    for (const { ws, m } of route.heldIn.splice(0)) ws.send(m);
   };
   route.sent = (type) => route.out.filter((m) => m.type === type);
   return route;
@@ -428,6 +448,194 @@ describe('Back (protocol v1.7)', () => {
     await page.click('#btn-back');
     await waitForGrid(page, 1);
     assert.deepEqual(await gridIds(page), ids1);
+  });
+
+  it('a press between a resumed welcome and its grid sends nothing: Back, a face, a digit and N wait for the grid', T, async () => {
+    const route = await routed();
+    await open();
+    await page.locator('#grid .face').nth(4).click();
+    await waitForGrid(page, 2);
+    await page.locator('#grid .face').nth(2).click();
+    await waitForGrid(page, 3);
+    const ids3 = await gridIds(page);
+    const sent = () => ({ back: route.sent('back').length, choose: route.sent('choose').length,
+      skip: route.sent('skip').length });
+    const before = sent();
+    // the link drops; on the next one the welcome (resumed) comes, its grid is held back: the page's grid is the old
+    // link's, which the server may be a step past
+    route.holdGrid = true;
+    route.ws.close();
+    await page.waitForFunction(() => window.omokage.state.resuming && window.omokage.client.state === 'open', null,
+      { timeout: 20000 });
+    await page.keyboard.press('b');
+    await page.click('#btn-back', { force: true });
+    await page.locator('#grid .face').nth(3).click();
+    await page.keyboard.press('5');
+    await page.keyboard.press('n');
+    await page.click('#btn-skip');
+    await page.waitForTimeout(300);
+    assert.deepEqual(sent(), before, 'nothing went out against the grid on screen');
+    assert.equal(await st(() => window.omokage.state.resuming), true, 'the grid was still held back');
+    assert.equal(await page.getAttribute('#btn-back', 'aria-disabled'), 'true');
+    assert.equal(await page.getAttribute('#btn-back', 'aria-label'), 'Back (wait for the faces)');
+    route.releaseGrid();
+    await page.waitForFunction(() => !window.omokage.state.resuming && !window.omokage.state.busy);
+    await waitForGrid(page, 3);
+    assert.deepEqual(await gridIds(page), ids3);
+    assert.equal(await page.getAttribute('#btn-back', 'aria-disabled'), 'false');
+    // the grid shown, the page and the server are at the same step: Back goes on from it
+    await page.click('#btn-back');
+    await waitForGrid(page, 2);
+    assert.equal(route.sent('back').length, 1);
+    assert.deepEqual(browser.errors.filter((e) => !/WebSocket/i.test(e)), []);
+  });
+
+  it('a held B (or N) is one press: its auto-repeat goes back (or skips) once', T, async () => {
+    const frames = recordFrames(page);
+    await open();
+    await page.locator('#grid .face').nth(4).click();
+    await waitForGrid(page, 2);
+    await page.locator('#grid .face').nth(2).click();
+    await waitForGrid(page, 3);
+    await page.locator('#grid .face').nth(1).click();
+    await waitForGrid(page, 4);
+    await page.keyboard.down('b');
+    await waitForGrid(page, 3);
+    // the key is still down: the keyboard repeats it (keydown with repeat set) while the grid before is shown
+    await page.keyboard.down('b');
+    await page.keyboard.down('b');
+    await page.waitForTimeout(300);
+    await page.keyboard.up('b');
+    assert.equal(out(frames, 'back').length, 1);
+    assert.equal(await st(() => window.omokage.state.step), 3);
+    await page.keyboard.down('n');
+    await waitForGrid(page, 4);
+    await page.keyboard.down('n');
+    await page.keyboard.down('n');
+    await page.waitForTimeout(300);
+    await page.keyboard.up('n');
+    assert.equal(out(frames, 'skip').length, 1);
+    assert.equal(await st(() => window.omokage.state.step), 4);
+    assert.deepEqual(browser.errors, []);
+  });
+
+  it('a reload while a pick, None of these or Back was unanswered: the resumed grid is read as its answer, the path kept', T, async () => {
+    const route = await routed();
+    await open();
+    const ids1 = await gridIds(page);
+    await page.locator('#grid .face').nth(4).click();
+    await waitForGrid(page, 2);
+    await page.keyboard.press('n');
+    await waitForGrid(page, 3);
+    const ids3 = await gridIds(page);
+    const reload = async () => {
+      await page.waitForFunction(() => window.omokage.state.busy); // the request is out
+      for (let i = 0; i < 100 && !route.swallowed; i++) await page.waitForTimeout(50);
+      assert.equal(route.swallowed, true, 'the server took it, its answer is kept back');
+      route.swallowed = false;
+      await page.reload();
+      await page.waitForFunction(() => window.omokage && window.omokage.client.welcome && !window.omokage.state.resuming
+        && !window.omokage.state.busy, null, { timeout: 20000 });
+    };
+
+    // a pick the server took: its grid, the pick first and on the path, the grid it was made on in the history
+    route.swallow = 'choose';
+    await page.locator('#grid .face').nth(5).click();
+    await reload();
+    await waitForGrid(page, 4);
+    const ids4 = await gridIds(page);
+    assert.equal(ids4[0], ids3[5]);
+    let v = await view();
+    assert.deepEqual({ first: v.first, skipped: v.skipped, badge: v.badge, decideOff: v.decideOff, trailIds: v.trailIds,
+      history: v.history }, { first: 'pick', skipped: false, badge: 'Your pick', decideOff: 'false',
+      trailIds: [ids1[4], ids3[5]], history: 3 });
+
+    // None of these the server took: no face is the user's, Decide waits, the path as it was
+    route.swallow = 'skip';
+    await page.keyboard.press('n');
+    await reload();
+    await waitForGrid(page, 5);
+    const ids5 = await gridIds(page);
+    v = await view();
+    assert.deepEqual({ first: v.first, skipped: v.skipped, ring: v.ring, badge: v.badge, decideOff: v.decideOff,
+      trailIds: v.trailIds, history: v.history }, { first: null, skipped: true, ring: -1, badge: '', decideOff: 'true',
+      trailIds: [ids1[4], ids3[5]], history: 4 });
+
+    // a Back the server took: the grid before, as the tab kept it (the pick's grid)
+    route.swallow = 'back';
+    await page.keyboard.press('b');
+    await reload();
+    await waitForGrid(page, 4);
+    assert.deepEqual(await gridIds(page), ids4);
+    v = await view();
+    assert.deepEqual({ first: v.first, skipped: v.skipped, badge: v.badge, decideOff: v.decideOff, trailIds: v.trailIds,
+      history: v.history }, { first: 'pick', skipped: false, badge: 'Your pick', decideOff: 'false',
+      trailIds: [ids1[4], ids3[5]], history: 3 });
+
+    // a view that does not say what was out (an older page's): one step on is a pick or None of these, the page cannot
+    // tell which, so it claims no pick: nothing highlighted, Decide waits for one; the path and the grids before stay
+    route.swallow = 'skip';
+    await page.keyboard.press('n');
+    await page.waitForFunction(() => window.omokage.state.busy);
+    await st(() => {
+      const kept = JSON.parse(sessionStorage.getItem('omokage.view'));
+      if (!kept.pending || kept.pending.kind !== 'skip') throw new Error(`no pending skip kept: ${JSON.stringify(kept.pending)}`);
+      delete kept.pending;
+      sessionStorage.setItem('omokage.view', JSON.stringify(kept));
+    });
+    await reload();
+    await waitForGrid(page, 5);
+    v = await view();
+    assert.deepEqual({ first: v.first, ring: v.ring, badge: v.badge, decideOff: v.decideOff, trailIds: v.trailIds,
+      history: v.history, backOff: v.backOff, backLabel: v.backLabel },
+    { first: null, ring: -1, badge: '', decideOff: 'true', trailIds: [ids1[4], ids3[5]], history: 4, backOff: 'false',
+      backLabel: 'Back to step 4: undo your last step' });
+    await clearNotice();
+    await page.click('#btn-decide', { force: true });
+    assert.match(await notice(), /^Choose a face first/);
+    // Back from it: the pick's grid as it was
+    await page.click('#btn-back');
+    await waitForGrid(page, 4);
+    assert.deepEqual(await gridIds(page), ids4);
+    v = await view();
+    assert.deepEqual({ first: v.first, badge: v.badge, decideOff: v.decideOff, trailIds: v.trailIds },
+      { first: 'pick', badge: 'Your pick', decideOff: 'false', trailIds: [ids1[4], ids3[5]] });
+    assert.deepEqual(browser.errors, []);
+  });
+
+  it('the ideal face made before a Back says so after a pick at its step again; a pick and its Back leave it current', T, async () => {
+    await open();
+    assert.ok(await st(() => !!window.omokage.client.ideal), 'the test server generates ideal faces');
+    await page.locator('#grid .face').nth(4).click();
+    await waitForGrid(page, 2);
+    await page.keyboard.press('i');
+    await page.waitForFunction(() => window.omokage.ideal.view.renders >= 1 && !window.omokage.ideal.view.busy, null,
+      { timeout: 20000 });
+    const stale = () => st(() => {
+      const el = document.getElementById('ideal-stale');
+      return el.hidden ? null : el.textContent;
+    });
+    assert.equal(await stale(), null);
+    await page.locator('#grid .face').nth(2).click();
+    await waitForGrid(page, 3);
+    assert.match(await stale(), /^Made at step 2; your choices since are not in it/);
+    // Back to the grid it was made at: the same path, so it is current again
+    await page.click('#btn-back');
+    await waitForGrid(page, 2);
+    assert.equal(await stale(), null);
+    // further back and another pick: step 2 again, but not the path it was made from
+    await page.click('#btn-back');
+    await waitForGrid(page, 1);
+    assert.match(await stale(), /^Made at step 2; you went back since, so it counts a step you undid/);
+    await page.locator('#grid .face').nth(3).click();
+    await waitForGrid(page, 2);
+    assert.match(await stale(), /^Made at step 2; you went back since, so it counts a step you undid/);
+    // asked again, it is current
+    await page.keyboard.press('i');
+    await page.waitForFunction(() => window.omokage.ideal.view.renders >= 2 && !window.omokage.ideal.view.busy, null,
+      { timeout: 20000 });
+    assert.equal(await stale(), null);
+    assert.deepEqual(browser.errors, []);
   });
 
   it('a server without back (v1.6) shows no Back; its refusals are said in plain words', T, async () => {

@@ -488,6 +488,71 @@ describe('a duplicated tab (v1.7)', () => {
     }
   });
 
+  it('where every lock request fails (an opaque origin: SecurityError), a reload still resumes: the page asks on the channel', T, async () => {
+    // file:// or a sandboxed iframe: navigator.locks is there, but every request fails at once. That is no other page
+    // holding the lock: were it read so, every reload would be a "copy" and forget its selection
+    await page.addInitScript(() => {
+      navigator.locks.request = () => Promise.reject(new DOMException('Access to the Locks API is denied in this context.',
+        'SecurityError'));
+    });
+    const frames = recordFrames(page);
+    await page.goto(server.url);
+    await waitForGrid(page, 1);
+    await page.locator('#grid .face').nth(4).click();
+    await waitForGrid(page, 2);
+    const ids2 = await gridIds(page);
+    const first = await st(() => window.omokage.tab);
+    const token = await st(() => window.omokage.client.resumeToken);
+    const mark = frames.length;
+    await page.reload();
+    await page.waitForFunction(() => window.omokage && window.omokage.tab && window.omokage.client.welcome
+      && !window.omokage.state.resuming && !window.omokage.state.busy, null, { timeout: 20000 });
+    assert.equal(out(frames.slice(mark), 'hello')[0].msg.resume, token, 'the reload presents its token');
+    await waitForGrid(page, 2);
+    assert.equal(got(frames.slice(mark), 'welcome')[0].msg.resumed, true);
+    assert.equal(out(frames.slice(mark), 'start').length, 0);
+    assert.deepEqual(await gridIds(page), ids2);
+    assert.doesNotMatch((await view()).banner || '', /new selection in this tab/i);
+    // how it knew: no lock (they all fail), so the channel, where no other page claims the id
+    const t = await st(() => window.omokage.tab);
+    assert.deepEqual({ id: t.id, copy: t.copy, how: t.how }, { id: first.id, copy: false, how: 'channel' });
+    assert.deepEqual({ copy: first.copy, how: first.how }, { copy: false, how: 'channel' });
+    assert.deepEqual(browser.errors, []);
+  });
+
+  it('a held lock whose wait the browser does not abort (it ignores the signal): the page still connects after 2.5 s', T, async () => {
+    // this tab's lock held by a page that never lets go nor answers, and a lock request that ignores its AbortSignal:
+    // the wait's own timer must answer, or the page would never say hello
+    await page.addInitScript(() => {
+      const real = navigator.locks.request.bind(navigator.locks);
+      const kept = sessionStorage.getItem('omokage.tab');
+      navigator.locks.request = (name, opts, cb) => {
+        if (!kept || name !== `omokage.tab.${kept}`) return real(name, opts, cb);
+        if (opts && opts.ifAvailable) return Promise.resolve().then(() => cb(null));
+        return new Promise(() => {});
+      };
+    });
+    const frames = recordFrames(page);
+    await page.goto(server.url);
+    await waitForGrid(page, 1);
+    await page.locator('#grid .face').nth(4).click();
+    await waitForGrid(page, 2);
+    const own = await st(() => window.omokage.tab);
+    const mark = frames.length;
+    await page.reload();
+    await page.waitForFunction(() => window.omokage && window.omokage.tab && window.omokage.client.welcome
+      && !window.omokage.state.resuming && !window.omokage.state.busy && window.omokage.state.step > 0, null,
+    { timeout: 15000 });
+    const t = await st(() => window.omokage.tab);
+    // held all along: read as a copy (a live page holds it), with an id of its own, after the wait
+    assert.equal(t.copy, true);
+    assert.notEqual(t.id, own.id);
+    assert.ok(t.ms >= 2400 && t.ms < 6000, `it waited for the lock, then went on (${t.ms} ms)`);
+    assert.equal(out(frames.slice(mark), 'hello')[0].msg.resume, undefined);
+    await waitForGrid(page, 1);
+    assert.deepEqual(browser.errors, []);
+  });
+
   it('a reload whose old page still holds the lock for a moment waits for it and resumes', T, async () => {
     await page.goto(server.url);
     await waitForGrid(page, 1);
