@@ -24,9 +24,9 @@ from omokage.gaze import MAX_SAMPLES_PER_BATCH, GazeTracker, LayoutError, parse_
 from omokage.gaze.calibration import CalibrationError, Profile, targets_from_samples
 from omokage.gaze.calibration import fit as fit_calibration
 from omokage.gaze.samples import SOURCES as SOURCE_CODES
-from omokage.protocol.resume import SessionKeeper
 from omokage.protocol.messages import (PROTOCOL_MINOR, PROTOCOL_VERSION, Decoded, ProtocolError, decode_frame, encode,
                                        error, readable_rid, server_message, texture_map, validate)
+from omokage.protocol.resume import SessionKeeper
 from omokage.ratelimit import TokenBucket
 from omokage.selection import (DEFAULT_POLICY, SERVED_POLICIES, FeatureSpace, SelectionSession, SessionError,
                                SessionState, make_policy)
@@ -171,8 +171,9 @@ class IdealJob:
 @dataclass(frozen=True)
 class BackJob:
     """v1.7: a `back` whose replay would stall every session on the loop (a large catalog or a long selection):
-    the session rebuilt on a worker from its inputs as they were when asked (`SelectionSession.rebuilt_without_last_pick`
-    touches nothing else), then adopted by `back_done` if the selection has not moved on meanwhile."""
+    the session rebuilt on a worker from its inputs as they were when asked
+    (`SelectionSession.rebuilt_without_last_pick` touches nothing else), then adopted by `back_done` if the selection
+    has not moved on meanwhile."""
     rid: int | None
     session: SelectionSession
     inputs: tuple
@@ -189,8 +190,8 @@ class Offload:
     """Work for the caller to run off its loop: an uploaded image (`ProjectionJob`) or, v1.5, an ideal face
     (`IdealJob`), each awaited before the next message is read, or a drawing (`SketchJob`; batched with other sessions'
     drawings, not awaited: strokes keep arriving and are coalesced meanwhile), or v1.6 a result's sharper preview
-    (`SharpenJob`; not awaited, and only each connection's newest is decoded), or v1.7 a `back` on a large catalog
-(`BackJob`, awaited)."""
+    (`SharpenJob`; not awaited, and only each connection's newest is decoded), or v1.7 a long `back` (`BackJob`,
+    awaited)."""
 
     job: ProjectionJob | SketchJob | IdealJob | SharpenJob | BackJob
 
@@ -811,7 +812,7 @@ class ServerConnection:
         return [*gaze, *actions]
 
     def _back(self, rid, now) -> list[Action]:
-        """v1.7: undo the last choose or skip (a misclick): the grid before it, as it was; the belief forgets the pick."""
+        """v1.7: undo the last choose or skip (a misclick): the grid before it, as it was; the belief forgets it."""
         if self.session is None:
             raise ProtocolError("wrong_state", "send `start` before `back`", rid)
         if self.trial is not None:

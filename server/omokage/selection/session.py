@@ -230,7 +230,7 @@ class SelectionSession:
         return fresh
 
     def adopt(self, fresh: "SelectionSession", *, at: float | None = None) -> Step:
-        """Become `fresh` (from `rebuilt_without_last_pick`), keeping this session's events and adding `back`."""
+        """Become `fresh` (from `rebuilt_without_last_pick`): its state and its events, then a `back` event."""
         self.check_back()
         undone, left = fresh.__dict__.pop("_undone")
         self.__dict__.update(fresh.__dict__)

@@ -737,7 +737,8 @@ class OmokageServer:
         if ws is None:
             return
         log.info("superseded by a resumed connection", extra={"fields": {"session_id": previous.session_id}})
-        task = asyncio.get_running_loop().create_task(ws.close(1000, "this selection was resumed on another connection"))
+        closing = ws.close(1000, "this selection was resumed on another connection")
+        task = asyncio.get_running_loop().create_task(closing)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
