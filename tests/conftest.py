@@ -49,6 +49,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def frame(mtype, rid=None, **fields) -> bytes:
+    """A client message as the bytes a sans-I/O ServerConnection receives."""
+    import msgpack
+    msg = {"type": mtype, **fields}
+    if rid is not None:
+        msg["rid"] = rid
+    return msgpack.packb(msg, use_bin_type=True)
+
+
+def sent(actions) -> list[dict]:
+    """The messages among a ServerConnection's actions, decoded from the bytes it would send."""
+    import msgpack
+    from omokage.protocol.connection import Send
+    return [msgpack.unpackb(a.frame, raw=False) for a in actions if isinstance(a, Send)]
+
+
+def serve_study(engine, db, study_toml: str) -> "RunningServer":
+    """A real server walking the participants of a study made from `study_toml` in the store `db` (as `omokage study
+    create` and `serve --study NAME` do)."""
+    from omokage.service.server import configure_logging
+    from omokage.study.definition import create_study, parse_study
+    from omokage.study.runner import StudyRunner
+    configure_logging("warning")
+    definition = parse_study(study_toml)
+    create_study(db, definition, study_toml)
+    srv = RunningServer(engine, store_path=db)
+    srv.server.study = StudyRunner.load(db, definition.name)
+    return srv
+
+
 class RunningServer:
     """A real OmokageServer on a loopback port, on its own event loop thread."""
 

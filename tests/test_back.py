@@ -4,17 +4,16 @@ the real server with the Python client, and the user-model fit that must leave u
 import asyncio
 import json
 
-import msgpack
 import numpy as np
 import pytest
 
 from omokage.client import OmokageClient, OmokageError
-from omokage.protocol.connection import Send, ServerConnection
+from omokage.protocol.connection import ServerConnection
 from omokage.selection import SERVED_POLICIES, SelectionSession, WrongState, make_policy
 from omokage.selection.belief import GazeTerm
 from omokage.selection.user_model import read_choice_records
 from omokage.service.server import EngineBackend
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, frame, sent
 
 
 @pytest.mark.parametrize("policy", SERVED_POLICIES)
@@ -54,17 +53,6 @@ def test_back_drops_the_gaze_evidence_of_the_grid_that_returns(engine):
     s.decide(g1.ids[2])
     with pytest.raises(WrongState):
         s.back()
-
-
-def frame(mtype, rid=None, **fields):
-    msg = {"type": mtype, **fields}
-    if rid is not None:
-        msg["rid"] = rid
-    return msgpack.packb(msg, use_bin_type=True)
-
-
-def sent(actions):
-    return [msgpack.unpackb(a.frame, raw=False) for a in actions if isinstance(a, Send)]
 
 
 def test_the_connection_answers_back_with_the_earlier_grid_and_logs_it(engine):

@@ -8,16 +8,14 @@ import asyncio
 import json
 import urllib.request
 
-import msgpack
 import pytest
-from websockets.asyncio.client import connect
 
 from omokage.client import OmokageClient, OmokageError
-from omokage.protocol.connection import Send, ServerConnection, Supersede
+from omokage.protocol.connection import ServerConnection, Supersede
 from omokage.protocol.messages import PROTOCOL_MINOR
 from omokage.protocol.resume import MAX_DETACHED, SessionKeeper, max_detached_for
 from omokage.service.server import EngineBackend
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, frame, sent
 
 
 def run(coro):
@@ -59,17 +57,6 @@ def test_fewer_lost_selections_are_kept_for_a_huge_catalog():
 
 
 # -- the connection state machine --------------------------------------------------------------------------------
-def frame(mtype, rid=None, **fields):
-    msg = {"type": mtype, **fields}
-    if rid is not None:
-        msg["rid"] = rid
-    return msgpack.packb(msg, use_bin_type=True)
-
-
-def sent(actions):
-    return [msgpack.unpackb(a.frame, raw=False) for a in actions if isinstance(a, Send)]
-
-
 def greet(conn, now=0.0, **hello):
     actions = conn.receive(frame("hello", 1, protocol=1, client="test", protocol_minor=PROTOCOL_MINOR, **hello), now)
     return actions, sent(actions)
@@ -231,7 +218,6 @@ def test_the_resume_token_never_reaches_the_logs(engine, tmp_path):
 
 # -- from the review: what a kept selection holds, and what must not resume --------------------------------------------
 def test_a_kept_selection_holds_no_upload_drawing_or_calibration(engine):
-    from omokage.gaze.calibration import Profile  # noqa: F401  (the tracker's calibration state)
     backend, keeper = EngineBackend(engine), SessionKeeper()
     conn = ServerConnection(backend, "a", keeper=keeper)
     greet(conn)
@@ -286,7 +272,6 @@ def test_a_random_selection_resumes_without_an_earlier_images_reconstruction(eng
     backend, keeper = EngineBackend(engine), SessionKeeper()
     first = ServerConnection(backend, "a", keeper=keeper)
     _, (welcome,) = greet(first)
-    first._start_reconstruction = None
     import numpy as np
     from omokage.catalog.store import encode_texture
     recon = encode_texture(np.zeros((8, 8, 3), np.uint8))

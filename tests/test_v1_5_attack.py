@@ -17,10 +17,8 @@ import websockets
 from omokage.gaze.calibration import load_device_profiles, load_patterns
 from omokage.protocol.connection import Limits
 from omokage.service.server import configure_logging
-from omokage.study.definition import create_study, parse_study
-from omokage.study.runner import StudyRunner
 
-from .conftest import REPO, RunningServer
+from .conftest import REPO, RunningServer, serve_study
 
 GRID = 9
 # the loop may not stall a bystander's ping for longer than this (a turn of the loop is well under 1 ms here; the
@@ -386,11 +384,7 @@ policy = "thompson"
 
 @pytest.fixture()
 def study_server(engine, tmp_path):
-    configure_logging("warning")
-    db = tmp_path / "s.db"
-    create_study(db, parse_study(STUDY), STUDY)
-    srv = RunningServer(engine, store_path=db)
-    srv.server.study = StudyRunner.load(db, "v15")
+    srv = serve_study(engine, tmp_path / "s.db", STUDY)
     yield srv
     srv.stop()
 

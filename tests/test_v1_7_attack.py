@@ -34,10 +34,8 @@ import pytest
 import websockets
 from omokage.gaze.calibration import load_patterns
 from omokage.service.server import HelloLimiter, configure_logging
-from omokage.study.definition import create_study, parse_study
-from omokage.study.runner import StudyRunner
 
-from .conftest import REPO, RunningServer
+from .conftest import REPO, RunningServer, serve_study
 
 GRID = 9
 VECTORS = REPO / "tests" / "vectors"
@@ -928,11 +926,7 @@ policy = "thompson"
 
 @pytest.fixture()
 def study_server(engine17, tmp_path):
-    configure_logging("warning")
-    db = tmp_path / "s.db"
-    create_study(db, parse_study(STUDY), STUDY)
-    srv = RunningServer(engine17, store_path=db)
-    srv.server.study = StudyRunner.load(db, "v17")
+    srv = serve_study(engine17, tmp_path / "s.db", STUDY)
     yield srv
     srv.stop()
 

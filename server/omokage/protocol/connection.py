@@ -644,11 +644,8 @@ class ServerConnection:
             self.gaze_profile_source = "calibration"    # v1.7's welcome.gaze.profile value for it
         step = session.current
         self.gaze.begin_step(step.step, step.ids, now)
-        fields: dict[str, Any] = {"step": step.step, "algorithm": session.algorithm, "items": self._items(step)}
-        if self._reconstruction is not None and step.step == 1:   # the image start's grid shows its reconstruction
-            fields["reconstruction"] = texture_map(self._reconstruction)
-        fields["policy"] = session.policy_name   # the order of a `start` reply's fields
-        actions.append(Send(server_message("candidates", None, **fields)))
+        # the image start's grid shows its reconstruction again
+        actions.append(self._candidates(step, None, self._reconstruction if step.step == 1 else None))
         actions.append(self._log("resume", now, from_session=previous.session_id, step=step.step,
                                  algorithm=session.algorithm, policy=session.policy_name,
                                  candidates=list(step.ids)))
@@ -780,11 +777,7 @@ class ServerConnection:
         step = self.session.start(query, at=now, evidence=evidence)
         self._start_reconstruction = reconstruction
         self.gaze.begin_step(step.step, step.ids, now)
-        fields: dict[str, Any] = {"step": step.step, "algorithm": algorithm, "items": self._items(step)}
-        if reconstruction is not None:
-            fields["reconstruction"] = texture_map(reconstruction)
-        fields["policy"] = self.session.policy_name
-        actions.insert(0, Send(server_message("candidates", rid, **fields)))
+        actions.insert(0, self._candidates(step, rid, reconstruction))
         actions.append(self._log_event(self.session.events[-1]))
         return actions
 
@@ -794,8 +787,7 @@ class ServerConnection:
         self._check_trial(rid)
         self.session._require_candidate(item_id, "choose")   # its errors first: the grid's gaze stays until a pick
         gaze = self._gaze_end("choose", int(item_id), now)
-        actions = self._grid(self.session.choose(item_id, at=now), rid)
-        self.gaze.begin_step(self.session.current.step, self.session.current.ids, now)
+        actions = self._grid(self.session.choose(item_id, at=now), rid, now)
         self._trial_action(("choose", int(item_id)))
         return [*gaze, *actions]
 
@@ -806,8 +798,7 @@ class ServerConnection:
         s = self.session
         gaze = (self._gaze_end("skip", None, now)
                 if s.state is SessionState.BROWSING and len(s.shown) < s.space.n_items else [])
-        actions = self._grid(self.session.skip(at=now), rid)
-        self.gaze.begin_step(self.session.current.step, self.session.current.ids, now)
+        actions = self._grid(self.session.skip(at=now), rid, now)
         self._trial_action(("skip",))
         return [*gaze, *actions]
 
@@ -837,8 +828,7 @@ class ServerConnection:
     def _went_back(self, rebuilt: SelectionSession, rid, now) -> list[Action]:
         self.session.adopt(rebuilt, at=now)
         gaze = self._gaze_end("back", None, now)
-        actions = self._grid(self.session.current, rid)
-        self.gaze.begin_step(self.session.current.step, self.session.current.ids, now)
+        actions = self._grid(self.session.current, rid, now)
         return [*gaze, *actions]
 
     def _rate(self, item_id, rating, rid, now) -> list[Action]:
@@ -850,11 +840,17 @@ class ServerConnection:
         return [Send(server_message("rated", rid, id=item_id, rating=rating)),
                 self._log_event(self.session.events[-1])]
 
-    def _grid(self, step, rid) -> list[Action]:
-        """The `candidates` reply to choose / skip, and the event that produced it."""
-        return [Send(server_message("candidates", rid, step=step.step, algorithm=self.session.algorithm,
-                                    items=self._items(step), policy=self.session.policy_name)),
-                self._log_event(self.session.events[-1])]
+    def _candidates(self, step, rid, reconstruction: Texture | None = None, **extra) -> Send:
+        """A `candidates` message for `step` of the current selection, its fields in the documented order."""
+        fields: dict[str, Any] = {"step": step.step, "algorithm": self.session.algorithm, "items": self._items(step)}
+        if reconstruction is not None:
+            fields["reconstruction"] = texture_map(reconstruction)
+        return Send(server_message("candidates", rid, **fields, policy=self.session.policy_name, **extra))
+
+    def _grid(self, step, rid, now) -> list[Action]:
+        """The `candidates` reply to choose / skip / back, and the event that produced it; gaze now belongs to it."""
+        self.gaze.begin_step(step.step, step.ids, now)
+        return [self._candidates(step, rid), self._log_event(self.session.events[-1])]
 
     def _decide(self, item_id, rid, now) -> list[Action]:
         if self.session is None:
@@ -1111,9 +1107,7 @@ class ServerConnection:
         return {"id": item.id, "texture": item.texture, "title": item.title, "url": item.url}
 
     def _trial_grid(self, p, trial, step, rid) -> Send:
-        return Send(server_message("candidates", rid, step=step.step, algorithm=self.session.algorithm,
-                                   items=self._items(step), policy=self.session.policy_name,
-                                   trial=self.study.trial_map(p, trial, self._target(trial))))
+        return self._candidates(step, rid, trial=self.study.trial_map(p, trial, self._target(trial)))
 
     def _begin_trial(self, trial, rid, now, query=None, reconstruction=None) -> list[Action]:
         cond = trial.condition

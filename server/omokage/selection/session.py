@@ -220,10 +220,9 @@ class SelectionSession:
         # its gaze was evidence added at the pick being undone: the user looks at that grid afresh
         keep = [inp for i, inp in enumerate(inputs[:picks[-1]])
                 if not (i > since and inp[0] == "evidence" and inp[3] == "gaze")]
-        fresh = SelectionSession(self.space, seed=self.seed, policy=copy.deepcopy(self._pristine_policy),
+        fresh = SelectionSession(self.space, seed=self._seed, policy=copy.deepcopy(self._pristine_policy),
                                  grid_size=self.grid_size)
-        fresh._seed, fresh.rng = self._seed, np.random.default_rng(self._seed)
-        fresh._pristine_policy = self._pristine_policy
+        fresh.seed, fresh._pristine_policy = self.seed, self._pristine_policy   # the seed its events name: as given
         for inp in keep:
             fresh._replay(inp)
         fresh._undone = (inputs[picks[-1]][0], sum(1 for inp in inputs if inp[0] in ("start", "choose", "skip")))
