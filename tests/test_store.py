@@ -392,3 +392,36 @@ def test_a_flood_over_the_message_rate_is_one_store_row_per_second_not_two_per_m
     assert kept_errors == 0
     assert conn.execute("SELECT COUNT(*) FROM events WHERE direction = 'in' AND kind = 'ping'").fetchone()[0] == \
         codes.count("pong")                                                   # the answered ones, as before
+
+
+def test_fit_user_model_reads_the_same_gaze_from_the_store_as_from_the_json_lines(store_server):
+    """Each grid's gaze (the `gaze` event) is evidence `fit user-model` fits the gaze term on: read from the store
+    (`serve --db`) it must be there as it is in the JSON-lines log of the same server."""
+    import numpy as np
+
+    from omokage.gaze import Layout
+    from omokage.gaze.samples import panel_directions
+    from omokage.selection.user_model import read_choice_records
+    srv, db, jsonl = store_server
+    layout = Layout.grid()
+    eye = np.array([0.0, 1.5, 0.0])
+    dirs = panel_directions(layout, eye)
+
+    async def go():
+        async with await OmokageClient.connect(srv.url, token=None) as c:
+            await c.layout(layout.to_wire()["panels"])
+            grid = await c.start("pca", seed=5)
+            for _ in range(2):
+                t0 = time.time()
+                rows = [[t0 + k / 90, "eye", *map(float, eye), *map(float, dirs[2 if k < 27 else 6]), 1.0]
+                        for k in range(54)]
+                await asyncio.sleep(rows[-1][0] - time.time() + 0.05)
+                await c.gaze(rows)
+                grid = await c.choose(grid.items[4].id)
+            await c.decide(grid.items[8].id)
+    asyncio.run(go())
+    srv.stop()
+    _, from_jsonl = read_choice_records([jsonl])
+    _, from_store = read_choice_records([db])
+    assert len(from_jsonl.gaze_records) == 2 and not from_jsonl.problems
+    assert from_store.gaze_records == from_jsonl.gaze_records and not from_store.problems

@@ -61,6 +61,11 @@ class EventReadReport:
     gaze_records: list = field(default_factory=list)    # GazeRecord per logged grid with gaze, before a decision
 
 
+# the events a selection's picks, gaze and decision are read from, in either kind of log (one list: the store's reader
+# once missed `gaze`, so fits from `serve --db` had no gaze records)
+SESSION_EVENTS = frozenset({"start", "choose", "skip", "back", "resume", "decide", "gaze"})
+
+
 def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[ChoiceRecord], EventReadReport]:
     """Parse the server's event logs (JSON lines: start / choose / skip / decide ... per session_id). Corrupt or
     truncated lines are reported in `report.problems` and skipped, never raised."""
@@ -75,8 +80,7 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
             try:
                 for n, rec in enumerate(log_records(path), 1):
                     report.lines += 1
-                    if isinstance(rec.get("session_id"), str) and rec.get("event") in ("start", "choose", "skip",
-                                                                                       "back", "resume", "decide"):
+                    if isinstance(rec.get("session_id"), str) and rec.get("event") in SESSION_EVENTS:
                         sessions.setdefault(rec["session_id"], []).append({**rec, "_where": f"{path}#{n}"})
             except StoreError as exc:
                 report.problems.append(f"{path}: {exc}")
@@ -97,7 +101,7 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                 if not isinstance(rec, dict) or not isinstance(rec.get("session_id"), str):
                     report.problems.append(f"{path}:{n}: not a session event (no session_id); skipped")
                     continue
-                if rec.get("event") in ("start", "choose", "skip", "back", "resume", "decide", "gaze"):
+                if rec.get("event") in SESSION_EVENTS:
                     sessions.setdefault(rec["session_id"], []).append({**rec, "_where": f"{path}:{n}"})
     sessions = _join_resumed(sessions)
     records: list[ChoiceRecord] = []
