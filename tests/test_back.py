@@ -3,6 +3,7 @@ the real server with the Python client, and the user-model fit that must leave u
 
 import asyncio
 import json
+import time
 
 import numpy as np
 import pytest
@@ -193,3 +194,47 @@ def test_a_policy_changed_between_construction_and_start_replays_as_started(engi
     assert s.back().ids == g2.ids and s.policy.temperatures == (0.05,)
     assert s.choose(g2.ids[4]) is not None
 
+
+
+def test_fit_user_model_reads_only_the_gaze_the_selection_kept(engine, tmp_path):
+    """After `back` the belief forgets the gaze of the grid that returns (its first look ended on the slipped face,
+    the face really wanted counted as merely looked at) and never used the gaze of the grid it left: `fit user-model`
+    must fit the same gaze, not both looks (found by a review)."""
+    from omokage.gaze import Layout
+    from omokage.gaze.samples import panel_directions
+    events = tmp_path / "events.jsonl"
+    srv = RunningServer(engine, events_path=events)
+    layout = Layout.grid()
+    eye = np.array([0.0, 1.5, 0.0])
+    dirs = panel_directions(layout, eye)
+
+    async def look(c, panel_a, panel_b):
+        t0 = time.time()
+        rows = [[t0 + k / 90, "eye", *map(float, eye), *map(float, dirs[panel_a if k < 27 else panel_b]), 1.0]
+                for k in range(54)]
+        await asyncio.sleep(rows[-1][0] - time.time() + 0.05)
+        await c.gaze(rows)
+
+    try:
+        async def go():
+            async with await OmokageClient.connect(srv.url, token=None) as c:
+                await c.layout(layout.to_wire()["panels"])
+                g1 = await c.start("pca", init="random", seed=5, policy="thompson+gaze")
+                await look(c, 2, 4)
+                g2 = await c.choose(g1.ids[4])
+                await look(c, 1, 2)                   # the user looks at face 2 ...
+                await c.choose(g2.ids[5])             # ... and the ray slips onto face 5
+                await look(c, 0, 3)
+                assert (await c.back()).ids == g2.ids
+                await look(c, 1, 2)                   # looks again, and picks face 2
+                g3 = await c.choose(g2.ids[2])
+                await c.decide(g3.ids[8])
+                return g1, g2
+        g1, g2 = asyncio.run(go())
+    finally:
+        srv.stop()
+    logged = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [r.get("ended_by") for r in logged if r["event"] == "gaze"] == ["choose", "choose", "back", "choose"]
+    _, report = read_choice_records([events])
+    # the gaze the selection's belief holds at its decision: grid 1's, and grid 2's second look (face 2 the pick)
+    assert [set(r.shown) for r in report.gaze_records] == [set(g1.ids) - {g1.ids[4]}, set(g2.ids) - {g2.ids[2]}]

@@ -722,3 +722,54 @@ def test_a_participants_calibration_is_kept_in_the_store_and_applied_when_they_c
     [gaze] = [json.loads(b) for (b,) in sqlite3.connect(db).execute(
         "SELECT body FROM events WHERE kind = 'gaze' AND direction = 'log'")]
     assert max(range(9), key=lambda k: gaze["dwell_s"][k]) == 4 and gaze["dwell_s"][4] > 0.4
+
+
+FIT_STUDY = """\
+name = "fitme"
+title = "Fit me"
+practice_trials = 0
+participants = ["alpha-7"]
+
+[[conditions]]
+model = "pca"
+policy = "thompson"
+"""
+
+
+def test_a_resumed_study_trials_picks_reach_the_user_model_fit(engine, tmp_path):
+    """A trial interrupted by a dropped link goes on on the participant's next connection (a new session id, after a
+    `trial_resume`): `fit user-model` must read it as one selection that ended in a decision, with every pick, as
+    it reads a v1.7 resumed free selection (found by a review: it dropped the whole trial)."""
+    from omokage.selection.user_model import read_choice_records
+    configure_logging("warning")
+    db = tmp_path / "s.db"
+    create_study(db, parse_study(FIT_STUDY), FIT_STUDY)
+    srv = RunningServer(engine, store_path=db)
+    srv.server.study = StudyRunner.load(db, "fitme")
+    try:
+        async def go():
+            grids, picks = [], []
+            c = await OmokageClient.connect(srv.url, participant="alpha-7")
+            g = await c.study_next()
+            for k in (3, 5):
+                grids.append(g.ids)
+                picks.append(g.ids[k])
+                g = await c.choose(g.ids[k])
+            await c.close()                                   # the headset's link drops mid-trial
+            c = await OmokageClient.connect(srv.url, participant="alpha-7")
+            g = await c.study_next()                          # the trial goes on at the same grid
+            grids.append(g.ids)
+            picks.append(g.ids[2])
+            g = await c.choose(g.ids[2])
+            decided = g.ids[7]
+            await c.decide(decided)
+            await c.close()
+            return grids, picks, decided
+        grids, picks, decided = asyncio.run(go())
+    finally:
+        srv.stop()
+    expected = [(tuple(gr), p) for gr, p in zip(grids, picks) if decided not in gr]
+    assert len(expected) >= 2
+    records, report = read_choice_records([db])
+    assert report.decided_sessions == 1, report     # the trial is one selection that ended in a decision
+    assert [(r.shown, r.chosen) for r in records] == expected

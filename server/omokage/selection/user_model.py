@@ -70,7 +70,14 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
     """Parse the server's event logs (JSON lines: start / choose / skip / decide ... per session_id). Corrupt or
     truncated lines are reported in `report.problems` and skipped, never raised."""
     report = EventReadReport()
-    sessions: dict[str, list[dict]] = {}
+    sessions: dict[object, list[dict]] = {}
+
+    def selection(rec: dict, path: Path) -> object:
+        # a study trial is one selection whatever connections it ran over (a trial resumed after a disconnect or a
+        # restart goes on under a new session id, after a `trial_resume` that names no session): its records carry the
+        # trial, numbered per store, hence the file in the key
+        trial = rec.get("trial")
+        return (str(path), "trial", trial) if _is_id(trial) else rec["session_id"]
     for path in paths:
         path = Path(path)
         report.files += 1
@@ -81,7 +88,7 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                 for n, rec in enumerate(log_records(path), 1):
                     report.lines += 1
                     if isinstance(rec.get("session_id"), str) and rec.get("event") in SESSION_EVENTS:
-                        sessions.setdefault(rec["session_id"], []).append({**rec, "_where": f"{path}#{n}"})
+                        sessions.setdefault(selection(rec, path), []).append({**rec, "_where": f"{path}#{n}"})
             except StoreError as exc:
                 report.problems.append(f"{path}: {exc}")
             continue
@@ -102,7 +109,7 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                     report.problems.append(f"{path}:{n}: not a session event (no session_id); skipped")
                     continue
                 if rec.get("event") in SESSION_EVENTS:
-                    sessions.setdefault(rec["session_id"], []).append({**rec, "_where": f"{path}:{n}"})
+                    sessions.setdefault(selection(rec, path), []).append({**rec, "_where": f"{path}:{n}"})
     sessions = _join_resumed(sessions)
     records: list[ChoiceRecord] = []
     gaze: list[GazeRecord] = []
@@ -125,14 +132,22 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
             report.decided_sessions += 1
             grid: list[int] | None = None
             algorithm = str(run[0].get("algorithm"))
-            picks: list[ChoiceRecord | None] = []   # this run's choose / skip, each with the record it made (v1.7)
+            # this run's choose / skip, each with the record it made and where the gaze of the grid it was made on
+            # begins in `gaze` (v1.7 back)
+            picks: list[tuple[ChoiceRecord | None, int]] = []
+            grid_gaze = len(gaze)       # where the gaze of the grid on screen begins
             for ev in run:
                 if ev["event"] == "back":   # v1.7: the last pick was taken back (a misclick): it says nothing
-                    undone = picks.pop() if picks else None
+                    undone, grid_gaze = picks.pop() if picks else (None, grid_gaze)
                     if undone is not None:
                         del records[next(i for i in range(len(records) - 1, -1, -1) if records[i] is undone)]
+                    # as in the belief (SelectionSession.back): the gaze of the grid that returns goes (the user looks
+                    # at it afresh, and its first look ended on the slipped face), and the gaze of the grid left never
+                    # was evidence
+                    del gaze[grid_gaze:]
                 elif ev["event"] == "skip":
-                    picks.append(None)
+                    picks.append((None, grid_gaze))
+                    grid_gaze = len(gaze)
                 if ev["event"] == "gaze":
                     g = _gaze_record(ev, algorithm, int(target))
                     if g is not None:
@@ -150,18 +165,19 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                         # looking at it and chose, say, to see more like it): the choice model does not describe it
                         made = ChoiceRecord(str(ev.get("algorithm")), tuple(grid), int(ev["item"]), int(target))
                         records.append(made)
-                    picks.append(made)
+                    picks.append((made, grid_gaze))
+                    grid_gaze = len(gaze)
                 if isinstance(cands, list) and cands and all(_is_id(c) for c in cands):
                     grid = [int(c) for c in cands]
     report.gaze_records = gaze
     return records, report
 
 
-def _join_resumed(sessions: dict[str, list[dict]]) -> dict[str, list[dict]]:
+def _join_resumed(sessions: dict[object, list[dict]]) -> dict[object, list[dict]]:
     """v1.7: a selection resumed on a new connection goes on under that connection's session id, after a `resume`
     event naming the one it came from: its events are put after that session's, so the selection reads as one run."""
-    joined: dict[str, list[dict]] = {}
-    home: dict[str, str] = {}       # session id -> the session its selection began in
+    joined: dict[object, list[dict]] = {}
+    home: dict[object, object] = {}   # session id -> the session its selection began in
     for sid, events in sessions.items():   # in order of first appearance: a resumed session after the one it left
         first = events[0]
         origin = first.get("from_session") if first.get("event") == "resume" else None
