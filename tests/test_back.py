@@ -238,3 +238,22 @@ def test_fit_user_model_reads_only_the_gaze_the_selection_kept(engine, tmp_path)
     _, report = read_choice_records([events])
     # the gaze the selection's belief holds at its decision: grid 1's, and grid 2's second look (face 2 the pick)
     assert [set(r.shown) for r in report.gaze_records] == [set(g1.ids) - {g1.ids[4]}, set(g2.ids) - {g2.ids[2]}]
+
+
+def test_back_to_an_image_starts_first_grid_shows_its_reconstruction_again(engine):
+    """The grid that returns is the grid as it was: an image start's first grid came with the model's reconstruction
+    of the image, and so does a back to it (as a resume of it does); a back to a later grid has none."""
+    from omokage.catalog.store import encode_texture
+    conn = ServerConnection(EngineBackend(engine), "s")
+    conn.receive(frame("hello", 1, protocol=1, protocol_minor=7, client="test"), 0.0)
+    recon = encode_texture(np.full((8, 8, 3), 77, np.uint8))
+    job = conn._offload_projection("start.image", b"x", 2, "pca", 1, "thompson").job
+    (first,) = sent(conn.projection_done(job, engine.space("pca").features[3], recon, 1.0))
+    assert first["step"] == 1 and first["reconstruction"]["data"] == recon.data
+    (second,) = sent(conn.receive(frame("choose", 3, id=first["items"][2]["id"]), 2.0))
+    (third,) = sent(conn.receive(frame("choose", 4, id=second["items"][1]["id"]), 3.0))
+    (back,) = sent(conn.receive(frame("back", 5), 4.0))
+    assert back["step"] == 2 and "reconstruction" not in back
+    (back,) = sent(conn.receive(frame("back", 6), 5.0))
+    assert back["step"] == 1 and [i["id"] for i in back["items"]] == [i["id"] for i in first["items"]]
+    assert back["reconstruction"] == first["reconstruction"]

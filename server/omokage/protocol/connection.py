@@ -828,7 +828,9 @@ class ServerConnection:
     def _went_back(self, rebuilt: SelectionSession, rid, now) -> list[Action]:
         self.session.adopt(rebuilt, at=now)
         gaze = self._gaze_end("back", None, now)
-        actions = self._grid(self.session.current, rid, now)
+        step = self.session.current
+        # the grid as it was: an image start's first grid with its reconstruction (as a resume shows it)
+        actions = self._grid(step, rid, now, self._start_reconstruction if step.step == 1 else None)
         return [*gaze, *actions]
 
     def _rate(self, item_id, rating, rid, now) -> list[Action]:
@@ -847,10 +849,10 @@ class ServerConnection:
             fields["reconstruction"] = texture_map(reconstruction)
         return Send(server_message("candidates", rid, **fields, policy=self.session.policy_name, **extra))
 
-    def _grid(self, step, rid, now) -> list[Action]:
+    def _grid(self, step, rid, now, reconstruction: Texture | None = None) -> list[Action]:
         """The `candidates` reply to choose / skip / back, and the event that produced it; gaze now belongs to it."""
         self.gaze.begin_step(step.step, step.ids, now)
-        return [self._candidates(step, rid), self._log_event(self.session.events[-1])]
+        return [self._candidates(step, rid, reconstruction), self._log_event(self.session.events[-1])]
 
     def _decide(self, item_id, rid, now) -> list[Action]:
         if self.session is None:
