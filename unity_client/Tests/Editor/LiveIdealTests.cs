@@ -106,6 +106,29 @@ namespace Omokage.Client.Tests
         }
 
         [Test]
+        public void SelectionSession_ForgetsAnIdealWhosePickWasTakenBack()
+        {
+            var client = Connect();
+            Assume.That(client.Welcome.ProtocolMinor, Is.GreaterThanOrEqualTo(7), "back needs a v1.7 server");
+            var session = new SelectionSession(client);
+            CandidatesMessage first = Sync.Run(() => session.StartRandomAsync("pca", 13, null));
+            IdealResultMessage early = Sync.Run(() => session.IdealAsync());
+            Sync.Run(() => session.ChooseAsync(first.Items[3].Id));
+            Sync.Run(() => session.BackAsync());
+            Assert.AreSame(early, session.LastIdeal, "asked for on the grid that returns: its belief never held the undone pick");
+
+            CandidatesMessage second = Sync.Run(() => session.ChooseAsync(first.Items[5].Id));
+            IdealResultMessage late = Sync.Run(() => session.IdealAsync());
+            Assert.AreSame(late, session.LastIdeal);
+            Sync.Run(() => session.ChooseAsync(second.Items[2].Id));
+            Sync.Run(() => session.BackAsync());
+            Assert.AreSame(late, session.LastIdeal, "back to the grid it was asked for on: still this belief's");
+            Sync.Run(() => session.BackAsync());
+            Assert.AreEqual(1, session.Current.Step);
+            Assert.IsNull(session.LastIdeal, "its belief held the pick taken back");
+        }
+
+        [Test]
         public void AV1_4Client_IsNotToldAboutIdealFaces()
         {
             var old = Connect(4);

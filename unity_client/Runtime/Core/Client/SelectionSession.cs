@@ -67,6 +67,7 @@ namespace Omokage.Client
         int _generation;
         bool _randomStart;
         int _starts;  // selections begun: an ideal face asked for in an earlier one is not this one's
+        int _idealStep;  // the step of the grid LastIdeal was asked for on: a back below it undoes a pick its belief held
         int? _choosing;  // the face of the last choose sent (null once a skip or back is sent): a resumed grid may be its reply, lost with the link
         // the face chosen last as it was at each step (index step − 1; null: none), so that a back restores it; written for every
         // grid that becomes Current, cut above its step
@@ -219,7 +220,12 @@ namespace Omokage.Client
         public Task<CandidatesMessage> BackAsync(CancellationToken ct = default(CancellationToken))
         {
             _choosing = null;
-            return Apply(_client.BackAsync(ct), grid => ChosenId = ChosenAt(grid));
+            return Apply(_client.BackAsync(ct), grid =>
+            {
+                ChosenId = ChosenAt(grid);
+                // an ideal face asked for on a later grid came from a belief that held the pick just undone
+                if (LastIdeal != null && _idealStep > grid.Step) LastIdeal = null;
+            });
         }
 
         /// <summary>v1.7: whether <see cref="BackAsync"/> can succeed: a grid after a choose or skip is shown (step 2 or more),
@@ -250,7 +256,8 @@ namespace Omokage.Client
         }
 
         /// <summary>v1.5: the last ideal face of this selection (<see cref="IdealAsync"/>); null before one, and again after a
-        /// new start (a new selection has a new belief).</summary>
+        /// new start (a new selection has a new belief) or a v1.7 <see cref="BackAsync"/> below the grid it was asked for on
+        /// (its belief held the pick taken back).</summary>
         public IdealResultMessage LastIdeal { get; private set; }
 
         /// <summary>v1.5: an ideal face arrived for this selection (<see cref="IdealAsync"/>; not for a reply that a newer start
@@ -270,10 +277,12 @@ namespace Omokage.Client
             if (Current == null) throw new InvalidOperationException("an ideal face needs a selection: start one first");
             if (LastDecision != null) throw new InvalidOperationException("the selection was decided; start a new one");
             int starts = _starts;
+            int step = Current.Step;
             string session = _client.SessionId;
             IdealResultMessage ideal = await _client.IdealAsync(near, ct);
             if (starts != _starts || session != SessionId) return ideal;  // another selection's belief by now
             LastIdeal = ideal;
+            _idealStep = step;
             var handler = IdealReceived;
             if (handler != null) handler(ideal);
             return ideal;
