@@ -362,7 +362,49 @@ def test_fit_user_model_cli(engine, tiny_catalog, tiny_models, tmp_path):
     r = subprocess.run([sys.executable, "-m", "omokage", "fit", "user-model", str(tmp_path / "none.jsonl"),
                         "--catalog", str(tiny_catalog), "--out", str(models)], capture_output=True, text=True,
                        timeout=120)
-    assert r.returncode == 2 and "Traceback" not in r.stderr and "too few" in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "no such event log" in r.stderr
+
+
+def test_fit_user_model_reads_only_the_selections_of_its_catalog(engine, tiny_catalog, tmp_path):
+    """var/events/ holds the logs of every catalog served (the demo's and each `serve`'s): a selection's `start` names
+    its catalog, and the fit reads only those of the catalog it is given (a newcomer's fit took a 40-face catalog's
+    picks as the demo's faces, silently). A log from before starts named their catalog is checked by its ids."""
+    import asyncio
+
+    from omokage.catalog.store import Catalog
+    from omokage.client import OmokageClient
+    from tests.conftest import RunningServer
+    log = tmp_path / "events.jsonl"
+    srv = RunningServer(engine, events_path=log)
+    try:
+        async def go():
+            async with await OmokageClient.connect(srv.url) as c:
+                for seed in (1, 2):
+                    grid = await c.start("pca", seed=seed)
+                    grid = await c.choose(grid.items[3].id)
+                    await c.decide(grid.items[5].id)
+        asyncio.run(go())
+    finally:
+        srv.stop()
+    with open(log, "a") as f:         # what a server logs when a background fit ends: no selection's record
+        f.write(json.dumps({"event": "model_served", "algorithm": "nmf", "at": 1.0}) + "\n")
+    fingerprint = Catalog(tiny_catalog).fingerprint()
+    starts = [json.loads(x) for x in log.read_text().splitlines() if '"start"' in x]
+    assert [r["catalog"] for r in starts if r["event"] == "start"] == [fingerprint] * 2
+    mine, report = read_choice_records([log], catalog=fingerprint, n_items=len(engine.catalog))
+    assert report.decided_sessions == 2 and report.other_catalog == 0 and len(mine) >= 1
+    assert not report.problems        # the server's own records (no session) are not problems
+    theirs, report = read_choice_records([log], catalog="0123456789abcdef", n_items=len(engine.catalog))
+    assert theirs == [] and report.decided_sessions == 0 and report.other_catalog == 2
+    old = tmp_path / "old.jsonl"      # no `catalog` in its start: a face id past this catalog's end gives it away
+    lines = [{"event": "start", "session_id": "s", "algorithm": "pca", "item": None, "candidates": [1, 2, 999]},
+             {"event": "choose", "session_id": "s", "algorithm": "pca", "item": 2, "candidates": [2, 4, 5]},
+             {"event": "decide", "session_id": "s", "algorithm": "pca", "item": 5, "candidates": []}]
+    old.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    records, report = read_choice_records([old], catalog=fingerprint, n_items=len(engine.catalog))
+    assert records == [] and report.decided_sessions == 0 and "does not have" in report.problems[0]
+    records, report = read_choice_records([old])          # without a catalog to check against: read as before
+    assert len(records) == 1
 
 
 def test_query_term_rejects_nothing_finite(engine):

@@ -623,21 +623,41 @@ def _cmd_fit_user_model(a) -> int:
                         "--catalog CATALOG --out MODELS")
     if a.user_model_catalog is None:
         raise UserError("--catalog is required with user-model: the catalog the logged sessions ran on")
-    records, report = read_choice_records(a.events)
+    missing = [str(p) for p in a.events if not Path(p).exists()]
+    if missing:
+        raise UserError(f"no such event log: {', '.join(missing)} (`omokage demo` logs to var/events/demo-events.jsonl, "
+                        "`omokage serve` to var/events/events-DATE.jsonl, or to its store with --db)")
+    from omokage.catalog.store import Catalog
+    from omokage.selection.user_model import MIN_PICKS, TEMPERATURE_RANGE
+    catalog = Catalog(a.user_model_catalog)
+    records, report = read_choice_records(a.events, catalog=catalog.fingerprint(), n_items=len(catalog))
     for problem in report.problems[:50]:
         print(f"skipped {problem}", file=sys.stderr)
     if len(report.problems) > 50:
         print(f"... and {len(report.problems) - 50} more skipped lines", file=sys.stderr)
-    print(f"read {report.lines} lines from {report.files} file(s): {report.sessions} sessions, "
-          f"{report.decided_sessions} ended in a decision, {len(records)} picks before a decision")
+    other = (f" ({report.other_catalog} more were logged on another catalog and are left out)"
+             if report.other_catalog else "")
+    print(f"read {report.lines} lines from {report.files} file(s): {report.sessions} selections, "
+          f"{report.decided_sessions} of this catalog ended in a decision{other}; {len(records)} picks made before "
+          "the decided face was on screen")
     engine = Engine.open(a.user_model_catalog, a.out)
     model = fit_user_model(engine, records, gaze_records=report.gaze_records)
     if not model.temperatures:
-        raise UserError("too few logged picks per model to fit (need 20 on one model); nothing saved")
+        counts = {}
+        for r in records:
+            counts[r.algorithm] = counts.get(r.algorithm, 0) + 1
+        have = ", ".join(f"{alg} {n}" for alg, n in sorted(counts.items())) or "none"
+        raise UserError(f"too few logged picks to fit: {MIN_PICKS} on one model are needed (have: {have}); "
+                        "nothing saved")
     path = model.save(a.out)
     print(f"{'model':<14}{'picks':>8}{'temperature':>14}{'log-lik/pick':>14}")
     for alg, t in model.temperatures.items():
         print(f"{alg:<14}{model.picks[alg]:>8}{t:>14.4f}{model.log_likelihood_per_pick[alg]:>14.4f}")
+    for alg, t in model.temperatures.items():
+        if not TEMPERATURE_RANGE[0] * 1.01 < t < TEMPERATURE_RANGE[1] / 1.01:
+            _note(f"{alg}: the temperature is at the edge of the range searched ({TEMPERATURE_RANGE[0]:g} to "
+                  f"{TEMPERATURE_RANGE[1]:g}): its picks are {'all but random' if t > 1 else 'all but perfect'} "
+                  "under this model's distances; check that the logs are of this catalog")
     if model.gaze:   # docs/gaze.md: the gaze term's temperature and weight, from the logged grids with gaze
         print(f"\n{'gaze':<14}{'grids':>8}{'temperature':>14}{'weight':>10}{'nats/grid':>12}")
         for alg, g in model.gaze.items():

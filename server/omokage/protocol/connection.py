@@ -75,6 +75,9 @@ class Backend(Protocol):
 
     # v1.5: the size of an ideal face's image (the catalog's), or 0 when the server cannot generate one
     ideal_image_size: int
+    # the catalog's fingerprint (Catalog.fingerprint): each selection's `start` event names it, so `fit user-model`
+    # never reads one catalog's item ids as another's
+    catalog_fingerprint: str | None
 
     def new_live_drawing(self) -> Any:
         """v1.3: the running state of a new drawing (None: every update is computed afresh)."""
@@ -778,7 +781,11 @@ class ServerConnection:
         self._start_reconstruction = reconstruction
         self.gaze.begin_step(step.step, step.ids, now)
         actions.insert(0, self._candidates(step, rid, reconstruction))
-        actions.append(self._log_event(self.session.events[-1]))
+        start = self._log_event(self.session.events[-1])
+        catalog = getattr(self.backend, "catalog_fingerprint", None)
+        if catalog is not None:
+            start.record["catalog"] = catalog
+        actions.append(start)
         return actions
 
     def _choose(self, item_id, rid, now) -> list[Action]:

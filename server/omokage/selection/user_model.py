@@ -28,6 +28,7 @@ from omokage.selection.belief import DEFAULT_CHOICE_TEMPERATURE
 
 USER_MODEL_NAME = "user-model"
 TEMPERATURE_RANGE = (0.01, 20.0)
+MIN_PICKS = 20            # logged picks on one model before its temperature is fitted
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class EventReadReport:
     decided_sessions: int = 0
     problems: list[str] = field(default_factory=list)   # "file:line: reason", one per bad line
     gaze_records: list = field(default_factory=list)    # GazeRecord per logged grid with gaze, before a decision
+    other_catalog: int = 0     # decided selections logged on another catalog (their `start` names its fingerprint)
 
 
 # the events a selection's picks, gaze and decision are read from, in either kind of log (one list: the store's reader
@@ -66,9 +68,15 @@ class EventReadReport:
 SESSION_EVENTS = frozenset({"start", "choose", "skip", "back", "resume", "decide", "gaze"})
 
 
-def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[ChoiceRecord], EventReadReport]:
+def read_choice_records(paths: Iterable[str | os.PathLike], catalog: str | None = None,
+                        n_items: int | None = None) -> tuple[list[ChoiceRecord], EventReadReport]:
     """Parse the server's event logs (JSON lines: start / choose / skip / decide ... per session_id). Corrupt or
-    truncated lines are reported in `report.problems` and skipped, never raised."""
+    truncated lines are reported in `report.problems` and skipped, never raised.
+
+    Logs of several catalogs may sit side by side (var/events/ holds the demo's and every `serve`'s): with `catalog`
+    (a Catalog.fingerprint), a selection whose `start` names another catalog is left out and counted in
+    `report.other_catalog`; with `n_items`, one naming a face the catalog does not have (a log from before starts
+    named their catalog) is left out as a problem."""
     report = EventReadReport()
     sessions: dict[object, list[dict]] = {}
 
@@ -105,9 +113,11 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
                 except (UnicodeDecodeError, ValueError) as exc:
                     report.problems.append(f"{path}:{n}: not a JSON object ({type(exc).__name__}); skipped")
                     continue
-                if not isinstance(rec, dict) or not isinstance(rec.get("session_id"), str):
-                    report.problems.append(f"{path}:{n}: not a session event (no session_id); skipped")
+                if not isinstance(rec, dict) or not isinstance(rec.get("session_id") or rec.get("event"), str):
+                    report.problems.append(f"{path}:{n}: not an event record; skipped")
                     continue
+                if not isinstance(rec.get("session_id"), str):
+                    continue          # the server's own records (a model served, ...): not about a selection
                 if rec.get("event") in SESSION_EVENTS:
                     sessions.setdefault(selection(rec, path), []).append({**rec, "_where": f"{path}:{n}"})
     sessions = _join_resumed(sessions)
@@ -128,6 +138,16 @@ def read_choice_records(paths: Iterable[str | os.PathLike]) -> tuple[list[Choice
             target = decided[-1].get("item")
             if not _is_id(target):
                 report.problems.append(f"{decided[-1]['_where']}: decide without an item id; session skipped")
+                continue
+            logged_on = run[0].get("catalog")
+            if catalog is not None and logged_on is not None and logged_on != catalog:
+                report.other_catalog += 1
+                continue
+            if n_items is not None and logged_on is None and not all(
+                    all(_is_id(i) and i < n_items for i in [*(e.get("candidates") or []), e.get("item")]
+                        if i is not None) for e in run if e["event"] != "gaze"):
+                report.problems.append(f"{run[0]['_where']}: names a face this catalog of {n_items} does not have "
+                                       "(a selection logged on another catalog?); session skipped")
                 continue
             report.decided_sessions += 1
             grid: list[int] | None = None
@@ -444,7 +464,7 @@ class UserModel:
         return None
 
 
-def fit_user_model(engine, records: list[ChoiceRecord], min_picks: int = 20,
+def fit_user_model(engine, records: list[ChoiceRecord], min_picks: int = MIN_PICKS,
                    gaze_records: list[GazeRecord] = (), min_gaze: int = 20,
                    min_metric_picks: int = MIN_METRIC_PICKS) -> UserModel:
     """Per algorithm: the metric people choose by (with at least `min_metric_picks` logged picks and at most

@@ -276,6 +276,7 @@ class EngineBackend:
     items: Sequence[Item] = field(init=False)
     textures: dict[str, Texture] = field(init=False)
     image_size: int = field(init=False)
+    catalog_fingerprint: str = field(init=False)
     # models being fitted in the background (BackgroundFitter.training): protocol v1.2 `training`
     training: Sequence[dict[str, Any]] = field(default_factory=list)
 
@@ -302,6 +303,7 @@ class EngineBackend:
         self.items = self.engine.catalog.items
         self.textures = self.engine.catalog.textures()  # a few MB: served from memory
         self.image_size = self.engine.catalog.image_size
+        self.catalog_fingerprint = self.engine.catalog.fingerprint()
 
     @property
     def algorithms(self) -> Sequence[str]:
