@@ -421,3 +421,26 @@ def test_fit_notes_when_components_are_capped_by_a_small_catalog(tmp_path, capsy
         assert f"  {name}: note: 20 features, not the 30 asked for: a catalog of 20 faces allows at most 20" in out
     fit_models(cat, tmp_path / "m2", ["pca"], n_components=8)
     assert "note:" not in capsys.readouterr().out   # nothing capped, nothing said
+
+
+# --- a newcomer's run (2026-11-28): wrong inputs get one line that says what to do ---------------------------------
+
+def test_a_port_out_of_range_is_refused_before_anything_starts(cli, tiny_catalog, tiny_models):
+    """`demo --port 99999` ended in an OverflowError traceback and `serve --port 99999` listened on the wrapped
+    port (34463)."""
+    for args in (("demo", "--port", 99999), ("serve", "--catalog", tiny_catalog, "--models", tiny_models, "--port",
+                                             99999), ("serve", "--port", -1), ("demo", "--port", "http")):
+        rc, out, err = cli(*args)
+        assert rc == 2 and "Traceback" not in err and "0 to 65535" in err, (args, err)
+
+
+def test_events_export_without_a_store_says_where_events_are_and_writes_nothing(cli, tmp_path):
+    out = tmp_path / "out" / "events.jsonl"
+    rc, _, err = cli("events", "export", "--db", tmp_path / "none.db", "--out", out)
+    assert rc != 0 and "Traceback" not in err
+    assert "--db" in err and "var/events/" in err and not out.exists()
+
+
+def test_a_catalog_json_given_for_its_folder_is_named(cli, tiny_catalog, tmp_path):
+    rc, _, err = cli("fit", tiny_catalog / "catalog.json", "--models", "pca", "--out", tmp_path / "m")
+    assert rc != 0 and "Traceback" not in err and f"give the catalog's folder, {tiny_catalog}" in err

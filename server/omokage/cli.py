@@ -53,6 +53,17 @@ def _minutes(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number: ports run from 0 to 65535 (0 picks a free "
+                                         "one)")
+    return port
+
+
 def _model_list(text: str, known=FIT_MODEL_NAMES) -> list[str]:
     """--models raw,pca,...: checked by argparse, before anything slow is loaded."""
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -200,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", type=Path, required=True, help="model repository (omokage fit ... --out MODELS)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only); any other "
                    "address needs --token, or --insecure")
-    s.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    s.add_argument("--port", type=_port, default=8765, help="TCP port (default 8765; 0 picks a free one)")
     s.add_argument("--token", help="require this token in `hello` before serving anything else (and in "
                    "`Authorization: Bearer TOKEN` for the details of /healthz). A command line is visible to every "
                    "user of the machine: prefer --token-file or the OMOKAGE_TOKEN environment variable")
@@ -282,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--count", type=_positive_int, default=1500,
                    help="faces in the generated catalog (default 1500; another count draws a new catalog)")
     d.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    d.add_argument("--port", type=int, default=8765, help="TCP port (default 8765); a taken port is reported "
+    d.add_argument("--port", type=_port, default=8765, help="TCP port (default 8765); a taken port is reported "
                    "before any work")
     d.add_argument("--no-serve", action="store_true", help="prepare everything and run one simulated session, then exit")
     d.set_defaults(func=_cmd_demo)
@@ -1087,7 +1098,8 @@ def _events_arg(parser, whose: str) -> None:
 
 
 def _cmd_events_export(a) -> int:
-    from omokage.store import export_jsonl
+    from omokage.store import export_jsonl, open_database
+    open_database(a.db, create=False).close()   # a missing or damaged store fails here, before --out is created
     if a.out is None:
         n = export_jsonl(a.db, sys.stdout.buffer, wire=a.wire)
         sys.stdout.flush()

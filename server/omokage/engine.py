@@ -69,8 +69,10 @@ def load_fitted(catalog: Catalog, catalog_path, models_path, name: str, fingerpr
     model, config, features = load_model_dir(version_dir)
     if config.get("catalog", {}).get("fingerprint") != fingerprint or features is None \
             or len(features) != len(catalog):
-        raise UserError(f"{version_dir} was fitted on another catalog than {catalog_path}; "
-                        f"refit with `omokage fit {catalog_path} --models {name} --out {models_path}`")
+        raise UserError(f"{version_dir} was fitted on another catalog than {catalog_path}; give the models fitted on "
+                        f"{catalog_path} (--models), or fit them into a folder of their own: `omokage fit "
+                        f"{catalog_path} --out MODELS` (fitting into {models_path} would add versions the other "
+                        "catalog's server then refuses)")
     scales = user_model.scales(name, int(features.shape[1])) if user_model is not None else None
     return LoadedModel(name, model, version_dir, metric_space(name, features, scales, index_kind), scales)
 

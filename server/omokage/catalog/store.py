@@ -200,6 +200,8 @@ class Catalog:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         meta_path = self.path / "catalog.json"
+        if self.path.name == "catalog.json" and self.path.is_file():
+            raise CatalogError(f"{self.path}: give the catalog's folder, {self.path.parent}, not its catalog.json")
         if not meta_path.is_file():
             raise CatalogError(f"{self.path} is not an omokage catalog (no catalog.json); "
                                "create one with `omokage catalog generate` or `omokage catalog ingest`")

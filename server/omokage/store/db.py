@@ -88,8 +88,9 @@ def open_database(path: str | Path, *, create: bool = True, check: bool = True) 
     path = Path(path)
     if not path.exists():
         if not create:
-            raise StoreError(f"no event store at {path}; `omokage serve` creates one (default var/omokage.db), "
-                             "or give the right --db")
+            raise StoreError(f"no event store at {path}; `omokage serve --db {path}` keeps one (every study does). "
+                             "Without --db, `omokage serve` and `omokage demo` log session events as JSON lines in "
+                             "var/events/, which need no export (`omokage fit user-model` reads them as they are)")
         path.parent.mkdir(parents=True, exist_ok=True)
         create_private(path)   # participants' codes, answers and gaze: readable by this user only (-wal, -shm follow)
     elif path.stat().st_size and not is_store_file(path):
