@@ -425,3 +425,20 @@ def test_fit_user_model_reads_the_same_gaze_from_the_store_as_from_the_json_line
     _, from_store = read_choice_records([db])
     assert len(from_jsonl.gaze_records) == 2 and not from_jsonl.problems
     assert from_store.gaze_records == from_jsonl.gaze_records and not from_store.problems
+
+
+def test_one_store_serves_one_server(tmp_path, monkeypatch):
+    """Two servers on one store would each walk a participant through the trials they read at start: a trial ran
+    twice and a decision one of them acknowledged was dropped (found by a crash-safety attack). The second refuses to
+    start, saying why; once the first has stopped, a server starts there again."""
+    import omokage.store.db as db_module
+    from omokage.store.db import StoreInUse
+    monkeypatch.setattr(db_module, "SERVE_LOCK_WAIT_S", 0.3)
+    path = tmp_path / "s.db"
+    first = EventStore(path)
+    try:
+        with pytest.raises(StoreInUse, match="one store serves one server"):
+            EventStore(path)
+    finally:
+        first.close()
+    EventStore(path).close()

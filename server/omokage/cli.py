@@ -157,12 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit feature models on a catalog into a model repository",
                          description="Fit feature models (raw pixels, PCA, NMF, a convolutional autoencoder, a "
                                      "contrastive embedding), the sketch model or the generator on a catalog and "
-                                     "save them as MODELS/NAME/VERSION/ without pickle.")
+                                     "save them as MODELS/NAME/VERSION/ without pickle. `omokage fit user-model` "
+                                     "instead fits the preference model's user model from logged selections: how "
+                                     "noisy people's picks are, the distance they choose by, and how much their gaze "
+                                     "says (docs/preference-model.md); `omokage serve` then uses it.",
+                         epilog="examples:\n"
+                                "  omokage fit var/catalog --out var/models                  # raw, pca, nmf, ae\n"
+                                "  omokage fit var/catalog --models sketch,gen --out var/models\n"
+                                "  omokage fit user-model var/events/*.jsonl --catalog var/catalog --out var/models\n"
+                                "  omokage fit user-model var/omokage.db --catalog var/catalog --out var/models"
+                                "   # a store (serve --db)\n"
+                                "Only the logged selections of --catalog are read; the demo logs to var/events/.",
+                         formatter_class=_HelpFormatter)
     fit.add_argument("catalog", metavar="CATALOG | user-model",
                      help="the catalog to fit feature models on, or `user-model` to fit the preference model's "
                           "user-response temperature from logged sessions (then give EVENTS and --catalog)")
     fit.add_argument("events", nargs="*", type=Path, metavar="EVENTS",
-                     help="with user-model: the server's session event logs (JSON lines, var/events/*.jsonl)")
+                     help="with user-model: the server's session event logs (JSON lines, var/events/*.jsonl) or "
+                          "event stores (serve --db)")
     fit.add_argument("--catalog", dest="user_model_catalog", type=Path, default=None, metavar="CATALOG",
                      help="with user-model: the catalog the logged sessions ran on (its models are read from --out)")
     fit.add_argument("--models", type=_model_list, default="raw,pca,nmf,ae",
@@ -854,7 +866,15 @@ def _serve_token(a) -> str | None:
 
 def _cmd_serve(a) -> int:
     from omokage.service.server import serve_forever
+    scheme = "https" if a.tls_cert else "http"
+
+    def announce(bound) -> None:   # for people (on stderr: the JSON log lines stay parseable)
+        shown = "THIS-MACHINE" if a.host in ("0.0.0.0", "::") else f"[{a.host}]" if ":" in a.host else a.host
+        print(f"omokage serve: open {scheme}://{shown}:{bound[1]}/ in a browser; clients connect to "
+              f"{'wss' if a.tls_cert else 'ws'}://{shown}:{bound[1]}/ws (Ctrl+C to stop)", file=sys.stderr, flush=True)
+
     return serve_forever(catalog=a.catalog, models=a.models, host=a.host, port=a.port, token=_serve_token(a),
+                         on_ready=announce,
                          allow_origins=a.allow_origin, log_level=a.log_level, events_path=a.events,
                          tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert,
                          max_messages_per_second=a.max_messages_per_second, insecure=a.insecure,

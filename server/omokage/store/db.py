@@ -151,21 +151,38 @@ class StoreInUse(UserError):
     """A server holds the store (it is serving from it); the operation needs it alone."""
 
 
-def hold_shared(path: str | Path):
-    """An advisory shared lock on the store file for as long as the returned file stays open (a serving server holds
-    one), or None where file locks are not available. Independent of SQLite's own locks (flock, not fcntl)."""
+SERVE_LOCK_WAIT_S = 10.0   # how long a starting server waits for a short command (a deletion) to finish with the store
+
+
+def hold_for_serving(path: str | Path):
+    """An advisory exclusive lock on the store file for as long as the returned file stays open (a serving server
+    holds one), or None where file locks are not available. Independent of SQLite's own locks (flock, not fcntl).
+
+    Exclusive: two servers on one store would each walk participants through the trials they read at start, so a
+    trial could run twice and a decision one of them acknowledged be dropped. StoreInUse when another server holds it;
+    a short command holding it (`study delete-participant`) is waited for."""
     try:
         import fcntl
     except ImportError:
         return None
     f = open(path, "rb")
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:          # a deletion is running (`study delete-participant`): serve once it has finished
-        log.warning("waiting for another omokage command to finish with the store", extra={"fields": {
-            "store": str(path)}})
-        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
-    return f
+    deadline = time.monotonic() + SERVE_LOCK_WAIT_S
+    warned = False
+    while True:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except OSError:
+            if time.monotonic() >= deadline:
+                f.close()
+                raise StoreInUse(f"another server is serving from {path} (`omokage serve --db` or `--study`): one "
+                                 "store serves one server. Stop the other one, or give this server a store of its "
+                                 "own (--db PATH)") from None
+            if not warned:
+                log.warning("waiting for another omokage process to finish with the store", extra={"fields": {
+                    "store": str(path)}})
+                warned = True
+            time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -197,7 +214,7 @@ class EventStore(GroupCommitWriter):
         self.fsync = fsync
         conn = open_database(self.path, check=check)   # the checks and migrations, here: a damaged file fails now
         conn.close()
-        self._serving = hold_shared(self.path)         # `study delete-participant` waits for no server: it refuses
+        self._serving = hold_for_serving(self.path)    # one server per store; `delete-participant` refuses then
         self._process: subprocess.Popen | None = None
         self._batch_no = 0
         self._done: dict[str, float] = {}              # counters of writer processes that ended
