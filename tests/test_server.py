@@ -401,3 +401,14 @@ def test_an_event_log_that_cannot_write_acknowledges_nothing(engine):
         srv.stop()
     assert reply["type"] == "error" and reply["code"] == "internal" and reply["rid"] == 1
     assert "it was not kept; reconnect and start again" in reply["message"] and code == 1011
+
+
+def test_serve_tells_people_where_the_page_is(tiny_catalog, tiny_models, tmp_path):
+    """`omokage serve` printed only JSON log lines; a newcomer looked for the demo's "Open http://…" line."""
+    proc, port = start_serve(tiny_catalog, tiny_models, tmp_path / "events.jsonl")
+    try:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert f"open http://127.0.0.1:{port}/ in a browser; clients connect to ws://127.0.0.1:{port}/ws" in err
