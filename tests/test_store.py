@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from pathlib import Path
 import subprocess
 import sys
 import time
@@ -442,3 +443,44 @@ def test_one_store_serves_one_server(tmp_path, monkeypatch):
     finally:
         first.close()
     EventStore(path).close()
+
+
+def test_a_store_the_server_may_not_write_is_refused_at_start(tmp_path):
+    """SQLite opens a file it may not write read-only, without a word: a server started on such a store said "ready"
+    and `/healthz` "ok", then failed every hello (found by a crash-safety attack). Its writer now tries a write
+    before it reports ready, so the server refuses to start, saying what to fix. Run as an unprivileged user (root
+    may write anything)."""
+    import os
+    import shutil
+    import tempfile
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() == 0 and setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a file this process may not write")
+    home = Path(tempfile.mkdtemp(prefix="omokage-ro-"))
+    try:
+        db = home / "s.db"
+        EventStore(db).close()
+        os.chmod(home, 0o755)
+        for p in home.iterdir():
+            os.chmod(p, 0o444)        # the file read-only, its folder writable; then both read-only
+        code = ("import sys; from omokage.store import EventStore, StoreError\n"
+                f"try:\n    EventStore({str(db)!r}).close()\nexcept StoreError as e:\n    print(e); sys.exit(7)\n")
+        drop = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        # this Python, or (where it lives in a folder the unprivileged user cannot enter, e.g. pyenv under /root) the
+        # system's of the same version, given this one's import path
+        pythons = [sys.executable, f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))}
+        for folder_mode in (0o777, 0o555):
+            os.chmod(home, folder_mode)
+            for python in pythons:
+                r = subprocess.run([*drop, python, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+                if r.returncode in (0, 7):   # 0: the bug (it started); 7: refused; anything else: it never ran
+                    break
+            else:
+                pytest.skip(f"an unprivileged user cannot run a Python here: {r.stderr.strip()[-200:]}")
+            assert r.returncode == 7, (oct(folder_mode), r.returncode, r.stdout, r.stderr)
+            said = r.stdout + r.stderr
+            assert "cannot be written" in said and "writable" in said and "damaged" not in said, said
+    finally:
+        os.chmod(home, 0o755)
+        shutil.rmtree(home, ignore_errors=True)

@@ -107,6 +107,9 @@ def open_database(path: str | Path, *, create: bool = True, check: bool = True) 
             log.warning("the event store is not in WAL mode", extra={"fields": {"mode": mode, "path": str(path)}})
         migrate(conn, path)
     except sqlite3.DatabaseError as exc:
+        if "readonly" in str(exc) or isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc):
+            raise StoreError(f"the event store {path} cannot be written ({exc}): make the file, its folder and its "
+                             "-wal and -shm files writable by the user this runs as") from None
         raise _advice(path, str(exc)) from None
     return conn
 

@@ -353,6 +353,14 @@ def main(argv: list[str] | None = None) -> int:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr   # nothing but frames goes to the parent's pipe
     conn = connect(paths[0])
+    try:   # SQLite opens a file it may not write read-only, silently: find out now, not at the first step's commit
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE meta SET value = value WHERE key = 'migrated_at'")
+        conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        print(f"omokage: the event store {paths[0]} cannot be written ({exc}): make the file, its folder and its "
+              "-wal and -shm files writable by the user the server runs as", file=sys.stderr, flush=True)
+        return 3
     writer = BatchWriter(conn, fsync)
     write_frame(out, ["ready", os.getpid()])
     try:
