@@ -484,3 +484,19 @@ def test_a_store_the_server_may_not_write_is_refused_at_start(tmp_path):
     finally:
         os.chmod(home, 0o755)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_full_store_is_reported_as_full(tmp_path):
+    """SQLite rolls a transaction back itself on a full disk; the writer's own ROLLBACK then failed, and the operator's
+    log said "cannot rollback - no transaction is active" instead of the disk being full (found by a crash-safety
+    attack on a 3 MB tmpfs). A full store is made here with max_page_count."""
+    from omokage.store.db import connect
+    from omokage.store.writer import BatchWriter
+    open_database(tmp_path / "s.db").close()
+    conn = connect(tmp_path / "s.db")
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0] + 3}")
+    record = {"event": "choose", "session_id": "s", "at": 1.0, "step": 2, "item": 1, "candidates": list(range(9)),
+              "note": "x" * 5000}
+    assert BatchWriter(conn).write_batch([[record] * 40]) == ["OperationalError: database or disk is full"]
+    conn.execute("PRAGMA max_page_count = 1000000")   # space again: the next batch commits
+    assert BatchWriter(conn).write_batch([[record]]) is None

@@ -141,7 +141,10 @@ class BatchWriter:
             rows.flush(cur)     # the bulk tables, one executemany each, in arrival order
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk, an I/O error): a second ROLLBACK would fail and
+            # hide the real error ("cannot rollback - no transaction is active") from the operator's log
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
 
     def _apply(self, cur: sqlite3.Cursor, rec: dict[str, Any], rows: "_Rows") -> None:
