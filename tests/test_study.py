@@ -773,3 +773,34 @@ def test_a_resumed_study_trials_picks_reach_the_user_model_fit(engine, tmp_path)
     records, report = read_choice_records([db])
     assert report.decided_sessions == 1, report     # the trial is one selection that ended in a decision
     assert [(r.shown, r.chosen) for r in records] == expected
+
+
+def test_a_damaged_row_is_refused_with_advice_not_a_traceback(engine, tmp_path):
+    """A changed byte inside a stored event passes SQLite's quick check (the page is sound): serving the study,
+    exporting it and exporting the events each died with a JSON traceback (found by a crash-safety attack). Each now
+    refuses, naming the row."""
+    from omokage.store import StoreError
+    configure_logging("warning")
+    db = tmp_path / "s.db"
+    create_study(db, parse_study(FIT_STUDY), FIT_STUDY)
+    srv = RunningServer(engine, store_path=db)
+    srv.server.study = StudyRunner.load(db, "fitme")
+    try:
+        async def go():
+            async with await OmokageClient.connect(srv.url, participant="alpha-7") as c:
+                g = await c.study_next()
+                await c.choose(g.ids[3])                    # a trial under way: its picks are read back at start
+        asyncio.run(go())
+    finally:
+        srv.stop()
+    conn = sqlite3.connect(db)
+    [seq] = conn.execute("SELECT seq FROM events WHERE direction = 'log' AND kind = 'choose'").fetchone()
+    conn.execute("UPDATE events SET body = substr(body, 1, 20) WHERE seq = ?", (seq,))   # a truncated JSON body
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match=f"damaged row \\(events seq {seq}"):
+        StudyRunner.load(db, "fitme")
+    for args in (["study", "export", "fitme", "--out", str(tmp_path / "x")], ["events", "export"]):
+        r = subprocess.run([sys.executable, "-m", "omokage", *args, "--db", str(db)], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode != 0 and "Traceback" not in r.stderr and f"events seq {seq}" in r.stderr, r.stderr

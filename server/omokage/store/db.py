@@ -114,6 +114,17 @@ def open_database(path: str | Path, *, create: bool = True, check: bool = True) 
     return conn
 
 
+def stored_json(text: str, path: str | Path, where: str) -> Any:
+    """A JSON column's value; StoreError with advice when the stored text is damaged (a changed byte inside a row
+    passes SQLite's quick check: the page is sound, its content is not)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"the event store {path} has a damaged row ({where}: {exc}); nothing was served or exported "
+                         f"from it. Keep a copy of the file; look at the row with `sqlite3 {path}` (the table and id "
+                         "above), and repair or delete it to go on with the rest") from None
+
+
 def migrate(conn: sqlite3.Connection, path: Path | None = None) -> int:
     """Run the migrations not yet applied; returns the schema version. Refuses a store from a newer omokage."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -391,11 +402,11 @@ def log_records(path: str | Path, *, wire: bool = False) -> Iterator[dict[str, A
     come before the others (the wire log, a disconnect): each kind keeps its own order; `at` has the arrival times."""
     conn = open_database(path, create=False)
     try:
-        sql = "SELECT direction, session_id, at, kind, rid, client_time, body FROM events"
+        sql = "SELECT seq, direction, session_id, at, kind, rid, client_time, body FROM events"
         if not wire:
             sql += " WHERE direction = 'log'"
-        for direction, sid, at, kind, rid, client_time, body in conn.execute(sql + " ORDER BY seq"):
-            value = json.loads(body)
+        for seq, direction, sid, at, kind, rid, client_time, body in conn.execute(sql + " ORDER BY seq"):
+            value = stored_json(body, path, f"events seq {seq}")
             if direction == "log":
                 yield value
             else:

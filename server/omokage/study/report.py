@@ -27,6 +27,7 @@ import numpy as np
 
 from omokage.errors import UserError
 from omokage.store import open_database
+from omokage.store.db import stored_json
 from omokage.store.schema import SESSION_TABLES
 from omokage.study.definition import Study, read_study
 
@@ -81,10 +82,11 @@ def read_study_data(db: str | Path, name: str) -> StudyData:
         ids = tuple(by_trial)
         if ids:
             marks = ",".join("?" * len(ids))
-            for trial_id, kind, at, body in conn.execute(
-                    f"SELECT trial_id, kind, at, body FROM events WHERE direction = 'log' AND trial_id IN ({marks}) "
-                    "AND kind IN ('start', 'trial_resume', 'choose', 'skip', 'rate', 'decide') ORDER BY seq", ids):
-                rec = json.loads(body)
+            for seq, trial_id, kind, at, body in conn.execute(
+                    f"SELECT seq, trial_id, kind, at, body FROM events WHERE direction = 'log' AND trial_id IN "
+                    f"({marks}) AND kind IN ('start', 'trial_resume', 'choose', 'skip', 'rate', 'decide') ORDER BY seq",
+                    ids):
+                rec = stored_json(body, db, f"events seq {seq}")
                 t = by_trial[trial_id]
                 if kind in ("choose", "skip", "rate", "decide"):
                     since = at - shown_at[trial_id] if trial_id in shown_at else None
@@ -101,10 +103,10 @@ def read_study_data(db: str | Path, name: str) -> StudyData:
         answers = []
         pseudonyms = {p["id"]: p["pseudonym"] for p in participants}
         codes = [c for (c,) in conn.execute("SELECT code FROM participants WHERE study_id = ?", (study_id,)) if c]
-        for pid, questionnaire, item, value in conn.execute(
-                "SELECT a.participant_id, a.questionnaire, a.item, a.value FROM answers a JOIN participants p ON "
-                "p.id = a.participant_id WHERE p.study_id = ? ORDER BY a.id", (study_id,)):
-            value = json.loads(value)
+        for answer_id, pid, questionnaire, item, value in conn.execute(
+                "SELECT a.id, a.participant_id, a.questionnaire, a.item, a.value FROM answers a JOIN participants p "
+                "ON p.id = a.participant_id WHERE p.study_id = ? ORDER BY a.id", (study_id,)):
+            value = stored_json(value, db, f"answers id {answer_id}")
             if qkinds.get(item) == "text" and isinstance(value, str):
                 value = mask_codes(value, codes)      # a participant who typed a code: it stays in the store
             answers.append({"pseudonym": pseudonyms[pid], "participant": pid, "questionnaire": questionnaire,
@@ -112,10 +114,10 @@ def read_study_data(db: str | Path, name: str) -> StudyData:
                             "kind": qkinds.get(item), "value": value})
         gaze = []
         if ids:   # each grid's gaze record (omokage.gaze.tracker.StepGaze.to_log, logged by the connection)
-            for trial_id, body in conn.execute(
-                    f"SELECT trial_id, body FROM events WHERE direction = 'log' AND kind = 'gaze' AND trial_id IN "
-                    f"({marks}) ORDER BY seq", ids):
-                rec = json.loads(body)
+            for seq, trial_id, body in conn.execute(
+                    f"SELECT seq, trial_id, body FROM events WHERE direction = 'log' AND kind = 'gaze' AND trial_id "
+                    f"IN ({marks}) ORDER BY seq", ids):
+                rec = stored_json(body, db, f"events seq {seq}")
                 t = by_trial[trial_id]
                 dwell = rec.get("dwell_s")
                 if not isinstance(dwell, list) or not dwell:

@@ -9,7 +9,6 @@ the grid they last saw.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from omokage.errors import UserError
+from omokage.store.db import stored_json
 from omokage.selection import is_policy
 from omokage.study.definition import Condition, Question, Study, read_study
 
@@ -123,7 +123,8 @@ class StudyRunner:
         try:
             study_id, study = read_study(conn, name)
             conds = cls._conditions(conn, study_id, study)
-            participants = [cls._read_participant(conn, study, conds, pid, code, pseudonym) for pid, code, pseudonym in
+            participants = [cls._read_participant(conn, study, conds, pid, code, pseudonym, db)
+                            for pid, code, pseudonym in
                             conn.execute("SELECT id, code, pseudonym FROM participants WHERE study_id = ? ORDER BY idx",
                                          (study_id,)).fetchall()]
         finally:
@@ -139,7 +140,7 @@ class StudyRunner:
 
     @classmethod
     def _read_participant(cls, conn, study: Study, conds: dict[int, Condition], pid: int, code: str,
-                          pseudonym: str) -> ParticipantState:
+                          pseudonym: str, path: str | Path) -> ParticipantState:
         """One participant's progress as the store has it (committed events only)."""
         trials = []
         block, last = -1, None
@@ -152,10 +153,10 @@ class StudyRunner:
                            target=target, query=np.frombuffer(query, dtype=np.float32) if query else None,
                            started=started is not None, done=completed is not None)
             if t.started and not t.done:
-                for kind, body in conn.execute(
-                        "SELECT kind, body FROM events WHERE trial_id = ? AND direction = 'log' AND kind IN "
+                for seq, kind, body in conn.execute(
+                        "SELECT seq, kind, body FROM events WHERE trial_id = ? AND direction = 'log' AND kind IN "
                         "('choose', 'skip', 'rate', 'gaze') ORDER BY seq", (tid,)):
-                    rec = json.loads(body)
+                    rec = stored_json(body, path, f"events seq {seq}")
                     if kind == "gaze":   # only gaze that became evidence changes the grids
                         if rec.get("evidence") and "evidence_faces" in rec:
                             t.actions.append(("gaze", tuple(rec["evidence_faces"]), tuple(rec["evidence_units"])))
@@ -166,10 +167,10 @@ class StudyRunner:
         answered = {r[0] for r in conn.execute(
             "SELECT DISTINCT questionnaire FROM answers WHERE participant_id = ?", (pid,))}
         profile = None
-        for (body,) in conn.execute(   # the latest calibration that fitted (a failed one keeps the one before)
-                "SELECT e.body FROM events e JOIN sessions s ON s.id = e.session_id WHERE s.participant_id = ? "
+        for seq, body in conn.execute(   # the latest calibration that fitted (a failed one keeps the one before)
+                "SELECT e.seq, e.body FROM events e JOIN sessions s ON s.id = e.session_id WHERE s.participant_id = ? "
                 "AND e.direction = 'log' AND e.kind = 'calibration' ORDER BY e.seq DESC", (pid,)):
-            profile = json.loads(body).get("profile")
+            profile = stored_json(body, path, f"events seq {seq}").get("profile")
             if profile:
                 break
         return ParticipantState(pid, code, pseudonym, cls._steps(study, trials), answered, gaze_profile=profile or None)
@@ -184,7 +185,7 @@ class StudyRunner:
             conn = connect(self.db)    # read-write like `load`: a read-only open of a WAL file needs its -shm to exist
             try:
                 fresh = self._read_participant(conn, self.study, self._conditions(conn, self.study_id, self.study),
-                                               p.id, p.code, p.pseudonym)
+                                               p.id, p.code, p.pseudonym, self.db)
             finally:
                 conn.close()
         except Exception as exc:   # sqlite3 errors, a damaged row: the store cannot say where they stand
