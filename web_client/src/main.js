@@ -1512,6 +1512,7 @@ function updateDecide() {
     img.alt = '';
     btn.querySelector('span').textContent = 'Decide';
     btn.setAttribute('aria-label', 'Decide (choose a face first)');
+    btn.removeAttribute('title');
     return;
   }
   const tex = client.textures.get(it.texture);
@@ -1524,6 +1525,7 @@ function updateDecide() {
   $('pick-label').textContent = isPick ? 'Your pick' : `Face ${state.cursor + 1}`;
   btn.querySelector('span').textContent = `Decide on ${name}`;
   btn.setAttribute('aria-label', `Decide on ${it.title}`);
+  btn.title = `Decide on ${it.title}`; // where the label is ellipsised (a phone), the whole title
 }
 
 /**

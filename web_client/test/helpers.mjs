@@ -113,10 +113,10 @@ export function freePort() {
   });
 }
 
-/** Start `omokage serve` (on the prepared models, or `models`) and wait for /healthz. */
-export async function startServer({ port, args = [], models: modelsDir = null } = {}) {
-  const { catalog, models: prepared } = testData();
-  const models = modelsDir || prepared;
+/** Start `omokage serve` (on the prepared catalog and models, or `catalog` and `models`) and wait for /healthz. */
+export async function startServer({ port, args = [], models: modelsDir = null, catalog: catalogDir = null } = {}) {
+  const { catalog, models } = catalogDir && modelsDir ? { catalog: catalogDir, models: modelsDir }
+    : { catalog: catalogDir || testData().catalog, models: modelsDir || testData().models };
   port = port || await freePort();
   const cwd = mkdtempSync(path.join(tmpdir(), 'omokage-serve-')); // its var/events go here
   const proc = spawn(PYTHON, ['-m', 'omokage', 'serve', '--catalog', catalog, '--models', models,
