@@ -500,3 +500,17 @@ def test_a_full_store_is_reported_as_full(tmp_path):
     assert BatchWriter(conn).write_batch([[record] * 40]) == ["OperationalError: database or disk is full"]
     conn.execute("PRAGMA max_page_count = 1000000")   # space again: the next batch commits
     assert BatchWriter(conn).write_batch([[record]]) is None
+
+
+def test_an_empty_store_file_is_taken_for_a_new_store_with_a_warning(tmp_path, caplog):
+    """SQLite takes a zero-byte file for a new database: a store truncated to nothing came back empty without a word
+    (found by a crash-safety attack). It still opens (a new store may be an empty file), and the log says so."""
+    import logging
+    (tmp_path / "s.db").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="omokage"):
+        open_database(tmp_path / "s.db").close()
+    assert any("the event store file is empty" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="omokage"):
+        open_database(tmp_path / "s.db").close()      # a store now: nothing to say
+    assert not caplog.records

@@ -95,6 +95,10 @@ def open_database(path: str | Path, *, create: bool = True, check: bool = True) 
         create_private(path)   # participants' codes, answers and gaze: readable by this user only (-wal, -shm follow)
     elif path.stat().st_size and not is_store_file(path):
         raise _advice(path, "not a SQLite database")
+    elif not path.stat().st_size and create:
+        # SQLite takes an empty file for a new database: say so, in case it was a store whose content was lost
+        log.warning("the event store file is empty: a new store begins in it (if it held data, restore it from a "
+                    "backup)", extra={"fields": {"store": str(path)}})
     try:
         conn = connect(path)
         if check:
