@@ -33,7 +33,7 @@ def test_a_token_is_claimed_once_and_expires_after_its_ttl():
     assert keeper.claim(ta, now=105.0) is None            # spent
     keeper.detach(tb, now=100.0)
     assert keeper.claim(tb, now=110.5) is None            # waited past its ttl
-    assert keeper.stats() == {"live": 0, "detached": 0, "resumed": 1, "expired": 1}
+    assert keeper.stats() == {"live": 0, "detached": 0, "resumed": 1, "expired": 1, "from_log": 0, "restored": 0}
     assert keeper.claim("0" * 32, now=0.0) is None        # never issued
 
 

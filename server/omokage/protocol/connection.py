@@ -26,6 +26,7 @@ from omokage.gaze.calibration import fit as fit_calibration
 from omokage.gaze.samples import SOURCES as SOURCE_CODES
 from omokage.protocol.messages import (PROTOCOL_MINOR, PROTOCOL_VERSION, Decoded, ProtocolError, decode_frame, encode,
                                        error, readable_rid, server_message, texture_map, validate)
+from omokage.protocol.restore import MAX_QUERY_DIM, resume_key
 from omokage.protocol.resume import SessionKeeper
 from omokage.ratelimit import TokenBucket
 from omokage.selection import (DEFAULT_POLICY, SERVED_POLICIES, FeatureSpace, SelectionSession, SessionError,
@@ -603,15 +604,17 @@ class ServerConnection:
                                  "max_points_per_stroke": MAX_POINTS_PER_STROKE, "max_points": MAX_POINTS_PER_CANVAS}
             if self.client_minor >= 6:   # v1.6: whether sharper previews follow the results
                 welcome["sketch"]["sharpens"] = bool(b.sketch_sharpens)
+        went_on = any(isinstance(a, Send) for a in resumed)   # the grid it goes on with (a refusal is only logged)
         if "resume" in msg:
-            welcome["resumed"] = bool(resumed)
-            if resumed:
+            welcome["resumed"] = went_on
+            if went_on:
                 record["resumed_from"] = self._resumed_from
         if self.client_minor >= 7 and self.keeper is not None and self.study is None:
             # a study's participants resume by their code, from the store; everyone else by this token
             self.resume_token = self.keeper.issue(self)
             welcome["resume"] = {"token": self.resume_token, "ttl_s": float(self.keeper.ttl_s)}
-            if resumed:   # until the client is heard from here, the token it presented still reaches this selection
+            record["resume_key"] = resume_key(self.resume_token)   # a restarted server finds the selection by it
+            if went_on:   # until the client is heard from here, the token it presented still reaches this selection
                 self.keeper.hand_over(msg["resume"], self.resume_token)
                 self._unheard = True
         return [Send(welcome), Log(record), *resumed]
@@ -623,7 +626,10 @@ class ServerConnection:
         if self.keeper is None or self.study is not None:
             return []
         previous = self.keeper.owner(token, now)
-        if previous is None or previous is self:
+        if previous is None:   # not this run's: a selection a previous run left in the event log, if it checks out
+            logged = self.keeper.claim_logged(token, now)
+            return self._restore(logged, now) if logged is not None else []
+        if previous is self:
             return []
         if not previous.resumable:
             # nothing to go on with: a live owner (a duplicated browser tab, say) keeps its link and its token
@@ -636,8 +642,6 @@ class ServerConnection:
             previous.closed = True
             actions.append(Supersede(previous))
         session, previous.session = previous.session, None
-        self.session = session
-        self._resumed_from = previous.session_id
         self._reconstruction = self._start_reconstruction = previous._start_reconstruction
         # the gaze corrections its calibrations fitted, and the panels the client laid out, still hold: same headset
         self.gaze.source_profiles.update(previous.gaze.source_profiles)
@@ -645,14 +649,55 @@ class ServerConnection:
             self.gaze.layout = previous.gaze.layout
         if previous.gaze.source_profiles:
             self.gaze_profile_source = "calibration"    # v1.7's welcome.gaze.profile value for it
+        return [*actions, *self._went_on(session, previous.session_id, now)]
+
+    def _went_on(self, session: SelectionSession, from_session: str, now: float, **note) -> list[Action]:
+        """Take up a resumed selection: the grid it was showing is sent again (no rid), and the log says where it came
+        from (so `fit user-model` reads one selection, and a later restart finds it here)."""
+        self.session = session
+        self._resumed_from = from_session
         step = session.current
         self.gaze.begin_step(step.step, step.ids, now)
         # the image start's grid shows its reconstruction again
-        actions.append(self._candidates(step, None, self._reconstruction if step.step == 1 else None))
-        actions.append(self._log("resume", now, from_session=previous.session_id, step=step.step,
-                                 algorithm=session.algorithm, policy=session.policy_name,
-                                 candidates=list(step.ids)))
-        return actions
+        return [self._candidates(step, None, self._reconstruction if step.step == 1 else None),
+                self._log("resume", now, from_session=from_session, step=step.step, algorithm=session.algorithm,
+                          policy=session.policy_name, candidates=list(step.ids), **note)]
+
+    def _restore(self, logged, now: float) -> list[Action]:
+        """A selection a previous run of the server left in its log: replayed from its logged inputs with its seed,
+        taken up only if it ends on the grid the log says was shown (same faces, same step); else nothing (the client
+        starts again). A different catalog, a model no longer served, a refitted user model: all end here."""
+        b = self.backend
+        if logged.algorithm not in b.algorithms or (logged.catalog is not None
+                                                    and logged.catalog != getattr(b, "catalog_fingerprint", None)):
+            return [self._log("restore_refused", now, from_session=logged.session_id, reason="catalog or model")]
+        try:
+            policy = make_policy(logged.policy, **b.policy_params(logged.algorithm))
+            session = SelectionSession(b.space(logged.algorithm), seed=logged.seed, policy=policy,
+                                       grid_size=self.grid_size)
+            session.start(None if logged.query is None else np.asarray(logged.query, dtype=np.float32))
+            for inp in logged.inputs:
+                if inp[0] == "choose":
+                    session.choose(inp[1])
+                elif inp[0] == "skip":
+                    session.skip()
+                elif inp[0] == "back":
+                    session.back()
+                elif inp[0] == "rate":
+                    session.rate(inp[1], inp[2])
+                else:   # the gaze evidence a grid gave before its pick (a +gaze policy)
+                    make = getattr(policy, "gaze_term", None)
+                    term = make(inp[1], inp[2]) if make is not None else None
+                    if term is not None:
+                        session.add_evidence(term, kind="gaze")
+        except (SessionError, UserError, ValueError, IndexError, KeyError) as exc:
+            return [self._log("restore_refused", now, from_session=logged.session_id,
+                              reason=f"{type(exc).__name__}: {exc}"[:200])]
+        step = session.current
+        if step.ids != logged.grid or step.step != logged.step:
+            return [self._log("restore_refused", now, from_session=logged.session_id, reason="another grid")]
+        self._reconstruction = self._start_reconstruction = None
+        return self._went_on(session, logged.session_id, now, restored=True)
 
     # -- v1.3 sketch ----------------------------------------------------------------------------------------------
     def _sketch(self, mtype: str, msg, rid) -> list[Action]:
@@ -785,6 +830,11 @@ class ServerConnection:
         catalog = getattr(self.backend, "catalog_fingerprint", None)
         if catalog is not None:
             start.record["catalog"] = catalog
+        # what a restarted server needs to replay this selection (omokage.protocol.restore): its random stream's seed,
+        # and an image start's query where it is small (a sketch start's drawing is not logged: not replayed)
+        start.record["rng_seed"] = self.session._seed
+        if query is not None and np.size(query) <= MAX_QUERY_DIM:
+            start.record["query"] = [float(x) for x in np.asarray(query, dtype=np.float32).reshape(-1)]
         actions.append(start)
         return actions
 

@@ -50,8 +50,12 @@ class SessionKeeper:
         # mid-handshake), and the client then presents the old one again
         self._handed: dict[str, str] = {}
         self._handed_to: dict[str, str] = {}
+        # selections a previous run of the server left in its event log, by the hash of their token
+        # (omokage.protocol.restore): claimed once, by a client presenting that token
+        self._logged: dict[str, Any] = {}
         self.resumed = 0
         self.expired = 0
+        self.restored = 0
 
     def __len__(self) -> int:
         return len(self._live) + len(self._detached)
@@ -105,6 +109,22 @@ class SessionKeeper:
         self.resumed += 1
         return kept.owner
 
+    def load_logged(self, selections: dict[str, Any]) -> None:
+        """The selections a previous run left (resume key -> LoggedSelection, each with its `last_at`), at start.
+        At most max_detached of them, the latest heard of first, like the lost selections of this run."""
+        latest = sorted(selections.items(), key=lambda kv: kv[1].last_at, reverse=True)[:self.max_detached]
+        self._logged = dict(latest)
+
+    def claim_logged(self, token: str, now: float) -> Any | None:
+        """The logged selection `token` was given for by a previous run, if it is still within ttl_s of when it was
+        last heard of; spent either way."""
+        from omokage.protocol.restore import resume_key
+        logged = self._logged.pop(resume_key(token), None)
+        if logged is None or logged.last_at <= float(now) - self.ttl_s:
+            return None
+        self.restored += 1
+        return logged
+
     def hand_over(self, presented: str, issued: str) -> None:
         """`presented` went on as `issued` (the new connection's token): until `heard(issued)`, presenting `presented`
         again reaches the same selection."""
@@ -135,5 +155,7 @@ class SessionKeeper:
     def stats(self, now: float | None = None) -> dict[str, int]:
         if now is not None:   # an idle server drops what expired when asked, not only at the next detach or claim
             self.expire(now)
+        if now is not None:
+            self._logged = {k: v for k, v in self._logged.items() if v.last_at > float(now) - self.ttl_s}
         return {"live": len(self._live), "detached": len(self._detached), "resumed": self.resumed,
-                "expired": self.expired}
+                "expired": self.expired, "from_log": len(self._logged), "restored": self.restored}

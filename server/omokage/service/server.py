@@ -31,6 +31,7 @@ import logging
 import mimetypes
 import os
 import signal
+import sqlite3
 import ssl
 import sys
 import time
@@ -268,6 +269,46 @@ class _AddressGuard:
         self.limiter.failed(self.address, now)
 
 
+def restorable_selections(path: Path, is_store: bool, ttl_s: float) -> dict[str, Any]:
+    """The selections a previous run of the server left in its log at `path` (the store, or the JSON-lines log) that a
+    client may still go on with: resume key -> LoggedSelection (omokage.protocol.restore). Reads the log's tail; a
+    log it cannot read gives none (and says why), never a server that does not start."""
+    from omokage.protocol.restore import RESTORE_SCAN_BYTES, RestoreIndex
+    index = RestoreIndex()
+    now = time.time()
+    try:
+        if is_store:
+            from omokage.store.db import connect
+            conn = connect(path, readonly=True)
+            try:
+                last = conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
+                # the tail: about RESTORE_SCAN_BYTES of bodies (a row's body is some hundreds of bytes)
+                for (body,) in conn.execute("SELECT body FROM events WHERE direction = 'log' AND seq > ? ORDER BY seq",
+                                            (last - RESTORE_SCAN_BYTES // 256,)):
+                    try:
+                        index.feed(json.loads(body))
+                    except ValueError:
+                        continue
+            finally:
+                conn.close()
+        elif path.is_file():
+            with open(path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - RESTORE_SCAN_BYTES))
+                if size > RESTORE_SCAN_BYTES:
+                    f.readline()          # the middle of a line
+                for line in f:
+                    try:
+                        index.feed(json.loads(line))
+                    except ValueError:
+                        continue          # a line a crash cut short, or damaged: the rest still counts
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("could not read the previous run's selections from the log; none will be resumed",
+                    extra={"fields": {"path": str(path), "error": str(exc)}})
+        return {}
+    return index.restorable(now, ttl_s)
+
+
 @dataclass
 class EngineBackend:
     """The read-only view a ServerConnection needs, built once from the engine."""
@@ -369,6 +410,13 @@ class OmokageServer:
         # v1.7: selections a reconnecting client goes on with (0: none are kept; a study resumes by participant code)
         self.keeper = (SessionKeeper(ttl_s=resume_ttl_s, max_detached=max_detached_for(len(self.backend.items)))
                        if resume_ttl_s > 0 else None)
+        if self.keeper is not None and study is None and (store_path or events_path):
+            # the selections the previous run's clients were in the middle of (a restart, a crash): from its log
+            logged = restorable_selections(Path(store_path) if store_path else Path(events_path),
+                                           is_store=bool(store_path), ttl_s=resume_ttl_s)
+            self.keeper.load_logged(logged)
+            if logged:
+                log.info("selections of the previous run can be resumed", extra={"fields": {"count": len(logged)}})
         self._per_address: collections.Counter[str] = collections.Counter()
         self.connections = 0
         self.dropped_slow = 0

@@ -1,0 +1,142 @@
+"""Selections that outlive the server (protocol v1.7 resume across a restart or a crash), read back from its event log.
+
+A selection lives in the server's memory, but every step of it is in the event log before the client hears of it
+(write-ahead). So a restarted server can rebuild the selections its clients were in the middle of: it reads the log's
+tail once at start (`RestoreIndex`), and when a client presents a resume token the new server never issued, the
+selection that token was given for is replayed from its logged inputs with its logged seed (the grids are the same
+ones) and checked against the last grid the log says was shown before it is taken up. Anything that does not check out
+is not resumed: the client is told `resumed: false` and starts again, as before.
+
+The log never holds a token, only its hash (`resume_key`, in the `hello` record of the connection it was issued on).
+A selection can be rebuilt when its `start` record carries `rng_seed` (the seed its random stream began with) and,
+for an image start, the projected `query`; a sketch start's evidence is not logged, so those are not rebuilt. Pure:
+records in, entries out, like the keeper it fills.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+RESTORE_SCAN_BYTES = 32 * 2**20   # the log's tail read at start: weeks of a busy demo's steps; a selection that began
+                                  # before it is not rebuilt (its client starts again)
+MAX_QUERY_DIM = 512               # an image start's query is logged for spaces up to this size (raw pixels: not)
+
+
+def resume_key(token: str) -> str:
+    """What the log keeps of a resume token: enough to find its selection, useless to present."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+@dataclass
+class LoggedSelection:
+    """A selection as its log records tell it, enough to replay it."""
+
+    session_id: str                  # the connection it was last on (the one whose token reaches it)
+    algorithm: str
+    policy: str
+    seed: int                        # the seed its random stream began with (`rng_seed`)
+    query: tuple[float, ...] | None  # an image start's projected query
+    catalog: str | None              # the catalog's fingerprint it ran on
+    grid: tuple[int, ...]            # the faces of the last grid shown, in order
+    step: int
+    last_at: float                   # when it was last heard of (its connection's end, or its latest record)
+    inputs: list[tuple] = field(default_factory=list)   # ("choose", id) | ("skip",) | ("rate", id, r) | ("back",)
+                                                         # | ("gaze", faces, units): in order
+
+
+def _ids(value) -> tuple[int, ...] | None:
+    if isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        return tuple(value)
+    return None
+
+
+class RestoreIndex:
+    """Feed it the log's records in order; `restorable` then gives the selections a token may still reach."""
+
+    def __init__(self) -> None:
+        self._selection: dict[str, LoggedSelection] = {}   # session id -> the selection on that connection
+        self._key: dict[str, str] = {}                     # session id -> the resume key issued to it
+        self.records = 0
+
+    def feed(self, rec: Any) -> None:
+        if not isinstance(rec, dict):
+            return
+        sid, kind, at = rec.get("session_id"), rec.get("event"), rec.get("at")
+        if not isinstance(sid, str) or not isinstance(kind, str) or rec.get("trial") is not None:
+            return          # the server's own records; a study's trials resume from the store by participant
+        self.records += 1
+        sel = self._selection.get(sid)
+        if kind == "hello":
+            if isinstance(rec.get("resume_key"), str):
+                self._key[sid] = rec["resume_key"]
+            return
+        if kind == "resume":     # a selection went on on this connection: it moves here, with this one's key
+            moved = self._selection.pop(rec.get("from_session"), None) if isinstance(rec.get("from_session"),
+                                                                                    str) else None
+            if moved is not None:
+                moved.session_id = sid
+                self._selection[sid] = moved
+                self._shown(moved, rec)
+                sel = moved
+        elif kind == "start":
+            sel = self._started(sid, rec)
+        elif sel is None:
+            return
+        elif kind in ("decide", "abandon"):
+            del self._selection[sid]
+            return
+        elif kind in ("choose", "skip", "back"):
+            if kind == "choose":
+                if not isinstance(rec.get("item"), int):
+                    del self._selection[sid]
+                    return
+                sel.inputs.append(("choose", int(rec["item"])))
+            else:
+                sel.inputs.append((kind,))
+            self._shown(sel, rec)
+        elif kind == "rate":
+            if isinstance(rec.get("item"), int) and isinstance(rec.get("rating"), int):
+                sel.inputs.append(("rate", int(rec["item"]), int(rec["rating"])))
+        elif kind == "gaze":    # only gaze that became evidence changed the belief (a +gaze policy)
+            faces, units = _ids(rec.get("evidence_faces")), rec.get("evidence_units")
+            if rec.get("evidence") and faces is not None and isinstance(units, list) and len(units) == len(faces):
+                sel.inputs.append(("gaze", faces, tuple(float(u) for u in units)))
+        if sel is not None and isinstance(at, (int, float)) and math.isfinite(at):
+            sel.last_at = float(at)
+
+    def _started(self, sid: str, rec: dict) -> LoggedSelection | None:
+        self._selection.pop(sid, None)
+        seed, grid = rec.get("rng_seed"), _ids(rec.get("candidates"))
+        query = rec.get("query")
+        if not isinstance(seed, int) or grid is None or rec.get("init") == "sketch" or (
+                rec.get("init") == "image" and not isinstance(query, list)):
+            return None
+        at = rec.get("at")
+        sel = LoggedSelection(sid, str(rec.get("algorithm")), str(rec.get("policy")), seed,
+                              tuple(float(x) for x in query) if isinstance(query, list) else None,
+                              rec.get("catalog") if isinstance(rec.get("catalog"), str) else None, grid,
+                              int(rec.get("step") or 1), float(at) if isinstance(at, (int, float)) else 0.0)
+        self._selection[sid] = sel
+        return sel
+
+    @staticmethod
+    def _shown(sel: LoggedSelection, rec: dict) -> None:
+        grid = _ids(rec.get("candidates"))
+        if grid is not None:
+            sel.grid = grid
+            sel.step = int(rec.get("step") or sel.step)
+
+    def restorable(self, now: float, ttl_s: float) -> dict[str, LoggedSelection]:
+        """resume key -> selection, for the selections heard of within ttl_s of `now` whose connection had a key."""
+        return {self._key[sid]: sel for sid, sel in self._selection.items()
+                if sid in self._key and sel.last_at > now - ttl_s}
+
+
+def restorable_from(records: Iterable[Any], now: float, ttl_s: float) -> dict[str, LoggedSelection]:
+    index = RestoreIndex()
+    for rec in records:
+        index.feed(rec)
+    return index.restorable(now, ttl_s)

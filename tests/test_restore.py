@@ -1,0 +1,234 @@
+"""Protocol v1.7 resume across a server restart or crash: a restarted server rebuilds, from its event log, the
+selections its clients were in the middle of (omokage.protocol.restore), with real servers, real logs and the Python
+client."""
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from omokage.client import OmokageClient
+from omokage.protocol.restore import RestoreIndex, restorable_from, resume_key
+from tests.conftest import RunningServer
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def a_selection_in_progress(url, policy="thompson", image: bytes | None = None, end=None):
+    """start (no seed: a drawn one), choose, rate, skip, choose, choose, back: every kind of logged input. Returns the
+    client's token and every grid it was shown (the last is on screen); `end(client)` ends it (default: close)."""
+    c = await OmokageClient.connect(url)
+    grids = [await (c.start("pca", init="image", image=image, policy=policy) if image is not None
+                    else c.start("pca", policy=policy))]
+    grids.append(await c.choose(grids[-1].ids[4]))
+    await c.rate(grids[-1].ids[2], 5)
+    grids.append(await c.skip())
+    grids.append(await c.choose(grids[-1].ids[6]))
+    grids.append(await c.choose(grids[-1].ids[1]))
+    grids.append(await c.back())
+    assert grids[-1].ids == grids[-3].ids and grids[-1].step == grids[-3].step
+    await (end(c) if end is not None else c.close())
+    return c.resume_token, grids
+
+
+def serve_process(catalog, models, where):
+    """`omokage serve` in a process of its own (to be killed), on a free port, once it answers."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "omokage", "serve", "--catalog", str(catalog), "--models",
+                             str(models), "--port", str(port), *where], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc, f"ws://127.0.0.1:{port}/ws"
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError("server did not start")
+            time.sleep(0.2)
+
+
+async def goes_on(url, token, grids):
+    """The same grid comes back on the new server; the selection goes on from it (its belief and seen faces as they
+    were: a back returns the grid before, exactly), and once decided, the token reaches nothing."""
+    async with await OmokageClient.connect(url, resume=token) as again:
+        assert again.resumed, again.welcome
+        shown = again.resumed_grid
+        assert shown.ids == grids[-1].ids and shown.step == grids[-1].step
+        before = await again.back()
+        assert before.ids == grids[-4].ids and before.step == grids[-4].step
+        nxt = await again.choose(before.ids[3])
+        assert nxt.ids[0] == before.ids[3] and nxt.step == before.step + 1
+        await again.decide(nxt.ids[0])
+    async with await OmokageClient.connect(url, resume=token) as late:
+        assert late.welcome["resumed"] is False      # spent
+
+
+@pytest.mark.parametrize("sink", ["events", "store"])
+def test_a_selection_goes_on_after_the_server_restarts(engine, tmp_path, sink):
+    where = {"events_path": tmp_path / "e.jsonl"} if sink == "events" else {"store_path": tmp_path / "s.db"}
+    first = RunningServer(engine, **where)
+    try:
+        token, grids = run(a_selection_in_progress(first.url))
+    finally:
+        first.stop()
+    second = RunningServer(engine, **where)
+    try:
+        run(goes_on(second.url, token, grids))
+    finally:
+        second.stop()
+
+
+@pytest.mark.parametrize("sink", ["events", "store"])
+def test_a_selection_goes_on_after_the_server_is_killed(tiny_catalog, tiny_models, tmp_path, sink):
+    """kill -9 mid-selection, the client's link dying with it: no shutdown code ran, no disconnect was logged."""
+    where = ["--events", str(tmp_path / "e.jsonl")] if sink == "events" else ["--db", str(tmp_path / "s.db")]
+    proc, url = serve_process(tiny_catalog, tiny_models, where)
+    try:
+        async def killed(c):
+            proc.kill()
+            proc.wait(10)
+            c.ws.transport.abort()
+        token, grids = run(a_selection_in_progress(url, end=killed))
+    finally:
+        proc.kill()
+        proc.wait(10)
+    proc, url = serve_process(tiny_catalog, tiny_models, where)
+    try:
+        run(goes_on(url, token, grids))
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_an_image_start_is_replayed_from_its_logged_query(engine, tmp_path):
+    from omokage.catalog.store import encode_texture
+    img = encode_texture(np.asarray(engine.catalog.pixels[17]), "png").data
+    first = RunningServer(engine, events_path=tmp_path / "e.jsonl")
+    try:
+        token, grids = run(a_selection_in_progress(first.url, image=img))
+    finally:
+        first.stop()
+    starts = [json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines() if '"start"' in x]
+    assert len(starts[0]["query"]) == engine.space("pca").dim
+    second = RunningServer(engine, events_path=tmp_path / "e.jsonl")
+    try:
+        async def main():
+            async with await OmokageClient.connect(second.url, resume=token) as again:
+                assert again.resumed and again.resumed_grid.ids == grids[-1].ids
+        run(main())
+    finally:
+        second.stop()
+
+
+@pytest.mark.parametrize("change", ["grid", "catalog"])
+def test_what_cannot_be_rebuilt_is_not_resumed(engine, tmp_path, change):
+    """A selection whose replay ends on another grid than the log's last one (a refitted user model, a changed
+    policy), or that ran on another catalog, is not taken up: resumed false, and the client starts again."""
+    log = tmp_path / "e.jsonl"
+    first = RunningServer(engine, events_path=log)
+    try:
+        token, grids = run(a_selection_in_progress(first.url))
+    finally:
+        first.stop()
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    for rec in records:
+        if change == "grid" and rec.get("event") in ("choose", "back") and rec.get("candidates"):
+            rec["candidates"] = list(reversed(rec["candidates"]))      # the log says another grid was shown
+        if change == "catalog" and rec.get("event") == "start":
+            rec["catalog"] = "0123456789abcdef"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    second = RunningServer(engine, events_path=log)
+    try:
+        async def main():
+            async with await OmokageClient.connect(second.url, resume=token) as again:
+                assert again.welcome["resumed"] is False and again.resumed_grid is None
+                assert len((await again.start("pca")).ids) == 9     # a usable fresh session
+        run(main())
+    finally:
+        second.stop()
+    refused = [json.loads(x) for x in log.read_text().splitlines() if '"restore_refused"' in x]
+    assert refused and refused[-1]["reason"] == {"grid": "another grid", "catalog": "catalog or model"}[change]
+
+
+def test_the_index_follows_resumes_decisions_and_time():
+    """Pure: a selection moves with a resume to its new connection's key; a decided one and one not heard of within
+    the time to live are gone; a sketch start (its drawing is not logged) is not kept; tokens are never in the log."""
+    def start(sid, at, **kw):
+        return {"event": "start", "session_id": sid, "at": at, "algorithm": "pca", "policy": "thompson",
+                "rng_seed": 7, "candidates": list(range(9)), "step": 1, **kw}
+    recs = [{"event": "hello", "session_id": "a", "resume_key": "ka"}, start("a", 1.0),
+            {"event": "choose", "session_id": "a", "at": 2.0, "item": 3, "candidates": [3, *range(10, 18)], "step": 2},
+            {"event": "hello", "session_id": "b", "resume_key": "kb"},
+            {"event": "resume", "session_id": "b", "at": 3.0, "from_session": "a", "step": 2,
+             "candidates": [3, *range(10, 18)]},
+            {"event": "hello", "session_id": "c", "resume_key": "kc"}, start("c", 3.0),
+            {"event": "decide", "session_id": "c", "at": 4.0, "item": 1},
+            {"event": "hello", "session_id": "d", "resume_key": "kd"}, start("d", 4.0, init="sketch"),
+            {"event": "hello", "session_id": "e", "resume_key": "ke"}, start("e", 0.5)]
+    kept = restorable_from(recs, now=10.0, ttl_s=9.0)
+    assert set(kept) == {"kb"}
+    b = kept["kb"]
+    assert b.session_id == "b" and b.inputs == [("choose", 3)] and b.step == 2 and b.grid[0] == 3
+    assert set(restorable_from(recs, now=100.0, ttl_s=9.0)) == set()
+    assert resume_key("x" * 32) != "x" * 32 and len(resume_key("t")) == 32
+    index = RestoreIndex()
+    index.feed({"event": "start", "session_id": "s", "trial": 4, "rng_seed": 1, "candidates": [1]})
+    assert index.restorable(0.0, 1e9) == {}          # a study trial resumes from the store by participant code
+
+
+def test_gaze_evidence_is_replayed(engine, tmp_path):
+    """A thompson+gaze selection's grids depend on the gaze its belief took in: the log keeps each grid's evidence,
+    the index replays it before each pick, and the replay after a restart ends on the same grid."""
+    import time
+
+    from omokage.gaze import Layout
+    from omokage.gaze.samples import panel_directions
+    layout = Layout.grid()
+    eye = np.array([0.0, 1.5, 0.0])
+    dirs = panel_directions(layout, eye)
+    log = tmp_path / "e.jsonl"
+
+    async def look(c, panel_a, panel_b):
+        t0 = time.time()
+        rows = [[t0 + k / 90, "eye", *map(float, eye), *map(float, dirs[panel_a if k < 40 else panel_b]), 1.0]
+                for k in range(80)]
+        await asyncio.sleep(rows[-1][0] - time.time() + 0.05)
+        await c.gaze(rows)
+
+    async def gazing():
+        async with await OmokageClient.connect(first.url) as c:
+            await c.layout(layout.to_wire()["panels"])
+            grid = await c.start("pca", policy="thompson+gaze")
+            for a, b, pick in ((2, 7, 4), (0, 8, 5), (6, 3, 1)):
+                await look(c, a, b)
+                grid = await c.choose(grid.ids[pick])
+            return c.resume_token, grid
+    first = RunningServer(engine, events_path=log)
+    try:
+        token, grid = run(gazing())
+    finally:
+        first.stop()
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    assert sum(1 for r in records if r["event"] == "gaze" and r.get("evidence")) == 3
+    second = RunningServer(engine, events_path=log)
+    try:
+        async def main():
+            async with await OmokageClient.connect(second.url, resume=token) as again:
+                assert again.resumed and again.resumed_grid.ids == grid.ids
+        run(main())
+    finally:
+        second.stop()
+    kept = restorable_from(records, now=records[-1]["at"], ttl_s=600)
+    (sel,) = kept.values()
+    assert [i[0] for i in sel.inputs] == ["gaze", "choose"] * 3
