@@ -168,11 +168,11 @@ def test_allow_listed_origin_and_token(engine):
         srv.stop()
 
 
-def start_serve(catalog, models, events):
+def start_serve(catalog, models, events, stdout=None):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "omokage", "serve", "--catalog", str(catalog), "--models",
                              str(models), "--port", str(port), "--events", str(events)],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, stdout=stdout, text=True)
     deadline = time.time() + 60
     while True:
         try:
@@ -405,10 +405,11 @@ def test_an_event_log_that_cannot_write_acknowledges_nothing(engine):
 
 def test_serve_tells_people_where_the_page_is(tiny_catalog, tiny_models, tmp_path):
     """`omokage serve` printed only JSON log lines; a newcomer looked for the demo's "Open http://…" line."""
-    proc, port = start_serve(tiny_catalog, tiny_models, tmp_path / "events.jsonl")
+    proc, port = start_serve(tiny_catalog, tiny_models, tmp_path / "events.jsonl", stdout=subprocess.PIPE)
     try:
         proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert f"open http://127.0.0.1:{port}/ in a browser; clients connect to ws://127.0.0.1:{port}/ws" in err
+    assert f"open http://127.0.0.1:{port}/ in a browser; clients connect to ws://127.0.0.1:{port}/ws" in out
+    assert "open http" not in err       # stderr: JSON log lines only

@@ -868,10 +868,10 @@ def _cmd_serve(a) -> int:
     from omokage.service.server import serve_forever
     scheme = "https" if a.tls_cert else "http"
 
-    def announce(bound) -> None:   # for people (on stderr: the JSON log lines stay parseable)
+    def announce(bound) -> None:   # for people, on stdout: stderr carries only the JSON log lines
         shown = "THIS-MACHINE" if a.host in ("0.0.0.0", "::") else f"[{a.host}]" if ":" in a.host else a.host
         print(f"omokage serve: open {scheme}://{shown}:{bound[1]}/ in a browser; clients connect to "
-              f"{'wss' if a.tls_cert else 'ws'}://{shown}:{bound[1]}/ws (Ctrl+C to stop)", file=sys.stderr, flush=True)
+              f"{'wss' if a.tls_cert else 'ws'}://{shown}:{bound[1]}/ws (Ctrl+C to stop)", flush=True)
 
     return serve_forever(catalog=a.catalog, models=a.models, host=a.host, port=a.port, token=_serve_token(a),
                          on_ready=announce,
