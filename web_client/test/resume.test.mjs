@@ -7,7 +7,9 @@
 
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { networkInterfaces, tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { closeTestPage, freePort, gridIds, newTestPage, openBrowser, recordFrames, screenshot, startServer, waitForGrid } from './helpers.mjs';
 
@@ -252,7 +254,42 @@ describe('a reload of the tab (v1.7)', () => {
 });
 
 describe('a server that restarted (v1.7)', () => {
-  it('has nothing to go on with (resumed: false): the page starts again, as before, and says so until closed', T, async () => {
+  it('on its own event log, goes on with the selection: the same grid, its step and its path, nothing starts again', T, async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'omokage-restart-'));
+    const args = ['--events', path.join(dir, 'events.jsonl')];   // the log both runs share (a restart, a crash)
+    const own = await startServer({ args });
+    let back = null;
+    try {
+      const frames = recordFrames(page);
+      await page.goto(own.url);
+      await waitForGrid(page, 1);
+      await page.locator('#grid .face').nth(4).click();
+      await waitForGrid(page, 2);
+      const ids2 = await gridIds(page);
+      const sid = await sessionId();
+      const mark = frames.length;
+      await own.stop();
+      await page.waitForFunction(() => document.getElementById('conn-text').textContent === 'Offline', null, { timeout: 15000 });
+      back = await startServer({ port: own.port, args });
+      await reconnected(sid);
+      const since = frames.slice(mark);
+      assert.equal(got(since, 'welcome')[0].msg.resumed, true);
+      assert.equal(out(since, 'start').length, 0, 'nothing starts again');
+      assert.deepEqual(await gridIds(page), ids2);
+      const v = await view();
+      assert.equal(v.step, 2);
+      assert.equal(v.trail, 1);
+      assert.match(v.banner, /^Reconnected: You continue where you were/);
+      await page.locator('#grid .face').nth(2).click();   // and it goes on
+      await waitForGrid(page, 3);
+    } finally {
+      if (back) await back.stop();
+      await own.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('on a new event log, has nothing to go on with (resumed: false): the page starts again, as before, and says so until closed', T, async () => {
     const own = await startServer();
     let back = null;
     try {
