@@ -161,30 +161,50 @@ def test_what_cannot_be_rebuilt_is_not_resumed(engine, tmp_path, change):
     assert refused and refused[-1]["reason"] == {"grid": "another grid", "catalog": "catalog or model"}[change]
 
 
-def test_the_index_follows_resumes_decisions_and_time():
-    """Pure: a selection moves with a resume to its new connection's key; a decided one and one not heard of within
-    the time to live are gone; a sketch start (its drawing is not logged) is not kept; tokens are never in the log."""
+def test_the_index_follows_resumes_backs_decisions_and_time():
+    """Pure: a selection moves with a resume to its new connection's key (the key presented for it still reaches it
+    until its client is heard from there); a back undoes the last pick in its inputs; a decided one, a sketch start
+    (its drawing is not logged) and one whose connection ended longer than the time to live ago are gone; one whose
+    connection was open when the server stopped counts from the restart; a study trial is not kept."""
     def start(sid, at, **kw):
         return {"event": "start", "session_id": sid, "at": at, "algorithm": "pca", "policy": "thompson",
                 "rng_seed": 7, "candidates": list(range(9)), "step": 1, **kw}
     recs = [{"event": "hello", "session_id": "a", "resume_key": "ka"}, start("a", 1.0),
             {"event": "choose", "session_id": "a", "at": 2.0, "item": 3, "candidates": [3, *range(10, 18)], "step": 2},
+            {"event": "rate", "session_id": "a", "at": 2.1, "item": 11, "rating": 5},
+            {"event": "gaze", "session_id": "a", "at": 2.2, "evidence": True, "evidence_faces": [10, 11],
+             "evidence_units": [1.0, 2.0]},
+            {"event": "choose", "session_id": "a", "at": 2.3, "item": 12, "candidates": [12, *range(20, 28)],
+             "step": 3},
+            {"event": "back", "session_id": "a", "at": 2.4, "candidates": [3, *range(10, 18)], "step": 2},
             {"event": "hello", "session_id": "b", "resume_key": "kb"},
             {"event": "resume", "session_id": "b", "at": 3.0, "from_session": "a", "step": 2,
              "candidates": [3, *range(10, 18)]},
             {"event": "hello", "session_id": "c", "resume_key": "kc"}, start("c", 3.0),
             {"event": "decide", "session_id": "c", "at": 4.0, "item": 1},
             {"event": "hello", "session_id": "d", "resume_key": "kd"}, start("d", 4.0, init="sketch"),
-            {"event": "hello", "session_id": "e", "resume_key": "ke"}, start("e", 0.5)]
-    kept = restorable_from(recs, now=10.0, ttl_s=9.0)
-    assert set(kept) == {"kb"}
-    b = kept["kb"]
-    assert b.session_id == "b" and b.inputs == [("choose", 3)] and b.step == 2 and b.grid[0] == 3
-    assert set(restorable_from(recs, now=100.0, ttl_s=9.0)) == set()
-    assert resume_key("x" * 32) != "x" * 32 and len(resume_key("t")) == 32
+            {"event": "hello", "session_id": "e", "resume_key": "ke"}, start("e", 0.5),
+            {"event": "disconnect", "session_id": "e", "at": 0.6},
+            {"event": "hello", "session_id": "f", "resume_key": "kf"}, start("f", 0.2),    # open when it stopped
+            {"event": "start", "session_id": "g", "trial": 4, "rng_seed": 1, "candidates": [1], "resume_key": "kg"},
+            {"event": "rate", "session_id": "f", "at": 0.3, "item": [1], "rating": 2}]   # damaged: skipped
     index = RestoreIndex()
-    index.feed({"event": "start", "session_id": "s", "trial": 4, "rng_seed": 1, "candidates": [1]})
-    assert index.restorable(0.0, 1e9) == {}          # a study trial resumes from the store by participant code
+    for rec in recs:
+        index.feed(rec)
+    kept = index.restorable(now=10.0, ttl_s=9.0)
+    assert set(kept) == {"kb", "ka", "kf"} and kept["ka"] is kept["kb"] and index.damaged == 1
+    b = kept["kb"]
+    # the back took the second pick out, and the gaze evidence of the grid that returned; the rating stays
+    assert b.session_id == "b" and b.inputs == [("choose", 3), ("rate", 11, 5)] and b.step == 2 and b.grid[0] == 3
+    assert kept["kf"].last_at == 10.0                # its link was lost at the restart, as far as anyone can tell
+    index.feed({"event": "choose", "session_id": "b", "at": 5.0, "item": 10, "candidates": [10, *range(30, 38)],
+                "step": 3})
+    assert set(index.restorable(now=10.0, ttl_s=9.0)) == {"kb", "kf"}     # heard from on b: the old key is spent
+    ended = [*recs, {"event": "disconnect", "session_id": "b", "at": 5.0},
+             {"event": "disconnect", "session_id": "f", "at": 5.0}]     # links that dropped: time runs from then
+    assert set(restorable_from(ended, now=13.0, ttl_s=9.0)) == {"ka", "kb", "kf"}
+    assert restorable_from(ended, now=100.0, ttl_s=9.0) == {}
+    assert resume_key("x" * 32) != "x" * 32 and len(resume_key("t")) == 32
 
 
 def test_gaze_evidence_is_replayed(engine, tmp_path):

@@ -187,6 +187,9 @@ class BackJob:
 # faces, 6.6 at 10k, 58 at 100k): from this much work (~3 ms) it runs on the worker pool, so a long selection (or a
 # client that rates a face 2,000 times and then goes back and forth) never holds up the other sessions on the loop
 BACK_OFFLOAD_WORK = 16 * 20_000
+# v1.7: a selection a previous run left in its log is replayed when its client comes back, on the loop, once; one
+# longer than this (inputs x faces: ~0.1 s of replay) is not taken up after a restart (the client starts again)
+RESTORE_MAX_WORK = 4 * BACK_OFFLOAD_WORK
 
 
 @dataclass(frozen=True)
@@ -613,7 +616,11 @@ class ServerConnection:
             # a study's participants resume by their code, from the store; everyone else by this token
             self.resume_token = self.keeper.issue(self)
             welcome["resume"] = {"token": self.resume_token, "ttl_s": float(self.keeper.ttl_s)}
-            record["resume_key"] = resume_key(self.resume_token)   # a restarted server finds the selection by it
+            # a restarted server finds the selection by it (and the `resume` record carries it too)
+            record["resume_key"] = resume_key(self.resume_token)
+            for a in resumed:
+                if isinstance(a, Log) and a.record.get("event") == "resume":
+                    a.record["resume_key"] = record["resume_key"]
             if went_on:   # until the client is heard from here, the token it presented still reaches this selection
                 self.keeper.hand_over(msg["resume"], self.resume_token)
                 self._unheard = True
@@ -671,6 +678,9 @@ class ServerConnection:
         if logged.algorithm not in b.algorithms or (logged.catalog is not None
                                                     and logged.catalog != getattr(b, "catalog_fingerprint", None)):
             return [self._log("restore_refused", now, from_session=logged.session_id, reason="catalog or model")]
+        if (len(logged.inputs) + 1) * len(b.items) > RESTORE_MAX_WORK:
+            return [self._log("restore_refused", now, from_session=logged.session_id, reason="too long to replay",
+                              inputs=len(logged.inputs))]
         try:
             policy = make_policy(logged.policy, **b.policy_params(logged.algorithm))
             session = SelectionSession(b.space(logged.algorithm), seed=logged.seed, policy=policy,
@@ -681,8 +691,6 @@ class ServerConnection:
                     session.choose(inp[1])
                 elif inp[0] == "skip":
                     session.skip()
-                elif inp[0] == "back":
-                    session.back()
                 elif inp[0] == "rate":
                     session.rate(inp[1], inp[2])
                 else:   # the gaze evidence a grid gave before its pick (a +gaze policy)
@@ -690,13 +698,19 @@ class ServerConnection:
                     term = make(inp[1], inp[2]) if make is not None else None
                     if term is not None:
                         session.add_evidence(term, kind="gaze")
-        except (SessionError, UserError, ValueError, IndexError, KeyError) as exc:
+        except (SessionError, UserError, ValueError, TypeError, IndexError, KeyError) as exc:
             return [self._log("restore_refused", now, from_session=logged.session_id,
                               reason=f"{type(exc).__name__}: {exc}"[:200])]
         step = session.current
         if step.ids != logged.grid or step.step != logged.step:
             return [self._log("restore_refused", now, from_session=logged.session_id, reason="another grid")]
         self._reconstruction = self._start_reconstruction = None
+        if logged.layout is not None and self.gaze.layout is None:   # the panels its client laid out: its gaze rays
+            try:
+                self.gaze.set_layout(parse_layout(logged.layout, max_panels=self.grid_size))
+            except LayoutError:
+                pass
+        self.keeper.restored += 1
         return self._went_on(session, logged.session_id, now, restored=True)
 
     # -- v1.3 sketch ----------------------------------------------------------------------------------------------
@@ -833,6 +847,8 @@ class ServerConnection:
         # what a restarted server needs to replay this selection (omokage.protocol.restore): its random stream's seed,
         # and an image start's query where it is small (a sketch start's drawing is not logged: not replayed)
         start.record["rng_seed"] = self.session._seed
+        if self.resume_token is not None:   # here too: a connection open for hours has its hello far back in the log
+            start.record["resume_key"] = resume_key(self.resume_token)
         if query is not None and np.size(query) <= MAX_QUERY_DIM:
             start.record["query"] = [float(x) for x in np.asarray(query, dtype=np.float32).reshape(-1)]
         actions.append(start)

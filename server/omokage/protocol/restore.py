@@ -43,8 +43,11 @@ class LoggedSelection:
     grid: tuple[int, ...]            # the faces of the last grid shown, in order
     step: int
     last_at: float                   # when it was last heard of (its connection's end, or its latest record)
-    inputs: list[tuple] = field(default_factory=list)   # ("choose", id) | ("skip",) | ("rate", id, r) | ("back",)
-                                                         # | ("gaze", faces, units): in order
+    # ("choose", id) | ("skip",) | ("rate", id, r) | ("gaze", faces, units), in order, a `back` already applied: the
+    # inputs its state is the replay of (so a replay is linear in them, however often the user went back)
+    inputs: list[tuple] = field(default_factory=list)
+    layout: list | None = None       # the gaze panels its client laid out (`layout`), for a +gaze policy's rays
+    disconnected: bool = False       # its connection's end was logged (else the server stopped under it)
 
 
 def _ids(value) -> tuple[int, ...] | None:
@@ -53,33 +56,68 @@ def _ids(value) -> tuple[int, ...] | None:
     return None
 
 
+def _undo_last_pick(inputs: list[tuple]) -> list[tuple]:
+    """The inputs without the last choose or skip and what came after it, and without the gaze evidence of the grid
+    that returns (the user looks at it afresh): SelectionSession.rebuilt_without_last_pick's rule."""
+    picks = [i for i, inp in enumerate(inputs) if inp[0] in ("choose", "skip")]
+    if not picks:
+        return inputs
+    since = picks[-2] if len(picks) > 1 else -1
+    return [inp for i, inp in enumerate(inputs[:picks[-1]]) if not (i > since and inp[0] == "gaze")]
+
+
 class RestoreIndex:
     """Feed it the log's records in order; `restorable` then gives the selections a token may still reach."""
 
     def __init__(self) -> None:
         self._selection: dict[str, LoggedSelection] = {}   # session id -> the selection on that connection
         self._key: dict[str, str] = {}                     # session id -> the resume key issued to it
+        self._layout: dict[str, list] = {}                 # session id -> its latest gaze layout
+        # session id -> the key presented to resume on it, until its client is heard from there: the welcome with the
+        # new token may have been lost, and the client presents the old one again (SessionKeeper.hand_over)
+        self._alias: dict[str, str] = {}
         self.records = 0
+        self.damaged = 0
 
     def feed(self, rec: Any) -> None:
+        """One record; one the log holds damaged (wrong types) is counted and skipped."""
+        try:
+            self._feed(rec)
+        except (TypeError, ValueError, OverflowError, AttributeError, KeyError):
+            self.damaged += 1
+
+    def _feed(self, rec: Any) -> None:
         if not isinstance(rec, dict):
             return
         sid, kind, at = rec.get("session_id"), rec.get("event"), rec.get("at")
         if not isinstance(sid, str) or not isinstance(kind, str) or rec.get("trial") is not None:
             return          # the server's own records; a study's trials resume from the store by participant
         self.records += 1
+        if isinstance(rec.get("resume_key"), str):   # on `hello`, and on `start` and `resume` (a long-lived link)
+            self._key[sid] = rec["resume_key"]
         sel = self._selection.get(sid)
         if kind == "hello":
-            if isinstance(rec.get("resume_key"), str):
-                self._key[sid] = rec["resume_key"]
             return
+        if kind == "layout":
+            if isinstance(rec.get("panels"), list):
+                self._layout[sid] = rec["panels"]
+                if sel is not None:
+                    sel.layout = rec["panels"]
+            return
+        if kind not in ("resume", "disconnect"):
+            self._alias.pop(sid, None)       # its client was heard from on this connection
         if kind == "resume":     # a selection went on on this connection: it moves here, with this one's key
-            moved = self._selection.pop(rec.get("from_session"), None) if isinstance(rec.get("from_session"),
-                                                                                    str) else None
+            origin = rec.get("from_session")
+            moved = self._selection.pop(origin, None) if isinstance(origin, str) else None
             if moved is not None:
                 moved.session_id = sid
+                moved.disconnected = False
+                if sid in self._layout:
+                    moved.layout = self._layout[sid]
                 self._selection[sid] = moved
                 self._shown(moved, rec)
+                if origin in self._key:
+                    self._alias[sid] = self._key[origin]
                 sel = moved
         elif kind == "start":
             sel = self._started(sid, rec)
@@ -87,19 +125,21 @@ class RestoreIndex:
             return
         elif kind in ("decide", "abandon"):
             del self._selection[sid]
+            self._alias.pop(sid, None)
             return
-        elif kind in ("choose", "skip", "back"):
-            if kind == "choose":
-                if not isinstance(rec.get("item"), int):
-                    del self._selection[sid]
-                    return
-                sel.inputs.append(("choose", int(rec["item"])))
-            else:
-                sel.inputs.append((kind,))
+        elif kind == "disconnect":
+            sel.disconnected = True
+        elif kind == "choose":
+            sel.inputs.append(("choose", int(rec["item"])))
+            self._shown(sel, rec)
+        elif kind == "skip":
+            sel.inputs.append(("skip",))
+            self._shown(sel, rec)
+        elif kind == "back":
+            sel.inputs = _undo_last_pick(sel.inputs)
             self._shown(sel, rec)
         elif kind == "rate":
-            if isinstance(rec.get("item"), int) and isinstance(rec.get("rating"), int):
-                sel.inputs.append(("rate", int(rec["item"]), int(rec["rating"])))
+            sel.inputs.append(("rate", int(rec["item"]), int(rec["rating"])))
         elif kind == "gaze":    # only gaze that became evidence changed the belief (a +gaze policy)
             faces, units = _ids(rec.get("evidence_faces")), rec.get("evidence_units")
             if rec.get("evidence") and faces is not None and isinstance(units, list) and len(units) == len(faces):
@@ -118,7 +158,8 @@ class RestoreIndex:
         sel = LoggedSelection(sid, str(rec.get("algorithm")), str(rec.get("policy")), seed,
                               tuple(float(x) for x in query) if isinstance(query, list) else None,
                               rec.get("catalog") if isinstance(rec.get("catalog"), str) else None, grid,
-                              int(rec.get("step") or 1), float(at) if isinstance(at, (int, float)) else 0.0)
+                              int(rec.get("step") or 1), float(at) if isinstance(at, (int, float)) else 0.0,
+                              layout=self._layout.get(sid))
         self._selection[sid] = sel
         return sel
 
@@ -130,9 +171,20 @@ class RestoreIndex:
             sel.step = int(rec.get("step") or sel.step)
 
     def restorable(self, now: float, ttl_s: float) -> dict[str, LoggedSelection]:
-        """resume key -> selection, for the selections heard of within ttl_s of `now` whose connection had a key."""
-        return {self._key[sid]: sel for sid, sel in self._selection.items()
-                if sid in self._key and sel.last_at > now - ttl_s}
+        """resume key -> selection, for the selections heard of within ttl_s of `now` whose connection had a key. A
+        selection whose connection was still open when the server stopped (a crash, a restart under a connected
+        client) lost it then, a moment the log cannot tell (a user looking at a grid sends nothing it logs): its
+        time runs from `now`, the restart, as a dropped link's runs from the drop."""
+        out: dict[str, LoggedSelection] = {}
+        for sid, sel in self._selection.items():
+            if not sel.disconnected:
+                sel.last_at = max(sel.last_at, float(now))
+            if sid not in self._key or sel.last_at <= now - ttl_s:
+                continue
+            out[self._key[sid]] = sel
+            if sid in self._alias:
+                out.setdefault(self._alias[sid], sel)
+        return out
 
 
 def restorable_from(records: Iterable[Any], now: float, ttl_s: float) -> dict[str, LoggedSelection]:

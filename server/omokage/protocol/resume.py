@@ -55,7 +55,7 @@ class SessionKeeper:
         self._logged: dict[str, Any] = {}
         self.resumed = 0
         self.expired = 0
-        self.restored = 0
+        self.restored = 0         # selections of a previous run that went on (counted by the connection that took one)
 
     def __len__(self) -> int:
         return len(self._live) + len(self._detached)
@@ -120,9 +120,10 @@ class SessionKeeper:
         last heard of; spent either way."""
         from omokage.protocol.restore import resume_key
         logged = self._logged.pop(resume_key(token), None)
+        for key in [k for k, v in self._logged.items() if v is logged]:   # a handed-over token's: spent with it
+            del self._logged[key]
         if logged is None or logged.last_at <= float(now) - self.ttl_s:
             return None
-        self.restored += 1
         return logged
 
     def hand_over(self, presented: str, issued: str) -> None:

@@ -271,41 +271,62 @@ class _AddressGuard:
 
 def restorable_selections(path: Path, is_store: bool, ttl_s: float) -> dict[str, Any]:
     """The selections a previous run of the server left in its log at `path` (the store, or the JSON-lines log) that a
-    client may still go on with: resume key -> LoggedSelection (omokage.protocol.restore). Reads the log's tail; a
-    log it cannot read gives none (and says why), never a server that does not start."""
+    client may still go on with: resume key -> LoggedSelection (omokage.protocol.restore). Reads the log's last
+    RESTORE_SCAN_BYTES (for the default dated log, the day before's too: a restart after midnight starts a new file);
+    a log it cannot read gives none (and says why), never a server that does not start."""
     from omokage.protocol.restore import RESTORE_SCAN_BYTES, RestoreIndex
     index = RestoreIndex()
     now = time.time()
+
+    def feed(text) -> None:
+        try:
+            index.feed(json.loads(text))
+        except ValueError:     # a line a crash cut short, or damaged: the rest still counts
+            index.damaged += 1
+
     try:
         if is_store:
             from omokage.store.db import connect
             conn = connect(path, readonly=True)
-            try:
-                last = conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
-                # the tail: about RESTORE_SCAN_BYTES of bodies (a row's body is some hundreds of bytes)
-                for (body,) in conn.execute("SELECT body FROM events WHERE direction = 'log' AND seq > ? ORDER BY seq",
-                                            (last - RESTORE_SCAN_BYTES // 256,)):
-                    try:
-                        index.feed(json.loads(body))
-                    except ValueError:
-                        continue
+            try:   # the log records, newest first, up to the budget; then fed oldest first
+                bodies, size = [], 0
+                for (body,) in conn.execute("SELECT body FROM events WHERE direction = 'log' ORDER BY seq DESC"):
+                    size += len(body)
+                    if size > RESTORE_SCAN_BYTES:
+                        break
+                    bodies.append(body)
             finally:
                 conn.close()
-        elif path.is_file():
-            with open(path, "rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                f.seek(max(0, size - RESTORE_SCAN_BYTES))
-                if size > RESTORE_SCAN_BYTES:
-                    f.readline()          # the middle of a line
-                for line in f:
-                    try:
-                        index.feed(json.loads(line))
-                    except ValueError:
-                        continue          # a line a crash cut short, or damaged: the rest still counts
+            for body in reversed(bodies):
+                feed(body)
+        else:
+            files = [path]
+            if path.name.startswith("events-") and path.suffix == ".jsonl":   # the default, one file a day
+                earlier = sorted(p for p in path.parent.glob("events-*.jsonl") if p.name < path.name)
+                files = earlier[-1:] + files
+            budget, start_at = RESTORE_SCAN_BYTES, {}
+            for f_path in reversed(files):     # the budget goes to the newest first; each is then read from there
+                if f_path.is_file() and budget > 0:
+                    size = f_path.stat().st_size
+                    start_at[f_path] = size - min(size, budget)
+                    budget -= size - start_at[f_path]
+            for f_path in files:
+                if f_path not in start_at:
+                    continue
+                offset = start_at[f_path]
+                with open(f_path, "rb") as f:
+                    f.seek(offset)
+                    if offset:
+                        f.readline()       # the middle of a line
+                    for line in f:
+                        feed(line)
     except (OSError, sqlite3.Error) as exc:
         log.warning("could not read the previous run's selections from the log; none will be resumed",
                     extra={"fields": {"path": str(path), "error": str(exc)}})
         return {}
+    if index.damaged:
+        log.warning("damaged records in the log were skipped while reading the previous run's selections",
+                    extra={"fields": {"path": str(path), "damaged": index.damaged}})
     return index.restorable(now, ttl_s)
 
 
