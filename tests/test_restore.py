@@ -252,3 +252,48 @@ def test_gaze_evidence_is_replayed(engine, tmp_path):
     kept = restorable_from(records, now=records[-1]["at"], ttl_s=600)
     (sel,) = kept.values()
     assert [i[0] for i in sel.inputs] == ["gaze", "choose"] * 3
+
+
+def test_a_selection_lost_with_the_server_counts_its_time_from_the_first_restart_only():
+    """A server that keeps restarting must not keep an abandoned selection for ever (found by a kill -9 attack): the
+    run that loads it logs the lost link (`RestoreIndex.lost`), so the next run counts from then."""
+    recs = [{"event": "hello", "session_id": "a", "resume_key": "ka"},
+            {"event": "start", "session_id": "a", "at": 1.0, "algorithm": "pca", "policy": "thompson", "rng_seed": 3,
+             "candidates": list(range(9)), "step": 1}]
+    index = RestoreIndex()
+    for rec in recs:
+        index.feed(rec)
+    assert set(index.restorable(now=100.0, ttl_s=10.0)) == {"ka"}      # connected when it stopped: from the restart
+    lost = index.lost(100.0)
+    assert [(r["event"], r["session_id"], r["at"]) for r in lost] == [("disconnect", "a", 100.0)]
+    assert set(restorable_from([*recs, *lost], now=105.0, ttl_s=10.0)) == {"ka"}
+    assert restorable_from([*recs, *lost], now=111.0, ttl_s=10.0) == {}   # the second restart: time ran out
+
+
+def test_a_token_handed_over_twice_still_reaches_its_selection_after_a_restart():
+    """A client whose welcomes were lost twice presents its first token a third time (the hand-over keeps it valid
+    until the client is heard from): after a restart too (found by a kill -9 attack)."""
+    grid = list(range(9))
+    recs = [{"event": "hello", "session_id": "a", "resume_key": "ka"},
+            {"event": "start", "session_id": "a", "at": 1.0, "algorithm": "pca", "policy": "thompson", "rng_seed": 3,
+             "candidates": grid, "step": 1},
+            {"event": "hello", "session_id": "b", "resume_key": "kb"},
+            {"event": "resume", "session_id": "b", "at": 2.0, "from_session": "a", "candidates": grid, "step": 1},
+            {"event": "hello", "session_id": "c", "resume_key": "kc"},
+            {"event": "resume", "session_id": "c", "at": 3.0, "from_session": "b", "candidates": grid, "step": 1}]
+    kept = restorable_from(recs, now=4.0, ttl_s=10.0)
+    assert set(kept) == {"ka", "kb", "kc"} and kept["ka"] is kept["kc"]
+
+
+def test_a_torn_last_line_of_the_log_does_not_swallow_the_next_record(tmp_path):
+    """A crash mid-write leaves the log's last line without its end; appending straight after it joined the next
+    run's first record to the torn one, and both were lost to the next restart (found by a kill -9 attack)."""
+    from omokage.service.server import EventFile
+    log = tmp_path / "e.jsonl"
+    log.write_bytes(b'{"event": "choose", "session_id": "a", "at": 1.0, "item": 2}\n{"event": "choo')
+    events = EventFile(log, fsync=False)
+    events.write({"event": "hello", "session_id": "b", "at": 2.0})
+    events.close()
+    lines = log.read_bytes().splitlines()
+    assert json.loads(lines[-1]) == {"event": "hello", "session_id": "b", "at": 2.0}
+    assert lines[-2] == b'{"event": "choo'

@@ -75,7 +75,7 @@ class RestoreIndex:
         self._layout: dict[str, list] = {}                 # session id -> its latest gaze layout
         # session id -> the key presented to resume on it, until its client is heard from there: the welcome with the
         # new token may have been lost, and the client presents the old one again (SessionKeeper.hand_over)
-        self._alias: dict[str, str] = {}
+        self._alias: dict[str, set[str]] = {}
         self.records = 0
         self.damaged = 0
 
@@ -116,8 +116,10 @@ class RestoreIndex:
                     moved.layout = self._layout[sid]
                 self._selection[sid] = moved
                 self._shown(moved, rec)
-                if origin in self._key:
-                    self._alias[sid] = self._key[origin]
+                # the keys that still reach it until its client is heard from here: the origin's, and those still
+                # reaching the origin (a client whose welcomes were lost twice presents its first token again)
+                keys = {self._key[origin]} if origin in self._key else set()
+                self._alias[sid] = keys | self._alias.pop(origin, set())
                 sel = moved
         elif kind == "start":
             sel = self._started(sid, rec)
@@ -182,9 +184,16 @@ class RestoreIndex:
             if sid not in self._key or sel.last_at <= now - ttl_s:
                 continue
             out[self._key[sid]] = sel
-            if sid in self._alias:
-                out.setdefault(self._alias[sid], sel)
+            for key in self._alias.get(sid, ()):
+                out.setdefault(key, sel)
         return out
+
+    def lost(self, now: float) -> list[dict]:
+        """`disconnect` records, at `now`, for the selections whose client was connected when the server stopped: a
+        server that loads them writes these to its log, so the next restart counts their time from this one, not
+        from its own (an abandoned selection does not live for ever on a server that keeps restarting)."""
+        return [{"event": "disconnect", "session_id": sid, "at": float(now), "lost_with_the_server": True}
+                for sid, sel in self._selection.items() if not sel.disconnected]
 
 
 def restorable_from(records: Iterable[Any], now: float, ttl_s: float) -> dict[str, LoggedSelection]:

@@ -161,6 +161,12 @@ class EventFile(GroupCommitWriter):
         self.fsync = fsync
         create_private(path)   # what users did is readable by the server's user only
         self._f = open(path, "ab")
+        if path.stat().st_size:   # a crash mid-write left a line without its end: the next record starts a line
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    self._f.write(b"\n")
+                    self._f.flush()
         self.events = self.batches = 0
         self.sync_seconds = 0.0
         super().__init__("omokage-events", threaded=fsync)
@@ -269,9 +275,10 @@ class _AddressGuard:
         self.limiter.failed(self.address, now)
 
 
-def restorable_selections(path: Path, is_store: bool, ttl_s: float) -> dict[str, Any]:
+def restorable_selections(path: Path, is_store: bool, ttl_s: float) -> tuple[dict[str, Any], list[dict]]:
     """The selections a previous run of the server left in its log at `path` (the store, or the JSON-lines log) that a
-    client may still go on with: resume key -> LoggedSelection (omokage.protocol.restore). Reads the log's last
+    client may still go on with: (resume key -> LoggedSelection (omokage.protocol.restore), the `disconnect` records
+    to log for those whose client was connected when it stopped: RestoreIndex.lost). Reads the log's last
     RESTORE_SCAN_BYTES (for the default dated log, the day before's too: a restart after midnight starts a new file);
     a log it cannot read gives none (and says why), never a server that does not start."""
     from omokage.protocol.restore import RESTORE_SCAN_BYTES, RestoreIndex
@@ -323,11 +330,12 @@ def restorable_selections(path: Path, is_store: bool, ttl_s: float) -> dict[str,
     except (OSError, sqlite3.Error) as exc:
         log.warning("could not read the previous run's selections from the log; none will be resumed",
                     extra={"fields": {"path": str(path), "error": str(exc)}})
-        return {}
+        return {}, []
     if index.damaged:
         log.warning("damaged records in the log were skipped while reading the previous run's selections",
                     extra={"fields": {"path": str(path), "damaged": index.damaged}})
-    return index.restorable(now, ttl_s)
+    lost = index.lost(now)
+    return index.restorable(now, ttl_s), lost
 
 
 @dataclass
@@ -433,9 +441,11 @@ class OmokageServer:
                        if resume_ttl_s > 0 else None)
         if self.keeper is not None and study is None and (store_path or events_path):
             # the selections the previous run's clients were in the middle of (a restart, a crash): from its log
-            logged = restorable_selections(Path(store_path) if store_path else Path(events_path),
-                                           is_store=bool(store_path), ttl_s=resume_ttl_s)
+            logged, lost = restorable_selections(Path(store_path) if store_path else Path(events_path),
+                                                 is_store=bool(store_path), ttl_s=resume_ttl_s)
             self.keeper.load_logged(logged)
+            for record in lost:   # their links went with the previous run: the next restart counts from now
+                self._event(record)
             if logged:
                 log.info("selections of the previous run can be resumed", extra={"fields": {"count": len(logged)}})
         self._per_address: collections.Counter[str] = collections.Counter()
