@@ -551,3 +551,10 @@ def test_an_image_start_keeps_its_policy(backend, engine):
     [grid] = frames(conn.projection_done(offload.job, vector, encode_texture(recon), 1.0))
     assert grid["policy"] == "thompson" and "reconstruction" in grid and in_canonical_order(grid)
     assert all("probability" in i for i in grid["items"])
+
+
+def test_an_integer_out_of_range_is_named_as_an_integer(backend):
+    """`start.seed` past 2³¹−1 said "must be between 0 and 2.14748e+09" (found by a kill -9 attack's client)."""
+    conn = greeted(backend)
+    [err] = send(conn, type="start", rid=2, algorithm="pca", init="random", seed=2**40)
+    assert err["code"] == "bad_field" and "must be between 0 and 2147483647" in err["message"], err

@@ -441,7 +441,12 @@ def _check(mtype: str, f: Field, v: Any, rid: int | None) -> Any:
             raise ProtocolError("too_large", f"{where}: at most {f.max_len} entries per request", rid)
     if f.kind in ("int", "number"):
         if f.min is not None and v < f.min or f.max is not None and v > f.max:
-            raise bad(f"must be between {f.min:g} and {f.max:g}")
+            show = (lambda x: f"{int(x):d}") if f.kind == "int" else (lambda x: f"{x:g}")   # 2147483647, not 2.14748e+09
+            if f.min is None:
+                raise bad(f"must be at most {show(f.max)}")
+            if f.max is None:
+                raise bad(f"must be at least {show(f.min)}")
+            raise bad(f"must be between {show(f.min)} and {show(f.max)}")
     return v
 
 
