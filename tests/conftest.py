@@ -118,3 +118,48 @@ def live_server(engine):
     srv = RunningServer(engine)
     yield srv
     srv.stop()
+
+
+def gaze_kit(samples: int = 54, switch: int = 27):
+    """A 3 x 3 grid's layout and `look(client, panel_a, panel_b)`: eye gaze rays at 90 Hz from a seated eye, the first
+    `switch` samples on panel_a and the rest on panel_b, sent once the last sample's time has come (the server drops
+    samples from the future)."""
+    import time
+
+    import numpy as np
+
+    from omokage.gaze import Layout
+    from omokage.gaze.samples import panel_directions
+    layout = Layout.grid()
+    eye = np.array([0.0, 1.5, 0.0])
+    dirs = panel_directions(layout, eye)
+
+    async def look(client, panel_a: int, panel_b: int) -> None:
+        t0 = time.time()
+        rows = [[t0 + k / 90, "eye", *map(float, eye), *map(float, dirs[panel_a if k < switch else panel_b]), 1.0]
+                for k in range(samples)]
+        await asyncio.sleep(rows[-1][0] - time.time() + 0.05)
+        await client.gaze(rows)
+    return layout, look
+
+
+def serve_process(catalog, models, *extra, cwd=None):
+    """`omokage serve` in a process of its own (to be killed), on a free port, once it answers: (process, ws URL)."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "omokage", "serve", "--catalog", str(catalog), "--models",
+                             str(models), "--port", str(port), *extra], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc, f"ws://127.0.0.1:{port}/ws"
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError("omokage serve did not start")
+            time.sleep(0.2)

@@ -3,7 +3,6 @@ the real server with the Python client, and the user-model fit that must leave u
 
 import asyncio
 import json
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from omokage.selection import SERVED_POLICIES, SelectionSession, WrongState, mak
 from omokage.selection.belief import GazeTerm
 from omokage.selection.user_model import read_choice_records
 from omokage.service.server import EngineBackend
-from tests.conftest import RunningServer, frame, sent
+from tests.conftest import RunningServer, frame, gaze_kit, sent
 
 
 @pytest.mark.parametrize("policy", SERVED_POLICIES)
@@ -200,21 +199,9 @@ def test_fit_user_model_reads_only_the_gaze_the_selection_kept(engine, tmp_path)
     """After `back` the belief forgets the gaze of the grid that returns (its first look ended on the slipped face,
     the face really wanted counted as merely looked at) and never used the gaze of the grid it left: `fit user-model`
     must fit the same gaze, not both looks (found by a review)."""
-    from omokage.gaze import Layout
-    from omokage.gaze.samples import panel_directions
     events = tmp_path / "events.jsonl"
     srv = RunningServer(engine, events_path=events)
-    layout = Layout.grid()
-    eye = np.array([0.0, 1.5, 0.0])
-    dirs = panel_directions(layout, eye)
-
-    async def look(c, panel_a, panel_b):
-        t0 = time.time()
-        rows = [[t0 + k / 90, "eye", *map(float, eye), *map(float, dirs[panel_a if k < 27 else panel_b]), 1.0]
-                for k in range(54)]
-        await asyncio.sleep(rows[-1][0] - time.time() + 0.05)
-        await c.gaze(rows)
-
+    layout, look = gaze_kit()
     try:
         async def go():
             async with await OmokageClient.connect(srv.url, token=None) as c:

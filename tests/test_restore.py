@@ -10,7 +10,7 @@ import pytest
 
 from omokage.client import OmokageClient
 from omokage.protocol.restore import RestoreIndex, restorable_from, resume_key
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, gaze_kit, serve_process
 
 
 def run(coro):
@@ -32,30 +32,6 @@ async def a_selection_in_progress(url, policy="thompson", image: bytes | None = 
     assert grids[-1].ids == grids[-3].ids and grids[-1].step == grids[-3].step
     await (end(c) if end is not None else c.close())
     return c.resume_token, grids
-
-
-def serve_process(catalog, models, where):
-    """`omokage serve` in a process of its own (to be killed), on a free port, once it answers."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    from tests.conftest import free_port
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "omokage", "serve", "--catalog", str(catalog), "--models",
-                             str(models), "--port", str(port), *where], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc, f"ws://127.0.0.1:{port}/ws"
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError("server did not start")
-            time.sleep(0.2)
 
 
 async def goes_on(url, token, grids):
@@ -93,7 +69,7 @@ def test_a_selection_goes_on_after_the_server_restarts(engine, tmp_path, sink):
 def test_a_selection_goes_on_after_the_server_is_killed(tiny_catalog, tiny_models, tmp_path, sink):
     """kill -9 mid-selection, the client's link dying with it: no shutdown code ran, no disconnect was logged."""
     where = ["--events", str(tmp_path / "e.jsonl")] if sink == "events" else ["--db", str(tmp_path / "s.db")]
-    proc, url = serve_process(tiny_catalog, tiny_models, where)
+    proc, url = serve_process(tiny_catalog, tiny_models, *where)
     try:
         async def killed(c):
             proc.kill()
@@ -103,7 +79,7 @@ def test_a_selection_goes_on_after_the_server_is_killed(tiny_catalog, tiny_model
     finally:
         proc.kill()
         proc.wait(10)
-    proc, url = serve_process(tiny_catalog, tiny_models, where)
+    proc, url = serve_process(tiny_catalog, tiny_models, *where)
     try:
         run(goes_on(url, token, grids))
     finally:
@@ -210,21 +186,8 @@ def test_the_index_follows_resumes_backs_decisions_and_time():
 def test_gaze_evidence_is_replayed(engine, tmp_path):
     """A thompson+gaze selection's grids depend on the gaze its belief took in: the log keeps each grid's evidence,
     the index replays it before each pick, and the replay after a restart ends on the same grid."""
-    import time
-
-    from omokage.gaze import Layout
-    from omokage.gaze.samples import panel_directions
-    layout = Layout.grid()
-    eye = np.array([0.0, 1.5, 0.0])
-    dirs = panel_directions(layout, eye)
+    layout, look = gaze_kit(samples=80, switch=40)
     log = tmp_path / "e.jsonl"
-
-    async def look(c, panel_a, panel_b):
-        t0 = time.time()
-        rows = [[t0 + k / 90, "eye", *map(float, eye), *map(float, dirs[panel_a if k < 40 else panel_b]), 1.0]
-                for k in range(80)]
-        await asyncio.sleep(rows[-1][0] - time.time() + 0.05)
-        await c.gaze(rows)
 
     async def gazing():
         async with await OmokageClient.connect(first.url) as c:

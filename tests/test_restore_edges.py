@@ -2,16 +2,12 @@
 version of omokage.protocol.restore). A crash during a long look is the pure index test's `kf` in test_restore.py."""
 import asyncio
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 
-import numpy as np
 import pytest
 
 from omokage.client import OmokageClient
-from tests.conftest import RunningServer, free_port
+from tests.conftest import RunningServer, gaze_kit, serve_process
 
 
 def run(coro):
@@ -113,22 +109,6 @@ def test_a_damaged_log_line_never_stops_the_server_from_starting(engine, tmp_pat
     second.stop()
 
 
-def _gaze_kit():
-    from omokage.gaze import Layout
-    from omokage.gaze.samples import panel_directions
-    layout = Layout.grid()
-    eye = np.array([0.0, 1.5, 0.0])
-    dirs = panel_directions(layout, eye)
-
-    async def look(c, panel_a, panel_b):
-        t0 = time.time()
-        rows = [[t0 + k / 90, "eye", *map(float, eye), *map(float, dirs[panel_a if k < 40 else panel_b]), 1.0]
-                for k in range(80)]
-        await asyncio.sleep(rows[-1][0] - time.time() + 0.05)
-        await c.gaze(rows)
-    return layout, look
-
-
 LOOKS = ((2, 7, 4), (0, 8, 5), (6, 3, 1), (1, 5, 7))
 
 
@@ -138,7 +118,7 @@ def test_a_restored_gaze_selection_goes_on_as_if_never_restarted(engine, tmp_pat
     server that never restarted gives. The in-memory resume carries the client's layout over ('the panels the client
     laid out, still hold'); a restore does not (the `layout` record is in the log, but not replayed), so the gaze on
     the restored grid is never ray-cast, gives no evidence, and the next grid differs. (resend_layout=True: control.)"""
-    layout, look = _gaze_kit()
+    layout, look = gaze_kit(samples=80, switch=40)
 
     async def steps(url, n, token=None, resend=True):
         c = await (OmokageClient.connect(url, resume=token) if token else OmokageClient.connect(url))
@@ -172,30 +152,13 @@ def test_a_restored_gaze_selection_goes_on_as_if_never_restarted(engine, tmp_pat
     assert gaze[-1].get("evidence") is True, gaze[-1]
 
 
-def _serve(catalog, models, cwd, *extra):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "omokage", "serve", "--catalog", str(catalog), "--models",
-                             str(models), "--port", str(port), *extra], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc, f"ws://127.0.0.1:{port}/ws"
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError("server did not start")
-            time.sleep(0.2)
-
-
 def test_default_log_restart_after_midnight(tiny_catalog, tiny_models, tmp_path):
     """`omokage serve` with neither --events nor --db logs to var/events/events-<start date>.jsonl. A server started
     yesterday (its log: yesterday's file) restarted today reads only today's file: a selection its client was in the
     middle of a minute ago is not resumed. Run 1 is given yesterday's file name explicitly (what it chose by default
     when it started yesterday); run 2 runs with the defaults, in the same folder."""
     yesterday = time.strftime("%Y%m%d", time.localtime(time.time() - 86400))
-    proc, url = _serve(tiny_catalog, tiny_models, tmp_path, "--events", f"var/events/events-{yesterday}.jsonl")
+    proc, url = serve_process(tiny_catalog, tiny_models, "--events", f"var/events/events-{yesterday}.jsonl", cwd=tmp_path)
     try:
         async def first():
             c, g = await some_steps(url)
@@ -205,7 +168,7 @@ def test_default_log_restart_after_midnight(tiny_catalog, tiny_models, tmp_path)
     finally:
         proc.terminate()
         proc.wait(20)
-    proc, url = _serve(tiny_catalog, tiny_models, tmp_path)
+    proc, url = serve_process(tiny_catalog, tiny_models, cwd=tmp_path)
     try:
         async def again():
             async with await OmokageClient.connect(url, resume=c.resume_token) as again:

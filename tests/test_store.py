@@ -17,7 +17,7 @@ from omokage.client import OmokageClient
 from omokage.service.server import configure_logging
 from omokage.store import SCHEMA_VERSION, EventStore, StoreError, export_jsonl, log_records, open_database
 
-from .conftest import RunningServer
+from .conftest import RunningServer, gaze_kit
 
 
 def test_a_new_store_is_migrated_to_the_current_schema_in_wal_mode(tmp_path):
@@ -398,26 +398,16 @@ def test_a_flood_over_the_message_rate_is_one_store_row_per_second_not_two_per_m
 def test_fit_user_model_reads_the_same_gaze_from_the_store_as_from_the_json_lines(store_server):
     """Each grid's gaze (the `gaze` event) is evidence `fit user-model` fits the gaze term on: read from the store
     (`serve --db`) it must be there as it is in the JSON-lines log of the same server."""
-    import numpy as np
-
-    from omokage.gaze import Layout
-    from omokage.gaze.samples import panel_directions
     from omokage.selection.user_model import read_choice_records
     srv, db, jsonl = store_server
-    layout = Layout.grid()
-    eye = np.array([0.0, 1.5, 0.0])
-    dirs = panel_directions(layout, eye)
+    layout, look = gaze_kit()
 
     async def go():
         async with await OmokageClient.connect(srv.url, token=None) as c:
             await c.layout(layout.to_wire()["panels"])
             grid = await c.start("pca", seed=5)
             for _ in range(2):
-                t0 = time.time()
-                rows = [[t0 + k / 90, "eye", *map(float, eye), *map(float, dirs[2 if k < 27 else 6]), 1.0]
-                        for k in range(54)]
-                await asyncio.sleep(rows[-1][0] - time.time() + 0.05)
-                await c.gaze(rows)
+                await look(c, 2, 6)
                 grid = await c.choose(grid.items[4].id)
             await c.decide(grid.items[8].id)
     asyncio.run(go())
