@@ -14,12 +14,38 @@ def run(coro):
     return asyncio.run(coro)
 
 
+def resumes_after_restart(engine, token, ids, **where):
+    """A new server on the same log: `token` resumes its selection at the grid `ids`."""
+    second = RunningServer(engine, **where)
+    try:
+        async def again():
+            async with await OmokageClient.connect(second.url, resume=token) as c:
+                assert c.resumed, c.welcome
+                assert c.resumed_grid.ids == ids
+        run(again())
+    finally:
+        second.stop()
+
+
 async def some_steps(url, seed=None, policy="thompson"):
     c = await OmokageClient.connect(url)
     g = await c.start("pca", policy=policy, seed=seed)
     g = await c.choose(g.ids[4])
     g = await c.choose(g.ids[2])
     return c, g
+
+
+def logged_selection(engine, **where):
+    """A selection of three grids on a server that then stops, its client gone: (client, last grid)."""
+    first = RunningServer(engine, **where)
+    try:
+        async def main():
+            c, g = await some_steps(first.url)
+            await c.close()
+            return c, g
+        return run(main())
+    finally:
+        first.stop()
 
 
 def test_token_presented_again_after_a_lost_welcome_survives_a_restart(engine, tmp_path):
@@ -42,29 +68,13 @@ def test_token_presented_again_after_a_lost_welcome_survives_a_restart(engine, t
         t1, g = run(main())
     finally:
         first.stop()
-    second = RunningServer(engine, events_path=log)
-    try:
-        async def again():
-            async with await OmokageClient.connect(second.url, resume=t1) as c:
-                assert c.resumed, c.welcome
-                assert c.resumed_grid.ids == g.ids
-        run(again())
-    finally:
-        second.stop()
+    resumes_after_restart(engine, t1, g.ids, events_path=log)
 
 
 def test_healthz_restored_counts_only_selections_that_went_on(engine, tmp_path):
     """docs: `restored` = 'those that did' go on. A restore refused (the log says another grid) is counted."""
     log = tmp_path / "e.jsonl"
-    first = RunningServer(engine, events_path=log)
-    try:
-        async def main():
-            c, g = await some_steps(first.url)
-            await c.close()
-            return c.resume_token
-        token = run(main())
-    finally:
-        first.stop()
+    token = logged_selection(engine, events_path=log)[0].resume_token
     recs = [json.loads(x) for x in log.read_text().splitlines()]
     for r in recs:
         if r.get("event") == "choose":
@@ -88,15 +98,7 @@ def test_a_damaged_log_line_never_stops_the_server_from_starting(engine, tmp_pat
     start'. A line that is valid JSON with a wrong type (a damaged byte, a hand edit) raises TypeError or
     OverflowError out of RestoreIndex.feed, which only ValueError is caught around: OmokageServer() raises."""
     log = tmp_path / "e.jsonl"
-    first = RunningServer(engine, events_path=log)
-    try:
-        async def main():
-            c, g = await some_steps(first.url)
-            await c.close()
-            return c
-        c = run(main())
-    finally:
-        first.stop()
+    c, _ = logged_selection(engine, events_path=log)
     sid = c.welcome["session_id"]
     rec = {"choose": '{"event": "choose", "session_id": "%s", "item": 1, %s}',
            "gaze": '{"event": "gaze", "session_id": "%s", "evidence": true, "evidence_faces": [1], %s}'}
@@ -226,15 +228,7 @@ def test_a_long_lived_connections_selection_is_restored(engine, tmp_path, sink, 
         token, g = run(main())
     finally:
         first.stop()
-    second = RunningServer(engine, **where)
-    try:
-        async def again():
-            async with await OmokageClient.connect(second.url, resume=token) as c:
-                assert c.resumed, c.welcome
-                assert c.resumed_grid.ids == g.ids
-        run(again())
-    finally:
-        second.stop()
+    resumes_after_restart(engine, token, g.ids, **where)
 
 
 def test_a_restore_never_holds_up_the_other_sessions(engine, tmp_path):
