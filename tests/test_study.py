@@ -736,16 +736,22 @@ policy = "thompson"
 """
 
 
-def test_a_resumed_study_trials_picks_reach_the_user_model_fit(engine, tmp_path):
-    """A trial interrupted by a dropped link goes on on the participant's next connection (a new session id, after a
-    `trial_resume`): `fit user-model` must read it as one selection that ended in a decision, with every pick, as
-    it reads a v1.7 resumed free selection (found by a review: it dropped the whole trial)."""
-    from omokage.selection.user_model import read_choice_records
+def serve_fitme(engine, tmp_path):
+    """A real server walking one participant (alpha-7) through FIT_STUDY, on a store of its own: (server, store)."""
     configure_logging("warning")
     db = tmp_path / "s.db"
     create_study(db, parse_study(FIT_STUDY), FIT_STUDY)
     srv = RunningServer(engine, store_path=db)
     srv.server.study = StudyRunner.load(db, "fitme")
+    return srv, db
+
+
+def test_a_resumed_study_trials_picks_reach_the_user_model_fit(engine, tmp_path):
+    """A trial interrupted by a dropped link goes on on the participant's next connection (a new session id, after a
+    `trial_resume`): `fit user-model` must read it as one selection that ended in a decision, with every pick, as
+    it reads a v1.7 resumed free selection (found by a review: it dropped the whole trial)."""
+    from omokage.selection.user_model import read_choice_records
+    srv, db = serve_fitme(engine, tmp_path)
     try:
         async def go():
             grids, picks = [], []
@@ -780,11 +786,7 @@ def test_a_damaged_row_is_refused_with_advice_not_a_traceback(engine, tmp_path):
     exporting it and exporting the events each died with a JSON traceback (found by a crash-safety attack). Each now
     refuses, naming the row."""
     from omokage.store import StoreError
-    configure_logging("warning")
-    db = tmp_path / "s.db"
-    create_study(db, parse_study(FIT_STUDY), FIT_STUDY)
-    srv = RunningServer(engine, store_path=db)
-    srv.server.study = StudyRunner.load(db, "fitme")
+    srv, db = serve_fitme(engine, tmp_path)
     try:
         async def go():
             async with await OmokageClient.connect(srv.url, participant="alpha-7") as c:
