@@ -200,9 +200,12 @@ namespace Omokage.Client.Tests
                 Assert.AreEqual(ConnectionState.Connected, states[states.Count - 1]);
             }
 
-            // the old selection is gone with the old session; a new one starts, the texture cache survives
-            var again = Assert.Throws<OmokageServerException>(() => Sync.Run(() => client.ChooseAsync(grid.Items[0].Id)));
-            Assert.AreEqual(ErrorCodes.WrongState, again.Code);
+            // the selection goes on: the restarted server rebuilt it from its event log (protocol v1.7, same log folder)
+            Assert.AreEqual(true, second.Resumed, "the restarted server went on with the selection");
+            var next = Sync.Run(() => client.ChooseAsync(grid.Items[0].Id));
+            Assert.AreEqual(2, next.Step);
+            Assert.AreEqual(grid.Items[0].Id, next.Items[0].Id);
+            // a new one starts as before, and the texture cache survives
             var fresh = Sync.Run(() => client.StartRandomAsync(second.Algorithms[0], 4));
             long before = client.HashesRequested;
             var result = Sync.Run(() => client.FetchTexturesAsync(fresh.Items.Select(i => i.Texture)));
