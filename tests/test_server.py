@@ -413,3 +413,34 @@ def test_serve_tells_people_where_the_page_is(tiny_catalog, tiny_models, tmp_pat
         proc.kill()
     assert f"open http://127.0.0.1:{port}/ in a browser; clients connect to ws://127.0.0.1:{port}/ws" in out
     assert "open http" not in err       # stderr: JSON log lines only
+
+
+def test_a_file_url_is_no_product_page_and_never_reaches_a_client(tiny_catalog, tmp_path):
+    """`catalog ingest` without a manifest gives each face a file:// URL of its source: no page a client could open,
+    and it told every client (over a LAN too) this machine's folders (found by a newcomer run). Clients get ""."""
+    import numpy as np
+    from PIL import Image
+
+    from omokage.catalog.ingest import ingest_images
+    from omokage.catalog.store import Catalog
+    from omokage.engine import Engine
+    from omokage.features.fitting import fit_models
+    src = tmp_path / "private-folder"
+    src.mkdir()
+    cat = Catalog(tiny_catalog)
+    for i in range(12):
+        Image.fromarray(np.asarray(cat.pixels[i])).save(src / f"face{i}.png")
+    ingest_images(src, tmp_path / "cat", image_size=32, progress=False)
+    assert Catalog(tmp_path / "cat").items[0].url.startswith("file:")     # the catalog keeps where it came from
+    fit_models(tmp_path / "cat", tmp_path / "models", ["pca"], n_components=4, progress=False)
+    srv = RunningServer(Engine.open(tmp_path / "cat", tmp_path / "models"))
+    try:
+        async def main():
+            async with await OmokageClient.connect(srv.url) as c:
+                grid = await c.start("pca", seed=1)
+                decided = await c.decide(grid.ids[0])
+                return grid, decided
+        grid, decided = run(main())
+    finally:
+        srv.stop()
+    assert all(i.url == "" for i in grid.items) and decided["item"]["url"] == ""

@@ -1763,7 +1763,7 @@ function showDecided(reply) {
   const url = state.study ? null : safeUrl(it.url);
   link.hidden = !url;
   if (url) link.href = url;
-  $('decided-url').textContent = it.url;
+  $('decided-url').textContent = it.url || 'This face has no product page.';
   updateDecide();
   decided.returnValue = ''; // what the last close said is not this one's answer
   if (!xrActive) decided.showModal();
@@ -2371,6 +2371,7 @@ window.addEventListener('resize', () => { if (state.view === 'sketch') setWidth(
 
 /** Only http(s) product URLs are opened: a catalog's URL column must not run script in this page. */
 function safeUrl(url) {
+  if (!url) return null; // "": no product page (a catalog ingested without one); not this page's own address
   try {
     const u = new URL(url, location.href);
     return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : null;

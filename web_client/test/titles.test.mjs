@@ -156,6 +156,10 @@ async function walkThrough(viewport, phone) {
   await page.click('#btn-decide');
   await page.waitForSelector('#decided[open]');
   assert.equal(await page.textContent('#decided-title'), pick.title);
+  // ingested without a manifest, a face has no product page: the server sends "" for its file:// URL (never this
+  // machine's folders), and the dialog offers no link (not the page's own address)
+  assert.equal(await page.isHidden('#decided-link'), true);
+  assert.equal(await page.textContent('#decided-url'), 'This face has no product page.');
   await checkFits(found, 'the decided dialog', ['#decided-title']);
   const d = await page.evaluate(() => {
     const dlg = document.getElementById('decided').getBoundingClientRect();

@@ -19,6 +19,7 @@ import collections
 import concurrent.futures
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import gc
 import gzip
@@ -370,7 +371,10 @@ class EngineBackend:
         return self.engine.catalog.image_size if self.engine.can_generate_ideal else 0
 
     def __post_init__(self):
-        self.items = self.engine.catalog.items
+        # an item's url goes to every client: a file:// URL (what `catalog ingest` gives a face without a manifest) is
+        # no page a client could open, and would tell them this machine's folders: sent as "" (no product page)
+        self.items = [dataclasses.replace(item, url="") if item.url.lower().startswith("file:") else item
+                      for item in self.engine.catalog.items]
         self.textures = self.engine.catalog.textures()  # a few MB: served from memory
         self.image_size = self.engine.catalog.image_size
         self.catalog_fingerprint = self.engine.catalog.fingerprint()
