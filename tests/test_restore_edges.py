@@ -300,11 +300,4 @@ def test_the_store_tail_is_32_mb_as_documented(engine, tmp_path):
         token, g = run(main())
     finally:
         first.stop()
-    second = RunningServer(engine, store_path=db)
-    try:
-        async def again():
-            async with await OmokageClient.connect(second.url, resume=token) as c:
-                assert c.resumed, c.welcome
-        run(again())
-    finally:
-        second.stop()
+    resumes_after_restart(engine, token, g.ids, store_path=db)

@@ -24,7 +24,7 @@ from omokage.study.definition import StudyFileError, create_study, parse_study
 from omokage.study.report import EXPORT_COLUMNS, export_study, read_study_data, summarise, write_report
 from omokage.study.runner import StudyRunner
 
-from .conftest import RunningServer, free_port
+from .conftest import RunningServer, free_port, serve_study
 
 STUDY = """\
 name = "pilot"
@@ -736,22 +736,13 @@ policy = "thompson"
 """
 
 
-def serve_fitme(engine, tmp_path):
-    """A real server walking one participant (alpha-7) through FIT_STUDY, on a store of its own: (server, store)."""
-    configure_logging("warning")
-    db = tmp_path / "s.db"
-    create_study(db, parse_study(FIT_STUDY), FIT_STUDY)
-    srv = RunningServer(engine, store_path=db)
-    srv.server.study = StudyRunner.load(db, "fitme")
-    return srv, db
-
-
 def test_a_resumed_study_trials_picks_reach_the_user_model_fit(engine, tmp_path):
     """A trial interrupted by a dropped link goes on on the participant's next connection (a new session id, after a
     `trial_resume`): `fit user-model` must read it as one selection that ended in a decision, with every pick, as
     it reads a v1.7 resumed free selection (found by a review: it dropped the whole trial)."""
     from omokage.selection.user_model import read_choice_records
-    srv, db = serve_fitme(engine, tmp_path)
+    db = tmp_path / "s.db"
+    srv = serve_study(engine, db, FIT_STUDY)
     try:
         async def go():
             grids, picks = [], []
@@ -786,7 +777,8 @@ def test_a_damaged_row_is_refused_with_advice_not_a_traceback(engine, tmp_path):
     exporting it and exporting the events each died with a JSON traceback (found by a crash-safety attack). Each now
     refuses, naming the row."""
     from omokage.store import StoreError
-    srv, db = serve_fitme(engine, tmp_path)
+    db = tmp_path / "s.db"
+    srv = serve_study(engine, db, FIT_STUDY)
     try:
         async def go():
             async with await OmokageClient.connect(srv.url, participant="alpha-7") as c:

@@ -650,9 +650,9 @@ def _cmd_fit_user_model(a) -> int:
     if missing:
         raise UserError(f"no such event log: {', '.join(missing)} (`omokage demo` logs to var/events/demo-events.jsonl, "
                         "`omokage serve` to var/events/events-DATE.jsonl, or to its store with --db)")
-    from omokage.catalog.store import Catalog
     from omokage.selection.user_model import MIN_PICKS, TEMPERATURE_RANGE
-    catalog = Catalog(a.user_model_catalog)
+    engine = Engine.open(a.user_model_catalog, a.out)
+    catalog = engine.catalog
     records, report = read_choice_records(a.events, catalog=catalog.fingerprint(), n_items=len(catalog))
     for problem in report.problems[:50]:
         print(f"skipped {problem}", file=sys.stderr)
@@ -663,7 +663,6 @@ def _cmd_fit_user_model(a) -> int:
     print(f"read {report.lines} lines from {report.files} file(s): {report.sessions} selections, "
           f"{report.decided_sessions} of this catalog ended in a decision{other}; {len(records)} picks made before "
           "the decided face was on screen")
-    engine = Engine.open(a.user_model_catalog, a.out)
     model = fit_user_model(engine, records, gaze_records=report.gaze_records)
     if not model.temperatures:
         counts = {}

@@ -228,11 +228,14 @@ class Catalog:
         return int(self.pixels.shape[1])
 
     def fingerprint(self) -> str:
-        """Identifies the catalog's content (its items' thumbnails in order): models record it at fit time."""
-        h = hashlib.sha256()
-        for item in self.items:
-            h.update(item.texture.encode())
-        return h.hexdigest()[:16]
+        """Identifies the catalog's content (its items' thumbnails in order): models record it at fit time, event logs
+        name it. Computed once (a read-only view: its items do not change)."""
+        if getattr(self, "_fingerprint", None) is None:
+            h = hashlib.sha256()
+            for item in self.items:
+                h.update(item.texture.encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
     def textures(self) -> dict[str, Texture]:
         """All encoded thumbnails by content hash (a few MB for thousands of items)."""

@@ -242,6 +242,7 @@ class ServerConnection:
         # v1.7: the server's SessionKeeper, and this connection's token in it (a selection a reconnect goes on with)
         self.keeper = keeper
         self.resume_token: str | None = None
+        self._resume_key: str | None = None   # what the log keeps of the token (omokage.protocol.restore.resume_key)
         self._unheard = False      # v1.7: resumed, and nothing heard from the client since its welcome
         self._resumed_from: str | None = None
         self.session: SelectionSession | None = None
@@ -615,12 +616,13 @@ class ServerConnection:
         if self.client_minor >= 7 and self.keeper is not None and self.study is None:
             # a study's participants resume by their code, from the store; everyone else by this token
             self.resume_token = self.keeper.issue(self)
+            self._resume_key = resume_key(self.resume_token)
             welcome["resume"] = {"token": self.resume_token, "ttl_s": float(self.keeper.ttl_s)}
-            # a restarted server finds the selection by it (and the `resume` record carries it too)
-            record["resume_key"] = resume_key(self.resume_token)
+            # a restarted server finds the selection by it (the `start` and `resume` records carry it too)
+            record["resume_key"] = self._resume_key
             for a in resumed:
                 if isinstance(a, Log) and a.record.get("event") == "resume":
-                    a.record["resume_key"] = record["resume_key"]
+                    a.record["resume_key"] = self._resume_key
             if went_on:   # until the client is heard from here, the token it presented still reaches this selection
                 self.keeper.hand_over(msg["resume"], self.resume_token)
                 self._unheard = True
@@ -682,22 +684,9 @@ class ServerConnection:
             return [self._log("restore_refused", now, from_session=logged.session_id, reason="too long to replay",
                               inputs=len(logged.inputs))]
         try:
-            policy = make_policy(logged.policy, **b.policy_params(logged.algorithm))
-            session = SelectionSession(b.space(logged.algorithm), seed=logged.seed, policy=policy,
-                                       grid_size=self.grid_size)
-            session.start(None if logged.query is None else np.asarray(logged.query, dtype=np.float32))
-            for inp in logged.inputs:
-                if inp[0] == "choose":
-                    session.choose(inp[1])
-                elif inp[0] == "skip":
-                    session.skip()
-                elif inp[0] == "rate":
-                    session.rate(inp[1], inp[2])
-                else:   # the gaze evidence a grid gave before its pick (a +gaze policy)
-                    make = getattr(policy, "gaze_term", None)
-                    term = make(inp[1], inp[2]) if make is not None else None
-                    if term is not None:
-                        session.add_evidence(term, kind="gaze")
+            session = self._replayed(logged.algorithm, logged.policy, logged.seed,
+                                     None if logged.query is None else np.asarray(logged.query, dtype=np.float32),
+                                     logged.inputs)
         except (SessionError, UserError, ValueError, TypeError, IndexError, KeyError) as exc:
             return [self._log("restore_refused", now, from_session=logged.session_id,
                               reason=f"{type(exc).__name__}: {exc}"[:200])]
@@ -847,8 +836,8 @@ class ServerConnection:
         # what a restarted server needs to replay this selection (omokage.protocol.restore): its random stream's seed,
         # and an image start's query where it is small (a sketch start's drawing is not logged: not replayed)
         start.record["rng_seed"] = self.session._seed
-        if self.resume_token is not None:   # here too: a connection open for hours has its hello far back in the log
-            start.record["resume_key"] = resume_key(self.resume_token)
+        if self._resume_key is not None:   # here too: a connection open for hours has its hello far back in the log
+            start.record["resume_key"] = self._resume_key
         if query is not None and np.size(query) <= MAX_QUERY_DIM:
             start.record["query"] = [float(x) for x in np.asarray(query, dtype=np.float32).reshape(-1)]
         actions.append(start)
@@ -1205,26 +1194,34 @@ class ServerConnection:
         """A trial interrupted by a disconnect or a crash: replay its committed picks with its seed (the same grids
         follow), and show the grid the participant last saw."""
         cond = trial.condition
-        policy = make_policy(cond.policy, **self.backend.policy_params(cond.model))
-        session = SelectionSession(self.backend.space(cond.model), seed=trial.seed, policy=policy,
-                                   grid_size=self.grid_size)
-        session.start(trial.query)
-        for action in trial.actions:   # replayed on a session of its own: a failure leaves this connection as it was
-            if action[0] == "choose":
-                session.choose(action[1])
-            elif action[0] == "skip":
-                session.skip()
-            elif action[0] == "gaze":   # the gaze evidence the grid gave before its pick (a +gaze policy)
-                term = policy.gaze_term(action[1], action[2])
-                if term is not None:
-                    session.add_evidence(term, kind="gaze")
-            else:
-                session.rate(action[1], action[2])
+        # replayed on a session of its own: a failure leaves this connection as it was
+        session = self._replayed(cond.model, cond.policy, trial.seed, trial.query, trial.actions)
         self.trial, self.session = trial, session
         step = self.session.current
         self.gaze.begin_step(step.step, step.ids, now)
         return [self._trial_grid(p, trial, step, rid),
                 self._log("trial_resume", now, step=step.step, actions=len(trial.actions), participant=p.id)]
+
+    def _replayed(self, algorithm: str, policy_name: str, seed: int, query, actions) -> SelectionSession:
+        """A selection rebuilt from what was asked of it (a study trial's committed actions, read back from the store,
+        or a free selection's logged inputs after a restart): ("choose", id) | ("skip",) | ("rate", id, rating) |
+        ("gaze", faces, units), a `back` already applied. Same seed, same inputs: the same grids."""
+        policy = make_policy(policy_name, **self.backend.policy_params(algorithm))
+        session = SelectionSession(self.backend.space(algorithm), seed=seed, policy=policy, grid_size=self.grid_size)
+        session.start(query)
+        for action in actions:
+            if action[0] == "choose":
+                session.choose(action[1])
+            elif action[0] == "skip":
+                session.skip()
+            elif action[0] == "rate":
+                session.rate(action[1], action[2])
+            else:   # the gaze evidence a grid gave before its pick (only a +gaze policy makes a term of it)
+                make = getattr(policy, "gaze_term", None)
+                term = make(action[1], action[2]) if make is not None else None
+                if term is not None:
+                    session.add_evidence(term, kind="gaze")
+        return session
 
     def _answers(self, msg, rid, now) -> list[Action]:
         from omokage.study.runner import QuestionnaireStep
