@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="generate the default catalog, fit the models and serve them",
                        description="The main job on the embedded default catalog: generate it if missing, fit raw "
-                                   "pixels and PCA if missing (seconds), serve them and print the URL to open; NMF "
+                                   "pixels, PCA and the sketch model if missing (seconds), serve them and print the URL to open; NMF "
                                    "and the autoencoder are fitted in the background meanwhile and served when "
                                    "ready (the page shows their progress). Everything is kept in --home: a second "
                                    "run serves at once.")

@@ -1,6 +1,7 @@
 """`omokage demo`: the main job on the embedded default catalog.
 
-Generate the catalog if missing, fit raw and PCA (seconds) if missing or stale, then serve them at once and fit NMF
+Generate the catalog if missing, fit raw, PCA and the sketch model (seconds) if missing or
+stale, then serve them at once and fit NMF
 and the autoencoder in the background, serving each when it is ready (the page shows them as "training" until then).
 With --no-serve, everything is fitted first and one whole session is driven through a real server and printed.
 """

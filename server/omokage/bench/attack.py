@@ -557,7 +557,7 @@ def _start_server(catalog: Path, models: Path, events: Path, token: str, extra: 
     proc = subprocess.Popen([sys.executable, "-m", "omokage", "serve", "--catalog", str(catalog), "--models",
                              str(models), "--port", str(port), "--token", token, "--events", str(events),
                              "--log-level", "info", *extra], stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    _wait_http(port, proc)
+    _wait_http(port, proc, log=events.with_suffix(".log"))
     return proc, port, log
 
 

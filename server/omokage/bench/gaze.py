@@ -185,7 +185,7 @@ def run(clients: int = 200, rate: float = 90.0, seconds: float = 20.0, out: Path
         server = _start_server(catalog, models, port, logs / "bench-gaze.db", logs / "bench-gaze.log", fsync=True,
                                sink="store")
         try:
-            _wait_http(port, server)
+            _wait_http(port, server, log=logs / "bench-gaze.log")
             time.sleep(0.5)
             row = _load(f"ws://127.0.0.1:{port}/ws", clients, seconds, gaze, rate, batch_s)
         finally:

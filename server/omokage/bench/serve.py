@@ -12,6 +12,7 @@ transport's floor on this machine.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import socket
@@ -25,6 +26,7 @@ from pathlib import Path
 import msgpack
 
 from omokage.bench.common import async_runner, markdown_table, percentiles, write_results
+from omokage.errors import UserError
 
 ECHO_SERVER = """
 import asyncio, sys
@@ -48,11 +50,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_http(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _server_said(log: Path | None) -> str:
+    """The last thing a server that would not start logged (its stderr is JSON lines; a traceback is plain text)."""
+    if log is None:
+        return ""
+    try:
+        lines = [ln for ln in Path(log).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return f": {line.strip()[:300]}"
+        if isinstance(rec, dict) and rec.get("level") in ("error", "critical") and rec.get("message"):
+            return f": {str(rec['message'])[:300]}"
+    return ""
+
+
+def _wait_http(port: int, proc: subprocess.Popen, timeout: float = 120, log: Path | None = None) -> None:
+    """Until the server started for a benchmark answers /healthz. One that exits first is a UserError saying why (the
+    last error in its log, `log`), not a traceback: e.g. models fitted on another catalog."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
+            where = f" (its log: {log})" if log is not None else ""
+            raise UserError(f"the server for the benchmark exited with {proc.returncode}{_server_said(log)}{where}")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
             return
@@ -114,10 +137,17 @@ async def _level(url: str, clients: int, sessions: int, think, policy: str | Non
 
 
 def _prepare(home: Path) -> tuple[Path, Path]:
-    """The demo's catalog and models when there (all four algorithms are then served), else PCA on its catalog."""
+    """The demo's catalog and models when there (all its algorithms are then served; any fitted on another catalog,
+    say a demo run with another --count, are fitted again, as the server would refuse them), else PCA on its own
+    catalog."""
     from omokage.demo import prepare
-    if (home / "catalog" / "catalog.json").is_file() and (home / "models" / "pca").is_dir():
-        return home / "catalog", home / "models"
+    from omokage.features import ALGORITHMS
+    from omokage.features.fitting import ensure_models
+    catalog, models = home / "catalog", home / "models"
+    if (catalog / "catalog.json").is_file() and (models / "pca").is_dir():
+        served = [d.name for d in models.iterdir() if d.is_dir() and (d.name in ALGORITHMS or d.name == "sketch")]
+        ensure_models(catalog, models, sorted(served))
+        return catalog, models
     return prepare(home / "bench-serve", algorithms=["pca"])
 
 
@@ -171,7 +201,7 @@ def durability(catalog: Path, models: Path, logs: Path, n: int, per_client: int,
             server = _start_server(catalog, models, port, logs / f"{name}.{'db' if sink == 'store' else 'jsonl'}",
                                    logs / f"{name}.log", fsync=fsync, sink=sink)
             try:
-                _wait_http(port, server)
+                _wait_http(port, server, log=logs / f"{name}.log")
                 time.sleep(0.5)
                 samples, wall, sent = runner(_level(f"ws://127.0.0.1:{port}/ws", n, per_client, (0.02, 0.08),
                                                     policy))
@@ -277,7 +307,7 @@ def run(clients=(1, 10, 100), sessions: int = 3, out: Path = Path("benchmarks/re
     rows = []
     runner = async_runner()
     try:
-        _wait_http(port, server)
+        _wait_http(port, server, log=logs / "bench-serve.log")
         time.sleep(0.5)
         url = f"ws://127.0.0.1:{port}/ws"
         echo_samples: dict[str, list[float]] = defaultdict(list)

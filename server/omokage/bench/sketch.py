@@ -261,7 +261,7 @@ def latency(catalog_dir: Path, models_dir: Path, backends, levels, rate: float, 
         server = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                   stderr=open(logs / f"server-{backend}.log", "w"))
         try:
-            _wait_http(port, server)
+            _wait_http(port, server, log=logs / f"server-{backend}.log")
             url = f"ws://127.0.0.1:{port}/ws"
             # where the server projects drawings: a worker process (numpy previews) or thread (OMOKAGE_SKETCH_WORKER)
             health = server_health(port).get("sketch") or {}

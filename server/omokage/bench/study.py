@@ -300,7 +300,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(self.cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                      stderr=open(self.log, "a"), stdout=subprocess.DEVNULL)
         from omokage.bench.serve import _wait_http
-        _wait_http(self.port, self.proc, timeout)
+        _wait_http(self.port, self.proc, timeout, log=Path(self.log))
         took = time.perf_counter() - t
         self.restart_seconds.append(took)
         return took
