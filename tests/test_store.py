@@ -504,3 +504,46 @@ def test_an_empty_store_file_is_taken_for_a_new_store_with_a_warning(tmp_path, c
     with caplog.at_level(logging.WARNING, logger="omokage"):
         open_database(tmp_path / "s.db").close()      # a store now: nothing to say
     assert not caplog.records
+
+
+def test_a_full_disk_at_open_is_not_called_a_damaged_store(tmp_path):
+    """A store opened on a full disk used to be reported as damaged, with advice to recover it or move it aside (found
+    by a newcomer whose disk filled): a user could abandon a sound store. The error SQLite gives for a full disk
+    (SQLITE_FULL), raised here for real by a database capped at its page count, says the disk is full."""
+    from omokage.store.db import open_error
+    conn = sqlite3.connect(tmp_path / "capped.db", isolation_level=None)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(sqlite3.DatabaseError) as full:
+        conn.execute("INSERT INTO t VALUES (?)", ("x" * 100_000,))
+    conn.close()
+    err = str(open_error(tmp_path / "s.db", full.value))
+    assert "is full" in err and "free some space" in err and "is damaged" not in err and ".recover" not in err, err
+    with pytest.raises(sqlite3.DatabaseError) as damaged:
+        sqlite3.connect(":memory:").execute("SELECT * FROM nowhere")
+    assert "is damaged" in str(open_error(tmp_path / "s.db", damaged.value))
+
+
+def test_a_store_created_on_a_full_filesystem_says_the_disk_is_full(tmp_path):
+    """The same through open_database, on a real filesystem that is full (a 64 KiB tmpfs, where this test may mount
+    one)."""
+    import os
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root in a namespace that allows mounts)")
+    try:
+        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        with pytest.raises(StoreError) as err:
+            open_database(mount / "s.db")
+        assert "is full" in str(err.value) and ".recover" not in str(err.value), str(err.value)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

@@ -111,11 +111,20 @@ def open_database(path: str | Path, *, create: bool = True, check: bool = True) 
             log.warning("the event store is not in WAL mode", extra={"fields": {"mode": mode, "path": str(path)}})
         migrate(conn, path)
     except sqlite3.DatabaseError as exc:
-        if "readonly" in str(exc) or isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc):
-            raise StoreError(f"the event store {path} cannot be written ({exc}): make the file, its folder and its "
-                             "-wal and -shm files writable by the user this runs as") from None
-        raise _advice(path, str(exc)) from None
+        raise open_error(path, exc) from None
     return conn
+
+
+def open_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    """What to tell the user when the store could not be opened: a full disk or a permission is not a damaged file
+    (whose advice, to recover it or move it aside, would have them abandon a sound store)."""
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc):
+        return StoreError(f"the disk holding the event store {path} is full ({exc}); the store is not damaged: free "
+                          "some space there and start again")
+    if "readonly" in str(exc) or isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc):
+        return StoreError(f"the event store {path} cannot be written ({exc}): make the file, its folder and its "
+                          "-wal and -shm files writable by the user this runs as")
+    return _advice(path, str(exc))
 
 
 def stored_json(text: str, path: str | Path, where: str) -> Any:
