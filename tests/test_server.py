@@ -441,6 +441,11 @@ def test_a_file_url_is_no_product_page_and_never_reaches_a_client(tiny_catalog, 
                 decided = await c.decide(grid.ids[0])
                 return grid, decided
         grid, decided = run(main())
+        # `omokage client` (the transcript) says there is no page, rather than "open " and nothing
+        from omokage.demo import transcript_session
+        lines: list[str] = []
+        run(transcript_session(srv.url, choices=1, out=lines.append))
     finally:
         srv.stop()
     assert all(i.url == "" for i in grid.items) and decided["item"]["url"] == ""
+    assert lines[-1].endswith("it has no product page (give each face a url in the catalog's manifest)"), lines[-1]

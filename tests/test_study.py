@@ -516,6 +516,25 @@ def test_a_required_free_text_left_blank_is_not_an_answer():
         {"why": "the eyes", "more": ""}
 
 
+def test_the_same_condition_as_best_and_worst_is_refused():
+    """A participant who gave one condition both the best and the worst vote (a slip the report counted without a
+    word, from a newcomer run) is asked again; a study with several best or worst questions is taken as answered."""
+    from omokage.study.definition import Question
+    from omokage.study.runner import QuestionnaireStep
+    choices = {"System A": "pca", "System B": "raw"}
+    step = QuestionnaireStep("final", "Last", [Question("best", "best", "Best?", "study"),
+                                               Question("worst", "worst", "Worst?", "study")], choices)
+    with pytest.raises(ValueError, match="best and worst both name 'System A': choose a different one for each"):
+        step.check([{"item": "best", "value": "System A"}, {"item": "worst", "value": "System A"}])
+    assert step.check([{"item": "best", "value": "System A"}, {"item": "worst", "value": "System B"}]) == \
+        {"best": "pca", "worst": "raw"}
+    several = QuestionnaireStep("final", "Last", [Question("best", "best", "Best?", "study"),
+                                                  Question("worst", "worst", "Worst?", "study"),
+                                                  Question("fastest", "best", "Fastest?", "study")], choices)
+    assert several.check([{"item": "best", "value": "System A"}, {"item": "worst", "value": "System A"},
+                          {"item": "fastest", "value": "System B"}]) == {"best": "pca", "worst": "pca", "fastest": "raw"}
+
+
 def test_a_study_nobody_has_started_exports_every_table_with_its_header(tmp_path):
     db = tmp_path / "empty.db"
     create_study(db, parse_study(STUDY), STUDY)

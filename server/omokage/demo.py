@@ -75,22 +75,18 @@ async def transcript_session(url: str, algorithm: str = "pca", seed: int = 1, ch
         decided = await client.decide(grid.items[0].id)
         out(f"# round trip {rtt * 1000:.2f} ms, clock offset {offset * 1000:+.2f} ms; "
             f"decided on {decided['item']['title']!r} after {decided['steps']} steps"
-            + (f" with policy {grid.policy}" if grid.policy else "") + f": open {decided['item']['url']}")
+            + (f" with policy {grid.policy}" if grid.policy else "")
+            # a catalog ingested without a manifest has no product pages (the server sends "")
+            + (f": open {decided['item']['url']}" if decided["item"].get("url") else
+               ": it has no product page (give each face a url in the catalog's manifest)"))
         return decided
 
 
 def check_port_free(host: str, port: int) -> None:
-    """Fail now, before minutes of preparation, if the port is taken (SO_REUSEADDR, as the server binds)."""
-    import socket
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another server (an earlier "
-                            f"`omokage demo`?) running there? Stop it, or choose another port: omokage demo "
-                            f"--port {port + 1}") from None
+    """Fail now, before minutes of preparation, if the port is taken."""
+    from omokage.service.server import check_port_free as check
+    check(host, port, f"is another server (an earlier `omokage demo`?) running there? Stop it, or choose another "
+                      f"port: omokage demo --port {port + 1}")
 
 
 def run_demo(home: Path, count: int = 1500, host: str = "127.0.0.1", port: int = 8765, serve: bool = True) -> int:

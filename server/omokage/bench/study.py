@@ -269,12 +269,14 @@ def _answers(q: dict[str, Any], ledger: Ledger, rng: random.Random) -> dict[str,
     out: dict[str, Any] = {}
     label = q["title"].removeprefix("About ")
     steps = ledger.steps.get(label, [3])
+    score: dict[str, float] = {}    # one impression of each condition for the whole questionnaire: best ≠ worst
     for item in q["items"]:
         if item["kind"] == "likert":
             out[item["id"]] = int(np.clip(round(5.2 - 0.6 * np.mean(steps) + rng.gauss(0, 0.9)), 1, 5))
         elif item["kind"] in ("best", "worst"):
-            score = {c: np.mean(ledger.steps.get(c, [3])) + rng.gauss(0, 0.8) for c in item["choices"]}
-            out[item["id"]] = (min if item["kind"] == "best" else max)(score, key=score.get)
+            for c in item["choices"]:
+                score.setdefault(c, np.mean(ledger.steps.get(c, [3])) + rng.gauss(0, 0.8))
+            out[item["id"]] = (min if item["kind"] == "best" else max)(item["choices"], key=score.get)
         elif item["kind"] == "text":
             out[item["id"]] = ""
     return out

@@ -537,8 +537,8 @@ def _check_paths(images_dir: Path, out: Path, overwrite: bool) -> None:
         if not overwrite:
             raise CatalogExistsError(out)
         if not (out / "catalog.json").is_file():
-            raise UserError(f"{out} exists and is not an omokage catalog; refusing to replace it (--force, "
-                            "overwrite=True). Choose another output folder or remove it yourself")
+            raise UserError(f"{out} exists and is not an omokage catalog; so even --force does not "
+                            "replace it. Choose another output folder, or empty or remove that one yourself")
 
 
 def ingest_images(images_dir: str | os.PathLike, out: str | os.PathLike, manifest: str | os.PathLike | None = None,

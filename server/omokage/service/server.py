@@ -53,6 +53,7 @@ from websockets.http11 import Request, Response
 from omokage import PROTOCOL_VERSION, __version__
 from omokage.catalog.store import Item, Texture, encode_texture
 from omokage.engine import Engine, load_fitted
+from omokage.errors import UserError
 from omokage.features import ALGORITHMS
 from omokage.imageio import UPLOAD_FORMATS, ImageDecodeError, load_image_bytes
 from omokage.protocol.connection import (BackJob, Close, IdealJob, Limits, Log, Offload, ProjectionJob, Send,
@@ -145,6 +146,10 @@ def configure_logging(level: str = "info") -> None:
     ws_log.propagate = False
 
 
+class EventLogInUse(UserError):
+    """Another server holds the JSON-lines event log."""
+
+
 class EventFile(GroupCommitWriter):
     """Append-only JSON-lines file of session events with group commit.
 
@@ -156,12 +161,15 @@ class EventFile(GroupCommitWriter):
     nothing acknowledged; a power loss may).
     """
 
-    def __init__(self, path: Path, fsync: bool = True):
+    def __init__(self, path: Path, fsync: bool = True, exclusive: bool = False):
+        """exclusive: refuse (EventLogInUse) a log another server is writing; this one holds it until `close`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.fsync = fsync
         create_private(path)   # what users did is readable by the server's user only
         self._f = open(path, "ab")
+        if exclusive:
+            self._hold()
         if path.stat().st_size:   # a crash mid-write left a line without its end: the next record starts a line
             with open(path, "rb") as f:
                 f.seek(-1, os.SEEK_END)
@@ -171,6 +179,23 @@ class EventFile(GroupCommitWriter):
         self.events = self.batches = 0
         self.sync_seconds = 0.0
         super().__init__("omokage-events", threaded=fsync)
+
+    def _hold(self) -> None:
+        """One server per log, as per store (`omokage.store.db.hold_for_serving`): a server restarted on its log reads
+        it back to resume the selections it was in the middle of (v1.7), and records the links still open when it
+        stopped as lost; a second server appending to the same file would have its live selections marked lost and
+        taken over. An advisory flock, released with the file (a crash included)."""
+        try:
+            import fcntl
+        except ImportError:
+            return
+        try:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._f.close()
+            raise EventLogInUse(f"another omokage server is writing its event log to {self.path}: one log serves one "
+                                "server (a restarted server reads it back). Stop the other one, or give this one a "
+                                "log of its own (--events PATH; `omokage demo`: another --home)") from None
 
     @staticmethod
     def _line(record: dict[str, Any]) -> bytes:
@@ -427,7 +452,7 @@ class OmokageServer:
         if engine.can_generate_ideal:
             import cma  # noqa: F401  (the search's; imported now, not on the first user's first `ideal`: ~0.3 s)
         self.bulk_slots = asyncio.Semaphore(BULK_SLOTS)
-        self.events = EventFile(events_path, fsync=fsync_events) if events_path else None
+        self.events = EventFile(events_path, fsync=fsync_events, exclusive=True) if events_path else None
         # the durable event store (SQLite, WAL, group commit): every message in and out, and the logged events
         self.store = EventStore(store_path, fsync=fsync_events) if store_path else None
         # a user study this server walks participants through (omokage.study.runner.StudyRunner), or None
@@ -1505,6 +1530,20 @@ def check_exposure(host: str, token: str | None, insecure: bool = False) -> None
 
 
 
+def check_port_free(host: str, port: int, advice: str = "is another server running there? choose another --port") -> None:
+    """UserError now, before the models are loaded and the event log is opened, if the port is taken (probed with
+    SO_REUSEADDR, as the server binds)."""
+    import socket
+    from omokage.errors import UserError
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {advice}") from None
+
+
 def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allow_origins=(),
                   log_level="info", events_path: Path | None = None, on_ready=None,
                   tls_cert: Path | None = None, tls_key: Path | None = None,
@@ -1520,6 +1559,8 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
     study: default var/omokage.db). `study`: walk the participants of this study (in the store) through it."""
     check_exposure(host, token, insecure)
     configure_logging(log_level)
+    if port:   # 0: any free port
+        check_port_free(host, port)
     tls = tls_context(tls_cert, tls_key) if tls_cert else None
     loop_kind = install_uvloop()
     fitter = None

@@ -407,7 +407,7 @@ def create_study(db: str | Path, study: Study, source: str = "") -> int:
     try:
         if conn.execute("SELECT 1 FROM studies WHERE name = ?", (study.name,)).fetchone():
             raise UserError(f"a study named {study.name!r} already exists in {db}; give the new one another name, "
-                            f"or remove the old one first (`omokage study drop {study.name}`)")
+                            f"or remove the old one first (`omokage study drop {study.name} --db {db}`)")
         rng = np.random.default_rng([study.seed, 7919])
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -83,6 +83,14 @@ class QuestionnaireStep:
         missing = [q.id for q in self.questions if q.required and q.id not in out]
         if missing:
             raise ValueError(f"questionnaire {self.id!r} needs an answer to {', '.join(missing)}")
+        # one best and one worst question: the same condition for both is a slip (the report would count one vote
+        # each way for it); several of either cannot be paired, and are taken as they are
+        best = [q.id for q in self.questions if q.kind == "best" and q.id in out]
+        worst = [q.id for q in self.questions if q.kind == "worst" and q.id in out]
+        if (len(best) == 1 and len(worst) == 1 and len([q for q in self.questions if q.kind in ("best", "worst")]) == 2
+                and out[best[0]] == out[worst[0]]):
+            shown = next(label for label, name in self.choices.items() if name == out[best[0]])
+            raise ValueError(f"{best[0]} and {worst[0]} both name {shown!r}: choose a different one for each")
         return out
 
 
