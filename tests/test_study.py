@@ -426,6 +426,9 @@ def test_report_export_and_delete_participant(study_server, tmp_path):
     assert "P01" in md and "alpha-7" not in (html + md).lower() and "bravo-3" not in html + md
     assert "I am [participant code]" in md and "P01, P02" in md
     assert "Steps to decision, mixed model" in md and "too few observations or participants" in md   # 2 of them
+    # two conditions and two people (found by a newcomer: p-values and no word on what they can say)
+    assert "Two conditions: the Wilcoxon test below is the test (Friedman needs three or more)." in md
+    assert "With 2 participants, no Wilcoxon test here can reach p < 0.05 (the smallest possible p is 0.5)" in md
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials_completed"] == 4 and summary["steps"]["median"] == 2
     assert summary["votes"]["best"] == {"raw-study-random": 0, "pca": 2} or sum(summary["votes"]["best"].values()) == 2

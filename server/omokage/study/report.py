@@ -2,7 +2,8 @@
 and deleting one participant's data everywhere.
 
 Participants appear only by pseudonym (P01, P02, ...): their codes never leave the store. Statistics come from
-scipy.stats (Friedman; Wilcoxon signed-rank, its normal approximation giving z for the matched-pairs r) and
+scipy.stats (Friedman; Wilcoxon signed-rank, its p exact for a few pairs without ties and its normal
+approximation giving z for the matched-pairs r) and
 statsmodels (linear mixed models with a random intercept per participant); the Holm adjustment of the post-hoc
 p-values is omokage.bench.choice.holm. Likert answers are ordinal: medians and rank tests.
 """
@@ -32,6 +33,7 @@ from omokage.store.schema import SESSION_TABLES
 from omokage.study.definition import Study, read_study
 
 ALPHA = 0.05
+WILCOXON_MIN_N = 6   # pairs below which a two-sided signed-rank test cannot reach ALPHA (its smallest p: 2 / 2^n)
 
 
 # --- reading a study ---------------------------------------------------------------------------------------------------
@@ -246,9 +248,12 @@ def within_subjects(table: dict[str, dict[str, float]], conditions: list[str]) -
         if np.count_nonzero(d) == 0:
             row.update(p=1.0, z=0.0, r=0.0)
         else:
-            res = stats.wilcoxon(X[:, a], X[:, b], zero_method="wilcox", method="approx")
-            z = float(getattr(res, "zstatistic", 0.0))
-            row.update(p=float(res.pvalue), z=z, r=abs(z) / math.sqrt(len(complete)))
+            # z (for r) from the normal approximation; p exact where scipy can (few pairs, no ties): the
+            # approximation's p is too small for a handful of participants (5 of 5 one way: 0.043, exactly 0.0625)
+            z = float(getattr(stats.wilcoxon(X[:, a], X[:, b], zero_method="wilcox", method="approx"),
+                              "zstatistic", 0.0))
+            p = float(stats.wilcoxon(X[:, a], X[:, b], zero_method="wilcox", method="auto").pvalue)
+            row.update(p=p, z=z, r=abs(z) / math.sqrt(len(complete)))
         pairs.append(row)
     for row, adj in zip(pairs, holm([r["p"] for r in pairs])):
         row["p_holm"] = float(adj)
@@ -471,6 +476,8 @@ def _figures(data: StudyData, summary: dict[str, Any]) -> dict[str, bytes]:
             ax.bar(np.arange(len(conds)) + k * width, [counts[c] for c in conds], width, label=item)
         ax.set_xticks(np.arange(len(conds)) + width * (len(summary["votes"]) - 1) / 2, labels=labels)
         ax.set_ylabel("votes")
+        from matplotlib.ticker import MaxNLocator
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # votes are whole: no 0.2-vote ticks
         ax.set_ylim(0, max([max(c.values()) for c in summary["votes"].values()] + [1]) * 1.35)   # room for the legend
         ax.legend(frameon=False, ncol=len(summary["votes"]), loc="upper center")
         ax.set_title("Best / worst votes")
@@ -515,13 +522,20 @@ def _fmt(x, digits=3):
 
 
 def _test_lines(name: str, test: dict[str, Any]) -> list[str]:
-    lines = [f"**{name}** (n = {test.get('n', 0)} participants with every condition)"]
+    n = test.get("n", 0)
+    lines = [f"**{name}** (n = {n} {_plural(n, 'participant')} with every condition)"]
     if "note" in test:
         return lines + [f"- {test['note']}"]
     f = test.get("friedman")
     if f:
         lines.append(f"- Friedman χ²({f['df']}) = {_fmt(f['chi2'])}, p = {_fmt(f['p'])}, Kendall's W = "
                      f"{_fmt(f['kendall_w'])}")
+    elif len(test.get("conditions", ())) == 2:
+        lines.append("- Two conditions: the Wilcoxon test below is the test (Friedman needs three or more).")
+    if 0 < n < WILCOXON_MIN_N:
+        # the exact two-sided signed-rank p is at least 2 / 2^n: below 6 pairs it cannot reach 0.05
+        lines.append(f"- With {n} {_plural(n, 'participant')}, no Wilcoxon test here can reach p < {ALPHA:g} (the "
+                     f"smallest possible p is {2 / 2 ** n:.3g}): read the differences, not the p-values.")
     lines.append("")
     lines.append("| pair | median difference | Wilcoxon p | p (Holm) | r |")
     lines.append("|---|---|---|---|---|")
@@ -532,8 +546,13 @@ def _test_lines(name: str, test: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
+
+
 def _mixed_lines(name: str, m: dict[str, Any]) -> list[str]:
-    lines = [f"**{name}, mixed model** ({m['n_observations']} observations of {m['n_participants']} participants; "
+    lines = [f"**{name}, mixed model** ({m['n_observations']} {_plural(m['n_observations'], 'observation')} of "
+             f"{m['n_participants']} {_plural(m['n_participants'], 'participant')}; "
              f"reference: {m.get('reference')})"]
     if "note" in m:
         return lines + [f"- {m['note']}"]
@@ -582,7 +601,8 @@ def markdown(data: StudyData, summary: dict[str, Any], figures: dict[str, bytes]
         lines.append(f"| {c} | {v['trials']} | {_fmt(v['steps_median'])} ({_fmt(v['steps_min'])}–"
                      f"{_fmt(v['steps_max'])}) | {_fmt(v['time_median_s'])} | {found} |")
     lines += ["", "![steps](steps.png)", "", "![time per choice](time.png)", "", "## Statistics", "",
-              "Within-subject tests over the conditions (scipy.stats): Friedman with Kendall's W, then pairwise "
+              "Within-subject tests over the conditions (scipy.stats): Friedman with Kendall's W (three or more "
+              "conditions), then pairwise "
               "Wilcoxon signed-rank tests, Holm-adjusted (* p < 0.05), with the matched-pairs r = |z|/√n (n: every "
               "participant with both conditions, tied pairs included). Steps: each "
               "participant's mean per condition; time: each participant's median per condition.", ""]
