@@ -444,3 +444,13 @@ def test_events_export_without_a_store_says_where_events_are_and_writes_nothing(
 def test_a_catalog_json_given_for_its_folder_is_named(cli, tiny_catalog, tmp_path):
     rc, _, err = cli("fit", tiny_catalog / "catalog.json", "--models", "pca", "--out", tmp_path / "m")
     assert rc != 0 and "Traceback" not in err and f"give the catalog's folder, {tiny_catalog}" in err
+
+
+def test_the_catalog_folder_given_as_the_models_folder_gets_a_folder_of_its_own_as_advice(tiny_catalog):
+    """`serve --catalog mycat --models mycat` used to advise `omokage fit mycat --out mycat` (from a newcomer run)."""
+    from omokage.engine import Engine
+    from omokage.errors import UserError
+    with pytest.raises(UserError) as err:
+        Engine.open(tiny_catalog, tiny_catalog)
+    message = str(err.value)
+    assert f"--out {tiny_catalog.resolve()}-models" in message and "a folder of their own" in message, message

@@ -126,6 +126,13 @@ class Engine:
         fingerprint = catalog.fingerprint()
         wanted = list(algorithms) if algorithms else [a for a in ALGORITHMS if (Path(models_path) / a).is_dir()]
         if not wanted:
+            if Path(models_path).resolve() == Path(catalog_path).resolve():
+                # the catalog folder given as the models folder: fitting into it would mix the two
+                here = Path(catalog_path).resolve()
+                models_path = here.with_name(here.name + "-models")
+                raise UserError(f"the models folder is the catalog folder {catalog_path}: models live in a folder "
+                                f"of their own. Run `omokage fit {catalog_path} --out {models_path}` and give "
+                                f"--models {models_path}")
             raise UserError(f"no fitted model in {models_path}; run `omokage fit {catalog_path} --out {models_path}`")
         user_model = UserModel.load_latest(models_path, fingerprint)
         models = {name: load_fitted(catalog, catalog_path, models_path, name, fingerprint, index_kind,
