@@ -112,6 +112,24 @@ def test_nested_frames_before_auth_do_not_stall_a_healthy_client(server):
     assert result["ping"]["n"] >= 20 and result["ping"]["p99_ms"] < LOOSE_P99_MS, result["ping"]
 
 
+def test_a_flood_of_websocket_ping_frames_is_closed_and_stalls_nobody(server):
+    """The WebSocket library answers ping frames itself, below every message budget: a flood of empty pings from one
+    connection (no hello) held a healthy client's ping for seconds, and from a client that reads nothing buffered
+    pongs without bound (found by an attack client written from the protocol doc). Now rationed: closed with 1008."""
+    result = watched(server, lambda: attack.attack_control_flood(server.port, None, seconds=3.0, clients=2))
+    assert result["held"] and max(result["closed_1008_after_s"]) < 3.0, result
+    # the flood is short now (closed within its first reads): the healthy client pinged throughout it
+    assert result["ping"]["n"] >= 5 and result["ping"]["p99_ms"] < LOOSE_P99_MS, result["ping"]
+
+    async def keepalive():   # a client's keep-alive (a ping frame every 20-30 s, here 4 a second) is not a flood
+        async with await OmokageClient.connect(server.url, token=TOKEN) as c:
+            for _ in range(12):
+                await asyncio.wait_for(await c.ws.ping(), 5)
+                await asyncio.sleep(0.25)
+            return len((await c.start("pca", seed=3)).items)
+    assert run(keepalive()) == 9
+
+
 def test_a_client_that_stops_reading_is_dropped_and_its_memory_released(server):
     result = watched(server, lambda: attack.attack_slow_reader(server.port, TOKEN, seconds=2.5, clients=2,
                                                                requests=64))

@@ -399,8 +399,56 @@ async def attack_upload_flood(port: int, token: str | None, seconds: float, clie
     return {"held": outcomes["candidates"] > 0 and outcomes["other"] == 0, "outcomes": outcomes}
 
 
+async def attack_control_flood(port: int, token: str | None, seconds: float, clients: int = 2) -> dict[str, Any]:
+    """2 clients, before hello: empty WebSocket ping frames (6 bytes each) written as fast as the socket takes them,
+    reading nothing back. The WebSocket library answers pings itself, below the server's message budgets: before the
+    control-frame ration this held the loop for seconds and buffered the unread pongs without bound. Held when the
+    server closes each flooder with 1008 within the attack."""
+    blob = b"\x89\x80\x00\x00\x00\x00" * 1000      # masked, empty PING frames
+    closed: list[float | None] = []
+
+    async def one():
+        ws = await RawWebSocket.connect(port)
+        t0 = time.monotonic()
+        code = None
+        try:
+            while time.monotonic() - t0 < seconds and code is None:
+                try:
+                    ws.writer.write(blob)
+                    await asyncio.wait_for(ws.writer.drain(), 1)
+                except (ConnectionError, asyncio.TimeoutError):
+                    break
+                code = await _close_code(ws, wait=0)
+            if code is None:   # its writes stopped (the server discards what it sends): is the close there?
+                code = await _close_code(ws, wait=3)
+        finally:
+            ws.abort()
+        closed.append(time.monotonic() - t0 if code == 1008 else None)
+    await asyncio.gather(*(one() for _ in range(clients)))
+    return {"held": all(c is not None for c in closed), "closed_1008_after_s": closed}
+
+
+async def _close_code(ws: RawWebSocket, wait: float) -> int | None:
+    """Read what the server sent (pongs) until its close frame: its code; None when none came within `wait` s."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            head = await asyncio.wait_for(ws.reader.readexactly(2), max(0.001, deadline - time.monotonic()))
+            n = head[1] & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", await ws.reader.readexactly(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", await ws.reader.readexactly(8))[0]
+            payload = await ws.reader.readexactly(n)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return None
+        if head[0] & 0x0F == 8:
+            return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+
+
 ATTACKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "nested_frame": attack_nested_frame,
+    "control_flood": attack_control_flood,
     "slow_reader": attack_slow_reader,
     "texture_flood": attack_texture_flood,
     "http": attack_http,
@@ -410,6 +458,7 @@ ATTACKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
 }
 DESCRIPTIONS = {
     "nested_frame": "4 clients, before hello: 4 MiB frames of ~4 M nested empty arrays",
+    "control_flood": "2 clients, before hello: empty WebSocket ping frames as fast as the socket takes them",
     "slow_reader": "3 clients: hello, 8 texture.get x 64, then 8 MiB frames; never read",
     "texture_flood": "10 clients within the rate limit: texture.get x 64 at 190/s each",
     "http": "long/deep/NUL paths, HEAD, POST/PUT/DELETE, DNS-rebinding Host and Origin",

@@ -45,6 +45,8 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection as WsConnection
+from websockets.frames import CloseCode, Opcode
+from websockets.protocol import State
 from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -61,6 +63,7 @@ from omokage.protocol.connection import (BackJob, Close, IdealJob, Limits, Log, 
 from omokage.protocol.messages import error, predecode
 from omokage.protocol.resume import RESUME_TTL_S, SessionKeeper, max_detached_for
 from omokage.selection import FeatureSpace
+from omokage.ratelimit import TokenBucket
 from omokage.service.background import BackgroundFitter
 from omokage.sketch.service import SharpenProcess, SharpenUnavailable
 from omokage.store.group_commit import GroupCommitWriter
@@ -93,6 +96,11 @@ RELEASE_AFTER_BYTES = 1 << 20
 # pauses and TCP pushes back), and sends wait once WRITE_LIMIT bytes are buffered for the client.
 MAX_QUEUE = 4
 WRITE_LIMIT = 64 * 1024
+# WebSocket ping and pong frames a connection may send per second (after a burst). The WebSocket library answers pings
+# itself, below every budget above: a flood of empty pings (6 bytes each) held the loop for seconds and, from a client
+# that reads nothing, buffered pongs without bound. Clients send one every 20-30 s (keep-alive); a flood is closed 1008.
+CONTROL_FRAMES_PER_S = 10.0
+CONTROL_FRAMES_BURST = 50
 SEND_TIMEOUT_S = 10.0
 # v1.2 `models` notes while a model trains in the background: at most this often
 MODELS_NOTE_INTERVAL_S = 1.0
@@ -144,6 +152,30 @@ def configure_logging(level: str = "info") -> None:
     ws_log.handlers[:] = [handler]
     ws_log.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     ws_log.propagate = False
+
+
+class GuardedWsConnection(WsConnection):
+    """A WebSocket connection whose ping and pong frames are rationed (CONTROL_FRAMES_PER_S): past the budget it is
+    failed with 1008 and the rest of what it sends is discarded unparsed. The pongs of the frames read with the
+    flood's first read are still answered (at most one read's worth: 64 KiB)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._control = TokenBucket(CONTROL_FRAMES_PER_S, CONTROL_FRAMES_BURST)
+        self.control_flood = False
+
+    def process_event(self, event) -> None:
+        opcode = getattr(event, "opcode", None)
+        if opcode is Opcode.PING or opcode is Opcode.PONG:
+            if self.control_flood:
+                return
+            if not self._control.take(self.loop.time()):
+                self.control_flood = True
+                if self.protocol.state is State.OPEN:
+                    self.protocol.fail(CloseCode.POLICY_VIOLATION, "too many ping/pong frames")
+                    self.send_data()
+                return
+        super().process_event(event)
 
 
 class EventLogInUse(UserError):
@@ -1055,6 +1087,7 @@ class OmokageServer:
         if host and host not in ("0.0.0.0", "::"):
             self.public_names.add(host.lower().rstrip("."))  # the name the server was told to bind answers too
         async with serve(self.handle, host, port, ssl=tls, process_request=self.process_request, compression=None,
+                         create_connection=GuardedWsConnection,
                          max_size=2 * self.limits.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=WRITE_LIMIT,
                          ping_interval=20, ping_timeout=20, server_header=f"omokage/{__version__}") as server:
             self.server = server
