@@ -199,6 +199,36 @@ def test_auth_comes_before_any_other_answer(server):
     assert mismatch["code"] == "bad_field" and "client speaks 2, server speaks 1" in mismatch["message"]
 
 
+def test_before_the_token_every_message_gets_unauthorized_and_learns_nothing(server):
+    """Found by an attack client written from the protocol doc: before `hello`, a malformed message got `bad_field`
+    and an unknown type `unknown_type` with every message type the server knows, and a hello with a bad field but no
+    token `bad_field`. The token comes first; after it, a hello's own mistakes are named, and a second hello is
+    wrong_state whatever its fields."""
+    async def main():
+        ws = await attack.RawWebSocket.connect(server.port)
+        replies = []
+        try:
+            for msg in ({"type": "choose", "rid": 1, "id": "x"}, {"type": "nope", "rid": 2},
+                        {"type": "texture.get", "rid": 3, "hashes": []}, {"rid": 4},
+                        {"type": "hello", "rid": 5, "protocol": 1, "client": "x" * 500},
+                        {"type": "hello", "rid": 6, "protocol": 1, "client": "x" * 500, "token": TOKEN},
+                        {"type": "nope", "rid": 7},
+                        {"type": "hello", "rid": 8, "protocol": 1, "client": "ok", "token": TOKEN},
+                        {"type": "hello", "rid": 9}):
+                await ws.send(msgpack.packb(msg))
+                replies.append(await ws.recv())
+        finally:
+            ws.abort()
+        return replies
+    r = run(main())
+    assert [x.get("code", x["type"]) for x in r[:5]] == ["unauthorized"] * 5, r[:5]
+    assert all("knows" not in x["message"] and "hello.client" not in x["message"] for x in r[:5]), r[:5]
+    assert r[5]["code"] == "bad_field" and "hello.client" in r[5]["message"], r[5]     # the token was right
+    assert r[6]["code"] == "wrong_state", r[6]                                       # past the token: no welcome yet
+    assert r[7]["type"] == "welcome"
+    assert r[8]["code"] == "wrong_state" and "already accepted" in r[8]["message"], r[8]
+
+
 def test_uploads_outside_the_allow_list_and_bombs_are_refused_clearly(server):
     result = run(attack.attack_uploads(server.port, TOKEN, 0))
     assert result["held"], result

@@ -247,6 +247,7 @@ class ServerConnection:
         self._resumed_from: str | None = None
         self.session: SelectionSession | None = None
         self.failed_hellos = 0
+        self._token_passed = False       # a `hello` with the right token came (its other fields may still be wrong)
         self.client_minor = 0  # the minor version the client's hello announced (0: a v1.0 client)
         self.pending: ProjectionJob | None = None
         self._tickets = 0
@@ -309,6 +310,10 @@ class ServerConnection:
                 self.refused_over_rate = True
                 raise ProtocolError("overloaded", f"over {self.limits.max_messages_per_second:g} messages per "
                                                   "second on this connection; slow down", rid)
+            if not self.greeted or msg.get("type") == "hello":
+                gate = self._before_hello(msg, rid, now)
+                if gate:
+                    return gate
             msg = validate(msg)
             rid = msg.get("rid")
             self.last_message = msg
@@ -320,6 +325,13 @@ class ServerConnection:
                 # refused (too many points): the pieces after it must not join the stroke across it. A piece only
                 # dropped over the message rate is a gap in a live stroke, bridged like a lost sample: it goes on
                 self._stroke_refused = True
+            if (not self.greeted and exc.code in ("unknown_type", "bad_field")
+                    and not (isinstance(msg, dict) and msg.get("type") == "hello")):
+                # anything but hello before hello (what decoding refused too): before the token a client learns nothing
+                # of the protocol (an unknown type's error lists every message)
+                exc = (ProtocolError("unauthorized", "send `hello` with the server's token first", exc.rid)
+                       if self.token is not None and not self._token_passed
+                       else ProtocolError("wrong_state", "send `hello` first", exc.rid))
             return self._error(exc)
         except SessionError as exc:
             return self._error(ProtocolError(exc.code if exc.code in ("wrong_state", "not_found") else "bad_field",
@@ -525,16 +537,28 @@ class ServerConnection:
             actions.append(Close(1008, "too many failed hellos"))
         return actions
 
+    def _before_hello(self, msg: dict[str, Any], rid, now) -> list[Action]:
+        """Before a message is checked against its schema: a second `hello` is wrong_state, anything before `hello` is
+        wrong_state (unauthorized on a server with a token), and a `hello`'s token is checked first. A client without
+        the token learns nothing, not even what the protocol's messages look like. [] when the message may go on."""
+        if msg.get("type") == "hello":
+            if self.greeted:
+                raise ProtocolError("wrong_state", "`hello` was already accepted on this connection", rid)
+            if self.token is not None:
+                locked_out = self._hello_locked_out(rid, now)
+                if locked_out:
+                    return locked_out
+                if not hmac.compare_digest(str(msg.get("token", "")).encode("utf-8", "surrogatepass"),
+                                           self.token.encode()):
+                    return self._hello_failed("missing or wrong token", rid, now)
+                self._token_passed = True
+            return []
+        if self.token is not None and not self._token_passed:
+            raise ProtocolError("unauthorized", "send `hello` with the server's token first", rid)
+        raise ProtocolError("wrong_state", "send `hello` first", rid)
+
     def _hello(self, msg, rid, now) -> list[Action]:
-        if self.greeted:
-            raise ProtocolError("wrong_state", "`hello` was already accepted on this connection", rid)
-        # the token first: a client without it learns nothing, not even the server's protocol version
-        if self.token is not None:
-            locked_out = self._hello_locked_out(rid, now)
-            if locked_out:
-                return locked_out
-            if not hmac.compare_digest(str(msg.get("token", "")).encode(), self.token.encode()):
-                return self._hello_failed("missing or wrong token", rid, now)
+        # the token was checked before the message's fields (_before_hello)
         if msg["protocol"] != PROTOCOL_VERSION:
             raise ProtocolError("bad_field", f"protocol version mismatch: client speaks {msg['protocol']}, "
                                              f"server speaks {PROTOCOL_VERSION}", rid)
