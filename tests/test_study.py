@@ -102,6 +102,22 @@ def test_study_file_errors_name_the_line_and_the_reason(change, line, reason):
     assert message.startswith(f"study.toml:{line}: ") and reason in message, message
 
 
+def test_a_questionnaire_whose_free_texts_could_not_fit_one_message_is_refused_at_create():
+    """A questionnaire is answered in one `answers` message (64 KiB of text at most); the protocol doc used to say long
+    texts could be sent in several, but the first message closes the questionnaire (from an attack client written
+    from the doc). So `create` allows at most 6 free-text questions per questionnaire."""
+    texts = "".join(f'\n[[questions]]\nid = "t{k}"\nkind = "text"\nafter = "study"\n' for k in range(5))
+    assert sum(q.kind == "text" for q in parse_study(STUDY + texts).questions) == 6
+    message = _error(STUDY + texts + '\n[[questions]]\nid = "t9"\nkind = "text"\nafter = "study"\n')
+    assert "more than 6 free-text questions after the study" in message and "64 KiB" in message, message
+    assert message.startswith("study.toml:"), message
+    # 6 × 2,000 characters of 4 bytes each, with the rest of the message, fit its budget
+    from omokage.protocol.messages import decode_frame
+    big = {"type": "answers", "questionnaire": "final",
+           "answers": [{"item": f"t{k}", "value": "😀" * 2000} for k in range(6)] + [{"item": "best", "value": "Blue"}]}
+    assert decode_frame(msgpack.packb(big), 4 * 1024 * 1024)["type"] == "answers"
+
+
 def test_study_file_messages_say_what_to_do():
     assert "duplicate participant 'alpha-7'" in _error(STUDY.replace('"bravo-3"]', '"bravo-3", "alpha-7"]')) and \
         "change or remove one" in _error(STUDY.replace('"bravo-3"]', '"bravo-3", "alpha-7"]'))

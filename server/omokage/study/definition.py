@@ -25,6 +25,9 @@ CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ORDERS = ("latin", "balanced", "random")
 STARTS = ("random", "image")
 TASKS = ("free", "target")
+# free-text questions per questionnaire: all its answers go in one message, whose strings are bounded (64 KiB):
+# 6 × 2,000 characters × 4 bytes (UTF-8) leaves room for the rest
+MAX_TEXT_QUESTIONS = 6
 QUESTION_KINDS = ("likert", "best", "worst", "text")
 QUESTION_AFTER = ("condition", "study")
 MAX_TEXT_ANSWER = 2000
@@ -360,6 +363,12 @@ def parse_study(text: str, where: str = "<study>", models=None, policies=None) -
             raise fail(lines.key("labels", "questions", i), "labels are two strings: the anchors of 1 and of 5")
         qids.add(qid)
         questions.append(Question(qid, kind, text, after, tuple(qlabels), required))
+        if sum(q.kind == "text" and q.after == after for q in questions) > MAX_TEXT_QUESTIONS:
+            raise fail(lines.header("questions", i), f"more than {MAX_TEXT_QUESTIONS} free-text questions after "
+                       f"{'each condition' if after == 'condition' else 'the study'}: a questionnaire is answered in "
+                       "one `answers` message, which holds at most 64 KiB of text (each answer up to 2,000 "
+                       "characters, up to 4 bytes each); split them between after = \"condition\" and \"study\", or "
+                       "ask fewer")
 
     study = Study(name=name, title=get("title", str, name), order=order, conditions=conditions,
                   participants=list(codes), questions=questions, trials_per_condition=trials,
