@@ -111,6 +111,27 @@ def test_a_damaged_log_line_never_stops_the_server_from_starting(engine, tmp_pat
     second.stop()
 
 
+def test_a_log_line_nested_past_pythons_stack_never_stops_the_server_from_starting(engine, tmp_path):
+    """100,000 `[` on one line: json.loads raises RecursionError, which is not a ValueError; the restart exited with a
+    traceback while reading its old log (from an attack client written from the protocol doc). Also for fit
+    user-model, which reads the same logs."""
+    from omokage.selection.user_model import read_choice_records
+    log = tmp_path / "e.jsonl"
+    c, _ = logged_selection(engine, events_path=log)
+    with open(log, "a") as f:
+        f.write("[" * 100_000 + "\n")
+    second = RunningServer(engine, events_path=log)
+    try:
+        async def back():
+            async with await OmokageClient.connect(second.url, resume=c.resume_token) as again:
+                return again.welcome["resumed"]
+        assert run(back()) is True       # the selection before the damaged line still goes on
+    finally:
+        second.stop()
+    report = read_choice_records([log])[1]
+    assert any("RecursionError" in p for p in report.problems), report.problems
+
+
 LOOKS = ((2, 7, 4), (0, 8, 5), (6, 3, 1), (1, 5, 7))
 
 

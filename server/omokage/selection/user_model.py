@@ -110,7 +110,7 @@ def read_choice_records(paths: Iterable[str | os.PathLike], catalog: str | None 
                 report.lines += 1
                 try:
                     rec = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, ValueError) as exc:
+                except (UnicodeDecodeError, ValueError, RecursionError) as exc:   # RecursionError: nested too deep
                     report.problems.append(f"{path}:{n}: not a JSON object ({type(exc).__name__}); skipped")
                     continue
                 if not isinstance(rec, dict) or not isinstance(rec.get("session_id") or rec.get("event"), str):

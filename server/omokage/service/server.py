@@ -346,7 +346,7 @@ def restorable_selections(path: Path, is_store: bool, ttl_s: float) -> tuple[dic
     def feed(text) -> None:
         try:
             index.feed(json.loads(text))
-        except ValueError:     # a line a crash cut short, or damaged: the rest still counts
+        except (ValueError, RecursionError):   # a line a crash cut short, or damaged (nested past Python's stack)
             index.damaged += 1
 
     try:

@@ -132,7 +132,7 @@ def stored_json(text: str, path: str | Path, where: str) -> Any:
     passes SQLite's quick check: the page is sound, its content is not)."""
     try:
         return json.loads(text)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise StoreError(f"the event store {path} has a damaged row ({where}: {exc}); nothing was served or exported "
                          f"from it. Keep a copy of the file; look at the row with `sqlite3 {path}` (the table and id "
                          "above), and repair or delete it to go on with the rest") from None

@@ -877,7 +877,7 @@ def _drop_sessions(path: Path, sessions: set[str]) -> int:
                 if isinstance(rec, dict) and rec.get("session_id") in sessions:
                     dropped += 1
                     continue
-            except ValueError:
+            except (ValueError, RecursionError):
                 pass
             dst.write(raw)
         dst.flush()
