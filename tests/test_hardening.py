@@ -86,6 +86,14 @@ def test_scan_budgets_objects_depth_strings_and_extension_types():
         assert err.value.code == "bad_frame", name
     with pytest.raises(ProtocolError, match="extension types"):
         decode_frame(bad["timestamp"], 1 << 20)
+    # each named for what it is (an attack client found a cut-off bin32 called "more than one object", and an integer
+    # map key reported by its Python exception's name)
+    with pytest.raises(ProtocolError, match=r"\(truncated\)"):
+        decode_frame(msgpack.packb("type").join([b"\x81", b"\xc6\xff\xff\xff\xff"]), 1 << 20)
+    with pytest.raises(ProtocolError, match="more than one MessagePack object"):
+        decode_frame(bad["trailing"], 1 << 20)
+    with pytest.raises(ProtocolError, match="^map keys must be strings"):
+        decode_frame(b"\x82" + msgpack.packb("type") + msgpack.packb("ping") + b"\x01\x01", 1 << 20)
 
 
 def test_a_hostile_frame_costs_the_budget_not_its_size():

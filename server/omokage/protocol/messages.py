@@ -209,7 +209,9 @@ def scan_frame(buf: bytes, *, max_objects: int = MAX_FRAME_OBJECTS, max_depth: i
     while True:
         while not left:
             if not stack:
-                if pos != n:
+                if pos > n:     # the last object's header announced more bytes than the frame has
+                    raise ProtocolError("bad_frame", "frame is not valid MessagePack (truncated)")
+                if pos < n:
                     raise ProtocolError("bad_frame", "frame holds more than one MessagePack object")
                 return objects
             left = stack.pop()
@@ -291,7 +293,10 @@ def decode_frame(frame: bytes | str, max_bytes: int) -> dict[str, Any]:
     except msgpack.ExtraData:
         raise ProtocolError("bad_frame", "frame holds more than one MessagePack object") from None
     except Exception as exc:
-        raise ProtocolError("bad_frame", f"frame is not valid MessagePack ({type(exc).__name__})") from None
+        if "map key" in str(exc):
+            raise ProtocolError("bad_frame", "map keys must be strings (MessagePack str)") from None
+        # msgpack's own words ("Unpack failed: incomplete input"), never a Python exception's name
+        raise ProtocolError("bad_frame", f"frame is not valid MessagePack ({str(exc)[:80] or 'unreadable'})") from None
     if not isinstance(msg, dict):
         raise ProtocolError("bad_frame", f"frame must be a MessagePack map, got {type(msg).__name__}")
     rid = readable_rid(msg)
