@@ -137,6 +137,19 @@ def test_nothing_added_writes_no_catalog(tmp_path):
     assert "no catalog written" in report.summary()
 
 
+def test_tiny_images_are_added_but_reported_as_enlarged(tmp_path):
+    """A 10x10 image was upscaled to 200 px without a word (from a newcomer run): it is kept (a small face is still
+    a face) and named in the summary, so the catalog's owner can replace it."""
+    src = tmp_path / "imgs"
+    save(face_like(1, size=10), src / "tiny.png")
+    save(face_like(2, size=160), src / "fine.png")
+    report = ingest_images(src, tmp_path / "cat", progress=False)
+    assert report.added == 2 and report.enlarged == ["tiny.png"], report.enlarged
+    line = next(ln for ln in report.summary().splitlines() if "enlarged over 4x" in ln)
+    assert "tiny.png" in line and "fine.png" not in line and "blurry" in line, line
+    assert report.to_dict()["enlarged"] == ["tiny.png"]
+
+
 def test_no_face_is_skipped_and_reported(tmp_path):
     src = tmp_path / "imgs"
     save(Image.new("RGB", (120, 120), (200, 180, 160)), src / "blank.png")

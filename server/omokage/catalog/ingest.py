@@ -305,6 +305,7 @@ class IngestReport:
     added: int = 0
     missing: int = 0         # manifest rows whose file is not on disk
     padded_retry: int = 0    # faces found only by the padded retry
+    enlarged: list[str] = field(default_factory=list)   # faces added from fewer than a quarter of --size pixels
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (relative file, reason text)
     per_reason: dict[str, int] = field(default_factory=dict)
     detector: str = ""
@@ -329,6 +330,7 @@ class IngestReport:
         return {"read": self.read, "faces_found": self.faces_found, "no_face": self.no_face,
                 "duplicate": self.duplicate, "unreadable": self.unreadable, "added": self.added,
                 "missing": self.missing, "padded_retry": self.padded_retry, "per_reason": dict(self.per_reason),
+                "enlarged": list(self.enlarged),
                 "skipped": [list(s) for s in self.skipped], "detector": self.detector,
                 "images_dir": self.images_dir, "out": self.out, "seconds": round(self.seconds, 3)}
 
@@ -352,6 +354,11 @@ class IngestReport:
             text = REASON_TEXT.get(k, k)
             rows.append((text, v, "") if len(text) <= 20 else (k, v, f"({text})"))
         rows.append(("added", self.added, f"-> {self.out}" if self.out else "(nothing added: no catalog written)"))
+        if self.enlarged:
+            # kept (a small face is still a face), but its thumbnail is a blur: the user should know which
+            rows.append(("enlarged over 4x", len(self.enlarged),
+                         f"(added, but blurry: {', '.join(self.enlarged[:3])}{' ...' if len(self.enlarged) > 3 else ''};"
+                         " give larger images for sharp thumbnails)"))
         label_w = max(len(label) for label, _, _ in rows)
         count_w = max(7, *(len(str(n)) for _, n, _ in rows))
         lines = [f"ingest of {self.images_dir} with detector {self.detector}: {self.read} files in {self.seconds:.1f} s"]
@@ -636,6 +643,8 @@ def ingest_images(images_dir: str | os.PathLike, out: str | os.PathLike, manifes
                                    "padded_retry": bool(found.padded_retry)},
                        extra=dict(row.extra) if row else {})
             report.added += 1
+            if max(found.box[2], found.box[3]) * (1.0 if whole_image else 1.0 + 2.0 * margin) * 4 < image_size:
+                report.enlarged.append(shown_name(rel))
             if progress:
                 bar.set_postfix(added=report.added, refresh=False)
         report.seconds = time.perf_counter() - t0
