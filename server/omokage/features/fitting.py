@@ -88,6 +88,12 @@ def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: l
     print("\n| model | fit time (s) | features | RMSE |\n|---|---:|---:|---:|")
     for r in results:
         print(f"| {r.name} | {r.seconds:.2f} | {r.n_features} | {r.rmse:.4f} |")
+    by_name = {r.name: r for r in results}
+    if "ae" in by_name and "pca" in by_name and by_name["ae"].rmse > 1.25 * by_name["pca"].rmse:
+        # a network trained on a few dozen faces learns little; it is served all the same, so say what it is worth
+        print(f"note: the autoencoder reconstructs far worse than PCA here (RMSE {by_name['ae'].rmse:.4f} against "
+              f"{by_name['pca'].rmse:.4f}): {len(catalog)} faces are few to train it on (it needs several hundred); "
+              "its grids will be poorer than PCA's", flush=True)
     return results
 
 
