@@ -125,12 +125,61 @@ def decode_image_bytes(data: bytes, *, max_bytes: int = MAX_FILE_BYTES, max_pixe
         raise ImageDecodeError("unreadable", f"image could not be decoded: {exc}") from None
     except Exception as exc:
         raise ImageDecodeError("unreadable", f"image could not be decoded: {exc}") from None
+    if img.format == "PNG":
+        short = _png_pixel_data_short(data)
+        if short:
+            raise ImageDecodeError("truncated", f"image data is truncated: {short}")
     img = ImageOps.exif_transpose(img)
     if img.mode in ("RGBA", "LA", "P", "PA"):
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # transparent → white, like a store page
         img = Image.alpha_composite(bg, rgba)
     return img.convert("RGB")
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}   # per colour type
+
+
+def _png_pixel_data_short(data: bytes) -> str:
+    """Why a PNG's pixel data (its IDAT chunks) holds less than its header's size needs, or "" when it is whole.
+
+    Pillow pads a PNG whose compressed data ends early (a complete zlib stream of too few rows) with black and says
+    nothing; a file cut off mid-chunk it does refuse. Counted while inflating, in 1 MiB pieces (constant memory);
+    what Pillow already decoded bounds the work (the declared size was checked before)."""
+    import struct
+    import zlib
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        return ""
+    w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    bits = _PNG_CHANNELS.get(colour, 0) * depth
+    if not bits or not w or not h:
+        return ""
+
+    def raw(pw: int, ph: int) -> int:   # a filter byte per row, then the row's bytes
+        return ph * (1 + (pw * bits + 7) // 8) if pw and ph else 0
+    if interlace:   # Adam7: seven sub-images
+        passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+        need = sum(raw((w - x + dx - 1) // dx, (h - y + dy - 1) // dy) for x, y, dx, dy in passes)
+    else:
+        need = raw(w, h)
+    inflate, got, pos = zlib.decompressobj(), 0, 8
+    try:
+        while pos + 8 <= len(data) and got < need:
+            length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+            if kind == b"IDAT":
+                piece = inflate.decompress(data[pos + 8:pos + 8 + length], 1 << 20)
+                got += len(piece)
+                while inflate.unconsumed_tail and got < need:
+                    piece = inflate.decompress(inflate.unconsumed_tail, 1 << 20)
+                    got += len(piece)
+            elif kind == b"IEND":
+                break
+            pos += 12 + length
+    except zlib.error:
+        return ""      # Pillow decoded it: not ours to second-guess
+    if got < need:
+        return f"its pixel data ends after {got:,} of {need:,} bytes ({w}x{h})"
+    return ""
 
 
 def read_image_file(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES,
