@@ -107,6 +107,7 @@ const state = {
     this._resuming = on;
     updateBack();
   },
+  freshStart: false,   // v1.7: the user asked for a new selection here after theirs went on in another tab
   inflight: null,      // the request out for the selection ({kind: 'choose'|'skip'|'start', ...}); a lost connection
                        // leaves it here, so a resumed grid that already answers it is read as its answer
 };
@@ -137,6 +138,14 @@ client.addEventListener('status', (ev) => {
 function offlineBanner(d) {
   if (d.fatal && isStudyRefusal(d.code, d.message)) {
     showJoin(d.message);
+    return;
+  }
+  if (d.superseded) {
+    // v1.7: another tab or window presented this page's resume token and goes on with the selection: this page does
+    // not reconnect on its own (it would start another selection over the user's head)
+    showBanner('info', 'This selection went on elsewhere',
+      'Another tab or window took it over, where it carries on. Continue there, or start a new selection here.',
+      ['Start a new one here', () => { state.freshStart = true; client.retryNow(); }], { sticky: true });
     return;
   }
   let title;
@@ -218,7 +227,10 @@ client.addEventListener('welcome', (ev) => {
     return;
   }
   const kept = again ? null : loadView();
-  if (again) {
+  if (state.freshStart) {
+    state.freshStart = false; // asked for (after the selection went on elsewhere): nothing to announce
+    hideBanner();
+  } else if (again) {
     // the picks so far are gone: this stays until the user has read it and closed it
     showBanner('info', 'Reconnected', 'The server started a new session, so the selection starts again.');
   } else if (w.resumed === false && kept && !kept.decided && kept.step > 0) {

@@ -24,6 +24,11 @@ export const CLIENT_NAME = 'omokage-web/0.9.0';
 // selection), never localStorage, which every tab of the origin shares
 export const RESUME_KEY = 'omokage.resume';
 
+// v1.7: the server's close reason when another connection presented this one's resume token and took its selection
+// over (docs/protocol.md "Resuming a selection"): the selection goes on there, so this page must not reconnect and
+// start one of its own unasked
+export const SUPERSEDED_REASON = 'this selection was resumed on another connection';
+
 const MIME = { jpeg: 'image/jpeg', png: 'image/png' };
 const RETRY_DELAYS_MS = [1000, 2000, 3000, 5000];
 
@@ -117,7 +122,11 @@ export class OmokageClient extends EventTarget {
       this._heardAt = performance.now();
       this._frame(ev.data);
     };
-    ws.onclose = (ev) => { if (this.ws === ws) this._closed(ev.reason || closeReason(ev.code)); };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      if (ev.code === 1000 && ev.reason === SUPERSEDED_REASON) this._superseded(ev.reason);
+      else this._closed(ev.reason || closeReason(ev.code));
+    };
     ws.onerror = () => {}; // onclose follows with the reason
   }
 
@@ -253,6 +262,16 @@ export class OmokageClient extends EventTarget {
     this.attempt += 1;
     this._setState('offline', { reason, retryInMs: delay, retryAt: performance.now() + delay });
     this._retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** v1.7: the selection went on on another connection (its token presented there): offline until the user asks for a
+   * new selection here (retryNow). The token is spent: the other connection holds the selection's new one. */
+  _superseded(reason) {
+    this.ws = null;
+    this._drop();
+    this._stopped = true;
+    this._keepResume(null);
+    this._setState('offline', { reason, retryInMs: null, superseded: true });
   }
 
   _setState(state, extra = {}) {

@@ -11,7 +11,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
-import { closeTestPage, freePort, gridIds, newTestPage, openBrowser, recordFrames, screenshot, startServer, waitForGrid } from './helpers.mjs';
+import { spawn } from 'node:child_process';
+import { PYTHON, closeTestPage, freePort, gridIds, newTestPage, openBrowser, recordFrames, screenshot, startServer, waitForGrid } from './helpers.mjs';
 
 const T = { timeout: 90000 };
 let server;
@@ -202,6 +203,54 @@ describe('a dropped connection (v1.7)', () => {
     await page.locator('#grid .face').nth(5).click();
     await waitForGrid(page, 3);
     assert.equal((await gridIds(page))[0], ids2[5]);
+  });
+});
+
+describe('a selection taken over by another connection (v1.7)', () => {
+  it('the page says it went on elsewhere, does not reconnect by itself, and starts a new one when asked', T, async () => {
+    const frames = recordFrames(page);
+    await page.goto(server.url);
+    await waitForGrid(page, 1);
+    await page.locator('#grid .face').nth(4).click();
+    await waitForGrid(page, 2);
+    const token = await st(() => window.omokage.client.resumeToken);
+    // another client presents the page's token (a frozen copy of the tab waking up, say): it takes the selection over,
+    // and the server closes the page's link with the documented reason
+    const other = spawn(PYTHON, ['-c', `
+import asyncio, sys
+from omokage.client import OmokageClient
+async def main():
+    c = await OmokageClient.connect(sys.argv[1], resume=sys.argv[2])
+    print("resumed", c.welcome.get("resumed"), flush=True)
+    await asyncio.sleep(30)
+asyncio.run(main())
+`, `ws://127.0.0.1:${server.port}/ws`, token], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const said = await new Promise((resolve) => { other.stdout.once('data', (d) => resolve(String(d))); });
+      assert.match(said, /^resumed True/);
+      await page.waitForFunction(() => !document.getElementById('banner').hidden
+        && /went on elsewhere/.test(document.getElementById('banner-title').textContent), null, { timeout: 10000 });
+      const v = await view();
+      assert.equal(v.banner, 'This selection went on elsewhere: Another tab or window took it over, where it carries on. '
+        + 'Continue there, or start a new selection here.');
+      assert.equal(await page.locator('#banner-action').textContent(), 'Start a new one here');
+      assert.equal(await st(() => sessionStorage.getItem('omokage.resume')), null, 'the spent token is not kept');
+      await page.waitForTimeout(3500); // past the first two reconnect delays (1 s, 2 s): it does not reconnect unasked
+      assert.equal(out(frames, 'hello').length, 1);
+      assert.equal(await st(() => window.omokage.client.state), 'offline');
+      await screenshot(page, 'resume-went-on-elsewhere');
+      // asked: a new selection of its own, and no "starts again" news (the user chose it)
+      await page.locator('#banner-action').click();
+      await page.waitForFunction(() => window.omokage.client.state === 'open' && window.omokage.state.step === 1
+        && !window.omokage.state.busy, null, { timeout: 20000 });
+      const hellos = out(frames, 'hello');
+      assert.equal(hellos.length, 2);
+      assert.equal(hellos[1].msg.resume, undefined, 'the spent token is not presented');
+      assert.equal((await view()).banner, null);
+      assert.deepEqual(browser.errors.filter((e) => !/WebSocket/i.test(e)), []);
+    } finally {
+      other.kill();
+    }
   });
 });
 
