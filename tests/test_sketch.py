@@ -4,6 +4,7 @@ with the real Python client. Real parts throughout: a generated catalog, models 
 from __future__ import annotations
 
 import asyncio
+import json
 import gc
 import io
 import math
@@ -958,6 +959,58 @@ def test_a_selection_started_from_a_live_drawing(sketch_server, faces):
             decided = await c.decide(nxt.ids[0])
             assert decided["item"]["id"] == grid.ids[2]
     run(main())
+
+
+def test_a_selection_started_from_a_drawing_goes_on_after_a_restart(sketch_engine, faces, tmp_path):
+    """v1.7 restart resume used to leave out selections that began with a drawing (the drawing's evidence was not
+    logged): the client started again. The start now logs the drawing's log-likelihood of each face (catalogs of up to
+    4,096 faces), and the restarted server replays the selection with it: the same grid, the same belief (the next
+    pick's grid is the one the first server would have shown)."""
+    from omokage.client import OmokageClient
+    log = tmp_path / "e.jsonl"
+
+    async def drawn_selection(url):
+        c = await OmokageClient.connect(url)
+        await c.sketch_result(await draw(c, face_strokes(faces, 150)))
+        grids = [await c.start("pca", init="sketch", seed=11)]
+        grids.append(await c.choose(grids[-1].ids[2]))
+        return c, grids
+
+    twin = RunningServer(sketch_engine)      # the same selection, never restarted: what its next grid would be
+    try:
+        async def uninterrupted():
+            c, grids = await drawn_selection(twin.url)
+            nxt = await c.choose(grids[-1].ids[5])
+            await c.close()
+            return nxt
+        expected = run(uninterrupted())
+    finally:
+        twin.stop()
+    first = RunningServer(sketch_engine, events_path=log)
+    try:
+        async def before():
+            c, grids = await drawn_selection(first.url)
+            await c.close()
+            return c.resume_token, grids
+        token, grids = run(before())
+    finally:
+        first.stop()
+    start = next(json.loads(x) for x in log.read_text().splitlines() if '"event": "start"' in x)
+    assert start["init"] == "sketch" and len(start["sketch_ll"]) == len(sketch_engine.catalog)
+    second = RunningServer(sketch_engine, events_path=log)
+    try:
+        async def after():
+            async with await OmokageClient.connect(second.url, resume=token) as again:
+                assert again.resumed, again.welcome
+                assert again.resumed_grid.ids == grids[-1].ids and again.resumed_grid.step == 2
+                nxt = await again.choose(grids[-1].ids[5])
+                assert nxt.ids == expected.ids
+                assert (await again.back()).ids == grids[-1].ids
+                first_grid = await again.back()
+                assert first_grid.ids == grids[0].ids and first_grid.step == 1   # the drawing's grid, from the log
+        run(after())
+    finally:
+        second.stop()
 
 
 def test_a_v1_2_client_is_not_told_about_sketching(sketch_server):

@@ -26,7 +26,7 @@ from omokage.gaze.calibration import fit as fit_calibration
 from omokage.gaze.samples import SOURCES as SOURCE_CODES
 from omokage.protocol.messages import (PROTOCOL_MINOR, PROTOCOL_VERSION, Decoded, ProtocolError, decode_frame, encode,
                                        error, readable_rid, server_message, texture_map, validate)
-from omokage.protocol.restore import MAX_QUERY_DIM, resume_key
+from omokage.protocol.restore import MAX_QUERY_DIM, MAX_SKETCH_LOG_ITEMS, resume_key
 from omokage.protocol.resume import SessionKeeper
 from omokage.ratelimit import TokenBucket
 from omokage.selection import (DEFAULT_POLICY, SERVED_POLICIES, FeatureSpace, SelectionSession, SessionError,
@@ -708,9 +708,10 @@ class ServerConnection:
             return [self._log("restore_refused", now, from_session=logged.session_id, reason="too long to replay",
                               inputs=len(logged.inputs))]
         try:
+            drawn = () if logged.sketch is None else (SketchTerm(np.asarray(logged.sketch, dtype=np.float32)),)
             session = self._replayed(logged.algorithm, logged.policy, logged.seed,
                                      None if logged.query is None else np.asarray(logged.query, dtype=np.float32),
-                                     logged.inputs)
+                                     logged.inputs, evidence=drawn)
         except (SessionError, UserError, ValueError, TypeError, IndexError, KeyError) as exc:
             return [self._log("restore_refused", now, from_session=logged.session_id,
                               reason=f"{type(exc).__name__}: {exc}"[:200])]
@@ -858,12 +859,16 @@ class ServerConnection:
         if catalog is not None:
             start.record["catalog"] = catalog
         # what a restarted server needs to replay this selection (omokage.protocol.restore): its random stream's seed,
-        # and an image start's query where it is small (a sketch start's drawing is not logged: not replayed)
+        # an image start's query where it is small, a drawing's evidence (one number per face) on a catalog of a few
+        # thousand faces
         start.record["rng_seed"] = self.session._seed
         if self._resume_key is not None:   # here too: a connection open for hours has its hello far back in the log
             start.record["resume_key"] = self._resume_key
         if query is not None and np.size(query) <= MAX_QUERY_DIM:
             start.record["query"] = [float(x) for x in np.asarray(query, dtype=np.float32).reshape(-1)]
+        drawn = [t for t in evidence if isinstance(t, SketchTerm)]
+        if len(drawn) == 1 and len(drawn[0].log_likelihoods) <= MAX_SKETCH_LOG_ITEMS:
+            start.record["sketch_ll"] = [float(x) for x in np.asarray(drawn[0].log_likelihoods, np.float32)]
         actions.append(start)
         return actions
 
@@ -1226,13 +1231,14 @@ class ServerConnection:
         return [self._trial_grid(p, trial, step, rid),
                 self._log("trial_resume", now, step=step.step, actions=len(trial.actions), participant=p.id)]
 
-    def _replayed(self, algorithm: str, policy_name: str, seed: int, query, actions) -> SelectionSession:
+    def _replayed(self, algorithm: str, policy_name: str, seed: int, query, actions, evidence=()) -> SelectionSession:
         """A selection rebuilt from what was asked of it (a study trial's committed actions, read back from the store,
         or a free selection's logged inputs after a restart): ("choose", id) | ("skip",) | ("rate", id, rating) |
-        ("gaze", faces, units), a `back` already applied. Same seed, same inputs: the same grids."""
+        ("gaze", faces, units), a `back` already applied; `evidence`: what its start had besides a query (a drawing's
+        SketchTerm). Same seed, same inputs: the same grids."""
         policy = make_policy(policy_name, **self.backend.policy_params(algorithm))
         session = SelectionSession(self.backend.space(algorithm), seed=seed, policy=policy, grid_size=self.grid_size)
-        session.start(query)
+        session.start(query, evidence=evidence)
         for action in actions:
             if action[0] == "choose":
                 session.choose(action[1])

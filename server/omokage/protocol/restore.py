@@ -9,8 +9,9 @@ is not resumed: the client is told `resumed: false` and starts again, as before.
 
 The log never holds a token, only its hash (`resume_key`, in the `hello` record of the connection it was issued on).
 A selection can be rebuilt when its `start` record carries `rng_seed` (the seed its random stream began with) and,
-for an image start, the projected `query`; a sketch start's evidence is not logged, so those are not rebuilt. Pure:
-records in, entries out, like the keeper it fills.
+for an image start, the projected `query`, for a start from a drawing, the drawing's evidence (`sketch_ll`, one
+log-likelihood per face, logged for catalogs of up to MAX_SKETCH_LOG_ITEMS faces). Pure: records in, entries out,
+like the keeper it fills.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Iterable
 RESTORE_SCAN_BYTES = 32 * 2**20   # the log's tail read at start: weeks of a busy demo's steps; a selection that began
                                   # before it is not rebuilt (its client starts again)
 MAX_QUERY_DIM = 512               # an image start's query is logged for spaces up to this size (raw pixels: not)
+MAX_SKETCH_LOG_ITEMS = 4096       # a drawing's evidence (a float per face) is logged for catalogs up to this size
 
 
 def resume_key(token: str) -> str:
@@ -48,6 +50,7 @@ class LoggedSelection:
     inputs: list[tuple] = field(default_factory=list)
     layout: list | None = None       # the gaze panels its client laid out (`layout`), for a +gaze policy's rays
     disconnected: bool = False       # its connection's end was logged (else the server stopped under it)
+    sketch: tuple[float, ...] | None = None   # a start from a drawing: the drawing's log-likelihood of each face
 
 
 def _ids(value) -> tuple[int, ...] | None:
@@ -152,8 +155,8 @@ class RestoreIndex:
     def _started(self, sid: str, rec: dict) -> LoggedSelection | None:
         self._selection.pop(sid, None)
         seed, grid = rec.get("rng_seed"), _ids(rec.get("candidates"))
-        query = rec.get("query")
-        if not isinstance(seed, int) or grid is None or rec.get("init") == "sketch" or (
+        query, drawn = rec.get("query"), rec.get("sketch_ll")
+        if not isinstance(seed, int) or grid is None or (rec.get("init") == "sketch" and not isinstance(drawn, list)) or (
                 rec.get("init") == "image" and not isinstance(query, list)):
             return None
         at = rec.get("at")
@@ -161,7 +164,8 @@ class RestoreIndex:
                               tuple(float(x) for x in query) if isinstance(query, list) else None,
                               rec.get("catalog") if isinstance(rec.get("catalog"), str) else None, grid,
                               int(rec.get("step") or 1), float(at) if isinstance(at, (int, float)) else 0.0,
-                              layout=self._layout.get(sid))
+                              layout=self._layout.get(sid),
+                              sketch=tuple(float(x) for x in drawn) if rec.get("init") == "sketch" else None)
         self._selection[sid] = sel
         return sel
 
