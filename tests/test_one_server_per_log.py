@@ -41,3 +41,82 @@ def test_serve_on_a_taken_port_says_so_and_writes_nothing(tiny_catalog, tiny_mod
     assert r.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "choose another --port" in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == [], "no ./var/events/ for a server that never ran"
+
+
+def test_dev_null_is_no_log_to_hold(tmp_path):
+    """`--events /dev/null` (no log wanted) on two servers at once: one inode, nothing a restart reads back."""
+    from pathlib import Path
+    from omokage.service.server import EventFile
+    a = EventFile(Path("/dev/null"), fsync=False, exclusive=True)
+    try:
+        EventFile(Path("/dev/null"), fsync=False, exclusive=True).close()
+    finally:
+        a.close()
+
+
+def test_a_server_that_could_not_start_lets_go_of_its_log(engine, tmp_path):
+    """In one process (tests, `omokage demo --no-serve`, a library user): a store that would not open, or a port that
+    was taken, left the log locked, and the next server on it was refused."""
+    import asyncio
+
+    import pytest
+
+    from omokage.errors import UserError
+    from omokage.service.server import OmokageServer
+    log, bad = tmp_path / "e.jsonl", tmp_path / "bad.db"
+    bad.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(UserError):
+        OmokageServer(engine, events_path=log, store_path=bad)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        srv = OmokageServer(engine, events_path=log)
+
+        async def run():
+            loop = asyncio.get_running_loop()
+            with pytest.raises(OSError):
+                await srv.run("127.0.0.1", taken.getsockname()[1], ready=loop.create_future(),
+                              stop=loop.create_future())
+        asyncio.run(run())
+    OmokageServer(engine, events_path=log)._close_sinks()
+
+
+def test_a_refused_hello_is_stored_as_a_hello(engine, tmp_path):
+    """Its token is checked before its fields now; the store still records it as a hello (without the token)."""
+    import asyncio
+    import sqlite3
+
+    from omokage.bench.attack import RawWebSocket, hello
+    from tests.conftest import RunningServer
+    db = tmp_path / "s.db"
+    srv = RunningServer(engine, token="sesame-0123", store_path=db)
+    try:
+        async def go():
+            ws = await RawWebSocket.connect(srv.port)
+            await ws.send(hello("wrong"))
+            reply = await ws.recv()
+            ws.abort()
+            return reply
+        assert asyncio.run(go())["code"] == "unauthorized"
+    finally:
+        srv.stop()
+    rows = sqlite3.connect(db).execute("SELECT direction, kind, body FROM events WHERE direction = 'in'").fetchall()
+    assert [(d, k) for d, k, _ in rows] == [("in", "hello")], rows
+    assert "wrong" not in rows[0][2]
+
+
+def test_a_host_this_machine_does_not_have_is_named_as_such():
+    import pytest
+
+    from omokage.errors import UserError
+    from omokage.service.server import check_port_free
+    with pytest.raises(UserError) as err:
+        check_port_free("10.255.255.254", free_port())
+    assert "no such address" in str(err.value) and "choose another --port" not in str(err.value), str(err.value)
+
+
+def test_a_benchmark_server_that_would_not_start_is_reported_by_its_logged_error(tmp_path):
+    from omokage.bench.serve import _server_said
+    log = tmp_path / "said.log"
+    log.write_text('{"level": "error", "msg": "the event store x.db is damaged"}\n{"level": "info", "msg": "bye"}\n')
+    assert _server_said(log) == ": the event store x.db is damaged"

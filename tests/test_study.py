@@ -554,6 +554,26 @@ def test_the_same_condition_as_best_and_worst_is_refused():
                           {"item": "fastest", "value": "System B"}]) == {"best": "pca", "worst": "pca", "fastest": "raw"}
 
 
+def test_deleting_a_participant_is_refused_while_a_server_writes_the_json_log(tmp_path):
+    """The rewrite of a JSON-lines log a server still appends to would lose what it wrote meanwhile; refused before
+    anything is deleted (the store's rows included), as the store itself is while served."""
+    from omokage.service.server import EventFile
+    from omokage.store.db import StoreInUse
+    from omokage.study.report import delete_participant
+    db, log = tmp_path / "s.db", tmp_path / "e.jsonl"
+    create_study(db, parse_study(STUDY), STUDY)
+    serving = EventFile(log, fsync=False, exclusive=True)
+    try:
+        with pytest.raises(StoreInUse, match="a server is writing its event log"):
+            delete_participant(db, "pilot", "alpha-7", jsonl=[log])
+    finally:
+        serving.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM participants WHERE code = 'alpha-7'").fetchone()[0] == 1
+    conn.close()
+    assert delete_participant(db, "pilot", "alpha-7", jsonl=[log])["sessions"] == 0
+
+
 def test_a_study_nobody_has_started_exports_every_table_with_its_header(tmp_path):
     db = tmp_path / "empty.db"
     create_study(db, parse_study(STUDY), STUDY)

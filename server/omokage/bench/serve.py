@@ -63,8 +63,9 @@ def _server_said(log: Path | None) -> str:
             rec = json.loads(line)
         except ValueError:
             return f": {line.strip()[:300]}"
-        if isinstance(rec, dict) and rec.get("level") in ("error", "critical") and rec.get("message"):
-            return f": {str(rec['message'])[:300]}"
+        said = rec.get("msg") or rec.get("message") if isinstance(rec, dict) else None
+        if isinstance(rec, dict) and rec.get("level") in ("error", "critical") and said:
+            return f": {str(said)[:300]}"
     return ""
 
 

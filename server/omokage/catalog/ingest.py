@@ -356,9 +356,9 @@ class IngestReport:
         rows.append(("added", self.added, f"-> {self.out}" if self.out else "(nothing added: no catalog written)"))
         if self.enlarged:
             # kept (a small face is still a face), but its thumbnail is a blur: the user should know which
-            rows.append(("enlarged over 4x", len(self.enlarged),
-                         f"(added, but blurry: {', '.join(self.enlarged[:3])}{' ...' if len(self.enlarged) > 3 else ''};"
-                         " give larger images for sharp thumbnails)"))
+            more = " ..." if len(self.enlarged) > 3 else ""
+            rows.append(("enlarged over 4x", len(self.enlarged), f"(added, but blurry: {', '.join(self.enlarged[:3])}"
+                                                                 f"{more}; give larger images for sharp thumbnails)"))
         label_w = max(len(label) for label, _, _ in rows)
         count_w = max(7, *(len(str(n)) for _, n, _ in rows))
         lines = [f"ingest of {self.images_dir} with detector {self.detector}: {self.read} files in {self.seconds:.1f} s"]

@@ -550,6 +550,10 @@ class ServerConnection:
                     return locked_out
                 if not hmac.compare_digest(str(msg.get("token", "")).encode("utf-8", "surrogatepass"),
                                            self.token.encode()):
+                    try:   # the store records a well-formed hello as a hello (without its token), refused or not
+                        self.last_message = validate(msg)
+                    except ProtocolError:
+                        pass
                     return self._hello_failed("missing or wrong token", rid, now)
                 self._token_passed = True
             return []

@@ -156,7 +156,8 @@ class RestoreIndex:
         self._selection.pop(sid, None)
         seed, grid = rec.get("rng_seed"), _ids(rec.get("candidates"))
         query, drawn = rec.get("query"), rec.get("sketch_ll")
-        if not isinstance(seed, int) or grid is None or (rec.get("init") == "sketch" and not isinstance(drawn, list)) or (
+        if not isinstance(seed, int) or grid is None or (
+                rec.get("init") == "sketch" and not isinstance(drawn, list)) or (
                 rec.get("init") == "image" and not isinstance(query, list)):
             return None
         at = rec.get("at")

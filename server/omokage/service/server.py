@@ -34,6 +34,7 @@ import os
 import signal
 import sqlite3
 import ssl
+import stat
 import sys
 import time
 import uuid
@@ -157,7 +158,7 @@ def configure_logging(level: str = "info") -> None:
 class GuardedWsConnection(WsConnection):
     """A WebSocket connection whose ping and pong frames are rationed (CONTROL_FRAMES_PER_S): past the budget it is
     failed with 1008 and the rest of what it sends is discarded unparsed. The pongs of the frames read with the
-    flood's first read are still answered (at most one read's worth: 64 KiB)."""
+    flood's first read are still answered (one read's worth, 64-90 KiB)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -171,7 +172,10 @@ class GuardedWsConnection(WsConnection):
                 return
             if not self._control.take(self.loop.time()):
                 self.control_flood = True
-                if self.protocol.state is State.OPEN:
+                # CLOSING too: the library answers pings until the client's close comes (up to its close timeout),
+                # and a flood after the server's own close (a failed hello, a deadline) was answered in full.
+                # `fail` sends no second close frame there, but the rest is discarded unparsed
+                if self.protocol.state in (State.OPEN, State.CLOSING):
                     self.protocol.fail(CloseCode.POLICY_VIOLATION, "too many ping/pong frames")
                     self.send_data()
                 return
@@ -221,6 +225,8 @@ class EventFile(GroupCommitWriter):
             import fcntl
         except ImportError:
             return
+        if not stat.S_ISREG(os.fstat(self._f.fileno()).st_mode):
+            return      # /dev/null (no log wanted) or a pipe: nothing a restart reads back
         try:
             fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -486,7 +492,12 @@ class OmokageServer:
         self.bulk_slots = asyncio.Semaphore(BULK_SLOTS)
         self.events = EventFile(events_path, fsync=fsync_events, exclusive=True) if events_path else None
         # the durable event store (SQLite, WAL, group commit): every message in and out, and the logged events
-        self.store = EventStore(store_path, fsync=fsync_events) if store_path else None
+        try:
+            self.store = EventStore(store_path, fsync=fsync_events) if store_path else None
+        except BaseException:
+            if self.events is not None:   # its lock goes with it: this process may start a server on the log again
+                self.events.close()
+            raise
         # a user study this server walks participants through (omokage.study.runner.StudyRunner), or None
         self.study = study
         self.calibration = dict(calibration or {})   # v1.4: gaze calibration patterns by name (calibration/*.json)
@@ -1086,6 +1097,13 @@ class OmokageServer:
         stop = stop if stop is not None else asyncio.get_running_loop().create_future()
         if host and host not in ("0.0.0.0", "::"):
             self.public_names.add(host.lower().rstrip("."))  # the name the server was told to bind answers too
+        try:
+            await self._serve(host, port, ready, stop, tls)
+        finally:   # a bind that failed too: the log's lock and the worker pools go (the process may start another)
+            self._close_sinks()
+
+    async def _serve(self, host: str, port: int, ready: asyncio.Future | None, stop: asyncio.Future,
+                     tls: ssl.SSLContext | None) -> None:
         async with serve(self.handle, host, port, ssl=tls, process_request=self.process_request, compression=None,
                          create_connection=GuardedWsConnection,
                          max_size=2 * self.limits.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=WRITE_LIMIT,
@@ -1113,7 +1131,6 @@ class OmokageServer:
                     log.exception("background fitting failed")
             server.close()  # closes connections with 1001 (going away) and waits for handlers
             await server.wait_closed()
-        self._close_sinks()
 
     def _close_sinks(self) -> None:
         if self.sketches is not None:
@@ -1563,17 +1580,25 @@ def check_exposure(host: str, token: str | None, insecure: bool = False) -> None
 
 
 
-def check_port_free(host: str, port: int, advice: str = "is another server running there? choose another --port") -> None:
+def check_port_free(host: str, port: int,
+                    advice: str = "is another server running there? choose another --port") -> None:
     """UserError now, before the models are loaded and the event log is opened, if the port is taken (probed with
     SO_REUSEADDR, as the server binds)."""
     import socket
     from omokage.errors import UserError
+    import errno
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            advice = "this machine has no such address; give --host one of its own (0.0.0.0: all of them)"
+        elif exc.errno == errno.EACCES:
+            advice = "ports below 1024 need privileges; choose a port of 1024 or more"
+        elif exc.errno != errno.EADDRINUSE:
+            advice = "check --host and --port"
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {advice}") from None
 
 

@@ -11,6 +11,7 @@ p-values is omokage.bench.choice.holm. Likert answers are ordinal: medians and r
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import itertools
@@ -731,11 +732,14 @@ def delete_participant(db: str | Path, name: str, code: str, jsonl=()) -> dict[s
     rows are not left in free pages. Refused (StoreInUse) while a server is serving from the store."""
     from omokage.store.db import held_alone
     open_database(db, create=False).close()     # a missing or damaged store: its own message first
-    with held_alone(db, "delete the participant"):
-        pseudonym, sessions, counts = _delete_participant_rows(db, name, code)
-        _compact(db)
-    for path in jsonl:
-        counts[f"lines of {Path(path).name}"] = _drop_sessions(Path(path), sessions)
+    with contextlib.ExitStack() as logs:
+        # every log held before anything is deleted: a server writing one would refuse half-way, after the store
+        held = [(Path(path), logs.enter_context(_log_held_alone(Path(path)))) for path in jsonl]
+        with held_alone(db, "delete the participant"):
+            pseudonym, sessions, counts = _delete_participant_rows(db, name, code)
+            _compact(db)
+        for path, src in held:
+            counts[f"lines of {path.name}"] = _drop_sessions(path, src, sessions)
     return {"pseudonym": pseudonym, "sessions": len(sessions), "rows": counts}
 
 
@@ -831,32 +835,36 @@ def drop_study(db: str | Path, name: str, force: bool = False, jsonl=()) -> dict
     it, only a study nobody has started (a pilot's typo fixed before anyone came). Refused while a server serves."""
     from omokage.store.db import held_alone
     open_database(db, create=False).close()
-    with held_alone(db, "drop the study"):
-        conn = open_database(db, create=False)
-        try:
-            study_id, _ = read_study(conn, name)
-            codes = [c for (c,) in conn.execute("SELECT code FROM participants WHERE study_id = ?", (study_id,))]
-            started = conn.execute("SELECT COUNT(t.started_at) FROM trials t JOIN participants p ON "
-                                   "p.id = t.participant_id WHERE p.study_id = ?", (study_id,)).fetchone()[0]
-            answered = conn.execute("SELECT COUNT(*) FROM answers a JOIN participants p ON p.id = a.participant_id "
-                                    "WHERE p.study_id = ?", (study_id,)).fetchone()[0]
-        finally:
-            conn.close()
-        if (started or answered) and not force:
-            raise UserError(f"study {name!r} has data ({started} trial(s) started, {answered} answer(s)); export it "
-                            f"first (`omokage study export {name}`), then pass --force to delete it with all its data")
-        sessions: set[str] = set()
-        for code in codes:          # their sessions, messages, events and answers, as for one participant
-            sessions |= _delete_participant_rows(db, name, code)[1]
-        conn = open_database(db, create=False)
-        try:
-            conn.execute("DELETE FROM studies WHERE id = ?", (study_id,))   # its conditions go with it (cascade)
-            conn.commit()
-        finally:
-            conn.close()
-        _compact(db)                # once, for all of it
-    for path in jsonl:
-        _drop_sessions(Path(path), sessions)
+    with contextlib.ExitStack() as logs:
+        # every log held before anything is deleted (delete_participant)
+        held = [(Path(path), logs.enter_context(_log_held_alone(Path(path)))) for path in jsonl]
+        with held_alone(db, "drop the study"):
+            conn = open_database(db, create=False)
+            try:
+                study_id, _ = read_study(conn, name)
+                codes = [c for (c,) in conn.execute("SELECT code FROM participants WHERE study_id = ?", (study_id,))]
+                started = conn.execute("SELECT COUNT(t.started_at) FROM trials t JOIN participants p ON "
+                                       "p.id = t.participant_id WHERE p.study_id = ?", (study_id,)).fetchone()[0]
+                answered = conn.execute("SELECT COUNT(*) FROM answers a JOIN participants p ON "
+                                        "p.id = a.participant_id WHERE p.study_id = ?", (study_id,)).fetchone()[0]
+            finally:
+                conn.close()
+            if (started or answered) and not force:
+                raise UserError(f"study {name!r} has data ({started} trial(s) started, {answered} answer(s)); "
+                                f"export it first (`omokage study export {name}`), then pass --force to delete it "
+                                "with all its data")
+            sessions: set[str] = set()
+            for code in codes:          # their sessions, messages, events and answers, as for one participant
+                sessions |= _delete_participant_rows(db, name, code)[1]
+            conn = open_database(db, create=False)
+            try:
+                conn.execute("DELETE FROM studies WHERE id = ?", (study_id,))   # its conditions go with it (cascade)
+                conn.commit()
+            finally:
+                conn.close()
+            _compact(db)                # once, for all of it
+        for path, src in held:
+            _drop_sessions(path, src, sessions)
     return {"participants": len(codes), "trials_started": started, "answers": answered}
 
 
@@ -866,11 +874,36 @@ def _chunks(values, size: int = 500):
         yield values[i:i + size]
 
 
-def _drop_sessions(path: Path, sessions: set[str]) -> int:
-    """Rewrite a JSON-lines log without the records of these sessions (atomically); returns the lines dropped."""
-    dropped = 0
+@contextlib.contextmanager
+def _log_held_alone(path: Path):
+    """The JSON-lines log open and locked exclusively; StoreInUse while a server appends to it (EventFile's lock):
+    the records it wrote after the copy would be lost with the rewrite."""
+    from omokage.store.db import StoreInUse
+    with open(path, "rb") as src:
+        try:
+            import fcntl
+            fcntl.flock(src.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:
+            pass
+        except OSError:
+            raise StoreInUse(f"a server is writing its event log {path}: stop it first, then delete the "
+                             "participant") from None
+        yield src
+
+
+def _drop_sessions(path: Path, src, sessions: set[str]) -> int:
+    """Rewrite the JSON-lines log `path` (open as `src`) without the records of these sessions, atomically; returns
+    the lines dropped."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(path, "rb") as src, open(tmp, "wb") as dst:
+    dropped = _copy_without(src, tmp, sessions)
+    os.replace(tmp, path)
+    return dropped
+
+
+def _copy_without(src, tmp: Path, sessions: set[str]) -> int:
+    """Copy the open log `src` to `tmp` (synced) without the records of these sessions; returns the lines left out."""
+    dropped = 0
+    with open(tmp, "wb") as dst:
         for raw in src:
             try:
                 rec = json.loads(raw)
@@ -882,5 +915,4 @@ def _drop_sessions(path: Path, sessions: set[str]) -> int:
             dst.write(raw)
         dst.flush()
         os.fsync(dst.fileno())
-    os.replace(tmp, path)
     return dropped
