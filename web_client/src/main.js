@@ -283,11 +283,9 @@ if (window.ResizeObserver) new ResizeObserver(measureHeader).observe(header);
 measureHeader();
 
 const banner = $('banner');
-let bannerTimer = null;
 let countdownTimer = null;
 /** A banner; `retryAt` (performance.now() time) adds a countdown to it, updated outside the alert's text. */
 function showBanner(kind, title, text, action = null, { timeout = 0, sticky = false, details = '', retryAt = 0 } = {}) {
-  clearTimeout(bannerTimer);
   banner.dataset.kind = kind;
   banner.dataset.sticky = sticky ? '1' : '';
   $('banner-title').textContent = title;
@@ -306,8 +304,14 @@ function showBanner(kind, title, text, action = null, { timeout = 0, sticky = fa
     btn.onclick = action[1];
   }
   banner.hidden = false;
-  if (timeout) bannerTimer = setTimeout(hideBanner, timeout);
+  // short news ("Reconnected") used to go by itself after `timeout` ms: the faces below then jumped up under a
+  // pointer about to click. It now goes with the user's next pick, None of these, Back or Decide (or its ×)
+  banner.dataset.transient = timeout ? '1' : '';
   setCountdown(retryAt);
+}
+/** The user acted: short news (shown with a `timeout`) has been read, and goes while the grid changes anyway. */
+function settleNews() {
+  if (!banner.hidden && banner.dataset.transient === '1') hideBanner();
 }
 /** The banner's countdown to the next connection attempt (`retryAt`, a performance.now() time; 0: none; -1: under
  * way). Its own element, outside the alert: an alert whose text changed every second would be read out every second. */
@@ -332,7 +336,6 @@ function setCountdown(retryAt) {
   if (el.textContent !== 'Trying again…') countdownTimer = setInterval(tick, 1000);
 }
 function hideBanner() {
-  clearTimeout(bannerTimer);
   setCountdown(0);
   banner.hidden = true;
 }
@@ -1022,6 +1025,7 @@ async function chooseId(id) {
   grid.setAttribute('aria-busy', 'true');
   pressed(id);
   const chosen = state.items.find((i) => i.id === id);
+  settleNews();
   const out = state.inflight = { kind: 'choose', step: state.step, item: chosen, from: gridEntry() };
   saveView(); // a reload before the answer reads the grid that follows as its answer
   try {
@@ -1049,6 +1053,7 @@ async function skipGrid() {
   const seq = state.seq;
   state.busy = true;
   grid.setAttribute('aria-busy', 'true');
+  settleNews();
   const out = state.inflight = { kind: 'skip', step: state.step, from: gridEntry() };
   saveView();
   try {
@@ -1174,6 +1179,7 @@ async function goBack({ force = false } = {}) {
   const undone = state.skipped ? 'None of these' : pick ? `your pick of ${pick}` : 'your last step';
   state.busy = true;
   grid.setAttribute('aria-busy', 'true');
+  settleNews();
   const out = state.inflight = { kind: 'back', step: state.step };
   saveView();
   try {
@@ -1201,6 +1207,7 @@ async function goBack({ force = false } = {}) {
 async function decideId(id, { openTab = !state.study } = {}) {
   if (state.busy || state.resuming || state.decided || client.state !== 'open') return null;
   const seq = state.seq;
+  settleNews();
   state.busy = true;
   try {
     gaze.flush();
