@@ -83,7 +83,7 @@ const state = {
                        // {step, ids, first, skipped, waitPick, trail: the path's length then}: `back` restores them
   available: [],       // the algorithms the server can start with now
   training: [],        // v1.2: [{algorithm, progress, eta_s?}] still being fitted (shown as disabled tabs)
-  switchTo: null,      // the algorithm the switch question (mid-selection) is about
+  switchTo: null,      // the algorithm the switch question (mid-selection) is about; 'random': Random start's question
   _busy: false,
   // a request of the selection is out: the Back control follows every change (it is off while one is in flight)
   get busy() { return this._busy; },
@@ -569,7 +569,7 @@ function renderAlgorithms(algorithms, training = [], { pickDefault = false } = {
   const same = buttons.length === algoBox.children.length && buttons.every((b, i) => algoBox.children[i] === b);
   if (!same) algoBox.replaceChildren(...buttons);
   paintAlgorithms();
-  if (state.switchTo && !ready.includes(state.switchTo)) hideSwitch();
+  if (state.switchTo && state.switchTo !== 'random' && !ready.includes(state.switchTo)) hideSwitch();
 }
 
 function formatEta(s) {
@@ -627,6 +627,7 @@ function askSwitch(name) {
   $('switch-text').textContent = pick
     ? `You are at step ${state.step}. Continue from your pick (${splitTitle(pick.title)[0]}) with faces near it in ${label}, or start fresh.`
     : `You are at step ${state.step}. Switching starts a new selection in ${label}.`;
+  $('switch-cancel').textContent = 'Cancel';
   const keep = $('switch-keep');
   keep.hidden = !pick;
   keep.textContent = 'Continue from your pick';
@@ -676,7 +677,13 @@ async function switchAlgorithm(name, how) {
 }
 
 $('switch-keep').onclick = () => { if (state.switchTo) switchAlgorithm(state.switchTo, 'pick'); };
-$('switch-fresh').onclick = () => { if (state.switchTo) switchAlgorithm(state.switchTo, 'fresh'); };
+$('switch-fresh').onclick = () => {
+  if (state.switchTo === 'random') { // asked and answered: the start goes ahead, the focus where it was asked from
+    $('btn-random').focus();
+    $('btn-random').click();
+  }
+  else if (state.switchTo) switchAlgorithm(state.switchTo, 'fresh');
+};
 $('switch-cancel').onclick = () => hideSwitch();
 
 // the selection policy lives in the settings menu: it matters to few people, and changing it starts again
@@ -732,9 +739,28 @@ function setControlsEnabled(on) {
 }
 
 $('btn-random').onclick = () => {
+  if (hasProgress() && state.view === 'grid' && state.switchTo !== 'random') {
+    // one click away from losing every pick (Back cannot bring a selection back): asked, as a switch of space is
+    askRestart();
+    return;
+  }
+  hideSwitch();
   leaveSketch();
   startSelection(null);
 };
+
+/** Random start mid-selection: the switch question's box, with Start new / Keep this one. */
+function askRestart() {
+  state.switchTo = 'random';
+  $('switch-title').textContent = 'Start a new selection?';
+  $('switch-text').textContent = `You are at step ${state.step}. A random start leaves this selection, and Back cannot `
+    + 'bring it back.';
+  $('switch-keep').hidden = true;
+  $('switch-fresh').textContent = 'Start a new one';
+  $('switch-cancel').textContent = 'Keep this one';
+  $('switch').hidden = false;
+  $('switch-fresh').focus();
+}
 $('file').onchange = (e) => {
   const f = e.target.files && e.target.files[0];
   e.target.value = '';

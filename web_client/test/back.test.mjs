@@ -247,8 +247,9 @@ describe('Back (protocol v1.7)', () => {
       { first: null, skipped: true, ring: -1, decideOff: 'true', label: 'No pick on these yet', trailIds: [ids1[3]] },
       'the grid as it was first shown: Decide waits for a pick');
 
-    // a random start, None of these, Back: the first grid again, where Decide waits too
+    // a random start (asked first, mid-selection), None of these, Back: the first grid again, where Decide waits too
     await page.click('#btn-random');
+    await page.click('#switch-fresh');
     await waitForGrid(page, 1);
     const r1 = await gridIds(page);
     await page.keyboard.press('n');

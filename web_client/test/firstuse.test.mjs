@@ -63,8 +63,19 @@ describe('first use', () => {
     await waitForGrid(page, 2);
     assert.equal((await gridIds(page))[0], ids1[2]);
 
-    // a button click: Random start keeps the focus, and the digits still choose
+    // Random start mid-selection asks first (one click from losing every pick; a UX walkthrough): keeping the
+    // selection changes nothing
     await page.click('#btn-random');
+    assert.equal(await page.isVisible('#switch'), true);
+    assert.equal(await page.textContent('#switch-title'), 'Start a new selection?');
+    assert.match(await page.textContent('#switch-text'), /^You are at step 2\. A random start leaves this selection/);
+    assert.equal(await page.isVisible('#switch-keep'), false);
+    await page.click('#switch-cancel');
+    assert.equal(await page.isVisible('#switch'), false);
+    assert.equal(await st(() => window.omokage.state.step), 2);
+    // a button click, then Start a new one: Random start keeps the focus, and the digits still choose
+    await page.click('#btn-random');
+    await page.click('#switch-fresh');
     await page.waitForFunction(() => window.omokage.state.step === 1 && !window.omokage.state.busy);
     await waitForGrid(page, 1);
     assert.equal(await st(() => document.activeElement.id), 'btn-random');

@@ -183,7 +183,7 @@ describe('the ideal face (protocol v1.5)', () => {
     assert.equal(await page.isVisible('#ideal'), false);
     await page.click('#btn-ideal');
     await idealDone(2);
-    await page.click('#btn-random');
+    await page.click('#btn-random'); // at step 1, no pick yet: nothing to lose, nothing asked
     await page.waitForFunction(() => !window.omokage.state.busy && !window.omokage.ideal.view.open);
     await waitForGrid(page, 1);
     assert.equal(await page.isVisible('#ideal'), false);
