@@ -1688,7 +1688,8 @@ function isTyping(t) {
 document.addEventListener('keydown', (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
   const t = e.target;
-  if (isTyping(t)) return;
+  // a closed <select> (the policy) takes letters to jump between its options, but not Escape: that closes the menu
+  if (isTyping(t) && !(e.key === 'Escape' && t instanceof HTMLSelectElement && $('settings').contains(t))) return;
   if ($('decided').open) return;
   if (e.key === 'Escape' && $('settings').open) {
     e.preventDefault();

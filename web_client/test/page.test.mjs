@@ -583,6 +583,11 @@ describe('protocol v1.1: none of these, policies, confidence', () => {
     await page.selectOption('#policy', 'study');
     await page.waitForFunction(() => window.omokage.state.servedPolicy === 'study' && !window.omokage.state.busy);
     await waitForGrid(page, 1);
+    // Escape from the policy's select closes the menu, as from anywhere else in it (a select counted as typing)
+    await page.focus('#policy');
+    await page.keyboard.press('Escape');
+    assert.equal(await page.evaluate(() => document.getElementById('settings').open), false);
+    assert.equal(await page.evaluate(() => document.activeElement === document.querySelector('#settings summary')), true);
     assert.deepEqual(await page.$$eval('#grid .face:not([hidden]) .conf', (els) => els.map((e) => e.textContent)),
       Array(9).fill(''), 'study keeps no belief: no hint');
     assert.equal(await page.isVisible('#pick-conf'), false);
