@@ -1905,8 +1905,13 @@ async function requestIdeal({ near = null, force = false } = {}) {
 }
 
 function showIdealPanel() {
+  const opening = idealBox.hidden;
   idealView.open = true;
   idealBox.hidden = false;
+  if (opening && idealBox.getBoundingClientRect().top > window.innerHeight - 80) {
+    // on a phone it opens below the grid, out of sight: the press looked as if it did nothing (a UX walkthrough)
+    idealBox.scrollIntoView({ block: 'start', behavior: 'smooth' });
+  }
   idealBox.setAttribute('aria-busy', String(idealView.busy));
   $('main').classList.add('with-ideal');
   renderIdealCaption();
