@@ -1551,8 +1551,9 @@ function updateDecide() {
     $('pick-label').textContent = !waiting ? $('pick-label').textContent
       : state.skipped ? 'No pick on these yet' : 'No pick yet';
     $('pick-name').textContent = '–';
-    $('pick-desc').textContent = waiting
-      ? 'Choose the closest face for more like it, or move the highlight (arrow keys) onto one to decide on it.' : '';
+    // one line, as a face's description is: a longer hint here pushed Decide and None of these down after None of
+    // these, and a second press on the same spot hit the hint (a UX walkthrough); the prompt above says the rest
+    $('pick-desc').textContent = waiting ? 'Choose the closest face.' : '';
     img.removeAttribute('src');
     img.alt = '';
     btn.querySelector('span').textContent = 'Decide';
