@@ -1390,6 +1390,7 @@ function clearNotice() {
   noticeTimer = null;
   if (notice.textContent) notice.textContent = '';
 }
+notice.addEventListener('click', clearNotice);
 for (let i = 0; i < GRID; i++) {
   const card = document.createElement('button');
   card.type = 'button';
@@ -1544,7 +1545,8 @@ function updateDecide() {
   // not for the user's own pick: it is shown again but was not decided on, so the belief has moved past it and a
   // "<1%" beside "Your pick" reads as the server disagreeing; and, as on the tiles, nothing below 1 %
   const ownPick = state.cursor === 0 && state.first === 'pick';
-  const conf = it && !ownPick && it.probability >= 0.01 ? confidence(it) : null;
+  // and not while the panel waits for a pick ("No pick on these yet"): no face is on it to have a belief about
+  const conf = it && !waiting && !ownPick && it.probability >= 0.01 ? confidence(it) : null;
   $('pick-conf').hidden = !conf;
   $('pick-conf').textContent = conf ? `The server's belief that this is the one: ${conf}` : '';
   if (!it || waiting) {

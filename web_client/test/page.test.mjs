@@ -231,6 +231,7 @@ describe('desktop page', () => {
   });
 
   it('the first grid of a random start offers no face to decide on; an image start offers the closest', T, async () => {
+    await page.setViewportSize({ width: 1280, height: 720 }); // a laptop's: where the notice fell below the fold
     await open();
     // the skip link lands on the grid (it can take the focus)
     await page.keyboard.press('Tab');
@@ -242,11 +243,21 @@ describe('desktop page', () => {
     assert.match(await page.textContent('#pick-label'), /No pick yet/);
     assert.equal((await page.textContent('#btn-decide')).trim(), 'Decide');
     assert.equal(await page.getAttribute('#btn-decide', 'aria-disabled'), 'true');
+    const decideTop = () => page.locator('#btn-decide').evaluate((el) => el.getBoundingClientRect().top);
+    await page.evaluate(() => window.scrollTo(0, 0)); // the page as it opens: its top in view
+    const before = await decideTop();
     await page.keyboard.press('d');
     await page.waitForFunction(() => document.getElementById('notice').textContent
       === 'Choose a face first, or move the highlight onto one with the arrow keys.');
     assert.equal(await page.getAttribute('#notice', 'aria-live'), 'polite');
     assert.equal(await page.evaluate(() => window.omokage.state.decided), null);
+    // where it is seen (it was below the grid, under a laptop's fold), and nothing moves for it (a UX walkthrough)
+    const seen = await page.evaluate(() => {
+      const r = document.getElementById('notice').getBoundingClientRect();
+      return r.top >= 0 && r.bottom <= window.innerHeight && r.height > 0;
+    });
+    assert.ok(seen, 'the notice is on screen');
+    assert.equal(await decideTop(), before);
     // Enter shows the highlight on the first face rather than choose a face the user cannot see highlighted
     await page.keyboard.press('Enter');
     assert.equal(await page.evaluate(() => window.omokage.state.step), 1);
@@ -536,7 +547,9 @@ describe('protocol v1.1: none of these, policies, confidence', () => {
     assert.match(await page.textContent('#grid .face >> nth=0'), /Your pick/);
     // None of these stays where it was between a grid with a pick and one without (a longer hint there pushed it
     // down, and a second press on the same spot hit the hint: a UX walkthrough)
-    const skipTop = () => page.locator('#btn-skip').evaluate((el) => el.getBoundingClientRect().top);
+    // (within the side panel: a click may scroll the page, which moves the sticky panel as a whole)
+    const skipTop = () => page.locator('#btn-skip').evaluate((el) => el.getBoundingClientRect().top
+      - el.closest('.side').getBoundingClientRect().top);
     const withPick = await skipTop();
     await page.click('#btn-skip');
     await waitForGrid(page, 5);

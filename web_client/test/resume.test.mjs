@@ -233,7 +233,10 @@ async def main():
 asyncio.run(main())
 `, `ws://127.0.0.1:${server.port}/ws`, token], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
-      const said = await new Promise((resolve) => { other.stdout.once('data', (d) => resolve(String(d))); });
+      const said = await new Promise((resolve) => { // its first line (the pipe may deliver it in pieces)
+        let text = '';
+        other.stdout.on('data', (d) => { text += String(d); if (text.includes('\n')) resolve(text); });
+      });
       assert.match(said, /^resumed True/);
       await page.waitForFunction(() => !document.getElementById('banner').hidden
         && /went on elsewhere/.test(document.getElementById('banner-title').textContent), null, { timeout: 10000 });
