@@ -89,6 +89,14 @@ const sessionId = () => st(() => window.omokage.client.welcome.session_id);
 const out = (frames, type) => frames.filter((f) => f.dir === 'out' && f.msg.type === type);
 const got = (frames, type) => frames.filter((f) => f.dir === 'in' && f.msg.type === type);
 
+/** The page at `url`, its first grid shown and its fifth face picked: step 2, a selection to go on with. */
+async function pickedOnce(url) {
+  await page.goto(url);
+  await waitForGrid(page, 1);
+  await page.locator('#grid .face').nth(4).click();
+  await waitForGrid(page, 2);
+}
+
 /** Until the page has lost the connection of session `sid`, said hello on a new one and shown what followed. */
 async function reconnected(sid, timeout = 30000) {
   await page.waitForFunction((s) => {
@@ -216,10 +224,7 @@ describe('a dropped connection (v1.7)', () => {
 describe('a selection taken over by another connection (v1.7)', () => {
   it('the page says it went on elsewhere, does not reconnect by itself, and starts a new one when asked', T, async () => {
     const frames = recordFrames(page);
-    await page.goto(server.url);
-    await waitForGrid(page, 1);
-    await page.locator('#grid .face').nth(4).click();
-    await waitForGrid(page, 2);
+    await pickedOnce(server.url);
     const token = await st(() => window.omokage.client.resumeToken);
     // another client presents the page's token (a frozen copy of the tab waking up, say): it takes the selection over,
     // and the server closes the page's link with the documented reason
@@ -267,10 +272,7 @@ asyncio.run(main())
 describe('a reload of the tab (v1.7)', () => {
   it('goes on with the same grid, its pick and path; another tab is a selection of its own', T, async () => {
     const frames = recordFrames(page);
-    await page.goto(server.url);
-    await waitForGrid(page, 1);
-    await page.locator('#grid .face').nth(4).click();
-    await waitForGrid(page, 2);
+    await pickedOnce(server.url);
     await page.locator('#grid .face').nth(2).click();
     await waitForGrid(page, 3);
     const ids3 = await gridIds(page);
@@ -320,10 +322,7 @@ describe('a server that restarted (v1.7)', () => {
     let back = null;
     try {
       const frames = recordFrames(page);
-      await page.goto(own.url);
-      await waitForGrid(page, 1);
-      await page.locator('#grid .face').nth(4).click();
-      await waitForGrid(page, 2);
+      await pickedOnce(own.url);
       const ids2 = await gridIds(page);
       const sid = await sessionId();
       const mark = frames.length;
@@ -353,10 +352,7 @@ describe('a server that restarted (v1.7)', () => {
     let back = null;
     try {
       const frames = recordFrames(page);
-      await page.goto(own.url);
-      await waitForGrid(page, 1);
-      await page.locator('#grid .face').nth(4).click();
-      await waitForGrid(page, 2);
+      await pickedOnce(own.url);
       const token = await st(() => window.omokage.client.resumeToken);
       const sid = await sessionId();
       const mark = frames.length;
@@ -391,10 +387,7 @@ describe('a decided page (v1.7)', () => {
   it('stays decided across a reconnect: the avatar, its product page and Start again; nothing starts behind it', T, async () => {
     const proxy = await proxyTo(server.port);
     const frames = recordFrames(page);
-    await page.goto(proxy.url);
-    await waitForGrid(page, 1);
-    await page.locator('#grid .face').nth(4).click();
-    await waitForGrid(page, 2);
+    await pickedOnce(proxy.url);
     const ids2 = await gridIds(page);
     const [tab] = await Promise.all([browser.context.waitForEvent('page'), page.keyboard.press('d')]);
     await tab.close();
@@ -482,10 +475,7 @@ async function copiedTab(base, how) {
   const closed = [];
   page.on('websocket', (ws) => ws.on('close', () => closed.push(ws.url())));
   const frames = recordFrames(page);
-  await page.goto(base);
-  await waitForGrid(page, 1);
-  await page.locator('#grid .face').nth(4).click();
-  await waitForGrid(page, 2);
+  await pickedOnce(base);
   const ids2 = await gridIds(page);
   const sid = await sessionId();
   const token = await st(() => window.omokage.client.resumeToken);
@@ -592,10 +582,7 @@ describe('a duplicated tab (v1.7)', () => {
         'SecurityError'));
     });
     const frames = recordFrames(page);
-    await page.goto(server.url);
-    await waitForGrid(page, 1);
-    await page.locator('#grid .face').nth(4).click();
-    await waitForGrid(page, 2);
+    await pickedOnce(server.url);
     const ids2 = await gridIds(page);
     const first = await st(() => window.omokage.tab);
     const token = await st(() => window.omokage.client.resumeToken);
@@ -629,10 +616,7 @@ describe('a duplicated tab (v1.7)', () => {
       };
     });
     const frames = recordFrames(page);
-    await page.goto(server.url);
-    await waitForGrid(page, 1);
-    await page.locator('#grid .face').nth(4).click();
-    await waitForGrid(page, 2);
+    await pickedOnce(server.url);
     const own = await st(() => window.omokage.tab);
     const mark = frames.length;
     await page.reload();

@@ -329,9 +329,7 @@ class ServerConnection:
                     and not (isinstance(msg, dict) and msg.get("type") == "hello")):
                 # anything but hello before hello (what decoding refused too): before the token a client learns nothing
                 # of the protocol (an unknown type's error lists every message)
-                exc = (ProtocolError("unauthorized", "send `hello` with the server's token first", exc.rid)
-                       if self.token is not None and not self._token_passed
-                       else ProtocolError("wrong_state", "send `hello` first", exc.rid))
+                exc = self._hello_first(exc.rid)
             return self._error(exc)
         except SessionError as exc:
             return self._error(ProtocolError(exc.code if exc.code in ("wrong_state", "not_found") else "bad_field",
@@ -466,10 +464,6 @@ class ServerConnection:
         mtype, rid = msg["type"], msg.get("rid")
         if mtype == "hello":
             return self._hello(msg, rid, now)
-        if not self.greeted:
-            if self.token is not None:
-                raise ProtocolError("unauthorized", "send `hello` with the server's token first", rid)
-            raise ProtocolError("wrong_state", "send `hello` first", rid)
         if self._unheard:   # the client got its welcome (and its new token): the one it presented is spent now
             self._unheard = False
             self.keeper.heard(self.resume_token)
@@ -557,9 +551,13 @@ class ServerConnection:
                     return self._hello_failed("missing or wrong token", rid, now)
                 self._token_passed = True
             return []
+        raise self._hello_first(rid)
+
+    def _hello_first(self, rid) -> ProtocolError:
+        """The answer to anything but `hello` before a `hello` was accepted."""
         if self.token is not None and not self._token_passed:
-            raise ProtocolError("unauthorized", "send `hello` with the server's token first", rid)
-        raise ProtocolError("wrong_state", "send `hello` first", rid)
+            return ProtocolError("unauthorized", "send `hello` with the server's token first", rid)
+        return ProtocolError("wrong_state", "send `hello` first", rid)
 
     def _hello(self, msg, rid, now) -> list[Action]:
         # the token was checked before the message's fields (_before_hello)

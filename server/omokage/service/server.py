@@ -34,7 +34,6 @@ import os
 import signal
 import sqlite3
 import ssl
-import stat
 import sys
 import time
 import uuid
@@ -69,7 +68,7 @@ from omokage.service.background import BackgroundFitter
 from omokage.sketch.service import SharpenProcess, SharpenUnavailable
 from omokage.store.group_commit import GroupCommitWriter
 from omokage.store import EventStore, wire
-from omokage.store.db import create_private
+from omokage.store.db import create_private, hold_for_serving
 
 log = logging.getLogger("omokage.server")
 events_log = logging.getLogger("omokage.events")
@@ -182,10 +181,6 @@ class GuardedWsConnection(WsConnection):
         super().process_event(event)
 
 
-class EventLogInUse(UserError):
-    """Another server holds the JSON-lines event log."""
-
-
 class EventFile(GroupCommitWriter):
     """Append-only JSON-lines file of session events with group commit.
 
@@ -198,14 +193,19 @@ class EventFile(GroupCommitWriter):
     """
 
     def __init__(self, path: Path, fsync: bool = True, exclusive: bool = False):
-        """exclusive: refuse (EventLogInUse) a log another server is writing; this one holds it until `close`."""
+        """exclusive: refuse (StoreInUse) a log another server is writing; this one holds it until `close`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.fsync = fsync
         create_private(path)   # what users did is readable by the server's user only
+        # one server per log, as per store: a server restarted on its log reads it back to resume the selections it
+        # was in the middle of (v1.7) and records the links still open when it stopped as lost; a second server
+        # appending to it would have its live selections marked lost and taken over
+        self._serving = hold_for_serving(path, refusal=(
+            f"another omokage server is writing its event log to {path}: one log serves one server (a restarted "
+            "server reads it back). Stop the other one, or give this one a log of its own (--events PATH; "
+            "`omokage demo`: another --home)")) if exclusive else None
         self._f = open(path, "ab")
-        if exclusive:
-            self._hold()
         if path.stat().st_size:   # a crash mid-write left a line without its end: the next record starts a line
             with open(path, "rb") as f:
                 f.seek(-1, os.SEEK_END)
@@ -215,25 +215,6 @@ class EventFile(GroupCommitWriter):
         self.events = self.batches = 0
         self.sync_seconds = 0.0
         super().__init__("omokage-events", threaded=fsync)
-
-    def _hold(self) -> None:
-        """One server per log, as per store (`omokage.store.db.hold_for_serving`): a server restarted on its log reads
-        it back to resume the selections it was in the middle of (v1.7), and records the links still open when it
-        stopped as lost; a second server appending to the same file would have its live selections marked lost and
-        taken over. An advisory flock, released with the file (a crash included)."""
-        try:
-            import fcntl
-        except ImportError:
-            return
-        if not stat.S_ISREG(os.fstat(self._f.fileno()).st_mode):
-            return      # /dev/null (no log wanted) or a pipe: nothing a restart reads back
-        try:
-            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._f.close()
-            raise EventLogInUse(f"another omokage server is writing its event log to {self.path}: one log serves one "
-                                "server (a restarted server reads it back). Stop the other one, or give this one a "
-                                "log of its own (--events PATH; `omokage demo`: another --home)") from None
 
     @staticmethod
     def _line(record: dict[str, Any]) -> bytes:
@@ -290,6 +271,8 @@ class EventFile(GroupCommitWriter):
         except OSError as exc:   # a full disk: what could not be written was never acknowledged
             log.error("the event log could not be closed cleanly", extra={"fields": {"path": str(self.path),
                                                                                       "error": str(exc)}})
+        if self._serving is not None:   # after the last record: the next server may read it all back
+            self._serving.close()
 
 
 class HelloLimiter:
@@ -1584,9 +1567,8 @@ def check_port_free(host: str, port: int,
                     advice: str = "is another server running there? choose another --port") -> None:
     """UserError now, before the models are loaded and the event log is opened, if the port is taken (probed with
     SO_REUSEADDR, as the server binds)."""
-    import socket
-    from omokage.errors import UserError
     import errno
+    import socket
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -181,18 +182,26 @@ class StoreInUse(UserError):
 SERVE_LOCK_WAIT_S = 10.0   # how long a starting server waits for a short command (a deletion) to finish with the store
 
 
-def hold_for_serving(path: str | Path):
-    """An advisory exclusive lock on the store file for as long as the returned file stays open (a serving server
-    holds one), or None where file locks are not available. Independent of SQLite's own locks (flock, not fcntl).
+STORE_SERVERS = "`omokage serve --db` or `--study`"
+
+
+def hold_for_serving(path: str | Path, refusal: str | None = None):
+    """An advisory exclusive lock on the file for as long as the returned file stays open (a serving server holds
+    one on its store and on its JSON-lines event log), or None where file locks are not available or the file is not
+    a regular one (/dev/null). Independent of SQLite's own locks (flock, not fcntl).
 
     Exclusive: two servers on one store would each walk participants through the trials they read at start, so a
-    trial could run twice and a decision one of them acknowledged be dropped. StoreInUse when another server holds it;
-    a short command holding it (`study delete-participant`) is waited for."""
+    trial could run twice and a decision one of them acknowledged be dropped; on one event log, a restart would take
+    the other's live selections for its own lost ones. StoreInUse (`refusal`, or the store's words) when another
+    server holds it; a short command holding it (`study delete-participant`) is waited for."""
     try:
         import fcntl
     except ImportError:
         return None
     f = open(path, "rb")
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        return None
     deadline = time.monotonic() + SERVE_LOCK_WAIT_S
     warned = False
     while True:
@@ -202,19 +211,20 @@ def hold_for_serving(path: str | Path):
         except OSError:
             if time.monotonic() >= deadline:
                 f.close()
-                raise StoreInUse(f"another server is serving from {path} (`omokage serve --db` or `--study`): one "
-                                 "store serves one server. Stop the other one, or give this server a store of its "
-                                 "own (--db PATH)") from None
+                raise StoreInUse(refusal or f"another server is serving from {path} ({STORE_SERVERS}): one store "
+                                 "serves one server. Stop the other one, or give this server a store of its own "
+                                 "(--db PATH)") from None
             if not warned:
-                log.warning("waiting for another omokage process to finish with the store", extra={"fields": {
-                    "store": str(path)}})
+                log.warning("waiting for another omokage process to finish with the file", extra={"fields": {
+                    "path": str(path)}})
                 warned = True
             time.sleep(0.1)
 
 
 @contextlib.contextmanager
-def held_alone(path: str | Path, doing: str):
-    """The store file locked exclusively while the block runs; StoreInUse when a server is serving from it."""
+def held_alone(path: str | Path, doing: str, refusal: str | None = None):
+    """The file (a store, or a JSON-lines event log) locked exclusively while the block runs; StoreInUse (`refusal`,
+    or the store's words) when a server holds it."""
     try:
         import fcntl
     except ImportError:
@@ -224,8 +234,8 @@ def held_alone(path: str | Path, doing: str):
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise StoreInUse(f"a server is running on {path} (`omokage serve --db` or `--study`): stop it first, "
-                             f"then {doing}") from None
+            raise StoreInUse(refusal or f"a server is running on {path} ({STORE_SERVERS}): stop it first, then "
+                                        f"{doing}") from None
         try:
             yield
         finally:

@@ -732,14 +732,11 @@ def delete_participant(db: str | Path, name: str, code: str, jsonl=()) -> dict[s
     rows are not left in free pages. Refused (StoreInUse) while a server is serving from the store."""
     from omokage.store.db import held_alone
     open_database(db, create=False).close()     # a missing or damaged store: its own message first
-    with contextlib.ExitStack() as logs:
-        # every log held before anything is deleted: a server writing one would refuse half-way, after the store
-        held = [(Path(path), logs.enter_context(_log_held_alone(Path(path)))) for path in jsonl]
-        with held_alone(db, "delete the participant"):
-            pseudonym, sessions, counts = _delete_participant_rows(db, name, code)
-            _compact(db)
-        for path, src in held:
-            counts[f"lines of {path.name}"] = _drop_sessions(path, src, sessions)
+    with _logs_held_alone(jsonl, "delete the participant"), held_alone(db, "delete the participant"):
+        pseudonym, sessions, counts = _delete_participant_rows(db, name, code)
+        _compact(db)
+        for path in jsonl:
+            counts[f"lines of {Path(path).name}"] = _drop_sessions(Path(path), sessions)
     return {"pseudonym": pseudonym, "sessions": len(sessions), "rows": counts}
 
 
@@ -835,9 +832,7 @@ def drop_study(db: str | Path, name: str, force: bool = False, jsonl=()) -> dict
     it, only a study nobody has started (a pilot's typo fixed before anyone came). Refused while a server serves."""
     from omokage.store.db import held_alone
     open_database(db, create=False).close()
-    with contextlib.ExitStack() as logs:
-        # every log held before anything is deleted (delete_participant)
-        held = [(Path(path), logs.enter_context(_log_held_alone(Path(path)))) for path in jsonl]
+    with _logs_held_alone(jsonl, "drop the study"):
         with held_alone(db, "drop the study"):
             conn = open_database(db, create=False)
             try:
@@ -863,8 +858,8 @@ def drop_study(db: str | Path, name: str, force: bool = False, jsonl=()) -> dict
             finally:
                 conn.close()
             _compact(db)                # once, for all of it
-        for path, src in held:
-            _drop_sessions(path, src, sessions)
+        for path in jsonl:
+            _drop_sessions(Path(path), sessions)
     return {"participants": len(codes), "trials_started": started, "answers": answered}
 
 
@@ -875,27 +870,24 @@ def _chunks(values, size: int = 500):
 
 
 @contextlib.contextmanager
-def _log_held_alone(path: Path):
-    """The JSON-lines log open and locked exclusively; StoreInUse while a server appends to it (EventFile's lock):
-    the records it wrote after the copy would be lost with the rewrite."""
-    from omokage.store.db import StoreInUse
-    with open(path, "rb") as src:
-        try:
-            import fcntl
-            fcntl.flock(src.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:
-            pass
-        except OSError:
-            raise StoreInUse(f"a server is writing its event log {path}: stop it first, then delete the "
-                             "participant") from None
-        yield src
+def _logs_held_alone(jsonl, doing: str):
+    """Every JSON-lines log held before anything is deleted (StoreInUse while a server appends to one: the records it
+    wrote after the copy would be lost with the rewrite, and refusing half-way would leave the store done and the
+    logs not)."""
+    from omokage.store.db import held_alone
+    with contextlib.ExitStack() as logs:
+        for path in jsonl:
+            logs.enter_context(held_alone(path, doing, refusal=f"a server is writing its event log {path}: stop it "
+                                                               f"first, then {doing}"))
+        yield
 
 
-def _drop_sessions(path: Path, src, sessions: set[str]) -> int:
-    """Rewrite the JSON-lines log `path` (open as `src`) without the records of these sessions, atomically; returns
-    the lines dropped."""
+def _drop_sessions(path: Path, sessions: set[str]) -> int:
+    """Rewrite the JSON-lines log `path` without the records of these sessions, atomically; returns the lines
+    dropped."""
     tmp = path.with_name(path.name + ".tmp")
-    dropped = _copy_without(src, tmp, sessions)
+    with open(path, "rb") as src:
+        dropped = _copy_without(src, tmp, sessions)
     os.replace(tmp, path)
     return dropped
 
