@@ -156,7 +156,53 @@ def test_rerating_a_face_replaces_its_rating(engine):
         return session.policy.belief.probabilities()
     assert np.allclose(belief_after([5, 5, 5]), belief_after([5]))
     assert np.allclose(belief_after([5, 1]), belief_after([1]))
-    assert np.allclose(belief_after([4, 3]), belief_after([]))
+    assert np.allclose(belief_after([4, 3]), belief_after([3]))
+    assert not np.allclose(belief_after([3]), belief_after([]))   # 3 stars say something too: near, not very near
+
+
+def test_a_rating_is_a_likelihood_over_the_five_stars(engine):
+    """The ordered logit: for every target, the five ratings' probabilities sum to 1 (a likelihood, not a weight);
+    5 stars put the target among the rated face's nearest few percent, 1 star outside its nearest half; the lapse
+    keeps any one rating from ruling a face out; and under a noisy user's hypothesis the rating says nothing."""
+    from omokage.selection.belief import UserHypothesis
+    space = engine.space("pca")
+    face = 7
+    rows = np.stack([RatingTerm(face, r).log_likelihood(space) for r in range(1, 6)]).astype(np.float64)
+    assert np.allclose(np.exp(rows).sum(axis=0), 1.0, atol=1e-4)
+    order = np.argsort(space.unit_distances_from([face])[0])
+    near, far = order[: max(2, len(order) // 20)], order[len(order) // 2:]
+    p5, p1 = np.exp(rows[4]), np.exp(rows[0])
+    assert p5[near].mean() > 10 * p5[far].mean()
+    assert p1[far].mean() > 3 * p1[near].mean()
+    lapse = RatingTerm(face, 5).lapse
+    assert p5.min() >= lapse * p5.mean() * 0.99      # at worst the lapse's share of the base rate
+    hyps = [UserHypothesis(0.05), UserHypothesis(1.35)]
+    both = RatingTerm(face, 5).log_likelihoods_for(space, hyps)
+    assert np.allclose(both[0], rows[4], atol=1e-5)
+    assert np.ptp(both[1]) == 0                       # the noisy user's hypothesis: silent
+
+
+def test_five_stars_for_the_target_find_it(engine):
+    """A consistent user who rates the faces they pick by how near they are to the target (in the engine's own
+    space: the belief's model of a rating made true) makes the target more probable than picks alone."""
+    space = engine.space("pca")
+    rng = np.random.default_rng(0)
+    found = {False: [], True: []}   # log P(target) after the picks
+    for target in rng.choice(space.n_items, 12, replace=False):
+        d_target = space.unit_distances_from([int(target)])[0]
+        for rate in (False, True):
+            session = SelectionSession(space, seed=int(target), policy=make_policy("thompson"))
+            step = session.start()
+            for _ in range(2):
+                pick = min(step.ids, key=lambda i: d_target[i])
+                if rate:
+                    share = (d_target < d_target[pick]).mean()
+                    session.rate(pick, 5 if share < 0.01 else 4 if share < 0.05 else 3 if share < 0.2 else
+                                 2 if share < 0.5 else 1)
+                step = session.choose(pick)
+            found[rate].append(np.log(session.policy.belief.probabilities()[int(target)]))
+    gain = np.subtract(found[True], found[False])
+    assert gain.mean() > 0.5 and (gain > 0).mean() >= 0.75, gain
 
 
 def test_query_term_puts_the_nearest_faces_first(engine):

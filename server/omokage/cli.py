@@ -421,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also run the default policy in each model's space reweighted by the metric `omokage fit "
                          "user-model` learns from logged picks, fitted first on a pilot of separate users "
                          "(docs/preference-model.md)")
+    bc.add_argument("--ratings", action="store_true",
+                    help="the simulated users also rate each face they pick, 1-5 stars (protocol `rate`), by their "
+                         "own perception with a generosity of their own; writes to OUT-ratings by default, to compare "
+                         "with the same run without (same users, same picks' noise; docs/preference-model.md)")
     bc.add_argument("--gaze-source", choices=["eye", "head"], default="eye",
                     help="with --gaze: eye gaze (Quest Pro) or head gaze (the headset's forward ray; default eye)")
     bc.add_argument("--ae-epochs", type=int, default=None, help="autoencoder epochs if it must be fitted "
@@ -972,7 +976,7 @@ def _cmd_bench_choice(a) -> int:
                out=a.out, home=a.home, policies=parse_list(a.policies, "policies"),
                models=parse_list(a.models, "models"), starts=parse_list(a.starts, "starts"), ae_epochs=a.ae_epochs,
                perceive=a.perceive, skip_below=a.skip_below, settle_share=a.settle_share, workers=a.workers,
-               gaze=a.gaze, gaze_source=a.gaze_source, learned_metric=a.learned_metric)
+               gaze=a.gaze, gaze_source=a.gaze_source, learned_metric=a.learned_metric, ratings=a.ratings)
 
 
 def _cmd_bench_gaze(a) -> int:

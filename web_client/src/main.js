@@ -108,6 +108,8 @@ const state = {
     updateBack();
   },
   freshStart: false,   // v1.7: the user asked for a new selection here after theirs went on in another tab
+  ratings: new Map(),  // v1.1: face id -> {rating 1..5, step}: what the user rated in this selection (the server keeps
+                       // them as evidence; a back forgets those given on the grids it leaves, as the server does)
   inflight: null,      // the request out for the selection ({kind: 'choose'|'skip'|'start', ...}); a lost connection
                        // leaves it here, so a resumed grid that already answers it is read as its answer
 };
@@ -836,6 +838,7 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
     if (seq !== state.seq) return false;
     state.init = sketch ? 'sketch' : image ? 'image' : 'random';
     state.history = []; // a new selection: `back` goes no further than its first grid
+    state.ratings = new Map(); // the server's new selection starts without them (a feature switch too)
     if (from) {
       if (state.upload && !state.upload.pick) URL.revokeObjectURL(state.upload.url);
       state.upload = { bytes: image, url: from.url, name: from.pick.title, pick: from.pick };
@@ -887,7 +890,8 @@ function saveView() {
   if (state.study) return; // a study resumes by the participant's code, from the server's store
   const view = { server: WS_URL, step: state.step, ids: state.items.map((i) => i.id), first: state.first,
     skipped: state.skipped, waitPick: state.waitPick, init: state.init, trail: state.trail, marks: state.trailMarks,
-    history: state.history, decided: !!state.decided, pending: pendingOf(state.inflight) };
+    history: state.history, decided: !!state.decided, pending: pendingOf(state.inflight),
+    ratings: [...state.ratings].map(([id, r]) => [id, r.rating, r.step]) };
   try {
     sessionStorage.setItem(VIEW_KEY, JSON.stringify(view));
   } catch { /* storage off or full: a reload resumes the grid without its path */ }
@@ -1002,6 +1006,15 @@ async function resumeGrid(reply) {
     history = [];
   }
   state.decided = null; // a decided selection is never resumed
+  // the ratings the server kept with the selection: this page's, or after a reload the tab's (none when the grid
+  // answers a start the server took: a new selection), less those on grids a back it took has left
+  if (!onScreen) {
+    const saved = known && Array.isArray(known.ratings) ? known.ratings : [];
+    state.ratings = new Map(saved.filter((r) => Array.isArray(r) && r.length === 3 && r.every(Number.isInteger))
+      .map(([id, rating, step]) => [id, { rating, step }]));
+  }
+  if (out && out.kind === 'start' && reply.step === 1) state.ratings = new Map();
+  keepRatingsUpTo(reply.step);
   state.init = init;
   state.trail = Array.isArray(trail) ? trail : [];
   state.trailMarks = Array.isArray(marks) ? marks : [];
@@ -1345,6 +1358,7 @@ async function showCandidates(reply, seq, first, { skipped = false, waitPick = f
     state.history = path.history;
   }
   if (back) {
+    keepRatingsUpTo(reply.step); // the server forgot those given on the grids it left
     // the dwell on the grid left and on this one's first look are history the server forgot too
     dwell.rewind(reply.step);
     gazeDwell.rewind(reply.step);
@@ -1549,6 +1563,7 @@ function updateDecide() {
   const conf = it && !waiting && !ownPick && it.probability >= 0.01 ? confidence(it) : null;
   $('pick-conf').hidden = !conf;
   $('pick-conf').textContent = conf ? `The server's belief that this is the one: ${conf}` : '';
+  renderRating();
   if (!it || waiting) {
     $('pick-label').textContent = !waiting ? $('pick-label').textContent
       : state.skipped ? 'No pick on these yet' : 'No pick yet';
@@ -1574,6 +1589,85 @@ function updateDecide() {
   btn.querySelector('span').textContent = `Decide on ${name}`;
   btn.setAttribute('aria-label', `Decide on ${it.title}`);
   btn.title = `Decide on ${it.title}`; // where the label is ellipsised (a phone), the whole title
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rating (v1.1 `rate`): how close the face on the panel is to what the user wants. Evidence for the server's belief
+// (an ordinal model of what each star says: docs/preference-model.md); the grid stays, the next one takes it in.
+
+const RATING_WORDS = ['Not at all', 'A little', 'Somewhat', 'Close', 'Exactly it'];
+const stars = $('stars');
+stars.replaceChildren(...RATING_WORDS.map((words, i) => {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'star';
+  b.setAttribute('role', 'radio');
+  b.setAttribute('aria-checked', 'false');
+  b.setAttribute('aria-label', `${i + 1} of 5: ${words}`);
+  b.title = `${i + 1} of 5: ${words}`;
+  b.dataset.rating = String(i + 1);
+  b.textContent = '★';
+  b.tabIndex = -1;
+  b.onclick = () => rateShown(i + 1);
+  b.onkeydown = (e) => radioKeys(e, stars, (x) => rateShown(Number(x.dataset.rating)));
+  return b;
+}));
+
+/** The face the rating row is about: the panel's, while it shows one the user may still rate. */
+function ratable() {
+  const it = state.items[state.cursor];
+  const offered = !!(client.welcome && client.welcome.protocol_minor >= 1) && client.state === 'open';
+  return it && offered && !awaitingPick() && !state.decided && !state.study && state.view === 'grid' ? it : null;
+}
+
+function renderRating() {
+  const it = ratable();
+  $('rate').hidden = !it;
+  if (!it) return;
+  const r = state.ratings.get(it.id);
+  const value = r ? r.rating : 0;
+  [...stars.children].forEach((b, i) => {
+    b.classList.toggle('on', i < value);
+    b.setAttribute('aria-checked', String(i + 1 === value));
+    b.tabIndex = (value ? i + 1 === value : i === 0) ? 0 : -1; // one stop in the tab order, as a radio group has
+  });
+  const note = $('rate-note');
+  if (note.dataset.id !== String(it.id)) {
+    note.dataset.id = String(it.id);
+    note.textContent = r ? `You rated it ${r.rating} of 5.` : '';
+  }
+}
+
+async function rateShown(rating) {
+  const it = ratable();
+  if (!it) return;
+  const before = state.ratings.get(it.id);
+  if (before && before.rating === rating) return;
+  const seq = state.seq;
+  state.ratings.set(it.id, { rating, step: state.step });
+  $('rate-note').dataset.id = String(it.id);
+  $('rate-note').textContent = `Rated ${rating} of 5 (${RATING_WORDS[rating - 1].toLowerCase()}): the next faces take it into account.`;
+  renderRating();
+  saveView();
+  try {
+    await client.rate(it.id, rating);
+  } catch (err) {
+    if (seq !== state.seq) return; // a new selection: the rating went with the old one
+    const now = state.ratings.get(it.id);
+    if (now && now.rating === rating) { // not a later rating of the same face: the server kept the earlier one
+      if (before) state.ratings.set(it.id, before);
+      else state.ratings.delete(it.id);
+    }
+    $('rate-note').textContent = '';
+    renderRating();
+    saveView();
+    reportError(err, 'rate');
+  }
+}
+
+/** A selection's ratings as the server keeps them after a grid at `step` is shown: a back forgets later ones. */
+function keepRatingsUpTo(step) {
+  for (const [id, r] of state.ratings) if (r.step > step) state.ratings.delete(id);
 }
 
 /**
@@ -1604,6 +1698,7 @@ function renderDecidedSide() {
   $('pick-name').textContent = name;
   $('pick-desc').textContent = desc;
   $('pick-conf').hidden = true;
+  renderRating();
   $('prompt').textContent = state.study ? `You decided on ${name}. Press Continue to go on.`
     : `You decided on ${name}. Open its product page, or start again.`;
   $('instr').textContent = `You decided on ${name}.`;
@@ -2616,6 +2711,7 @@ async function studyNext(image = null) {
       state.trail = [];
       state.trailMarks = [];
       state.history = [];
+      state.ratings = new Map();
       renderTrail();
       dwell.reset();
       gazeDwell.reset();

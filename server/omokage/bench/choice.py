@@ -88,6 +88,36 @@ def simulated_pick(distances, temperature: float, rng: np.random.Generator) -> i
     return _pick(d, temperature, rng.random())
 
 
+RATING_BANDS = (0.5, 0.2, 0.05, 0.01)   # the simulated rater's: ≥ 2..5 stars = the pick among the target's nearest
+
+
+@dataclass
+class SimulatedRater:
+    """A user who rates each face they pick, 1-5, by their own perception: the share of the catalog they see as nearer
+    to their target than the pick, read through five bands (5 stars: the nearest 1 %, 4: 5 %, 3: 20 %, 2: half), with
+    a generosity of their own (a logit offset drawn once per user, N(0, `spread`)) and, for a noisy user, noise on each
+    rating (logistic, scale `noise` × the user's pick temperature). What a person means by each star is not the
+    engine's assumption made true: the offsets move each user's bands, and the perception is the user's, never the
+    engine's features."""
+
+    rng: np.random.Generator
+    temperature: float
+    spread: float = 0.5
+    noise: float = 5.0
+
+    def __post_init__(self):
+        self.offset = float(self.rng.normal(0.0, self.spread))
+
+    def rating(self, user_distance: np.ndarray, item: int) -> int:
+        n = user_distance.size
+        q = ((user_distance < user_distance[item]).sum() + 0.5) / (n + 1.0)
+        z = np.log(q / (1 - q)) - self.offset
+        if self.temperature > 0:
+            z += self.rng.logistic() * self.noise * self.temperature
+        bands = np.asarray(RATING_BANDS)
+        return 1 + int((z < np.log(bands / (1 - bands))).sum())
+
+
 @dataclass
 class Hunt:
     """One simulated user's session: the step whose grid showed the target / a face within delta (None: not by the
@@ -103,7 +133,7 @@ class Hunt:
 def simulate_user(session: SelectionSession, target_group: int, groups: np.ndarray, user_distance: np.ndarray,
                   temperature: float, max_steps: int, rng: np.random.Generator,
                   query: np.ndarray | None = None, settle_delta: float | None = None,
-                  skip_below: float | None = None, gaze=None, on_pick=None) -> Hunt:
+                  skip_below: float | None = None, gaze=None, on_pick=None, rater: SimulatedRater | None = None) -> Hunt:
     """Run one hunt on a fresh session.
 
     `groups[i]` is the item's identity for "found" (the item itself on a generated catalog, the person or character on
@@ -114,6 +144,7 @@ def simulate_user(session: SelectionSession, target_group: int, groups: np.ndarr
     the first grid with a face within `settle_delta`; the hunt itself goes on to the target, so one hunt gives both.
     `gaze` (an omokage.gaze.simulate.SimulatedGaze): before each pick or skip the user looks over the grid, and a
     policy that reads gaze gets it as evidence; the pick itself is drawn first, from the same noise stream.
+    `rater`: the user also rates each face they pick (`session.rate`, before the pick), on a noise stream of its own.
     """
     step = session.start(query)
     hunt = Hunt(None, None)
@@ -143,6 +174,8 @@ def simulate_user(session: SelectionSession, target_group: int, groups: np.ndarr
         pick = _pick(d, temperature, u)
         if on_pick is not None:   # a pilot logging picks (the grid, the face picked)
             on_pick(tuple(int(i) for i in ids), int(ids[pick]))
+        if rater is not None:
+            session.rate(int(ids[pick]), rater.rating(user_distance, int(ids[pick])))
         hunt.picks += 1
         hunt.closest += int(d[pick] == d.min())
         if gaze is not None:
@@ -705,9 +738,11 @@ def _run_job(job: tuple[int, int, int, int, int]):
             eyes = SimulatedGaze(w["gaze"], np.random.default_rng([w["seed"], 5, u]))
         query = w["queries"][arm.model][u] if (start == "image" and arm.image_start) else None
         # the pick noise depends on the user only: the same draws for every arm, start and temperature
+        # the ratings' noise: the user's own too, on a stream of its own (the picks' draws stay paired with runs without)
+        rater = (SimulatedRater(np.random.default_rng([w["seed"], 6, u]), temperature) if w.get("ratings") else None)
         hunt = simulate_user(session, data.groups[target], data.groups, data.user_distances[target], temperature,
                              w["max_steps"], np.random.default_rng([w["seed"], 3, u]), query,
-                             w["settle_delta"], w["skip_below"], eyes)
+                             w["settle_delta"], w["skip_below"], eyes, rater=rater)
         if hunt.found is not None:
             found[j] = hunt.found
         if hunt.settled is not None:
@@ -719,7 +754,7 @@ def _run_job(job: tuple[int, int, int, int, int]):
 def simulate(data: ChoiceData, arms: list[Arm], users: int = DEFAULT_USERS, max_steps: int = 10,
              temperatures=TEMPERATURES, seed: int = 0, starts=STARTS, settle_delta: float | None = None,
              skip_below: float | None = None, workers: int = 1, progress: bool = True, gaze=None,
-             gaze_params: dict | None = None) -> dict:
+             gaze_params: dict | None = None, ratings: bool = False) -> dict:
     """Run every start x temperature x arm over the same `users`. Returns {"targets", "arms", "starts",
     "temperatures", "found"/"settled": {(start, T, arm): steps array}, "tally": {...: [picks, closest, skips]}} where a
     step count is 1..max_steps, or inf when it did not happen."""
@@ -749,7 +784,8 @@ def simulate(data: ChoiceData, arms: list[Arm], users: int = DEFAULT_USERS, max_
     _WORK.clear()
     _WORK.update(data=data, arms=arms, starts=list(starts), temperatures=temperatures, targets=targets,
                  session_seeds=_seeds(seed, 1, users), queries=queries, max_steps=max_steps, seed=seed,
-                 settle_delta=settle_delta, skip_below=skip_below, gaze=gaze, gaze_params=gaze_params)
+                 settle_delta=settle_delta, skip_below=skip_below, gaze=gaze, gaze_params=gaze_params,
+                 ratings=ratings)
     jobs = []
     for si, start in enumerate(starts):
         for ti in range(len(temperatures)):
@@ -1088,6 +1124,11 @@ def markdown_report(report: dict) -> str:
               f"{settle['mean_settle_set_own_identity']:.1f} of them the target's own identity). People in the "
               "reference study settled after a median of 3 steps.",
               f"- **Skip (\"none of these\")**: {skip}.",
+              "- **Ratings**: " + ("the user rates each face they pick, 1-5 stars (`session.rate`, before the pick), "
+                                   "by their own perception: 5 = the pick is among the nearest 1% of the catalog to "
+                                   "the target as they see it, 4 = 5%, 3 = 20%, 2 = half, with a generosity of their "
+                                   "own (a logit offset, N(0, 0.5)) and noise growing with T (`SimulatedRater`)"
+                                   if cfg.get("ratings") else "none (the user only picks)") + ".",
               f"- **Starts**: *random* = 9 random faces; *image* = the first grid from {ds['query']}. The floor "
               f"({FLOOR}: the chosen face plus 8 random unseen ones) ignores the image.",
               "- **Models**: " + "; ".join(f"{a} ({m['note']})" for a, m in report["models"].items()) + ".",
@@ -1217,7 +1258,7 @@ def _model_info(engine) -> dict:
 def benchmark(data: ChoiceData, arms: list[Arm] | None = None, users: int = DEFAULT_USERS, max_steps: int = 10,
               temperatures=TEMPERATURES, seed: int = 0, starts=STARTS, settle_share: float = SETTLE_SHARE,
               skip_below: float | None = None, workers: int = 1, progress: bool = True, command: str = "",
-              resamples: int = BOOTSTRAP, gaze=None) -> dict:
+              resamples: int = BOOTSTRAP, gaze=None, ratings: bool = False) -> dict:
     """Simulate, analyse and assemble the report dict (JSON-able). `arms` default: every policy but "random" on
     every model of the engine, plus the floor."""
     t0 = time.perf_counter()
@@ -1228,7 +1269,7 @@ def benchmark(data: ChoiceData, arms: list[Arm] | None = None, users: int = DEFA
     gaze_params = pilot_gaze_fit(data, arms, gaze, temperatures, seed, max_steps) if gaze is not None else None
     sim = simulate(data, arms, users=users, max_steps=max_steps, temperatures=temperatures, seed=seed, starts=starts,
                    settle_delta=settle["delta"], skip_below=skip_below, workers=workers, progress=progress,
-                   gaze=gaze, gaze_params=gaze_params)
+                   gaze=gaze, gaze_params=gaze_params, ratings=ratings)
     t_sim = time.perf_counter() - t0
     return {
         "benchmark": "choice",
@@ -1239,7 +1280,7 @@ def benchmark(data: ChoiceData, arms: list[Arm] | None = None, users: int = DEFA
                    "policies": list(dict.fromkeys(a.policy for a in arms if not a.is_floor)),
                    "models": list(dict.fromkeys(a.model for a in arms if not a.is_floor)),
                    "floor": {"arm": FLOOR, "policy": FLOOR_POLICY},
-                   "skip_below": skip_below, "settle": settle, "workers": workers,
+                   "skip_below": skip_below, "settle": settle, "workers": workers, "ratings": ratings,
                    "gaze": None if gaze is None else {**{k: getattr(gaze, k) for k in gaze.__dataclass_fields__},
                                                       "fitted": gaze_params}},
         "arms": [a.name for a in arms],
@@ -1460,7 +1501,7 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
         models: list[str] | None = None, starts=STARTS, ae_epochs: int | None = None, progress: bool = True,
         perceive: str = "identity", skip_below: float | None = None, settle_share: float = SETTLE_SHARE,
         workers: int | None = None, gaze: float | None = None, gaze_source: str = "eye",
-        learned_metric: bool = False) -> int:
+        learned_metric: bool = False, ratings: bool = False) -> int:
     """`omokage bench choice`. dataset: 'generated' (home/catalog, home/models: the demo's), a folder name under
     ../shared/data (skipped with a message when absent), or the path of a labelled image folder (prepared in
     home/<name>-<fingerprint>). policies / models: None = every policy but "random" / the fitted ones among raw, pca,
@@ -1526,6 +1567,8 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
         out = out.with_name(f"{out.name}-gaze-{gaze_source}-{gaze:g}")
     if learned_metric and out == default_out(dataset_dir):
         out = out.with_name(f"{out.name}-metric")
+    if ratings and out == default_out(dataset_dir):
+        out = out.with_name(f"{out.name}-ratings")
     t_data = time.perf_counter() - t0 - t_prep
     command = (f"omokage bench choice --dataset {dataset} --users {users} --max-steps {max_steps} "
                f"--temperatures {','.join(f'{t:g}' for t in temperatures)} --seed {seed}"
@@ -1538,6 +1581,7 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
                + (f" --ae-epochs {ae_epochs}" if ae_epochs else "")
                + (f" --gaze {gaze:g} --gaze-source {gaze_source}" if gaze is not None else "")
                + (" --learned-metric" if learned_metric else "")
+               + (" --ratings" if ratings else "")
                + f" --out {out} --home {home}")
     arms = select_arms(policies, list(models))
     metric_fits = None
@@ -1550,7 +1594,7 @@ def run(users: int = DEFAULT_USERS, max_steps: int = 10, temperatures=TEMPERATUR
           f"{n_sessions} sessions on {workers} worker(s)", flush=True)
     report = benchmark(data, arms, users=users, max_steps=max_steps, temperatures=temperatures, seed=seed,
                        starts=starts, settle_share=settle_share, skip_below=skip_below, workers=workers,
-                       progress=progress, command=command, gaze=gaze_model)
+                       progress=progress, command=command, gaze=gaze_model, ratings=ratings)
     if metric_fits is not None:
         report["config"]["learned_metric"] = metric_fits
     report["runtime_s"].update({"prepare_models": round(t_prep, 2), "perception": round(t_data, 2),

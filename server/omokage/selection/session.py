@@ -173,7 +173,7 @@ class SelectionSession:
             raise NotACandidate(f"item {item_id} has not been shown in this session")
         if isinstance(rating, bool) or not 1 <= int(rating) <= 5:
             raise SessionError(f"a rating is an integer from 1 to 5, not {rating!r}")
-        previous = self.ratings.get(int(item_id), 3)
+        previous = self.ratings.get(int(item_id))   # replaced, not added to
         self._add_evidence(RatingTerm(int(item_id), int(rating), previous=previous), at=at, kind="rate",
                            item=int(item_id), rating=int(rating))
         self.ratings[int(item_id)] = int(rating)
