@@ -8,10 +8,12 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
+using System.Net.WebSockets;
 using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
 using Omokage.Client;
+using Omokage.Client.MessagePack;
 
 public static class SessionTranscript
 {
@@ -98,12 +100,12 @@ public static class SessionTranscript
             var welcomes = new SemaphoreSlim(0);
             client.Connected += w => welcomes.Release();
             _t0 = ClockSync.LocalNow();
-            await RunSession(client, proxy, welcomes, outPath);
+            await RunSession(url, client, proxy, welcomes, outPath);
         }
         await RunSketchSession(url, outPath == null ? null : Path.Combine(Path.GetDirectoryName(Path.GetFullPath(outPath)), "sketch-transcript.md"));
     }
 
-    static async Task RunSession(OmokageClient client, TcpProxy proxy, SemaphoreSlim welcomes, string outPath)
+    static async Task RunSession(string url, OmokageClient client, TcpProxy proxy, SemaphoreSlim welcomes, string outPath)
     {
         Note("connect and say hello (protocol 1." + Protocol.Minor + ", from a Quest Pro: hello.device) through a loopback relay that can play a sleeping Wi-Fi; the server answers with its limits, algorithms, catalog, the policies it offers, what a gaze.batch may carry, the gaze calibration patterns and what corrects this session's gaze (gaze.profile: the device's default), that it generates ideal faces (welcome.ideal) and, since this server has a sketch model, welcome.sketch (the sketch session is in sketch-transcript.md)");
         WelcomeMessage welcome = await client.ConnectAsync();
@@ -251,6 +253,33 @@ public static class SessionTranscript
         Note("restore after the decision: " + restoredAfterDecision + "; " + sentByRestore + " messages sent, no new selection; " +
              "the decision is kept: #" + selection.LastDecision.Item.Id + " \"" + selection.LastDecision.Item.Title + "\"");
 
+        // --- v1.7: the selection goes on on another connection --------------------------------------------------
+        Note("the user starts a new selection (seed 9); the token the client holds is this connection's welcome's");
+        await selection.StartRandomAsync("pca", 9, welcome.DefaultPolicy);
+        var superseded = new TaskCompletionSource<Exception>(TaskCreationOptions.RunContinuationsAsynchronously);
+        client.Disconnected += e => superseded.TrySetResult(e);
+        Note("another connection (a second device the token reached; its messages are not the client's, so not shown) presents that " +
+             "token while this connection is open: the server goes on with the selection there (resumed: true and its grid) and closes " +
+             "this one with close 1000, \"" + Protocol.SupersededReason + "\"");
+        string elsewhere = await ResumeElsewhere(url, client.ResumeToken);
+        if (await Task.WhenAny(superseded.Task, Task.Delay(10000)) != superseded.Task) throw new TimeoutException("the client was not closed");
+        Exception closed = await superseded.Task;
+        int sentWhenSuperseded = Volatile.Read(ref _sent);
+        await Task.Delay(2000);
+        int sentWhileSuperseded = Volatile.Read(ref _sent) - sentWhenSuperseded;
+        ConnectionState stateAfter = client.State;
+        Note("the client is " + stateAfter + " (" + closed.Message + "): " + sentWhileSuperseded + " messages sent in the 2 s since, " +
+             "no reconnection (it would start another selection over the user's head), and the spent token is dropped (ResumeToken: " +
+             (client.ResumeToken ?? "none") + "). The app says \"This selection went on elsewhere\" and offers \"Start a new one here\"");
+        if (!(closed is OmokageSupersededException) || stateAfter != ConnectionState.Superseded || sentWhileSuperseded != 0 || client.ResumeToken != null)
+            throw new InvalidOperationException("the client did not stop as superseded: " + stateAfter + ", " + closed);
+        Note("the user presses \"Start a new one here\": StartAfreshAsync connects again with no token in the hello (a new session, nothing " +
+             "resumed), and a new selection starts on it");
+        WelcomeMessage fresh = await client.StartAfreshAsync();
+        await welcomes.WaitAsync();
+        CandidatesMessage freshGrid = await selection.StartRandomAsync("pca", 9, welcome.DefaultPolicy);
+        if (fresh.Resumed != null || freshGrid.Step != 1) throw new InvalidOperationException("the fresh start resumed something: " + fresh);
+
         Note("close");
         await client.CloseAsync();
         var summary = new StringBuilder();
@@ -283,6 +312,10 @@ public static class SessionTranscript
                            " grids (the whole selection: it went on across the pause) → " + decided.Item.Url);
         summary.AppendLine("- open the product page: asked first (" + asked + "), opened only on confirm (" + confirmed + ", " + opened.Count +
                            " opened); back from the browser: restore " + restoredAfterDecision + ", " + sentByRestore + " messages, decision kept");
+        summary.AppendLine("- taken over (v1.7): another connection presented the token (" + elsewhere + "); the client's connection was closed " +
+                           "(1000, \"" + Protocol.SupersededReason + "\"), the client went " + stateAfter + ", sent " + sentWhileSuperseded +
+                           " messages in 2 s and dropped the token; StartAfreshAsync: a hello without a token, session " + fresh.SessionId +
+                           ", a new selection at step " + freshGrid.Step);
         Console.WriteLine(summary);
 
         if (outPath != null)
@@ -303,7 +336,9 @@ public static class SessionTranscript
             md.AppendLine("headset (`hello.device`, a Quest Pro: its default gaze correction applies), and mid-selection the client asks");
             md.AppendLine("for the ideal face (`SelectionSession.IdealAsync`). Protocol v1.7: the hello after the pause presents the");
             md.AppendLine("resume token of the last welcome and the server goes on with the selection (`welcome.resumed`, the grid as");
-            md.AppendLine("`candidates` without rid); tokens are shown as `<secret>`.");
+            md.AppendLine("`candidates` without rid); tokens are shown as `<secret>`. At the end another connection presents the token of a");
+            md.AppendLine("new selection: the server closes the client's connection (`ConnectionState.Superseded`: no reconnection, the");
+            md.AppendLine("token dropped) until the user asks for a new one here (`OmokageClient.StartAfreshAsync`).");
             md.AppendLine();
             md.AppendLine("Regenerate: `OMOKAGE_TRANSCRIPT_OUT=\"$PWD/unity_client/Documentation~/session-transcript.md\" bash .ci/csharp.sh`");
             md.AppendLine("(the program is `tests/csharp/Transcript/SessionTranscript.cs`). Live sketch search (protocol v1.3) has its own");
@@ -318,6 +353,40 @@ public static class SessionTranscript
             File.WriteAllText(outPath, md.ToString(), new UTF8Encoding(false));
             Console.WriteLine("wrote " + outPath);
         }
+    }
+
+    /// <summary>v1.7: another connection, frame by frame, presents <paramref name="token"/> (straight to the server, past the
+    /// relay) and reads the welcome and the resumed grid; returns what it got, in words. It stays open until the server has
+    /// closed the client's connection (the caller waits for that), then closes.</summary>
+    static async Task<string> ResumeElsewhere(string url, string token)
+    {
+        using (var socket = new ClientWebSocket())
+        {
+            await socket.ConnectAsync(new Uri(url), CancellationToken.None);
+            byte[] hello = MsgPackWriter.Encode(Requests.Hello(1, "another-device", null, Protocol.Version, Protocol.Minor, null, null, token));
+            await socket.SendAsync(new ArraySegment<byte>(hello), WebSocketMessageType.Binary, true, CancellationToken.None);
+            var welcome = (WelcomeMessage)await ReceiveOne(socket);
+            var grid = welcome.Resumed == true ? (CandidatesMessage)await ReceiveOne(socket) : null;
+            if (grid == null) throw new InvalidOperationException("the other connection did not resume the selection: " + welcome);
+            await Task.Delay(500);  // the server closes the first connection as it goes on here
+            socket.Abort();
+            return "resumed: true, the grid at step " + grid.Step;
+        }
+    }
+
+    static async Task<ServerMessage> ReceiveOne(ClientWebSocket socket)
+    {
+        var buffer = new byte[1 << 20];
+        int got = 0;
+        while (true)
+        {
+            WebSocketReceiveResult r = await socket.ReceiveAsync(new ArraySegment<byte>(buffer, got, buffer.Length - got), CancellationToken.None);
+            got += r.Count;
+            if (r.EndOfMessage) break;
+        }
+        var frame = new byte[got];
+        Array.Copy(buffer, frame, got);
+        return ServerMessage.Parse(MsgPackReader.DecodeMap(frame));
     }
 
     // --- v1.3: a short live sketch session ------------------------------------------------------------------

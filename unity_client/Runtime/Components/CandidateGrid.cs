@@ -23,6 +23,11 @@ namespace Omokage.Client.Components
     /// selection.</para>
     /// <para>v1.7 back: <see cref="Back"/> / <see cref="BackAsync"/> undo the last choose or skip (a slipped controller ray):
     /// the grid before it is shown again as it was (<see cref="CanGoBack"/>; <see cref="OmokageBackButton"/> is a button for it).</para>
+    /// <para>v1.7 superseded: when another connection presents the resume token while this one is still open, the selection goes
+    /// on there and nothing reconnects (<see cref="OmokageConnection.IsSuperseded"/>). The grid then cannot be chosen from
+    /// (<see cref="WentElsewhere"/>) and raises <see cref="SelectionWentElsewhere"/> / <see cref="onWentElsewhere"/>: show
+    /// <see cref="WentElsewhereTitle"/> and <see cref="WentElsewhereText"/> with a <see cref="StartNewHereLabel"/> button that
+    /// calls <see cref="StartNewHere"/> (a new connection without the token, and a new selection on it).</para>
     /// <para>v1.5 ideal face: <see cref="ShowIdeal"/> / <see cref="ShowIdealAsync"/> ask for a face generated from what the
     /// selection has learnt; its image (<see cref="IdealTexture"/>, on the optional ideal renderer) and the unseen faces
     /// nearest it come with <see cref="IdealShown"/> / <see cref="onIdealShown"/>; the grid stays.</para>
@@ -30,6 +35,16 @@ namespace Omokage.Client.Components
     [AddComponentMenu("Omokage/Candidate Grid")]
     public class CandidateGrid : MonoBehaviour
     {
+        /// <summary>v1.7: what to tell the user when the selection went on on another connection (<see cref="WentElsewhere"/>);
+        /// the web client's words.</summary>
+        public const string WentElsewhereTitle = "This selection went on elsewhere";
+
+        /// <summary>v1.7: the sentence under <see cref="WentElsewhereTitle"/>.</summary>
+        public const string WentElsewhereText = "Another connection took it over, where it carries on. Continue there, or start a new selection here.";
+
+        /// <summary>v1.7: the label of the button that calls <see cref="StartNewHere"/>.</summary>
+        public const string StartNewHereLabel = "Start a new one here";
+
         [SerializeField] OmokageConnection connection;
 
         [Header("Selection")]
@@ -92,6 +107,10 @@ namespace Omokage.Client.Components
         [Tooltip("An ideal face arrived (ShowIdeal): the generated face's texture. The faces nearest it are in LastIdeal.Items.")]
         public OmokageTextureEvent onIdealShown = new OmokageTextureEvent();
 
+        [Tooltip("v1.7: the selection went on on another connection: (title, text) to show, with a \"Start a new one here\" " +
+                 "button that calls StartNewHere.")]
+        public OmokageMessageEvent onWentElsewhere = new OmokageMessageEvent();
+
         readonly Dictionary<string, Texture2D> _textures = new Dictionary<string, Texture2D>(StringComparer.Ordinal);
         OmokageConnection _subscribed;
         SelectionSession _session;
@@ -122,7 +141,11 @@ namespace Omokage.Client.Components
         /// <summary>Whether a tile may be chosen now: a grid is shown (not a drawing's preview), nothing in flight, not decided,
         /// and not waiting for the restore after a reconnection (<see cref="SelectionSession.CanChoose"/>: between the welcome
         /// and the restore a pick would reach the server and be dropped here). Allocation-free.</summary>
-        public bool CanChoose { get { return !Busy && !PreviewingSketch && _session != null && _session.CanChoose; } }
+        public bool CanChoose { get { return !Busy && !PreviewingSketch && _session != null && _session.CanChoose && !WentElsewhere; } }
+
+        /// <summary>v1.7: the selection went on on another connection (<see cref="OmokageConnection.IsSuperseded"/>): nothing can be
+        /// chosen here until <see cref="StartNewHere"/>. Allocation-free.</summary>
+        public bool WentElsewhere { get { return connection != null && connection.IsSuperseded; } }
 
         /// <summary>Whether the connection's client is connected now (the skip, decide and back buttons look disabled
         /// offline: their press would only fail with "not connected").</summary>
@@ -225,6 +248,11 @@ namespace Omokage.Client.Components
         /// hashes to fetch like a grid's) and its decoded image, <see cref="IdealTexture"/> (main thread).</summary>
         public event Action<IdealResultMessage, Texture2D> IdealShown;
 
+        /// <summary>v1.7: the selection went on on another connection (<see cref="WentElsewhere"/>; main thread): show
+        /// <see cref="WentElsewhereTitle"/>, <see cref="WentElsewhereText"/> and a <see cref="StartNewHereLabel"/> button
+        /// (<see cref="StartNewHere"/>).</summary>
+        public event Action SelectionWentElsewhere;
+
         void Awake()
         {
             OmokageDispatcher.EnsureExists();
@@ -248,13 +276,18 @@ namespace Omokage.Client.Components
             Unsubscribe();
             if (connection == null) return;
             connection.Connected += OnConnected;
+            connection.SelectionSuperseded += OnSuperseded;
             _subscribed = connection;
             if (connection.IsConnected) OnConnected(connection.Welcome);
         }
 
         void Unsubscribe()
         {
-            if (_subscribed != null) _subscribed.Connected -= OnConnected;
+            if (_subscribed != null)
+            {
+                _subscribed.Connected -= OnConnected;
+                _subscribed.SelectionSuperseded -= OnSuperseded;
+            }
             _subscribed = null;
         }
 
@@ -273,6 +306,33 @@ namespace Omokage.Client.Components
             var client = connection != null ? connection.Client : null;
             if (client != null && client.ResumedGrid != null) Observe(RestoreAsync());  // the start's reply was lost; the server kept it
             else StartSelection();
+        }
+
+        // v1.7: another connection took the selection over; the grid stays on screen, and nothing can be chosen from it
+        void OnSuperseded()
+        {
+            var handler = SelectionWentElsewhere;
+            if (handler != null) handler();
+            onWentElsewhere.Invoke(WentElsewhereTitle, WentElsewhereText);
+        }
+
+        /// <summary>
+        /// v1.7, "Start a new one here": after the selection went on on another connection (<see cref="WentElsewhere"/>),
+        /// leaves it there and starts a new one here: the grid forgets its selection (grid, chosen face, decision, drawing
+        /// preview; the tiles are cleared) and the connection connects again without the resume token
+        /// (<see cref="OmokageConnection.StartAfresh"/>); its welcome then starts a new selection as a first welcome does
+        /// (<see cref="StartOnConnect"/>). Does nothing unless <see cref="WentElsewhere"/>.
+        /// </summary>
+        public void StartNewHere()
+        {
+            if (!WentElsewhere) return;
+            _generation++;  // whatever was in flight belongs to the selection left behind
+            _session = null;
+            PreviewingSketch = false;
+            Clear();
+            ShowReconstruction(null);
+            SetBusy(false);
+            connection.StartAfresh();
         }
 
         /// <summary>

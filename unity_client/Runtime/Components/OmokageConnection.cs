@@ -23,6 +23,12 @@ namespace Omokage.Client.Components
     /// reconnects) but not <see cref="Disconnect"/> or the app; it is never written to disk or logged. The hello after a
     /// pause presents it, and a server that kept the selection goes on with it: <see cref="SelectionResumed"/> brings its
     /// grid, which <see cref="CandidateGrid"/> shows as it was.</para>
+    /// <para>v1.7: when another connection presents the token while this one is still open, the server closes this one and
+    /// the selection goes on there: the state becomes <see cref="ConnectionState.Superseded"/> (<see cref="IsSuperseded"/>,
+    /// <see cref="SelectionSuperseded"/> / <see cref="onSuperseded"/>), nothing reconnects (not a resume either: that would
+    /// start another selection over the user's head), and the token is gone. Tell the user ("This selection went on
+    /// elsewhere", <see cref="CandidateGrid.WentElsewhereTitle"/>) and call <see cref="StartAfresh"/> when they ask ("Start a
+    /// new one here"; <see cref="CandidateGrid.StartNewHere"/> also resets the grid).</para>
     /// </summary>
     [DisallowMultipleComponent]
     [AddComponentMenu("Omokage/Omokage Connection")]
@@ -71,6 +77,10 @@ namespace Omokage.Client.Components
         [Tooltip("The app came back from a pause and the link was checked (reconnecting if it was dead).")]
         public UnityEvent onResumed = new UnityEvent();
 
+        [Tooltip("v1.7: the selection went on on another connection (it presented this one's resume token); nothing reconnects " +
+                 "until StartAfresh (\"Start a new one here\").")]
+        public UnityEvent onSuperseded = new UnityEvent();
+
         static bool _warnedPlaintext;
 
         CancellationTokenSource _cts;
@@ -89,6 +99,10 @@ namespace Omokage.Client.Components
         public WelcomeMessage Welcome { get { return Client == null ? null : Client.Welcome; } }
 
         public bool IsConnected { get { return Client != null && Client.IsConnected; } }
+
+        /// <summary>v1.7: the selection went on on another connection (<see cref="ConnectionState.Superseded"/>, as last seen on
+        /// the main thread): nothing reconnects until <see cref="StartAfresh"/>.</summary>
+        public bool IsSuperseded { get { return State == ConnectionState.Superseded; } }
 
         public string ServerUrl { get { return serverUrl; } set { serverUrl = value; } }
 
@@ -143,6 +157,10 @@ namespace Omokage.Client.Components
 
         /// <summary>The app came back from a pause and the link was checked; true when it was still alive.</summary>
         public event Action<bool> Resumed;
+
+        /// <summary>v1.7: the selection went on on another connection (<see cref="IsSuperseded"/>), on the main thread, after
+        /// <see cref="StateChanged"/>. Nothing reconnects: offer <see cref="StartAfresh"/>.</summary>
+        public event Action SelectionSuperseded;
 
         [RuntimeInitializeOnLoadMethod(RuntimeInitializeLoadType.SubsystemRegistration)]
         static void ResetStatics() { _warnedPlaintext = false; }  // domain reload may be off
@@ -212,14 +230,38 @@ namespace Omokage.Client.Components
 
         void OnDestroy() { Disconnect(); }
 
+        /// <summary>
+        /// v1.7, "Start a new one here": after the selection went on on another connection (<see cref="IsSuperseded"/>),
+        /// connects again without the resume token (<see cref="OmokageClient.StartAfreshAsync"/>, retrying with back-off): the
+        /// welcome is a new server session with no selection, and <see cref="Connected"/> is raised as for a first
+        /// connection. Does nothing unless the client is superseded. <see cref="CandidateGrid.StartNewHere"/> calls it after
+        /// resetting the grid, so that the welcome starts a new selection instead of restoring the old one.
+        /// </summary>
+        public void StartAfresh()
+        {
+            var client = Client;
+            if (client == null || client.State != ConnectionState.Superseded) return;
+            if (_connecting != null && !_connecting.IsCompleted) return;
+            _disconnected = false;
+            if (_cts == null) _cts = new CancellationTokenSource();
+            Track(client, client.StartAfreshAsync(_cts.Token));
+        }
+
         void StartConnecting(OmokageClient client)
         {
             if (_connecting != null && !_connecting.IsCompleted) return;  // the loop is backing off, not given up
             if (_cts == null) _cts = new CancellationTokenSource();
-            _connecting = client.ConnectWithRetryAsync(_cts.Token);
+            Track(client, client.ConnectWithRetryAsync(_cts.Token));
+        }
+
+        /// <summary>The retry loop now running: its failure for good is reported (<see cref="Failed"/>, <see cref="onError"/>).</summary>
+        void Track(OmokageClient client, Task connecting)
+        {
+            _connecting = connecting;
             TaskObserver.Observe(_connecting, e =>
             {
                 if (this == null || Client != client || e is OperationCanceledException) return;
+                if (e is OmokageSupersededException) return;  // v1.7: not a failure; the state (Superseded) says it
                 var error = OmokageError.From(e);
                 Debug.LogError("[omokage] could not connect to " + serverUrl + ": " + error);
                 var handler = Failed;
@@ -265,7 +307,8 @@ namespace Omokage.Client.Components
         /// <summary>
         /// What the connection does when the app comes back (called from OnApplicationPause / OnApplicationFocus; call it
         /// yourself after your own suspend): connects if it never did (not after an explicit <see cref="Disconnect"/>, until
-        /// <see cref="Connect"/>), restarts connecting if it had given up (not while its retry loop backs off), and otherwise pings
+        /// <see cref="Connect"/>), restarts connecting if it had given up (not while its retry loop backs off; v1.7: never when
+        /// the selection went on on another connection, <see cref="IsSuperseded"/>: that waits for <see cref="StartAfresh"/>), and otherwise pings
         /// once (<c>resumeProbeSeconds</c>): a dead link is dropped, and the client reconnects at once. True when the link
         /// was alive.
         /// </summary>
@@ -305,6 +348,14 @@ namespace Omokage.Client.Components
                 var handler = StateChanged;
                 if (handler != null) handler(state);
                 if (previous == ConnectionState.Connected && state != ConnectionState.Connected) onDisconnected.Invoke();
+                if (state == ConnectionState.Superseded && previous != ConnectionState.Superseded)
+                {
+                    Debug.Log("[omokage] the selection went on on another connection (it presented this one's resume token); " +
+                              "not reconnecting until StartAfresh");
+                    var superseded = SelectionSuperseded;
+                    if (superseded != null) superseded();
+                    onSuperseded.Invoke();
+                }
             });
         }
 

@@ -13,6 +13,11 @@ namespace Omokage.Client.Components
     [Serializable]
     public class OmokageErrorEvent : UnityEvent<string, string> { }
 
+    /// <summary>A UnityEvent with something to tell the user: a title and a sentence (v1.7: the selection went on on another
+    /// connection, <see cref="CandidateGrid.onWentElsewhere"/>).</summary>
+    [Serializable]
+    public class OmokageMessageEvent : UnityEvent<string, string> { }
+
     /// <summary>A UnityEvent with a calibration's quality (protocol v1.4 <c>calibrated</c>): accuracy and precision in
     /// degrees.</summary>
     [Serializable]

@@ -7,7 +7,8 @@ namespace Omokage.Client.Samples
     /// Builds the whole avatar-selection setup at runtime, so the sample needs no prefab: a connection, a 3×3
     /// grid floating in front of the user, a "this one" and a "none of these" button, a pointer on the right controller
     /// and one on the head, the press that commits (<see cref="OmokageSamplePress"/>: the trigger), the confirm panel
-    /// shown before the product page opens (<see cref="OmokageConfirmPanel"/>), a gaze reporter and a status line; and,
+    /// shown before the product page opens (<see cref="OmokageConfirmPanel"/>), the notice when the selection went on on
+    /// another connection (<see cref="OmokageElsewherePanel"/>, "Start a new one here"), a gaze reporter and a status line; and,
     /// where the server offers them, "Draw a face" (a drawing corner on the left: <see cref="OmokageSketchStation"/>) and
     /// "What you seem to want" (the ideal face on the right: <see cref="OmokageIdealPanel"/>).
     /// Gaze only arms a tile (it lights up); the trigger chooses. Put it on an empty GameObject in a scene with an XR
@@ -132,6 +133,11 @@ namespace Omokage.Client.Samples
 
             //    and the confirm panel, in front of the grid, shown only when a product page asks to open
             OmokageConfirmPanel.Build(_grid, gridObject.transform, new Vector3(0f, 0f, -0.15f));
+
+            //    and, in front of both, the notice when the selection went on elsewhere (v1.7: another connection presented
+            //    the resume token and carries on with it; nothing reconnects here), with "Start a new one here"
+            OmokageElsewherePanel.Build(_grid, gridObject.transform, new Vector3(0f, 0f, -0.17f));
+            _grid.SelectionWentElsewhere += () => SetStatus(CandidateGrid.WentElsewhereTitle);
 
             // 4. pointers: the controller ray and the head's gaze. Dwelling arms (a highlight), never chooses; the press
             //    (trigger) commits: what the controller points at, else the tile the gaze armed.

@@ -197,6 +197,17 @@ namespace Omokage.Client.Tests
 
             public void Send(MsgMap message) { SendFrame(2, MsgPackWriter.Encode(message)); }
 
+            /// <summary>A close frame with a status and a reason (UTF-8), as a server starts its closing handshake.</summary>
+            public void SendClose(int status, string reason)
+            {
+                byte[] text = Encoding.UTF8.GetBytes(reason ?? "");
+                var payload = new byte[2 + text.Length];
+                payload[0] = (byte)(status >> 8);
+                payload[1] = (byte)status;
+                Array.Copy(text, 0, payload, 2, text.Length);
+                SendFrame(8, payload);
+            }
+
             public void SendFrame(int opcode, byte[] payload)
             {
                 var frame = new MemoryStream();

@@ -3,8 +3,11 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Net;
 using System.Net.Sockets;
+using System.Net.WebSockets;
 using System.Threading;
+using System.Threading.Tasks;
 using NUnit.Framework;
+using Omokage.Client.MessagePack;
 
 namespace Omokage.Client.Tests
 {
@@ -16,7 +19,9 @@ namespace Omokage.Client.Tests
     /// the last welcome and the server goes on with the selection: the grid that was on screen comes back, the steps go
     /// on, and faces already shown are never shown again (the server's seen set carried over). After the decision
     /// there is nothing to go on with (<c>resumed: false</c>); a v1.6 client is given no token. A back whose reply was lost
-    /// with the link is taken up from the resumed grid: the grid before the undone pick, with the face chosen on it.
+    /// with the link is taken up from the resumed grid: the grid before the undone pick, with the face chosen on it. When
+    /// another connection presents the token while the client's is still open, the server closes the client's: it does not
+    /// reconnect, its token is gone, and it starts afresh only when asked.
     /// </summary>
     [TestFixture]
     [Category("Live")]
@@ -132,6 +137,52 @@ namespace Omokage.Client.Tests
                 _disposed = true;
                 _listener.Stop();
                 Cut();
+            }
+        }
+
+        /// <summary>Another connection to the server, spoken to frame by frame (a second device or window the token reached):
+        /// not an <see cref="OmokageClient"/>, which presents only the tokens its own welcomes gave it.</summary>
+        sealed class OtherConnection : IDisposable
+        {
+            readonly ClientWebSocket _socket = new ClientWebSocket();
+            int _rid;
+
+            public OtherConnection(string url)
+            {
+                Sync.Run(() => _socket.ConnectAsync(new Uri(url), CancellationToken.None));
+            }
+
+            public ServerMessage Request(MsgMap message)
+            {
+                message.Set("rid", (long)++_rid);
+                byte[] frame = MsgPackWriter.Encode(message);
+                Sync.Run(() => _socket.SendAsync(new ArraySegment<byte>(frame), WebSocketMessageType.Binary, true, CancellationToken.None));
+                return Receive();
+            }
+
+            public ServerMessage Receive()
+            {
+                return Sync.Run(async () =>
+                {
+                    var buffer = new byte[1 << 20];
+                    int got = 0;
+                    while (true)
+                    {
+                        WebSocketReceiveResult r = await _socket.ReceiveAsync(new ArraySegment<byte>(buffer, got, buffer.Length - got), CancellationToken.None);
+                        Assert.AreEqual(WebSocketMessageType.Binary, r.MessageType, "a binary frame");
+                        got += r.Count;
+                        if (r.EndOfMessage) break;
+                    }
+                    var frame = new byte[got];
+                    Array.Copy(buffer, frame, got);
+                    return ServerMessage.Parse(MsgPackReader.DecodeMap(frame));
+                });
+            }
+
+            public void Dispose()
+            {
+                try { _socket.Abort(); } catch (Exception) { }
+                _socket.Dispose();
             }
         }
 
@@ -322,6 +373,68 @@ namespace Omokage.Client.Tests
             Assert.AreEqual(GazeProfiles.Calibration, client.GazeProfile, "v1.7: the resumed selection's calibration corrects the gaze");
             Assert.IsTrue(client.GazeCalibrated, "no calibration is offered again");
             Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+        }
+
+        [Test]
+        public void ASelectionTakenOverByAnotherConnection_IsNotReconnected_AndStartsAfreshOnRequest()
+        {
+            var client = ConnectThroughRelay();  // reconnects after 50 … 300 ms
+            var states = new List<ConnectionState>();
+            client.StateChanged += st => { lock (states) states.Add(st); };
+            Exception lost = null;
+            client.Disconnected += e => lost = e;
+            var presented = new List<string>();
+            client.Trace += t => { if (t.Outgoing && t.Message.GetString("type") == MessageTypes.Hello) lock (presented) presented.Add(t.Message.GetString("resume")); };
+            var selection = new SelectionSession(client);
+            var grid = Sync.Run(() => selection.StartRandomAsync("pca", 17, null));
+            grid = Sync.Run(() => selection.ChooseAsync(grid.Items[4].Id));
+            string first = client.SessionId;
+            string token = client.ResumeToken;
+            Assert.IsNotNull(token);
+            int welcomes = Volatile.Read(ref _welcomes);
+
+            // the token reaches another connection (another device or window), which presents it while the client's is open
+            using (var other = new OtherConnection(TestEnv.ServerUrl()))
+            {
+                var welcome = (WelcomeMessage)other.Request(Requests.Hello(null, "omokage-unity-tests/other", null, Protocol.Version, Protocol.Minor,
+                                                                            null, null, token));
+                Assert.AreEqual(true, welcome.Resumed, "the other connection goes on with the selection");
+                var resumed = (CandidatesMessage)other.Receive();
+                Assert.AreEqual(2, resumed.Step);
+                CollectionAssert.AreEqual(grid.Items.Select(i => i.Id).ToList(), resumed.Items.Select(i => i.Id).ToList());
+
+                // the server closes the client's connection: 1000, "this selection was resumed on another connection"
+                Sync.WaitUntil(() => client.State == ConnectionState.Superseded && Volatile.Read(ref lost) != null, TimeSpan.FromSeconds(10),
+                               "the state Superseded, and Disconnected (raised after StateChanged)");
+                Assert.IsInstanceOf<OmokageSupersededException>(lost, "Disconnected says why: " + lost);
+                Assert.IsNull(client.ResumeToken, "the token is spent: the other connection holds the selection's new one");
+                Thread.Sleep(2000);  // several reconnections' worth
+                Assert.AreEqual(ConnectionState.Superseded, client.State, "nothing reconnects on its own");
+                Assert.AreEqual(welcomes, Volatile.Read(ref _welcomes), "no welcome since");
+                lock (presented) CollectionAssert.IsEmpty(presented, "no hello since");
+                lock (states) CollectionAssert.AreEqual(new[] { ConnectionState.Superseded }, states);
+
+                // the selection carries on over there
+                var next = (CandidatesMessage)other.Request(Requests.Choose(null, resumed.Items[1].Id));
+                Assert.AreEqual(3, next.Step);
+
+                // the user asks for a new one here: a connection that presents no token, a new session, a new selection
+                int mark = Mark();
+                WelcomeMessage fresh = Sync.Run(() => client.StartAfreshAsync());
+                Assert.AreEqual(ConnectionState.Connected, client.State);
+                lock (presented) CollectionAssert.AreEqual(new string[] { null }, presented, "the fresh hello presents no token");
+                Assert.IsNull(fresh.Resumed, "a hello without resume is not told about it");
+                Assert.AreNotEqual(first, client.SessionId);
+                Assert.IsNotNull(client.ResumeToken, "the new connection's own token");
+                Assert.AreNotEqual(token, client.ResumeToken);
+                Assert.IsNull(client.ResumedGrid);
+                CandidatesMessage started = Sync.Run(() => selection.StartRandomAsync("pca", 17, null));
+                Assert.AreEqual(1, started.Step, "a new selection");
+                Assert.AreEqual(new[] { MessageTypes.Hello, MessageTypes.Start }, SentSince(mark).ToArray());
+
+                // and the other connection keeps its selection: the fresh start took nothing from it
+                Assert.AreEqual(4, ((CandidatesMessage)other.Request(Requests.Choose(null, next.Items[1].Id))).Step);
+            }
         }
 
         [Test]

@@ -580,5 +580,79 @@ namespace Omokage.Client.Tests
             DropAndWaitForTheNextWelcome();
             Assert.IsNull(_script.Hellos[1]["resume"]);
         }
+
+        /// <summary>How long to wait for a reconnection that must not happen: the back-off here is 50 … 200 ms, so a client that
+        /// reconnected would have said several hellos by then.</summary>
+        static readonly TimeSpan LongerThanAReconnect = TimeSpan.FromMilliseconds(1500);
+
+        [Test]
+        public void AConnectionClosedAsSuperseded_DoesNotReconnect_DropsItsToken_AndStartsAfreshOnRequest()
+        {
+            var client = Client();
+            var states = new List<ConnectionState>();
+            client.StateChanged += st => { lock (states) states.Add(st); };
+            Exception lost = null;
+            client.Disconnected += e => lost = e;
+            Sync.Run(() => client.ConnectAsync());
+            string first = client.SessionId;
+            var selection = new SelectionSession(client);
+            Sync.Run(() => selection.StartRandomAsync("pca", 3, Policies.Thompson));
+            Sync.Run(() => selection.ChooseAsync(4));
+            Assert.AreEqual("tok-1", client.ResumeToken);
+
+            // another connection presented tok-1 while this one was open: the server closes this one (docs/protocol.md)
+            _script.Current.SendClose(Protocol.SupersededCloseStatus, Protocol.SupersededReason);
+            Sync.WaitUntil(() => client.State == ConnectionState.Superseded && Volatile.Read(ref lost) != null, TimeSpan.FromSeconds(10),
+                           "the state Superseded, and Disconnected (raised after StateChanged)");
+            Assert.IsInstanceOf<OmokageSupersededException>(lost, "Disconnected says why");
+            Assert.IsNull(client.ResumeToken, "the token is spent: the other connection holds the selection's new one");
+            Thread.Sleep(LongerThanAReconnect);
+            Assert.AreEqual(ConnectionState.Superseded, client.State, "still superseded: nothing reconnects on its own");
+            Assert.AreEqual(1, _script.Server.Connections, "no reconnection: it would start another selection over the user's head");
+            Assert.AreEqual(1, _script.Hellos.Count);
+            lock (states)
+                CollectionAssert.AreEqual(new[] { ConnectionState.Connecting, ConnectionState.Connected, ConnectionState.Superseded }, states);
+
+            // the user asks for a new selection here: a new connection that presents no token, and a new selection on it
+            WelcomeMessage fresh = Sync.Run(() => client.StartAfreshAsync());
+            Assert.AreEqual(2, _script.Hellos.Count);
+            Assert.IsNull(_script.Hellos[1]["resume"], "the fresh connection presents no token");
+            Assert.IsNull(fresh.Resumed, "a hello without resume is not told about it");
+            Assert.AreEqual(ConnectionState.Connected, client.State);
+            Assert.AreNotEqual(first, client.SessionId);
+            Assert.AreEqual("tok-2", client.ResumeToken, "the new connection's own token");
+            Assert.IsNull(client.ResumedGrid);
+            CandidatesMessage grid = Sync.Run(() => selection.StartRandomAsync("pca", 5, Policies.Thompson));
+            Assert.AreEqual(1, grid.Step, "a new selection");
+            Assert.AreEqual(2, _script.Server.CountReceived(MessageTypes.Start));
+            Assert.Throws<InvalidOperationException>(() => Sync.Run(() => client.StartAfreshAsync()), "connected: nothing to start afresh");
+        }
+
+        [Test]
+        public void AReconnectionClosedAsSuperseded_IsNotRetried()
+        {
+            var client = Client();
+            Sync.Run(() => client.ConnectAsync());
+            Sync.Run(() => new SelectionSession(client).StartRandomAsync("pca", 3, null));
+            Exception failed = null;
+            client.BackgroundError += e => { if (e is OmokageSupersededException) failed = e; };
+
+            // the link drops; as the reconnection presents the token, another connection presents it too and comes later: the
+            // server closes the reconnection before (or after) its welcome
+            var script = _script.Server.Handler;
+            _script.Server.Handler = (c, m) =>
+            {
+                if (m.GetString("type") != MessageTypes.Hello || m.GetString("resume") == null) return script(c, m);
+                c.SendClose(Protocol.SupersededCloseStatus, Protocol.SupersededReason);
+                return true;
+            };
+            _script.Current.Close();
+            Sync.WaitUntil(() => client.State == ConnectionState.Superseded, TimeSpan.FromSeconds(10), "the state Superseded");
+            Thread.Sleep(LongerThanAReconnect);
+            Assert.AreEqual(ConnectionState.Superseded, client.State);
+            Assert.AreEqual(2, _script.Hellos.Count, "one reconnection, not retried: a retry would present the token again and take the selection back");
+            Assert.IsNull(client.ResumeToken);
+            Assert.IsInstanceOf<OmokageSupersededException>(failed, "the attempt's failure is reported");
+        }
     }
 }

@@ -13,5 +13,11 @@ namespace Omokage.Client
         Reconnecting,
         /// <summary>Closed by <see cref="OmokageClient.CloseAsync"/> or Dispose; final.</summary>
         Closed,
+        /// <summary>v1.7: the selection went on on another connection: that one presented this client's resume token while
+        /// this connection was still open, and the server closed this one (close 1000, <see cref="Protocol.SupersededReason"/>).
+        /// Not connected and not trying: reconnecting would start another selection over the user's head, and the token is
+        /// spent (the other connection holds the selection's new one), so it is dropped. Tell the user ("This selection went
+        /// on elsewhere") and offer <see cref="OmokageClient.StartAfreshAsync"/> ("Start a new one here").</summary>
+        Superseded,
     }
 }

@@ -44,6 +44,10 @@ namespace Omokage.Client
     /// server went on with the selection, the grid it was showing is <see cref="ResumedGrid"/> (raised with
     /// <see cref="SelectionResumed"/>, before <see cref="Connected"/>), and choose, skip, rate and decide work on it as if
     /// nothing had happened. <see cref="SelectionSession.RestoreAsync"/> takes it up (<see cref="RestoreOutcome.Resumed"/>).</item>
+    /// <item>v1.7: when another connection presents the token while this one is still open, the server closes this one (close
+    /// 1000, <see cref="Protocol.SupersededReason"/>) and the selection goes on there: the client goes
+    /// <see cref="ConnectionState.Superseded"/>, does not reconnect (that would start another selection over the user's head)
+    /// and drops the spent token; <see cref="StartAfreshAsync"/> starts a new connection without it when the user asks.</item>
     /// </list>
     /// Events are raised on background threads; keep handlers short (the Unity components marshal them onto
     /// the main thread). Awaited results continue on the awaiting context (the main thread in Unity).
@@ -103,7 +107,9 @@ namespace Omokage.Client
         /// go on with the selection of the previous one, see <see cref="ResumedGrid"/> and <see cref="SelectionResumed"/>).</summary>
         public event Action<WelcomeMessage> Connected;
 
-        /// <summary>An established connection was lost (the exception says why; null for a clean close).</summary>
+        /// <summary>An established connection was lost (the exception says why; null for a clean close; v1.7
+        /// <see cref="OmokageSupersededException"/> when another connection took the selection over, and the state is then
+        /// <see cref="ConnectionState.Superseded"/>).</summary>
         public event Action<Exception> Disconnected;
 
         /// <summary>A message that answers no pending request: a server-initiated message, an <c>error</c>
@@ -165,7 +171,9 @@ namespace Omokage.Client
 
         /// <summary>v1.7: the token the next connection presents (<c>hello.resume</c>): the latest welcome's
         /// <c>resume.token</c>; null when it gave none (a study, an older server, <see cref="OmokageClientOptions.ProtocolMinor"/>
-        /// below 7), before the first welcome, and after <see cref="CloseAsync"/> / <see cref="Dispose"/>. A secret: kept in
+        /// below 7), before the first welcome, after <see cref="CloseAsync"/> / <see cref="Dispose"/>, and once the selection went
+        /// on on another connection (<see cref="ConnectionState.Superseded"/>: the token is spent) or <see cref="StartAfreshAsync"/>
+        /// forgot it. A secret: kept in
         /// memory only, never written anywhere by the client.</summary>
         public string ResumeToken { get { lock (_gate) return _resumeToken; } }
 
@@ -339,15 +347,16 @@ namespace Omokage.Client
             {
                 return await OpenAsync(ct).ConfigureAwait(false);
             }
-            catch
+            catch (Exception e)
             {
-                SetState(ConnectionState.Disconnected);
+                SetState(e is OmokageSupersededException ? ConnectionState.Superseded : ConnectionState.Disconnected);
                 throw;
             }
         }
 
         /// <summary>Connects, retrying with back-off until it succeeds, <paramref name="ct"/> is cancelled, or the
-        /// server refuses the hello for a reason retrying cannot fix (<c>unauthorized</c>, <c>bad_field</c>). When another
+        /// server refuses the hello for a reason retrying cannot fix (<c>unauthorized</c>, <c>bad_field</c>; v1.7: an attempt the
+        /// server closed because another connection took the selection over, <see cref="OmokageSupersededException"/>). When another
         /// attempt (a second retry loop, <see cref="ConnectAsync"/>, the reconnect loop) or a connection already holds the
         /// link, it leaves it to that one and returns the last welcome (null before the first): not a failure.</summary>
         public async Task<WelcomeMessage> ConnectWithRetryAsync(CancellationToken ct = default(CancellationToken))
@@ -367,6 +376,7 @@ namespace Omokage.Client
                     if (IsFatal(e)) throw;
                     failure = e;
                 }
+                catch (OmokageSupersededException) { throw; }  // v1.7: the selection went on elsewhere; retrying would start another
                 catch (OmokageConnectionException e) { failure = e; }
                 catch (OmokageTimeoutException e) { failure = e; }
                 RaiseError(failure);
@@ -374,6 +384,27 @@ namespace Omokage.Client
                 if (_options.MaxReconnectAttempts > 0 && failures >= _options.MaxReconnectAttempts) throw failure;
                 await Task.Delay(backoff.Next(), ct).ConfigureAwait(false);
             }
+        }
+
+        /// <summary>
+        /// v1.7, "Start a new one here": forgets the resume token and connects as <see cref="ConnectWithRetryAsync"/> does, so
+        /// the hello presents none and the welcome is a new server session with no selection (start one on it). For
+        /// <see cref="ConnectionState.Superseded"/>, where the selection went on on another connection and the client waits
+        /// for the user to ask (its token is already gone); from <see cref="ConnectionState.Disconnected"/> it leaves behind
+        /// the selection a reconnection would have resumed. Throws <see cref="InvalidOperationException"/> while connected,
+        /// connecting or reconnecting, <see cref="ObjectDisposedException"/> after <see cref="CloseAsync"/> / <see cref="Dispose"/>.
+        /// </summary>
+        public async Task<WelcomeMessage> StartAfreshAsync(CancellationToken ct = default(CancellationToken))
+        {
+            lock (_gate)
+            {
+                if (_state == ConnectionState.Closed) throw new ObjectDisposedException("OmokageClient", "the client was closed; create a new one");
+                if (_state == ConnectionState.Connected || _state == ConnectionState.Connecting || _reconnecting)
+                    throw new InvalidOperationException("already " + _state.ToString().ToLowerInvariant());
+                _resumeToken = null;
+                _resumeChain = null;
+            }
+            return await ConnectWithRetryAsync(ct).ConfigureAwait(false);
         }
 
         /// <summary>Closes the connection politely and stops reconnecting. The client cannot be reused.</summary>
@@ -880,6 +911,8 @@ namespace Omokage.Client
             public readonly SemaphoreSlim Signal = new SemaphoreSlim(0);
             public int Lost;
             public bool Established;
+            /// <summary>v1.7: the server closed it because another connection took its selection over (set before it is lost).</summary>
+            public volatile bool Superseded;
             /// <summary>v1.7: set when the hello presents a resume token: the grid a resumed welcome is followed by.</summary>
             public TaskCompletionSource<CandidatesMessage> ResumedGrid;
             public Task ReceiveTask;
@@ -950,7 +983,9 @@ namespace Omokage.Client
                 // resume next time), so that a connection lost while the grid is awaited still resumes with the new one
                 lock (_gate)
                 {
-                    if (!_closing)
+                    // (not when the server already closed this connection for another one that took the selection over: that
+                    // dropped the token, and this welcome's belongs to a selection that goes on elsewhere)
+                    if (!_closing && !link.Superseded)
                     {
                         _resumeToken = welcome.Resume != null && welcome.Resume.Presentable ? welcome.Resume.Token : null;
                         _resumeChain = Chain(welcome.Resumed == true ? resumeChain : null, welcome.SessionId);
@@ -959,15 +994,20 @@ namespace Omokage.Client
                 if (welcome.Resumed == true && link.ResumedGrid != null)
                     resumedGrid = await AwaitResumedGrid(link, ct).ConfigureAwait(false);
             }
-            catch (Exception)
+            catch (Exception e)
             {
                 LoseLink(link, null);
+                if (link.Superseded) throw Superseded(e);
                 throw;
             }
             lock (_gate)
             {
                 if (Volatile.Read(ref link.Lost) != 0 || _link != link)
-                    throw new OmokageConnectionException("the connection was lost right after the welcome");
+                {
+                    var lost = new OmokageConnectionException("the connection was lost right after the welcome");
+                    if (link.Superseded) throw Superseded(lost);
+                    throw lost;
+                }
                 link.Established = true;
                 _welcome = welcome;
                 _models = null;
@@ -1015,6 +1055,12 @@ namespace Omokage.Client
             if (keep > 0) Array.Copy(before, before.Length - keep, chain, 0, keep);
             chain[keep] = session;
             return chain;
+        }
+
+        /// <summary>v1.7: a connection attempt the server closed because another connection took the selection over.</summary>
+        static OmokageSupersededException Superseded(Exception inner)
+        {
+            return new OmokageSupersededException("the server closed the connection: " + Protocol.SupersededReason, inner);
         }
 
         Link RequireLink()
@@ -1096,9 +1142,15 @@ namespace Omokage.Client
                     WebSocketReceiveResult r = await link.Socket.ReceiveAsync(new ArraySegment<byte>(buffer), ct).ConfigureAwait(false);
                     if (r.MessageType == WebSocketMessageType.Close)
                     {
-                        reason = new OmokageConnectionException("the server closed the connection (" +
+                        string closed = "the server closed the connection (" +
                             (r.CloseStatus.HasValue ? ((int)r.CloseStatus.Value).ToString() : "no status") +
-                            (string.IsNullOrEmpty(r.CloseStatusDescription) ? "" : " " + r.CloseStatusDescription) + ")");
+                            (string.IsNullOrEmpty(r.CloseStatusDescription) ? "" : " " + r.CloseStatusDescription) + ")";
+                        // v1.7: another connection presented this one's resume token and goes on with the selection
+                        if (r.CloseStatus.HasValue && (int)r.CloseStatus.Value == Protocol.SupersededCloseStatus &&
+                            r.CloseStatusDescription == Protocol.SupersededReason)
+                            reason = new OmokageSupersededException(closed);
+                        else
+                            reason = new OmokageConnectionException(closed);
                         break;
                     }
                     message.Write(buffer, 0, r.Count);
@@ -1216,6 +1268,8 @@ namespace Omokage.Client
         void LoseLink(Link link, Exception reason)
         {
             if (Interlocked.Exchange(ref link.Lost, 1) != 0) return;
+            bool superseded = reason is OmokageSupersededException;
+            if (superseded) link.Superseded = true;  // before the hello fails with it: the connection attempt reads it
             try { link.Cts.Cancel(); } catch (ObjectDisposedException) { }
             try { link.Socket.Abort(); } catch (Exception) { }
             var lost = new OmokageConnectionException("the connection to the server was lost" + (reason == null ? "" : ": " + reason.Message), reason);
@@ -1233,9 +1287,16 @@ namespace Omokage.Client
                 foreach (var p in failed) _pending.Remove(p.Rid);
                 if (_link == link) _link = null;
                 established = link.Established;
+                if (superseded && !_closing)
+                {
+                    // v1.7: the token is spent (the connection that took the selection over holds its new one)
+                    _resumeToken = null;
+                    _resumeChain = null;
+                }
                 if (established)
                 {
                     if (_closing) next = ConnectionState.Closed;
+                    else if (superseded) next = ConnectionState.Superseded;  // no reconnection: the selection went on elsewhere
                     else if (_options.AutoReconnect && !_reconnecting)
                     {
                         next = ConnectionState.Reconnecting;
@@ -1287,12 +1348,13 @@ namespace Omokage.Client
                         RaiseError(e);
                         failures++;
                         var server = e as OmokageServerException;
-                        if ((server != null && IsFatal(server)) ||
+                        bool superseded = e is OmokageSupersededException;  // v1.7: the selection went on elsewhere
+                        if (superseded || (server != null && IsFatal(server)) ||
                             (_options.MaxReconnectAttempts > 0 && failures >= _options.MaxReconnectAttempts))
                         {
                             // no longer reconnecting before Disconnected is raised: a handler may call ConnectAsync
                             lock (_gate) _reconnecting = false;
-                            SetState(ConnectionState.Disconnected);
+                            SetState(superseded ? ConnectionState.Superseded : ConnectionState.Disconnected);
                             return;
                         }
                         SetState(ConnectionState.Reconnecting);

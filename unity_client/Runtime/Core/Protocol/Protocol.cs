@@ -31,13 +31,23 @@ namespace Omokage.Client
 
         /// <summary>The package version: the one C# source of it (the default client name uses it). A test checks that
         /// package.json says the same.</summary>
-        public const string PackageVersion = "0.9.1";
+        public const string PackageVersion = "0.10.0";
 
         /// <summary>Default <c>hello.client</c>: <c>omokage-unity/</c> + <see cref="PackageVersion"/>.</summary>
         public const string DefaultClientName = "omokage-unity/" + PackageVersion;
 
         /// <summary>The largest request id (2^31 − 1).</summary>
         public const int MaxRid = int.MaxValue;
+
+        /// <summary>v1.7: the WebSocket close status of a connection whose selection went on on another one
+        /// (<see cref="SupersededReason"/>): 1000, a normal closure.</summary>
+        public const int SupersededCloseStatus = 1000;
+
+        /// <summary>v1.7: the close reason the server gives, with <see cref="SupersededCloseStatus"/>, when another connection
+        /// presented this one's resume token while it was still open and took its selection over (docs/protocol.md, "Resuming
+        /// a selection"): the selection goes on there, so this client must not reconnect (its hello would start another
+        /// selection over the user's head). <see cref="ConnectionState.Superseded"/>.</summary>
+        public const string SupersededReason = "this selection was resumed on another connection";
     }
 
     /// <summary>Message types of protocol v1.7.</summary>
@@ -309,5 +319,16 @@ namespace Omokage.Client
     {
         public OmokageConnectionException(string message) : base(message) { }
         public OmokageConnectionException(string message, Exception inner) : base(message, inner) { }
+    }
+
+    /// <summary>v1.7: the server closed the connection because another connection presented its resume token and took its
+    /// selection over (close 1000, <see cref="Protocol.SupersededReason"/>): the client is
+    /// <see cref="ConnectionState.Superseded"/> and does not reconnect. <see cref="OmokageClient.Disconnected"/> carries it for an
+    /// established connection (requests in flight fail with an <see cref="OmokageConnectionException"/> around it); a connection
+    /// attempt the server closed so throws it, and the retry loops do not retry it.</summary>
+    public class OmokageSupersededException : OmokageConnectionException
+    {
+        public OmokageSupersededException(string message) : base(message) { }
+        public OmokageSupersededException(string message, Exception inner) : base(message, inner) { }
     }
 }
