@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -555,3 +556,89 @@ def test_a_user_model_metric_reshapes_the_served_space(tiny_catalog, tiny_models
     assert np.allclose(vector, plain.project("pca", face)[0] * scales, atol=1e-4)
     assert engine.query_image("pca", face, k=1).neighbours[0].id == 7
     assert engine.policy_params("pca")["temperature"] == 0.2
+
+
+# --- ratings: how a catalog's users use the five stars (fit user-model) -------------------------------------------------
+
+def _rating_records(space, offset, scale, n, seed=0):
+    """Ratings drawn from RatingTerm's own model (with its lapse) for random rated faces and targets."""
+    from omokage.selection.belief import RATING_LAPSE, rating_at_least, rating_percentile_logits
+    from omokage.selection.user_model import RatingRecord
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        item, target = (int(i) for i in rng.choice(space.n_items, 2, replace=False))
+        z = rating_percentile_logits(space.unit_distances_from([item])[0])[target]
+        at = rating_at_least(np.array([z]), scale=scale, offset=offset)[:, 0]
+        p = at[:-1] - at[1:]
+        if rng.random() < RATING_LAPSE:    # the lapse: a rating from the base rates
+            grid = np.log((np.arange(2000) + 0.5) / 2000 / (1 - (np.arange(2000) + 0.5) / 2000))
+            g = rating_at_least(grid, scale=scale, offset=offset)
+            p = (g[:-1] - g[1:]).mean(axis=1)
+        out.append(RatingRecord("pca", item, 1 + int(rng.choice(5, p=p / p.sum())), target))
+    return out
+
+
+@pytest.mark.parametrize("offset,scale", [(0.8, 0.6), (-0.7, 1.5)])
+def test_fit_rating_recovers_how_users_use_the_stars(engine, offset, scale):
+    from omokage.selection.user_model import fit_rating
+    space = engine.space("pca")
+    fit = fit_rating(space, _rating_records(space, offset, scale, 2000))
+    assert abs(fit["offset"] - offset) < 0.25 and abs(np.log(fit["scale"] / scale)) < 0.25, fit
+    assert fit["gain_nats"] > 0 and fit["ratings"] == 2000
+    same = fit_rating(space, _rating_records(space, 0.0, 1.0, 2000, seed=1))   # the defaults' own users: no gain
+    assert abs(same["offset"]) < 0.25 and same["gain_nats"] < 0.01, same
+
+
+def test_fitted_rating_parameters_reach_the_session(engine, tmp_path):
+    """fit_user_model keeps them per model; the served policy gets them (policy_params) and its session's ratings
+    use them; they survive save and load."""
+    from omokage.selection.user_model import fit_user_model
+    space = engine.space("pca")
+    model = fit_user_model(engine, [], rating_records=_rating_records(space, 0.8, 0.6, 400))
+    assert set(model.rating) == {"pca"} and model.rating["pca"]["ratings"] == 400
+    saved = UserModel.load_latest(Path(model.save(tmp_path)).parent.parent)
+    assert saved.rating == model.rating
+    params = saved.policy_params("pca")
+    assert params == {"rating_offset": model.rating["pca"]["offset"], "rating_scale": model.rating["pca"]["scale"]}
+    session = SelectionSession(space, seed=1, policy=make_policy("thompson", **params))
+    step = session.start()
+    session.rate(step.ids[2], 4)
+    fitted = session.policy.belief.probabilities()
+    plain = SelectionSession(space, seed=1, policy=make_policy("thompson"))
+    plain.start()
+    plain.rate(step.ids[2], 4)
+    assert not np.allclose(fitted, plain.policy.belief.probabilities())
+    assert make_policy("study", **params) is not None     # a policy without a belief ignores them
+
+
+def test_a_served_session_logs_the_ratings_fit_user_model_reads(engine, tmp_path):
+    """Real server and client: the latest rating of each face, less those a back took away, with the decided face."""
+    import asyncio
+
+    from omokage.client import OmokageClient
+    from tests.conftest import RunningServer
+    events = tmp_path / "events.jsonl"
+    srv = RunningServer(engine, events_path=events)
+    try:
+        async def session():
+            async with await OmokageClient.connect(srv.url) as client:
+                g1 = await client.start("pca", seed=3)
+                ids1 = [i.id for i in g1.items]
+                await client.rate(ids1[1], 2)
+                await client.rate(ids1[1], 4)                   # replaces the 2
+                g2 = await client.choose(ids1[5])
+                ids2 = [i.id for i in g2.items]
+                await client.rate(ids2[3], 5)                   # on the grid the back leaves: forgotten
+                await client.back()
+                await client.rate(ids1[0], 1)
+                g = await client.choose(ids1[5])
+                await client.decide(g.items[2].id)
+                return ids1, g.items[2].id
+        ids1, decided = asyncio.run(session())
+    finally:
+        srv.stop()
+    records, report = read_choice_records([events])
+    assert not report.problems
+    assert sorted((r.item, r.rating, r.target, r.algorithm) for r in report.rating_records) == sorted(
+        [(ids1[1], 4, decided, "pca"), (ids1[0], 1, decided, "pca")])

@@ -667,7 +667,7 @@ def _cmd_fit_user_model(a) -> int:
     print(f"read {report.lines} lines from {report.files} file(s): {report.sessions} selections, "
           f"{report.decided_sessions} of this catalog ended in a decision{other}; {len(records)} picks made before "
           "the decided face was on screen")
-    model = fit_user_model(engine, records, gaze_records=report.gaze_records)
+    model = fit_user_model(engine, records, gaze_records=report.gaze_records, rating_records=report.rating_records)
     if not model.temperatures:
         counts = {}
         for r in records:
@@ -693,6 +693,10 @@ def _cmd_fit_user_model(a) -> int:
         for alg, m in model.metric.items():
             sc = [v * v for v in m["scales"]]
             print(f"{alg:<14}{m['picks']:>8}{m['gain_nats']:>12.4f}{min(sc):>13.3f} - {max(sc):<10.3f}")
+    if model.rating:   # docs/preference-model.md: how this catalog's users use the five stars
+        print(f"\n{'ratings':<14}{'ratings':>8}{'offset':>10}{'scale':>10}{'nats/rating':>13}")
+        for alg, r in model.rating.items():
+            print(f"{alg:<14}{r['ratings']:>8}{r['offset']:>10.3f}{r['scale']:>10.3f}{r['gain_nats']:>13.4f}")
     print(f"saved {path}/config.json; `omokage serve --models {a.out}` uses it")
     return 0
 

@@ -196,6 +196,24 @@ class SketchTerm:
         return np.asarray(self.log_likelihoods, dtype=np.float32)
 
 
+def rating_percentile_logits(d: np.ndarray) -> np.ndarray:
+    """logit q for every face, q its percentile rank among the distances `d` from a rated face (the share of the
+    catalog nearer to it). Exact up to 4,096 faces; above, against an even sample of 4,096 of them (O(N log 4096),
+    not a sort of N)."""
+    d = np.asarray(d)
+    n = d.size
+    ref = np.sort(d if n <= 4096 else d[:: n // 4096])
+    q = (np.searchsorted(ref, d, side="left") + 0.5) / (ref.size + 1.0)
+    return np.log(q / (1 - q))
+
+
+def rating_at_least(z: np.ndarray, cuts=RATING_CUTS, scale: float = RATING_SCALE, offset: float = 0.0) -> np.ndarray:
+    """(6, N): P(rating ≥ k | target) for k = 1 … 6 given each target's percentile logit `z` (the ordered logit)."""
+    cuts = np.asarray(cuts, dtype=np.float64)
+    at_least = 1 / (1 + np.exp(-(np.log(cuts / (1 - cuts))[:, None] + offset - np.asarray(z)[None, :]) / scale))
+    return np.vstack([np.ones(z.size), at_least, np.zeros(z.size)])
+
+
 _RATING_ROWS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # space -> {rating key: rows}
 _RATING_LOCK = threading.Lock()
 
@@ -227,25 +245,20 @@ class RatingTerm:
     scale: float = RATING_SCALE
     lapse: float = RATING_LAPSE
     trusted_below: float = RATING_TRUSTED_BELOW
+    offset: float = 0.0     # fitted from logs: > 0 for users more generous than the cuts (a star means a wider band)
 
     def __post_init__(self):
         for r in (self.rating, self.previous):
             if r is not None and (isinstance(r, bool) or not 1 <= int(r) <= 5):
                 raise ValueError(f"a rating is 1 to 5, not {r}")
+        if not (self.scale > 0 and 0 <= self.lapse < 1 and np.isfinite(self.offset)):
+            raise ValueError("RatingTerm: scale must be > 0, lapse in [0, 1) and offset finite")
 
     def _rows(self, space) -> tuple[np.ndarray, float]:
         """log P(rating | t) for every face t, and its base rate (log P(rating) for a target drawn at random), less
         the same for `previous`."""
-        d = space.unit_distances_from([self.item])[0]
-        n = d.size
-        # the percentile rank of each face among the rated face's distances (exact up to 4,096 faces; above, against
-        # an even sample of 4,096 of them: O(N log 4096) on a large catalog, not a sort of N)
-        ref = np.sort(d if n <= 4096 else d[:: n // 4096])
-        q = (np.searchsorted(ref, d, side="left") + 0.5) / (ref.size + 1.0)
-        z = np.log(q / (1 - q))
-        cuts = np.asarray(self.cuts, dtype=np.float64)
-        at_least = 1 / (1 + np.exp(-(np.log(cuts / (1 - cuts))[:, None] - z[None, :]) / self.scale))  # (4, N): ≥ 2..5
-        at_least = np.vstack([np.ones(n), at_least, np.zeros(n)])                                      # ≥ 1..6
+        z = rating_percentile_logits(space.unit_distances_from([self.item])[0])
+        at_least = rating_at_least(z, self.cuts, self.scale, self.offset)                            # ≥ 1..6
 
         def row(r: int) -> tuple[np.ndarray, float]:
             p = np.maximum(at_least[r - 1] - at_least[r], 0.0)
@@ -261,7 +274,7 @@ class RatingTerm:
     def _cached_rows(self, space) -> tuple[np.ndarray, float]:
         # a replay (a back, a restore) evaluates the same ratings again and again: one evaluation per face and rating
         # change is kept per space (the last 256; at 100k faces 100 MB at most)
-        key = (self.item, self.rating, self.previous, self.cuts, self.scale, self.lapse)
+        key = (self.item, self.rating, self.previous, self.cuts, self.scale, self.lapse, self.offset)
         with _RATING_LOCK:
             cache = _RATING_ROWS.setdefault(space, {})
             hit = cache.get(key)

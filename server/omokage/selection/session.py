@@ -174,7 +174,11 @@ class SelectionSession:
         if isinstance(rating, bool) or not 1 <= int(rating) <= 5:
             raise SessionError(f"a rating is an integer from 1 to 5, not {rating!r}")
         previous = self.ratings.get(int(item_id))   # replaced, not added to
-        self._add_evidence(RatingTerm(int(item_id), int(rating), previous=previous), at=at, kind="rate",
+        # the policy's own term where it has one (parameters fitted from logs), else the defaults
+        make = getattr(self.policy, "rating_term", None)
+        term = (make(int(item_id), int(rating), previous) if make is not None
+                else RatingTerm(int(item_id), int(rating), previous=previous))
+        self._add_evidence(term, at=at, kind="rate",
                            item=int(item_id), rating=int(rating))
         self.ratings[int(item_id)] = int(rating)
         self._inputs.append(("rate", int(item_id), int(rating), at))

@@ -52,6 +52,17 @@ class GazeRecord:
     target: int
 
 
+@dataclass(frozen=True)
+class RatingRecord:
+    """One face's 1-5 rating in a selection that ended in a decision (its latest rating, as the belief keeps it), and
+    the face decided on (the target's proxy)."""
+
+    algorithm: str
+    item: int
+    rating: int
+    target: int
+
+
 @dataclass
 class EventReadReport:
     files: int = 0
@@ -60,12 +71,13 @@ class EventReadReport:
     decided_sessions: int = 0
     problems: list[str] = field(default_factory=list)   # "file:line: reason", one per bad line
     gaze_records: list = field(default_factory=list)    # GazeRecord per logged grid with gaze, before a decision
+    rating_records: list = field(default_factory=list)  # RatingRecord per face rated in a decided selection
     other_catalog: int = 0     # decided selections logged on another catalog (their `start` names its fingerprint)
 
 
 # the events a selection's picks, gaze and decision are read from, in either kind of log (one list: the store's reader
 # once missed `gaze`, so fits from `serve --db` had no gaze records)
-SESSION_EVENTS = frozenset({"start", "choose", "skip", "back", "resume", "decide", "gaze"})
+SESSION_EVENTS = frozenset({"start", "choose", "skip", "back", "resume", "decide", "gaze", "rate"})
 
 
 def read_choice_records(paths: Iterable[str | os.PathLike], catalog: str | None = None,
@@ -123,6 +135,7 @@ def read_choice_records(paths: Iterable[str | os.PathLike], catalog: str | None 
     sessions = _join_resumed(sessions)
     records: list[ChoiceRecord] = []
     gaze: list[GazeRecord] = []
+    ratings: list[RatingRecord] = []
     for events in sessions.values():
         # a connection may run several sessions in a row: split at each start
         runs: list[list[dict]] = []
@@ -156,8 +169,18 @@ def read_choice_records(paths: Iterable[str | os.PathLike], catalog: str | None 
             # begins in `gaze` (v1.7 back)
             picks: list[tuple[ChoiceRecord | None, int]] = []
             grid_gaze = len(gaze)       # where the gaze of the grid on screen begins
+            rated: dict[int, tuple[int, int]] = {}   # face -> (its latest rating, the picks made before it)
             for ev in run:
+                if ev["event"] == "rate":
+                    if _is_id(ev.get("item")) and isinstance(ev.get("rating"), int) and 1 <= ev["rating"] <= 5:
+                        rated.pop(int(ev["item"]), None)     # a re-rating replaces it (and is the latest)
+                        rated[int(ev["item"])] = (int(ev["rating"]), len(picks))
+                    else:
+                        report.problems.append(f"{ev['_where']}: rate without a face id and a rating 1-5; skipped")
+                    continue
                 if ev["event"] == "back":   # v1.7: the last pick was taken back (a misclick): it says nothing
+                    # and the ratings given on the grids it leaves go with it, as in the belief
+                    rated = {i: r for i, r in rated.items() if r[1] < len(picks)}
                     undone, grid_gaze = picks.pop() if picks else (None, grid_gaze)
                     if undone is not None:
                         del records[next(i for i in range(len(records) - 1, -1, -1) if records[i] is undone)]
@@ -189,7 +212,9 @@ def read_choice_records(paths: Iterable[str | os.PathLike], catalog: str | None 
                     grid_gaze = len(gaze)
                 if isinstance(cands, list) and cands and all(_is_id(c) for c in cands):
                     grid = [int(c) for c in cands]
+            ratings += [RatingRecord(algorithm, i, r, int(target)) for i, (r, _) in rated.items()]
     report.gaze_records = gaze
+    report.rating_records = ratings
     return records, report
 
 
@@ -396,6 +421,41 @@ def fit_metric(features: np.ndarray, records: list[ChoiceRecord], shrinkage: flo
     return scales.astype(np.float32), gain
 
 
+MIN_RATINGS = 30          # logged ratings on one model before how its users use the stars is fitted
+
+
+def _rating_targets_z(space, records: list[RatingRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's target as a percentile logit among its rated face's distances, and the ratings."""
+    from omokage.selection.belief import rating_percentile_logits
+    z = np.array([rating_percentile_logits(space.unit_distances_from([r.item])[0])[r.target] for r in records])
+    return z, np.array([r.rating for r in records])
+
+
+def rating_log_likelihood(z: np.ndarray, ratings: np.ndarray, offset: float, scale: float) -> float:
+    """Mean log P(rating | target) per rating under `RatingTerm`'s ordered logit (its lapse and cuts)."""
+    from omokage.selection.belief import RATING_LAPSE, rating_at_least
+    grid = np.log((np.arange(2000) + 0.5) / 2000 / (1 - (np.arange(2000) + 0.5) / 2000))   # a target drawn at random
+    at_grid = rating_at_least(grid, scale=scale, offset=offset)
+    base = (at_grid[:-1] - at_grid[1:]).mean(axis=1)                                         # (5,) base rates
+    at = rating_at_least(z, scale=scale, offset=offset)
+    p = np.maximum(at[ratings - 1, np.arange(z.size)] - at[ratings, np.arange(z.size)], 0.0)
+    return float(np.mean(np.log((1 - RATING_LAPSE) * p + RATING_LAPSE * base[ratings - 1] + 1e-12)))
+
+
+def fit_rating(space, records: list[RatingRecord]) -> dict:
+    """How a catalog's users use the five stars, by maximum likelihood over their logged ratings: a shift of every
+    band (`offset`, logits: > 0 for generous raters) and the bands' softness (`scale`). Returns {offset, scale,
+    ratings, gain_nats}: gain over the defaults (0, 1) in nats per rating."""
+    from scipy.optimize import minimize
+    z, r = _rating_targets_z(space, records)
+    res = minimize(lambda x: -rating_log_likelihood(z, r, x[0], float(np.exp(x[1]))), x0=np.zeros(2),
+                   method="L-BFGS-B", bounds=[(-4.0, 4.0), (np.log(0.2), np.log(10.0))])
+    offset, scale = float(res.x[0]), float(np.exp(res.x[1]))
+    gain = rating_log_likelihood(z, r, offset, scale) - rating_log_likelihood(z, r, 0.0, 1.0)
+    return {"offset": round(offset, 6), "scale": round(scale, 6), "ratings": int(len(records)),
+            "gain_nats": round(gain, 6)}
+
+
 @dataclass
 class UserModel:
     """Fitted choice temperatures per feature space (algorithm)."""
@@ -408,6 +468,7 @@ class UserModel:
     gaze: dict[str, dict] = field(default_factory=dict)   # per algorithm: {temperature, weight, grids, gain_nats}
     # per algorithm: {scales: [per-dimension factor], picks, gain_nats}: the space the belief compares faces in
     metric: dict[str, dict] = field(default_factory=dict)
+    rating: dict[str, dict] = field(default_factory=dict)  # per algorithm: {offset, scale, ratings, gain_nats}
 
     def scales(self, algorithm: str, dim: int) -> np.ndarray | None:
         m = self.metric.get(algorithm)
@@ -419,6 +480,9 @@ class UserModel:
         g = self.gaze.get(algorithm)
         if g is not None:
             out.update(gaze_temperature=g["temperature"], gaze_weight=g["weight"])
+        r = self.rating.get(algorithm)
+        if r is not None:
+            out.update(rating_offset=r["offset"], rating_scale=r["scale"])
         return out
 
     def save(self, repository: str | os.PathLike) -> Path:
@@ -431,7 +495,7 @@ class UserModel:
                   "units of each feature space", "temperatures": self.temperatures, "picks": self.picks,
                   "log_likelihood_per_pick": self.log_likelihood_per_pick,
                   "default_temperature": DEFAULT_CHOICE_TEMPERATURE,
-                  "gaze": self.gaze, "metric": self.metric,
+                  "gaze": self.gaze, "metric": self.metric, "rating": self.rating,
                   "catalog": {"fingerprint": self.catalog_fingerprint},
                   "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -459,17 +523,22 @@ class UserModel:
             metric = {k: m for k, m in (cfg.get("metric") or {}).items()
                       if isinstance(m, dict) and isinstance(m.get("scales"), list) and m["scales"]
                       and all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in m["scales"])}
+            rating = {k: r for k, r in (cfg.get("rating") or {}).items()
+                      if isinstance(r, dict) and all(isinstance(r.get(f), (int, float)) and math.isfinite(r[f])
+                                                     for f in ("offset", "scale")) and r["scale"] > 0}
             return cls(temps, cfg.get("picks", {}), cfg.get("log_likelihood_per_pick", {}),
-                       cfg.get("catalog", {}).get("fingerprint"), gaze, metric)
+                       cfg.get("catalog", {}).get("fingerprint"), gaze, metric, rating)
         return None
 
 
 def fit_user_model(engine, records: list[ChoiceRecord], min_picks: int = MIN_PICKS,
                    gaze_records: list[GazeRecord] = (), min_gaze: int = 20,
-                   min_metric_picks: int = MIN_METRIC_PICKS) -> UserModel:
+                   min_metric_picks: int = MIN_METRIC_PICKS, rating_records: list[RatingRecord] = (),
+                   min_ratings: int = MIN_RATINGS) -> UserModel:
     """Per algorithm: the metric people choose by (with at least `min_metric_picks` logged picks and at most
     MAX_METRIC_DIM features), then the choice temperature in that space (at least `min_picks` picks), and the gaze
-    term's temperature and weight (at least `min_gaze` logged grids with gaze), also in that space."""
+    term's temperature and weight (at least `min_gaze` logged grids with gaze), also in that space, and how its users
+    use the five stars (at least `min_ratings` ratings in decided selections)."""
     from omokage.engine import metric_space
     by_alg: dict[str, list[ChoiceRecord]] = {}
     for r in records:
@@ -477,8 +546,11 @@ def fit_user_model(engine, records: list[ChoiceRecord], min_picks: int = MIN_PIC
     by_alg_gaze: dict[str, list[GazeRecord]] = {}
     for g in gaze_records:
         by_alg_gaze.setdefault(g.algorithm, []).append(g)
-    temps, picks, lls, gaze, metric = {}, {}, {}, {}, {}
-    for alg in sorted(set(by_alg) | set(by_alg_gaze)):
+    by_alg_rating: dict[str, list[RatingRecord]] = {}
+    for r in rating_records:
+        by_alg_rating.setdefault(r.algorithm, []).append(r)
+    temps, picks, lls, gaze, metric, rating = {}, {}, {}, {}, {}, {}
+    for alg in sorted(set(by_alg) | set(by_alg_gaze) | set(by_alg_rating)):
         if alg not in engine.models:
             continue
         loaded = engine.models[alg]
@@ -497,4 +569,7 @@ def fit_user_model(engine, records: list[ChoiceRecord], min_picks: int = MIN_PIC
         if len(grecs) >= min_gaze:
             t, w, g = fit_gaze(space, grecs)
             gaze[alg] = {"temperature": t, "weight": round(w, 6), "grids": len(grecs), "gain_nats": round(g, 6)}
-    return UserModel(temps, picks, lls, engine.catalog.fingerprint(), gaze, metric)
+        rrecs = by_alg_rating.get(alg, [])
+        if len(rrecs) >= min_ratings:
+            rating[alg] = fit_rating(space, rrecs)
+    return UserModel(temps, picks, lls, engine.catalog.fingerprint(), gaze, metric, rating)
