@@ -1484,6 +1484,7 @@ function renderGrid(imgs, { still = false } = {}) {
   });
   for (let i = state.items.length; i < GRID; i++) cards[i].hidden = true;
   grid.dataset.step = String(state.step);
+  $('rate-note').dataset.id = ''; // a new grid: the note says where the panel's face stands, not what was just sent
   $('step').innerHTML = `Step <b>${state.step}</b>`;
   $('prompt').textContent = promptText();
   $('instr').textContent = shortPrompt();

@@ -102,6 +102,7 @@ describe('Rating a face (protocol v1.1 rate)', () => {
     await rated(frames, 1);
     await pickFace(0, 3); // the pick again: more like it
     const afterOne = await pOf();
+    assert.equal((await stars()).note, 'You rated it 1 of 5.', 'on the next grid the note says where the face stands');
     // Back replays the selection with its seed: the grid of step 2 returns and keeps the rating given on it; a 5
     // replaces the 1, and the same pick leads to a grid that differs only by that rating
     await page.click('#btn-back');
