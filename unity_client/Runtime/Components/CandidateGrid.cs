@@ -28,6 +28,12 @@ namespace Omokage.Client.Components
     /// (<see cref="WentElsewhere"/>) and raises <see cref="SelectionWentElsewhere"/> / <see cref="onWentElsewhere"/>: show
     /// <see cref="WentElsewhereTitle"/> and <see cref="WentElsewhereText"/> with a <see cref="StartNewHereLabel"/> button that
     /// calls <see cref="StartNewHere"/> (a new connection without the token, and a new selection on it).</para>
+    /// <para>v1.1 ratings: <see cref="Rate"/> / <see cref="RateAsync"/> say how close a face is to what the user wants, 1 … 5
+    /// (<see cref="RatingLabel"/> and <see cref="RatingWords"/> are the web page's words). The grid keeps the selection's
+    /// ratings as the server does (<see cref="RatingOf"/>, <see cref="Ratings"/>, <see cref="RatingsChanged"/>): a second
+    /// rating of a face replaces the first, a back forgets those given on the grids it leaves, a new selection starts with
+    /// none, a refused rating is taken back. <see cref="OffersRating"/> says whether to show a rating control at all (not
+    /// against a v1.0 server, not in a study), <see cref="CanRate"/> whether it can be pressed now.</para>
     /// <para>v1.5 ideal face: <see cref="ShowIdeal"/> / <see cref="ShowIdealAsync"/> ask for a face generated from what the
     /// selection has learnt; its image (<see cref="IdealTexture"/>, on the optional ideal renderer) and the unseen faces
     /// nearest it come with <see cref="IdealShown"/> / <see cref="onIdealShown"/>; the grid stays.</para>
@@ -44,6 +50,18 @@ namespace Omokage.Client.Components
 
         /// <summary>v1.7: the label of the button that calls <see cref="StartNewHere"/>.</summary>
         public const string StartNewHereLabel = "Start a new one here";
+
+        /// <summary>v1.1: the question over a rating control (the web page's words): how close the face is to what the user
+        /// wants.</summary>
+        public const string RatingLabel = "How close is it?";
+
+        /// <summary>v1.1: what each rating says, 1 … 5 at index 0 … 4 (the web page's words): "Not at all", "A little",
+        /// "Somewhat", "Close", "Exactly it".</summary>
+        public static readonly IReadOnlyList<string> RatingWords =
+            Array.AsReadOnly(new[] { "Not at all", "A little", "Somewhat", "Close", "Exactly it" });
+
+        static readonly IReadOnlyDictionary<int, int> NoRatings =
+            new System.Collections.ObjectModel.ReadOnlyDictionary<int, int>(new Dictionary<int, int>());
 
         [SerializeField] OmokageConnection connection;
 
@@ -196,6 +214,30 @@ namespace Omokage.Client.Components
             }
         }
 
+        /// <summary>v1.1: whether this selection offers ratings at all (show a rating control): the server speaks v1.1 (a v1.0
+        /// server has no <c>rate</c>) and it is not a study (a study's trials show no rating). Allocation-free.</summary>
+        public bool OffersRating
+        {
+            get
+            {
+                var client = connection != null ? connection.Client : null;
+                var welcome = client != null ? client.Welcome : null;
+                return welcome != null && welcome.Supports(1) && welcome.Study == null && (_session == null || !_session.IsStudy);
+            }
+        }
+
+        /// <summary>v1.1: whether <see cref="Rate"/> would do something now: ratings are offered (<see cref="OffersRating"/>), a
+        /// tile could be chosen (<see cref="CanChoose"/>: a grid, nothing in flight, not decided, no restore due) and the client
+        /// is connected. Allocation-free: a rating control asks every frame.</summary>
+        public bool CanRate { get { return CanChoose && OffersRating && _session.CanRate; } }
+
+        /// <summary>v1.1: the rating 1 … 5 the user gave face <paramref name="id"/> in this selection, or null (see
+        /// <see cref="RateAsync"/>). Allocation-free.</summary>
+        public int? RatingOf(int id) { return _session == null ? null : _session.RatingOf(id); }
+
+        /// <summary>v1.1: this selection's ratings, face id → 1 … 5 (read-only; empty before a selection).</summary>
+        public IReadOnlyDictionary<int, int> Ratings { get { return _session == null ? NoRatings : _session.Ratings; } }
+
         /// <summary>v1.7: whether <see cref="Back"/> would do something: a grid after a choose or skip is shown (not the first),
         /// nothing in flight, not decided, not a study trial, not a drawing's preview, no restore due, connected, and the server
         /// speaks v1.7. Allocation-free: a button asks every frame.</summary>
@@ -243,6 +285,10 @@ namespace Omokage.Client.Components
 
         /// <summary>A request failed or a URL was refused (main thread).</summary>
         public event Action<OmokageError> Failed;
+
+        /// <summary>v1.1: <see cref="Ratings"/> changed (a rating given, replaced, taken back after a refusal, forgotten by a
+        /// back, or a new selection began; main thread). Read <see cref="RatingOf"/> for the face you show.</summary>
+        public event Action RatingsChanged;
 
         /// <summary>v1.5: an ideal face arrived (<see cref="ShowIdealAsync"/>): the reply (the faces nearest it, their texture
         /// hashes to fetch like a grid's) and its decoded image, <see cref="IdealTexture"/> (main thread).</summary>
@@ -327,7 +373,10 @@ namespace Omokage.Client.Components
         {
             if (!WentElsewhere) return;
             _generation++;  // whatever was in flight belongs to the selection left behind
+            bool rated = _session != null && _session.Ratings.Count > 0;
+            if (_session != null) _session.RatingsChanged -= OnRatingsChanged;
             _session = null;
+            if (rated) OnRatingsChanged();
             PreviewingSketch = false;
             Clear();
             ShowReconstruction(null);
@@ -509,10 +558,16 @@ namespace Omokage.Client.Components
             return RunGrid(session => session.BackAsync(), false);
         }
 
-        /// <summary>Rates a face shown in this selection, 1 (not at all) … 5 (exactly what I want); the grid stays.
-        /// Needs a v1.1 server.</summary>
+        /// <summary>v1.1: rates a face shown in this selection, 1 (not at all) … 5 (exactly it; <see cref="RatingWords"/>); the
+        /// grid stays and the next one takes it in. The grid keeps it at once (<see cref="RatingOf"/>,
+        /// <see cref="RatingsChanged"/>): a second rating of the face replaces the first (the same value again sends nothing:
+        /// the result is null), a back forgets ratings given on the grids it leaves, a new selection starts with none, and a
+        /// rating the server refuses is taken back (the Task throws; see <see cref="SelectionSession.RateAsync"/>). Throws
+        /// <see cref="InvalidOperationException"/> while the tiles show a drawing's faces, before a grid, after the decision and
+        /// against a v1.0 server.</summary>
         public Task<RatedMessage> RateAsync(int id, int rating)
         {
+            if (PreviewingSketch) throw new InvalidOperationException("the tiles show a drawing's faces; start a selection from it first");
             return ReadySession().RateAsync(id, rating);
         }
 
@@ -609,11 +664,11 @@ namespace Omokage.Client.Components
             if (CanShowIdeal) Observe(ShowIdealAsync());
         }
 
+        /// <summary>v1.1: rates a face 1 … 5 (ignored unless <see cref="CanRate"/>; a refusal goes to <see cref="onError"/> /
+        /// <see cref="Failed"/>, and the rating is taken back); see <see cref="RateAsync"/>.</summary>
         public void Rate(int id, int rating)
         {
-            var client = connection != null ? connection.Client : null;
-            if (client == null || client.Welcome == null || !client.Welcome.Supports(1)) return;
-            Observe(RateAsync(id, rating));
+            if (CanRate) Observe(RateAsync(id, rating));
         }
 
         public void Decide(CandidateTile tile)
@@ -675,7 +730,11 @@ namespace Omokage.Client.Components
         {
             var client = connection != null ? connection.Client : null;
             if (client == null) throw new OmokageConnectionException("the grid has no connection yet");
-            if (_session == null) _session = new SelectionSession(client);
+            if (_session == null)
+            {
+                _session = new SelectionSession(client);
+                _session.RatingsChanged += OnRatingsChanged;
+            }
             else if (_session.Client != client) _session.Client = client;  // the connection made a new client
             return _session;
         }
@@ -728,6 +787,13 @@ namespace Omokage.Client.Components
         }
 
         void Observe(Task task) { TaskObserver.Observe(task, OnTaskFailed); }
+
+        void OnRatingsChanged()
+        {
+            if (this == null) return;
+            var handler = RatingsChanged;
+            if (handler != null) handler();
+        }
 
         void OnTaskFailed(Exception e)
         {

@@ -10,7 +10,8 @@ namespace Omokage.Client.Samples
     /// shown before the product page opens (<see cref="OmokageConfirmPanel"/>), the notice when the selection went on on
     /// another connection (<see cref="OmokageElsewherePanel"/>, "Start a new one here"), a gaze reporter and a status line; and,
     /// where the server offers them, "Draw a face" (a drawing corner on the left: <see cref="OmokageSketchStation"/>) and
-    /// "What you seem to want" (the ideal face on the right: <see cref="OmokageIdealPanel"/>).
+    /// "What you seem to want" (the ideal face on the right: <see cref="OmokageIdealPanel"/>); and, once the user has picked,
+    /// "How close is it?" with five stars that rate the pick (<see cref="OmokageRatingRow"/>; protocol v1.1).
     /// Gaze only arms a tile (it lights up); the trigger chooses. Put it on an empty GameObject in a scene with an XR
     /// Origin (see README.md; in the Editor, the XR Device Simulator), set the server URL, press Play or build to the Quest.
     /// </summary>
@@ -49,6 +50,7 @@ namespace Omokage.Client.Samples
         OmokageIdealPanel _ideal;
         GameObject _drawButton;
         GameObject _idealButton;
+        OmokageRatingRow _rating;
         TextMesh _status;
 
         /// <summary>The pointer on the controller.</summary>
@@ -67,6 +69,9 @@ namespace Omokage.Client.Samples
 
         /// <summary>The ideal face's panel ("What you seem to want").</summary>
         public OmokageIdealPanel IdealPanel { get { return _ideal; } }
+
+        /// <summary>The five stars that rate the pick ("How close is it?").</summary>
+        public OmokageRatingRow RatingRow { get { return _rating; } }
 
         void Awake()
         {
@@ -180,6 +185,11 @@ namespace Omokage.Client.Samples
             _idealButton = OmokageActionButton.Build(gridObject.transform, "What you seem to want", new Vector3(0.18f, -0.66f, 0f), row,
                                                      _grid.ShowIdeal, () => _grid.CanShowIdeal && _grid.Current.Step > 1);
             _idealButton.SetActive(false);
+
+            //    and under both rows, "How close is it?": five stars that rate the pick (the face chosen last, the one "this
+            //    one" decides on), pressed with the controller's ray or the gaze and the trigger like every button; shown
+            //    while there is a pick, from a v1.1 server, outside a study (protocol v1.1 rate: evidence for the next grids)
+            _rating = OmokageRatingRow.Build(_grid, _controllerPointer, _gazePointer, gridObject.transform, new Vector3(0f, -0.8f, 0f));
 
             // 5. gaze to the server (protocol v1.2): head gaze every frame, eye gaze where the device delivers it, the
             //    tiles' layout, a gaze.batch every 100 ms (flushed before each pick); it never selects anything

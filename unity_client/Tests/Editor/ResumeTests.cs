@@ -107,6 +107,9 @@ namespace Omokage.Client.Tests
                     case MessageTypes.StudyNext:
                         c.Send(new MsgMap { { "type", "error" }, { "rid", rid }, { "code", ErrorCodes.WrongState }, { "message", "not a study participant" } });
                         return true;
+                    case MessageTypes.Rate:
+                        c.Send(new MsgMap { { "type", "rated" }, { "rid", rid }, { "id", m["id"] }, { "rating", m["rating"] } });
+                        return true;
                 }
                 return false;  // pings: the fake's default
             }
@@ -397,6 +400,59 @@ namespace Omokage.Client.Tests
             var refused = Assert.Throws<OmokageServerException>(() => Sync.Run(() => selection.BackAsync()));
             Assert.AreEqual(ErrorCodes.WrongState, refused.Code);
             Assert.AreEqual(1, selection.Current.Step, "a refused back changes nothing");
+        }
+
+        /// <summary>v1.1 ratings across a lost link: the server kept them with the selection, less those a back it took
+        /// forgot (the grid that came back one step back: the ratings given on the grid left go); a start whose reply was lost
+        /// is a new selection, without the ratings of the one before.</summary>
+        [Test]
+        public void RatingsAcrossALostLink_FollowTheGridTheServerWentOnWith()
+        {
+            var client = Client();
+            Sync.Run(() => client.ConnectAsync());
+            var selection = new SelectionSession(client);
+            Sync.Run(() => selection.StartRandomAsync("pca", 3, null));
+            Sync.Run(() => selection.RateAsync(2, 2));                      // step 1
+            Sync.Run(() => selection.ChooseAsync(4));                       // step 2: 4 first
+            Sync.Run(() => selection.RateAsync(4, 3));                      // step 2
+            Sync.Run(() => selection.ChooseAsync(21));                      // step 3: 21 first
+            Sync.Run(() => selection.RateAsync(4, 5));                      // step 3: 4 again
+            Sync.Run(() => selection.RateAsync(22, 1));                     // step 3
+
+            // a plain drop: the same grid resumed, every rating kept
+            DropAndWaitForTheNextWelcome();
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(3, selection.Current.Step);
+            CollectionAssert.AreEquivalent(new Dictionary<int, int> { { 2, 2 }, { 4, 5 }, { 22, 1 } },
+                                           selection.Ratings.ToDictionary(kv => kv.Key, kv => kv.Value));
+
+            // the back reached the server, its reply did not: the resumed grid is one step back, and the server forgot the
+            // ratings given on the grid it left
+            _script.DropOnBack = true;
+            int before = Welcomes;
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => selection.BackAsync()));
+            _script.DropOnBack = false;
+            WaitForWelcome(before);
+            Assert.AreEqual(3, selection.Current.Step, "nothing changed before the restore");
+            Assert.AreEqual(5, selection.RatingOf(4));
+            int changes = 0;
+            selection.RatingsChanged += () => changes++;
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(2, selection.Current.Step);
+            Assert.AreEqual(3, selection.RatingOf(4), "the rating 4 had on the grid that came back");
+            Assert.IsNull(selection.RatingOf(22), "given on the grid left");
+            Assert.AreEqual(2, selection.RatingOf(2));
+            Assert.AreEqual(1, changes);
+
+            // a new start reached the server, its reply did not: the resumed first grid is a new selection's
+            _script.DropOnStart = true;
+            before = Welcomes;
+            Assert.Throws<OmokageConnectionException>(() => Sync.Run(() => selection.StartRandomAsync("pca", 5, null)));
+            _script.DropOnStart = false;
+            WaitForWelcome(before);
+            Assert.AreEqual(RestoreOutcome.Resumed, Sync.Run(() => selection.RestoreAsync()));
+            Assert.AreEqual(1, selection.Current.Step);
+            CollectionAssert.IsEmpty(selection.Ratings, "a new selection has no ratings");
         }
 
         [Test]

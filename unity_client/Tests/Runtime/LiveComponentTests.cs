@@ -13,11 +13,12 @@ namespace Omokage.Client.Tests
     /// PlayMode tests of the components against a real <c>omokage serve</c> (Unity's Test Runner → PlayMode, category
     /// "Live"), for what needs the server's replies: <see cref="OmokageCalibration.Cancel"/> sends <c>calibrate.cancel</c>
     /// (the server's <c>calibration.cancelled</c> comes back) and ends the run; <see cref="CandidateGrid.ShowIdeal"/> shows
-    /// the ideal face and the unseen faces nearest it. They read OMOKAGE_SERVER_URL (<c>ws://127.0.0.1:PORT/ws</c> of a
+    /// the ideal face and the unseen faces nearest it; <see cref="CandidateGrid.Rate"/> keeps the selection's ratings (a back
+    /// forgets those of the grid left, a new selection starts with none). They read OMOKAGE_SERVER_URL (<c>ws://127.0.0.1:PORT/ws</c> of a
     /// server with a PCA model and calibration patterns, e.g. <c>omokage serve --catalog … --models …</c>) from the
     /// environment Unity starts from, and are ignored without it (failed under OMOKAGE_REQUIRE_LIVE=1). CI compiles them
     /// but cannot run them; the messages they rely on are tested against a real server in Tests/Editor
-    /// (LiveCalibrationTests, LiveIdealTests), which CI runs.
+    /// (LiveCalibrationTests, LiveIdealTests, LiveRatingTests), which CI runs.
     /// </summary>
     [Category("Live")]
     public class LiveComponentTests
@@ -201,6 +202,48 @@ namespace Omokage.Client.Tests
             Assert.AreEqual(ErrorCodes.WrongState, refused.Code);
             CollectionAssert.IsEmpty(errors, "a Task method throws; only the void wrappers report to Failed / onError");
             Assert.AreEqual(1, grid.Current.Step, "the grid stays");
+        }
+
+        [UnityTest]
+        public IEnumerator Grid_Rate_KeepsTheSelectionsRatings_AndABackForgetsThoseOfTheGridLeft()
+        {
+            string url = ServerUrl();
+            _root.SetActive(false);
+            var connection = NewConnection(url);
+            var grid = _root.AddComponent<CandidateGrid>();  // starts a selection on the welcome
+            grid.Connection = connection;
+            int changes = 0;
+            grid.RatingsChanged += () => changes++;
+            _root.SetActive(true);
+            yield return new WaitUntil(() => grid.Current != null && !grid.Busy);
+            Assert.IsTrue(grid.OffersRating, "a v1.1 server, not a study");
+            Assert.IsTrue(grid.CanRate);
+            Assert.AreEqual(5, CandidateGrid.RatingWords.Count);
+            Assert.AreEqual("Exactly it", CandidateGrid.RatingWords[4]);
+
+            CandidatesMessage first = grid.Current;
+            int pick = first.Items[4].Id;
+            grid.Rate(first.Items[0].Id, 2);  // on the first grid
+            Assert.AreEqual(2, grid.RatingOf(first.Items[0].Id), "kept at once");
+            grid.Choose(pick);
+            Assert.IsFalse(grid.CanRate, "not while the choose is in flight");
+            yield return new WaitUntil(() => grid.Current != first && !grid.Busy);
+
+            grid.Rate(pick, 4);
+            Task<RatedMessage> again = grid.RateAsync(pick, 5);  // replaces it
+            yield return new WaitUntil(() => again.IsCompleted);
+            Assert.AreEqual(5, grid.RatingOf(pick));
+            Assert.AreEqual(2, grid.Ratings.Count);
+
+            grid.Back();
+            yield return new WaitUntil(() => grid.Current.Step == 1 && !grid.Busy);
+            Assert.IsNull(grid.RatingOf(pick), "given on the grid left");
+            Assert.AreEqual(2, grid.RatingOf(first.Items[0].Id), "given on the grid that came back");
+            Assert.That(changes, Is.GreaterThanOrEqualTo(4), "RatingsChanged: given, given, replaced, forgotten");
+
+            Task restart = grid.StartSelectionAsync();
+            yield return new WaitUntil(() => restart.IsCompleted);
+            Assert.AreEqual(0, grid.Ratings.Count, "a new selection starts with none");
         }
     }
 }

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Collections.ObjectModel;
 using System.Threading;
 using System.Threading.Tasks;
 
@@ -59,6 +60,10 @@ namespace Omokage.Client
     /// <para>v1.7 <see cref="BackAsync"/> undoes the last choose or skip: the server's grid before it becomes <see cref="Current"/>
     /// again, and <see cref="ChosenId"/> is what it was on that grid (the session keeps the face chosen at each step), so a
     /// restore or a decision after a back acts on the grid the user sees.</para>
+    /// <para>v1.1 ratings: <see cref="RateAsync"/> keeps what the user rated in this selection (<see cref="RatingOf"/>,
+    /// <see cref="Ratings"/>, <see cref="RatingsChanged"/>) as the server keeps it: a second rating of a face replaces the
+    /// first, a <see cref="BackAsync"/> forgets the ratings given while a later grid was on screen, a new selection starts
+    /// with none, and a rating the server refuses is taken back.</para>
     /// Not thread-safe: call it from one thread (Unity's main thread).
     /// </summary>
     public sealed class SelectionSession
@@ -69,14 +74,35 @@ namespace Omokage.Client
         int _starts;  // selections begun: an ideal face asked for in an earlier one is not this one's
         int _idealStep;  // the step of the grid LastIdeal was asked for on: a back below it undoes a pick its belief held
         int? _choosing;  // the face of the last choose sent (null once a skip or back is sent): a resumed grid may be its reply, lost with the link
+        bool _starting;  // a start was the last selection request sent, its reply not applied: a resumed first grid may be its reply
         // the face chosen last as it was at each step (index step − 1; null: none), so that a back restores it; written for every
         // grid that becomes Current, cut above its step
         readonly List<int?> _chosenAt = new List<int?>();
+        // v1.1: every rating of this selection still in force, in the order given, each with the step of the grid on screen
+        // when it was given (a back forgets those above the step it returns to; a refused one is taken out). A face's rating
+        // is its last one here; _ratings holds that, _ratingsScratch is where it is rebuilt (no allocation once warm)
+        readonly List<RatingEntry> _ratingLog = new List<RatingEntry>();
+        readonly Dictionary<int, int> _ratings = new Dictionary<int, int>();
+        readonly Dictionary<int, int> _ratingsScratch = new Dictionary<int, int>();
+        readonly IReadOnlyDictionary<int, int> _ratingsView;
+
+        sealed class RatingEntry
+        {
+            public readonly int Id, Rating, Step;
+
+            public RatingEntry(int id, int rating, int step)
+            {
+                Id = id;
+                Rating = rating;
+                Step = step;
+            }
+        }
 
         public SelectionSession(OmokageClient client)
         {
             if (client == null) throw new ArgumentNullException("client");
             _client = client;
+            _ratingsView = new ReadOnlyDictionary<int, int>(_ratings);
         }
 
         /// <summary>The client requests go through. Another client (e.g. after the app re-created its connection) keeps the
@@ -155,6 +181,7 @@ namespace Omokage.Client
             Record(grid);
             Current = grid;
             SessionId = session;
+            ForgetRatings();  // a trial begun or resumed: a study offers no rating, and the session keeps none of its own
             var handler = GridChanged;
             if (handler != null) handler(grid);
             return reply;
@@ -165,12 +192,12 @@ namespace Omokage.Client
 
         public Task<CandidatesMessage> StartRandomAsync(string algorithm, int? seed, string policy, CancellationToken ct = default(CancellationToken))
         {
-            return Apply(_client.StartRandomAsync(algorithm, seed, policy, ct), () => Began(algorithm, policy, seed, true));
+            return Start(_client.StartRandomAsync(algorithm, seed, policy, ct), () => Began(algorithm, policy, seed, true));
         }
 
         public Task<CandidatesMessage> StartImageAsync(string algorithm, byte[] image, string policy, CancellationToken ct = default(CancellationToken))
         {
-            return Apply(_client.StartImageAsync(algorithm, image, policy, ct), () => Began(algorithm, policy, null, false));
+            return Start(_client.StartImageAsync(algorithm, image, policy, ct), () => Began(algorithm, policy, null, false));
         }
 
         /// <summary>v1.3: a selection that begins with the faces of the connection's latest <c>sketch.result</c>
@@ -178,7 +205,21 @@ namespace Omokage.Client
         /// grid is restored like any other (from the face chosen last, or the first face), not from the drawing.</summary>
         public Task<CandidatesMessage> StartSketchAsync(string algorithm, string policy, CancellationToken ct = default(CancellationToken))
         {
-            return Apply(_client.StartSketchAsync(algorithm, policy, ct), () => Began(algorithm, policy, null, false));
+            return Start(_client.StartSketchAsync(algorithm, policy, ct), () => Began(algorithm, policy, null, false));
+        }
+
+        async Task<CandidatesMessage> Start(Task<CandidatesMessage> request, Action began)
+        {
+            _starting = true;
+            try
+            {
+                return await Apply(request, began);
+            }
+            catch (OmokageServerException)
+            {
+                _starting = false;  // refused: the server started nothing
+                throw;
+            }
         }
 
         /// <summary>The state of a selection that just started (random, image or sketch start).</summary>
@@ -194,17 +235,21 @@ namespace Omokage.Client
             ChosenId = null;
             LastDecision = null;
             _chosenAt.Clear();
+            _starting = false;
+            ForgetRatings();  // the server's new selection has none
         }
 
         public Task<CandidatesMessage> ChooseAsync(int id, CancellationToken ct = default(CancellationToken))
         {
             _choosing = id;
+            _starting = false;
             return Apply(_client.ChooseAsync(id, ct), () => ChosenId = id);
         }
 
         public Task<CandidatesMessage> SkipAsync(CancellationToken ct = default(CancellationToken))
         {
             _choosing = null;
+            _starting = false;
             return Apply(_client.SkipAsync(ct), () => ChosenId = null);
         }
 
@@ -220,11 +265,13 @@ namespace Omokage.Client
         public Task<CandidatesMessage> BackAsync(CancellationToken ct = default(CancellationToken))
         {
             _choosing = null;
+            _starting = false;
             return Apply(_client.BackAsync(ct), grid =>
             {
                 ChosenId = ChosenAt(grid);
                 // an ideal face asked for on a later grid came from a belief that held the pick just undone
                 if (LastIdeal != null && _idealStep > grid.Step) LastIdeal = null;
+                KeepRatingsUpTo(grid.Step);  // the server forgot those given on the grids it left
             });
         }
 
@@ -242,9 +289,75 @@ namespace Omokage.Client
             }
         }
 
-        public Task<RatedMessage> RateAsync(int id, int rating, CancellationToken ct = default(CancellationToken))
+        /// <summary>v1.1: whether a rating control should be offered now (<see cref="RateAsync"/>): a grid is shown, not
+        /// decided, not a study trial (a study measures picks: its trials show no rating), no restore is due
+        /// (<see cref="CanChoose"/>), the client is connected and the server speaks v1.1 (a v1.0 server takes no rating).
+        /// Allocation-free (a UI asks every frame).</summary>
+        public bool CanRate
         {
-            return _client.RateAsync(id, rating, ct);
+            get
+            {
+                if (!CanChoose || IsStudy || !_client.IsConnected) return false;
+                WelcomeMessage welcome = _client.Welcome;
+                return welcome != null && welcome.Supports(1);
+            }
+        }
+
+        /// <summary>v1.1: the rating 1 … 5 the user gave face <paramref name="id"/> in this selection, as the server now keeps
+        /// it (see <see cref="RateAsync"/>); null when none. Allocation-free.</summary>
+        public int? RatingOf(int id)
+        {
+            int rating;
+            return _ratings.TryGetValue(id, out rating) ? (int?)rating : null;
+        }
+
+        /// <summary>v1.1: this selection's ratings, face id → 1 … 5 (a read-only view that follows them).</summary>
+        public IReadOnlyDictionary<int, int> Ratings { get { return _ratingsView; } }
+
+        /// <summary>v1.1: <see cref="Ratings"/> changed: a rating given (at once, before the server's reply), taken back (the
+        /// server refused it), forgotten by a <see cref="BackAsync"/>, or the selection began anew. Raised on the thread the
+        /// change happens on (the caller's, or the one a reply resumes on: Unity's main thread inside a MonoBehaviour).</summary>
+        public event Action RatingsChanged;
+
+        /// <summary>
+        /// v1.1 <c>rate</c>: how close face <paramref name="id"/> (shown in this selection) is to what the user wants,
+        /// 1 (not at all) … 5 (exactly it). Evidence for the server's belief; the grid stays and the next one takes it in.
+        /// The rating is kept at once (<see cref="RatingOf"/>, <see cref="RatingsChanged"/>) as the server keeps it:
+        /// <list type="bullet">
+        /// <item>a second rating of the same face replaces the first; the same value again sends nothing (the result is null);</item>
+        /// <item>a <see cref="BackAsync"/> forgets the ratings given while a later grid was on screen (a face rated again on a
+        /// later grid gets back the rating it had on the grid that returns); one given on the grid that returns stays;</item>
+        /// <item>a new selection (a start, a study trial, a restore that starts again) begins with none;</item>
+        /// <item>a rating the server refuses (an <see cref="OmokageServerException"/>, e.g. <c>not_found</c> for a face never
+        /// shown), or that fails otherwise, is taken back, and the exception is thrown.</item>
+        /// </list>
+        /// Throws <see cref="ArgumentOutOfRangeException"/> for a rating outside 1 … 5 and <see cref="InvalidOperationException"/>
+        /// before a grid, after the decision and against a v1.0 server (it has no <c>rate</c>), with nothing sent.
+        /// </summary>
+        public async Task<RatedMessage> RateAsync(int id, int rating, CancellationToken ct = default(CancellationToken))
+        {
+            if (rating < 1 || rating > 5) throw new ArgumentOutOfRangeException("rating", rating, "a rating is 1 … 5");
+            if (Current == null) throw new InvalidOperationException("a rating needs a selection: start one first");
+            if (LastDecision != null) throw new InvalidOperationException("the selection was decided; start a new one");
+            WelcomeMessage welcome = _client.Welcome;
+            if (welcome != null && !welcome.Supports(1))
+                throw new InvalidOperationException("the server speaks protocol v1.0, which has no ratings");
+            if (RatingOf(id) == rating) return null;  // the server has it already
+            var entry = new RatingEntry(id, rating, Current.Step);
+            int starts = _starts;
+            _ratingLog.Add(entry);
+            RatingsUpdated();
+            try
+            {
+                return await _client.RateAsync(id, rating, ct);
+            }
+            catch (Exception)
+            {
+                // taken back unless the selection it belongs to is gone, or a back forgot it already; a later rating of the
+                // same face stays what the face has
+                if (starts == _starts && _ratingLog.Remove(entry)) RatingsUpdated();
+                throw;
+            }
         }
 
         public async Task<DecidedMessage> DecideAsync(int id, CancellationToken ct = default(CancellationToken))
@@ -368,6 +481,9 @@ namespace Omokage.Client
                 _randomStart = false;
                 _chosenAt.Clear();
             }
+            // a first grid that answers a start the server took (its reply lost with the link) is a new selection: no ratings
+            if (Current == null || (_starting && grid.Step == 1)) _ratingLog.Clear();
+            _starting = false;
             // the chosen face comes first after a choose, whatever the policy. One step on, a choose or skip reached the server
             // and its reply was lost: the face of that choose (a skip's grid starts with an unseen face). At the same step, the
             // face chosen last; one step back, a back reached the server: the face chosen on that grid, as it was then
@@ -377,6 +493,7 @@ namespace Omokage.Client
             Record(grid);
             Current = grid;
             SessionId = now;
+            KeepRatingsUpTo(grid.Step);  // the server kept the selection's ratings, less those a back it took forgot
             var handler = GridChanged;
             if (handler != null) handler(grid);
             return true;
@@ -420,6 +537,43 @@ namespace Omokage.Client
             if (_chosenAt.Count > index) _chosenAt.RemoveRange(index, _chosenAt.Count - index);
             while (_chosenAt.Count < index) _chosenAt.Add(null);  // steps this session never saw (not expected)
             _chosenAt.Add(ChosenId);
+        }
+
+        /// <summary>A new selection: no ratings.</summary>
+        void ForgetRatings()
+        {
+            _ratingLog.Clear();
+            RatingsUpdated();
+        }
+
+        /// <summary>The ratings as the server keeps them once the grid at <paramref name="step"/> is shown: a back forgot the
+        /// ones given while a later grid was on screen.</summary>
+        void KeepRatingsUpTo(int step)
+        {
+            _ratingLog.RemoveAll(r => r.Step > step);
+            RatingsUpdated();
+        }
+
+        /// <summary>Rebuilds <see cref="Ratings"/> from the log (each face's last rating) and raises
+        /// <see cref="RatingsChanged"/> when it differs.</summary>
+        void RatingsUpdated()
+        {
+            _ratingsScratch.Clear();
+            foreach (RatingEntry entry in _ratingLog) _ratingsScratch[entry.Id] = entry.Rating;
+            bool same = _ratingsScratch.Count == _ratings.Count;
+            if (same)
+            {
+                foreach (var kv in _ratingsScratch)
+                {
+                    int rating;
+                    if (!_ratings.TryGetValue(kv.Key, out rating) || rating != kv.Value) { same = false; break; }
+                }
+            }
+            if (same) return;
+            _ratings.Clear();
+            foreach (var kv in _ratingsScratch) _ratings[kv.Key] = kv.Value;
+            var handler = RatingsChanged;
+            if (handler != null) handler();
         }
     }
 }
