@@ -108,8 +108,14 @@ const state = {
     updateBack();
   },
   freshStart: false,   // v1.7: the user asked for a new selection here after theirs went on in another tab
-  ratings: new Map(),  // v1.1: face id -> {rating 1..5, step}: what the user rated in this selection (the server keeps
-                       // them as evidence; a back forgets those given on the grids it leaves, as the server does)
+  // v1.1: every rating given in this selection, in order, {id, rating 1..5, step}: the server keeps them as evidence,
+  // each face's latest counting; a back forgets those given on the grids it leaves, so a face rated again on a later
+  // grid has its earlier rating back, as on the server
+  ratingLog: [],
+  /** Each rated face's rating now: id -> {rating, step}. */
+  get ratings() {
+    return new Map(this.ratingLog.map((r) => [r.id, { rating: r.rating, step: r.step }]));
+  },
   inflight: null,      // the request out for the selection ({kind: 'choose'|'skip'|'start', ...}); a lost connection
                        // leaves it here, so a resumed grid that already answers it is read as its answer
 };
@@ -838,7 +844,7 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
     if (seq !== state.seq) return false;
     state.init = sketch ? 'sketch' : image ? 'image' : 'random';
     state.history = []; // a new selection: `back` goes no further than its first grid
-    state.ratings = new Map(); // the server's new selection starts without them (a feature switch too)
+    state.ratingLog = []; // the server's new selection starts without them (a feature switch too)
     if (from) {
       if (state.upload && !state.upload.pick) URL.revokeObjectURL(state.upload.url);
       state.upload = { bytes: image, url: from.url, name: from.pick.title, pick: from.pick };
@@ -891,7 +897,7 @@ function saveView() {
   const view = { server: WS_URL, step: state.step, ids: state.items.map((i) => i.id), first: state.first,
     skipped: state.skipped, waitPick: state.waitPick, init: state.init, trail: state.trail, marks: state.trailMarks,
     history: state.history, decided: !!state.decided, pending: pendingOf(state.inflight),
-    ratings: [...state.ratings].map(([id, r]) => [id, r.rating, r.step]) };
+    ratings: state.ratingLog.map((r) => [r.id, r.rating, r.step]) };
   try {
     sessionStorage.setItem(VIEW_KEY, JSON.stringify(view));
   } catch { /* storage off or full: a reload resumes the grid without its path */ }
@@ -1010,10 +1016,10 @@ async function resumeGrid(reply) {
   // answers a start the server took: a new selection), less those on grids a back it took has left
   if (!onScreen) {
     const saved = known && Array.isArray(known.ratings) ? known.ratings : [];
-    state.ratings = new Map(saved.filter((r) => Array.isArray(r) && r.length === 3 && r.every(Number.isInteger))
-      .map(([id, rating, step]) => [id, { rating, step }]));
+    state.ratingLog = saved.filter((r) => Array.isArray(r) && r.length === 3 && r.every(Number.isInteger))
+      .map(([id, rating, step]) => ({ id, rating, step }));
   }
-  if (out && out.kind === 'start' && reply.step === 1) state.ratings = new Map();
+  if (out && out.kind === 'start' && reply.step === 1) state.ratingLog = [];
   keepRatingsUpTo(reply.step);
   state.init = init;
   state.trail = Array.isArray(trail) ? trail : [];
@@ -1625,7 +1631,7 @@ function renderRating() {
   const it = ratable();
   $('rate').hidden = !it;
   if (!it) return;
-  const r = state.ratings.get(it.id);
+  const r = ratingOf(it.id);
   const value = r ? r.rating : 0;
   [...stars.children].forEach((b, i) => {
     b.classList.toggle('on', i < value);
@@ -1642,10 +1648,14 @@ function renderRating() {
 async function rateShown(rating) {
   const it = ratable();
   if (!it) return;
-  const before = state.ratings.get(it.id);
+  const before = ratingOf(it.id);
   if (before && before.rating === rating) return;
   const seq = state.seq;
-  state.ratings.set(it.id, { rating, step: state.step });
+  const entry = { id: it.id, rating, step: state.step };
+  // one entry per face and grid: a re-rating on the same grid replaces it (a back never splits the two)
+  const replaced = state.ratingLog.filter((r) => r.id === it.id && r.step === state.step);
+  state.ratingLog = state.ratingLog.filter((r) => !replaced.includes(r));
+  state.ratingLog.push(entry);
   $('rate-note').dataset.id = String(it.id);
   $('rate-note').textContent = `Rated ${rating} of 5 (${RATING_WORDS[rating - 1].toLowerCase()}): the next faces take it into account.`;
   renderRating();
@@ -1654,11 +1664,8 @@ async function rateShown(rating) {
     await client.rate(it.id, rating);
   } catch (err) {
     if (seq !== state.seq) return; // a new selection: the rating went with the old one
-    const now = state.ratings.get(it.id);
-    if (now && now.rating === rating) { // not a later rating of the same face: the server kept the earlier one
-      if (before) state.ratings.set(it.id, before);
-      else state.ratings.delete(it.id);
-    }
+    const at = state.ratingLog.indexOf(entry); // the server kept what the face had before
+    if (at >= 0) state.ratingLog.splice(at, 1, ...replaced);
     $('rate-note').textContent = '';
     renderRating();
     saveView();
@@ -1666,9 +1673,15 @@ async function rateShown(rating) {
   }
 }
 
+/** The face's rating now ({rating, step}: its latest), or undefined. */
+function ratingOf(id) {
+  for (let i = state.ratingLog.length - 1; i >= 0; i--) if (state.ratingLog[i].id === id) return state.ratingLog[i];
+  return undefined;
+}
+
 /** A selection's ratings as the server keeps them after a grid at `step` is shown: a back forgets later ones. */
 function keepRatingsUpTo(step) {
-  for (const [id, r] of state.ratings) if (r.step > step) state.ratings.delete(id);
+  state.ratingLog = state.ratingLog.filter((r) => r.step <= step);
 }
 
 /**
@@ -2712,7 +2725,7 @@ async function studyNext(image = null) {
       state.trail = [];
       state.trailMarks = [];
       state.history = [];
-      state.ratings = new Map();
+      state.ratingLog = [];
       renderTrail();
       dwell.reset();
       gazeDwell.reset();

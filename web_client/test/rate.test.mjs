@@ -150,6 +150,26 @@ describe('Rating a face (protocol v1.1 rate)', () => {
     assert.match(s.note, /You rated it 5 of 5/);
   });
 
+  it('a face rated on a grid and again on a later one has its earlier rating back after Back, as on the server', T, async () => {
+    const frames = recordFrames(page);
+    await page.goto(server.url);
+    await waitForGrid(page, 1);
+    await pickFace(6, 2);
+    const pick = (await gridIds(page))[0];
+    await page.locator('#stars .star').nth(1).click(); // 2 on step 2
+    await page.locator('#stars .star').nth(2).click(); // 3 on step 2: replaces the 2
+    await rated(frames, 2);
+    await pickFace(0, 3); // the same face again: first on step 3
+    await page.locator('#stars .star').nth(4).click(); // 5 on step 3
+    await rated(frames, 3);
+    assert.equal((await stars()).lit, 5);
+    await page.click('#btn-back');
+    await waitForGrid(page, 2);
+    const s = await stars();
+    assert.deepEqual([s.panelId, s.lit, s.checked], [pick, 3, 3], 'the rating given on step 2, which the server kept');
+    assert.deepEqual(await st(() => window.omokage.state.ratingLog.map((r) => [r.rating, r.step])), [[3, 2]]);
+  });
+
   it('arrow keys move between the stars (a radio group) and rate, without moving the grid highlight', T, async () => {
     const frames = recordFrames(page);
     await page.goto(server.url);
