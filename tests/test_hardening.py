@@ -26,7 +26,8 @@ from omokage.bench import attack
 from omokage.client import OmokageClient, OmokageError
 from omokage.protocol.messages import (MAX_FRAME_DEPTH, MAX_FRAME_OBJECTS, MAX_FRAME_STR_BYTES, ProtocolError,
                                        decode_frame, scan_frame)
-from omokage.service.server import EventFile, HelloLimiter, OmokageServer, check_exposure, is_loopback_host
+from omokage.service.server import (PRE_HELLO_MAX_FRAME_BYTES, EventFile, HelloLimiter, InflightBudget, OmokageServer,
+                                    check_exposure, is_loopback_host)
 from tests.conftest import RunningServer, free_port
 
 TOKEN = "sesame-0123"
@@ -113,8 +114,8 @@ def test_a_hostile_frame_costs_the_budget_not_its_size():
 
 # --- attacks over real sockets ----------------------------------------------------------------------------
 
-def test_nested_frames_before_auth_do_not_stall_a_healthy_client(server):
-    result = watched(server, lambda: attack.attack_nested_frame(server.port, None, seconds=1.5, clients=2))
+def test_nested_frames_do_not_stall_a_healthy_client(server):
+    result = watched(server, lambda: attack.attack_nested_frame(server.port, TOKEN, seconds=1.5, clients=2))
     assert result["held"], result
     assert set(result["replies"]) == {"too_large"}
     assert result["ping"]["n"] >= 20 and result["ping"]["p99_ms"] < LOOSE_P99_MS, result["ping"]
@@ -186,6 +187,140 @@ def test_a_client_that_stops_reading_is_dropped_and_its_memory_released(server):
             assert len((await c.start("pca", seed=2)).items) == 9
             return server.server.connections
     assert run(after()) == 1
+
+
+def test_a_large_frame_before_hello_is_refused_at_its_header(server):
+    """Hello is small: before the welcome a frame over 64 KiB closes the connection (1009) at its header, before any of
+    its payload is kept. Before, any connection could announce 8 MiB and hold what it sent of it (an attack client:
+    60 connections held ~260 MB until the hello deadline). After the welcome, larger frames are read."""
+    async def before_hello():
+        ws = await attack.RawWebSocket.connect(server.port)
+        try:
+            # 64 KiB is still read before the welcome (and answered: the token comes first)
+            pad = b"\0" * (PRE_HELLO_MAX_FRAME_BYTES - 64)
+            await ws.send(msgpack.packb({"type": "ping", "rid": 1, "t": 0, "pad": pad}))
+            first = await ws.recv()
+            t0 = time.monotonic()
+            ws.writer.write(attack.ws_frame_head(1 << 20))   # announces 1 MiB; none of it follows
+            await ws.writer.drain()
+            code, reason = await attack.read_until_close(ws, 5)
+            return first, code, reason, time.monotonic() - t0
+        finally:
+            ws.abort()
+    first, code, reason, after = run(before_hello())
+    assert first["code"] == "unauthorized", first
+    assert code == 1009 and "exceeds limit of 65536 bytes before the welcome" in reason and after < 2, (code, reason)
+    assert server.server.inflight.too_big_before_hello == 1
+
+    async def after_hello():
+        ws = await attack.RawWebSocket.connect(server.port)
+        try:
+            await ws.send(attack.hello(TOKEN))
+            assert (await ws.recv())["type"] == "welcome"
+            await ws.send(msgpack.packb({"type": "ping", "rid": 2, "t": 0, "pad": b"\0" * (1 << 20)}))
+            return await ws.recv()
+        finally:
+            ws.abort()
+    assert run(after_hello())["type"] == "pong"
+
+
+def noise_png(side: int = 900) -> bytes:
+    """An upload of a few MB (noise does not compress): 900 x 900 is ~2.4 MB, under max_image_bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def slow_upload(port: int, image: bytes, bytes_per_s: float = 1_000_000, rid: int = 2) -> tuple[dict, float]:
+    """A `start` from an image sent as a client on a slow link would (~1 MB/s): its reply, and the seconds it took."""
+    ws = await attack.RawWebSocket.connect(port)
+    try:
+        await ws.send(attack.hello(TOKEN))
+        assert (await ws.recv())["type"] == "welcome"
+        frame = attack.ws_frame(msgpack.packb({"type": "start", "rid": rid, "algorithm": "pca", "init": "image",
+                                               "image": image}))
+        t0 = time.monotonic()
+        step = int(bytes_per_s / 20)
+        for i in range(0, len(frame), step):
+            ws.writer.write(frame[i:i + step])
+            await ws.writer.drain()
+            await asyncio.sleep(max(0.0, t0 + (i + step) / bytes_per_s - time.monotonic()))
+        reply = await ws.recv(timeout=30)
+        return reply or {"closed": True}, time.monotonic() - t0
+    finally:
+        ws.abort()
+
+
+@pytest.fixture
+def guarded(engine):
+    """The in-transit guards at the pace of a test: a large message is one of 16 KiB, its rate is taken over 0.25 s,
+    and it is dropped after 0.5 s under the floor (32 KiB/s)."""
+    srv = RunningServer(engine, token=TOKEN, send_timeout=1.0,
+                        inflight=InflightBudget(slow_for=0.5, window=0.25, large=16 * 1024))
+    yield srv
+    srv.stop()
+
+
+def test_slow_large_frames_are_dropped_within_seconds_while_a_slow_upload_goes_through(guarded):
+    """Found by an attack client: connections that start an 8 MiB frame and send it very slowly, or stall in it, held
+    their bytes until the keep-alive gave up (40 s). Now a large message that comes under the floor rate is dropped
+    (1008 "too slow") within seconds, while a client uploading a few MB at 1 MB/s is served, and so is a ping."""
+    image = noise_png()
+    assert 2_000_000 < len(image) < 3 * 1024 * 1024
+
+    async def attack_and_upload():
+        attackers = asyncio.create_task(attack.attack_slow_large_frames(guarded.port, TOKEN, seconds=6, clients=8))
+        await asyncio.sleep(0.5)
+        upload = await slow_upload(guarded.port, image)
+        return {**await attackers, "upload": upload}
+    result = watched(guarded, attack_and_upload)
+    assert result["held"] and result["close_codes"] == {"1008": 8}, result
+    assert result["closed_after_s_max"] < 5, result
+    assert all(r.startswith("too slow: ") for r in result["reasons"]), result["reasons"]
+    reply, took = result["upload"]
+    assert reply.get("type") == "candidates" and len(reply["items"]) == 9 and took > 2, (reply, took)
+    assert result["ping"]["n"] >= 50 and result["ping"]["p99_ms"] < LOOSE_P99_MS, result["ping"]
+    budget = guarded.server.inflight
+    assert budget.too_slow == 8 and budget.over_budget == 0, budget.stats()
+    deadline = time.monotonic() + 5
+    while (budget.held or budget.in_progress) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert budget.held == 0 and not budget.in_progress, budget.stats()   # nothing left counted once they are gone
+
+
+def test_over_the_budget_the_slowest_large_message_makes_room(engine):
+    """Bytes of messages in transit count against one server-wide budget. Two stalled frames fill most of it; an upload
+    that goes over it makes the slowest of them go (1013, "server busy"), and is served."""
+    srv = RunningServer(engine, token=TOKEN, inflight=InflightBudget(limit=16 * 1024 * 1024, slow_for=60, window=0.25))
+    image = noise_png()
+
+    async def main():
+        stalled = []
+        for _ in range(2):   # 7 MiB of a frame each, then nothing
+            ws = await attack.RawWebSocket.connect(srv.port)
+            await ws.send(attack.hello(TOKEN))
+            assert (await ws.recv())["type"] == "welcome"
+            ws.writer.write(attack.ws_frame_head(8 << 20) + bytes(7 << 20))
+            await ws.writer.drain()
+            stalled.append(ws)
+            await asyncio.sleep(1.0)
+        try:
+            upload = await slow_upload(srv.port, image)
+            closes = [await attack.read_until_close(ws, 1) for ws in stalled]
+        finally:
+            for ws in stalled:
+                ws.abort()
+        return upload, closes
+    try:
+        (reply, _), closes = run(main())
+        budget = srv.server.inflight
+        assert reply.get("type") == "candidates", reply
+        # the first frame had stalled longest: it went; the second still held its place
+        assert closes[0][0] == 1013 and closes[0][1].startswith("server busy: "), closes
+        assert closes[1][0] is None, closes
+        assert budget.over_budget == 1 and budget.peak <= budget.limit + (1 << 20), budget.stats()
+    finally:
+        srv.stop()
 
 
 def test_texture_flood_within_the_rate_limit_does_not_starve_a_ping(server):
@@ -518,7 +653,7 @@ def test_serve_logs_only_json_and_answers_no_500(tiny_catalog, tiny_models, tmp_
                 assert time.time() < deadline and proc.poll() is None, "server did not start"
                 time.sleep(0.2)
         http_result = run(attack.attack_http(port, TOKEN, 0))
-        frames = run(attack.attack_nested_frame(port, None, 0.5, clients=1))
+        frames = run(attack.attack_nested_frame(port, TOKEN, 0.5, clients=1))
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # not HTTP at all
             s.sendall(b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
             try:

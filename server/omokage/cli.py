@@ -373,12 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
     bs.set_defaults(func=_cmd_bench_serve)
     ba = bsub.add_parser("attack", help="the hardening attacks against a real server, with a healthy client "
                          "watching", description="Run each attack of issue 10 (hostile frames, a client that stops "
-                         "reading, texture floods, HTTP abuse, token guessing, hostile uploads) against a real "
-                         "`omokage serve` on loopback, and write, per attack: held or degraded, a healthy client's "
-                         "ping p50/p99 during it, and the server's RSS before, during and after.")
+                         "reading, large frames sent slowly, texture floods, HTTP abuse, token guessing, hostile "
+                         "uploads) against a real `omokage serve` on loopback, and write, per attack: held or "
+                         "degraded, a healthy client's ping p50/p99 during it, and the server's RSS before, during "
+                         "and after (and how long it stood 32 MB or more above where it started).")
     ba.add_argument("--seconds", type=float, default=8.0, help="how long each attack runs (default 8)")
     ba.add_argument("--attacks", default=None, help="comma-separated subset (default all): nested_frame, "
-                    "slow_reader, texture_flood, http, uploads, token_guessing")
+                    "control_flood, slow_large_frames, slow_large_frames_before_hello, slow_reader, texture_flood, "
+                    "http, uploads, upload_flood, token_guessing")
     ba.add_argument("--count", type=int, default=500, help="faces in the generated catalog (default 500)")
     ba.add_argument("--out", type=Path, default=Path("benchmarks/results"), help=_bench_out_help())
     ba.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the catalog and models are prepared "

@@ -129,7 +129,8 @@ async def texture_hashes(url: str, token: str | None, n: int = 64) -> list[str]:
 # --- the attacks: each returns counts and a verdict ----------------------------------------------------
 
 async def attack_nested_frame(port: int, token: str | None, seconds: float, clients: int = 4) -> dict[str, Any]:
-    """4 clients, no hello, each sending 4 MiB frames of nested empty arrays as fast as answered."""
+    """4 clients, each sending 4 MiB frames of nested empty arrays as fast as answered, after a hello (before it,
+    frames over 64 KiB close the connection: slow_large_frames_before_hello)."""
     frame = nested_frame()
     codes: dict[str, int] = {}
     deadline = time.monotonic() + seconds
@@ -137,6 +138,11 @@ async def attack_nested_frame(port: int, token: str | None, seconds: float, clie
     async def one():
         ws = await RawWebSocket.connect(port)
         try:
+            await ws.send(hello(token))
+            welcome = await ws.recv(timeout=10)
+            if not welcome or welcome.get("type") != "welcome":
+                codes["hello refused"] = codes.get("hello refused", 0) + 1
+                return
             while time.monotonic() < deadline:
                 await ws.send(frame, timeout=10)
                 reply = await ws.recv(timeout=10)
@@ -428,6 +434,108 @@ async def attack_control_flood(port: int, token: str | None, seconds: float, cli
     return {"held": all(c is not None for c in closed), "closed_1008_after_s": closed}
 
 
+def ws_frame_head(length: int, opcode: int = 2) -> bytes:
+    """The header of one masked client frame (FIN set, zero mask key) that announces `length` payload bytes."""
+    if length < 126:
+        return struct.pack("!BB", 0x80 | opcode, 0x80 | length) + b"\0\0\0\0"
+    if length < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length) + b"\0\0\0\0"
+    return struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length) + b"\0\0\0\0"
+
+
+async def read_until_close(ws: RawWebSocket, limit: float) -> tuple[int | None, str]:
+    """Read (and drop) what the server sends until its close frame: (code, reason); (None, why) when the connection
+    ended without one, or nothing closed it within `limit` s."""
+    deadline = time.monotonic() + limit
+    try:
+        while True:
+            head = await asyncio.wait_for(ws.reader.readexactly(2), max(0.001, deadline - time.monotonic()))
+            n = head[1] & 0x7F
+            if n >= 126:
+                n = int.from_bytes(await ws.reader.readexactly(2 if n == 126 else 8), "big")
+            payload = await ws.reader.readexactly(n)
+            if head[0] & 0x0F == 8:
+                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                return code, payload[2:].decode("utf-8", "replace")
+    except asyncio.TimeoutError:
+        return None, "still open"
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None, "connection ended without a close frame"
+
+
+async def attack_slow_large_frames(port: int, token: str | None, seconds: float, clients: int = 60,
+                                   say_hello: bool = True, frame_bytes: int = 8 * 1024 * 1024,
+                                   trickle_bytes_per_s: int = 16 * 1024, stall_short_by: int = 4096,
+                                   expected: tuple[int, ...] = (1008, 1013)) -> dict[str, Any]:
+    """`clients` connections (after a hello when `say_hello`) each announce a `frame_bytes` frame (the most the
+    server reads) and never finish it: even ones trickle it at `trickle_bytes_per_s`, odd ones send all of it but
+    the last `stall_short_by` bytes at once and then stall. Before the server bounded them, they held what they had
+    sent (~260 MB here; ~450 MB for the attack client that found it) until the keep-alive gave up, 40 s. Held when
+    the server closes every one of them within the attack, with one of the `expected` codes; `closed_after_s`: how
+    long each held its frame (from its header to the server's close)."""
+    head = b"\x83\xa4type\xa4ping\xa1t\x00\xa3pad\xc6"   # a `ping` with a bin32 `pad`: the rest of the frame
+    prefix = head + struct.pack("!I", frame_bytes - len(head) - 4)
+    stall_after = frame_bytes - stall_short_by
+    outcomes: list[dict[str, Any]] = []
+    chunk_every = 0.1
+
+    async def one(k: int) -> None:
+        try:
+            ws = await RawWebSocket.connect(port)
+        except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
+            outcomes.append({"code": None, "reason": f"connect failed: {exc}", "sent": 0, "closed_after_s": None})
+            return
+        sent = 0
+        try:
+            if say_hello:
+                await ws.send(hello(token))
+                welcome = await ws.recv(timeout=10)
+                if not welcome or welcome.get("type") != "welcome":
+                    outcomes.append({"code": None, "reason": f"hello refused: {welcome}", "sent": 0,
+                                     "closed_after_s": None})
+                    return
+            t0 = time.monotonic()
+            closed = asyncio.create_task(read_until_close(ws, seconds))
+            ws.writer.write(ws_frame_head(frame_bytes) + prefix)
+            sent = len(prefix)
+            burst = stall_after - sent if k % 2 else 0
+            step = max(1, int(trickle_bytes_per_s * chunk_every))
+            while not closed.done() and sent < frame_bytes and time.monotonic() - t0 < seconds:
+                n = min(frame_bytes - sent, burst or step)
+                burst = 0
+                if n and (k % 2 == 0 or sent < stall_after):
+                    ws.writer.write(bytes(n))
+                    sent += n
+                try:
+                    await asyncio.wait_for(ws.writer.drain(), chunk_every)
+                except (ConnectionError, asyncio.TimeoutError):
+                    pass
+                await asyncio.wait({closed}, timeout=chunk_every)
+            code, reason = await closed
+            outcomes.append({"code": code, "reason": reason[:120], "sent": sent,
+                             "closed_after_s": round(time.monotonic() - t0, 2) if code is not None else None})
+        finally:
+            ws.abort()
+    await asyncio.gather(*(one(k) for k in range(clients)))
+    codes: dict[str, int] = {}
+    for o in outcomes:
+        codes[str(o["code"])] = codes.get(str(o["code"]), 0) + 1
+    held_s = sorted(o["closed_after_s"] for o in outcomes if o["closed_after_s"] is not None)
+    reasons = sorted({o["reason"] for o in outcomes})
+    return {"held": len(outcomes) == clients and all(o["code"] in expected for o in outcomes),
+            "close_codes": codes, "closed_after_s_p50": held_s[len(held_s) // 2] if held_s else None,
+            "closed_after_s_max": held_s[-1] if held_s else None,
+            "still_open": sum(o["code"] is None for o in outcomes),
+            "bytes_sent_mb": round(sum(o["sent"] for o in outcomes) / 1e6, 1), "reasons": reasons[:6]}
+
+
+async def attack_slow_large_frames_before_hello(port: int, token: str | None, seconds: float,
+                                                clients: int = 60) -> dict[str, Any]:
+    """The same without a hello (no token needed): frames before the welcome are small (hello is), so each
+    connection must be closed 1009 at its frame's header, before any of its payload is kept."""
+    return await attack_slow_large_frames(port, token, seconds, clients=clients, say_hello=False, expected=(1009,))
+
+
 async def _close_code(ws: RawWebSocket, wait: float) -> int | None:
     """Read what the server sent (pongs) until its close frame: its code; None when none came within `wait` s."""
     deadline = time.monotonic() + wait
@@ -449,6 +557,8 @@ async def _close_code(ws: RawWebSocket, wait: float) -> int | None:
 ATTACKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "nested_frame": attack_nested_frame,
     "control_flood": attack_control_flood,
+    "slow_large_frames": attack_slow_large_frames,
+    "slow_large_frames_before_hello": attack_slow_large_frames_before_hello,
     "slow_reader": attack_slow_reader,
     "texture_flood": attack_texture_flood,
     "http": attack_http,
@@ -457,8 +567,11 @@ ATTACKS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "token_guessing": attack_token_guessing,  # last: it locks 127.0.0.1 out of hellos for a minute
 }
 DESCRIPTIONS = {
-    "nested_frame": "4 clients, before hello: 4 MiB frames of ~4 M nested empty arrays",
+    "nested_frame": "4 clients, after hello: 4 MiB frames of ~4 M nested empty arrays",
     "control_flood": "2 clients, before hello: empty WebSocket ping frames as fast as the socket takes them",
+    "slow_large_frames": "60 clients: hello, then an 8 MiB frame trickled at 16 KiB/s (half) or stalled 4 KiB short "
+                         "of its end (half)",
+    "slow_large_frames_before_hello": "the same before hello (no token needed)",
     "slow_reader": "3 clients: hello, 8 texture.get x 64, then 8 MiB frames; never read",
     "texture_flood": "10 clients within the rate limit: texture.get x 64 at 190/s each",
     "http": "long/deep/NUL paths, HEAD, POST/PUT/DELETE, DNS-rebinding Host and Origin",
@@ -522,20 +635,27 @@ def rss_mb(pid: int) -> float:
 
 
 async def observe(port: int, pid: int | None, token: str | None, run_attack: Callable[[], Awaitable[dict]],
-                  settle: float = 3.0) -> dict[str, Any]:
-    """RSS before; healthy pings and peak RSS while the attack runs; RSS `settle` s after it ended."""
+                  settle: float = 3.0, rss_over_mb: float = 32.0) -> dict[str, Any]:
+    """RSS before; healthy pings and peak RSS while the attack runs; RSS `settle` s after it ended, and for how long
+    (s, attack and settling together) the server's RSS stood `rss_over_mb` or more above where it started."""
     from omokage.bench.common import percentiles
     url = f"ws://{LOOPBACK}:{port}/ws"
     before = rss_mb(pid) if pid else None
     peak = before
-    stop = asyncio.Event()
+    over_s = 0.0
+    stop, settled = asyncio.Event(), asyncio.Event()
     pinger = asyncio.create_task(healthy_pings(url, token, stop))
 
     async def sample_rss():
-        nonlocal peak
-        while not stop.is_set():
+        nonlocal peak, over_s
+        last = time.monotonic()
+        while not settled.is_set():
             if pid:
-                peak = max(peak, rss_mb(pid))
+                rss = rss_mb(pid)
+                peak = max(peak, rss) if not stop.is_set() else peak
+                now = time.monotonic()
+                over_s += (now - last) if rss >= before + rss_over_mb else 0.0
+                last = now
             await asyncio.sleep(0.1)
     sampler = asyncio.create_task(sample_rss())
     await asyncio.sleep(0.3)  # a baseline of pings before the attack starts
@@ -544,11 +664,13 @@ async def observe(port: int, pid: int | None, token: str | None, run_attack: Cal
     finally:
         stop.set()
         samples = await pinger
+        await asyncio.sleep(settle)
+        settled.set()
         await sampler
-    await asyncio.sleep(settle)
     after = rss_mb(pid) if pid else None
     return {**result, "ping": percentiles(samples), "ping_max_ms": max(samples) * 1000 if samples else None,
-            "rss_before_mb": before, "rss_peak_mb": peak, "rss_after_mb": after}
+            "rss_before_mb": before, "rss_peak_mb": peak, "rss_after_mb": after,
+            "rss_over_s": round(over_s, 1) if pid else None}
 
 
 # --- the benchmark ---------------------------------------------------------------------------------------
@@ -644,7 +766,9 @@ def run(out: Path = Path("benchmarks/results"), home: Path = Path("var"), second
         baseline = runner(observe(port, proc.pid, token, idle))
         rows.append({"attack": "none (baseline)", **baseline})
         for name in names:
-            worker_seconds = seconds + (12 if name == "slow_reader" else 0)  # the default send timeout is 10 s
+            # slow_reader: the default send timeout is 10 s; slow_large_frames: a large message is dropped after 5 s
+            # under the floor, and a frame that came in at once is under it ~5.5 s after it stalled
+            worker_seconds = seconds + (12 if name in ("slow_reader", "slow_large_frames") else 0)
 
             async def attack(name=name, worker_seconds=worker_seconds):
                 worker = spawn_worker(name, port, token, worker_seconds)
@@ -682,15 +806,18 @@ def run(out: Path = Path("benchmarks/results"), home: Path = Path("var"), second
     table = markdown_table(rows, [("attack", "attack"), ("description", "what"), ("verdict", "verdict"),
                                   ("p50_ms", "ping p50 (ms)"), ("p99_ms", "ping p99 (ms)"),
                                   ("rss_before_mb", "RSS before (MB)"), ("rss_peak_mb", "RSS during, peak (MB)"),
-                                  ("rss_after_mb", "RSS after (MB)"), ("rss_back_pct", "after vs before (%)")])
+                                  ("rss_after_mb", "RSS after (MB)"), ("rss_back_pct", "after vs before (%)"),
+                                  ("rss_over_s", "RSS 32+ MB up (s)")])
     notes = (f"One `omokage serve --token ...` (a {count}-face generated catalog, PCA and NMF) on loopback; each "
-             f"attack runs {seconds:g} s (slow_reader {seconds + 12:g} s: the send timeout is 10 s) from a separate "
+             f"attack runs {seconds:g} s (slow_reader and slow_large_frames {seconds + 12:g} s: the send timeout is "
+             "10 s, a large message is dropped after 5 s under its floor rate) from a separate "
              "process while a healthy client in this process pings every 20 ms, after one warm-up session (an image "
              "start per algorithm, a random start, its textures, a decision). Server and clients share this "
              "machine's 2 cores. held: every check of the attack passed (see the JSON for counts); RSS after is "
-             f"taken 3 s after the attackers left. Server log over the run: {internal} internal errors, "
+             "taken 3 s after the attackers left; RSS 32+ MB up: seconds (attack and those 3 s) the server's RSS "
+             f"stood 32 MB or more above where it started. Server log over the run: {internal} internal errors, "
              f"{tracebacks} records with a traceback. /healthz (authorised) after the run: "
-             f"{json.dumps({k: health_detail.get(k) for k in ('connections', 'dropped_slow')})}.")
+             f"{json.dumps({k: health_detail.get(k) for k in ('connections', 'dropped_slow', 'in_transit')})}.")
     write_results(Path(out), "attack", {"rows": rows, "seconds": seconds, "internal_errors": internal,
                                         "log_tracebacks": tracebacks, "health": health_detail}, table, notes)
     return 0 if all(r.get("held", True) for r in rows) and internal == 0 else 1

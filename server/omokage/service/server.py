@@ -7,7 +7,9 @@ Hardening (docs/protocol.md, "Security and limits"): every frame is scanned agai
 and string budgets before it is decoded, and frames over OFFLOAD_DECODE_BYTES are decoded on a
 thread; each connection handles one message per loop turn and large texture batches take turns
 through a global semaphore, so no client starves another; a connection whose client stops reading
-is dropped after `send_timeout` with close code 1008 instead of pinning memory; HTTP requests are
+is dropped after `send_timeout` with close code 1008 instead of pinning memory; frames before `hello` are held to
+64 KiB, and large frames in transit to one server-wide budget and a floor on their pace (GuardedWsConnection,
+InflightBudget), so slow senders cannot pin memory either; HTTP requests are
 checked (method, path, Host) before any file is touched; session events are group-committed with
 fsync before the reply that acknowledges them is sent.
 """
@@ -29,6 +31,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
 import mimetypes
 import os
 import signal
@@ -101,6 +104,27 @@ WRITE_LIMIT = 64 * 1024
 # that reads nothing, buffered pongs without bound. Clients send one every 20-30 s (keep-alive); a flood is closed 1008.
 CONTROL_FRAMES_PER_S = 10.0
 CONTROL_FRAMES_BURST = 50
+# Frames a connection may send before its `hello` is accepted: a hello is a few hundred bytes. A larger frame is
+# refused at its header (close 1009), before any of its payload is kept: clients not let in hold next to nothing.
+PRE_HELLO_MAX_FRAME_BYTES = 64 * 1024
+# Large messages in transit (a frame's payload being received, or received and not yet taken by its handler) hold
+# memory before any budget of the protocol can look at them: 60 connections that each started an 8 MiB frame and sent
+# it slowly, or stalled in it, held ~450 MB for 40 s (until the keep-alive gave up on them). Two guards, because
+# neither is enough alone: a floor on the rate bounds how long one frame is held but not how many are held at once (60
+# frames at the floor are still 60 frames), and a budget alone is filled and then kept full by frames that stall,
+# turning away every legitimate upload. So: (1) what every connection holds for messages in transit counts against
+# one server-wide INFLIGHT_BUDGET_BYTES; past it, the slowest large message in progress is dropped (close 1013, "try
+# again later"), which leaves a fast upload its room; (2) a large message (LARGE_MESSAGE_BYTES or more received) that
+# arrives at under MIN_RECEIVE_BYTES_PER_S (over the last RATE_WINDOW_S) for SLOW_FOR_S in a row is dropped (close
+# 1008, "too slow"). A 4 MiB upload over 1 MB/s Wi-Fi runs 30 times over that floor and rides out a stall of ~8 s;
+# the budget holds 16 of the largest valid frames in flight at once. The rate is only charged while the server is
+# reading: while a connection's queue is full (its handler is behind), its client cannot send and is not counted slow.
+LARGE_MESSAGE_BYTES = 64 * 1024
+INFLIGHT_BUDGET_BYTES = 64 * 1024 * 1024
+MIN_RECEIVE_BYTES_PER_S = 32 * 1024
+RATE_WINDOW_S = 1.0
+SLOW_FOR_S = 5.0
+INFLIGHT_CHECK_S = 0.5
 SEND_TIMEOUT_S = 10.0
 # v1.2 `models` notes while a model trains in the background: at most this often
 MODELS_NOTE_INTERVAL_S = 1.0
@@ -154,15 +178,106 @@ def configure_logging(level: str = "info") -> None:
     ws_log.propagate = False
 
 
-class GuardedWsConnection(WsConnection):
-    """A WebSocket connection whose ping and pong frames are rationed (CONTROL_FRAMES_PER_S): past the budget it is
-    failed with 1008 and the rest of what it sends is discarded unparsed. The pongs of the frames read with the
-    flood's first read are still answered (one read's worth, 64-90 KiB)."""
+def _max_size(protocol) -> int | None:
+    return protocol.max_message_size if hasattr(protocol, "max_message_size") else protocol.max_size
 
-    def __init__(self, *args, **kwargs):
+
+def _set_max_size(protocol, size: int | None) -> None:
+    """The largest message the library reads (it checks each frame's header against it): websockets >= 15 calls it
+    max_message_size, 14 max_size."""
+    if hasattr(protocol, "max_message_size"):
+        protocol.max_message_size = size
+    else:
+        protocol.max_size = size
+
+
+class InflightBudget:
+    """Bytes every connection of a server holds for messages in transit (see INFLIGHT_BUDGET_BYTES), and the large
+    messages in progress: the slowest is dropped when the budget is exceeded, and any that arrives too slowly for too
+    long by `check` (every INFLIGHT_CHECK_S). Counts what it refused, for /healthz."""
+
+    def __init__(self, limit: int = INFLIGHT_BUDGET_BYTES, floor: float = MIN_RECEIVE_BYTES_PER_S,
+                 slow_for: float = SLOW_FOR_S, large: int = LARGE_MESSAGE_BYTES, window: float = RATE_WINDOW_S):
+        self.limit, self.floor, self.slow_for = int(limit), float(floor), float(slow_for)
+        self.large_bytes = int(large)   # a message counts as large (and its pace is watched) from this many bytes
+        self.window = float(window)   # a message's rate is its bytes decayed over this many seconds
+        self.held = self.peak = 0
+        self.in_progress: set[GuardedWsConnection] = set()   # connections with a large message in progress
+        self.too_big_before_hello = self.too_slow = self.over_budget = 0
+
+    def add(self, delta: int) -> None:
+        self.held += delta
+        self.peak = max(self.peak, self.held)
+
+    def relieve(self, now: float) -> None:
+        """Over the budget: drop large messages in progress, the slowest first, until it holds again."""
+        while self.held > self.limit and self.in_progress:
+            # a connection whose handler is behind (its reading paused) cannot be faster: it goes last
+            slowest = min(self.in_progress, key=lambda c: (c.recv_messages.paused, c.receive_rate(now)))
+            self.over_budget += 1
+            slowest.drop(CloseCode.TRY_AGAIN_LATER, f"server busy: {self.held} bytes of messages in transit, over "
+                         f"{self.limit}; this one came slowest; retry later", why="over the budget")
+
+    def check(self, now: float) -> None:
+        for conn in list(self.in_progress):
+            conn.check_rate(now)
+
+    def stats(self) -> dict[str, Any]:
+        return {"held_bytes": self.held, "peak_bytes": self.peak, "budget_bytes": self.limit,
+                "in_progress": len(self.in_progress), "min_bytes_per_s": int(self.floor),
+                "too_big_before_hello": self.too_big_before_hello, "too_slow": self.too_slow,
+                "over_budget": self.over_budget}
+
+
+class GuardedWsConnection(WsConnection):
+    """A WebSocket connection guarded below the protocol's budgets, where the library reads and answers by itself.
+
+    Ping and pong frames are rationed (CONTROL_FRAMES_PER_S): past the budget it is failed with 1008 and the rest of
+    what it sends is discarded unparsed. The pongs of the frames read with the flood's first read are still answered
+    (one read's worth, 64-90 KiB).
+
+    Until `admit` (its hello was accepted) a frame over PRE_HELLO_MAX_FRAME_BYTES is refused at its header (1009).
+    What it holds for messages in transit (the frame being received, and messages the handler has not taken yet)
+    counts against the server's InflightBudget, and a large message that comes too slowly is dropped (1008)."""
+
+    def __init__(self, *args, inflight: InflightBudget | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._control = TokenBucket(CONTROL_FRAMES_PER_S, CONTROL_FRAMES_BURST)
         self.control_flood = False
+        self.inflight = inflight if inflight is not None else InflightBudget()
+        self.admitted = False
+        self._max_size = _max_size(self.protocol)
+        if self._max_size is None or self._max_size > PRE_HELLO_MAX_FRAME_BYTES:
+            _set_max_size(self.protocol, PRE_HELLO_MAX_FRAME_BYTES)
+        library_fail = self.protocol.fail
+
+        def fail(code, reason: str = "") -> None:
+            # the library's own refusal of a frame over the limit, at its header: say why the limit is low
+            if code == CloseCode.MESSAGE_TOO_BIG and not self.admitted and self.protocol.state is State.OPEN:
+                self.inflight.too_big_before_hello += 1
+                reason = f"{reason} before the welcome"
+                log.info("closed: frame too big before hello", extra={"fields": {"peer": _peer(self),
+                                                                                 "reason": reason}})
+                library_fail(code, reason)
+                self._stop_reading()
+                return
+            library_fail(code, reason)
+        self.protocol.fail = fail
+        self.bytes_received = 0
+        self._held = 0           # bytes counted against the budget: the frame being received + messages not taken
+        self._queued = 0         # bytes of data frames received and not yet taken by the handler
+        self._frames: collections.deque[tuple[int, bool]] = collections.deque()   # their sizes, and fin
+        self._completed = False  # a message was completed by the data being received
+        self._message = 0        # bytes received of the message in progress
+        self._recent = 0.0       # its bytes, decayed over RATE_WINDOW_S
+        self._recent_at = 0.0
+        self._slow_since: float | None = None
+
+    def admit(self) -> None:
+        """The hello was accepted: frames up to the server's limit are read from now on."""
+        if not self.admitted:
+            self.admitted = True
+            _set_max_size(self.protocol, self._max_size)
 
     def process_event(self, event) -> None:
         opcode = getattr(event, "opcode", None)
@@ -178,7 +293,108 @@ class GuardedWsConnection(WsConnection):
                     self.protocol.fail(CloseCode.POLICY_VIOLATION, "too many ping/pong frames")
                     self.send_data()
                 return
+        elif opcode is Opcode.BINARY or opcode is Opcode.TEXT or opcode is Opcode.CONT:
+            size = len(event.data)
+            self._frames.append((size, event.fin))
+            self._queued += size
+            self._completed = self._completed or event.fin
         super().process_event(event)
+
+    def data_received(self, data: bytes) -> None:
+        self._completed = False
+        self.bytes_received += len(data)
+        super().data_received(data)
+        self._account(grew=True)
+
+    async def recv(self, *args, **kwargs):
+        message = await super().recv(*args, **kwargs)
+        taken = 0
+        while self._frames:   # the frames of the message taken
+            size, fin = self._frames.popleft()
+            taken += size
+            if fin:
+                break
+        self._queued -= taken
+        self._account()
+        return message
+
+    def connection_lost(self, exc) -> None:
+        super().connection_lost(exc)
+        self._frames.clear()
+        self._queued = 0
+        self._account()
+
+    def _account(self, grew: bool = False) -> None:
+        """Bring this connection's count in the budget up to date, and the rate of its message in progress."""
+        now = self.loop.time()
+        protocol = self.protocol
+        partial = len(protocol.reader.buffer) if protocol.state is not State.CLOSED else 0
+        earlier = getattr(protocol, "current_size", None) or 0   # the fragments already in of a fragmented message
+        message = partial + earlier
+        began = grew and self._completed
+        self._completed = False
+        if message and (began or not self._message or message < self._message):
+            self._recent, self._recent_at, self._slow_since = float(message), now, None   # a new message began
+        elif message > self._message:
+            self._recent = self._recent_rate_bytes(now) + (message - self._message)
+            self._recent_at = now
+        self._message = message
+        held = partial + self._queued
+        budget = self.inflight
+        budget.add(held - self._held)
+        self._held = held
+        if message >= budget.large_bytes and protocol.state is State.OPEN:
+            budget.in_progress.add(self)
+        else:
+            budget.in_progress.discard(self)
+        if grew and budget.held > budget.limit:
+            budget.relieve(now)
+
+    def _recent_rate_bytes(self, now: float) -> float:
+        return self._recent * math.exp(-(now - self._recent_at) / self.inflight.window) if self._recent else 0.0
+
+    def receive_rate(self, now: float) -> float:
+        """Bytes per second of the message in progress, over about the last RATE_WINDOW_S."""
+        return self._recent_rate_bytes(now) / self.inflight.window
+
+    def check_rate(self, now: float) -> None:
+        """Drop the large message in progress when it has come at under the floor for SLOW_FOR_S in a row."""
+        if self.protocol.state is not State.OPEN or self.recv_messages.paused:
+            self._slow_since = None    # its handler is behind: the server is not reading, the client cannot send
+            return
+        budget = self.inflight
+        if self.receive_rate(now) >= budget.floor:
+            self._slow_since = None
+        elif self._slow_since is None:
+            self._slow_since = now
+        elif now - self._slow_since >= budget.slow_for:
+            budget.too_slow += 1
+            self.drop(CloseCode.POLICY_VIOLATION, f"too slow: {self._message} bytes of a message, under "
+                      f"{budget.floor / 1024:g} KiB/s for {budget.slow_for:g} s", why="too slow")
+
+    def drop(self, code: int, reason: str, why: str) -> None:
+        """Close with `code` now and discard what comes after (the frame in progress is let go at once)."""
+        log.warning("large message dropped", extra={"fields": {
+            "peer": _peer(self), "why": why, "received": self._message, "held": self._held,
+            "bytes_per_s": round(self.receive_rate(self.loop.time())), "in_transit": self.inflight.held}})
+        if self.protocol.state is State.OPEN:
+            self.protocol.fail(code, reason[:123])
+            self.send_data()
+        self._account()
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        """After a close for what it sent: the rest of its frame is not read (the library would read and discard it,
+        megabytes a connection on the loop), and its socket goes a second later, once the close frame is out."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            with contextlib.suppress(Exception):   # uvloop and asyncio differ on a transport already paused
+                transport.pause_reading()
+        self.loop.call_later(1.0, self._abort)
+
+    def _abort(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
 
 
 class EventFile(GroupCommitWriter):
@@ -453,7 +669,8 @@ class OmokageServer:
                  fitter: BackgroundFitter | None = None, store_path: Path | None = None, study=None,
                  calibration: dict[str, dict] | None = None, device_profiles: dict | None = None,
                  max_connections_per_address: int = MAX_CONNECTIONS_PER_ADDRESS,
-                 hello_deadline_s: float = HELLO_DEADLINE_S, resume_ttl_s: float = RESUME_TTL_S):
+                 hello_deadline_s: float = HELLO_DEADLINE_S, resume_ttl_s: float = RESUME_TTL_S,
+                 inflight: InflightBudget | None = None):
         if token is not None and not token:
             raise ValueError("an empty token would accept any hello; pass None for no token")
         self.engine = engine
@@ -491,6 +708,8 @@ class OmokageServer:
         self.hello_limiter = hello_limiter or HelloLimiter()
         self.max_connections_per_address = int(max_connections_per_address)
         self.hello_deadline_s = float(hello_deadline_s)
+        # bytes of messages in transit, over all connections, and the slow large ones dropped (GuardedWsConnection)
+        self.inflight = inflight if inflight is not None else InflightBudget()
         # v1.7: selections a reconnecting client goes on with (0: none are kept; a study resumes by participant code)
         self.keeper = (SessionKeeper(ttl_s=resume_ttl_s, max_detached=max_detached_for(len(self.backend.items)))
                        if resume_ttl_s > 0 else None)
@@ -616,6 +835,7 @@ class OmokageServer:
                          "store": self.store.stats() if self.store is not None else None,
                          "sketch": self.sketches.stats() if self.sketches is not None else None,
                          "resumable": self.keeper.stats(time.time()) if self.keeper is not None else None,
+                         "in_transit": self.inflight.stats(),
                          "uptime_s": round(time.time() - self.started, 3)})
         return body
 
@@ -701,6 +921,8 @@ class OmokageServer:
                 now = time.time()
                 actions = conn.receive(frame, now)
                 del frame  # the bytes are not kept while we wait below
+                if conn.greeted and isinstance(ws, GuardedWsConnection):
+                    ws.admit()   # frames before the welcome were held to PRE_HELLO_MAX_FRAME_BYTES
                 if self.store is not None and conn.refused_over_rate:
                     # a flood: one row per second of them, not two per message (in and its error out)
                     refused.add(now, size)
@@ -745,7 +967,9 @@ class OmokageServer:
             self._send_locks.pop(ws, None)
             self._stalls.pop(ws, None)
             self._session_ids.pop(ws, None)
-            if bytes_in >= RELEASE_AFTER_BYTES or self._slow_dropped(ws) or ws in self._projected:
+            # bytes received, complete or not: a large frame dropped half-way was held too
+            if (max(bytes_in, getattr(ws, "bytes_received", 0)) >= RELEASE_AFTER_BYTES or self._slow_dropped(ws)
+                    or ws in self._projected):
                 self._release_pending = True
             self._projected.discard(ws)
             self._event({"event": "disconnect", "session_id": session_id, "at": time.time(),
@@ -974,6 +1198,14 @@ class OmokageServer:
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
 
+    async def _check_inflight(self) -> None:
+        """Large messages arriving too slowly (InflightBudget.check): a client that stalled sends nothing that would
+        wake the connection up."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(INFLIGHT_CHECK_S)
+            self.inflight.check(loop.time())
+
     async def _ideal(self, conn: ServerConnection, job: IdealJob) -> list:
         """v1.5 `ideal`: the CMA-ES search (~8 ms at 1,500 faces) and the decode, on the worker pool; the client's
         next message is read when it is done, as after an uploaded image."""
@@ -1088,11 +1320,12 @@ class OmokageServer:
     async def _serve(self, host: str, port: int, ready: asyncio.Future | None, stop: asyncio.Future,
                      tls: ssl.SSLContext | None) -> None:
         async with serve(self.handle, host, port, ssl=tls, process_request=self.process_request, compression=None,
-                         create_connection=GuardedWsConnection,
+                         create_connection=functools.partial(GuardedWsConnection, inflight=self.inflight),
                          max_size=2 * self.limits.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=WRITE_LIMIT,
                          ping_interval=20, ping_timeout=20, server_header=f"omokage/{__version__}") as server:
             self.server = server
             watchdog = asyncio.create_task(self._watchdog())
+            inflight_checks = asyncio.create_task(self._check_inflight())
             fitting = asyncio.create_task(self._run_fitter()) if self.fitter is not None else None
             bound = server.sockets[0].getsockname()
             scheme = "wss" if tls else "ws"
@@ -1104,6 +1337,7 @@ class OmokageServer:
             await stop
             log.info("shutting down", extra={"fields": {"connections": self.connections}})
             watchdog.cancel()
+            inflight_checks.cancel()
             if fitting is not None:
                 fitting.cancel()
                 try:
