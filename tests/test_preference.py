@@ -560,21 +560,20 @@ def test_a_user_model_metric_reshapes_the_served_space(tiny_catalog, tiny_models
 
 # --- ratings: how a catalog's users use the five stars (fit user-model) -------------------------------------------------
 
-def _rating_records(space, offset, scale, n, seed=0):
+def _rating_records(space, offset, scale, n, seed=0, lapse=None):
     """Ratings drawn from RatingTerm's own model (with its lapse) for random rated faces and targets."""
-    from omokage.selection.belief import RATING_LAPSE, rating_at_least, rating_percentile_logits
+    from omokage.selection.belief import (RATING_LAPSE, rating_base_rates, rating_percentile_logits,
+                                          rating_probability)
     from omokage.selection.user_model import RatingRecord
+    lapse = RATING_LAPSE if lapse is None else lapse
     rng = np.random.default_rng(seed)
+    base = rating_base_rates(scale=scale, offset=offset)
     out = []
     for _ in range(n):
         item, target = (int(i) for i in rng.choice(space.n_items, 2, replace=False))
         z = rating_percentile_logits(space.unit_distances_from([item])[0])[target]
-        at = rating_at_least(np.array([z]), scale=scale, offset=offset)[:, 0]
-        p = at[:-1] - at[1:]
-        if rng.random() < RATING_LAPSE:    # the lapse: a rating from the base rates
-            grid = np.log((np.arange(2000) + 0.5) / 2000 / (1 - (np.arange(2000) + 0.5) / 2000))
-            g = rating_at_least(grid, scale=scale, offset=offset)
-            p = (g[:-1] - g[1:]).mean(axis=1)
+        p = base if rng.random() < lapse else np.array([rating_probability(np.array([z]), r, scale=scale,
+                                                                          offset=offset)[0] for r in range(1, 6)])
         out.append(RatingRecord("pca", item, 1 + int(rng.choice(5, p=p / p.sum())), target))
     return out
 
@@ -584,10 +583,16 @@ def test_fit_rating_recovers_how_users_use_the_stars(engine, offset, scale):
     from omokage.selection.user_model import fit_rating
     space = engine.space("pca")
     fit = fit_rating(space, _rating_records(space, offset, scale, 2000))
-    assert abs(fit["offset"] - offset) < 0.25 and abs(np.log(fit["scale"] / scale)) < 0.25, fit
-    assert fit["gain_nats"] > 0 and fit["ratings"] == 2000
-    same = fit_rating(space, _rating_records(space, 0.0, 1.0, 2000, seed=1))   # the defaults' own users: no gain
-    assert abs(same["offset"]) < 0.25 and same["gain_nats"] < 0.01, same
+    assert abs(fit["offset"] - offset) < 0.3 and abs(np.log(fit["scale"] / scale)) < 0.3, fit
+    assert fit["informative"] and fit["gain_nats"] > 0 and fit["ratings"] == 2000
+    # the lapse and the bands' softness trade off (soft bands look like lapses): the fitted model predicts fresh
+    # ratings as well as the one that drew them
+    from omokage.selection.user_model import _rating_targets_z, rating_log_likelihood
+    z, r = _rating_targets_z(space, _rating_records(space, offset, scale, 2000, seed=2))
+    assert (rating_log_likelihood(z, r, fit["offset"], fit["scale"], fit["lapse"])
+            > rating_log_likelihood(z, r, offset, scale, 0.2) - 0.01)
+    careless = fit_rating(space, _rating_records(space, 0.0, 1.0, 2000, seed=1, lapse=0.6))   # most stars say nothing
+    assert abs(careless["lapse"] - 0.6) < 0.12 and careless["informative"], careless
 
 
 def test_fitted_rating_parameters_reach_the_session(engine, tmp_path):
@@ -600,7 +605,8 @@ def test_fitted_rating_parameters_reach_the_session(engine, tmp_path):
     saved = UserModel.load_latest(Path(model.save(tmp_path)).parent.parent)
     assert saved.rating == model.rating
     params = saved.policy_params("pca")
-    assert params == {"rating_offset": model.rating["pca"]["offset"], "rating_scale": model.rating["pca"]["scale"]}
+    assert params == {"rating_offset": model.rating["pca"]["offset"], "rating_scale": model.rating["pca"]["scale"],
+                      "rating_lapse": model.rating["pca"]["lapse"]}
     session = SelectionSession(space, seed=1, policy=make_policy("thompson", **params))
     step = session.start()
     session.rate(step.ids[2], 4)
@@ -610,6 +616,36 @@ def test_fitted_rating_parameters_reach_the_session(engine, tmp_path):
     plain.rate(step.ids[2], 4)
     assert not np.allclose(fitted, plain.policy.belief.probabilities())
     assert make_policy("study", **params) is not None     # a policy without a belief ignores them
+
+
+def test_ratings_that_say_nothing_about_the_target_fit_to_a_term_that_says_nothing(engine):
+    """Users whose stars do not depend on the target (each star as often, whatever the face; from a review): the fit
+    says so (held out, no better than the stars' frequencies) and the term built from it leaves the belief alone."""
+    from omokage.selection.user_model import RatingRecord, fit_rating
+    space = engine.space("pca")
+    rng = np.random.default_rng(3)
+    recs = [RatingRecord("pca", int(i), int(r), int(t)) for i, t, r in
+            zip(rng.integers(0, space.n_items, 2000), rng.integers(0, space.n_items, 2000), rng.integers(1, 6, 2000))]
+    fit = fit_rating(space, recs)
+    assert not fit["informative"] and fit["lapse"] == 1.0, fit
+    for r in range(1, 6):
+        term = RatingTerm(7, r, offset=fit["offset"], scale=fit["scale"], lapse=fit["lapse"])
+        assert np.ptp(term.log_likelihood(space)) < 1e-5
+
+
+def test_ratings_still_count_with_a_fitted_temperature(engine):
+    """A fitted temperature T gives the hypotheses T/3, T and 3T: the ratings are silent under the noisiest only, so a
+    noisy catalog (T = 0.9) still hears them (with a fixed cut at 0.3 every hypothesis was silent; from a review)."""
+    space = engine.space("pca")
+    params = {"temperature": 0.9, "rating_offset": 0.3, "rating_scale": 0.8}
+
+    def after(ratings):
+        s = SelectionSession(space, seed=11, policy=make_policy("thompson", **params))
+        step = s.start()
+        for k, r in ratings:
+            s.rate(step.ids[k], r)
+        return s.policy.belief.probabilities()
+    assert np.abs(after([]) - after([(2, 5), (4, 1)])).max() > 1e-4
 
 
 def test_a_served_session_logs_the_ratings_fit_user_model_reads(engine, tmp_path):
@@ -642,3 +678,59 @@ def test_a_served_session_logs_the_ratings_fit_user_model_reads(engine, tmp_path
     assert not report.problems
     assert sorted((r.item, r.rating, r.target, r.algorithm) for r in report.rating_records) == sorted(
         [(ids1[1], 4, decided, "pca"), (ids1[0], 1, decided, "pca")])
+
+
+def test_a_back_gives_a_face_re_rated_on_the_grid_it_leaves_its_earlier_rating(engine, tmp_path):
+    """Face A rated 2, picked (it leads the next grid), rated 5 there, then Back: the belief goes back to A = 2, and so
+    does what fit user-model reads (it dropped A; from a review)."""
+    import asyncio
+
+    from omokage.client import OmokageClient
+    from tests.conftest import RunningServer
+    events = tmp_path / "events.jsonl"
+    srv = RunningServer(engine, events_path=events)
+    try:
+        async def script():
+            async with await OmokageClient.connect(srv.url) as client:
+                ids1 = [i.id for i in (await client.start("pca", seed=3)).items]
+                a = ids1[1]
+                await client.rate(a, 2)
+                assert (await client.choose(a)).items[0].id == a
+                await client.rate(a, 5)
+                await client.back()
+                g = await client.choose(ids1[4])
+                await client.decide(g.items[2].id)
+                return a
+        a = asyncio.run(script())
+    finally:
+        srv.stop()
+    session = SelectionSession(engine.space("pca"), seed=3, policy=make_policy("thompson"))
+    session.start()
+    session.rate(a, 2)
+    session.choose(a)
+    session.rate(a, 5)
+    session.back()
+    assert session.ratings == {a: 2}
+    records, report = read_choice_records([events])
+    assert not report.problems
+    assert [(r.item, r.rating) for r in report.rating_records] == [(a, 2)]
+
+
+def test_a_damaged_rate_record_is_reported_not_a_crash_of_the_fit(engine, tmp_path):
+    """A `rate` line naming a face never shown (a damaged log whose start names the right catalog) is reported and
+    skipped, not passed to the fit (IndexError; from a review); `rating: true` is not a 1."""
+    from omokage.selection.user_model import fit_user_model
+    space = engine.space("pca")
+    lines = [{"event": "start", "session_id": "s", "algorithm": "pca", "item": None, "candidates": [1, 2, 3],
+              "catalog": engine.catalog.fingerprint()},
+             {"event": "rate", "session_id": "s", "algorithm": "pca", "item": 10_000_000, "rating": 4},
+             {"event": "rate", "session_id": "s", "algorithm": "pca", "item": 2, "rating": True},
+             {"event": "rate", "session_id": "s", "algorithm": "pca", "item": 3, "rating": 4},
+             {"event": "choose", "session_id": "s", "algorithm": "pca", "item": 2, "candidates": [2, 4, 5]},
+             {"event": "decide", "session_id": "s", "algorithm": "pca", "item": 5, "candidates": []}]
+    log = tmp_path / "events.jsonl"
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    records, report = read_choice_records([log], catalog=engine.catalog.fingerprint(), n_items=space.n_items)
+    assert [(r.item, r.rating) for r in report.rating_records] == [(3, 4)]
+    assert len(report.problems) == 2 and "not shown" in report.problems[0] and "1-5" in report.problems[1]
+    fit_user_model(engine, records, rating_records=report.rating_records, min_ratings=1)

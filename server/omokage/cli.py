@@ -696,9 +696,11 @@ def _cmd_fit_user_model(a) -> int:
             sc = [v * v for v in m["scales"]]
             print(f"{alg:<14}{m['picks']:>8}{m['gain_nats']:>12.4f}{min(sc):>13.3f} - {max(sc):<10.3f}")
     if model.rating:   # docs/preference-model.md: how this catalog's users use the five stars
-        print(f"\n{'ratings':<14}{'ratings':>8}{'offset':>10}{'scale':>10}{'nats/rating':>13}")
+        print(f"\n{'ratings':<14}{'ratings':>8}{'offset':>10}{'scale':>10}{'lapse':>8}{'nats/rating':>13}")
         for alg, r in model.rating.items():
-            print(f"{alg:<14}{r['ratings']:>8}{r['offset']:>10.3f}{r['scale']:>10.3f}{r['gain_nats']:>13.4f}")
+            print(f"{alg:<14}{r['ratings']:>8}{r['offset']:>10.3f}{r['scale']:>10.3f}{r['lapse']:>8.3f}"
+                  f"{r['gain_nats']:>13.4f}" + ("" if r["informative"] else "   (the stars predict nothing held out: "
+                                                "ratings are ignored)"))
     print(f"saved {path}/config.json; `omokage serve --models {a.out}` uses it")
     return 0
 

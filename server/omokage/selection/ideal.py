@@ -334,7 +334,7 @@ def evidence_probabilities(evidence: SessionEvidence, space: "FeatureSpace") -> 
     for grid in evidence.skips:
         belief.add(SkipTerm(grid))
         belief.add(PassedOverTerm(grid))
-    for item, rating in evidence.ratings:   # one term per face: its latest rating against neutral
+    for item, rating in evidence.ratings:   # one term per face: its latest rating (a re-rating replaces)
         belief.add(RatingTerm(item, rating))
     return belief.probabilities()
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from omokage.selection.belief import (DEFAULT_GAZE_TEMPERATURE, DEFAULT_GAZE_WEIGHT, DEFAULT_LOOKALIKE_WIDTHS,
                                       DEFAULT_TEMPERATURE_GRID, PASSED_OVER_PROBABILITY, Belief, ChoiceTerm, GazeTerm,
-                                      PassedOverTerm, QueryTerm, RATING_SCALE, RatingTerm, SkipTerm,
+                                      PassedOverTerm, QueryTerm, RATING_LAPSE, RATING_SCALE, RatingTerm, SkipTerm,
                                       masked_probabilities)
 from omokage.selection.policy import Candidate, PolicyContext, random_candidates
 
@@ -39,13 +39,13 @@ class BeliefPolicy:
                  lookalike_widths: tuple[float, ...] = DEFAULT_LOOKALIKE_WIDTHS, query_temperature: float = 0.15,
                  temperatures: tuple[float, ...] | None = None, gaze: bool = False,
                  gaze_temperature: float | None = None, gaze_weight: float | None = None,
-                 rating_offset: float = 0.0, rating_scale: float = RATING_SCALE):
+                 rating_offset: float = 0.0, rating_scale: float = RATING_SCALE, rating_lapse: float = RATING_LAPSE):
         """temperature: a fitted choice temperature (`omokage fit user-model`); the belief then weighs it against a
         third and three times it, per user. None: the default grid, DEFAULT_TEMPERATURE_GRID. `temperatures` sets the
         grid outright (one value: a fixed temperature). gaze: the session feeds where the user looked on each grid
         (a `GazeTerm`, docs/gaze.md) into the belief; the policy is then named NAME+gaze. gaze_temperature /
-        gaze_weight: the gaze term's fitted parameters (None: the defaults). rating_offset / rating_scale: how this
-        catalog's users use the five stars, fitted from their logged ratings (`RatingTerm`; the defaults: 0 and 1)."""
+        gaze_weight: the gaze term's fitted parameters (None: the defaults). rating_offset / rating_scale /
+        rating_lapse: how this catalog's users use the five stars, fitted from their logged ratings (`RatingTerm`)."""
         if temperatures is None:
             temperatures = (DEFAULT_TEMPERATURE_GRID if temperature is None
                             else (temperature / 3, temperature, temperature * 3))
@@ -62,11 +62,13 @@ class BeliefPolicy:
         self.gaze_weight = float(DEFAULT_GAZE_WEIGHT if gaze_weight is None else gaze_weight)
         self.rating_offset = float(rating_offset)
         self.rating_scale = float(rating_scale)
+        self.rating_lapse = float(rating_lapse)
         self.belief: Belief | None = None
 
     def rating_term(self, item: int, rating: int, previous: int | None = None) -> RatingTerm:
         """The evidence of a 1-5 rating of `item` (replacing its `previous` one), with this policy's parameters."""
-        return RatingTerm(int(item), int(rating), previous=previous, scale=self.rating_scale, offset=self.rating_offset)
+        return RatingTerm(int(item), int(rating), previous=previous, scale=self.rating_scale, lapse=self.rating_lapse,
+                          offset=self.rating_offset)
 
     def gaze_term(self, shown, counts) -> GazeTerm | None:
         """The evidence of one grid's gaze (`counts[k]` gaze units on face `shown[k]`, the picked face left out), with
