@@ -90,6 +90,7 @@ const state = {
   set busy(on) {
     this._busy = on;
     updateBack();
+    renderRating();
   },
   decided: null,
   seq: 0,              // bumps on every start: replies to abandoned requests are dropped
@@ -1616,21 +1617,46 @@ stars.replaceChildren(...RATING_WORDS.map((words, i) => {
   b.textContent = '★';
   b.tabIndex = -1;
   b.onclick = () => rateShown(i + 1);
-  b.onkeydown = (e) => radioKeys(e, stars, (x) => rateShown(Number(x.dataset.rating)));
+  b.onkeydown = starKeys;
   return b;
 }));
 
-/** The face the rating row is about: the panel's, while it shows one the user may still rate. */
+/**
+ * The stars' own keys: arrows move up and down the scale without wrapping round (5 → 1 would send a 1), Home / End
+ * go to its ends, and a digit 1-5 gives that rating (it would otherwise choose a face: the grid's shortcut).
+ */
+function starKeys(e) {
+  const now = Number(e.currentTarget.dataset.rating);
+  const to = { ArrowRight: now + 1, ArrowUp: now + 1, ArrowLeft: now - 1, ArrowDown: now - 1, Home: 1, End: 5 }[e.key]
+    ?? (/^[1-5]$/.test(e.key) ? Number(e.key) : null);
+  if (to === null && !/^[6-9]$/.test(e.key)) return;
+  e.preventDefault();
+  e.stopPropagation();
+  if (to === null) return; // 6-9: no such rating, and no face chosen from the stars either
+  const r = Math.min(5, Math.max(1, to));
+  stars.children[r - 1].focus();
+  rateShown(r);
+}
+
+/**
+ * The face the rating row is about: the panel's, while it shows one the user may still rate, and only under a policy
+ * that keeps a belief (its faces come with probabilities): `study` and `random` ignore ratings.
+ */
 function ratable() {
   const it = state.items[state.cursor];
   const offered = !!(client.welcome && client.welcome.protocol_minor >= 1) && client.state === 'open';
-  return it && offered && !awaitingPick() && !state.decided && !state.study && state.view === 'grid' ? it : null;
+  const heard = state.items.some((i) => typeof i.probability === 'number');
+  return it && offered && heard && !awaitingPick() && !state.decided && !state.study && state.view === 'grid'
+    ? it : null;
 }
 
 function renderRating() {
   const it = ratable();
   $('rate').hidden = !it;
   if (!it) return;
+  // while a pick, None of these or Back is out, a star would reach the server after it, on a grid the page has not
+  // shown yet: the stars wait for the answer
+  $('rate').classList.toggle('waiting', state.busy);
   const r = ratingOf(it.id);
   const value = r ? r.rating : 0;
   [...stars.children].forEach((b, i) => {
@@ -1647,7 +1673,7 @@ function renderRating() {
 
 async function rateShown(rating) {
   const it = ratable();
-  if (!it) return;
+  if (!it || state.busy || state.resuming) return;
   const before = ratingOf(it.id);
   if (before && before.rating === rating) return;
   const seq = state.seq;

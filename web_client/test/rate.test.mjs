@@ -184,6 +184,67 @@ describe('Rating a face (protocol v1.1 rate)', () => {
     assert.equal(await st(() => document.activeElement.dataset.rating), '4');
   });
 
+  it('while a pick is out the stars wait: a press sends nothing (it would land on a grid the page has not shown)', T, async () => {
+    const frames = recordFrames(page);
+    const route = { hold: false, held: [], ws: null };
+    await page.routeWebSocket(/\/ws$/, (ws) => {
+      const srv = ws.connectToServer();
+      route.ws = ws;
+      ws.onMessage((m) => srv.send(m));
+      srv.onMessage((m) => {
+        if (route.hold && decode(m).type === 'candidates') route.held.push(m); // a slow answer to the pick
+        else ws.send(m);
+      });
+    });
+    await page.goto(server.url);
+    await waitForGrid(page, 1);
+    await pickFace(2, 2);
+    route.hold = true;
+    await page.locator('#grid .face').nth(4).click();
+    await page.waitForFunction(() => window.omokage.state.busy);
+    assert.equal(await st(() => document.getElementById('rate').classList.contains('waiting')), true);
+    await page.locator('#stars .star').nth(3).click();
+    await page.waitForTimeout(300);
+    assert.equal(out(frames, 'rate').length, 0, 'no rate while the pick is out');
+    assert.equal(await st(() => window.omokage.state.ratingLog.length), 0);
+    route.hold = false;
+    for (const m of route.held) route.ws.send(m);
+    await waitForGrid(page, 3);
+    assert.equal(await st(() => document.getElementById('rate').classList.contains('waiting')), false);
+    await page.locator('#stars .star').nth(3).click();
+    await rated(frames, 1);
+  });
+
+  it('a digit typed on the stars rates (1-5) and never chooses a face; the arrows do not wrap round', T, async () => {
+    const frames = recordFrames(page);
+    await page.goto(server.url);
+    await waitForGrid(page, 1);
+    await pickFace(2, 2);
+    await page.locator('#stars .star').nth(2).click();
+    await rated(frames, 1);
+    await page.keyboard.press('5');
+    await rated(frames, 2);
+    await page.keyboard.press('ArrowRight'); // at 5 already: stays (it wrapped round to a 1)
+    await page.keyboard.press('7');           // no such rating: nothing
+    await page.waitForTimeout(300);
+    assert.deepEqual(out(frames, 'rate').map((m) => m.rating), [3, 5]);
+    assert.equal(out(frames, 'choose').length, 1, 'only the click chose a face');
+    assert.equal((await stars()).lit, 5);
+  });
+
+  it('a policy that keeps no belief (the study\'s) shows no stars: it ignores ratings', T, async () => {
+    await page.goto(server.url);
+    await waitForGrid(page, 1);
+    await page.evaluate(() => { document.getElementById('settings').open = true; });
+    await page.selectOption('#policy', 'study');
+    await page.waitForFunction(() => window.omokage.state.policy === 'study' && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+    await page.evaluate(() => { document.getElementById('settings').open = false; });
+    await pickFace(2, 2);
+    assert.equal((await stars()).shown, false);
+    await st(() => localStorage.removeItem('omokage.policy')); // the next tests' pages: the server's default again
+  });
+
   it('a refused rating is taken back on the page; a protocol 1.0 server shows no stars', T, async () => {
     let minor = null;
     let refuse = false;
