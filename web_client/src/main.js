@@ -66,6 +66,8 @@ const state = {
   algorithm: null,
   policy: null,        // one of welcome.policies (null: a v1.0 server, which has none)
   step: 0,
+  stepBase: 0,         // the steps of the user's path before this selection began (a feature switch that kept the path
+                       // starts a new one at step 1 on the server): the page counts stepBase + step (shownStep)
   items: [],
   cursor: 0,
   cursorMoved: false, // the user moved the highlight on this grid (arrow keys, Tab)
@@ -83,7 +85,9 @@ const state = {
                        // {step, ids, first, skipped, waitPick, trail: the path's length then}: `back` restores them
   available: [],       // the algorithms the server can start with now
   training: [],        // v1.2: [{algorithm, progress, eta_s?}] still being fitted (shown as disabled tabs)
-  switchTo: null,      // the algorithm the switch question (mid-selection) is about; 'random': Random start's question
+  switchTo: null,      // the algorithm the switch question (mid-selection) is about; 'random': Random start's question;
+                       // 'upload': an image's (the file waits in pendingFile until the answer)
+  pendingFile: null,
   _busy: false,
   // a request of the selection is out: the Back control follows every change (it is off while one is in flight)
   get busy() { return this._busy; },
@@ -571,7 +575,7 @@ function renderAlgorithms(algorithms, training = [], { pickDefault = false } = {
   const same = buttons.length === algoBox.children.length && buttons.every((b, i) => algoBox.children[i] === b);
   if (!same) algoBox.replaceChildren(...buttons);
   paintAlgorithms();
-  if (state.switchTo && state.switchTo !== 'random' && !ready.includes(state.switchTo)) hideSwitch();
+  if (switchingSpace() && !ready.includes(state.switchTo)) hideSwitch();
 }
 
 function formatEta(s) {
@@ -593,6 +597,17 @@ function paintAlgorithms() {
     b.classList.toggle('pending', name === state.switchTo);
     b.tabIndex = (current ? name === state.algorithm : i === 0) && !training ? 0 : -1;
   });
+}
+
+/** The step of the user's path that a grid of this selection at `step` is (the server counts from this selection's
+ * start; a feature switch that keeps the path keeps counting where it was). */
+function shownStep(step = state.step) {
+  return state.stepBase + step;
+}
+
+/** The switch question is about a feature space (not Random start's or an image's). */
+function switchingSpace() {
+  return !!state.switchTo && state.switchTo !== 'random' && state.switchTo !== 'upload';
 }
 
 /** A selection with something to lose: picks made, or grids moved past. */
@@ -622,13 +637,14 @@ function selectAlgorithm(name) {
 /** Inline question (not window.confirm): switching mid-selection keeps the pick or starts fresh; cancel keeps all. */
 function askSwitch(name) {
   state.switchTo = name;
+  state.pendingFile = null;
   const pick = currentPick();
   const label = algoBox.querySelector(`[data-algorithm="${name}"]`) ? algoLabel(name) : name;
   const fromImage = state.init === 'image' && state.upload && !state.upload.pick;
   $('switch-title').textContent = `Switch to ${label}?`;
   $('switch-text').textContent = pick
-    ? `You are at step ${state.step}. Continue from your pick (${splitTitle(pick.title)[0]}) with faces near it in ${label}, or start fresh.`
-    : `You are at step ${state.step}. Switching starts a new selection in ${label}.`;
+    ? `You are at step ${shownStep()}. Continue from your pick (${splitTitle(pick.title)[0]}) with faces near it in ${label}, or start fresh.`
+    : `You are at step ${shownStep()}. Switching starts a new selection in ${label}.`;
   $('switch-cancel').textContent = 'Cancel';
   const keep = $('switch-keep');
   keep.hidden = !pick;
@@ -643,6 +659,7 @@ function hideSwitch() {
   if (!state.switchTo && $('switch').hidden) return;
   const hadFocus = $('switch').contains(document.activeElement);
   state.switchTo = null;
+  state.pendingFile = null; // an image asked about and not taken: forgotten
   $('switch').hidden = true;
   paintAlgorithms();
   if (hadFocus) {
@@ -678,11 +695,16 @@ async function switchAlgorithm(name, how) {
   }
 }
 
-$('switch-keep').onclick = () => { if (state.switchTo) switchAlgorithm(state.switchTo, 'pick'); };
+$('switch-keep').onclick = () => { if (switchingSpace()) switchAlgorithm(state.switchTo, 'pick'); };
 $('switch-fresh').onclick = () => {
   if (state.switchTo === 'random') { // asked and answered: the start goes ahead, the focus where it was asked from
     $('btn-random').focus();
     $('btn-random').click();
+  } else if (state.switchTo === 'upload') {
+    const file = state.pendingFile;
+    hideSwitch();
+    $('file').focus();
+    if (file) uploadFile(file, { asked: true });
   }
   else if (state.switchTo) switchAlgorithm(state.switchTo, 'fresh');
 };
@@ -754,13 +776,28 @@ $('btn-random').onclick = () => {
 /** Random start mid-selection: the switch question's box, with Start new / Keep this one. */
 function askRestart() {
   state.switchTo = 'random';
+  state.pendingFile = null;
   $('switch-title').textContent = 'Start a new selection?';
-  $('switch-text').textContent = `You are at step ${state.step}. A random start leaves this selection, and Back cannot `
+  $('switch-text').textContent = `You are at step ${shownStep()}. A random start leaves this selection, and Back cannot `
     + 'bring it back.';
   $('switch-keep').hidden = true;
   $('switch-fresh').textContent = 'Start a new one';
   $('switch-cancel').textContent = 'Keep this one';
   $('switch').hidden = false;
+  $('switch-fresh').focus();
+}
+/** An image (the file picker or a drop) mid-selection: asked as Random start is; the file waits for the answer. */
+function askUpload(file) {
+  state.switchTo = 'upload';
+  state.pendingFile = file;
+  $('switch-title').textContent = 'Start again from this image?';
+  $('switch-text').textContent = `You are at step ${shownStep()}. Starting from ${file.name || 'the image'} leaves this `
+    + 'selection, and Back cannot bring it back.';
+  $('switch-keep').hidden = true;
+  $('switch-fresh').textContent = 'Start from the image';
+  $('switch-cancel').textContent = 'Keep this one';
+  $('switch').hidden = false;
+  paintAlgorithms();
   $('switch-fresh').focus();
 }
 $('file').onchange = (e) => {
@@ -786,7 +823,8 @@ document.addEventListener('drop', (e) => {
   uploadFile(f);
 });
 
-async function uploadFile(file) {
+/** Start from an image file; mid-selection (`asked` false) the user is asked first (askUpload). */
+async function uploadFile(file, { asked = false } = {}) {
   if (client.state !== 'open') return;
   if (state.study && !state.needImage) return; // a study takes an image only when its trial starts from one
   const limit = client.welcome.limits.max_image_bytes;
@@ -797,6 +835,11 @@ async function uploadFile(file) {
   }
   if (file.type && !file.type.startsWith('image/')) {
     showBanner('error', "That file isn't an image", `${file.name} is ${file.type}; choose a JPEG, PNG or WebP picture.`);
+    return;
+  }
+  if (!asked && !state.study && hasProgress() && state.view === 'grid') {
+    // one drop away from losing every pick, as Random start is: asked first (a UX walkthrough)
+    askUpload(file);
     return;
   }
   const bytes = new Uint8Array(await file.arrayBuffer());
@@ -823,6 +866,7 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
   if (client.state !== 'open') return false;
   if (state.study) return false; // the study decides what starts
   const seq = ++state.seq;
+  const fromStep = shownStep(); // where the user's path is: a switch that keeps it counts on from there
   state.busy = true;
   state.resuming = false; // the user's own start wins over a resumed grid still on its way
   state.decided = null;
@@ -843,6 +887,8 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
       if (state.upload && !state.upload.pick) URL.revokeObjectURL(state.upload.url);
       state.upload = { bytes: image, url: from.url, name: from.pick.title, pick: from.pick };
     }
+    // the new selection's first grid takes the place of the one the user was at: the count goes on from there
+    state.stepBase = keepTrail && state.trail.length ? Math.max(0, fromStep - 1) : 0;
     if (keepTrail && state.trail.length) {
       const last = state.trailMarks[state.trailMarks.length - 1];
       if (mark && last && last.at === state.trail.length) last.label = mark; // switched again before a pick
@@ -890,7 +936,8 @@ function saveView() {
   if (state.study) return; // a study resumes by the participant's code, from the server's store
   const view = { server: WS_URL, step: state.step, ids: state.items.map((i) => i.id), first: state.first,
     skipped: state.skipped, waitPick: state.waitPick, init: state.init, trail: state.trail, marks: state.trailMarks,
-    history: state.history, decided: !!state.decided, pending: pendingOf(state.inflight),
+    base: state.stepBase, history: state.history, decided: !!state.decided, pending: pendingOf(state.inflight),
+    cursor: state.cursor, cursorMoved: state.cursorMoved,
     ratings: [...state.ratings].map(([id, r]) => [id, r.rating, r.step]) };
   try {
     sessionStorage.setItem(VIEW_KEY, JSON.stringify(view));
@@ -935,7 +982,7 @@ async function resumeGrid(reply) {
   const onScreen = state.items.length > 0;
   const known = onScreen ? { step: state.step, ids: state.items.map((i) => i.id), first: state.first,
     skipped: state.skipped, waitPick: state.waitPick, init: state.init, trail: state.trail, marks: state.trailMarks,
-    history: state.history }
+    base: state.stepBase, history: state.history }
     : loadView();
   // after a reload: the grid before the saved one (a back the server took), and the request that was out then
   const kept = !onScreen && known && Array.isArray(known.history) ? known : null;
@@ -949,11 +996,17 @@ async function resumeGrid(reply) {
   let trail = state.trail;
   let marks = state.trailMarks;
   let history = state.history;
+  let base = state.stepBase;
   let back = false;
+  const keptBase = (v) => (Number.isInteger(v.base) && v.base > 0 ? v.base : 0);
   if (known && known.step === reply.step && sameIds(known.ids, ids)) {
     ({ first, skipped, init, trail, marks, history } = known);
     waitPick = !!known.waitPick;
+    base = keptBase(known);
     if (onScreen) cursor = { at: state.cursor, moved: state.cursorMoved };
+    else if (Number.isInteger(known.cursor) && known.cursor >= 0) {
+      cursor = { at: known.cursor, moved: !!known.cursorMoved }; // after a reload: the highlight the user left there
+    }
   } else if (out && out.kind === 'choose' && reply.step === out.step + 1 && out.item && ids[0] === out.item.id) {
     first = 'pick';
     trail = [...state.trail, out.item];
@@ -971,6 +1024,7 @@ async function resumeGrid(reply) {
     init = kept.init;
     trail = kept.trail.slice(0, top.trail);
     marks = kept.marks;
+    base = keptBase(kept);
     history = kept.history.slice(0, -1);
     back = true;
   } else if (kept && reply.step === kept.step + 1 && (!pending || pending.kind !== 'back')) {
@@ -978,6 +1032,7 @@ async function resumeGrid(reply) {
     init = kept.init;
     trail = kept.trail;
     marks = kept.marks;
+    base = keptBase(kept);
     history = [...kept.history, { step: kept.step, ids: kept.ids, first: kept.first, skipped: !!kept.skipped,
       waitPick: !!kept.waitPick, trail: kept.trail.length }];
     if (pending && pending.kind === 'choose' && pending.item && ids[0] === pending.item.id) {
@@ -994,6 +1049,7 @@ async function resumeGrid(reply) {
     trail = [];
     marks = [];
     history = [];
+    base = 0;
   } else if (onScreen) {
     first = 'pick'; // a later grid most often follows a pick: its first face is it, and Decide offers it
     history = []; // the grids before it are not known: a back reads them from the grid that returns (backPath)
@@ -1004,6 +1060,7 @@ async function resumeGrid(reply) {
     trail = [];
     marks = [];
     history = [];
+    base = 0;
   }
   state.decided = null; // a decided selection is never resumed
   // the ratings the server kept with the selection: this page's, or after a reload the tab's (none when the grid
@@ -1019,6 +1076,7 @@ async function resumeGrid(reply) {
   state.trail = Array.isArray(trail) ? trail : [];
   state.trailMarks = Array.isArray(marks) ? marks : [];
   state.history = Array.isArray(history) ? history : [];
+  state.stepBase = base;
   if (init !== 'image') state.reconstruction = null;
   if (reply.reconstruction) state.reconstruction = client.textures.put(reply.reconstruction);
   // the tabs and the settings menu say what the resumed selection is (not what this page would start with)
@@ -1189,7 +1247,7 @@ function updateBack() {
   const why = offered ? backWhy() : ['not offered', ''];
   btn.setAttribute('aria-disabled', String(!!why));
   btn.setAttribute('aria-label', why ? `Back (${why[0]})`
-    : `Back to step ${state.step - 1}: undo your ${state.skipped ? 'None of these' : state.waitPick ? 'last step' : 'last pick'}`);
+    : `Back to step ${shownStep(state.step - 1)}: undo your ${state.skipped ? 'None of these' : state.waitPick ? 'last step' : 'last pick'}`);
   btn.title = why && why[1] ? why[1] : 'Undo your last pick or None of these: the faces before it come back (B)';
 }
 
@@ -1229,7 +1287,7 @@ async function goBack({ force = false } = {}) {
     const path = backPath(reply);
     await showCandidates(reply, seq, path.first, { skipped: path.skipped, waitPick: !!path.waitPick, path, back: true });
     if (seq !== state.seq) return false;
-    announce(`Back at step ${state.step}: ${undone} is undone.`);
+    announce(`Back at step ${shownStep()}: ${undone} is undone.`);
     return true;
   } catch (err) {
     settle(out, err);
@@ -1440,6 +1498,7 @@ for (let i = 0; i < GRID; i++) {
       state.cursor = i;
       state.cursorMoved = true;
       renderCursor();
+      saveView(); // a reload keeps the highlight
     }
   });
   cards.push(card);
@@ -1484,7 +1543,10 @@ function renderGrid(imgs, { still = false } = {}) {
   });
   for (let i = state.items.length; i < GRID; i++) cards[i].hidden = true;
   grid.dataset.step = String(state.step);
-  $('step').innerHTML = `Step <b>${state.step}</b>`;
+  $('step').innerHTML = `Step <b>${shownStep()}</b>`;
+  // after a feature switch that kept the path, the count goes on; the tooltip says where the new space began
+  $('step').title = state.stepBase ? `Step ${shownStep()} of your path; step ${state.step} since you switched to `
+    + `${algoLabel(state.algorithm)}` : '';
   $('prompt').textContent = promptText();
   $('instr').textContent = shortPrompt();
   renderCursor();
@@ -1833,6 +1895,7 @@ document.addEventListener('keydown', (e) => {
     state.cursor = next;
     state.cursorMoved = true;
     renderCursor();
+    saveView(); // a reload keeps the highlight
     if (document.activeElement === document.body || grid.contains(document.activeElement)) {
       cards[next].focus({ preventScroll: false });
     }
@@ -1844,6 +1907,7 @@ document.addEventListener('keydown', (e) => {
     if (awaitingPick()) { // no face highlighted: Enter shows the highlight first, rather than choose an unseen one
       state.cursorMoved = true;
       renderCursor();
+      saveView();
       if (document.activeElement === document.body || grid.contains(document.activeElement)) cards[state.cursor].focus();
       return;
     }
@@ -1893,7 +1957,8 @@ function showDecided(reply) {
   if (tex) img.src = tex.url;
   img.alt = it.title;
   $('decided-title').textContent = it.title;
-  const steps = `${reply.steps} ${reply.steps === 1 ? 'step' : 'steps'}`;
+  const n = Number.isInteger(reply.steps) ? shownStep(reply.steps) : reply.steps; // the user's whole path (shownStep)
+  const steps = `${n} ${n === 1 ? 'step' : 'steps'}`;
   if (state.study) {
     // a study shows the condition's label, never its model or policy
     const t = state.trial;
@@ -2117,7 +2182,7 @@ function renderIdealCaption() {
   stale.hidden = !moved;
   const since = undone ? 'you went back since, so it counts a step you undid' : 'your choices since are not in it';
   stale.textContent = moved
-    ? `Made at step ${idealView.step}; ${since}. Press What you seem to want (I) again to update.` : '';
+    ? `Made at step ${shownStep(idealView.step)}; ${since}. Press What you seem to want (I) again to update.` : '';
 }
 
 $('btn-ideal').onclick = () => requestIdeal();
@@ -2199,6 +2264,8 @@ const xrApi = {
   gaze,
   /** Whether gaze may be taken now: a grid on screen, no pick in flight. */
   gazeOpen: () => gazeOpen(),
+  /** The step the page shows: the user's path's, which a feature switch that keeps the path does not restart. */
+  get shownStep() { return shownStep(); },
   /** What the status line above the grid names: a study's condition label, never its model. */
   get label() { return state.study ? (state.trial ? state.trial.label : '') : state.algorithm; },
   subscribe(fn) {
@@ -2710,6 +2777,7 @@ async function studyNext(image = null) {
       state.init = image ? 'image' : 'random';
       state.trail = [];
       state.trailMarks = [];
+      state.stepBase = 0;
       state.history = [];
       state.ratings = new Map();
       renderTrail();

@@ -1,0 +1,245 @@
+// A UX walkthrough's findings, in headless Chromium against a real `omokage serve`: an image mid-selection asks first
+// (as Random start does), the step count of a path carried across a feature switch, a highlight kept across a reload,
+// a page opened while the server is down, side panels that leave the grid where it is, and plain words for the feature
+// spaces, the policies and the belief's percentages. Screenshots land in web_client/test-artifacts/ (ux-*.png).
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { closeTestPage, freePort, gridIds, makeImage, newTestPage, openBrowser, recordFrames, screenshot, startServer,
+  waitForGrid } from './helpers.mjs';
+
+const T = { timeout: 60000 };
+let server;
+let browser;
+let page;
+let files;
+let image;
+
+before(async () => {
+  server = await startServer();
+  browser = await openBrowser();
+  files = mkdtempSync(path.join(tmpdir(), 'omokage-ux-'));
+  image = makeImage(path.join(files, 'me.jpg'));
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) await server.stop();
+  if (files) rmSync(files, { recursive: true, force: true });
+});
+
+beforeEach(async () => {
+  page = await newTestPage(browser);
+  await page.addInitScript(() => {
+    localStorage.removeItem('omokage.algorithm');
+    localStorage.removeItem('omokage.policy');
+  });
+});
+
+afterEach(async (t) => {
+  await closeTestPage(page, t, 'ux-');
+});
+
+const st = (fn, arg) => page.evaluate(fn, arg);
+
+async function open(query = '') {
+  await page.goto(server.url + query);
+  await waitForGrid(page, 1);
+}
+
+/** Wait until `fn()` (in this process) is true. */
+async function until(fn, timeout = 10000) {
+  const end = Date.now() + timeout;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${fn}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Two picks: the grid of step 3 on screen. */
+async function twoPicks() {
+  await page.locator('#grid .face').nth(4).click();
+  await waitForGrid(page, 2);
+  await page.locator('#grid .face').nth(1).click();
+  await waitForGrid(page, 3);
+}
+
+/** Drop `file` (a path) on the page, as a file dragged from the desktop. */
+async function dropFile(file, name) {
+  const bytes = [...readFileSync(file)];
+  await page.evaluate(([b, n]) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(b)], n, { type: 'image/jpeg' }));
+    document.body.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, [bytes, name]);
+}
+
+describe('an image mid-selection', () => {
+  it('asks first, as Random start does: Keep this one keeps the selection, Start from the image starts from it', T, async () => {
+    const all = recordFrames(page);
+    await open();
+    await twoPicks();
+    const ids = await gridIds(page);
+    const frames = { from: all.length, filter: (fn) => all.slice(frames.from).filter(fn) };
+    await page.setInputFiles('#file', image);
+    await page.waitForSelector('#switch:not([hidden])');
+    assert.equal(await page.textContent('#switch-title'), 'Start again from this image?');
+    assert.match(await page.textContent('#switch-text'), /^You are at step 3\. Starting from me\.jpg leaves this selection/);
+    assert.equal(await page.isVisible('#switch-keep'), false);
+    assert.equal((await page.textContent('#switch-fresh')).trim(), 'Start from the image');
+    assert.equal((await page.textContent('#switch-cancel')).trim(), 'Keep this one');
+    assert.equal(await st(() => document.activeElement.id), 'switch-fresh');
+    await screenshot(page, 'ux-upload-asks');
+    await page.waitForTimeout(300);
+    assert.deepEqual(frames.filter((f) => f.dir === 'out' && f.msg.type === 'start'), [], 'nothing sent before the answer');
+    assert.equal(await st(() => window.omokage.state.step), 3);
+
+    // Keep this one: nothing changes, the file is forgotten
+    await page.click('#switch-cancel');
+    await page.waitForSelector('#switch', { state: 'hidden' });
+    assert.equal(await st(() => window.omokage.state.pendingFile), null);
+    assert.equal(await st(() => window.omokage.state.step), 3);
+    assert.deepEqual(await gridIds(page), ids);
+    assert.equal(await page.isVisible('#source'), false);
+    assert.equal(await page.locator('#trail-list img').count(), 2);
+
+    // Escape dismisses it too (a dropped image)
+    await dropFile(image, 'dropped.jpg');
+    await page.waitForSelector('#switch:not([hidden])');
+    assert.match(await page.textContent('#switch-text'), /Starting from dropped\.jpg/);
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#switch', { state: 'hidden' });
+    await page.waitForTimeout(300);
+    assert.equal(await st(() => window.omokage.state.step), 3);
+    assert.deepEqual(frames.filter((f) => f.dir === 'out' && f.msg.type === 'start'), []);
+
+    // Start from the image: the file chosen before the question is the one sent
+    await page.setInputFiles('#file', image);
+    await page.waitForSelector('#switch:not([hidden])');
+    await page.click('#switch-fresh');
+    await page.waitForFunction(() => window.omokage.state.init === 'image' && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+    const starts = frames.filter((f) => f.dir === 'out' && f.msg.type === 'start');
+    assert.equal(starts.length, 1);
+    assert.equal(starts[0].msg.image.length, readFileSync(image).length);
+    assert.equal(await page.isVisible('#switch'), false);
+    assert.equal(await page.isVisible('#source'), true);
+    assert.equal(await page.textContent('#upload-caption'), 'Your image');
+    assert.equal(await page.isVisible('#trail'), false, 'a new selection');
+
+    // at step 1 with nothing to lose, an image starts at once
+    await page.setInputFiles('#file', image);
+    await until(() => frames.filter((f) => f.dir === 'out' && f.msg.type === 'start').length === 2);
+    await waitForGrid(page, 1);
+    assert.equal(await page.isVisible('#switch'), false);
+    assert.deepEqual(browser.errors, []);
+  });
+});
+
+describe('a reload', () => {
+  /** The highlight as the page shows it: the index of the highlighted card, and the side panel's face. */
+  const shown = () => page.evaluate(() => ({
+    cursor: window.omokage.state.cursor,
+    highlighted: [...document.querySelectorAll('#grid .face')].findIndex((c) => c.classList.contains('is-cursor')),
+    label: document.getElementById('pick-label').textContent,
+    name: document.getElementById('pick-name').textContent,
+    decideOff: document.getElementById('btn-decide').getAttribute('aria-disabled'),
+  }));
+  const nameOf = (i) => page.evaluate((k) => window.omokage.state.items[k].title.split(' — ')[0], i);
+
+  it('keeps the highlight moved with the arrow keys (a random start\'s first grid, and after a pick)', T, async () => {
+    await open();
+    // a random start's first grid: nothing highlighted until the user moves the highlight
+    assert.equal((await shown()).highlighted, -1);
+    await page.keyboard.press('ArrowRight');
+    const first = await shown();
+    assert.deepEqual(first, { cursor: 1, highlighted: 1, label: 'Face 2', name: await nameOf(1), decideOff: 'false' });
+    await page.reload();
+    await waitForGrid(page, 1);
+    assert.deepEqual(await shown(), first, 'the highlight the user moved, and Decide offers it');
+
+    // after a pick: the highlight moved off the pick stays where it was moved
+    await page.locator('#grid .face').nth(4).click();
+    await waitForGrid(page, 2);
+    assert.equal((await shown()).label, 'Your pick');
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('ArrowRight');
+    const later = await shown();
+    assert.deepEqual(later, { cursor: 4, highlighted: 4, label: 'Face 5', name: await nameOf(4), decideOff: 'false' });
+    await page.reload();
+    await waitForGrid(page, 2);
+    assert.deepEqual(await shown(), later);
+    assert.equal(await page.getAttribute('#grid .face >> nth=0', 'aria-current'), 'true', 'the pick is still the pick');
+    // and the arrow keys go on from there
+    await page.keyboard.press('ArrowLeft');
+    assert.equal((await shown()).cursor, 3);
+    assert.deepEqual(browser.errors, []);
+  });
+});
+
+describe('a feature switch that keeps the path', () => {
+  const stepText = async () => (await page.textContent('#step')).trim();
+
+  it('goes on counting the user\'s steps (the server starts its count again): after picks, Back, a reload and Decide', T, async () => {
+    const all = recordFrames(page);
+    await open();
+    await twoPicks();
+    assert.equal(await stepText(), 'Step 3');
+    const from = all.length;
+    await page.click('#algorithms [data-algorithm=nmf]');
+    await page.waitForSelector('#switch:not([hidden])');
+    await page.click('#switch-keep');
+    await page.waitForFunction(() => window.omokage.state.algorithm === 'nmf' && window.omokage.state.init === 'image'
+      && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+    assert.equal(await stepText(), 'Step 3', 'the grid that takes the place of step 3 is step 3 of the path');
+    assert.match(await page.getAttribute('#step', 'title'), /^Step 3 of your path; step 1 since you switched to /);
+    // what goes to the server is as before: a start in the new space from the pick's picture, no step of the page's
+    const starts = all.slice(from).filter((f) => f.dir === 'out' && f.msg.type === 'start');
+    assert.equal(starts.length, 1);
+    assert.deepEqual(Object.keys(starts[0].msg).sort(), ['algorithm', 'image', 'init', 'policy', 'rid', 'type']);
+    assert.equal(await st(() => window.omokage.state.step), 1, 'the server\'s count');
+
+    await page.locator('#grid .face').nth(2).click();
+    await waitForGrid(page, 2);
+    assert.equal(await stepText(), 'Step 4');
+    assert.equal(await page.getAttribute('#btn-back', 'aria-label'), 'Back to step 3: undo your last pick');
+    await page.keyboard.press('b');
+    await waitForGrid(page, 1);
+    assert.equal(await stepText(), 'Step 3');
+    await page.waitForFunction(() => /^Back at step 3: your pick of .+ is undone\.$/.test(document.getElementById('notice').textContent));
+    await page.locator('#grid .face').nth(3).click();
+    await waitForGrid(page, 2);
+    assert.equal(await stepText(), 'Step 4');
+
+    // a reload goes on with the same count
+    await page.reload();
+    await waitForGrid(page, 2);
+    assert.equal(await stepText(), 'Step 4');
+    assert.equal(await page.locator('#trail-list img').count(), 3);
+
+    // the switch question says the path's step, and a second switch goes on from it
+    await page.click('#algorithms [data-algorithm=pca]');
+    await page.waitForSelector('#switch:not([hidden])');
+    assert.match(await page.textContent('#switch-text'), /^You are at step 4\./);
+    await page.click('#switch-keep');
+    await page.waitForFunction(() => window.omokage.state.algorithm === 'pca' && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+    assert.equal(await stepText(), 'Step 4');
+    await screenshot(page, 'ux-step-after-switch');
+    // Decide says the path's steps too
+    const [popup] = await Promise.all([browser.context.waitForEvent('page'), page.click('#btn-decide')]);
+    await popup.close();
+    await page.waitForSelector('#decided[open]');
+    assert.match(await page.textContent('#decided-steps'), /^Chosen in 4 steps with /);
+    await page.click('#decided-again');
+    await page.waitForFunction(() => !window.omokage.state.decided && window.omokage.state.step === 1 && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+    assert.equal(await stepText(), 'Step 1', 'a new selection counts from 1');
+    assert.equal(await page.getAttribute('#step', 'title'), '');
+    assert.deepEqual(browser.errors, []);
+  });
+});
