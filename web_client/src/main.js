@@ -128,6 +128,7 @@ const latency = $('latency');
 client.addEventListener('status', (ev) => {
   const d = ev.detail;
   conn.dataset.state = d.state;
+  if (d.state === 'offline') noFaces.failed = d.fatal ? 'refused' : 'unreachable';
   if (d.state === 'connecting') {
     connText.textContent = d.everOpened ? 'Reconnecting…' : 'Connecting…';
     if (countdownTimer) setCountdown(-1); // the retry has begun: the banner says so until its result replaces it
@@ -139,7 +140,24 @@ client.addEventListener('status', (ev) => {
     setControlsEnabled(false);
     offlineBanner(d);
   }
+  renderNoFaces();
 });
+
+// No faces on screen and no server to get them from (the page opened while the server is down, or refused it): the
+// banner is the one message, saying what happened and what to do; the grid's place says only where the faces will be,
+// and the rest (the path, the side panel's face and prompt, the key help, the step) stays out of the way; the controls
+// show off (a UX walkthrough found "Connecting to the server…" beside "Can't reach the server", and an empty face ready
+// to be decided on)
+const noFaces = { failed: null }; // since the last welcome: null, 'unreachable' or 'refused'
+function renderNoFaces() {
+  const on = state.items.length === 0 && client.state !== 'open' && !state.study;
+  document.body.classList.toggle('no-faces', on);
+  $('grid-empty').hidden = !on;
+  if (!on) return;
+  const text = noFaces.failed === 'refused' ? 'No faces yet: see the message above.'
+    : noFaces.failed ? 'The faces appear here once the page reaches the server.' : 'Connecting to the server…';
+  if ($('grid-empty-text').textContent !== text) $('grid-empty-text').textContent = text;
+}
 
 function offlineBanner(d) {
   if (d.fatal && isStudyRefusal(d.code, d.message)) {
@@ -184,6 +202,8 @@ client.addEventListener('latency', (ev) => {
 client.addEventListener('welcome', (ev) => {
   const w = ev.detail;
   state.sessions += 1;
+  noFaces.failed = null;
+  renderNoFaces();
   serverMinor = Number.isInteger(w.protocol_minor) ? w.protocol_minor : 0;
   gaze.configure(w);
   $('server-info').textContent = `${w.server} · protocol ${w.protocol} · ${w.catalog.count} faces · session ${w.session_id}`;
@@ -574,6 +594,7 @@ function renderAlgorithms(algorithms, training = [], { pickDefault = false } = {
   // reorder only when the order changed: moving a focused tab would drop its focus
   const same = buttons.length === algoBox.children.length && buttons.every((b, i) => algoBox.children[i] === b);
   if (!same) algoBox.replaceChildren(...buttons);
+  $('algo-group').hidden = buttons.length === 0; // no label over an empty box (before the first welcome)
   paintAlgorithms();
   if (switchingSpace() && !ready.includes(state.switchTo)) hideSwitch();
 }
@@ -1543,6 +1564,7 @@ function renderGrid(imgs, { still = false } = {}) {
   });
   for (let i = state.items.length; i < GRID; i++) cards[i].hidden = true;
   grid.dataset.step = String(state.step);
+  renderNoFaces();
   $('step').innerHTML = `Step <b>${shownStep()}</b>`;
   // after a feature switch that kept the path, the count goes on; the tooltip says where the new space began
   $('step').title = state.stepBase ? `Step ${shownStep()} of your path; step ${state.step} since you switched to `
@@ -2831,6 +2853,7 @@ async function studyNext(image = null) {
 
 renderCursor();
 showView('grid');
+renderNoFaces();
 let pointerProxy = null;
 (async () => {
   const owning = claimTab({ hasToken: !!client.resumeToken }).then((t) => {

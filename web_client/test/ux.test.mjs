@@ -243,3 +243,69 @@ describe('a feature switch that keeps the path', () => {
     assert.deepEqual(browser.errors, []);
   });
 });
+
+describe('the server down when the page opens', () => {
+  /** What the page says and offers, all at once. */
+  const look = () => page.evaluate(() => {
+    const vis = (id) => { const e = document.getElementById(id); return !!e && e.offsetParent !== null && getComputedStyle(e).visibility !== 'hidden'; };
+    const off = (id) => {
+      const e = document.getElementById(id);
+      return { disabled: e.disabled === true || e.getAttribute('aria-disabled') === 'true', opacity: Number(getComputedStyle(e).opacity) };
+    };
+    return {
+      conn: document.getElementById('conn-text').textContent,
+      title: vis('banner') ? document.getElementById('banner-title').textContent : null,
+      retry: vis('banner-action') ? document.getElementById('banner-action').textContent : null,
+      closable: vis('banner-close'),
+      placeholder: vis('grid-empty') ? document.getElementById('grid-empty-text').textContent : null,
+      text: document.body.innerText,
+      shown: ['prompt', 'pick', 'decide-hint', 'keys-help', 'step', 'algo-group', 'trail'].filter(vis),
+      controls: Object.fromEntries(['btn-random', 'btn-upload', 'btn-decide', 'btn-skip'].map((id) => [id, off(id)])),
+    };
+  });
+
+  for (const [w, h] of [[1280, 800], [400, 800]]) {
+    it(`at ${w}×${h}: one message saying what to do, the faces' place empty, every control off; then the faces`, T, async () => {
+      await page.setViewportSize({ width: w, height: h });
+      const port = await freePort();
+      // the page comes from the running server; the server it talks to is not up yet
+      await page.goto(`${server.url}?server=ws://127.0.0.1:${port}/ws`);
+      await page.waitForSelector('#banner:not([hidden])', { timeout: 15000 });
+      await page.waitForFunction(() => document.getElementById('conn-text').textContent === 'Offline');
+      const down = await look();
+      assert.equal(down.title, "Can't reach the server");
+      assert.equal(down.retry, 'Retry now');
+      assert.equal(down.closable, false, 'the one message cannot be dismissed into a page that says nothing');
+      assert.equal(down.placeholder, 'The faces appear here once the page reaches the server.');
+      // nothing else contradicts it or speaks of faces that are not there
+      assert.doesNotMatch(down.text, /Connecting|Selected|Opens its product page|Step|choose|Features/, down.text);
+      assert.deepEqual(down.shown, []);
+      for (const [id, c] of Object.entries(down.controls)) {
+        assert.equal(c.disabled, true, `${id} is off`);
+        assert.ok(c.opacity <= 0.5, `${id} looks off (opacity ${c.opacity})`);
+      }
+      await screenshot(page, `ux-server-down-${w}`);
+
+      // the server comes up: Retry now brings the faces, and the page is itself again
+      const late = await startServer({ port, args: ['--allow-origin', new URL(server.url).origin] });
+      try {
+        await page.click('#banner-action');
+        await waitForGrid(page, 1, 20000);
+        const up = await look();
+        assert.equal(up.conn, 'Connected');
+        assert.equal(up.title, null);
+        assert.equal(up.placeholder, null);
+        assert.deepEqual(up.shown.filter((x) => x !== 'keys-help' && x !== 'trail'),
+          w < 560 ? ['step', 'algo-group'] : ['prompt', 'pick', 'decide-hint', 'step', 'algo-group']);
+        assert.equal(up.controls['btn-random'].disabled, false);
+        assert.equal(up.controls['btn-random'].opacity, 1);
+        assert.equal(up.controls['btn-skip'].disabled, false);
+        assert.deepEqual(browser.errors.filter((e) => !/WebSocket|ERR_CONNECTION_REFUSED/.test(e)), []);
+      } finally {
+        await page.close();
+        page = null;
+        await late.stop();
+      }
+    });
+  }
+});
