@@ -309,3 +309,88 @@ describe('the server down when the page opens', () => {
     });
   }
 });
+
+describe('side panels', () => {
+  /** Where things are across the page (x only: a panel opening may scroll the page, never sideways). */
+  const where = () => page.evaluate(() => {
+    const r = (sel) => {
+      const e = document.querySelector(sel);
+      if (!e || e.offsetParent === null) return null;
+      const b = e.getBoundingClientRect();
+      return { left: Math.round(b.left), right: Math.round(b.right) };
+    };
+    return { grid: r('#grid'), side: r('.side'), step: r('#step'), random: r('#btn-random'), source: r('#source'),
+      ideal: r('#ideal'), scrollW: document.documentElement.scrollWidth };
+  });
+
+  for (const [w, h] of [[1280, 800], [1366, 768], [1920, 1080], [400, 800]]) {
+    it(`at ${w}×${h} your image and What you seem to want open beside the grid without moving it or the toolbar`, T, async () => {
+      await page.setViewportSize({ width: w, height: h });
+      await open();
+      await page.locator('#grid .face').nth(2).click();
+      await waitForGrid(page, 2);
+      const before = await where();
+      const still = (now, what) => {
+        for (const k of ['grid', 'side', 'step', 'random']) assert.deepEqual(now[k], before[k], `${what}: ${k} moved`);
+        assert.ok(now.scrollW <= w, `${what}: no sideways scrolling (${now.scrollW})`);
+      };
+      const beside = (now, what) => {
+        if (w <= 1080) return; // a narrow screen puts them under the grid
+        if (now.source) assert.ok(now.source.left >= 0 && now.source.right <= now.grid.left - 12, `${what}: source ${JSON.stringify(now)}`);
+        if (now.ideal) assert.ok(now.ideal.left >= now.side.right + 12 && now.ideal.right <= w, `${what}: ideal ${JSON.stringify(now)}`);
+      };
+      const openIdeal = async () => {
+        const n = await st(() => window.omokage.ideal.view.renders);
+        await page.click('#btn-ideal');
+        await page.waitForFunction((k) => window.omokage.ideal.view.renders > k, n);
+      };
+
+      await openIdeal();
+      let now = await where();
+      assert.ok(now.ideal);
+      still(now, 'What you seem to want');
+      beside(now, 'What you seem to want');
+      await page.click('#ideal-close');
+      still(await where(), 'closed again');
+
+      // an image start: the image and its reconstruction on the left
+      await page.setInputFiles('#file', image);
+      await page.click('#switch-fresh');
+      await page.waitForFunction(() => window.omokage.state.init === 'image' && !window.omokage.state.busy);
+      await waitForGrid(page, 1);
+      now = await where();
+      assert.ok(now.source);
+      still(now, 'your image');
+      beside(now, 'your image');
+      // and both
+      await page.locator('#grid .face').nth(1).click();
+      await waitForGrid(page, 2);
+      await openIdeal();
+      now = await where();
+      still(now, 'both');
+      beside(now, 'both');
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await screenshot(page, `ux-panels-${w}`);
+      assert.deepEqual(browser.errors, []);
+    });
+  }
+
+  it('at 1280×1024 (too little room beside the grid) the grid gets smaller about the same centre while one is open', T, async () => {
+    await page.setViewportSize({ width: 1280, height: 1024 });
+    await open();
+    await page.locator('#grid .face').nth(2).click();
+    await waitForGrid(page, 2);
+    const before = await where();
+    await page.click('#btn-ideal');
+    await page.waitForFunction(() => window.omokage.ideal.view.renders > 0);
+    const now = await where();
+    const mid = (b) => (b.left + b.right) / 2;
+    assert.ok(Math.abs(mid(now.grid) - mid(before.grid)) <= 1, `the grid's centre ${JSON.stringify([before.grid, now.grid])}`);
+    assert.deepEqual(now.step, before.step);
+    assert.ok(now.ideal.left >= now.side.right + 12 && now.ideal.right <= 1280, JSON.stringify(now));
+    assert.ok(now.scrollW <= 1280);
+    await page.click('#ideal-close');
+    assert.deepEqual((await where()).grid, before.grid, 'closed: the grid as it was');
+    assert.deepEqual(browser.errors, []);
+  });
+});
