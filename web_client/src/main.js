@@ -11,33 +11,41 @@ import { claimTab } from './tab.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const WS_URL = params.get('server') || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-// the tabs keep this order (a server's unknown names follow, as it lists them)
+// The feature spaces, as a shopper would say what makes two faces alike: [label, what it compares, the technical name
+// (for experts: the tabs' tooltips and the settings menu)]. A UX walkthrough found PCA, NMF, AE meant nothing to a
+// shopper. The tabs keep this order (a server's unknown names follow, as it lists them, and are shown as they are)
 const ALGORITHMS = {
-  raw: ['Pixels', 'Raw pixels: faces that look alike pixel by pixel'],
-  pca: ['PCA', 'Principal components: broad traits such as colours and shapes'],
-  nmf: ['NMF', 'Non-negative parts: faces built from similar parts'],
-  ae: ['AE', 'Autoencoder: a learned convolutional encoding of the face'],
-  contrastive: ['Learned look', 'A network trained to tell this catalog\'s faces apart: same character, same place'],
+  raw: ['Pixels', 'Compares the pictures pixel by pixel', 'raw pixels'],
+  pca: ['Overall look', "Broad traits: colours, hair and the face's shape", 'PCA, principal components'],
+  nmf: ['Parts', 'Faces made of similar parts: eyes, hair, outline', 'NMF, non-negative parts'],
+  ae: ['Details', "A network's encoding of the face: finer than Overall look", 'AE, a convolutional autoencoder'],
+  contrastive: ['Learned look', "A network trained to tell this catalog's faces apart: same character, same place",
+    'contrastive'],
 };
 const algoLabel = (name) => (ALGORITHMS[name] || [name])[0];
-// names a server may offer (welcome.policies); an unknown name is shown as it is
+/** How a feature space reads in a sentence ("by overall look"); a server's own name as it is. */
+const algoPhrase = (name) => (ALGORITHMS[name] ? ALGORITHMS[name][0].toLowerCase() : name);
+/** The technical name of a feature space (PCA, …), for experts. */
+const algoTech = (name) => (ALGORITHMS[name] ? ALGORITHMS[name][2].split(',')[0] : name);
+// names a server may offer (welcome.policies): [label, description, technical name]; an unknown name is shown as it is
 const POLICIES = {
-  infogain: ['Most informative', 'Shows the faces whose pick tells the most about the face you want'],
-  thompson: ['Sampled from the belief', 'Likely faces more often, every face sometimes'],
-  cover: ['Spread out', 'Likely faces that differ from each other'],
-  top: ['Most likely', 'The faces most likely to be the one you want'],
-  study: ['Nearest neighbours', 'Your pick and its eight nearest faces (the original study)'],
-  random: ['Random', 'Your pick and eight random faces (a baseline)'],
+  infogain: ['Learn fastest', 'Shows the faces whose pick tells the most about the face you want', 'information gain'],
+  thompson: ['Likely, with surprises', 'Likely faces more often, every face sometimes', 'Thompson sampling'],
+  cover: ['Varied', 'Likely faces that differ from each other', 'cover'],
+  top: ['Most likely', 'The faces most likely to be the one you want', 'top'],
+  study: ['Closest to your pick', 'Your pick and its eight nearest faces (the original study)', 'nearest neighbours'],
+  random: ['Random', 'Your pick and eight random faces (for comparison)', 'random'],
 };
-/** [label, description] of a policy; `X+gaze` (v1.2) is X that also reads where you look. */
+/** [label, description, technical name] of a policy; `X+gaze` (v1.2) is X that also reads where you look. */
 function policyInfo(name) {
   if (POLICIES[name]) return POLICIES[name];
   const m = /^(.+)\+gaze$/.exec(name || '');
   if (m) {
-    const [label, title] = POLICIES[m[1]] || [m[1], m[1]];
-    return [`${label}, with gaze`, `${title}; where you look counts too (head gaze in VR; on this page, where the mouse rests, as a stand-in for gaze)`];
+    const [label, title, tech] = POLICIES[m[1]] || [m[1], m[1], m[1]];
+    return [`${label}, with gaze`, `${title}; where you look counts too (head gaze in VR; on this page, where the mouse rests, as a stand-in for gaze)`,
+      `${tech} + gaze`];
   }
-  return [name, name];
+  return [name, name, name];
 }
 const GRID = 9;
 
@@ -577,7 +585,8 @@ function renderAlgorithms(algorithms, training = [], { pickDefault = false } = {
       };
     }
     const t = busy.find((x) => x.algorithm === name);
-    const [label, title] = ALGORITHMS[name] || [name, name];
+    const [label, what, tech] = ALGORITHMS[name] || [name, name, ''];
+    const title = tech ? `${what} (${tech})` : what;
     if (t) {
       const pct = Math.max(0, Math.min(99, Math.floor((Number(t.progress) || 0) * 100)));
       const eta = Number.isFinite(t.eta_s) && t.eta_s > 0 ? `, about ${formatEta(t.eta_s)} left` : '';
@@ -596,6 +605,7 @@ function renderAlgorithms(algorithms, training = [], { pickDefault = false } = {
   if (!same) algoBox.replaceChildren(...buttons);
   $('algo-group').hidden = buttons.length === 0; // no label over an empty box (before the first welcome)
   paintAlgorithms();
+  renderTechNote();
   if (switchingSpace() && !ready.includes(state.switchTo)) hideSwitch();
 }
 
@@ -662,10 +672,10 @@ function askSwitch(name) {
   const pick = currentPick();
   const label = algoBox.querySelector(`[data-algorithm="${name}"]`) ? algoLabel(name) : name;
   const fromImage = state.init === 'image' && state.upload && !state.upload.pick;
-  $('switch-title').textContent = `Switch to ${label}?`;
+  $('switch-title').textContent = `Match by ${label} instead?`;
   $('switch-text').textContent = pick
-    ? `You are at step ${shownStep()}. Continue from your pick (${splitTitle(pick.title)[0]}) with faces near it in ${label}, or start fresh.`
-    : `You are at step ${shownStep()}. Switching starts a new selection in ${label}.`;
+    ? `You are at step ${shownStep()}. Continue from your pick (${splitTitle(pick.title)[0]}) with the faces nearest to it by ${algoPhrase(name)}, or start fresh.`
+    : `You are at step ${shownStep()}. Switching starts a new selection, matched by ${algoPhrase(name)}.`;
   $('switch-cancel').textContent = 'Cancel';
   const keep = $('switch-keep');
   keep.hidden = !pick;
@@ -741,11 +751,11 @@ function renderPolicies(policies, fallback) {
     state.policy = policies.includes(stored) ? stored : policies.includes(fallback) ? fallback : policies[0] || null;
   }
   policySelect.replaceChildren(...policies.map((name) => {
-    const [label, title] = policyInfo(name);
+    const [label, title, tech] = policyInfo(name);
     const o = document.createElement('option');
     o.value = name;
     o.textContent = name === fallback ? `${label} (default)` : label;
-    o.title = title;
+    o.title = `${title} (${tech})`;
     return o;
   }));
   if (state.policy) policySelect.value = state.policy;
@@ -755,6 +765,17 @@ function renderPolicies(policies, fallback) {
 function describePolicy() {
   const [, title] = state.policy ? policyInfo(state.policy) : [null, ''];
   $('policy-note').textContent = `${title ? `${title}. ` : ''}Changing it starts again.`;
+  renderTechNote();
+}
+
+/** The settings menu's line for experts: the technical names behind the plain ones. */
+function renderTechNote() {
+  const spaces = [...algoBox.children].map((b) => b.dataset.algorithm).filter((n) => ALGORITHMS[n])
+    .map((n) => `${algoLabel(n)} is ${algoTech(n)}`);
+  const policy = state.policy ? `the choice of faces is ${policyInfo(state.policy)[2]}` : '';
+  const parts = [spaces.join(', '), policy].filter(Boolean);
+  $('tech-note').hidden = parts.length === 0;
+  $('tech-note').textContent = parts.length ? `For experts: ${parts.join('; ')}.` : '';
 }
 
 policySelect.onchange = () => {
@@ -1493,6 +1514,7 @@ for (let i = 0; i < GRID; i++) {
   card.hidden = true;
   card.innerHTML = `<span class="frame"><span class="ph"></span><span class="num" aria-hidden="true">${i + 1}</span>`
     + '<span class="badge" aria-hidden="true"></span><span class="conf" aria-hidden="true"></span>'
+    + '<span class="visually-hidden sr-conf"></span>'
     + '<span class="dwell" aria-hidden="true"></span></span>'
     + '<span class="cap" aria-hidden="true"><span class="name"></span><span class="desc"></span></span>';
   let pressedAt = -Infinity;
@@ -1544,13 +1566,18 @@ function renderGrid(imgs, { still = false } = {}) {
     card.dataset.id = String(it.id);
     const conf = confidence(it);
     card.title = conf ? `${it.title} (${conf} likely to be the one you want)` : it.title;
+    const shownConf = conf && it.probability >= 0.01 ? conf : '';
     card.hidden = false;
     const pick = i === 0 && state.first !== null;
     const yours = pick && state.first === 'pick';
     card.classList.toggle('is-pick', pick);
     card.querySelector('.badge').textContent = !pick ? '' : yours ? 'Your pick' : 'Closest';
     // below 1 % the hint says nothing (a fresh belief is flat): stay quiet until the belief has an opinion
-    card.querySelector('.conf').textContent = conf && it.probability >= 0.01 ? conf : '';
+    // what the bare number is: its tooltip, and for a screen reader a sentence in the card's name (a UX walkthrough)
+    const confEl = card.querySelector('.conf');
+    confEl.textContent = shownConf;
+    confEl.title = shownConf ? `${shownConf} likely to be the face you want, from your picks so far` : '';
+    card.querySelector('.sr-conf').textContent = shownConf ? `, ${shownConf} likely to be the one you want` : '';
     if (yours) card.setAttribute('aria-current', 'true');
     else card.removeAttribute('aria-current');
     card.classList.remove('fresh');
@@ -1568,7 +1595,7 @@ function renderGrid(imgs, { still = false } = {}) {
   $('step').innerHTML = `Step <b>${shownStep()}</b>`;
   // after a feature switch that kept the path, the count goes on; the tooltip says where the new space began
   $('step').title = state.stepBase ? `Step ${shownStep()} of your path; step ${state.step} since you switched to `
-    + `${algoLabel(state.algorithm)}` : '';
+    + `matching by ${algoPhrase(state.algorithm)}` : '';
   $('prompt').textContent = promptText();
   $('instr').textContent = shortPrompt();
   renderCursor();
@@ -1596,7 +1623,7 @@ function promptText() {
       : 'You have seen every face in the catalog. Decide on your pick.';
   }
   if (state.init === 'image' && state.upload && state.upload.pick) {
-    return `The faces nearest to your pick in ${algoLabel(state.algorithm)}. Choose the closest one to see eight more like it.`;
+    return `The faces nearest to your pick by ${algoPhrase(state.algorithm)}. Choose the closest one to see eight more like it.`;
   }
   if (state.init === 'image') return 'The faces nearest to your image. Choose the closest one to see eight more like it.';
   if (state.init === 'sketch') return 'The faces your drawing fits best. Choose the closest one to see eight more like it.';
@@ -1646,7 +1673,7 @@ function updateDecide() {
   // and not while the panel waits for a pick ("No pick on these yet"): no face is on it to have a belief about
   const conf = it && !waiting && !ownPick && it.probability >= 0.01 ? confidence(it) : null;
   $('pick-conf').hidden = !conf;
-  $('pick-conf').textContent = conf ? `The server's belief that this is the one: ${conf}` : '';
+  $('pick-conf').textContent = conf ? `How likely this is the face you want, from your picks so far: ${conf}` : '';
   renderRating();
   if (!it || waiting) {
     $('pick-label').textContent = !waiting ? $('pick-label').textContent
@@ -1805,7 +1832,7 @@ function renderTrail() {
     if (e.mark) {
       li.className = 'mark';
       li.textContent = e.mark;
-      li.title = `From here on: ${e.mark}`;
+      li.title = `From here on: matched by ${e.mark.toLowerCase()}`;
       return li;
     }
     const img = new Image();
@@ -1826,8 +1853,9 @@ function renderSource() {
     $('upload-img').alt = pick ? `Your pick: ${pick.title}` : 'Your uploaded image';
     $('upload-caption').textContent = pick ? 'Your pick' : 'Your image';
     $('recon-img').src = state.reconstruction.url;
-    $('recon-caption').textContent = `As ${algoLabel(state.algorithm)} sees it`;
-    $('source-note').textContent = `The grid starts from the faces nearest to how ${algoLabel(state.algorithm)} sees ${pick ? 'your pick' : 'your image'}.`;
+    $('recon-caption').textContent = `Compared by ${algoPhrase(state.algorithm)}`;
+    $('recon-img').title = `${pick ? 'Your pick' : 'Your image'} as ${algoTech(state.algorithm)} reconstructs it`;
+    $('source-note').textContent = `The grid starts from the faces closest to ${pick ? 'your pick' : 'your image'} by ${algoPhrase(state.algorithm)}.`;
     src.hidden = false;
   } else if (state.init === 'sketch' && state.sketchSource) {
     $('upload-img').src = state.sketchSource.drawing;
@@ -1986,8 +2014,8 @@ function showDecided(reply) {
     const t = state.trial;
     $('decided-steps').textContent = t ? `Trial ${t.index} of ${t.count} (${t.label}) done in ${steps}.` : `Done in ${steps}.`;
   } else {
-    const policy = state.servedPolicy ? `, ${policyInfo(state.servedPolicy)[0].toLowerCase()}` : '';
-    $('decided-steps').textContent = `Chosen in ${steps} with ${(ALGORITHMS[state.algorithm] || [state.algorithm])[0]}${policy}.`;
+    const policy = state.servedPolicy ? ` (${policyInfo(state.servedPolicy)[0].toLowerCase()})` : '';
+    $('decided-steps').textContent = `Chosen in ${steps}, matched by ${algoPhrase(state.algorithm)}${policy}.`;
   }
   $('decided-again').textContent = state.study ? 'Continue' : 'Start again';
   const link = $('decided-link');
@@ -2289,7 +2317,7 @@ const xrApi = {
   /** The step the page shows: the user's path's, which a feature switch that keeps the path does not restart. */
   get shownStep() { return shownStep(); },
   /** What the status line above the grid names: a study's condition label, never its model. */
-  get label() { return state.study ? (state.trial ? state.trial.label : '') : state.algorithm; },
+  get label() { return state.study ? (state.trial ? state.trial.label : '') : algoLabel(state.algorithm); },
   subscribe(fn) {
     listeners.add(fn);
     return () => listeners.delete(fn);

@@ -234,7 +234,7 @@ describe('a feature switch that keeps the path', () => {
     const [popup] = await Promise.all([browser.context.waitForEvent('page'), page.click('#btn-decide')]);
     await popup.close();
     await page.waitForSelector('#decided[open]');
-    assert.match(await page.textContent('#decided-steps'), /^Chosen in 4 steps with /);
+    assert.match(await page.textContent('#decided-steps'), /^Chosen in 4 steps, matched by overall look/);
     await page.click('#decided-again');
     await page.waitForFunction(() => !window.omokage.state.decided && window.omokage.state.step === 1 && !window.omokage.state.busy);
     await waitForGrid(page, 1);
@@ -391,6 +391,72 @@ describe('side panels', () => {
     assert.ok(now.scrollW <= 1280);
     await page.click('#ideal-close');
     assert.deepEqual((await where()).grid, before.grid, 'closed: the grid as it was');
+    assert.deepEqual(browser.errors, []);
+  });
+});
+
+describe('plain words', () => {
+  it('feature spaces and policies have plain names (the technical ones in tooltips and the settings), and a % says what it is', T, async () => {
+    await open();
+    // the tabs: what makes two faces alike, not the model's name
+    assert.equal(await page.textContent('#algo-label'), 'Match by');
+    const tabs = await page.$$eval('#algorithms [role=radio]', (els) => els.map((e) => ({ text: e.textContent.trim(), title: e.title })));
+    assert.deepEqual(tabs.map((t) => t.text), ['Overall look', 'Parts']);
+    assert.match(tabs[0].title, /\(PCA, principal components\)$/);
+    assert.match(tabs[1].title, /\(NMF, non-negative parts\)$/);
+    const jargon = /\b(PCA|NMF|AE|autoencoder|infogain|thompson|Sampled from the belief|Nearest neighbours|belief|policy)\b/i;
+    assert.doesNotMatch(await page.evaluate(() => document.body.innerText), jargon);
+
+    // the settings: plain names for the ways of choosing faces, the technical ones for experts
+    await page.click('#settings summary');
+    assert.equal(await page.textContent('label[for=policy]'), 'How the next faces are chosen');
+    const welcome = await st(() => window.omokage.client.welcome);
+    const options = await page.$$eval('#policy option', (els) => els.map((o) => ({ value: o.value, text: o.textContent, title: o.title })));
+    const plain = { infogain: 'Learn fastest', thompson: 'Likely, with surprises', cover: 'Varied', top: 'Most likely',
+      study: 'Closest to your pick', random: 'Random' };
+    for (const o of options) {
+      const base = o.value.replace(/\+gaze$/, '');
+      if (!plain[base]) continue;
+      assert.equal(o.text.replace(/ \(default\)$/, '').replace(/, with gaze$/, ''), plain[base], o.value);
+      assert.match(o.title, /\([^)]+\)$/, `${o.value}: the technical name in its tooltip`);
+    }
+    const tech = await page.textContent('#tech-note');
+    assert.equal(await page.isVisible('#tech-note'), true);
+    assert.match(tech, /^For experts: Overall look is PCA, Parts is NMF; the choice of faces is /);
+    assert.ok(tech.includes(welcome.default_policy === 'infogain' ? 'information gain' : ''), tech);
+    await screenshot(page, 'ux-settings-plain');
+    await page.keyboard.press('Escape');
+
+    // a percentage on a face says what it is: its tooltip, and the card's name for a screen reader
+    await page.locator('#grid .face').nth(4).click();
+    await waitForGrid(page, 2);
+    const confs = await page.$$eval('#grid .face:not([hidden])', (els) => els.map((e) => {
+      const c = e.querySelector('.conf');
+      return { text: c.textContent, title: c.title };
+    }));
+    const shownConfs = confs.filter((c) => c.text);
+    assert.ok(shownConfs.length > 0, 'some faces have a percentage after a pick');
+    for (const c of shownConfs) {
+      assert.equal(c.title, `${c.text} likely to be the face you want, from your picks so far`);
+      const named = page.getByRole('button', { name: new RegExp(`${c.text.replace(/[<%]/g, (m) => `\\${m}`)} likely to be the one you want$`) });
+      assert.ok(await named.count() >= 1, `a card named with ${c.text}`);
+    }
+    for (const c of confs.filter((x) => !x.text)) assert.equal(c.title, '');
+    // the side panel's line says it in words too
+    for (let i = 0; i < 8; i++) {
+      await page.keyboard.press(i < 2 ? 'ArrowRight' : i < 4 ? 'ArrowDown' : 'ArrowLeft');
+      if (await page.isVisible('#pick-conf')) break;
+    }
+    if (await page.isVisible('#pick-conf')) {
+      assert.match(await page.textContent('#pick-conf'), /^How likely this is the face you want, from your picks so far: \d+%$/);
+    }
+    // the switch question and the decision say the plain name too
+    await page.click('#algorithms [data-algorithm=nmf]');
+    await page.waitForSelector('#switch:not([hidden])');
+    assert.equal(await page.textContent('#switch-title'), 'Match by Parts instead?');
+    assert.match(await page.textContent('#switch-text'), /the faces nearest to it by parts/);
+    await page.click('#switch-cancel');
+    assert.doesNotMatch(await page.evaluate(() => document.body.innerText), jargon);
     assert.deepEqual(browser.errors, []);
   });
 });
