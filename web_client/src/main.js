@@ -1673,7 +1673,8 @@ function updateDecide() {
   // and not while the panel waits for a pick ("No pick on these yet"): no face is on it to have a belief about
   const conf = it && !waiting && !ownPick && it.probability >= 0.01 ? confidence(it) : null;
   $('pick-conf').hidden = !conf;
-  $('pick-conf').textContent = conf ? `How likely this is the face you want, from your picks so far: ${conf}` : '';
+  $('pick-conf').textContent = conf ? `Chance it's the one you want: ${conf}` : '';
+  $('pick-conf').title = conf ? 'How likely this face is the one you want, from your picks so far' : '';
   renderRating();
   if (!it || waiting) {
     $('pick-label').textContent = !waiting ? $('pick-label').textContent

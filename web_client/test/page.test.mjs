@@ -593,7 +593,7 @@ describe('protocol v1.1: none of these, policies, confidence', () => {
         cursor: window.omokage.state.cursor, p: window.omokage.state.items[window.omokage.state.cursor].probability }));
       if (cursor === 0 || p < 0.01) assert.equal(await page.isVisible('#pick-conf'), false, `cursor ${cursor}, p=${p}`);
       else assert.equal(await page.textContent('#pick-conf'),
-        `How likely this is the face you want, from your picks so far: ${p >= 0.995 ? 99 : Math.round(p * 100)}%`);
+        `Chance it's the one you want: ${p >= 0.995 ? 99 : Math.round(p * 100)}%`);
       return cursor;
     };
     assert.equal(await panelMatches(), 0);
