@@ -11,33 +11,41 @@ import { claimTab } from './tab.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const WS_URL = params.get('server') || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-// the tabs keep this order (a server's unknown names follow, as it lists them)
+// The feature spaces, as a shopper would say what makes two faces alike: [label, what it compares, the technical name
+// (for experts: the tabs' tooltips and the settings menu)]. A UX walkthrough found PCA, NMF, AE meant nothing to a
+// shopper. The tabs keep this order (a server's unknown names follow, as it lists them, and are shown as they are)
 const ALGORITHMS = {
-  raw: ['Pixels', 'Raw pixels: faces that look alike pixel by pixel'],
-  pca: ['PCA', 'Principal components: broad traits such as colours and shapes'],
-  nmf: ['NMF', 'Non-negative parts: faces built from similar parts'],
-  ae: ['AE', 'Autoencoder: a learned convolutional encoding of the face'],
-  contrastive: ['Learned look', 'A network trained to tell this catalog\'s faces apart: same character, same place'],
+  raw: ['Pixels', 'Compares the pictures pixel by pixel', 'raw pixels'],
+  pca: ['Overall look', "Broad traits: colours, hair and the face's shape", 'PCA, principal components'],
+  nmf: ['Parts', 'Faces made of similar parts: eyes, hair, outline', 'NMF, non-negative parts'],
+  ae: ['Details', "A network's encoding of the face: finer than Overall look", 'AE, a convolutional autoencoder'],
+  contrastive: ['Learned look', "A network trained to tell this catalog's faces apart: same character, same place",
+    'contrastive'],
 };
 const algoLabel = (name) => (ALGORITHMS[name] || [name])[0];
-// names a server may offer (welcome.policies); an unknown name is shown as it is
+/** How a feature space reads in a sentence ("by overall look"); a server's own name as it is. */
+const algoPhrase = (name) => (ALGORITHMS[name] ? ALGORITHMS[name][0].toLowerCase() : name);
+/** The technical name of a feature space (PCA, …), for experts. */
+const algoTech = (name) => (ALGORITHMS[name] ? ALGORITHMS[name][2].split(',')[0] : name);
+// names a server may offer (welcome.policies): [label, description, technical name]; an unknown name is shown as it is
 const POLICIES = {
-  infogain: ['Most informative', 'Shows the faces whose pick tells the most about the face you want'],
-  thompson: ['Sampled from the belief', 'Likely faces more often, every face sometimes'],
-  cover: ['Spread out', 'Likely faces that differ from each other'],
-  top: ['Most likely', 'The faces most likely to be the one you want'],
-  study: ['Nearest neighbours', 'Your pick and its eight nearest faces (the original study)'],
-  random: ['Random', 'Your pick and eight random faces (a baseline)'],
+  infogain: ['Learn fastest', 'Shows the faces whose pick tells the most about the face you want', 'information gain'],
+  thompson: ['Likely, with surprises', 'Likely faces more often, every face sometimes', 'Thompson sampling'],
+  cover: ['Varied', 'Likely faces that differ from each other', 'cover'],
+  top: ['Most likely', 'The faces most likely to be the one you want', 'top'],
+  study: ['Closest to your pick', 'Your pick and its eight nearest faces (the original study)', 'nearest neighbours'],
+  random: ['Random', 'Your pick and eight random faces (for comparison)', 'random'],
 };
-/** [label, description] of a policy; `X+gaze` (v1.2) is X that also reads where you look. */
+/** [label, description, technical name] of a policy; `X+gaze` (v1.2) is X that also reads where you look. */
 function policyInfo(name) {
   if (POLICIES[name]) return POLICIES[name];
   const m = /^(.+)\+gaze$/.exec(name || '');
   if (m) {
-    const [label, title] = POLICIES[m[1]] || [m[1], m[1]];
-    return [`${label}, with gaze`, `${title}; where you look counts too (head gaze in VR; on this page, where the mouse rests, as a stand-in for gaze)`];
+    const [label, title, tech] = POLICIES[m[1]] || [m[1], m[1], m[1]];
+    return [`${label}, with gaze`, `${title}; where you look counts too (head gaze in VR; on this page, where the mouse rests, as a stand-in for gaze)`,
+      `${tech} + gaze`];
   }
-  return [name, name];
+  return [name, name, name];
 }
 const GRID = 9;
 
@@ -66,6 +74,8 @@ const state = {
   algorithm: null,
   policy: null,        // one of welcome.policies (null: a v1.0 server, which has none)
   step: 0,
+  stepBase: 0,         // the steps of the user's path before this selection began (a feature switch that kept the path
+                       // starts a new one at step 1 on the server): the page counts stepBase + step (shownStep)
   items: [],
   cursor: 0,
   cursorMoved: false, // the user moved the highlight on this grid (arrow keys, Tab)
@@ -83,7 +93,9 @@ const state = {
                        // {step, ids, first, skipped, waitPick, trail: the path's length then}: `back` restores them
   available: [],       // the algorithms the server can start with now
   training: [],        // v1.2: [{algorithm, progress, eta_s?}] still being fitted (shown as disabled tabs)
-  switchTo: null,      // the algorithm the switch question (mid-selection) is about; 'random': Random start's question
+  switchTo: null,      // the algorithm the switch question (mid-selection) is about; 'random': Random start's question;
+                       // 'upload': an image's (the file waits in pendingFile until the answer)
+  pendingFile: null,
   _busy: false,
   // a request of the selection is out: the Back control follows every change (it is off while one is in flight)
   get busy() { return this._busy; },
@@ -131,6 +143,7 @@ const latency = $('latency');
 client.addEventListener('status', (ev) => {
   const d = ev.detail;
   conn.dataset.state = d.state;
+  if (d.state === 'offline') noFaces.failed = d.fatal ? 'refused' : 'unreachable';
   if (d.state === 'connecting') {
     connText.textContent = d.everOpened ? 'Reconnecting…' : 'Connecting…';
     if (countdownTimer) setCountdown(-1); // the retry has begun: the banner says so until its result replaces it
@@ -142,7 +155,24 @@ client.addEventListener('status', (ev) => {
     setControlsEnabled(false);
     offlineBanner(d);
   }
+  renderNoFaces();
 });
+
+// No faces on screen and no server to get them from (the page opened while the server is down, or refused it): the
+// banner is the one message, saying what happened and what to do; the grid's place says only where the faces will be,
+// and the rest (the path, the side panel's face and prompt, the key help, the step) stays out of the way; the controls
+// show off (a UX walkthrough found "Connecting to the server…" beside "Can't reach the server", and an empty face ready
+// to be decided on)
+const noFaces = { failed: null }; // since the last welcome: null, 'unreachable' or 'refused'
+function renderNoFaces() {
+  const on = state.items.length === 0 && client.state !== 'open' && !state.study;
+  document.body.classList.toggle('no-faces', on);
+  $('grid-empty').hidden = !on;
+  if (!on) return;
+  const text = noFaces.failed === 'refused' ? 'No faces yet: see the message above.'
+    : noFaces.failed ? 'The faces appear here once the page reaches the server.' : 'Connecting to the server…';
+  if ($('grid-empty-text').textContent !== text) $('grid-empty-text').textContent = text;
+}
 
 function offlineBanner(d) {
   if (d.fatal && isStudyRefusal(d.code, d.message)) {
@@ -187,6 +217,8 @@ client.addEventListener('latency', (ev) => {
 client.addEventListener('welcome', (ev) => {
   const w = ev.detail;
   state.sessions += 1;
+  noFaces.failed = null;
+  renderNoFaces();
   serverMinor = Number.isInteger(w.protocol_minor) ? w.protocol_minor : 0;
   gaze.configure(w);
   $('server-info').textContent = `${w.server} · protocol ${w.protocol} · ${w.catalog.count} faces · session ${w.session_id}`;
@@ -560,7 +592,8 @@ function renderAlgorithms(algorithms, training = [], { pickDefault = false } = {
       };
     }
     const t = busy.find((x) => x.algorithm === name);
-    const [label, title] = ALGORITHMS[name] || [name, name];
+    const [label, what, tech] = ALGORITHMS[name] || [name, name, ''];
+    const title = tech ? `${what} (${tech})` : what;
     if (t) {
       const pct = Math.max(0, Math.min(99, Math.floor((Number(t.progress) || 0) * 100)));
       const eta = Number.isFinite(t.eta_s) && t.eta_s > 0 ? `, about ${formatEta(t.eta_s)} left` : '';
@@ -577,8 +610,10 @@ function renderAlgorithms(algorithms, training = [], { pickDefault = false } = {
   // reorder only when the order changed: moving a focused tab would drop its focus
   const same = buttons.length === algoBox.children.length && buttons.every((b, i) => algoBox.children[i] === b);
   if (!same) algoBox.replaceChildren(...buttons);
+  $('algo-group').hidden = buttons.length === 0; // no label over an empty box (before the first welcome)
   paintAlgorithms();
-  if (state.switchTo && state.switchTo !== 'random' && !ready.includes(state.switchTo)) hideSwitch();
+  renderTechNote();
+  if (switchingSpace() && !ready.includes(state.switchTo)) hideSwitch();
 }
 
 function formatEta(s) {
@@ -600,6 +635,17 @@ function paintAlgorithms() {
     b.classList.toggle('pending', name === state.switchTo);
     b.tabIndex = (current ? name === state.algorithm : i === 0) && !training ? 0 : -1;
   });
+}
+
+/** The step of the user's path that a grid of this selection at `step` is (the server counts from this selection's
+ * start; a feature switch that keeps the path keeps counting where it was). */
+function shownStep(step = state.step) {
+  return state.stepBase + step;
+}
+
+/** The switch question is about a feature space (not Random start's or an image's). */
+function switchingSpace() {
+  return !!state.switchTo && state.switchTo !== 'random' && state.switchTo !== 'upload';
 }
 
 /** A selection with something to lose: picks made, or grids moved past. */
@@ -629,13 +675,14 @@ function selectAlgorithm(name) {
 /** Inline question (not window.confirm): switching mid-selection keeps the pick or starts fresh; cancel keeps all. */
 function askSwitch(name) {
   state.switchTo = name;
+  state.pendingFile = null;
   const pick = currentPick();
   const label = algoBox.querySelector(`[data-algorithm="${name}"]`) ? algoLabel(name) : name;
   const fromImage = state.init === 'image' && state.upload && !state.upload.pick;
-  $('switch-title').textContent = `Switch to ${label}?`;
+  $('switch-title').textContent = `Match by ${label} instead?`;
   $('switch-text').textContent = pick
-    ? `You are at step ${state.step}. Continue from your pick (${splitTitle(pick.title)[0]}) with faces near it in ${label}, or start fresh.`
-    : `You are at step ${state.step}. Switching starts a new selection in ${label}.`;
+    ? `You are at step ${shownStep()}. Continue from your pick (${splitTitle(pick.title)[0]}) with the faces nearest to it by ${algoPhrase(name)}, or start fresh.`
+    : `You are at step ${shownStep()}. Switching starts a new selection, matched by ${algoPhrase(name)}.`;
   $('switch-cancel').textContent = 'Cancel';
   const keep = $('switch-keep');
   keep.hidden = !pick;
@@ -650,6 +697,7 @@ function hideSwitch() {
   if (!state.switchTo && $('switch').hidden) return;
   const hadFocus = $('switch').contains(document.activeElement);
   state.switchTo = null;
+  state.pendingFile = null; // an image asked about and not taken: forgotten
   $('switch').hidden = true;
   paintAlgorithms();
   if (hadFocus) {
@@ -685,11 +733,16 @@ async function switchAlgorithm(name, how) {
   }
 }
 
-$('switch-keep').onclick = () => { if (state.switchTo) switchAlgorithm(state.switchTo, 'pick'); };
+$('switch-keep').onclick = () => { if (switchingSpace()) switchAlgorithm(state.switchTo, 'pick'); };
 $('switch-fresh').onclick = () => {
   if (state.switchTo === 'random') { // asked and answered: the start goes ahead, the focus where it was asked from
     $('btn-random').focus();
     $('btn-random').click();
+  } else if (state.switchTo === 'upload') {
+    const file = state.pendingFile;
+    hideSwitch();
+    $('file').focus();
+    if (file) uploadFile(file, { asked: true });
   }
   else if (state.switchTo) switchAlgorithm(state.switchTo, 'fresh');
 };
@@ -705,11 +758,11 @@ function renderPolicies(policies, fallback) {
     state.policy = policies.includes(stored) ? stored : policies.includes(fallback) ? fallback : policies[0] || null;
   }
   policySelect.replaceChildren(...policies.map((name) => {
-    const [label, title] = policyInfo(name);
+    const [label, title, tech] = policyInfo(name);
     const o = document.createElement('option');
     o.value = name;
     o.textContent = name === fallback ? `${label} (default)` : label;
-    o.title = title;
+    o.title = `${title} (${tech})`;
     return o;
   }));
   if (state.policy) policySelect.value = state.policy;
@@ -719,6 +772,17 @@ function renderPolicies(policies, fallback) {
 function describePolicy() {
   const [, title] = state.policy ? policyInfo(state.policy) : [null, ''];
   $('policy-note').textContent = `${title ? `${title}. ` : ''}Changing it starts again.`;
+  renderTechNote();
+}
+
+/** The settings menu's line for experts: the technical names behind the plain ones. */
+function renderTechNote() {
+  const spaces = [...algoBox.children].map((b) => b.dataset.algorithm).filter((n) => ALGORITHMS[n])
+    .map((n) => `${algoLabel(n)} is ${algoTech(n)}`);
+  const policy = state.policy ? `the choice of faces is ${policyInfo(state.policy)[2]}` : '';
+  const parts = [spaces.join(', '), policy].filter(Boolean);
+  $('tech-note').hidden = parts.length === 0;
+  $('tech-note').textContent = parts.length ? `For experts: ${parts.join('; ')}.` : '';
 }
 
 policySelect.onchange = () => {
@@ -761,13 +825,28 @@ $('btn-random').onclick = () => {
 /** Random start mid-selection: the switch question's box, with Start new / Keep this one. */
 function askRestart() {
   state.switchTo = 'random';
+  state.pendingFile = null;
   $('switch-title').textContent = 'Start a new selection?';
-  $('switch-text').textContent = `You are at step ${state.step}. A random start leaves this selection, and Back cannot `
+  $('switch-text').textContent = `You are at step ${shownStep()}. A random start leaves this selection, and Back cannot `
     + 'bring it back.';
   $('switch-keep').hidden = true;
   $('switch-fresh').textContent = 'Start a new one';
   $('switch-cancel').textContent = 'Keep this one';
   $('switch').hidden = false;
+  $('switch-fresh').focus();
+}
+/** An image (the file picker or a drop) mid-selection: asked as Random start is; the file waits for the answer. */
+function askUpload(file) {
+  state.switchTo = 'upload';
+  state.pendingFile = file;
+  $('switch-title').textContent = 'Start again from this image?';
+  $('switch-text').textContent = `You are at step ${shownStep()}. Starting from ${file.name || 'the image'} leaves this `
+    + 'selection, and Back cannot bring it back.';
+  $('switch-keep').hidden = true;
+  $('switch-fresh').textContent = 'Start from the image';
+  $('switch-cancel').textContent = 'Keep this one';
+  $('switch').hidden = false;
+  paintAlgorithms();
   $('switch-fresh').focus();
 }
 $('file').onchange = (e) => {
@@ -793,7 +872,8 @@ document.addEventListener('drop', (e) => {
   uploadFile(f);
 });
 
-async function uploadFile(file) {
+/** Start from an image file; mid-selection (`asked` false) the user is asked first (askUpload). */
+async function uploadFile(file, { asked = false } = {}) {
   if (client.state !== 'open') return;
   if (state.study && !state.needImage) return; // a study takes an image only when its trial starts from one
   const limit = client.welcome.limits.max_image_bytes;
@@ -804,6 +884,11 @@ async function uploadFile(file) {
   }
   if (file.type && !file.type.startsWith('image/')) {
     showBanner('error', "That file isn't an image", `${file.name} is ${file.type}; choose a JPEG, PNG or WebP picture.`);
+    return;
+  }
+  if (!asked && !state.study && hasProgress() && state.view === 'grid') {
+    // one drop away from losing every pick, as Random start is: asked first (a UX walkthrough)
+    askUpload(file);
     return;
   }
   const bytes = new Uint8Array(await file.arrayBuffer());
@@ -830,6 +915,7 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
   if (client.state !== 'open') return false;
   if (state.study) return false; // the study decides what starts
   const seq = ++state.seq;
+  const fromStep = shownStep(); // where the user's path is: a switch that keeps it counts on from there
   state.busy = true;
   state.resuming = false; // the user's own start wins over a resumed grid still on its way
   state.decided = null;
@@ -850,6 +936,8 @@ async function startSelection(image, { from = null, keepTrail = false, mark = nu
       if (state.upload && !state.upload.pick) URL.revokeObjectURL(state.upload.url);
       state.upload = { bytes: image, url: from.url, name: from.pick.title, pick: from.pick };
     }
+    // the new selection's first grid takes the place of the one the user was at: the count goes on from there
+    state.stepBase = keepTrail && state.trail.length ? Math.max(0, fromStep - 1) : 0;
     if (keepTrail && state.trail.length) {
       const last = state.trailMarks[state.trailMarks.length - 1];
       if (mark && last && last.at === state.trail.length) last.label = mark; // switched again before a pick
@@ -897,7 +985,8 @@ function saveView() {
   if (state.study) return; // a study resumes by the participant's code, from the server's store
   const view = { server: WS_URL, step: state.step, ids: state.items.map((i) => i.id), first: state.first,
     skipped: state.skipped, waitPick: state.waitPick, init: state.init, trail: state.trail, marks: state.trailMarks,
-    history: state.history, decided: !!state.decided, pending: pendingOf(state.inflight),
+    base: state.stepBase, history: state.history, decided: !!state.decided, pending: pendingOf(state.inflight),
+    cursor: state.cursor, cursorMoved: state.cursorMoved,
     ratings: state.ratingLog.map((r) => [r.id, r.rating, r.step]) };
   try {
     sessionStorage.setItem(VIEW_KEY, JSON.stringify(view));
@@ -942,7 +1031,7 @@ async function resumeGrid(reply) {
   const onScreen = state.items.length > 0;
   const known = onScreen ? { step: state.step, ids: state.items.map((i) => i.id), first: state.first,
     skipped: state.skipped, waitPick: state.waitPick, init: state.init, trail: state.trail, marks: state.trailMarks,
-    history: state.history }
+    base: state.stepBase, history: state.history }
     : loadView();
   // after a reload: the grid before the saved one (a back the server took), and the request that was out then
   const kept = !onScreen && known && Array.isArray(known.history) ? known : null;
@@ -956,11 +1045,17 @@ async function resumeGrid(reply) {
   let trail = state.trail;
   let marks = state.trailMarks;
   let history = state.history;
+  let base = state.stepBase;
   let back = false;
+  const keptBase = (v) => (Number.isInteger(v.base) && v.base > 0 ? v.base : 0);
   if (known && known.step === reply.step && sameIds(known.ids, ids)) {
     ({ first, skipped, init, trail, marks, history } = known);
     waitPick = !!known.waitPick;
+    base = keptBase(known);
     if (onScreen) cursor = { at: state.cursor, moved: state.cursorMoved };
+    else if (Number.isInteger(known.cursor) && known.cursor >= 0) {
+      cursor = { at: known.cursor, moved: !!known.cursorMoved }; // after a reload: the highlight the user left there
+    }
   } else if (out && out.kind === 'choose' && reply.step === out.step + 1 && out.item && ids[0] === out.item.id) {
     first = 'pick';
     trail = [...state.trail, out.item];
@@ -978,6 +1073,7 @@ async function resumeGrid(reply) {
     init = kept.init;
     trail = kept.trail.slice(0, top.trail);
     marks = kept.marks;
+    base = keptBase(kept);
     history = kept.history.slice(0, -1);
     back = true;
   } else if (kept && reply.step === kept.step + 1 && (!pending || pending.kind !== 'back')) {
@@ -985,6 +1081,7 @@ async function resumeGrid(reply) {
     init = kept.init;
     trail = kept.trail;
     marks = kept.marks;
+    base = keptBase(kept);
     history = [...kept.history, { step: kept.step, ids: kept.ids, first: kept.first, skipped: !!kept.skipped,
       waitPick: !!kept.waitPick, trail: kept.trail.length }];
     if (pending && pending.kind === 'choose' && pending.item && ids[0] === pending.item.id) {
@@ -1001,6 +1098,7 @@ async function resumeGrid(reply) {
     trail = [];
     marks = [];
     history = [];
+    base = 0;
   } else if (onScreen) {
     first = 'pick'; // a later grid most often follows a pick: its first face is it, and Decide offers it
     history = []; // the grids before it are not known: a back reads them from the grid that returns (backPath)
@@ -1011,6 +1109,7 @@ async function resumeGrid(reply) {
     trail = [];
     marks = [];
     history = [];
+    base = 0;
   }
   state.decided = null; // a decided selection is never resumed
   // the ratings the server kept with the selection: this page's, or after a reload the tab's (none when the grid
@@ -1026,6 +1125,7 @@ async function resumeGrid(reply) {
   state.trail = Array.isArray(trail) ? trail : [];
   state.trailMarks = Array.isArray(marks) ? marks : [];
   state.history = Array.isArray(history) ? history : [];
+  state.stepBase = base;
   if (init !== 'image') state.reconstruction = null;
   if (reply.reconstruction) state.reconstruction = client.textures.put(reply.reconstruction);
   // the tabs and the settings menu say what the resumed selection is (not what this page would start with)
@@ -1196,7 +1296,7 @@ function updateBack() {
   const why = offered ? backWhy() : ['not offered', ''];
   btn.setAttribute('aria-disabled', String(!!why));
   btn.setAttribute('aria-label', why ? `Back (${why[0]})`
-    : `Back to step ${state.step - 1}: undo your ${state.skipped ? 'None of these' : state.waitPick ? 'last step' : 'last pick'}`);
+    : `Back to step ${shownStep(state.step - 1)}: undo your ${state.skipped ? 'None of these' : state.waitPick ? 'last step' : 'last pick'}`);
   btn.title = why && why[1] ? why[1] : 'Undo your last pick or None of these: the faces before it come back (B)';
 }
 
@@ -1236,7 +1336,7 @@ async function goBack({ force = false } = {}) {
     const path = backPath(reply);
     await showCandidates(reply, seq, path.first, { skipped: path.skipped, waitPick: !!path.waitPick, path, back: true });
     if (seq !== state.seq) return false;
-    announce(`Back at step ${state.step}: ${undone} is undone.`);
+    announce(`Back at step ${shownStep()}: ${undone} is undone.`);
     return true;
   } catch (err) {
     settle(out, err);
@@ -1421,6 +1521,7 @@ for (let i = 0; i < GRID; i++) {
   card.hidden = true;
   card.innerHTML = `<span class="frame"><span class="ph"></span><span class="num" aria-hidden="true">${i + 1}</span>`
     + '<span class="badge" aria-hidden="true"></span><span class="conf" aria-hidden="true"></span>'
+    + '<span class="visually-hidden sr-conf"></span>'
     + '<span class="dwell" aria-hidden="true"></span></span>'
     + '<span class="cap" aria-hidden="true"><span class="name"></span><span class="desc"></span></span>';
   let pressedAt = -Infinity;
@@ -1447,6 +1548,7 @@ for (let i = 0; i < GRID; i++) {
       state.cursor = i;
       state.cursorMoved = true;
       renderCursor();
+      saveView(); // a reload keeps the highlight
     }
   });
   cards.push(card);
@@ -1471,13 +1573,18 @@ function renderGrid(imgs, { still = false } = {}) {
     card.dataset.id = String(it.id);
     const conf = confidence(it);
     card.title = conf ? `${it.title} (${conf} likely to be the one you want)` : it.title;
+    const shownConf = conf && it.probability >= 0.01 ? conf : '';
     card.hidden = false;
     const pick = i === 0 && state.first !== null;
     const yours = pick && state.first === 'pick';
     card.classList.toggle('is-pick', pick);
     card.querySelector('.badge').textContent = !pick ? '' : yours ? 'Your pick' : 'Closest';
     // below 1 % the hint says nothing (a fresh belief is flat): stay quiet until the belief has an opinion
-    card.querySelector('.conf').textContent = conf && it.probability >= 0.01 ? conf : '';
+    // what the bare number is: its tooltip, and for a screen reader a sentence in the card's name (a UX walkthrough)
+    const confEl = card.querySelector('.conf');
+    confEl.textContent = shownConf;
+    confEl.title = shownConf ? `${shownConf} likely to be the face you want, from your picks so far` : '';
+    card.querySelector('.sr-conf').textContent = shownConf ? `, ${shownConf} likely to be the one you want` : '';
     if (yours) card.setAttribute('aria-current', 'true');
     else card.removeAttribute('aria-current');
     card.classList.remove('fresh');
@@ -1492,7 +1599,11 @@ function renderGrid(imgs, { still = false } = {}) {
   for (let i = state.items.length; i < GRID; i++) cards[i].hidden = true;
   grid.dataset.step = String(state.step);
   $('rate-note').dataset.id = ''; // a new grid: the note says where the panel's face stands, not what was just sent
-  $('step').innerHTML = `Step <b>${state.step}</b>`;
+  renderNoFaces();
+  $('step').innerHTML = `Step <b>${shownStep()}</b>`;
+  // after a feature switch that kept the path, the count goes on; the tooltip says where the new space began
+  $('step').title = state.stepBase ? `Step ${shownStep()} of your path; step ${state.step} since you switched to `
+    + `matching by ${algoPhrase(state.algorithm)}` : '';
   $('prompt').textContent = promptText();
   $('instr').textContent = shortPrompt();
   renderCursor();
@@ -1520,7 +1631,7 @@ function promptText() {
       : 'You have seen every face in the catalog. Decide on your pick.';
   }
   if (state.init === 'image' && state.upload && state.upload.pick) {
-    return `The faces nearest to your pick in ${algoLabel(state.algorithm)}. Choose the closest one to see eight more like it.`;
+    return `The faces nearest to your pick by ${algoPhrase(state.algorithm)}. Choose the closest one to see eight more like it.`;
   }
   if (state.init === 'image') return 'The faces nearest to your image. Choose the closest one to see eight more like it.';
   if (state.init === 'sketch') return 'The faces your drawing fits best. Choose the closest one to see eight more like it.';
@@ -1570,7 +1681,8 @@ function updateDecide() {
   // and not while the panel waits for a pick ("No pick on these yet"): no face is on it to have a belief about
   const conf = it && !waiting && !ownPick && it.probability >= 0.01 ? confidence(it) : null;
   $('pick-conf').hidden = !conf;
-  $('pick-conf').textContent = conf ? `The server's belief that this is the one: ${conf}` : '';
+  $('pick-conf').textContent = conf ? `Chance it's the one you want: ${conf}` : '';
+  $('pick-conf').title = conf ? 'How likely this face is the one you want, from your picks so far' : '';
   renderRating();
   if (!it || waiting) {
     $('pick-label').textContent = !waiting ? $('pick-label').textContent
@@ -1761,7 +1873,7 @@ function renderTrail() {
     if (e.mark) {
       li.className = 'mark';
       li.textContent = e.mark;
-      li.title = `From here on: ${e.mark}`;
+      li.title = `From here on: matched by ${e.mark.toLowerCase()}`;
       return li;
     }
     const img = new Image();
@@ -1782,8 +1894,9 @@ function renderSource() {
     $('upload-img').alt = pick ? `Your pick: ${pick.title}` : 'Your uploaded image';
     $('upload-caption').textContent = pick ? 'Your pick' : 'Your image';
     $('recon-img').src = state.reconstruction.url;
-    $('recon-caption').textContent = `As ${algoLabel(state.algorithm)} sees it`;
-    $('source-note').textContent = `The grid starts from the faces nearest to how ${algoLabel(state.algorithm)} sees ${pick ? 'your pick' : 'your image'}.`;
+    $('recon-caption').textContent = `Compared by ${algoPhrase(state.algorithm)}`;
+    $('recon-img').title = `${pick ? 'Your pick' : 'Your image'} as ${algoTech(state.algorithm)} reconstructs it`;
+    $('source-note').textContent = `The grid starts from the faces closest to ${pick ? 'your pick' : 'your image'} by ${algoPhrase(state.algorithm)}.`;
     src.hidden = false;
   } else if (state.init === 'sketch' && state.sketchSource) {
     $('upload-img').src = state.sketchSource.drawing;
@@ -1873,6 +1986,7 @@ document.addEventListener('keydown', (e) => {
     state.cursor = next;
     state.cursorMoved = true;
     renderCursor();
+    saveView(); // a reload keeps the highlight
     if (document.activeElement === document.body || grid.contains(document.activeElement)) {
       cards[next].focus({ preventScroll: false });
     }
@@ -1884,6 +1998,7 @@ document.addEventListener('keydown', (e) => {
     if (awaitingPick()) { // no face highlighted: Enter shows the highlight first, rather than choose an unseen one
       state.cursorMoved = true;
       renderCursor();
+      saveView();
       if (document.activeElement === document.body || grid.contains(document.activeElement)) cards[state.cursor].focus();
       return;
     }
@@ -1933,14 +2048,15 @@ function showDecided(reply) {
   if (tex) img.src = tex.url;
   img.alt = it.title;
   $('decided-title').textContent = it.title;
-  const steps = `${reply.steps} ${reply.steps === 1 ? 'step' : 'steps'}`;
+  const n = Number.isInteger(reply.steps) ? shownStep(reply.steps) : reply.steps; // the user's whole path (shownStep)
+  const steps = `${n} ${n === 1 ? 'step' : 'steps'}`;
   if (state.study) {
     // a study shows the condition's label, never its model or policy
     const t = state.trial;
     $('decided-steps').textContent = t ? `Trial ${t.index} of ${t.count} (${t.label}) done in ${steps}.` : `Done in ${steps}.`;
   } else {
-    const policy = state.servedPolicy ? `, ${policyInfo(state.servedPolicy)[0].toLowerCase()}` : '';
-    $('decided-steps').textContent = `Chosen in ${steps} with ${(ALGORITHMS[state.algorithm] || [state.algorithm])[0]}${policy}.`;
+    const policy = state.servedPolicy ? ` (${policyInfo(state.servedPolicy)[0].toLowerCase()})` : '';
+    $('decided-steps').textContent = `Chosen in ${steps}, matched by ${algoPhrase(state.algorithm)}${policy}.`;
   }
   $('decided-again').textContent = state.study ? 'Continue' : 'Start again';
   const link = $('decided-link');
@@ -2157,7 +2273,7 @@ function renderIdealCaption() {
   stale.hidden = !moved;
   const since = undone ? 'you went back since, so it counts a step you undid' : 'your choices since are not in it';
   stale.textContent = moved
-    ? `Made at step ${idealView.step}; ${since}. Press What you seem to want (I) again to update.` : '';
+    ? `Made at step ${shownStep(idealView.step)}; ${since}. Press What you seem to want (I) again to update.` : '';
 }
 
 $('btn-ideal').onclick = () => requestIdeal();
@@ -2239,8 +2355,10 @@ const xrApi = {
   gaze,
   /** Whether gaze may be taken now: a grid on screen, no pick in flight. */
   gazeOpen: () => gazeOpen(),
+  /** The step the page shows: the user's path's, which a feature switch that keeps the path does not restart. */
+  get shownStep() { return shownStep(); },
   /** What the status line above the grid names: a study's condition label, never its model. */
-  get label() { return state.study ? (state.trial ? state.trial.label : '') : state.algorithm; },
+  get label() { return state.study ? (state.trial ? state.trial.label : '') : algoLabel(state.algorithm); },
   subscribe(fn) {
     listeners.add(fn);
     return () => listeners.delete(fn);
@@ -2750,6 +2868,7 @@ async function studyNext(image = null) {
       state.init = image ? 'image' : 'random';
       state.trail = [];
       state.trailMarks = [];
+      state.stepBase = 0;
       state.history = [];
       state.ratingLog = [];
       renderTrail();
@@ -2803,6 +2922,7 @@ async function studyNext(image = null) {
 
 renderCursor();
 showView('grid');
+renderNoFaces();
 let pointerProxy = null;
 (async () => {
   const owning = claimTab({ hasToken: !!client.resumeToken }).then((t) => {

@@ -303,7 +303,7 @@ export async function startXR(api, session) {
     const first = items[0];
     const decideTex = buttonTexture(first && decidable(st) ? `✓  Decide on ${first.title.split(' — ')[0]}`
       : 'Pick a face first', true, buttons.decide.w / BUTTON_H);
-    const statusTex = statusTexture(st.step, api.label);
+    const statusTex = statusTexture(api.shownStep ?? st.step, api.label); // the user's path's step (main.js shownStep)
     if (gen !== prepGen || ended) {
       for (const b of built) disposeMaterial(b.face, b.label);
       decideTex.dispose();

@@ -136,7 +136,7 @@ describe('first use', () => {
     // asks, and nothing changes yet
     await page.click('#algorithms [data-algorithm=nmf]');
     await page.waitForSelector('#switch:not([hidden])');
-    assert.match(await page.textContent('#switch-title'), /Switch to NMF\?/);
+    assert.equal(await page.textContent('#switch-title'), 'Match by Parts instead?');
     assert.match(await page.textContent('#switch-text'), /step 3/);
     assert.equal(await page.isVisible('#switch-keep'), true);
     assert.equal(await st(() => window.omokage.state.algorithm), 'pca');
@@ -172,16 +172,16 @@ describe('first use', () => {
     assert.ok((await gridIds(page)).includes(pick.id), 'the pick is among its nearest faces in the new space');
     assert.equal(await page.isVisible('#source'), true);
     assert.equal(await page.textContent('#upload-caption'), 'Your pick');
-    assert.match(await page.textContent('#recon-caption'), /NMF/);
+    assert.equal(await page.textContent('#recon-caption'), 'Compared by parts');
     assert.equal(await page.locator('#trail-list img').count(), 2, 'the path is kept');
-    assert.deepEqual(await page.$$eval('#trail-list li.mark', (els) => els.map((e) => e.textContent)), ['NMF']);
+    assert.deepEqual(await page.$$eval('#trail-list li.mark', (els) => els.map((e) => e.textContent)), ['Parts']);
     assert.equal(await page.getAttribute('#algorithms [data-algorithm=nmf]', 'aria-checked'), 'true');
     // and goes on from there
     await page.locator('#grid .face').nth(2).click();
     await waitForGrid(page, 2);
     assert.equal(await page.locator('#trail-list img').count(), 3);
     const marks = await page.$$eval('#trail-list li', (els) => els.map((e) => (e.classList.contains('mark') ? e.textContent : 'img')));
-    assert.deepEqual(marks, ['img', 'img', 'NMF', 'img']);
+    assert.deepEqual(marks, ['img', 'img', 'Parts', 'img']);
 
     // start fresh: a random start in PCA, the path cleared
     await page.click('#algorithms [data-algorithm=pca]');
@@ -254,6 +254,11 @@ describe('phone and laptop screens', () => {
           // an image start adds the image and its reconstruction: they must not push the grid off the screen
           await screenshot(page, `after-${w}`);
           await page.setInputFiles('#file', makeImage(path.join(files, 'me.jpg')));
+          // mid-selection it asks first (as Random start does); the question stays on screen too
+          await page.waitForSelector('#switch:not([hidden])');
+          const ask = await page.evaluate(() => document.getElementById('switch').getBoundingClientRect().toJSON());
+          assert.ok(ask.bottom <= h && ask.right <= w && ask.left >= 0, `image question ${JSON.stringify(ask)}`);
+          await page.click('#switch-fresh');
           await page.waitForFunction(() => window.omokage.state.init === 'image' && !window.omokage.state.busy);
           await waitForGrid(page, 1);
           assert.equal(await page.isVisible('#source'), true);
@@ -348,7 +353,7 @@ describe('protocol v1.2: models still training', () => {
     await open();
     assert.equal(route.hello.protocol_minor, 7, 'the page says it reads v1.7 (v1.2, the sketch messages, the ideal face, sharper previews, resuming)');
     const nmf = '#algorithms [data-algorithm=nmf]';
-    assert.equal((await page.textContent(nmf)).trim(), 'NMF · training 40%');
+    assert.equal((await page.textContent(nmf)).trim(), 'Parts · training 40%');
     assert.equal(await page.isDisabled(nmf), true);
     assert.match(await page.getAttribute(nmf, 'title'), /about 2 min left/);
     assert.equal(await page.isDisabled('#algorithms [data-algorithm=pca]'), false);
@@ -376,7 +381,7 @@ describe('protocol v1.2: models still training', () => {
     // ready: the tab is enabled; the selection, the grid and the focus are untouched
     route.push({ type: 'models', algorithms: ['pca', 'nmf'], training: [] });
     await page.waitForFunction((s) => !document.querySelector(s).disabled, nmf);
-    assert.equal((await page.textContent(nmf)).trim(), 'NMF');
+    assert.equal((await page.textContent(nmf)).trim(), 'Parts');
     assert.equal(await st(() => window.omokage.state.step), 2);
     assert.equal(await st(() => window.omokage.state.algorithm), 'pca');
     assert.deepEqual(await gridIds(page), ids);
@@ -403,7 +408,7 @@ describe('protocol v1.2: models still training', () => {
       await waitForGrid(page, 1);
       const ae = '#algorithms [data-algorithm=ae]';
       assert.deepEqual(await st(() => window.omokage.state.available), ['pca']);
-      assert.match(await page.textContent(ae), /^AE · training \d+%$/);
+      assert.match(await page.textContent(ae), /^Details · training \d+%$/);
       assert.equal(await page.isDisabled(ae), true);
       await screenshot(page, 'training-tab');
       await page.locator('#grid .face').nth(2).click();
@@ -420,7 +425,7 @@ describe('protocol v1.2: models still training', () => {
         const b = document.querySelector(s);
         return b && !b.disabled && b.dataset.training === undefined;
       }, ae, { timeout: 200000 });
-      assert.equal((await page.textContent(ae)).trim(), 'AE');
+      assert.equal((await page.textContent(ae)).trim(), 'Details');
       assert.equal(await st(() => window.omokage.state.step), 2);
       assert.equal(await st(() => window.omokage.state.algorithm), 'pca');
       assert.deepEqual(await gridIds(page), ids);

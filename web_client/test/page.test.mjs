@@ -158,7 +158,7 @@ describe('desktop page', () => {
     // switching the feature space starts again from the same image
     await page.click('#algorithms [data-algorithm=nmf]');
     await page.waitForFunction(() => window.omokage.state.algorithm === 'nmf' && !window.omokage.state.busy
-      && window.omokage.state.reconstruction && document.getElementById('recon-caption').textContent.includes('NMF'));
+      && window.omokage.state.reconstruction && document.getElementById('recon-caption').textContent.includes('parts'));
     await waitForGrid(page, 1);
     assert.equal(await page.evaluate(() => window.omokage.state.init), 'image');
     // and a PNG works too
@@ -593,7 +593,7 @@ describe('protocol v1.1: none of these, policies, confidence', () => {
         cursor: window.omokage.state.cursor, p: window.omokage.state.items[window.omokage.state.cursor].probability }));
       if (cursor === 0 || p < 0.01) assert.equal(await page.isVisible('#pick-conf'), false, `cursor ${cursor}, p=${p}`);
       else assert.equal(await page.textContent('#pick-conf'),
-        `The server's belief that this is the one: ${p >= 0.995 ? 99 : Math.round(p * 100)}%`);
+        `Chance it's the one you want: ${p >= 0.995 ? 99 : Math.round(p * 100)}%`);
       return cursor;
     };
     assert.equal(await panelMatches(), 0);

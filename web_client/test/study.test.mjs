@@ -110,7 +110,8 @@ async function decideAndContinue(p) {
 /** Nothing on screen names a model (the page's visible text, the VR-free page). */
 async function assertNoModelShown(p) {
   const text = await p.evaluate(() => document.body.innerText);
-  for (const word of ['PCA', 'NMF', 'Pixels', 'Autoencoder', 'pca', 'nmf', 'thompson', 'Nearest neighbours']) {
+  for (const word of ['PCA', 'NMF', 'Pixels', 'Autoencoder', 'pca', 'nmf', 'thompson', 'Nearest neighbours', 'Overall look',
+    'Match by', 'For experts']) {
     assert.ok(!text.includes(word), `the page shows "${word}"`);
   }
   assert.equal(await p.isVisible('#algorithms'), false);
