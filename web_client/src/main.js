@@ -1764,7 +1764,7 @@ function ratable() {
 
 function renderRating() {
   const it = ratable();
-  $('rate').hidden = !it;
+  $('rate').classList.toggle('off', !it);
   if (!it) return;
   // while a pick, None of these or Back is out, a star would reach the server after it, on a grid the page has not
   // shown yet: the stars wait for the answer

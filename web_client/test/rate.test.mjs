@@ -42,7 +42,7 @@ function stars() {
     const row = document.getElementById('rate');
     const b = [...document.querySelectorAll('#stars .star')];
     return {
-      shown: !row.hidden && row.offsetParent !== null,
+      shown: getComputedStyle(row).visibility !== 'hidden' && row.offsetParent !== null,
       lit: b.filter((x) => x.classList.contains('on')).length,
       checked: b.findIndex((x) => x.getAttribute('aria-checked') === 'true') + 1,
       note: document.getElementById('rate-note').textContent,
