@@ -133,7 +133,8 @@ class Hunt:
 def simulate_user(session: SelectionSession, target_group: int, groups: np.ndarray, user_distance: np.ndarray,
                   temperature: float, max_steps: int, rng: np.random.Generator,
                   query: np.ndarray | None = None, settle_delta: float | None = None,
-                  skip_below: float | None = None, gaze=None, on_pick=None, rater: SimulatedRater | None = None) -> Hunt:
+                  skip_below: float | None = None, gaze=None, on_pick=None,
+                  rater: SimulatedRater | None = None) -> Hunt:
     """Run one hunt on a fresh session.
 
     `groups[i]` is the item's identity for "found" (the item itself on a generated catalog, the person or character on
@@ -738,7 +739,8 @@ def _run_job(job: tuple[int, int, int, int, int]):
             eyes = SimulatedGaze(w["gaze"], np.random.default_rng([w["seed"], 5, u]))
         query = w["queries"][arm.model][u] if (start == "image" and arm.image_start) else None
         # the pick noise depends on the user only: the same draws for every arm, start and temperature
-        # the ratings' noise: the user's own too, on a stream of its own (the picks' draws stay paired with runs without)
+        # the ratings' noise: the user's own too, on a stream of its own (the picks' draws stay paired with the runs
+        # without ratings)
         rater = (SimulatedRater(np.random.default_rng([w["seed"], 6, u]), temperature) if w.get("ratings") else None)
         hunt = simulate_user(session, data.groups[target], data.groups, data.user_distances[target], temperature,
                              w["max_steps"], np.random.default_rng([w["seed"], 3, u]), query,

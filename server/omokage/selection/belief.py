@@ -261,9 +261,10 @@ class RatingTerm:
     - a lapse: with probability `lapse` the rating says nothing about the target (it is drawn from the ratings' base
       rates), so no single rating rules a region out;
     - under the noisier half of the belief's user hypotheses (choice temperatures above the grid's median: 0.45 and
-      1.35 of the default grid, 3T of a fitted T's T/3, T, 3T), the ratings say nothing either: picks and ratings come from the same perception, and the belief's mixture then weighs the hypotheses by
-      how well they predicted both (where the engine's features do not match the user's eye, the rating falls silent
-      with the picks instead of steering the search away from the target).
+      1.35 of the default grid, 3T of a fitted T's T/3, T, 3T), the ratings say nothing either: picks and ratings
+      come from the same perception, and the belief's mixture weighs the hypotheses by how well they predicted both
+      (where the engine's features do not match the user's eye, the ratings fall silent with the picks instead of
+      steering the search away from the target).
     In simulated hunts (`omokage bench choice --ratings`) this form found targets where the earlier heuristic bump
     did not (docs/preference-model.md). Re-rating a face replaces its rating: pass the earlier one as `previous`."""
 
