@@ -104,6 +104,9 @@ WRITE_LIMIT = 64 * 1024
 # that reads nothing, buffered pongs without bound. Clients send one every 20-30 s (keep-alive); a flood is closed 1008.
 CONTROL_FRAMES_PER_S = 10.0
 CONTROL_FRAMES_BURST = 50
+# A read is handed to the WebSocket parser this many bytes at a time (at most ~1,400 empty ping frames), so a ping
+# flood is seen and cut off within a slice, not after a whole read of them has been parsed and answered.
+FEED_SLICE_BYTES = 8 * 1024
 # Frames a connection may send before its `hello` is accepted: a hello is a few hundred bytes. A larger frame is
 # refused at its header (close 1009), before any of its payload is kept: clients not let in hold next to nothing.
 PRE_HELLO_MAX_FRAME_BYTES = 64 * 1024
@@ -233,8 +236,8 @@ class GuardedWsConnection(WsConnection):
     """A WebSocket connection guarded below the protocol's budgets, where the library reads and answers by itself.
 
     Ping and pong frames are rationed (CONTROL_FRAMES_PER_S): past the budget it is failed with 1008 and the rest of
-    what it sends is discarded unparsed. The pongs of the frames read with the flood's first read are still answered
-    (one read's worth, 64-90 KiB).
+    what it sends is discarded unparsed. A read is parsed in FEED_SLICE_BYTES slices, so at most the pings of the slice
+    in which the ration ran out are still answered (the library answers them as it parses).
 
     Until `admit` (its hello was accepted) a frame over PRE_HELLO_MAX_FRAME_BYTES is refused at its header (1009).
     What it holds for messages in transit (the frame being received, and messages the handler has not taken yet)
@@ -303,7 +306,17 @@ class GuardedWsConnection(WsConnection):
     def data_received(self, data: bytes) -> None:
         self._completed = False
         self.bytes_received += len(data)
-        super().data_received(data)
+        # The library parses a whole read before any of its frames reach process_event, and answers every ping in it
+        # as it parses: one read of a ping flood (64-256 KiB, 10,000-40,000 frames) held the loop for 20-300 ms. Fed
+        # in slices, the ration sees a flood within its first few thousand frames and the rest of the read is dropped.
+        if len(data) <= FEED_SLICE_BYTES:
+            super().data_received(data)
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), FEED_SLICE_BYTES):
+                if self.control_flood:
+                    break
+                super().data_received(bytes(view[start:start + FEED_SLICE_BYTES]))
         self._account(grew=True)
 
     async def recv(self, *args, **kwargs):
