@@ -260,3 +260,200 @@ def test_a_torn_last_line_of_the_log_does_not_swallow_the_next_record(tmp_path):
     lines = log.read_bytes().splitlines()
     assert json.loads(lines[-1]) == {"event": "hello", "session_id": "b", "at": 2.0}
     assert lines[-2] == b'{"event": "choo'
+
+
+# --- gaze calibrations carry over a restart ---------------------------------------------------------------------------
+
+BIAS_DEG = 12.0     # this tracker reports every gaze 12 degrees to the right of where the eyes look
+
+
+def _ray(yaw_deg, pitch_deg):
+    y, p = np.radians(yaw_deg), np.radians(pitch_deg)
+    return [float(np.cos(p) * np.sin(y)), float(np.sin(p)), float(-np.cos(p) * np.cos(y))]
+
+
+async def _calibrate(c, source="eye", targets=None):
+    """The biased tracker looking at each target of the nine-point pattern (samples from the last few seconds, at
+    100 Hz), then `calibrate.end`: the `calibrated` reply. `targets`: show only these (too few fail)."""
+    import time
+    cal = await c.calibrate_begin("nine-point", source=source)
+    t0, shown = time.time() - 4.0, []
+    for k, (yaw, pitch) in enumerate(cal["targets"]):
+        if targets is not None and k not in targets:
+            continue
+        start = t0 + 0.4 * k
+        await c.gaze([[start + j / 100, source, 0.0, 1.5, 0.0, *_ray(yaw + BIAS_DEG, pitch), 1.0] for j in range(25)])
+        shown.append([k, start, start + 0.25])
+    return await c.calibrate_end(shown)
+
+
+async def _look_at_centre(c, source="eye", seconds=0.8):
+    """The biased tracker while the eyes (or the head) look at the centre face, panel 4, for `seconds` from now:
+    uncorrected, its rays land on panel 5."""
+    import time
+    t0 = time.time()
+    await asyncio.sleep(seconds + 0.05)
+    rows = [[t0 + k / 100, source, 0.0, 1.5, 0.0, *_ray(BIAS_DEG, 0.0), 1.0] for k in range(int(seconds * 100))]
+    for k in range(0, len(rows), 50):
+        await c.gaze(rows[k:k + 50])
+
+
+def _grid_gaze(log, session_id) -> list[dict]:
+    """The session's logged grid gaze, oldest first."""
+    return [r for r in map(json.loads, log.read_text().splitlines())
+            if r.get("event") == "gaze" and r.get("session_id") == session_id]
+
+
+def _looked_at(gaze: dict) -> int:
+    return int(np.argmax(gaze["dwell_s"]))
+
+
+def test_a_gaze_calibration_carries_over_a_kill_and_a_resume_before_it(tiny_catalog, tiny_models, tmp_path):
+    """A tracker biased 12 degrees right is calibrated on a selection's first connection; the selection is resumed on
+    a second one (which cancels a calibration and fails another: neither replaces the correction), and the server is
+    killed (kill -9) under it. The restarted server's resumed connection says `gaze.profile: calibration`, and gaze
+    at the centre face lands on the centre face; on a fresh connection (the control) the same gaze lands on its
+    right-hand neighbour."""
+    from omokage.client import OmokageError
+    from omokage.gaze import Layout
+    log = tmp_path / "e.jsonl"
+    panels = Layout.grid().to_wire()["panels"]
+    proc, url = serve_process(tiny_catalog, tiny_models, "--events", str(log))
+    try:
+        async def first_run():
+            a = await OmokageClient.connect(url)
+            assert a.gaze_profile == "none"
+            done = await _calibrate(a)
+            assert done["accuracy_deg"] < 1.0, done
+            await a.layout(panels)
+            grid = await a.start("pca", policy="thompson")
+            await a.choose(grid.ids[2])
+            await a.close()
+            b = await OmokageClient.connect(url, resume=a.resume_token)
+            assert b.resumed and b.gaze_profile == "calibration"
+            await b.calibrate_begin("nine-point")
+            await b.calibrate_cancel()
+            with pytest.raises(OmokageError) as failed:
+                await _calibrate(b, targets=[0, 4])          # two targets: it does not fit
+            assert failed.value.code == "calibration_failed"
+            grid = await b.choose(b.resumed_grid.ids[5])
+            proc.kill()
+            proc.wait(10)
+            b.ws.transport.abort()
+            return b.resume_token, grid
+        token, grid = run(first_run())
+    finally:
+        proc.kill()
+        proc.wait(10)
+    proc, url = serve_process(tiny_catalog, tiny_models, "--events", str(log))
+    try:
+        async def look(**hello):
+            c = await OmokageClient.connect(url, **hello)
+            await c.layout(panels)
+            shown = c.resumed_grid or await c.start("pca", policy="thompson")
+            await _look_at_centre(c)
+            await c.choose(shown.ids[0])
+            await c.close()
+            return c
+        control = run(look())
+        resumed = run(look(resume=token))
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert resumed.resumed and resumed.resumed_grid.ids == grid.ids
+    assert (control.gaze_profile, resumed.gaze_profile) == ("none", "calibration")
+    [seen] = _grid_gaze(log, control.welcome["session_id"])
+    assert _looked_at(seen) == 5, f"the control's gaze is not where the bias puts it: {seen}"
+    [seen] = _grid_gaze(log, resumed.welcome["session_id"])
+    assert _looked_at(seen) == 4 and seen["dwell_s"][4] > 0.4, \
+        f"the calibration did not carry over the restart: dwell by panel {seen['dwell_s']}"
+
+
+def test_the_index_keeps_each_sources_latest_successful_calibration_along_the_resumes():
+    """Pure: a connection's calibrations (before its start too) go with its selection to the connection it is resumed
+    on, under those made there; a later calibration of a source replaces an earlier one, a failed or a cancelled one
+    replaces nothing; another connection's do not leak in."""
+    def cal(sid, source, tag, **kw):
+        return {"event": "calibration", "session_id": sid, "at": 1.5, "pattern": "nine-point", "source": source,
+                "samples": 200, **kw, **({} if kw else {"profile": {"A": [[1, 0], [0, 1]], "b": [tag, 0],
+                                                                     "source": source}})}
+    grid = list(range(9))
+    recs = [{"event": "hello", "session_id": "a", "resume_key": "ka"},
+            cal("a", "eye", 1.0),
+            {"event": "start", "session_id": "a", "at": 1.0, "algorithm": "pca", "policy": "thompson", "rng_seed": 3,
+             "candidates": grid, "step": 1},
+            cal("a", "head", 2.0), cal("a", "eye", 3.0),
+            cal("a", "eye", 0, error="only 1 target(s) with at least 10 samples; need 4"),
+            cal("a", "head", 0, cancelled=True),
+            {"event": "hello", "session_id": "x", "resume_key": "kx"}, cal("x", "eye", 9.0),
+            {"event": "disconnect", "session_id": "a", "at": 2.0},
+            {"event": "hello", "session_id": "b", "resume_key": "kb"},
+            {"event": "resume", "session_id": "b", "at": 3.0, "from_session": "a", "candidates": grid, "step": 1}]
+    kept = restorable_from(recs, now=4.0, ttl_s=10.0)
+    assert {s: p["b"][0] for s, p in kept["kb"].calibrations.items()} == {"eye": 3.0, "head": 2.0}
+    kept = restorable_from([*recs, cal("b", "eye", 4.0)], now=4.0, ttl_s=10.0)
+    assert {s: p["b"][0] for s, p in kept["kb"].calibrations.items()} == {"eye": 4.0, "head": 2.0}
+
+
+@pytest.fixture(scope="module")
+def calibrated_log(engine, tmp_path_factory):
+    """A selection whose connection calibrated the eye and the head (both biased 12 degrees right), left by a
+    server that stopped: (its log, its token, the grid on screen)."""
+    from omokage.gaze import Layout
+    from omokage.gaze.calibration import load_patterns
+    log = tmp_path_factory.mktemp("calibrated") / "e.jsonl"
+    srv = RunningServer(engine, events_path=log, calibration=load_patterns())
+    try:
+        async def calibrating():
+            async with await OmokageClient.connect(srv.url) as c:
+                for source in ("eye", "head"):
+                    assert (await _calibrate(c, source))["accuracy_deg"] < 1.0
+                await c.layout(Layout.grid().to_wire()["panels"])
+                grid = await c.start("pca", policy="thompson")
+                return c.resume_token, await c.choose(grid.ids[1])
+        token, grid = run(calibrating())
+    finally:
+        srv.stop()
+    return log, token, grid
+
+
+@pytest.mark.parametrize("damage", ["nan", "shape", "not a map", "overflow", "booleans"])
+def test_a_damaged_calibration_in_the_log_is_left_out_and_the_selection_still_resumes(engine, calibrated_log,
+                                                                                     tmp_path, damage):
+    """The eye's logged correction is damaged: the restarted server resumes the selection with the head's correction
+    only (the welcome says `calibration`, head gaze at the centre face lands on it), the eye's gaze goes uncorrected
+    (onto the right-hand neighbour), and the `resume` record says which was left out."""
+    from omokage.gaze import Layout
+    from omokage.gaze.calibration import load_patterns
+    source_log, token, grid = calibrated_log
+    log = tmp_path / "e.jsonl"
+    records = [json.loads(x) for x in source_log.read_text().splitlines()]
+    for rec in records:
+        if rec.get("event") == "calibration" and rec["source"] == "eye":
+            rec["profile"] = {"nan": {**rec["profile"], "A": [[float("nan"), 0.0], [0.0, 1.0]]},
+                              "shape": {**rec["profile"], "A": [[1.0, 0.0, 0.0], [0.0, 1.0]]},
+                              "not a map": [[1.0, 0.0], [0.0, 1.0]],
+                              "overflow": {**rec["profile"], "A": [[1e308, 0.0], [0.0, 1e308]]},
+                              "booleans": {**rec["profile"], "A": [[True, False], [False, True]]}}[damage]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    srv = RunningServer(engine, events_path=log, calibration=load_patterns())
+    try:
+        async def resume():
+            async with await OmokageClient.connect(srv.url, resume=token) as c:
+                assert c.resumed and c.resumed_grid.ids == grid.ids, c.welcome
+                await c.layout(Layout.grid().to_wire()["panels"])
+                await _look_at_centre(c, "head")
+                shown = await c.choose(c.resumed_grid.ids[0])
+                await _look_at_centre(c, "eye")
+                await c.choose(shown.ids[0])
+                return c
+        c = run(resume())
+    finally:
+        srv.stop()
+    assert c.gaze_profile == "calibration"
+    head, eye = _grid_gaze(log, c.welcome["session_id"])
+    assert (head["source"], _looked_at(head)) == ("head", 4), f"the head's correction was not applied: {head}"
+    assert (eye["source"], _looked_at(eye)) == ("eye", 5), f"the damaged eye correction was applied: {eye}"
+    [resumed] = [r for r in map(json.loads, log.read_text().splitlines())
+                 if r.get("event") == "resume" and r["session_id"] == c.welcome["session_id"]]
+    assert resumed["calibrations"] == ["head"] and resumed["calibrations_unreadable"] == ["eye"]

@@ -224,6 +224,35 @@ class HelloGuard(Protocol):
     def failed(self, now: float) -> None: ...
 
 
+def _logged_profile(source: Any, d: Any) -> Profile | None:
+    """A calibration's `profile` as its `calibration` record logged it, for a selection restored after a restart; None
+    when the log holds it damaged: an unknown source, A not 2x2 or b not 2 finite numbers, or a correction that does
+    not map every direction to a direction."""
+    if source not in SOURCE_CODES or not isinstance(d, dict) or d.get("source", source) != source:
+        return None
+    try:
+        fitted = Profile.from_dict(d)
+        if any(isinstance(x, bool) for x in [*d["A"][0], *d["A"][1], *d["b"]]):
+            return None
+        with np.errstate(all="ignore"):
+            if not np.isfinite(fitted.apply(_PROBES)).all():
+                return None
+    except (CalibrationError, TypeError, ValueError, OverflowError):
+        return None
+
+    def figure(x):
+        return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+    targets = d.get("targets")
+    return Profile(fitted.A, fitted.b, accuracy_deg=figure(d.get("accuracy_deg")),
+                   precision_deg=figure(d.get("precision_deg")),
+                   targets=targets if isinstance(targets, int) and not isinstance(targets, bool) else 0, source=source)
+
+
+# directions a restored calibration must map to directions: ahead, the edges of sight, behind, straight up and down
+_PROBES = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0],
+                    [0.0, -1.0, 0.0], [0.5, 0.5, -0.7071]])
+
+
 class ServerConnection:
     def __init__(self, backend: Backend, session_id: str, *, limits: Limits = Limits(), token: str | None = None,
                  grid_size: int = 9, hello_guard: HelloGuard | None = None, study=None,
@@ -726,8 +755,20 @@ class ServerConnection:
                 self.gaze.set_layout(parse_layout(logged.layout, max_panels=self.grid_size))
             except LayoutError:
                 pass
+        # the gaze corrections its calibrations fitted, as the in-run resume carries them (same headset): each source's
+        # latest, from its `calibration` records; one the log holds damaged is left out, the selection goes on
+        note: dict[str, Any] = {}
+        for source, logged_profile in sorted(logged.calibrations.items()):
+            profile = _logged_profile(source, logged_profile)
+            if profile is None:
+                note.setdefault("calibrations_unreadable", []).append(str(source)[:16])
+                continue
+            self.gaze.set_calibration(SOURCE_CODES[source], profile)
+            note.setdefault("calibrations", []).append(source)
+        if "calibrations" in note:
+            self.gaze_profile_source = "calibration"    # v1.7's welcome.gaze.profile value for it (_hello tells it)
         self.keeper.restored += 1
-        return self._went_on(session, logged.session_id, now, restored=True)
+        return self._went_on(session, logged.session_id, now, restored=True, **note)
 
     # -- v1.3 sketch ----------------------------------------------------------------------------------------------
     def _sketch(self, mtype: str, msg, rid) -> list[Action]:

@@ -10,8 +10,10 @@ is not resumed: the client is told `resumed: false` and starts again, as before.
 The log never holds a token, only its hash (`resume_key`, in the `hello` record of the connection it was issued on).
 A selection can be rebuilt when its `start` record carries `rng_seed` (the seed its random stream began with) and,
 for an image start, the projected `query`, for a start from a drawing, the drawing's evidence (`sketch_ll`, one
-log-likelihood per face, logged for catalogs of up to MAX_SKETCH_LOG_ITEMS faces). Pure: records in, entries out,
-like the keeper it fills.
+log-likelihood per face, logged for catalogs of up to MAX_SKETCH_LOG_ITEMS faces). The gaze calibrations its
+connections fitted come with it: each successful `calibration` record carries its fitted `profile`, and the latest one
+per gaze source on the selection's connections (an earlier connection's too, when the selection was resumed from it)
+is what corrected that source when the server stopped. Pure: records in, entries out, like the keeper it fills.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class LoggedSelection:
     layout: list | None = None       # the gaze panels its client laid out (`layout`), for a +gaze policy's rays
     disconnected: bool = False       # its connection's end was logged (else the server stopped under it)
     sketch: tuple[float, ...] | None = None   # a start from a drawing: the drawing's log-likelihood of each face
+    # gaze source (`eye`, `head`) -> the `profile` of the latest successful calibration of that source on its
+    # connection (and those it was resumed from), as logged: unchecked (the connection checks it before applying it)
+    calibrations: dict[str, Any] = field(default_factory=dict)
 
 
 def _ids(value) -> tuple[int, ...] | None:
@@ -76,6 +81,9 @@ class RestoreIndex:
         self._selection: dict[str, LoggedSelection] = {}   # session id -> the selection on that connection
         self._key: dict[str, str] = {}                     # session id -> the resume key issued to it
         self._layout: dict[str, list] = {}                 # session id -> its latest gaze layout
+        # session id -> gaze source -> the profile its latest successful calibration fitted: a connection's gaze
+        # corrections, whatever selection it is on (a calibration may come before `start`), carried by a resume
+        self._calibrations: dict[str, dict[str, Any]] = {}
         # session id -> the key presented to resume on it, until its client is heard from there: the welcome with the
         # new token may have been lost, and the client presents the old one again (SessionKeeper.hand_over)
         self._alias: dict[str, set[str]] = {}
@@ -109,9 +117,17 @@ class RestoreIndex:
             return
         if kind not in ("resume", "disconnect"):
             self._alias.pop(sid, None)       # its client was heard from on this connection
+        if kind == "calibration":   # a failed (`error`) or cancelled one left the correction in force as it was
+            source, profile = rec.get("source"), rec.get("profile")
+            if isinstance(source, str) and profile is not None and "error" not in rec and not rec.get("cancelled"):
+                self._calibrations.setdefault(sid, {})[source] = profile   # a later one of a source replaces it
         if kind == "resume":     # a selection went on on this connection: it moves here, with this one's key
             origin = rec.get("from_session")
             moved = self._selection.pop(origin, None) if isinstance(origin, str) else None
+            # the gaze corrections went on here with it (ServerConnection._resume), under any made here since
+            carried = self._calibrations.pop(origin, None) if isinstance(origin, str) else None
+            if carried:
+                self._calibrations[sid] = {**carried, **self._calibrations.get(sid, {})}
             if moved is not None:
                 moved.session_id = sid
                 moved.disconnected = False
@@ -188,6 +204,7 @@ class RestoreIndex:
                 sel.last_at = max(sel.last_at, float(now))
             if sid not in self._key or sel.last_at <= now - ttl_s:
                 continue
+            sel.calibrations = dict(self._calibrations.get(sid, {}))
             out[self._key[sid]] = sel
             for key in self._alias.get(sid, ()):
                 out.setdefault(key, sel)
