@@ -1765,7 +1765,11 @@ function ratable() {
 function renderRating() {
   const it = ratable();
   $('rate').classList.toggle('off', !it);
+  // a server without `rate` (1.0): a phone keeps no empty line for the stars (beside the grid the line stays)
+  $('rate').classList.toggle('unoffered', !!client.welcome && !(client.welcome.protocol_minor >= 1));
   if (!it) return;
+  const isPick = state.cursor === 0 && state.first === 'pick';
+  $('rate-face').textContent = isPick ? 'your pick' : splitTitle(it.title)[0];
   // while a pick, None of these or Back is out, a star would reach the server after it, on a grid the page has not
   // shown yet: the stars wait for the answer
   $('rate').classList.toggle('waiting', state.busy);
