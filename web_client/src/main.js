@@ -812,8 +812,9 @@ function setControlsEnabled(on) {
 }
 
 $('btn-random').onclick = () => {
-  if (hasProgress() && state.view === 'grid' && state.switchTo !== 'random') {
-    // one click away from losing every pick (Back cannot bring a selection back): asked, as a switch of space is
+  if (hasProgress() && state.switchTo !== 'random') {
+    // one click away from losing every pick (Back cannot bring a selection back): asked, as a switch of space is; from
+    // the Draw view too (the selection is still there, a click on Back to the faces away)
     askRestart();
     return;
   }
@@ -886,8 +887,8 @@ async function uploadFile(file, { asked = false } = {}) {
     showBanner('error', "That file isn't an image", `${file.name} is ${file.type}; choose a JPEG, PNG or WebP picture.`);
     return;
   }
-  if (!asked && !state.study && hasProgress() && state.view === 'grid') {
-    // one drop away from losing every pick, as Random start is: asked first (a UX walkthrough)
+  if (!asked && !state.study && hasProgress()) {
+    // one drop away from losing every pick, as Random start is: asked first (a UX walkthrough); on the Draw view too
     askUpload(file);
     return;
   }
@@ -1765,7 +1766,11 @@ function ratable() {
 function renderRating() {
   const it = ratable();
   $('rate').classList.toggle('off', !it);
+  // a server without `rate` (1.0): a phone keeps no empty line for the stars (beside the grid the line stays)
+  $('rate').classList.toggle('unoffered', !!client.welcome && !(client.welcome.protocol_minor >= 1));
   if (!it) return;
+  const isPick = state.cursor === 0 && state.first === 'pick';
+  $('rate-face').textContent = isPick ? 'your pick' : splitTitle(it.title)[0];
   // while a pick, None of these or Back is out, a star would reach the server after it, on a grid the page has not
   // shown yet: the stars wait for the answer
   $('rate').classList.toggle('waiting', state.busy);
@@ -1948,17 +1953,18 @@ document.addEventListener('keydown', (e) => {
     $('settings').querySelector('summary').focus();
     return;
   }
+  // a question first (asked on the Draw view too): Escape answers it as Cancel / Keep this one does, and stays
+  if (e.key === 'Escape' && state.switchTo && (state.view === 'grid' || state.view === 'sketch')) {
+    e.preventDefault();
+    hideSwitch();
+    return;
+  }
   if (e.key === 'Escape' && state.view === 'sketch') { // back to the faces; the drawing stays
     e.preventDefault();
     leaveSketch();
     return;
   }
   if (state.view !== 'grid') return; // a questionnaire or the end of a study: no faces to key
-  if (e.key === 'Escape' && state.switchTo) {
-    e.preventDefault();
-    hideSwitch();
-    return;
-  }
   if (e.key === 'Escape' && idealView.open) {
     e.preventDefault();
     closeIdeal();

@@ -151,11 +151,13 @@ export async function startServer({ port, args = [], models: modelsDir = null, c
   };
 }
 
-/** A fresh Chromium profile; returns {context, page, errors, requests, close()}. */
-export async function openBrowser({ viewport = { width: 1280, height: 860 } } = {}) {
+/** A fresh Chromium profile; returns {context, page, errors, requests, close()}. `touch`: a phone's browser (a touch
+ * screen, no hover: `(hover: none)` matches). */
+export async function openBrowser({ viewport = { width: 1280, height: 860 }, touch = false } = {}) {
   const userData = mkdtempSync(path.join(tmpdir(), 'omokage-chromium-'));
   const context = await chromium.launchPersistentContext(userData, {
     executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport,
+    ...(touch ? { hasTouch: true, isMobile: true } : {}),
   });
   // product URLs point at the catalog's shop; there is no network here, so answer them locally
   await context.route(/^https?:\/\/(?!127\.0\.0\.1)/, (route) => route.fulfill({

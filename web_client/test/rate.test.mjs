@@ -2,12 +2,14 @@
 // or the face the highlight was moved to), in headless Chromium against a real `omokage serve`. A star sends `rate`
 // and the server's belief takes it in (the probabilities of the next grid move); a second star replaces the first; a
 // back forgets the ratings given on the grids it leaves, as the server does; a reload keeps them; a server that does
-// not offer `rate` (protocol 1.0) shows no stars, and a refused rating is taken back on the page.
+// not offer `rate` (protocol 1.0) shows no stars, and a refused rating is taken back on the page. On a phone (390×844,
+// touch), where the side panel is not shown, the stars have a line of their own under Decide, None of these and Back
+// (which stay where they were), 44 px targets on the screen, and nothing moves between grids.
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { decode, encode } from '@msgpack/msgpack';
-import { closeTestPage, gridIds, newTestPage, openBrowser, recordFrames, startServer, waitForGrid } from './helpers.mjs';
+import { closeTestPage, gridIds, newTestPage, openBrowser, recordFrames, screenshot, startServer, waitForGrid } from './helpers.mjs';
 
 const T = { timeout: 90000 };
 let server;
@@ -278,5 +280,131 @@ describe('Rating a face (protocol v1.1 rate)', () => {
     await waitForGrid(page, 1);
     await pickFace(4, 2);
     assert.equal((await stars()).shown, false, 'a 1.0 server takes no rate');
+  });
+});
+
+describe('Rating on a phone (390×844, touch: the side panel is not shown)', () => {
+  let phone;
+  const W = 390;
+  const H = 844;
+
+  before(async () => {
+    phone = await openBrowser({ viewport: { width: W, height: H }, touch: true });
+  });
+
+  after(async () => {
+    if (phone) await phone.close();
+  });
+
+  /** A phone's page for this test, in place of the desktop one (the file's afterEach takes its screenshot). */
+  async function phonePage() {
+    await page.close();
+    page = await newTestPage(phone);
+  }
+
+  /** Where the phone's controls are laid out on the page (a tap may scroll the page a little, and a pressed button moves
+   * down a pixel: the page's own coordinates, which at the top of the page are the screen's), and the star row as the
+   * eye sees it. */
+  const layout = () => st(() => {
+    const box = (id) => {
+      let e = document.getElementById(id);
+      const [w, h] = [e.offsetWidth, e.offsetHeight];
+      let [x, y] = [0, 0];
+      for (; e; e = e.offsetParent) [x, y] = [x + e.offsetLeft, y + e.offsetTop];
+      return { left: x, top: y, right: x + w, bottom: y + h };
+    };
+    const row = document.getElementById('rate');
+    const b = [...document.querySelectorAll('#stars .star')];
+    return {
+      grid: box('grid'), decide: box('btn-decide'), skip: box('btn-skip'), back: box('btn-back'), rate: box('rate'),
+      trail: box('trail'), ideal: box('btn-ideal'),
+      stars: b.map((x) => { const r = x.getBoundingClientRect(); return { w: r.width, h: r.height, right: r.right, bottom: r.bottom + scrollY }; }),
+      shown: getComputedStyle(row).visibility !== 'hidden' && row.offsetParent !== null,
+      // lit to the eye: the star's colour (a finger's tap leaves the pointer "over" the stars; that lights nothing)
+      litSeen: b.filter((x) => getComputedStyle(x).color === 'rgb(255, 201, 77)').length,
+      label: document.getElementById('rate-label').innerText.replace(/\s+/g, ' ').trim(),
+      scrollW: document.documentElement.scrollWidth,
+    };
+  });
+  const place = (l) => ({ grid: l.grid, decide: l.decide, skip: l.skip, back: l.back, rate: l.rate });
+  const tapFace = async (n, step) => {
+    await page.locator('#grid .face').nth(n).tap();
+    await waitForGrid(page, step);
+  };
+
+  it('the stars: a line under Decide and Back, 44 px targets on the screen; nothing moves; a 1.0 server leaves no gap', T, async () => {
+    await phonePage();
+    const frames = recordFrames(page);
+    await page.goto(server.url);
+    await waitForGrid(page, 1);
+    const first = await layout();
+    assert.equal(first.shown, false, 'nothing to rate on a random start\'s first grid');
+    await tapFace(3, 2);
+    const pick = (await gridIds(page))[0];
+    let l = await layout();
+    assert.equal(l.shown, true, 'the stars for the pick');
+    assert.equal(l.label, 'How close is your pick?');
+    assert.deepEqual(place(l), place(first), 'nothing moved: the row was kept while there was nothing to rate');
+    assert.ok(l.rate.top >= l.back.bottom && l.rate.top - l.back.bottom <= 10 && l.rate.bottom <= H,
+      `a line under Decide, None of these and Back, on the screen: ${JSON.stringify(l)}`);
+    for (const s of l.stars) {
+      assert.ok(s.w >= 44 && s.h >= 44, `a finger's target: ${JSON.stringify(s)}`);
+      assert.ok(s.right <= W && s.bottom <= H, `on the screen: ${JSON.stringify(s)}`);
+    }
+    for (const k of ['grid', 'decide', 'skip', 'back']) {
+      assert.ok(l[k].bottom <= H && l[k].top >= 0, `${k} on the screen at the top of the page: ${JSON.stringify(l[k])}`);
+    }
+    assert.ok(l.scrollW <= W, `no sideways scrolling (${l.scrollW})`);
+    await st(() => window.scrollTo(0, 0));
+    await screenshot(page, 'rate-phone-pick');
+
+    await page.locator('#stars .star').nth(3).tap();
+    await rated(frames, 1);
+    assert.deepEqual(out(frames, 'rate').map((m) => [m.id, m.rating]), [[pick, 4]]);
+    l = await layout();
+    assert.equal(l.litSeen, 4);
+    assert.match(await page.textContent('#rate-note'), /Rated 4 of 5/);
+    await st(() => window.scrollTo(0, 0));
+    await screenshot(page, 'rate-phone-rated');
+
+    // another face: its stars are dark, although the finger last touched the fourth star
+    await tapFace(5, 3);
+    l = await layout();
+    assert.equal(l.shown, true);
+    assert.equal(l.litSeen, 0, 'a new pick, not rated yet');
+    assert.deepEqual(place(l), place(first));
+    // None of these: nothing to rate (no pick), the row kept; Back: the pick's stars again
+    await page.locator('#btn-skip').tap();
+    await waitForGrid(page, 4);
+    l = await layout();
+    assert.equal(l.shown, false);
+    assert.deepEqual(place(l), place(first));
+    await page.locator('#btn-back').tap();
+    await waitForGrid(page, 3);
+    l = await layout();
+    assert.equal(l.shown, true);
+    assert.deepEqual(place(l), place(first));
+    assert.deepEqual(phone.errors, []);
+
+    // a server that takes no ratings (protocol 1.0): no stars, and no empty line above the path
+    await page.close();
+    page = await newTestPage(phone);
+    await page.routeWebSocket(/\/ws$/, (ws) => {
+      const srv = ws.connectToServer();
+      ws.onMessage((m) => srv.send(m));
+      srv.onMessage((m) => {
+        const msg = decode(m);
+        if (msg.type === 'welcome') ws.send(Buffer.from(encode({ ...msg, protocol_minor: 0 })));
+        else ws.send(m);
+      });
+    });
+    await page.goto(server.url);
+    await waitForGrid(page, 1);
+    await tapFace(4, 2);
+    l = await layout();
+    assert.equal(l.shown, false);
+    const above = Math.max(...['decide', 'skip', 'back', 'ideal'].map((k) => l[k].bottom));
+    assert.ok(l.trail.top > above && l.trail.top - above <= 10, `the path right under the buttons: ${JSON.stringify(l)}`);
+    assert.deepEqual(phone.errors, []);
   });
 });

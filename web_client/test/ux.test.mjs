@@ -1,5 +1,5 @@
 // A UX walkthrough's findings, in headless Chromium against a real `omokage serve`: an image mid-selection asks first
-// (as Random start does), the step count of a path carried across a feature switch, a highlight kept across a reload,
+// (as Random start does; on the Draw view too, and so does Random start there), the step count of a path carried across a feature switch, a highlight kept across a reload,
 // a page opened while the server is down, side panels that leave the grid where it is, and plain words for the feature
 // spaces, the policies and the belief's percentages. Screenshots land in web_client/test-artifacts/ (ux-*.png).
 
@@ -133,6 +133,111 @@ describe('an image mid-selection', () => {
     // at step 1 with nothing to lose, an image starts at once
     await page.setInputFiles('#file', image);
     await until(() => frames.filter((f) => f.dir === 'out' && f.msg.type === 'start').length === 2);
+    await waitForGrid(page, 1);
+    assert.equal(await page.isVisible('#switch'), false);
+    assert.deepEqual(browser.errors, []);
+  });
+});
+
+describe('the Draw view mid-selection', () => {
+  const starts = (all, from) => all.slice(from).filter((f) => f.dir === 'out' && f.msg.type === 'start').map((f) => f.msg);
+  /** What the user would lose, and where the page is. */
+  const kept = () => st(() => ({
+    step: window.omokage.state.step,
+    ids: window.omokage.state.items.map((i) => i.id),
+    trail: document.querySelectorAll('#trail-list img').length,
+    view: window.omokage.state.view,
+    drawing: !document.getElementById('sketch').hidden,
+    strokes: window.omokage.sketch.pad.strokes.length,
+    pendingFile: window.omokage.state.pendingFile,
+  }));
+  /** One line drawn with the mouse across the canvas. */
+  async function stroke() {
+    const b = await page.locator('#sketch-canvas').boundingBox();
+    await page.mouse.move(b.x + b.width * 0.3, b.y + b.height * 0.4);
+    await page.mouse.down();
+    await page.mouse.move(b.x + b.width * 0.7, b.y + b.height * 0.45, { steps: 8 });
+    await page.mouse.up();
+  }
+
+  it('an image dropped or Random start asks first, as on the faces; Keep this one (or Escape) leaves all as it was', T, async () => {
+    const all = recordFrames(page);
+    await open();
+    await twoPicks();
+    await page.click('#btn-draw');
+    await page.waitForSelector('#sketch:not([hidden])');
+    await stroke();
+    await page.waitForFunction(() => window.omokage.sketch.pad.strokes.length === 1);
+    const before = await kept();
+    assert.deepEqual([before.step, before.trail, before.view, before.drawing], [3, 2, 'sketch', true]);
+    const from = all.length;
+
+    // a dropped image: the same question as on the faces; nothing sent before the answer
+    await dropFile(image, 'dropped.jpg');
+    await page.waitForSelector('#switch:not([hidden])');
+    assert.equal(await page.textContent('#switch-title'), 'Start again from this image?');
+    assert.match(await page.textContent('#switch-text'), /^You are at step 3\. Starting from dropped\.jpg leaves this selection/);
+    assert.equal((await page.textContent('#switch-fresh')).trim(), 'Start from the image');
+    assert.equal(await st(() => document.activeElement.id), 'switch-fresh');
+    await screenshot(page, 'ux-draw-drop-asks');
+    await page.waitForTimeout(300);
+    assert.deepEqual(starts(all, from), [], 'nothing sent before the answer');
+    await page.click('#switch-cancel');
+    await page.waitForSelector('#switch', { state: 'hidden' });
+    assert.deepEqual(await kept(), before, 'Keep this one: the selection, the drawing and the Draw view as they were');
+
+    // Escape answers the question (Keep this one), and the Draw view stays
+    await dropFile(image, 'dropped.jpg');
+    await page.waitForSelector('#switch:not([hidden])');
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#switch', { state: 'hidden' });
+    assert.deepEqual(await kept(), before);
+
+    // Random start on the Draw view: asked too
+    await page.click('#btn-random');
+    await page.waitForSelector('#switch:not([hidden])');
+    assert.equal(await page.textContent('#switch-title'), 'Start a new selection?');
+    assert.match(await page.textContent('#switch-text'), /^You are at step 3\. A random start leaves this selection/);
+    await screenshot(page, 'ux-draw-random-asks');
+    await page.waitForTimeout(300);
+    assert.deepEqual(starts(all, from), []);
+    await page.click('#switch-cancel');
+    await page.waitForSelector('#switch', { state: 'hidden' });
+    assert.deepEqual(await kept(), before);
+
+    // Start from the image: the dropped file is the one sent, and the faces come back
+    await dropFile(image, 'dropped.jpg');
+    await page.waitForSelector('#switch:not([hidden])');
+    await page.click('#switch-fresh');
+    await page.waitForFunction(() => window.omokage.state.init === 'image' && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+    let sent = starts(all, from);
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0].image.length, readFileSync(image).length);
+    const now = await kept();
+    assert.deepEqual([now.view, now.drawing, now.trail], ['grid', false, 0]);
+    assert.equal(await page.isVisible('#source'), true);
+
+    // and Start a new one: a random start from the Draw view
+    await page.locator('#grid .face').nth(2).click();
+    await waitForGrid(page, 2);
+    await page.click('#btn-draw');
+    await page.waitForSelector('#sketch:not([hidden])');
+    await page.click('#btn-random');
+    await page.waitForSelector('#switch:not([hidden])');
+    await page.click('#switch-fresh');
+    await page.waitForFunction(() => window.omokage.state.init === 'random' && !window.omokage.state.busy);
+    await waitForGrid(page, 1);
+    sent = starts(all, from);
+    assert.equal(sent.length, 2);
+    assert.equal(sent[1].image, undefined);
+    assert.equal(await st(() => window.omokage.state.view), 'grid');
+
+    // with nothing to lose (step 1, no pick) the Draw view's Random start goes ahead at once, as on the faces
+    await page.click('#btn-draw');
+    await page.waitForSelector('#sketch:not([hidden])');
+    await page.click('#btn-random');
+    await until(() => starts(all, from).length === 3);
     await waitForGrid(page, 1);
     assert.equal(await page.isVisible('#switch'), false);
     assert.deepEqual(browser.errors, []);
