@@ -183,13 +183,22 @@ class BackJob:
     inputs: tuple
 
 
-# A back's replay costs about its inputs × the catalog's faces (bench policy, thompson after 8 steps: 2.3 ms at 1.5k
-# faces, 6.6 at 10k, 58 at 100k): from this much work (~3 ms) it runs on the worker pool, so a long selection (or a
-# client that rates a face 2,000 times and then goes back and forth) never holds up the other sessions on the loop
+# A replay (a back, a restore) costs about its inputs × (the catalog's faces + REPLAY_INPUT_FACES) (bench policy,
+# thompson after 8 steps: 2.3 ms at 1.5k faces, 6.6 at 10k, 58 at 100k). Each input also costs a fixed part, about
+# what 2,000 faces cost (a rating 0.17 ms on a 160-face catalog): without it 2,000 ratings on a small catalog counted
+# as little work and their 0.35 s replay ran on the loop. From BACK_OFFLOAD_WORK (~3 ms) a back runs on the worker
+# pool, so a long selection (or a client that rates a face 2,000 times and then goes back and forth) never holds up
+# the other sessions on the loop
+REPLAY_INPUT_FACES = 2_000
 BACK_OFFLOAD_WORK = 16 * 20_000
 # v1.7: a selection a previous run left in its log is replayed when its client comes back, on the loop, once; one
-# longer than this (inputs x faces: ~0.1 s of replay) is not taken up after a restart (the client starts again)
+# longer than this (~0.1 s of replay) is not taken up after a restart (the client starts again)
 RESTORE_MAX_WORK = 4 * BACK_OFFLOAD_WORK
+
+
+def replay_work(inputs: int, faces: int) -> int:
+    """What replaying a selection's `inputs` on a catalog of `faces` costs, in the units of BACK_OFFLOAD_WORK."""
+    return inputs * (faces + REPLAY_INPUT_FACES)
 
 
 @dataclass(frozen=True)
@@ -735,7 +744,7 @@ class ServerConnection:
         if logged.algorithm not in b.algorithms or (logged.catalog is not None
                                                     and logged.catalog != getattr(b, "catalog_fingerprint", None)):
             return [self._log("restore_refused", now, from_session=logged.session_id, reason="catalog or model")]
-        if (len(logged.inputs) + 1) * len(b.items) > RESTORE_MAX_WORK:
+        if replay_work(len(logged.inputs) + 1, len(b.items)) > RESTORE_MAX_WORK:
             return [self._log("restore_refused", now, from_session=logged.session_id, reason="too long to replay",
                               inputs=len(logged.inputs))]
         try:
@@ -943,7 +952,7 @@ class ServerConnection:
         if self.trial is not None:
             raise ProtocolError("wrong_state", "a study trial cannot go back: its steps are what it measures", rid)
         self.session.check_back()    # its errors first (the first grid, a decided selection): the grid's gaze stays
-        if len(self.session._inputs) * self.session.space.n_items >= BACK_OFFLOAD_WORK:
+        if replay_work(len(self.session._inputs), self.session.space.n_items) >= BACK_OFFLOAD_WORK:
             return [Offload(BackJob(rid, self.session, tuple(self.session._inputs)))]
         return self._went_back(self.session.rebuilt_without_last_pick(), rid, now)
 
