@@ -306,10 +306,11 @@ def test_a_restore_never_holds_up_the_other_sessions(engine, tmp_path):
 
 def test_a_selection_of_many_cheap_inputs_counts_their_fixed_cost(engine, tmp_path):
     """Each input of a replay has a fixed cost besides its work per face (a rating: 0.17 ms on a 160-face catalog).
-    Counted as inputs x faces, 2,000 ratings on a small catalog looked like little work: their replay (0.35 s idle,
-    0.7-1 s on a loaded machine) ran on the loop inside the resuming client's hello, and every other session waited.
-    With the fixed cost counted it is too long to replay after a restart: refused at once (the client starts again)."""
-    waited, resumed, events = _rated_then_restarted(engine, tmp_path, ratings=2000)
+    Counted as inputs x faces, thousands of ratings on a small catalog looked like little work (2,000: a replay of
+    0.35 s idle, 0.7-1 s on a loaded machine, on the loop inside the resuming client's hello, while every other session
+    waited). With the fixed cost counted, 700 are too long to replay after a restart (0.1 s): refused at once (the
+    client starts again); before, up to 8,000 were replayed on the loop."""
+    waited, resumed, events = _rated_then_restarted(engine, tmp_path, ratings=700)
     assert not resumed
     refused = [e for e in events if e["event"] == "restore_refused"]
     assert [e["reason"] for e in refused] == ["too long to replay"], refused
