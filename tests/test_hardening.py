@@ -7,6 +7,8 @@ two and the healthy client's latency is asserted loosely (the benchmark measures
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import io
 import json
 import os
@@ -204,6 +206,64 @@ def test_a_read_full_of_pings_is_cut_off_within_its_first_slice(server):
     pongs, code = run(one_big_write())
     assert code == 1008
     assert pongs <= FEED_SLICE_BYTES // 6 + CONTROL_FRAMES_BURST, pongs   # before: ~11,000-43,000 (a whole read)
+
+
+def test_a_ping_flood_begun_before_the_handshake_is_answered_is_cut_off_too(server):
+    """Pings sent with the upgrade request are parsed and answered while the handshake is being answered, when no close
+    frame can be sent yet. Spending the ration there marked the connection a flood without ending it: after the 101 its
+    pings went unrationed (every one answered, none counted, 11,860 pongs here in 3 s), and a read over
+    FEED_SLICE_BYTES was dropped unparsed. Now such a connection is dropped at once, the handshake unanswered."""
+    ping = b"\x89\x80\x00\x00\x00\x00"
+
+    async def flood():
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                      ).encode() + ping * (CONTROL_FRAMES_BURST + 10))    # one write: the server reads them together
+        await writer.drain()
+
+        async def pump():   # once the 101 is in, pings in small writes (each read under a slice), 20,000 in all
+            while b"\r\n\r\n" not in data:
+                await asyncio.sleep(0.001)
+            for _ in range(200):
+                writer.write(ping * 100)
+                await writer.drain()
+                await asyncio.sleep(0.003)
+        data, ended = b"", False
+        sender = asyncio.create_task(pump())
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < 4:
+                chunk = await asyncio.wait_for(reader.read(65536), 4)
+                if not chunk:
+                    ended = True
+                    break
+                data += chunk
+        except ConnectionError:
+            ended = True
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender
+            writer.transport.abort()
+        if b"HTTP/1.1 101" in data:   # the pongs the library wrote around the 101 (before it, and after)
+            at = data.index(b"HTTP/1.1 101")
+            data = data[:at] + data[data.index(b"\r\n\r\n", at) + 4:]
+        pongs, k = 0, 0
+        while k + 2 <= len(data):
+            pongs += data[k] & 0x0F == 0xA
+            k += 2 + (data[k + 1] & 0x7F)
+        return ended, pongs
+    ended, pongs = run(flood())
+    assert ended and pongs <= FEED_SLICE_BYTES // 6 + CONTROL_FRAMES_BURST, (ended, pongs)   # before: open, 11,860
+
+    async def healthy():   # the server still serves
+        async with await OmokageClient.connect(server.url, token=TOKEN) as c:
+            return len((await c.start("pca", seed=3)).items)
+    assert run(healthy()) == 9
 
 
 def test_a_client_that_stops_reading_is_dropped_and_its_memory_released(server):

@@ -186,9 +186,10 @@ class BackJob:
 # A replay (a back, a restore) costs about its inputs × (the catalog's faces + REPLAY_INPUT_FACES) (bench policy,
 # thompson after 8 steps: 2.3 ms at 1.5k faces, 6.6 at 10k, 58 at 100k). Each input also costs a fixed part, about
 # what 2,000 faces cost (a rating 0.17 ms on a 160-face catalog): without it 2,000 ratings on a small catalog counted
-# as little work and their 0.35 s replay ran on the loop. From BACK_OFFLOAD_WORK (~3 ms) a back runs on the worker
-# pool, so a long selection (or a client that rates a face 2,000 times and then goes back and forth) never holds up
-# the other sessions on the loop
+# as little work and their 0.35 s replay ran on the loop. From BACK_OFFLOAD_WORK (~25-30 ms of replay, not ~3 ms: a
+# pick and 147 ratings on the 160-face test catalog replay in 29 ms; a quarter of RESTORE_MAX_WORK's ~0.1 s) a back
+# runs on the worker pool, so a long selection (or a client that rates a face 2,000 times and then goes back and
+# forth) never holds up the other sessions on the loop
 REPLAY_INPUT_FACES = 2_000
 BACK_OFFLOAD_WORK = 16 * 20_000
 # v1.7: a selection a previous run left in its log is replayed when its client comes back, on the loop, once; one

@@ -295,6 +295,12 @@ class GuardedWsConnection(WsConnection):
                 if self.protocol.state in (State.OPEN, State.CLOSING):
                     self.protocol.fail(CloseCode.POLICY_VIOLATION, "too many ping/pong frames")
                     self.send_data()
+                elif self.protocol.state is State.CONNECTING and self.transport is not None:
+                    # pings sent with the upgrade request, before its 101: no close frame can be sent yet, and once
+                    # open it would go on unrationed (every later ping answered by the library, a read over a slice
+                    # dropped unparsed). No client does this: its connection is dropped, the handshake unanswered
+                    log.info("closed: ping flood before the handshake", extra={"fields": {"peer": _peer(self)}})
+                    self.transport.abort()
                 return
         elif opcode is Opcode.BINARY or opcode is Opcode.TEXT or opcode is Opcode.CONT:
             size = len(event.data)
