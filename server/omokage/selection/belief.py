@@ -287,10 +287,11 @@ class RatingTerm:
         """log P(rating | t) for every face t, and its base rate (log P(rating) for a target drawn at random), less
         the same for `previous`."""
         z = rating_percentile_logits(space.unit_distances_from([self.item])[0])
+        base_rates = rating_base_rates(self.cuts, self.scale, self.offset)   # once, for the rating and `previous`
 
         def row(r: int) -> tuple[np.ndarray, float]:
             p = rating_probability(z, r, self.cuts, self.scale, self.offset)
-            base = rating_base_rates(self.cuts, self.scale, self.offset)[r - 1]
+            base = base_rates[r - 1]
             return np.log((1 - self.lapse) * p + self.lapse * base + 1e-12), float(np.log(base + 1e-12))
 
         ll, base = row(int(self.rating))

@@ -19,27 +19,27 @@ namespace Omokage.Client.Tests
     public class LiveBackTests
     {
         readonly LiveClients _clients = new LiveClients();
-        readonly List<string> _sent = new List<string>();
+        readonly SentTypes _sent = new SentTypes();
 
         [TearDown]
         public void Close()
         {
             _clients.CloseAll();
-            lock (_sent) _sent.Clear();
+            _sent.Clear();
         }
 
         OmokageClient Connect()
         {
             var client = _clients.Create(TestEnv.ServerUrl());
-            client.Trace += t => { if (t.Outgoing) lock (_sent) _sent.Add(t.Message.GetString("type")); };
+            _sent.Watch(client);
             Sync.Run(() => client.ConnectAsync());
             Assert.That(client.Welcome.ProtocolMinor, Is.GreaterThanOrEqualTo(7), "a v1.7 server");
             return client;
         }
 
-        List<string> SentSince(int mark) { lock (_sent) return _sent.Skip(mark).ToList(); }
+        List<string> SentSince(int mark) { return _sent.Since(mark); }
 
-        int Mark() { lock (_sent) return _sent.Count; }
+        int Mark() { return _sent.Mark(); }
 
         static List<int> Ids(CandidatesMessage grid) { return grid.Items.Select(i => i.Id).ToList(); }
 

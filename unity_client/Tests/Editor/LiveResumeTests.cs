@@ -188,7 +188,7 @@ namespace Omokage.Client.Tests
 
         readonly LiveClients _clients = new LiveClients();
         Relay _relay;
-        readonly List<string> _sent = new List<string>();
+        readonly SentTypes _sent = new SentTypes();
         int _welcomes;
 
         [TearDown]
@@ -197,7 +197,7 @@ namespace Omokage.Client.Tests
             _clients.CloseAll();
             if (_relay != null) _relay.Dispose();
             _relay = null;
-            lock (_sent) _sent.Clear();
+            _sent.Clear();
             _welcomes = 0;
         }
 
@@ -211,7 +211,7 @@ namespace Omokage.Client.Tests
                 o.ReconnectInitialDelay = TimeSpan.FromMilliseconds(50);
                 o.ReconnectMaxDelay = TimeSpan.FromMilliseconds(300);
             });
-            client.Trace += t => { if (t.Outgoing) lock (_sent) _sent.Add(t.Message.GetString("type")); };
+            _sent.Watch(client);
             client.Connected += w => Interlocked.Increment(ref _welcomes);
             Sync.Run(() => client.ConnectAsync());
             return client;
@@ -222,9 +222,9 @@ namespace Omokage.Client.Tests
             Sync.WaitUntil(() => Volatile.Read(ref _welcomes) > before && client.IsConnected, TimeSpan.FromSeconds(20), "the reconnection's welcome");
         }
 
-        int Mark() { lock (_sent) return _sent.Count; }
+        int Mark() { return _sent.Mark(); }
 
-        List<string> SentSince(int mark) { lock (_sent) return _sent.Skip(mark).ToList(); }
+        List<string> SentSince(int mark) { return _sent.Since(mark); }
 
         static void AssertUnseen(IEnumerable<CandidateItem> items, HashSet<int> shown, string what)
         {

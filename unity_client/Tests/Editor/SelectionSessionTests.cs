@@ -14,7 +14,7 @@ namespace Omokage.Client.Tests
     public class SelectionSessionTests
     {
         readonly List<OmokageClient> _clients = new List<OmokageClient>();
-        readonly List<string> _sent = new List<string>();
+        readonly SentTypes _sent = new SentTypes();
 
         OmokageClient Connect()
         {
@@ -24,7 +24,7 @@ namespace Omokage.Client.Tests
                 PingInterval = TimeSpan.Zero,
                 RequestTimeout = TimeSpan.FromSeconds(20),
             });
-            client.Trace += t => { if (t.Outgoing) lock (_sent) _sent.Add(t.Message.GetString("type")); };
+            _sent.Watch(client);
             _clients.Add(client);
             Sync.Run(() => client.ConnectAsync());
             return client;
@@ -35,15 +35,12 @@ namespace Omokage.Client.Tests
         {
             foreach (var c in _clients) c.Dispose();
             _clients.Clear();
-            lock (_sent) _sent.Clear();
+            _sent.Clear();
         }
 
-        List<string> SentSince(int mark)
-        {
-            lock (_sent) return _sent.Skip(mark).ToList();
-        }
+        List<string> SentSince(int mark) { return _sent.Since(mark); }
 
-        int Mark() { lock (_sent) return _sent.Count; }
+        int Mark() { return _sent.Mark(); }
 
         [Test]
         public void Restore_AfterANewSession_RechoosesTheChosenFace()

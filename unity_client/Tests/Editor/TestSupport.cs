@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Runtime.CompilerServices;
 using System.Threading;
 using System.Threading.Tasks;
@@ -86,6 +87,24 @@ namespace Omokage.Client.Tests
             string manifest = Path.Combine(dir, "package.json");
             return File.Exists(manifest) && File.ReadAllText(manifest).Contains("\"" + Name + "\"");
         }
+    }
+
+    /// <summary>The types of the messages the watched clients sent, in order (a client's <c>Trace</c>): a test takes a
+    /// <see cref="Mark"/> and later asserts what was sent <see cref="Since"/> it.</summary>
+    internal sealed class SentTypes
+    {
+        readonly List<string> _types = new List<string>();
+
+        public void Watch(OmokageClient client)
+        {
+            client.Trace += t => { if (t.Outgoing) lock (_types) _types.Add(t.Message.GetString("type")); };
+        }
+
+        public int Mark() { lock (_types) return _types.Count; }
+
+        public List<string> Since(int mark) { lock (_types) return _types.Skip(mark).ToList(); }
+
+        public void Clear() { lock (_types) _types.Clear(); }
     }
 
     /// <summary>The clients a live-server test opens (the tests' name, no reconnect, no pings, 20 s requests, then the
