@@ -194,6 +194,25 @@ def test_torch_cuda_backend_agrees(gen, split):
         assert np.abs(out - ref).max() < 5e-3
 
 
+def test_torch_cuda_graphs_serve_any_batch_size_from_the_graphs_recorded_up_front(gen, split):
+    """A server's batches vary: sizes between the recorded ones are padded, larger ones split, and no graph is
+    recorded after the backend is made (recording while a user waits costs milliseconds)."""
+    reason = backend_reason("torch-cuda")
+    if reason:
+        pytest.skip(f"torch-cuda backend unavailable here: {reason}")
+    Z = gen.transform(np.resize(split[1], (70, split[1].shape[1])))
+    ref = make_decoder("onnxruntime", gen).decode(Z)
+    dec = make_decoder("torch-cuda", gen, cuda_graphs=True)
+    recorded = set(dec._graphs)
+    assert recorded == set(dec.GRAPH_BATCHES)
+    for n in (1, 3, 5, 33, 64, 70):
+        out = dec.decode(Z[:n])
+        assert out.shape == (n, *ref.shape[1:])
+        assert np.abs(out - ref[:n]).max() < 5e-3, n
+    assert set(dec._graphs) == recorded
+    assert dec.describe()["graph_batches"] == list(dec.GRAPH_BATCHES)
+
+
 # --- bad input --------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", ["numpy", "onnxruntime", "model"])
@@ -247,6 +266,30 @@ def test_fit_gen_on_the_command_line(small_catalog, tmp_path):
     from omokage.engine import Engine
     engine = Engine.open(small_catalog, out)
     assert "gen" not in engine.algorithms
+
+
+def test_fit_on_a_gpu_is_asked_for_with_device(small_catalog, tmp_path):
+    """`omokage fit --device cuda` trains gen on a GPU; where there is none, or the device is not one PyTorch knows,
+    it says so before fitting anything."""
+    out = tmp_path / "models"
+
+    def fit(device):
+        return subprocess.run([sys.executable, "-m", "omokage", "fit", str(small_catalog), "--models", "pca,gen",
+                               "--components", "12", "--out", str(out), "--device", device],
+                              capture_output=True, text=True)
+    bad = fit("tpu")
+    assert bad.returncode != 0 and "--device 'tpu': use cpu, cuda or cuda:N" in bad.stderr, bad.stderr
+    assert not out.exists()
+    reason = backend_reason("torch-cuda")
+    result = fit("cuda")
+    if reason:
+        assert result.returncode != 0 and reason in result.stderr and "--device cpu" in result.stderr, result.stderr
+        assert not out.exists()
+    else:
+        assert result.returncode == 0, result.stderr
+        model, config, _ = load_model_dir(out / "gen" / "1")
+        assert config["params"]["device"] == "cuda"
+        assert make_decoder("onnxruntime", model).decode(np.zeros((1, 12), np.float32)).shape[0] == 1
 
 
 def test_gpu_script_runs_without_a_gpu(tmp_path):

@@ -1244,6 +1244,48 @@ def test_the_worker_process_answers_as_the_service_does_in_process(sketch_engine
     assert stats["worker_starts"] == 1 and stats["worker_failures"] == 0
 
 
+def test_a_decoder_that_says_how_to_make_it_again_runs_in_the_worker_process(tiny_catalog, sharp_models, faces,
+                                                                              tmp_path):
+    """A GPU preview decoder (torch-cuda, TensorRT) carries a `worker_spec`, and the worker process makes it again
+    from the gen model's folder, so the live loop's decoding runs off the server's GIL. Shown on the CPU with ONNX
+    Runtime: the child's answers are the in-process service's, and a spec naming no model fails the worker's start."""
+    import shutil
+
+    from omokage.engine import Engine
+    from omokage.features import latest_version_dir
+    from omokage.generators import make_decoder
+    from omokage.sketch.service import SketchService
+    from omokage.sketch.worker import SketchWorker, SketchWorkerError, supports
+    model = Engine.open(tiny_catalog, sharp_models, preview_backend="numpy").sketch.model
+    gen_dir = tmp_path / "gen"
+    shutil.copytree(latest_version_dir(sharp_models, "gen"), gen_dir)
+    decoder = make_decoder("onnxruntime", gen_dir, threads=1)
+    service = SketchService(model, decoder)
+    assert not supports(service)
+    decoder.worker_spec = {"backend": "onnxruntime", "model_dir": str(gen_dir), "options": {"threads": 1}}
+    assert supports(service)
+    canvas = SketchCanvas(service.resolution)
+    snaps = []
+    for s in face_strokes(faces, 3)[:6]:
+        canvas.add(s)
+        snaps.append(canvas.snapshot())
+
+    async def answers():
+        worker = SketchWorker(service)
+        try:
+            return [(await worker.run([(1, snap)]))[0] for snap in snaps], worker.stats()
+        finally:
+            worker.close()
+
+    got, stats = run(answers())
+    for result, snap in zip(got, snaps):
+        same_result(result, service.run([snap])[0])
+    assert stats["worker_starts"] == 1 and stats["worker_failures"] == 0
+    shutil.rmtree(gen_dir)                     # the child cannot make the decoder: it never says ready
+    with pytest.raises(SketchWorkerError):
+        run(answers())
+
+
 def test_one_bad_drawing_fails_alone_in_the_worker_process(sketch_engine, faces):
     from omokage.sketch.worker import DrawingError, SketchWorker
     service = sketch_engine.sketch
@@ -1613,6 +1655,41 @@ def test_bench_sketch_measures_the_sharper_face_after_each_pen_up(tiny_catalog, 
     assert paused["sharpened_per_pen_up"] >= 0.5, paused
     assert paused["sharp_p50_ms"] >= 75          # not before the pen rested
     assert (drawing.get("sharpened_share") or 0) < paused["sharpened_share"]
+
+
+def test_a_gpu_serves_the_gen_previews_live_with_cuda_graphs(tiny_catalog, sharp_models, tmp_path):
+    """On a GPU (`auto` picks torch-cuda where TensorRT is not installed) every live result carries the `gen`
+    decoder's preview, decoded from CUDA graphs recorded at start: the same picture ONNX Runtime makes, and a real
+    server under drawing clients answers every stroke without errors."""
+    from omokage.generators.backends import backend_reason
+    reason = backend_reason("torch-cuda")
+    if reason:
+        pytest.skip(f"torch-cuda backend unavailable here: {reason}")
+    from omokage.bench.sketch import latency
+    from omokage.engine import Engine
+    from omokage.generators.backends import OnnxRuntimeBackend, TorchCudaBackend
+    from omokage.sketch.service import decoded_previews
+    engine = Engine.open(tiny_catalog, sharp_models, preview_backend="auto")
+    decoder = engine.sketch.decoder
+    assert isinstance(decoder, TorchCudaBackend) and decoder.cuda_graphs, decoder
+    assert decoder.worker_spec == {"backend": "torch-cuda", "model_dir": str(decoder.worker_spec["model_dir"]),
+                                   "options": {"cuda_graphs": True}}
+    assert engine.sketch.sharp is None                 # fast enough for every result: nothing to sharpen later
+    k = engine.sketch.model.latent_.components_.shape[0]
+    Z = np.random.default_rng(0).standard_normal((5, k)).astype(np.float32)
+    ort = OnnxRuntimeBackend.from_model(decoder_model(sharp_models))
+    size = engine.sketch.preview_size
+    gpu, cpu = decoded_previews(decoder, Z, size), decoded_previews(ort, Z, size)
+    assert gpu.shape == cpu.shape == (5, size, size, 3)
+    assert np.abs(gpu.astype(int) - cpu.astype(int)).max() <= 2
+    rows = latency(tiny_catalog, sharp_models, ["torch-cuda"], [4], rate=30.0, seconds=2.5, logs=tmp_path, pen_up=0)
+    drawing = next(r for r in rows if r["load"] == "sketch.stroke")
+    assert drawing["errors"] == 0 and drawing["results"] > 0 and drawing["worker"] == "process", drawing
+
+
+def decoder_model(models):
+    from omokage.features import latest_version_dir, load_model_dir
+    return load_model_dir(latest_version_dir(models, "gen"))[0]
 
 
 def test_a_hung_sharpening_process_is_killed_and_restarted_after_a_pause(sharp_engine):

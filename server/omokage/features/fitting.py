@@ -47,7 +47,8 @@ def check_model_names(names) -> list[str]:
 
 
 def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: list[str], n_components: int = 30,
-               ae_epochs: int | None = None, seed: int = 0, progress: bool = True) -> list[FitResult]:
+               ae_epochs: int | None = None, seed: int = 0, progress: bool = True,
+               device: str = "cpu") -> list[FitResult]:
     check_model_names(names)   # before reading the catalog or fitting anything: a typo fails at once
     catalog = Catalog(catalog_path)
     print(f"fitting {', '.join(names)} on {len(catalog)} faces of {catalog.image_size}x{catalog.image_size} "
@@ -64,6 +65,8 @@ def fit_models(catalog_path: str | os.PathLike, out: str | os.PathLike, names: l
         if name == "ae":
             if ae_epochs is not None:
                 params["epochs"] = ae_epochs
+        if name == "gen" and device != "cpu":     # only gen trains on a GPU (`omokage fit --device`)
+            params["device"] = device
         model = make_model(name, n_components=n_components, **params)
         print(f"  {name}: fitting ...", flush=True)
         t0 = time.perf_counter()

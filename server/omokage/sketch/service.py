@@ -122,7 +122,26 @@ def make_preview_decoder(model: SketchModel, models_dir, backend: str = "auto",
             not np.allclose(pca.components_, model.latent_.components_, atol=1e-4):
         raise UserError(f"{gen_dir} and the sketch model were fitted with different PCAs; refit both on this catalog: "
                         f"`omokage fit CATALOG --models sketch,gen --out {models_dir}`")
-    return make_decoder(backend, gen_dir)   # the version folder: TensorRT caches its plans there
+    options = {}
+    if backend == "torch-cuda":
+        # CUDA graphs, recorded now for every batch size bucket: a third of eager's latency at batch 1 on an H200
+        # (docs/generators.md); eager if recording fails on this GPU or driver
+        options = {"cuda_graphs": True}
+        try:
+            decoder = make_decoder(backend, gen_dir, **options)
+        except Exception as exc:  # noqa: BLE001 - the eager decoder still serves
+            import logging
+            logging.getLogger("omokage.sketch").warning("torch-cuda previews: CUDA graphs failed (%s: %s); "
+                                                        "decoding eagerly", type(exc).__name__, exc)
+            options = {}
+            decoder = make_decoder(backend, gen_dir)
+    else:
+        decoder = make_decoder(backend, gen_dir)   # the version folder: TensorRT caches its plans there
+    if backend in ("tensorrt", "torch-cuda"):
+        # how the sketch worker process makes this decoder again for itself (omokage.sketch.worker): the live loop's
+        # projection and decoding then run there, off the server's GIL
+        decoder.worker_spec = {"backend": backend, "model_dir": str(gen_dir), "options": options}
+    return decoder
 
 
 @dataclass(frozen=True)

@@ -70,9 +70,10 @@ class DrawingError(RuntimeError):
 
 def supports(service) -> bool:
     """Whether `service` can run in a worker process: its previews must come from PCA's own decoder (the numpy
-    backend), which the child rebuilds from the model; a GPU or ONNX Runtime decoder stays with the server."""
+    backend), which the child rebuilds from the model, or from a decoder that says how to make it again there
+    (`worker_spec`: a GPU backend of the `gen` model, which the child loads from its version folder)."""
     from omokage.sketch.service import LinearPreview
-    return type(service.decoder) is LinearPreview
+    return type(service.decoder) is LinearPreview or getattr(service.decoder, "worker_spec", None) is not None
 
 
 # --- the model, as the child receives it ----------------------------------------------------------------------------
@@ -87,8 +88,9 @@ def _model_spec(service) -> dict[str, Any]:
     return {"params": m.get_params(), "n_features_in": int(m.n_features_in_),
             "n_features_out": int(m._n_features_out),
             "arrays": {k: _array(v) for k, v in m._fitted_arrays().items()}, "scalars": m._fitted_scalars(),
-            "preview_size": int(service.preview_size), "decoder_size": int(service.decoder.size),
-            "count": int(service.count)}
+            "preview_size": int(service.preview_size), "count": int(service.count),
+            **({"decoder_size": int(service.decoder.size)} if getattr(service.decoder, "worker_spec", None) is None
+               else {"decoder": service.decoder.worker_spec})}
 
 
 def _service_from_spec(spec: dict[str, Any]):
@@ -99,7 +101,16 @@ def _service_from_spec(spec: dict[str, Any]):
     model._n_features_out = spec["n_features_out"]
     model._restore({k: np.frombuffer(data, np.dtype(dt)).reshape(shape)
                     for k, (dt, shape, data) in spec["arrays"].items()}, spec["scalars"])
-    return SketchService(model, LinearPreview(model, spec["decoder_size"]), spec["preview_size"], spec["count"])
+    if spec.get("decoder"):
+        # a GPU decoder, made here from the gen model's version folder: this process then owns its own CUDA context
+        # and graphs, and the server's event loop shares no GIL with the decoding
+        from omokage.generators import make_decoder
+        d = spec["decoder"]
+        decoder = make_decoder(d["backend"], d["model_dir"], **d.get("options", {}))
+        decoder.worker_spec = d
+    else:
+        decoder = LinearPreview(model, spec["decoder_size"])
+    return SketchService(model, decoder, spec["preview_size"], spec["count"])
 
 
 # --- the server's side ----------------------------------------------------------------------------------------------
