@@ -779,3 +779,13 @@ def test_event_file_group_commit(tmp_path):
     stats = events.stats()
     assert stats["events"] == 101 and stats["batches"] < 50 + 1  # 50 concurrent commits shared fsyncs
     assert json.loads(path.read_text().splitlines()[-1])["event"] == "disconnect"
+
+
+def test_bench_attack_runs_token_guessing_last_whatever_order_it_is_given():
+    """token_guessing locks this machine's address out for a minute: an attack run after it would measure the lock-out,
+    and /healthz's details (read just before it) would miss it. So it always runs last, and each attack runs once."""
+    assert attack.attack_order(["token_guessing", "slow_reader", "texture_flood"]) == \
+        ["slow_reader", "texture_flood", "token_guessing"]
+    assert attack.attack_order(["slow_reader", "token_guessing", "slow_reader"]) == ["slow_reader", "token_guessing"]
+    assert attack.attack_order(["texture_flood"]) == ["texture_flood"]
+    assert attack.attack_order(list(attack.ATTACKS))[-1] == "token_guessing"
