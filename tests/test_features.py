@@ -86,6 +86,93 @@ def test_models_are_sklearn_estimators(name, X):
         model.fit(np.full((3, X.shape[1]), np.nan, dtype=np.float32))
 
 
+@pytest.mark.parametrize("name", list(MODEL_CLASSES))
+def test_the_estimator_api_without_sklearn_base_estimator(name):
+    """FeatureModel implements get_params / set_params / repr / tags itself (serving does not import scikit-learn):
+    they behave as sklearn's BaseEstimator's did."""
+    from sklearn.utils import get_tags
+    from sklearn.utils.validation import check_is_fitted
+    model = make_model(name)
+    cls = type(model).__name__
+    params = model.get_params()
+    assert list(params) == sorted(params) and model.get_params(deep=False) == params
+    assert repr(model) == f"{cls}()"            # only the parameters that differ from the defaults
+    key = "resolution" if name == "raw" else "n_components"
+    assert model.set_params(**{key: 7}) is model and model.get_params()[key] == 7
+    assert repr(model) == f"{cls}({key}=7)"
+    with pytest.raises(ValueError, match=f"Invalid parameter 'bogus' for estimator {cls}"):
+        model.set_params(bogus=1)
+    assert get_tags(model).transformer_tags is not None and get_tags(model).estimator_type is None
+    for check in (check_is_fitted, lambda m: m.n_features_out):   # sklearn's check and ours
+        with pytest.raises(ValueError, match=f"This {cls} instance is not fitted yet") as err:
+            check(model)
+        assert isinstance(err.value, AttributeError)
+
+
+@pytest.mark.parametrize("name", ["raw", "pca", "nmf"])
+def test_a_clone_of_a_fitted_model_is_an_equal_unfitted_one(name, X):
+    model = make_model(name, n_components=5) if name != "raw" else make_model(name, resolution=16)
+    Z = model.fit_transform(X)
+    assert Z.shape[1] == model.n_features_out
+    cloned = clone(model)
+    assert type(cloned) is type(model) and cloned.get_params() == model.get_params() and repr(cloned) == repr(model)
+    with pytest.raises(ValueError, match="not fitted"):
+        cloned.transform(X[:2])
+    np.testing.assert_allclose(cloned.fit_transform(X), Z, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def every_served_kind(tiny_catalog, tiny_models, tmp_path_factory):
+    """tiny_models (raw, pca, nmf, ae) plus a small contrastive model, the sketch model and a `gen` decoder: every
+    kind of model `omokage serve` loads."""
+    import shutil
+
+    from omokage.features.fitting import fit_models
+    models = tmp_path_factory.mktemp("served_kinds") / "models"
+    shutil.copytree(tiny_models, models)
+    fit_models(tiny_catalog, models, ["sketch"], n_components=12, progress=False)
+    catalog = Catalog(tiny_catalog)
+    X = catalog.matrix()
+    contrastive = make_model("contrastive", n_components=8, width=8, epochs=2, batch_size=32, progress=False)
+    contrastive.save(models, catalog_features=contrastive.fit_transform(X),
+                     metadata={"catalog": {"fingerprint": catalog.fingerprint()}})
+    make_model("gen", n_components=12, random_state=0, residual_size=32, width=8, epochs=2, batch_size=32,
+               n_threads=1, progress=False).fit(X).save(models)
+    return models
+
+
+def test_serving_loads_every_model_kind_without_scikit_learn_scipy_or_pandas(tiny_catalog, every_served_kind):
+    """scikit-learn pulls scipy and pandas: ~2 s of a server's start, for models that only transform. A fresh process
+    imports the server, loads each served kind and uses it as serving does (an upload's projection and its
+    reconstruction), then opens the engine as `omokage serve` does (indexes, the sketch service, gen previews)."""
+    code = f"""
+import json, sys
+import numpy as np
+HEAVY = ("sklearn", "scipy", "pandas")
+def heavy():
+    return sorted(m for m in HEAVY if m in sys.modules)
+seen = {{}}
+import omokage.service.server
+seen["import omokage.service.server"] = heavy()
+from omokage.catalog.store import Catalog
+from omokage.engine import Engine
+from omokage.features import latest_version_dir, load_model_dir
+catalog, models = {str(tiny_catalog)!r}, {str(every_served_kind)!r}
+X = Catalog(catalog).matrix()[:2]
+for kind in ("raw", "pca", "nmf", "ae", "contrastive", "sketch", "gen"):
+    model, _, _ = load_model_dir(latest_version_dir(models, kind))
+    model.inverse_transform(model.transform(X))
+    seen[kind] = heavy()
+engine = Engine.open(catalog, models, preview_backend="onnxruntime")
+assert engine.sketch is not None and engine.sketch.sharp is not None, "the sketch service or its gen previews"
+seen["Engine.open"] = heavy()
+print(json.dumps(seen))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert len(seen) == 9 and seen == {step: [] for step in seen}, seen
+
+
 def test_load_refuses_a_directory_without_config(tmp_path):
     from omokage.features import ModelRepositoryError
     with pytest.raises(ModelRepositoryError, match="omokage fit"):

@@ -220,3 +220,34 @@ def test_ideal_over_a_real_server(live_server):
             grid = await old.start("pca", seed=1)
             assert len(grid.items) == 9
     asyncio.run(main())
+
+
+def test_the_server_imports_cma_once_listening_not_before(tiny_catalog, tiny_models):
+    """`cma` imports scipy.stats and matplotlib (~1 s): the server imports it on its pool once it listens, so a start
+    does not wait for it, yet before anyone's first `ideal` needs it. A fresh process, a real server on a real port."""
+    import json
+    import subprocess
+    import sys
+    code = f"""
+import asyncio, json, sys, time
+from omokage.engine import Engine
+from omokage.service.server import OmokageServer, configure_logging
+configure_logging("warning")
+server = OmokageServer(Engine.open({str(tiny_catalog)!r}, {str(tiny_models)!r}))
+seen = {{"constructed": sorted(m for m in ("cma", "scipy", "matplotlib") if m in sys.modules)}}
+async def main():
+    loop = asyncio.get_running_loop()
+    ready, stop = loop.create_future(), loop.create_future()
+    task = asyncio.create_task(server.run("127.0.0.1", 0, ready=ready, stop=stop))
+    await ready
+    deadline = time.monotonic() + 60
+    while "cma" not in sys.modules and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    stop.set_result(None)
+    await task     # the pool is shut down: the import it began has finished
+asyncio.run(main())
+seen["stopped"] = hasattr(sys.modules.get("cma"), "CMAEvolutionStrategy")
+print(json.dumps(seen))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == {"constructed": [], "stopped": True}

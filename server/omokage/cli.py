@@ -14,7 +14,7 @@ from omokage import PROTOCOL_VERSION, __version__
 from omokage.errors import UserError
 
 DEFAULT_HOME = Path("var")  # demo catalog and models live here, relative to where omokage runs
-# The models omokage can fit and serve (omokage.features.ALGORITHMS, which imports torch and scikit-learn: named here
+# The models omokage can fit and serve (omokage.features.ALGORITHMS, which imports numpy and OpenCV: named here
 # so that a wrong name fails in argparse, at once; tests/test_cli_polish.py checks the two agree)
 MODEL_NAMES = ("raw", "pca", "nmf", "ae", "contrastive")
 # what `fit --models` also takes (omokage.features.MODEL_CLASSES): the sketch model and the generator, fitted and saved

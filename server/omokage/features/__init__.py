@@ -1,4 +1,5 @@
-"""Feature models (scikit-learn estimators) and the model repository they are saved into."""
+"""Feature models (scikit-learn estimators that do not import scikit-learn: see base.FeatureModel) and the model
+repository they are saved into."""
 
 from omokage.features.autoencoder import ConvAutoencoder
 from omokage.features.contrastive import ContrastiveEmbedding

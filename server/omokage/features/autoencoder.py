@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
-from omokage.features.base import FeatureModel
+from omokage.features.base import FeatureModel, check_is_fitted
 
 
 def _build(n_components: int, size: int, width: int):

@@ -1,8 +1,9 @@
 """The shape every feature model shares, and the model repository it is saved into.
 
-Feature models are scikit-learn estimators (`fit` / `transform` / `inverse_transform`, constructor
-parameters only in `__init__`, fitted state in attributes ending in `_`). Input is always an
-(n, H*W*3) float32 matrix in [0, 1] (see `omokage.catalog.images_to_matrix`).
+Feature models are scikit-learn estimators (`fit` / `transform` / `inverse_transform` / `fit_transform`,
+`get_params` / `set_params`, constructor parameters only in `__init__`, fitted state in attributes ending
+in `_`; `sklearn.base.clone` works on them) that do not import scikit-learn: see `FeatureModel`. Input is
+always an (n, H*W*3) float32 matrix in [0, 1] (see `omokage.catalog.images_to_matrix`).
 
 Saved without pickle, in the layout of Triton's model repository::
 
@@ -13,6 +14,7 @@ Saved without pickle, in the layout of Triton's model repository::
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -21,8 +23,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
 
 from omokage.errors import UserError
 from omokage.imageio import area_matrix  # noqa: F401  (re-exported: models and benchmarks import it from here)
@@ -46,11 +46,70 @@ class ModelRepositoryError(UserError):
     pass
 
 
-class FeatureModel(TransformerMixin, BaseEstimator):
+class NotFittedError(ValueError, AttributeError):
+    """A model used before `fit` (or a load): scikit-learn's NotFittedError, a ValueError and an AttributeError
+    like it, without importing scikit-learn."""
+
+
+def check_is_fitted(model) -> None:
+    """scikit-learn's `check_is_fitted` rule, without importing scikit-learn: a model is fitted once it has an
+    attribute ending in `_` (set by `fit` or by a load)."""
+    if not any(v.endswith("_") and not v.startswith("__") for v in vars(model)):
+        raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet. Call 'fit' with appropriate "
+                             "arguments before using this estimator.")
+
+
+class FeatureModel:
     """Base class: subclasses set `name`, implement fit/transform/inverse_transform and
-    `_fitted_arrays()` / `_restore(arrays, fitted)` for saving."""
+    `_fitted_arrays()` / `_restore(arrays, fitted)` for saving.
+
+    A scikit-learn estimator that does not inherit sklearn's BaseEstimator and TransformerMixin: importing
+    scikit-learn pulls scipy and pandas, ~2 s of `omokage serve`'s start (-X importtime), and a served model only
+    transforms. So `get_params` / `set_params` / `fit_transform` / repr are the few lines sklearn's developer guide
+    asks of an estimator that does not inherit them (parameters are `__init__`'s named arguments, stored unchanged,
+    in sorted order: config.json's "params"), and `sklearn.base.clone` works on it. scikit-learn is imported only
+    where a fit uses it (NMF's initial SVD) and by `__sklearn_tags__`, which only scikit-learn calls. One class for
+    fitting and serving, rather than sklearn-derived classes to fit and plain ones to load: the object that is fitted
+    is the one that is saved, loaded and served.
+    """
 
     name: ClassVar[str] = "base"
+
+    # -- the scikit-learn estimator API --------------------------------------------------------
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        params = inspect.signature(cls.__init__).parameters.values()
+        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            raise TypeError(f"{cls.__name__}: a model's parameters are named arguments of __init__ (no *args, **kw)")
+        return sorted(p.name for p in params if p.name != "self")
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters {name: value}; `deep` changes nothing (no parameter is an estimator)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params) -> "FeatureModel":
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for estimator {self}. Valid parameters are: {valid!r}.")
+            setattr(self, name, value)
+        return self
+
+    def fit_transform(self, X, y=None, **fit_params):
+        return self.fit(X, y, **fit_params).transform(X)
+
+    def __repr__(self) -> str:
+        """As sklearn's, on one line: the class and the parameters that differ from their defaults, e.g.
+        PCAFeatures(n_components=12)."""
+        defaults = {n: p.default for n, p in inspect.signature(type(self).__init__).parameters.items()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if defaults[k] is inspect.Parameter.empty or repr(v) != repr(defaults[k])]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        """What BaseEstimator + TransformerMixin say (scikit-learn >= 1.6 asks; it is imported when it does)."""
+        from sklearn.utils import Tags, TargetTags, TransformerTags
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False), transformer_tags=TransformerTags())
 
     # -- hooks for save/load -------------------------------------------------------------------
     def _fitted_arrays(self) -> dict[str, np.ndarray]:

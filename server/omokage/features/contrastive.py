@@ -33,9 +33,8 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
-from omokage.features.base import FeatureModel, downsample_nchw
+from omokage.features.base import FeatureModel, check_is_fitted, downsample_nchw
 
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17

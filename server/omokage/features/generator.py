@@ -46,9 +46,8 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
-from omokage.features.base import FeatureModel, downsample_nchw
+from omokage.features.base import FeatureModel, check_is_fitted, downsample_nchw
 from omokage.features.linear import PCAFeatures
 
 ONNX_FILE = "decoder.onnx"

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.utils.extmath import randomized_svd
-from sklearn.utils.validation import check_is_fitted
 
-from omokage.features.base import FeatureModel, downsample_nchw
+from omokage.features.base import FeatureModel, check_is_fitted, downsample_nchw
 
 
 def _side(n_pixels: int) -> int:
@@ -218,6 +216,7 @@ class NMFFeatures(FeatureModel):
 
     def _nndsvda(self, X, k):
         """NNDSVD with zeros filled by the mean (Boutsidis & Gallopoulos 2008), as sklearn's 'nndsvda'."""
+        from sklearn.utils.extmath import randomized_svd   # a fit's, not a served model's: sklearn imports in ~2 s
         U, S, V = randomized_svd(X, k, n_iter=2, random_state=self.random_state)
         W = np.zeros((X.shape[0], k), dtype=np.float32)
         H = np.zeros((k, X.shape[1]), dtype=np.float32)

@@ -25,9 +25,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
-from omokage.features.base import FeatureModel
+from omokage.features.base import FeatureModel, check_is_fitted
 from omokage.features.linear import PCAFeatures, _side
 from omokage.sketch.canvas import Observations
 from omokage.sketch.lineart import sketch_maps

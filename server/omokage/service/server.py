@@ -27,6 +27,7 @@ import gc
 import gzip
 import hmac
 import http
+import importlib
 import ipaddress
 import itertools
 import json
@@ -706,8 +707,6 @@ class OmokageServer:
         # uploads' (each connection has at most one of either in flight: its next message waits for it)
         self.ideal_slots = asyncio.Semaphore(4 * workers)
         self.back_slots = asyncio.Semaphore(4 * workers)   # v1.7: long backs' replays queued on the pool at once
-        if engine.can_generate_ideal:
-            import cma  # noqa: F401  (the search's; imported now, not on the first user's first `ideal`: ~0.3 s)
         self.bulk_slots = asyncio.Semaphore(BULK_SLOTS)
         self.events = EventFile(events_path, fsync=fsync_events, exclusive=True) if events_path else None
         # the durable event store (SQLite, WAL, group commit): every message in and out, and the logged events
@@ -1353,6 +1352,11 @@ class OmokageServer:
                                                   "items": len(self.backend.items)}})
             if ready is not None and not ready.done():
                 ready.set_result(bound)
+            if self.engine.can_generate_ideal:
+                # the ideal-face search's CMA-ES, imported now rather than on the first user's first `ideal`, and on
+                # the pool once listening rather than before: `cma` imports scipy.stats and matplotlib (~1 s of the
+                # start); an `ideal` that comes first waits for it on the import lock
+                self.pool.submit(importlib.import_module, "cma")
             await stop
             log.info("shutting down", extra={"fields": {"connections": self.connections}})
             watchdog.cancel()
