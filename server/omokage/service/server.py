@@ -624,16 +624,19 @@ def restorable_selections(path: Path, is_store: bool,
 
 
 def read_logged_blobs(selections, blobs: BlobStore) -> None:
-    """The query of each image start whose record named a blob (raw pixels), read from the log's blob folder; a
-    selection whose blob is missing or damaged is marked unrestorable, with why (its client starts again)."""
+    """What the records of these selections named in a blob, read from the log's blob folder: an image start's query
+    (raw pixels), a drawing's evidence (a catalog of over 512 faces). A selection whose blob is missing or damaged is
+    marked unrestorable, with why (its client starts again)."""
     for sel in selections:
-        if sel.query_blob is None or sel.query is not None:
-            continue
-        data = blobs.get(sel.query_blob)
-        if data is None or len(data) % 4:
-            sel.unrestorable = f"its image's query (blob {sel.query_blob[:12]}) is missing or damaged"
-        else:
-            sel.query = np.frombuffer(data, dtype="<f4")
+        for key, attr, what in ((sel.query_blob, "query", "its image's query"),
+                                (sel.sketch_blob, "sketch", "its drawing's evidence")):
+            if key is None or getattr(sel, attr) is not None:
+                continue
+            data = blobs.get(key)
+            if data is None or len(data) % 4:
+                sel.unrestorable = f"{what} (blob {key[:12]}) is missing or damaged"
+            else:
+                setattr(sel, attr, np.frombuffer(data, dtype="<f4"))
 
 
 @dataclass
