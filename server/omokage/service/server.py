@@ -72,7 +72,7 @@ from omokage.sketch.service import SharpenProcess, SharpenUnavailable
 from omokage.store.group_commit import GroupCommitWriter
 from omokage.store import EventStore, wire
 from omokage.store.blobs import BlobStore, blob_dir_for
-from omokage.store.db import create_private, hold_for_serving
+from omokage.store.db import LOG_IN_USE, create_private, hold_for_serving
 
 log = logging.getLogger("omokage.server")
 events_log = logging.getLogger("omokage.events")
@@ -437,10 +437,7 @@ class EventFile(GroupCommitWriter):
         # one server per log, as per store: a server restarted on its log reads it back to resume the selections it
         # was in the middle of (v1.7) and records the links still open when it stopped as lost; a second server
         # appending to it would have its live selections marked lost and taken over
-        self._serving = hold_for_serving(path, refusal=(
-            f"another omokage server is writing its event log to {path}: one log serves one server (a restarted "
-            "server reads it back). Stop the other one, or give this one a log of its own (--events PATH; "
-            "`omokage demo`: another --home)")) if exclusive else None
+        self._serving = hold_for_serving(path, refusal=LOG_IN_USE) if exclusive else None
         self._f = open(path, "ab")
         if path.stat().st_size:   # a crash mid-write left a line without its end: the next record starts a line
             with open(path, "rb") as f:
@@ -1912,13 +1909,8 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
                              preview_size=preview_size)
     else:
         engine = Engine.open(catalog, models, preview_backend=preview_backend, preview_size=preview_size)
-    from omokage.store import DEFAULT_STORE
-    if store_path is None and study:
-        store_path = Path(DEFAULT_STORE)   # a study lives in the store
-    if store_path is None and events_path is None:
-        # The JSON-lines log stays the default sink: at 100 paced sessions the store's every-message log costs
-        # step p99 24 ms against 17 ms (benchmarks/results/store.md); `--db` turns it on
-        events_path = Path("var") / "events" / f"events-{time.strftime('%Y%m%d')}.jsonl"
+    from omokage.store import serve_sinks
+    events_path, store_path = serve_sinks(events_path, store_path, study)
     limits = Limits(max_messages_per_second=max_messages_per_second, burst=int(2 * max_messages_per_second))
     from omokage.errors import UserError
     from omokage.gaze.calibration import CalibrationError, load_device_profiles, load_patterns
