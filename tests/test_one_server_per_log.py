@@ -4,6 +4,9 @@ newcomer run: two demos in one ./var appended to one log; a refused `serve` crea
 import socket
 import subprocess
 import sys
+import time
+
+import pytest
 
 from tests.conftest import free_port, serve_process
 
@@ -14,22 +17,76 @@ def _serve(catalog, models, port, *extra, cwd=None):
                           timeout=120)
 
 
-def test_a_second_server_on_the_same_event_log_is_refused(tiny_catalog, tiny_models, tmp_path):
-    log = tmp_path / "events.jsonl"
-    first, _ = serve_process(tiny_catalog, tiny_models, "--events", str(log))
+@pytest.mark.parametrize("sink", ["events", "store"])
+def test_a_second_server_on_the_same_log_is_refused_at_once_naming_the_first(tiny_catalog, tiny_models, tmp_path,
+                                                                             sink):
+    """The second server could not tell the first's lock from a short command's (`study delete-participant`), so it
+    waited 10 s for it (after loading its models) before refusing. A server's lock now says it is one, and which
+    process: the second refuses before loading anything, naming the first's pid."""
+    log = tmp_path / ("events.jsonl" if sink == "events" else "s.db")
+    where = ["--events" if sink == "events" else "--db", str(log)]
+    first, _ = serve_process(tiny_catalog, tiny_models, *where)
     try:
-        second = _serve(tiny_catalog, tiny_models, free_port(), "--events", str(log))
+        t0 = time.monotonic()
+        second = _serve(tiny_catalog, tiny_models, free_port(), *where)
+        took = time.monotonic() - t0
         assert second.returncode != 0
-        assert f"another omokage server is writing its event log to {log}" in second.stderr, second.stderr
+        said = (f"another omokage server (pid {first.pid}) is writing its event log to {log}" if sink == "events"
+                else f"another omokage server (pid {first.pid}) is serving from {log}")
+        assert said in second.stderr, second.stderr
         assert "Traceback" not in second.stderr
+        assert took < 2.0, f"refused after {took:.1f} s"
         assert first.poll() is None, "the first server goes on"
     finally:
         first.terminate()
         first.wait(30)
     # once the first has stopped (or crashed: the lock goes with the process), the log is free again
-    again, _ = serve_process(tiny_catalog, tiny_models, "--events", str(log))
+    again, _ = serve_process(tiny_catalog, tiny_models, *where)
     again.kill()
     again.wait(30)
+
+
+def test_a_server_waits_for_a_short_command_holding_the_log(tiny_catalog, tiny_models, tmp_path):
+    """`study delete-participant` holds the log while it rewrites it (a second or so): a server starting meanwhile
+    waits for it, says so, and starts once it is done."""
+    import threading
+    import urllib.request
+
+    from omokage.store.db import held_alone
+    log, said = tmp_path / "events.jsonl", tmp_path / "said.log"
+    log.write_bytes(b"")
+    holding, release = threading.Event(), threading.Event()
+
+    def short_command():
+        with held_alone(log, "rewrite it"):
+            holding.set()
+            release.wait(60)
+    holder = threading.Thread(target=short_command)
+    holder.start()
+    holding.wait(10)
+    port = free_port()
+    with open(said, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "omokage", "serve", "--catalog", str(tiny_catalog), "--models",
+                                 str(tiny_models), "--port", str(port), "--events", str(log)],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 60
+        while b"waiting for another omokage process" not in said.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, said.read_text()
+            time.sleep(0.1)
+        release.set()
+        holder.join(10)
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, said.read_text()
+                time.sleep(0.1)
+    finally:
+        release.set()
+        proc.kill()
+        proc.wait(30)
 
 
 def test_serve_on_a_taken_port_says_so_and_writes_nothing(tiny_catalog, tiny_models, tmp_path):

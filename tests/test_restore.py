@@ -107,6 +107,172 @@ def test_an_image_start_is_replayed_from_its_logged_query(engine, tmp_path):
         second.stop()
 
 
+def _selection_of(srv, session_id):
+    """The SelectionSession a RunningServer's connection `session_id` holds (read between messages)."""
+    return next(c for c in list(srv.server._connections.values()) if c.session_id == session_id).session
+
+
+def _as_shown(grid):
+    return [(i.id, i.distance, i.probability) for i in grid.items]
+
+
+@pytest.mark.parametrize("sink", ["events", "store"])
+def test_a_raw_pixel_image_start_goes_on_after_a_restart_with_the_same_belief(engine, tmp_path, sink):
+    """An image start in the `raw` space has a query of 64 x 64 x 3 = 12,288 numbers, over what a log line carries
+    (512): it was not logged, and the restarted server could not rebuild the selection (resumed false). The query now
+    goes to a content-addressed file beside the log, written durably before the start is acknowledged: the restarted
+    server's belief is the first one's, number for number, its grids (faces, distances, probabilities) are the ones
+    shown, and its next grid is the one an uninterrupted twin shows. The start's log line stays small."""
+    from omokage.catalog.store import encode_texture
+    img = encode_texture(np.asarray(engine.catalog.pixels[17]), "png").data
+    where = {"events_path": tmp_path / "e.jsonl"} if sink == "events" else {"store_path": tmp_path / "s.db"}
+
+    async def steps(url):
+        c = await OmokageClient.connect(url)
+        grids = [await c.start("raw", init="image", image=img, seed=5, policy="thompson")]
+        grids.append(await c.choose(grids[-1].ids[3]))
+        await c.rate(grids[-1].ids[2], 4)
+        grids.append(await c.skip())
+        return c, grids
+
+    twin = RunningServer(engine)      # the same selection, never restarted
+    try:
+        async def uninterrupted():
+            c, grids = await steps(twin.url)
+            nxt = await c.choose(grids[-1].ids[6])
+            await c.close()
+            return nxt
+        expected = run(uninterrupted())
+    finally:
+        twin.stop()
+    first = RunningServer(engine, **where)
+    try:
+        async def before():
+            c, grids = await steps(first.url)
+            session = _selection_of(first, c.welcome["session_id"])
+            await c.close()
+            return c.resume_token, grids, session.policy.belief.probabilities().copy()
+        token, grids, belief = run(before())
+    finally:
+        first.stop()
+    if sink == "events":
+        start = next(json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines() if '"start"' in x)
+        assert start["init"] == "image" and "query" not in start
+        assert len(json.dumps(start)) < 2000, "the query went into the log line"
+    second = RunningServer(engine, **where)
+    try:
+        async def after():
+            async with await OmokageClient.connect(second.url, resume=token) as again:
+                assert again.resumed, again.welcome
+                assert _as_shown(again.resumed_grid) == _as_shown(grids[-1]) and again.resumed_grid.step == 3
+                resumed = _selection_of(second, again.welcome["session_id"]).policy.belief.probabilities()
+                assert np.array_equal(resumed, belief)
+                nxt = await again.choose(grids[-1].ids[6])
+                assert _as_shown(nxt) == _as_shown(expected)
+                back = await again.back()
+                first_grid = await again.back()
+                assert _as_shown(back) == _as_shown(grids[-1])
+                assert _as_shown(first_grid) == _as_shown(grids[1])
+        run(after())
+    finally:
+        second.stop()
+
+
+def test_a_raw_pixel_image_start_goes_on_after_the_server_is_killed(tiny_catalog, tiny_models, tmp_path):
+    """kill -9 right after the raw-pixel start's reply: its query's blob was on disk before the reply went."""
+    from omokage.catalog.store import Catalog, encode_texture
+    img = encode_texture(np.asarray(Catalog(tiny_catalog).pixels[40]), "png").data
+    log = tmp_path / "e.jsonl"
+    proc, url = serve_process(tiny_catalog, tiny_models, "--events", str(log))
+    try:
+        async def killed():
+            c = await OmokageClient.connect(url)
+            grid = await c.start("raw", init="image", image=img)
+            proc.kill()
+            proc.wait(10)
+            c.ws.transport.abort()
+            return c.resume_token, grid
+        token, grid = run(killed())
+    finally:
+        proc.kill()
+        proc.wait(10)
+    proc, url = serve_process(tiny_catalog, tiny_models, "--events", str(log))
+    try:
+        async def again():
+            async with await OmokageClient.connect(url, resume=token) as c:
+                assert c.resumed, c.welcome
+                assert _as_shown(c.resumed_grid) == _as_shown(grid)
+        run(again())
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("damage", ["missing", "damaged"])
+def test_a_raw_pixel_start_whose_blob_is_gone_is_refused_saying_so_and_stray_blobs_are_pruned(engine, tmp_path,
+                                                                                              damage):
+    """The blob a start names is missing or does not match its hash: resumed false, and `restore_refused` says why.
+    A server starting on the log deletes the blobs no open selection names (a crash's leftovers) and keeps the rest."""
+    from omokage.catalog.store import encode_texture
+    img = encode_texture(np.asarray(engine.catalog.pixels[3]), "png").data
+    log, blobs = tmp_path / "e.jsonl", tmp_path / "e.jsonl.blobs"
+    first = RunningServer(engine, events_path=log)
+    try:
+        async def started():
+            async with await OmokageClient.connect(first.url) as c:
+                await c.start("raw", init="image", image=img)
+                return c.resume_token
+        token = run(started())
+    finally:
+        first.stop()
+    (key,) = [json.loads(x)["query_blob"] for x in log.read_text().splitlines() if '"start"' in x]
+    assert sorted(p.name for p in blobs.iterdir()) == [key] and (blobs / key).stat().st_mode & 0o077 == 0
+    stray = [blobs / ("ab" * 32), blobs / f"{'cd' * 32}.123.tmp"]
+    for p in stray:
+        p.write_bytes(b"left by a crash")
+    second = RunningServer(engine, events_path=log)     # prunes at start: the named blob stays
+    second.stop()
+    assert sorted(p.name for p in blobs.iterdir()) == [key]
+    if damage == "missing":
+        (blobs / key).unlink()
+    else:
+        data = bytearray((blobs / key).read_bytes())
+        data[100] ^= 1
+        (blobs / key).write_bytes(bytes(data))
+    third = RunningServer(engine, events_path=log)
+    try:
+        async def again():
+            async with await OmokageClient.connect(third.url, resume=token) as c:
+                assert c.welcome["resumed"] is False
+        run(again())
+    finally:
+        third.stop()
+    [refused] = [json.loads(x) for x in log.read_text().splitlines() if '"restore_refused"' in x]
+    assert refused["reason"] == f"its image's query (blob {key[:12]}) is missing or damaged"
+
+
+def test_a_raw_pixel_start_whose_blob_cannot_be_written_is_not_acknowledged(engine, tmp_path):
+    """The blob folder cannot be made (a file holds its name; a full disk would do the same): the start is not
+    acknowledged (`internal`, "it was not kept") and its record is not logged, as for a log that cannot be written."""
+    from omokage.catalog.store import encode_texture
+    from omokage.client import OmokageError
+    img = encode_texture(np.asarray(engine.catalog.pixels[3]), "png").data
+    log = tmp_path / "e.jsonl"
+    (tmp_path / "e.jsonl.blobs").write_bytes(b"not a folder")
+    srv = RunningServer(engine, events_path=log)
+    try:
+        async def main():
+            c = await OmokageClient.connect(srv.url)
+            with pytest.raises(OmokageError) as err:
+                await c.start("raw", init="image", image=img)
+            assert err.value.code == "internal" and "not kept" in str(err.value)
+            await c.close()
+        run(main())
+    finally:
+        srv.stop()
+    assert not [x for x in log.read_text().splitlines() if '"event": "start"' in x]
+
+
 @pytest.mark.parametrize("change", ["grid", "catalog"])
 def test_what_cannot_be_rebuilt_is_not_resumed(engine, tmp_path, change):
     """A selection whose replay ends on another grid than the log's last one (a refitted user model, a changed

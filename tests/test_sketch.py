@@ -963,8 +963,8 @@ def test_a_selection_started_from_a_live_drawing(sketch_server, faces):
 
 def test_a_selection_started_from_a_drawing_goes_on_after_a_restart(sketch_engine, faces, tmp_path):
     """v1.7 restart resume used to leave out selections that began with a drawing (the drawing's evidence was not
-    logged): the client started again. The start now logs the drawing's log-likelihood of each face (catalogs of up to
-    4,096 faces), and the restarted server replays the selection with it: the same grid, the same belief (the next
+    logged): the client started again. The start now logs the drawing's log-likelihood of each face (in its record on
+    this catalog of 160 faces; in a blob beyond 512: the next test), and the restarted server replays the selection with it: the same grid, the same belief (the next
     pick's grid is the one the first server would have shown)."""
     from omokage.client import OmokageClient
     log = tmp_path / "e.jsonl"
@@ -1011,6 +1011,91 @@ def test_a_selection_started_from_a_drawing_goes_on_after_a_restart(sketch_engin
         run(after())
     finally:
         second.stop()
+
+
+@pytest.fixture(scope="module")
+def big_sketch_engine(tmp_path_factory):
+    """A catalog of 4,200 faces (over the 4,096 a start record once held the drawing's evidence for), 32 x 32: the
+    160 generated faces shifted, mirrored and tinted (a few seconds, where generating 4,200 takes minutes), with PCA
+    and the sketch model fitted on it."""
+    from omokage.catalog.generate import generate_catalog
+    from omokage.catalog.store import Catalog, CatalogWriter
+    from omokage.engine import Engine
+    from omokage.features.fitting import fit_models
+    root = tmp_path_factory.mktemp("big")
+    faces = np.asarray(Catalog(generate_catalog(root / "small", count=160, seed=7, image_size=32,
+                                                progress=False)).pixels)
+    rng = np.random.default_rng(0)
+    with CatalogWriter(root / "catalog", image_size=32) as w:
+        for i in range(4200):
+            f = np.roll(faces[i % 160].astype(np.int16), (i // 160) % 5 - 2, axis=1)
+            f = (f[:, ::-1] if (i // 800) % 2 else f) + rng.integers(-12, 13, size=3)
+            w.add(np.clip(f, 0, 255).astype(np.uint8), f"face {i}", "")
+    fit_models(root / "catalog", root / "models", ["pca", "sketch"], n_components=12, progress=False)
+    return Engine.open(root / "catalog", root / "models")
+
+
+def test_a_drawings_selection_on_a_catalog_of_over_4096_faces_goes_on_after_a_restart(big_sketch_engine, tmp_path):
+    """A start from a drawing logged its evidence (a number per face) in its record on catalogs of up to 4,096 faces
+    only (at 100,000 faces that line would be ~2 MB): beyond, a restarted server could not rebuild the selection. It
+    now goes to a blob file the record names (over 512 faces), and the restarted server's belief is the first one's,
+    number for number, its grids the ones shown, its next grid an uninterrupted twin's."""
+    from omokage.client import OmokageClient
+    engine, log = big_sketch_engine, tmp_path / "e.jsonl"
+    faces = np.asarray(engine.catalog.pixels)
+
+    def shown(grid):
+        return [(i.id, i.distance, i.probability) for i in grid.items]
+
+    def selection(srv, session_id):
+        return next(c for c in list(srv.server._connections.values()) if c.session_id == session_id).session
+
+    async def drawn_selection(url):
+        c = await OmokageClient.connect(url)
+        await c.sketch_result(await draw(c, face_strokes(faces, 1234)))
+        grids = [await c.start("pca", init="sketch", seed=11)]
+        grids.append(await c.choose(grids[-1].ids[2]))
+        return c, grids
+
+    twin = RunningServer(engine)
+    try:
+        async def uninterrupted():
+            c, grids = await drawn_selection(twin.url)
+            nxt = await c.choose(grids[-1].ids[5])
+            await c.close()
+            return nxt
+        expected = run(uninterrupted())
+    finally:
+        twin.stop()
+    first = RunningServer(engine, events_path=log)
+    try:
+        async def before():
+            c, grids = await drawn_selection(first.url)
+            belief = selection(first, c.welcome["session_id"]).policy.belief.probabilities().copy()
+            await c.close()
+            return c.resume_token, grids, belief
+        token, grids, belief = run(before())
+    finally:
+        first.stop()
+    second = RunningServer(engine, events_path=log)
+    try:
+        async def after():
+            async with await OmokageClient.connect(second.url, resume=token) as again:
+                assert again.resumed, again.welcome
+                assert shown(again.resumed_grid) == shown(grids[-1]) and again.resumed_grid.step == 2
+                resumed = selection(second, again.welcome["session_id"]).policy.belief.probabilities()
+                assert np.array_equal(resumed, belief)
+                assert shown(await again.choose(grids[-1].ids[5])) == shown(expected)
+                await again.back()
+                first_grid = await again.back()
+                assert shown(first_grid) == shown(grids[0])      # the drawing's grid, from the blob
+        run(after())
+    finally:
+        second.stop()
+    line = next(x for x in log.read_text().splitlines() if '"event": "start"' in x)
+    start = json.loads(line)
+    assert start["init"] == "sketch" and "sketch_ll" not in start and len(line) < 2000
+    assert (tmp_path / "e.jsonl.blobs" / start["sketch_blob"]).stat().st_size == 4 * 4200
 
 
 def test_a_v1_2_client_is_not_told_about_sketching(sketch_server):

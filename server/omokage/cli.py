@@ -892,6 +892,13 @@ def _serve_token(a) -> str | None:
 
 
 def _cmd_serve(a) -> int:
+    # another server on the same log or store: said now, not after seconds of importing and loading the models
+    from omokage.store import serve_sinks
+    from omokage.store.db import LOG_IN_USE, STORE_IN_USE, refuse_if_served
+    events, store = serve_sinks(a.events, a.db, a.study)
+    for path, refusal in ((events, LOG_IN_USE), (store, STORE_IN_USE)):
+        if path is not None:
+            refuse_if_served(path, refusal)
     from omokage.service.server import serve_forever
     scheme = "https" if a.tls_cert else "http"
 
@@ -902,11 +909,11 @@ def _cmd_serve(a) -> int:
 
     return serve_forever(catalog=a.catalog, models=a.models, host=a.host, port=a.port, token=_serve_token(a),
                          on_ready=announce,
-                         allow_origins=a.allow_origin, log_level=a.log_level, events_path=a.events,
+                         allow_origins=a.allow_origin, log_level=a.log_level, events_path=events,
                          tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert,
                          max_messages_per_second=a.max_messages_per_second, insecure=a.insecure,
                          public_names=a.public_name, fsync_events=not a.no_fsync, send_timeout=a.send_timeout,
-                         background_fits=a.fit_in_background or (), store_path=a.db, study=a.study,
+                         background_fits=a.fit_in_background or (), store_path=store, study=a.study,
                          preview_backend=a.preview_backend, preview_size=a.preview_size,
                          calibration_dir=a.calibration, resume_ttl_s=60.0 * a.resume_minutes)
 

@@ -94,6 +94,9 @@ def run_demo(home: Path, count: int = 1500, host: str = "127.0.0.1", port: int =
         catalog_dir, models_dir = prepare(Path(home), count, steps=True)
         return _transcript_demo(catalog_dir, models_dir)
     check_port_free(host, port)
+    from omokage.store.db import LOG_IN_USE, refuse_if_served
+    events_path = Path(home) / "events" / "demo-events.jsonl"
+    refuse_if_served(events_path, LOG_IN_USE)    # another demo in this home: said now, not after the preparation
     background = [a for a in DEFAULT_ALGORITHMS if a not in FAST_ALGORITHMS]
     catalog_dir, models_dir = prepare(Path(home), count, algorithms=FAST_ALGORITHMS, steps=True)
     from omokage.features.fitting import stale_models
@@ -108,7 +111,7 @@ def run_demo(home: Path, count: int = 1500, host: str = "127.0.0.1", port: int =
               f"(Ctrl+C to stop){note}\n", flush=True)
 
     return serve_forever(catalog_dir, models_dir, host=host, port=port, log_level="warning",
-                         events_path=Path(home) / "events" / "demo-events.jsonl", on_ready=announce,
+                         events_path=events_path, on_ready=announce,
                          background_fits=background, fit_report=lambda text: print(f"    {text}", flush=True))
 
 

@@ -26,7 +26,7 @@ from omokage.gaze.calibration import fit as fit_calibration
 from omokage.gaze.samples import SOURCES as SOURCE_CODES
 from omokage.protocol.messages import (PROTOCOL_MINOR, PROTOCOL_VERSION, Decoded, ProtocolError, decode_frame, encode,
                                        error, readable_rid, server_message, texture_map, validate)
-from omokage.protocol.restore import MAX_QUERY_DIM, MAX_SKETCH_LOG_ITEMS, resume_key
+from omokage.protocol.restore import MAX_LOGGED_FLOATS, blob_key, resume_key
 from omokage.protocol.resume import SessionKeeper
 from omokage.ratelimit import TokenBucket
 from omokage.selection import (DEFAULT_POLICY, SERVED_POLICIES, FeatureSpace, SelectionSession, SessionError,
@@ -219,6 +219,9 @@ class Log:
     # the reply acknowledges it (committed before the reply is sent); False: a note nothing waits for (a refused
     # hello), written without holding the reply back or failing it when the log cannot be written
     acknowledged: bool = True
+    # (key, bytes) the record names but does not carry (omokage.store.blobs: a raw-pixel start's query), to be on
+    # disk before the record is; a server without a log drops them with it
+    blobs: tuple[tuple[str, bytes], ...] = ()
 
 
 Action = Send | Close | Offload | Log | Supersede
@@ -745,6 +748,8 @@ class ServerConnection:
         if logged.algorithm not in b.algorithms or (logged.catalog is not None
                                                     and logged.catalog != getattr(b, "catalog_fingerprint", None)):
             return [self._log("restore_refused", now, from_session=logged.session_id, reason="catalog or model")]
+        if logged.unrestorable is not None:   # a record it needs is gone or damaged (a blob beside the log)
+            return [self._log("restore_refused", now, from_session=logged.session_id, reason=logged.unrestorable)]
         if replay_work(len(logged.inputs) + 1, len(b.items)) > RESTORE_MAX_WORK:
             return [self._log("restore_refused", now, from_session=logged.session_id, reason="too long to replay",
                               inputs=len(logged.inputs))]
@@ -912,16 +917,23 @@ class ServerConnection:
         if catalog is not None:
             start.record["catalog"] = catalog
         # what a restarted server needs to replay this selection (omokage.protocol.restore): its random stream's seed,
-        # an image start's query where it is small, a drawing's evidence (one number per face) on a catalog of a few
-        # thousand faces
+        # an image start's query, a drawing's evidence (one number per face): in the line where they are small, else
+        # in a blob file the line names
         start.record["rng_seed"] = self.session._seed
         if self._resume_key is not None:   # here too: a connection open for hours has its hello far back in the log
             start.record["resume_key"] = self._resume_key
-        if query is not None and np.size(query) <= MAX_QUERY_DIM:
-            start.record["query"] = [float(x) for x in np.asarray(query, dtype=np.float32).reshape(-1)]
-        drawn = [t for t in evidence if isinstance(t, SketchTerm)]
-        if len(drawn) == 1 and len(drawn[0].log_likelihoods) <= MAX_SKETCH_LOG_ITEMS:
-            start.record["sketch_ll"] = [float(x) for x in np.asarray(drawn[0].log_likelihoods, np.float32)]
+        drawn = [t.log_likelihoods for t in evidence if isinstance(t, SketchTerm)]
+        for name, values in (("query", query), ("sketch_ll", drawn[0] if len(drawn) == 1 else None)):
+            if values is None:
+                continue
+            flat = np.ascontiguousarray(np.asarray(values, dtype="<f4").reshape(-1))
+            if flat.size <= MAX_LOGGED_FLOATS:
+                start.record[name] = [float(x) for x in flat]
+            elif self.keeper is not None and self.study is None:   # a selection a restart may rebuild
+                data = flat.tobytes()
+                key = blob_key(data)
+                start.record["query_blob" if name == "query" else "sketch_blob"] = key
+                start = dataclasses.replace(start, blobs=(*start.blobs, (key, data)))
         actions.append(start)
         return actions
 

@@ -10,7 +10,10 @@ is not resumed: the client is told `resumed: false` and starts again, as before.
 The log never holds a token, only its hash (`resume_key`, in the `hello` record of the connection it was issued on).
 A selection can be rebuilt when its `start` record carries `rng_seed` (the seed its random stream began with) and,
 for an image start, the projected `query`, for a start from a drawing, the drawing's evidence (`sketch_ll`, one
-log-likelihood per face, logged for catalogs of up to MAX_SKETCH_LOG_ITEMS faces). The gaze calibrations its
+log-likelihood per face). Each is in the record up to MAX_LOGGED_FLOATS numbers; a larger one (a raw-pixel query, a
+drawing's evidence on a catalog of over 512 faces) is in a file beside the log that the record names by its hash
+(`query_blob`, `sketch_blob`: omokage.store.blobs), so a log line stays small whatever the catalog. The index only
+names a blob (`LoggedSelection.query_blob`, `.sketch_blob`); the server reads it. The gaze calibrations its
 connections fitted come with it: each successful `calibration` record carries its fitted `profile`, and the latest one
 per gaze source on the selection's connections (an earlier connection's too, when the selection was resumed from it)
 is what corrected that source when the server stopped. Pure: records in, entries out, like the keeper it fills.
@@ -25,8 +28,18 @@ from typing import Any, Iterable
 
 RESTORE_SCAN_BYTES = 32 * 2**20   # the log's tail read at start: weeks of a busy demo's steps; a selection that began
                                   # before it is not rebuilt (its client starts again)
-MAX_QUERY_DIM = 512               # an image start's query is logged for spaces up to this size (raw pixels: not)
-MAX_SKETCH_LOG_ITEMS = 4096       # a drawing's evidence (a float per face) is logged for catalogs up to this size
+MAX_LOGGED_FLOATS = 512           # an image start's query, a drawing's evidence (a float per face) up to this many
+                                  # numbers go in the start record (~10 KB of JSON); larger, in a blob file it names
+
+
+def blob_key(data: bytes) -> str:
+    """What a record names a blob by (omokage.store.blobs): the SHA-256 of its bytes, in hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _blob(value) -> str | None:
+    return value if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value) \
+        else None
 
 
 def resume_key(token: str) -> str:
@@ -42,7 +55,8 @@ class LoggedSelection:
     algorithm: str
     policy: str
     seed: int                        # the seed its random stream began with (`rng_seed`)
-    query: tuple[float, ...] | None  # an image start's projected query
+    query: Any                       # an image start's projected query (a tuple of floats, or float32 numbers read
+                                     # from its blob), or None
     catalog: str | None              # the catalog's fingerprint it ran on
     grid: tuple[int, ...]            # the faces of the last grid shown, in order
     step: int
@@ -56,6 +70,10 @@ class LoggedSelection:
     # gaze source (`eye`, `head`) -> the `profile` of the latest successful calibration of that source on its
     # connection (and those it was resumed from), as logged: unchecked (the connection checks it before applying it)
     calibrations: dict[str, Any] = field(default_factory=dict)
+    query_blob: str | None = None    # the blob holding an image start's query when its record could not (raw pixels)
+    sketch_blob: str | None = None   # ... and a drawing's evidence, on a catalog of more than MAX_LOGGED_FLOATS faces
+    # why it cannot be rebuilt though its records are all there (a blob missing or damaged), said by whoever read them
+    unrestorable: str | None = None
 
 
 def _ids(value) -> tuple[int, ...] | None:
@@ -171,10 +189,11 @@ class RestoreIndex:
     def _started(self, sid: str, rec: dict) -> LoggedSelection | None:
         self._selection.pop(sid, None)
         seed, grid = rec.get("rng_seed"), _ids(rec.get("candidates"))
-        query, drawn = rec.get("query"), rec.get("sketch_ll")
+        query, drawn, query_blob = rec.get("query"), rec.get("sketch_ll"), _blob(rec.get("query_blob"))
+        sketch_blob = _blob(rec.get("sketch_blob")) if not isinstance(drawn, list) else None
         if not isinstance(seed, int) or grid is None or (
-                rec.get("init") == "sketch" and not isinstance(drawn, list)) or (
-                rec.get("init") == "image" and not isinstance(query, list)):
+                rec.get("init") == "sketch" and not isinstance(drawn, list) and sketch_blob is None) or (
+                rec.get("init") == "image" and not isinstance(query, list) and query_blob is None):
             return None
         at = rec.get("at")
         sel = LoggedSelection(sid, str(rec.get("algorithm")), str(rec.get("policy")), seed,
@@ -182,7 +201,10 @@ class RestoreIndex:
                               rec.get("catalog") if isinstance(rec.get("catalog"), str) else None, grid,
                               int(rec.get("step") or 1), float(at) if isinstance(at, (int, float)) else 0.0,
                               layout=self._layout.get(sid),
-                              sketch=tuple(float(x) for x in drawn) if rec.get("init") == "sketch" else None)
+                              sketch=(tuple(float(x) for x in drawn)
+                                      if rec.get("init") == "sketch" and isinstance(drawn, list) else None),
+                              query_blob=query_blob if not isinstance(query, list) else None,
+                              sketch_blob=sketch_blob if rec.get("init") == "sketch" else None)
         self._selection[sid] = sel
         return sel
 
@@ -209,6 +231,12 @@ class RestoreIndex:
             for key in self._alias.get(sid, ()):
                 out.setdefault(key, sel)
         return out
+
+    def blobs(self) -> set[str]:
+        """The blobs the selections still open in the log's tail name (restorable or not yet known to have expired):
+        the ones a server starting on this log keeps (BlobStore.prune)."""
+        return {key for sel in self._selection.values() for key in (sel.query_blob, sel.sketch_blob)
+                if key is not None}
 
     def lost(self, now: float) -> list[dict]:
         """`disconnect` records, at `now`, for the selections whose client was connected when the server stopped: a

@@ -109,11 +109,13 @@ class SessionKeeper:
         self.resumed += 1
         return kept.owner
 
-    def load_logged(self, selections: dict[str, Any]) -> None:
+    def load_logged(self, selections: dict[str, Any]) -> list[Any]:
         """The selections a previous run left (resume key -> LoggedSelection, each with its `last_at`), at start.
-        At most max_detached of them, the latest heard of first, like the lost selections of this run."""
+        At most max_detached of them, the latest heard of first, like the lost selections of this run. Returns the
+        selections kept (each once, though several keys may reach one)."""
         latest = sorted(selections.items(), key=lambda kv: kv[1].last_at, reverse=True)[:self.max_detached]
         self._logged = dict(latest)
+        return list({id(sel): sel for sel in self._logged.values()}.values())
 
     def claim_logged(self, token: str, now: float) -> Any | None:
         """The logged selection `token` was given for by a previous run, if it is still within ttl_s of when it was

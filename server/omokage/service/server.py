@@ -72,7 +72,8 @@ from omokage.service.background import BackgroundFitter
 from omokage.sketch.service import SharpenProcess, SharpenUnavailable
 from omokage.store.group_commit import GroupCommitWriter
 from omokage.store import EventStore, wire
-from omokage.store.db import create_private, hold_for_serving
+from omokage.store.blobs import BlobStore, blob_dir_for
+from omokage.store.db import LOG_IN_USE, create_private, hold_for_serving
 
 log = logging.getLogger("omokage.server")
 events_log = logging.getLogger("omokage.events")
@@ -437,10 +438,7 @@ class EventFile(GroupCommitWriter):
         # one server per log, as per store: a server restarted on its log reads it back to resume the selections it
         # was in the middle of (v1.7) and records the links still open when it stopped as lost; a second server
         # appending to it would have its live selections marked lost and taken over
-        self._serving = hold_for_serving(path, refusal=(
-            f"another omokage server is writing its event log to {path}: one log serves one server (a restarted "
-            "server reads it back). Stop the other one, or give this one a log of its own (--events PATH; "
-            "`omokage demo`: another --home)")) if exclusive else None
+        self._serving = hold_for_serving(path, refusal=LOG_IN_USE) if exclusive else None
         self._f = open(path, "ab")
         if path.stat().st_size:   # a crash mid-write left a line without its end: the next record starts a line
             with open(path, "rb") as f:
@@ -558,10 +556,12 @@ class _AddressGuard:
         self.limiter.failed(self.address, now)
 
 
-def restorable_selections(path: Path, is_store: bool, ttl_s: float) -> tuple[dict[str, Any], list[dict]]:
+def restorable_selections(path: Path, is_store: bool,
+                          ttl_s: float) -> tuple[dict[str, Any], list[dict], set[str] | None]:
     """The selections a previous run of the server left in its log at `path` (the store, or the JSON-lines log) that a
     client may still go on with: (resume key -> LoggedSelection (omokage.protocol.restore), the `disconnect` records
-    to log for those whose client was connected when it stopped: RestoreIndex.lost). Reads the log's last
+    to log for those whose client was connected when it stopped: RestoreIndex.lost, the blobs the selections still
+    open in the log name: RestoreIndex.blobs, None when the log could not be read). Reads the log's last
     RESTORE_SCAN_BYTES (for the default dated log, the day before's too: a restart after midnight starts a new file);
     a log it cannot read gives none (and says why), never a server that does not start."""
     from omokage.protocol.restore import RESTORE_SCAN_BYTES, RestoreIndex
@@ -613,12 +613,28 @@ def restorable_selections(path: Path, is_store: bool, ttl_s: float) -> tuple[dic
     except (OSError, sqlite3.Error) as exc:
         log.warning("could not read the previous run's selections from the log; none will be resumed",
                     extra={"fields": {"path": str(path), "error": str(exc)}})
-        return {}, []
+        return {}, [], None
     if index.damaged:
         log.warning("damaged records in the log were skipped while reading the previous run's selections",
                     extra={"fields": {"path": str(path), "damaged": index.damaged}})
     lost = index.lost(now)
-    return index.restorable(now, ttl_s), lost
+    return index.restorable(now, ttl_s), lost, index.blobs()
+
+
+def read_logged_blobs(selections, blobs: BlobStore) -> None:
+    """What the records of these selections named in a blob, read from the log's blob folder: an image start's query
+    (raw pixels), a drawing's evidence (a catalog of over 512 faces). A selection whose blob is missing or damaged is
+    marked unrestorable, with why (its client starts again)."""
+    for sel in selections:
+        for key, attr, what in ((sel.query_blob, "query", "its image's query"),
+                                (sel.sketch_blob, "sketch", "its drawing's evidence")):
+            if key is None or getattr(sel, attr) is not None:
+                continue
+            data = blobs.get(key)
+            if data is None or len(data) % 4:
+                sel.unrestorable = f"{what} (blob {key[:12]}) is missing or damaged"
+            else:
+                setattr(sel, attr, np.frombuffer(data, dtype="<f4"))
 
 
 @dataclass
@@ -731,11 +747,18 @@ class OmokageServer:
         # v1.7: selections a reconnecting client goes on with (0: none are kept; a study resumes by participant code)
         self.keeper = (SessionKeeper(ttl_s=resume_ttl_s, max_detached=max_detached_for(len(self.backend.items)))
                        if resume_ttl_s > 0 else None)
+        # what a restart needs that a log line cannot carry (a raw-pixel start's query), beside the log it reads
+        self.blobs: BlobStore | None = None
+        self.blob_pool: concurrent.futures.ThreadPoolExecutor | None = None
         if self.keeper is not None and study is None and (store_path or events_path):
+            restore_from = Path(store_path) if store_path else Path(events_path)
+            self.blobs = BlobStore(blob_dir_for(restore_from), fsync=fsync_events)
+            self.blob_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="omokage-blobs")
             # the selections the previous run's clients were in the middle of (a restart, a crash): from its log
-            logged, lost = restorable_selections(Path(store_path) if store_path else Path(events_path),
-                                                 is_store=bool(store_path), ttl_s=resume_ttl_s)
-            self.keeper.load_logged(logged)
+            logged, lost, named = restorable_selections(restore_from, is_store=bool(store_path), ttl_s=resume_ttl_s)
+            read_logged_blobs(self.keeper.load_logged(logged), self.blobs)
+            if named is not None:   # blobs no open selection names: a crash's leftovers, or of selections now gone
+                self.blobs.prune(named)
             for record in lost:   # their links went with the previous run: the next restart counts from now
                 self._event(record)
             if logged:
@@ -1009,6 +1032,20 @@ class OmokageServer:
                 "client_time": float(t) if t is not None else None, "body": wire.incoming(msg),
                 "trial": conn.trial_id}
 
+    async def _keep_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> bool:
+        """The blobs records name (omokage.store.blobs), on disk before the records are (off the loop: a file and its
+        folder are synced). False when one could not be written (a full disk): then the records may not be
+        committed, nor their step acknowledged."""
+        if not blobs or self.blobs is None:
+            return True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.blob_pool, self.blobs.put, blobs)
+            return True
+        except Exception:
+            log.exception("could not write a blob beside the event log", extra={"fields": {
+                "path": str(self.blobs.directory)}})
+            return False
+
     async def _commit(self, records: list[dict[str, Any]], wire_in: dict[str, Any] | None) -> bool:
         """Write-ahead: events reach the log and the store (each synced, in a group commit) before the client
         sees their effect, so a reply never acknowledges an event a crash or power loss could lose. False when a
@@ -1036,10 +1073,11 @@ class OmokageServer:
             if isinstance(a, Log) and not a.acknowledged:
                 self._event(a.record)
         records = [a.record for a in actions if isinstance(a, Log) and a.acknowledged]
+        blobs = [blob for a in actions if isinstance(a, Log) and a.acknowledged for blob in a.blobs]
         for record in records:
             events_log.info(record.get("event", "event"), extra={"fields": record})
         if records:
-            if not await self._commit(records, wire_in):
+            if not (await self._keep_blobs(blobs) and await self._commit(records, wire_in)):
                 # The session moved on in memory but its events are not on disk: acknowledging would lie, and
                 # going on would serve a state a restart cannot rebuild. Say so and end this connection.
                 rid = next((a.message.get("rid") for a in actions if isinstance(a, Send)), None)
@@ -1377,6 +1415,8 @@ class OmokageServer:
             self.sketches.close()
         self.pool.shutdown(wait=True)
         self.decode_pool.shutdown(wait=True)
+        if self.blob_pool is not None:
+            self.blob_pool.shutdown(wait=True)
         if self.events is not None:
             self.events.close()
             log.info("event log closed", extra={"fields": {"path": str(self.events.path), **self.events.stats()}})
@@ -1873,13 +1913,8 @@ def serve_forever(catalog, models, host="127.0.0.1", port=8765, token=None, allo
                              preview_size=preview_size)
     else:
         engine = Engine.open(catalog, models, preview_backend=preview_backend, preview_size=preview_size)
-    from omokage.store import DEFAULT_STORE
-    if store_path is None and study:
-        store_path = Path(DEFAULT_STORE)   # a study lives in the store
-    if store_path is None and events_path is None:
-        # The JSON-lines log stays the default sink: at 100 paced sessions the store's every-message log costs
-        # step p99 24 ms against 17 ms (benchmarks/results/store.md); `--db` turns it on
-        events_path = Path("var") / "events" / f"events-{time.strftime('%Y%m%d')}.jsonl"
+    from omokage.store import serve_sinks
+    events_path, store_path = serve_sinks(events_path, store_path, study)
     limits = Limits(max_messages_per_second=max_messages_per_second, burst=int(2 * max_messages_per_second))
     from omokage.errors import UserError
     from omokage.gaze.calibration import CalibrationError, load_device_profiles, load_patterns

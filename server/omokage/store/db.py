@@ -180,45 +180,154 @@ class StoreInUse(UserError):
 
 
 SERVE_LOCK_WAIT_S = 10.0   # how long a starting server waits for a short command (a deletion) to finish with the store
+SERVER_LOCK_GRACE_S = 0.2  # ... and for a server lock held a moment by a starting `serve` looking at it (`refuse_if_served`)
 
 
 STORE_SERVERS = "`omokage serve --db` or `--study`"
+# what a server refused on a file another server serves from is told ({server}: that one, with its pid if known)
+STORE_IN_USE = ("{server} is serving from {path} (" + STORE_SERVERS + "): one store serves one server. Stop the other "
+                "one, or give this server a store of its own (--db PATH)")
+LOG_IN_USE = ("{server} is writing its event log to {path}: one log serves one server (a restarted server reads it "
+              "back). Stop the other one, or give this one a log of its own (--events PATH; `omokage demo`: another "
+              "--home)")
 
 
-def hold_for_serving(path: str | Path, refusal: str | None = None):
-    """An advisory exclusive lock on the file for as long as the returned file stays open (a serving server holds
-    one on its store and on its JSON-lines event log), or None where file locks are not available or the file is not
-    a regular one (/dev/null). Independent of SQLite's own locks (flock, not fcntl).
+def server_lock_path(path: str | Path) -> Path:
+    """The file a server serving from `path` holds locked (and writes its pid into) for as long as it serves: PATH.lock.
+    The file's own lock is also taken by short commands (`study delete-participant`), which a starting server waits
+    for; this one only by servers, so a starting server tells a running server from a short command at once."""
+    path = Path(path)
+    return path.with_name(path.name + ".lock")
+
+
+def _refusal(template: str, path: str | Path, pid: int | None) -> str:
+    server = f"another omokage server (pid {pid})" if pid is not None else "another omokage server"
+    return template.replace("{path}", str(path)).replace("{server}", server)
+
+
+def _holder_pid(fd: int) -> int | None:
+    """The pid a server wrote into its server lock file; it writes it just after taking the lock: a moment's wait."""
+    deadline = time.monotonic() + 0.5
+    while True:
+        try:
+            pid = json.loads(os.pread(fd, 4096, 0) or b"null")["pid"]
+            if isinstance(pid, int) and not isinstance(pid, bool):
+                return pid
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)
+
+
+def refuse_if_served(path: str | Path, refusal: str = STORE_IN_USE) -> None:
+    """StoreInUse now (`refusal`, naming the server's pid) when an omokage server serves from `path`: for `serve`,
+    before it loads its models. Takes nothing, writes nothing; a server starting at the same moment is refused by
+    `hold_for_serving` instead."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    try:
+        fd = os.open(server_lock_path(path), os.O_RDONLY)
+    except OSError:
+        return                # no server ever served from it
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)   # shared: two of these never stop each other
+        except OSError:
+            raise StoreInUse(_refusal(refusal, path, _holder_pid(fd))) from None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+class ServingHold:
+    """A server's hold on the file it serves from: the file's own lock and its server lock (`server_lock_path`),
+    both let go by `close` (or by the process's end, a crash included)."""
+
+    def __init__(self, data, server_fd: int):
+        self._data, self._server_fd = data, server_fd
+
+    def close(self) -> None:
+        if self._data is None:
+            return
+        if self._server_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._server_fd, 0)    # no pid of a server that is gone
+            os.close(self._server_fd)
+            self._server_fd = -1
+        self._data.close()
+        self._data = None
+
+
+def hold_for_serving(path: str | Path, refusal: str | None = None) -> ServingHold | None:
+    """Advisory exclusive locks on the file and on its server lock file for as long as the returned hold is not
+    closed (a serving server holds them on its store and on its JSON-lines event log), or None where file locks are
+    not available or the file is not a regular one (/dev/null). Independent of SQLite's own locks (flock, not fcntl).
 
     Exclusive: two servers on one store would each walk participants through the trials they read at start, so a
     trial could run twice and a decision one of them acknowledged be dropped; on one event log, a restart would take
-    the other's live selections for its own lost ones. StoreInUse (`refusal`, or the store's words) when another
-    server holds it; a short command holding it (`study delete-participant`) is waited for."""
+    the other's live selections for its own lost ones. StoreInUse (`refusal`, a template of STORE_IN_USE's kind, by
+    default that one) at once when another server holds it, naming its pid; a short command holding the file
+    (`study delete-participant`) is waited for, up to SERVE_LOCK_WAIT_S."""
     try:
         import fcntl
     except ImportError:
         return None
+    template = refusal or STORE_IN_USE
     f = open(path, "rb")
     if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
         f.close()
         return None
-    deadline = time.monotonic() + SERVE_LOCK_WAIT_S
-    warned = False
-    while True:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return f
-        except OSError:
-            if time.monotonic() >= deadline:
-                f.close()
-                raise StoreInUse(refusal or f"another server is serving from {path} ({STORE_SERVERS}): one store "
-                                 "serves one server. Stop the other one, or give this server a store of its own "
-                                 "(--db PATH)") from None
-            if not warned:
-                log.warning("waiting for another omokage process to finish with the file", extra={"fields": {
-                    "path": str(path)}})
-                warned = True
-            time.sleep(0.1)
+    try:
+        server_fd = os.open(server_lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:   # a folder this process may not write (then nor may it serve: the store or the log says so)
+        server_fd = -1
+    locked = False
+    if server_fd < 0:
+        log.warning("the server lock file cannot be made; another server on this file is told after a wait",
+                    extra={"fields": {"path": str(server_lock_path(path))}})
+    try:
+        grace = time.monotonic() + SERVER_LOCK_GRACE_S
+        while server_fd >= 0:
+            try:
+                fcntl.flock(server_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except OSError:
+                if time.monotonic() >= grace:     # another server: it serves until it is stopped, no use waiting
+                    raise StoreInUse(_refusal(template, path, _holder_pid(server_fd))) from None
+                time.sleep(0.01)
+        if server_fd >= 0:
+            os.ftruncate(server_fd, 0)
+            os.pwrite(server_fd, json.dumps({"holder": "omokage serve", "pid": os.getpid(),
+                                             "since": time.time()}).encode(), 0)
+        deadline = time.monotonic() + SERVE_LOCK_WAIT_S
+        warned = False
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return ServingHold(f, server_fd)
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise StoreInUse(f"{path} is held by another omokage process, which did not let it go within "
+                                     f"{SERVE_LOCK_WAIT_S:g} s (a `study delete-participant` or `study drop` rewriting "
+                                     "it, or a server of an older version serving from it): try again once it is "
+                                     "done") from None
+                if not warned:
+                    log.warning("waiting for another omokage process to finish with the file", extra={"fields": {
+                        "path": str(path)}})
+                    warned = True
+                time.sleep(0.1)
+    except BaseException:
+        if server_fd >= 0:
+            if locked:   # this process's pid, written for a server that did not start
+                with contextlib.suppress(OSError):
+                    os.ftruncate(server_fd, 0)
+            os.close(server_fd)
+        f.close()
+        raise
 
 
 @contextlib.contextmanager
