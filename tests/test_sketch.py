@@ -1246,24 +1246,33 @@ def test_the_worker_process_answers_as_the_service_does_in_process(sketch_engine
 
 def test_a_decoder_that_says_how_to_make_it_again_runs_in_the_worker_process(tiny_catalog, sharp_models, faces,
                                                                               tmp_path):
-    """A GPU preview decoder (torch-cuda, TensorRT) carries a `worker_spec`, and the worker process makes it again
-    from the gen model's folder, so the live loop's decoding runs off the server's GIL. Shown on the CPU with ONNX
-    Runtime: the child's answers are the in-process service's, and a spec naming no model fails the worker's start."""
+    """A preview decoder of the `gen` model (torch-cuda, TensorRT on a GPU) carries a `worker_spec`, and the worker
+    process makes it again from it, so the live loop's decoding runs off the server's GIL. The spec carries the model
+    the server loaded and checked, as the sketch model's arrays do: the child decodes with that model even when the
+    folder holds another one by the time it starts. Shown on the CPU with ONNX Runtime; a spec the child cannot make
+    fails the worker's start."""
     import shutil
 
+    from omokage.catalog.store import Catalog
     from omokage.engine import Engine
-    from omokage.features import latest_version_dir
+    from omokage.features import latest_version_dir, load_model_dir, make_model
     from omokage.generators import make_decoder
-    from omokage.sketch.service import SketchService
+    from omokage.sketch.service import SketchService, make_preview_decoder
     from omokage.sketch.worker import SketchWorker, SketchWorkerError, supports
-    model = Engine.open(tiny_catalog, sharp_models, preview_backend="numpy").sketch.model
-    gen_dir = tmp_path / "gen"
-    shutil.copytree(latest_version_dir(sharp_models, "gen"), gen_dir)
-    decoder = make_decoder("onnxruntime", gen_dir, threads=1)
+    models = tmp_path / "models"
+    shutil.copytree(sharp_models, models)
+    model = Engine.open(tiny_catalog, models, preview_backend="numpy").sketch.model
+    decoder = make_preview_decoder(model, models, "onnxruntime")
     service = SketchService(model, decoder)
-    assert not supports(service)
-    decoder.worker_spec = {"backend": "onnxruntime", "model_dir": str(gen_dir), "options": {"threads": 1}}
-    assert supports(service)
+    assert decoder.worker_spec["backend"] == "onnxruntime" and supports(service)
+    # the folder changes after the server loaded its model (removed, and fitted again on other faces)
+    gen_dir = latest_version_dir(models, "gen")
+    shutil.rmtree(gen_dir)
+    other = make_model("gen", n_components=12, random_state=0, residual_size=32, width=8, epochs=2, batch_size=32,
+                       n_threads=1, progress=False)
+    other.fit(Catalog(tiny_catalog).matrix()[:40]).save(models, version=int(gen_dir.name))
+    z = np.random.default_rng(0).standard_normal((4, 12)).astype(np.float32)
+    assert np.abs(make_decoder("onnxruntime", load_model_dir(gen_dir)[0]).decode(z) - decoder.decode(z)).mean() > 0.01
     canvas = SketchCanvas(service.resolution)
     snaps = []
     for s in face_strokes(faces, 3)[:6]:
@@ -1281,7 +1290,7 @@ def test_a_decoder_that_says_how_to_make_it_again_runs_in_the_worker_process(tin
     for result, snap in zip(got, snaps):
         same_result(result, service.run([snap])[0])
     assert stats["worker_starts"] == 1 and stats["worker_failures"] == 0
-    shutil.rmtree(gen_dir)                     # the child cannot make the decoder: it never says ready
+    decoder.worker_spec = {**decoder.worker_spec, "options": {"no_such_option": 1}}    # the child cannot make it
     with pytest.raises(SketchWorkerError):
         run(answers())
 
@@ -1672,8 +1681,8 @@ def test_a_gpu_serves_the_gen_previews_live_with_cuda_graphs(tiny_catalog, sharp
     engine = Engine.open(tiny_catalog, sharp_models, preview_backend="auto")
     decoder = engine.sketch.decoder
     assert isinstance(decoder, TorchCudaBackend) and decoder.cuda_graphs, decoder
-    assert decoder.worker_spec == {"backend": "torch-cuda", "model_dir": str(decoder.worker_spec["model_dir"]),
-                                   "options": {"cuda_graphs": True}}
+    assert decoder.worker_spec["backend"] == "torch-cuda" and decoder.worker_spec["options"] == {"cuda_graphs": True}
+    assert decoder.worker_spec["model"]["name"] == "gen"
     assert engine.sketch.sharp is None                 # fast enough for every result: nothing to sharpen later
     k = engine.sketch.model.latent_.components_.shape[0]
     Z = np.random.default_rng(0).standard_normal((5, k)).astype(np.float32)

@@ -8,7 +8,8 @@ loop only copies each drawing's rasters (5 KB at R = 32: `SketchCanvas.snapshot`
 used to make there) into a frame and reads the answer from a pipe, both through the loop itself (no thread hand-off).
 
 The child is sent the fitted sketch model once, at its start (its arrays, ~25 MB for 1,500 faces: the very model
-the server loaded, not whatever the models folder holds by then), and keeps each drawing's running sums
+the server loaded, not whatever the models folder holds by then; a GPU preview decoder's `gen` model travels the same
+way, in its `worker_spec`), and keeps each drawing's running sums
 (`LiveDrawing`) under a key the server gives the drawing. A frame carries whole rasters, not strokes, so the child
 never holds the truth: a drawing it does not know (new, forgotten, or after a restart) is computed afresh, the same
 numbers to float rounding.
@@ -71,7 +72,7 @@ class DrawingError(RuntimeError):
 def supports(service) -> bool:
     """Whether `service` can run in a worker process: its previews must come from PCA's own decoder (the numpy
     backend), which the child rebuilds from the model, or from a decoder that says how to make it again there
-    (`worker_spec`: a GPU backend of the `gen` model, which the child loads from its version folder)."""
+    (`worker_spec`: a backend of the `gen` model, whose fitted arrays the spec carries)."""
     from omokage.sketch.service import LinearPreview
     return type(service.decoder) is LinearPreview or getattr(service.decoder, "worker_spec", None) is not None
 
@@ -81,6 +82,27 @@ def supports(service) -> bool:
 def _array(a: np.ndarray) -> list:
     a = np.ascontiguousarray(a)
     return [a.dtype.str, list(a.shape), a.tobytes()]
+
+
+def fitted_spec(model) -> dict[str, Any]:
+    """A fitted model (omokage.features) as msgpack-ready data: `fitted_from_spec` makes it again in another process,
+    the same model to the bit, whatever its folder in the model repository holds by then."""
+    return {"name": model.name, "params": model.get_params(), "n_features_in": int(model.n_features_in_),
+            "n_features_out": int(model._n_features_out),
+            "arrays": {k: _array(v) for k, v in model._fitted_arrays().items()}, "scalars": model._fitted_scalars(),
+            "files": dict(model._extra_files())}
+
+
+def fitted_from_spec(spec: dict[str, Any]):
+    from omokage.features import MODEL_CLASSES
+    model = MODEL_CLASSES[spec["name"]](**spec["params"])
+    model.n_features_in_ = spec["n_features_in"]
+    model._n_features_out = spec["n_features_out"]
+    model._restore({k: np.frombuffer(data, np.dtype(dt)).reshape(shape)
+                    for k, (dt, shape, data) in spec["arrays"].items()}, spec["scalars"])
+    if spec["files"]:
+        model._restore_files(spec["files"])
+    return model
 
 
 def _model_spec(service) -> dict[str, Any]:
@@ -102,12 +124,11 @@ def _service_from_spec(spec: dict[str, Any]):
     model._restore({k: np.frombuffer(data, np.dtype(dt)).reshape(shape)
                     for k, (dt, shape, data) in spec["arrays"].items()}, spec["scalars"])
     if spec.get("decoder"):
-        # a GPU decoder, made here from the gen model's version folder: this process then owns its own CUDA context
-        # and graphs, and the server's event loop shares no GIL with the decoding
-        from omokage.generators import make_decoder
+        # a GPU decoder, made here from the gen model the server loaded (its arrays, in the spec): this process then
+        # owns its own CUDA context and graphs, and the server's event loop shares no GIL with the decoding
+        from omokage.sketch.service import make_gen_decoder
         d = spec["decoder"]
-        decoder = make_decoder(d["backend"], d["model_dir"], **d.get("options", {}))
-        decoder.worker_spec = d
+        decoder, _ = make_gen_decoder(d["backend"], fitted_from_spec(d["model"]), d.get("options", {}))
     else:
         decoder = LinearPreview(model, spec["decoder_size"])
     return SketchService(model, decoder, spec["preview_size"], spec["count"])
