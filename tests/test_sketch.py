@@ -1250,7 +1250,7 @@ def test_a_decoder_that_says_how_to_make_it_again_runs_in_the_worker_process(tin
     process makes it again from it, so the live loop's decoding runs off the server's GIL. The spec carries the model
     the server loaded and checked, as the sketch model's arrays do: the child decodes with that model even when the
     folder holds another one by the time it starts. Shown on the CPU with ONNX Runtime; a spec the child cannot make
-    fails the worker's start."""
+    fails the worker's start with the child's reason."""
     import shutil
 
     from omokage.catalog.store import Catalog
@@ -1258,7 +1258,7 @@ def test_a_decoder_that_says_how_to_make_it_again_runs_in_the_worker_process(tin
     from omokage.features import latest_version_dir, load_model_dir, make_model
     from omokage.generators import make_decoder
     from omokage.sketch.service import SketchService, make_preview_decoder
-    from omokage.sketch.worker import SketchWorker, SketchWorkerError, supports
+    from omokage.sketch.worker import SketchWorker, SketchWorkerStartError, supports
     models = tmp_path / "models"
     shutil.copytree(sharp_models, models)
     model = Engine.open(tiny_catalog, models, preview_backend="numpy").sketch.model
@@ -1291,8 +1291,54 @@ def test_a_decoder_that_says_how_to_make_it_again_runs_in_the_worker_process(tin
         same_result(result, service.run([snap])[0])
     assert stats["worker_starts"] == 1 and stats["worker_failures"] == 0
     decoder.worker_spec = {**decoder.worker_spec, "options": {"no_such_option": 1}}    # the child cannot make it
-    with pytest.raises(SketchWorkerError):
+    with pytest.raises(SketchWorkerStartError, match="could not make the sketch service.*no_such_option"):
         run(answers())
+
+
+def test_a_worker_process_that_cannot_make_its_decoder_gives_way_to_a_thread(tiny_catalog, sharp_models, faces,
+                                                                              monkeypatch):
+    """A GPU decoder the worker process cannot make there (no GPU for it, its memory taken, a driver error): starting
+    it again would fail the same way, batch after batch, while the server's own decoder works. The server says why in
+    its log and stats and projects on its thread from then on: every stroke still gets its result, the sharper face
+    included."""
+    from omokage.client import OmokageClient
+    from omokage.engine import Engine
+    from omokage.sketch.service import SketchService, make_preview_decoder
+    monkeypatch.delenv("OMOKAGE_SKETCH_WORKER", raising=False)
+    engine = Engine.open(tiny_catalog, sharp_models, preview_backend="numpy")
+    model = engine.sketch.model
+    decoder = make_preview_decoder(model, sharp_models, "onnxruntime")
+    decoder.worker_spec = {**decoder.worker_spec, "options": {"no_such_option": 1}}
+    engine.sketch = SketchService(model, decoder)
+    srv = RunningServer(engine)
+    batcher = srv.server.sketches
+    try:
+        assert batcher.worker is not None
+        strokes = face_strokes(faces, 9)[:4]
+
+        async def main():
+            async with await OmokageClient.connect(srv.url) as c:
+                await c.sketch_result(await c.sketch_send("sketch.begin"), timeout=60)
+                out = []
+                for s in strokes:
+                    rid = await c.stroke(s.points.reshape(-1).tolist(), s.colour, s.width, s.tool)
+                    out.append(await c.sketch_result(rid, timeout=60))
+                return out
+
+        results = run(main())
+        assert [r["strokes"] for r in results] == [1, 2, 3, 4]
+        stats = batcher.stats()
+        assert stats["worker"] == "thread" and stats["failed"] == 0, stats
+        assert "no_such_option" in stats["worker_fallback"], stats
+        canvas = SketchCanvas(model.resolution)
+        for s in strokes:
+            canvas.add(s)
+        [want] = engine.sketch.run([canvas.snapshot()])
+        assert [i["id"] for i in results[-1]["items"]] == [i for i, _ in want.ranked]
+        got = np.asarray(Image.open(io.BytesIO(results[-1]["preview"]["data"])), np.int16)
+        assert np.abs(got - np.asarray(Image.open(io.BytesIO(want.preview.data)), np.int16)).mean() < 0.5
+    finally:
+        srv.stop()
 
 
 def test_one_bad_drawing_fails_alone_in_the_worker_process(sketch_engine, faces):

@@ -17,7 +17,8 @@ numbers to float rounding.
 Frames are a 4-byte big-endian length and a msgpack body (omokage.store.writer's framing):
 
     parent -> child   ["model", spec]                              once, first: `_model_spec`
-    child -> parent   ["ready", pid]
+    child -> parent   ["ready", pid]                               or ["error", type, message]: it could not
+                                                                   make the service (then it exits)
     parent -> child   [batch_no, forget, drawings]                 forget: keys of drawings gone (their sums freed);
                                                                    drawings: [key, revision, R, ink, paint, painted]
     parent -> child   ["stop"]                                     the server is closing (or the end of the input)
@@ -28,8 +29,10 @@ Frames are a 4-byte big-endian length and a msgpack body (omokage.store.writer's
 
 A batch that fails as a whole is retried drawing by drawing in the child (one bad drawing fails alone). When the
 child dies (kill -9, a crash) or does not answer within `reply_timeout`, the batch it owed fails
-(`SketchWorkerError`) and the next batch starts a new child. At the end of its input (the server closed the pipe,
-or died) the child exits.
+(`SketchWorkerError`) and the next batch starts a new child. A child that never says `ready` (it could not make what
+it was sent: a GPU decoder on a GPU it cannot use, say) raises `SketchWorkerStartError`: starting another would fail
+the same way, so the server projects in a thread of its own instead (`SketchBatcher`). At the end of its input (the
+server closed the pipe, or died) the child exits.
 
 Started by `SketchWorker` as `python -c "from omokage.sketch.worker import main; raise SystemExit(main())"`.
 """
@@ -59,6 +62,10 @@ MAX_LIVES = 4096          # drawings whose running sums the child keeps (~40 KB 
 
 class SketchWorkerError(RuntimeError):
     """The worker process ended, hung or answered out of step before it answered a batch."""
+
+
+class SketchWorkerStartError(SketchWorkerError):
+    """The worker process ended or hung before it said it was ready: it could not make the service it was sent."""
 
 
 class DrawingError(RuntimeError):
@@ -180,9 +187,11 @@ class SketchWorker:
         self._pipes = (reader, writer, rt)
         await self._send(["model", _model_spec(self.service)])
         hello = await asyncio.wait_for(_read_frame(reader), self.start_timeout)
+        if isinstance(hello, list) and len(hello) == 3 and hello[0] == "error":
+            raise SketchWorkerStartError(f"it could not make the sketch service it was sent: {hello[1]}: {hello[2]}")
         if not (isinstance(hello, list) and hello[:1] == ["ready"]):
-            raise SketchWorkerError(f"the sketch worker process did not start (it said {hello!r:.80}; its error is in "
-                                    "the server's log above)")
+            raise SketchWorkerStartError(f"it did not start (it said {hello!r:.80}; its error is in the server's log "
+                                         "above)")
 
     async def _send(self, value) -> None:
         writer = self._pipes[1]
@@ -193,16 +202,19 @@ class SketchWorker:
                   forget: Sequence[int] = ()) -> list[Any]:
         """Results of `drawings` ((key, snapshot) pairs; a key names a drawing whose running sums the child keeps,
         None: computed afresh), in order: a `SketchResult`, or a `DrawingError` for one that failed alone. Raises
-        `SketchWorkerError` when the process ends, hangs or fails to start (the next call starts a new one)."""
+        `SketchWorkerError` when the process ends or hangs (the next call starts a new one), and
+        `SketchWorkerStartError` when it ends or hangs before it says it is ready."""
         from omokage.catalog.store import Texture
         from omokage.sketch.service import SketchResult
         if self.proc is None or self.proc.poll() is not None:
             self._end(kill=True)
             self._spawn()
         self._batch_no += 1
+        starting = self._pipes is None
         try:
-            if self._pipes is None:
+            if starting:
                 await self._connect()
+                starting = False
             await self._send([self._batch_no, list(forget),
                               [[key, r.revision, r.resolution, r.ink.tobytes(), r.paint.tobytes(), r.painted.tobytes()]
                                for key, r in drawings]])
@@ -218,6 +230,9 @@ class SketchWorker:
             self.failures += 1
             self._end(kill=True)
             why = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            if starting:
+                raise SketchWorkerStartError(f"the sketch worker process did not start ({why}; exit code {code})") \
+                    from None
             raise SketchWorkerError(f"the sketch worker process ended ({why}; exit code {code}) before it answered "
                                     "this batch; the next one starts a new worker") from None
         except BaseException:
@@ -355,7 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (isinstance(first, list) and first[:1] == ["model"]):
         print("sketch worker: the first frame must be the model (started by omokage's SketchWorker)", file=sys.stderr)
         return 2
-    service = _service_from_spec(first[1])
+    try:
+        service = _service_from_spec(first[1])
+    except Exception as exc:
+        # said to the server, which then projects without this process (starting another would fail the same way)
+        log.exception("could not make the sketch service it was sent")
+        write_frame(out, ["error", *_describe(exc)])
+        return 1
     del first
     write_frame(out, ["ready", os.getpid()])
     lives: collections.OrderedDict = collections.OrderedDict()
