@@ -281,6 +281,9 @@ def test_fit_on_a_gpu_is_asked_for_with_device(small_catalog, tmp_path):
     assert bad.returncode != 0 and "--device 'tpu': use cpu, cuda or cuda:N" in bad.stderr, bad.stderr
     assert not out.exists()
     reason = backend_reason("torch-cuda")
+    missing = fit("cuda:99")          # a GPU this machine does not have: nothing is fitted either
+    assert missing.returncode != 0 and "--device cuda:99" in missing.stderr, missing.stderr
+    assert (reason or "CUDA GPU(s), cuda:0 to") in missing.stderr and not out.exists(), missing.stderr
     result = fit("cuda")
     if reason:
         assert result.returncode != 0 and reason in result.stderr and "--device cpu" in result.stderr, result.stderr
