@@ -1295,6 +1295,29 @@ def test_a_decoder_that_says_how_to_make_it_again_runs_in_the_worker_process(tin
         run(answers())
 
 
+def test_a_gen_model_sent_to_the_worker_process_decodes_as_loaded_on_every_path(sharp_models):
+    """The worker spec's model, through msgpack and back: its ONNX graph (onnxruntime, TensorRT) and its torch net
+    (torch-cuda, which runs this on a GPU) decode as the model loaded from its folder, and rebuilding the net warns of
+    nothing (torch warns of tensors over read-only memory, as np.frombuffer's arrays are)."""
+    import warnings
+
+    import torch
+
+    from omokage.features import latest_version_dir, load_model_dir
+    from omokage.generators import make_decoder
+    from omokage.sketch.worker import fitted_from_spec, fitted_spec
+    gen = load_model_dir(latest_version_dir(sharp_models, "gen"))[0]
+    sent = fitted_from_spec(msgpack.unpackb(msgpack.packb(fitted_spec(gen)), raw=False, strict_map_key=False))
+    z = np.random.default_rng(0).standard_normal((5, 12)).astype(np.float32)
+    want = make_decoder("onnxruntime", gen).decode(z)
+    np.testing.assert_array_equal(make_decoder("onnxruntime", sent).decode(z), want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net = sent.torch_net().eval()
+    with torch.inference_mode():
+        np.testing.assert_allclose(net(torch.from_numpy(z)).numpy(), want, atol=1e-5)
+
+
 def test_a_worker_process_that_cannot_make_its_decoder_gives_way_to_a_thread(tiny_catalog, sharp_models, faces,
                                                                               monkeypatch):
     """A GPU decoder the worker process cannot make there (no GPU for it, its memory taken, a driver error): starting

@@ -105,7 +105,8 @@ def fitted_from_spec(spec: dict[str, Any]):
     model = MODEL_CLASSES[spec["name"]](**spec["params"])
     model.n_features_in_ = spec["n_features_in"]
     model._n_features_out = spec["n_features_out"]
-    model._restore({k: np.frombuffer(data, np.dtype(dt)).reshape(shape)
+    # copies, writable as a loaded model's are (torch warns about a tensor over read-only memory: torch_net)
+    model._restore({k: np.frombuffer(data, np.dtype(dt)).reshape(shape).copy()
                     for k, (dt, shape, data) in spec["arrays"].items()}, spec["scalars"])
     if spec["files"]:
         model._restore_files(spec["files"])
