@@ -211,9 +211,15 @@ def test_torch_cuda_graphs_serve_any_batch_size_from_the_graphs_recorded_up_fron
     dec = make_decoder("torch-cuda", gen, cuda_graphs=True)
     recorded = set(dec._graphs)
     assert recorded == set(dec.GRAPH_BATCHES)
+    outs = {}
     for n in (1, 3, 5, 33, 64, 70):
-        out = dec.decode(Z[:n])
+        out = outs[n] = dec.decode(Z[:n])
         assert out.shape == (n, *ref.shape[1:])
+        assert np.abs(out - ref[:n]).max() < 5e-3, n
+    # each returned array is the caller's own: the graphs' static outputs are overwritten by every replay, so an array
+    # that aliased one would now hold a later batch's faces (decoded from other latents: Z[::-1])
+    dec.decode(Z[::-1].copy())
+    for n, out in outs.items():
         assert np.abs(out - ref[:n]).max() < 5e-3, n
     assert set(dec._graphs) == recorded
     assert dec.describe()["graph_batches"] == list(dec.GRAPH_BATCHES)
@@ -287,6 +293,9 @@ def test_fit_on_a_gpu_is_asked_for_with_device(small_catalog, tmp_path):
     assert bad.returncode != 0 and "--device 'tpu': use cpu, cuda or cuda:N" in bad.stderr, bad.stderr
     assert not out.exists()
     reason = backend_reason("torch-cuda")
+    missing = fit("cuda:99")          # a GPU this machine does not have: nothing is fitted either
+    assert missing.returncode != 0 and "--device cuda:99" in missing.stderr, missing.stderr
+    assert (reason or "CUDA GPU(s), cuda:0 to") in missing.stderr and not out.exists(), missing.stderr
     result = fit("cuda")
     if reason:
         assert result.returncode != 0 and reason in result.stderr and "--device cpu" in result.stderr, result.stderr

@@ -1331,24 +1331,33 @@ def test_the_worker_process_answers_as_the_service_does_in_process(sketch_engine
 
 def test_a_decoder_that_says_how_to_make_it_again_runs_in_the_worker_process(tiny_catalog, sharp_models, faces,
                                                                               tmp_path):
-    """A GPU preview decoder (torch-cuda, TensorRT) carries a `worker_spec`, and the worker process makes it again
-    from the gen model's folder, so the live loop's decoding runs off the server's GIL. Shown on the CPU with ONNX
-    Runtime: the child's answers are the in-process service's, and a spec naming no model fails the worker's start."""
+    """A preview decoder of the `gen` model (torch-cuda, TensorRT on a GPU) carries a `worker_spec`, and the worker
+    process makes it again from it, so the live loop's decoding runs off the server's GIL. The spec carries the model
+    the server loaded and checked, as the sketch model's arrays do: the child decodes with that model even when the
+    folder holds another one by the time it starts. Shown on the CPU with ONNX Runtime; a spec the child cannot make
+    fails the worker's start with the child's reason."""
     import shutil
 
+    from omokage.catalog.store import Catalog
     from omokage.engine import Engine
-    from omokage.features import latest_version_dir
+    from omokage.features import latest_version_dir, load_model_dir, make_model
     from omokage.generators import make_decoder
-    from omokage.sketch.service import SketchService
-    from omokage.sketch.worker import SketchWorker, SketchWorkerError, supports
-    model = Engine.open(tiny_catalog, sharp_models, preview_backend="numpy").sketch.model
-    gen_dir = tmp_path / "gen"
-    shutil.copytree(latest_version_dir(sharp_models, "gen"), gen_dir)
-    decoder = make_decoder("onnxruntime", gen_dir, threads=1)
+    from omokage.sketch.service import SketchService, make_preview_decoder
+    from omokage.sketch.worker import SketchWorker, SketchWorkerStartError, supports
+    models = tmp_path / "models"
+    shutil.copytree(sharp_models, models)
+    model = Engine.open(tiny_catalog, models, preview_backend="numpy").sketch.model
+    decoder = make_preview_decoder(model, models, "onnxruntime")
     service = SketchService(model, decoder)
-    assert not supports(service)
-    decoder.worker_spec = {"backend": "onnxruntime", "model_dir": str(gen_dir), "options": {"threads": 1}}
-    assert supports(service)
+    assert decoder.worker_spec["backend"] == "onnxruntime" and supports(service)
+    # the folder changes after the server loaded its model (removed, and fitted again on other faces)
+    gen_dir = latest_version_dir(models, "gen")
+    shutil.rmtree(gen_dir)
+    other = make_model("gen", n_components=12, random_state=0, residual_size=32, width=8, epochs=2, batch_size=32,
+                       n_threads=1, progress=False)
+    other.fit(Catalog(tiny_catalog).matrix()[:40]).save(models, version=int(gen_dir.name))
+    z = np.random.default_rng(0).standard_normal((4, 12)).astype(np.float32)
+    assert np.abs(make_decoder("onnxruntime", load_model_dir(gen_dir)[0]).decode(z) - decoder.decode(z)).mean() > 0.01
     canvas = SketchCanvas(service.resolution)
     snaps = []
     for s in face_strokes(faces, 3)[:6]:
@@ -1366,9 +1375,78 @@ def test_a_decoder_that_says_how_to_make_it_again_runs_in_the_worker_process(tin
     for result, snap in zip(got, snaps):
         same_result(result, service.run([snap])[0])
     assert stats["worker_starts"] == 1 and stats["worker_failures"] == 0
-    shutil.rmtree(gen_dir)                     # the child cannot make the decoder: it never says ready
-    with pytest.raises(SketchWorkerError):
+    decoder.worker_spec = {**decoder.worker_spec, "options": {"no_such_option": 1}}    # the child cannot make it
+    with pytest.raises(SketchWorkerStartError, match="could not make the sketch service.*no_such_option"):
         run(answers())
+
+
+def test_a_gen_model_sent_to_the_worker_process_decodes_as_loaded_on_every_path(sharp_models):
+    """The worker spec's model, through msgpack and back: its ONNX graph (onnxruntime, TensorRT) and its torch net
+    (torch-cuda, which runs this on a GPU) decode as the model loaded from its folder, and rebuilding the net warns of
+    nothing (torch warns of tensors over read-only memory, as np.frombuffer's arrays are)."""
+    import warnings
+
+    import torch
+
+    from omokage.features import latest_version_dir, load_model_dir
+    from omokage.generators import make_decoder
+    from omokage.sketch.worker import fitted_from_spec, fitted_spec
+    gen = load_model_dir(latest_version_dir(sharp_models, "gen"))[0]
+    sent = fitted_from_spec(msgpack.unpackb(msgpack.packb(fitted_spec(gen)), raw=False, strict_map_key=False))
+    z = np.random.default_rng(0).standard_normal((5, 12)).astype(np.float32)
+    want = make_decoder("onnxruntime", gen).decode(z)
+    np.testing.assert_array_equal(make_decoder("onnxruntime", sent).decode(z), want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net = sent.torch_net().eval()
+    with torch.inference_mode():
+        np.testing.assert_allclose(net(torch.from_numpy(z)).numpy(), want, atol=1e-5)
+
+
+def test_a_worker_process_that_cannot_make_its_decoder_gives_way_to_a_thread(tiny_catalog, sharp_models, faces,
+                                                                              monkeypatch):
+    """A GPU decoder the worker process cannot make there (no GPU for it, its memory taken, a driver error): starting
+    it again would fail the same way, batch after batch, while the server's own decoder works. The server says why in
+    its log and stats and projects on its thread from then on: every stroke still gets its result, the sharper face
+    included."""
+    from omokage.client import OmokageClient
+    from omokage.engine import Engine
+    from omokage.sketch.service import SketchService, make_preview_decoder
+    monkeypatch.delenv("OMOKAGE_SKETCH_WORKER", raising=False)
+    engine = Engine.open(tiny_catalog, sharp_models, preview_backend="numpy")
+    model = engine.sketch.model
+    decoder = make_preview_decoder(model, sharp_models, "onnxruntime")
+    decoder.worker_spec = {**decoder.worker_spec, "options": {"no_such_option": 1}}
+    engine.sketch = SketchService(model, decoder)
+    srv = RunningServer(engine)
+    batcher = srv.server.sketches
+    try:
+        assert batcher.worker is not None
+        strokes = face_strokes(faces, 9)[:4]
+
+        async def main():
+            async with await OmokageClient.connect(srv.url) as c:
+                await c.sketch_result(await c.sketch_send("sketch.begin"), timeout=60)
+                out = []
+                for s in strokes:
+                    rid = await c.stroke(s.points.reshape(-1).tolist(), s.colour, s.width, s.tool)
+                    out.append(await c.sketch_result(rid, timeout=60))
+                return out
+
+        results = run(main())
+        assert [r["strokes"] for r in results] == [1, 2, 3, 4]
+        stats = batcher.stats()
+        assert stats["worker"] == "thread" and stats["failed"] == 0, stats
+        assert "no_such_option" in stats["worker_fallback"], stats
+        canvas = SketchCanvas(model.resolution)
+        for s in strokes:
+            canvas.add(s)
+        [want] = engine.sketch.run([canvas.snapshot()])
+        assert [i["id"] for i in results[-1]["items"]] == [i for i, _ in want.ranked]
+        got = np.asarray(Image.open(io.BytesIO(results[-1]["preview"]["data"])), np.int16)
+        assert np.abs(got - np.asarray(Image.open(io.BytesIO(want.preview.data)), np.int16)).mean() < 0.5
+    finally:
+        srv.stop()
 
 
 def test_one_bad_drawing_fails_alone_in_the_worker_process(sketch_engine, faces):
@@ -1757,8 +1835,8 @@ def test_a_gpu_serves_the_gen_previews_live_with_cuda_graphs(tiny_catalog, sharp
     engine = Engine.open(tiny_catalog, sharp_models, preview_backend="auto")
     decoder = engine.sketch.decoder
     assert isinstance(decoder, TorchCudaBackend) and decoder.cuda_graphs, decoder
-    assert decoder.worker_spec == {"backend": "torch-cuda", "model_dir": str(decoder.worker_spec["model_dir"]),
-                                   "options": {"cuda_graphs": True}}
+    assert decoder.worker_spec["backend"] == "torch-cuda" and decoder.worker_spec["options"] == {"cuda_graphs": True}
+    assert decoder.worker_spec["model"]["name"] == "gen"
     assert engine.sketch.sharp is None                 # fast enough for every result: nothing to sharpen later
     k = engine.sketch.model.latent_.components_.shape[0]
     Z = np.random.default_rng(0).standard_normal((5, k)).astype(np.float32)

@@ -658,6 +658,10 @@ def _check_training_device(device: str) -> None:
     reason = backend_reason("torch-cuda")
     if reason:
         raise UserError(f"--device {device}: {reason}; train on the CPU (--device cpu)")
+    import torch
+    count, index = torch.cuda.device_count(), int(device.partition(":")[2] or 0)
+    if index >= count:      # else the models before gen are fitted and saved, then gen fails with a CUDA error
+        raise UserError(f"--device {device}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
 
 
 def _cmd_fit_user_model(a) -> int:

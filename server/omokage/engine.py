@@ -101,7 +101,10 @@ def load_sketch(catalog: Catalog, models_path, fingerprint: str | None = None, p
     decoder = make_preview_decoder(model, models_path, preview_backend, size)
     if getattr(decoder, "name", None) == "onnxruntime":
         # ~3 ms an image on a CPU core, 100 times PCA's: in the live loop it held every stroke's result (p50 337 ms at
-        # 50 drawers, benchmarks/results/sketch.md); results get PCA's preview and this one follows (v1.6)
+        # 50 drawers, benchmarks/results/sketch.md); results get PCA's preview and this one follows (v1.6), decoded in
+        # a process of its own (SharpenProcess), not the sketch worker's: its worker spec (a copy of the model's
+        # arrays, for the sketch worker) is not needed
+        decoder.worker_spec = None
         return SketchService(model, None, size, sharp=decoder)
     return SketchService(model, decoder, size)
 

@@ -48,7 +48,9 @@ class DecoderBackend:
     name: ClassVar[str] = "base"
     latent_dim: int
     side: int
-    # how another process makes this decoder again ({"backend", "model_dir", "options"}; the sketch worker), or None
+    # how another process makes this decoder again, or None: {"backend", "options", "model": the fitted model as data
+    # (omokage.sketch.worker.fitted_spec), "model_dir": where it was loaded from}; made by the sketch's
+    # make_preview_decoder for its worker process
     worker_spec: dict[str, Any] | None = None
 
     def decode(self, z) -> np.ndarray:

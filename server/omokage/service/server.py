@@ -1434,8 +1434,10 @@ class SketchBatcher:
     growing. Results are delivered to their connections by tasks of their own, so a slow reader delays only itself.
 
     Where: a worker process (`omokage.sketch.worker`: no GIL shared with the loop) when the previews are PCA's own
-    (numpy), else, and with OMOKAGE_SKETCH_WORKER=thread, one worker thread (a GPU or ONNX Runtime decoder gives the
-    GIL up while it runs)."""
+    (numpy) or the decoder says how the process makes it again (`worker_spec`: a GPU decoder of the `gen` model), else,
+    and with OMOKAGE_SKETCH_WORKER=thread, one worker thread (a decoder gives the GIL up while it runs). A worker
+    process that cannot start (it cannot make the decoder there: `SketchWorkerStartError`) is not started again: the
+    batch it failed, and every one after it, runs on the thread instead (`worker_fallback` in the stats says why)."""
 
     def __init__(self, server: "OmokageServer", service, max_batch: int = 64, mode: str | None = None):
         from omokage.sketch.worker import SketchWorker, supports
@@ -1450,6 +1452,7 @@ class SketchBatcher:
         self.worker = SketchWorker(service) if mode == "process" else None
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="omokage-sketch") \
             if self.worker is None else None
+        self.worker_fallback: str | None = None   # why the worker process gave way to the thread
         # a drawing's key in the worker process, by its live state (`SketchJob.live`, one per sketch.begin): when
         # that is collected (a new drawing, the connection gone), its key is queued for the worker to forget
         import weakref
@@ -1471,6 +1474,7 @@ class SketchBatcher:
                 "compute_ms_per_drawing": round(1000 * self.compute_s / self.drawings, 3) if self.drawings else None,
                 "compute_s": round(self.compute_s, 3),
                 **(self.worker.stats() if self.worker is not None else {"worker": "thread"}),
+                **({"worker_fallback": self.worker_fallback} if self.worker_fallback else {}),
                 **({"sharpen": self.sharpener.stats()} if self.sharpener is not None else {})}
 
     def sharpen(self, ws, conn: ServerConnection, job: SharpenJob) -> None:
@@ -1544,13 +1548,24 @@ class SketchBatcher:
         return key
 
     async def _in_process(self, batch) -> list:
-        from omokage.sketch.worker import SketchWorkerError
+        from omokage.sketch.worker import SketchWorkerError, SketchWorkerStartError
         drawings = [(self._key(job.live), job.drawing) for _, _, job in batch]
         forget = []
         while self._forget:
             forget.append(self._forget.popleft())
         try:
             return await self.worker.run(drawings, forget)
+        except SketchWorkerStartError as exc:
+            # it cannot make what it was sent (a GPU decoder it cannot make there, say): another start would fail the
+            # same way, and every batch with it, while the server's own service works
+            log.error("%s; projecting on a thread in the server from now on", exc,
+                      extra={"fields": {"drawings": len(batch)}})
+            self.worker_fallback = str(exc)
+            self.worker.close()
+            self.worker = None
+            self._forget.clear()
+            self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="omokage-sketch")
+            return await self._in_thread(asyncio.get_running_loop(), batch)
         except SketchWorkerError as exc:   # the process ended or hung: this batch fails, the next starts a new one
             log.error("%s", exc, extra={"fields": {"drawings": len(batch)}})
             return [exc] * len(batch)

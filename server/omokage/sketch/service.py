@@ -114,7 +114,6 @@ def make_preview_decoder(model: SketchModel, models_dir, backend: str = "auto",
     if backend not in ok:
         raise UserError(f"preview backend {backend} cannot run here: {why.get(backend)}")
     from omokage.features import latest_version_dir, load_model_dir
-    from omokage.generators import make_decoder
     gen_dir = latest_version_dir(models_dir, "gen")
     gen, _, _ = load_model_dir(gen_dir)
     pca = gen.pca_model()
@@ -122,26 +121,38 @@ def make_preview_decoder(model: SketchModel, models_dir, backend: str = "auto",
             not np.allclose(pca.components_, model.latent_.components_, atol=1e-4):
         raise UserError(f"{gen_dir} and the sketch model were fitted with different PCAs; refit both on this catalog: "
                         f"`omokage fit CATALOG --models sketch,gen --out {models_dir}`")
-    options = {}
-    if backend == "torch-cuda":
-        # CUDA graphs, recorded now for every batch size bucket: a third of eager's latency at batch 1 on an H200
-        # (docs/generators.md); eager if recording fails on this GPU or driver
-        options = {"cuda_graphs": True}
-        try:
-            decoder = make_decoder(backend, gen_dir, **options)
-        except Exception as exc:  # noqa: BLE001 - the eager decoder still serves
-            import logging
-            logging.getLogger("omokage.sketch").warning("torch-cuda previews: CUDA graphs failed (%s: %s); "
-                                                        "decoding eagerly", type(exc).__name__, exc)
-            options = {}
-            decoder = make_decoder(backend, gen_dir)
-    else:
-        decoder = make_decoder(backend, gen_dir)   # the version folder: TensorRT caches its plans there
-    if backend in ("tensorrt", "torch-cuda"):
-        # how the sketch worker process makes this decoder again for itself (omokage.sketch.worker): the live loop's
-        # projection and decoding then run there, off the server's GIL
-        decoder.worker_spec = {"backend": backend, "model_dir": str(gen_dir), "options": options}
+    # made from the model checked above (not the folder again: it may change meanwhile). torch-cuda: CUDA graphs,
+    # recorded now for every batch size bucket (a third of eager's latency at batch 1 on an H200, docs/generators.md);
+    # TensorRT caches its plans in the version folder
+    decoder, options = make_gen_decoder(backend, gen, {"cuda_graphs": True} if backend == "torch-cuda" else
+                                        {"cache_dir": str(gen_dir)} if backend == "tensorrt" else {})
+    from omokage.sketch.worker import fitted_spec
+    # how the sketch worker process makes this decoder again for itself (omokage.sketch.worker): the live loop's
+    # projection and decoding then run there, off the server's GIL. It carries the model itself, so the child decodes
+    # with the very model checked here, whatever the folder holds when it starts (or starts again after a crash)
+    decoder.worker_spec = {"backend": backend, "options": options, "model_dir": str(gen_dir),
+                           "model": fitted_spec(gen)}
     return decoder
+
+
+def make_gen_decoder(backend: str, gen, options: dict | None = None):
+    """(the `gen` model's decoder on `backend` with `options`, the options it was made with). torch-cuda with
+    `cuda_graphs` records its graphs now; where recording fails on this GPU or driver it decodes eagerly instead (said
+    in the log). The server and the sketch worker process both make their decoders here."""
+    from omokage.generators.backends import BackendUnavailable, make_decoder
+    options = dict(options or {})
+    try:
+        return make_decoder(backend, gen, **options), options
+    except BackendUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the eager decoder still serves
+        if backend != "torch-cuda" or not options.get("cuda_graphs"):
+            raise
+        import logging
+        logging.getLogger("omokage.sketch").warning("torch-cuda previews: CUDA graphs failed (%s: %s); decoding "
+                                                    "eagerly", type(exc).__name__, exc)
+        options.pop("cuda_graphs")
+        return make_decoder(backend, gen, **options), options
 
 
 @dataclass(frozen=True)

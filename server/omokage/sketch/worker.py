@@ -8,7 +8,8 @@ loop only copies each drawing's rasters (5 KB at R = 32: `SketchCanvas.snapshot`
 used to make there) into a frame and reads the answer from a pipe, both through the loop itself (no thread hand-off).
 
 The child is sent the fitted sketch model once, at its start (its arrays, ~25 MB for 1,500 faces: the very model
-the server loaded, not whatever the models folder holds by then), and keeps each drawing's running sums
+the server loaded, not whatever the models folder holds by then; a GPU preview decoder's `gen` model travels the same
+way, in its `worker_spec`), and keeps each drawing's running sums
 (`LiveDrawing`) under a key the server gives the drawing. A frame carries whole rasters, not strokes, so the child
 never holds the truth: a drawing it does not know (new, forgotten, or after a restart) is computed afresh, the same
 numbers to float rounding.
@@ -16,7 +17,8 @@ numbers to float rounding.
 Frames are a 4-byte big-endian length and a msgpack body (omokage.store.writer's framing):
 
     parent -> child   ["model", spec]                              once, first: `_model_spec`
-    child -> parent   ["ready", pid]
+    child -> parent   ["ready", pid]                               or ["error", type, message]: it could not
+                                                                   make the service (then it exits)
     parent -> child   [batch_no, forget, drawings]                 forget: keys of drawings gone (their sums freed);
                                                                    drawings: [key, revision, R, ink, paint, painted]
     parent -> child   ["stop"]                                     the server is closing (or the end of the input)
@@ -27,8 +29,10 @@ Frames are a 4-byte big-endian length and a msgpack body (omokage.store.writer's
 
 A batch that fails as a whole is retried drawing by drawing in the child (one bad drawing fails alone). When the
 child dies (kill -9, a crash) or does not answer within `reply_timeout`, the batch it owed fails
-(`SketchWorkerError`) and the next batch starts a new child. At the end of its input (the server closed the pipe,
-or died) the child exits.
+(`SketchWorkerError`) and the next batch starts a new child. A child that never says `ready` (it could not make what
+it was sent: a GPU decoder on a GPU it cannot use, say) raises `SketchWorkerStartError`: starting another would fail
+the same way, so the server projects in a thread of its own instead (`SketchBatcher`). At the end of its input (the
+server closed the pipe, or died) the child exits.
 
 Started by `SketchWorker` as `python -c "from omokage.sketch.worker import main; raise SystemExit(main())"`.
 """
@@ -60,6 +64,10 @@ class SketchWorkerError(RuntimeError):
     """The worker process ended, hung or answered out of step before it answered a batch."""
 
 
+class SketchWorkerStartError(SketchWorkerError):
+    """The worker process ended or hung before it said it was ready: it could not make the service it was sent."""
+
+
 class DrawingError(RuntimeError):
     """One drawing the worker could not project; `kind` is the type of the error it raised there."""
 
@@ -71,7 +79,7 @@ class DrawingError(RuntimeError):
 def supports(service) -> bool:
     """Whether `service` can run in a worker process: its previews must come from PCA's own decoder (the numpy
     backend), which the child rebuilds from the model, or from a decoder that says how to make it again there
-    (`worker_spec`: a GPU backend of the `gen` model, which the child loads from its version folder)."""
+    (`worker_spec`: a backend of the `gen` model, whose fitted arrays the spec carries)."""
     from omokage.sketch.service import LinearPreview
     return type(service.decoder) is LinearPreview or getattr(service.decoder, "worker_spec", None) is not None
 
@@ -81,6 +89,28 @@ def supports(service) -> bool:
 def _array(a: np.ndarray) -> list:
     a = np.ascontiguousarray(a)
     return [a.dtype.str, list(a.shape), a.tobytes()]
+
+
+def fitted_spec(model) -> dict[str, Any]:
+    """A fitted model (omokage.features) as msgpack-ready data: `fitted_from_spec` makes it again in another process,
+    the same model to the bit, whatever its folder in the model repository holds by then."""
+    return {"name": model.name, "params": model.get_params(), "n_features_in": int(model.n_features_in_),
+            "n_features_out": int(model._n_features_out),
+            "arrays": {k: _array(v) for k, v in model._fitted_arrays().items()}, "scalars": model._fitted_scalars(),
+            "files": dict(model._extra_files())}
+
+
+def fitted_from_spec(spec: dict[str, Any]):
+    from omokage.features import MODEL_CLASSES
+    model = MODEL_CLASSES[spec["name"]](**spec["params"])
+    model.n_features_in_ = spec["n_features_in"]
+    model._n_features_out = spec["n_features_out"]
+    # copies, writable as a loaded model's are (torch warns about a tensor over read-only memory: torch_net)
+    model._restore({k: np.frombuffer(data, np.dtype(dt)).reshape(shape).copy()
+                    for k, (dt, shape, data) in spec["arrays"].items()}, spec["scalars"])
+    if spec["files"]:
+        model._restore_files(spec["files"])
+    return model
 
 
 def _model_spec(service) -> dict[str, Any]:
@@ -102,12 +132,11 @@ def _service_from_spec(spec: dict[str, Any]):
     model._restore({k: np.frombuffer(data, np.dtype(dt)).reshape(shape)
                     for k, (dt, shape, data) in spec["arrays"].items()}, spec["scalars"])
     if spec.get("decoder"):
-        # a GPU decoder, made here from the gen model's version folder: this process then owns its own CUDA context
-        # and graphs, and the server's event loop shares no GIL with the decoding
-        from omokage.generators import make_decoder
+        # a GPU decoder, made here from the gen model the server loaded (its arrays, in the spec): this process then
+        # owns its own CUDA context and graphs, and the server's event loop shares no GIL with the decoding
+        from omokage.sketch.service import make_gen_decoder
         d = spec["decoder"]
-        decoder = make_decoder(d["backend"], d["model_dir"], **d.get("options", {}))
-        decoder.worker_spec = d
+        decoder, _ = make_gen_decoder(d["backend"], fitted_from_spec(d["model"]), d.get("options", {}))
     else:
         decoder = LinearPreview(model, spec["decoder_size"])
     return SketchService(model, decoder, spec["preview_size"], spec["count"])
@@ -159,9 +188,11 @@ class SketchWorker:
         self._pipes = (reader, writer, rt)
         await self._send(["model", _model_spec(self.service)])
         hello = await asyncio.wait_for(_read_frame(reader), self.start_timeout)
+        if isinstance(hello, list) and len(hello) == 3 and hello[0] == "error":
+            raise SketchWorkerStartError(f"it could not make the sketch service it was sent: {hello[1]}: {hello[2]}")
         if not (isinstance(hello, list) and hello[:1] == ["ready"]):
-            raise SketchWorkerError(f"the sketch worker process did not start (it said {hello!r:.80}; its error is in "
-                                    "the server's log above)")
+            raise SketchWorkerStartError(f"it did not start (it said {hello!r:.80}; its error is in the server's log "
+                                         "above)")
 
     async def _send(self, value) -> None:
         writer = self._pipes[1]
@@ -172,16 +203,19 @@ class SketchWorker:
                   forget: Sequence[int] = ()) -> list[Any]:
         """Results of `drawings` ((key, snapshot) pairs; a key names a drawing whose running sums the child keeps,
         None: computed afresh), in order: a `SketchResult`, or a `DrawingError` for one that failed alone. Raises
-        `SketchWorkerError` when the process ends, hangs or fails to start (the next call starts a new one)."""
+        `SketchWorkerError` when the process ends or hangs (the next call starts a new one), and
+        `SketchWorkerStartError` when it ends or hangs before it says it is ready."""
         from omokage.catalog.store import Texture
         from omokage.sketch.service import SketchResult
         if self.proc is None or self.proc.poll() is not None:
             self._end(kill=True)
             self._spawn()
         self._batch_no += 1
+        starting = self._pipes is None
         try:
-            if self._pipes is None:
+            if starting:
                 await self._connect()
+                starting = False
             await self._send([self._batch_no, list(forget),
                               [[key, r.revision, r.resolution, r.ink.tobytes(), r.paint.tobytes(), r.painted.tobytes()]
                                for key, r in drawings]])
@@ -197,6 +231,9 @@ class SketchWorker:
             self.failures += 1
             self._end(kill=True)
             why = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            if starting:
+                raise SketchWorkerStartError(f"the sketch worker process did not start ({why}; exit code {code})") \
+                    from None
             raise SketchWorkerError(f"the sketch worker process ended ({why}; exit code {code}) before it answered "
                                     "this batch; the next one starts a new worker") from None
         except BaseException:
@@ -334,7 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (isinstance(first, list) and first[:1] == ["model"]):
         print("sketch worker: the first frame must be the model (started by omokage's SketchWorker)", file=sys.stderr)
         return 2
-    service = _service_from_spec(first[1])
+    try:
+        service = _service_from_spec(first[1])
+    except Exception as exc:
+        # said to the server, which then projects without this process (starting another would fail the same way)
+        log.exception("could not make the sketch service it was sent")
+        write_frame(out, ["error", *_describe(exc)])
+        return 1
     del first
     write_frame(out, ["ready", os.getpid()])
     lives: collections.OrderedDict = collections.OrderedDict()
