@@ -173,6 +173,83 @@ print(json.dumps(seen))
     assert len(seen) == 9 and seen == {step: [] for step in seen}, seen
 
 
+def test_serving_opens_every_model_kind_and_projects_uploads_without_torch(tiny_catalog, every_served_kind, tmp_path):
+    """torch costs ~2.7 s of a server's start. A fresh process opens the engine as `omokage serve` does, over every
+    served kind: ae is loaded without torch (the catalog's ae features are saved with the model), and so is everything
+    else. An upload projected in every space but ae's needs none either: raw's reconstruction at a resolution below
+    the catalog's upsamples in numpy, as torch's bilinear interpolate does. A loaded ae saves without building its
+    module. ae's first projection builds it (importing torch) and gives the features it was saved with."""
+    code = f"""
+import json, sys
+import numpy as np
+from omokage.catalog.store import Catalog, matrix_to_images
+from omokage.engine import Engine
+from omokage.features import latest_version_dir, load_model_dir, make_model
+catalog_path, models = {str(tiny_catalog)!r}, {str(every_served_kind)!r}
+seen = {{}}
+engine = Engine.open(catalog_path, models, preview_backend="onnxruntime")
+assert set(engine.algorithms) == {{"raw", "pca", "nmf", "ae", "contrastive"}}, engine.algorithms
+seen["Engine.open"] = "torch" in sys.modules
+catalog = Catalog(catalog_path)
+X = catalog.matrix()[:3]
+rgb = matrix_to_images(X[:1], catalog.image_size)[0]
+for name in ("raw", "pca", "nmf", "contrastive"):
+    engine.project(name, rgb)
+for kind in ("sketch", "gen"):
+    model, _, _ = load_model_dir(latest_version_dir(models, kind))
+    model.inverse_transform(model.transform(X))
+raw32 = make_model("raw", resolution=32).fit(X)
+up = raw32.inverse_transform(raw32.transform(X))
+seen["projections but ae's"] = "torch" in sys.modules
+engine.models["ae"].model.save({str(tmp_path / "resaved")!r})
+seen["saving a loaded ae"] = "torch" in sys.modules
+vector, recon = engine.project("ae", rgb)
+seen["ae's first projection"] = "torch" in sys.modules
+import torch
+t = torch.from_numpy(raw32.transform(X).reshape(-1, 32, 32, 3)).permute(0, 3, 1, 2)
+ref = torch.nn.functional.interpolate(t, size=(64, 64), mode="bilinear", align_corners=False)
+seen["raw upsampling off torch's by"] = float(np.abs(up - ref.permute(0, 2, 3, 1).reshape(3, -1).numpy()).max())
+seen["ae off its saved catalog features by"] = float(np.abs(vector - engine.space("ae").features[0]).max())
+resaved, _, _ = load_model_dir({str(tmp_path / "resaved" / "ae" / "1")!r})
+served = engine.models["ae"].model
+seen["resaved ae off the served one by"] = float(np.abs(resaved.transform(X) - served.transform(X)).max())
+print(json.dumps(seen))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    off = {k: seen.pop(k) for k in [k for k in seen if k.endswith(" by")]}
+    assert seen == {"Engine.open": False, "projections but ae's": False, "saving a loaded ae": False,
+                    "ae's first projection": True}, seen
+    assert all(v < 1e-5 for v in off.values()), off
+
+
+def test_ae_builds_its_torch_module_once_when_first_projections_race(tiny_catalog, tiny_models):
+    """After a load, ae's torch module is built on first use: first projections on several threads at once (the
+    server's pool) wait for one build, under a lock, rather than each build its own. A fresh process, so that the
+    first build also imports torch (seconds): the window in which they race."""
+    code = f"""
+import json, threading
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+from omokage.catalog.store import Catalog
+from omokage.features import latest_version_dir, load_model_dir
+model, _, features = load_model_dir(latest_version_dir({str(tiny_models)!r}, "ae"))
+X = Catalog({str(tiny_catalog)!r}).matrix()[:1]
+start = threading.Barrier(8)
+def first_projection(_):
+    start.wait()
+    z = model.transform(X)
+    return id(model.torch_net()), float(np.abs(z - features[:1]).max())
+with ThreadPoolExecutor(8) as pool:
+    got = list(pool.map(first_projection, range(8)))
+print(json.dumps({{"modules": len({{m for m, _ in got}}), "off": max(d for _, d in got),
+                  "the served one": sum(m == id(model.torch_net()) for m, _ in got)}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["modules"] == 1 and seen["the served one"] == 8 and seen["off"] < 1e-5, seen
+
+
 def test_load_refuses_a_directory_without_config(tmp_path):
     from omokage.features import ModelRepositoryError
     with pytest.raises(ModelRepositoryError, match="omokage fit"):

@@ -67,6 +67,43 @@ def test_image_start_returns_a_reconstruction(live_server):
     run(main())
 
 
+def test_the_server_builds_ae_torch_module_once_listening_and_an_ae_image_start_works(tiny_catalog, tiny_models):
+    """torch (~2.7 s) is not imported to load ae: the server builds ae's torch module on its pool once it listens, so
+    a start does not wait for it, yet before the first upload in ae's space needs it. A fresh process, a real server
+    on a real port, and a client's image start in ae's space."""
+    code = f"""
+import asyncio, io, json, sys, time
+from PIL import Image
+from omokage.client import OmokageClient
+from omokage.engine import Engine
+from omokage.service.server import OmokageServer, configure_logging
+configure_logging("warning")
+server = OmokageServer(Engine.open({str(tiny_catalog)!r}, {str(tiny_models)!r}))
+ae = server.engine.models["ae"].model
+seen = {{"constructed": ["torch" in sys.modules, ae.net_ is not None]}}
+async def main():
+    loop = asyncio.get_running_loop()
+    ready, stop = loop.create_future(), loop.create_future()
+    task = asyncio.create_task(server.run("127.0.0.1", 0, ready=ready, stop=stop))
+    port = (await ready)[1]
+    deadline = time.monotonic() + 60
+    while ae.net_ is None and time.monotonic() < deadline:   # nobody has asked for ae yet
+        await asyncio.sleep(0.02)
+    seen["listening"] = ["torch" in sys.modules, ae.net_ is not None]
+    async with await OmokageClient.connect(f"ws://127.0.0.1:{{port}}/ws") as c:
+        grid = await c.start("ae", image={png_bytes()!r})
+        seen["image start"] = [len(grid.items), list(Image.open(io.BytesIO(grid.reconstruction["data"])).size),
+                               all(i.distance is not None for i in grid.items)]
+    stop.set_result(None)
+    await task
+asyncio.run(main())
+print(json.dumps(seen))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == {"constructed": [False, False], "listening": [True, True],
+                                                        "image start": [9, [64, 64], True]}
+
+
 def test_corrupt_images_and_bombs_get_errors_and_the_connection_survives(live_server):
     bomb = io.BytesIO()
     Image.new("1", (20000, 20000)).save(bomb, "PNG")  # 50 kB file, 400 M pixels decoded

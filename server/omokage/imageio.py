@@ -235,3 +235,17 @@ def area_matrix(src: int, dst: int) -> np.ndarray:
         a, b = (i * src) // dst, -(-(i + 1) * src // dst)
         A[i, a:b] = 1.0 / (b - a)
     return A
+
+
+def bilinear_matrix(src: int, dst: int) -> np.ndarray:
+    """(dst, src) weights of bilinear resizing as torch's interpolate(mode="bilinear", align_corners=False) does it
+    along one axis: output i samples input x = (i + 0.5) * src / dst - 0.5, clamped to [0, src - 1], between its two
+    neighbours."""
+    x = np.maximum((np.arange(dst) + 0.5) * (src / dst) - 0.5, 0.0)
+    lo = np.minimum(np.floor(x).astype(np.int64), src - 1)
+    hi = np.minimum(lo + 1, src - 1)
+    w = (x - lo).astype(np.float32)
+    B = np.zeros((dst, src), dtype=np.float32)
+    np.add.at(B, (np.arange(dst), lo), 1.0 - w)
+    np.add.at(B, (np.arange(dst), hi), w)
+    return B

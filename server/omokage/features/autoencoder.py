@@ -5,12 +5,15 @@ convolutional one trains in minutes on two CPU cores: images are area-downsample
 `input_size` (64 by default: 128 costs four times as much per epoch on a CPU), encoded by four
 stride-2 convolutions into `n_components` numbers, decoded by four transposed convolutions, then
 upsampled back to the catalog's size.
-Weights are saved as safetensors tensors (no pickle).
+Weights are saved as safetensors tensors (no pickle). A load imports no torch (~2.5 s of a server's start, while
+the catalog's features are saved with the model): the torch module is built from the saved weights on the first
+`transform` / `inverse_transform`, or by `warm()`, which the server calls on its pool once it listens.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -101,6 +104,7 @@ class ConvAutoencoder(FeatureModel):
             self._train(net, data, gen, opt, sched, tqdm)
         net.eval()
         self.net_ = net
+        self.net_state_ = None      # the weights are the module's (a load keeps them here until the module is built)
         return self
 
     def _train(self, net, data, gen, opt, sched, tqdm) -> None:
@@ -130,37 +134,61 @@ class ConvAutoencoder(FeatureModel):
             bar.set_postfix(mse=f"{self.loss_history_[-1]:.5f}")
             report_progress("ae", (epoch + 1) / self.epochs)
 
+    # -- the torch module, built on first use after a load ----------------------------------------
+    _net_lock = threading.Lock()
+
+    def torch_net(self):
+        """The trained torch module. After a load it is built from the saved weights on first use, importing torch:
+        once, under a lock, so that first queries on several threads wait for one build rather than race."""
+        check_is_fitted(self)
+        net = getattr(self, "net_", None)
+        if net is None:
+            with self._net_lock:
+                net = getattr(self, "net_", None)
+                if net is None:
+                    import torch
+                    net = _build(self.n_components, self.input_size, self.width)
+                    net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.net_state_.items()})
+                    net.eval()
+                    self.net_ = net     # published once whole: a reader sees None or the finished module
+        return net
+
+    def warm(self) -> None:
+        self.torch_net()
+
     def transform(self, X):
-        import torch
         check_is_fitted(self)
         X = self._check_input(X)
+        net = self.torch_net()
+        import torch
         out = []
         with torch.inference_mode():
             for start in range(0, len(X), 256):
-                out.append(self.net_.encoder(self._to_input(X[start:start + 256])).numpy())
+                out.append(net.encoder(self._to_input(X[start:start + 256])).numpy())
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.n_components), np.float32)
 
     def inverse_transform(self, Z):
-        import torch
         check_is_fitted(self)
+        net = self.torch_net()
+        import torch
         Z = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
         out = []
         with torch.inference_mode():
             for start in range(0, len(Z), 256):
-                out.append(self._to_output(self.net_.decoder(Z[start:start + 256])))
+                out.append(self._to_output(net.decoder(Z[start:start + 256])))
         return np.concatenate(out) if out else np.zeros((0, self.n_features_in_), np.float32)
 
     def _fitted_arrays(self):
-        return {k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        net = getattr(self, "net_", None)
+        if net is None:             # loaded and not used since: the saved weights, as loaded (no torch)
+            return dict(self.net_state_)
+        return {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
 
     def _fitted_scalars(self):
         return {"input_side": self.input_side_, "loss_history": [float(x) for x in self.loss_history_]}
 
     def _restore(self, arrays, scalars):
-        import torch
-        net = _build(self.n_components, self.input_size, self.width)
-        net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
-        net.eval()
-        self.net_ = net
+        self.net_state_ = arrays    # the module is built from these on first use (torch_net)
+        self.net_ = None
         self.input_side_ = int(scalars["input_side"])
         self.loss_history_ = scalars.get("loss_history", [])

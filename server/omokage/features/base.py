@@ -128,6 +128,11 @@ class FeatureModel:
     def _restore_files(self, files: dict[str, bytes]) -> None:
         """Receives the `_extra_files` saved with the model, after `_restore`."""
 
+    def warm(self) -> None:
+        """Make now what a load leaves for the first `transform` / `inverse_transform` to make (ae's torch module,
+        contrastive's ONNX Runtime session), so that a user's first upload does not wait for it: the server calls it
+        on its worker pool once it listens. Nothing by default."""
+
     @property
     def n_features_out(self) -> int:
         check_is_fitted(self)

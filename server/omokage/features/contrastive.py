@@ -262,6 +262,9 @@ class ContrastiveEmbedding(FeatureModel):
                     self._session = ort.InferenceSession(self.onnx_model_, opts, providers=["CPUExecutionProvider"])
         return self._session
 
+    def warm(self) -> None:
+        self._ort()
+
     def preprocess(self, X: np.ndarray) -> np.ndarray:
         """(n, H*W*3) rows → the network's (n, 3, input_size, input_size) input."""
         return downsample_nchw(X, self.input_side_, self.input_size)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from omokage.features.base import FeatureModel, check_is_fitted, downsample_nchw
+from omokage.imageio import bilinear_matrix
 
 
 def _side(n_pixels: int) -> int:
@@ -51,10 +52,12 @@ class RawPixels(FeatureModel):
         s, r = self.input_side_, (self.resolution or self.input_side_)
         if r == s:
             return Z.copy()
-        import torch
-        t = torch.from_numpy(np.ascontiguousarray(Z).reshape(-1, r, r, 3)).permute(0, 3, 1, 2)
-        up = torch.nn.functional.interpolate(t, size=(s, s), mode="bilinear", align_corners=False)
-        return up.permute(0, 2, 3, 1).reshape(len(Z), -1).clamp(0, 1).numpy()
+        # bilinear upsampling in numpy (an upload's reconstruction imports no torch): torch's interpolate(
+        # mode="bilinear", align_corners=False), one axis at a time
+        n, B = len(Z), bilinear_matrix(r, s)
+        up = B @ Z.reshape(n, r, r * 3)                                          # (n, s, r*3): rows upsampled
+        up = B @ up.reshape(n, s, r, 3).transpose(0, 2, 1, 3).reshape(n, r, s * 3)   # (n, x, y*3): columns
+        return np.clip(up.reshape(n, s, s, 3).transpose(0, 2, 1, 3).reshape(n, -1), 0.0, 1.0)
 
     def _fitted_arrays(self):
         return {"input_side": np.array([self.input_side_], dtype=np.int64)}

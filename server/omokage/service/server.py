@@ -39,6 +39,7 @@ import signal
 import sqlite3
 import ssl
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -1390,12 +1391,17 @@ class OmokageServer:
                                                   "items": len(self.backend.items)}})
             if ready is not None and not ready.done():
                 ready.set_result(bound)
-            if self.engine.can_generate_ideal:
-                # the ideal-face search's CMA-ES, imported now rather than on the first user's first `ideal`, and on
-                # the pool once listening rather than before: `cma` imports scipy.stats and matplotlib (~1 s of the
-                # start); an `ideal` that comes first waits for it on the import lock
-                self.pool.submit(importlib.import_module, "cma")
+            # What loading leaves for later, made now rather than on the first user's first upload or `ideal`, and on
+            # the pool once listening rather than before, so that a start does not wait for it: the models' torch
+            # modules and sessions (ae's imports torch, ~2.5 s) and the ideal-face search's CMA-ES (`cma` imports
+            # scipy.stats and matplotlib, ~2 s). One job, so the pool's other workers stay free for uploads; an upload
+            # or `ideal` that comes first makes what it needs itself, or waits for this job on the model's or the
+            # import lock. A server stopped meanwhile skips what is left (its shutdown waits for the pool).
+            warming = threading.Event()
+            self.pool.submit(self._warm_up, list(self.engine.models.values()), self.engine.can_generate_ideal,
+                             warming)
             await stop
+            warming.set()
             log.info("shutting down", extra={"fields": {"connections": self.connections}})
             watchdog.cancel()
             inflight_checks.cancel()
@@ -1409,6 +1415,22 @@ class OmokageServer:
                     log.exception("background fitting failed")
             server.close()  # closes connections with 1001 (going away) and waits for handlers
             await server.wait_closed()
+
+    @staticmethod
+    def _warm_up(models: list, ideal: bool, stopping: threading.Event) -> None:
+        for loaded in models:
+            if stopping.is_set():
+                return
+            try:
+                loaded.model.warm()
+            except Exception:   # a model that cannot project says so now, in the log, as its uploads will
+                log.exception("warming a model failed", extra={"fields": {"algorithm": loaded.name,
+                                                                          "model": str(loaded.version_dir)}})
+        if ideal and not stopping.is_set():
+            try:
+                importlib.import_module("cma")
+            except Exception:   # `ideal` says so when asked, as it did before
+                log.exception("importing cma for ideal faces failed")
 
     def _close_sinks(self) -> None:
         if self.sketches is not None:
