@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Decoder backends on a GPU machine: numpy vs ONNX Runtime vs torch-cuda (vs TensorRT where it is installed).
 
-For a machine with python3, torch (CUDA), onnxruntime (CPU), numpy, safetensors and scikit-learn, without omokage
-installed: run from the repository root with the package on the path,
+For a machine with python3, torch (CUDA), onnxruntime (CPU), numpy, safetensors, Pillow and opencv (imported with
+omokage's feature models), and tqdm and onnx (to fit a model: its training loop and torch's ONNX exporter), without
+omokage installed (scikit-learn is not needed: the models implement its estimator API themselves): run from the
+repository root with the package on the path,
 
     PYTHONPATH=server python3 benchmarks/gpu/decoder_backends.py --out /tmp/gpu-results
     PYTHONPATH=server python3 benchmarks/gpu/decoder_backends.py --model models/gen/1 --out /tmp/gpu-results
