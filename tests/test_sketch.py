@@ -961,88 +961,11 @@ def test_a_selection_started_from_a_live_drawing(sketch_server, faces):
     run(main())
 
 
-def test_a_selection_started_from_a_drawing_goes_on_after_a_restart(sketch_engine, faces, tmp_path):
-    """v1.7 restart resume used to leave out selections that began with a drawing (the drawing's evidence was not
-    logged): the client started again. The start now logs the drawing's log-likelihood of each face (in its record on
-    this catalog of 160 faces; in a blob beyond 512: the next test), and the restarted server replays the selection with it: the same grid, the same belief (the next
-    pick's grid is the one the first server would have shown)."""
+def _drawn_selection_goes_on_after_a_restart(engine, log, strokes):
+    """Draw `strokes`, start a selection from the drawing, pick once; restart the server on `log` and resume: the
+    resumed grid is the one shown (ids, distances, probabilities), the belief the first server's number for number,
+    the next grid an uninterrupted twin's, and two backs lead to the drawing's grid."""
     from omokage.client import OmokageClient
-    log = tmp_path / "e.jsonl"
-
-    async def drawn_selection(url):
-        c = await OmokageClient.connect(url)
-        await c.sketch_result(await draw(c, face_strokes(faces, 150)))
-        grids = [await c.start("pca", init="sketch", seed=11)]
-        grids.append(await c.choose(grids[-1].ids[2]))
-        return c, grids
-
-    twin = RunningServer(sketch_engine)      # the same selection, never restarted: what its next grid would be
-    try:
-        async def uninterrupted():
-            c, grids = await drawn_selection(twin.url)
-            nxt = await c.choose(grids[-1].ids[5])
-            await c.close()
-            return nxt
-        expected = run(uninterrupted())
-    finally:
-        twin.stop()
-    first = RunningServer(sketch_engine, events_path=log)
-    try:
-        async def before():
-            c, grids = await drawn_selection(first.url)
-            await c.close()
-            return c.resume_token, grids
-        token, grids = run(before())
-    finally:
-        first.stop()
-    start = next(json.loads(x) for x in log.read_text().splitlines() if '"event": "start"' in x)
-    assert start["init"] == "sketch" and len(start["sketch_ll"]) == len(sketch_engine.catalog)
-    second = RunningServer(sketch_engine, events_path=log)
-    try:
-        async def after():
-            async with await OmokageClient.connect(second.url, resume=token) as again:
-                assert again.resumed, again.welcome
-                assert again.resumed_grid.ids == grids[-1].ids and again.resumed_grid.step == 2
-                nxt = await again.choose(grids[-1].ids[5])
-                assert nxt.ids == expected.ids
-                assert (await again.back()).ids == grids[-1].ids
-                first_grid = await again.back()
-                assert first_grid.ids == grids[0].ids and first_grid.step == 1   # the drawing's grid, from the log
-        run(after())
-    finally:
-        second.stop()
-
-
-@pytest.fixture(scope="module")
-def big_sketch_engine(tmp_path_factory):
-    """A catalog of 4,200 faces (over the 4,096 a start record once held the drawing's evidence for), 32 x 32: the
-    160 generated faces shifted, mirrored and tinted (a few seconds, where generating 4,200 takes minutes), with PCA
-    and the sketch model fitted on it."""
-    from omokage.catalog.generate import generate_catalog
-    from omokage.catalog.store import Catalog, CatalogWriter
-    from omokage.engine import Engine
-    from omokage.features.fitting import fit_models
-    root = tmp_path_factory.mktemp("big")
-    faces = np.asarray(Catalog(generate_catalog(root / "small", count=160, seed=7, image_size=32,
-                                                progress=False)).pixels)
-    rng = np.random.default_rng(0)
-    with CatalogWriter(root / "catalog", image_size=32) as w:
-        for i in range(4200):
-            f = np.roll(faces[i % 160].astype(np.int16), (i // 160) % 5 - 2, axis=1)
-            f = (f[:, ::-1] if (i // 800) % 2 else f) + rng.integers(-12, 13, size=3)
-            w.add(np.clip(f, 0, 255).astype(np.uint8), f"face {i}", "")
-    fit_models(root / "catalog", root / "models", ["pca", "sketch"], n_components=12, progress=False)
-    return Engine.open(root / "catalog", root / "models")
-
-
-def test_a_drawings_selection_on_a_catalog_of_over_4096_faces_goes_on_after_a_restart(big_sketch_engine, tmp_path):
-    """A start from a drawing logged its evidence (a number per face) in its record on catalogs of up to 4,096 faces
-    only (at 100,000 faces that line would be ~2 MB): beyond, a restarted server could not rebuild the selection. It
-    now goes to a blob file the record names (over 512 faces), and the restarted server's belief is the first one's,
-    number for number, its grids the ones shown, its next grid an uninterrupted twin's."""
-    from omokage.client import OmokageClient
-    engine, log = big_sketch_engine, tmp_path / "e.jsonl"
-    faces = np.asarray(engine.catalog.pixels)
 
     def shown(grid):
         return [(i.id, i.distance, i.probability) for i in grid.items]
@@ -1052,12 +975,12 @@ def test_a_drawings_selection_on_a_catalog_of_over_4096_faces_goes_on_after_a_re
 
     async def drawn_selection(url):
         c = await OmokageClient.connect(url)
-        await c.sketch_result(await draw(c, face_strokes(faces, 1234)))
+        await c.sketch_result(await draw(c, strokes))
         grids = [await c.start("pca", init="sketch", seed=11)]
         grids.append(await c.choose(grids[-1].ids[2]))
         return c, grids
 
-    twin = RunningServer(engine)
+    twin = RunningServer(engine)      # the same selection, never restarted: what its next grid would be
     try:
         async def uninterrupted():
             c, grids = await drawn_selection(twin.url)
@@ -1088,10 +1011,52 @@ def test_a_drawings_selection_on_a_catalog_of_over_4096_faces_goes_on_after_a_re
                 assert shown(await again.choose(grids[-1].ids[5])) == shown(expected)
                 await again.back()
                 first_grid = await again.back()
-                assert shown(first_grid) == shown(grids[0])      # the drawing's grid, from the blob
+                assert shown(first_grid) == shown(grids[0]) and first_grid.step == 1   # the drawing's grid
         run(after())
     finally:
         second.stop()
+
+
+def test_a_selection_started_from_a_drawing_goes_on_after_a_restart(sketch_engine, faces, tmp_path):
+    """v1.7 restart resume used to leave out selections that began with a drawing (the drawing's evidence was not
+    logged): the client started again. The start now logs the drawing's log-likelihood of each face (in its record on
+    this catalog of 160 faces; in a blob beyond 512: the next test), and the restarted server replays the selection
+    with it: the same grid, the same belief (the next pick's grid is the one the first server would have shown)."""
+    log = tmp_path / "e.jsonl"
+    _drawn_selection_goes_on_after_a_restart(sketch_engine, log, face_strokes(faces, 150))
+    start = next(json.loads(x) for x in log.read_text().splitlines() if '"event": "start"' in x)
+    assert start["init"] == "sketch" and len(start["sketch_ll"]) == len(sketch_engine.catalog)
+
+
+@pytest.fixture(scope="module")
+def big_sketch_engine(tmp_path_factory):
+    """A catalog of 4,200 faces (over the 4,096 a start record once held the drawing's evidence for), 32 x 32: the
+    160 generated faces shifted, mirrored and tinted (a few seconds, where generating 4,200 takes minutes), with PCA
+    and the sketch model fitted on it."""
+    from omokage.catalog.generate import generate_catalog
+    from omokage.catalog.store import Catalog, CatalogWriter
+    from omokage.engine import Engine
+    from omokage.features.fitting import fit_models
+    root = tmp_path_factory.mktemp("big")
+    faces = np.asarray(Catalog(generate_catalog(root / "small", count=160, seed=7, image_size=32,
+                                                progress=False)).pixels)
+    rng = np.random.default_rng(0)
+    with CatalogWriter(root / "catalog", image_size=32) as w:
+        for i in range(4200):
+            f = np.roll(faces[i % 160].astype(np.int16), (i // 160) % 5 - 2, axis=1)
+            f = (f[:, ::-1] if (i // 800) % 2 else f) + rng.integers(-12, 13, size=3)
+            w.add(np.clip(f, 0, 255).astype(np.uint8), f"face {i}", "")
+    fit_models(root / "catalog", root / "models", ["pca", "sketch"], n_components=12, progress=False)
+    return Engine.open(root / "catalog", root / "models")
+
+
+def test_a_drawings_selection_on_a_catalog_of_over_4096_faces_goes_on_after_a_restart(big_sketch_engine, tmp_path):
+    """A start from a drawing logged its evidence (a number per face) in its record on catalogs of up to 4,096 faces
+    only (at 100,000 faces that line would be ~2 MB): beyond, a restarted server could not rebuild the selection. It
+    now goes to a blob file the record names (over 512 faces), and the restarted server's belief is the first one's,
+    number for number, its grids the ones shown, its next grid an uninterrupted twin's."""
+    engine, log = big_sketch_engine, tmp_path / "e.jsonl"
+    _drawn_selection_goes_on_after_a_restart(engine, log, face_strokes(np.asarray(engine.catalog.pixels), 1234))
     line = next(x for x in log.read_text().splitlines() if '"event": "start"' in x)
     start = json.loads(line)
     assert start["init"] == "sketch" and "sketch_ll" not in start and len(line) < 2000
